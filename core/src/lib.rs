@@ -1,0 +1,27 @@
+//! The pure core of jobvault.
+//!
+//! Everything jobvault decides is decided here: when to snapshot, what to
+//! upload, when a job counts as safe in the bucket, when to give up on a
+//! trigger, how objects are named and framed, and how a retrieval picks the
+//! newest version of each job. Nothing here does I/O, reads a clock or draws a
+//! random number. The shell executes what this crate decides against the real
+//! world; the simulator executes it against a seeded, faulty one.
+
+pub mod envelope;
+pub mod job;
+pub mod job_id;
+pub mod job_object;
+pub mod machine;
+pub mod object_name;
+pub mod retrieval;
+pub mod timestamp;
+pub mod trigger;
+
+/// A job's change sequence: its position in the database's commit order.
+pub type Seq = u64;
+
+pub use envelope::Envelope;
+pub use job::{Job, JobStatus, TaskStatus, TaskSummary};
+pub use job_id::JobId;
+pub use machine::{Backup, Command, Config, Cursor, Failure, Input, Metrics};
+pub use timestamp::Timestamp;

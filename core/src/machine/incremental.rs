@@ -1,0 +1,440 @@
+//! Incremental job backup: every changed job in the bucket within seconds.
+//!
+//! The change feed is durable: jobs carry a change sequence (`seq`) that the
+//! database takes from a counter in the same transaction, so sequence order is
+//! commit order. The stored [`Cursor`] says how far the bucket is known to be
+//! complete. A restart, or a feed that has to be rescanned, starts again from
+//! the cursor; uploading a version twice is harmless.
+//!
+//! In memory the backup keeps a *window*: the jobs read from the feed whose
+//! upload has not yet been confirmed. The cursor only moves over a prefix of
+//! the window in which every version is in the bucket, so a failed upload holds
+//! the cursor back until a retry succeeds (the original dropped such a job).
+//! The window is bounded, which bounds memory whatever the database size.
+//!
+//! Per job id at most one upload is in flight, and a newer version waits for
+//! it, so an older version never overwrites a newer one (the original could
+//! race two versions of one job).
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+use tracing::{debug, warn};
+
+use super::Context;
+use super::io::{ChangeBatch, Command, Cursor, Failure, JobUpload};
+use crate::Seq;
+use crate::envelope::Envelope;
+use crate::job_id::JobId;
+use crate::object_name::{Framing, ObjectKind, job_object};
+use crate::timestamp::Timestamp;
+
+/// What is known about one job id with entries in the window or an upload in
+/// flight.
+#[derive(Debug, Default)]
+struct Slot {
+    /// The newest version confirmed in the bucket during this run.
+    uploaded: Option<Seq>,
+    in_flight: Option<Envelope>,
+    /// The in-flight upload was issued before a feed reset; its result says
+    /// nothing about the database as it is now.
+    in_flight_stale: bool,
+    /// The newest version read and not yet uploaded.
+    next: Option<Envelope>,
+    /// Window entries that belong to this id.
+    refs: usize,
+}
+
+/// One read of the change feed.
+#[derive(Debug)]
+struct Batch {
+    /// When the read was issued: every commit before it is in this batch or an
+    /// earlier one, unless the batch was cut short by its limit.
+    read_at: Timestamp,
+    /// The highest sequence read so far when this batch arrived.
+    last_seq: Seq,
+    /// The batch held everything there was (it was not cut by the limit).
+    complete: bool,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Saving {
+    cursor: Cursor,
+    /// Issued before a feed reset: whatever it reports, it is not our cursor.
+    stale: bool,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct ReadInFlight {
+    read_at: Timestamp,
+    limit: usize,
+}
+
+#[derive(Debug)]
+pub(crate) struct Incremental {
+    concurrency: usize,
+    max_pending: usize,
+    /// The cursor stored in the database, as far as we know.
+    durable: Cursor,
+    /// How far the bucket is complete in memory; saved when it moves.
+    covered: Cursor,
+    /// The highest sequence read from the feed.
+    frontier: Seq,
+    /// Sequence → job id of every version read and not yet covered.
+    window: BTreeMap<Seq, JobId>,
+    batches: VecDeque<Batch>,
+    slots: BTreeMap<JobId, Slot>,
+    /// Uploads to start, oldest version first so the cursor moves soonest.
+    ready: BTreeSet<(Seq, JobId)>,
+    /// Jobs whose last upload failed; they become ready at the next tick.
+    waiting: BTreeSet<JobId>,
+    uploads_in_flight: usize,
+    read: Option<ReadInFlight>,
+    saving: Option<Saving>,
+    /// The last batch was cut by its limit: read again as soon as there is room.
+    more_to_read: bool,
+    stopping: bool,
+}
+
+impl Incremental {
+    pub fn new(stored: Cursor, concurrency: usize, max_pending: usize) -> Self {
+        Incremental {
+            concurrency: concurrency.max(1),
+            max_pending: max_pending.max(1),
+            durable: stored,
+            covered: stored,
+            frontier: stored.seq,
+            window: BTreeMap::new(),
+            batches: VecDeque::new(),
+            slots: BTreeMap::new(),
+            ready: BTreeSet::new(),
+            waiting: BTreeSet::new(),
+            uploads_in_flight: 0,
+            read: None,
+            saving: None,
+            more_to_read: false,
+            stopping: false,
+        }
+    }
+
+    pub fn durable(&self) -> Cursor {
+        self.durable
+    }
+
+    pub fn pending(&self) -> usize {
+        self.window.len()
+    }
+
+    pub fn uploads_in_flight(&self) -> usize {
+        self.uploads_in_flight
+    }
+
+    /// Nothing in flight: the process may exit without losing work.
+    pub fn is_quiet(&self) -> bool {
+        self.uploads_in_flight == 0 && self.read.is_none() && self.saving.is_none()
+    }
+
+    pub fn stop(&mut self) {
+        self.stopping = true;
+    }
+
+    /// The periodic step: retry failed uploads, read the feed, save progress.
+    pub fn tick(&mut self, cx: &mut Context) {
+        for id in std::mem::take(&mut self.waiting) {
+            self.make_ready(&id);
+        }
+        self.read_changes(cx);
+        self.save(cx);
+        self.start_uploads(cx);
+    }
+
+    pub fn on_changes_read(&mut self, cx: &mut Context, result: Result<ChangeBatch, Failure>) {
+        let Some(read) = self.read.take() else {
+            warn!("change feed batch arrived with no read outstanding; ignored");
+            return;
+        };
+        let batch = match result {
+            Ok(batch) => batch,
+            Err(failure) => {
+                warn!(error = %failure, "reading the change feed failed; retrying at the next step");
+                return;
+            }
+        };
+        // A save may have landed before the read, whether or not it has
+        // reported yet; any other cursor means someone else changed it.
+        let landed_save = self
+            .saving
+            .is_some_and(|s| !s.stale && s.cursor == batch.stored);
+        if batch.stored != self.durable && !landed_save {
+            self.reset(cx, batch.stored);
+            self.read_changes(cx);
+            return;
+        }
+        let truncated = batch.jobs.len() >= read.limit;
+        for envelope in batch.jobs {
+            if envelope.seq <= self.frontier {
+                continue;
+            }
+            self.frontier = envelope.seq;
+            let id = envelope.job.id.clone();
+            self.window.insert(envelope.seq, id.clone());
+            self.slots.entry(id).or_default().refs += 1;
+            self.offer(envelope);
+        }
+        self.batches.push_back(Batch {
+            read_at: read.read_at,
+            last_seq: self.frontier,
+            complete: !truncated,
+        });
+        self.more_to_read = truncated;
+        self.advance();
+        self.save(cx);
+        self.start_uploads(cx);
+        self.note_if_caught_up(cx);
+        if truncated && self.has_room_for_a_read() {
+            self.read_changes(cx);
+        }
+    }
+
+    pub fn on_job_uploaded(
+        &mut self,
+        cx: &mut Context,
+        id: &JobId,
+        seq: Seq,
+        result: Result<u64, Failure>,
+    ) {
+        let Some(slot) = self.slots.get_mut(id) else {
+            warn!(job = %id, seq, "upload result for a job with no upload in flight; ignored");
+            return;
+        };
+        let Some(sent) = slot.in_flight.take_if(|sent| sent.seq == seq) else {
+            warn!(job = %id, seq, "upload result for a version not in flight; ignored");
+            return;
+        };
+        self.uploads_in_flight -= 1;
+        let stale = std::mem::take(&mut slot.in_flight_stale);
+        match result {
+            Ok(bytes) => {
+                cx.metrics.jobs_backed_up += 1;
+                cx.metrics.uploads.add(ObjectKind::Job, 1);
+                cx.metrics.upload_bytes.add(ObjectKind::Job, bytes);
+                if !stale {
+                    slot.uploaded = slot.uploaded.max(Some(seq));
+                    if slot.next.as_ref().is_some_and(|next| next.seq <= seq) {
+                        slot.next = None;
+                    }
+                }
+            }
+            Err(failure) => {
+                cx.metrics.upload_errors.add(ObjectKind::Job, 1);
+                warn!(job = %id, seq, error = %failure, "job upload failed; it stays pending and is retried");
+                if slot.next.is_none() && !stale {
+                    slot.next = Some(sent);
+                    self.waiting.insert(id.clone());
+                }
+            }
+        }
+        if !self.waiting.contains(id) {
+            self.make_ready(id);
+        }
+        self.forget_if_idle(id);
+        self.advance();
+        if self.window.is_empty() || (self.stopping && self.uploads_in_flight == 0) {
+            self.save(cx);
+        }
+        self.start_uploads(cx);
+        if self.more_to_read && self.has_room_for_a_read() {
+            self.read_changes(cx);
+        }
+    }
+
+    pub fn on_cursor_saved(&mut self, cx: &mut Context, result: Result<(), Failure>) {
+        let Some(Saving {
+            cursor: saved,
+            stale,
+        }) = self.saving.take()
+        else {
+            warn!("cursor saved with no save outstanding; ignored");
+            return;
+        };
+        match result {
+            Ok(()) if stale => {}
+            Ok(()) => {
+                self.durable = saved;
+                cx.metrics.cursor = saved;
+                self.note_if_caught_up(cx);
+            }
+            Err(failure) => {
+                warn!(error = %failure, seq = saved.seq, "saving the incremental cursor failed; retrying at the next step");
+            }
+        }
+        if self.more_to_read && self.has_room_for_a_read() {
+            self.read_changes(cx);
+        }
+    }
+
+    /// Offers a version read from the feed for upload.
+    fn offer(&mut self, envelope: Envelope) {
+        let id = envelope.job.id.clone();
+        let slot = self.slots.get_mut(&id).expect("offered jobs have a slot");
+        if slot.uploaded >= Some(envelope.seq) {
+            return;
+        }
+        if let Some(next) = &slot.next {
+            if next.seq >= envelope.seq {
+                return;
+            }
+            self.ready.remove(&(next.seq, id.clone()));
+        }
+        slot.next = Some(envelope);
+        self.waiting.remove(&id);
+        self.make_ready(&id);
+    }
+
+    /// Queues the job's next version for upload unless one is in flight.
+    fn make_ready(&mut self, id: &JobId) {
+        if let Some(slot) = self.slots.get(id)
+            && slot.in_flight.is_none()
+            && let Some(next) = &slot.next
+        {
+            self.ready.insert((next.seq, id.clone()));
+        }
+    }
+
+    fn start_uploads(&mut self, cx: &mut Context) {
+        while !self.stopping && self.uploads_in_flight < self.concurrency {
+            let Some((_, id)) = self.ready.pop_first() else {
+                break;
+            };
+            let slot = self.slots.get_mut(&id).expect("ready jobs have a slot");
+            let envelope = slot.next.take().expect("ready jobs have a version to send");
+            let object = job_object(cx.now, &id);
+            let framing = Framing::for_object(&object, envelope.modified);
+            cx.out.push_back(Command::UploadJob(JobUpload {
+                object,
+                framing,
+                envelope: envelope.clone(),
+            }));
+            slot.in_flight = Some(envelope);
+            self.uploads_in_flight += 1;
+        }
+    }
+
+    fn has_room_for_a_read(&self) -> bool {
+        self.max_pending - self.window.len() >= self.max_pending.div_ceil(2)
+    }
+
+    fn read_changes(&mut self, cx: &mut Context) {
+        if self.stopping || self.read.is_some() {
+            return;
+        }
+        let limit = self.max_pending - self.window.len();
+        if limit == 0 {
+            return;
+        }
+        self.read = Some(ReadInFlight {
+            read_at: cx.now,
+            limit,
+        });
+        cx.out.push_back(Command::ReadChanges {
+            after: self.frontier,
+            limit,
+        });
+    }
+
+    fn save(&mut self, cx: &mut Context) {
+        if self.saving.is_some() || self.covered == self.durable {
+            return;
+        }
+        self.saving = Some(Saving {
+            cursor: self.covered,
+            stale: false,
+        });
+        cx.out.push_back(Command::SaveCursor {
+            expected: self.durable,
+            new: self.covered,
+        });
+    }
+
+    /// Moves `covered` over the window's prefix of versions in the bucket, and
+    /// its time over the batches that prefix completes.
+    fn advance(&mut self) {
+        while let Some(entry) = self.window.first_entry() {
+            let seq = *entry.key();
+            let slot = &self.slots[entry.get()];
+            if slot.uploaded < Some(seq) {
+                break;
+            }
+            let id = entry.remove();
+            self.slots
+                .get_mut(&id)
+                .expect("window entries have a slot")
+                .refs -= 1;
+            self.forget_if_idle(&id);
+            self.covered.seq = seq;
+        }
+        if self.window.is_empty() {
+            self.covered.seq = self.frontier;
+        }
+        while let Some(batch) = self.batches.front() {
+            if batch.last_seq > self.covered.seq {
+                break;
+            }
+            if batch.complete {
+                self.covered.time = self.covered.time.max(batch.read_at);
+            }
+            self.batches.pop_front();
+        }
+    }
+
+    fn note_if_caught_up(&self, cx: &mut Context) {
+        if self.window.is_empty() && self.covered == self.durable && !self.more_to_read {
+            cx.metrics.incremental_alive = Some(cx.now);
+        }
+    }
+
+    fn forget_if_idle(&mut self, id: &JobId) {
+        if let Some(slot) = self.slots.get(id)
+            && slot.refs == 0
+            && slot.in_flight.is_none()
+            && slot.next.is_none()
+        {
+            self.slots.remove(id);
+            self.waiting.remove(id);
+        }
+    }
+
+    /// The database's cursor is not the one we stored: it was replaced or
+    /// restored underneath us. Forget everything read and rescan from it.
+    fn reset(&mut self, cx: &mut Context, stored: Cursor) {
+        warn!(
+            stored_seq = stored.seq,
+            expected_seq = self.durable.seq,
+            "the database's incremental cursor changed underneath jobvault; rescanning the change feed from it"
+        );
+        cx.metrics.feed_resets_since_snapshot += 1;
+        cx.metrics.cursor = stored;
+        self.durable = stored;
+        self.covered = stored;
+        self.frontier = stored.seq;
+        self.window.clear();
+        self.batches.clear();
+        self.ready.clear();
+        self.waiting.clear();
+        self.more_to_read = false;
+        if let Some(saving) = &mut self.saving {
+            saving.stale = true;
+        }
+        self.slots.retain(|_, slot| slot.in_flight.is_some());
+        for slot in self.slots.values_mut() {
+            *slot = Slot {
+                in_flight: slot.in_flight.take(),
+                in_flight_stale: true,
+                ..Slot::default()
+            };
+        }
+        debug!(
+            in_flight = self.slots.len(),
+            "uploads still in flight across the reset"
+        );
+    }
+}

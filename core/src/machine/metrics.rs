@@ -1,0 +1,106 @@
+//! The numbers an operator alerts on, kept by the core as it decides.
+//!
+//! The shell only renders them. Keeping them here means the simulator sees
+//! the same numbers production would export.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use super::io::{Cursor, ListedObject};
+use crate::object_name::{ObjectKind, parse_object_name};
+use crate::timestamp::Timestamp;
+
+const DAY: Duration = Duration::from_secs(86_400);
+
+/// A count kept separately for snapshots and job objects.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PerKind {
+    pub snapshot: u64,
+    pub job: u64,
+}
+
+impl PerKind {
+    pub fn get(&self, kind: ObjectKind) -> u64 {
+        match kind {
+            ObjectKind::Snapshot => self.snapshot,
+            ObjectKind::Job => self.job,
+        }
+    }
+
+    pub(crate) fn add(&mut self, kind: ObjectKind, n: u64) {
+        match kind {
+            ObjectKind::Snapshot => self.snapshot += n,
+            ObjectKind::Job => self.job += n,
+        }
+    }
+}
+
+/// Everything jobvault reports about itself.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Metrics {
+    /// When the newest snapshot was uploaded (by anyone, as far as known).
+    pub last_snapshot: Option<Timestamp>,
+    /// Snapshots uploaded in the 24 hours before the last refresh.
+    pub snapshots_last_24h: u64,
+    /// When the trigger directory was last checked successfully.
+    pub trigger_check_alive: Option<Timestamp>,
+    /// When the incremental backup last caught up completely.
+    pub incremental_alive: Option<Timestamp>,
+    /// Job versions uploaded.
+    pub jobs_backed_up: u64,
+    /// Times the change feed had to be rescanned since the last snapshot.
+    pub feed_resets_since_snapshot: u64,
+    /// Jobs read from the change feed and not yet in the bucket.
+    pub pending_jobs: u64,
+    /// The cursor last stored in the database.
+    pub cursor: Cursor,
+    pub uploads: PerKind,
+    pub upload_bytes: PerKind,
+    pub upload_errors: PerKind,
+    /// Snapshot attempts started from trigger files.
+    pub trigger_attempts: u64,
+    /// Malformed trigger files moved aside.
+    pub triggers_quarantined: u64,
+    /// Triggers given up after the last attempt failed.
+    pub triggers_exhausted: u64,
+}
+
+/// Snapshots known from listings and from our own uploads, to count those of
+/// the last 24 hours without listing every snapshot ever written.
+#[derive(Debug, Default)]
+pub(crate) struct SnapshotLedger {
+    /// Object name → upload time, for snapshots of the last two days.
+    recent: BTreeMap<String, Timestamp>,
+}
+
+impl SnapshotLedger {
+    /// Replaces what the ledger knows with a listing issued at `listed_at`,
+    /// keeping our own uploads that finished after it.
+    pub fn refresh(&mut self, listed: &[ListedObject], listed_at: Timestamp) {
+        self.recent.retain(|_, updated| *updated > listed_at);
+        for object in listed {
+            let is_snapshot = parse_object_name(&object.name)
+                .is_ok_and(|parsed| parsed.kind == ObjectKind::Snapshot);
+            if is_snapshot {
+                self.recent.insert(object.name.clone(), object.updated);
+            }
+        }
+    }
+
+    pub fn record(&mut self, object: &str, at: Timestamp) {
+        self.recent.insert(object.to_owned(), at);
+    }
+
+    pub fn newest(&self) -> Option<Timestamp> {
+        self.recent.values().copied().max()
+    }
+
+    pub fn count_last_24h(&mut self, now: Timestamp) -> u64 {
+        let since = now - DAY;
+        self.recent.retain(|_, updated| *updated > since - DAY);
+        self.recent
+            .values()
+            .filter(|updated| **updated > since)
+            .count() as u64
+    }
+}

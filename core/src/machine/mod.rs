@@ -1,0 +1,266 @@
+//! The backup state machine.
+//!
+//! [`Backup`] takes no action itself. Its driver feeds it time
+//! ([`Backup::handle_timeout`]) and reports ([`Backup::handle_input`]), and
+//! executes the commands it emits ([`Backup::poll_command`]); it asks when it
+//! next needs to be woken with [`Backup::poll_timeout`]. The same machine runs
+//! in the daemon, against real files and stores, and in the simulator, against
+//! a seeded world that fails on purpose.
+
+mod incremental;
+mod io;
+mod metrics;
+mod snapshots;
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use tracing::warn;
+
+pub use io::{
+    ChangeBatch, Command, Cursor, Failure, Input, JobUpload, ListedObject, SnapshotOrder,
+    SnapshotReason,
+};
+pub use metrics::{Metrics, PerKind};
+pub use snapshots::{immediate_base_name, plan_snapshot};
+
+use crate::object_name::ObjectKind;
+use crate::retrieval::day_prefixes;
+use crate::timestamp::Timestamp;
+use incremental::Incremental;
+use metrics::SnapshotLedger;
+use snapshots::Snapshots;
+
+/// How the backup behaves; the defaults are the original's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// Immediate snapshots are named `<name>-HH:MM:SS`.
+    pub name: String,
+    /// How often the trigger directory and the change feed are checked.
+    pub interval: Duration,
+    /// Job uploads in flight at most.
+    pub concurrency: usize,
+    /// Jobs read from the change feed and held until uploaded, at most.
+    pub max_pending: usize,
+    /// How often the snapshot metrics are refreshed from the bucket.
+    pub listing_interval: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            name: "task-scheduler".to_owned(),
+            interval: Duration::from_secs(10),
+            concurrency: 32,
+            max_pending: 4096,
+            listing_interval: Duration::from_secs(600),
+        }
+    }
+}
+
+/// The first listing looks this far back for the newest snapshot; later ones
+/// only need the last 24 hours (the day folders of today and yesterday).
+const FIRST_LISTING_LOOKBACK: Duration = Duration::from_secs(7 * 86_400);
+const DAY: Duration = Duration::from_secs(86_400);
+
+/// What a sub-machine needs to act: the time, where to put commands and
+/// metrics, and the incremental time that frames snapshots.
+pub(crate) struct Context<'a> {
+    now: Timestamp,
+    out: &'a mut VecDeque<Command>,
+    metrics: &'a mut Metrics,
+    ledger: &'a mut SnapshotLedger,
+    incremental_time: Timestamp,
+}
+
+/// The whole backup: triggered and immediate snapshots, incremental job
+/// backup, and the metrics about both.
+#[derive(Debug)]
+pub struct Backup {
+    config: Config,
+    snapshots: Snapshots,
+    incremental: Incremental,
+    metrics: Metrics,
+    ledger: SnapshotLedger,
+    out: VecDeque<Command>,
+    next_tick: Timestamp,
+    next_listing: Timestamp,
+    /// When the outstanding snapshot listing was issued.
+    listing: Option<Timestamp>,
+    listed_once: bool,
+    stopping: bool,
+}
+
+/// Builds a [`Context`] from disjoint fields of a [`Backup`], so a
+/// sub-machine field can be borrowed at the same time.
+macro_rules! context {
+    ($self:ident, $now:expr) => {
+        Context {
+            now: $now,
+            out: &mut $self.out,
+            metrics: &mut $self.metrics,
+            ledger: &mut $self.ledger,
+            incremental_time: $self.incremental.durable().time,
+        }
+    };
+}
+
+impl Backup {
+    /// A backup that resumes from the cursor stored in the database. The first
+    /// step is due at `now`.
+    pub fn new(config: Config, stored: Cursor, now: Timestamp) -> Self {
+        let incremental = Incremental::new(stored, config.concurrency, config.max_pending);
+        let snapshots = Snapshots::new(config.name.clone());
+        Backup {
+            config,
+            snapshots,
+            incremental,
+            metrics: Metrics {
+                cursor: stored,
+                ..Metrics::default()
+            },
+            ledger: SnapshotLedger::default(),
+            out: VecDeque::new(),
+            next_tick: now,
+            next_listing: now,
+            listing: None,
+            listed_once: false,
+            stopping: false,
+        }
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// When [`Backup::handle_timeout`] should next be called; `None` once
+    /// stopping.
+    pub fn poll_timeout(&self) -> Option<Timestamp> {
+        (!self.stopping).then(|| self.next_tick.min(self.next_listing))
+    }
+
+    /// Runs whatever is due at `now`.
+    pub fn handle_timeout(&mut self, now: Timestamp) {
+        if self.stopping {
+            return;
+        }
+        // A clock that jumped back must not postpone the next step by the jump.
+        self.next_tick = self.next_tick.min(now + self.config.interval);
+        self.next_listing = self.next_listing.min(now + self.config.listing_interval);
+        if now >= self.next_tick {
+            self.next_tick = now + self.config.interval;
+            let mut cx = context!(self, now);
+            self.snapshots.tick(&mut cx);
+            self.incremental.tick(&mut cx);
+        }
+        if now >= self.next_listing && self.listing.is_none() {
+            self.next_listing = now + self.config.listing_interval;
+            self.list_snapshots(now);
+        }
+    }
+
+    /// Takes in a report from the driver.
+    pub fn handle_input(&mut self, input: Input, now: Timestamp) {
+        let mut cx = context!(self, now);
+        match input {
+            Input::TriggersScanned(result) => {
+                if self.stopping {
+                    self.snapshots.on_scanned(&mut cx, Ok(Vec::new()));
+                } else {
+                    self.snapshots.on_scanned(&mut cx, result);
+                }
+            }
+            Input::TriggerAttemptsWritten { name, result } => {
+                self.snapshots.on_attempts_written(&mut cx, &name, result);
+            }
+            Input::TriggerDeleted { name, result } => self.snapshots.on_deleted(&name, result),
+            Input::TriggerQuarantined { name, result } => {
+                self.snapshots.on_quarantined(&mut cx, &name, result);
+            }
+            Input::SnapshotTaken { object, result } => {
+                self.snapshots.on_snapshot_taken(&mut cx, &object, result);
+            }
+            Input::ChangesRead(result) => self.incremental.on_changes_read(&mut cx, result),
+            Input::JobUploaded { id, seq, result } => {
+                self.incremental.on_job_uploaded(&mut cx, &id, seq, result);
+            }
+            Input::CursorSaved(result) => self.incremental.on_cursor_saved(&mut cx, result),
+            Input::SnapshotsListed(result) => self.on_snapshots_listed(now, result),
+            Input::ImmediateBackupRequested => {
+                if self.stopping {
+                    self.out.push_back(Command::ImmediateBackupDone {
+                        object: String::new(),
+                        result: Err(Failure("jobvault is shutting down".to_owned())),
+                    });
+                } else {
+                    self.snapshots.request_immediate(&mut cx);
+                }
+            }
+        }
+    }
+
+    /// The next command to execute.
+    pub fn poll_command(&mut self) -> Option<Command> {
+        self.out.pop_front()
+    }
+
+    /// Stops taking new work. Work in flight still reports back, and the
+    /// cursor is still saved for what completes; nothing else starts.
+    pub fn stop(&mut self) {
+        self.stopping = true;
+        self.snapshots.stop();
+        self.incremental.stop();
+    }
+
+    /// Nothing is in flight: after [`Backup::stop`], the driver may exit.
+    pub fn is_quiet(&self) -> bool {
+        self.incremental.is_quiet() && self.snapshots.is_quiet() && self.listing.is_none()
+    }
+
+    pub fn metrics(&self) -> Metrics {
+        Metrics {
+            pending_jobs: self.incremental.pending() as u64,
+            ..self.metrics.clone()
+        }
+    }
+
+    /// Job uploads issued and not yet reported.
+    pub fn uploads_in_flight(&self) -> usize {
+        self.incremental.uploads_in_flight()
+    }
+
+    /// The cursor the database holds, as far as the machine knows.
+    pub fn stored_cursor(&self) -> Cursor {
+        self.incremental.durable()
+    }
+
+    fn list_snapshots(&mut self, now: Timestamp) {
+        let lookback = if self.listed_once {
+            DAY
+        } else {
+            FIRST_LISTING_LOOKBACK
+        };
+        self.listing = Some(now);
+        self.out.push_back(Command::ListSnapshots {
+            prefixes: day_prefixes(ObjectKind::Snapshot, now - lookback, now),
+        });
+    }
+
+    fn on_snapshots_listed(&mut self, now: Timestamp, result: Result<Vec<ListedObject>, Failure>) {
+        let Some(issued_at) = self.listing.take() else {
+            warn!("snapshot listing arrived with none outstanding; ignored");
+            return;
+        };
+        match result {
+            Ok(objects) => {
+                self.listed_once = true;
+                self.ledger.refresh(&objects, issued_at);
+                self.metrics.last_snapshot = self.metrics.last_snapshot.max(self.ledger.newest());
+                self.metrics.snapshots_last_24h = self.ledger.count_last_24h(now);
+            }
+            Err(failure) => {
+                warn!(error = %failure, "listing snapshots for the metrics failed; retrying later");
+            }
+        }
+    }
+}

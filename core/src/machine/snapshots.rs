@@ -1,0 +1,303 @@
+//! Full snapshots, from trigger files or on request.
+//!
+//! One snapshot runs at a time. A trigger is served in three steps, each a
+//! command: record the attempt in the trigger file, take the snapshot, delete
+//! the trigger (on success, or when the last attempt failed). Recording the
+//! attempt first means an attempt is never made that the file does not count.
+
+use std::collections::BTreeSet;
+
+use tracing::{error, info, warn};
+
+use super::Context;
+use super::io::{Command, Failure, SnapshotOrder, SnapshotReason};
+use crate::job_id::InvalidName;
+use crate::object_name::{Framing, ObjectKind, snapshot_object};
+use crate::timestamp::Timestamp;
+use crate::trigger::{RETRY_COUNT, TriggerFile, sort_triggers};
+
+/// The base name of an immediate snapshot: `<name>-HH:MM:SS` in UTC.
+pub fn immediate_base_name(name: &str, now: Timestamp) -> String {
+    format!("{name}-{}", now.clock_hms())
+}
+
+/// Plans a snapshot named `basename`, uploaded now. Its gzip mtime is the
+/// incremental backup time, from which a restore retrieves later jobs; when
+/// that time could not be read, `now` is used instead (the caller warns).
+pub fn plan_snapshot(
+    basename: &str,
+    reason: SnapshotReason,
+    now: Timestamp,
+    incremental_time: Option<Timestamp>,
+) -> Result<SnapshotOrder, InvalidName> {
+    let object = snapshot_object(now, basename)?;
+    let framing = Framing::for_object(&object, incremental_time.unwrap_or(now));
+    Ok(SnapshotOrder {
+        object,
+        framing,
+        reason,
+    })
+}
+
+#[derive(Debug)]
+enum Stage {
+    Idle,
+    Scanning,
+    RecordingAttempt { name: String, attempt: u32 },
+    Snapshotting { reason: SnapshotReason },
+}
+
+#[derive(Debug)]
+pub(crate) struct Snapshots {
+    name: String,
+    stage: Stage,
+    immediate_requests: usize,
+    /// Triggers served (snapshot taken or retries exhausted) but not yet
+    /// deleted: never attempted again.
+    served: BTreeSet<String>,
+    deleting: BTreeSet<String>,
+    quarantining: BTreeSet<String>,
+    stopping: bool,
+}
+
+impl Snapshots {
+    pub fn new(name: String) -> Self {
+        Snapshots {
+            name,
+            stage: Stage::Idle,
+            immediate_requests: 0,
+            served: BTreeSet::new(),
+            deleting: BTreeSet::new(),
+            quarantining: BTreeSet::new(),
+            stopping: false,
+        }
+    }
+
+    pub fn is_quiet(&self) -> bool {
+        matches!(self.stage, Stage::Idle)
+            && self.deleting.is_empty()
+            && self.quarantining.is_empty()
+    }
+
+    pub fn stop(&mut self) {
+        self.stopping = true;
+    }
+
+    pub fn tick(&mut self, cx: &mut Context) {
+        if self.stopping || !matches!(self.stage, Stage::Idle) {
+            return;
+        }
+        if !self.start_immediate(cx) {
+            self.stage = Stage::Scanning;
+            cx.out.push_back(Command::ScanTriggers);
+        }
+    }
+
+    pub fn request_immediate(&mut self, cx: &mut Context) {
+        self.immediate_requests += 1;
+        if matches!(self.stage, Stage::Idle) {
+            self.start_immediate(cx);
+        }
+    }
+
+    pub fn on_scanned(&mut self, cx: &mut Context, result: Result<Vec<TriggerFile>, Failure>) {
+        if !matches!(self.stage, Stage::Scanning) {
+            warn!("trigger scan result arrived with no scan outstanding; ignored");
+            return;
+        }
+        self.stage = Stage::Idle;
+        let files = match result {
+            Ok(files) => files,
+            Err(failure) => {
+                error!(error = %failure, "cannot check the trigger directory; incremental backups go on");
+                return;
+            }
+        };
+        cx.metrics.trigger_check_alive = Some(cx.now);
+        let present: BTreeSet<&str> = files.iter().map(|f| f.name.as_str()).collect();
+        self.served.retain(|name| present.contains(name.as_str()));
+        let sorted = sort_triggers(&files);
+        for (name, why) in sorted.malformed {
+            if self.quarantining.insert(name.clone()) {
+                error!(trigger = %name, reason = %why, "malformed trigger file; moving it to the quarantine directory");
+                cx.out.push_back(Command::QuarantineTrigger {
+                    name,
+                    reason: why.to_string(),
+                });
+            }
+        }
+        for name in &self.served {
+            if self.deleting.insert(name.clone()) {
+                cx.out
+                    .push_back(Command::DeleteTrigger { name: name.clone() });
+            }
+        }
+        for trigger in sorted.valid {
+            if self.served.contains(&trigger.name) {
+                continue;
+            }
+            if trigger.attempts >= RETRY_COUNT {
+                error!(trigger = %trigger.name, attempts = trigger.attempts, "trigger already attempted {RETRY_COUNT} times; retries exhausted");
+                cx.metrics.triggers_exhausted += 1;
+                self.serve(cx, trigger.name);
+                continue;
+            }
+            let attempt = trigger.attempts + 1;
+            cx.out.push_back(Command::WriteTriggerAttempts {
+                name: trigger.name.clone(),
+                attempts: attempt,
+            });
+            self.stage = Stage::RecordingAttempt {
+                name: trigger.name,
+                attempt,
+            };
+            return;
+        }
+        self.start_immediate(cx);
+    }
+
+    pub fn on_attempts_written(
+        &mut self,
+        cx: &mut Context,
+        name: &str,
+        result: Result<(), Failure>,
+    ) {
+        let Stage::RecordingAttempt {
+            name: recording,
+            attempt,
+        } = &self.stage
+        else {
+            warn!(trigger = %name, "trigger write result arrived with none outstanding; ignored");
+            return;
+        };
+        if recording != name {
+            warn!(trigger = %name, "trigger write result for another trigger; ignored");
+            return;
+        }
+        let (name, attempt) = (recording.clone(), *attempt);
+        self.stage = Stage::Idle;
+        if let Err(failure) = result {
+            error!(trigger = %name, error = %failure, "cannot record the attempt in the trigger file; not attempting the snapshot");
+            return;
+        }
+        if attempt == 1 {
+            info!(trigger = %name, "starting automatic snapshot");
+        } else {
+            info!(trigger = %name, attempt, "retrying automatic snapshot");
+        }
+        cx.metrics.trigger_attempts += 1;
+        let reason = SnapshotReason::Trigger {
+            name: name.clone(),
+            attempt,
+        };
+        self.take_snapshot(cx, &name, reason);
+    }
+
+    pub fn on_snapshot_taken(
+        &mut self,
+        cx: &mut Context,
+        object: &str,
+        result: Result<u64, Failure>,
+    ) {
+        let Stage::Snapshotting { reason } = std::mem::replace(&mut self.stage, Stage::Idle) else {
+            warn!(
+                object,
+                "snapshot result arrived with none outstanding; ignored"
+            );
+            return;
+        };
+        match &result {
+            Ok(bytes) => {
+                cx.metrics.uploads.add(ObjectKind::Snapshot, 1);
+                cx.metrics.upload_bytes.add(ObjectKind::Snapshot, *bytes);
+                cx.metrics.feed_resets_since_snapshot = 0;
+                cx.metrics.last_snapshot = cx.metrics.last_snapshot.max(Some(cx.now));
+                cx.ledger.record(object, cx.now);
+                cx.metrics.snapshots_last_24h = cx.ledger.count_last_24h(cx.now);
+            }
+            Err(failure) => {
+                cx.metrics.upload_errors.add(ObjectKind::Snapshot, 1);
+                error!(object, error = %failure, "snapshot failed");
+            }
+        }
+        match reason {
+            SnapshotReason::Trigger { name, attempt } => {
+                if result.is_ok() {
+                    info!(trigger = %name, object, "automatic snapshot complete");
+                    self.serve(cx, name);
+                } else if attempt >= RETRY_COUNT {
+                    error!(trigger = %name, attempts = attempt, "automatic snapshot failed {attempt} times; retries exhausted");
+                    cx.metrics.triggers_exhausted += 1;
+                    self.serve(cx, name);
+                }
+            }
+            SnapshotReason::Immediate => {
+                cx.out.push_back(Command::ImmediateBackupDone {
+                    object: object.to_owned(),
+                    result,
+                });
+            }
+        }
+        self.start_immediate(cx);
+    }
+
+    pub fn on_deleted(&mut self, name: &str, result: Result<(), Failure>) {
+        self.deleting.remove(name);
+        match result {
+            Ok(()) => {
+                self.served.remove(name);
+            }
+            Err(failure) => {
+                error!(trigger = %name, error = %failure, "cannot remove a served trigger file; it will not be served again while jobvault runs");
+            }
+        }
+    }
+
+    pub fn on_quarantined(&mut self, cx: &mut Context, name: &str, result: Result<(), Failure>) {
+        self.quarantining.remove(name);
+        match result {
+            Ok(()) => cx.metrics.triggers_quarantined += 1,
+            Err(failure) => {
+                error!(trigger = %name, error = %failure, "cannot move a malformed trigger file aside; other triggers are still served");
+            }
+        }
+    }
+
+    /// Marks a trigger as done with and deletes it.
+    fn serve(&mut self, cx: &mut Context, name: String) {
+        if self.deleting.insert(name.clone()) {
+            cx.out
+                .push_back(Command::DeleteTrigger { name: name.clone() });
+        }
+        self.served.insert(name);
+    }
+
+    /// Starts a requested immediate snapshot if the stage is idle.
+    fn start_immediate(&mut self, cx: &mut Context) -> bool {
+        if self.immediate_requests == 0 || !matches!(self.stage, Stage::Idle) {
+            return false;
+        }
+        self.immediate_requests -= 1;
+        let basename = immediate_base_name(&self.name, cx.now);
+        self.take_snapshot(cx, &basename, SnapshotReason::Immediate);
+        true
+    }
+
+    fn take_snapshot(&mut self, cx: &mut Context, basename: &str, reason: SnapshotReason) {
+        match plan_snapshot(basename, reason.clone(), cx.now, Some(cx.incremental_time)) {
+            Ok(order) => {
+                self.stage = Stage::Snapshotting { reason };
+                cx.out.push_back(Command::TakeSnapshot(order));
+            }
+            Err(invalid) => {
+                error!(error = %invalid, "cannot name the snapshot");
+                if let SnapshotReason::Immediate = reason {
+                    cx.out.push_back(Command::ImmediateBackupDone {
+                        object: basename.to_owned(),
+                        result: Err(Failure(invalid.to_string())),
+                    });
+                }
+            }
+        }
+    }
+}

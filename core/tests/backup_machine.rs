@@ -1,0 +1,691 @@
+//! The backup state machine, step by step: the original's behaviour and the
+//! defects we fix. Each test drives the machine by hand, as a driver would.
+
+use std::time::Duration;
+
+use jobvault_core::machine::{ChangeBatch, JobUpload, SnapshotOrder, SnapshotReason};
+use jobvault_core::trigger::TriggerFile;
+use jobvault_core::{
+    Backup, Command, Config, Cursor, Envelope, Failure, Input, Job, JobId, Timestamp,
+};
+
+const START: &str = "2016-11-16T22:04:25.634818978Z";
+
+struct Harness {
+    backup: Backup,
+    now: Timestamp,
+}
+
+fn config() -> Config {
+    Config {
+        concurrency: 4,
+        max_pending: 8,
+        ..Config::default()
+    }
+}
+
+impl Harness {
+    fn new() -> Self {
+        Harness::with(config(), stored_cursor())
+    }
+
+    fn with(config: Config, stored: Cursor) -> Self {
+        let now = Timestamp::parse_rfc3339(START).unwrap();
+        Harness {
+            backup: Backup::new(config, stored, now),
+            now,
+        }
+    }
+
+    /// Moves the clock and runs what is due; returns the commands emitted.
+    fn advance(&mut self, by: Duration) -> Vec<Command> {
+        self.now = self.now + by;
+        self.backup.handle_timeout(self.now);
+        self.commands()
+    }
+
+    /// The first step, due at creation.
+    fn start(&mut self) -> Vec<Command> {
+        self.advance(Duration::ZERO)
+    }
+
+    /// The next step, one interval later.
+    fn step(&mut self) -> Vec<Command> {
+        self.advance(Duration::from_secs(10))
+    }
+
+    fn input(&mut self, input: Input) -> Vec<Command> {
+        self.backup.handle_input(input, self.now);
+        self.commands()
+    }
+
+    fn commands(&mut self) -> Vec<Command> {
+        std::iter::from_fn(|| self.backup.poll_command()).collect()
+    }
+}
+
+fn stored_cursor() -> Cursor {
+    Cursor {
+        seq: 10,
+        time: Timestamp::parse_rfc3339("2016-11-16T22:00:00Z").unwrap(),
+    }
+}
+
+fn failure(text: &str) -> Failure {
+    Failure(text.to_owned())
+}
+
+fn trigger(name: &str, secs: i64, content: &str) -> TriggerFile {
+    TriggerFile {
+        name: name.to_owned(),
+        modified: Timestamp::from_unix_seconds(1_479_000_000 + secs),
+        content: content.as_bytes().to_vec(),
+    }
+}
+
+fn version(id: &str, seq: u64) -> Envelope {
+    let job = Job::new(JobId::new(id).unwrap(), format!("job {id}"));
+    Envelope::new(
+        seq,
+        Timestamp::from_unix_seconds(1_479_333_000 + seq as i64),
+        job,
+    )
+}
+
+fn batch(jobs: Vec<Envelope>) -> Input {
+    Input::ChangesRead(Ok(ChangeBatch {
+        stored: stored_cursor(),
+        jobs,
+    }))
+}
+
+fn uploaded(id: &str, seq: u64) -> Input {
+    Input::JobUploaded {
+        id: JobId::new(id).unwrap(),
+        seq,
+        result: Ok(100),
+    }
+}
+
+fn upload_failed(id: &str, seq: u64) -> Input {
+    Input::JobUploaded {
+        id: JobId::new(id).unwrap(),
+        seq,
+        result: Err(failure("503 Service Unavailable")),
+    }
+}
+
+fn uploads(commands: &[Command]) -> Vec<(String, u64)> {
+    commands
+        .iter()
+        .filter_map(|c| match c {
+            Command::UploadJob(JobUpload { envelope, .. }) => {
+                Some((envelope.job.id.to_string(), envelope.seq))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+fn saved(commands: &[Command]) -> Option<Cursor> {
+    commands.iter().find_map(|c| match c {
+        Command::SaveCursor { new, .. } => Some(*new),
+        _ => None,
+    })
+}
+
+fn snapshot(commands: &[Command]) -> Option<SnapshotOrder> {
+    commands.iter().find_map(|c| match c {
+        Command::TakeSnapshot(order) => Some(order.clone()),
+        _ => None,
+    })
+}
+
+fn has(commands: &[Command], wanted: &Command) -> bool {
+    commands.contains(wanted)
+}
+
+/// Answers the first step's feed read with nothing, so that a test can look
+/// at the trigger side alone.
+fn start_with_empty_feed(h: &mut Harness) -> Vec<Command> {
+    let mut commands = h.start();
+    commands.extend(h.input(batch(vec![])));
+    commands
+}
+
+// ---------------------------------------------------------------- triggers
+
+#[test]
+fn the_first_step_scans_triggers_reads_the_feed_and_lists_snapshots() {
+    let mut h = Harness::new();
+    let commands = h.start();
+    assert!(has(&commands, &Command::ScanTriggers));
+    assert!(has(
+        &commands,
+        &Command::ReadChanges {
+            after: 10,
+            limit: 8
+        }
+    ));
+    let Some(Command::ListSnapshots { prefixes }) = commands.last() else {
+        panic!("no snapshot listing in {commands:?}");
+    };
+    assert_eq!(prefixes.len(), 8, "the first listing looks back a week");
+    assert_eq!(prefixes[0], "db-backup/2016/11/16/");
+}
+
+#[test]
+fn a_missing_trigger_directory_does_not_stop_incremental_backups() {
+    let mut h = Harness::new();
+    h.start();
+    let after_scan = h.input(Input::TriggersScanned(Err(failure(
+        "cannot list /work/trigger-backup: No such file or directory",
+    ))));
+    assert!(after_scan.is_empty());
+    assert_eq!(h.backup.metrics().trigger_check_alive, None);
+    let commands = h.input(batch(vec![version("a", 11)]));
+    assert_eq!(uploads(&commands), [("a".to_owned(), 11)]);
+    // The next step scans again.
+    h.input(uploaded("a", 11));
+    assert!(has(&h.step(), &Command::ScanTriggers));
+}
+
+#[test]
+fn an_empty_trigger_directory_means_no_snapshot() {
+    let mut h = Harness::new();
+    start_with_empty_feed(&mut h);
+    let commands = h.input(Input::TriggersScanned(Ok(vec![])));
+    assert!(commands.is_empty(), "{commands:?}");
+    assert_eq!(h.backup.metrics().trigger_check_alive, Some(h.now));
+}
+
+#[test]
+fn an_empty_trigger_is_attempted_uploaded_and_deleted() {
+    let mut h = Harness::new();
+    start_with_empty_feed(&mut h);
+    let commands = h.input(Input::TriggersScanned(Ok(vec![trigger("nightly", 0, "")])));
+    assert_eq!(
+        commands,
+        [Command::WriteTriggerAttempts {
+            name: "nightly".into(),
+            attempts: 1
+        }]
+    );
+    let commands = h.input(Input::TriggerAttemptsWritten {
+        name: "nightly".into(),
+        result: Ok(()),
+    });
+    let order = snapshot(&commands).expect("a snapshot order");
+    assert_eq!(order.object, "db-backup/2016/11/16/nightly.bdb");
+    assert_eq!(order.framing.gzip_name, "nightly.bdb");
+    // The gzip mtime is the incremental backup time, from which a restore
+    // retrieves later jobs.
+    assert_eq!(order.framing.gzip_mtime, stored_cursor().time);
+    assert_eq!(
+        order.reason,
+        SnapshotReason::Trigger {
+            name: "nightly".into(),
+            attempt: 1
+        }
+    );
+    let commands = h.input(Input::SnapshotTaken {
+        object: order.object.clone(),
+        result: Ok(4096),
+    });
+    assert_eq!(
+        commands,
+        [Command::DeleteTrigger {
+            name: "nightly".into()
+        }]
+    );
+    let metrics = h.backup.metrics();
+    assert_eq!(metrics.last_snapshot, Some(h.now));
+    assert_eq!(metrics.snapshots_last_24h, 1);
+    assert_eq!(metrics.upload_bytes.snapshot, 4096);
+    assert_eq!(metrics.trigger_attempts, 1);
+}
+
+#[test]
+fn a_failing_trigger_is_attempted_three_times_then_given_up() {
+    let mut h = Harness::new();
+    start_with_empty_feed(&mut h);
+    let mut content = String::new();
+    for attempt in 1..=3u32 {
+        if attempt > 1 {
+            h.step();
+        }
+        let commands = h.input(Input::TriggersScanned(Ok(vec![trigger("t", 0, &content)])));
+        assert!(
+            has(
+                &commands,
+                &Command::WriteTriggerAttempts {
+                    name: "t".into(),
+                    attempts: attempt
+                }
+            ),
+            "attempt {attempt}: {commands:?}"
+        );
+        content = attempt.to_string();
+        let order = snapshot(&h.input(Input::TriggerAttemptsWritten {
+            name: "t".into(),
+            result: Ok(()),
+        }))
+        .expect("a snapshot order");
+        let after = h.input(Input::SnapshotTaken {
+            object: order.object,
+            result: Err(failure("bucket does not exist")),
+        });
+        let deleted = has(&after, &Command::DeleteTrigger { name: "t".into() });
+        assert_eq!(deleted, attempt == 3, "attempt {attempt}: {after:?}");
+    }
+    let metrics = h.backup.metrics();
+    assert_eq!(metrics.triggers_exhausted, 1);
+    assert_eq!(metrics.upload_errors.snapshot, 3);
+    assert_eq!(metrics.last_snapshot, None);
+}
+
+#[test]
+fn a_trigger_already_at_the_retry_count_is_deleted_without_an_attempt() {
+    let mut h = Harness::new();
+    start_with_empty_feed(&mut h);
+    let commands = h.input(Input::TriggersScanned(Ok(vec![trigger("t", 0, "3")])));
+    assert_eq!(commands, [Command::DeleteTrigger { name: "t".into() }]);
+    assert_eq!(h.backup.metrics().trigger_attempts, 0);
+}
+
+#[test]
+fn a_malformed_trigger_is_quarantined_and_a_good_one_still_served() {
+    let mut h = Harness::new();
+    start_with_empty_feed(&mut h);
+    let commands = h.input(Input::TriggersScanned(Ok(vec![
+        trigger("broken", 0, "three"),
+        trigger("good", 5, ""),
+    ])));
+    assert_eq!(
+        commands,
+        [
+            Command::QuarantineTrigger {
+                name: "broken".into(),
+                reason: "its content \"three\" is not an attempt count (a whole number, or empty)"
+                    .into()
+            },
+            Command::WriteTriggerAttempts {
+                name: "good".into(),
+                attempts: 1
+            },
+        ]
+    );
+    h.input(Input::TriggerQuarantined {
+        name: "broken".into(),
+        result: Ok(()),
+    });
+    assert_eq!(h.backup.metrics().triggers_quarantined, 1);
+}
+
+#[test]
+fn the_oldest_trigger_is_served_first_and_hidden_files_are_ignored() {
+    let mut h = Harness::new();
+    start_with_empty_feed(&mut h);
+    let commands = h.input(Input::TriggersScanned(Ok(vec![
+        trigger("b", 20, ""),
+        trigger(".editor.swp", 0, "junk"),
+        trigger("c", 10, "1"),
+        trigger("a", 20, ""),
+    ])));
+    assert_eq!(
+        commands,
+        [Command::WriteTriggerAttempts {
+            name: "c".into(),
+            attempts: 2
+        }]
+    );
+}
+
+#[test]
+fn no_attempt_is_made_when_it_cannot_be_recorded() {
+    let mut h = Harness::new();
+    start_with_empty_feed(&mut h);
+    h.input(Input::TriggersScanned(Ok(vec![trigger("t", 0, "")])));
+    let commands = h.input(Input::TriggerAttemptsWritten {
+        name: "t".into(),
+        result: Err(failure("read-only file system")),
+    });
+    assert!(snapshot(&commands).is_none(), "{commands:?}");
+    assert!(has(&h.step(), &Command::ScanTriggers));
+}
+
+#[test]
+fn a_served_trigger_whose_deletion_failed_is_not_attempted_again() {
+    let mut h = Harness::new();
+    start_with_empty_feed(&mut h);
+    h.input(Input::TriggersScanned(Ok(vec![trigger("t", 0, "")])));
+    let order = snapshot(&h.input(Input::TriggerAttemptsWritten {
+        name: "t".into(),
+        result: Ok(()),
+    }))
+    .unwrap();
+    h.input(Input::SnapshotTaken {
+        object: order.object,
+        result: Ok(1),
+    });
+    h.input(Input::TriggerDeleted {
+        name: "t".into(),
+        result: Err(failure("permission denied")),
+    });
+    h.step();
+    let commands = h.input(Input::TriggersScanned(Ok(vec![trigger("t", 0, "1")])));
+    assert_eq!(commands, [Command::DeleteTrigger { name: "t".into() }]);
+}
+
+#[test]
+fn an_immediate_backup_is_named_after_the_time_without_subseconds() {
+    let mut h = Harness::new();
+    let commands = h.input(Input::ImmediateBackupRequested);
+    let order = snapshot(&commands).expect("a snapshot order");
+    assert_eq!(
+        order.object,
+        "db-backup/2016/11/16/task-scheduler-22:04:25.bdb"
+    );
+    assert_eq!(order.reason, SnapshotReason::Immediate);
+    let commands = h.input(Input::SnapshotTaken {
+        object: order.object.clone(),
+        result: Ok(10),
+    });
+    assert_eq!(
+        commands,
+        [Command::ImmediateBackupDone {
+            object: order.object,
+            result: Ok(10)
+        }]
+    );
+}
+
+#[test]
+fn an_immediate_backup_waits_for_a_running_snapshot() {
+    let mut h = Harness::new();
+    start_with_empty_feed(&mut h);
+    h.input(Input::TriggersScanned(Ok(vec![trigger("t", 0, "")])));
+    let order = snapshot(&h.input(Input::TriggerAttemptsWritten {
+        name: "t".into(),
+        result: Ok(()),
+    }))
+    .unwrap();
+    assert!(snapshot(&h.input(Input::ImmediateBackupRequested)).is_none());
+    let commands = h.input(Input::SnapshotTaken {
+        object: order.object,
+        result: Ok(1),
+    });
+    let next = snapshot(&commands).expect("the immediate snapshot starts next");
+    assert_eq!(next.reason, SnapshotReason::Immediate);
+}
+
+// ------------------------------------------------------------- incremental
+
+#[test]
+fn a_step_with_no_jobs_advances_the_time_only() {
+    let mut h = Harness::new();
+    let read_at = h.now;
+    h.start();
+    let commands = h.input(batch(vec![]));
+    assert_eq!(
+        saved(&commands),
+        Some(Cursor {
+            seq: 10,
+            time: read_at
+        })
+    );
+    h.input(Input::CursorSaved(Ok(())));
+    let metrics = h.backup.metrics();
+    assert_eq!(metrics.incremental_alive, Some(h.now));
+    assert_eq!(metrics.cursor.time, read_at);
+}
+
+#[test]
+fn changed_jobs_are_uploaded_and_the_cursor_follows() {
+    let mut h = Harness::new();
+    let read_at = h.now;
+    h.start();
+    let commands = h.input(batch(vec![
+        version("a", 11),
+        version("b", 12),
+        version("c", 14),
+    ]));
+    assert_eq!(
+        uploads(&commands),
+        [("a".into(), 11), ("b".into(), 12), ("c".into(), 14)]
+    );
+    let Some(Command::UploadJob(first)) =
+        commands.iter().find(|c| matches!(c, Command::UploadJob(_)))
+    else {
+        unreachable!()
+    };
+    assert_eq!(first.object, "job-backup/2016/11/16/a.job");
+    assert_eq!(first.framing.gzip_mtime, first.envelope.modified);
+    assert!(saved(&commands).is_none(), "nothing is in the bucket yet");
+    h.input(uploaded("a", 11));
+    h.input(uploaded("b", 12));
+    let commands = h.input(uploaded("c", 14));
+    assert_eq!(
+        saved(&commands),
+        Some(Cursor {
+            seq: 14,
+            time: read_at
+        })
+    );
+    assert_eq!(h.backup.metrics().jobs_backed_up, 3);
+}
+
+#[test]
+fn a_failed_upload_holds_the_cursor_and_is_retried() {
+    let mut h = Harness::new();
+    h.start();
+    h.input(batch(vec![
+        version("a", 11),
+        version("b", 12),
+        version("c", 13),
+    ]));
+    h.input(uploaded("a", 11));
+    h.input(upload_failed("b", 12));
+    let commands = h.input(uploaded("c", 13));
+    assert!(saved(&commands).is_none(), "{commands:?}");
+    let commands = h.step();
+    assert_eq!(
+        uploads(&commands),
+        [("b".into(), 12)],
+        "the failed job is retried"
+    );
+    assert_eq!(
+        saved(&commands).map(|c| c.seq),
+        Some(11),
+        "only up to the failed job"
+    );
+    h.input(batch(vec![]));
+    h.input(Input::CursorSaved(Ok(())));
+    let commands = h.input(uploaded("b", 12));
+    assert_eq!(saved(&commands).map(|c| c.seq), Some(13));
+    assert_eq!(h.backup.metrics().upload_errors.job, 1);
+}
+
+#[test]
+fn when_every_upload_fails_nothing_moves_and_everything_stays_pending() {
+    let mut h = Harness::new();
+    h.start();
+    h.input(batch(vec![version("a", 11), version("b", 12)]));
+    h.input(upload_failed("a", 11));
+    let commands = h.input(upload_failed("b", 12));
+    assert!(saved(&commands).is_none());
+    let metrics = h.backup.metrics();
+    assert_eq!(metrics.pending_jobs, 2);
+    assert_eq!(metrics.upload_errors.job, 2);
+    assert_eq!(metrics.cursor, stored_cursor());
+    let commands = h.step();
+    assert_eq!(uploads(&commands), [("a".into(), 11), ("b".into(), 12)]);
+}
+
+#[test]
+fn a_changed_cursor_in_the_database_resets_the_feed_to_it() {
+    let mut h = Harness::new();
+    h.start();
+    let rewound = Cursor {
+        seq: 3,
+        time: Timestamp::UNIX_EPOCH,
+    };
+    let commands = h.input(Input::ChangesRead(Ok(ChangeBatch {
+        stored: rewound,
+        jobs: vec![version("a", 11)],
+    })));
+    assert!(uploads(&commands).is_empty(), "the stale batch is dropped");
+    assert_eq!(commands, [Command::ReadChanges { after: 3, limit: 8 }]);
+    let metrics = h.backup.metrics();
+    assert_eq!(metrics.feed_resets_since_snapshot, 1);
+    assert_eq!(metrics.cursor, rewound);
+}
+
+#[test]
+fn a_failed_save_is_retried_at_the_next_step() {
+    let mut h = Harness::new();
+    let read_at = h.now;
+    h.start();
+    h.input(batch(vec![version("a", 11)]));
+    let commands = h.input(uploaded("a", 11));
+    let wanted = Cursor {
+        seq: 11,
+        time: read_at,
+    };
+    assert_eq!(saved(&commands), Some(wanted));
+    h.input(Input::CursorSaved(Err(failure("database is locked"))));
+    assert_eq!(h.backup.metrics().cursor, stored_cursor());
+    let commands = h.step();
+    assert_eq!(saved(&commands), Some(wanted));
+}
+
+#[test]
+fn a_newer_version_waits_for_the_older_upload_of_the_same_job() {
+    let mut h = Harness::new();
+    h.start();
+    h.input(batch(vec![version("a", 11)]));
+    h.input(Input::CursorSaved(Ok(())));
+    let commands = h.step();
+    assert!(uploads(&commands).is_empty());
+    let commands = h.input(Input::ChangesRead(Ok(ChangeBatch {
+        stored: stored_cursor(),
+        jobs: vec![version("a", 15)],
+    })));
+    assert!(
+        uploads(&commands).is_empty(),
+        "a@11 is still in flight: {commands:?}"
+    );
+    let commands = h.input(uploaded("a", 11));
+    assert_eq!(uploads(&commands), [("a".into(), 15)]);
+}
+
+#[test]
+fn a_failed_version_superseded_by_a_newer_one_is_not_sent_again() {
+    let mut h = Harness::new();
+    h.start();
+    h.input(batch(vec![version("a", 11)]));
+    h.step();
+    h.input(batch(vec![version("a", 15)]));
+    let commands = h.input(upload_failed("a", 11));
+    assert_eq!(uploads(&commands), [("a".into(), 15)]);
+    let commands = h.input(uploaded("a", 15));
+    assert_eq!(saved(&commands).map(|c| c.seq), Some(15));
+}
+
+#[test]
+fn uploads_in_flight_never_exceed_the_bound() {
+    let mut h = Harness::new();
+    h.start();
+    let jobs = (11..19)
+        .map(|seq| version(&format!("j{seq}"), seq))
+        .collect();
+    let commands = h.input(batch(jobs));
+    assert_eq!(uploads(&commands).len(), 4);
+    assert_eq!(h.backup.uploads_in_flight(), 4);
+    let commands = h.input(uploaded("j11", 11));
+    assert_eq!(uploads(&commands), [("j15".into(), 15)]);
+}
+
+#[test]
+fn a_full_batch_is_followed_by_another_read_once_half_the_window_is_free() {
+    let mut h = Harness::new();
+    h.start();
+    let jobs = (11..19)
+        .map(|seq| version(&format!("j{seq}"), seq))
+        .collect();
+    h.input(batch(jobs));
+    for seq in 11..14 {
+        let commands = h.input(uploaded(&format!("j{seq}"), seq));
+        assert!(
+            !commands
+                .iter()
+                .any(|c| matches!(c, Command::ReadChanges { .. }))
+        );
+    }
+    let commands = h.input(uploaded("j14", 14));
+    assert!(
+        has(
+            &commands,
+            &Command::ReadChanges {
+                after: 18,
+                limit: 4
+            }
+        ),
+        "{commands:?}"
+    );
+}
+
+#[test]
+fn a_cut_batch_does_not_advance_the_time() {
+    let mut h = Harness::new();
+    h.start();
+    let jobs = (11..19)
+        .map(|seq| version(&format!("j{seq}"), seq))
+        .collect();
+    h.input(batch(jobs));
+    let mut last = None;
+    for seq in 11..19 {
+        last = saved(&h.input(uploaded(&format!("j{seq}"), seq))).or(last);
+    }
+    // The batch hit its limit, so commits before the read may be unread:
+    // the cursor's sequence moves, its time does not.
+    assert_eq!(
+        last,
+        Some(Cursor {
+            seq: 18,
+            time: stored_cursor().time
+        })
+    );
+}
+
+#[test]
+fn after_stop_nothing_new_starts_and_the_machine_goes_quiet() {
+    let mut h = Harness::new();
+    h.start();
+    let jobs = (11..17)
+        .map(|seq| version(&format!("j{seq}"), seq))
+        .collect();
+    h.input(batch(jobs));
+    h.input(Input::TriggersScanned(Ok(vec![])));
+    h.input(Input::SnapshotsListed(Ok(vec![])));
+    h.backup.stop();
+    assert_eq!(h.backup.poll_timeout(), None);
+    assert!(!h.backup.is_quiet());
+    for seq in 11..14 {
+        let commands = h.input(uploaded(&format!("j{seq}"), seq));
+        assert!(uploads(&commands).is_empty(), "{commands:?}");
+    }
+    let commands = h.input(uploaded("j14", 14));
+    assert_eq!(
+        saved(&commands).map(|c| c.seq),
+        Some(14),
+        "finished work is saved"
+    );
+    h.input(Input::CursorSaved(Ok(())));
+    assert!(h.backup.is_quiet());
+    assert_eq!(
+        h.backup.metrics().pending_jobs,
+        2,
+        "unsent jobs stay after the cursor"
+    );
+}
