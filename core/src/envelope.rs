@@ -49,6 +49,8 @@ pub enum EnvelopeError {
     TrailingBytes(usize),
     #[error("job envelope names job {outer:?} but holds job {inner:?}")]
     IdMismatch { outer: String, inner: String },
+    #[error("job envelope holds a priority that is not a finite number")]
+    NonFinitePriority,
 }
 
 /// Format 1. Frozen: never change this shape or the job model it encodes
@@ -98,6 +100,11 @@ impl Envelope {
                         inner: record.job.id.as_str().to_owned(),
                     });
                 }
+                // JSON cannot carry NaN or infinity; such a job could be
+                // restored but never listed or written back.
+                if !record.job.priority.is_finite() {
+                    return Err(EnvelopeError::NonFinitePriority);
+                }
                 Ok(Envelope {
                     seq: record.seq,
                     modified: record.modified,
@@ -137,6 +144,16 @@ mod tests {
         assert_eq!(
             Envelope::decode(&bytes),
             Err(EnvelopeError::UnknownFormat(9))
+        );
+    }
+
+    #[test]
+    fn rejects_a_priority_json_cannot_carry() {
+        let mut envelope = sample();
+        envelope.job.priority = f64::NAN;
+        assert_eq!(
+            Envelope::decode(&envelope.encode()),
+            Err(EnvelopeError::NonFinitePriority)
         );
     }
 

@@ -1,0 +1,223 @@
+//! The invariants of DESIGN §6, checked against the simulated world.
+//!
+//! The checker sees what the core cannot: true time, every job version ever
+//! committed, and every object in the bucket. It is told about each relevant
+//! step as it happens and records a violation, in words, when one breaks.
+
+use std::collections::BTreeMap;
+use std::ops::Bound;
+
+use jobvault_core::object_name::ObjectKind;
+use jobvault_core::retrieval::{RESTORE_CLOCK_ALLOWANCE, day_prefixes};
+use jobvault_core::{Config, Cursor, JobId, Seq, Timestamp};
+
+use crate::world::{Body, Db, Store};
+
+/// Violations kept per seed; one is enough to fail, a few help to debug.
+const MAX_VIOLATIONS: usize = 10;
+
+#[derive(Debug, Default)]
+pub struct Checker {
+    pub checks: u64,
+    pub violations: Vec<String>,
+    /// Snapshot attempts per trigger name, across restarts.
+    attempts: BTreeMap<String, u32>,
+    /// Local time at which each feed read was issued → true time of issue.
+    reads: BTreeMap<Timestamp, Timestamp>,
+    /// Rows up to this sequence were found in the bucket when a saved cursor
+    /// passed them; the bucket only grows, so they need no second look.
+    checked_seq: Seq,
+    /// Likewise for rows committed before this true time.
+    checked_commit: Timestamp,
+}
+
+impl Checker {
+    pub fn violation(&mut self, what: String) {
+        if self.violations.len() < MAX_VIOLATIONS {
+            self.violations.push(what);
+        }
+    }
+
+    fn check(&mut self, ok: bool, what: impl FnOnce() -> String) {
+        self.checks += 1;
+        if !ok {
+            self.violation(what());
+        }
+    }
+
+    /// Invariant 3: a trigger is attempted at most `max` times.
+    pub fn count_attempt(&mut self, trigger: &str, max: u32) {
+        let attempts = self.attempts.entry(trigger.to_owned()).or_default();
+        *attempts += 1;
+        let attempts = *attempts;
+        self.check(attempts <= max, || {
+            format!("trigger {trigger} attempted {attempts} times, more than {max}")
+        });
+    }
+
+    pub fn note_read(&mut self, local: Timestamp, true_time: Timestamp) {
+        self.reads.insert(local, true_time);
+    }
+
+    /// Invariant 5: uploads in flight and jobs held stay within their bounds.
+    pub fn check_bounds(&mut self, uploads_in_flight: usize, pending: usize, config: &Config) {
+        self.check(uploads_in_flight <= config.concurrency, || {
+            format!(
+                "{uploads_in_flight} uploads in flight, more than the bound {}",
+                config.concurrency
+            )
+        });
+        self.check(pending <= config.max_pending, || {
+            format!(
+                "{pending} jobs held in memory, more than the bound {}",
+                config.max_pending
+            )
+        });
+    }
+
+    /// Invariant 2, when a cursor save lands: the cursor never moves back,
+    /// and never past a job version that is not in the bucket, by sequence or
+    /// by time.
+    pub fn check_save(&mut self, db: &Db, store: &Store, expected: Cursor, new: Cursor) {
+        self.check(new.seq >= expected.seq && new.time >= expected.time, || {
+            format!("cursor moved backwards from {expected:?} to {new:?}")
+        });
+        let unchecked = (self.checked_seq < new.seq).then(|| {
+            db.by_seq
+                .range((Bound::Excluded(self.checked_seq), Bound::Included(new.seq)))
+        });
+        let missing_by_seq = unchecked
+            .into_iter()
+            .flatten()
+            .find(|(seq, id)| !store.covers(id, **seq))
+            .map(|(seq, id)| (id.clone(), *seq));
+        self.check(missing_by_seq.is_none(), || {
+            let (id, seq) = missing_by_seq
+                .clone()
+                .expect("only called when something is missing");
+            format!(
+                "cursor saved at seq {} passes job {id} version {seq}, which is not in the bucket",
+                new.seq
+            )
+        });
+        self.checked_seq = self.checked_seq.max(new.seq);
+        if new.time == expected.time {
+            return;
+        }
+        let Some(&read_issued) = self.reads.get(&new.time) else {
+            self.violation(format!(
+                "cursor time {} is not the time at which any feed read was issued",
+                new.time
+            ));
+            return;
+        };
+        let unchecked = (self.checked_commit < read_issued).then(|| {
+            db.by_commit.range((
+                Bound::Included((self.checked_commit, 0)),
+                Bound::Excluded((read_issued, 0)),
+            ))
+        });
+        let missing_by_time = unchecked
+            .into_iter()
+            .flatten()
+            .find(|((_, seq), id)| !store.covers(id, *seq))
+            .map(|((committed, seq), id)| (id.clone(), *seq, *committed));
+        self.check(missing_by_time.is_none(), || {
+            let (id, seq, committed) = missing_by_time.clone().expect("checked");
+            format!(
+                "cursor time {} (a read issued at true time {read_issued}) passes job {id} \
+                 version {seq} committed at {committed}, which is not in the bucket",
+                new.time
+            )
+        });
+        self.checked_commit = self.checked_commit.max(read_issued);
+        self.reads = self.reads.split_off(&new.time);
+    }
+
+    /// Invariant 1 while faults go on: a restore now holds every version the
+    /// stored cursor says is safe.
+    pub fn check_restore_covers_cursor(&mut self, db: &Db, store: &Store, local_now: Timestamp) {
+        let restored = restore(store, local_now);
+        let stored = db.stored.seq;
+        let missing = db
+            .by_seq
+            .range(..=stored)
+            .find(|(seq, id)| restored.get(*id).is_none_or(|got| got < *seq))
+            .map(|(seq, id)| (id.clone(), *seq));
+        self.check(missing.is_none(), || {
+            let (id, seq) = missing.clone().expect("only called when something is missing");
+            format!(
+                "a restore now lacks job {id} version {seq}, though the stored cursor is at {stored}"
+            )
+        });
+    }
+
+    /// Invariants 1 and 3 once the system has quiesced: a restore equals the
+    /// database, job for job.
+    pub fn check_final(&mut self, db: &Db, store: &Store, local_now: Timestamp) {
+        let restored = restore(store, local_now);
+        let expected = db.versions();
+        let differences: Vec<String> = expected
+            .iter()
+            .filter(|(id, seq)| restored.get(*id) != Some(*seq))
+            .map(|(id, seq)| format!("{id}: database {seq}, restored {:?}", restored.get(id)))
+            .chain(
+                restored
+                    .keys()
+                    .filter(|id| !expected.contains_key(*id))
+                    .map(|id| format!("{id}: restored but not in the database")),
+            )
+            .take(5)
+            .collect();
+        self.check(differences.is_empty(), || {
+            format!(
+                "after quiescing, a restore differs from the database: {}",
+                differences.join("; ")
+            )
+        });
+    }
+}
+
+/// What `jobvault restore` would produce now: the newest snapshot, then the
+/// newest version (by sequence) of each job uploaded since the snapshot's
+/// gzip mtime less the clock allowance, listed day folder by day folder as
+/// the real retrieval does, applied where newer.
+pub fn restore(store: &Store, local_now: Timestamp) -> BTreeMap<JobId, Seq> {
+    let newest_snapshot = store
+        .under(ObjectKind::Snapshot.dir())
+        .filter_map(|(name, object)| match &object.body {
+            Body::Snapshot {
+                versions,
+                gzip_mtime,
+            } => Some((object.updated, name, versions, *gzip_mtime)),
+            Body::Job { .. } => None,
+        })
+        .max_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+    let (mut restored, since) = match newest_snapshot {
+        Some((_, _, versions, gzip_mtime)) => {
+            ((**versions).clone(), gzip_mtime - RESTORE_CLOCK_ALLOWANCE)
+        }
+        None => (BTreeMap::new(), Timestamp::UNIX_EPOCH),
+    };
+    let mut newest: BTreeMap<JobId, Seq> = BTreeMap::new();
+    let prefixes = if since == Timestamp::UNIX_EPOCH {
+        vec![ObjectKind::Job.dir().to_owned()]
+    } else {
+        day_prefixes(ObjectKind::Job, since, local_now)
+    };
+    for prefix in &prefixes {
+        for (_, object) in store.under(prefix) {
+            if let Body::Job { id, seq } = &object.body
+                && object.updated >= since
+            {
+                let held = newest.entry(id.clone()).or_default();
+                *held = (*held).max(*seq);
+            }
+        }
+    }
+    for (id, seq) in newest {
+        let held = restored.entry(id).or_default();
+        *held = (*held).max(seq);
+    }
+    restored
+}

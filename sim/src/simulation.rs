@@ -1,0 +1,846 @@
+//! One simulated day: the core driven through a seeded, faulty world.
+//!
+//! The world runs on true time; the core sees a local clock that may be
+//! stepped by up to five minutes either way (half the restore allowance).
+//! Every command the core emits is executed against the world with a drawn
+//! latency and outcome. At the end of the day the faults stop and the system
+//! is left to quiesce; then a restore from the bucket must equal the database.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap};
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::sync::Arc;
+use std::time::Duration;
+
+use jobvault_core::machine::{ChangeBatch, JobUpload, SnapshotOrder, SnapshotReason};
+use jobvault_core::trigger::RETRY_COUNT;
+use jobvault_core::{Backup, Command, Config, Cursor, Failure, Input, JobId, Seq, Timestamp};
+
+use crate::faults::{FaultCounts, FaultKind, FaultPlan};
+use crate::invariants::Checker;
+use crate::world::{Body, Db, Store, TriggerDir};
+
+const SECOND: Duration = Duration::from_secs(1);
+const HOUR: Duration = Duration::from_secs(3600);
+const DAY: Duration = Duration::from_secs(86_400);
+/// How long the system gets to catch up after the faults stop.
+const QUIESCE_LIMIT: Duration = Duration::from_secs(2 * 3600);
+/// How long a stopping jobvault is given before it is killed.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+/// The largest local clock error the simulation injects: half of
+/// `RESTORE_CLOCK_ALLOWANCE`, as the restore runbook documents.
+const MAX_CLOCK_ERROR_SECS: i64 = 300;
+
+/// What one seed did and found.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    pub seed: u64,
+    pub events: u64,
+    pub faults: FaultCounts,
+    pub jobs: u64,
+    pub versions: u64,
+    pub job_uploads: u64,
+    pub snapshots: u64,
+    pub checks: u64,
+    pub violations: Vec<String>,
+    /// A hash of every event and command, in order: equal for equal seeds.
+    pub fingerprint: u64,
+    pub trace: Vec<String>,
+}
+
+/// Runs one simulated day for `seed`. With `trace`, every event and command
+/// is recorded in [`Outcome::trace`].
+pub fn run(seed: u64, trace: bool) -> Outcome {
+    Simulation::new(seed, trace).run()
+}
+
+/// The result the world will report for an operation, decided when it starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fate {
+    Ok,
+    /// Fails with no effect.
+    Fail(&'static str),
+    /// Reported failed, but the effect happened.
+    Ambiguous,
+}
+
+/// An operation in flight in the world.
+#[derive(Debug)]
+enum Op {
+    Scan,
+    WriteTrigger {
+        name: String,
+        attempts: u32,
+    },
+    DeleteTrigger {
+        name: String,
+    },
+    Quarantine {
+        name: String,
+    },
+    Snapshot {
+        order: SnapshotOrder,
+        versions: Arc<BTreeMap<JobId, Seq>>,
+    },
+    Read {
+        after: Seq,
+        limit: usize,
+    },
+    Upload(JobUpload),
+    Save {
+        expected: Cursor,
+        new: Cursor,
+    },
+    List {
+        prefixes: Vec<String>,
+    },
+}
+
+#[derive(Debug)]
+enum Event {
+    /// The core asked to be woken (the token tells stale wake-ups apart).
+    Wake(u64),
+    Done {
+        generation: u64,
+        op: Box<Op>,
+        fate: Fate,
+    },
+    /// The service writes one job, new or recent, and plans its next write.
+    Write,
+    /// The service rewrites the n-th most recently created job.
+    Rewrite(usize),
+    /// The systemd timer drops a trigger file.
+    Timer,
+    Crash,
+    Shutdown,
+    /// A stopping jobvault that has not exited by now is killed.
+    GraceOver(u64),
+    Restart,
+    ClockStep,
+    FeedReset,
+    Malformed,
+    TriggerDirLost,
+    TriggerDirBack,
+    Outage,
+    Immediate,
+    HourlyCheck,
+    EndOfDay,
+}
+
+/// Records a trace line when tracing; formats nothing otherwise.
+macro_rules! note {
+    ($sim:expr, $($arg:tt)*) => {
+        if $sim.tracing {
+            let what = format!($($arg)*);
+            $sim.push_note(what);
+        }
+    };
+}
+
+struct Scheduled {
+    at: Timestamp,
+    order: u64,
+    event: Event,
+}
+
+impl PartialEq for Scheduled {
+    fn eq(&self, other: &Self) -> bool {
+        (self.at, self.order) == (other.at, other.order)
+    }
+}
+impl Eq for Scheduled {}
+impl PartialOrd for Scheduled {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Scheduled {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (self.at, self.order).cmp(&(other.at, other.order))
+    }
+}
+
+struct Simulation {
+    seed: u64,
+    rng: fastrand::Rng,
+    plan: FaultPlan,
+    config: Config,
+    /// True time.
+    now: Timestamp,
+    /// Local clock minus true time, in nanoseconds.
+    clock_error: i64,
+    queue: BinaryHeap<Reverse<Scheduled>>,
+    order: u64,
+    core: Option<Backup>,
+    /// Changes at every start of the core; results of older ones are dropped.
+    generation: u64,
+    wake: Option<(Timestamp, u64)>,
+    stopping: bool,
+    db: Db,
+    store: Store,
+    dir: TriggerDir,
+    outage_until: Option<Timestamp>,
+    uploads_in_flight: usize,
+    checker: Checker,
+    quiescing: bool,
+    deadline: Timestamp,
+    triggers_dropped: u64,
+    outcome: Outcome,
+    hasher: DefaultHasher,
+    tracing: bool,
+}
+
+impl Simulation {
+    fn new(seed: u64, tracing: bool) -> Self {
+        let mut rng = fastrand::Rng::with_seed(seed);
+        let plan = FaultPlan::draw(&mut rng);
+        let config = Config {
+            concurrency: rng.usize(1..=32),
+            max_pending: rng.usize(16..=512),
+            ..Config::default()
+        };
+        let start = Timestamp::from_unix_seconds(1_700_000_000 + rng.i64(0..86_400 * 365));
+        Simulation {
+            seed,
+            rng,
+            plan,
+            config,
+            now: start,
+            clock_error: 0,
+            queue: BinaryHeap::new(),
+            order: 0,
+            core: None,
+            generation: 0,
+            wake: None,
+            stopping: false,
+            db: Db::default(),
+            store: Store::default(),
+            dir: TriggerDir::default(),
+            outage_until: None,
+            uploads_in_flight: 0,
+            checker: Checker::default(),
+            quiescing: false,
+            deadline: start + DAY + QUIESCE_LIMIT,
+            triggers_dropped: 0,
+            outcome: Outcome {
+                seed,
+                ..Outcome::default()
+            },
+            hasher: DefaultHasher::new(),
+            tracing,
+        }
+    }
+
+    fn run(mut self) -> Outcome {
+        note!(
+            self,
+            "seed {} plan {:?} concurrency {} max_pending {}",
+            self.seed,
+            self.plan,
+            self.config.concurrency,
+            self.config.max_pending
+        );
+        self.schedule_day();
+        self.start_core();
+        while let Some(Reverse(next)) = self.queue.pop() {
+            if next.at > self.deadline {
+                self.violation(format_args!(
+                    "the system did not quiesce within {QUIESCE_LIMIT:?} after the faults stopped"
+                ));
+                break;
+            }
+            self.now = next.at;
+            self.outcome.events += 1;
+            next.at.hash(&mut self.hasher);
+            self.handle(next.event);
+            self.pump();
+            if self.quiescing && self.is_quiescent() {
+                self.checker
+                    .check_final(&self.db, &self.store, self.local_now());
+                break;
+            }
+        }
+        self.outcome.checks = self.checker.checks;
+        self.outcome.violations.append(&mut self.checker.violations);
+        self.outcome.jobs = self.db.rows.len() as u64;
+        self.outcome.versions = self.db.counter;
+        self.outcome.job_uploads = self.store.job_writes;
+        self.outcome.snapshots = self.store.snapshot_writes;
+        self.outcome.fingerprint = self.hasher.finish();
+        self.outcome
+    }
+
+    fn local_now(&self) -> Timestamp {
+        Timestamp::from_unix_nanos(self.now.unix_nanos() + self.clock_error)
+    }
+
+    fn at(&mut self, at: Timestamp, event: Event) {
+        self.order += 1;
+        self.queue.push(Reverse(Scheduled {
+            at,
+            order: self.order,
+            event,
+        }));
+    }
+
+    fn after(&mut self, delay: Duration, event: Event) {
+        self.at(self.now + delay, event);
+    }
+
+    fn random_time_in_day(&mut self) -> Duration {
+        Duration::from_millis(self.rng.u64(0..DAY.as_millis() as u64))
+    }
+
+    fn schedule_day(&mut self) {
+        let plan = self.plan.clone();
+        let one_offs = [
+            (plan.crashes, (|| Event::Crash) as fn() -> Event),
+            (plan.shutdowns, || Event::Shutdown),
+            (plan.clock_steps, || Event::ClockStep),
+            (plan.feed_resets, || Event::FeedReset),
+            (plan.malformed_triggers, || Event::Malformed),
+            (plan.trigger_dir_removals, || Event::TriggerDirLost),
+            (plan.outages, || Event::Outage),
+            (plan.immediate_requests, || Event::Immediate),
+        ];
+        for (count, event) in one_offs {
+            for _ in 0..count {
+                let delay = self.random_time_in_day();
+                self.after(delay, event());
+            }
+        }
+        for _ in 0..self.rng.u32(1..=2) {
+            let delay = self.random_time_in_day();
+            self.after(delay, Event::Timer);
+        }
+        // Bursts rewrite a few recent jobs many times within seconds, so that
+        // jobs change again while their upload is in flight.
+        for _ in 0..plan.bursts {
+            let start = self.random_time_in_day();
+            let ids = self.rng.usize(1..=8);
+            for _ in 0..self.rng.u32(20..=300) {
+                let jitter = Duration::from_millis(self.rng.u64(0..5_000));
+                let recent = self.rng.usize(0..ids);
+                self.after(start + jitter, Event::Rewrite(recent));
+            }
+        }
+        self.after(Duration::ZERO, Event::Write);
+        self.after(HOUR, Event::HourlyCheck);
+        self.after(DAY, Event::EndOfDay);
+    }
+
+    fn start_core(&mut self) {
+        self.generation += 1;
+        self.stopping = false;
+        self.uploads_in_flight = 0;
+        let now = self.local_now();
+        note!(self, "start core at cursor {:?}", self.db.stored);
+        self.core = Some(Backup::new(self.config.clone(), self.db.stored, now));
+        self.wake = None;
+    }
+
+    /// Executes every command the core has for us and re-arms its wake-up.
+    fn pump(&mut self) {
+        loop {
+            let Some(core) = self.core.as_mut() else {
+                return;
+            };
+            match core.poll_command() {
+                Some(command) => self.execute(command),
+                None => break,
+            }
+        }
+        let core = self.core.as_ref().expect("checked above");
+        if self.stopping && core.is_quiet() {
+            note!(self, "core exited after a graceful stop");
+            self.core = None;
+            let delay = Duration::from_millis(self.rng.u64(100..60_000));
+            self.after(delay, Event::Restart);
+            return;
+        }
+        if let Some(due) = core.poll_timeout() {
+            let due = Timestamp::from_unix_nanos(due.unix_nanos() - self.clock_error).max(self.now);
+            if self.wake.is_none_or(|(at, _)| at != due) {
+                self.order += 1;
+                let token = self.order;
+                self.wake = Some((due, token));
+                self.at(due, Event::Wake(token));
+            }
+        }
+    }
+
+    fn handle(&mut self, event: Event) {
+        match event {
+            Event::Wake(token) => {
+                if self.wake.is_some_and(|(_, t)| t == token) {
+                    self.wake = None;
+                    let now = self.local_now();
+                    if let Some(core) = self.core.as_mut() {
+                        core.handle_timeout(now);
+                    }
+                }
+            }
+            Event::Done {
+                generation,
+                op,
+                fate,
+            } => {
+                if generation == self.generation && self.core.is_some() {
+                    let input = self.complete(*op, fate);
+                    self.deliver(input);
+                }
+            }
+            Event::Write => self.write_job(),
+            Event::Rewrite(recent) => self.rewrite_job(recent),
+            Event::Timer => self.drop_trigger(),
+            Event::Crash => self.crash(FaultKind::Crash),
+            Event::Shutdown => {
+                if self.core.is_some() && !self.stopping {
+                    self.outcome.faults.add(FaultKind::Shutdown);
+                    note!(self, "graceful stop requested");
+                    self.core.as_mut().expect("checked").stop();
+                    self.stopping = true;
+                    self.after(SHUTDOWN_GRACE, Event::GraceOver(self.generation));
+                }
+            }
+            Event::GraceOver(generation) => {
+                if generation == self.generation && self.core.is_some() && self.stopping {
+                    self.crash(FaultKind::Shutdown);
+                }
+            }
+            Event::Restart => {
+                if self.core.is_none() {
+                    self.start_core();
+                }
+            }
+            Event::ClockStep => {
+                self.outcome.faults.add(FaultKind::ClockStep);
+                self.clock_error = self.rng.i64(-MAX_CLOCK_ERROR_SECS..=MAX_CLOCK_ERROR_SECS)
+                    * 1_000_000_000
+                    + self.rng.i64(0..1_000_000_000);
+                note!(self, "local clock error now {} ns", self.clock_error);
+                self.wake = None;
+            }
+            Event::FeedReset => {
+                if self.db.stored.seq > 0 {
+                    self.outcome.faults.add(FaultKind::FeedReset);
+                    let stored = self.db.stored;
+                    self.db.stored = Cursor {
+                        seq: self.rng.u64(0..stored.seq),
+                        time: stored.time - Duration::from_secs(self.rng.u64(0..3600)),
+                    };
+                    note!(self, "cursor rewound to {:?}", self.db.stored);
+                }
+            }
+            Event::Malformed => {
+                self.outcome.faults.add(FaultKind::MalformedTrigger);
+                let n = self.rng.u32(..);
+                let modified = self.local_now();
+                self.dir
+                    .files
+                    .insert(format!("bad-{n}"), (modified, b"not a number".to_vec()));
+                self.dir
+                    .files
+                    .insert(format!(".editor-{n}.swp"), (modified, b"junk".to_vec()));
+            }
+            Event::TriggerDirLost => {
+                self.outcome.faults.add(FaultKind::TriggerDir);
+                self.dir.exists = false;
+                let back = Duration::from_secs(self.rng.u64(60..3600));
+                self.after(back, Event::TriggerDirBack);
+            }
+            Event::TriggerDirBack => self.dir.exists = true,
+            Event::Outage => {
+                let length = Duration::from_secs(self.rng.u64(60..1800));
+                note!(self, "store outage for {length:?}");
+                self.outage_until = Some(self.now + length);
+            }
+            Event::Immediate => {
+                let now = self.local_now();
+                if let Some(core) = self.core.as_mut() {
+                    core.handle_input(Input::ImmediateBackupRequested, now);
+                }
+            }
+            Event::HourlyCheck => {
+                self.checker
+                    .check_restore_covers_cursor(&self.db, &self.store, self.local_now());
+                if !self.quiescing {
+                    self.after(HOUR, Event::HourlyCheck);
+                }
+            }
+            Event::EndOfDay => {
+                note!(self, "end of day: faults stop");
+                self.quiescing = true;
+                self.plan.calm();
+                self.outage_until = None;
+                self.dir.exists = true;
+                if self.core.is_none() {
+                    self.after(SECOND, Event::Restart);
+                }
+            }
+        }
+    }
+
+    fn deliver(&mut self, input: Input) {
+        note!(self, "input {}", describe_input(&input));
+        let now = self.local_now();
+        if let Some(core) = self.core.as_mut() {
+            core.handle_input(input, now);
+        }
+    }
+
+    fn write_job(&mut self) {
+        if self.quiescing {
+            return;
+        }
+        let id = if self.db.ids.is_empty() || self.rng.u8(0..10) < 3 {
+            JobId::new(format!("{:08x}", self.db.counter + 1)).expect("hex ids are valid")
+        } else {
+            let recent = self.db.ids.len().min(64);
+            let pick = self.db.ids.len() - 1 - self.rng.usize(0..recent);
+            self.db.ids[pick].clone()
+        };
+        let modified = self.local_now();
+        self.db.write(id, modified, self.now);
+        let gap = self.plan.write_interval.as_secs_f64() * -(1.0 - self.rng.f64()).ln();
+        self.after(Duration::from_secs_f64(gap), Event::Write);
+    }
+
+    fn rewrite_job(&mut self, recent: usize) {
+        if self.quiescing || self.db.ids.is_empty() {
+            return;
+        }
+        let id = self.db.ids[self.db.ids.len() - 1 - recent % self.db.ids.len()].clone();
+        let modified = self.local_now();
+        self.db.write(id, modified, self.now);
+    }
+
+    fn drop_trigger(&mut self) {
+        if !self.dir.exists {
+            return;
+        }
+        self.triggers_dropped += 1;
+        let name = format!("db-backup-{}", self.triggers_dropped);
+        let modified = self.local_now();
+        note!(self, "timer drops trigger {name}");
+        self.dir.files.insert(name, (modified, Vec::new()));
+    }
+
+    /// Kills jobvault: each operation in flight either takes effect now or
+    /// never, and nothing reports back.
+    fn crash(&mut self, kind: FaultKind) {
+        if self.core.is_none() {
+            return;
+        }
+        self.outcome.faults.add(kind);
+        note!(self, "jobvault killed");
+        let generation = self.generation;
+        let mut kept = BinaryHeap::new();
+        for Reverse(scheduled) in std::mem::take(&mut self.queue) {
+            match scheduled.event {
+                Event::Done {
+                    generation: g,
+                    op,
+                    fate,
+                } if g == generation => {
+                    if !matches!(fate, Fate::Fail(_)) && self.rng.bool() {
+                        self.complete(*op, Fate::Ok);
+                    }
+                }
+                _ => kept.push(Reverse(scheduled)),
+            }
+        }
+        self.queue = kept;
+        self.core = None;
+        self.stopping = false;
+        self.generation += 1;
+        let delay = Duration::from_millis(self.rng.u64(1_000..120_000));
+        self.after(delay, Event::Restart);
+    }
+
+    fn is_quiescent(&self) -> bool {
+        let Some(core) = &self.core else {
+            return false;
+        };
+        !self.stopping
+            && self.uploads_in_flight == 0
+            && core.metrics().pending_jobs == 0
+            && self.db.stored.seq == self.db.counter
+            && core.stored_cursor() == self.db.stored
+            && self.dir.unserved().next().is_none()
+    }
+
+    fn store_fate(&mut self) -> Fate {
+        if self.outage_until.is_some_and(|until| self.now < until) {
+            self.outcome.faults.add(FaultKind::StoreOutage);
+            return Fate::Fail("503 Service Unavailable (outage)");
+        }
+        let draw = self.rng.f64();
+        if draw < self.plan.store_transient {
+            self.outcome.faults.add(FaultKind::StoreTransient);
+            Fate::Fail("503 Service Unavailable")
+        } else if draw < self.plan.store_transient + self.plan.store_ambiguous {
+            self.outcome.faults.add(FaultKind::StoreAmbiguous);
+            Fate::Ambiguous
+        } else {
+            Fate::Ok
+        }
+    }
+
+    fn rate_fate(&mut self, rate: f64, kind: FaultKind, why: &'static str) -> Fate {
+        if self.rng.f64() < rate {
+            self.outcome.faults.add(kind);
+            Fate::Fail(why)
+        } else {
+            Fate::Ok
+        }
+    }
+
+    fn dir_fate(&mut self) -> Fate {
+        if !self.dir.exists {
+            return Fate::Fail("trigger directory: No such file or directory");
+        }
+        self.rate_fate(
+            self.plan.trigger_dir,
+            FaultKind::TriggerDir,
+            "trigger directory: Input/output error",
+        )
+    }
+
+    fn store_latency(&mut self) -> Duration {
+        let base = self.plan.store_latency;
+        if self.rng.u8(0..50) == 0 {
+            base * self.rng.u32(10..100)
+        } else {
+            base.mul_f64(0.5 + self.rng.f64())
+        }
+    }
+
+    fn execute(&mut self, command: Command) {
+        hash_command(&mut self.hasher, &command);
+        note!(self, "command {}", describe_command(&command));
+        let db_latency = Duration::from_micros(self.rng.u64(200..5_000));
+        let (op, fate, latency) = match command {
+            Command::ScanTriggers => (Op::Scan, self.dir_fate(), db_latency),
+            Command::WriteTriggerAttempts { name, attempts } => (
+                Op::WriteTrigger { name, attempts },
+                self.dir_fate(),
+                db_latency,
+            ),
+            Command::DeleteTrigger { name } => {
+                (Op::DeleteTrigger { name }, self.dir_fate(), db_latency)
+            }
+            Command::QuarantineTrigger { name, .. } => {
+                (Op::Quarantine { name }, self.dir_fate(), db_latency)
+            }
+            Command::TakeSnapshot(order) => {
+                if let SnapshotReason::Trigger { name, .. } = &order.reason {
+                    self.checker.count_attempt(name, RETRY_COUNT);
+                }
+                let versions = Arc::new(self.db.versions());
+                let latency = Duration::from_millis(self.rng.u64(500..30_000));
+                let fate = self.store_fate();
+                (Op::Snapshot { order, versions }, fate, latency)
+            }
+            Command::ReadChanges { after, limit } => {
+                self.checker.note_read(self.local_now(), self.now);
+                let fate =
+                    self.rate_fate(self.plan.db_read, FaultKind::DbRead, "database is locked");
+                (Op::Read { after, limit }, fate, db_latency)
+            }
+            Command::UploadJob(upload) => {
+                self.uploads_in_flight += 1;
+                let core = self
+                    .core
+                    .as_ref()
+                    .expect("commands come from a running core");
+                self.checker.check_bounds(
+                    self.uploads_in_flight,
+                    core.metrics().pending_jobs as usize,
+                    &self.config,
+                );
+                let latency = self.store_latency();
+                (Op::Upload(upload), self.store_fate(), latency)
+            }
+            Command::SaveCursor { expected, new } => {
+                let fate = self.rate_fate(self.plan.db_write, FaultKind::DbWrite, "disk I/O error");
+                (Op::Save { expected, new }, fate, db_latency)
+            }
+            Command::ListSnapshots { prefixes } => {
+                let latency = self.store_latency();
+                let fate = match self.store_fate() {
+                    Fate::Ambiguous => Fate::Ok,
+                    fate => fate,
+                };
+                (Op::List { prefixes }, fate, latency)
+            }
+            Command::ImmediateBackupDone { object, result } => {
+                note!(self, "immediate backup {object}: {result:?}");
+                return;
+            }
+        };
+        self.after(
+            latency,
+            Event::Done {
+                generation: self.generation,
+                op: Box::new(op),
+                fate,
+            },
+        );
+    }
+
+    /// Carries out an operation's effect (unless it failed outright) and
+    /// builds the report the core gets.
+    fn complete(&mut self, op: Op, fate: Fate) -> Input {
+        let error = match fate {
+            Fate::Ok => None,
+            Fate::Fail(why) => Some(why),
+            Fate::Ambiguous => Some("connection reset after the request was sent"),
+        };
+        let effective = !matches!(fate, Fate::Fail(_));
+        let result = |error: Option<&str>| match error {
+            None => Ok(()),
+            Some(why) => Err(Failure(why.to_owned())),
+        };
+        match op {
+            Op::Scan => Input::TriggersScanned(result(error).map(|()| self.dir.scan())),
+            Op::WriteTrigger { name, attempts } => {
+                let error = error.or_else(|| {
+                    (!self.dir.files.contains_key(&name)).then_some("trigger file vanished")
+                });
+                if error.is_none()
+                    && let Some(file) = self.dir.files.get_mut(&name)
+                {
+                    file.1 = attempts.to_string().into_bytes();
+                }
+                Input::TriggerAttemptsWritten {
+                    name,
+                    result: result(error),
+                }
+            }
+            Op::DeleteTrigger { name } => {
+                if effective {
+                    self.dir.files.remove(&name);
+                }
+                Input::TriggerDeleted {
+                    name,
+                    result: result(error),
+                }
+            }
+            Op::Quarantine { name } => {
+                if effective && self.dir.files.remove(&name).is_some() {
+                    self.dir.quarantined.insert(name.clone());
+                }
+                Input::TriggerQuarantined {
+                    name,
+                    result: result(error),
+                }
+            }
+            Op::Snapshot { order, versions } => {
+                if effective {
+                    let body = Body::Snapshot {
+                        versions,
+                        gzip_mtime: order.framing.gzip_mtime,
+                    };
+                    self.store.put(order.object.clone(), body, self.now);
+                }
+                Input::SnapshotTaken {
+                    object: order.object,
+                    result: result(error).map(|()| 1),
+                }
+            }
+            Op::Read { after, limit } => Input::ChangesRead(result(error).map(|()| ChangeBatch {
+                stored: self.db.stored,
+                jobs: self.db.changes(after, limit),
+            })),
+            Op::Upload(upload) => {
+                self.uploads_in_flight = self.uploads_in_flight.saturating_sub(1);
+                let id = upload.envelope.job.id.clone();
+                let seq = upload.envelope.seq;
+                if effective {
+                    let body = Body::Job {
+                        id: id.clone(),
+                        seq,
+                    };
+                    if let Some((newer, older)) =
+                        self.store.put(upload.object.clone(), body, self.now)
+                    {
+                        self.checker.violation(format!(
+                            "{}: version {older} overwrote the newer version {newer}",
+                            upload.object
+                        ));
+                    }
+                }
+                Input::JobUploaded {
+                    id,
+                    seq,
+                    result: result(error).map(|()| 1),
+                }
+            }
+            Op::Save { expected, new } => {
+                let unchanged = self.db.stored == expected;
+                if effective && unchanged {
+                    self.checker
+                        .check_save(&self.db, &self.store, expected, new);
+                    self.db.stored = new;
+                }
+                let error = error.or((!unchanged).then_some("the stored cursor changed"));
+                Input::CursorSaved(result(error))
+            }
+            Op::List { prefixes } => {
+                Input::SnapshotsListed(result(error).map(|()| self.store.list(&prefixes)))
+            }
+        }
+    }
+
+    fn violation(&mut self, what: std::fmt::Arguments) {
+        self.checker.violation(what.to_string());
+    }
+
+    fn push_note(&mut self, what: String) {
+        let line = format!("{} (local {}) {what}", self.now, self.local_now());
+        self.outcome.trace.push(line);
+    }
+}
+
+fn hash_command(hasher: &mut DefaultHasher, command: &Command) {
+    match command {
+        Command::ScanTriggers => 0u8.hash(hasher),
+        Command::WriteTriggerAttempts { name, attempts } => (1u8, name, attempts).hash(hasher),
+        Command::DeleteTrigger { name } => (2u8, name).hash(hasher),
+        Command::QuarantineTrigger { name, .. } => (3u8, name).hash(hasher),
+        Command::TakeSnapshot(order) => (4u8, &order.object, order.framing.gzip_mtime).hash(hasher),
+        Command::ReadChanges { after, limit } => (5u8, after, limit).hash(hasher),
+        Command::UploadJob(upload) => (6u8, &upload.object, upload.envelope.seq).hash(hasher),
+        Command::SaveCursor { new, .. } => (7u8, new.seq, new.time).hash(hasher),
+        Command::ListSnapshots { prefixes } => (8u8, prefixes).hash(hasher),
+        Command::ImmediateBackupDone { object, .. } => (9u8, object).hash(hasher),
+    }
+}
+
+fn describe_command(command: &Command) -> String {
+    match command {
+        Command::UploadJob(upload) => {
+            format!("UploadJob {} seq {}", upload.object, upload.envelope.seq)
+        }
+        Command::TakeSnapshot(order) => format!(
+            "TakeSnapshot {} mtime {} ({:?})",
+            order.object, order.framing.gzip_mtime, order.reason
+        ),
+        other => format!("{other:?}"),
+    }
+}
+
+fn describe_input(input: &Input) -> String {
+    match input {
+        Input::ChangesRead(Ok(batch)) => {
+            let seqs: Vec<_> = batch.jobs.iter().map(|e| e.seq).collect();
+            format!("ChangesRead stored {:?} seqs {seqs:?}", batch.stored)
+        }
+        Input::TriggersScanned(Ok(files)) => {
+            let names: Vec<_> = files.iter().map(|f| f.name.as_str()).collect();
+            format!("TriggersScanned {names:?}")
+        }
+        other => format!("{other:?}"),
+    }
+}

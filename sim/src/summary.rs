@@ -1,0 +1,104 @@
+//! Running many seeds and adding up what they did.
+
+use std::fmt;
+use std::ops::Range;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::faults::FaultCounts;
+use crate::simulation::{Outcome, run};
+
+/// What a set of seeds did, and which of them broke an invariant.
+#[derive(Debug, Default)]
+pub struct Summary {
+    pub seeds: u64,
+    pub events: u64,
+    pub faults: FaultCounts,
+    pub jobs: u64,
+    pub versions: u64,
+    pub job_uploads: u64,
+    pub snapshots: u64,
+    pub checks: u64,
+    /// Failing seeds with their violations, in seed order.
+    pub failures: Vec<(u64, Vec<String>)>,
+}
+
+impl Summary {
+    fn add(&mut self, outcome: Outcome) {
+        self.seeds += 1;
+        self.events += outcome.events;
+        self.faults.merge(&outcome.faults);
+        self.jobs += outcome.jobs;
+        self.versions += outcome.versions;
+        self.job_uploads += outcome.job_uploads;
+        self.snapshots += outcome.snapshots;
+        self.checks += outcome.checks;
+        if !outcome.violations.is_empty() {
+            self.failures.push((outcome.seed, outcome.violations));
+        }
+    }
+
+    /// Runs every seed in `seeds` on `threads` threads.
+    pub fn run(seeds: Range<u64>, threads: usize) -> Summary {
+        let next = AtomicU64::new(seeds.start);
+        let total = Mutex::new(Summary::default());
+        std::thread::scope(|scope| {
+            for _ in 0..threads.max(1) {
+                scope.spawn(|| {
+                    let mut mine = Summary::default();
+                    loop {
+                        let seed = next.fetch_add(1, Ordering::Relaxed);
+                        if seed >= seeds.end {
+                            break;
+                        }
+                        mine.add(run(seed, false));
+                    }
+                    total
+                        .lock()
+                        .expect("no thread panics holding it")
+                        .merge(mine);
+                });
+            }
+        });
+        let mut total = total.into_inner().expect("no thread panicked holding it");
+        total.failures.sort_by_key(|(seed, _)| *seed);
+        total
+    }
+
+    fn merge(&mut self, other: Summary) {
+        self.seeds += other.seeds;
+        self.events += other.events;
+        self.faults.merge(&other.faults);
+        self.jobs += other.jobs;
+        self.versions += other.versions;
+        self.job_uploads += other.job_uploads;
+        self.snapshots += other.snapshots;
+        self.checks += other.checks;
+        self.failures.extend(other.failures);
+    }
+}
+
+impl fmt::Display for Summary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "seeds            {}", self.seeds)?;
+        writeln!(f, "events           {}", self.events)?;
+        writeln!(
+            f,
+            "faults injected  {} ({})",
+            self.faults.total(),
+            self.faults
+        )?;
+        writeln!(
+            f,
+            "jobs             {} ({} versions written)",
+            self.jobs, self.versions
+        )?;
+        writeln!(
+            f,
+            "objects written  {} job, {} snapshot",
+            self.job_uploads, self.snapshots
+        )?;
+        writeln!(f, "invariant checks {}", self.checks)?;
+        write!(f, "failing seeds    {}", self.failures.len())
+    }
+}
