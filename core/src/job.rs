@@ -13,6 +13,7 @@ use crate::timestamp::Timestamp;
 
 /// A scheduled job.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Job {
     pub id: JobId,
     pub name: String,
@@ -77,6 +78,7 @@ pub enum JobStatus {
 
 /// One attempt at one task of a job.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct TaskSummary {
     pub id: String,
     #[serde(default)]
@@ -119,6 +121,13 @@ mod tests {
         let err = serde_json::from_str::<Job>(r#"{"id":"j1","name":"n","status":"InProgress"}"#)
             .unwrap_err();
         assert!(err.to_string().contains("unknown variant"), "{err}");
+    }
+
+    #[test]
+    fn json_rejects_unknown_fields_so_typos_are_caught() {
+        let err =
+            serde_json::from_str::<Job>(r#"{"id":"j1","name":"n","staus":"success"}"#).unwrap_err();
+        assert!(err.to_string().contains("unknown field `staus`"), "{err}");
     }
 
     #[test]

@@ -7,7 +7,7 @@
 
 use std::collections::BTreeSet;
 
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use super::Context;
 use super::io::{Command, Failure, SnapshotOrder, SnapshotReason};
@@ -223,7 +223,7 @@ impl Snapshots {
         match reason {
             SnapshotReason::Trigger { name, attempt } => {
                 if result.is_ok() {
-                    info!(trigger = %name, object, "automatic snapshot complete");
+                    debug!(trigger = %name, object, "automatic snapshot complete");
                     self.serve(cx, name);
                 } else if attempt >= RETRY_COUNT {
                     error!(trigger = %name, attempts = attempt, "automatic snapshot failed {attempt} times; retries exhausted");

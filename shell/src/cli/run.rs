@@ -1,0 +1,106 @@
+//! `jobvault run`: the daemon.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Args;
+use jobvault::daemon::Daemon;
+use jobvault::db::JobDb;
+use jobvault::metrics;
+use jobvault::store::Store;
+use jobvault::triggers::TriggerDir;
+use jobvault_core::{Config, Metrics};
+use tokio::sync::watch;
+use tracing::{error, info};
+
+use super::backup::parse_name;
+use super::{BucketArg, DbArg};
+
+/// Back up continuously: a snapshot for every trigger file, every changed job
+/// in the bucket within an interval, metrics for alerting.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    db: DbArg,
+    #[command(flatten)]
+    bucket: BucketArg,
+    /// Work directory; trigger files are read from <DIR>/trigger-backup/.
+    #[arg(long, value_name = "DIR")]
+    workdir: PathBuf,
+    /// Names the database in metrics and immediate snapshots.
+    #[arg(long, default_value = "task-scheduler", value_parser = parse_name)]
+    name: String,
+    /// How often triggers and job changes are checked.
+    #[arg(long, default_value = "10s", value_parser = parse_interval)]
+    interval: Duration,
+    /// Job uploads in flight at most.
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    concurrency: u16,
+    /// Where to serve Prometheus metrics (/metrics).
+    #[arg(long, default_value = "127.0.0.1:9464")]
+    metrics_addr: SocketAddr,
+    /// After SIGTERM or SIGINT, how long work in flight may take to finish.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    grace: Duration,
+}
+
+fn parse_interval(text: &str) -> Result<Duration, String> {
+    let interval = humantime::parse_duration(text).map_err(|e| e.to_string())?;
+    if interval < Duration::from_millis(100) {
+        return Err("must be at least 100ms".to_owned());
+    }
+    Ok(interval)
+}
+
+pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+    let db_path = args.db.db;
+    let db = JobDb::open(&db_path)?;
+    let store = Store::connect(args.bucket.bucket).await?;
+    if let Err(e) = store.check().await {
+        // The bucket may come back; jobs stay pending until it does.
+        error!(error = %e, "the bucket cannot be reached; backups fail until it can");
+    }
+    let triggers = TriggerDir::new(&args.workdir);
+    triggers.create()?;
+    let (metrics_tx, metrics_rx) = watch::channel(Metrics::default());
+    let metrics_addr = metrics::serve(args.metrics_addr, args.name.clone(), metrics_rx)
+        .await
+        .with_context(|| format!("cannot serve metrics on {}", args.metrics_addr))?;
+    info!(
+        db = %db_path.display(),
+        bucket = %store.url(),
+        triggers = %triggers.path().display(),
+        interval = ?args.interval,
+        metrics = %format!("http://{metrics_addr}/metrics"),
+        "jobvault running"
+    );
+    let daemon = Daemon {
+        db_path,
+        db,
+        store: Arc::new(store),
+        triggers,
+        config: Config {
+            name: args.name,
+            interval: args.interval,
+            concurrency: usize::from(args.concurrency),
+            ..Config::default()
+        },
+        grace: args.grace,
+    };
+    daemon.run(metrics_tx, stop_signal()).await;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Completes on SIGINT or SIGTERM.
+async fn stop_signal() {
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("installing a SIGTERM handler cannot fail at start-up");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate.recv() => {}
+    }
+}

@@ -1,0 +1,40 @@
+//! `jobvault trigger`: what the systemd timer runs.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Args;
+use jobvault::clock;
+use jobvault::triggers::TriggerDir;
+
+/// Ask the running daemon for a snapshot: drop a trigger file into
+/// <workdir>/trigger-backup/. The daemon serves it within one interval.
+#[derive(Debug, Args)]
+pub struct TriggerArgs {
+    /// The daemon's work directory.
+    #[arg(long, value_name = "DIR")]
+    workdir: PathBuf,
+    /// The snapshot's base name [default: scheduled-HH:MM:SS, in UTC].
+    name: Option<String>,
+}
+
+pub fn trigger(args: TriggerArgs) -> anyhow::Result<ExitCode> {
+    let name = args
+        .name
+        .unwrap_or_else(|| format!("scheduled-{}", clock::now().clock_hms()));
+    let triggers = TriggerDir::new(&args.workdir);
+    let created = triggers
+        .drop_trigger(&name)
+        .with_context(|| format!("cannot drop trigger {name:?}"))?;
+    let path = triggers.path().join(&name);
+    if created {
+        println!("{}", path.display());
+    } else {
+        eprintln!(
+            "trigger {} is already waiting; left as it is",
+            path.display()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,14 @@
+//! jobvault's shell: everything that touches the world.
+//!
+//! The core (`jobvault-core`) decides; this crate carries its decisions out
+//! against a real SQLite job database, a trigger directory, temporary files
+//! and an object store, and serves the metrics. The `jobvault` binary is its
+//! command line.
+
+pub mod clock;
+pub mod daemon;
+pub mod db;
+pub mod metrics;
+pub mod snapshot;
+pub mod store;
+pub mod triggers;

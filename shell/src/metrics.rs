@@ -1,0 +1,274 @@
+//! Prometheus metrics on `--metrics-addr`, at `/metrics`.
+//!
+//! The core keeps the numbers ([`jobvault_core::Metrics`]); the daemon
+//! publishes a copy after every step on a watch channel, and each scrape
+//! renders the latest copy. Times are Unix seconds, 0 when unknown, so an
+//! alert on age fires rather than going quiet.
+
+use std::borrow::Cow;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+
+use http_body_util::Full;
+use hyper::body::{Bytes, Incoming};
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use jobvault_core::{Metrics, Timestamp};
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::registry::Registry;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tracing::{debug, warn};
+
+/// Renders the latest metrics on each scrape.
+#[derive(Debug)]
+struct Exporter {
+    metrics: watch::Receiver<Metrics>,
+}
+
+fn seconds(at: Option<Timestamp>) -> f64 {
+    at.map_or(0.0, |t| t.unix_nanos() as f64 / 1e9)
+}
+
+fn gauge(encoder: &mut DescriptorEncoder, name: &str, help: &str, value: f64) -> std::fmt::Result {
+    let gauge = ConstGauge::new(value);
+    gauge.encode(encoder.encode_descriptor(name, help, None, gauge.metric_type())?)
+}
+
+fn counter(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    value: u64,
+) -> std::fmt::Result {
+    let counter = ConstCounter::new(value);
+    counter.encode(encoder.encode_descriptor(name, help, None, counter.metric_type())?)
+}
+
+fn counter_by_kind(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    per_kind: jobvault_core::machine::PerKind,
+) -> std::fmt::Result {
+    let mut metric = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+    for (kind, value) in [("snapshot", per_kind.snapshot), ("job", per_kind.job)] {
+        let labels = [("kind", kind)];
+        ConstCounter::new(value).encode(metric.encode_family(&labels)?)?;
+    }
+    Ok(())
+}
+
+impl Collector for Exporter {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> std::fmt::Result {
+        let m = self.metrics.borrow().clone();
+        let e = &mut encoder;
+        gauge(
+            e,
+            "jobvault_last_snapshot_timestamp_seconds",
+            "When the newest snapshot was uploaded.",
+            seconds(m.last_snapshot),
+        )?;
+        gauge(
+            e,
+            "jobvault_snapshots_last_24h",
+            "Snapshots uploaded in the last 24 hours.",
+            m.snapshots_last_24h as f64,
+        )?;
+        gauge(
+            e,
+            "jobvault_trigger_check_timestamp_seconds",
+            "When the trigger directory was last checked successfully.",
+            seconds(m.trigger_check_alive),
+        )?;
+        gauge(
+            e,
+            "jobvault_incremental_backup_timestamp_seconds",
+            "When the incremental backup last caught up completely.",
+            seconds(m.incremental_alive),
+        )?;
+        counter(
+            e,
+            "jobvault_jobs_backed_up",
+            "Job versions uploaded.",
+            m.jobs_backed_up,
+        )?;
+        gauge(
+            e,
+            "jobvault_change_feed_resets_since_snapshot",
+            "Times the change feed was rescanned since the last snapshot.",
+            m.feed_resets_since_snapshot as f64,
+        )?;
+        gauge(
+            e,
+            "jobvault_pending_jobs",
+            "Jobs read from the change feed and not yet in the bucket.",
+            m.pending_jobs as f64,
+        )?;
+        gauge(
+            e,
+            "jobvault_cursor_seq",
+            "Change sequence up to which every job is in the bucket.",
+            m.cursor.seq as f64,
+        )?;
+        gauge(
+            e,
+            "jobvault_cursor_timestamp_seconds",
+            "Every job committed before this time is in the bucket.",
+            seconds(Some(m.cursor.time)),
+        )?;
+        counter_by_kind(
+            e,
+            "jobvault_uploads",
+            "Objects uploaded, by kind.",
+            m.uploads,
+        )?;
+        counter_by_kind(
+            e,
+            "jobvault_upload_bytes",
+            "Bytes uploaded, by kind.",
+            m.upload_bytes,
+        )?;
+        counter_by_kind(
+            e,
+            "jobvault_upload_errors",
+            "Failed uploads, by kind.",
+            m.upload_errors,
+        )?;
+        counter(
+            e,
+            "jobvault_trigger_attempts",
+            "Snapshot attempts started from trigger files.",
+            m.trigger_attempts,
+        )?;
+        counter(
+            e,
+            "jobvault_triggers_quarantined",
+            "Malformed trigger files moved aside.",
+            m.triggers_quarantined,
+        )?;
+        counter(
+            e,
+            "jobvault_triggers_exhausted",
+            "Triggers given up after their last attempt failed.",
+            m.triggers_exhausted,
+        )?;
+        Ok(())
+    }
+}
+
+/// Renders `metrics` in the OpenMetrics text format, every series labelled
+/// with the database name.
+pub fn render(database: &str, metrics: watch::Receiver<Metrics>) -> String {
+    let labels = [(Cow::Borrowed("database"), Cow::Owned(database.to_owned()))];
+    let mut registry = Registry::with_labels(labels.into_iter());
+    registry.register_collector(Box::new(Exporter { metrics }));
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &registry)
+        .expect("writing to a String cannot fail");
+    text
+}
+
+/// Binds `addr` and serves `/metrics` until the runtime stops. Returns the
+/// bound address (useful with port 0).
+pub async fn serve(
+    addr: SocketAddr,
+    database: String,
+    metrics: watch::Receiver<Metrics>,
+) -> std::io::Result<SocketAddr> {
+    let listener = TcpListener::bind(addr).await?;
+    let bound = listener.local_addr()?;
+    tokio::spawn(async move {
+        loop {
+            let (stream, _) = match listener.accept().await {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    warn!(error = %e, "metrics listener cannot accept a connection");
+                    continue;
+                }
+            };
+            let database = database.clone();
+            let metrics = metrics.clone();
+            let service = hyper::service::service_fn(move |request: Request<Incoming>| {
+                let response = respond(&request, &database, metrics.clone());
+                async move { Ok::<_, Infallible>(response) }
+            });
+            tokio::spawn(async move {
+                if let Err(e) = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await
+                {
+                    debug!(error = %e, "metrics connection ended with an error");
+                }
+            });
+        }
+    });
+    Ok(bound)
+}
+
+fn respond(
+    request: &Request<Incoming>,
+    database: &str,
+    metrics: watch::Receiver<Metrics>,
+) -> Response<Full<Bytes>> {
+    if request.uri().path() != "/metrics" {
+        return Response::builder()
+            .status(StatusCode::NOT_FOUND)
+            .body(Full::new(Bytes::from_static(
+                b"not found; metrics are at /metrics\n",
+            )))
+            .expect("a static response is valid");
+    }
+    Response::builder()
+        .header(
+            hyper::header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )
+        .body(Full::new(Bytes::from(render(database, metrics))))
+        .expect("a static response is valid")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_every_signal_with_the_database_label() {
+        let metrics = Metrics {
+            last_snapshot: Some(Timestamp::from_unix_seconds(1_700_000_000)),
+            jobs_backed_up: 7,
+            uploads: jobvault_core::machine::PerKind {
+                snapshot: 1,
+                job: 7,
+            },
+            ..Metrics::default()
+        };
+        let (_tx, rx) = watch::channel(metrics);
+        let text = render("scheduler", rx);
+        assert!(
+            text.contains(
+                "jobvault_last_snapshot_timestamp_seconds{database=\"scheduler\"} 1700000000"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("jobvault_jobs_backed_up_total{database=\"scheduler\"} 7"),
+            "{text}"
+        );
+        assert!(
+            text.contains("jobvault_uploads_total{database=\"scheduler\",kind=\"job\"} 7"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "jobvault_incremental_backup_timestamp_seconds{database=\"scheduler\"} 0"
+            ),
+            "{text}"
+        );
+        assert!(text.ends_with("# EOF\n"));
+    }
+}

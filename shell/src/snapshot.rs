@@ -1,0 +1,217 @@
+//! Taking a snapshot: a consistent copy of the job database, gzipped while it
+//! streams to the store.
+//!
+//! The copy goes to a temporary file in `TMPDIR` (mode 0600, removed on every
+//! path) because SQLite's backup API writes a database file. From there a
+//! blocking task gzips it into chunks that the upload consumes as they come,
+//! so compression and upload overlap and memory stays at a few chunks
+//! whatever the size of the database.
+
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use flate2::{Compression, GzBuilder};
+use jobvault_core::machine::SnapshotOrder;
+use jobvault_core::object_name::Framing;
+use tokio::sync::mpsc;
+
+use crate::db::{DbError, JobDb};
+use crate::store::{CHUNK_BYTES, Chunk, Store, StoreError};
+
+/// Called with the number of database bytes compressed so far.
+pub type ProgressFn = Arc<dyn Fn(u64) + Send + Sync>;
+
+/// A snapshot that was uploaded.
+#[derive(Debug, Clone)]
+pub struct SnapshotReport {
+    pub object: String,
+    /// Size of the database copy.
+    pub database_bytes: u64,
+    /// Size of the object (gzip).
+    pub object_bytes: u64,
+    pub elapsed: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("snapshot task failed: {0}")]
+    Task(String),
+}
+
+/// Copies the database at `db_path`, gzips the copy with the order's framing
+/// and uploads it as the order's object.
+pub async fn take_snapshot(
+    db_path: &Path,
+    store: &Store,
+    order: &SnapshotOrder,
+    progress: Option<ProgressFn>,
+) -> Result<SnapshotReport, SnapshotError> {
+    let started = Instant::now();
+    let copy = tempfile::Builder::new()
+        .prefix(".jobvault-snapshot-")
+        .tempfile()
+        .map_err(|source| SnapshotError::Io {
+            what: format!(
+                "cannot create a temporary file in {}",
+                std::env::temp_dir().display()
+            ),
+            source,
+        })?;
+    let copy_path = copy.path().to_owned();
+    let database_bytes = {
+        let db_path = db_path.to_owned();
+        let copy_path = copy_path.clone();
+        run_blocking(move || {
+            JobDb::open(&db_path)?.snapshot_to(&copy_path)?;
+            std::fs::metadata(&copy_path)
+                .map(|meta| meta.len())
+                .map_err(|source| SnapshotError::Io {
+                    what: format!("cannot read {}", copy_path.display()),
+                    source,
+                })
+        })
+        .await?
+    };
+    // Two chunks queued at most: compression stays just ahead of the upload.
+    let (chunks, receiver) = mpsc::channel(2);
+    let framing = order.framing.clone();
+    // Spawned now, not when awaited: the upload below consumes its output.
+    let compress = tokio::task::spawn_blocking(move || {
+        gzip_into_chunks(&copy_path, &framing, progress, &chunks).map_err(|source| {
+            // Tell the upload why no more chunks come.
+            let _ = chunks.blocking_send(Err(io::Error::new(source.kind(), source.to_string())));
+            SnapshotError::Io {
+                what: format!("cannot compress {}", copy_path.display()),
+                source,
+            }
+        })
+    });
+    let uploaded = store
+        .put_chunks(&order.object, receiver, &order.framing)
+        .await;
+    let compressed = compress
+        .await
+        .map_err(|e| SnapshotError::Task(e.to_string()))?;
+    drop(copy);
+    let object_bytes = uploaded?;
+    compressed?;
+    Ok(SnapshotReport {
+        object: order.object.clone(),
+        database_bytes,
+        object_bytes,
+        elapsed: started.elapsed(),
+    })
+}
+
+async fn run_blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, SnapshotError> + Send + 'static,
+) -> Result<T, SnapshotError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| SnapshotError::Task(e.to_string()))?
+}
+
+/// Gzips the file at `source` into chunks of [`CHUNK_BYTES`], the last one
+/// marked. Blocking: run it off the async runtime.
+pub fn gzip_into_chunks(
+    source: &Path,
+    framing: &Framing,
+    progress: Option<ProgressFn>,
+    chunks: &mpsc::Sender<io::Result<Chunk>>,
+) -> io::Result<u64> {
+    let mut input = ProgressReader {
+        inner: File::open(source)?,
+        read: 0,
+        progress,
+    };
+    let sink = ChunkSink {
+        pending: Vec::with_capacity(CHUNK_BYTES + (1 << 16)),
+        chunks,
+    };
+    let mut gzip = GzBuilder::new()
+        .filename(framing.gzip_name.as_bytes())
+        .mtime(framing.gzip_mtime.gzip_mtime())
+        .write(sink, Compression::default());
+    let mut buffer = vec![0; 1 << 20];
+    loop {
+        let n = input.read(&mut buffer)?;
+        if n == 0 {
+            break;
+        }
+        gzip.write_all(&buffer[..n])?;
+    }
+    gzip.finish()?.finish()?;
+    Ok(input.read)
+}
+
+/// Collects compressed bytes and sends them on in whole chunks.
+struct ChunkSink<'a> {
+    pending: Vec<u8>,
+    chunks: &'a mpsc::Sender<io::Result<Chunk>>,
+}
+
+impl ChunkSink<'_> {
+    fn send(&self, bytes: Vec<u8>, last: bool) -> io::Result<()> {
+        self.chunks
+            .blocking_send(Ok(Chunk {
+                bytes: Bytes::from(bytes),
+                last,
+            }))
+            .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "the upload stopped"))
+    }
+
+    /// Sends what is left as the last chunk.
+    fn finish(mut self) -> io::Result<()> {
+        let rest = std::mem::take(&mut self.pending);
+        self.send(rest, true)
+    }
+}
+
+impl Write for ChunkSink<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.pending.extend_from_slice(buf);
+        // Strictly more than a chunk: the last chunk is never empty unless
+        // the whole object is.
+        while self.pending.len() > CHUNK_BYTES {
+            let rest = self.pending.split_off(CHUNK_BYTES);
+            let full = std::mem::replace(&mut self.pending, rest);
+            self.send(full, false)?;
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+struct ProgressReader {
+    inner: File,
+    read: u64,
+    progress: Option<ProgressFn>,
+}
+
+impl Read for ProgressReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.read += n as u64;
+        if let Some(progress) = &self.progress {
+            progress(self.read);
+        }
+        Ok(n)
+    }
+}

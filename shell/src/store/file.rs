@@ -1,0 +1,231 @@
+//! A local directory as a store: the embedded default, for trying jobvault
+//! without a cloud account and for backups to a mounted volume.
+//!
+//! Objects are files under the root; names map to paths. Every write goes to
+//! a hidden temporary file in the target folder and is renamed into place,
+//! so a reader never sees half an object. Hidden files are never listed.
+
+use std::fs;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+use futures::stream::{BoxStream, StreamExt};
+use jobvault_core::Timestamp;
+use jobvault_core::machine::ListedObject;
+use tempfile::NamedTempFile;
+use time::OffsetDateTime;
+
+use super::{BackendError, ChunkReceiver};
+
+/// Streamed reads hand out pieces of this size.
+const READ_PIECE: usize = 1 << 20;
+
+#[derive(Debug)]
+pub(super) struct FileStore {
+    root: PathBuf,
+}
+
+impl FileStore {
+    pub fn new(root: PathBuf) -> Self {
+        FileStore { root }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.root.join(name)
+    }
+
+    pub async fn check(&self) -> Result<(), BackendError> {
+        let root = self.root.clone();
+        blocking(move || match fs::metadata(&root) {
+            Ok(meta) if meta.is_dir() => Ok(()),
+            Ok(_) => Err(BackendError::new("is not a directory")),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                Err(BackendError::not_found("directory does not exist"))
+            }
+            Err(e) => Err(io_error(e)),
+        })
+        .await
+    }
+
+    pub async fn put(&self, name: &str, body: Vec<u8>) -> Result<(), BackendError> {
+        let path = self.path(name);
+        blocking(move || {
+            let mut file = create_temp_beside(&path)?;
+            file.write_all(&body).map_err(io_error)?;
+            persist(file, &path)
+        })
+        .await
+    }
+
+    pub async fn put_chunks(
+        &self,
+        name: &str,
+        mut chunks: ChunkReceiver,
+    ) -> Result<u64, BackendError> {
+        let path = self.path(name);
+        let mut file = {
+            let path = path.clone();
+            blocking(move || create_temp_beside(&path)).await?
+        };
+        let mut size = 0;
+        loop {
+            let chunk = match chunks.recv().await {
+                Some(Ok(chunk)) => chunk,
+                Some(Err(e)) => {
+                    return Err(BackendError::new(format!(
+                        "reading the data to write failed: {e}"
+                    )));
+                }
+                None => return Err(BackendError::new("the data to write ended early")),
+            };
+            size += chunk.bytes.len() as u64;
+            file = blocking(move || {
+                file.write_all(&chunk.bytes).map_err(io_error)?;
+                Ok(file)
+            })
+            .await?;
+            if chunk.last {
+                break;
+            }
+        }
+        blocking(move || persist(file, &path)).await?;
+        Ok(size)
+    }
+
+    pub async fn list(&self, prefix: &str) -> Result<Vec<ListedObject>, BackendError> {
+        let root = self.root.clone();
+        let prefix = prefix.to_owned();
+        blocking(move || {
+            // Walk only the deepest folder the prefix names.
+            let folder = prefix.rsplit_once('/').map_or("", |(folder, _)| folder);
+            let start = root.join(folder);
+            if !start.is_dir() {
+                return Ok(Vec::new());
+            }
+            let mut objects = Vec::new();
+            for entry in walkdir::WalkDir::new(&start)
+                .sort_by_file_name()
+                .into_iter()
+                .filter_entry(|e| e.depth() == 0 || !is_hidden(e.file_name()))
+            {
+                let entry = entry.map_err(|e| BackendError::new(e.to_string()))?;
+                if !entry.file_type().is_file() {
+                    continue;
+                }
+                let name = object_name(&root, entry.path());
+                if !name.starts_with(&prefix) {
+                    continue;
+                }
+                let meta = entry
+                    .metadata()
+                    .map_err(|e| BackendError::new(e.to_string()))?;
+                let updated = meta.modified().map_or(Timestamp::UNIX_EPOCH, |t| {
+                    Timestamp::from_offset_date_time(OffsetDateTime::from(t))
+                });
+                objects.push(ListedObject {
+                    name,
+                    updated,
+                    size: meta.len(),
+                });
+            }
+            Ok(objects)
+        })
+        .await
+    }
+
+    pub async fn list_folders(&self, prefix: &str) -> Result<Vec<String>, BackendError> {
+        let folder = self.root.join(prefix);
+        let prefix = prefix.to_owned();
+        blocking(move || {
+            let entries = match fs::read_dir(&folder) {
+                Ok(entries) => entries,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+                Err(e) => return Err(io_error(e)),
+            };
+            let mut folders = Vec::new();
+            for entry in entries {
+                let entry = entry.map_err(io_error)?;
+                let name = entry.file_name();
+                if entry.file_type().map_err(io_error)?.is_dir() && !is_hidden(&name) {
+                    folders.push(format!("{prefix}{}/", name.to_string_lossy()));
+                }
+            }
+            folders.sort();
+            Ok(folders)
+        })
+        .await
+    }
+
+    pub async fn get(&self, name: &str) -> Result<Vec<u8>, BackendError> {
+        let path = self.path(name);
+        blocking(move || fs::read(&path).map_err(io_error)).await
+    }
+
+    pub async fn get_stream(
+        &self,
+        name: &str,
+    ) -> Result<BoxStream<'static, Result<Bytes, BackendError>>, BackendError> {
+        let file = tokio::fs::File::open(self.path(name))
+            .await
+            .map_err(io_error)?;
+        let reader = tokio::io::BufReader::with_capacity(READ_PIECE, file);
+        let pieces = futures::stream::unfold(reader, |mut reader| async move {
+            use tokio::io::AsyncReadExt;
+            let mut piece = vec![0; READ_PIECE];
+            match reader.read(&mut piece).await {
+                Ok(0) => None,
+                Ok(n) => {
+                    piece.truncate(n);
+                    Some((Ok(Bytes::from(piece)), reader))
+                }
+                Err(e) => Some((Err(io_error(e)), reader)),
+            }
+        });
+        Ok(pieces.boxed())
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, BackendError> + Send + 'static,
+) -> Result<T, BackendError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| BackendError::new(format!("file store task failed: {e}")))?
+}
+
+fn create_temp_beside(path: &Path) -> Result<NamedTempFile, BackendError> {
+    let folder = path.parent().expect("object paths have a folder");
+    fs::create_dir_all(folder).map_err(io_error)?;
+    tempfile::Builder::new()
+        .prefix(".upload-")
+        .tempfile_in(folder)
+        .map_err(io_error)
+}
+
+fn persist(file: NamedTempFile, path: &Path) -> Result<(), BackendError> {
+    file.as_file().sync_all().map_err(io_error)?;
+    file.persist(path).map_err(|e| io_error(e.error))?;
+    Ok(())
+}
+
+fn object_name(root: &Path, path: &Path) -> String {
+    let relative = path.strip_prefix(root).unwrap_or(path);
+    relative
+        .components()
+        .map(|c| c.as_os_str().to_string_lossy())
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+fn is_hidden(name: &std::ffi::OsStr) -> bool {
+    name.to_string_lossy().starts_with('.')
+}
+
+fn io_error(error: io::Error) -> BackendError {
+    if error.kind() == io::ErrorKind::NotFound {
+        BackendError::not_found(error.to_string())
+    } else {
+        BackendError::new(error.to_string())
+    }
+}

@@ -1,0 +1,430 @@
+//! Google Cloud Storage through the JSON API (the `gcloud-storage` crate).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::stream::{BoxStream, StreamExt};
+use gcloud_storage::client::google_cloud_auth::project::Config as AuthConfig;
+use gcloud_storage::client::google_cloud_auth::token::DefaultTokenSourceProvider;
+use gcloud_storage::client::{Client, ClientConfig};
+use gcloud_storage::http::Error as GcsError;
+use gcloud_storage::http::objects::Object;
+use gcloud_storage::http::objects::download::Range;
+use gcloud_storage::http::objects::get::GetObjectRequest;
+use gcloud_storage::http::objects::list::ListObjectsRequest;
+use gcloud_storage::http::objects::upload::{UploadObjectRequest, UploadType};
+use gcloud_storage::http::resumable_upload_client::{
+    ChunkSize, ResumableUploadClient, UploadStatus,
+};
+use jobvault_core::Timestamp;
+use jobvault_core::machine::ListedObject;
+use jobvault_core::object_name::Framing;
+use token_source::{TokenSource, TokenSourceProvider};
+use tracing::warn;
+
+use super::{BackendError, Chunk, ChunkReceiver, error_chain};
+
+/// How many times one chunk of a resumable upload is sent before the upload
+/// is given up.
+const CHUNK_ATTEMPTS: u32 = 5;
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Generous: a whole chunk must go through within it.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(300);
+
+pub(super) struct GcsStore {
+    client: Client,
+    /// For uploads, which are sent as GCS documents them (see [`GcsStore::put`]).
+    http: reqwest::Client,
+    /// `None` when talking to an emulator anonymously.
+    token: Option<Arc<dyn TokenSource>>,
+    upload_url: String,
+    bucket: String,
+    /// Empty or ending in `/`.
+    prefix: String,
+}
+
+impl std::fmt::Debug for GcsStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GcsStore")
+            .field("bucket", &self.bucket)
+            .field("prefix", &self.prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+impl GcsStore {
+    pub async fn connect(bucket: String, prefix: String) -> Result<Self, String> {
+        // reqwest is built without a TLS provider of its own; install ring.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let mut headers = reqwest::header::HeaderMap::new();
+        // Ask for objects as stored, so gzip CRCs can be checked here.
+        headers.insert(
+            reqwest::header::ACCEPT_ENCODING,
+            reqwest::header::HeaderValue::from_static("gzip"),
+        );
+        let http = reqwest::Client::builder()
+            .default_headers(headers)
+            .connect_timeout(CONNECT_TIMEOUT)
+            .timeout(REQUEST_TIMEOUT)
+            .build()
+            .map_err(|e| format!("cannot set up an HTTP client: {}", error_chain(&e)))?;
+        let mut config = ClientConfig {
+            http: Some(reqwest_middleware::ClientBuilder::new(http.clone()).build()),
+            ..ClientConfig::default()
+        };
+        let token = match std::env::var("STORAGE_EMULATOR_HOST") {
+            Ok(host) if !host.is_empty() => {
+                config.storage_endpoint = if host.contains("://") {
+                    host
+                } else {
+                    format!("http://{host}")
+                };
+                config = config.anonymous();
+                None
+            }
+            _ => {
+                let scopes = gcloud_storage::http::storage_client::SCOPES;
+                let provider = DefaultTokenSourceProvider::new(
+                    AuthConfig::default().with_scopes(&scopes),
+                )
+                .await
+                .map_err(|e| {
+                    format!(
+                        "cannot load Google Cloud credentials (Application Default Credentials; \
+                             run `gcloud auth application-default login` or set \
+                             GOOGLE_APPLICATION_CREDENTIALS): {}",
+                        error_chain(&e)
+                    )
+                })?;
+                let token = provider.token_source();
+                config.token_source_provider = Some(Box::new(provider));
+                Some(token)
+            }
+        };
+        let upload_url = format!(
+            "{}/upload/storage/v1/b/{bucket}/o?uploadType=multipart",
+            config.storage_endpoint.trim_end_matches('/')
+        );
+        Ok(GcsStore {
+            client: Client::new(config),
+            http,
+            token,
+            upload_url,
+            bucket,
+            prefix,
+        })
+    }
+
+    fn full_name(&self, name: &str) -> String {
+        format!("{}{name}", self.prefix)
+    }
+
+    fn metadata(&self, name: &str, framing: &Framing) -> Object {
+        Object {
+            name: self.full_name(name),
+            bucket: self.bucket.clone(),
+            content_type: Some(Framing::CONTENT_TYPE.to_owned()),
+            content_encoding: Some(Framing::CONTENT_ENCODING.to_owned()),
+            content_disposition: Some(framing.content_disposition()),
+            ..Object::default()
+        }
+    }
+
+    fn upload_request(&self) -> UploadObjectRequest {
+        UploadObjectRequest {
+            bucket: self.bucket.clone(),
+            ..UploadObjectRequest::default()
+        }
+    }
+
+    pub async fn check(&self) -> Result<(), BackendError> {
+        let request = ListObjectsRequest {
+            bucket: self.bucket.clone(),
+            max_results: Some(1),
+            ..ListObjectsRequest::default()
+        };
+        self.client
+            .list_objects(&request)
+            .await
+            .map(drop)
+            .map_err(backend_error)
+    }
+
+    /// Uploads an object in one request: a `multipart/related` body of the
+    /// metadata and the bytes, as the JSON API documents it. (The crate's
+    /// multipart upload sends `multipart/form-data` with an untyped data
+    /// part, which the emulator stores without a content type.)
+    pub async fn put(
+        &self,
+        name: &str,
+        body: Vec<u8>,
+        framing: &Framing,
+    ) -> Result<(), BackendError> {
+        let metadata = serde_json::json!({
+            "name": self.full_name(name),
+            "contentType": Framing::CONTENT_TYPE,
+            "contentEncoding": Framing::CONTENT_ENCODING,
+            "contentDisposition": framing.content_disposition(),
+        });
+        let boundary = boundary_absent_from(&body);
+        let mut payload = Vec::with_capacity(body.len() + 512);
+        payload.extend_from_slice(
+            format!(
+                "--{boundary}\r\nContent-Type: application/json; charset=UTF-8\r\n\r\n{metadata}\r\n\
+                 --{boundary}\r\nContent-Type: {}\r\n\r\n",
+                Framing::CONTENT_TYPE
+            )
+            .as_bytes(),
+        );
+        payload.extend_from_slice(&body);
+        payload.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+        let mut request = self
+            .http
+            .post(&self.upload_url)
+            .header(
+                reqwest::header::CONTENT_TYPE,
+                format!("multipart/related; boundary={boundary}"),
+            )
+            .body(payload);
+        if let Some(token) = &self.token {
+            let token = token
+                .token()
+                .await
+                .map_err(|e| BackendError::new(format!("cannot get an access token: {e}")))?;
+            request = request.header(reqwest::header::AUTHORIZATION, token);
+        }
+        let response = request
+            .send()
+            .await
+            .map_err(|e| BackendError::new(error_chain(&e)))?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(());
+        }
+        let text = response.text().await.unwrap_or_default();
+        let message = serde_json::from_str::<serde_json::Value>(&text)
+            .ok()
+            .and_then(|v| v["error"]["message"].as_str().map(str::to_owned))
+            .unwrap_or(text);
+        let message = message.trim();
+        let reason = status.canonical_reason().unwrap_or_default();
+        let message = if message.is_empty() || message == reason {
+            status.to_string()
+        } else {
+            format!("{status}: {message}")
+        };
+        if status == reqwest::StatusCode::NOT_FOUND {
+            Err(BackendError::not_found(format!(
+                "bucket {} does not exist ({message})",
+                self.bucket
+            )))
+        } else {
+            Err(BackendError::new(message))
+        }
+    }
+
+    pub async fn put_chunks(
+        &self,
+        name: &str,
+        mut chunks: ChunkReceiver,
+        framing: &Framing,
+    ) -> Result<u64, BackendError> {
+        let first = next_chunk(&mut chunks).await?;
+        if first.last {
+            let size = first.bytes.len() as u64;
+            self.put(name, first.bytes.into(), framing).await?;
+            return Ok(size);
+        }
+        let upload = UploadType::Multipart(Box::new(self.metadata(name, framing)));
+        let session = self
+            .client
+            .prepare_resumable_upload(&self.upload_request(), &upload)
+            .await
+            .map_err(backend_error)?;
+        let mut offset = 0;
+        let mut chunk = first;
+        loop {
+            let end = offset + chunk.bytes.len() as u64;
+            let total = chunk.last.then_some(end);
+            send_chunk(&session, chunk.bytes, offset, total).await?;
+            offset = end;
+            if chunk.last {
+                return Ok(offset);
+            }
+            chunk = next_chunk(&mut chunks).await?;
+        }
+    }
+
+    pub async fn list(&self, prefix: &str) -> Result<Vec<ListedObject>, BackendError> {
+        let mut objects = Vec::new();
+        let mut page_token = None;
+        loop {
+            let request = ListObjectsRequest {
+                bucket: self.bucket.clone(),
+                prefix: Some(self.full_name(prefix)),
+                page_token,
+                ..ListObjectsRequest::default()
+            };
+            let page = self
+                .client
+                .list_objects(&request)
+                .await
+                .map_err(backend_error)?;
+            for item in page.items.unwrap_or_default() {
+                let Some(name) = item.name.strip_prefix(&self.prefix) else {
+                    continue;
+                };
+                let updated = item
+                    .updated
+                    .or(item.time_created)
+                    .map_or(Timestamp::UNIX_EPOCH, Timestamp::from_offset_date_time);
+                objects.push(ListedObject {
+                    name: name.to_owned(),
+                    updated,
+                    size: u64::try_from(item.size).unwrap_or(0),
+                });
+            }
+            page_token = page.next_page_token.filter(|token| !token.is_empty());
+            if page_token.is_none() {
+                return Ok(objects);
+            }
+        }
+    }
+
+    pub async fn list_folders(&self, prefix: &str) -> Result<Vec<String>, BackendError> {
+        let mut folders = Vec::new();
+        let mut page_token = None;
+        loop {
+            let request = ListObjectsRequest {
+                bucket: self.bucket.clone(),
+                prefix: Some(self.full_name(prefix)),
+                delimiter: Some("/".to_owned()),
+                page_token,
+                ..ListObjectsRequest::default()
+            };
+            let page = self
+                .client
+                .list_objects(&request)
+                .await
+                .map_err(backend_error)?;
+            folders.extend(
+                page.prefixes
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter_map(|folder| folder.strip_prefix(&self.prefix).map(str::to_owned)),
+            );
+            page_token = page.next_page_token.filter(|token| !token.is_empty());
+            if page_token.is_none() {
+                return Ok(folders);
+            }
+        }
+    }
+
+    fn get_request(&self, name: &str) -> GetObjectRequest {
+        GetObjectRequest {
+            bucket: self.bucket.clone(),
+            object: self.full_name(name),
+            ..GetObjectRequest::default()
+        }
+    }
+
+    pub async fn get(&self, name: &str) -> Result<Vec<u8>, BackendError> {
+        self.client
+            .download_object(&self.get_request(name), &Range::default())
+            .await
+            .map_err(backend_error)
+    }
+
+    pub async fn get_stream(
+        &self,
+        name: &str,
+    ) -> Result<BoxStream<'static, Result<Bytes, BackendError>>, BackendError> {
+        let stream = self
+            .client
+            .download_streamed_object(&self.get_request(name), &Range::default())
+            .await
+            .map_err(backend_error)?;
+        Ok(stream.map(|item| item.map_err(backend_error)).boxed())
+    }
+}
+
+async fn next_chunk(chunks: &mut ChunkReceiver) -> Result<Chunk, BackendError> {
+    match chunks.recv().await {
+        Some(Ok(chunk)) => Ok(chunk),
+        Some(Err(e)) => Err(BackendError::new(format!(
+            "reading the data to upload failed: {e}"
+        ))),
+        None => Err(BackendError::new("the data to upload ended early")),
+    }
+}
+
+/// Sends bytes `offset..offset + bytes.len()` of a resumable upload. A failed
+/// attempt asks the store how much it holds and sends only the rest, so a
+/// failure costs one chunk, not the whole object.
+async fn send_chunk(
+    session: &ResumableUploadClient,
+    bytes: Bytes,
+    offset: u64,
+    total: Option<u64>,
+) -> Result<(), BackendError> {
+    let end = offset + bytes.len() as u64;
+    let mut from = offset;
+    let mut last_error = String::new();
+    for attempt in 1..=CHUNK_ATTEMPTS {
+        let part = bytes.slice((from - offset) as usize..);
+        let range = ChunkSize::new(from, end.saturating_sub(1).max(from), total);
+        match session.upload_multiple_chunk(part, &range).await {
+            Ok(UploadStatus::Ok(_)) if total.is_some() => return Ok(()),
+            Ok(UploadStatus::ResumeIncomplete(held))
+                if total.is_none() && held.last_byte + 1 >= end =>
+            {
+                return Ok(());
+            }
+            Ok(status) => last_error = format!("unexpected upload status {status:?}"),
+            Err(e) => last_error = error_chain(&e),
+        }
+        warn!(attempt, offset = from, error = %last_error, "a chunk of a resumable upload failed; resending what the store lacks");
+        tokio::time::sleep(Duration::from_millis(250 << attempt.min(5))).await;
+        match session.status(None).await {
+            Ok(UploadStatus::ResumeIncomplete(held)) => {
+                from = (held.last_byte + 1).clamp(offset, end)
+            }
+            Ok(UploadStatus::NotStarted) => from = offset,
+            Ok(UploadStatus::Ok(_)) if total.is_some() => return Ok(()),
+            Ok(_) | Err(_) => {}
+        }
+        if from == end && total.is_none() {
+            return Ok(());
+        }
+    }
+    Err(BackendError::new(format!(
+        "a chunk at byte {offset} failed {CHUNK_ATTEMPTS} times: {last_error}"
+    )))
+}
+
+/// A multipart boundary that does not occur in `body`.
+fn boundary_absent_from(body: &[u8]) -> String {
+    (0u32..)
+        .map(|n| format!("jobvault-boundary-{n:08x}"))
+        .find(|boundary| {
+            !body
+                .windows(boundary.len())
+                .any(|w| w == boundary.as_bytes())
+        })
+        .expect("some boundary is absent from any finite body")
+}
+
+fn backend_error(error: GcsError) -> BackendError {
+    let not_found = match &error {
+        GcsError::Response(response) => response.code == 404,
+        GcsError::HttpClient(e) => e.status().is_some_and(|s| s.as_u16() == 404),
+        _ => false,
+    };
+    let message = error_chain(&error);
+    if not_found {
+        BackendError::not_found(message)
+    } else {
+        BackendError::new(message)
+    }
+}

@@ -1,0 +1,227 @@
+//! Object stores: a Google Cloud Storage bucket, or a local directory.
+//!
+//! Object names given to a store are those of the core (`db-backup/...`,
+//! `job-backup/...`); the store adds and strips its own prefix.
+
+mod file;
+mod gcs;
+mod url;
+
+use bytes::Bytes;
+use futures::stream::BoxStream;
+use jobvault_core::machine::ListedObject;
+use jobvault_core::object_name::Framing;
+use tokio::sync::mpsc;
+
+pub use url::{BadBucketUrl, BucketUrl};
+
+/// Snapshot bytes are uploaded in chunks of this size. A multiple of 256 KiB,
+/// as resumable uploads require; a snapshot larger than one chunk goes
+/// through a resumable upload, so a failed chunk is retried alone.
+pub const CHUNK_BYTES: usize = 8 << 20;
+
+/// A piece of an object being uploaded as a stream.
+#[derive(Debug)]
+pub struct Chunk {
+    pub bytes: Bytes,
+    /// No chunk follows.
+    pub last: bool,
+}
+
+/// A stream of chunks; an error ends the upload.
+pub type ChunkReceiver = mpsc::Receiver<std::io::Result<Chunk>>;
+
+/// What went wrong with a store, naming the bucket or object.
+#[derive(Debug, thiserror::Error)]
+#[error("{location}: {message}")]
+pub struct StoreError {
+    /// The bucket URL, or the object's full URL.
+    pub location: String,
+    pub message: String,
+    /// The bucket or object does not exist.
+    pub not_found: bool,
+}
+
+#[derive(Debug)]
+enum Backend {
+    Gcs(Box<gcs::GcsStore>),
+    File(file::FileStore),
+}
+
+/// A bucket or a directory holding backups.
+#[derive(Debug)]
+pub struct Store {
+    url: BucketUrl,
+    backend: Backend,
+}
+
+impl Store {
+    /// Connects to the store. For `gs://` this loads Application Default
+    /// Credentials, or uses anonymous access to `STORAGE_EMULATOR_HOST` when
+    /// that is set. It does not check that the bucket exists; see
+    /// [`Store::check`].
+    pub async fn connect(url: BucketUrl) -> Result<Store, StoreError> {
+        let backend = match &url {
+            BucketUrl::Gcs { bucket, prefix } => Backend::Gcs(Box::new(
+                gcs::GcsStore::connect(bucket.clone(), prefix.clone())
+                    .await
+                    .map_err(|message| StoreError {
+                        location: url.to_string(),
+                        message,
+                        not_found: false,
+                    })?,
+            )),
+            BucketUrl::File { root } => Backend::File(file::FileStore::new(root.clone())),
+        };
+        Ok(Store { url, backend })
+    }
+
+    pub fn url(&self) -> &BucketUrl {
+        &self.url
+    }
+
+    /// An object's name in the bucket, with the store's prefix.
+    pub fn object_name(&self, name: &str) -> String {
+        match &self.url {
+            BucketUrl::Gcs { prefix, .. } => format!("{prefix}{name}"),
+            BucketUrl::File { .. } => name.to_owned(),
+        }
+    }
+
+    /// The full URL of an object, for messages.
+    pub fn location(&self, name: &str) -> String {
+        format!("{}/{name}", self.url)
+    }
+
+    fn error(&self, name: Option<&str>, message: String, not_found: bool) -> StoreError {
+        StoreError {
+            location: name.map_or_else(|| self.url.to_string(), |n| self.location(n)),
+            message,
+            not_found,
+        }
+    }
+
+    /// Checks that the bucket exists and can be listed.
+    pub async fn check(&self) -> Result<(), StoreError> {
+        let result = match &self.backend {
+            Backend::Gcs(gcs) => gcs.check().await,
+            Backend::File(file) => file.check().await,
+        };
+        result.map_err(|e| self.error(None, e.message, e.not_found))
+    }
+
+    /// Uploads a small object held in memory (already gzipped).
+    pub async fn put(
+        &self,
+        name: &str,
+        body: Vec<u8>,
+        framing: &Framing,
+    ) -> Result<(), StoreError> {
+        let result = match &self.backend {
+            Backend::Gcs(gcs) => gcs.put(name, body, framing).await,
+            Backend::File(file) => file.put(name, body).await,
+        };
+        result.map_err(|e| self.error(Some(name), e.message, e.not_found))
+    }
+
+    /// Uploads an object from a stream of chunks. Returns its size in bytes.
+    pub async fn put_chunks(
+        &self,
+        name: &str,
+        chunks: ChunkReceiver,
+        framing: &Framing,
+    ) -> Result<u64, StoreError> {
+        let result = match &self.backend {
+            Backend::Gcs(gcs) => gcs.put_chunks(name, chunks, framing).await,
+            Backend::File(file) => file.put_chunks(name, chunks).await,
+        };
+        result.map_err(|e| self.error(Some(name), e.message, e.not_found))
+    }
+
+    /// Every object whose name starts with `prefix`.
+    pub async fn list(&self, prefix: &str) -> Result<Vec<ListedObject>, StoreError> {
+        let result = match &self.backend {
+            Backend::Gcs(gcs) => gcs.list(prefix).await,
+            Backend::File(file) => file.list(prefix).await,
+        };
+        result.map_err(|e| self.error(Some(prefix), e.message, e.not_found))
+    }
+
+    /// The folders directly under `prefix` (which ends in `/`), each with a
+    /// trailing `/`.
+    pub async fn list_folders(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        let result = match &self.backend {
+            Backend::Gcs(gcs) => gcs.list_folders(prefix).await,
+            Backend::File(file) => file.list_folders(prefix).await,
+        };
+        result.map_err(|e| self.error(Some(prefix), e.message, e.not_found))
+    }
+
+    /// An object's bytes as stored (gzip), or decompressed if the store
+    /// transcodes; callers accept both.
+    pub async fn get(&self, name: &str) -> Result<Vec<u8>, StoreError> {
+        let result = match &self.backend {
+            Backend::Gcs(gcs) => gcs.get(name).await,
+            Backend::File(file) => file.get(name).await,
+        };
+        result.map_err(|e| self.error(Some(name), e.message, e.not_found))
+    }
+
+    /// An object's bytes as a stream, for objects too large to hold.
+    pub async fn get_stream(
+        &self,
+        name: &str,
+    ) -> Result<BoxStream<'static, Result<Bytes, StoreError>>, StoreError> {
+        let location = self.location(name);
+        let result = match &self.backend {
+            Backend::Gcs(gcs) => gcs.get_stream(name).await,
+            Backend::File(file) => file.get_stream(name).await,
+        };
+        let stream = result.map_err(|e| self.error(Some(name), e.message, e.not_found))?;
+        Ok(Box::pin(futures::StreamExt::map(stream, move |item| {
+            item.map_err(|e| StoreError {
+                location: location.clone(),
+                message: e.message,
+                not_found: e.not_found,
+            })
+        })))
+    }
+}
+
+/// An error inside a backend, before the store adds the location.
+#[derive(Debug)]
+struct BackendError {
+    message: String,
+    not_found: bool,
+}
+
+impl BackendError {
+    fn new(message: impl Into<String>) -> Self {
+        BackendError {
+            message: message.into(),
+            not_found: false,
+        }
+    }
+
+    fn not_found(message: impl Into<String>) -> Self {
+        BackendError {
+            message: message.into(),
+            not_found: true,
+        }
+    }
+}
+
+/// Formats an error with its chain of causes on one line.
+pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
