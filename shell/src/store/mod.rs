@@ -61,9 +61,21 @@ impl Store {
     /// that is set. It does not check that the bucket exists; see
     /// [`Store::check`].
     pub async fn connect(url: BucketUrl) -> Result<Store, StoreError> {
+        let emulator = std::env::var("STORAGE_EMULATOR_HOST")
+            .ok()
+            .filter(|host| !host.is_empty());
+        Store::connect_with(url, emulator).await
+    }
+
+    /// Like [`Store::connect`], with the emulator address (if any) given
+    /// rather than read from the environment.
+    pub async fn connect_with(
+        url: BucketUrl,
+        emulator: Option<String>,
+    ) -> Result<Store, StoreError> {
         let backend = match &url {
             BucketUrl::Gcs { bucket, prefix } => Backend::Gcs(Box::new(
-                gcs::GcsStore::connect(bucket.clone(), prefix.clone())
+                gcs::GcsStore::connect(bucket.clone(), prefix.clone(), emulator)
                     .await
                     .map_err(|message| StoreError {
                         location: url.to_string(),

@@ -1,0 +1,194 @@
+//! fake-gcs-server, started on a free port for the tests of one process.
+//!
+//! The server runs under a small `sh` guard that kills it when its stdin
+//! closes, so it never outlives the test process, however that ends.
+
+use std::io::Read;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::http;
+
+/// Where the emulator keeps objects.
+#[derive(Debug, Clone)]
+pub enum Backend {
+    Memory,
+    /// On disk, so a stopped emulator restarts with its objects.
+    Filesystem(PathBuf),
+}
+
+#[derive(Debug)]
+pub struct Emulator {
+    port: u16,
+    /// Where clients are told to send follow-up requests (resumable upload
+    /// sessions): the emulator itself, or a proxy in front of it.
+    public_port: u16,
+    backend: Backend,
+    process: Option<(Child, ChildStdin)>,
+}
+
+/// The fake-gcs-server binary: `$FAKE_GCS_SERVER`, or installed on demand by
+/// `scripts/install-emulator`.
+pub fn emulator_binary() -> PathBuf {
+    static BINARY: OnceLock<PathBuf> = OnceLock::new();
+    BINARY
+        .get_or_init(|| {
+            if let Some(path) = std::env::var_os("FAKE_GCS_SERVER") {
+                return PathBuf::from(path);
+            }
+            let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/install-emulator");
+            let output = Command::new(&script)
+                .stderr(Stdio::inherit())
+                .output()
+                .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
+            assert!(output.status.success(), "{} failed", script.display());
+            PathBuf::from(String::from_utf8(output.stdout).unwrap().trim())
+        })
+        .clone()
+}
+
+/// A port nobody listens on right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+impl Emulator {
+    /// The emulator shared by the tests of this process (memory backend).
+    pub fn shared() -> &'static Emulator {
+        static SHARED: OnceLock<Emulator> = OnceLock::new();
+        SHARED.get_or_init(|| Emulator::start(Backend::Memory))
+    }
+
+    pub fn start(backend: Backend) -> Emulator {
+        let port = free_port();
+        Emulator::start_on(port, port, backend)
+    }
+
+    /// Starts on `port`, telling clients to come back through `public_port`.
+    pub fn start_on(port: u16, public_port: u16, backend: Backend) -> Emulator {
+        let mut emulator = Emulator {
+            port,
+            public_port,
+            backend,
+            process: None,
+        };
+        emulator.restart();
+        emulator
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// For `STORAGE_EMULATOR_HOST`: where clients should connect.
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.public_port)
+    }
+
+    /// Stops the server; a filesystem backend keeps its objects.
+    pub fn stop(&mut self) {
+        if let Some((mut child, stdin)) = self.process.take() {
+            drop(stdin);
+            let _ = child.wait();
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+            assert!(Instant::now() < deadline, "the emulator did not stop");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Starts the server (again) on the same port.
+    pub fn restart(&mut self) {
+        self.stop();
+        let public = format!("127.0.0.1:{}", self.public_port);
+        let mut args: Vec<String> = vec![
+            "-scheme".into(),
+            "http".into(),
+            "-host".into(),
+            "127.0.0.1".into(),
+            "-port".into(),
+            self.port.to_string(),
+            "-public-host".into(),
+            public.clone(),
+            "-external-url".into(),
+            format!("http://{public}"),
+            "-log-level".into(),
+            "error".into(),
+        ];
+        match &self.backend {
+            Backend::Memory => args.extend(["-backend".into(), "memory".into()]),
+            Backend::Filesystem(root) => args.extend([
+                "-backend".into(),
+                "filesystem".into(),
+                "-filesystem-root".into(),
+                root.display().to_string(),
+            ]),
+        }
+        // The guard: run the server, and kill it once stdin closes.
+        let mut child = Command::new("sh")
+            .arg("-c")
+            .arg(r#""$0" "$@" </dev/null & pid=$!; read -r _; kill "$pid"; wait "$pid""#)
+            .arg(emulator_binary())
+            .args(&args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("cannot start fake-gcs-server");
+        let stdin = child.stdin.take().expect("piped stdin");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let listing = format!("http://127.0.0.1:{}/storage/v1/b", self.port);
+            if http::get(&listing).is_ok_and(|(status, _)| status == 200) {
+                break;
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                let mut stderr = String::new();
+                child
+                    .stderr
+                    .take()
+                    .unwrap()
+                    .read_to_string(&mut stderr)
+                    .ok();
+                panic!("fake-gcs-server exited with {status}: {stderr}");
+            }
+            assert!(Instant::now() < deadline, "fake-gcs-server did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.process = Some((child, stdin));
+    }
+
+    /// Creates a bucket named `<prefix>-<n>`, unique in this process, and
+    /// returns its name.
+    pub fn new_bucket(&self, prefix: &str) -> String {
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let name = format!(
+            "{prefix}-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        );
+        let url = format!("http://127.0.0.1:{}/storage/v1/b", self.port);
+        let (status, body) = http::post_json(&url, &serde_json::json!({ "name": name }))
+            .expect("the emulator answers");
+        assert!(status == 200, "creating bucket {name}: {status} {body}");
+        name
+    }
+
+    pub fn address(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+}
+
+impl Drop for Emulator {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

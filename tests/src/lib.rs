@@ -1,0 +1,324 @@
+//! Helpers for jobvault's end-to-end tests: the real `jobvault` binary, a real
+//! GCS emulator, real SQLite files in a temporary directory.
+
+mod emulator;
+mod http;
+mod proxy;
+
+use std::fs;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use jobvault::store::{BucketUrl, Store};
+use jobvault_core::machine::ListedObject;
+
+pub use emulator::{Backend, Emulator, emulator_binary, free_port};
+pub use http::{get as http_get, post_json as http_post_json};
+pub use proxy::{Proxy, Seen};
+
+/// A runtime for the async parts the tests use (store reads, the proxy).
+pub fn runtime() -> &'static tokio::runtime::Runtime {
+    static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    RUNTIME.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("a tokio runtime")
+    })
+}
+
+/// The `jobvault` binary under test: `$JOBVAULT_BIN`, or the one cargo built
+/// beside this test's executable.
+pub fn jobvault_bin() -> PathBuf {
+    if let Some(path) = std::env::var_os("JOBVAULT_BIN") {
+        return PathBuf::from(path);
+    }
+    let exe = std::env::current_exe().expect("the test's own path");
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("tests run from target/<profile>/deps");
+    let bin = profile_dir.join("jobvault");
+    assert!(
+        bin.exists(),
+        "{} does not exist; build it first (scripts/test does): cargo build -p jobvault",
+        bin.display()
+    );
+    bin
+}
+
+/// `jobvault` with the emulator's address in its environment.
+pub fn jobvault(emulator_endpoint: Option<&str>) -> Command {
+    let mut command = Command::new(jobvault_bin());
+    command.env_remove("RUST_LOG");
+    match emulator_endpoint {
+        Some(endpoint) => command.env("STORAGE_EMULATOR_HOST", endpoint),
+        None => command.env_remove("STORAGE_EMULATOR_HOST"),
+    };
+    command
+}
+
+/// Runs a command to completion, feeding it `stdin`.
+pub fn run_with_stdin(mut command: Command, stdin: &str) -> Output {
+    let mut child = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the command starts");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+/// Polls `check` every 50 ms until it gives a value; panics naming `what`
+/// after `timeout`.
+pub fn eventually<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A temporary directory holding a job database and a work directory.
+#[derive(Debug)]
+pub struct Workspace {
+    dir: tempfile::TempDir,
+}
+
+impl Default for Workspace {
+    fn default() -> Self {
+        Workspace::new()
+    }
+}
+
+impl Workspace {
+    pub fn new() -> Self {
+        Workspace {
+            dir: tempfile::tempdir().expect("a temporary directory"),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn db(&self) -> PathBuf {
+        self.dir.path().join("jobs.db")
+    }
+
+    pub fn workdir(&self) -> PathBuf {
+        self.dir.path().join("work")
+    }
+
+    pub fn triggers(&self) -> PathBuf {
+        self.workdir().join("trigger-backup")
+    }
+
+    /// Writes jobs with `jobvault jobs put`, one JSON object per job.
+    pub fn put_jobs(&self, jobs: &[serde_json::Value]) {
+        let lines: String = jobs.iter().map(|job| format!("{job}\n")).collect();
+        let mut command = jobvault(None);
+        command.args(["jobs", "put", "--db"]).arg(self.db());
+        let output = run_with_stdin(command, &lines);
+        assert!(
+            output.status.success(),
+            "jobs put failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+
+    /// Drops a trigger file, as `jobvault trigger` does.
+    pub fn trigger(&self, name: &str, content: &str) -> PathBuf {
+        fs::create_dir_all(self.triggers()).unwrap();
+        let path = self.triggers().join(name);
+        fs::write(&path, content).unwrap();
+        path
+    }
+}
+
+/// A `jobvault run` process, killed if still running when dropped.
+#[derive(Debug)]
+pub struct Daemon {
+    child: Option<Child>,
+    log: PathBuf,
+    pub metrics: SocketAddr,
+}
+
+impl Daemon {
+    /// Starts `jobvault run` for the workspace against `bucket`, checking
+    /// every `interval`; extra arguments follow.
+    pub fn start(
+        workspace: &Workspace,
+        emulator_endpoint: Option<&str>,
+        bucket: &str,
+        interval: &str,
+        extra: &[&str],
+    ) -> Daemon {
+        let log = workspace.path().join(format!("daemon-{}.log", free_port()));
+        let mut command = jobvault(emulator_endpoint);
+        command
+            .arg("run")
+            .arg("--db")
+            .arg(workspace.db())
+            .args(["--bucket", bucket, "--interval", interval])
+            .arg("--workdir")
+            .arg(workspace.workdir())
+            .args(["--metrics-addr", "127.0.0.1:0"])
+            .args(extra)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(fs::File::create(&log).unwrap());
+        let mut child = command.spawn().expect("jobvault run starts");
+        let metrics = eventually("the daemon to start", Duration::from_secs(30), || {
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!(
+                    "jobvault run exited with {status}: {}",
+                    fs::read_to_string(&log).unwrap_or_default()
+                );
+            }
+            let text = fs::read_to_string(&log).ok()?;
+            let start = text.find("metrics=http://")? + "metrics=http://".len();
+            let end = start + text[start..].find("/metrics")?;
+            text[start..end].parse().ok()
+        });
+        Daemon {
+            child: Some(child),
+            log,
+            metrics,
+        }
+    }
+
+    pub fn log(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    /// `GET /metrics`.
+    pub fn scrape(&self) -> String {
+        let (status, body) =
+            http_get(&format!("http://{}/metrics", self.metrics)).expect("metrics answer");
+        assert_eq!(status, 200, "{body}");
+        body
+    }
+
+    /// Sends a signal with `kill` and waits up to `timeout` for the exit.
+    fn signal(&mut self, signal: &str, timeout: Duration) -> ExitStatus {
+        let mut child = self.child.take().expect("running");
+        let sent = Command::new("kill")
+            .args([signal, &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(sent.success());
+        eventually("the daemon to exit", timeout, || child.try_wait().unwrap())
+    }
+
+    /// SIGTERM: a graceful stop.
+    pub fn stop(mut self) -> ExitStatus {
+        self.signal("-TERM", Duration::from_secs(60))
+    }
+
+    /// SIGKILL: no chance to clean up.
+    pub fn kill(mut self) {
+        self.signal("-KILL", Duration::from_secs(10));
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// A connection to a store, for reading what jobvault wrote.
+pub struct StoreReader {
+    store: Store,
+}
+
+impl StoreReader {
+    /// Connects to `url` (`gs://` through the emulator at `endpoint`).
+    pub fn connect(url: &str, emulator_endpoint: Option<&str>) -> StoreReader {
+        let url: BucketUrl = url.parse().expect("a valid bucket URL");
+        let store = runtime()
+            .block_on(Store::connect_with(
+                url,
+                emulator_endpoint.map(str::to_owned),
+            ))
+            .expect("the store connects");
+        StoreReader { store }
+    }
+
+    pub fn list(&self, prefix: &str) -> Vec<ListedObject> {
+        runtime()
+            .block_on(self.store.list(prefix))
+            .expect("listing works")
+    }
+
+    pub fn names(&self, prefix: &str) -> Vec<String> {
+        self.list(prefix).into_iter().map(|o| o.name).collect()
+    }
+
+    pub fn get(&self, name: &str) -> Vec<u8> {
+        runtime()
+            .block_on(self.store.get(name))
+            .expect("the object exists")
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+}
+
+/// `gcloud` pointed at the emulator, as DESIGN §4 describes.
+pub fn gcloud(emulator_endpoint: &str, args: &[&str]) -> Output {
+    Command::new("gcloud")
+        .args(args)
+        .env(
+            "CLOUDSDK_API_ENDPOINT_OVERRIDES_STORAGE",
+            format!("{emulator_endpoint}/"),
+        )
+        .env("CLOUDSDK_AUTH_DISABLE_CREDENTIALS", "true")
+        .env("CLOUDSDK_CORE_PROJECT", "test")
+        .env("CLOUDSDK_CORE_DISABLE_PROMPTS", "1")
+        .output()
+        .expect("gcloud runs")
+}
+
+/// Gunzips bytes (checking the CRC), returning the header and the content.
+pub fn gunzip(bytes: &[u8]) -> (flate2::GzHeader, Vec<u8>) {
+    use std::io::Read;
+    let mut decoder = flate2::read::GzDecoder::new(bytes);
+    let mut content = Vec::new();
+    decoder
+        .read_to_end(&mut content)
+        .expect("a valid gzip stream");
+    let header = decoder.header().expect("a gzip header").clone();
+    (header, content)
+}
+
+/// Today's `YYYY/MM/DD`, by the same clock the daemon uses.
+pub fn today() -> String {
+    jobvault::clock::now().day_path()
+}

@@ -1,0 +1,167 @@
+//! An HTTP proxy in front of the emulator that adds latency and injects
+//! faults. The emulator answers on loopback in microseconds, where GCS takes
+//! tens of milliseconds; and it cannot be made to fail one request on demand.
+//! This is the one place tests stand something in front of a real part, and
+//! only to give it the delays and failures a real network has.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::TcpListener;
+
+use crate::runtime;
+
+/// One request the proxy saw.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub method: String,
+    pub path_and_query: String,
+    pub content_range: Option<String>,
+    /// The proxy answered 503 instead of forwarding it.
+    pub failed: bool,
+}
+
+#[derive(Debug, Default)]
+struct Shared {
+    delay: Mutex<Duration>,
+    /// How many of the next resumable-upload chunk requests to fail.
+    fail_chunks: AtomicU32,
+    seen: Mutex<Vec<Seen>>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Proxy {
+    port: u16,
+    shared: Arc<Shared>,
+}
+
+impl Proxy {
+    /// Listens on `port` and forwards to `upstream`.
+    pub fn start(port: u16, upstream: SocketAddr, delay: Duration) -> Proxy {
+        let shared = Arc::new(Shared {
+            delay: Mutex::new(delay),
+            ..Shared::default()
+        });
+        let listener = runtime()
+            .block_on(TcpListener::bind(("127.0.0.1", port)))
+            .expect("the proxy port is free");
+        let serving = shared.clone();
+        runtime().spawn(async move {
+            let client: Client<HttpConnector, Incoming> =
+                Client::builder(TokioExecutor::new()).build_http();
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let shared = serving.clone();
+                let client = client.clone();
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(move |request| {
+                        forward(request, upstream, client.clone(), shared.clone())
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        Proxy { port, shared }
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub fn set_delay(&self, delay: Duration) {
+        *self.shared.delay.lock().unwrap() = delay;
+    }
+
+    /// Fails the next `n` chunk requests of resumable uploads with a 503,
+    /// without forwarding them.
+    pub fn fail_next_chunks(&self, n: u32) {
+        self.shared.fail_chunks.store(n, Ordering::SeqCst);
+    }
+
+    pub fn seen(&self) -> Vec<Seen> {
+        self.shared.seen.lock().unwrap().clone()
+    }
+}
+
+async fn forward(
+    request: Request<Incoming>,
+    upstream: SocketAddr,
+    client: Client<HttpConnector, Incoming>,
+    shared: Arc<Shared>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    let delay = *shared.delay.lock().unwrap();
+    tokio::time::sleep(delay).await;
+    let content_range = request
+        .headers()
+        .get("content-range")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let path_and_query = request
+        .uri()
+        .path_and_query()
+        .map_or_else(String::new, |p| p.to_string());
+    let is_chunk = request.method() == hyper::Method::PUT
+        && content_range
+            .as_deref()
+            .is_some_and(|range| !range.starts_with("bytes */"));
+    let fail = is_chunk
+        && shared
+            .fail_chunks
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok();
+    shared.seen.lock().unwrap().push(Seen {
+        method: request.method().to_string(),
+        path_and_query: path_and_query.clone(),
+        content_range,
+        failed: fail,
+    });
+    if fail {
+        // Drain the body so the client sees a clean response.
+        let _ = request.into_body().collect().await;
+        return Ok(status_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "injected failure",
+        ));
+    }
+    let (mut parts, body) = request.into_parts();
+    parts.uri = format!("http://{upstream}{path_and_query}")
+        .parse()
+        .expect("a valid upstream URI");
+    match client.request(Request::from_parts(parts, body)).await {
+        Ok(response) => {
+            let (parts, body) = response.into_parts();
+            let body = body
+                .collect()
+                .await
+                .map(|b| b.to_bytes())
+                .unwrap_or_default();
+            Ok(Response::from_parts(parts, Full::new(body)))
+        }
+        Err(e) => Ok(status_response(StatusCode::BAD_GATEWAY, &e.to_string())),
+    }
+}
+
+fn status_response(status: StatusCode, text: &str) -> Response<Full<Bytes>> {
+    Response::builder()
+        .status(status)
+        .body(Full::new(Bytes::from(text.to_owned())))
+        .expect("a valid response")
+}

@@ -1,0 +1,228 @@
+//! The command line: output, exit codes, and one clear line per error.
+
+use std::fs;
+use std::process::Output;
+
+use jobvault::db::JobDb;
+use jobvault_tests::{Emulator, StoreReader, Workspace, jobvault, run_with_stdin, today};
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// Exit status 1 and exactly one line on stderr that contains `needle`.
+fn assert_runtime_error(output: &Output, needle: &str) {
+    let text = stderr(output);
+    assert_eq!(output.status.code(), Some(1), "{text}");
+    assert_eq!(
+        text.trim_end().lines().count(),
+        1,
+        "one line expected: {text}"
+    );
+    assert!(text.starts_with("jobvault: error: "), "{text}");
+    assert!(text.contains(needle), "{needle:?} not in {text}");
+}
+
+#[test]
+fn backup_prints_the_object_name_it_uploaded() {
+    let emulator = Emulator::shared();
+    let bucket = emulator.new_bucket("backup");
+    let workspace = Workspace::new();
+    workspace.put_jobs(&[serde_json::json!({ "id": "a", "name": "A" })]);
+    let output = jobvault(Some(&emulator.endpoint()))
+        .args(["backup", "--bucket", &format!("gs://{bucket}"), "--db"])
+        .arg(workspace.db())
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    let printed = String::from_utf8(output.stdout.clone()).unwrap();
+    let name = printed.trim();
+    let prefix = format!("db-backup/{}/task-scheduler-", today());
+    assert!(name.starts_with(&prefix), "{name}");
+    let clock = name
+        .strip_prefix(&prefix)
+        .unwrap()
+        .strip_suffix(".bdb")
+        .unwrap();
+    assert!(
+        clock.len() == 8 && clock.as_bytes()[2] == b':' && clock.as_bytes()[5] == b':',
+        "HH:MM:SS expected, got {clock}"
+    );
+    let reader = StoreReader::connect(&format!("gs://{bucket}"), Some(&emulator.endpoint()));
+    assert_eq!(reader.names("db-backup/"), [name]);
+    assert!(
+        stderr(&output).is_empty(),
+        "a successful backup is quiet: {}",
+        stderr(&output)
+    );
+}
+
+#[test]
+fn backup_to_a_missing_bucket_says_so_and_fails() {
+    let emulator = Emulator::shared();
+    let workspace = Workspace::new();
+    workspace.put_jobs(&[serde_json::json!({ "id": "a", "name": "A" })]);
+    let output = jobvault(Some(&emulator.endpoint()))
+        .args(["backup", "--bucket", "gs://missing-bucket", "--db"])
+        .arg(workspace.db())
+        .output()
+        .unwrap();
+    assert_runtime_error(&output, "bucket missing-bucket does not exist");
+}
+
+#[test]
+fn a_missing_or_unreadable_database_is_named() {
+    let workspace = Workspace::new();
+    let missing = workspace.path().join("nope.db");
+    let output = jobvault(None)
+        .args(["backup", "--bucket", "file:///tmp/unused", "--db"])
+        .arg(&missing)
+        .output()
+        .unwrap();
+    assert_runtime_error(
+        &output,
+        &format!("job database {} does not exist", missing.display()),
+    );
+
+    let garbage = workspace.path().join("garbage.db");
+    fs::write(&garbage, vec![b'x'; 4096]).unwrap();
+    let output = jobvault(None)
+        .args(["jobs", "list", "--db"])
+        .arg(&garbage)
+        .output()
+        .unwrap();
+    assert_runtime_error(&output, "file is not a database");
+    assert!(stderr(&output).contains(&garbage.display().to_string()));
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    for args in [
+        vec!["run"],
+        vec!["backup", "--db", "x.db", "--bucket", "s3://bucket"],
+        vec![
+            "run",
+            "--db",
+            "x",
+            "--bucket",
+            "gs://b",
+            "--workdir",
+            "w",
+            "--interval",
+            "1ms",
+        ],
+        vec![
+            "run",
+            "--db",
+            "x",
+            "--bucket",
+            "gs://b",
+            "--workdir",
+            "w",
+            "--concurrency",
+            "0",
+        ],
+        vec!["no-such-command"],
+    ] {
+        let output = jobvault(None).args(&args).output().unwrap();
+        assert_eq!(
+            output.status.code(),
+            Some(2),
+            "{args:?}: {}",
+            stderr(&output)
+        );
+    }
+}
+
+#[test]
+fn jobs_round_trip_and_a_bad_batch_writes_nothing() {
+    let workspace = Workspace::new();
+    workspace.put_jobs(&[
+        serde_json::json!({ "id": "b", "name": "B", "status": "in-progress", "priority": 0.5 }),
+        serde_json::json!({ "id": "a", "name": "A", "dependencies": { "Test": ["Build"] } }),
+    ]);
+    let listed = jobvault(None)
+        .args(["jobs", "list", "--db"])
+        .arg(workspace.db())
+        .output()
+        .unwrap();
+    assert!(listed.status.success());
+    let lines: Vec<serde_json::Value> = String::from_utf8(listed.stdout)
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2);
+    assert_eq!(lines[0]["id"], "a");
+    assert_eq!(lines[0]["dependencies"]["Test"][0], "Build");
+    assert_eq!(lines[1]["status"], "in-progress");
+    assert_eq!(lines[1]["priority"], 0.5);
+
+    let got = jobvault(None)
+        .args(["jobs", "get", "--db"])
+        .arg(workspace.db())
+        .arg("b")
+        .output()
+        .unwrap();
+    let got: serde_json::Value = serde_json::from_slice(&got.stdout).unwrap();
+    assert_eq!(got, lines[1]);
+
+    let mut put = jobvault(None);
+    put.args(["jobs", "put", "--db"]).arg(workspace.db());
+    let output = run_with_stdin(
+        put,
+        "{\"id\":\"c\",\"name\":\"C\"}\n{\"id\":\"../escape\",\"name\":\"D\"}\n",
+    );
+    assert_runtime_error(&output, "stdin line 2: job id \"../escape\" contains '/'");
+    let ids: Vec<String> = JobDb::open(&workspace.db())
+        .unwrap()
+        .list()
+        .unwrap()
+        .iter()
+        .map(|e| e.job.id.to_string())
+        .collect();
+    assert_eq!(ids, ["a", "b"], "the bad batch wrote nothing");
+
+    let missing = jobvault(None)
+        .args(["jobs", "get", "--db"])
+        .arg(workspace.db())
+        .arg("zzz")
+        .output()
+        .unwrap();
+    assert_runtime_error(&missing, "job zzz is not in");
+}
+
+#[test]
+fn trigger_drops_a_file_the_daemon_will_serve() {
+    let workspace = Workspace::new();
+    let output = jobvault(None)
+        .args(["trigger", "--workdir"])
+        .arg(workspace.workdir())
+        .arg("nightly")
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    let path = workspace.triggers().join("nightly");
+    assert_eq!(
+        String::from_utf8(output.stdout).unwrap().trim(),
+        path.display().to_string()
+    );
+    assert_eq!(fs::read(&path).unwrap(), b"");
+
+    let again = jobvault(None)
+        .args(["trigger", "--workdir"])
+        .arg(workspace.workdir())
+        .arg("nightly")
+        .output()
+        .unwrap();
+    assert!(again.status.success());
+    assert!(stderr(&again).contains("already waiting"));
+
+    let bad = jobvault(None)
+        .args(["trigger", "--workdir"])
+        .arg(workspace.workdir())
+        .arg("a/b")
+        .output()
+        .unwrap();
+    assert_runtime_error(&bad, "contains '/'");
+}

@@ -1,0 +1,117 @@
+//! A snapshot larger than one chunk goes through a resumable upload; a failed
+//! chunk is sent again alone, and the database comes back byte for byte.
+
+use std::time::Duration;
+
+use jobvault::db::JobDb;
+use jobvault_core::{Job, JobId, Timestamp};
+use jobvault_tests::{
+    Backend, Emulator, Proxy, StoreReader, Workspace, free_port, gunzip, jobvault,
+};
+
+/// A database of about 136 MiB: half random text (which gzip cannot shrink
+/// much) and half repetition, so the object is several chunks long.
+fn large_database(workspace: &Workspace) -> u64 {
+    let mut db =
+        JobDb::create(&workspace.db(), Timestamp::from_unix_seconds(1_700_000_000)).unwrap();
+    let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+    let mut noise = |len: usize| -> String {
+        (0..len)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                char::from(b'a' + (state % 26) as u8)
+            })
+            .collect()
+    };
+    for batch in 0..34 {
+        let jobs = (0..64)
+            .map(|i| {
+                let mut job =
+                    Job::new(JobId::new(format!("job-{batch:03}-{i:03}")).unwrap(), "big");
+                job.repo = noise(32 << 10);
+                job.revision = "0123456789abcdef".repeat(2 << 10);
+                job
+            })
+            .collect();
+        db.put(jobs, Timestamp::from_unix_seconds(1_700_000_000))
+            .unwrap();
+    }
+    drop(db);
+    std::fs::metadata(workspace.db()).unwrap().len()
+}
+
+#[test]
+fn a_large_snapshot_survives_a_failed_chunk_and_comes_back_byte_identical() {
+    let workspace = Workspace::new();
+    let size = large_database(&workspace);
+    assert!(size > 128 << 20, "the database is only {size} bytes");
+
+    let proxy_port = free_port();
+    let emulator = Emulator::start_on(free_port(), proxy_port, Backend::Memory);
+    let proxy = Proxy::start(proxy_port, emulator.address(), Duration::ZERO);
+    let bucket = emulator.new_bucket("large");
+    let url = format!("gs://{bucket}/big");
+    proxy.fail_next_chunks(1);
+
+    let output = jobvault(Some(&proxy.endpoint()))
+        .args(["backup", "--bucket", &url, "--db"])
+        .arg(workspace.db())
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let object = String::from_utf8(output.stdout).unwrap().trim().to_owned();
+
+    let chunks: Vec<_> = proxy
+        .seen()
+        .into_iter()
+        .filter(|seen| {
+            seen.method == "PUT"
+                && seen
+                    .content_range
+                    .as_deref()
+                    .is_some_and(|r| !r.starts_with("bytes */"))
+        })
+        .collect();
+    assert!(
+        chunks.len() >= 3,
+        "expected a chunked upload, saw {chunks:?}"
+    );
+    let failed: Vec<_> = chunks.iter().filter(|c| c.failed).collect();
+    assert_eq!(failed.len(), 1);
+    let failed_range = failed[0].content_range.clone();
+    let resent = chunks
+        .iter()
+        .filter(|c| c.content_range == failed_range)
+        .count();
+    assert_eq!(
+        resent, 2,
+        "the failed chunk is sent once more, and only it: {chunks:?}"
+    );
+    let distinct: std::collections::BTreeSet<_> =
+        chunks.iter().map(|c| c.content_range.clone()).collect();
+    assert_eq!(
+        distinct.len(),
+        chunks.len() - 1,
+        "no other chunk is sent twice"
+    );
+
+    let reader = StoreReader::connect(&format!("gs://{bucket}"), Some(&emulator.endpoint()));
+    let (_, restored) = gunzip(&reader.get(&object));
+    let local = workspace.path().join("local-copy.db");
+    JobDb::open(&workspace.db())
+        .unwrap()
+        .snapshot_to(&local)
+        .unwrap();
+    let expected = std::fs::read(&local).unwrap();
+    assert_eq!(restored.len(), expected.len());
+    assert!(
+        restored == expected,
+        "the restored database differs from a local snapshot"
+    );
+}

@@ -1,0 +1,91 @@
+//! The store goes away for a while: nothing written meanwhile may be lost.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use jobvault::db::JobDb;
+use jobvault_core::job_object::decode_job_object;
+use jobvault_tests::{Backend, Daemon, Emulator, StoreReader, Workspace, eventually};
+use serde_json::json;
+
+const PATIENCE: Duration = Duration::from_secs(60);
+
+fn newest_in_bucket(reader: &StoreReader) -> BTreeMap<String, u64> {
+    let mut newest = BTreeMap::new();
+    for object in reader.list("job-backup/") {
+        let envelope = decode_job_object(&reader.get(&object.name)).unwrap();
+        let held = newest.entry(envelope.job.id.to_string()).or_insert(0);
+        *held = (*held).max(envelope.seq);
+    }
+    newest
+}
+
+fn in_database(workspace: &Workspace) -> BTreeMap<String, u64> {
+    let db = JobDb::open(&workspace.db()).unwrap();
+    db.list()
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.job.id.to_string(), e.seq))
+        .collect()
+}
+
+fn metric(daemon: &Daemon, name: &str) -> f64 {
+    daemon
+        .scrape()
+        .lines()
+        .find(|line| line.starts_with(name))
+        .and_then(|line| line.rsplit(' ').next())
+        .and_then(|value| value.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in the metrics"))
+}
+
+#[test]
+fn every_job_written_while_the_store_was_down_lands_when_it_returns() {
+    let data = tempfile::tempdir().unwrap();
+    let mut emulator = Emulator::start(Backend::Filesystem(data.path().to_owned()));
+    let bucket = emulator.new_bucket("outage");
+    let url = format!("gs://{bucket}");
+    let workspace = Workspace::new();
+    workspace.put_jobs(&[json!({ "id": "before", "name": "written before the outage" })]);
+    let daemon = Daemon::start(&workspace, Some(&emulator.endpoint()), &url, "200ms", &[]);
+    let reader = StoreReader::connect(&url, Some(&emulator.endpoint()));
+    eventually("the first job", PATIENCE, || {
+        (newest_in_bucket(&reader) == in_database(&workspace)).then_some(())
+    });
+
+    emulator.stop();
+    for round in 0..5 {
+        let jobs: Vec<_> = (0..6)
+            .map(|i| json!({ "id": format!("during-{}", (round + i) % 8), "name": format!("round {round}") }))
+            .collect();
+        workspace.put_jobs(&jobs);
+    }
+    workspace.put_jobs(&[json!({ "id": "before", "name": "changed during the outage" })]);
+    eventually("upload errors while the store is down", PATIENCE, || {
+        (metric(
+            &daemon,
+            "jobvault_upload_errors_total{database=\"task-scheduler\",kind=\"job\"}",
+        ) > 0.0)
+            .then_some(())
+    });
+    assert!(metric(&daemon, "jobvault_pending_jobs") > 0.0);
+    let cursor_during = JobDb::open(&workspace.db()).unwrap().cursor().unwrap();
+
+    emulator.restart();
+    let expected = in_database(&workspace);
+    assert_eq!(expected.len(), 9);
+    eventually("every version in the bucket", PATIENCE, || {
+        (newest_in_bucket(&reader) == expected).then_some(())
+    });
+    eventually("the cursor to catch up", PATIENCE, || {
+        let cursor = JobDb::open(&workspace.db()).unwrap().cursor().unwrap();
+        (cursor.seq == *expected.values().max().unwrap()).then_some(())
+    });
+    assert!(
+        cursor_during.seq < *expected.values().max().unwrap(),
+        "the cursor waited during the outage"
+    );
+    eventually("no pending jobs", PATIENCE, || {
+        (metric(&daemon, "jobvault_pending_jobs") == 0.0).then_some(())
+    });
+}
