@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use crate::envelope::Envelope;
 use crate::job_id::JobId;
-use crate::object_name::{ObjectKind, day_prefix};
+use crate::machine::ListedObject;
+use crate::object_name::{ObjectKind, day_prefix, parse_object_name};
 use crate::timestamp::Timestamp;
 
 const DAY: Duration = Duration::from_secs(86_400);
@@ -27,6 +28,75 @@ pub fn day_prefixes(kind: ObjectKind, since: Timestamp, now: Timestamp) -> Vec<S
         day = day - DAY;
     }
     prefixes
+}
+
+/// Beyond this many days, listing each day folder costs more requests than
+/// discovering the folders that exist (years, then months, then days).
+pub const MAX_DAYS_LISTED_DIRECTLY: usize = 31;
+
+/// How to find the day folders to list for a range.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ListingPlan {
+    /// List these day folders, newest first.
+    Days(Vec<String>),
+    /// List `<dir>/` with a delimiter and descend into the year, month and
+    /// day folders for which [`folder_in_range`] holds.
+    Discover,
+}
+
+/// Plans the listing of `kind`'s objects uploaded between `since` and `now`.
+pub fn plan_listing(kind: ObjectKind, since: Timestamp, now: Timestamp) -> ListingPlan {
+    let days = (now.start_of_day().unix_seconds() - since.start_of_day().unix_seconds()) / 86_400;
+    if days < MAX_DAYS_LISTED_DIRECTLY as i64 {
+        ListingPlan::Days(day_prefixes(kind, since, now))
+    } else {
+        ListingPlan::Discover
+    }
+}
+
+/// Whether a folder found by discovery — `<dir>/YYYY/`, `<dir>/YYYY/MM/` or
+/// `<dir>/YYYY/MM/DD/` — can hold objects uploaded between `since` and `now`.
+/// Folders that are not dates are skipped.
+pub fn folder_in_range(kind: ObjectKind, folder: &str, since: Timestamp, now: Timestamp) -> bool {
+    let Some(rest) = folder
+        .strip_prefix(kind.dir())
+        .and_then(|rest| rest.strip_prefix('/'))
+    else {
+        return false;
+    };
+    let parts: Option<Vec<u32>> = rest
+        .trim_end_matches('/')
+        .split('/')
+        .map(|part| {
+            part.bytes()
+                .all(|b| b.is_ascii_digit())
+                .then(|| part.parse().ok())
+                .flatten()
+        })
+        .collect();
+    let Some(parts) = parts.filter(|p| (1..=3).contains(&p.len())) else {
+        return false;
+    };
+    let ymd = |t: Timestamp| {
+        let date = t.to_offset_date_time().date();
+        [
+            date.year() as u32,
+            u32::from(u8::from(date.month())),
+            u32::from(date.day()),
+        ]
+    };
+    let (first, last) = (ymd(since), ymd(now));
+    let n = parts.len();
+    first[..n] <= parts[..] && parts[..] <= last[..n]
+}
+
+/// The newest of some listed objects: the latest upload, then the greatest
+/// name. Objects that are not of `kind` are ignored.
+pub fn newest_object(kind: ObjectKind, objects: &[ListedObject]) -> Option<&ListedObject> {
+    objects
+        .iter()
+        .filter(|object| parse_object_name(&object.name).is_ok_and(|parsed| parsed.kind == kind))
+        .max_by(|a, b| (a.updated, &a.name).cmp(&(b.updated, &b.name)))
 }
 
 /// Whether a listed object is worth fetching: it was uploaded at or after
@@ -129,6 +199,71 @@ mod tests {
             )
             .is_empty()
         );
+    }
+
+    #[test]
+    fn short_ranges_list_days_long_ones_discover() {
+        let now = at("2016-11-16T12:00:00Z");
+        assert_eq!(
+            plan_listing(ObjectKind::Job, at("2016-11-15T00:00:00Z"), now),
+            ListingPlan::Days(vec![
+                "job-backup/2016/11/16/".into(),
+                "job-backup/2016/11/15/".into()
+            ])
+        );
+        assert_eq!(
+            plan_listing(ObjectKind::Job, Timestamp::UNIX_EPOCH, now),
+            ListingPlan::Discover
+        );
+    }
+
+    #[test]
+    fn discovery_keeps_the_folders_that_overlap_the_range() {
+        let (since, now) = (at("2015-12-30T10:00:00Z"), at("2016-02-03T10:00:00Z"));
+        let kept = |folder: &str| folder_in_range(ObjectKind::Job, folder, since, now);
+        for folder in [
+            "job-backup/2015/",
+            "job-backup/2016/",
+            "job-backup/2015/12/",
+            "job-backup/2016/02/",
+            "job-backup/2015/12/30/",
+            "job-backup/2016/02/03/",
+            "job-backup/2016/01/17/",
+        ] {
+            assert!(kept(folder), "{folder}");
+        }
+        for folder in [
+            "job-backup/2014/",
+            "job-backup/2017/",
+            "job-backup/2015/11/",
+            "job-backup/2016/03/",
+            "job-backup/2015/12/29/",
+            "job-backup/2016/02/04/",
+            "job-backup/notes/",
+            "db-backup/2016/",
+            "job-backup/2016/1x/",
+        ] {
+            assert!(!kept(folder), "{folder}");
+        }
+    }
+
+    #[test]
+    fn the_newest_object_is_the_latest_upload() {
+        let listed = |name: &str, secs: i64| ListedObject {
+            name: name.to_owned(),
+            updated: Timestamp::from_unix_seconds(secs),
+            size: 1,
+        };
+        let objects = [
+            listed("db-backup/2016/11/16/a.bdb", 20),
+            listed("db-backup/2016/11/16/c.bdb", 10),
+            listed("db-backup/2016/11/16/b.bdb", 20),
+            listed("job-backup/2016/11/16/j.job", 99),
+            listed("db-backup/2016/11/16/notes.txt", 99),
+        ];
+        let newest = newest_object(ObjectKind::Snapshot, &objects).unwrap();
+        assert_eq!(newest.name, "db-backup/2016/11/16/b.bdb");
+        assert!(newest_object(ObjectKind::Snapshot, &objects[3..]).is_none());
     }
 
     #[test]

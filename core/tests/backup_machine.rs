@@ -689,3 +689,44 @@ fn after_stop_nothing_new_starts_and_the_machine_goes_quiet() {
         "unsent jobs stay after the cursor"
     );
 }
+
+#[test]
+fn a_read_that_ran_before_a_save_but_reports_after_it_is_no_reset() {
+    let mut h = Harness::new();
+    let read_at = h.now;
+    h.start();
+    h.input(batch(vec![version("a", 11)]));
+    let save = saved(&h.input(uploaded("a", 11))).expect("a save");
+    // The next step reads while the save is in flight; the read runs before
+    // the save commits (it sees the old cursor) but reports after it.
+    h.step();
+    h.input(Input::CursorSaved(Ok(())));
+    assert_eq!(h.backup.metrics().cursor, save);
+    let commands = h.input(Input::ChangesRead(Ok(ChangeBatch {
+        stored: stored_cursor(),
+        jobs: vec![],
+    })));
+    assert_eq!(
+        h.backup.metrics().feed_resets_since_snapshot,
+        0,
+        "{commands:?}"
+    );
+    assert!(save.time == read_at);
+}
+
+#[test]
+fn saves_name_the_cursor_they_replace() {
+    let mut h = Harness::new();
+    h.start();
+    h.input(batch(vec![version("a", 11)]));
+    let commands = h.input(uploaded("a", 11));
+    let Some(Command::SaveCursor { expected, new }) = commands.last() else {
+        panic!("no save in {commands:?}");
+    };
+    assert_eq!(
+        *expected,
+        stored_cursor(),
+        "the save only applies over the cursor it read"
+    );
+    assert_eq!(new.seq, 11);
+}

@@ -59,6 +59,14 @@ impl Checker {
         self.reads.insert(local, true_time);
     }
 
+    /// The change feed is rescanned only when someone else changed the
+    /// stored cursor; a reset for any other reason re-uploads for nothing.
+    pub fn check_reset_explained(&mut self, explained: bool) {
+        self.check(explained, || {
+            "the change feed was reset though nobody else changed the stored cursor".to_owned()
+        });
+    }
+
     /// Invariant 5: uploads in flight and jobs held stay within their bounds.
     pub fn check_bounds(&mut self, uploads_in_flight: usize, pending: usize, config: &Config) {
         self.check(uploads_in_flight <= config.concurrency, || {

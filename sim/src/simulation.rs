@@ -105,6 +105,12 @@ enum Event {
         op: Box<Op>,
         fate: Fate,
     },
+    /// A report on its way back to the core: the operation already took
+    /// effect, and other reports may overtake this one.
+    Deliver {
+        generation: u64,
+        input: Box<Input>,
+    },
     /// The service writes one job, new or recent, and plans its next write.
     Write,
     /// The service rewrites the n-th most recently created job.
@@ -180,6 +186,9 @@ struct Simulation {
     store: Store,
     dir: TriggerDir,
     outage_until: Option<Timestamp>,
+    /// Rewinds of the stored cursor the running core has not reacted to yet:
+    /// the only reason for it to reset its change feed.
+    unexplained_rewinds: u64,
     uploads_in_flight: usize,
     checker: Checker,
     quiescing: bool,
@@ -217,6 +226,7 @@ impl Simulation {
             store: Store::default(),
             dir: TriggerDir::default(),
             outage_until: None,
+            unexplained_rewinds: 0,
             uploads_in_flight: 0,
             checker: Checker::default(),
             quiescing: false,
@@ -336,6 +346,7 @@ impl Simulation {
         let now = self.local_now();
         note!(self, "start core at cursor {:?}", self.db.stored);
         self.core = Some(Backup::new(self.config.clone(), self.db.stored, now));
+        self.unexplained_rewinds = 0;
         self.wake = None;
     }
 
@@ -387,7 +398,25 @@ impl Simulation {
             } => {
                 if generation == self.generation && self.core.is_some() {
                     let input = self.complete(*op, fate);
-                    self.deliver(input);
+                    // Most reports arrive at once; some linger on the way
+                    // (a busy channel, a descheduled thread).
+                    if self.rng.u8(0..4) == 0 {
+                        let lag = Duration::from_micros(self.rng.u64(1..20_000));
+                        self.after(
+                            lag,
+                            Event::Deliver {
+                                generation,
+                                input: Box::new(input),
+                            },
+                        );
+                    } else {
+                        self.deliver(input);
+                    }
+                }
+            }
+            Event::Deliver { generation, input } => {
+                if generation == self.generation && self.core.is_some() {
+                    self.deliver(*input);
                 }
             }
             Event::Write => self.write_job(),
@@ -429,6 +458,9 @@ impl Simulation {
                         seq: self.rng.u64(0..stored.seq),
                         time: stored.time - Duration::from_secs(self.rng.u64(0..3600)),
                     };
+                    if self.core.is_some() {
+                        self.unexplained_rewinds += 1;
+                    }
                     note!(self, "cursor rewound to {:?}", self.db.stored);
                 }
             }
@@ -484,8 +516,15 @@ impl Simulation {
     fn deliver(&mut self, input: Input) {
         note!(self, "input {}", describe_input(&input));
         let now = self.local_now();
-        if let Some(core) = self.core.as_mut() {
-            core.handle_input(input, now);
+        let Some(core) = self.core.as_mut() else {
+            return;
+        };
+        let resets_before = core.metrics().feed_resets_since_snapshot;
+        core.handle_input(input, now);
+        if core.metrics().feed_resets_since_snapshot > resets_before {
+            let explained = self.unexplained_rewinds > 0;
+            self.checker.check_reset_explained(explained);
+            self.unexplained_rewinds = self.unexplained_rewinds.saturating_sub(1);
         }
     }
 

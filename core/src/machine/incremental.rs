@@ -63,10 +63,14 @@ struct Saving {
     stale: bool,
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct ReadInFlight {
     read_at: Timestamp,
     limit: usize,
+    /// Cursors the database may hold when the read runs: the one stored when
+    /// it was issued, and any we saved while it was in flight. Its result may
+    /// arrive after a save's even if it ran before the save committed.
+    expected: Vec<Cursor>,
 }
 
 #[derive(Debug)]
@@ -159,12 +163,8 @@ impl Incremental {
                 return;
             }
         };
-        // A save may have landed before the read, whether or not it has
-        // reported yet; any other cursor means someone else changed it.
-        let landed_save = self
-            .saving
-            .is_some_and(|s| !s.stale && s.cursor == batch.stored);
-        if batch.stored != self.durable && !landed_save {
+        // Any cursor but ours means someone else changed it.
+        if !read.expected.contains(&batch.stored) && batch.stored != self.durable {
             self.reset(cx, batch.stored);
             self.read_changes(cx);
             return;
@@ -331,9 +331,12 @@ impl Incremental {
         if limit == 0 {
             return;
         }
+        let mut expected = vec![self.durable];
+        expected.extend(self.saving.filter(|s| !s.stale).map(|s| s.cursor));
         self.read = Some(ReadInFlight {
             read_at: cx.now,
             limit,
+            expected,
         });
         cx.out.push_back(Command::ReadChanges {
             after: self.frontier,
@@ -349,6 +352,9 @@ impl Incremental {
             cursor: self.covered,
             stale: false,
         });
+        if let Some(read) = &mut self.read {
+            read.expected.push(self.covered);
+        }
         cx.out.push_back(Command::SaveCursor {
             expected: self.durable,
             new: self.covered,
