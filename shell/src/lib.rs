@@ -8,7 +8,13 @@
 pub mod clock;
 pub mod daemon;
 pub mod db;
+pub mod listing;
 pub mod metrics;
+pub mod progress;
+pub mod restore;
+pub mod retrieve;
 pub mod snapshot;
+pub mod status;
 pub mod store;
 pub mod triggers;
+pub mod verify;

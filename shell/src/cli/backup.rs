@@ -1,11 +1,13 @@
 //! `jobvault backup`: one snapshot, now.
 
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Args;
 use jobvault::clock;
 use jobvault::db::JobDb;
+use jobvault::progress;
 use jobvault::snapshot::take_snapshot;
 use jobvault::store::Store;
 use jobvault_core::job_id::check_base_name;
@@ -48,9 +50,18 @@ pub async fn backup(args: BackupArgs) -> anyhow::Result<ExitCode> {
         now,
         incremental_time,
     )?;
-    let report = take_snapshot(&db_path, &store, &order, None)
-        .await
-        .with_context(|| format!("snapshot of {} failed", db_path.display()))?;
+    let size = std::fs::metadata(&db_path).map(|m| m.len()).ok();
+    let bar = progress::bytes("snapshot", size);
+    let shown = bar.clone();
+    let report = take_snapshot(
+        &db_path,
+        &store,
+        &order,
+        Some(Arc::new(move |n| shown.set_position(n))),
+    )
+    .await
+    .with_context(|| format!("snapshot of {} failed", db_path.display()))?;
+    bar.finish_and_clear();
     println!("{}", store.object_name(&report.object));
     Ok(ExitCode::SUCCESS)
 }

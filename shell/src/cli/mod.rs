@@ -2,9 +2,14 @@
 //! holds what they share.
 
 mod backup;
+mod demo;
 mod jobs;
+mod restore;
+mod retrieve;
 mod run;
+mod status;
 mod trigger;
+mod verify;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -26,8 +31,13 @@ pub enum Command {
     Run(run::RunArgs),
     Backup(backup::BackupArgs),
     Trigger(trigger::TriggerArgs),
+    Retrieve(retrieve::RetrieveArgs),
+    Restore(restore::RestoreArgs),
+    Status(status::StatusArgs),
+    Verify(verify::VerifyArgs),
     #[command(subcommand)]
     Jobs(jobs::JobsCommand),
+    Demo(demo::DemoArgs),
 }
 
 impl Command {
@@ -45,7 +55,12 @@ impl Command {
             Command::Run(args) => run::run(args).await,
             Command::Backup(args) => backup::backup(args).await,
             Command::Trigger(args) => trigger::trigger(args),
+            Command::Retrieve(args) => retrieve::retrieve(args).await,
+            Command::Restore(args) => restore::restore(args).await,
+            Command::Status(args) => status::status(args).await,
+            Command::Verify(args) => verify::verify(args).await,
             Command::Jobs(command) => jobs::jobs(command),
+            Command::Demo(args) => demo::demo(args).await,
         }
     }
 }
@@ -64,4 +79,18 @@ pub struct BucketArg {
     /// Where backups live: gs://bucket[/prefix], or file:///dir for a local directory.
     #[arg(long, value_name = "URL")]
     pub bucket: BucketUrl,
+}
+
+/// `--concurrency N` for commands that list and fetch many objects.
+#[derive(Debug, Clone, Args)]
+pub struct ConcurrencyArg {
+    /// Requests to the store in flight at most.
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    concurrency: u16,
+}
+
+impl ConcurrencyArg {
+    pub fn get(&self) -> usize {
+        usize::from(self.concurrency)
+    }
 }

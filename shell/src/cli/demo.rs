@@ -1,0 +1,283 @@
+//! `jobvault demo`: the whole story on a local directory, in under a minute.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::Args;
+use jobvault::clock;
+use jobvault::daemon::Daemon;
+use jobvault::db::JobDb;
+use jobvault::restore::restore;
+use jobvault::store::{BucketUrl, Store};
+use jobvault::triggers::TriggerDir;
+use jobvault_core::object_name::snapshot_object;
+use jobvault_core::{Config, Job, JobId, JobStatus, Metrics, TaskStatus, TaskSummary, Timestamp};
+use tokio::sync::{oneshot, watch};
+
+/// Run the whole story on a local directory (no cloud account): a job
+/// database under load, the daemon backing it up, a snapshot, the database
+/// lost, restored, and compared job by job.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Keep the demo's files here [default: a temporary directory, removed at the end].
+    #[arg(long, value_name = "DIR")]
+    dir: Option<PathBuf>,
+}
+
+const INITIAL_JOBS: usize = 500;
+const PATIENCE: Duration = Duration::from_secs(30);
+
+pub async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
+    let temporary;
+    let dir = match args.dir {
+        Some(dir) => {
+            std::fs::create_dir_all(&dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+            if dir.join("jobs.db").exists() || dir.join("bucket").exists() {
+                bail!(
+                    "{} already holds a demo; give an empty directory",
+                    dir.display()
+                );
+            }
+            dir
+        }
+        None => {
+            temporary = tempfile::Builder::new()
+                .prefix("jobvault-demo-")
+                .tempdir()?;
+            temporary.path().to_owned()
+        }
+    };
+    let started = Instant::now();
+    let db_path = dir.join("jobs.db");
+    let bucket = BucketUrl::File {
+        root: dir.join("bucket"),
+    };
+    println!("jobvault demo in {}", dir.display());
+    println!("  bucket {bucket} (a local directory standing in for gs://)");
+
+    let mut db = JobDb::create(&db_path, clock::now())?;
+    let mut rng = fastrand::Rng::new();
+    let mut ids: Vec<JobId> = (0..INITIAL_JOBS)
+        .map(|n| scheduler_id(clock::now(), n))
+        .collect();
+    let initial: Vec<Job> = ids.iter().map(|id| new_job(id.clone(), &mut rng)).collect();
+    db.put(initial, clock::now())?;
+    println!("1. created {} with {INITIAL_JOBS} jobs", db_path.display());
+
+    let store = Arc::new(Store::connect(bucket.clone()).await?);
+    let triggers = TriggerDir::new(&dir.join("work"));
+    triggers.create()?;
+    let daemon = Daemon {
+        db_path: db_path.clone(),
+        db,
+        store: store.clone(),
+        triggers: triggers.clone(),
+        config: Config {
+            name: "demo".to_owned(),
+            interval: Duration::from_millis(500),
+            ..Config::default()
+        },
+        grace: Duration::from_secs(10),
+    };
+    let (stop_daemon, stopped) = oneshot::channel::<()>();
+    let (metrics, _) = watch::channel(Metrics::default());
+    let running = tokio::spawn(daemon.run(metrics, async {
+        let _ = stopped.await;
+    }));
+    println!(
+        "2. started the daemon (checking every 500ms) and a writer changing jobs all the time"
+    );
+
+    let writing = Arc::new(AtomicBool::new(true));
+    let written = Arc::new(AtomicU64::new(INITIAL_JOBS as u64));
+    let writer = {
+        let (db_path, writing, written) = (db_path.clone(), writing.clone(), written.clone());
+        tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+            let mut db = JobDb::open(&db_path)?;
+            let mut rng = fastrand::Rng::new();
+            while writing.load(Ordering::Relaxed) {
+                let mut batch: Vec<Job> = (0..5)
+                    .map(|_| {
+                        let mut job = new_job(ids[rng.usize(..ids.len())].clone(), &mut rng);
+                        job.status = [
+                            JobStatus::InProgress,
+                            JobStatus::Success,
+                            JobStatus::Failure,
+                        ][rng.usize(..3)];
+                        job
+                    })
+                    .collect();
+                let id = scheduler_id(clock::now(), ids.len());
+                ids.push(id.clone());
+                batch.push(new_job(id, &mut rng));
+                written.fetch_add(batch.len() as u64, Ordering::Relaxed);
+                db.put(batch, clock::now())?;
+                std::thread::sleep(Duration::from_millis(40));
+            }
+            Ok(())
+        })
+    };
+
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let trigger_time = clock::now();
+    triggers.drop_trigger("demo-snapshot")?;
+    let snapshot = snapshot_object(trigger_time, "demo-snapshot")?;
+    println!("3. dropped a trigger file, as the daily systemd timer does");
+    let size = wait_for(&store, &snapshot).await?;
+    println!("   snapshot {snapshot} uploaded ({size} bytes)");
+
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    writing.store(false, Ordering::Relaxed);
+    writer.await??;
+    let versions = written.load(Ordering::Relaxed);
+    println!("4. kept changing and adding jobs: {versions} job versions written in all");
+    let counter = caught_up(&db_path).await?;
+    let _ = stop_daemon.send(());
+    running.await?;
+    println!("   the daemon caught up (cursor at change {counter}) and stopped");
+
+    let before = JobDb::open(&db_path)?.list()?;
+    remove_database(&db_path)?;
+    println!(
+        "5. the disaster: deleted {} ({} jobs)",
+        db_path.display(),
+        before.len()
+    );
+
+    let report = restore(&store, &db_path, false, 32, false, clock::now())
+        .await
+        .context("restore failed")?;
+    let after = JobDb::open(&db_path)?.list()?;
+    let matched = before.iter().zip(&after).filter(|(b, a)| b == a).count();
+    let lost = before.len() - matched.min(before.len());
+    let job_objects = store.list("job-backup/").await?.len();
+    let snapshots = store.list("db-backup/").await?.len();
+    println!(
+        "6. restored from the snapshot plus {} newer jobs in {:.2} s",
+        report.applied,
+        report.elapsed.as_secs_f64()
+    );
+    println!();
+    println!("  job versions written    {versions}");
+    println!("  objects in the bucket   {job_objects} job, {snapshots} snapshot");
+    println!("  snapshot size           {size} bytes");
+    println!(
+        "  restore time            {:.2} s",
+        report.elapsed.as_secs_f64()
+    );
+    println!(
+        "  whole demo              {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    println!("  restored {matched}/{} jobs, {lost} lost", before.len());
+    if after.len() == before.len() && lost == 0 {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        for (b, a) in before.iter().zip(&after).filter(|(b, a)| b != a).take(5) {
+            eprintln!(
+                "jobvault: demo: {} differs: seq {} before, {} restored",
+                b.job.id, b.seq, a.seq
+            );
+        }
+        eprintln!("jobvault: error: the restored database differs from the one lost");
+        Ok(ExitCode::FAILURE)
+    }
+}
+
+/// An id in the scheduler's style: creation time and a hex counter.
+fn scheduler_id(at: Timestamp, n: usize) -> JobId {
+    let t = at.to_offset_date_time();
+    JobId::new(format!(
+        "{:04}{:02}{:02}T{:02}{:02}{:02}.{:09}Z_{n:016x}",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second(),
+        t.nanosecond()
+    ))
+    .expect("scheduler ids are valid")
+}
+
+fn new_job(id: JobId, rng: &mut fastrand::Rng) -> Job {
+    let mut job = Job::new(
+        id,
+        format!(
+            "Build-Debian10-Clang-x86_64-{}",
+            ["Debug", "Release"][rng.usize(..2)]
+        ),
+    );
+    job.repo = "https://skia.googlesource.com/skia.git".to_owned();
+    job.revision = format!("{:040x}", rng.u128(..));
+    job.created = clock::now();
+    job.priority = 0.5;
+    job.dependencies
+        .insert("Test".to_owned(), vec!["Build".to_owned()]);
+    job.tasks.insert(
+        "Build".to_owned(),
+        vec![TaskSummary {
+            id: format!("task-{:08x}", rng.u32(..)),
+            attempt: 1,
+            max_attempts: 2,
+            status: TaskStatus::Success,
+            swarming_task_id: format!("{:012x}", rng.u64(..1 << 48)),
+        }],
+    );
+    job
+}
+
+async fn wait_for(store: &Store, object: &str) -> anyhow::Result<u64> {
+    let deadline = Instant::now() + PATIENCE;
+    let folder = &object[..=object.rfind('/').expect("object names have folders")];
+    loop {
+        if let Some(found) = store
+            .list(folder)
+            .await?
+            .into_iter()
+            .find(|o| o.name == object)
+        {
+            return Ok(found.size);
+        }
+        if Instant::now() > deadline {
+            bail!("the snapshot {object} did not appear within {PATIENCE:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Waits until the cursor covers every change; returns the change counter.
+async fn caught_up(db_path: &Path) -> anyhow::Result<u64> {
+    let deadline = Instant::now() + PATIENCE;
+    let db = JobDb::open(db_path)?;
+    loop {
+        let newest = db.list()?.iter().map(|e| e.seq).max().unwrap_or(0);
+        if db.cursor()?.seq >= newest {
+            return Ok(newest);
+        }
+        if Instant::now() > deadline {
+            bail!("the daemon did not catch up within {PATIENCE:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn remove_database(path: &Path) -> anyhow::Result<()> {
+    for suffix in ["", "-wal", "-shm"] {
+        let mut file = path.as_os_str().to_owned();
+        file.push(suffix);
+        match std::fs::remove_file(&file) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(e)
+                    .with_context(|| format!("cannot remove {}", PathBuf::from(file).display()));
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}

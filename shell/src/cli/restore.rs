@@ -1,0 +1,69 @@
+//! `jobvault restore`: the bucket back into a working job database.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Args;
+use jobvault::clock;
+use jobvault::restore::restore as restore_database;
+use jobvault::store::Store;
+
+use super::{BucketArg, ConcurrencyArg};
+
+/// Rebuild the job database from the bucket: the newest snapshot, then every
+/// job uploaded since it, applied where newer. `jobvault run` can continue
+/// from the result.
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    #[command(flatten)]
+    bucket: BucketArg,
+    /// Where to write the database.
+    #[arg(long, value_name = "PATH")]
+    to: PathBuf,
+    /// Replace PATH if it exists (stop whatever uses it first).
+    #[arg(long)]
+    force: bool,
+    /// Warn about corrupt job objects and go on, instead of failing.
+    #[arg(long)]
+    skip_corrupt: bool,
+    #[command(flatten)]
+    concurrency: ConcurrencyArg,
+}
+
+pub async fn restore(args: RestoreArgs) -> anyhow::Result<ExitCode> {
+    let store = Store::connect(args.bucket.bucket).await?;
+    store.check().await?;
+    let report = restore_database(
+        &store,
+        &args.to,
+        args.force,
+        args.concurrency.get(),
+        args.skip_corrupt,
+        clock::now(),
+    )
+    .await
+    .with_context(|| format!("restore to {} failed", args.to.display()))?;
+    for skipped in &report.skipped {
+        eprintln!("jobvault: warning: skipped corrupt object {skipped}");
+    }
+    println!("restored {}", report.path.display());
+    match &report.snapshot {
+        Some(snapshot) => {
+            println!(
+                "  snapshot      {} ({} bytes)",
+                store.location(&snapshot.object),
+                snapshot.bytes
+            );
+            println!(
+                "  taken at      {} (uploaded {})",
+                snapshot.time, snapshot.uploaded
+            );
+        }
+        None => println!("  snapshot      none in the bucket; rebuilt from job objects alone"),
+    }
+    println!("  jobs applied  {} newer than the snapshot", report.applied);
+    println!("  total jobs    {}", report.total_jobs);
+    println!("  took          {:.2} s", report.elapsed.as_secs_f64());
+    Ok(ExitCode::SUCCESS)
+}

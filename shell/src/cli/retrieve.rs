@@ -1,0 +1,62 @@
+//! `jobvault retrieve`: the newest version of every job since a time.
+
+use std::io::{self, Write};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Args;
+use jobvault::clock;
+use jobvault::progress;
+use jobvault::retrieve::retrieve as retrieve_jobs;
+use jobvault::store::Store;
+use jobvault_core::Timestamp;
+
+use super::{BucketArg, ConcurrencyArg};
+
+/// Print the newest version of every job uploaded since a time, as JSON
+/// lines sorted by id.
+#[derive(Debug, Args)]
+pub struct RetrieveArgs {
+    #[command(flatten)]
+    bucket: BucketArg,
+    /// Jobs uploaded at or after this time (RFC 3339, e.g. 2026-11-25T03:00:00Z).
+    #[arg(long, value_name = "RFC3339")]
+    since: Timestamp,
+    /// Warn about corrupt objects and go on, instead of failing.
+    #[arg(long)]
+    skip_corrupt: bool,
+    #[command(flatten)]
+    concurrency: ConcurrencyArg,
+}
+
+pub async fn retrieve(args: RetrieveArgs) -> anyhow::Result<ExitCode> {
+    let store = Store::connect(args.bucket.bucket).await?;
+    store.check().await?;
+    let bar = progress::items("jobs", None);
+    let retrieval = retrieve_jobs(
+        &store,
+        args.since,
+        clock::now(),
+        args.concurrency.get(),
+        args.skip_corrupt,
+        &bar,
+    )
+    .await
+    .context("retrieve failed")?;
+    let mut out = io::BufWriter::new(io::stdout().lock());
+    for envelope in &retrieval.jobs {
+        serde_json::to_writer(&mut out, &envelope.job)?;
+        out.write_all(b"\n")?;
+    }
+    out.flush()?;
+    for skipped in &retrieval.skipped {
+        eprintln!("jobvault: warning: skipped corrupt object {skipped}");
+    }
+    if !retrieval.skipped.is_empty() {
+        eprintln!(
+            "jobvault: warning: {} corrupt objects skipped",
+            retrieval.skipped.len()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}

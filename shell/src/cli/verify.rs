@@ -1,0 +1,45 @@
+//! `jobvault verify`: prove the newest backup sound.
+
+use std::process::ExitCode;
+
+use clap::Args;
+use jobvault::clock;
+use jobvault::store::Store;
+use jobvault::verify::verify as run_checks;
+
+use super::{BucketArg, ConcurrencyArg};
+
+/// Download the newest snapshot and check it (gzip CRC and header, SQLite
+/// integrity_check, every job decodes), and decode a sample of recent job
+/// objects. Exit 0 only if every check passes; one line per failure.
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    #[command(flatten)]
+    bucket: BucketArg,
+    /// How many of the newest job objects to decode.
+    #[arg(long, default_value_t = 100)]
+    sample: usize,
+    #[command(flatten)]
+    concurrency: ConcurrencyArg,
+}
+
+pub async fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
+    let store = Store::connect(args.bucket.bucket).await?;
+    let checks = run_checks(&store, clock::now(), args.concurrency.get(), args.sample).await?;
+    let mut failed = 0;
+    for check in &checks {
+        match &check.result {
+            Ok(detail) => println!("ok    {}: {detail}", check.what),
+            Err(why) => {
+                failed += 1;
+                eprintln!("FAIL  {}: {why}", check.what);
+            }
+        }
+    }
+    if failed == 0 {
+        println!("all {} checks passed", checks.len());
+        Ok(ExitCode::SUCCESS)
+    } else {
+        Ok(ExitCode::FAILURE)
+    }
+}

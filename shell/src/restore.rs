@@ -1,0 +1,294 @@
+//! Restoring a job database: the newest snapshot, then every job uploaded
+//! since the snapshot's time applied on top where newer.
+//!
+//! Everything is written to a temporary file beside the target and renamed
+//! into place only once it is complete and `PRAGMA integrity_check` passes,
+//! so a failed restore leaves nothing half-written.
+
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use flate2::read::GzDecoder;
+use futures::StreamExt;
+use jobvault_core::object_name::ObjectKind;
+use jobvault_core::retrieval::RESTORE_CLOCK_ALLOWANCE;
+use jobvault_core::{Cursor, Timestamp};
+use tokio::sync::mpsc;
+
+use crate::db::{DbError, JobDb};
+use crate::listing::find_newest;
+use crate::progress;
+use crate::retrieve::{RetrieveError, retrieve};
+use crate::store::{Store, StoreError};
+
+const SQLITE_MAGIC: &[u8] = b"SQLite format 3\0";
+
+#[derive(Debug, thiserror::Error)]
+pub enum RestoreError {
+    #[error("{0} already exists; pass --force to replace it")]
+    Exists(PathBuf),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Retrieve(#[from] RetrieveError),
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("the restored database fails PRAGMA integrity_check: {0}")]
+    Integrity(String),
+    #[error("restore task failed: {0}")]
+    Task(String),
+}
+
+fn io_error(what: impl Into<String>) -> impl FnOnce(io::Error) -> RestoreError {
+    let what = what.into();
+    move |source| RestoreError::Io { what, source }
+}
+
+/// The snapshot a restore started from.
+#[derive(Debug, Clone)]
+pub struct RestoredSnapshot {
+    pub object: String,
+    pub uploaded: Timestamp,
+    /// The incremental backup time it was taken at: the gzip mtime, or the
+    /// cursor stored inside it when the store served it decompressed.
+    pub time: Timestamp,
+    pub bytes: u64,
+}
+
+#[derive(Debug)]
+pub struct RestoreReport {
+    pub path: PathBuf,
+    /// `None` when the bucket holds no snapshot: the database was rebuilt
+    /// from job objects alone.
+    pub snapshot: Option<RestoredSnapshot>,
+    /// Job versions from the bucket newer than the snapshot's.
+    pub applied: usize,
+    pub total_jobs: usize,
+    /// The cursor of the restored database: `jobvault run` continues from it.
+    pub cursor: Cursor,
+    pub skipped: Vec<String>,
+    pub elapsed: Duration,
+}
+
+/// Restores the newest state in `store` to `to`.
+pub async fn restore(
+    store: &Store,
+    to: &Path,
+    force: bool,
+    concurrency: usize,
+    skip_corrupt: bool,
+    now: Timestamp,
+) -> Result<RestoreReport, RestoreError> {
+    let started = Instant::now();
+    if to.exists() && !force {
+        return Err(RestoreError::Exists(to.to_owned()));
+    }
+    let folder = match to.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent.to_owned(),
+        _ => PathBuf::from("."),
+    };
+    let temp = tempfile::Builder::new()
+        .prefix(".jobvault-restore-")
+        .tempfile_in(&folder)
+        .map_err(io_error(format!(
+            "cannot create a temporary file in {}",
+            folder.display()
+        )))?;
+    let temp_path = temp.path().to_owned();
+
+    let snapshot = match find_newest(store, ObjectKind::Snapshot).await? {
+        Some(listed) => {
+            let downloaded = download_snapshot(store, &listed.name, &temp_path).await?;
+            let stored_time = JobDb::open(&temp_path)?.cursor()?.time;
+            Some(RestoredSnapshot {
+                object: listed.name,
+                uploaded: listed.updated,
+                time: downloaded
+                    .gzip
+                    .and_then(|(_, mtime)| mtime)
+                    .unwrap_or(stored_time),
+                bytes: downloaded.received,
+            })
+        }
+        None => None,
+    };
+    let since = snapshot
+        .as_ref()
+        .map_or(Timestamp::UNIX_EPOCH, |s| s.time - RESTORE_CLOCK_ALLOWANCE);
+    let retrieving = progress::items("jobs", None);
+    let retrieved = retrieve(store, since, now, concurrency, skip_corrupt, &retrieving).await?;
+
+    let (applied, total_jobs, cursor) = {
+        let path = temp_path.clone();
+        let jobs = retrieved.jobs;
+        tokio::task::spawn_blocking(move || -> Result<_, RestoreError> {
+            let mut db = JobDb::create(&path, now)?;
+            let applied = db.apply_versions(&jobs)?;
+            let cursor = db.mark_backed_up(now)?;
+            db.integrity_check()?.map_err(RestoreError::Integrity)?;
+            let total = db.list()?.len();
+            Ok((applied, total, cursor))
+        })
+        .await
+        .map_err(|e| RestoreError::Task(e.to_string()))??
+    };
+
+    replace(temp, to)?;
+    Ok(RestoreReport {
+        path: to.to_owned(),
+        snapshot,
+        applied,
+        total_jobs,
+        cursor,
+        skipped: retrieved.skipped,
+        elapsed: started.elapsed(),
+    })
+}
+
+/// Moves the finished database into place. A database being replaced loses
+/// its WAL and shared-memory files first: SQLite would otherwise replay the
+/// old WAL into the new file.
+fn replace(temp: tempfile::NamedTempFile, to: &Path) -> Result<(), RestoreError> {
+    temp.as_file()
+        .sync_all()
+        .map_err(io_error(format!("cannot flush {}", temp.path().display())))?;
+    for suffix in ["-wal", "-shm"] {
+        let mut side = to.as_os_str().to_owned();
+        side.push(suffix);
+        match std::fs::remove_file(&side) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                return Err(io_error(format!(
+                    "cannot remove {}",
+                    PathBuf::from(&side).display()
+                ))(e));
+            }
+            _ => {}
+        }
+    }
+    temp.persist(to).map_err(|e| {
+        io_error(format!(
+            "cannot move the restored database to {}",
+            to.display()
+        ))(e.error)
+    })?;
+    Ok(())
+}
+
+/// What the download of a snapshot found out about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DownloadedSnapshot {
+    /// The gzip header's file name and mtime; `None` when the store served
+    /// the object decompressed (and no CRC could be checked).
+    pub gzip: Option<(String, Option<Timestamp>)>,
+    /// Bytes received from the store.
+    pub received: u64,
+}
+
+/// Streams the snapshot into `dest`, gunzipping it (the CRC is checked at
+/// the end) or copying it as is if the store served it decompressed.
+pub async fn download_snapshot(
+    store: &Store,
+    object: &str,
+    dest: &Path,
+) -> Result<DownloadedSnapshot, RestoreError> {
+    let mut pieces = store.get_stream(object).await?;
+    let progress = progress::bytes("snapshot", None);
+    let (sender, receiver) = mpsc::channel::<io::Result<Bytes>>(8);
+    let location = store.location(object);
+    let dest = dest.to_owned();
+    let writer = tokio::task::spawn_blocking(move || {
+        decode_snapshot(ChannelReader::new(receiver), &dest)
+            .map_err(io_error(format!("{location} cannot be restored")))
+    });
+    let mut received = 0;
+    while let Some(piece) = pieces.next().await {
+        let piece = piece.map_err(|e| io::Error::other(e.to_string()));
+        if let Ok(bytes) = &piece {
+            received += bytes.len() as u64;
+            progress.set_position(received);
+        }
+        let failed = piece.is_err();
+        if sender.send(piece).await.is_err() || failed {
+            break;
+        }
+    }
+    drop(sender);
+    progress.finish_and_clear();
+    let gzip = writer
+        .await
+        .map_err(|e| RestoreError::Task(e.to_string()))??;
+    Ok(DownloadedSnapshot { gzip, received })
+}
+
+/// Writes the database held by `source` (gzip, or a plain SQLite file) to
+/// `dest`; returns the gzip header's name and mtime if it was gzip.
+pub fn decode_snapshot(
+    source: impl Read,
+    dest: &Path,
+) -> io::Result<Option<(String, Option<Timestamp>)>> {
+    let mut source = BufReader::with_capacity(1 << 20, source);
+    let start = source.fill_buf()?;
+    let mut out = io::BufWriter::with_capacity(1 << 20, File::create(dest)?);
+    let gzip = if start.starts_with(&[0x1f, 0x8b]) {
+        let mut gzip = GzDecoder::new(source);
+        io::copy(&mut gzip, &mut out)?;
+        let header = gzip
+            .header()
+            .expect("a gzip stream read to its end has a header");
+        let name = String::from_utf8_lossy(header.filename().unwrap_or_default()).into_owned();
+        // A gzip mtime of 0 means "none".
+        let mtime = Some(header.mtime())
+            .filter(|&mtime| mtime != 0)
+            .map(|mtime| Timestamp::from_unix_seconds(i64::from(mtime)));
+        Some((name, mtime))
+    } else if start.starts_with(SQLITE_MAGIC) {
+        io::copy(&mut source, &mut out)?;
+        None
+    } else {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "it is neither gzip nor a SQLite database",
+        ));
+    };
+    let file = out.into_inner().map_err(|e| e.into_error())?;
+    file.sync_all()?;
+    Ok(gzip)
+}
+
+/// Reads the pieces of a download as they arrive from the async side.
+struct ChannelReader {
+    receiver: mpsc::Receiver<io::Result<Bytes>>,
+    current: Bytes,
+}
+
+impl ChannelReader {
+    fn new(receiver: mpsc::Receiver<io::Result<Bytes>>) -> Self {
+        ChannelReader {
+            receiver,
+            current: Bytes::new(),
+        }
+    }
+}
+
+impl Read for ChannelReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.current.is_empty() {
+            match self.receiver.blocking_recv() {
+                Some(piece) => self.current = piece?,
+                None => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.current.len());
+        buf[..n].copy_from_slice(&self.current.split_to(n));
+        Ok(n)
+    }
+}

@@ -1,0 +1,194 @@
+//! Proving a backup sound before it is needed: the newest snapshot is
+//! downloaded and checked (gzip CRC and header, SQLite integrity, every job
+//! decodes), and a sample of recent job objects is decoded.
+
+use std::time::Duration;
+
+use futures::{StreamExt, stream};
+use jobvault_core::Timestamp;
+use jobvault_core::job_object::decode_job_object;
+use jobvault_core::object_name::{ObjectKind, day_prefix, parse_object_name};
+
+use crate::db::JobDb;
+use crate::listing::{find_newest, list_range};
+use crate::restore::{RestoreError, download_snapshot};
+use crate::store::{Store, StoreError};
+
+const DAY: Duration = Duration::from_secs(86_400);
+
+/// One check and how it went: what was found, or why it failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Check {
+    pub what: String,
+    pub result: Result<String, String>,
+}
+
+impl Check {
+    fn new(what: impl Into<String>, result: Result<String, String>) -> Self {
+        Check {
+            what: what.into(),
+            result,
+        }
+    }
+}
+
+/// Runs every check. Only a store that cannot be read at all is an error;
+/// anything wrong with the backups is a failed check.
+pub async fn verify(
+    store: &Store,
+    now: Timestamp,
+    concurrency: usize,
+    sample: usize,
+) -> Result<Vec<Check>, StoreError> {
+    store.check().await?;
+    let mut checks = Vec::new();
+    match find_newest(store, ObjectKind::Snapshot).await? {
+        None => checks.push(Check::new(
+            "snapshot",
+            Err("no snapshot in the bucket".to_owned()),
+        )),
+        Some(newest) => checks.extend(check_snapshot(store, &newest.name).await?),
+    }
+    checks.extend(check_recent_jobs(store, now, concurrency, sample).await?);
+    Ok(checks)
+}
+
+async fn check_snapshot(store: &Store, object: &str) -> Result<Vec<Check>, StoreError> {
+    let location = store.location(object);
+    let mut checks = Vec::new();
+    let copy = match tempfile::Builder::new()
+        .prefix(".jobvault-verify-")
+        .tempfile()
+    {
+        Ok(copy) => copy,
+        Err(e) => {
+            checks.push(Check::new(
+                location,
+                Err(format!("cannot create a temporary file: {e}")),
+            ));
+            return Ok(checks);
+        }
+    };
+    let downloaded = match download_snapshot(store, object, copy.path()).await {
+        Ok(downloaded) => downloaded,
+        Err(RestoreError::Store(e)) => return Err(e),
+        Err(e) => {
+            checks.push(Check::new(
+                format!("{location} gzip stream"),
+                Err(e.to_string()),
+            ));
+            return Ok(checks);
+        }
+    };
+    let base = object.rsplit('/').next().unwrap_or(object);
+    match downloaded.gzip {
+        Some((name, mtime)) => {
+            checks.push(Check::new(
+                format!("{location} gzip stream"),
+                Ok(format!("{} bytes, CRC ok", downloaded.received)),
+            ));
+            let header = if name != base {
+                Err(format!("the gzip header names {name:?}, not {base:?}"))
+            } else {
+                match mtime {
+                    Some(mtime) => Ok(format!("name {name}, mtime {mtime}")),
+                    None => Err("the gzip header has no mtime".to_owned()),
+                }
+            };
+            checks.push(Check::new(format!("{location} gzip header"), header));
+        }
+        None => checks.push(Check::new(
+            format!("{location} gzip stream"),
+            Ok("served decompressed by the store; its CRC was checked there".to_owned()),
+        )),
+    }
+    let path = copy.path().to_owned();
+    let database = tokio::task::spawn_blocking(move || database_checks(&path, &location))
+        .await
+        .unwrap_or_else(|e| vec![Check::new("database checks", Err(e.to_string()))]);
+    checks.extend(database);
+    Ok(checks)
+}
+
+/// Opens the downloaded copy: SQLite's integrity check, then every job.
+fn database_checks(path: &std::path::Path, location: &str) -> Vec<Check> {
+    let db = match JobDb::open(path) {
+        Ok(db) => db,
+        Err(e) => return vec![Check::new(format!("{location} SQLite"), Err(e.to_string()))],
+    };
+    let integrity = db
+        .integrity_check()
+        .map_err(|e| e.to_string())
+        .and_then(|result| result)
+        .map(|()| "ok".to_owned());
+    let jobs = db
+        .list()
+        .map(|jobs| format!("{} jobs decode", jobs.len()))
+        .map_err(|e| e.to_string());
+    vec![
+        Check::new(format!("{location} SQLite integrity_check"), integrity),
+        Check::new(format!("{location} jobs"), jobs),
+    ]
+}
+
+/// Decodes up to `sample` of the most recently uploaded job objects.
+async fn check_recent_jobs(
+    store: &Store,
+    now: Timestamp,
+    concurrency: usize,
+    sample: usize,
+) -> Result<Vec<Check>, StoreError> {
+    let mut recent = list_range(store, ObjectKind::Job, now - DAY, now, concurrency).await?;
+    if recent.is_empty() {
+        // Nothing in the last day: sample the day of the newest job upload.
+        if let Some(newest) = find_newest(store, ObjectKind::Job).await? {
+            recent = store
+                .list(&day_prefix(ObjectKind::Job, newest.updated))
+                .await?;
+        }
+    }
+    recent.retain(|o| parse_object_name(&o.name).is_ok_and(|p| p.kind == ObjectKind::Job));
+    if recent.is_empty() {
+        return Ok(vec![Check::new(
+            "job objects",
+            Ok("none in the bucket yet".to_owned()),
+        )]);
+    }
+    recent.sort_by_key(|o| std::cmp::Reverse(o.updated));
+    recent.truncate(sample);
+    let total = recent.len();
+    let results: Vec<(String, Result<(), String>)> = stream::iter(recent)
+        .map(|object| async move {
+            let decoded = match store.get(&object.name).await {
+                Ok(bytes) => decode_job_object(&bytes)
+                    .map(drop)
+                    .map_err(|e| e.to_string()),
+                Err(e) => Err(e.message),
+            };
+            (object.name, decoded)
+        })
+        .buffer_unordered(concurrency.max(1))
+        .collect()
+        .await;
+    let mut checks: Vec<Check> = results
+        .into_iter()
+        .filter_map(|(name, result)| {
+            result
+                .err()
+                .map(|why| Check::new(store.location(&name), Err(why)))
+        })
+        .collect();
+    let failed = checks.len();
+    checks.insert(
+        0,
+        Check::new(
+            "recent job objects",
+            if failed == 0 {
+                Ok(format!("{total} of the newest decode"))
+            } else {
+                Err(format!("{failed} of the {total} newest do not decode"))
+            },
+        ),
+    );
+    Ok(checks)
+}
