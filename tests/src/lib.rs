@@ -33,23 +33,25 @@ pub fn runtime() -> &'static tokio::runtime::Runtime {
 }
 
 /// The `jobvault` binary under test: `$JOBVAULT_BIN`, or the one cargo built
-/// beside this test's executable.
+/// beside this executable (tests run from `target/<profile>/deps/`, the
+/// benchmark from `target/<profile>/`).
 pub fn jobvault_bin() -> PathBuf {
     if let Some(path) = std::env::var_os("JOBVAULT_BIN") {
         return PathBuf::from(path);
     }
-    let exe = std::env::current_exe().expect("the test's own path");
-    let profile_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("tests run from target/<profile>/deps");
-    let bin = profile_dir.join("jobvault");
-    assert!(
-        bin.exists(),
-        "{} does not exist; build it first (scripts/test does): cargo build -p jobvault",
-        bin.display()
-    );
-    bin
+    let exe = std::env::current_exe().expect("the executable's own path");
+    let dir = exe.parent().expect("executables live in a folder");
+    let candidates = [dir.join("jobvault"), dir.join("../jobvault")];
+    candidates
+        .iter()
+        .find(|path| path.exists())
+        .cloned()
+        .unwrap_or_else(|| {
+            panic!(
+                "no jobvault binary beside {}; build it first (scripts/test does): cargo build -p jobvault",
+                exe.display()
+            )
+        })
 }
 
 /// `jobvault` with the emulator's address in its environment.

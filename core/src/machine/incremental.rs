@@ -97,6 +97,10 @@ pub(crate) struct Incremental {
     /// The last batch was cut by its limit: read again as soon as there is room.
     more_to_read: bool,
     stopping: bool,
+    /// Upload failures since the last step, and the first one's error: one
+    /// warning per step, not one per job, while the store is down.
+    failures_since_step: usize,
+    first_failure: Option<String>,
 }
 
 impl Incremental {
@@ -117,6 +121,8 @@ impl Incremental {
             saving: None,
             more_to_read: false,
             stopping: false,
+            failures_since_step: 0,
+            first_failure: None,
         }
     }
 
@@ -143,6 +149,14 @@ impl Incremental {
 
     /// The periodic step: retry failed uploads, read the feed, save progress.
     pub fn tick(&mut self, cx: &mut Context) {
+        if let Some(error) = self.first_failure.take() {
+            warn!(
+                failed = std::mem::take(&mut self.failures_since_step),
+                pending = self.window.len(),
+                first_error = %error,
+                "job uploads failed since the last step; the jobs stay pending and are retried"
+            );
+        }
         for id in std::mem::take(&mut self.waiting) {
             self.make_ready(&id);
         }
@@ -226,7 +240,10 @@ impl Incremental {
             }
             Err(failure) => {
                 cx.metrics.upload_errors.add(ObjectKind::Job, 1);
-                warn!(job = %id, seq, error = %failure, "job upload failed; it stays pending and is retried");
+                debug!(job = %id, seq, error = %failure, "job upload failed");
+                self.failures_since_step += 1;
+                self.first_failure
+                    .get_or_insert_with(|| format!("job {id} version {seq}: {failure}"));
                 if slot.next.is_none() && !stale {
                     slot.next = Some(sent);
                     self.waiting.insert(id.clone());

@@ -154,7 +154,13 @@ impl GcsStore {
             .list_objects(&request)
             .await
             .map(drop)
-            .map_err(backend_error)
+            .map_err(|e| match backend_error(e) {
+                e if e.not_found => BackendError::not_found(format!(
+                    "bucket {} does not exist ({})",
+                    self.bucket, e.message
+                )),
+                e => e,
+            })
     }
 
     /// Uploads an object in one request: a `multipart/related` body of the

@@ -1,0 +1,410 @@
+//! `bench`: jobvault's performance against DESIGN §7, as ratios taken in one
+//! run on this machine. Build everything in release first:
+//!
+//! ```sh
+//! cargo build --release -p jobvault -p jobvault-tests
+//! FAKE_GCS_SERVER=$(scripts/install-emulator) target/release/bench all
+//! ```
+//!
+//! On loopback the emulator answers in microseconds where GCS takes tens of
+//! milliseconds, so most figures go through a proxy that adds 20 ms to every
+//! request, and compare two ways of doing the same work under that delay.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use clap::{Parser, ValueEnum};
+use futures::{StreamExt, stream};
+use jobvault::db::JobDb;
+use jobvault_core::job_object::encode_job_object;
+use jobvault_core::object_name::{Framing, job_object};
+use jobvault_core::{Envelope, Job, JobId, JobStatus, TaskStatus, TaskSummary, Timestamp};
+use jobvault_tests::{
+    Backend, Daemon, Emulator, Proxy, StoreReader, Workspace, free_port, jobvault, runtime,
+};
+
+const LATENCY: Duration = Duration::from_millis(20);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Which {
+    All,
+    Incremental,
+    Snapshot,
+    Retrieve,
+    RecoveryPoint,
+    Restore,
+}
+
+/// Measures jobvault against the targets of DESIGN §7.
+#[derive(Debug, Parser)]
+struct Args {
+    #[arg(value_enum, default_value = "all")]
+    which: Which,
+    /// Size of the snapshot and restore databases, in MiB.
+    #[arg(long, default_value_t = 256)]
+    database_mib: u64,
+}
+
+fn main() {
+    let args = Args::parse();
+    let run = |which| args.which == Which::All || args.which == which;
+    if run(Which::Incremental) {
+        incremental();
+    }
+    if run(Which::Snapshot) {
+        snapshot(args.database_mib);
+    }
+    if run(Which::Retrieve) {
+        retrieve();
+    }
+    if run(Which::RecoveryPoint) {
+        recovery_point();
+    }
+    if run(Which::Restore) {
+        restore(args.database_mib);
+    }
+}
+
+/// A job as the scheduler writes them: a few hundred bytes of JSON.
+fn realistic_job(n: usize, rng: &mut fastrand::Rng) -> Job {
+    let mut job = Job::new(
+        JobId::new(format!("20161116T220425.{n:09}Z_{n:016x}")).unwrap(),
+        format!(
+            "Test-Debian10-Clang-GCE-CPU-AVX2-x86_64-{}",
+            ["Debug", "Release"][n % 2]
+        ),
+    );
+    job.repo = "https://skia.googlesource.com/skia.git".to_owned();
+    job.revision = format!("{:040x}", rng.u128(..));
+    job.status = [
+        JobStatus::Success,
+        JobStatus::InProgress,
+        JobStatus::Failure,
+    ][n % 3];
+    job.created = Timestamp::from_unix_seconds(1_479_333_865 + n as i64);
+    job.priority = 0.5;
+    job.dependencies
+        .insert("Test".to_owned(), vec!["Build".to_owned()]);
+    job.tasks.insert(
+        "Build".to_owned(),
+        vec![TaskSummary {
+            id: format!("{:016x}", rng.u64(..)),
+            attempt: 1,
+            max_attempts: 2,
+            status: TaskStatus::Success,
+            swarming_task_id: format!("{:012x}", rng.u64(..1 << 48)),
+        }],
+    );
+    job
+}
+
+fn database_with_jobs(workspace: &Workspace, jobs: usize) {
+    let mut db = JobDb::create(&workspace.db(), jobvault::clock::now()).unwrap();
+    let mut rng = fastrand::Rng::with_seed(0x2545_f491_4f6c_dd1d);
+    for start in (0..jobs).step_by(1000) {
+        let batch = (start..jobs.min(start + 1000))
+            .map(|n| realistic_job(n, &mut rng))
+            .collect();
+        db.put(batch, jobvault::clock::now()).unwrap();
+    }
+}
+
+/// A database of about `mib` MiB of job-like rows.
+fn database_of_size(workspace: &Workspace, mib: u64) {
+    let mut db = JobDb::create(&workspace.db(), jobvault::clock::now()).unwrap();
+    let mut rng = fastrand::Rng::with_seed(0x9e37_79b9_7f4a_7c15);
+    let mut n = 0;
+    while std::fs::metadata(workspace.db())
+        .map(|m| m.len())
+        .unwrap_or(0)
+        < mib << 20
+    {
+        let batch = (n..n + 5000).map(|i| realistic_job(i, &mut rng)).collect();
+        db.put(batch, jobvault::clock::now()).unwrap();
+        n += 5000;
+    }
+    // Closing the last connection folds the WAL into the file.
+    drop(db);
+}
+
+fn emulator_with_proxy() -> (Emulator, Proxy, tempfile::TempDir) {
+    let data = tempfile::tempdir().unwrap();
+    let proxy_port = free_port();
+    let emulator = Emulator::start_on(
+        free_port(),
+        proxy_port,
+        Backend::Filesystem(data.path().to_owned()),
+    );
+    let proxy = Proxy::start(proxy_port, emulator.address(), LATENCY);
+    (emulator, proxy, data)
+}
+
+/// Runs the daemon over a database of `jobs` jobs until its cursor covers
+/// them all; returns jobs per second.
+fn daemon_rate(endpoint: &str, bucket: &str, jobs: usize, concurrency: u16) -> f64 {
+    let workspace = Workspace::new();
+    database_with_jobs(&workspace, jobs);
+    let started = Instant::now();
+    let daemon = Daemon::start(
+        &workspace,
+        Some(endpoint),
+        &format!("gs://{bucket}"),
+        "1s",
+        &["--concurrency", &concurrency.to_string()],
+    );
+    let db = JobDb::open(&workspace.db()).unwrap();
+    while db.cursor().unwrap().seq < jobs as u64 {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let elapsed = started.elapsed();
+    daemon.stop();
+    jobs as f64 / elapsed.as_secs_f64()
+}
+
+/// Uploads `jobs` pre-encoded job objects with `concurrency` uploads in
+/// flight: the fastest the store takes them. Returns jobs per second.
+fn bare_upload_rate(endpoint: &str, bucket: &str, jobs: usize, concurrency: usize) -> f64 {
+    let reader = StoreReader::connect(&format!("gs://{bucket}"), Some(endpoint));
+    let mut rng = fastrand::Rng::with_seed(7);
+    let now = jobvault::clock::now();
+    let objects: Vec<(String, Vec<u8>, Framing)> = (0..jobs)
+        .map(|n| {
+            let job = realistic_job(n, &mut rng);
+            let name = job_object(now, &job.id);
+            let framing = Framing::for_object(&name, now);
+            let body = encode_job_object(&Envelope::new(n as u64 + 1, now, job), &framing);
+            (name, body, framing)
+        })
+        .collect();
+    let started = Instant::now();
+    runtime().block_on(
+        stream::iter(objects)
+            .map(|(name, body, framing)| {
+                let store = reader.store();
+                async move { store.put(&name, body, &framing).await.unwrap() }
+            })
+            .buffer_unordered(concurrency)
+            .collect::<Vec<()>>(),
+    );
+    jobs as f64 / started.elapsed().as_secs_f64()
+}
+
+fn incremental() {
+    println!("== incremental: job uploads");
+    let (emulator, proxy, _data) = emulator_with_proxy();
+    let fast = daemon_rate(&proxy.endpoint(), &emulator.new_bucket("inc32"), 10_000, 32);
+    let slow = daemon_rate(&proxy.endpoint(), &emulator.new_bucket("inc1"), 1_000, 1);
+    println!(
+        "  with {LATENCY:?} per request: concurrency 32: {fast:.0} jobs/s over 10,000 jobs; concurrency 1: {slow:.1} jobs/s over 1,000 jobs"
+    );
+    println!("  ratio {:.1}x (target at least 10x)", fast / slow);
+    let daemon = daemon_rate(
+        &emulator.endpoint(),
+        &emulator.new_bucket("bare-daemon"),
+        10_000,
+        32,
+    );
+    let bare = bare_upload_rate(
+        &emulator.endpoint(),
+        &emulator.new_bucket("bare-loop"),
+        10_000,
+        32,
+    );
+    println!(
+        "  bare emulator: daemon {daemon:.0} jobs/s, a plain loop of 32 concurrent uploads {bare:.0} jobs/s"
+    );
+    println!("  ratio {:.2}x (target at least 0.8x)", daemon / bare);
+}
+
+/// Wall seconds and peak memory (KiB) of a command, from GNU time.
+fn timed(command: Command) -> (f64, u64) {
+    let report = tempfile::NamedTempFile::new().unwrap();
+    let mut time = Command::new("/usr/bin/time");
+    time.args(["-f", "%e %M", "-o"])
+        .arg(report.path())
+        .arg(command.get_program())
+        .args(command.get_args());
+    for (key, value) in command.get_envs() {
+        match value {
+            Some(value) => time.env(key, value),
+            None => time.env_remove(key),
+        };
+    }
+    let status = time.stdout(std::process::Stdio::null()).status().unwrap();
+    assert!(status.success(), "{command:?} failed");
+    let text = std::fs::read_to_string(report.path()).unwrap();
+    let mut fields = text.split_whitespace();
+    (
+        fields.next().unwrap().parse().unwrap(),
+        fields.next().unwrap().parse().unwrap(),
+    )
+}
+
+fn snapshot(mib: u64) {
+    println!("== snapshot: a {mib} MiB database");
+    let mut peaks = Vec::new();
+    for size in [mib / 4, mib] {
+        let workspace = Workspace::new();
+        database_of_size(&workspace, size);
+        let bytes = std::fs::metadata(workspace.db()).unwrap().len();
+        let bucket = workspace.path().join("bucket");
+        let mut backup = jobvault(None);
+        backup
+            .args([
+                "backup",
+                "--bucket",
+                &format!("file://{}", bucket.display()),
+                "--db",
+            ])
+            .arg(workspace.db());
+        let (ours, peak) = timed(backup);
+        let mut gzip = Command::new("sh");
+        gzip.arg("-c").arg(format!(
+            "gzip -6 -c {} > /dev/null",
+            workspace.db().display()
+        ));
+        let (plain, _) = timed(gzip);
+        println!(
+            "  {:.0} MiB: jobvault backup {ours:.2} s (copy, gzip, write), gzip -6 alone {plain:.2} s: ratio {:.2} (target at most 1.3); peak memory {} MiB",
+            bytes as f64 / (1 << 20) as f64,
+            ours / plain,
+            peak / 1024
+        );
+        peaks.push(peak);
+    }
+    println!(
+        "  peak memory for 4x the data: {:.2}x (independent of size: about 1)",
+        peaks[1] as f64 / peaks[0] as f64
+    );
+}
+
+fn retrieve() {
+    println!("== retrieve: 10,000 jobs");
+    let (emulator, proxy, _data) = emulator_with_proxy();
+    let bucket = emulator.new_bucket("retrieve");
+    let since = jobvault::clock::now() - Duration::from_secs(60);
+    bare_upload_rate(&emulator.endpoint(), &bucket, 10_000, 32);
+    let fetch = |concurrency: &str, limit: Option<usize>| {
+        let started = Instant::now();
+        let output = jobvault(Some(&proxy.endpoint()))
+            .args([
+                "retrieve",
+                "--bucket",
+                &format!("gs://{bucket}"),
+                "--since",
+                &since.rfc3339(),
+                "--concurrency",
+                concurrency,
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let lines = output.stdout.iter().filter(|&&b| b == b'\n').count();
+        assert_eq!(lines, limit.unwrap_or(10_000));
+        lines as f64 / started.elapsed().as_secs_f64()
+    };
+    let ours = fetch("32", None);
+    let small = emulator.new_bucket("retrieve-sequential");
+    bare_upload_rate(&emulator.endpoint(), &small, 1_000, 32);
+    let started = Instant::now();
+    let output = jobvault(Some(&proxy.endpoint()))
+        .args([
+            "retrieve",
+            "--bucket",
+            &format!("gs://{small}"),
+            "--since",
+            &since.rfc3339(),
+            "--concurrency",
+            "1",
+        ])
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    let sequential = 1_000.0 / started.elapsed().as_secs_f64();
+    println!(
+        "  with {LATENCY:?} per request: concurrent {ours:.0} jobs/s over 10,000; one at a time {sequential:.1} jobs/s over 1,000"
+    );
+    println!("  ratio {:.1}x (target at least 10x)", ours / sequential);
+}
+
+fn recovery_point() {
+    println!("== recovery point: --interval 1s, one job committed at a time");
+    let data = tempfile::tempdir().unwrap();
+    let emulator = Emulator::start(Backend::Filesystem(data.path().to_owned()));
+    let bucket = emulator.new_bucket("rpo");
+    let url = format!("gs://{bucket}");
+    let workspace = Workspace::new();
+    database_with_jobs(&workspace, 10);
+    let _daemon = Daemon::start(&workspace, Some(&emulator.endpoint()), &url, "1s", &[]);
+    let reader = StoreReader::connect(&url, Some(&emulator.endpoint()));
+    let mut db = JobDb::open(&workspace.db()).unwrap();
+    let mut lags = Vec::new();
+    let mut rng = fastrand::Rng::with_seed(99);
+    for n in 0..60 {
+        std::thread::sleep(Duration::from_millis(100 + rng.u64(..700)));
+        let job = realistic_job(100_000 + n, &mut rng);
+        let name = job_object(jobvault::clock::now(), &job.id);
+        db.put(vec![job], jobvault::clock::now()).unwrap();
+        let committed = Instant::now();
+        while runtime().block_on(reader.store().get(&name)).is_err() {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        lags.push(committed.elapsed());
+    }
+    lags.sort();
+    let mean = lags.iter().sum::<Duration>() / lags.len() as u32;
+    let p90 = lags[lags.len() * 9 / 10];
+    println!(
+        "  {} jobs: mean lag {:.2} s, p50 {:.2} s, p90 {:.2} s (target p90 at most 1 s)",
+        lags.len(),
+        mean.as_secs_f64(),
+        lags[lags.len() / 2].as_secs_f64(),
+        p90.as_secs_f64()
+    );
+}
+
+fn restore(mib: u64) {
+    println!("== restore: a {mib} MiB database");
+    let data = tempfile::tempdir().unwrap();
+    let emulator = Emulator::start(Backend::Filesystem(data.path().to_owned()));
+    let bucket = emulator.new_bucket("restore");
+    let url = format!("gs://{bucket}");
+    let workspace = Workspace::new();
+    database_of_size(&workspace, mib);
+    let output = jobvault(Some(&emulator.endpoint()))
+        .args(["backup", "--bucket", &url, "--db"])
+        .arg(workspace.db())
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    let object = String::from_utf8(output.stdout).unwrap().trim().to_owned();
+    let target = workspace.path().join("restored.db");
+    let mut restore = jobvault(Some(&emulator.endpoint()));
+    restore
+        .args(["restore", "--bucket", &url, "--to"])
+        .arg(&target);
+    let (ours, peak) = timed(restore);
+    let by_hand = workspace.path().join("by-hand.db");
+    let mut manual = Command::new("sh");
+    manual.arg("-c").arg(format!(
+        "curl -s -H 'Accept-Encoding: gzip' '{}/download/storage/v1/b/{bucket}/o/{}?alt=media' | gunzip > {}",
+        emulator.endpoint(),
+        object.replace('/', "%2F"),
+        by_hand.display()
+    ));
+    let (manual_seconds, _) = timed(manual);
+    assert_eq!(
+        std::fs::metadata(&by_hand).unwrap().len(),
+        std::fs::metadata(&target).unwrap().len(),
+        "both ways give a database of the same size"
+    );
+    println!(
+        "  jobvault restore {ours:.2} s (peak memory {} MiB); curl | gunzip by hand {manual_seconds:.2} s; ratio {:.2} (target: at most 3 s)",
+        peak / 1024,
+        ours / manual_seconds
+    );
+}
