@@ -187,6 +187,30 @@ impl JobDb {
         rows.into_iter().map(|raw| self.decode(raw)).collect()
     }
 
+    pub fn count(&self) -> Result<usize, DbError> {
+        self.conn
+            .query_row("SELECT COUNT(*) FROM jobs", [], |row| row.get::<_, i64>(0))
+            .map(|n| n as usize)
+            .map_err(|e| self.sqlite(e))
+    }
+
+    /// Decodes every job, one row at a time, without holding them; returns
+    /// how many there are, or the first that does not decode.
+    pub fn check_every_job(&self) -> Result<usize, DbError> {
+        let mut statement = self
+            .conn
+            .prepare("SELECT id, seq, db_modified, body FROM jobs")
+            .map_err(|e| self.sqlite(e))?;
+        let mut rows = statement.query([]).map_err(|e| self.sqlite(e))?;
+        let mut count = 0;
+        while let Some(row) = rows.next().map_err(|e| self.sqlite(e))? {
+            let raw = raw_row(row).map_err(|e| self.sqlite(e))?;
+            self.decode(raw)?;
+            count += 1;
+        }
+        Ok(count)
+    }
+
     /// The change feed: the stored cursor and up to `limit` jobs changed
     /// after `after`, in sequence order, read in one transaction.
     pub fn changes(

@@ -135,7 +135,7 @@ pub async fn restore(
             let applied = db.apply_versions(&jobs)?;
             let cursor = db.mark_backed_up(now)?;
             db.integrity_check()?.map_err(RestoreError::Integrity)?;
-            let total = db.list()?.len();
+            let total = db.count()?;
             Ok((applied, total, cursor))
         })
         .await

@@ -122,8 +122,8 @@ fn database_checks(path: &std::path::Path, location: &str) -> Vec<Check> {
         .and_then(|result| result)
         .map(|()| "ok".to_owned());
     let jobs = db
-        .list()
-        .map(|jobs| format!("{} jobs decode", jobs.len()))
+        .check_every_job()
+        .map(|n| format!("{n} jobs decode"))
         .map_err(|e| e.to_string());
     vec![
         Check::new(format!("{location} SQLite integrity_check"), integrity),
