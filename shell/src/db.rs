@@ -187,6 +187,11 @@ impl JobDb {
         rows.into_iter().map(|raw| self.decode(raw)).collect()
     }
 
+    /// The highest change sequence of any job; 0 when there is none.
+    pub fn newest_seq(&self) -> Result<Seq, DbError> {
+        newest_seq(&self.conn).map_err(|e| self.sqlite(e))
+    }
+
     pub fn count(&self) -> Result<usize, DbError> {
         self.conn
             .query_row("SELECT COUNT(*) FROM jobs", [], |row| row.get::<_, i64>(0))
@@ -280,11 +285,7 @@ impl JobDb {
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(sqlite)?;
-        let newest: Seq = tx
-            .query_row("SELECT COALESCE(MAX(seq), 0) FROM jobs", [], |row| {
-                row.get(0)
-            })
-            .map_err(sqlite)?;
+        let newest = newest_seq(&tx).map_err(sqlite)?;
         let counter = read_meta(&tx, COUNTER).map_err(sqlite)?.max(newest);
         write_meta(&tx, COUNTER, counter).map_err(sqlite)?;
         let cursor = Cursor {
@@ -416,6 +417,12 @@ fn raw_row(row: &rusqlite::Row) -> rusqlite::Result<RawRow> {
         seq: row.get(1)?,
         db_modified: row.get(2)?,
         body: row.get(3)?,
+    })
+}
+
+fn newest_seq(conn: &Connection) -> rusqlite::Result<Seq> {
+    conn.query_row("SELECT COALESCE(MAX(seq), 0) FROM jobs", [], |row| {
+        row.get(0)
     })
 }
 

@@ -256,7 +256,7 @@ async fn caught_up(db_path: &Path) -> anyhow::Result<u64> {
     let deadline = Instant::now() + PATIENCE;
     let db = JobDb::open(db_path)?;
     loop {
-        let newest = db.list()?.iter().map(|e| e.seq).max().unwrap_or(0);
+        let newest = db.newest_seq()?;
         if db.cursor()?.seq >= newest {
             return Ok(newest);
         }
