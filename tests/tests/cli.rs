@@ -226,3 +226,30 @@ fn trigger_drops_a_file_the_daemon_will_serve() {
         .unwrap();
     assert_runtime_error(&bad, "contains '/'");
 }
+
+#[test]
+fn backup_leaves_nothing_in_tmpdir_whether_it_succeeds_or_fails() {
+    let emulator = Emulator::shared();
+    let bucket = emulator.new_bucket("tmpdir");
+    let workspace = Workspace::new();
+    workspace.put_jobs(&[serde_json::json!({ "id": "a", "name": "A" })]);
+    let tmp = tempfile::tempdir().unwrap();
+    for (url, succeeds) in [
+        (format!("gs://{bucket}"), true),
+        ("gs://no-such-bucket".to_owned(), false),
+    ] {
+        let output = jobvault(Some(&emulator.endpoint()))
+            .env("TMPDIR", tmp.path())
+            .args(["backup", "--bucket", &url, "--db"])
+            .arg(workspace.db())
+            .output()
+            .unwrap();
+        assert_eq!(output.status.success(), succeeds, "{}", stderr(&output));
+        let left: Vec<_> = fs::read_dir(tmp.path())
+            .unwrap()
+            .filter_map(Result::ok)
+            .map(|e| e.file_name())
+            .collect();
+        assert!(left.is_empty(), "left in TMPDIR: {left:?}");
+    }
+}
