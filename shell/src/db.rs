@@ -95,10 +95,7 @@ impl JobDb {
     }
 
     fn open_with(path: &Path, flags: OpenFlags) -> Result<Self, DbError> {
-        let sqlite = |source| DbError::Sqlite {
-            path: path.to_owned(),
-            source,
-        };
+        let sqlite = sqlite_error(path);
         let conn = Connection::open_with_flags(path, flags | OpenFlags::SQLITE_OPEN_NO_MUTEX)
             .map_err(sqlite)?;
         conn.busy_timeout(BUSY_TIMEOUT).map_err(sqlite)?;
@@ -116,21 +113,14 @@ impl JobDb {
     }
 
     fn sqlite(&self, source: rusqlite::Error) -> DbError {
-        DbError::Sqlite {
-            path: self.path.clone(),
-            source,
-        }
+        sqlite_error(&self.path)(source)
     }
 
     /// Writes jobs in one transaction: all of them or none. Each gets the
     /// next change sequence and `db_modified = now`. Returns the jobs as
     /// written.
     pub fn put(&mut self, jobs: Vec<Job>, now: Timestamp) -> Result<Vec<Job>, DbError> {
-        let path = self.path.clone();
-        let sqlite = |source| DbError::Sqlite {
-            path: path.clone(),
-            source,
-        };
+        let sqlite = sqlite_error(&self.path);
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -223,11 +213,7 @@ impl JobDb {
         after: Seq,
         limit: usize,
     ) -> Result<(Cursor, Vec<Envelope>), DbError> {
-        let path = self.path.clone();
-        let sqlite = |source| DbError::Sqlite {
-            path: path.clone(),
-            source,
-        };
+        let sqlite = sqlite_error(&self.path);
         let tx = self.conn.transaction().map_err(sqlite)?;
         let cursor = read_cursor(&tx).map_err(sqlite)?;
         let raw = {
@@ -256,17 +242,15 @@ impl JobDb {
 
     /// Stores `new` as the cursor if the database still holds `expected`.
     pub fn save_cursor(&mut self, expected: Cursor, new: Cursor) -> Result<(), DbError> {
-        let path = self.path.clone();
-        let sqlite = |source| DbError::Sqlite {
-            path: path.clone(),
-            source,
-        };
+        let sqlite = sqlite_error(&self.path);
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(sqlite)?;
         if read_cursor(&tx).map_err(sqlite)? != expected {
-            return Err(DbError::CursorChanged { path });
+            return Err(DbError::CursorChanged {
+                path: self.path.clone(),
+            });
         }
         write_cursor(&tx, new).map_err(sqlite)?;
         tx.commit().map_err(sqlite)
@@ -276,11 +260,7 @@ impl JobDb {
     /// bucket, so the cursor moves to the newest sequence and to `now`, and
     /// the counter continues after the newest sequence.
     pub fn mark_backed_up(&mut self, now: Timestamp) -> Result<Cursor, DbError> {
-        let path = self.path.clone();
-        let sqlite = |source| DbError::Sqlite {
-            path: path.clone(),
-            source,
-        };
+        let sqlite = sqlite_error(&self.path);
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -300,11 +280,7 @@ impl JobDb {
     /// Writes job versions as they are, keeping their change sequence, when
     /// they are newer than the version held. Used by restore.
     pub fn apply_versions(&mut self, versions: &[Envelope]) -> Result<usize, DbError> {
-        let path = self.path.clone();
-        let sqlite = |source| DbError::Sqlite {
-            path: path.clone(),
-            source,
-        };
+        let sqlite = sqlite_error(&self.path);
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -401,6 +377,15 @@ impl JobDb {
             Timestamp::from_unix_nanos(raw.db_modified),
             job,
         ))
+    }
+}
+
+/// Wraps a SQLite error with the database's path. A free function, so it can
+/// borrow the path while a transaction borrows the connection.
+fn sqlite_error(path: &Path) -> impl Fn(rusqlite::Error) -> DbError + Copy + '_ {
+    move |source| DbError::Sqlite {
+        path: path.to_owned(),
+        source,
     }
 }
 

@@ -13,6 +13,7 @@ pub mod metrics;
 pub mod progress;
 pub mod restore;
 pub mod retrieve;
+pub mod sample;
 pub mod snapshot;
 pub mod status;
 pub mod store;

@@ -12,10 +12,11 @@ use jobvault::clock;
 use jobvault::daemon::Daemon;
 use jobvault::db::JobDb;
 use jobvault::restore::restore;
+use jobvault::sample;
 use jobvault::store::{BucketUrl, Store};
 use jobvault::triggers::TriggerDir;
 use jobvault_core::object_name::snapshot_object;
-use jobvault_core::{Config, Job, JobId, JobStatus, Metrics, TaskStatus, TaskSummary, Timestamp};
+use jobvault_core::{Config, Job, JobId, Metrics};
 use tokio::sync::{oneshot, watch};
 
 /// Run the whole story on a local directory (no cloud account): a job
@@ -63,9 +64,12 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let mut db = JobDb::create(&db_path, clock::now())?;
     let mut rng = fastrand::Rng::new();
     let mut ids: Vec<JobId> = (0..INITIAL_JOBS)
-        .map(|n| scheduler_id(clock::now(), n))
+        .map(|n| sample::scheduler_id(clock::now(), n))
         .collect();
-    let initial: Vec<Job> = ids.iter().map(|id| new_job(id.clone(), &mut rng)).collect();
+    let initial: Vec<Job> = ids
+        .iter()
+        .map(|id| sample::job(id.clone(), clock::now(), &mut rng))
+        .collect();
     db.put(initial, clock::now())?;
     println!("1. created {} with {INITIAL_JOBS} jobs", db_path.display());
 
@@ -101,20 +105,16 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
             let mut db = JobDb::open(&db_path)?;
             let mut rng = fastrand::Rng::new();
             while writing.load(Ordering::Relaxed) {
+                // Five existing jobs change (a new status, a new revision)
+                // and one new job arrives.
                 let mut batch: Vec<Job> = (0..5)
                     .map(|_| {
-                        let mut job = new_job(ids[rng.usize(..ids.len())].clone(), &mut rng);
-                        job.status = [
-                            JobStatus::InProgress,
-                            JobStatus::Success,
-                            JobStatus::Failure,
-                        ][rng.usize(..3)];
-                        job
+                        sample::job(ids[rng.usize(..ids.len())].clone(), clock::now(), &mut rng)
                     })
                     .collect();
-                let id = scheduler_id(clock::now(), ids.len());
+                let id = sample::scheduler_id(clock::now(), ids.len());
                 ids.push(id.clone());
-                batch.push(new_job(id, &mut rng));
+                batch.push(sample::job(id, clock::now(), &mut rng));
                 written.fetch_add(batch.len() as u64, Ordering::Relaxed);
                 db.put(batch, clock::now())?;
                 std::thread::sleep(Duration::from_millis(40));
@@ -187,49 +187,6 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
         eprintln!("jobvault: error: the restored database differs from the one lost");
         Ok(ExitCode::FAILURE)
     }
-}
-
-/// An id in the scheduler's style: creation time and a hex counter.
-fn scheduler_id(at: Timestamp, n: usize) -> JobId {
-    let t = at.to_offset_date_time();
-    JobId::new(format!(
-        "{:04}{:02}{:02}T{:02}{:02}{:02}.{:09}Z_{n:016x}",
-        t.year(),
-        u8::from(t.month()),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second(),
-        t.nanosecond()
-    ))
-    .expect("scheduler ids are valid")
-}
-
-fn new_job(id: JobId, rng: &mut fastrand::Rng) -> Job {
-    let mut job = Job::new(
-        id,
-        format!(
-            "Build-Debian10-Clang-x86_64-{}",
-            ["Debug", "Release"][rng.usize(..2)]
-        ),
-    );
-    job.repo = "https://skia.googlesource.com/skia.git".to_owned();
-    job.revision = format!("{:040x}", rng.u128(..));
-    job.created = clock::now();
-    job.priority = 0.5;
-    job.dependencies
-        .insert("Test".to_owned(), vec!["Build".to_owned()]);
-    job.tasks.insert(
-        "Build".to_owned(),
-        vec![TaskSummary {
-            id: format!("task-{:08x}", rng.u32(..)),
-            attempt: 1,
-            max_attempts: 2,
-            status: TaskStatus::Success,
-            swarming_task_id: format!("{:012x}", rng.u64(..1 << 48)),
-        }],
-    );
-    job
 }
 
 async fn wait_for(store: &Store, object: &str) -> anyhow::Result<u64> {

@@ -12,7 +12,7 @@ use gcloud_storage::http::Error as GcsError;
 use gcloud_storage::http::objects::Object;
 use gcloud_storage::http::objects::download::Range;
 use gcloud_storage::http::objects::get::GetObjectRequest;
-use gcloud_storage::http::objects::list::ListObjectsRequest;
+use gcloud_storage::http::objects::list::{ListObjectsRequest, ListObjectsResponse};
 use gcloud_storage::http::objects::upload::{UploadObjectRequest, UploadType};
 use gcloud_storage::http::resumable_upload_client::{
     ChunkSize, ResumableUploadClient, UploadStatus,
@@ -268,13 +268,20 @@ impl GcsStore {
         }
     }
 
-    pub async fn list(&self, prefix: &str) -> Result<Vec<ListedObject>, BackendError> {
-        let mut objects = Vec::new();
+    /// Every page of a listing under `prefix`; with a delimiter, the pages
+    /// hold the folders directly under it.
+    async fn list_pages(
+        &self,
+        prefix: &str,
+        delimiter: Option<&str>,
+    ) -> Result<Vec<ListObjectsResponse>, BackendError> {
+        let mut pages = Vec::new();
         let mut page_token = None;
         loop {
             let request = ListObjectsRequest {
                 bucket: self.bucket.clone(),
                 prefix: Some(self.full_name(prefix)),
+                delimiter: delimiter.map(str::to_owned),
                 page_token,
                 ..ListObjectsRequest::default()
             };
@@ -283,54 +290,45 @@ impl GcsStore {
                 .list_objects(&request)
                 .await
                 .map_err(backend_error)?;
-            for item in page.items.unwrap_or_default() {
-                let Some(name) = item.name.strip_prefix(&self.prefix) else {
-                    continue;
-                };
-                let updated = item
-                    .updated
-                    .or(item.time_created)
-                    .map_or(Timestamp::UNIX_EPOCH, Timestamp::from_offset_date_time);
-                objects.push(ListedObject {
-                    name: name.to_owned(),
-                    updated,
-                    size: u64::try_from(item.size).unwrap_or(0),
-                });
-            }
-            page_token = page.next_page_token.filter(|token| !token.is_empty());
+            page_token = page
+                .next_page_token
+                .clone()
+                .filter(|token| !token.is_empty());
+            pages.push(page);
             if page_token.is_none() {
-                return Ok(objects);
+                return Ok(pages);
             }
         }
     }
 
+    pub async fn list(&self, prefix: &str) -> Result<Vec<ListedObject>, BackendError> {
+        let pages = self.list_pages(prefix, None).await?;
+        let items = pages
+            .into_iter()
+            .flat_map(|page| page.items.unwrap_or_default());
+        Ok(items
+            .filter_map(|item| {
+                let name = item.name.strip_prefix(&self.prefix)?.to_owned();
+                let updated = item
+                    .updated
+                    .or(item.time_created)
+                    .map_or(Timestamp::UNIX_EPOCH, Timestamp::from_offset_date_time);
+                Some(ListedObject {
+                    name,
+                    updated,
+                    size: u64::try_from(item.size).unwrap_or(0),
+                })
+            })
+            .collect())
+    }
+
     pub async fn list_folders(&self, prefix: &str) -> Result<Vec<String>, BackendError> {
-        let mut folders = Vec::new();
-        let mut page_token = None;
-        loop {
-            let request = ListObjectsRequest {
-                bucket: self.bucket.clone(),
-                prefix: Some(self.full_name(prefix)),
-                delimiter: Some("/".to_owned()),
-                page_token,
-                ..ListObjectsRequest::default()
-            };
-            let page = self
-                .client
-                .list_objects(&request)
-                .await
-                .map_err(backend_error)?;
-            folders.extend(
-                page.prefixes
-                    .unwrap_or_default()
-                    .into_iter()
-                    .filter_map(|folder| folder.strip_prefix(&self.prefix).map(str::to_owned)),
-            );
-            page_token = page.next_page_token.filter(|token| !token.is_empty());
-            if page_token.is_none() {
-                return Ok(folders);
-            }
-        }
+        let pages = self.list_pages(prefix, Some("/")).await?;
+        Ok(pages
+            .into_iter()
+            .flat_map(|page| page.prefixes.unwrap_or_default())
+            .filter_map(|folder| folder.strip_prefix(&self.prefix).map(str::to_owned))
+            .collect())
     }
 
     fn get_request(&self, name: &str) -> GetObjectRequest {

@@ -16,9 +16,10 @@ use std::time::{Duration, Instant};
 use clap::{Parser, ValueEnum};
 use futures::{StreamExt, stream};
 use jobvault::db::JobDb;
+use jobvault::sample;
 use jobvault_core::job_object::encode_job_object;
 use jobvault_core::object_name::{Framing, job_object};
-use jobvault_core::{Envelope, Job, JobId, JobStatus, TaskStatus, TaskSummary, Timestamp};
+use jobvault_core::{Envelope, Job, Timestamp};
 use jobvault_tests::{
     Backend, Daemon, Emulator, Proxy, StoreReader, Workspace, free_port, jobvault, runtime,
 };
@@ -67,35 +68,8 @@ fn main() {
 
 /// A job as the scheduler writes them: a few hundred bytes of JSON.
 fn realistic_job(n: usize, rng: &mut fastrand::Rng) -> Job {
-    let mut job = Job::new(
-        JobId::new(format!("20161116T220425.{n:09}Z_{n:016x}")).unwrap(),
-        format!(
-            "Test-Debian10-Clang-GCE-CPU-AVX2-x86_64-{}",
-            ["Debug", "Release"][n % 2]
-        ),
-    );
-    job.repo = "https://skia.googlesource.com/skia.git".to_owned();
-    job.revision = format!("{:040x}", rng.u128(..));
-    job.status = [
-        JobStatus::Success,
-        JobStatus::InProgress,
-        JobStatus::Failure,
-    ][n % 3];
-    job.created = Timestamp::from_unix_seconds(1_479_333_865 + n as i64);
-    job.priority = 0.5;
-    job.dependencies
-        .insert("Test".to_owned(), vec!["Build".to_owned()]);
-    job.tasks.insert(
-        "Build".to_owned(),
-        vec![TaskSummary {
-            id: format!("{:016x}", rng.u64(..)),
-            attempt: 1,
-            max_attempts: 2,
-            status: TaskStatus::Success,
-            swarming_task_id: format!("{:012x}", rng.u64(..1 << 48)),
-        }],
-    );
-    job
+    let created = Timestamp::from_unix_seconds(1_479_333_865 + n as i64);
+    sample::job(sample::scheduler_id(created, n), created, rng)
 }
 
 fn database_with_jobs(workspace: &Workspace, jobs: usize) {
