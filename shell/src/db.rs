@@ -33,6 +33,11 @@ const SCHEMA: &str = "
     );
 ";
 
+/// Writes a job's row, replacing the one of the same id.
+const UPSERT: &str = "INSERT INTO jobs (id, seq, db_modified, body) VALUES (?1, ?2, ?3, ?4)
+    ON CONFLICT(id) DO UPDATE SET
+        seq = excluded.seq, db_modified = excluded.db_modified, body = excluded.body";
+
 const COUNTER: &str = "change_counter";
 const CURSOR_SEQ: &str = "cursor_seq";
 const CURSOR_TIME: &str = "cursor_time";
@@ -128,13 +133,7 @@ impl JobDb {
         let mut counter = read_meta(&tx, COUNTER).map_err(sqlite)?;
         let mut written = Vec::with_capacity(jobs.len());
         {
-            let mut upsert = tx
-                .prepare_cached(
-                    "INSERT INTO jobs (id, seq, db_modified, body) VALUES (?1, ?2, ?3, ?4)
-                     ON CONFLICT(id) DO UPDATE SET
-                        seq = excluded.seq, db_modified = excluded.db_modified, body = excluded.body",
-                )
-                .map_err(sqlite)?;
+            let mut upsert = tx.prepare_cached(UPSERT).map_err(sqlite)?;
             for mut job in jobs {
                 counter += 1;
                 job.db_modified = now;
@@ -290,13 +289,7 @@ impl JobDb {
             let mut held = tx
                 .prepare_cached("SELECT seq FROM jobs WHERE id = ?1")
                 .map_err(sqlite)?;
-            let mut upsert = tx
-                .prepare_cached(
-                    "INSERT INTO jobs (id, seq, db_modified, body) VALUES (?1, ?2, ?3, ?4)
-                     ON CONFLICT(id) DO UPDATE SET
-                        seq = excluded.seq, db_modified = excluded.db_modified, body = excluded.body",
-                )
-                .map_err(sqlite)?;
+            let mut upsert = tx.prepare_cached(UPSERT).map_err(sqlite)?;
             for envelope in versions {
                 let id = envelope.job.id.as_str();
                 let current: Option<Seq> = held
