@@ -178,7 +178,7 @@ impl Incremental {
             }
         };
         // Any cursor but ours means someone else changed it.
-        if !read.expected.contains(&batch.stored) && batch.stored != self.durable {
+        if !read.expected.contains(&batch.stored) {
             self.reset(cx, batch.stored);
             self.read_changes(cx);
             return;
