@@ -23,21 +23,29 @@ pub struct Summary {
     pub failures: Vec<(u64, Vec<String>)>,
 }
 
-impl Summary {
-    fn add(&mut self, outcome: Outcome) {
-        self.seeds += 1;
-        self.events += outcome.events;
-        self.faults.merge(&outcome.faults);
-        self.jobs += outcome.jobs;
-        self.versions += outcome.versions;
-        self.job_uploads += outcome.job_uploads;
-        self.snapshots += outcome.snapshots;
-        self.checks += outcome.checks;
-        if !outcome.violations.is_empty() {
-            self.failures.push((outcome.seed, outcome.violations));
+impl From<Outcome> for Summary {
+    /// The summary of one seed.
+    fn from(outcome: Outcome) -> Self {
+        let failed = !outcome.violations.is_empty();
+        Summary {
+            seeds: 1,
+            events: outcome.events,
+            faults: outcome.faults,
+            jobs: outcome.jobs,
+            versions: outcome.versions,
+            job_uploads: outcome.job_uploads,
+            snapshots: outcome.snapshots,
+            checks: outcome.checks,
+            failures: if failed {
+                vec![(outcome.seed, outcome.violations)]
+            } else {
+                Vec::new()
+            },
         }
     }
+}
 
+impl Summary {
     /// Runs every seed in `seeds` on `threads` threads.
     pub fn run(seeds: Range<u64>, threads: usize) -> Summary {
         let next = AtomicU64::new(seeds.start);
@@ -51,7 +59,7 @@ impl Summary {
                         if seed >= seeds.end {
                             break;
                         }
-                        mine.add(run(seed, false));
+                        mine.merge(run(seed, false).into());
                     }
                     total
                         .lock()
