@@ -179,7 +179,7 @@ fn a_missing_trigger_directory_does_not_stop_incremental_backups() {
     let mut h = Harness::new();
     h.start();
     let after_scan = h.input(Input::TriggersScanned(Err(failure(
-        "cannot list /work/trigger-backup: No such file or directory",
+        "cannot list /var/lib/jobvault/trigger-backup: No such file or directory",
     ))));
     assert!(after_scan.is_empty());
     assert_eq!(h.backup.metrics().trigger_check_alive, None);
