@@ -113,6 +113,11 @@ impl Executor {
         let _ = self.inputs.send(input);
     }
 
+    /// The daemon's database connection; only blocking tasks take it.
+    fn db(&self) -> std::sync::MutexGuard<'_, JobDb> {
+        self.db.lock().expect("no task panics holding the database")
+    }
+
     /// Runs blocking work (SQLite, the trigger directory) off the runtime and
     /// reports its result.
     fn blocking(&self, work: impl FnOnce(&Executor) -> Input + Send + 'static) {
@@ -135,23 +140,22 @@ impl Executor {
                 let result = x.triggers.delete(&name).map_err(|e| failure(&e));
                 Input::TriggerDeleted { name, result }
             }),
-            Command::QuarantineTrigger { name, .. } => {
-                self.blocking(move |x| {
-                    let result = x.triggers.quarantine(&name).map(|to| {
+            Command::QuarantineTrigger { name, .. } => self.blocking(move |x| {
+                let result = x.triggers.quarantine(&name).map_err(|e| failure(&e));
+                if let Ok(to) = &result {
                     info!(trigger = %name, to = %to.display(), "malformed trigger moved aside");
-                }).map_err(|e| failure(&e));
-                    Input::TriggerQuarantined { name, result }
-                })
-            }
+                }
+                Input::TriggerQuarantined {
+                    name,
+                    result: result.map(drop),
+                }
+            }),
             Command::TakeSnapshot(order) => {
                 let executor = self.clone();
                 tokio::spawn(async move { executor.snapshot(order).await });
             }
             Command::ReadChanges { after, limit } => self.blocking(move |x| {
-                let read =
-                    x.db.lock()
-                        .expect("no task panics holding the database")
-                        .changes(after, limit);
+                let read = x.db().changes(after, limit);
                 Input::ChangesRead(
                     read.map(|(stored, jobs)| ChangeBatch { stored, jobs })
                         .map_err(|e| failure(&e)),
@@ -162,10 +166,7 @@ impl Executor {
                 tokio::spawn(async move { executor.upload_job(upload).await });
             }
             Command::SaveCursor { expected, new } => self.blocking(move |x| {
-                let saved =
-                    x.db.lock()
-                        .expect("no task panics holding the database")
-                        .save_cursor(expected, new);
+                let saved = x.db().save_cursor(expected, new);
                 Input::CursorSaved(saved.map_err(|e| failure(&e)))
             }),
             Command::ListSnapshots { prefixes } => {

@@ -195,12 +195,15 @@ fn jobs_round_trip_and_a_bad_batch_writes_nothing() {
 #[test]
 fn trigger_drops_a_file_the_daemon_will_serve() {
     let workspace = Workspace::new();
-    let output = jobvault(None)
-        .args(["trigger", "--workdir"])
-        .arg(workspace.workdir())
-        .arg("nightly")
-        .output()
-        .unwrap();
+    let trigger = |name: &str| {
+        jobvault(None)
+            .args(["trigger", "--workdir"])
+            .arg(workspace.workdir())
+            .arg(name)
+            .output()
+            .unwrap()
+    };
+    let output = trigger("nightly");
     assert!(output.status.success(), "{}", stderr(&output));
     let path = workspace.triggers().join("nightly");
     assert_eq!(
@@ -209,22 +212,11 @@ fn trigger_drops_a_file_the_daemon_will_serve() {
     );
     assert_eq!(fs::read(&path).unwrap(), b"");
 
-    let again = jobvault(None)
-        .args(["trigger", "--workdir"])
-        .arg(workspace.workdir())
-        .arg("nightly")
-        .output()
-        .unwrap();
+    let again = trigger("nightly");
     assert!(again.status.success());
     assert!(stderr(&again).contains("already waiting"));
 
-    let bad = jobvault(None)
-        .args(["trigger", "--workdir"])
-        .arg(workspace.workdir())
-        .arg("a/b")
-        .output()
-        .unwrap();
-    assert_runtime_error(&bad, "contains '/'");
+    assert_runtime_error(&trigger("a/b"), "contains '/'");
 }
 
 #[test]
