@@ -306,6 +306,42 @@ fn restore_refuses_an_existing_file() {
     );
 }
 
+#[test]
+fn restore_with_force_replaces_the_file_and_drops_its_stale_wal() {
+    let workspace = Workspace::new();
+    workspace.put_jobs(&[serde_json::json!({ "id": "a", "name": "A" })]);
+    let url = format!("file://{}", workspace.path().join("bucket").display());
+    let backup = jobvault(None)
+        .args(["backup", "--bucket", &url, "--db"])
+        .arg(workspace.db())
+        .output()
+        .unwrap();
+    assert!(backup.status.success(), "{}", stderr(&backup));
+    // An old database with a WAL SQLite would replay into whatever file
+    // takes its name.
+    let target = workspace.path().join("old.db");
+    let wal = workspace.path().join("old.db-wal");
+    fs::write(&target, "old").unwrap();
+    fs::write(&wal, vec![0x37; 4096]).unwrap();
+
+    let output = jobvault(None)
+        .args(["restore", "--force", "--bucket", &url, "--to"])
+        .arg(&target)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(
+        !wal.exists() || fs::read(&wal).unwrap() != vec![0x37; 4096],
+        "the stale WAL is gone"
+    );
+    let restored = all_jobs(&target);
+    assert_eq!(restored.keys().collect::<Vec<_>>(), ["a"]);
+    assert_eq!(
+        JobDb::open(&target).unwrap().integrity_check().unwrap(),
+        Ok(())
+    );
+}
+
 /// A bucket holding one snapshot of a few jobs, made by `jobvault backup`.
 fn bucket_with_a_snapshot(emulator: &Emulator, name: &str) -> (String, String) {
     let bucket = emulator.new_bucket(name);
