@@ -5,6 +5,7 @@ mod emulator;
 mod http;
 mod proxy;
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::io::Write;
 use std::net::SocketAddr;
@@ -13,6 +14,7 @@ use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use jobvault::db::JobDb;
 use jobvault::store::{BucketUrl, Store};
 use jobvault_core::machine::ListedObject;
 
@@ -80,6 +82,16 @@ pub fn run_with_stdin(mut command: Command, stdin: &str) -> Output {
         .write_all(stdin.as_bytes())
         .unwrap();
     child.wait_with_output().unwrap()
+}
+
+/// A finished command's standard output, as text.
+pub fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// A finished command's standard error, as text.
+pub fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
 /// Polls `check` every 50 ms until it gives a value; panics naming `what`
@@ -153,6 +165,17 @@ impl Workspace {
         fs::write(&path, content).unwrap();
         path
     }
+}
+
+/// Every job in the workspace's database: its id and its sequence number.
+pub fn database_versions(workspace: &Workspace) -> BTreeMap<String, u64> {
+    JobDb::open(&workspace.db())
+        .unwrap()
+        .list()
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.job.id.to_string(), e.seq))
+        .collect()
 }
 
 /// A `jobvault run` process, killed if still running when dropped.
@@ -306,6 +329,18 @@ pub fn gcloud(emulator_endpoint: &str, args: &[&str]) -> Output {
         .env("CLOUDSDK_CORE_DISABLE_PROMPTS", "1")
         .output()
         .expect("gcloud runs")
+}
+
+/// True, after one line on stderr saying `test` skips it, when `gcloud` is not on `PATH`.
+pub fn skip_without_gcloud(test: &str) -> bool {
+    let installed = std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join("gcloud").is_file()));
+    if !installed {
+        eprintln!(
+            "{test}: skipped: gcloud is not installed (the Google Cloud CLI reads what jobvault wrote)"
+        );
+    }
+    !installed
 }
 
 /// Gunzips bytes (checking the CRC), returning the header and the content.

@@ -4,11 +4,7 @@ use std::fs;
 use std::process::Output;
 
 use jobvault::db::JobDb;
-use jobvault_tests::{Emulator, StoreReader, Workspace, jobvault, run_with_stdin, today};
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
+use jobvault_tests::{Emulator, StoreReader, Workspace, jobvault, run_with_stdin, stderr, today};
 
 /// Exit status 1 and exactly one line on stderr that contains `needle`.
 fn assert_runtime_error(output: &Output, needle: &str) {

@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use jobvault::db::JobDb;
 use jobvault_core::job_object::decode_job_object;
-use jobvault_tests::{Backend, Daemon, Emulator, StoreReader, Workspace, eventually};
+use jobvault_tests::{
+    Backend, Daemon, Emulator, StoreReader, Workspace, database_versions, eventually,
+};
 use serde_json::json;
 
 const PATIENCE: Duration = Duration::from_secs(60);
@@ -18,15 +20,6 @@ fn newest_in_bucket(reader: &StoreReader) -> BTreeMap<String, u64> {
         *held = (*held).max(envelope.seq);
     }
     newest
-}
-
-fn in_database(workspace: &Workspace) -> BTreeMap<String, u64> {
-    let db = JobDb::open(&workspace.db()).unwrap();
-    db.list()
-        .unwrap()
-        .into_iter()
-        .map(|e| (e.job.id.to_string(), e.seq))
-        .collect()
 }
 
 fn metric(daemon: &Daemon, name: &str) -> f64 {
@@ -50,7 +43,7 @@ fn every_job_written_while_the_store_was_down_lands_when_it_returns() {
     let daemon = Daemon::start(&workspace, Some(&emulator.endpoint()), &url, "200ms", &[]);
     let reader = StoreReader::connect(&url, Some(&emulator.endpoint()));
     eventually("the first job", PATIENCE, || {
-        (newest_in_bucket(&reader) == in_database(&workspace)).then_some(())
+        (newest_in_bucket(&reader) == database_versions(&workspace)).then_some(())
     });
 
     emulator.stop();
@@ -72,7 +65,7 @@ fn every_job_written_while_the_store_was_down_lands_when_it_returns() {
     let cursor_during = JobDb::open(&workspace.db()).unwrap().cursor().unwrap();
 
     emulator.restart();
-    let expected = in_database(&workspace);
+    let expected = database_versions(&workspace);
     assert_eq!(expected.len(), 9);
     eventually("every version in the bucket", PATIENCE, || {
         (newest_in_bucket(&reader) == expected).then_some(())

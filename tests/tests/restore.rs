@@ -1,0 +1,192 @@
+//! `jobvault restore`: the job database rebuilt from a real store, job for job.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::time::Duration;
+
+use jobvault::db::JobDb;
+use jobvault_core::{Envelope, Job, JobId};
+use jobvault_tests::{
+    Backend, Daemon, Emulator, StoreReader, Workspace, eventually, jobvault, stderr, stdout,
+};
+
+const PATIENCE: Duration = Duration::from_secs(180);
+
+fn all_jobs(db: &std::path::Path) -> BTreeMap<String, Envelope> {
+    JobDb::open(db)
+        .unwrap()
+        .list()
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.job.id.to_string(), e))
+        .collect()
+}
+
+#[test]
+fn restore_after_kill_9_equals_the_source_job_for_job_and_run_continues_from_it() {
+    // The emulator's memory backend slows down as objects pile up; its
+    // filesystem backend keeps a steady pace for these 11,000 uploads.
+    let data = tempfile::tempdir().unwrap();
+    let emulator = Emulator::start(Backend::Filesystem(data.path().to_owned()));
+    let emulator = &emulator;
+    let bucket = emulator.new_bucket("restore");
+    let url = format!("gs://{bucket}");
+    let workspace = Workspace::new();
+    let mut db = JobDb::create(&workspace.db(), jobvault::clock::now()).unwrap();
+    let jobs: Vec<Job> = (0..10_000)
+        .map(|n| {
+            Job::new(
+                JobId::new(format!("20161116T220425.{n:09}Z_{n:016x}")).unwrap(),
+                "first",
+            )
+        })
+        .collect();
+    db.put(jobs, jobvault::clock::now()).unwrap();
+
+    workspace.trigger("before-changes", "");
+    let daemon = Daemon::start(&workspace, Some(&emulator.endpoint()), &url, "200ms", &[]);
+    let reader = StoreReader::connect(&url, Some(&emulator.endpoint()));
+    eventually("the snapshot", PATIENCE, || {
+        (!reader.names("db-backup/").is_empty()).then_some(())
+    });
+
+    // 1,000 later changes: 800 rewrites and 200 new jobs.
+    let changes: Vec<Job> = (0..800)
+        .map(|n| n * 12)
+        .map(|n| {
+            Job::new(
+                JobId::new(format!("20161116T220425.{n:09}Z_{n:016x}")).unwrap(),
+                "changed",
+            )
+        })
+        .chain((10_000..10_200).map(|n| Job::new(JobId::new(format!("new-{n}")).unwrap(), "added")))
+        .collect();
+    db.put(changes, jobvault::clock::now()).unwrap();
+    let newest = db.list().unwrap().iter().map(|e| e.seq).max().unwrap();
+    eventually("every change uploaded", PATIENCE, || {
+        (db.cursor().unwrap().seq == newest).then_some(())
+    });
+    daemon.kill();
+    drop(db);
+    let source = all_jobs(&workspace.db());
+    assert_eq!(source.len(), 10_200);
+
+    let target = workspace.path().join("restored.db");
+    let output = jobvault(Some(&emulator.endpoint()))
+        .args(["restore", "--bucket", &url, "--to"])
+        .arg(&target)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    let report = stdout(&output);
+    assert!(report.contains("total jobs    10200"), "{report}");
+    assert!(report.contains("db-backup/"), "{report}");
+    let restored = all_jobs(&target);
+    assert_eq!(restored.len(), source.len());
+    let differing: Vec<_> = source
+        .iter()
+        .filter(|(id, e)| restored.get(*id) != Some(e))
+        .map(|(id, _)| id)
+        .take(5)
+        .collect();
+    assert!(
+        differing.is_empty(),
+        "jobs differ after the restore: {differing:?}"
+    );
+
+    // The restored database is ready for `jobvault run`: its cursor covers
+    // everything in it, and new changes continue after it.
+    let restored_db = JobDb::open(&target).unwrap();
+    let cursor = restored_db.cursor().unwrap();
+    assert_eq!(cursor.seq, newest);
+    assert_eq!(restored_db.integrity_check().unwrap(), Ok(()));
+    drop(restored_db);
+    fs::rename(&target, workspace.db()).unwrap();
+    for side in ["-wal", "-shm"] {
+        let _ = fs::remove_file(format!("{}{side}", workspace.db().display()));
+    }
+    let _daemon = Daemon::start(&workspace, Some(&emulator.endpoint()), &url, "200ms", &[]);
+    workspace.put_jobs(&[serde_json::json!({ "id": "after-restore", "name": "next" })]);
+    let object = format!("job-backup/{}/after-restore.job", jobvault_tests::today());
+    let uploaded = eventually("the next job's upload", PATIENCE, || {
+        reader
+            .names("job-backup/")
+            .contains(&object)
+            .then(|| jobvault_core::job_object::decode_job_object(&reader.get(&object)).unwrap())
+    });
+    assert_eq!(
+        uploaded.seq,
+        newest + 1,
+        "the sequence continues after the restore"
+    );
+}
+
+#[test]
+fn restore_refuses_an_existing_file() {
+    let workspace = Workspace::new();
+    let existing = workspace.path().join("precious.db");
+    fs::write(&existing, "do not overwrite").unwrap();
+    let output = jobvault(None)
+        .args([
+            "restore",
+            "--bucket",
+            &format!("file://{}", workspace.path().display()),
+            "--to",
+        ])
+        .arg(&existing)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr(&output).contains("already exists; pass --force"),
+        "{}",
+        stderr(&output)
+    );
+    assert_eq!(fs::read_to_string(&existing).unwrap(), "do not overwrite");
+    let leftovers: Vec<_> = fs::read_dir(workspace.path())
+        .unwrap()
+        .filter_map(Result::ok)
+        .map(|e| e.file_name())
+        .collect();
+    assert_eq!(
+        leftovers.len(),
+        1,
+        "no temporary file is left: {leftovers:?}"
+    );
+}
+
+#[test]
+fn restore_with_force_replaces_the_file_and_drops_its_stale_wal() {
+    let workspace = Workspace::new();
+    workspace.put_jobs(&[serde_json::json!({ "id": "a", "name": "A" })]);
+    let url = format!("file://{}", workspace.path().join("bucket").display());
+    let backup = jobvault(None)
+        .args(["backup", "--bucket", &url, "--db"])
+        .arg(workspace.db())
+        .output()
+        .unwrap();
+    assert!(backup.status.success(), "{}", stderr(&backup));
+    // An old database with a WAL SQLite would replay into whatever file
+    // takes its name.
+    let target = workspace.path().join("old.db");
+    let wal = workspace.path().join("old.db-wal");
+    fs::write(&target, "old").unwrap();
+    fs::write(&wal, vec![0x37; 4096]).unwrap();
+
+    let output = jobvault(None)
+        .args(["restore", "--force", "--bucket", &url, "--to"])
+        .arg(&target)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(
+        !wal.exists() || fs::read(&wal).unwrap() != vec![0x37; 4096],
+        "the stale WAL is gone"
+    );
+    let restored = all_jobs(&target);
+    assert_eq!(restored.keys().collect::<Vec<_>>(), ["a"]);
+    assert_eq!(
+        JobDb::open(&target).unwrap().integrity_check().unwrap(),
+        Ok(())
+    );
+}

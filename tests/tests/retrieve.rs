@@ -1,0 +1,151 @@
+//! `jobvault retrieve`: the newest version of every job uploaded since a time,
+//! read back from the day folders of a real store.
+
+use std::process::Output;
+use std::time::Duration;
+
+use jobvault_core::job_object::encode_job_object;
+use jobvault_core::object_name::{Framing, job_object};
+use jobvault_core::{Envelope, Job, JobId, Timestamp};
+use jobvault_tests::{Emulator, StoreReader, jobvault, runtime, stderr, stdout};
+
+const DAY: Duration = Duration::from_secs(86_400);
+
+fn version(id: &str, seq: u64) -> Envelope {
+    let mut job = Job::new(JobId::new(id).unwrap(), format!("{id} version {seq}"));
+    job.db_modified = Timestamp::from_unix_seconds(1_700_000_000 + seq as i64);
+    Envelope::new(seq, job.db_modified, job)
+}
+
+/// Writes a job object into the day folder of `day`, as an older jobvault
+/// would have on that day.
+fn put_version(reader: &StoreReader, day: Timestamp, envelope: &Envelope) {
+    let name = job_object(day, &envelope.job.id);
+    let framing = Framing::for_object(&name, envelope.modified);
+    let body = encode_job_object(envelope, &framing);
+    runtime()
+        .block_on(reader.store().put(&name, body, &framing))
+        .unwrap();
+}
+
+fn retrieve(endpoint: &str, url: &str, since: Timestamp, extra: &[&str]) -> Output {
+    jobvault(Some(endpoint))
+        .args(["retrieve", "--bucket", url, "--since", &since.rfc3339()])
+        .args(extra)
+        .output()
+        .unwrap()
+}
+
+fn retrieved(output: &Output) -> Vec<(String, String)> {
+    stdout(output)
+        .lines()
+        .map(|line| {
+            let job: serde_json::Value = serde_json::from_str(line).unwrap();
+            (
+                job["id"].as_str().unwrap().to_owned(),
+                job["name"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn retrieve_returns_the_newest_version_of_each_job_across_day_folders() {
+    let emulator = Emulator::shared();
+    let bucket = emulator.new_bucket("retrieve");
+    let url = format!("gs://{bucket}");
+    let reader = StoreReader::connect(&url, Some(&emulator.endpoint()));
+    let now = jobvault::clock::now();
+    let days_ago = |n: u32| now - DAY * n;
+    put_version(&reader, days_ago(3), &version("a", 1));
+    put_version(&reader, days_ago(1), &version("a", 5));
+    put_version(&reader, now, &version("a", 9));
+    put_version(&reader, days_ago(2), &version("b", 2));
+    // An older folder may hold a newer version (a clock step): the version
+    // inside the object decides, not the folder.
+    put_version(&reader, now, &version("c", 3));
+    put_version(&reader, days_ago(1), &version("c", 7));
+    // Only in a folder before the day of `since`.
+    put_version(&reader, days_ago(3), &version("e", 4));
+
+    let output = retrieve(&emulator.endpoint(), &url, days_ago(2), &[]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(
+        retrieved(&output),
+        [
+            ("a".to_owned(), "a version 9".to_owned()),
+            ("b".to_owned(), "b version 2".to_owned()),
+            ("c".to_owned(), "c version 7".to_owned()),
+        ]
+    );
+    let full: serde_json::Value =
+        serde_json::from_str(stdout(&output).lines().next().unwrap()).unwrap();
+    assert_eq!(
+        full,
+        serde_json::to_value(&version("a", 9).job).unwrap(),
+        "the whole job comes back"
+    );
+}
+
+#[test]
+fn retrieve_skips_objects_uploaded_before_since() {
+    let emulator = Emulator::shared();
+    let bucket = emulator.new_bucket("since");
+    let url = format!("gs://{bucket}");
+    let reader = StoreReader::connect(&url, Some(&emulator.endpoint()));
+    let now = jobvault::clock::now();
+    put_version(&reader, now, &version("early", 1));
+    std::thread::sleep(Duration::from_millis(1100));
+    let since = jobvault::clock::now();
+    put_version(&reader, now, &version("late", 2));
+    let output = retrieve(&emulator.endpoint(), &url, since, &[]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(
+        retrieved(&output),
+        [("late".to_owned(), "late version 2".to_owned())]
+    );
+}
+
+#[test]
+fn a_corrupt_job_object_fails_retrieve_unless_skipped() {
+    let emulator = Emulator::shared();
+    let bucket = emulator.new_bucket("corrupt");
+    let url = format!("gs://{bucket}");
+    let reader = StoreReader::connect(&url, Some(&emulator.endpoint()));
+    let now = jobvault::clock::now();
+    put_version(&reader, now, &version("good", 1));
+    let bad = job_object(now, &JobId::new("bad").unwrap());
+    let framing = Framing::for_object(&bad, now);
+    runtime()
+        .block_on(
+            reader
+                .store()
+                .put(&bad, b"\x1f\x8bnot really gzip".to_vec(), &framing),
+        )
+        .unwrap();
+
+    let output = retrieve(&emulator.endpoint(), &url, now - DAY, &[]);
+    assert_eq!(output.status.code(), Some(1));
+    let text = stderr(&output);
+    assert_eq!(text.lines().count(), 1, "{text}");
+    assert!(
+        text.contains(&format!("{url}/{bad}")),
+        "the object is named: {text}"
+    );
+    assert!(
+        stdout(&output).is_empty(),
+        "nothing is printed when failing"
+    );
+
+    let output = retrieve(&emulator.endpoint(), &url, now - DAY, &["--skip-corrupt"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(
+        retrieved(&output),
+        [("good".to_owned(), "good version 1".to_owned())]
+    );
+    assert!(
+        stderr(&output).contains("1 corrupt objects skipped"),
+        "{}",
+        stderr(&output)
+    );
+}

@@ -1,0 +1,88 @@
+//! `jobvault status`: the newest snapshot and job upload, and warnings when
+//! backups look stale.
+
+use std::fs;
+use std::time::{Duration, SystemTime};
+
+use jobvault_core::object_name::{job_object, snapshot_object};
+use jobvault_core::{JobId, Timestamp};
+use jobvault_tests::{Emulator, jobvault, stderr, stdout};
+
+/// Sets a file's modification time to `age` ago.
+fn age_file(path: &std::path::Path, age: Duration) {
+    let file = fs::File::options().write(true).open(path).unwrap();
+    file.set_modified(SystemTime::now() - age).unwrap();
+}
+
+/// Replaces what changes from run to run (times, the dates in object
+/// names, the temporary directory) so a report can be compared to a snapshot.
+fn redact(text: &str, root: &std::path::Path) -> String {
+    let text = text.replace(&root.display().to_string(), "[ROOT]");
+    let mut out = String::new();
+    for line in text.lines() {
+        let words: Vec<String> = line
+            .split(' ')
+            .map(|word| {
+                let bare = word.trim_end_matches(',');
+                if Timestamp::parse_rfc3339(bare).is_ok() {
+                    word.replace(bare, "[TIME]")
+                } else if let Some(at) = word.find("-backup/") {
+                    let (head, tail) = word.split_at(at + "-backup/".len());
+                    format!("{head}[YYYY/MM/DD]{}", &tail[10.min(tail.len())..])
+                } else {
+                    word.to_owned()
+                }
+            })
+            .collect();
+        out.push_str(&words.join(" "));
+        out.push('\n');
+    }
+    out
+}
+
+#[test]
+fn status_of_an_empty_bucket_says_there_is_no_snapshot() {
+    let emulator = Emulator::shared();
+    let bucket = emulator.new_bucket("empty");
+    let output = jobvault(Some(&emulator.endpoint()))
+        .args(["status", "--bucket", &format!("gs://{bucket}")])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    let text = stdout(&output).replace(&bucket, "[BUCKET]");
+    insta::assert_snapshot!(text);
+}
+
+#[test]
+fn status_of_a_stale_bucket_warns() {
+    let dir = tempfile::tempdir().unwrap();
+    let now = jobvault::clock::now();
+    let snapshot = dir
+        .path()
+        .join(snapshot_object(now - Duration::from_secs(30 * 3600), "nightly").unwrap());
+    let job = dir.path().join(job_object(
+        now - Duration::from_secs(7200),
+        &JobId::new("j").unwrap(),
+    ));
+    for (path, age) in [(&snapshot, 30 * 3600), (&job, 7200)] {
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(path, b"x").unwrap();
+        age_file(path, Duration::from_secs(age));
+    }
+    let url = format!("file://{}", dir.path().display());
+    let output = jobvault(None)
+        .args(["status", "--bucket", &url])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    insta::assert_snapshot!(redact(&stdout(&output), dir.path()));
+
+    let json = jobvault(None)
+        .args(["status", "--bucket", &url, "--json"])
+        .output()
+        .unwrap();
+    let json: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(json["snapshots_last_24h"], 0);
+    assert_eq!(json["warnings"].as_array().unwrap().len(), 2);
+    assert!(json["newest_snapshot"]["age_seconds"].as_u64().unwrap() >= 30 * 3600);
+}
