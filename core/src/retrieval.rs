@@ -12,11 +12,6 @@ use crate::timestamp::Timestamp;
 
 const DAY: Duration = Duration::from_secs(86_400);
 
-/// How far a restore reaches back before the snapshot's time, to allow for
-/// the store's clock running behind ours. Fetching a few extra versions costs
-/// little: the newest-wins merge discards them.
-pub const RESTORE_CLOCK_ALLOWANCE: Duration = Duration::from_secs(10 * 60);
-
 /// The day folders of `kind` that can hold objects uploaded between `since`
 /// and `now`, newest first. Empty when `since` is after `now`.
 pub fn day_prefixes(kind: ObjectKind, since: Timestamp, now: Timestamp) -> Vec<String> {

@@ -6,7 +6,7 @@ use std::time::Duration;
 use jobvault_core::machine::{ChangeBatch, JobUpload, SnapshotOrder, SnapshotReason};
 use jobvault_core::trigger::TriggerFile;
 use jobvault_core::{
-    Backup, Command, Config, Cursor, Envelope, Failure, Input, Job, JobId, Timestamp,
+    Backup, Command, Config, Cursor, Envelope, Failure, FailureKind, Input, Job, JobId, Timestamp,
 };
 
 const START: &str = "2016-11-16T22:04:25.634818978Z";
@@ -72,7 +72,7 @@ fn stored_cursor() -> Cursor {
 }
 
 fn failure(text: &str) -> Failure {
-    Failure(text.to_owned())
+    Failure::new(FailureKind::Transient, text)
 }
 
 fn trigger(name: &str, secs: i64, content: &str) -> TriggerFile {
@@ -380,13 +380,13 @@ fn a_served_trigger_whose_deletion_failed_is_not_attempted_again() {
 #[test]
 fn an_immediate_backup_is_named_after_the_time_without_subseconds() {
     let mut h = Harness::new();
-    let commands = h.input(Input::ImmediateBackupRequested);
+    let commands = h.input(immediate(7));
     let order = snapshot(&commands).expect("a snapshot order");
     assert_eq!(
         order.object,
         "db-backup/2016/11/16/task-scheduler-22:04:25.bdb"
     );
-    assert_eq!(order.reason, SnapshotReason::Immediate);
+    assert_eq!(order.reason, SnapshotReason::Immediate { id: 7 });
     let commands = h.input(Input::SnapshotTaken {
         object: order.object.clone(),
         result: Ok(10),
@@ -394,6 +394,7 @@ fn an_immediate_backup_is_named_after_the_time_without_subseconds() {
     assert_eq!(
         commands,
         [Command::ImmediateBackupDone {
+            id: 7,
             object: order.object,
             result: Ok(10)
         }]
@@ -410,13 +411,57 @@ fn an_immediate_backup_waits_for_a_running_snapshot() {
         result: Ok(()),
     }))
     .unwrap();
-    assert!(snapshot(&h.input(Input::ImmediateBackupRequested)).is_none());
+    assert!(snapshot(&h.input(immediate(1))).is_none());
     let commands = h.input(Input::SnapshotTaken {
         object: order.object,
         result: Ok(1),
     });
     let next = snapshot(&commands).expect("the immediate snapshot starts next");
-    assert_eq!(next.reason, SnapshotReason::Immediate);
+    assert_eq!(next.reason, SnapshotReason::Immediate { id: 1 });
+}
+
+#[test]
+fn requests_waiting_when_the_machine_stops_are_answered_at_once() {
+    let mut h = Harness::new();
+    let order = snapshot(&h.input(immediate(1))).expect("the first starts");
+    assert!(
+        snapshot(&h.input(immediate(2))).is_none(),
+        "the second waits"
+    );
+    h.backup.stop();
+    let answered = h.commands();
+    let [
+        Command::ImmediateBackupDone {
+            id: 2,
+            result: Err(failure),
+            ..
+        },
+    ] = &answered[..]
+    else {
+        panic!("the waiting request is not answered: {answered:?}");
+    };
+    assert!(failure.message.contains("shutting down"), "{failure}");
+    // The one under way still finishes, and nothing new starts after it.
+    let done = h.input(Input::SnapshotTaken {
+        object: order.object.clone(),
+        result: Ok(3),
+    });
+    assert!(matches!(
+        &done[..],
+        [Command::ImmediateBackupDone {
+            id: 1,
+            result: Ok(3),
+            ..
+        }]
+    ));
+    assert!(h.backup.is_quiet());
+}
+
+fn immediate(id: u64) -> Input {
+    Input::ImmediateBackupRequested {
+        id,
+        name: "task-scheduler".to_owned(),
+    }
 }
 
 // ------------------------------------------------------------- incremental
@@ -729,4 +774,57 @@ fn saves_name_the_cursor_they_replace() {
         "the save only applies over the cursor it read"
     );
     assert_eq!(new.seq, 11);
+}
+
+// ---------------------------------------------------------- nothing silent
+
+#[test]
+fn a_listing_still_out_when_the_next_is_due_does_not_wake_the_driver_in_a_loop() {
+    let mut h = Harness::new();
+    h.start();
+    // Ten minutes on, with the first listing never answered (a store call
+    // that hangs): the next wake-up is the next step, not a due listing.
+    for _ in 0..61 {
+        h.step();
+    }
+    let wake = h.backup.poll_timeout().expect("running");
+    assert!(wake > h.now, "woken at {wake}, in the past of {}", h.now);
+}
+
+#[test]
+fn a_report_that_answers_nothing_is_counted() {
+    let mut h = Harness::new();
+    start_with_empty_feed(&mut h);
+    assert_eq!(h.backup.metrics().unexpected_reports, 0);
+    h.input(uploaded("never-sent", 99));
+    h.input(Input::SnapshotTaken {
+        object: "db-backup/2016/11/16/never-taken.bdb".to_owned(),
+        result: Ok(1),
+    });
+    h.input(Input::TriggerDeleted {
+        name: "never-asked".to_owned(),
+        result: Ok(()),
+    });
+    assert_eq!(h.backup.metrics().unexpected_reports, 3);
+}
+
+#[test]
+fn every_command_that_expects_an_answer_has_a_deadline_and_a_failure_answer() {
+    let mut h = Harness::new();
+    let commands = h.start();
+    let timeout = Failure::new(FailureKind::Timeout, "no answer");
+    for command in &commands {
+        assert!(command.deadline().is_some(), "{command:?}");
+        let answer = command.failed(timeout.clone()).expect("answerable");
+        // The machine takes the failure as the answer it was waiting for.
+        let before = h.backup.metrics().unexpected_reports;
+        h.input(answer);
+        assert_eq!(h.backup.metrics().unexpected_reports, before, "{command:?}");
+    }
+    let done = Command::ImmediateBackupDone {
+        id: 1,
+        object: "x".to_owned(),
+        result: Ok(1),
+    };
+    assert_eq!((done.deadline(), done.failed(timeout)), (None, None));
 }

@@ -167,7 +167,7 @@ impl Incremental {
 
     pub fn on_changes_read(&mut self, cx: &mut Context, result: Result<ChangeBatch, Failure>) {
         let Some(read) = self.read.take() else {
-            warn!("change feed batch arrived with no read outstanding; ignored");
+            cx.unexpected(format_args!("change feed batch with no read outstanding"));
             return;
         };
         let batch = match result {
@@ -217,11 +217,15 @@ impl Incremental {
         result: Result<u64, Failure>,
     ) {
         let Some(slot) = self.slots.get_mut(id) else {
-            warn!(job = %id, seq, "upload result for a job with no upload in flight; ignored");
+            cx.unexpected(format_args!(
+                "job {id} version {seq}: uploaded with none in flight"
+            ));
             return;
         };
         let Some(sent) = slot.in_flight.take_if(|sent| sent.seq == seq) else {
-            warn!(job = %id, seq, "upload result for a version not in flight; ignored");
+            cx.unexpected(format_args!(
+                "job {id} version {seq}: uploaded but not in flight"
+            ));
             return;
         };
         self.uploads_in_flight -= 1;
@@ -270,7 +274,7 @@ impl Incremental {
             stale,
         }) = self.saving.take()
         else {
-            warn!("cursor saved with no save outstanding; ignored");
+            cx.unexpected(format_args!("cursor saved with no save outstanding"));
             return;
         };
         match result {

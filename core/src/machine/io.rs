@@ -5,6 +5,7 @@
 //! commands may complete in any order.
 
 use std::fmt;
+use std::time::Duration;
 
 use crate::Seq;
 use crate::envelope::Envelope;
@@ -25,19 +26,66 @@ pub struct Cursor {
     pub time: Timestamp,
 }
 
-/// Why a command failed, as the driver describes it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Failure(pub String);
+/// What kind of failure a driver reports: what the core can act on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum FailureKind {
+    /// Worth retrying soon: a 5xx, 408 or 429, a reset connection, a busy
+    /// database.
+    Transient,
+    /// The command had no answer before its deadline
+    /// ([`Command::deadline`]); the driver answered for it.
+    Timeout,
+    /// The bucket, object, file or directory does not exist.
+    NotFound,
+    /// Refused for want of credentials or permission (401, 403, EACCES).
+    Permission,
+    /// Someone else changed what the command expected (409, 412, a cursor
+    /// changed underneath).
+    Conflict,
+    /// Data that does not read back as written: a bad checksum, a database
+    /// that fails its checks, a malformed name.
+    Corrupt,
+    /// Refused as invalid for another reason (another 4xx): retrying the same
+    /// request will not help.
+    Rejected,
+    /// The driver itself failed: the task carrying out the command panicked.
+    Internal,
+}
 
-impl fmt::Display for Failure {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+impl FailureKind {
+    pub fn label(self) -> &'static str {
+        match self {
+            FailureKind::Transient => "transient",
+            FailureKind::Timeout => "timeout",
+            FailureKind::NotFound => "not_found",
+            FailureKind::Permission => "permission",
+            FailureKind::Conflict => "conflict",
+            FailureKind::Corrupt => "corrupt",
+            FailureKind::Rejected => "rejected",
+            FailureKind::Internal => "internal",
+        }
     }
 }
 
-impl<E: std::error::Error> From<E> for Failure {
-    fn from(err: E) -> Self {
-        Failure(err.to_string())
+/// Why a command failed: a kind to act on and the driver's words.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    pub kind: FailureKind,
+    pub message: String,
+}
+
+impl Failure {
+    pub fn new(kind: FailureKind, message: impl Into<String>) -> Self {
+        Failure {
+            kind,
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({})", self.message, self.kind.label())
     }
 }
 
@@ -46,8 +94,8 @@ impl<E: std::error::Error> From<E> for Failure {
 pub enum SnapshotReason {
     /// Attempt number `attempt` (from 1) at serving the trigger file `name`.
     Trigger { name: String, attempt: u32 },
-    /// Someone asked for a backup now.
-    Immediate,
+    /// Someone asked for a backup now: request `id`.
+    Immediate { id: u64 },
 }
 
 /// Take a consistent copy of the database, gzip it and upload it.
@@ -94,8 +142,10 @@ pub enum Command {
     /// List the snapshot objects under these day folders; answer with
     /// [`Input::SnapshotsListed`].
     ListSnapshots { prefixes: Vec<String> },
-    /// Tell whoever asked for an immediate backup how it went.
+    /// Tell whoever made immediate-backup request `id` how it went. Every
+    /// request gets exactly one.
     ImmediateBackupDone {
+        id: u64,
         object: String,
         result: Result<u64, Failure>,
     },
@@ -150,6 +200,66 @@ pub enum Input {
     },
     CursorSaved(Result<(), Failure>),
     SnapshotsListed(Result<Vec<ListedObject>, Failure>),
-    /// Take a snapshot now, named after the configured name and the time.
-    ImmediateBackupRequested,
+    /// Take a snapshot now, named `<name>-HH:MM:SS`; `id` (the driver's
+    /// choice, unique among requests outstanding) names the request in the
+    /// [`Command::ImmediateBackupDone`] that answers it.
+    ImmediateBackupRequested {
+        id: u64,
+        name: String,
+    },
+}
+
+/// How long a snapshot may take: a database of tens of GiB, compressed and
+/// uploaded at a few tens of MB/s, with room to spare.
+pub const SNAPSHOT_DEADLINE: Duration = Duration::from_secs(4 * 3600);
+/// How long any other command may take. Store requests are retried inside
+/// the driver for a minute or so; SQLite waits ten seconds for a lock.
+pub const COMMAND_DEADLINE: Duration = Duration::from_secs(5 * 60);
+
+impl Command {
+    /// How long the driver waits for this command before answering it with
+    /// a [`FailureKind::Timeout`] failure itself ([`Command::failed`]). A
+    /// command with no answer has no deadline.
+    pub fn deadline(&self) -> Option<Duration> {
+        match self {
+            Command::TakeSnapshot(_) => Some(SNAPSHOT_DEADLINE),
+            Command::ImmediateBackupDone { .. } => None,
+            _ => Some(COMMAND_DEADLINE),
+        }
+    }
+
+    /// The report that answers this command with `failure`: what the driver
+    /// sends when the command's task panicked or missed its deadline. `None`
+    /// for a command that expects no answer.
+    pub fn failed(&self, failure: Failure) -> Option<Input> {
+        let result = Err(failure.clone());
+        Some(match self {
+            Command::ScanTriggers => Input::TriggersScanned(Err(failure)),
+            Command::WriteTriggerAttempts { name, .. } => Input::TriggerAttemptsWritten {
+                name: name.clone(),
+                result,
+            },
+            Command::DeleteTrigger { name } => Input::TriggerDeleted {
+                name: name.clone(),
+                result,
+            },
+            Command::QuarantineTrigger { name, .. } => Input::TriggerQuarantined {
+                name: name.clone(),
+                result,
+            },
+            Command::TakeSnapshot(order) => Input::SnapshotTaken {
+                object: order.object.clone(),
+                result: Err(failure),
+            },
+            Command::ReadChanges { .. } => Input::ChangesRead(Err(failure)),
+            Command::UploadJob(upload) => Input::JobUploaded {
+                id: upload.envelope.job.id.clone(),
+                seq: upload.envelope.seq,
+                result: Err(failure),
+            },
+            Command::SaveCursor { .. } => Input::CursorSaved(result),
+            Command::ListSnapshots { .. } => Input::SnapshotsListed(Err(failure)),
+            Command::ImmediateBackupDone { .. } => return None,
+        })
+    }
 }

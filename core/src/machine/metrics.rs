@@ -52,6 +52,8 @@ pub struct Metrics {
     pub feed_resets_since_snapshot: u64,
     /// Jobs read from the change feed and not yet in the bucket.
     pub pending_jobs: u64,
+    /// Reports that answered nothing outstanding, and were dropped.
+    pub unexpected_reports: u64,
     /// The cursor last stored in the database.
     pub cursor: Cursor,
     pub uploads: PerKind,

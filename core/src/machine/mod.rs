@@ -18,8 +18,8 @@ use std::time::Duration;
 use tracing::warn;
 
 pub use io::{
-    ChangeBatch, Command, Cursor, Failure, Input, JobUpload, ListedObject, SnapshotOrder,
-    SnapshotReason,
+    ChangeBatch, Command, Cursor, Failure, FailureKind, Input, JobUpload, ListedObject,
+    SnapshotOrder, SnapshotReason,
 };
 pub use metrics::{Metrics, PerKind};
 pub use snapshots::{immediate_base_name, plan_snapshot};
@@ -34,8 +34,6 @@ use snapshots::Snapshots;
 /// How the backup behaves; the defaults are the original's.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
-    /// Immediate snapshots are named `<name>-HH:MM:SS`.
-    pub name: String,
     /// How often the trigger directory and the change feed are checked.
     pub interval: Duration,
     /// Job uploads in flight at most.
@@ -49,7 +47,6 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Self {
         Config {
-            name: "task-scheduler".to_owned(),
             interval: Duration::from_secs(10),
             concurrency: 32,
             max_pending: 4096,
@@ -91,6 +88,15 @@ pub struct Backup {
     stopping: bool,
 }
 
+impl Context<'_> {
+    /// A report that answers nothing outstanding: a driver bug, or a report
+    /// delivered twice. It is dropped, and counted so that it is seen.
+    fn unexpected(&mut self, what: std::fmt::Arguments) {
+        warn!("unexpected report, ignored: {what}");
+        self.metrics.unexpected_reports += 1;
+    }
+}
+
 /// Builds a [`Context`] from disjoint fields of a [`Backup`], so a
 /// sub-machine field can be borrowed at the same time.
 macro_rules! context {
@@ -110,7 +116,7 @@ impl Backup {
     /// step is due at `now`.
     pub fn new(config: Config, stored: Cursor, now: Timestamp) -> Self {
         let incremental = Incremental::new(stored, config.concurrency, config.max_pending);
-        let snapshots = Snapshots::new(config.name.clone());
+        let snapshots = Snapshots::default();
         Backup {
             config,
             snapshots,
@@ -134,9 +140,13 @@ impl Backup {
     }
 
     /// When [`Backup::handle_timeout`] should next be called; `None` once
-    /// stopping.
+    /// stopping. A listing that is due while the last one is still out is
+    /// not a reason to wake: the wake-up would find nothing to do, and come
+    /// back at once, for as long as the listing takes.
+    #[must_use]
     pub fn poll_timeout(&self) -> Option<Timestamp> {
-        (!self.stopping).then(|| self.next_tick.min(self.next_listing))
+        let listing_due = self.listing.is_none().then_some(self.next_listing);
+        (!self.stopping).then(|| listing_due.map_or(self.next_tick, |due| due.min(self.next_tick)))
     }
 
     /// Runs whatever is due at `now`.
@@ -173,7 +183,9 @@ impl Backup {
             Input::TriggerAttemptsWritten { name, result } => {
                 self.snapshots.on_attempts_written(&mut cx, &name, result);
             }
-            Input::TriggerDeleted { name, result } => self.snapshots.on_deleted(&name, result),
+            Input::TriggerDeleted { name, result } => {
+                self.snapshots.on_deleted(&mut cx, &name, result);
+            }
             Input::TriggerQuarantined { name, result } => {
                 self.snapshots.on_quarantined(&mut cx, &name, result);
             }
@@ -186,14 +198,18 @@ impl Backup {
             }
             Input::CursorSaved(result) => self.incremental.on_cursor_saved(&mut cx, result),
             Input::SnapshotsListed(result) => self.on_snapshots_listed(now, result),
-            Input::ImmediateBackupRequested => {
+            Input::ImmediateBackupRequested { id, name } => {
                 if self.stopping {
                     self.out.push_back(Command::ImmediateBackupDone {
+                        id,
                         object: String::new(),
-                        result: Err(Failure("jobvault is shutting down".to_owned())),
+                        result: Err(Failure::new(
+                            FailureKind::Rejected,
+                            "jobvault is shutting down",
+                        )),
                     });
                 } else {
-                    self.snapshots.request_immediate(&mut cx);
+                    self.snapshots.request_immediate(&mut cx, id, name);
                 }
             }
         }
@@ -208,7 +224,7 @@ impl Backup {
     /// cursor is still saved for what completes; nothing else starts.
     pub fn stop(&mut self) {
         self.stopping = true;
-        self.snapshots.stop();
+        self.snapshots.stop(&mut self.out);
         self.incremental.stop();
     }
 
@@ -248,7 +264,7 @@ impl Backup {
 
     fn on_snapshots_listed(&mut self, now: Timestamp, result: Result<Vec<ListedObject>, Failure>) {
         let Some(issued_at) = self.listing.take() else {
-            warn!("snapshot listing arrived with none outstanding; ignored");
+            context!(self, now).unexpected(format_args!("snapshot listing with none outstanding"));
             return;
         };
         match result {

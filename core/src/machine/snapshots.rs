@@ -5,12 +5,12 @@
 //! the trigger (on success, or when the last attempt failed). Recording the
 //! attempt first means an attempt is never made that the file does not count.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, VecDeque};
 
-use tracing::{debug, error, info, warn};
+use tracing::{debug, error, info};
 
 use super::Context;
-use super::io::{Command, Failure, SnapshotOrder, SnapshotReason};
+use super::io::{Command, Failure, FailureKind, SnapshotOrder, SnapshotReason};
 use crate::job_id::InvalidName;
 use crate::object_name::{Framing, ObjectKind, snapshot_object};
 use crate::timestamp::Timestamp;
@@ -39,19 +39,25 @@ pub fn plan_snapshot(
     })
 }
 
-#[derive(Debug)]
+#[derive(Debug, Default)]
 enum Stage {
+    #[default]
     Idle,
     Scanning,
-    RecordingAttempt { name: String, attempt: u32 },
-    Snapshotting { reason: SnapshotReason },
+    RecordingAttempt {
+        name: String,
+        attempt: u32,
+    },
+    Snapshotting {
+        reason: SnapshotReason,
+    },
 }
 
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub(crate) struct Snapshots {
-    name: String,
     stage: Stage,
-    immediate_requests: usize,
+    /// Immediate-backup requests waiting for their turn: id and name.
+    immediate: VecDeque<(u64, String)>,
     /// Triggers served (snapshot taken or retries exhausted) but not yet
     /// deleted: never attempted again.
     served: BTreeSet<String>,
@@ -61,26 +67,26 @@ pub(crate) struct Snapshots {
 }
 
 impl Snapshots {
-    pub fn new(name: String) -> Self {
-        Snapshots {
-            name,
-            stage: Stage::Idle,
-            immediate_requests: 0,
-            served: BTreeSet::new(),
-            deleting: BTreeSet::new(),
-            quarantining: BTreeSet::new(),
-            stopping: false,
-        }
-    }
-
     pub fn is_quiet(&self) -> bool {
         matches!(self.stage, Stage::Idle)
             && self.deleting.is_empty()
             && self.quarantining.is_empty()
     }
 
-    pub fn stop(&mut self) {
+    /// Starts nothing new. Requests still waiting are answered now: nobody
+    /// would ever answer them after the driver exits.
+    pub fn stop(&mut self, out: &mut VecDeque<Command>) {
         self.stopping = true;
+        for (id, _) in self.immediate.drain(..) {
+            out.push_back(Command::ImmediateBackupDone {
+                id,
+                object: String::new(),
+                result: Err(Failure::new(
+                    FailureKind::Rejected,
+                    "jobvault is shutting down",
+                )),
+            });
+        }
     }
 
     pub fn tick(&mut self, cx: &mut Context) {
@@ -93,8 +99,8 @@ impl Snapshots {
         }
     }
 
-    pub fn request_immediate(&mut self, cx: &mut Context) {
-        self.immediate_requests += 1;
+    pub fn request_immediate(&mut self, cx: &mut Context, id: u64, name: String) {
+        self.immediate.push_back((id, name));
         if matches!(self.stage, Stage::Idle) {
             self.start_immediate(cx);
         }
@@ -102,7 +108,7 @@ impl Snapshots {
 
     pub fn on_scanned(&mut self, cx: &mut Context, result: Result<Vec<TriggerFile>, Failure>) {
         if !matches!(self.stage, Stage::Scanning) {
-            warn!("trigger scan result arrived with no scan outstanding; ignored");
+            cx.unexpected(format_args!("trigger scan result with no scan outstanding"));
             return;
         }
         self.stage = Stage::Idle;
@@ -167,11 +173,15 @@ impl Snapshots {
             attempt,
         } = &self.stage
         else {
-            warn!(trigger = %name, "trigger write result arrived with none outstanding; ignored");
+            cx.unexpected(format_args!(
+                "trigger {name}: attempts written with none outstanding"
+            ));
             return;
         };
         if recording != name {
-            warn!(trigger = %name, "trigger write result for another trigger; ignored");
+            cx.unexpected(format_args!(
+                "trigger {name}: attempts written for another trigger"
+            ));
             return;
         }
         let (name, attempt) = (recording.clone(), *attempt);
@@ -199,12 +209,14 @@ impl Snapshots {
         object: &str,
         result: Result<u64, Failure>,
     ) {
-        let Stage::Snapshotting { reason } = std::mem::replace(&mut self.stage, Stage::Idle) else {
-            warn!(
-                object,
-                "snapshot result arrived with none outstanding; ignored"
-            );
+        if !matches!(self.stage, Stage::Snapshotting { .. }) {
+            cx.unexpected(format_args!(
+                "snapshot {object}: result with none outstanding"
+            ));
             return;
+        }
+        let Stage::Snapshotting { reason } = std::mem::replace(&mut self.stage, Stage::Idle) else {
+            unreachable!("checked above");
         };
         match &result {
             Ok(bytes) => {
@@ -231,8 +243,9 @@ impl Snapshots {
                     self.serve(cx, name);
                 }
             }
-            SnapshotReason::Immediate => {
+            SnapshotReason::Immediate { id } => {
                 cx.out.push_back(Command::ImmediateBackupDone {
+                    id,
                     object: object.to_owned(),
                     result,
                 });
@@ -241,8 +254,13 @@ impl Snapshots {
         self.start_immediate(cx);
     }
 
-    pub fn on_deleted(&mut self, name: &str, result: Result<(), Failure>) {
-        self.deleting.remove(name);
+    pub fn on_deleted(&mut self, cx: &mut Context, name: &str, result: Result<(), Failure>) {
+        if !self.deleting.remove(name) {
+            cx.unexpected(format_args!(
+                "trigger {name}: deleted with no delete outstanding"
+            ));
+            return;
+        }
         match result {
             Ok(()) => {
                 self.served.remove(name);
@@ -254,7 +272,12 @@ impl Snapshots {
     }
 
     pub fn on_quarantined(&mut self, cx: &mut Context, name: &str, result: Result<(), Failure>) {
-        self.quarantining.remove(name);
+        if !self.quarantining.remove(name) {
+            cx.unexpected(format_args!(
+                "trigger {name}: quarantined with none outstanding"
+            ));
+            return;
+        }
         match result {
             Ok(()) => cx.metrics.triggers_quarantined += 1,
             Err(failure) => {
@@ -274,12 +297,14 @@ impl Snapshots {
 
     /// Starts a requested immediate snapshot if the stage is idle.
     fn start_immediate(&mut self, cx: &mut Context) -> bool {
-        if self.immediate_requests == 0 || !matches!(self.stage, Stage::Idle) {
+        if self.stopping || !matches!(self.stage, Stage::Idle) {
             return false;
         }
-        self.immediate_requests -= 1;
-        let basename = immediate_base_name(&self.name, cx.now);
-        self.take_snapshot(cx, &basename, SnapshotReason::Immediate);
+        let Some((id, name)) = self.immediate.pop_front() else {
+            return false;
+        };
+        let basename = immediate_base_name(&name, cx.now);
+        self.take_snapshot(cx, &basename, SnapshotReason::Immediate { id });
         true
     }
 
@@ -291,10 +316,11 @@ impl Snapshots {
             }
             Err(invalid) => {
                 error!(error = %invalid, "cannot name the snapshot");
-                if let SnapshotReason::Immediate = reason {
+                if let SnapshotReason::Immediate { id } = reason {
                     cx.out.push_back(Command::ImmediateBackupDone {
+                        id,
                         object: basename.to_owned(),
-                        result: Err(Failure(invalid.to_string())),
+                        result: Err(Failure::new(FailureKind::Rejected, invalid.to_string())),
                     });
                 }
             }

@@ -1,0 +1,91 @@
+//! What a planner asks its driver, and the answers it takes.
+//!
+//! The driver executes every [`Ask`] (concurrently if it likes) and hands
+//! back the matching [`Answer`]; answers name what they answer, so they may
+//! come back in any order. Store and file errors never reach a planner: they
+//! end the whole operation in the driver. What a planner decides is what the
+//! objects it was shown mean.
+
+use crate::Cursor;
+use crate::envelope::Envelope;
+use crate::machine::ListedObject;
+use crate::timestamp::Timestamp;
+
+/// Something a planner needs from the bucket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ask {
+    /// List the folders directly under `folder` (a delimiter listing);
+    /// answer with [`Answer::Folders`].
+    ListFolders { folder: String },
+    /// List the objects whose names start with `prefix`; answer with
+    /// [`Answer::Objects`].
+    ListObjects { prefix: String },
+    /// Download the snapshot into the database being built; answer with
+    /// [`Answer::SnapshotFetched`].
+    FetchSnapshot { object: String },
+    /// Download and decode one job object; answer with [`Answer::JobFetched`].
+    FetchJob { object: String },
+}
+
+/// What the driver found out.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Answer {
+    Folders {
+        folder: String,
+        folders: Vec<String>,
+    },
+    Objects {
+        prefix: String,
+        objects: Vec<ListedObject>,
+    },
+    SnapshotFetched {
+        object: String,
+        /// The gzip header's mtime; `None` when the header has none or the
+        /// store served the object decompressed.
+        gzip_mtime: Option<Timestamp>,
+        /// The cursor stored inside the snapshot's database.
+        stored_cursor: Cursor,
+    },
+    /// The object's envelope, or why its bytes do not hold one.
+    JobFetched {
+        object: String,
+        result: Result<Envelope, String>,
+    },
+}
+
+/// Why a plan cannot be made.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PlanError {
+    /// A job object does not hold a job, and corrupt objects are not skipped.
+    #[error("{object}: {why}")]
+    Corrupt { object: String, why: String },
+    /// The driver answered something that was not asked: a driver bug.
+    #[error("answer to nothing that was asked: {0}")]
+    Unexpected(String),
+}
+
+/// A pure planner: it asks, the driver answers, until it is complete.
+pub trait Planner {
+    /// The next thing to fetch or list; `None` while waiting for answers.
+    #[must_use]
+    fn poll_ask(&mut self) -> Option<Ask>;
+    /// Takes in one answer.
+    fn handle_answer(&mut self, answer: Answer) -> Result<(), PlanError>;
+    /// Every ask was answered and nothing more will be asked.
+    fn is_complete(&self) -> bool;
+}
+
+/// A snapshot chosen by a planner, with the time it stands for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChosenSnapshot {
+    pub object: String,
+    /// When the store wrote it.
+    pub uploaded: Timestamp,
+    /// The incremental backup time it was taken at: every job version
+    /// committed before it is in the snapshot or in a job object.
+    pub time: Timestamp,
+}
+
+pub(crate) fn unexpected(answer: &Answer) -> PlanError {
+    PlanError::Unexpected(format!("{answer:?}"))
+}

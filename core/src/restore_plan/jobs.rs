@@ -1,0 +1,142 @@
+//! Retrieving jobs: the newest version of every job uploaded since a time.
+//!
+//! Which version wins is decided by the change sequence inside each object,
+//! never by listing order (the original took whichever came last). A job
+//! object is fetched as soon as the listing of its day folder arrives.
+
+use std::collections::VecDeque;
+
+use super::ask::{Answer, Ask, PlanError, Planner, unexpected};
+use super::range::RangeListing;
+use crate::envelope::Envelope;
+use crate::object_name::{ObjectKind, parse_object_name};
+use crate::retrieval::{NewestWins, uploaded_since};
+use crate::timestamp::Timestamp;
+
+/// What to do with an object that does not hold a job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnCorrupt {
+    /// Fail the whole retrieval, naming the object.
+    Fail,
+    /// Leave it out, and say so in [`JobSearch::skipped`].
+    Skip,
+}
+
+/// Retrieves the newest version of every job uploaded at or after `since`.
+#[derive(Debug)]
+pub struct JobSearch {
+    since: Timestamp,
+    on_corrupt: OnCorrupt,
+    listing: RangeListing,
+    fetches: VecDeque<Ask>,
+    /// Fetches queued or in flight.
+    fetching: usize,
+    newest: NewestWins,
+    skipped: Vec<Skipped>,
+    fetched: usize,
+}
+
+/// An object left out because it does not hold a job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Skipped {
+    pub object: String,
+    pub why: String,
+}
+
+/// What a [`JobSearch`] found.
+#[derive(Debug, Default)]
+pub struct Retrieved {
+    /// The newest version of each job, sorted by job id.
+    pub jobs: Vec<Envelope>,
+    /// Objects left out as corrupt (with [`OnCorrupt::Skip`]).
+    pub skipped: Vec<Skipped>,
+    /// Job objects fetched and decoded.
+    pub fetched: usize,
+}
+
+impl JobSearch {
+    pub fn new(since: Timestamp, now: Timestamp, on_corrupt: OnCorrupt) -> Self {
+        JobSearch {
+            since,
+            on_corrupt,
+            listing: RangeListing::new(ObjectKind::Job, since, now),
+            fetches: VecDeque::new(),
+            fetching: 0,
+            newest: NewestWins::new(),
+            skipped: Vec::new(),
+            fetched: 0,
+        }
+    }
+
+    pub fn finish(self) -> Retrieved {
+        Retrieved {
+            jobs: self.newest.into_sorted(),
+            skipped: self.skipped,
+            fetched: self.fetched,
+        }
+    }
+
+    fn on_fetched(
+        &mut self,
+        object: String,
+        result: Result<Envelope, String>,
+    ) -> Result<(), PlanError> {
+        if self.fetching == 0 {
+            return Err(unexpected(&Answer::JobFetched { object, result }));
+        }
+        self.fetching -= 1;
+        match result.and_then(|envelope| holds_its_own_job(&object, envelope)) {
+            Ok(envelope) => {
+                self.fetched += 1;
+                self.newest.offer(envelope);
+                Ok(())
+            }
+            Err(why) => match self.on_corrupt {
+                OnCorrupt::Skip => {
+                    self.skipped.push(Skipped { object, why });
+                    Ok(())
+                }
+                OnCorrupt::Fail => Err(PlanError::Corrupt { object, why }),
+            },
+        }
+    }
+}
+
+impl Planner for JobSearch {
+    fn poll_ask(&mut self) -> Option<Ask> {
+        self.listing.poll_ask().or_else(|| self.fetches.pop_front())
+    }
+
+    fn handle_answer(&mut self, answer: Answer) -> Result<(), PlanError> {
+        if let Answer::JobFetched { object, result } = answer {
+            return self.on_fetched(object, result);
+        }
+        for object in self.listing.take_answer(answer)? {
+            let is_job = parse_object_name(&object.name).is_ok_and(|p| p.kind == ObjectKind::Job);
+            if is_job && uploaded_since(object.updated, self.since) {
+                self.fetching += 1;
+                self.fetches.push_back(Ask::FetchJob {
+                    object: object.name,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn is_complete(&self) -> bool {
+        self.listing.is_complete() && self.fetching == 0
+    }
+}
+
+/// An object named after one job must hold that job.
+fn holds_its_own_job(name: &str, envelope: Envelope) -> Result<Envelope, String> {
+    let named = parse_object_name(name).map_err(|e| e.to_string())?.base;
+    if envelope.job.id.as_str() == named {
+        Ok(envelope)
+    } else {
+        Err(format!(
+            "is named for job {named:?} but holds job {:?}",
+            envelope.job.id.as_str()
+        ))
+    }
+}

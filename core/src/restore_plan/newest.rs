@@ -1,0 +1,107 @@
+//! Finding the newest object of a kind without listing the whole bucket:
+//! walk the year, month and day folders from the newest back, and stop at the
+//! first day that holds one (the original listed every snapshot ever written).
+
+use super::ask::{Answer, Ask, PlanError, Planner, unexpected};
+use crate::machine::ListedObject;
+use crate::object_name::ObjectKind;
+use crate::retrieval::newest_object;
+
+/// The day after the first one found is listed too, in case a clock step
+/// put the newest upload in the day folder before it.
+const DAYS_LISTED_AFTER_THE_FIRST_HIT: u32 = 1;
+
+/// Searches for the newest object of one kind.
+#[derive(Debug)]
+pub struct NewestSearch {
+    kind: ObjectKind,
+    /// Folders still to visit, by depth: years, then months, then days; each
+    /// sorted so that the newest is last.
+    levels: Vec<Vec<String>>,
+    asked: Option<Ask>,
+    outstanding: bool,
+    found: Vec<ListedObject>,
+    /// Days listed since (and including) the first that held one.
+    days_with_hits: u32,
+}
+
+impl NewestSearch {
+    pub fn new(kind: ObjectKind) -> Self {
+        NewestSearch {
+            kind,
+            levels: Vec::new(),
+            asked: Some(Ask::ListFolders {
+                folder: format!("{}/", kind.dir()),
+            }),
+            outstanding: false,
+            found: Vec::new(),
+            days_with_hits: 0,
+        }
+    }
+
+    /// The newest object found: the latest upload, then the greatest name.
+    pub fn newest(&self) -> Option<&ListedObject> {
+        newest_object(self.kind, &self.found)
+    }
+
+    pub fn into_newest(self) -> Option<ListedObject> {
+        self.newest().cloned()
+    }
+
+    fn done(&self) -> bool {
+        self.days_with_hits > DAYS_LISTED_AFTER_THE_FIRST_HIT
+    }
+
+    /// Asks for the newest folder not visited yet, if any.
+    fn advance(&mut self) {
+        while let Some(level) = self.levels.last_mut() {
+            let Some(folder) = level.pop() else {
+                self.levels.pop();
+                continue;
+            };
+            // The third level holds day folders: list their objects.
+            self.asked = Some(if self.levels.len() == 3 {
+                Ask::ListObjects { prefix: folder }
+            } else {
+                Ask::ListFolders { folder }
+            });
+            return;
+        }
+    }
+}
+
+impl Planner for NewestSearch {
+    fn poll_ask(&mut self) -> Option<Ask> {
+        let ask = self.asked.take()?;
+        self.outstanding = true;
+        Some(ask)
+    }
+
+    fn handle_answer(&mut self, answer: Answer) -> Result<(), PlanError> {
+        if !self.outstanding {
+            return Err(unexpected(&answer));
+        }
+        match answer {
+            Answer::Folders { mut folders, .. } if self.levels.len() < 3 => {
+                folders.sort_unstable();
+                self.levels.push(folders);
+            }
+            Answer::Objects { objects, .. } if self.levels.len() == 3 => {
+                if self.days_with_hits > 0 || newest_object(self.kind, &objects).is_some() {
+                    self.found.extend(objects);
+                    self.days_with_hits += 1;
+                }
+            }
+            other => return Err(unexpected(&other)),
+        }
+        self.outstanding = false;
+        if !self.done() {
+            self.advance();
+        }
+        Ok(())
+    }
+
+    fn is_complete(&self) -> bool {
+        !self.outstanding && self.asked.is_none()
+    }
+}

@@ -1,0 +1,98 @@
+//! Listing the objects of a kind uploaded between two times: each day
+//! folder when there are few, or, for long ranges, discovering the year,
+//! month and day folders that exist and listing only those.
+
+use std::collections::VecDeque;
+
+use super::ask::{Answer, Ask, PlanError, Planner, unexpected};
+use crate::machine::ListedObject;
+use crate::object_name::ObjectKind;
+use crate::retrieval::{ListingPlan, folder_in_range, plan_listing};
+use crate::timestamp::Timestamp;
+
+/// Lists every object of `kind` in the day folders between `since` and
+/// `now`. Each listing's objects are handed out as it arrives, so that
+/// whoever uses them can start before the last listing is in.
+#[derive(Debug)]
+pub struct RangeListing {
+    kind: ObjectKind,
+    since: Timestamp,
+    now: Timestamp,
+    queue: VecDeque<Ask>,
+    /// Asks queued or in flight.
+    outstanding: usize,
+    /// What listings found, when driven as a [`Planner`].
+    listed: Vec<ListedObject>,
+}
+
+impl RangeListing {
+    pub fn new(kind: ObjectKind, since: Timestamp, now: Timestamp) -> Self {
+        let queue: VecDeque<Ask> = match plan_listing(kind, since, now) {
+            ListingPlan::Days(days) => days
+                .into_iter()
+                .map(|prefix| Ask::ListObjects { prefix })
+                .collect(),
+            ListingPlan::Discover => [Ask::ListFolders {
+                folder: format!("{}/", kind.dir()),
+            }]
+            .into(),
+        };
+        RangeListing {
+            kind,
+            since,
+            now,
+            outstanding: queue.len(),
+            queue,
+            listed: Vec::new(),
+        }
+    }
+
+    /// Every object listed so far, when driven as a [`Planner`].
+    pub fn into_objects(self) -> Vec<ListedObject> {
+        self.listed
+    }
+
+    /// Takes in one answer; returns the objects a listing found, without
+    /// keeping them.
+    pub fn take_answer(&mut self, answer: Answer) -> Result<Vec<ListedObject>, PlanError> {
+        if self.outstanding == 0 {
+            return Err(unexpected(&answer));
+        }
+        self.outstanding -= 1;
+        match answer {
+            Answer::Folders { folder, folders } => {
+                // `<dir>/YYYY/MM/` holds day folders: list their objects.
+                let holds_days = folder.matches('/').count() == 3;
+                for found in folders {
+                    if folder_in_range(self.kind, &found, self.since, self.now) {
+                        self.outstanding += 1;
+                        self.queue.push_back(if holds_days {
+                            Ask::ListObjects { prefix: found }
+                        } else {
+                            Ask::ListFolders { folder: found }
+                        });
+                    }
+                }
+                Ok(Vec::new())
+            }
+            Answer::Objects { objects, .. } => Ok(objects),
+            other => Err(unexpected(&other)),
+        }
+    }
+}
+
+impl Planner for RangeListing {
+    fn poll_ask(&mut self) -> Option<Ask> {
+        self.queue.pop_front()
+    }
+
+    fn handle_answer(&mut self, answer: Answer) -> Result<(), PlanError> {
+        let objects = self.take_answer(answer)?;
+        self.listed.extend(objects);
+        Ok(())
+    }
+
+    fn is_complete(&self) -> bool {
+        self.outstanding == 0
+    }
+}

@@ -1,0 +1,345 @@
+//! The restore planner and the searches it is made of, answered from a
+//! bucket held in a map, in the order asked or shuffled.
+
+use std::collections::BTreeMap;
+
+use jobvault_core::machine::ListedObject;
+use jobvault_core::object_name::ObjectKind;
+use jobvault_core::restore_plan::{
+    Answer, Ask, JobSearch, NewestSearch, OnCorrupt, PlanError, Planner, RESTORE_CLOCK_ALLOWANCE,
+    RestorePlanner, supersedes,
+};
+use jobvault_core::{Cursor, Envelope, Job, JobId, Timestamp};
+
+fn at(text: &str) -> Timestamp {
+    Timestamp::parse_rfc3339(text).unwrap()
+}
+
+enum Content {
+    Snapshot {
+        gzip_mtime: Option<Timestamp>,
+        stored: Cursor,
+    },
+    Job(u64),
+    Garbage,
+}
+
+#[derive(Default)]
+struct Bucket {
+    objects: BTreeMap<String, (Timestamp, Content)>,
+    asks: Vec<Ask>,
+}
+
+impl Bucket {
+    fn put(&mut self, name: &str, updated: &str, content: Content) {
+        self.objects.insert(name.to_owned(), (at(updated), content));
+    }
+
+    fn job(&mut self, id: &str, day: &str, updated: &str, seq: u64) {
+        self.put(
+            &format!("job-backup/{day}/{id}.job"),
+            updated,
+            Content::Job(seq),
+        );
+    }
+
+    fn answer(&mut self, ask: Ask) -> Answer {
+        self.asks.push(ask.clone());
+        match ask {
+            Ask::ListFolders { folder } => {
+                let mut folders: Vec<String> = self
+                    .objects
+                    .keys()
+                    .filter_map(|name| name.strip_prefix(&folder))
+                    .filter_map(|rest| {
+                        rest.find('/')
+                            .map(|end| format!("{folder}{}", &rest[..=end]))
+                    })
+                    .collect();
+                folders.dedup();
+                Answer::Folders { folder, folders }
+            }
+            Ask::ListObjects { prefix } => Answer::Objects {
+                objects: self
+                    .objects
+                    .iter()
+                    .filter(|(name, _)| name.starts_with(&prefix))
+                    .map(|(name, (updated, _))| ListedObject {
+                        name: name.clone(),
+                        updated: *updated,
+                        size: 1,
+                    })
+                    .collect(),
+                prefix,
+            },
+            Ask::FetchSnapshot { object } => match &self.objects[&object].1 {
+                Content::Snapshot { gzip_mtime, stored } => Answer::SnapshotFetched {
+                    gzip_mtime: *gzip_mtime,
+                    stored_cursor: *stored,
+                    object,
+                },
+                _ => panic!("{object} is not a snapshot"),
+            },
+            Ask::FetchJob { object } => {
+                let result = match &self.objects[&object].1 {
+                    Content::Job(seq) => {
+                        let id = object.rsplit('/').next().unwrap().trim_end_matches(".job");
+                        let job = Job::new(JobId::new(id).unwrap(), format!("v{seq}"));
+                        Ok(Envelope::new(*seq, Timestamp::UNIX_EPOCH, job))
+                    }
+                    _ => Err("gzip stream is corrupt".to_owned()),
+                };
+                Answer::JobFetched { object, result }
+            }
+        }
+    }
+
+    /// Answers every ask; with `reverse`, the newest ask first.
+    fn drive(&mut self, planner: &mut impl Planner, reverse: bool) -> Result<(), PlanError> {
+        let mut asked = Vec::new();
+        loop {
+            asked.extend(std::iter::from_fn(|| planner.poll_ask()));
+            let next = if reverse {
+                asked.pop()
+            } else {
+                (!asked.is_empty()).then(|| asked.remove(0))
+            };
+            let Some(ask) = next else { break };
+            let answer = self.answer(ask);
+            planner.handle_answer(answer)?;
+        }
+        assert!(planner.is_complete());
+        Ok(())
+    }
+}
+
+fn snapshot(mtime: &str) -> Content {
+    Content::Snapshot {
+        gzip_mtime: Some(at(mtime)),
+        stored: Cursor::default(),
+    }
+}
+
+#[test]
+fn the_newest_snapshot_is_found_walking_back_from_the_newest_day() {
+    let mut bucket = Bucket::default();
+    bucket.put(
+        "db-backup/2015/03/01/old.bdb",
+        "2015-03-01T00:00:00Z",
+        snapshot("2015-03-01T00:00:00Z"),
+    );
+    bucket.put(
+        "db-backup/2016/11/14/a.bdb",
+        "2016-11-14T03:00:00Z",
+        snapshot("2016-11-14T03:00:00Z"),
+    );
+    bucket.put(
+        "db-backup/2016/11/15/b.bdb",
+        "2016-11-15T03:00:00Z",
+        snapshot("2016-11-15T03:00:00Z"),
+    );
+    // A clock step named this one a day early, but the store wrote it last.
+    bucket.put(
+        "db-backup/2016/11/14/c.bdb",
+        "2016-11-15T03:00:01Z",
+        snapshot("2016-11-15T03:00:00Z"),
+    );
+    let mut search = NewestSearch::new(ObjectKind::Snapshot);
+    bucket.drive(&mut search, false).unwrap();
+    assert_eq!(search.newest().unwrap().name, "db-backup/2016/11/14/c.bdb");
+    // The year 2015 was never opened.
+    assert!(
+        bucket
+            .asks
+            .iter()
+            .all(|ask| !format!("{ask:?}").contains("2015/")),
+        "{:?}",
+        bucket.asks
+    );
+}
+
+#[test]
+fn a_restore_takes_jobs_since_the_snapshot_less_the_clock_allowance() {
+    let mut bucket = Bucket::default();
+    bucket.put(
+        "db-backup/2016/11/16/s.bdb",
+        "2016-11-16T12:00:05Z",
+        snapshot("2016-11-16T12:00:00Z"),
+    );
+    bucket.job("a", "2016/11/16", "2016-11-16T11:00:00Z", 1);
+    bucket.job("b", "2016/11/16", "2016-11-16T11:55:00Z", 2);
+    bucket.job("c", "2016/11/16", "2016-11-16T13:00:00Z", 3);
+    let mut planner = RestorePlanner::new(at("2016-11-16T14:00:00Z"), OnCorrupt::Fail);
+    bucket.drive(&mut planner, false).unwrap();
+    let plan = planner.finish().unwrap();
+    let chosen = plan.snapshot.unwrap();
+    assert_eq!(
+        (chosen.object.as_str(), chosen.time),
+        ("db-backup/2016/11/16/s.bdb", at("2016-11-16T12:00:00Z"))
+    );
+    assert_eq!(
+        plan.since,
+        at("2016-11-16T12:00:00Z") - RESTORE_CLOCK_ALLOWANCE
+    );
+    let ids: Vec<&str> = plan
+        .retrieved
+        .jobs
+        .iter()
+        .map(|e| e.job.id.as_str())
+        .collect();
+    assert_eq!(ids, ["b", "c"], "a was uploaded before the allowance");
+}
+
+#[test]
+fn a_snapshot_served_without_its_gzip_mtime_stands_for_the_cursor_inside_it() {
+    let mut bucket = Bucket::default();
+    let stored = Cursor {
+        seq: 7,
+        time: at("2016-11-16T08:00:00Z"),
+    };
+    bucket.put(
+        "db-backup/2016/11/16/s.bdb",
+        "2016-11-16T12:00:05Z",
+        Content::Snapshot {
+            gzip_mtime: None,
+            stored,
+        },
+    );
+    let mut planner = RestorePlanner::new(at("2016-11-16T14:00:00Z"), OnCorrupt::Fail);
+    bucket.drive(&mut planner, false).unwrap();
+    let plan = planner.finish().unwrap();
+    assert_eq!(plan.snapshot.unwrap().time, stored.time);
+    assert_eq!(plan.since, stored.time - RESTORE_CLOCK_ALLOWANCE);
+}
+
+#[test]
+fn with_no_snapshot_every_job_folder_is_discovered_and_read() {
+    let mut bucket = Bucket::default();
+    bucket.job("a", "2014/01/02", "2014-01-02T00:00:00Z", 1);
+    bucket.job("a", "2016/11/16", "2016-11-16T00:00:00Z", 5);
+    bucket.job("b", "2015/06/30", "2015-06-30T00:00:00Z", 3);
+    let mut planner = RestorePlanner::new(at("2016-11-16T14:00:00Z"), OnCorrupt::Fail);
+    bucket.drive(&mut planner, true).unwrap();
+    let plan = planner.finish().unwrap();
+    assert!(plan.snapshot.is_none());
+    let got: Vec<(String, u64)> = plan
+        .retrieved
+        .jobs
+        .iter()
+        .map(|e| (e.job.id.to_string(), e.seq))
+        .collect();
+    assert_eq!(got, [("a".to_owned(), 5), ("b".to_owned(), 3)]);
+    let cursor = plan.cursor(5, 4, at("2016-11-16T14:00:00Z"));
+    assert_eq!(
+        cursor,
+        Cursor {
+            seq: 5,
+            time: at("2016-11-16T14:00:00Z")
+        }
+    );
+}
+
+#[test]
+fn the_order_of_answers_does_not_change_the_plan() {
+    let mut bucket = Bucket::default();
+    bucket.put(
+        "db-backup/2016/11/15/s.bdb",
+        "2016-11-15T23:59:00Z",
+        snapshot("2016-11-15T23:58:00Z"),
+    );
+    for (i, day) in ["2016/11/15", "2016/11/16"].iter().enumerate() {
+        for n in 0..20u64 {
+            let updated = format!("{}T23:59:30Z", day.replace('/', "-"));
+            bucket.job(&format!("j{}", n % 7), day, &updated, n + 100 * i as u64);
+        }
+    }
+    let mut forward = RestorePlanner::new(at("2016-11-16T23:59:59Z"), OnCorrupt::Fail);
+    bucket.drive(&mut forward, false).unwrap();
+    let mut backward = RestorePlanner::new(at("2016-11-16T23:59:59Z"), OnCorrupt::Fail);
+    bucket.drive(&mut backward, true).unwrap();
+    let seqs = |p: RestorePlanner| {
+        p.finish()
+            .unwrap()
+            .retrieved
+            .jobs
+            .iter()
+            .map(|e| e.seq)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(seqs(forward), seqs(backward));
+}
+
+#[test]
+fn a_corrupt_job_object_fails_the_plan_or_is_skipped() {
+    let mut bucket = Bucket::default();
+    bucket.job("a", "2016/11/16", "2016-11-16T11:00:00Z", 1);
+    bucket.put(
+        "job-backup/2016/11/16/bad.job",
+        "2016-11-16T11:00:00Z",
+        Content::Garbage,
+    );
+    let now = at("2016-11-16T14:00:00Z");
+    let mut strict = JobSearch::new(at("2016-11-16T00:00:00Z"), now, OnCorrupt::Fail);
+    let error = bucket.drive(&mut strict, false).unwrap_err();
+    assert_eq!(
+        error,
+        PlanError::Corrupt {
+            object: "job-backup/2016/11/16/bad.job".to_owned(),
+            why: "gzip stream is corrupt".to_owned()
+        }
+    );
+    let mut lenient = JobSearch::new(at("2016-11-16T00:00:00Z"), now, OnCorrupt::Skip);
+    bucket.drive(&mut lenient, false).unwrap();
+    let found = lenient.finish();
+    assert_eq!((found.jobs.len(), found.skipped.len()), (1, 1));
+    assert_eq!(found.skipped[0].object, "job-backup/2016/11/16/bad.job");
+}
+
+#[test]
+fn an_object_holding_another_job_is_corrupt() {
+    let mut bucket = Bucket::default();
+    bucket.job("a", "2016/11/16", "2016-11-16T11:00:00Z", 1);
+    let mut search = JobSearch::new(
+        at("2016-11-16T00:00:00Z"),
+        at("2016-11-16T14:00:00Z"),
+        OnCorrupt::Fail,
+    );
+    let _ = search.poll_ask();
+    let listing = bucket.answer(Ask::ListObjects {
+        prefix: "job-backup/2016/11/16/".to_owned(),
+    });
+    search.handle_answer(listing).unwrap();
+    let job = Job::new(JobId::new("b").unwrap(), "v1");
+    let error = search
+        .handle_answer(Answer::JobFetched {
+            object: "job-backup/2016/11/16/a.job".to_owned(),
+            result: Ok(Envelope::new(1, Timestamp::UNIX_EPOCH, job)),
+        })
+        .unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .contains("is named for job \"a\" but holds job \"b\""),
+        "{error}"
+    );
+}
+
+#[test]
+fn a_version_supersedes_only_an_older_one() {
+    assert!(supersedes(3, None));
+    assert!(supersedes(3, Some(2)));
+    assert!(!supersedes(3, Some(3)));
+    assert!(!supersedes(3, Some(4)));
+}
+
+#[test]
+fn an_answer_to_nothing_asked_is_an_error() {
+    let mut search = NewestSearch::new(ObjectKind::Snapshot);
+    let error = search
+        .handle_answer(Answer::Objects {
+            prefix: "db-backup/".to_owned(),
+            objects: Vec::new(),
+        })
+        .unwrap_err();
+    assert!(matches!(error, PlanError::Unexpected(_)), "{error:?}");
+}
