@@ -12,12 +12,15 @@ use std::time::{Duration, Instant};
 
 use jobvault_core::job_object::encode_job_object;
 use jobvault_core::machine::{ChangeBatch, JobUpload, SnapshotOrder};
-use jobvault_core::{Backup, Command, Config, Failure, Input, Metrics};
-use tokio::sync::{mpsc, watch};
+use jobvault_core::{Backup, Command, Config, Failure, FailureKind, Input, Metrics};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
 use tracing::{debug, error, info, warn};
 
 use crate::clock;
+use crate::control::{BackupRequest, Taken};
 use crate::db::JobDb;
+use crate::failure::ToFailure;
 use crate::snapshot::take_snapshot;
 use crate::store::{Store, error_chain};
 use crate::triggers::TriggerDir;
@@ -47,8 +50,14 @@ struct Executor {
 impl Daemon {
     /// Runs until `shutdown` completes, then stops taking work and waits up to
     /// the grace period for work in flight. Work still unfinished then is
-    /// abandoned; the cursor was never advanced over it.
-    pub async fn run(self, metrics: watch::Sender<Metrics>, shutdown: impl Future<Output = ()>) {
+    /// abandoned; the cursor was never advanced over it. Immediate snapshots
+    /// asked for on `requests` go through the core like triggered ones.
+    pub async fn run(
+        self,
+        metrics: watch::Sender<Metrics>,
+        mut requests: mpsc::Receiver<BackupRequest>,
+        shutdown: impl Future<Output = ()>,
+    ) {
         let stored = match self.db.cursor() {
             Ok(cursor) => cursor,
             Err(e) => {
@@ -67,9 +76,15 @@ impl Daemon {
         };
         tokio::pin!(shutdown);
         let mut grace_ends: Option<tokio::time::Instant> = None;
+        let mut waiting = Waiting::default();
         loop {
             while let Some(command) = core.poll_command() {
-                executor.execute(command);
+                match command {
+                    Command::ImmediateBackupDone { id, object, result } => {
+                        waiting.answer(id, object, result);
+                    }
+                    command => executor.execute(command),
+                }
             }
             metrics.send_replace(core.metrics());
             if grace_ends.is_some() && core.is_quiet() {
@@ -81,6 +96,11 @@ impl Daemon {
                 .map(|at| tokio::time::Instant::now() + at.duration_since(clock::now()));
             tokio::select! {
                 Some(input) = reports.recv() => core.handle_input(input, clock::now()),
+                Some(request) = requests.recv() => {
+                    let id = waiting.add(request.reply);
+                    let input = Input::ImmediateBackupRequested { id, name: request.name };
+                    core.handle_input(input, clock::now());
+                }
                 () = sleep_until(wake) => core.handle_timeout(clock::now()),
                 () = &mut shutdown, if grace_ends.is_none() => {
                     info!(grace = ?self.grace, "stopping: no new work; waiting for work in flight");
@@ -96,15 +116,39 @@ impl Daemon {
     }
 }
 
+/// Whoever waits for an immediate snapshot, by request id.
+#[derive(Debug, Default)]
+struct Waiting {
+    next: u64,
+    replies: std::collections::BTreeMap<u64, oneshot::Sender<Result<Taken, Failure>>>,
+}
+
+impl Waiting {
+    fn add(&mut self, reply: oneshot::Sender<Result<Taken, Failure>>) -> u64 {
+        self.next += 1;
+        self.replies.insert(self.next, reply);
+        self.next
+    }
+
+    fn answer(&mut self, id: u64, object: String, result: Result<u64, Failure>) {
+        match &result {
+            Ok(bytes) => info!(object, bytes, "immediate snapshot done"),
+            Err(e) => error!(object, error = %e, "immediate snapshot failed"),
+        }
+        let taken = result.map(|bytes| Taken { object, bytes });
+        match self.replies.remove(&id) {
+            // The requester may have gone away; the snapshot stands.
+            Some(reply) => drop(reply.send(taken)),
+            None => warn!(id, "an immediate snapshot answered a request nobody made"),
+        }
+    }
+}
+
 async fn sleep_until(deadline: Option<tokio::time::Instant>) {
     match deadline {
         Some(deadline) => tokio::time::sleep_until(deadline).await,
         None => std::future::pending().await,
     }
-}
-
-fn failure(error: &dyn std::error::Error) -> Failure {
-    Failure(error_chain(error))
 }
 
 impl Executor {
@@ -115,84 +159,102 @@ impl Executor {
 
     /// The daemon's database connection; only blocking tasks take it.
     fn db(&self) -> std::sync::MutexGuard<'_, JobDb> {
-        self.db.lock().expect("no task panics holding the database")
+        // A task that panicked holding the lock was answered with a failure;
+        // the connection itself is still sound.
+        self.db
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Runs blocking work (SQLite, the trigger directory) off the runtime and
-    /// reports its result.
-    fn blocking(&self, work: impl FnOnce(&Executor) -> Input + Send + 'static) {
+    /// Runs blocking work (SQLite, the trigger directory) off the runtime.
+    fn blocking(
+        &self,
+        work: impl FnOnce(&Executor) -> Input + Send + 'static,
+    ) -> JoinHandle<Input> {
         let executor = self.clone();
-        tokio::task::spawn_blocking(move || executor.report(work(&executor)));
+        tokio::task::spawn_blocking(move || work(&executor))
     }
 
+    /// Carries out `command` and reports exactly one answer: its result, or
+    /// a failure when its task panics or misses the command's deadline.
     fn execute(&self, command: Command) {
+        let Some(deadline) = command.deadline() else {
+            unreachable!("only immediate-backup answers have no deadline; the loop takes them")
+        };
+        let work = self.start(command.clone());
+        let executor = self.clone();
+        tokio::spawn(async move {
+            executor.report(supervise(&command, deadline, work).await);
+        });
+    }
+
+    fn start(&self, command: Command) -> JoinHandle<Input> {
         match command {
-            Command::ScanTriggers => self
-                .blocking(|x| Input::TriggersScanned(x.triggers.scan().map_err(|e| failure(&e)))),
+            Command::ScanTriggers => self.blocking(|x| {
+                Input::TriggersScanned(x.triggers.scan().map_err(|e| e.to_failure()))
+            }),
             Command::WriteTriggerAttempts { name, attempts } => self.blocking(move |x| {
-                let result = x
-                    .triggers
-                    .write_attempts(&name, attempts)
-                    .map_err(|e| failure(&e));
-                Input::TriggerAttemptsWritten { name, result }
+                let result = x.triggers.write_attempts(&name, attempts);
+                Input::TriggerAttemptsWritten {
+                    name,
+                    result: result.map_err(|e| e.to_failure()),
+                }
             }),
             Command::DeleteTrigger { name } => self.blocking(move |x| {
-                let result = x.triggers.delete(&name).map_err(|e| failure(&e));
+                let result = x.triggers.delete(&name).map_err(|e| e.to_failure());
                 Input::TriggerDeleted { name, result }
             }),
             Command::QuarantineTrigger { name, .. } => self.blocking(move |x| {
-                let result = x.triggers.quarantine(&name).map_err(|e| failure(&e));
+                let result = x.triggers.quarantine(&name);
                 if let Ok(to) = &result {
                     info!(trigger = %name, to = %to.display(), "malformed trigger moved aside");
                 }
                 Input::TriggerQuarantined {
                     name,
-                    result: result.map(drop),
+                    result: result.map(drop).map_err(|e| e.to_failure()),
                 }
             }),
-            Command::TakeSnapshot(order) => {
-                let executor = self.clone();
-                tokio::spawn(async move { executor.snapshot(order).await });
-            }
             Command::ReadChanges { after, limit } => self.blocking(move |x| {
                 let read = x.db().changes(after, limit);
                 Input::ChangesRead(
                     read.map(|(stored, jobs)| ChangeBatch { stored, jobs })
-                        .map_err(|e| failure(&e)),
+                        .map_err(|e| e.to_failure()),
                 )
             }),
-            Command::UploadJob(upload) => {
-                let executor = self.clone();
-                tokio::spawn(async move { executor.upload_job(upload).await });
-            }
             Command::SaveCursor { expected, new } => self.blocking(move |x| {
                 let saved = x.db().save_cursor(expected, new);
-                Input::CursorSaved(saved.map_err(|e| failure(&e)))
+                Input::CursorSaved(saved.map_err(|e| e.to_failure()))
             }),
+            Command::TakeSnapshot(order) => {
+                let executor = self.clone();
+                tokio::spawn(async move { executor.snapshot(order).await })
+            }
+            Command::UploadJob(upload) => {
+                let executor = self.clone();
+                tokio::spawn(async move { executor.upload_job(upload).await })
+            }
             Command::ListSnapshots { prefixes } => {
                 let executor = self.clone();
-                tokio::spawn(async move {
-                    let mut listed = Vec::new();
-                    for prefix in &prefixes {
-                        match executor.store.list(prefix).await {
-                            Ok(objects) => listed.extend(objects),
-                            Err(e) => {
-                                executor.report(Input::SnapshotsListed(Err(failure(&e))));
-                                return;
-                            }
-                        }
-                    }
-                    executor.report(Input::SnapshotsListed(Ok(listed)));
-                });
+                tokio::spawn(async move { executor.list(prefixes).await })
             }
-            Command::ImmediateBackupDone { object, result } => match result {
-                Ok(bytes) => info!(object, bytes, "immediate snapshot done"),
-                Err(e) => error!(object, error = %e, "immediate snapshot failed"),
-            },
+            Command::ImmediateBackupDone { .. } => {
+                unreachable!("a command with no answer has no deadline and is not started")
+            }
         }
     }
 
-    async fn snapshot(&self, order: SnapshotOrder) {
+    async fn list(&self, prefixes: Vec<String>) -> Input {
+        let mut listed = Vec::new();
+        for prefix in &prefixes {
+            match self.store.list(prefix).await {
+                Ok(objects) => listed.extend(objects),
+                Err(e) => return Input::SnapshotsListed(Err(e.to_failure())),
+            }
+        }
+        Input::SnapshotsListed(Ok(listed))
+    }
+
+    async fn snapshot(&self, order: SnapshotOrder) -> Input {
         let result = take_snapshot(&self.db_path, &self.store, &order, None).await;
         let result = match result {
             Ok(report) => {
@@ -205,15 +267,15 @@ impl Executor {
                 );
                 Ok(report.object_bytes)
             }
-            Err(e) => Err(failure(&e)),
+            Err(e) => Err(e.to_failure()),
         };
-        self.report(Input::SnapshotTaken {
+        Input::SnapshotTaken {
             object: order.object,
             result,
-        });
+        }
     }
 
-    async fn upload_job(&self, upload: JobUpload) {
+    async fn upload_job(&self, upload: JobUpload) -> Input {
         let started = Instant::now();
         let body = encode_job_object(&upload.envelope, &upload.framing);
         let bytes = body.len() as u64;
@@ -223,10 +285,97 @@ impl Executor {
         if result.is_ok() {
             debug!(object = %upload.object, seq, bytes, seconds = started.elapsed().as_secs_f64(), "job uploaded");
         }
-        self.report(Input::JobUploaded {
+        Input::JobUploaded {
             id,
             seq,
-            result: result.map(|()| bytes).map_err(|e| failure(&e)),
-        });
+            result: result.map(|()| bytes).map_err(|e| e.to_failure()),
+        }
+    }
+}
+
+/// Waits for the task carrying out `command`, up to `deadline`. A task that
+/// panicked, or that is still running at the deadline, is answered with a
+/// failure of the matching kind; a late result is dropped with the task, so
+/// the core hears exactly one answer.
+async fn supervise(command: &Command, deadline: Duration, mut work: JoinHandle<Input>) -> Input {
+    let failure = match tokio::time::timeout(deadline, &mut work).await {
+        Ok(Ok(input)) => return input,
+        Ok(Err(e)) => Failure::new(
+            FailureKind::Internal,
+            format!("the task carrying out the command failed: {e}"),
+        ),
+        Err(_) => {
+            work.abort();
+            Failure::new(
+                FailureKind::Timeout,
+                format!("no answer within {}", humantime::format_duration(deadline)),
+            )
+        }
+    };
+    warn!(command = ?command_name(command), error = %failure, "command answered by its supervisor");
+    command
+        .failed(failure)
+        .expect("only commands that expect an answer are supervised")
+}
+
+fn command_name(command: &Command) -> &'static str {
+    match command {
+        Command::ScanTriggers => "scan triggers",
+        Command::WriteTriggerAttempts { .. } => "write trigger attempts",
+        Command::DeleteTrigger { .. } => "delete trigger",
+        Command::QuarantineTrigger { .. } => "quarantine trigger",
+        Command::TakeSnapshot(_) => "take snapshot",
+        Command::ReadChanges { .. } => "read changes",
+        Command::UploadJob(_) => "upload job",
+        Command::SaveCursor { .. } => "save cursor",
+        Command::ListSnapshots { .. } => "list snapshots",
+        Command::ImmediateBackupDone { .. } => "immediate backup done",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // The tasks below stand in for a store or database call: no real one
+    // hangs or panics on demand.
+
+    #[tokio::test]
+    async fn a_command_that_never_answers_is_answered_with_a_timeout() {
+        let command = Command::ReadChanges { after: 0, limit: 1 };
+        let work = tokio::spawn(std::future::pending::<Input>());
+        let answer = supervise(&command, Duration::from_millis(20), work).await;
+        let Input::ChangesRead(Err(failure)) = answer else {
+            panic!("not a failed read: {answer:?}");
+        };
+        assert_eq!(failure.kind, FailureKind::Timeout);
+    }
+
+    #[tokio::test]
+    async fn a_command_whose_task_panics_is_answered_with_a_failure() {
+        let command = Command::DeleteTrigger {
+            name: "nightly".to_owned(),
+        };
+        let work = tokio::spawn(async { panic!("the task failed on purpose") });
+        let answer = supervise(&command, Duration::from_secs(60), work).await;
+        let Input::TriggerDeleted {
+            name,
+            result: Err(failure),
+        } = answer
+        else {
+            panic!("not a failed delete: {answer:?}");
+        };
+        assert_eq!(
+            (name.as_str(), failure.kind),
+            ("nightly", FailureKind::Internal)
+        );
+    }
+
+    #[tokio::test]
+    async fn a_command_that_answers_in_time_is_answered_by_itself() {
+        let command = Command::ReadChanges { after: 0, limit: 1 };
+        let work = tokio::spawn(async { Input::CursorSaved(Ok(())) });
+        let answer = supervise(&command, Duration::from_secs(60), work).await;
+        assert_eq!(answer, Input::CursorSaved(Ok(())));
     }
 }

@@ -14,6 +14,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use jobvault_core::restore_plan::supersedes;
 use jobvault_core::{Cursor, Envelope, Job, JobId, Seq, Timestamp};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
 
@@ -255,29 +256,29 @@ impl JobDb {
         tx.commit().map_err(sqlite)
     }
 
-    /// Makes the database whole after a restore: every job in it is in the
-    /// bucket, so the cursor moves to the newest sequence and to `now`, and
-    /// the counter continues after the newest sequence.
-    pub fn mark_backed_up(&mut self, now: Timestamp) -> Result<Cursor, DbError> {
+    /// Makes the database whole after a restore: `decide` gets the newest
+    /// sequence and the change counter and returns the cursor to store (the
+    /// restore planner's decision); the counter continues after the cursor.
+    pub fn mark_backed_up(
+        &mut self,
+        decide: impl FnOnce(Seq, Seq) -> Cursor,
+    ) -> Result<Cursor, DbError> {
         let sqlite = sqlite_error(&self.path);
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(sqlite)?;
         let newest = newest_seq(&tx).map_err(sqlite)?;
-        let counter = read_meta(&tx, COUNTER).map_err(sqlite)?.max(newest);
-        write_meta(&tx, COUNTER, counter).map_err(sqlite)?;
-        let cursor = Cursor {
-            seq: counter,
-            time: now,
-        };
+        let counter = read_meta(&tx, COUNTER).map_err(sqlite)?;
+        let cursor = decide(newest, counter);
+        write_meta(&tx, COUNTER, cursor.seq.max(counter)).map_err(sqlite)?;
         write_cursor(&tx, cursor).map_err(sqlite)?;
         tx.commit().map_err(sqlite)?;
         Ok(cursor)
     }
 
-    /// Writes job versions as they are, keeping their change sequence, when
-    /// they are newer than the version held. Used by restore.
+    /// Writes job versions as they are, keeping their change sequence, where
+    /// the core says they supersede the version held. Used by restore.
     pub fn apply_versions(&mut self, versions: &[Envelope]) -> Result<usize, DbError> {
         let sqlite = sqlite_error(&self.path);
         let tx = self
@@ -296,7 +297,7 @@ impl JobDb {
                     .query_row([id], |row| row.get(0))
                     .optional()
                     .map_err(sqlite)?;
-                if current.is_some_and(|seq| seq >= envelope.seq) {
+                if !supersedes(envelope.seq, current) {
                     continue;
                 }
                 let body = serde_json::to_string(&envelope.job).expect("a job always serializes");

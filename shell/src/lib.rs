@@ -6,9 +6,12 @@
 //! command line.
 
 pub mod clock;
+pub mod control;
 pub mod daemon;
 pub mod db;
-pub mod listing;
+pub mod drive;
+pub mod failure;
+pub mod immediate;
 pub mod metrics;
 pub mod progress;
 pub mod restore;

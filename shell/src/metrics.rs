@@ -1,4 +1,5 @@
-//! Prometheus metrics on `--metrics-addr`, at `/metrics`.
+//! Prometheus metrics on `--metrics-addr`, at `/metrics`; the same listener
+//! takes `jobvault backup`'s requests at `/backup` ([`crate::control`]).
 //!
 //! The core keeps the numbers ([`jobvault_core::Metrics`]); the daemon
 //! publishes a copy after every step on a watch channel, and each scrape
@@ -9,7 +10,7 @@ use std::borrow::Cow;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 
-use http_body_util::Full;
+use http_body_util::{BodyExt, Full};
 use hyper::body::{Bytes, Incoming};
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
@@ -23,6 +24,8 @@ use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::{debug, warn};
+
+use crate::control::BackupDesk;
 
 /// Renders the latest metrics on each scrape.
 #[derive(Debug)]
@@ -157,6 +160,12 @@ impl Collector for Exporter {
             "Triggers given up after their last attempt failed.",
             m.triggers_exhausted,
         )?;
+        counter(
+            e,
+            "jobvault_unexpected_reports",
+            "Reports that answered nothing outstanding and were dropped (a bug if not zero).",
+            m.unexpected_reports,
+        )?;
         Ok(())
     }
 }
@@ -173,18 +182,19 @@ pub fn render(database: &str, metrics: watch::Receiver<Metrics>) -> String {
     text
 }
 
-/// Binds `addr` and serves `/metrics` until the runtime stops. Returns the
-/// bound address (useful with port 0).
+/// Binds `addr` and serves `/metrics`, and `/backup` through `desk` if given,
+/// until the runtime stops. Returns the bound address (useful with port 0).
 pub async fn serve(
     addr: SocketAddr,
     database: String,
     metrics: watch::Receiver<Metrics>,
+    desk: Option<BackupDesk>,
 ) -> std::io::Result<SocketAddr> {
     let listener = TcpListener::bind(addr).await?;
     let bound = listener.local_addr()?;
     tokio::spawn(async move {
         loop {
-            let (stream, _) = match listener.accept().await {
+            let (stream, peer) = match listener.accept().await {
                 Ok(accepted) => accepted,
                 Err(e) => {
                     warn!(error = %e, "metrics listener cannot accept a connection");
@@ -193,9 +203,17 @@ pub async fn serve(
             };
             let database = database.clone();
             let metrics = metrics.clone();
+            let desk = desk.clone();
             let service = hyper::service::service_fn(move |request: Request<Incoming>| {
-                let response = respond(&request, &database, metrics.clone());
-                async move { Ok::<_, Infallible>(response) }
+                let (database, metrics, desk) = (database.clone(), metrics.clone(), desk.clone());
+                async move {
+                    let response = if request.uri().path() == "/backup" {
+                        backup(request, peer, desk.as_ref()).await
+                    } else {
+                        respond(&request, &database, metrics)
+                    };
+                    Ok::<_, Infallible>(response)
+                }
             });
             tokio::spawn(async move {
                 if let Err(e) = hyper::server::conn::http1::Builder::new()
@@ -230,6 +248,31 @@ fn respond(
         )
         .body(Full::new(Bytes::from(render(database, metrics))))
         .expect("a static response is valid")
+}
+
+/// `POST /backup`: an immediate snapshot through the daemon's core.
+async fn backup(
+    request: Request<Incoming>,
+    peer: SocketAddr,
+    desk: Option<&BackupDesk>,
+) -> Response<Full<Bytes>> {
+    let error = |status: u16, why: &str| (status, serde_json::json!({ "error": why }).to_string());
+    let (status, body) = match desk {
+        None => error(404, "no daemon serves backups here"),
+        Some(_) if request.method() != hyper::Method::POST => error(405, "POST a backup request"),
+        Some(_) if !peer.ip().is_loopback() => {
+            error(403, "backups are taken for loopback clients only")
+        }
+        Some(desk) => match request.into_body().collect().await {
+            Ok(body) => desk.serve(&body.to_bytes()).await,
+            Err(e) => error(400, &e.to_string()),
+        },
+    };
+    Response::builder()
+        .status(status)
+        .header(hyper::header::CONTENT_TYPE, "application/json")
+        .body(Full::new(Bytes::from(body)))
+        .expect("a JSON response is valid")
 }
 
 #[cfg(test)]

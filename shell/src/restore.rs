@@ -13,15 +13,13 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use flate2::read::GzDecoder;
 use futures::StreamExt;
-use jobvault_core::object_name::ObjectKind;
-use jobvault_core::retrieval::RESTORE_CLOCK_ALLOWANCE;
+use jobvault_core::restore_plan::{OnCorrupt, RestorePlanner};
 use jobvault_core::{Cursor, Timestamp};
 use tokio::sync::mpsc;
 
 use crate::db::{DbError, JobDb};
-use crate::listing::find_newest;
+use crate::drive::{DriveError, Driver};
 use crate::progress;
-use crate::retrieve::{RetrieveError, retrieve};
 use crate::store::{Store, StoreError};
 
 const SQLITE_MAGIC: &[u8] = b"SQLite format 3\0";
@@ -33,7 +31,9 @@ pub enum RestoreError {
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
-    Retrieve(#[from] RetrieveError),
+    Drive(#[from] DriveError),
+    #[error("restore plan: {0}")]
+    Plan(String),
     #[error(transparent)]
     Db(#[from] DbError),
     #[error("{what}: {source}")]
@@ -61,6 +61,7 @@ pub struct RestoredSnapshot {
     /// The incremental backup time it was taken at: the gzip mtime, or the
     /// cursor stored inside it when the store served it decompressed.
     pub time: Timestamp,
+    /// The size of the database file it holds.
     pub bytes: u64,
 }
 
@@ -79,13 +80,14 @@ pub struct RestoreReport {
     pub elapsed: Duration,
 }
 
-/// Restores the newest state in `store` to `to`.
+/// Restores the newest state in `store` to `to`, as the core's
+/// [`RestorePlanner`] decides: this only downloads and writes SQLite.
 pub async fn restore(
     store: &Store,
     to: &Path,
     force: bool,
     concurrency: usize,
-    skip_corrupt: bool,
+    on_corrupt: OnCorrupt,
     now: Timestamp,
 ) -> Result<RestoreReport, RestoreError> {
     let started = Instant::now();
@@ -105,35 +107,36 @@ pub async fn restore(
         )))?;
     let temp_path = temp.path().to_owned();
 
-    let snapshot = match find_newest(store, ObjectKind::Snapshot).await? {
-        Some(listed) => {
-            let downloaded = download_snapshot(store, &listed.name, &temp_path).await?;
-            let stored_time = JobDb::open(&temp_path)?.cursor()?.time;
-            Some(RestoredSnapshot {
-                object: listed.name,
-                uploaded: listed.updated,
-                time: downloaded
-                    .gzip
-                    .and_then(|(_, mtime)| mtime)
-                    .unwrap_or(stored_time),
-                bytes: downloaded.received,
-            })
-        }
-        None => None,
+    let mut planner = RestorePlanner::new(now, on_corrupt);
+    let progress = progress::items("jobs", Some(0));
+    let driver = Driver {
+        snapshot_to: Some(&temp_path),
+        progress: Some(&progress),
+        ..Driver::new(store, concurrency)
     };
-    let since = snapshot
-        .as_ref()
-        .map_or(Timestamp::UNIX_EPOCH, |s| s.time - RESTORE_CLOCK_ALLOWANCE);
-    let retrieving = progress::items("jobs", None);
-    let retrieved = retrieve(store, since, now, concurrency, skip_corrupt, &retrieving).await?;
+    driver.drive(&mut planner).await?;
+    let plan = planner
+        .finish()
+        .map_err(|e| RestoreError::Plan(e.to_string()))?;
+    let snapshot = plan.snapshot.as_ref().map(|chosen| RestoredSnapshot {
+        object: chosen.object.clone(),
+        uploaded: chosen.uploaded,
+        time: chosen.time,
+        bytes: file_size(&temp_path),
+    });
 
+    let skipped = plan
+        .retrieved
+        .skipped
+        .iter()
+        .map(|s| format!("{}: {}", store.location(&s.object), s.why))
+        .collect();
     let (applied, total_jobs, cursor) = {
         let path = temp_path.clone();
-        let jobs = retrieved.jobs;
         tokio::task::spawn_blocking(move || -> Result<_, RestoreError> {
             let mut db = JobDb::create(&path, now)?;
-            let applied = db.apply_versions(&jobs)?;
-            let cursor = db.mark_backed_up(now)?;
+            let applied = db.apply_versions(&plan.retrieved.jobs)?;
+            let cursor = db.mark_backed_up(|newest, counter| plan.cursor(newest, counter, now))?;
             db.integrity_check()?.map_err(RestoreError::Integrity)?;
             let total = db.count()?;
             Ok((applied, total, cursor))
@@ -149,9 +152,13 @@ pub async fn restore(
         applied,
         total_jobs,
         cursor,
-        skipped: retrieved.skipped,
+        skipped,
         elapsed: started.elapsed(),
     })
+}
+
+fn file_size(path: &Path) -> u64 {
+    std::fs::metadata(path).map_or(0, |m| m.len())
 }
 
 /// Moves the finished database into place. A database being replaced loses

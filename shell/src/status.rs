@@ -8,8 +8,8 @@ use jobvault_core::object_name::{ObjectKind, parse_object_name};
 use jobvault_core::retrieval::newest_object;
 use serde::Serialize;
 
-use crate::listing::{find_newest, list_range};
-use crate::store::{Store, StoreError};
+use crate::drive::{DriveError, find_newest, list_range};
+use crate::store::Store;
 
 /// A snapshot older than this is a problem: snapshots are daily.
 pub const SNAPSHOT_WARN_AGE: Duration = Duration::from_secs(25 * 3600);
@@ -50,7 +50,7 @@ pub async fn status(
     store: &Store,
     now: Timestamp,
     concurrency: usize,
-) -> Result<Status, StoreError> {
+) -> Result<Status, DriveError> {
     store.check().await?;
     let day_ago = now - DAY;
     let recent_snapshots =

@@ -10,9 +10,9 @@ use jobvault_core::job_object::decode_job_object;
 use jobvault_core::object_name::{ObjectKind, day_prefix, parse_object_name};
 
 use crate::db::JobDb;
-use crate::listing::{find_newest, list_range};
+use crate::drive::{DriveError, find_newest, list_range};
 use crate::restore::{RestoreError, download_snapshot};
-use crate::store::{Store, StoreError};
+use crate::store::Store;
 
 const DAY: Duration = Duration::from_secs(86_400);
 
@@ -39,7 +39,7 @@ pub async fn verify(
     now: Timestamp,
     concurrency: usize,
     sample: usize,
-) -> Result<Vec<Check>, StoreError> {
+) -> Result<Vec<Check>, DriveError> {
     store.check().await?;
     let mut checks = Vec::new();
     match find_newest(store, ObjectKind::Snapshot).await? {
@@ -53,7 +53,7 @@ pub async fn verify(
     Ok(checks)
 }
 
-async fn check_snapshot(store: &Store, object: &str) -> Result<Vec<Check>, StoreError> {
+async fn check_snapshot(store: &Store, object: &str) -> Result<Vec<Check>, DriveError> {
     let location = store.location(object);
     let mut checks = Vec::new();
     let copy = match tempfile::Builder::new()
@@ -71,7 +71,7 @@ async fn check_snapshot(store: &Store, object: &str) -> Result<Vec<Check>, Store
     };
     let downloaded = match download_snapshot(store, object, copy.path()).await {
         Ok(downloaded) => downloaded,
-        Err(RestoreError::Store(e)) => return Err(e),
+        Err(RestoreError::Store(e)) => return Err(e.into()),
         Err(e) => {
             checks.push(Check::new(
                 format!("{location} gzip stream"),
@@ -137,7 +137,7 @@ async fn check_recent_jobs(
     now: Timestamp,
     concurrency: usize,
     sample: usize,
-) -> Result<Vec<Check>, StoreError> {
+) -> Result<Vec<Check>, DriveError> {
     let mut recent = list_range(store, ObjectKind::Job, now - DAY, now, concurrency).await?;
     if recent.is_empty() {
         // Nothing in the last day: sample the day of the newest job upload.

@@ -3,20 +3,23 @@
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use anyhow::Context;
+use anyhow::{Context, anyhow};
 use clap::Args;
-use jobvault::clock;
+use jobvault::control::{Asked, BackupAsk, ask_daemon};
 use jobvault::db::JobDb;
+use jobvault::immediate::snapshot_here;
 use jobvault::progress;
-use jobvault::snapshot::take_snapshot;
 use jobvault::store::Store;
 use jobvault_core::job_id::check_base_name;
-use jobvault_core::machine::{SnapshotReason, immediate_base_name, plan_snapshot};
-use tracing::warn;
+use tracing::info;
 
 use super::{BucketArg, DbArg};
 
 /// Take a snapshot now and print its object name.
+///
+/// While a daemon runs for the database and bucket, it takes the snapshot
+/// (after any triggered one in progress, and counted in its metrics);
+/// otherwise this command does.
 #[derive(Debug, Args)]
 pub struct BackupArgs {
     #[command(flatten)]
@@ -35,33 +38,31 @@ pub(super) fn parse_name(name: &str) -> Result<String, String> {
 
 pub async fn backup(args: BackupArgs) -> anyhow::Result<ExitCode> {
     let db_path = args.db.db;
-    let incremental_time = match JobDb::open(&db_path)?.cursor() {
-        Ok(cursor) => Some(cursor.time),
-        Err(e) => {
-            warn!(error = %e, "cannot read the incremental backup time; the snapshot's gzip mtime is now instead");
-            None
+    JobDb::open(&db_path)?;
+    let canonical = std::fs::canonicalize(&db_path)
+        .with_context(|| format!("job database {} cannot be opened", db_path.display()))?;
+    let store = Store::connect(args.bucket.bucket).await?;
+    let ask = BackupAsk {
+        db: canonical,
+        bucket: store.url().to_string(),
+        name: args.name,
+    };
+    let taken = match ask_daemon(&ask).await {
+        Asked::Answered(taken) => taken,
+        Asked::NoDaemon(why) => {
+            info!("taking the snapshot here: {why}");
+            let size = std::fs::metadata(&db_path).map(|m| m.len()).ok();
+            let bar = progress::bytes("snapshot", size);
+            let shown = bar.clone();
+            let progress = Arc::new(move |n| shown.set_position(n));
+            let taken = snapshot_here(&db_path, &store, &ask.name, progress).await;
+            bar.finish_and_clear();
+            taken
         }
     };
-    let store = Store::connect(args.bucket.bucket).await?;
-    let now = clock::now();
-    let order = plan_snapshot(
-        &immediate_base_name(&args.name, now),
-        SnapshotReason::Immediate,
-        now,
-        incremental_time,
-    )?;
-    let size = std::fs::metadata(&db_path).map(|m| m.len()).ok();
-    let bar = progress::bytes("snapshot", size);
-    let shown = bar.clone();
-    let report = take_snapshot(
-        &db_path,
-        &store,
-        &order,
-        Some(Arc::new(move |n| shown.set_position(n))),
-    )
-    .await
-    .with_context(|| format!("snapshot of {} failed", db_path.display()))?;
-    bar.finish_and_clear();
-    println!("{}", store.object_name(&report.object));
+    let taken = taken
+        .map_err(|failure| anyhow!(failure.message))
+        .with_context(|| format!("snapshot of {} failed", db_path.display()))?;
+    println!("{}", store.object_name(&taken.object));
     Ok(ExitCode::SUCCESS)
 }

@@ -16,8 +16,9 @@ use jobvault::sample;
 use jobvault::store::{BucketUrl, Store};
 use jobvault::triggers::TriggerDir;
 use jobvault_core::object_name::snapshot_object;
+use jobvault_core::restore_plan::OnCorrupt;
 use jobvault_core::{Config, Job, JobId, Metrics};
-use tokio::sync::{oneshot, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 
 /// Run the whole story on a local directory (no cloud account): a job
 /// database under load, the daemon backing it up, a snapshot, the database
@@ -82,7 +83,6 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
         store: store.clone(),
         triggers: triggers.clone(),
         config: Config {
-            name: "demo".to_owned(),
             interval: Duration::from_millis(500),
             ..Config::default()
         },
@@ -90,7 +90,8 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
     };
     let (stop_daemon, stopped) = oneshot::channel::<()>();
     let (metrics, _) = watch::channel(Metrics::default());
-    let running = tokio::spawn(daemon.run(metrics, async {
+    let (_no_requests, requests) = mpsc::channel(1);
+    let running = tokio::spawn(daemon.run(metrics, requests, async {
         let _ = stopped.await;
     }));
     println!(
@@ -149,7 +150,7 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
         before.len()
     );
 
-    let report = restore(&store, &db_path, false, 32, false, clock::now())
+    let report = restore(&store, &db_path, false, 32, OnCorrupt::Fail, clock::now())
         .await
         .context("restore failed")?;
     let after = JobDb::open(&db_path)?.list()?;

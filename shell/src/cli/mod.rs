@@ -16,6 +16,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use jobvault::store::BucketUrl;
+use jobvault_core::restore_plan::OnCorrupt;
 
 /// Keeps a job database safe in Google Cloud Storage: scheduled snapshots,
 /// every job change in the bucket within seconds, one-command restore.
@@ -46,6 +47,9 @@ impl Command {
     pub fn default_log_filter(&self) -> &'static str {
         match self {
             Command::Run(_) => "info",
+            // The core logs a failed snapshot for the daemon's log; here the
+            // error line says it once.
+            Command::Backup(_) => "warn,jobvault_core=off",
             _ => "warn",
         }
     }
@@ -92,5 +96,14 @@ pub struct ConcurrencyArg {
 impl ConcurrencyArg {
     pub fn get(&self) -> usize {
         usize::from(self.concurrency)
+    }
+}
+
+/// What `--skip-corrupt` asks of a retrieval.
+fn on_corrupt(skip_corrupt: bool) -> OnCorrupt {
+    if skip_corrupt {
+        OnCorrupt::Skip
+    } else {
+        OnCorrupt::Fail
     }
 }

@@ -9,7 +9,7 @@ use jobvault::clock;
 use jobvault::restore::restore as restore_database;
 use jobvault::store::Store;
 
-use super::{BucketArg, ConcurrencyArg};
+use super::{BucketArg, ConcurrencyArg, on_corrupt};
 
 /// Rebuild the job database from the bucket: the newest snapshot, then every
 /// job uploaded since it, applied where newer. `jobvault run` can continue
@@ -39,7 +39,7 @@ pub async fn restore(args: RestoreArgs) -> anyhow::Result<ExitCode> {
         &args.to,
         args.force,
         args.concurrency.get(),
-        args.skip_corrupt,
+        on_corrupt(args.skip_corrupt),
         clock::now(),
     )
     .await

@@ -11,7 +11,7 @@ use jobvault::retrieve::retrieve as retrieve_jobs;
 use jobvault::store::Store;
 use jobvault_core::Timestamp;
 
-use super::{BucketArg, ConcurrencyArg};
+use super::{BucketArg, ConcurrencyArg, on_corrupt};
 
 /// Print the newest version of every job uploaded since a time, as JSON
 /// lines sorted by id.
@@ -38,7 +38,7 @@ pub async fn retrieve(args: RetrieveArgs) -> anyhow::Result<ExitCode> {
         args.since,
         clock::now(),
         args.concurrency.get(),
-        args.skip_corrupt,
+        on_corrupt(args.skip_corrupt),
         &bar,
     )
     .await

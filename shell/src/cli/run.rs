@@ -8,13 +8,14 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
+use jobvault::control::{AddressFile, BackupDesk, address_file};
 use jobvault::daemon::Daemon;
 use jobvault::db::JobDb;
 use jobvault::metrics;
 use jobvault::store::Store;
 use jobvault::triggers::TriggerDir;
 use jobvault_core::{Config, Metrics};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tracing::{error, info};
 
 use super::backup::parse_name;
@@ -67,9 +68,19 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let triggers = TriggerDir::new(&args.workdir);
     triggers.create()?;
     let (metrics_tx, metrics_rx) = watch::channel(Metrics::default());
-    let metrics_addr = metrics::serve(args.metrics_addr, args.name.clone(), metrics_rx)
+    let (requests_tx, requests) = mpsc::channel(16);
+    let canonical = std::fs::canonicalize(&db_path)
+        .with_context(|| format!("cannot resolve {}", db_path.display()))?;
+    let desk = BackupDesk {
+        db: canonical,
+        bucket: store.url().to_string(),
+        requests: requests_tx,
+    };
+    let metrics_addr = metrics::serve(args.metrics_addr, args.name.clone(), metrics_rx, Some(desk))
         .await
         .with_context(|| format!("cannot serve metrics on {}", args.metrics_addr))?;
+    let _address = AddressFile::write(&db_path, metrics_addr)
+        .with_context(|| format!("cannot write {}", address_file(&db_path).display()))?;
     info!(
         db = %db_path.display(),
         bucket = %store.url(),
@@ -84,14 +95,13 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         store: Arc::new(store),
         triggers,
         config: Config {
-            name: args.name,
             interval: args.interval,
             concurrency: usize::from(args.concurrency),
             ..Config::default()
         },
         grace: args.grace,
     };
-    daemon.run(metrics_tx, stop_signal()).await;
+    daemon.run(metrics_tx, requests, stop_signal()).await;
     Ok(ExitCode::SUCCESS)
 }
 

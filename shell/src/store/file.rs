@@ -17,6 +17,7 @@ use tempfile::NamedTempFile;
 use time::OffsetDateTime;
 
 use super::{BackendError, ChunkReceiver};
+use jobvault_core::FailureKind;
 
 /// Streamed reads hand out pieces of this size.
 const READ_PIECE: usize = 1 << 20;
@@ -223,9 +224,18 @@ fn is_hidden(name: &std::ffi::OsStr) -> bool {
 }
 
 fn io_error(error: io::Error) -> BackendError {
-    if error.kind() == io::ErrorKind::NotFound {
-        BackendError::not_found(error.to_string())
-    } else {
-        BackendError::new(error.to_string())
+    BackendError::with_kind(io_kind(&error), error.to_string())
+}
+
+/// What a local I/O error means to the core.
+pub(crate) fn io_kind(error: &io::Error) -> FailureKind {
+    match error.kind() {
+        io::ErrorKind::NotFound => FailureKind::NotFound,
+        io::ErrorKind::PermissionDenied | io::ErrorKind::ReadOnlyFilesystem => {
+            FailureKind::Permission
+        }
+        io::ErrorKind::InvalidData | io::ErrorKind::UnexpectedEof => FailureKind::Corrupt,
+        io::ErrorKind::AlreadyExists => FailureKind::Conflict,
+        _ => FailureKind::Transient,
     }
 }

@@ -23,7 +23,8 @@ use jobvault_core::object_name::Framing;
 use token_source::{TokenSource, TokenSourceProvider};
 use tracing::warn;
 
-use super::{BackendError, Chunk, ChunkReceiver, error_chain};
+use super::{BackendError, Chunk, ChunkReceiver, error_chain, status_kind};
+use jobvault_core::FailureKind;
 
 /// How many times one chunk of a resumable upload is sent before the upload
 /// is given up.
@@ -155,7 +156,7 @@ impl GcsStore {
             .await
             .map(drop)
             .map_err(|e| match backend_error(e) {
-                e if e.not_found => BackendError::not_found(format!(
+                e if e.kind == FailureKind::NotFound => BackendError::not_found(format!(
                     "bucket {} does not exist ({})",
                     self.bucket, e.message
                 )),
@@ -232,7 +233,10 @@ impl GcsStore {
                 self.bucket
             )))
         } else {
-            Err(BackendError::new(message))
+            Err(BackendError::with_kind(
+                status_kind(status.as_u16()),
+                message,
+            ))
         }
     }
 
@@ -423,15 +427,11 @@ fn boundary_absent_from(body: &[u8]) -> String {
 }
 
 fn backend_error(error: GcsError) -> BackendError {
-    let not_found = match &error {
-        GcsError::Response(response) => response.code == 404,
-        GcsError::HttpClient(e) => e.status().is_some_and(|s| s.as_u16() == 404),
-        _ => false,
+    let status = match &error {
+        GcsError::Response(response) => Some(response.code),
+        GcsError::HttpClient(e) => e.status().map(|s| s.as_u16()),
+        _ => None,
     };
-    let message = error_chain(&error);
-    if not_found {
-        BackendError::not_found(message)
-    } else {
-        BackendError::new(message)
-    }
+    let kind = status.map_or(FailureKind::Transient, status_kind);
+    BackendError::with_kind(kind, error_chain(&error))
 }

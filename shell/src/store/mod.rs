@@ -9,10 +9,12 @@ mod url;
 
 use bytes::Bytes;
 use futures::stream::BoxStream;
+use jobvault_core::FailureKind;
 use jobvault_core::machine::ListedObject;
 use jobvault_core::object_name::Framing;
 use tokio::sync::mpsc;
 
+pub(crate) use file::io_kind;
 pub use url::{BadBucketUrl, BucketUrl};
 
 /// Snapshot bytes are uploaded in chunks of this size. A multiple of 256 KiB,
@@ -38,8 +40,15 @@ pub struct StoreError {
     /// The bucket URL, or the object's full URL.
     pub location: String,
     pub message: String,
+    /// What the core can make of it.
+    pub kind: FailureKind,
+}
+
+impl StoreError {
     /// The bucket or object does not exist.
-    pub not_found: bool,
+    pub fn is_not_found(&self) -> bool {
+        self.kind == FailureKind::NotFound
+    }
 }
 
 #[derive(Debug)]
@@ -80,7 +89,7 @@ impl Store {
                     .map_err(|message| StoreError {
                         location: url.to_string(),
                         message,
-                        not_found: false,
+                        kind: FailureKind::Permission,
                     })?,
             )),
             BucketUrl::File { root } => Backend::File(file::FileStore::new(root.clone())),
@@ -105,11 +114,11 @@ impl Store {
         format!("{}/{name}", self.url)
     }
 
-    fn error(&self, name: Option<&str>, message: String, not_found: bool) -> StoreError {
+    fn error(&self, name: Option<&str>, error: BackendError) -> StoreError {
         StoreError {
             location: name.map_or_else(|| self.url.to_string(), |n| self.location(n)),
-            message,
-            not_found,
+            message: error.message,
+            kind: error.kind,
         }
     }
 
@@ -119,7 +128,7 @@ impl Store {
             Backend::Gcs(gcs) => gcs.check().await,
             Backend::File(file) => file.check().await,
         };
-        result.map_err(|e| self.error(None, e.message, e.not_found))
+        result.map_err(|e| self.error(None, e))
     }
 
     /// Uploads a small object held in memory (already gzipped).
@@ -133,7 +142,7 @@ impl Store {
             Backend::Gcs(gcs) => gcs.put(name, body, framing).await,
             Backend::File(file) => file.put(name, body).await,
         };
-        result.map_err(|e| self.error(Some(name), e.message, e.not_found))
+        result.map_err(|e| self.error(Some(name), e))
     }
 
     /// Uploads an object from a stream of chunks. Returns its size in bytes.
@@ -147,7 +156,7 @@ impl Store {
             Backend::Gcs(gcs) => gcs.put_chunks(name, chunks, framing).await,
             Backend::File(file) => file.put_chunks(name, chunks).await,
         };
-        result.map_err(|e| self.error(Some(name), e.message, e.not_found))
+        result.map_err(|e| self.error(Some(name), e))
     }
 
     /// Every object whose name starts with `prefix`.
@@ -156,7 +165,7 @@ impl Store {
             Backend::Gcs(gcs) => gcs.list(prefix).await,
             Backend::File(file) => file.list(prefix).await,
         };
-        result.map_err(|e| self.error(Some(prefix), e.message, e.not_found))
+        result.map_err(|e| self.error(Some(prefix), e))
     }
 
     /// The folders directly under `prefix` (which ends in `/`), each with a
@@ -166,7 +175,7 @@ impl Store {
             Backend::Gcs(gcs) => gcs.list_folders(prefix).await,
             Backend::File(file) => file.list_folders(prefix).await,
         };
-        result.map_err(|e| self.error(Some(prefix), e.message, e.not_found))
+        result.map_err(|e| self.error(Some(prefix), e))
     }
 
     /// An object's bytes as stored (gzip), or decompressed if the store
@@ -176,7 +185,7 @@ impl Store {
             Backend::Gcs(gcs) => gcs.get(name).await,
             Backend::File(file) => file.get(name).await,
         };
-        result.map_err(|e| self.error(Some(name), e.message, e.not_found))
+        result.map_err(|e| self.error(Some(name), e))
     }
 
     /// An object's bytes as a stream, for objects too large to hold.
@@ -189,12 +198,12 @@ impl Store {
             Backend::Gcs(gcs) => gcs.get_stream(name).await,
             Backend::File(file) => file.get_stream(name).await,
         };
-        let stream = result.map_err(|e| self.error(Some(name), e.message, e.not_found))?;
+        let stream = result.map_err(|e| self.error(Some(name), e))?;
         Ok(Box::pin(futures::StreamExt::map(stream, move |item| {
             item.map_err(|e| StoreError {
                 location: location.clone(),
                 message: e.message,
-                not_found: e.not_found,
+                kind: e.kind,
             })
         })))
     }
@@ -204,22 +213,35 @@ impl Store {
 #[derive(Debug)]
 struct BackendError {
     message: String,
-    not_found: bool,
+    kind: FailureKind,
 }
 
 impl BackendError {
+    /// A failure worth retrying: the network, a timeout, a server error.
     fn new(message: impl Into<String>) -> Self {
-        BackendError {
-            message: message.into(),
-            not_found: false,
-        }
+        BackendError::with_kind(FailureKind::Transient, message)
     }
 
     fn not_found(message: impl Into<String>) -> Self {
+        BackendError::with_kind(FailureKind::NotFound, message)
+    }
+
+    fn with_kind(kind: FailureKind, message: impl Into<String>) -> Self {
         BackendError {
             message: message.into(),
-            not_found: true,
+            kind,
         }
+    }
+}
+
+/// What an HTTP status from the store means, as GCS documents its errors.
+fn status_kind(status: u16) -> FailureKind {
+    match status {
+        401 | 403 => FailureKind::Permission,
+        404 => FailureKind::NotFound,
+        409 | 412 => FailureKind::Conflict,
+        408 | 429 | 500.. => FailureKind::Transient,
+        _ => FailureKind::Rejected,
     }
 }
 
@@ -236,4 +258,25 @@ pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn http_statuses_mean_what_gcs_documents() {
+        let kinds: Vec<FailureKind> = [401, 403, 404, 408, 409, 412, 429, 500, 503, 400]
+            .into_iter()
+            .map(status_kind)
+            .collect();
+        use FailureKind::*;
+        assert_eq!(
+            kinds,
+            [
+                Permission, Permission, NotFound, Transient, Conflict, Conflict, Transient,
+                Transient, Transient, Rejected
+            ]
+        );
+    }
 }

@@ -1,0 +1,160 @@
+//! Driving the core's planners against a store.
+//!
+//! A planner ([`jobvault_core::restore_plan`]) decides what to list and fetch
+//! and what it means; this module only carries out its asks, up to
+//! `concurrency` at a time, and hands back what the store said. A store
+//! error ends the drive; what the objects mean is the planner's business.
+
+use std::path::Path;
+
+use futures::stream::{FuturesUnordered, StreamExt};
+use indicatif::ProgressBar;
+use jobvault_core::Timestamp;
+use jobvault_core::job_object::decode_job_object;
+use jobvault_core::machine::ListedObject;
+use jobvault_core::object_name::ObjectKind;
+use jobvault_core::restore_plan::{Answer, Ask, NewestSearch, PlanError, Planner, RangeListing};
+
+use crate::db::{DbError, JobDb};
+use crate::restore::download_snapshot;
+use crate::store::{Store, StoreError};
+
+/// Why a drive stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum DriveError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A job object does not hold a job; `object` is its full location.
+    #[error("{object}: {why}")]
+    Corrupt { object: String, why: String },
+    #[error("planner: {0}")]
+    Planner(String),
+    /// The snapshot could not be downloaded or opened.
+    #[error("{0}")]
+    Snapshot(String),
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
+/// Where and how to carry out asks.
+pub struct Driver<'a> {
+    pub store: &'a Store,
+    pub concurrency: usize,
+    /// Where a fetched snapshot is written.
+    pub snapshot_to: Option<&'a Path>,
+    /// Counts job objects asked for and fetched.
+    pub progress: Option<&'a ProgressBar>,
+}
+
+impl<'a> Driver<'a> {
+    pub fn new(store: &'a Store, concurrency: usize) -> Self {
+        Driver {
+            store,
+            concurrency,
+            snapshot_to: None,
+            progress: None,
+        }
+    }
+
+    /// Answers `planner`'s asks until it is complete.
+    pub async fn drive(&self, planner: &mut impl Planner) -> Result<(), DriveError> {
+        let mut running = FuturesUnordered::new();
+        loop {
+            while running.len() < self.concurrency.max(1) {
+                let Some(ask) = planner.poll_ask() else { break };
+                if let (Some(bar), Ask::FetchJob { .. }) = (self.progress, &ask) {
+                    bar.inc_length(1);
+                }
+                running.push(self.answer(ask));
+            }
+            let Some(answer) = running.next().await else {
+                break;
+            };
+            planner
+                .handle_answer(answer?)
+                .map_err(|e| self.plan_error(e))?;
+        }
+        if let Some(bar) = self.progress {
+            bar.finish_and_clear();
+        }
+        if planner.is_complete() {
+            Ok(())
+        } else {
+            Err(DriveError::Planner(
+                "stalled with nothing to ask".to_owned(),
+            ))
+        }
+    }
+
+    async fn answer(&self, ask: Ask) -> Result<Answer, DriveError> {
+        Ok(match ask {
+            Ask::ListFolders { folder } => {
+                let folders = self.store.list_folders(&folder).await?;
+                Answer::Folders { folder, folders }
+            }
+            Ask::ListObjects { prefix } => {
+                let objects = self.store.list(&prefix).await?;
+                Answer::Objects { prefix, objects }
+            }
+            Ask::FetchSnapshot { object } => self.fetch_snapshot(object).await?,
+            Ask::FetchJob { object } => {
+                let bytes = self.store.get(&object).await?;
+                if let Some(bar) = self.progress {
+                    bar.inc(1);
+                }
+                let result = decode_job_object(&bytes).map_err(|e| e.to_string());
+                Answer::JobFetched { object, result }
+            }
+        })
+    }
+
+    async fn fetch_snapshot(&self, object: String) -> Result<Answer, DriveError> {
+        let Some(dest) = self.snapshot_to else {
+            return Err(DriveError::Planner(format!(
+                "asked to fetch {object} with nowhere to put it"
+            )));
+        };
+        let downloaded = download_snapshot(self.store, &object, dest)
+            .await
+            .map_err(|e| DriveError::Snapshot(e.to_string()))?;
+        let stored_cursor = JobDb::open(dest)?.cursor()?;
+        Ok(Answer::SnapshotFetched {
+            object,
+            gzip_mtime: downloaded.gzip.and_then(|(_, mtime)| mtime),
+            stored_cursor,
+        })
+    }
+
+    fn plan_error(&self, error: PlanError) -> DriveError {
+        match error {
+            PlanError::Corrupt { object, why } => DriveError::Corrupt {
+                object: self.store.location(&object),
+                why,
+            },
+            PlanError::Unexpected(what) => DriveError::Planner(what),
+        }
+    }
+}
+
+/// Every object of `kind` in the day folders between `since` and `now`.
+pub async fn list_range(
+    store: &Store,
+    kind: ObjectKind,
+    since: Timestamp,
+    now: Timestamp,
+    concurrency: usize,
+) -> Result<Vec<ListedObject>, DriveError> {
+    let mut listing = RangeListing::new(kind, since, now);
+    Driver::new(store, concurrency).drive(&mut listing).await?;
+    Ok(listing.into_objects())
+}
+
+/// The newest object of `kind` in the bucket.
+pub async fn find_newest(
+    store: &Store,
+    kind: ObjectKind,
+) -> Result<Option<ListedObject>, DriveError> {
+    let mut search = NewestSearch::new(kind);
+    Driver::new(store, 1).drive(&mut search).await?;
+    Ok(search.into_newest())
+}
