@@ -1,14 +1,24 @@
 //! What goes wrong in a simulated day, drawn from the seed.
 //!
 //! Each seed gets its own mix: some days are calm, some have a store that
-//! fails one request in five, some crash jobvault four times. Rates apply to
-//! every operation; scheduled faults happen once, at a drawn time.
+//! fails one request in five, some crash jobvault four times. A fault is
+//! either a rate, applied to every operation it can hit, or a count of
+//! one-off events at drawn times.
+//!
+//! Adding a kind takes three places, and the compiler finds the last two: the
+//! variant below, its arm in [`FaultKind::draw`], and its arm where the
+//! simulation injects it (`Simulation::inject` for one-offs, or the
+//! operation it hits for rates). Labels, `--faults`, counts and the summary
+//! follow from the variant.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::time::Duration;
 
+use clap::ValueEnum;
+
 /// The kinds of fault the world injects.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, ValueEnum)]
 pub enum FaultKind {
     /// A store request fails and has no effect.
     StoreTransient,
@@ -20,8 +30,10 @@ pub enum FaultKind {
     DbRead,
     /// A database write fails.
     DbWrite,
-    /// A trigger directory operation fails, or the directory is gone.
+    /// A trigger directory operation fails.
     TriggerDir,
+    /// The trigger directory disappears for a while.
+    TriggerDirLost,
     /// jobvault is killed; what was in flight lands or not, at random.
     Crash,
     /// jobvault is asked to stop and is given a grace period.
@@ -32,67 +44,91 @@ pub enum FaultKind {
     FeedReset,
     /// A malformed trigger file appears.
     MalformedTrigger,
+    /// A store or database call never answers; a store write may have
+    /// landed. The driver answers it at the command's deadline.
+    Hang,
+}
+
+/// How much of one fault a day gets.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Dose {
+    /// The chance that each operation it can hit fails this way.
+    Rate(f64),
+    /// How many times it happens, at drawn times of the day.
+    Count(u32),
+}
+
+impl Dose {
+    fn none(self) -> Dose {
+        match self {
+            Dose::Rate(_) => Dose::Rate(0.0),
+            Dose::Count(_) => Dose::Count(0),
+        }
+    }
 }
 
 impl FaultKind {
-    pub const ALL: [FaultKind; 11] = [
-        FaultKind::StoreTransient,
-        FaultKind::StoreOutage,
-        FaultKind::StoreAmbiguous,
-        FaultKind::DbRead,
-        FaultKind::DbWrite,
-        FaultKind::TriggerDir,
-        FaultKind::Crash,
-        FaultKind::Shutdown,
-        FaultKind::ClockStep,
-        FaultKind::FeedReset,
-        FaultKind::MalformedTrigger,
-    ];
+    pub fn all() -> &'static [FaultKind] {
+        FaultKind::value_variants()
+    }
 
-    pub fn label(self) -> &'static str {
+    /// The kebab-case name used by `--faults` and in summaries.
+    pub fn label(self) -> String {
+        self.to_possible_value()
+            .expect("no variant is skipped")
+            .get_name()
+            .to_owned()
+    }
+
+    /// Draws this fault's dose for one day.
+    fn draw(self, rng: &mut fastrand::Rng) -> Dose {
+        let rate = |rng: &mut fastrand::Rng, max: f64| Dose::Rate(rng.f64() * max);
+        let count = |rng: &mut fastrand::Rng, max: u32| Dose::Count(rng.u32(0..=max));
         match self {
-            FaultKind::StoreTransient => "store-transient",
-            FaultKind::StoreOutage => "store-outage",
-            FaultKind::StoreAmbiguous => "store-ambiguous",
-            FaultKind::DbRead => "db-read",
-            FaultKind::DbWrite => "db-write",
-            FaultKind::TriggerDir => "trigger-dir",
-            FaultKind::Crash => "crash",
-            FaultKind::Shutdown => "shutdown",
-            FaultKind::ClockStep => "clock-step",
-            FaultKind::FeedReset => "feed-reset",
-            FaultKind::MalformedTrigger => "malformed-trigger",
+            FaultKind::StoreTransient => rate(rng, 0.2),
+            FaultKind::StoreOutage => count(rng, 3),
+            FaultKind::StoreAmbiguous => rate(rng, 0.05),
+            FaultKind::DbRead => rate(rng, 0.05),
+            FaultKind::DbWrite => rate(rng, 0.05),
+            FaultKind::TriggerDir => rate(rng, 0.1),
+            FaultKind::TriggerDirLost => count(rng, 1),
+            FaultKind::Crash => count(rng, 4),
+            FaultKind::Shutdown => count(rng, 2),
+            FaultKind::ClockStep => count(rng, 3),
+            FaultKind::FeedReset => count(rng, 2),
+            FaultKind::MalformedTrigger => count(rng, 2),
+            FaultKind::Hang => rate(rng, 0.01),
         }
     }
 }
 
 /// How many faults of each kind were injected.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct FaultCounts([u64; FaultKind::ALL.len()]);
+pub struct FaultCounts(BTreeMap<FaultKind, u64>);
 
 impl FaultCounts {
     pub fn add(&mut self, kind: FaultKind) {
-        self.0[kind as usize] += 1;
+        *self.0.entry(kind).or_default() += 1;
     }
 
     pub fn get(&self, kind: FaultKind) -> u64 {
-        self.0[kind as usize]
+        self.0.get(&kind).copied().unwrap_or_default()
     }
 
     pub fn merge(&mut self, other: &FaultCounts) {
-        for (mine, theirs) in self.0.iter_mut().zip(other.0) {
-            *mine += theirs;
+        for (kind, n) in &other.0 {
+            *self.0.entry(*kind).or_default() += n;
         }
     }
 
     pub fn total(&self) -> u64 {
-        self.0.iter().sum()
+        self.0.values().sum()
     }
 }
 
 impl fmt::Display for FaultCounts {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, kind) in FaultKind::ALL.iter().enumerate() {
+        for (i, kind) in FaultKind::all().iter().enumerate() {
             if i > 0 {
                 f.write_str(", ")?;
             }
@@ -102,23 +138,12 @@ impl fmt::Display for FaultCounts {
     }
 }
 
-/// Per-operation fault rates and the number of one-off faults for one seed.
+/// The faults and the workload of one seed.
 #[derive(Debug, Clone)]
 pub struct FaultPlan {
-    pub store_transient: f64,
-    pub store_ambiguous: f64,
-    pub db_read: f64,
-    pub db_write: f64,
-    pub trigger_dir: f64,
+    doses: BTreeMap<FaultKind, Dose>,
     /// Typical store round trip.
     pub store_latency: Duration,
-    pub outages: u32,
-    pub crashes: u32,
-    pub shutdowns: u32,
-    pub clock_steps: u32,
-    pub feed_resets: u32,
-    pub malformed_triggers: u32,
-    pub trigger_dir_removals: u32,
     pub immediate_requests: u32,
     /// Mean time between job writes outside bursts.
     pub write_interval: Duration,
@@ -126,39 +151,50 @@ pub struct FaultPlan {
 }
 
 impl FaultPlan {
-    /// Draws a plan. About one seed in eight is calm, so that the fault-free
-    /// paths are exercised as often as the faulty ones.
-    pub fn draw(rng: &mut fastrand::Rng) -> Self {
+    /// Draws a plan with only the `enabled` kinds of fault. About one seed in
+    /// eight is calm, so that the fault-free paths are exercised as often as
+    /// the faulty ones. Every kind's dose is drawn whether or not it is
+    /// enabled, so that enabling one does not change the others.
+    pub fn draw(rng: &mut fastrand::Rng, enabled: &BTreeSet<FaultKind>) -> Self {
         let calm = rng.u8(0..8) == 0;
-        let rate = |rng: &mut fastrand::Rng, max: f64| if calm { 0.0 } else { rng.f64() * max };
-        let count = |rng: &mut fastrand::Rng, max: u32| if calm { 0 } else { rng.u32(0..=max) };
+        let doses = FaultKind::all()
+            .iter()
+            .map(|&kind| {
+                let dose = kind.draw(rng);
+                let on = !calm && enabled.contains(&kind);
+                (kind, if on { dose } else { dose.none() })
+            })
+            .collect();
         FaultPlan {
-            store_transient: rate(rng, 0.2),
-            store_ambiguous: rate(rng, 0.05),
-            db_read: rate(rng, 0.05),
-            db_write: rate(rng, 0.05),
-            trigger_dir: rate(rng, 0.1),
+            doses,
             store_latency: Duration::from_millis(rng.u64(5..120)),
-            outages: count(rng, 3),
-            crashes: count(rng, 4),
-            shutdowns: count(rng, 2),
-            clock_steps: count(rng, 3),
-            feed_resets: count(rng, 2),
-            malformed_triggers: count(rng, 2),
-            trigger_dir_removals: count(rng, 1),
             immediate_requests: rng.u32(0..=2),
             write_interval: Duration::from_millis(rng.u64(2_000..60_000)),
             bursts: rng.u32(0..=4),
         }
     }
 
+    /// The chance that an operation `kind` can hit fails that way.
+    pub fn rate(&self, kind: FaultKind) -> f64 {
+        match self.doses[&kind] {
+            Dose::Rate(rate) => rate,
+            Dose::Count(_) => 0.0,
+        }
+    }
+
+    /// The one-off faults of the day, each kind with its count.
+    pub fn one_offs(&self) -> impl Iterator<Item = (FaultKind, u32)> + '_ {
+        self.doses.iter().filter_map(|(kind, dose)| match dose {
+            Dose::Count(n) => Some((*kind, *n)),
+            Dose::Rate(_) => None,
+        })
+    }
+
     /// No faults at all: the world after the simulated day, while the system
     /// is left to quiesce.
     pub fn calm(&mut self) {
-        self.store_transient = 0.0;
-        self.store_ambiguous = 0.0;
-        self.db_read = 0.0;
-        self.db_write = 0.0;
-        self.trigger_dir = 0.0;
+        for dose in self.doses.values_mut() {
+            *dose = dose.none();
+        }
     }
 }

@@ -1,17 +1,22 @@
-//! The invariants of DESIGN §6, checked against the simulated world.
+//! The invariants of DESIGN.md §6, checked against the simulated world.
 //!
 //! The checker sees what the core cannot: true time, every job version ever
 //! committed, and every object in the bucket. It is told about each relevant
 //! step as it happens and records a violation, in words, when one breaks.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Bound;
 
-use jobvault_core::object_name::ObjectKind;
-use jobvault_core::retrieval::{RESTORE_CLOCK_ALLOWANCE, day_prefixes};
-use jobvault_core::{Config, Cursor, JobId, Seq, Timestamp};
+use std::time::Duration;
 
-use crate::world::{Body, Db, Store};
+use jobvault_core::{Config, Cursor, Seq, Timestamp};
+
+use crate::restore::Restored;
+use crate::world::{Db, Store};
+
+/// The largest error of the local clock the world injects: half of the
+/// restore's clock allowance, as the restore runbook documents.
+pub const MAX_CLOCK_ERROR: Duration = Duration::from_secs(300);
 
 /// Violations kept per seed; one is enough to fail, a few help to debug.
 const MAX_VIOLATIONS: usize = 10;
@@ -144,8 +149,9 @@ impl Checker {
 
     /// Invariant 1 while faults go on: a restore now holds every version the
     /// stored cursor says is safe.
-    pub fn check_restore_covers_cursor(&mut self, db: &Db, store: &Store, local_now: Timestamp) {
-        let restored = restore(store, local_now);
+    pub fn check_restore_covers_cursor(&mut self, db: &Db, store: &Store, restored: &Restored) {
+        self.check_restore_reads_little(store, restored);
+        let restored = &restored.versions;
         let stored = db.stored.seq;
         let missing = db
             .by_seq
@@ -162,8 +168,9 @@ impl Checker {
 
     /// Invariants 1 and 3 once the system has quiesced: a restore equals the
     /// database, job for job.
-    pub fn check_final(&mut self, db: &Db, store: &Store, local_now: Timestamp) {
-        let restored = restore(store, local_now);
+    pub fn check_final(&mut self, db: &Db, store: &Store, restored: &Restored) {
+        self.check_restore_reads_little(store, restored);
+        let restored = &restored.versions;
         let expected = db.versions();
         let differences: Vec<String> = expected
             .iter()
@@ -184,48 +191,55 @@ impl Checker {
             )
         });
     }
-}
 
-/// What `jobvault restore` would produce now: the newest snapshot, then the
-/// newest version (by sequence) of each job uploaded since the snapshot's
-/// gzip mtime less the clock allowance, listed day folder by day folder as
-/// the real retrieval does, applied where newer.
-pub fn restore(store: &Store, local_now: Timestamp) -> BTreeMap<JobId, Seq> {
-    let newest_snapshot = store
-        .under(ObjectKind::Snapshot.dir())
-        .filter_map(|(name, object)| match &object.body {
-            Body::Snapshot {
-                versions,
-                gzip_mtime,
-            } => Some((object.updated, name, versions, *gzip_mtime)),
-            Body::Job { .. } => None,
-        })
-        .max_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
-    let (mut restored, since) = match newest_snapshot {
-        Some((_, _, versions, gzip_mtime)) => {
-            ((**versions).clone(), gzip_mtime - RESTORE_CLOCK_ALLOWANCE)
-        }
-        None => (BTreeMap::new(), Timestamp::UNIX_EPOCH),
-    };
-    let mut newest: BTreeMap<JobId, Seq> = BTreeMap::new();
-    let prefixes = if since == Timestamp::UNIX_EPOCH {
-        vec![ObjectKind::Job.dir().to_owned()]
-    } else {
-        day_prefixes(ObjectKind::Job, since, local_now)
-    };
-    for prefix in &prefixes {
-        for (_, object) in store.under(prefix) {
-            if let Body::Job { id, seq } = &object.body
-                && object.updated >= since
-            {
-                let held = newest.entry(id.clone()).or_default();
-                *held = (*held).max(*seq);
-            }
-        }
+    /// Invariant 7: a restore starts from the newest snapshot the store
+    /// wrote, so it fetches only the job objects uploaded since (less the
+    /// clock allowance), not every one since an older snapshot.
+    fn check_restore_reads_little(&mut self, store: &Store, restored: &Restored) {
+        let chosen = restored.snapshot.as_ref().map(|s| &s.object);
+        self.check(chosen == store.newest_snapshot.as_ref(), || {
+            format!(
+                "a restore started from snapshot {chosen:?}, not from the newest one, {:?}",
+                store.newest_snapshot
+            )
+        });
+        let Some(newest) = restored.snapshot.as_ref() else {
+            return;
+        };
+        let floor = newest.time - MAX_CLOCK_ERROR - MAX_CLOCK_ERROR;
+        let early = restored
+            .fetched_uploads
+            .iter()
+            .filter(|&&at| at < floor)
+            .count();
+        self.check(early == 0, || {
+            format!(
+                "a restore from {} (time {}) fetched {early} job objects uploaded before {floor}",
+                newest.object, newest.time
+            )
+        });
     }
-    for (id, seq) in newest {
-        let held = restored.entry(id).or_default();
-        *held = (*held).max(seq);
+
+    /// Every immediate-backup request is answered exactly once.
+    pub fn check_immediate_answered_once(&mut self, id: u64, asked: bool) {
+        self.check(asked, || {
+            format!("immediate backup {id} was answered, but it was not waiting")
+        });
     }
-    restored
+
+    /// A core that exits after a graceful stop has answered every
+    /// immediate-backup request: nobody would after it.
+    pub fn check_immediate_all_answered(&mut self, unanswered: &BTreeSet<u64>) {
+        self.check(unanswered.is_empty(), || {
+            format!("the core exited with immediate backups {unanswered:?} unanswered")
+        });
+    }
+
+    /// Nothing silent: every report the core got answered something it had
+    /// asked for.
+    pub fn check_no_unexpected_reports(&mut self, unexpected: u64) {
+        self.check(unexpected == 0, || {
+            format!("the core dropped {unexpected} reports that answered nothing outstanding")
+        });
+    }
 }

@@ -1,5 +1,5 @@
 //! The jobvault simulator: the pure core driven through thousands of seeded,
-//! faulty days, with the invariants of DESIGN §6 checked as it goes.
+//! faulty days, with the invariants of DESIGN.md §6 checked as it goes.
 //!
 //! A seed fixes everything: the fault mix, the workload, every latency and
 //! every outcome. The same seed always gives the same run, so a failing seed
@@ -7,9 +7,11 @@
 
 pub mod faults;
 pub mod invariants;
+pub mod restore;
+pub mod rng;
 pub mod simulation;
 pub mod summary;
 pub mod world;
 
-pub use simulation::{Outcome, run};
+pub use simulation::{Outcome, run, run_with};
 pub use summary::Summary;

@@ -1,11 +1,13 @@
 //! `jobvault-sim`: run many seeded days, or replay one with its trace.
 
+use std::collections::BTreeSet;
 use std::process::ExitCode;
 use std::time::Instant;
 
 use clap::Parser;
 
-use jobvault_sim::{Summary, run};
+use jobvault_sim::faults::FaultKind;
+use jobvault_sim::{Summary, run_with};
 
 /// Drives the jobvault core through seeded, faulty simulated days and checks
 /// its invariants after every step.
@@ -27,12 +29,26 @@ struct Args {
     /// Worker threads; defaults to the number of cores.
     #[arg(long)]
     threads: Option<usize>,
+    /// Inject only these kinds of fault (comma-separated); all by default.
+    #[arg(long, value_enum, value_delimiter = ',')]
+    faults: Vec<FaultKind>,
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    let enabled: BTreeSet<FaultKind> = if args.faults.is_empty() {
+        FaultKind::all().iter().copied().collect()
+    } else {
+        args.faults.iter().copied().collect()
+    };
+    let replay_faults = if args.faults.is_empty() {
+        String::new()
+    } else {
+        let labels: Vec<String> = enabled.iter().map(|kind| kind.label()).collect();
+        format!(" --faults {}", labels.join(","))
+    };
     if let Some(seed) = args.seed {
-        let outcome = run(seed, args.trace);
+        let outcome = run_with(seed, args.trace, &enabled);
         for line in &outcome.trace {
             println!("{line}");
         }
@@ -53,7 +69,8 @@ fn main() -> ExitCode {
         .threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     let started = Instant::now();
-    let summary = Summary::run(args.first_seed..args.first_seed + args.seeds, threads);
+    let seeds = args.first_seed..args.first_seed + args.seeds;
+    let summary = Summary::run_with(seeds, threads, &enabled);
     println!("{summary}");
     println!(
         "elapsed          {:.1} s on {threads} threads",
@@ -64,7 +81,9 @@ fn main() -> ExitCode {
     }
     for (seed, violations) in &summary.failures {
         println!("seed {seed} FAILED: {}", violations[0]);
-        println!("  replay: cargo run --release -p jobvault-sim -- --seed {seed} --trace");
+        println!(
+            "  replay: cargo run --release -p jobvault-sim -- --seed {seed}{replay_faults} --trace"
+        );
     }
     ExitCode::FAILURE
 }

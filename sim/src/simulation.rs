@@ -7,17 +7,21 @@
 //! is left to quiesce; then a restore from the bucket must equal the database.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap};
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::Arc;
 use std::time::Duration;
 
 use jobvault_core::machine::{ChangeBatch, JobUpload, SnapshotOrder, SnapshotReason};
 use jobvault_core::trigger::RETRY_COUNT;
-use jobvault_core::{Backup, Command, Config, Cursor, Failure, Input, JobId, Seq, Timestamp};
+use jobvault_core::{
+    Backup, Command, Config, Cursor, Failure, FailureKind, Input, JobId, Seq, Timestamp,
+};
 
 use crate::faults::{FaultCounts, FaultKind, FaultPlan};
-use crate::invariants::Checker;
+use crate::invariants::{Checker, MAX_CLOCK_ERROR};
+use crate::restore::restore;
+use crate::rng::Streams;
 use crate::world::{Body, Db, Store, TriggerDir};
 
 const SECOND: Duration = Duration::from_secs(1);
@@ -25,11 +29,10 @@ const HOUR: Duration = Duration::from_secs(3600);
 const DAY: Duration = Duration::from_secs(86_400);
 /// How long the system gets to catch up after the faults stop.
 const QUIESCE_LIMIT: Duration = Duration::from_secs(2 * 3600);
+/// A day takes well under a million events; many more means a livelock.
+const MAX_EVENTS: u64 = 10_000_000;
 /// How long a stopping jobvault is given before it is killed.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
-/// The largest local clock error the simulation injects: half of
-/// `RESTORE_CLOCK_ALLOWANCE`, as the restore runbook documents.
-const MAX_CLOCK_ERROR_SECS: i64 = 300;
 
 /// What one seed did and found.
 #[derive(Debug, Default)]
@@ -48,10 +51,15 @@ pub struct Outcome {
     pub trace: Vec<String>,
 }
 
-/// Runs one simulated day for `seed`. With `trace`, every event and command
-/// is recorded in [`Outcome::trace`].
+/// Runs one simulated day for `seed` with every kind of fault. With `trace`,
+/// every event and command is recorded in [`Outcome::trace`].
 pub fn run(seed: u64, trace: bool) -> Outcome {
-    Simulation::new(seed, trace).run()
+    run_with(seed, trace, &FaultKind::all().iter().copied().collect())
+}
+
+/// Runs one simulated day for `seed` with only the `enabled` kinds of fault.
+pub fn run_with(seed: u64, trace: bool, enabled: &BTreeSet<FaultKind>) -> Outcome {
+    Simulation::new(seed, trace, enabled).run()
 }
 
 /// The result the world will report for an operation, decided when it starts.
@@ -59,9 +67,11 @@ pub fn run(seed: u64, trace: bool) -> Outcome {
 enum Fate {
     Ok,
     /// Fails with no effect.
-    Fail(&'static str),
+    Fail(FailureKind, &'static str),
     /// Reported failed, but the effect happened.
     Ambiguous,
+    /// Never answers; the effect happened or not (`true`: it did).
+    Hang(bool),
 }
 
 /// An operation in flight in the world.
@@ -81,6 +91,7 @@ enum Op {
     Snapshot {
         order: SnapshotOrder,
         versions: Arc<BTreeMap<JobId, Seq>>,
+        stored: Cursor,
     },
     Read {
         after: Seq,
@@ -102,8 +113,14 @@ enum Event {
     Wake(u64),
     Done {
         generation: u64,
+        id: u64,
         op: Box<Op>,
         fate: Fate,
+    },
+    /// The driver answers a command that has not answered by its deadline.
+    Deadline {
+        generation: u64,
+        id: u64,
     },
     /// A report on its way back to the core: the operation already took
     /// effect, and other reports may overtake this one.
@@ -117,17 +134,12 @@ enum Event {
     Rewrite(usize),
     /// The systemd timer drops a trigger file.
     Timer,
-    Crash,
-    Shutdown,
     /// A stopping jobvault that has not exited by now is killed.
     GraceOver(u64),
     Restart,
-    ClockStep,
-    FeedReset,
-    Malformed,
-    TriggerDirLost,
+    /// A one-off fault of the day's plan.
+    Fault(FaultKind),
     TriggerDirBack,
-    Outage,
     Immediate,
     HourlyCheck,
     EndOfDay,
@@ -168,7 +180,7 @@ impl Ord for Scheduled {
 
 struct Simulation {
     seed: u64,
-    rng: fastrand::Rng,
+    rng: Streams,
     plan: FaultPlan,
     config: Config,
     /// True time.
@@ -190,6 +202,12 @@ struct Simulation {
     /// the only reason for it to reset its change feed.
     unexplained_rewinds: u64,
     uploads_in_flight: usize,
+    /// Commands issued and not answered yet, by operation id: each is
+    /// answered exactly once, by its result or at its deadline.
+    unanswered: BTreeMap<u64, Command>,
+    next_op: u64,
+    /// Immediate-backup requests the running core has not answered.
+    immediate_waiting: BTreeSet<u64>,
     checker: Checker,
     quiescing: bool,
     deadline: Timestamp,
@@ -200,15 +218,15 @@ struct Simulation {
 }
 
 impl Simulation {
-    fn new(seed: u64, tracing: bool) -> Self {
-        let mut rng = fastrand::Rng::with_seed(seed);
-        let plan = FaultPlan::draw(&mut rng);
+    fn new(seed: u64, tracing: bool, enabled: &BTreeSet<FaultKind>) -> Self {
+        let mut rng = Streams::new(seed);
+        let plan = FaultPlan::draw(&mut rng.plan, enabled);
         let config = Config {
-            concurrency: rng.usize(1..=32),
-            max_pending: rng.usize(16..=512),
+            concurrency: rng.plan.usize(1..=32),
+            max_pending: rng.plan.usize(16..=512),
             ..Config::default()
         };
-        let start = Timestamp::from_unix_seconds(1_700_000_000 + rng.i64(0..86_400 * 365));
+        let start = Timestamp::from_unix_seconds(1_700_000_000 + rng.plan.i64(0..86_400 * 365));
         Simulation {
             seed,
             rng,
@@ -228,6 +246,9 @@ impl Simulation {
             outage_until: None,
             unexplained_rewinds: 0,
             uploads_in_flight: 0,
+            unanswered: BTreeMap::new(),
+            next_op: 0,
+            immediate_waiting: BTreeSet::new(),
             checker: Checker::default(),
             quiescing: false,
             deadline: start + DAY + QUIESCE_LIMIT,
@@ -259,14 +280,20 @@ impl Simulation {
                 ));
                 break;
             }
+            if self.outcome.events >= MAX_EVENTS {
+                self.violation(format_args!(
+                    "livelock: {MAX_EVENTS} events and the day is not over"
+                ));
+                break;
+            }
             self.now = next.at;
             self.outcome.events += 1;
             next.at.hash(&mut self.hasher);
             self.handle(next.event);
             self.pump();
             if self.quiescing && self.is_quiescent() {
-                self.checker
-                    .check_final(&self.db, &self.store, self.local_now());
+                let restored = restore(&self.store, self.local_now(), &mut self.rng.restore);
+                self.checker.check_final(&self.db, &self.store, &restored);
                 break;
             }
         }
@@ -298,28 +325,22 @@ impl Simulation {
     }
 
     fn random_time_in_day(&mut self) -> Duration {
-        Duration::from_millis(self.rng.u64(0..DAY.as_millis() as u64))
+        Duration::from_millis(self.rng.workload.u64(0..DAY.as_millis() as u64))
     }
 
     fn schedule_day(&mut self) {
         let plan = self.plan.clone();
-        let one_offs = [
-            (plan.crashes, (|| Event::Crash) as fn() -> Event),
-            (plan.shutdowns, || Event::Shutdown),
-            (plan.clock_steps, || Event::ClockStep),
-            (plan.feed_resets, || Event::FeedReset),
-            (plan.malformed_triggers, || Event::Malformed),
-            (plan.trigger_dir_removals, || Event::TriggerDirLost),
-            (plan.outages, || Event::Outage),
-            (plan.immediate_requests, || Event::Immediate),
-        ];
-        for (count, event) in one_offs {
+        for (kind, count) in plan.one_offs() {
             for _ in 0..count {
                 let delay = self.random_time_in_day();
-                self.after(delay, event());
+                self.after(delay, Event::Fault(kind));
             }
         }
-        for _ in 0..self.rng.u32(1..=2) {
+        for _ in 0..plan.immediate_requests {
+            let delay = self.random_time_in_day();
+            self.after(delay, Event::Immediate);
+        }
+        for _ in 0..self.rng.workload.u32(1..=2) {
             let delay = self.random_time_in_day();
             self.after(delay, Event::Timer);
         }
@@ -327,10 +348,10 @@ impl Simulation {
         // jobs change again while their upload is in flight.
         for _ in 0..plan.bursts {
             let start = self.random_time_in_day();
-            let ids = self.rng.usize(1..=8);
-            for _ in 0..self.rng.u32(20..=300) {
-                let jitter = Duration::from_millis(self.rng.u64(0..5_000));
-                let recent = self.rng.usize(0..ids);
+            let ids = self.rng.workload.usize(1..=8);
+            for _ in 0..self.rng.workload.u32(20..=300) {
+                let jitter = Duration::from_millis(self.rng.workload.u64(0..5_000));
+                let recent = self.rng.workload.usize(0..ids);
                 self.after(start + jitter, Event::Rewrite(recent));
             }
         }
@@ -343,6 +364,7 @@ impl Simulation {
         self.generation += 1;
         self.stopping = false;
         self.uploads_in_flight = 0;
+        self.unanswered.clear();
         let now = self.local_now();
         note!(self, "start core at cursor {:?}", self.db.stored);
         self.core = Some(Backup::new(self.config.clone(), self.db.stored, now));
@@ -364,8 +386,10 @@ impl Simulation {
         let core = self.core.as_ref().expect("checked above");
         if self.stopping && core.is_quiet() {
             note!(self, "core exited after a graceful stop");
+            let unanswered = std::mem::take(&mut self.immediate_waiting);
+            self.checker.check_immediate_all_answered(&unanswered);
             self.core = None;
-            let delay = Duration::from_millis(self.rng.u64(100..60_000));
+            let delay = Duration::from_millis(self.rng.lifecycle.u64(100..60_000));
             self.after(delay, Event::Restart);
             return;
         }
@@ -393,15 +417,22 @@ impl Simulation {
             }
             Event::Done {
                 generation,
+                id,
                 op,
                 fate,
             } => {
-                if generation == self.generation && self.core.is_some() {
+                if generation == self.generation
+                    && self.core.is_some()
+                    && self.unanswered.remove(&id).is_some()
+                {
+                    if matches!(*op, Op::Upload(_)) {
+                        self.uploads_in_flight -= 1;
+                    }
                     let input = self.complete(*op, fate);
                     // Most reports arrive at once; some linger on the way
                     // (a busy channel, a descheduled thread).
-                    if self.rng.u8(0..4) == 0 {
-                        let lag = Duration::from_micros(self.rng.u64(1..20_000));
+                    if self.rng.delivery.u8(0..4) == 0 {
+                        let lag = Duration::from_micros(self.rng.delivery.u64(1..20_000));
                         self.after(
                             lag,
                             Event::Deliver {
@@ -414,6 +445,20 @@ impl Simulation {
                     }
                 }
             }
+            Event::Deadline { generation, id } => {
+                if generation == self.generation
+                    && let Some(command) = self.unanswered.remove(&id)
+                {
+                    if matches!(command, Command::UploadJob(_)) {
+                        self.uploads_in_flight -= 1;
+                    }
+                    let failure = Failure::new(FailureKind::Timeout, "no answer by the deadline");
+                    let input = command
+                        .failed(failure)
+                        .expect("answered commands have deadlines");
+                    self.deliver(input);
+                }
+            }
             Event::Deliver { generation, input } => {
                 if generation == self.generation && self.core.is_some() {
                     self.deliver(*input);
@@ -422,80 +467,22 @@ impl Simulation {
             Event::Write => self.write_job(),
             Event::Rewrite(recent) => self.rewrite_job(recent),
             Event::Timer => self.drop_trigger(),
-            Event::Crash => self.crash(FaultKind::Crash),
-            Event::Shutdown => {
-                if self.core.is_some() && !self.stopping {
-                    self.outcome.faults.add(FaultKind::Shutdown);
-                    note!(self, "graceful stop requested");
-                    self.core.as_mut().expect("checked").stop();
-                    self.stopping = true;
-                    self.after(SHUTDOWN_GRACE, Event::GraceOver(self.generation));
-                }
-            }
-            Event::GraceOver(generation) => {
-                if generation == self.generation && self.core.is_some() && self.stopping {
-                    self.crash(FaultKind::Shutdown);
-                }
-            }
-            Event::Restart => {
-                if self.core.is_none() {
-                    self.start_core();
-                }
-            }
-            Event::ClockStep => {
-                self.outcome.faults.add(FaultKind::ClockStep);
-                self.clock_error = self.rng.i64(-MAX_CLOCK_ERROR_SECS..=MAX_CLOCK_ERROR_SECS)
-                    * 1_000_000_000
-                    + self.rng.i64(0..1_000_000_000);
-                note!(self, "local clock error now {} ns", self.clock_error);
-                self.wake = None;
-            }
-            Event::FeedReset => {
-                if self.db.stored.seq > 0 {
-                    self.outcome.faults.add(FaultKind::FeedReset);
-                    let stored = self.db.stored;
-                    self.db.stored = Cursor {
-                        seq: self.rng.u64(0..stored.seq),
-                        time: stored.time - Duration::from_secs(self.rng.u64(0..3600)),
-                    };
-                    if self.core.is_some() {
-                        self.unexplained_rewinds += 1;
-                    }
-                    note!(self, "cursor rewound to {:?}", self.db.stored);
-                }
-            }
-            Event::Malformed => {
-                self.outcome.faults.add(FaultKind::MalformedTrigger);
-                let n = self.rng.u32(..);
-                let modified = self.local_now();
-                self.dir
-                    .files
-                    .insert(format!("bad-{n}"), (modified, b"not a number".to_vec()));
-                self.dir
-                    .files
-                    .insert(format!(".editor-{n}.swp"), (modified, b"junk".to_vec()));
-            }
-            Event::TriggerDirLost => {
-                self.outcome.faults.add(FaultKind::TriggerDir);
-                self.dir.exists = false;
-                let back = Duration::from_secs(self.rng.u64(60..3600));
-                self.after(back, Event::TriggerDirBack);
-            }
+            Event::Fault(kind) => self.inject(kind),
             Event::TriggerDirBack => self.dir.exists = true,
-            Event::Outage => {
-                let length = Duration::from_secs(self.rng.u64(60..1800));
-                note!(self, "store outage for {length:?}");
-                self.outage_until = Some(self.now + length);
-            }
             Event::Immediate => {
                 let now = self.local_now();
                 if let Some(core) = self.core.as_mut() {
-                    core.handle_input(Input::ImmediateBackupRequested, now);
+                    let id = self.next_op;
+                    self.next_op += 1;
+                    self.immediate_waiting.insert(id);
+                    let name = "task-scheduler".to_owned();
+                    core.handle_input(Input::ImmediateBackupRequested { id, name }, now);
                 }
             }
             Event::HourlyCheck => {
+                let restored = restore(&self.store, self.local_now(), &mut self.rng.restore);
                 self.checker
-                    .check_restore_covers_cursor(&self.db, &self.store, self.local_now());
+                    .check_restore_covers_cursor(&self.db, &self.store, &restored);
                 if !self.quiescing {
                     self.after(HOUR, Event::HourlyCheck);
                 }
@@ -510,6 +497,83 @@ impl Simulation {
                     self.after(SECOND, Event::Restart);
                 }
             }
+            Event::GraceOver(generation) => {
+                if generation == self.generation && self.core.is_some() && self.stopping {
+                    self.crash(FaultKind::Shutdown);
+                }
+            }
+            Event::Restart => {
+                if self.core.is_none() {
+                    self.start_core();
+                }
+            }
+        }
+    }
+
+    /// Injects a one-off fault.
+    fn inject(&mut self, kind: FaultKind) {
+        match kind {
+            FaultKind::Crash => self.crash(FaultKind::Crash),
+            FaultKind::Shutdown => {
+                if self.core.is_some() && !self.stopping {
+                    self.outcome.faults.add(FaultKind::Shutdown);
+                    note!(self, "graceful stop requested");
+                    self.core.as_mut().expect("checked").stop();
+                    self.stopping = true;
+                    self.after(SHUTDOWN_GRACE, Event::GraceOver(self.generation));
+                }
+            }
+            FaultKind::ClockStep => {
+                self.outcome.faults.add(FaultKind::ClockStep);
+                let max = MAX_CLOCK_ERROR.as_nanos() as i64;
+                self.clock_error = self.rng.lifecycle.i64(-max..=max);
+                note!(self, "local clock error now {} ns", self.clock_error);
+                self.wake = None;
+            }
+            FaultKind::FeedReset => {
+                if self.db.stored.seq > 0 {
+                    self.outcome.faults.add(FaultKind::FeedReset);
+                    let stored = self.db.stored;
+                    self.db.stored = Cursor {
+                        seq: self.rng.lifecycle.u64(0..stored.seq),
+                        time: stored.time - Duration::from_secs(self.rng.lifecycle.u64(0..3600)),
+                    };
+                    if self.core.is_some() {
+                        self.unexplained_rewinds += 1;
+                    }
+                    note!(self, "cursor rewound to {:?}", self.db.stored);
+                }
+            }
+            FaultKind::MalformedTrigger => {
+                self.outcome.faults.add(FaultKind::MalformedTrigger);
+                let n = self.rng.workload.u32(..);
+                let modified = self.local_now();
+                self.dir
+                    .files
+                    .insert(format!("bad-{n}"), (modified, b"not a number".to_vec()));
+                self.dir
+                    .files
+                    .insert(format!(".editor-{n}.swp"), (modified, b"junk".to_vec()));
+            }
+            FaultKind::TriggerDirLost => {
+                self.outcome.faults.add(FaultKind::TriggerDirLost);
+                self.dir.exists = false;
+                let back = Duration::from_secs(self.rng.lifecycle.u64(60..3600));
+                self.after(back, Event::TriggerDirBack);
+            }
+            FaultKind::StoreOutage => {
+                let length = Duration::from_secs(self.rng.lifecycle.u64(60..1800));
+                note!(self, "store outage for {length:?}");
+                self.outage_until = Some(self.now + length);
+            }
+            FaultKind::StoreTransient
+            | FaultKind::StoreAmbiguous
+            | FaultKind::DbRead
+            | FaultKind::DbWrite
+            | FaultKind::TriggerDir
+            | FaultKind::Hang => {
+                unreachable!("{kind:?} is a rate, applied to each operation it can hit")
+            }
         }
     }
 
@@ -521,6 +585,8 @@ impl Simulation {
         };
         let resets_before = core.metrics().feed_resets_since_snapshot;
         core.handle_input(input, now);
+        let unexpected = core.metrics().unexpected_reports;
+        self.checker.check_no_unexpected_reports(unexpected);
         if core.metrics().feed_resets_since_snapshot > resets_before {
             let explained = self.unexplained_rewinds > 0;
             self.checker.check_reset_explained(explained);
@@ -532,16 +598,16 @@ impl Simulation {
         if self.quiescing {
             return;
         }
-        let id = if self.db.ids.is_empty() || self.rng.u8(0..10) < 3 {
+        let id = if self.db.ids.is_empty() || self.rng.workload.u8(0..10) < 3 {
             JobId::new(format!("{:08x}", self.db.counter + 1)).expect("hex ids are valid")
         } else {
             let recent = self.db.ids.len().min(64);
-            let pick = self.db.ids.len() - 1 - self.rng.usize(0..recent);
+            let pick = self.db.ids.len() - 1 - self.rng.workload.usize(0..recent);
             self.db.ids[pick].clone()
         };
         let modified = self.local_now();
         self.db.write(id, modified, self.now);
-        let gap = self.plan.write_interval.as_secs_f64() * -(1.0 - self.rng.f64()).ln();
+        let gap = self.plan.write_interval.as_secs_f64() * -(1.0 - self.rng.workload.f64()).ln();
         self.after(Duration::from_secs_f64(gap), Event::Write);
     }
 
@@ -581,8 +647,9 @@ impl Simulation {
                     generation: g,
                     op,
                     fate,
+                    ..
                 } if g == generation => {
-                    if !matches!(fate, Fate::Fail(_)) && self.rng.bool() {
+                    if !matches!(fate, Fate::Fail(..)) && self.rng.lifecycle.bool() {
                         self.complete(*op, Fate::Ok);
                     }
                 }
@@ -591,9 +658,11 @@ impl Simulation {
         }
         self.queue = kept;
         self.core = None;
+        // Whoever waited for an immediate backup saw the connection drop.
+        self.immediate_waiting.clear();
         self.stopping = false;
         self.generation += 1;
-        let delay = Duration::from_millis(self.rng.u64(1_000..120_000));
+        let delay = Duration::from_millis(self.rng.lifecycle.u64(1_000..120_000));
         self.after(delay, Event::Restart);
     }
 
@@ -612,24 +681,37 @@ impl Simulation {
     fn store_fate(&mut self) -> Fate {
         if self.outage_until.is_some_and(|until| self.now < until) {
             self.outcome.faults.add(FaultKind::StoreOutage);
-            return Fate::Fail("503 Service Unavailable (outage)");
+            return Fate::Fail(FailureKind::Transient, "503 Service Unavailable (outage)");
         }
-        let draw = self.rng.f64();
-        if draw < self.plan.store_transient {
+        let draw = self.rng.fate.f64();
+        let transient = self.plan.rate(FaultKind::StoreTransient);
+        let ambiguous = transient + self.plan.rate(FaultKind::StoreAmbiguous);
+        if draw < transient {
             self.outcome.faults.add(FaultKind::StoreTransient);
-            Fate::Fail("503 Service Unavailable")
-        } else if draw < self.plan.store_transient + self.plan.store_ambiguous {
+            Fate::Fail(FailureKind::Transient, "503 Service Unavailable")
+        } else if draw < ambiguous {
             self.outcome.faults.add(FaultKind::StoreAmbiguous);
             Fate::Ambiguous
+        } else if draw < ambiguous + self.plan.rate(FaultKind::Hang) {
+            self.outcome.faults.add(FaultKind::Hang);
+            Fate::Hang(self.rng.fate.bool())
         } else {
             Fate::Ok
         }
     }
 
-    fn rate_fate(&mut self, rate: f64, kind: FaultKind, why: &'static str) -> Fate {
-        if self.rng.f64() < rate {
+    /// The fate of a database or trigger directory operation: it fails as
+    /// `kind` at that kind's rate, or hangs, with no effect (a statement that
+    /// never got its lock).
+    fn rate_fate(&mut self, kind: FaultKind, why: &'static str) -> Fate {
+        let draw = self.rng.fate.f64();
+        let rate = self.plan.rate(kind);
+        if draw < rate {
             self.outcome.faults.add(kind);
-            Fate::Fail(why)
+            Fate::Fail(FailureKind::Transient, why)
+        } else if draw < rate + self.plan.rate(FaultKind::Hang) {
+            self.outcome.faults.add(FaultKind::Hang);
+            Fate::Hang(false)
         } else {
             Fate::Ok
         }
@@ -637,10 +719,12 @@ impl Simulation {
 
     fn dir_fate(&mut self) -> Fate {
         if !self.dir.exists {
-            return Fate::Fail("trigger directory: No such file or directory");
+            return Fate::Fail(
+                FailureKind::NotFound,
+                "trigger directory: No such file or directory",
+            );
         }
         self.rate_fate(
-            self.plan.trigger_dir,
             FaultKind::TriggerDir,
             "trigger directory: Input/output error",
         )
@@ -648,17 +732,18 @@ impl Simulation {
 
     fn store_latency(&mut self) -> Duration {
         let base = self.plan.store_latency;
-        if self.rng.u8(0..50) == 0 {
-            base * self.rng.u32(10..100)
+        if self.rng.latency.u8(0..50) == 0 {
+            base * self.rng.latency.u32(10..100)
         } else {
-            base.mul_f64(0.5 + self.rng.f64())
+            base.mul_f64(0.5 + self.rng.latency.f64())
         }
     }
 
     fn execute(&mut self, command: Command) {
         hash_command(&mut self.hasher, &command);
         note!(self, "command {}", describe_command(&command));
-        let db_latency = Duration::from_micros(self.rng.u64(200..5_000));
+        let db_latency = Duration::from_micros(self.rng.latency.u64(200..5_000));
+        let (deadline, answered) = (command.deadline(), command.clone());
         let (op, fate, latency) = match command {
             Command::ScanTriggers => (Op::Scan, self.dir_fate(), db_latency),
             Command::WriteTriggerAttempts { name, attempts } => (
@@ -677,14 +762,19 @@ impl Simulation {
                     self.checker.count_attempt(name, RETRY_COUNT);
                 }
                 let versions = Arc::new(self.db.versions());
-                let latency = Duration::from_millis(self.rng.u64(500..30_000));
+                let latency = Duration::from_millis(self.rng.latency.u64(500..30_000));
                 let fate = self.store_fate();
-                (Op::Snapshot { order, versions }, fate, latency)
+                let stored = self.db.stored;
+                let op = Op::Snapshot {
+                    order,
+                    versions,
+                    stored,
+                };
+                (op, fate, latency)
             }
             Command::ReadChanges { after, limit } => {
                 self.checker.note_read(self.local_now(), self.now);
-                let fate =
-                    self.rate_fate(self.plan.db_read, FaultKind::DbRead, "database is locked");
+                let fate = self.rate_fate(FaultKind::DbRead, "database is locked");
                 (Op::Read { after, limit }, fate, db_latency)
             }
             Command::UploadJob(upload) => {
@@ -702,7 +792,7 @@ impl Simulation {
                 (Op::Upload(upload), self.store_fate(), latency)
             }
             Command::SaveCursor { expected, new } => {
-                let fate = self.rate_fate(self.plan.db_write, FaultKind::DbWrite, "disk I/O error");
+                let fate = self.rate_fate(FaultKind::DbWrite, "disk I/O error");
                 (Op::Save { expected, new }, fate, db_latency)
             }
             Command::ListSnapshots { prefixes } => {
@@ -713,19 +803,40 @@ impl Simulation {
                 };
                 (Op::List { prefixes }, fate, latency)
             }
-            Command::ImmediateBackupDone { object, result } => {
-                note!(self, "immediate backup {object}: {result:?}");
+            Command::ImmediateBackupDone { id, object, result } => {
+                note!(self, "immediate backup {id} {object}: {result:?}");
+                let asked = self.immediate_waiting.remove(&id);
+                self.checker.check_immediate_answered_once(id, asked);
                 return;
             }
         };
-        self.after(
-            latency,
-            Event::Done {
-                generation: self.generation,
-                op: Box::new(op),
-                fate,
-            },
-        );
+        let (generation, id) = (self.generation, self.next_op);
+        self.next_op += 1;
+        if let Some(deadline) = deadline {
+            self.unanswered.insert(id, answered);
+            self.after(deadline, Event::Deadline { generation, id });
+        }
+        match fate {
+            Fate::Hang(landed) => {
+                note!(self, "operation {id} hangs (landed: {landed})");
+                if landed {
+                    // The report of a call that never answers is never seen.
+                    let _ = self.complete(op, Fate::Ok);
+                }
+            }
+            fate => {
+                let op = Box::new(op);
+                self.after(
+                    latency,
+                    Event::Done {
+                        generation,
+                        id,
+                        op,
+                        fate,
+                    },
+                );
+            }
+        }
     }
 
     /// Carries out an operation's effect (unless it failed outright) and
@@ -733,19 +844,24 @@ impl Simulation {
     fn complete(&mut self, op: Op, fate: Fate) -> Input {
         let error = match fate {
             Fate::Ok => None,
-            Fate::Fail(why) => Some(why),
-            Fate::Ambiguous => Some("connection reset after the request was sent"),
+            Fate::Fail(kind, why) => Some((kind, why)),
+            Fate::Ambiguous => Some((
+                FailureKind::Transient,
+                "connection reset after the request was sent",
+            )),
+            Fate::Hang(_) => unreachable!("a call that hangs is answered at its deadline"),
         };
-        let effective = !matches!(fate, Fate::Fail(_));
-        let result = |error: Option<&str>| match error {
+        let effective = !matches!(fate, Fate::Fail(..));
+        let result = |error: Option<(FailureKind, &str)>| match error {
             None => Ok(()),
-            Some(why) => Err(Failure(why.to_owned())),
+            Some((kind, why)) => Err(Failure::new(kind, why)),
         };
         match op {
             Op::Scan => Input::TriggersScanned(result(error).map(|()| self.dir.scan())),
             Op::WriteTrigger { name, attempts } => {
                 let error = error.or_else(|| {
-                    (!self.dir.files.contains_key(&name)).then_some("trigger file vanished")
+                    (!self.dir.files.contains_key(&name))
+                        .then_some((FailureKind::NotFound, "trigger file vanished"))
                 });
                 if error.is_none()
                     && let Some(file) = self.dir.files.get_mut(&name)
@@ -775,11 +891,16 @@ impl Simulation {
                     result: result(error),
                 }
             }
-            Op::Snapshot { order, versions } => {
+            Op::Snapshot {
+                order,
+                versions,
+                stored,
+            } => {
                 if effective {
                     let body = Body::Snapshot {
                         versions,
                         gzip_mtime: order.framing.gzip_mtime,
+                        stored,
                     };
                     self.store.put(order.object.clone(), body, self.now);
                 }
@@ -793,7 +914,6 @@ impl Simulation {
                 jobs: self.db.changes(after, limit),
             })),
             Op::Upload(upload) => {
-                self.uploads_in_flight = self.uploads_in_flight.saturating_sub(1);
                 let id = upload.envelope.job.id.clone();
                 let seq = upload.envelope.seq;
                 if effective {
@@ -823,7 +943,9 @@ impl Simulation {
                         .check_save(&self.db, &self.store, expected, new);
                     self.db.stored = new;
                 }
-                let error = error.or((!unchanged).then_some("the stored cursor changed"));
+                let error = error
+                    .or((!unchanged)
+                        .then_some((FailureKind::Conflict, "the stored cursor changed")));
                 Input::CursorSaved(result(error))
             }
             Op::List { prefixes } => {

@@ -1,12 +1,13 @@
 //! Running many seeds and adding up what they did.
 
+use std::collections::BTreeSet;
 use std::fmt;
 use std::ops::Range;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::faults::FaultCounts;
-use crate::simulation::{Outcome, run};
+use crate::faults::{FaultCounts, FaultKind};
+use crate::simulation::{Outcome, run_with};
 
 /// What a set of seeds did, and which of them broke an invariant.
 #[derive(Debug, Default)]
@@ -46,8 +47,15 @@ impl From<Outcome> for Summary {
 }
 
 impl Summary {
-    /// Runs every seed in `seeds` on `threads` threads.
+    /// Runs every seed in `seeds` on `threads` threads, with every kind of
+    /// fault.
     pub fn run(seeds: Range<u64>, threads: usize) -> Summary {
+        Summary::run_with(seeds, threads, &FaultKind::all().iter().copied().collect())
+    }
+
+    /// Runs every seed in `seeds` on `threads` threads, with only the
+    /// `enabled` kinds of fault.
+    pub fn run_with(seeds: Range<u64>, threads: usize, enabled: &BTreeSet<FaultKind>) -> Summary {
         let next = AtomicU64::new(seeds.start);
         let total = Mutex::new(Summary::default());
         std::thread::scope(|scope| {
@@ -59,7 +67,7 @@ impl Summary {
                         if seed >= seeds.end {
                             break;
                         }
-                        mine.merge(run(seed, false).into());
+                        mine.merge(run_with(seed, false, enabled).into());
                     }
                     total
                         .lock()

@@ -88,6 +88,8 @@ pub enum Body {
     Snapshot {
         versions: Arc<BTreeMap<JobId, Seq>>,
         gzip_mtime: Timestamp,
+        /// The cursor stored in the database when it was copied.
+        stored: Cursor,
     },
     Job {
         id: JobId,
@@ -110,6 +112,8 @@ pub struct Store {
     pub newest: BTreeMap<JobId, Seq>,
     pub job_writes: u64,
     pub snapshot_writes: u64,
+    /// The snapshot the store wrote last, in true time.
+    pub newest_snapshot: Option<String>,
 }
 
 impl Store {
@@ -131,6 +135,7 @@ impl Store {
             *newest = (*newest).max(*seq);
         } else {
             self.snapshot_writes += 1;
+            self.newest_snapshot = Some(name.clone());
         }
         self.objects.insert(name, Object { body, updated });
         overwritten_newer
@@ -153,6 +158,19 @@ impl Store {
                 size: 1,
             })
             .collect()
+    }
+
+    /// The folders directly under `folder`, as a delimiter listing gives them.
+    pub fn folders(&self, folder: &str) -> Vec<String> {
+        let found: BTreeSet<String> = self
+            .under(folder)
+            .filter_map(|(name, _)| {
+                let rest = &name[folder.len()..];
+                rest.find('/')
+                    .map(|end| format!("{folder}{}", &rest[..=end]))
+            })
+            .collect();
+        found.into_iter().collect()
     }
 
     /// Whether the bucket holds version `seq` of `id` or a newer one.

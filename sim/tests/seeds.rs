@@ -29,7 +29,7 @@ fn two_hundred_seeded_days_hold_every_invariant() {
         "only {} checks",
         summary.checks
     );
-    for kind in FaultKind::ALL {
+    for &kind in FaultKind::all() {
         assert!(
             summary.faults.get(kind) > 0,
             "no {} fault injected",

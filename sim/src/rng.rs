@@ -1,0 +1,52 @@
+//! One random stream per concern, each derived from the seed and its name.
+//!
+//! With a single stream, one more draw anywhere (a new fault, a new check)
+//! shifts every later draw and reshuffles every seed's history. Separate
+//! streams keep a change to one concern from changing the others.
+
+/// The streams of one seed.
+#[derive(Debug)]
+pub struct Streams {
+    /// The fault plan, the configuration and the start time.
+    pub plan: fastrand::Rng,
+    /// The service's writes, bursts and timers.
+    pub workload: fastrand::Rng,
+    /// How long each operation takes.
+    pub latency: fastrand::Rng,
+    /// Whether each operation fails, and how.
+    pub fate: fastrand::Rng,
+    /// Crashes, restarts, clock steps and cursor rewinds.
+    pub lifecycle: fastrand::Rng,
+    /// Whether a report lingers on its way back to the core.
+    pub delivery: fastrand::Rng,
+    /// The order in which a restore's answers come back.
+    pub restore: fastrand::Rng,
+}
+
+impl Streams {
+    pub fn new(seed: u64) -> Self {
+        let stream = |name: &str| fastrand::Rng::with_seed(derive(seed, name));
+        Streams {
+            plan: stream("plan"),
+            workload: stream("workload"),
+            latency: stream("latency"),
+            fate: stream("fate"),
+            lifecycle: stream("lifecycle"),
+            delivery: stream("delivery"),
+            restore: stream("restore"),
+        }
+    }
+}
+
+/// Mixes the seed with the stream's name (FNV-1a, then SplitMix64), so that
+/// streams of one seed, and one stream of nearby seeds, are unrelated.
+fn derive(seed: u64, name: &str) -> u64 {
+    let mut hash = 0xcbf2_9ce4_8422_2325_u64;
+    for byte in name.bytes() {
+        hash = (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
+    }
+    let mut z = seed ^ hash;
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
