@@ -316,7 +316,7 @@ impl StoreReader {
     }
 }
 
-/// `gcloud` pointed at the emulator, as DESIGN §4 describes.
+/// `gcloud` pointed at the emulator, as DESIGN.md §4.8 describes.
 pub fn gcloud(emulator_endpoint: &str, args: &[&str]) -> Output {
     Command::new("gcloud")
         .args(args)

@@ -1,4 +1,4 @@
-//! `bench`: jobvault's performance against DESIGN §7, as ratios taken in one
+//! `bench`: jobvault's performance against DESIGN.md §7, as ratios taken in one
 //! run on this machine. Build everything in release first:
 //!
 //! ```sh
@@ -36,7 +36,7 @@ enum Which {
     Restore,
 }
 
-/// Measures jobvault against the targets of DESIGN §7.
+/// Measures jobvault against the targets of DESIGN.md §7.
 #[derive(Debug, Parser)]
 struct Args {
     #[arg(value_enum, default_value = "all")]

@@ -1,0 +1,109 @@
+//! `jobvault backup` with and without a daemon for the database: through the
+//! daemon's core while it runs, in-process otherwise, with the same output.
+
+use std::process::Output;
+
+use jobvault::control::address_file;
+use jobvault_tests::{Daemon, Emulator, StoreReader, Workspace, jobvault, stderr, stdout};
+
+fn backup(emulator: &Emulator, workspace: &Workspace, bucket: &str) -> Output {
+    jobvault(Some(&emulator.endpoint()))
+        .args(["backup", "--bucket", &format!("gs://{bucket}"), "--db"])
+        .arg(workspace.db())
+        .output()
+        .unwrap()
+}
+
+/// The daemon's count of snapshots it uploaded.
+fn snapshots_uploaded(daemon: &Daemon) -> u64 {
+    let metrics = daemon.scrape();
+    let line = metrics
+        .lines()
+        .find(|line| {
+            line.starts_with("jobvault_uploads_total{") && line.contains("kind=\"snapshot\"")
+        })
+        .unwrap_or_else(|| panic!("no snapshot upload count in {metrics}"));
+    line.rsplit(' ').next().unwrap().parse().unwrap()
+}
+
+/// `jobvault run` for the workspace, with an interval long enough that only
+/// its first step runs during a test.
+fn start_daemon(emulator: &Emulator, workspace: &Workspace, bucket: &str) -> Daemon {
+    let bucket = format!("gs://{bucket}");
+    Daemon::start(workspace, Some(&emulator.endpoint()), &bucket, "1h", &[])
+}
+
+fn workspace_with_a_job() -> Workspace {
+    let workspace = Workspace::new();
+    workspace.put_jobs(&[serde_json::json!({ "id": "a", "name": "A" })]);
+    workspace
+}
+
+#[test]
+fn backup_while_the_daemon_runs_goes_through_it_and_is_counted() {
+    let emulator = Emulator::shared();
+    let bucket = emulator.new_bucket("through-daemon");
+    let workspace = workspace_with_a_job();
+    let daemon = start_daemon(emulator, &workspace, &bucket);
+    assert!(
+        address_file(&workspace.db()).exists(),
+        "the daemon says where it listens"
+    );
+    assert_eq!(snapshots_uploaded(&daemon), 0);
+
+    let output = backup(emulator, &workspace, &bucket);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let name = stdout(&output).trim().to_owned();
+    assert!(
+        name.starts_with("db-backup/") && name.contains("/task-scheduler-"),
+        "{name}"
+    );
+    assert_eq!(snapshots_uploaded(&daemon), 1, "the daemon's core took it");
+    assert!(
+        daemon.log().contains("immediate snapshot done"),
+        "{}",
+        daemon.log()
+    );
+    let reader = StoreReader::connect(&format!("gs://{bucket}"), Some(&emulator.endpoint()));
+    assert_eq!(reader.names("db-backup/"), [name]);
+
+    assert!(daemon.stop().success());
+    assert!(
+        !address_file(&workspace.db()).exists(),
+        "a stopped daemon leaves no address"
+    );
+}
+
+#[test]
+fn backup_after_the_daemon_was_killed_takes_the_snapshot_itself() {
+    let emulator = Emulator::shared();
+    let bucket = emulator.new_bucket("killed-daemon");
+    let workspace = workspace_with_a_job();
+    let daemon = start_daemon(emulator, &workspace, &bucket);
+    daemon.kill();
+    assert!(
+        address_file(&workspace.db()).exists(),
+        "kill -9 leaves the address behind"
+    );
+
+    let output = backup(emulator, &workspace, &bucket);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let name = stdout(&output).trim().to_owned();
+    let reader = StoreReader::connect(&format!("gs://{bucket}"), Some(&emulator.endpoint()));
+    assert_eq!(reader.names("db-backup/"), [name]);
+}
+
+#[test]
+fn backup_to_another_bucket_than_the_daemons_is_taken_here() {
+    let emulator = Emulator::shared();
+    let watched = emulator.new_bucket("daemon-bucket");
+    let other = emulator.new_bucket("other-bucket");
+    let workspace = workspace_with_a_job();
+    let daemon = start_daemon(emulator, &workspace, &watched);
+
+    let output = backup(emulator, &workspace, &other);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(snapshots_uploaded(&daemon), 0, "the daemon did not take it");
+    let reader = StoreReader::connect(&format!("gs://{other}"), Some(&emulator.endpoint()));
+    assert_eq!(reader.names("db-backup/"), [stdout(&output).trim()]);
+}
