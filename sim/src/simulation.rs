@@ -469,16 +469,7 @@ impl Simulation {
             Event::Timer => self.drop_trigger(),
             Event::Fault(kind) => self.inject(kind),
             Event::TriggerDirBack => self.dir.exists = true,
-            Event::Immediate => {
-                let now = self.local_now();
-                if let Some(core) = self.core.as_mut() {
-                    let id = self.next_op;
-                    self.next_op += 1;
-                    self.immediate_waiting.insert(id);
-                    let name = "task-scheduler".to_owned();
-                    core.handle_input(Input::ImmediateBackupRequested { id, name }, now);
-                }
-            }
+            Event::Immediate => self.request_immediate(),
             Event::HourlyCheck => {
                 let restored = restore(&self.store, self.local_now(), &mut self.rng.restore);
                 self.checker
@@ -510,6 +501,18 @@ impl Simulation {
         }
     }
 
+    /// `jobvault backup` asks the running core for a snapshot.
+    fn request_immediate(&mut self) {
+        let now = self.local_now();
+        if let Some(core) = self.core.as_mut() {
+            let id = self.next_op;
+            self.next_op += 1;
+            self.immediate_waiting.insert(id);
+            let name = "task-scheduler".to_owned();
+            core.handle_input(Input::ImmediateBackupRequested { id, name }, now);
+        }
+    }
+
     /// Injects a one-off fault.
     fn inject(&mut self, kind: FaultKind) {
         match kind {
@@ -517,6 +520,11 @@ impl Simulation {
             FaultKind::Shutdown => {
                 if self.core.is_some() && !self.stopping {
                     self.outcome.faults.add(FaultKind::Shutdown);
+                    // An operator takes a last backup or two as they stop
+                    // the service: requests still waiting at the stop.
+                    for _ in 0..self.rng.lifecycle.u8(0..3) {
+                        self.request_immediate();
+                    }
                     note!(self, "graceful stop requested");
                     self.core.as_mut().expect("checked").stop();
                     self.stopping = true;
@@ -566,14 +574,9 @@ impl Simulation {
                 note!(self, "store outage for {length:?}");
                 self.outage_until = Some(self.now + length);
             }
-            FaultKind::StoreTransient
-            | FaultKind::StoreAmbiguous
-            | FaultKind::DbRead
-            | FaultKind::DbWrite
-            | FaultKind::TriggerDir
-            | FaultKind::Hang => {
-                unreachable!("{kind:?} is a rate, applied to each operation it can hit")
-            }
+            // `FaultPlan::one_offs` yields only counts; a rate is applied
+            // where the operations it hits are carried out.
+            rate => unreachable!("{rate:?} is a rate, applied to each operation it can hit"),
         }
     }
 
