@@ -17,6 +17,8 @@ use std::time::Duration;
 
 use clap::ValueEnum;
 
+use crate::rng::stream;
+
 /// The kinds of fault the world injects.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, ValueEnum)]
 pub enum FaultKind {
@@ -151,16 +153,16 @@ pub struct FaultPlan {
 }
 
 impl FaultPlan {
-    /// Draws a plan with only the `enabled` kinds of fault. About one seed in
-    /// eight is calm, so that the fault-free paths are exercised as often as
-    /// the faulty ones. Every kind's dose is drawn whether or not it is
-    /// enabled, so that enabling one does not change the others.
-    pub fn draw(rng: &mut fastrand::Rng, enabled: &BTreeSet<FaultKind>) -> Self {
+    /// Draws the plan of `seed` with only the `enabled` kinds of fault. About
+    /// one seed in eight is calm, so that the fault-free paths are exercised
+    /// as often as the faulty ones. Each kind draws its dose from a stream of
+    /// its own, so adding, enabling or disabling one changes no other.
+    pub fn draw(seed: u64, rng: &mut fastrand::Rng, enabled: &BTreeSet<FaultKind>) -> Self {
         let calm = rng.u8(0..8) == 0;
         let doses = FaultKind::all()
             .iter()
             .map(|&kind| {
-                let dose = kind.draw(rng);
+                let dose = kind.draw(&mut stream(seed, &format!("fault {}", kind.label())));
                 let on = !calm && enabled.contains(&kind);
                 (kind, if on { dose } else { dose.none() })
             })

@@ -7,7 +7,8 @@
 /// The streams of one seed.
 #[derive(Debug)]
 pub struct Streams {
-    /// The fault plan, the configuration and the start time.
+    /// The workload plan, the configuration and the start time. Each fault
+    /// kind draws its dose from a stream of its own ([`stream`]).
     pub plan: fastrand::Rng,
     /// The service's writes, bursts and timers.
     pub workload: fastrand::Rng,
@@ -23,9 +24,14 @@ pub struct Streams {
     pub restore: fastrand::Rng,
 }
 
+/// The stream named `name` of `seed`.
+pub fn stream(seed: u64, name: &str) -> fastrand::Rng {
+    fastrand::Rng::with_seed(derive(seed, name))
+}
+
 impl Streams {
     pub fn new(seed: u64) -> Self {
-        let stream = |name: &str| fastrand::Rng::with_seed(derive(seed, name));
+        let stream = |name: &str| stream(seed, name);
         Streams {
             plan: stream("plan"),
             workload: stream("workload"),

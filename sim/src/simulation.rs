@@ -12,7 +12,9 @@ use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::Arc;
 use std::time::Duration;
 
-use jobvault_core::machine::{ChangeBatch, JobUpload, SnapshotOrder, SnapshotReason};
+use jobvault_core::machine::{
+    ChangeBatch, JobUpload, SNAPSHOT_DEADLINE, SnapshotOrder, SnapshotReason,
+};
 use jobvault_core::trigger::RETRY_COUNT;
 use jobvault_core::{
     Backup, Command, Config, Cursor, Failure, FailureKind, Input, JobId, Seq, Timestamp,
@@ -27,8 +29,9 @@ use crate::world::{Body, Db, Store, TriggerDir};
 const SECOND: Duration = Duration::from_secs(1);
 const HOUR: Duration = Duration::from_secs(3600);
 const DAY: Duration = Duration::from_secs(86_400);
-/// How long the system gets to catch up after the faults stop.
-const QUIESCE_LIMIT: Duration = Duration::from_secs(2 * 3600);
+/// How long the system gets to catch up after the faults stop: a snapshot
+/// that hung just before may hold the triggers until its deadline.
+const QUIESCE_LIMIT: Duration = SNAPSHOT_DEADLINE.saturating_add(HOUR);
 /// A day takes well under a million events; many more means a livelock.
 const MAX_EVENTS: u64 = 10_000_000;
 /// How long a stopping jobvault is given before it is killed.
@@ -220,7 +223,7 @@ struct Simulation {
 impl Simulation {
     fn new(seed: u64, tracing: bool, enabled: &BTreeSet<FaultKind>) -> Self {
         let mut rng = Streams::new(seed);
-        let plan = FaultPlan::draw(&mut rng.plan, enabled);
+        let plan = FaultPlan::draw(seed, &mut rng.plan, enabled);
         let config = Config {
             concurrency: rng.plan.usize(1..=32),
             max_pending: rng.plan.usize(16..=512),

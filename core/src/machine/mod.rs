@@ -18,8 +18,8 @@ use std::time::Duration;
 use tracing::warn;
 
 pub use io::{
-    ChangeBatch, Command, Cursor, Failure, FailureKind, Input, JobUpload, ListedObject,
-    SnapshotOrder, SnapshotReason,
+    COMMAND_DEADLINE, ChangeBatch, Command, Cursor, Failure, FailureKind, Input, JobUpload,
+    ListedObject, SNAPSHOT_DEADLINE, SnapshotOrder, SnapshotReason,
 };
 pub use metrics::{Metrics, PerKind};
 pub use snapshots::{immediate_base_name, plan_snapshot};
