@@ -7,6 +7,7 @@
 
 pub mod faults;
 pub mod invariants;
+pub mod node;
 pub mod restore;
 pub mod rng;
 pub mod simulation;

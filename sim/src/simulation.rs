@@ -15,16 +15,14 @@ use std::time::Duration;
 use jobvault_core::machine::{
     ChangeBatch, JobUpload, SNAPSHOT_DEADLINE, SnapshotOrder, SnapshotReason,
 };
-use jobvault_core::trigger::RETRY_COUNT;
-use jobvault_core::{
-    Backup, Command, Config, Cursor, Failure, FailureKind, Input, JobId, Seq, Timestamp,
-};
+use jobvault_core::{Command, Config, Cursor, Failure, FailureKind, Input, JobId, Seq, Timestamp};
 
 use crate::faults::{FaultCounts, FaultKind, FaultPlan};
-use crate::invariants::{Checker, MAX_CLOCK_ERROR};
+use crate::invariants::{Checkers, MAX_CLOCK_ERROR, Observation};
+use crate::node::Node;
 use crate::restore::restore;
 use crate::rng::Streams;
-use crate::world::{Body, Db, Store, TriggerDir};
+use crate::world::{Body, World};
 
 const SECOND: Duration = Duration::from_secs(1);
 const HOUR: Duration = Duration::from_secs(3600);
@@ -188,30 +186,13 @@ struct Simulation {
     config: Config,
     /// True time.
     now: Timestamp,
-    /// Local clock minus true time, in nanoseconds.
-    clock_error: i64,
     queue: BinaryHeap<Reverse<Scheduled>>,
     order: u64,
-    core: Option<Backup>,
-    /// Changes at every start of the core; results of older ones are dropped.
-    generation: u64,
-    wake: Option<(Timestamp, u64)>,
-    stopping: bool,
-    db: Db,
-    store: Store,
-    dir: TriggerDir,
-    outage_until: Option<Timestamp>,
-    /// Rewinds of the stored cursor the running core has not reacted to yet:
-    /// the only reason for it to reset its change feed.
-    unexplained_rewinds: u64,
-    uploads_in_flight: usize,
-    /// Commands issued and not answered yet, by operation id: each is
-    /// answered exactly once, by its result or at its deadline.
-    unanswered: BTreeMap<u64, Command>,
+    world: World,
+    node: Node,
+    /// Ids of operations and requests.
     next_op: u64,
-    /// Immediate-backup requests the running core has not answered.
-    immediate_waiting: BTreeSet<u64>,
-    checker: Checker,
+    checkers: Checkers,
     quiescing: bool,
     deadline: Timestamp,
     triggers_dropped: u64,
@@ -234,25 +215,14 @@ impl Simulation {
             seed,
             rng,
             plan,
+            checkers: Checkers::new(&config),
             config,
             now: start,
-            clock_error: 0,
             queue: BinaryHeap::new(),
             order: 0,
-            core: None,
-            generation: 0,
-            wake: None,
-            stopping: false,
-            db: Db::default(),
-            store: Store::default(),
-            dir: TriggerDir::default(),
-            outage_until: None,
-            unexplained_rewinds: 0,
-            uploads_in_flight: 0,
-            unanswered: BTreeMap::new(),
+            world: World::default(),
+            node: Node::default(),
             next_op: 0,
-            immediate_waiting: BTreeSet::new(),
-            checker: Checker::default(),
             quiescing: false,
             deadline: start + DAY + QUIESCE_LIMIT,
             triggers_dropped: 0,
@@ -295,23 +265,28 @@ impl Simulation {
             self.handle(next.event);
             self.pump();
             if self.quiescing && self.is_quiescent() {
-                let restored = restore(&self.store, self.local_now(), &mut self.rng.restore);
-                self.checker.check_final(&self.db, &self.store, &restored);
+                let restored = restore(&self.world.store, self.local_now(), &mut self.rng.restore);
+                self.observe(Observation::Quiesced(&restored));
                 break;
             }
         }
-        self.outcome.checks = self.checker.checks;
-        self.outcome.violations.append(&mut self.checker.violations);
-        self.outcome.jobs = self.db.rows.len() as u64;
-        self.outcome.versions = self.db.counter;
-        self.outcome.job_uploads = self.store.job_writes;
-        self.outcome.snapshots = self.store.snapshot_writes;
+        self.outcome.checks = self.checkers.verdicts.checks;
+        self.outcome.violations = std::mem::take(&mut self.checkers.verdicts.violations);
+        self.outcome.jobs = self.world.db.rows.len() as u64;
+        self.outcome.versions = self.world.db.counter;
+        self.outcome.job_uploads = self.world.store.job_writes;
+        self.outcome.snapshots = self.world.store.snapshot_writes;
         self.outcome.fingerprint = self.hasher.finish();
         self.outcome
     }
 
     fn local_now(&self) -> Timestamp {
-        Timestamp::from_unix_nanos(self.now.unix_nanos() + self.clock_error)
+        self.world.local(self.now)
+    }
+
+    /// Tells every checker what just happened.
+    fn observe(&mut self, seen: Observation) {
+        self.checkers.observe(seen, &self.world);
     }
 
     fn at(&mut self, at: Timestamp, event: Event) {
@@ -364,21 +339,15 @@ impl Simulation {
     }
 
     fn start_core(&mut self) {
-        self.generation += 1;
-        self.stopping = false;
-        self.uploads_in_flight = 0;
-        self.unanswered.clear();
         let now = self.local_now();
-        note!(self, "start core at cursor {:?}", self.db.stored);
-        self.core = Some(Backup::new(self.config.clone(), self.db.stored, now));
-        self.unexplained_rewinds = 0;
-        self.wake = None;
+        note!(self, "start core at cursor {:?}", self.world.db.stored);
+        self.node.start(&self.config, self.world.db.stored, now);
     }
 
     /// Executes every command the core has for us and re-arms its wake-up.
     fn pump(&mut self) {
         loop {
-            let Some(core) = self.core.as_mut() else {
+            let Some(core) = self.node.core.as_mut() else {
                 return;
             };
             match core.poll_command() {
@@ -386,22 +355,25 @@ impl Simulation {
                 None => break,
             }
         }
-        let core = self.core.as_ref().expect("checked above");
-        if self.stopping && core.is_quiet() {
+        let core = self.node.core.as_ref().expect("checked above");
+        if self.node.stopping && core.is_quiet() {
             note!(self, "core exited after a graceful stop");
-            let unanswered = std::mem::take(&mut self.immediate_waiting);
-            self.checker.check_immediate_all_answered(&unanswered);
-            self.core = None;
+            let unanswered = std::mem::take(&mut self.node.immediate_waiting);
+            self.observe(Observation::Exited {
+                unanswered: &unanswered,
+            });
+            self.node.exit();
             let delay = Duration::from_millis(self.rng.lifecycle.u64(100..60_000));
             self.after(delay, Event::Restart);
             return;
         }
         if let Some(due) = core.poll_timeout() {
-            let due = Timestamp::from_unix_nanos(due.unix_nanos() - self.clock_error).max(self.now);
-            if self.wake.is_none_or(|(at, _)| at != due) {
+            let due =
+                Timestamp::from_unix_nanos(due.unix_nanos() - self.world.clock_error).max(self.now);
+            if self.node.wake.is_none_or(|(at, _)| at != due) {
                 self.order += 1;
                 let token = self.order;
-                self.wake = Some((due, token));
+                self.node.wake = Some((due, token));
                 self.at(due, Event::Wake(token));
             }
         }
@@ -410,10 +382,10 @@ impl Simulation {
     fn handle(&mut self, event: Event) {
         match event {
             Event::Wake(token) => {
-                if self.wake.is_some_and(|(_, t)| t == token) {
-                    self.wake = None;
+                if self.node.wake.is_some_and(|(_, t)| t == token) {
+                    self.node.wake = None;
                     let now = self.local_now();
-                    if let Some(core) = self.core.as_mut() {
+                    if let Some(core) = self.node.core.as_mut() {
                         core.handle_timeout(now);
                     }
                 }
@@ -424,12 +396,12 @@ impl Simulation {
                 op,
                 fate,
             } => {
-                if generation == self.generation
-                    && self.core.is_some()
-                    && self.unanswered.remove(&id).is_some()
+                if generation == self.node.generation
+                    && self.node.core.is_some()
+                    && self.node.unanswered.remove(&id).is_some()
                 {
                     if matches!(*op, Op::Upload(_)) {
-                        self.uploads_in_flight -= 1;
+                        self.node.uploads_in_flight -= 1;
                     }
                     let input = self.complete(*op, fate);
                     // Most reports arrive at once; some linger on the way
@@ -449,11 +421,11 @@ impl Simulation {
                 }
             }
             Event::Deadline { generation, id } => {
-                if generation == self.generation
-                    && let Some(command) = self.unanswered.remove(&id)
+                if generation == self.node.generation
+                    && let Some(command) = self.node.unanswered.remove(&id)
                 {
                     if matches!(command, Command::UploadJob(_)) {
-                        self.uploads_in_flight -= 1;
+                        self.node.uploads_in_flight -= 1;
                     }
                     let failure = Failure::new(FailureKind::Timeout, "no answer by the deadline");
                     let input = command
@@ -463,7 +435,7 @@ impl Simulation {
                 }
             }
             Event::Deliver { generation, input } => {
-                if generation == self.generation && self.core.is_some() {
+                if generation == self.node.generation && self.node.core.is_some() {
                     self.deliver(*input);
                 }
             }
@@ -471,12 +443,11 @@ impl Simulation {
             Event::Rewrite(recent) => self.rewrite_job(recent),
             Event::Timer => self.drop_trigger(),
             Event::Fault(kind) => self.inject(kind),
-            Event::TriggerDirBack => self.dir.exists = true,
+            Event::TriggerDirBack => self.world.dir.exists = true,
             Event::Immediate => self.request_immediate(),
             Event::HourlyCheck => {
-                let restored = restore(&self.store, self.local_now(), &mut self.rng.restore);
-                self.checker
-                    .check_restore_covers_cursor(&self.db, &self.store, &restored);
+                let restored = restore(&self.world.store, self.local_now(), &mut self.rng.restore);
+                self.observe(Observation::Restored(&restored));
                 if !self.quiescing {
                     self.after(HOUR, Event::HourlyCheck);
                 }
@@ -485,19 +456,22 @@ impl Simulation {
                 note!(self, "end of day: faults stop");
                 self.quiescing = true;
                 self.plan.calm();
-                self.outage_until = None;
-                self.dir.exists = true;
-                if self.core.is_none() {
+                self.world.outage_until = None;
+                self.world.dir.exists = true;
+                if self.node.core.is_none() {
                     self.after(SECOND, Event::Restart);
                 }
             }
             Event::GraceOver(generation) => {
-                if generation == self.generation && self.core.is_some() && self.stopping {
+                if generation == self.node.generation
+                    && self.node.core.is_some()
+                    && self.node.stopping
+                {
                     self.crash(FaultKind::Shutdown);
                 }
             }
             Event::Restart => {
-                if self.core.is_none() {
+                if self.node.core.is_none() {
                     self.start_core();
                 }
             }
@@ -507,10 +481,10 @@ impl Simulation {
     /// `jobvault backup` asks the running core for a snapshot.
     fn request_immediate(&mut self) {
         let now = self.local_now();
-        if let Some(core) = self.core.as_mut() {
+        if let Some(core) = self.node.core.as_mut() {
             let id = self.next_op;
             self.next_op += 1;
-            self.immediate_waiting.insert(id);
+            self.node.immediate_waiting.insert(id);
             let name = "task-scheduler".to_owned();
             core.handle_input(Input::ImmediateBackupRequested { id, name }, now);
         }
@@ -521,7 +495,7 @@ impl Simulation {
         match kind {
             FaultKind::Crash => self.crash(FaultKind::Crash),
             FaultKind::Shutdown => {
-                if self.core.is_some() && !self.stopping {
+                if self.node.core.is_some() && !self.node.stopping {
                     self.outcome.faults.add(FaultKind::Shutdown);
                     // An operator takes a last backup or two as they stop
                     // the service: requests still waiting at the stop.
@@ -529,53 +503,55 @@ impl Simulation {
                         self.request_immediate();
                     }
                     note!(self, "graceful stop requested");
-                    self.core.as_mut().expect("checked").stop();
-                    self.stopping = true;
-                    self.after(SHUTDOWN_GRACE, Event::GraceOver(self.generation));
+                    self.node.core.as_mut().expect("checked").stop();
+                    self.node.stopping = true;
+                    self.after(SHUTDOWN_GRACE, Event::GraceOver(self.node.generation));
                 }
             }
             FaultKind::ClockStep => {
                 self.outcome.faults.add(FaultKind::ClockStep);
                 let max = MAX_CLOCK_ERROR.as_nanos() as i64;
-                self.clock_error = self.rng.lifecycle.i64(-max..=max);
-                note!(self, "local clock error now {} ns", self.clock_error);
-                self.wake = None;
+                self.world.clock_error = self.rng.lifecycle.i64(-max..=max);
+                note!(self, "local clock error now {} ns", self.world.clock_error);
+                self.node.wake = None;
             }
             FaultKind::FeedReset => {
-                if self.db.stored.seq > 0 {
+                if self.world.db.stored.seq > 0 {
                     self.outcome.faults.add(FaultKind::FeedReset);
-                    let stored = self.db.stored;
-                    self.db.stored = Cursor {
+                    let stored = self.world.db.stored;
+                    self.world.db.stored = Cursor {
                         seq: self.rng.lifecycle.u64(0..stored.seq),
                         time: stored.time - Duration::from_secs(self.rng.lifecycle.u64(0..3600)),
                     };
-                    if self.core.is_some() {
-                        self.unexplained_rewinds += 1;
+                    if self.node.core.is_some() {
+                        self.node.unexplained_rewinds += 1;
                     }
-                    note!(self, "cursor rewound to {:?}", self.db.stored);
+                    note!(self, "cursor rewound to {:?}", self.world.db.stored);
                 }
             }
             FaultKind::MalformedTrigger => {
                 self.outcome.faults.add(FaultKind::MalformedTrigger);
                 let n = self.rng.workload.u32(..);
                 let modified = self.local_now();
-                self.dir
+                self.world
+                    .dir
                     .files
                     .insert(format!("bad-{n}"), (modified, b"not a number".to_vec()));
-                self.dir
+                self.world
+                    .dir
                     .files
                     .insert(format!(".editor-{n}.swp"), (modified, b"junk".to_vec()));
             }
             FaultKind::TriggerDirLost => {
                 self.outcome.faults.add(FaultKind::TriggerDirLost);
-                self.dir.exists = false;
+                self.world.dir.exists = false;
                 let back = Duration::from_secs(self.rng.lifecycle.u64(60..3600));
                 self.after(back, Event::TriggerDirBack);
             }
             FaultKind::StoreOutage => {
                 let length = Duration::from_secs(self.rng.lifecycle.u64(60..1800));
                 note!(self, "store outage for {length:?}");
-                self.outage_until = Some(self.now + length);
+                self.world.outage_until = Some(self.now + length);
             }
             // `FaultPlan::one_offs` yields only counts; a rate is applied
             // where the operations it hits are carried out.
@@ -586,17 +562,19 @@ impl Simulation {
     fn deliver(&mut self, input: Input) {
         note!(self, "input {}", describe_input(&input));
         let now = self.local_now();
-        let Some(core) = self.core.as_mut() else {
+        let Some(core) = self.node.core.as_mut() else {
             return;
         };
         let resets_before = core.metrics().feed_resets_since_snapshot;
         core.handle_input(input, now);
-        let unexpected = core.metrics().unexpected_reports;
-        self.checker.check_no_unexpected_reports(unexpected);
-        if core.metrics().feed_resets_since_snapshot > resets_before {
-            let explained = self.unexplained_rewinds > 0;
-            self.checker.check_reset_explained(explained);
-            self.unexplained_rewinds = self.unexplained_rewinds.saturating_sub(1);
+        let metrics = core.metrics();
+        self.observe(Observation::Reported {
+            unexpected: metrics.unexpected_reports,
+        });
+        if metrics.feed_resets_since_snapshot > resets_before {
+            let explained = self.node.unexplained_rewinds > 0;
+            self.observe(Observation::FeedReset { explained });
+            self.node.unexplained_rewinds = self.node.unexplained_rewinds.saturating_sub(1);
         }
     }
 
@@ -604,48 +582,49 @@ impl Simulation {
         if self.quiescing {
             return;
         }
-        let id = if self.db.ids.is_empty() || self.rng.workload.u8(0..10) < 3 {
-            JobId::new(format!("{:08x}", self.db.counter + 1)).expect("hex ids are valid")
+        let id = if self.world.db.ids.is_empty() || self.rng.workload.u8(0..10) < 3 {
+            JobId::new(format!("{:08x}", self.world.db.counter + 1)).expect("hex ids are valid")
         } else {
-            let recent = self.db.ids.len().min(64);
-            let pick = self.db.ids.len() - 1 - self.rng.workload.usize(0..recent);
-            self.db.ids[pick].clone()
+            let recent = self.world.db.ids.len().min(64);
+            let pick = self.world.db.ids.len() - 1 - self.rng.workload.usize(0..recent);
+            self.world.db.ids[pick].clone()
         };
         let modified = self.local_now();
-        self.db.write(id, modified, self.now);
+        self.world.db.write(id, modified, self.now);
         let gap = self.plan.write_interval.as_secs_f64() * -(1.0 - self.rng.workload.f64()).ln();
         self.after(Duration::from_secs_f64(gap), Event::Write);
     }
 
     fn rewrite_job(&mut self, recent: usize) {
-        if self.quiescing || self.db.ids.is_empty() {
+        if self.quiescing || self.world.db.ids.is_empty() {
             return;
         }
-        let id = self.db.ids[self.db.ids.len() - 1 - recent % self.db.ids.len()].clone();
+        let id = self.world.db.ids[self.world.db.ids.len() - 1 - recent % self.world.db.ids.len()]
+            .clone();
         let modified = self.local_now();
-        self.db.write(id, modified, self.now);
+        self.world.db.write(id, modified, self.now);
     }
 
     fn drop_trigger(&mut self) {
-        if !self.dir.exists {
+        if !self.world.dir.exists {
             return;
         }
         self.triggers_dropped += 1;
         let name = format!("db-backup-{}", self.triggers_dropped);
         let modified = self.local_now();
         note!(self, "timer drops trigger {name}");
-        self.dir.files.insert(name, (modified, Vec::new()));
+        self.world.dir.files.insert(name, (modified, Vec::new()));
     }
 
     /// Kills jobvault: each operation in flight either takes effect now or
     /// never, and nothing reports back.
     fn crash(&mut self, kind: FaultKind) {
-        if self.core.is_none() {
+        if self.node.core.is_none() {
             return;
         }
         self.outcome.faults.add(kind);
         note!(self, "jobvault killed");
-        let generation = self.generation;
+        let generation = self.node.generation;
         let mut kept = BinaryHeap::new();
         for Reverse(scheduled) in std::mem::take(&mut self.queue) {
             match scheduled.event {
@@ -663,29 +642,29 @@ impl Simulation {
             }
         }
         self.queue = kept;
-        self.core = None;
-        // Whoever waited for an immediate backup saw the connection drop.
-        self.immediate_waiting.clear();
-        self.stopping = false;
-        self.generation += 1;
+        self.node.exit();
         let delay = Duration::from_millis(self.rng.lifecycle.u64(1_000..120_000));
         self.after(delay, Event::Restart);
     }
 
     fn is_quiescent(&self) -> bool {
-        let Some(core) = &self.core else {
+        let Some(core) = &self.node.core else {
             return false;
         };
-        !self.stopping
-            && self.uploads_in_flight == 0
+        !self.node.stopping
+            && self.node.uploads_in_flight == 0
             && core.metrics().pending_jobs == 0
-            && self.db.stored.seq == self.db.counter
-            && core.stored_cursor() == self.db.stored
-            && self.dir.unserved().next().is_none()
+            && self.world.db.stored.seq == self.world.db.counter
+            && core.stored_cursor() == self.world.db.stored
+            && self.world.dir.unserved().next().is_none()
     }
 
     fn store_fate(&mut self) -> Fate {
-        if self.outage_until.is_some_and(|until| self.now < until) {
+        if self
+            .world
+            .outage_until
+            .is_some_and(|until| self.now < until)
+        {
             self.outcome.faults.add(FaultKind::StoreOutage);
             return Fate::Fail(FailureKind::Transient, "503 Service Unavailable (outage)");
         }
@@ -724,7 +703,7 @@ impl Simulation {
     }
 
     fn dir_fate(&mut self) -> Fate {
-        if !self.dir.exists {
+        if !self.world.dir.exists {
             return Fate::Fail(
                 FailureKind::NotFound,
                 "trigger directory: No such file or directory",
@@ -765,12 +744,13 @@ impl Simulation {
             }
             Command::TakeSnapshot(order) => {
                 if let SnapshotReason::Trigger { name, .. } = &order.reason {
-                    self.checker.count_attempt(name, RETRY_COUNT);
+                    self.checkers
+                        .observe(Observation::TriggerAttempt { trigger: name }, &self.world);
                 }
-                let versions = Arc::new(self.db.versions());
+                let versions = Arc::new(self.world.db.versions());
                 let latency = Duration::from_millis(self.rng.latency.u64(500..30_000));
                 let fate = self.store_fate();
-                let stored = self.db.stored;
+                let stored = self.world.db.stored;
                 let op = Op::Snapshot {
                     order,
                     versions,
@@ -779,21 +759,22 @@ impl Simulation {
                 (op, fate, latency)
             }
             Command::ReadChanges { after, limit } => {
-                self.checker.note_read(self.local_now(), self.now);
+                let (local, true_time) = (self.local_now(), self.now);
+                self.observe(Observation::FeedRead { local, true_time });
                 let fate = self.rate_fate(FaultKind::DbRead, "database is locked");
                 (Op::Read { after, limit }, fate, db_latency)
             }
             Command::UploadJob(upload) => {
-                self.uploads_in_flight += 1;
-                let core = self
-                    .core
-                    .as_ref()
-                    .expect("commands come from a running core");
-                self.checker.check_bounds(
-                    self.uploads_in_flight,
-                    core.metrics().pending_jobs as usize,
-                    &self.config,
-                );
+                self.node.uploads_in_flight += 1;
+                let core = self.node.core.as_ref();
+                let pending = core
+                    .expect("commands come from a running core")
+                    .metrics()
+                    .pending_jobs;
+                self.observe(Observation::UploadStarted {
+                    in_flight: self.node.uploads_in_flight,
+                    pending: pending as usize,
+                });
                 let latency = self.store_latency();
                 (Op::Upload(upload), self.store_fate(), latency)
             }
@@ -811,15 +792,15 @@ impl Simulation {
             }
             Command::ImmediateBackupDone { id, object, result } => {
                 note!(self, "immediate backup {id} {object}: {result:?}");
-                let asked = self.immediate_waiting.remove(&id);
-                self.checker.check_immediate_answered_once(id, asked);
+                let waiting = self.node.immediate_waiting.remove(&id);
+                self.observe(Observation::ImmediateAnswered { id, waiting });
                 return;
             }
         };
-        let (generation, id) = (self.generation, self.next_op);
+        let (generation, id) = (self.node.generation, self.next_op);
         self.next_op += 1;
         if let Some(deadline) = deadline {
-            self.unanswered.insert(id, answered);
+            self.node.unanswered.insert(id, answered);
             self.after(deadline, Event::Deadline { generation, id });
         }
         match fate {
@@ -863,14 +844,14 @@ impl Simulation {
             Some((kind, why)) => Err(Failure::new(kind, why)),
         };
         match op {
-            Op::Scan => Input::TriggersScanned(result(error).map(|()| self.dir.scan())),
+            Op::Scan => Input::TriggersScanned(result(error).map(|()| self.world.dir.scan())),
             Op::WriteTrigger { name, attempts } => {
                 let error = error.or_else(|| {
-                    (!self.dir.files.contains_key(&name))
+                    (!self.world.dir.files.contains_key(&name))
                         .then_some((FailureKind::NotFound, "trigger file vanished"))
                 });
                 if error.is_none()
-                    && let Some(file) = self.dir.files.get_mut(&name)
+                    && let Some(file) = self.world.dir.files.get_mut(&name)
                 {
                     file.1 = attempts.to_string().into_bytes();
                 }
@@ -881,7 +862,7 @@ impl Simulation {
             }
             Op::DeleteTrigger { name } => {
                 if effective {
-                    self.dir.files.remove(&name);
+                    self.world.dir.files.remove(&name);
                 }
                 Input::TriggerDeleted {
                     name,
@@ -889,8 +870,8 @@ impl Simulation {
                 }
             }
             Op::Quarantine { name } => {
-                if effective && self.dir.files.remove(&name).is_some() {
-                    self.dir.quarantined.insert(name.clone());
+                if effective && self.world.dir.files.remove(&name).is_some() {
+                    self.world.dir.quarantined.insert(name.clone());
                 }
                 Input::TriggerQuarantined {
                     name,
@@ -908,7 +889,7 @@ impl Simulation {
                         gzip_mtime: order.framing.gzip_mtime,
                         stored,
                     };
-                    self.store.put(order.object.clone(), body, self.now);
+                    self.world.store.put(order.object.clone(), body, self.now);
                 }
                 Input::SnapshotTaken {
                     object: order.object,
@@ -916,8 +897,8 @@ impl Simulation {
                 }
             }
             Op::Read { after, limit } => Input::ChangesRead(result(error).map(|()| ChangeBatch {
-                stored: self.db.stored,
-                jobs: self.db.changes(after, limit),
+                stored: self.world.db.stored,
+                jobs: self.world.db.changes(after, limit),
             })),
             Op::Upload(upload) => {
                 let id = upload.envelope.job.id.clone();
@@ -927,14 +908,13 @@ impl Simulation {
                         id: id.clone(),
                         seq,
                     };
-                    if let Some((newer, older)) =
-                        self.store.put(upload.object.clone(), body, self.now)
-                    {
-                        self.checker.violation(format!(
-                            "{}: version {older} overwrote the newer version {newer}",
-                            upload.object
-                        ));
-                    }
+                    let replaced = self.world.store.put(upload.object.clone(), body, self.now);
+                    let object = &upload.object;
+                    self.observe(Observation::JobWritten {
+                        object,
+                        seq,
+                        replaced,
+                    });
                 }
                 Input::JobUploaded {
                     id,
@@ -943,11 +923,10 @@ impl Simulation {
                 }
             }
             Op::Save { expected, new } => {
-                let unchanged = self.db.stored == expected;
+                let unchanged = self.world.db.stored == expected;
                 if effective && unchanged {
-                    self.checker
-                        .check_save(&self.db, &self.store, expected, new);
-                    self.db.stored = new;
+                    self.observe(Observation::CursorSaving { expected, new });
+                    self.world.db.stored = new;
                 }
                 let error = error
                     .or((!unchanged)
@@ -955,13 +934,13 @@ impl Simulation {
                 Input::CursorSaved(result(error))
             }
             Op::List { prefixes } => {
-                Input::SnapshotsListed(result(error).map(|()| self.store.list(&prefixes)))
+                Input::SnapshotsListed(result(error).map(|()| self.world.store.list(&prefixes)))
             }
         }
     }
 
     fn violation(&mut self, what: std::fmt::Arguments) {
-        self.checker.violation(what.to_string());
+        self.checkers.verdicts.violation(what.to_string());
     }
 
     fn push_note(&mut self, what: String) {

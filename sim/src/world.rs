@@ -117,19 +117,18 @@ pub struct Store {
 }
 
 impl Store {
-    /// Writes an object. Returns the sequence of the job version it replaced
-    /// when that was newer than the one written: an invariant violation.
-    pub fn put(&mut self, name: String, body: Body, updated: Timestamp) -> Option<(Seq, Seq)> {
-        let mut overwritten_newer = None;
+    /// Writes an object. Returns the sequence of the job version it
+    /// replaced, if it replaced one.
+    pub fn put(&mut self, name: String, body: Body, updated: Timestamp) -> Option<Seq> {
+        let mut replaced = None;
         if let Body::Job { id, seq } = &body {
             self.job_writes += 1;
             if let Some(Object {
                 body: Body::Job { seq: old, .. },
                 ..
             }) = self.objects.get(&name)
-                && old > seq
             {
-                overwritten_newer = Some((*old, *seq));
+                replaced = Some(*old);
             }
             let newest = self.newest.entry(id.clone()).or_default();
             *newest = (*newest).max(*seq);
@@ -138,7 +137,7 @@ impl Store {
             self.newest_snapshot = Some(name.clone());
         }
         self.objects.insert(name, Object { body, updated });
-        overwritten_newer
+        replaced
     }
 
     /// Objects whose names start with `prefix`.
@@ -212,5 +211,24 @@ impl TriggerDir {
     /// Files that still wait to be served or quarantined.
     pub fn unserved(&self) -> impl Iterator<Item = &String> {
         self.files.keys().filter(|name| !name.starts_with('.'))
+    }
+}
+
+/// Everything outside jobvault, on true time: what the checkers may look at.
+#[derive(Debug, Default)]
+pub struct World {
+    pub db: Db,
+    pub store: Store,
+    pub dir: TriggerDir,
+    /// The local clock minus true time, in nanoseconds.
+    pub clock_error: i64,
+    /// The store fails every request until then.
+    pub outage_until: Option<Timestamp>,
+}
+
+impl World {
+    /// What the local clock reads at true time `now`.
+    pub fn local(&self, now: Timestamp) -> Timestamp {
+        Timestamp::from_unix_nanos(now.unix_nanos() + self.clock_error)
     }
 }

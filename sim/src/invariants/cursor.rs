@@ -1,0 +1,95 @@
+//! Invariant 2: the incremental cursor never moves back, and never past a
+//! job version that is not in the bucket, by sequence or by time.
+
+use std::collections::BTreeMap;
+use std::ops::Bound;
+
+use jobvault_core::{Cursor, Seq, Timestamp};
+
+use super::{Invariant, Observation, Verdicts};
+use crate::world::{Db, Store, World};
+
+#[derive(Default)]
+pub struct HonestCursor {
+    /// Local time at which each feed read was issued → true time of issue.
+    reads: BTreeMap<Timestamp, Timestamp>,
+    /// Rows up to this sequence were found in the bucket when a saved cursor
+    /// passed them; the bucket only grows, so they need no second look.
+    checked_seq: Seq,
+    /// Likewise for rows committed before this true time.
+    checked_commit: Timestamp,
+}
+
+impl Invariant for HonestCursor {
+    fn observe(&mut self, seen: &Observation, world: &World, verdicts: &mut Verdicts) {
+        match *seen {
+            Observation::FeedRead { local, true_time } => {
+                self.reads.insert(local, true_time);
+            }
+            Observation::CursorSaving { expected, new } => {
+                verdicts.check(new.seq >= expected.seq && new.time >= expected.time, || {
+                    format!("cursor moved backwards from {expected:?} to {new:?}")
+                });
+                self.check_seq(&world.db, &world.store, new, verdicts);
+                if new.time != expected.time {
+                    self.check_time(&world.db, &world.store, new, verdicts);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+impl HonestCursor {
+    /// Every version up to the new sequence is in the bucket.
+    fn check_seq(&mut self, db: &Db, store: &Store, new: Cursor, verdicts: &mut Verdicts) {
+        let unchecked = (self.checked_seq < new.seq).then(|| {
+            db.by_seq
+                .range((Bound::Excluded(self.checked_seq), Bound::Included(new.seq)))
+        });
+        let missing = unchecked
+            .into_iter()
+            .flatten()
+            .find(|(seq, id)| !store.covers(id, **seq));
+        verdicts.check(missing.is_none(), || {
+            let (seq, id) = missing.expect("only called when something is missing");
+            format!(
+                "cursor saved at seq {} passes job {id} version {seq}, which is not in the bucket",
+                new.seq
+            )
+        });
+        self.checked_seq = self.checked_seq.max(new.seq);
+    }
+
+    /// The new time is that of a feed read, and every version committed
+    /// before that read was issued is in the bucket.
+    fn check_time(&mut self, db: &Db, store: &Store, new: Cursor, verdicts: &mut Verdicts) {
+        let Some(&read_issued) = self.reads.get(&new.time) else {
+            verdicts.violation(format!(
+                "cursor time {} is not the time at which any feed read was issued",
+                new.time
+            ));
+            return;
+        };
+        let unchecked = (self.checked_commit < read_issued).then(|| {
+            db.by_commit.range((
+                Bound::Included((self.checked_commit, 0)),
+                Bound::Excluded((read_issued, 0)),
+            ))
+        });
+        let missing = unchecked
+            .into_iter()
+            .flatten()
+            .find(|((_, seq), id)| !store.covers(id, *seq));
+        verdicts.check(missing.is_none(), || {
+            let ((committed, seq), id) = missing.expect("checked");
+            format!(
+                "cursor time {} (a read issued at true time {read_issued}) passes job {id} \
+                 version {seq} committed at {committed}, which is not in the bucket",
+                new.time
+            )
+        });
+        self.checked_commit = self.checked_commit.max(read_issued);
+        self.reads = self.reads.split_off(&new.time);
+    }
+}

@@ -1,0 +1,121 @@
+//! The invariants of DESIGN.md §6, each its own checker, all fed one stream
+//! of observations.
+//!
+//! The simulation reports what happens as an [`Observation`]; every checker
+//! sees every observation, with the [`World`] as it is at that moment, and
+//! keeps what it needs. A checker sees what the core cannot: true time, every
+//! job version ever committed, and every object in the bucket. Adding an
+//! invariant is one checker and its line in [`Checkers::new`]; faults live
+//! apart, in `faults.rs`, and never decide what counts as a violation.
+
+mod bucket;
+mod cursor;
+mod process;
+mod restore;
+
+pub use restore::MAX_CLOCK_ERROR;
+
+use std::collections::BTreeSet;
+
+use jobvault_core::{Config, Cursor, Seq, Timestamp};
+
+use crate::restore::Restored;
+use crate::world::World;
+
+/// Violations kept per seed; one is enough to fail, a few help to debug.
+const MAX_VIOLATIONS: usize = 10;
+
+/// Something that happened, as the checkers are told of it.
+#[derive(Debug)]
+pub enum Observation<'a> {
+    /// The core started snapshot attempt for a trigger.
+    TriggerAttempt { trigger: &'a str },
+    /// The core issued a feed read at this local and true time.
+    FeedRead {
+        local: Timestamp,
+        true_time: Timestamp,
+    },
+    /// The core started an upload; the counts include it.
+    UploadStarted { in_flight: usize, pending: usize },
+    /// A job object landed; `replaced` is the version it overwrote, if any.
+    JobWritten {
+        object: &'a str,
+        seq: Seq,
+        replaced: Option<Seq>,
+    },
+    /// A cursor save is about to land in the database.
+    CursorSaving { expected: Cursor, new: Cursor },
+    /// The core rescanned its change feed; `explained` if someone else had
+    /// rewound the stored cursor.
+    FeedReset { explained: bool },
+    /// The core took a report; its count of reports that answered nothing.
+    Reported { unexpected: u64 },
+    /// The core answered immediate-backup request `id`; `waiting` if it was.
+    ImmediateAnswered { id: u64, waiting: bool },
+    /// The core exited after a graceful stop with these requests unanswered.
+    Exited { unanswered: &'a BTreeSet<u64> },
+    /// A restore of the bucket as it is now, faults or not.
+    Restored(&'a Restored),
+    /// A restore after the faults stopped and the system quiesced.
+    Quiesced(&'a Restored),
+}
+
+/// One invariant.
+pub trait Invariant {
+    fn observe(&mut self, seen: &Observation, world: &World, verdicts: &mut Verdicts);
+}
+
+/// Checks made and violations found.
+#[derive(Debug, Default)]
+pub struct Verdicts {
+    pub checks: u64,
+    pub violations: Vec<String>,
+}
+
+impl Verdicts {
+    /// Counts a check; records `what` if it failed.
+    pub fn check(&mut self, ok: bool, what: impl FnOnce() -> String) {
+        self.checks += 1;
+        if !ok {
+            self.violation(what());
+        }
+    }
+
+    pub fn violation(&mut self, what: String) {
+        if self.violations.len() < MAX_VIOLATIONS {
+            self.violations.push(what);
+        }
+    }
+}
+
+/// Every invariant, and what they found.
+pub struct Checkers {
+    invariants: Vec<Box<dyn Invariant>>,
+    pub verdicts: Verdicts,
+}
+
+impl Checkers {
+    pub fn new(config: &Config) -> Self {
+        let invariants: Vec<Box<dyn Invariant>> = vec![
+            Box::new(restore::NoLostVersion),
+            Box::new(cursor::HonestCursor::default()),
+            Box::new(process::TriggerAttempts::default()),
+            Box::new(bucket::NewestWins),
+            Box::new(process::Bounds::new(config)),
+            Box::new(restore::OnePlanner),
+            Box::new(process::ResetsExplained),
+            Box::new(process::NothingSilent),
+            Box::new(process::ImmediateAnswered),
+        ];
+        Checkers {
+            invariants,
+            verdicts: Verdicts::default(),
+        }
+    }
+
+    pub fn observe(&mut self, seen: Observation, world: &World) {
+        for invariant in &mut self.invariants {
+            invariant.observe(&seen, world, &mut self.verdicts);
+        }
+    }
+}

@@ -1,0 +1,110 @@
+//! What the core does with its work: triggers, bounds, resets, reports and
+//! immediate-backup requests.
+
+use std::collections::BTreeMap;
+
+use jobvault_core::Config;
+use jobvault_core::trigger::RETRY_COUNT;
+
+use super::{Invariant, Observation, Verdicts};
+use crate::world::World;
+
+/// Invariant 3: a trigger is attempted at most `RETRY_COUNT` times, across
+/// restarts.
+#[derive(Default)]
+pub struct TriggerAttempts {
+    attempts: BTreeMap<String, u32>,
+}
+
+impl Invariant for TriggerAttempts {
+    fn observe(&mut self, seen: &Observation, _: &World, verdicts: &mut Verdicts) {
+        if let Observation::TriggerAttempt { trigger } = seen {
+            let attempts = self.attempts.entry((*trigger).to_owned()).or_default();
+            *attempts += 1;
+            let attempts = *attempts;
+            verdicts.check(attempts <= RETRY_COUNT, || {
+                format!("trigger {trigger} attempted {attempts} times, more than {RETRY_COUNT}")
+            });
+        }
+    }
+}
+
+/// Invariant 5: uploads in flight and jobs held stay within their bounds.
+pub struct Bounds {
+    concurrency: usize,
+    max_pending: usize,
+}
+
+impl Bounds {
+    pub fn new(config: &Config) -> Self {
+        Bounds {
+            concurrency: config.concurrency,
+            max_pending: config.max_pending,
+        }
+    }
+}
+
+impl Invariant for Bounds {
+    fn observe(&mut self, seen: &Observation, _: &World, verdicts: &mut Verdicts) {
+        if let Observation::UploadStarted { in_flight, pending } = *seen {
+            verdicts.check(in_flight <= self.concurrency, || {
+                format!(
+                    "{in_flight} uploads in flight, more than the bound {}",
+                    self.concurrency
+                )
+            });
+            verdicts.check(pending <= self.max_pending, || {
+                format!(
+                    "{pending} jobs held in memory, more than the bound {}",
+                    self.max_pending
+                )
+            });
+        }
+    }
+}
+
+/// The change feed is rescanned only when someone else changed the stored
+/// cursor; a reset for any other reason re-uploads for nothing.
+pub struct ResetsExplained;
+
+impl Invariant for ResetsExplained {
+    fn observe(&mut self, seen: &Observation, _: &World, verdicts: &mut Verdicts) {
+        if let Observation::FeedReset { explained } = *seen {
+            verdicts.check(explained, || {
+                "the change feed was reset though nobody else changed the stored cursor".to_owned()
+            });
+        }
+    }
+}
+
+/// Nothing silent: every report the core took answered something it had
+/// asked for.
+pub struct NothingSilent;
+
+impl Invariant for NothingSilent {
+    fn observe(&mut self, seen: &Observation, _: &World, verdicts: &mut Verdicts) {
+        if let Observation::Reported { unexpected } = *seen {
+            verdicts.check(unexpected == 0, || {
+                format!("the core dropped {unexpected} reports that answered nothing outstanding")
+            });
+        }
+    }
+}
+
+/// Every immediate-backup request is answered exactly once, and a core that
+/// exits after a graceful stop has answered them all: nobody would after it.
+pub struct ImmediateAnswered;
+
+impl Invariant for ImmediateAnswered {
+    fn observe(&mut self, seen: &Observation, _: &World, verdicts: &mut Verdicts) {
+        match seen {
+            Observation::ImmediateAnswered { id, waiting } => verdicts.check(*waiting, || {
+                format!("immediate backup {id} was answered, but it was not waiting")
+            }),
+            Observation::Exited { unanswered } => verdicts.check(unanswered.is_empty(), || {
+                format!("the core exited with immediate backups {unanswered:?} unanswered")
+            }),
+            _ => {}
+        }
+    }
+}

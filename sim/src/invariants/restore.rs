@@ -1,0 +1,100 @@
+//! Invariants 1 and 7: a restore holds every version the cursor covers, and
+//! equals the database once the system has quiesced; it is planned by the
+//! planner that ships and starts from the newest snapshot.
+
+use std::time::Duration;
+
+use super::{Invariant, Observation, Verdicts};
+use crate::restore::Restored;
+use crate::world::World;
+
+/// The largest error of the local clock the world injects: half of the
+/// restore's clock allowance, as the restore runbook documents.
+pub const MAX_CLOCK_ERROR: Duration = Duration::from_secs(300);
+
+/// Invariant 1.
+pub struct NoLostVersion;
+
+impl Invariant for NoLostVersion {
+    fn observe(&mut self, seen: &Observation, world: &World, verdicts: &mut Verdicts) {
+        match seen {
+            Observation::Restored(restored) => covers_cursor(world, restored, verdicts),
+            Observation::Quiesced(restored) => equals_database(world, restored, verdicts),
+            _ => {}
+        }
+    }
+}
+
+/// While faults go on: a restore now holds every version the stored cursor
+/// says is safe.
+fn covers_cursor(world: &World, restored: &Restored, verdicts: &mut Verdicts) {
+    let stored = world.db.stored.seq;
+    let missing = world
+        .db
+        .by_seq
+        .range(..=stored)
+        .find(|(seq, id)| restored.versions.get(*id).is_none_or(|got| got < *seq));
+    verdicts.check(missing.is_none(), || {
+        let (seq, id) = missing.expect("only called when something is missing");
+        format!(
+            "a restore now lacks job {id} version {seq}, though the stored cursor is at {stored}"
+        )
+    });
+}
+
+/// Once quiesced: a restore equals the database, job for job.
+fn equals_database(world: &World, restored: &Restored, verdicts: &mut Verdicts) {
+    let (expected, got) = (world.db.versions(), &restored.versions);
+    let differences: Vec<String> = expected
+        .iter()
+        .filter(|(id, seq)| got.get(*id) != Some(*seq))
+        .map(|(id, seq)| format!("{id}: database {seq}, restored {:?}", got.get(id)))
+        .chain(
+            got.keys()
+                .filter(|id| !expected.contains_key(*id))
+                .map(|id| format!("{id}: restored but not in the database")),
+        )
+        .take(5)
+        .collect();
+    verdicts.check(differences.is_empty(), || {
+        format!(
+            "after quiescing, a restore differs from the database: {}",
+            differences.join("; ")
+        )
+    });
+}
+
+/// Invariant 7: a restore starts from the newest snapshot the store wrote,
+/// so it fetches only the job objects uploaded since (less the clock
+/// allowance), not every one since an older snapshot.
+pub struct OnePlanner;
+
+impl Invariant for OnePlanner {
+    fn observe(&mut self, seen: &Observation, world: &World, verdicts: &mut Verdicts) {
+        let (Observation::Restored(restored) | Observation::Quiesced(restored)) = seen else {
+            return;
+        };
+        let newest = world.store.newest_snapshot.as_ref();
+        let chosen = restored.snapshot.as_ref().map(|s| &s.object);
+        verdicts.check(chosen == newest, || {
+            format!(
+                "a restore started from snapshot {chosen:?}, not from the newest one, {newest:?}"
+            )
+        });
+        let Some(snapshot) = restored.snapshot.as_ref() else {
+            return;
+        };
+        let floor = snapshot.time - MAX_CLOCK_ERROR - MAX_CLOCK_ERROR;
+        let early = restored
+            .fetched_uploads
+            .iter()
+            .filter(|&&at| at < floor)
+            .count();
+        verdicts.check(early == 0, || {
+            format!(
+                "a restore from {} (time {}) fetched {early} job objects uploaded before {floor}",
+                snapshot.object, snapshot.time
+            )
+        });
+    }
+}
