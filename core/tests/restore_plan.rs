@@ -343,3 +343,39 @@ fn an_answer_to_nothing_asked_is_an_error() {
         .unwrap_err();
     assert!(matches!(error, PlanError::Unexpected(_)), "{error:?}");
 }
+
+#[test]
+fn an_answer_given_twice_is_an_error() {
+    let mut bucket = Bucket::default();
+    bucket.job("a", "2016/11/16", "2016-11-16T11:00:00Z", 1);
+    let now = at("2016-11-16T14:00:00Z");
+    let mut search = JobSearch::new(at("2016-11-16T00:00:00Z"), now, OnCorrupt::Fail);
+    let listing = search.poll_ask().expect("a listing");
+    search.handle_answer(bucket.answer(listing)).unwrap();
+    let fetch = search.poll_ask().expect("a fetch");
+    let answer = bucket.answer(fetch);
+    search.handle_answer(answer.clone()).unwrap();
+    let error = search.handle_answer(answer).unwrap_err();
+    assert!(matches!(error, PlanError::Unexpected(_)), "{error:?}");
+}
+
+#[test]
+fn the_newest_snapshot_filed_in_the_month_before_is_found() {
+    let mut bucket = Bucket::default();
+    bucket.put(
+        "db-backup/2016/11/30/late.bdb",
+        "2016-12-01T00:04:00Z",
+        snapshot("2016-12-01T00:00:00Z"),
+    );
+    bucket.put(
+        "db-backup/2016/12/01/early.bdb",
+        "2016-12-01T00:03:00Z",
+        snapshot("2016-12-01T00:00:00Z"),
+    );
+    let mut search = NewestSearch::new(ObjectKind::Snapshot);
+    bucket.drive(&mut search, false).unwrap();
+    assert_eq!(
+        search.newest().unwrap().name,
+        "db-backup/2016/11/30/late.bdb"
+    );
+}

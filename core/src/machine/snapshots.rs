@@ -304,15 +304,16 @@ impl Snapshots {
             return false;
         };
         let basename = immediate_base_name(&name, cx.now);
-        self.take_snapshot(cx, &basename, SnapshotReason::Immediate { id });
-        true
+        self.take_snapshot(cx, &basename, SnapshotReason::Immediate { id })
     }
 
-    fn take_snapshot(&mut self, cx: &mut Context, basename: &str, reason: SnapshotReason) {
+    /// Starts a snapshot; returns whether it started (its name may be invalid).
+    fn take_snapshot(&mut self, cx: &mut Context, basename: &str, reason: SnapshotReason) -> bool {
         match plan_snapshot(basename, reason.clone(), cx.now, Some(cx.incremental_time)) {
             Ok(order) => {
                 self.stage = Stage::Snapshotting { reason };
                 cx.out.push_back(Command::TakeSnapshot(order));
+                true
             }
             Err(invalid) => {
                 error!(error = %invalid, "cannot name the snapshot");
@@ -323,6 +324,7 @@ impl Snapshots {
                         result: Err(Failure::new(FailureKind::Rejected, invalid.to_string())),
                     });
                 }
+                false
             }
         }
     }

@@ -4,7 +4,7 @@
 //! never by listing order (the original took whichever came last). A job
 //! object is fetched as soon as the listing of its day folder arrives.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeSet, VecDeque};
 
 use super::ask::{Answer, Ask, PlanError, Planner, unexpected};
 use super::range::RangeListing;
@@ -29,8 +29,8 @@ pub struct JobSearch {
     on_corrupt: OnCorrupt,
     listing: RangeListing,
     fetches: VecDeque<Ask>,
-    /// Fetches queued or in flight.
-    fetching: usize,
+    /// Objects whose fetch is queued or in flight.
+    fetching: BTreeSet<String>,
     newest: NewestWins,
     skipped: Vec<Skipped>,
     fetched: usize,
@@ -61,7 +61,7 @@ impl JobSearch {
             on_corrupt,
             listing: RangeListing::new(ObjectKind::Job, since, now),
             fetches: VecDeque::new(),
-            fetching: 0,
+            fetching: BTreeSet::new(),
             newest: NewestWins::new(),
             skipped: Vec::new(),
             fetched: 0,
@@ -81,10 +81,9 @@ impl JobSearch {
         object: String,
         result: Result<Envelope, String>,
     ) -> Result<(), PlanError> {
-        if self.fetching == 0 {
+        if !self.fetching.remove(&object) {
             return Err(unexpected(&Answer::JobFetched { object, result }));
         }
-        self.fetching -= 1;
         match result.and_then(|envelope| holds_its_own_job(&object, envelope)) {
             Ok(envelope) => {
                 self.fetched += 1;
@@ -113,8 +112,10 @@ impl Planner for JobSearch {
         }
         for object in self.listing.take_answer(answer)? {
             let is_job = parse_object_name(&object.name).is_ok_and(|p| p.kind == ObjectKind::Job);
-            if is_job && uploaded_since(object.updated, self.since) {
-                self.fetching += 1;
+            if is_job
+                && uploaded_since(object.updated, self.since)
+                && self.fetching.insert(object.name.clone())
+            {
                 self.fetches.push_back(Ask::FetchJob {
                     object: object.name,
                 });
@@ -124,7 +125,7 @@ impl Planner for JobSearch {
     }
 
     fn is_complete(&self) -> bool {
-        self.listing.is_complete() && self.fetching == 0
+        self.listing.is_complete() && self.fetching.is_empty()
     }
 }
 

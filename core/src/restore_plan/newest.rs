@@ -7,8 +7,8 @@ use crate::machine::ListedObject;
 use crate::object_name::ObjectKind;
 use crate::retrieval::newest_object;
 
-/// The day after the first one found is listed too, in case a clock step
-/// put the newest upload in the day folder before it.
+/// The next older day folder after the first that holds one is listed too,
+/// in case a clock step put the newest upload there.
 const DAYS_LISTED_AFTER_THE_FIRST_HIT: u32 = 1;
 
 /// Searches for the newest object of one kind.
@@ -19,7 +19,8 @@ pub struct NewestSearch {
     /// sorted so that the newest is last.
     levels: Vec<Vec<String>>,
     asked: Option<Ask>,
-    outstanding: bool,
+    /// Where the listing in flight lists.
+    outstanding: Option<String>,
     found: Vec<ListedObject>,
     /// Days listed since (and including) the first that held one.
     days_with_hits: u32,
@@ -33,7 +34,7 @@ impl NewestSearch {
             asked: Some(Ask::ListFolders {
                 folder: format!("{}/", kind.dir()),
             }),
-            outstanding: false,
+            outstanding: None,
             found: Vec::new(),
             days_with_hits: 0,
         }
@@ -73,12 +74,20 @@ impl NewestSearch {
 impl Planner for NewestSearch {
     fn poll_ask(&mut self) -> Option<Ask> {
         let ask = self.asked.take()?;
-        self.outstanding = true;
+        self.outstanding = Some(match &ask {
+            Ask::ListFolders { folder } => folder.clone(),
+            Ask::ListObjects { prefix } => prefix.clone(),
+            other => unreachable!("the search asks only for listings, not {other:?}"),
+        });
         Some(ask)
     }
 
     fn handle_answer(&mut self, answer: Answer) -> Result<(), PlanError> {
-        if !self.outstanding {
+        let answers = match &answer {
+            Answer::Folders { folder: at, .. } | Answer::Objects { prefix: at, .. } => Some(at),
+            _ => None,
+        };
+        if answers.is_none() || answers != self.outstanding.as_ref() {
             return Err(unexpected(&answer));
         }
         match answer {
@@ -94,7 +103,7 @@ impl Planner for NewestSearch {
             }
             other => return Err(unexpected(&other)),
         }
-        self.outstanding = false;
+        self.outstanding = None;
         if !self.done() {
             self.advance();
         }
@@ -102,6 +111,6 @@ impl Planner for NewestSearch {
     }
 
     fn is_complete(&self) -> bool {
-        !self.outstanding && self.asked.is_none()
+        self.outstanding.is_none() && self.asked.is_none()
     }
 }

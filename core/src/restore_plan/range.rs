@@ -2,7 +2,7 @@
 //! folder when there are few, or, for long ranges, discovering the year,
 //! month and day folders that exist and listing only those.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeSet, VecDeque};
 
 use super::ask::{Answer, Ask, PlanError, Planner, unexpected};
 use crate::machine::ListedObject;
@@ -19,8 +19,8 @@ pub struct RangeListing {
     since: Timestamp,
     now: Timestamp,
     queue: VecDeque<Ask>,
-    /// Asks queued or in flight.
-    outstanding: usize,
+    /// Listings queued or in flight: objects (`true`) or folders, and where.
+    outstanding: BTreeSet<(bool, String)>,
     /// What listings found, when driven as a [`Planner`].
     listed: Vec<ListedObject>,
 }
@@ -41,7 +41,7 @@ impl RangeListing {
             kind,
             since,
             now,
-            outstanding: queue.len(),
+            outstanding: queue.iter().map(listing_of).collect(),
             queue,
             listed: Vec::new(),
         }
@@ -55,28 +55,33 @@ impl RangeListing {
     /// Takes in one answer; returns the objects a listing found, without
     /// keeping them.
     pub fn take_answer(&mut self, answer: Answer) -> Result<Vec<ListedObject>, PlanError> {
-        if self.outstanding == 0 {
+        let answers = match &answer {
+            Answer::Folders { folder, .. } => (false, folder.clone()),
+            Answer::Objects { prefix, .. } => (true, prefix.clone()),
+            _ => return Err(unexpected(&answer)),
+        };
+        if !self.outstanding.remove(&answers) {
             return Err(unexpected(&answer));
         }
-        self.outstanding -= 1;
         match answer {
             Answer::Folders { folder, folders } => {
                 // `<dir>/YYYY/MM/` holds day folders: list their objects.
                 let holds_days = folder.matches('/').count() == 3;
                 for found in folders {
                     if folder_in_range(self.kind, &found, self.since, self.now) {
-                        self.outstanding += 1;
-                        self.queue.push_back(if holds_days {
+                        let ask = if holds_days {
                             Ask::ListObjects { prefix: found }
                         } else {
                             Ask::ListFolders { folder: found }
-                        });
+                        };
+                        self.outstanding.insert(listing_of(&ask));
+                        self.queue.push_back(ask);
                     }
                 }
                 Ok(Vec::new())
             }
             Answer::Objects { objects, .. } => Ok(objects),
-            other => Err(unexpected(&other)),
+            _ => unreachable!("only listings get this far"),
         }
     }
 }
@@ -93,6 +98,15 @@ impl Planner for RangeListing {
     }
 
     fn is_complete(&self) -> bool {
-        self.outstanding == 0
+        self.outstanding.is_empty()
+    }
+}
+
+/// What a listing ask lists: objects (`true`) or folders, and where.
+fn listing_of(ask: &Ask) -> (bool, String) {
+    match ask {
+        Ask::ListObjects { prefix } => (true, prefix.clone()),
+        Ask::ListFolders { folder } => (false, folder.clone()),
+        other => unreachable!("a range listing asks only for listings, not {other:?}"),
     }
 }
