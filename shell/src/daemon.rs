@@ -312,24 +312,27 @@ async fn supervise(command: &Command, deadline: Duration, mut work: JoinHandle<I
             )
         }
     };
-    warn!(command = ?command_name(command), error = %failure, "command answered by its supervisor");
+    warn!(command = %describe(command), error = %failure, "command answered by its supervisor");
     command
         .failed(failure)
         .expect("only commands that expect an answer are supervised")
 }
 
-fn command_name(command: &Command) -> &'static str {
+/// A command in a few words, naming what it works on.
+fn describe(command: &Command) -> String {
     match command {
-        Command::ScanTriggers => "scan triggers",
-        Command::WriteTriggerAttempts { .. } => "write trigger attempts",
-        Command::DeleteTrigger { .. } => "delete trigger",
-        Command::QuarantineTrigger { .. } => "quarantine trigger",
-        Command::TakeSnapshot(_) => "take snapshot",
-        Command::ReadChanges { .. } => "read changes",
-        Command::UploadJob(_) => "upload job",
-        Command::SaveCursor { .. } => "save cursor",
-        Command::ListSnapshots { .. } => "list snapshots",
-        Command::ImmediateBackupDone { .. } => "immediate backup done",
+        Command::ScanTriggers => "scan the trigger directory".to_owned(),
+        Command::WriteTriggerAttempts { name, .. } => {
+            format!("record an attempt in trigger {name}")
+        }
+        Command::DeleteTrigger { name } => format!("delete trigger {name}"),
+        Command::QuarantineTrigger { name, .. } => format!("quarantine trigger {name}"),
+        Command::TakeSnapshot(order) => format!("take snapshot {}", order.object),
+        Command::ReadChanges { after, .. } => format!("read the changes after {after}"),
+        Command::UploadJob(upload) => format!("upload {}", upload.object),
+        Command::SaveCursor { new, .. } => format!("save the cursor at {}", new.seq),
+        Command::ListSnapshots { .. } => "list snapshots".to_owned(),
+        Command::ImmediateBackupDone { id, .. } => format!("answer backup request {id}"),
     }
 }
 

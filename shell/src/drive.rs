@@ -117,7 +117,10 @@ impl<'a> Driver<'a> {
         let downloaded = download_snapshot(self.store, &object, dest)
             .await
             .map_err(|e| DriveError::Snapshot(e.to_string()))?;
-        let stored_cursor = JobDb::open(dest)?.cursor()?;
+        let location = self.store.location(&object);
+        let stored_cursor = JobDb::open(dest).and_then(|db| db.cursor()).map_err(|e| {
+            DriveError::Snapshot(format!("{location} does not open as a job database: {e}"))
+        })?;
         Ok(Answer::SnapshotFetched {
             object,
             gzip_mtime: downloaded.gzip.and_then(|(_, mtime)| mtime),

@@ -10,7 +10,7 @@ use std::borrow::Cow;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 
-use http_body_util::{BodyExt, Full};
+use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::{Bytes, Incoming};
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
@@ -201,6 +201,12 @@ pub async fn serve(
                     continue;
                 }
             };
+            // A client on this host reaches the listener from loopback, or
+            // from the very address it listens on.
+            let same_host = peer.ip().is_loopback()
+                || stream
+                    .local_addr()
+                    .is_ok_and(|local| local.ip() == peer.ip());
             let database = database.clone();
             let metrics = metrics.clone();
             let desk = desk.clone();
@@ -208,7 +214,7 @@ pub async fn serve(
                 let (database, metrics, desk) = (database.clone(), metrics.clone(), desk.clone());
                 async move {
                     let response = if request.uri().path() == "/backup" {
-                        backup(request, peer, desk.as_ref()).await
+                        backup(request, same_host, desk.as_ref()).await
                     } else {
                         respond(&request, &database, metrics)
                     };
@@ -250,20 +256,24 @@ fn respond(
         .expect("a static response is valid")
 }
 
+/// A backup request is a few hundred bytes of JSON.
+const MAX_REQUEST_BYTES: usize = 64 << 10;
+
 /// `POST /backup`: an immediate snapshot through the daemon's core.
 async fn backup(
     request: Request<Incoming>,
-    peer: SocketAddr,
+    same_host: bool,
     desk: Option<&BackupDesk>,
 ) -> Response<Full<Bytes>> {
     let error = |status: u16, why: &str| (status, serde_json::json!({ "error": why }).to_string());
     let (status, body) = match desk {
         None => error(404, "no daemon serves backups here"),
         Some(_) if request.method() != hyper::Method::POST => error(405, "POST a backup request"),
-        Some(_) if !peer.ip().is_loopback() => {
-            error(403, "backups are taken for loopback clients only")
-        }
-        Some(desk) => match request.into_body().collect().await {
+        Some(_) if !same_host => error(403, "backups are taken for clients on this host only"),
+        Some(desk) => match Limited::new(request.into_body(), MAX_REQUEST_BYTES)
+            .collect()
+            .await
+        {
             Ok(body) => desk.serve(&body.to_bytes()).await,
             Err(e) => error(400, &e.to_string()),
         },

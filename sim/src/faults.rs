@@ -5,11 +5,12 @@
 //! either a rate, applied to every operation it can hit, or a count of
 //! one-off events at drawn times.
 //!
-//! Adding a kind takes three places, and the compiler finds the last two: the
-//! variant below, its arm in [`FaultKind::draw`], and its arm where the
-//! simulation injects it (`Simulation::inject` for one-offs, or the
-//! operation it hits for rates). Labels, `--faults`, counts and the summary
-//! follow from the variant.
+//! Adding a kind takes three places: the variant below, its arm in
+//! [`FaultKind::draw`] (the compiler asks for it), and where the simulation
+//! injects it: its arm in `Simulation::inject` for a one-off (one without it
+//! panics on the first seed that draws it, and the seeds test draws every
+//! kind), or the operation it hits for a rate. Labels, `--faults`, counts and
+//! the summary follow from the variant.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, anyhow};
 use clap::Args;
-use jobvault::control::{Asked, BackupAsk, ask_daemon};
+use jobvault::control::{Asked, BackupAsk, ask_daemon, check_immediate_name};
 use jobvault::db::JobDb;
 use jobvault::immediate::snapshot_here;
 use jobvault::progress;
@@ -27,12 +27,17 @@ pub struct BackupArgs {
     #[command(flatten)]
     bucket: BucketArg,
     /// The snapshot is named <NAME>-HH:MM:SS (UTC).
-    #[arg(long, default_value = "task-scheduler", value_parser = parse_name)]
+    #[arg(long, default_value = "task-scheduler", value_parser = parse_snapshot_name)]
     name: String,
 }
 
 pub(super) fn parse_name(name: &str) -> Result<String, String> {
     check_base_name("name", name).map_err(|e| e.to_string())?;
+    Ok(name.to_owned())
+}
+
+fn parse_snapshot_name(name: &str) -> Result<String, String> {
+    check_immediate_name(name)?;
     Ok(name.to_owned())
 }
 

@@ -32,7 +32,7 @@ pub struct RunArgs {
     /// Work directory; trigger files are read from <DIR>/trigger-backup/.
     #[arg(long, value_name = "DIR")]
     workdir: PathBuf,
-    /// Names the database in metrics and immediate snapshots.
+    /// Names the database in the metrics' `database` label.
     #[arg(long, default_value = "task-scheduler", value_parser = parse_name)]
     name: String,
     /// How often triggers and job changes are checked.
@@ -71,6 +71,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let (requests_tx, requests) = mpsc::channel(16);
     let canonical = std::fs::canonicalize(&db_path)
         .with_context(|| format!("cannot resolve {}", db_path.display()))?;
+    let desk_db = canonical.clone();
     let desk = BackupDesk {
         db: canonical,
         bucket: store.url().to_string(),
@@ -79,8 +80,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let metrics_addr = metrics::serve(args.metrics_addr, args.name.clone(), metrics_rx, Some(desk))
         .await
         .with_context(|| format!("cannot serve metrics on {}", args.metrics_addr))?;
-    let _address = AddressFile::write(&db_path, metrics_addr)
-        .with_context(|| format!("cannot write {}", address_file(&db_path).display()))?;
+    let _address = AddressFile::write(&desk_db, metrics_addr)
+        .with_context(|| format!("cannot write {}", address_file(&desk_db).display()))?;
     info!(
         db = %db_path.display(),
         bucket = %store.url(),

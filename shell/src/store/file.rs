@@ -40,7 +40,10 @@ impl FileStore {
         let root = self.root.clone();
         blocking(move || match fs::metadata(&root) {
             Ok(meta) if meta.is_dir() => Ok(()),
-            Ok(_) => Err(BackendError::new("is not a directory")),
+            Ok(_) => Err(BackendError::with_kind(
+                FailureKind::Rejected,
+                "is not a directory",
+            )),
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 Err(BackendError::not_found("directory does not exist"))
             }
@@ -110,7 +113,7 @@ impl FileStore {
                 .into_iter()
                 .filter_entry(|e| e.depth() == 0 || !is_hidden(e.file_name()))
             {
-                let entry = entry.map_err(|e| BackendError::new(e.to_string()))?;
+                let entry = entry.map_err(walk_error)?;
                 if !entry.file_type().is_file() {
                     continue;
                 }
@@ -118,9 +121,7 @@ impl FileStore {
                 if !name.starts_with(&prefix) {
                     continue;
                 }
-                let meta = entry
-                    .metadata()
-                    .map_err(|e| BackendError::new(e.to_string()))?;
+                let meta = entry.metadata().map_err(walk_error)?;
                 let updated = meta.modified().map_or(Timestamp::UNIX_EPOCH, |t| {
                     Timestamp::from_offset_date_time(OffsetDateTime::from(t))
                 });
@@ -225,6 +226,11 @@ fn is_hidden(name: &std::ffi::OsStr) -> bool {
 
 fn io_error(error: io::Error) -> BackendError {
     BackendError::with_kind(io_kind(&error), error.to_string())
+}
+
+fn walk_error(error: walkdir::Error) -> BackendError {
+    let kind = error.io_error().map_or(FailureKind::Transient, io_kind);
+    BackendError::with_kind(kind, error.to_string())
 }
 
 /// What a local I/O error means to the core.
