@@ -144,9 +144,23 @@ fn the_newest_snapshot_is_found_walking_back_from_the_newest_day() {
         "2016-11-15T03:00:01Z",
         snapshot("2016-11-15T03:00:00Z"),
     );
+    // Someone's own folder, which sorts after every year.
+    bucket.put(
+        "db-backup/manual/copy.bdb",
+        "2016-11-20T00:00:00Z",
+        snapshot("2016-11-20T00:00:00Z"),
+    );
     let mut search = NewestSearch::new(ObjectKind::Snapshot);
     bucket.drive(&mut search, false).unwrap();
     assert_eq!(search.newest().unwrap().name, "db-backup/2016/11/14/c.bdb");
+    assert!(
+        bucket
+            .asks
+            .iter()
+            .all(|ask| !format!("{ask:?}").contains("manual")),
+        "{:?}",
+        bucket.asks
+    );
     // The year 2015 was never opened.
     assert!(
         bucket

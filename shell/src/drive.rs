@@ -58,6 +58,14 @@ impl<'a> Driver<'a> {
 
     /// Answers `planner`'s asks until it is complete.
     pub async fn drive(&self, planner: &mut impl Planner) -> Result<(), DriveError> {
+        let driven = self.answer_all(planner).await;
+        if let Some(bar) = self.progress {
+            bar.finish_and_clear();
+        }
+        driven
+    }
+
+    async fn answer_all(&self, planner: &mut impl Planner) -> Result<(), DriveError> {
         let mut running = FuturesUnordered::new();
         loop {
             while running.len() < self.concurrency.max(1) {
@@ -73,9 +81,6 @@ impl<'a> Driver<'a> {
             planner
                 .handle_answer(answer?)
                 .map_err(|e| self.plan_error(e))?;
-        }
-        if let Some(bar) = self.progress {
-            bar.finish_and_clear();
         }
         if planner.is_complete() {
             Ok(())

@@ -626,7 +626,13 @@ impl Simulation {
         note!(self, "jobvault killed");
         let generation = self.node.generation;
         let mut kept = BinaryHeap::new();
-        for Reverse(scheduled) in std::mem::take(&mut self.queue) {
+        // In time order, so that which work lands does not depend on how the
+        // heap happens to lay out its entries.
+        for Reverse(scheduled) in std::mem::take(&mut self.queue)
+            .into_sorted_vec()
+            .into_iter()
+            .rev()
+        {
             match scheduled.event {
                 Event::Done {
                     generation: g,

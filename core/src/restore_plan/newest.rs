@@ -5,7 +5,8 @@
 use super::ask::{Answer, Ask, PlanError, Planner, unexpected};
 use crate::machine::ListedObject;
 use crate::object_name::ObjectKind;
-use crate::retrieval::newest_object;
+use crate::retrieval::{folder_in_range, newest_object};
+use crate::timestamp::Timestamp;
 
 /// The next older day folder after the first that holds one is listed too,
 /// in case a clock step put the newest upload there.
@@ -92,6 +93,9 @@ impl Planner for NewestSearch {
         }
         match answer {
             Answer::Folders { mut folders, .. } if self.levels.len() < 3 => {
+                // Only date folders hold backups; anything else (a `manual/`
+                // folder someone made) would be walked first, for nothing.
+                folders.retain(|folder| is_date_folder(self.kind, folder));
                 folders.sort_unstable();
                 self.levels.push(folders);
             }
@@ -113,4 +117,14 @@ impl Planner for NewestSearch {
     fn is_complete(&self) -> bool {
         self.outstanding.is_none() && self.asked.is_none()
     }
+}
+
+/// Whether `folder` is `<dir>/YYYY/`, `<dir>/YYYY/MM/` or `<dir>/YYYY/MM/DD/`.
+fn is_date_folder(kind: ObjectKind, folder: &str) -> bool {
+    folder_in_range(
+        kind,
+        folder,
+        Timestamp::UNIX_EPOCH,
+        Timestamp::from_unix_nanos(i64::MAX),
+    )
 }
