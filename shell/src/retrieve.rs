@@ -17,8 +17,6 @@ pub struct Retrieval {
     /// Objects skipped as corrupt (with [`OnCorrupt::Skip`]), each with its
     /// location and why.
     pub skipped: Vec<String>,
-    /// Job objects fetched and decoded.
-    pub fetched: usize,
 }
 
 /// Retrieves the newest version of every job uploaded at or after `since`.
@@ -45,6 +43,5 @@ pub async fn retrieve(
             .into_iter()
             .map(|s| format!("{}: {}", store.location(&s.object), s.why))
             .collect(),
-        fetched: found.fetched,
     })
 }

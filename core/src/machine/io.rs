@@ -233,20 +233,19 @@ impl Command {
     /// sends when the command's task panicked or missed its deadline. `None`
     /// for a command that expects no answer.
     pub fn failed(&self, failure: Failure) -> Option<Input> {
-        let result = Err(failure.clone());
         Some(match self {
             Command::ScanTriggers => Input::TriggersScanned(Err(failure)),
             Command::WriteTriggerAttempts { name, .. } => Input::TriggerAttemptsWritten {
                 name: name.clone(),
-                result,
+                result: Err(failure),
             },
             Command::DeleteTrigger { name } => Input::TriggerDeleted {
                 name: name.clone(),
-                result,
+                result: Err(failure),
             },
             Command::QuarantineTrigger { name, .. } => Input::TriggerQuarantined {
                 name: name.clone(),
-                result,
+                result: Err(failure),
             },
             Command::TakeSnapshot(order) => Input::SnapshotTaken {
                 object: order.object.clone(),
@@ -258,7 +257,7 @@ impl Command {
                 seq: upload.envelope.seq,
                 result: Err(failure),
             },
-            Command::SaveCursor { .. } => Input::CursorSaved(result),
+            Command::SaveCursor { .. } => Input::CursorSaved(Err(failure)),
             Command::ListSnapshots { .. } => Input::SnapshotsListed(Err(failure)),
             Command::ImmediateBackupDone { .. } => return None,
         })

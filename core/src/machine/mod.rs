@@ -29,7 +29,7 @@ use crate::retrieval::day_prefixes;
 use crate::timestamp::Timestamp;
 use incremental::Incremental;
 use metrics::SnapshotLedger;
-use snapshots::Snapshots;
+use snapshots::{Snapshots, refused_for_stopping};
 
 /// How the backup behaves; the defaults are the original's.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -200,14 +200,7 @@ impl Backup {
             Input::SnapshotsListed(result) => self.on_snapshots_listed(now, result),
             Input::ImmediateBackupRequested { id, name } => {
                 if self.stopping {
-                    self.out.push_back(Command::ImmediateBackupDone {
-                        id,
-                        object: String::new(),
-                        result: Err(Failure::new(
-                            FailureKind::Rejected,
-                            "jobvault is shutting down",
-                        )),
-                    });
+                    self.out.push_back(refused_for_stopping(id));
                 } else {
                     self.snapshots.request_immediate(&mut cx, id, name);
                 }

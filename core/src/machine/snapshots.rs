@@ -39,6 +39,19 @@ pub fn plan_snapshot(
     })
 }
 
+/// The answer to an immediate-backup request that arrives, or still waits,
+/// when the machine stops.
+pub(crate) fn refused_for_stopping(id: u64) -> Command {
+    Command::ImmediateBackupDone {
+        id,
+        object: String::new(),
+        result: Err(Failure::new(
+            FailureKind::Rejected,
+            "jobvault is shutting down",
+        )),
+    }
+}
+
 #[derive(Debug, Default)]
 enum Stage {
     #[default]
@@ -77,16 +90,11 @@ impl Snapshots {
     /// would ever answer them after the driver exits.
     pub fn stop(&mut self, out: &mut VecDeque<Command>) {
         self.stopping = true;
-        for (id, _) in self.immediate.drain(..) {
-            out.push_back(Command::ImmediateBackupDone {
-                id,
-                object: String::new(),
-                result: Err(Failure::new(
-                    FailureKind::Rejected,
-                    "jobvault is shutting down",
-                )),
-            });
-        }
+        out.extend(
+            self.immediate
+                .drain(..)
+                .map(|(id, _)| refused_for_stopping(id)),
+        );
     }
 
     pub fn tick(&mut self, cx: &mut Context) {
@@ -209,14 +217,15 @@ impl Snapshots {
         object: &str,
         result: Result<u64, Failure>,
     ) {
-        if !matches!(self.stage, Stage::Snapshotting { .. }) {
-            cx.unexpected(format_args!(
-                "snapshot {object}: result with none outstanding"
-            ));
-            return;
-        }
-        let Stage::Snapshotting { reason } = std::mem::replace(&mut self.stage, Stage::Idle) else {
-            unreachable!("checked above");
+        let reason = match std::mem::take(&mut self.stage) {
+            Stage::Snapshotting { reason } => reason,
+            other => {
+                self.stage = other;
+                cx.unexpected(format_args!(
+                    "snapshot {object}: result with none outstanding"
+                ));
+                return;
+            }
         };
         match &result {
             Ok(bytes) => {

@@ -27,6 +27,25 @@ pub enum Ask {
     FetchJob { object: String },
 }
 
+/// A listing: of the folders under a folder, or of the objects under a
+/// prefix. The key by which a search matches a listing's answer to its ask.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Listing {
+    Folders(String),
+    Objects(String),
+}
+
+impl Ask {
+    /// The listing this asks for; `None` for a fetch.
+    pub(crate) fn listing(&self) -> Option<Listing> {
+        match self {
+            Ask::ListFolders { folder } => Some(Listing::Folders(folder.clone())),
+            Ask::ListObjects { prefix } => Some(Listing::Objects(prefix.clone())),
+            Ask::FetchSnapshot { .. } | Ask::FetchJob { .. } => None,
+        }
+    }
+}
+
 /// What the driver found out.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Answer {
@@ -84,6 +103,17 @@ pub struct ChosenSnapshot {
     /// The incremental backup time it was taken at: every job version
     /// committed before it is in the snapshot or in a job object.
     pub time: Timestamp,
+}
+
+impl Answer {
+    /// The listing this answers; `None` for a fetch.
+    pub(crate) fn listing(&self) -> Option<Listing> {
+        match self {
+            Answer::Folders { folder, .. } => Some(Listing::Folders(folder.clone())),
+            Answer::Objects { prefix, .. } => Some(Listing::Objects(prefix.clone())),
+            Answer::SnapshotFetched { .. } | Answer::JobFetched { .. } => None,
+        }
+    }
 }
 
 pub(crate) fn unexpected(answer: &Answer) -> PlanError {

@@ -33,7 +33,6 @@ pub struct JobSearch {
     fetching: BTreeSet<String>,
     newest: NewestWins,
     skipped: Vec<Skipped>,
-    fetched: usize,
 }
 
 /// An object left out because it does not hold a job.
@@ -50,8 +49,6 @@ pub struct Retrieved {
     pub jobs: Vec<Envelope>,
     /// Objects left out as corrupt (with [`OnCorrupt::Skip`]).
     pub skipped: Vec<Skipped>,
-    /// Job objects fetched and decoded.
-    pub fetched: usize,
 }
 
 impl JobSearch {
@@ -64,7 +61,6 @@ impl JobSearch {
             fetching: BTreeSet::new(),
             newest: NewestWins::new(),
             skipped: Vec::new(),
-            fetched: 0,
         }
     }
 
@@ -72,7 +68,6 @@ impl JobSearch {
         Retrieved {
             jobs: self.newest.into_sorted(),
             skipped: self.skipped,
-            fetched: self.fetched,
         }
     }
 
@@ -86,7 +81,6 @@ impl JobSearch {
         }
         match result.and_then(|envelope| holds_its_own_job(&object, envelope)) {
             Ok(envelope) => {
-                self.fetched += 1;
                 self.newest.offer(envelope);
                 Ok(())
             }

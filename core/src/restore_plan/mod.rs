@@ -104,11 +104,6 @@ impl RestorePlanner {
         }
     }
 
-    /// The snapshot chosen, once it is known.
-    pub fn snapshot(&self) -> Option<&ChosenSnapshot> {
-        self.snapshot.as_ref()
-    }
-
     /// The plan, once [`Planner::is_complete`].
     pub fn finish(self) -> Result<RestorePlan, PlanError> {
         match self.phase {

@@ -2,7 +2,7 @@
 //! walk the year, month and day folders from the newest back, and stop at the
 //! first day that holds one (the original listed every snapshot ever written).
 
-use super::ask::{Answer, Ask, PlanError, Planner, unexpected};
+use super::ask::{Answer, Ask, Listing, PlanError, Planner, unexpected};
 use crate::machine::ListedObject;
 use crate::object_name::ObjectKind;
 use crate::retrieval::{folder_in_range, newest_object};
@@ -20,8 +20,8 @@ pub struct NewestSearch {
     /// sorted so that the newest is last.
     levels: Vec<Vec<String>>,
     asked: Option<Ask>,
-    /// Where the listing in flight lists.
-    outstanding: Option<String>,
+    /// The listing in flight.
+    outstanding: Option<Listing>,
     found: Vec<ListedObject>,
     /// Days listed since (and including) the first that held one.
     days_with_hits: u32,
@@ -75,20 +75,12 @@ impl NewestSearch {
 impl Planner for NewestSearch {
     fn poll_ask(&mut self) -> Option<Ask> {
         let ask = self.asked.take()?;
-        self.outstanding = Some(match &ask {
-            Ask::ListFolders { folder } => folder.clone(),
-            Ask::ListObjects { prefix } => prefix.clone(),
-            other => unreachable!("the search asks only for listings, not {other:?}"),
-        });
+        self.outstanding = ask.listing();
         Some(ask)
     }
 
     fn handle_answer(&mut self, answer: Answer) -> Result<(), PlanError> {
-        let answers = match &answer {
-            Answer::Folders { folder: at, .. } | Answer::Objects { prefix: at, .. } => Some(at),
-            _ => None,
-        };
-        if answers.is_none() || answers != self.outstanding.as_ref() {
+        if answer.listing().is_none() || answer.listing() != self.outstanding {
             return Err(unexpected(&answer));
         }
         match answer {

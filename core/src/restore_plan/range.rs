@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeSet, VecDeque};
 
-use super::ask::{Answer, Ask, PlanError, Planner, unexpected};
+use super::ask::{Answer, Ask, Listing, PlanError, Planner, unexpected};
 use crate::machine::ListedObject;
 use crate::object_name::ObjectKind;
 use crate::retrieval::{ListingPlan, folder_in_range, plan_listing};
@@ -19,8 +19,8 @@ pub struct RangeListing {
     since: Timestamp,
     now: Timestamp,
     queue: VecDeque<Ask>,
-    /// Listings queued or in flight: objects (`true`) or folders, and where.
-    outstanding: BTreeSet<(bool, String)>,
+    /// Listings queued or in flight.
+    outstanding: BTreeSet<Listing>,
     /// What listings found, when driven as a [`Planner`].
     listed: Vec<ListedObject>,
 }
@@ -41,7 +41,7 @@ impl RangeListing {
             kind,
             since,
             now,
-            outstanding: queue.iter().map(listing_of).collect(),
+            outstanding: queue.iter().filter_map(Ask::listing).collect(),
             queue,
             listed: Vec::new(),
         }
@@ -55,12 +55,10 @@ impl RangeListing {
     /// Takes in one answer; returns the objects a listing found, without
     /// keeping them.
     pub fn take_answer(&mut self, answer: Answer) -> Result<Vec<ListedObject>, PlanError> {
-        let answers = match &answer {
-            Answer::Folders { folder, .. } => (false, folder.clone()),
-            Answer::Objects { prefix, .. } => (true, prefix.clone()),
-            _ => return Err(unexpected(&answer)),
-        };
-        if !self.outstanding.remove(&answers) {
+        if !answer
+            .listing()
+            .is_some_and(|listing| self.outstanding.remove(&listing))
+        {
             return Err(unexpected(&answer));
         }
         match answer {
@@ -74,7 +72,7 @@ impl RangeListing {
                         } else {
                             Ask::ListFolders { folder: found }
                         };
-                        self.outstanding.insert(listing_of(&ask));
+                        self.outstanding.extend(ask.listing());
                         self.queue.push_back(ask);
                     }
                 }
@@ -99,14 +97,5 @@ impl Planner for RangeListing {
 
     fn is_complete(&self) -> bool {
         self.outstanding.is_empty()
-    }
-}
-
-/// What a listing ask lists: objects (`true`) or folders, and where.
-fn listing_of(ask: &Ask) -> (bool, String) {
-    match ask {
-        Ask::ListObjects { prefix } => (true, prefix.clone()),
-        Ask::ListFolders { folder } => (false, folder.clone()),
-        other => unreachable!("a range listing asks only for listings, not {other:?}"),
     }
 }
