@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use jobvault_core::job_object::encode_job_object;
-use jobvault_core::machine::{ChangeBatch, JobUpload, SnapshotOrder};
+use jobvault_core::machine::{ChangeBatch, JobUpload};
 use jobvault_core::{Backup, Command, Config, Failure, FailureKind, Input, Metrics};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
@@ -21,7 +21,7 @@ use crate::clock;
 use crate::control::{BackupRequest, Taken};
 use crate::db::JobDb;
 use crate::failure::ToFailure;
-use crate::snapshot::take_snapshot;
+use crate::snapshot::carry_out;
 use crate::store::{Store, error_chain};
 use crate::triggers::TriggerDir;
 
@@ -227,7 +227,9 @@ impl Executor {
             }),
             Command::TakeSnapshot(order) => {
                 let executor = self.clone();
-                tokio::spawn(async move { executor.snapshot(order).await })
+                tokio::spawn(async move {
+                    carry_out(&executor.db_path, &executor.store, order, None).await
+                })
             }
             Command::UploadJob(upload) => {
                 let executor = self.clone();
@@ -252,27 +254,6 @@ impl Executor {
             }
         }
         Input::SnapshotsListed(Ok(listed))
-    }
-
-    async fn snapshot(&self, order: SnapshotOrder) -> Input {
-        let result = take_snapshot(&self.db_path, &self.store, &order, None).await;
-        let result = match result {
-            Ok(report) => {
-                info!(
-                    object = %self.store.location(&report.object),
-                    bytes = report.object_bytes,
-                    database_bytes = report.database_bytes,
-                    seconds = format_args!("{:.2}", report.elapsed.as_secs_f64()),
-                    "snapshot uploaded"
-                );
-                Ok(report.object_bytes)
-            }
-            Err(e) => Err(e.to_failure()),
-        };
-        Input::SnapshotTaken {
-            object: order.object,
-            result,
-        }
     }
 
     async fn upload_job(&self, upload: JobUpload) -> Input {

@@ -15,7 +15,7 @@ use jobvault_core::machine::ListedObject;
 use jobvault_core::object_name::ObjectKind;
 use jobvault_core::restore_plan::{Answer, Ask, NewestSearch, PlanError, Planner, RangeListing};
 
-use crate::db::{DbError, JobDb};
+use crate::db::JobDb;
 use crate::restore::download_snapshot;
 use crate::store::{Store, StoreError};
 
@@ -32,8 +32,6 @@ pub enum DriveError {
     /// The snapshot could not be downloaded or opened.
     #[error("{0}")]
     Snapshot(String),
-    #[error(transparent)]
-    Db(#[from] DbError),
 }
 
 /// Where and how to carry out asks.

@@ -12,8 +12,7 @@ use tracing::warn;
 use crate::clock;
 use crate::control::Taken;
 use crate::db::JobDb;
-use crate::failure::ToFailure;
-use crate::snapshot::take_snapshot;
+use crate::snapshot::carry_out;
 use crate::store::Store;
 
 /// Takes a snapshot of `db_path` named `<name>-HH:MM:SS`; `progress` hears
@@ -42,12 +41,8 @@ pub async fn snapshot_here(
     loop {
         match core.poll_command() {
             Some(Command::TakeSnapshot(order)) => {
-                let taken = take_snapshot(db_path, store, &order, Some(progress.clone())).await;
-                let result = taken
-                    .map(|report| report.object_bytes)
-                    .map_err(|e| e.to_failure());
-                let object = order.object;
-                core.handle_input(Input::SnapshotTaken { object, result }, clock::now());
+                let taken = carry_out(db_path, store, order, Some(progress.clone())).await;
+                core.handle_input(taken, clock::now());
             }
             Some(Command::ImmediateBackupDone { object, result, .. }) => {
                 return result.map(|bytes| Taken { object, bytes });

@@ -15,11 +15,14 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use flate2::{Compression, GzBuilder};
+use jobvault_core::Input;
 use jobvault_core::machine::SnapshotOrder;
 use jobvault_core::object_name::Framing;
 use tokio::sync::mpsc;
+use tracing::info;
 
 use crate::db::{DbError, JobDb};
+use crate::failure::ToFailure;
 use crate::store::{CHUNK_BYTES, Chunk, Store, StoreError};
 
 /// Called with the number of database bytes compressed so far.
@@ -50,6 +53,33 @@ pub enum SnapshotError {
     Store(#[from] StoreError),
     #[error("snapshot task failed: {0}")]
     Task(String),
+}
+
+/// Carries out the core's snapshot order and reports how it went, as the
+/// core takes it: the daemon and an in-process `backup` both come here.
+pub async fn carry_out(
+    db_path: &Path,
+    store: &Store,
+    order: SnapshotOrder,
+    progress: Option<ProgressFn>,
+) -> Input {
+    let result = match take_snapshot(db_path, store, &order, progress).await {
+        Ok(report) => {
+            info!(
+                object = %store.location(&report.object),
+                bytes = report.object_bytes,
+                database_bytes = report.database_bytes,
+                seconds = format_args!("{:.2}", report.elapsed.as_secs_f64()),
+                "snapshot uploaded"
+            );
+            Ok(report.object_bytes)
+        }
+        Err(e) => Err(e.to_failure()),
+    };
+    Input::SnapshotTaken {
+        object: order.object,
+        result,
+    }
 }
 
 /// Copies the database at `db_path`, gzips the copy with the order's framing

@@ -1,6 +1,7 @@
 //! `jobvault backup` with and without a daemon for the database: through the
 //! daemon's core while it runs, in-process otherwise, with the same output.
 
+use std::path::PathBuf;
 use std::process::Output;
 
 use jobvault::control::address_file;
@@ -33,6 +34,12 @@ fn start_daemon(emulator: &Emulator, workspace: &Workspace, bucket: &str) -> Dae
     Daemon::start(workspace, Some(&emulator.endpoint()), &bucket, "1h", &[])
 }
 
+/// Where the daemon of the workspace's database says it listens: beside the
+/// database's canonical path, as the daemon writes it.
+fn address_of(workspace: &Workspace) -> PathBuf {
+    address_file(&std::fs::canonicalize(workspace.db()).unwrap())
+}
+
 fn workspace_with_a_job() -> Workspace {
     let workspace = Workspace::new();
     workspace.put_jobs(&[serde_json::json!({ "id": "a", "name": "A" })]);
@@ -46,7 +53,7 @@ fn backup_while_the_daemon_runs_goes_through_it_and_is_counted() {
     let workspace = workspace_with_a_job();
     let daemon = start_daemon(emulator, &workspace, &bucket);
     assert!(
-        address_file(&workspace.db()).exists(),
+        address_of(&workspace).exists(),
         "the daemon says where it listens"
     );
     assert_eq!(snapshots_uploaded(&daemon), 0);
@@ -69,7 +76,7 @@ fn backup_while_the_daemon_runs_goes_through_it_and_is_counted() {
 
     assert!(daemon.stop().success());
     assert!(
-        !address_file(&workspace.db()).exists(),
+        !address_of(&workspace).exists(),
         "a stopped daemon leaves no address"
     );
 }
@@ -82,7 +89,7 @@ fn backup_after_the_daemon_was_killed_takes_the_snapshot_itself() {
     let daemon = start_daemon(emulator, &workspace, &bucket);
     daemon.kill();
     assert!(
-        address_file(&workspace.db()).exists(),
+        address_of(&workspace).exists(),
         "kill -9 leaves the address behind"
     );
 

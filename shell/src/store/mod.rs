@@ -44,13 +44,6 @@ pub struct StoreError {
     pub kind: FailureKind,
 }
 
-impl StoreError {
-    /// The bucket or object does not exist.
-    pub fn is_not_found(&self) -> bool {
-        self.kind == FailureKind::NotFound
-    }
-}
-
 #[derive(Debug)]
 enum Backend {
     Gcs(Box<gcs::GcsStore>),
