@@ -61,13 +61,16 @@ pub fn decode_job_object(bytes: &[u8]) -> Result<Envelope, JobObjectError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::job::Job;
     use crate::job_id::JobId;
     use crate::timestamp::Timestamp;
 
     fn envelope() -> Envelope {
-        let job = Job::new(JobId::new("j1").unwrap(), "Build");
-        Envelope::new(3, Timestamp::from_unix_seconds(1_479_333_865), job)
+        Envelope::written(
+            JobId::new("j1").unwrap(),
+            3,
+            Timestamp::from_unix_seconds(1_479_333_865),
+            r#"{"id":"j1","name":"Build"}"#,
+        )
     }
 
     fn framing() -> Framing {

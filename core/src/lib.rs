@@ -21,7 +21,7 @@ pub mod trigger;
 /// A job's change sequence: its position in the database's commit order.
 pub type Seq = u64;
 
-pub use envelope::Envelope;
+pub use envelope::{Change, Envelope};
 pub use job::{Job, JobStatus, TaskStatus, TaskSummary};
 pub use job_id::JobId;
 pub use machine::{Backup, Command, Config, Cursor, Failure, FailureKind, Input, Metrics};

@@ -100,8 +100,10 @@ pub fn uploaded_since(updated: Timestamp, since: Timestamp) -> bool {
     updated >= since
 }
 
-/// Keeps the newest version of each job, by the change sequence inside the
-/// object, whatever order the objects arrive in.
+/// Keeps the newest change to each job, by the change sequence inside the
+/// object, whatever order the objects arrive in. A tombstone is a change like
+/// any other: it wins over older bodies and loses to a newer one (a job
+/// deleted and written again).
 #[derive(Debug, Default)]
 pub struct NewestWins {
     by_id: BTreeMap<JobId, Envelope>,
@@ -115,10 +117,10 @@ impl NewestWins {
     /// Offers one version; keeps it if it is newer than the one held.
     /// Returns whether it was kept.
     pub fn offer(&mut self, envelope: Envelope) -> bool {
-        match self.by_id.get(&envelope.job.id) {
+        match self.by_id.get(&envelope.id) {
             Some(held) if held.seq >= envelope.seq => false,
             _ => {
-                self.by_id.insert(envelope.job.id.clone(), envelope);
+                self.by_id.insert(envelope.id.clone(), envelope);
                 true
             }
         }
@@ -145,7 +147,6 @@ impl NewestWins {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::job::Job;
     use proptest::prelude::*;
 
     fn at(text: &str) -> Timestamp {
@@ -153,8 +154,13 @@ mod tests {
     }
 
     fn version(id: &str, seq: u64) -> Envelope {
-        let job = Job::new(JobId::new(id).unwrap(), format!("v{seq}"));
-        Envelope::new(seq, Timestamp::from_unix_seconds(seq as i64), job)
+        let body = format!(r#"{{"id":"{id}","name":"v{seq}"}}"#);
+        Envelope::written(
+            JobId::new(id).unwrap(),
+            seq,
+            Timestamp::from_unix_seconds(seq as i64),
+            body,
+        )
     }
 
     #[test]
@@ -272,7 +278,7 @@ mod tests {
         let winners: Vec<_> = merge
             .into_sorted()
             .iter()
-            .map(|e| (e.job.id.to_string(), e.seq))
+            .map(|e| (e.id.to_string(), e.seq))
             .collect();
         assert_eq!(winners, [("a".to_owned(), 9), ("b".to_owned(), 1)]);
     }
@@ -289,7 +295,7 @@ mod tests {
                 for &(i, seq) in list {
                     merge.offer(version(ids[i], seq));
                 }
-                merge.into_sorted().into_iter().map(|e| (e.job.id, e.seq)).collect::<Vec<_>>()
+                merge.into_sorted().into_iter().map(|e| (e.id, e.seq)).collect::<Vec<_>>()
             };
             let mut shuffled = versions.clone();
             let mut state = seed;

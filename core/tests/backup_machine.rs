@@ -6,7 +6,7 @@ use std::time::Duration;
 use jobvault_core::machine::{ChangeBatch, JobUpload, SnapshotOrder, SnapshotReason};
 use jobvault_core::trigger::TriggerFile;
 use jobvault_core::{
-    Backup, Command, Config, Cursor, Envelope, Failure, FailureKind, Input, Job, JobId, Timestamp,
+    Backup, Command, Config, Cursor, Envelope, Failure, FailureKind, Input, JobId, Timestamp,
 };
 
 const START: &str = "2016-11-16T22:04:25.634818978Z";
@@ -84,11 +84,11 @@ fn trigger(name: &str, secs: i64, content: &str) -> TriggerFile {
 }
 
 fn version(id: &str, seq: u64) -> Envelope {
-    let job = Job::new(JobId::new(id).unwrap(), format!("job {id}"));
-    Envelope::new(
+    Envelope::written(
+        JobId::new(id).unwrap(),
         seq,
         Timestamp::from_unix_seconds(1_479_333_000 + seq as i64),
-        job,
+        format!(r#"{{"id":"{id}","name":"job {id}"}}"#),
     )
 }
 
@@ -120,7 +120,7 @@ fn uploads(commands: &[Command]) -> Vec<(String, u64)> {
         .iter()
         .filter_map(|c| match c {
             Command::UploadJob(JobUpload { envelope, .. }) => {
-                Some((envelope.job.id.to_string(), envelope.seq))
+                Some((envelope.id.to_string(), envelope.seq))
             }
             _ => None,
         })

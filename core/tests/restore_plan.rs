@@ -9,7 +9,12 @@ use jobvault_core::restore_plan::{
     Answer, Ask, JobSearch, NewestSearch, OnCorrupt, PlanError, Planner, RESTORE_CLOCK_ALLOWANCE,
     RestorePlanner, supersedes,
 };
-use jobvault_core::{Cursor, Envelope, Job, JobId, Timestamp};
+use jobvault_core::{Cursor, Envelope, JobId, Timestamp};
+
+fn version(id: &str, seq: u64) -> Envelope {
+    let body = format!(r#"{{"id":"{id}","name":"v{seq}"}}"#);
+    Envelope::written(JobId::new(id).unwrap(), seq, Timestamp::UNIX_EPOCH, body)
+}
 
 fn at(text: &str) -> Timestamp {
     Timestamp::parse_rfc3339(text).unwrap()
@@ -21,6 +26,7 @@ enum Content {
         stored: Cursor,
     },
     Job(u64),
+    Deleted(u64),
     Garbage,
 }
 
@@ -40,6 +46,14 @@ impl Bucket {
             &format!("job-backup/{day}/{id}.job"),
             updated,
             Content::Job(seq),
+        );
+    }
+
+    fn deleted(&mut self, id: &str, day: &str, updated: &str, seq: u64) {
+        self.put(
+            &format!("job-backup/{day}/{id}.job"),
+            updated,
+            Content::Deleted(seq),
         );
     }
 
@@ -81,12 +95,14 @@ impl Bucket {
                 _ => panic!("{object} is not a snapshot"),
             },
             Ask::FetchJob { object } => {
+                let id = object.rsplit('/').next().unwrap().trim_end_matches(".job");
                 let result = match &self.objects[&object].1 {
-                    Content::Job(seq) => {
-                        let id = object.rsplit('/').next().unwrap().trim_end_matches(".job");
-                        let job = Job::new(JobId::new(id).unwrap(), format!("v{seq}"));
-                        Ok(Envelope::new(*seq, Timestamp::UNIX_EPOCH, job))
-                    }
+                    Content::Job(seq) => Ok(version(id, *seq)),
+                    Content::Deleted(seq) => Ok(Envelope::deleted(
+                        JobId::new(id).unwrap(),
+                        *seq,
+                        Timestamp::UNIX_EPOCH,
+                    )),
                     _ => Err("gzip stream is corrupt".to_owned()),
                 };
                 Answer::JobFetched { object, result }
@@ -195,12 +211,7 @@ fn a_restore_takes_jobs_since_the_snapshot_less_the_clock_allowance() {
         plan.since,
         at("2016-11-16T12:00:00Z") - RESTORE_CLOCK_ALLOWANCE
     );
-    let ids: Vec<&str> = plan
-        .retrieved
-        .jobs
-        .iter()
-        .map(|e| e.job.id.as_str())
-        .collect();
+    let ids: Vec<&str> = plan.retrieved.jobs.iter().map(|e| e.id.as_str()).collect();
     assert_eq!(ids, ["b", "c"], "a was uploaded before the allowance");
 }
 
@@ -227,6 +238,32 @@ fn a_snapshot_served_without_its_gzip_mtime_stands_for_the_cursor_inside_it() {
 }
 
 #[test]
+fn a_deletion_wins_over_older_bodies_and_loses_to_a_newer_one() {
+    let mut bucket = Bucket::default();
+    bucket.job("gone", "2016/11/15", "2016-11-15T10:00:00Z", 1);
+    bucket.deleted("gone", "2016/11/16", "2016-11-16T10:00:00Z", 4);
+    bucket.deleted("back", "2016/11/15", "2016-11-15T11:00:00Z", 2);
+    bucket.job("back", "2016/11/16", "2016-11-16T11:00:00Z", 3);
+    for reverse in [false, true] {
+        let mut search = JobSearch::new(
+            at("2016-11-15T00:00:00Z"),
+            at("2016-11-16T14:00:00Z"),
+            OnCorrupt::Fail,
+        );
+        bucket.drive(&mut search, reverse).unwrap();
+        let found = search.finish();
+        let newest: Vec<(&str, u64, bool)> = found
+            .jobs
+            .iter()
+            .map(|e| (e.id.as_str(), e.seq, e.body().is_some()))
+            .collect();
+        assert_eq!(newest, [("back", 3, true), ("gone", 4, false)]);
+        let living: Vec<&str> = found.living().map(|e| e.id.as_str()).collect();
+        assert_eq!(living, ["back"]);
+    }
+}
+
+#[test]
 fn with_no_snapshot_every_job_folder_is_discovered_and_read() {
     let mut bucket = Bucket::default();
     bucket.job("a", "2014/01/02", "2014-01-02T00:00:00Z", 1);
@@ -240,7 +277,7 @@ fn with_no_snapshot_every_job_folder_is_discovered_and_read() {
         .retrieved
         .jobs
         .iter()
-        .map(|e| (e.job.id.to_string(), e.seq))
+        .map(|e| (e.id.to_string(), e.seq))
         .collect();
     assert_eq!(got, [("a".to_owned(), 5), ("b".to_owned(), 3)]);
     let cursor = plan.cursor(5, 4, at("2016-11-16T14:00:00Z"));
@@ -323,11 +360,10 @@ fn an_object_holding_another_job_is_corrupt() {
         prefix: "job-backup/2016/11/16/".to_owned(),
     });
     search.handle_answer(listing).unwrap();
-    let job = Job::new(JobId::new("b").unwrap(), "v1");
     let error = search
         .handle_answer(Answer::JobFetched {
             object: "job-backup/2016/11/16/a.job".to_owned(),
-            result: Ok(Envelope::new(1, Timestamp::UNIX_EPOCH, job)),
+            result: Ok(version("b", 1)),
         })
         .unwrap_err();
     assert!(

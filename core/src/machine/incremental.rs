@@ -189,7 +189,7 @@ impl Incremental {
                 continue;
             }
             self.frontier = envelope.seq;
-            let id = envelope.job.id.clone();
+            let id = envelope.id.clone();
             self.window.insert(envelope.seq, id.clone());
             self.slots.entry(id).or_default().refs += 1;
             self.offer(envelope);
@@ -295,7 +295,7 @@ impl Incremental {
 
     /// Offers a version read from the feed for upload.
     fn offer(&mut self, envelope: Envelope) {
-        let id = envelope.job.id.clone();
+        let id = envelope.id.clone();
         let slot = self.slots.get_mut(&id).expect("offered jobs have a slot");
         if slot.uploaded >= Some(envelope.seq) {
             return;

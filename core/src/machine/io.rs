@@ -253,7 +253,7 @@ impl Command {
             },
             Command::ReadChanges { .. } => Input::ChangesRead(Err(failure)),
             Command::UploadJob(upload) => Input::JobUploaded {
-                id: upload.envelope.job.id.clone(),
+                id: upload.envelope.id.clone(),
                 seq: upload.envelope.seq,
                 result: Err(failure),
             },

@@ -45,10 +45,20 @@ pub struct Skipped {
 /// What a [`JobSearch`] found.
 #[derive(Debug, Default)]
 pub struct Retrieved {
-    /// The newest version of each job, sorted by job id.
+    /// The newest change to each job, sorted by job id: a tombstone for a job
+    /// whose newest change deleted it.
     pub jobs: Vec<Envelope>,
     /// Objects left out as corrupt (with [`OnCorrupt::Skip`]).
     pub skipped: Vec<Skipped>,
+}
+
+impl Retrieved {
+    /// The jobs that exist, sorted by id: a deleted job is not brought back.
+    pub fn living(&self) -> impl Iterator<Item = &Envelope> {
+        self.jobs
+            .iter()
+            .filter(|envelope| envelope.body().is_some())
+    }
 }
 
 impl JobSearch {
@@ -126,12 +136,12 @@ impl Planner for JobSearch {
 /// An object named after one job must hold that job.
 fn holds_its_own_job(name: &str, envelope: Envelope) -> Result<Envelope, String> {
     let named = parse_object_name(name).map_err(|e| e.to_string())?.base;
-    if envelope.job.id.as_str() == named {
+    if envelope.id.as_str() == named {
         Ok(envelope)
     } else {
         Err(format!(
             "is named for job {named:?} but holds job {:?}",
-            envelope.job.id.as_str()
+            envelope.id.as_str()
         ))
     }
 }
