@@ -18,6 +18,8 @@
 mod v1;
 mod v2;
 
+pub use v2::check_body;
+
 use crate::Seq;
 use crate::job_id::JobId;
 use crate::timestamp::Timestamp;

@@ -30,6 +30,21 @@ struct BodyId {
     id: String,
 }
 
+/// Checks that `body` is a JSON object whose `"id"` is `id`, as the job
+/// database's triggers require of every row.
+pub fn check_body(id: &JobId, body: &str) -> Result<(), EnvelopeError> {
+    let inner = serde_json::from_str::<BodyId>(body)
+        .map_err(|e| EnvelopeError::BadBody(e.to_string()))?
+        .id;
+    if inner != id.as_str() {
+        return Err(EnvelopeError::IdMismatch {
+            outer: id.as_str().to_owned(),
+            inner,
+        });
+    }
+    Ok(())
+}
+
 impl Record {
     pub(super) fn new(envelope: &Envelope) -> Self {
         Record {
@@ -48,15 +63,7 @@ impl Record {
         let id = JobId::new(self.job_id).map_err(|e| EnvelopeError::Corrupt(e.to_string()))?;
         let change = match self.change {
             RecordChange::Written { body } => {
-                let inner = serde_json::from_str::<BodyId>(&body)
-                    .map_err(|e| EnvelopeError::BadBody(e.to_string()))?
-                    .id;
-                if inner != id.as_str() {
-                    return Err(EnvelopeError::IdMismatch {
-                        outer: id.as_str().to_owned(),
-                        inner,
-                    });
-                }
+                check_body(&id, &body)?;
                 Change::Written(body)
             }
             RecordChange::Deleted => Change::Deleted,
