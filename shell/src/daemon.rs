@@ -261,7 +261,7 @@ impl Executor {
         let body = encode_job_object(&upload.envelope, &upload.framing);
         let bytes = body.len() as u64;
         let result = self.store.put(&upload.object, body, &upload.framing).await;
-        let id = upload.envelope.job.id.clone();
+        let id = upload.envelope.id.clone();
         let seq = upload.envelope.seq;
         if result.is_ok() {
             debug!(object = %upload.object, seq, bytes, seconds = started.elapsed().as_secs_f64(), "job uploaded");

@@ -33,6 +33,7 @@ impl ToFailure for DbError {
             DbError::Missing { .. } => FailureKind::NotFound,
             DbError::CorruptRow { .. } => FailureKind::Corrupt,
             DbError::CursorChanged { .. } => FailureKind::Conflict,
+            DbError::Refused { .. } | DbError::NewerSchema { .. } => FailureKind::Rejected,
             DbError::Sqlite { source, .. } => sqlite_kind(source),
         }
     }

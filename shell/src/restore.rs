@@ -134,7 +134,7 @@ pub async fn restore(
     let (applied, total_jobs, cursor) = {
         let path = temp_path.clone();
         tokio::task::spawn_blocking(move || -> Result<_, RestoreError> {
-            let mut db = JobDb::create(&path, now)?;
+            let (mut db, _) = JobDb::init(&path, now)?;
             let applied = db.apply_versions(&plan.retrieved.jobs)?;
             let cursor = db.mark_backed_up(|newest, counter| plan.cursor(newest, counter, now))?;
             db.integrity_check()?.map_err(RestoreError::Integrity)?;

@@ -12,14 +12,16 @@ use crate::store::Store;
 /// What a retrieval found.
 #[derive(Debug)]
 pub struct Retrieval {
-    /// The newest version of each job, sorted by job id.
+    /// The newest version of each job, sorted by job id; none of a job whose
+    /// newest change deleted it.
     pub jobs: Vec<Envelope>,
     /// Objects skipped as corrupt (with [`OnCorrupt::Skip`]), each with its
     /// location and why.
     pub skipped: Vec<String>,
 }
 
-/// Retrieves the newest version of every job uploaded at or after `since`.
+/// Retrieves the newest version of every job uploaded at or after `since`,
+/// leaving out jobs deleted since.
 /// A corrupt object fails the retrieval, naming it, unless skipped.
 pub async fn retrieve(
     store: &Store,
@@ -37,7 +39,7 @@ pub async fn retrieve(
     driver.drive(&mut search).await?;
     let found = search.finish();
     Ok(Retrieval {
-        jobs: found.jobs,
+        jobs: found.living().cloned().collect(),
         skipped: found
             .skipped
             .into_iter()

@@ -19,8 +19,18 @@ pub fn scheduler_id(created: Timestamp, n: usize) -> JobId {
     .expect("scheduler ids are valid")
 }
 
+/// A job of a few hundred bytes as a writer would store it: its id and its
+/// JSON body.
+pub fn body(id: JobId, created: Timestamp, rng: &mut fastrand::Rng) -> (JobId, String) {
+    let job = job(id.clone(), created, rng);
+    (
+        id,
+        serde_json::to_string(&job).expect("a sample job serializes"),
+    )
+}
+
 /// A job of a few hundred bytes, its varying fields drawn from `rng`.
-pub fn job(id: JobId, created: Timestamp, rng: &mut fastrand::Rng) -> Job {
+fn job(id: JobId, created: Timestamp, rng: &mut fastrand::Rng) -> Job {
     let mut job = Job::new(
         id,
         format!(

@@ -17,7 +17,7 @@ use jobvault::store::{BucketUrl, Store};
 use jobvault::triggers::TriggerDir;
 use jobvault_core::object_name::snapshot_object;
 use jobvault_core::restore_plan::OnCorrupt;
-use jobvault_core::{Config, Job, JobId, Metrics};
+use jobvault_core::{Config, JobId, Metrics};
 use tokio::sync::{mpsc, oneshot, watch};
 
 /// Run the whole story on a local directory (no cloud account): a job
@@ -62,16 +62,16 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
     println!("jobvault demo in {}", dir.display());
     println!("  bucket {bucket} (a local directory standing in for gs://)");
 
-    let mut db = JobDb::create(&db_path, clock::now())?;
+    let (mut db, _) = JobDb::init(&db_path, clock::now())?;
     let mut rng = fastrand::Rng::new();
     let mut ids: Vec<JobId> = (0..INITIAL_JOBS)
         .map(|n| sample::scheduler_id(clock::now(), n))
         .collect();
-    let initial: Vec<Job> = ids
+    let initial: Vec<_> = ids
         .iter()
-        .map(|id| sample::job(id.clone(), clock::now(), &mut rng))
+        .map(|id| sample::body(id.clone(), clock::now(), &mut rng))
         .collect();
-    db.put(initial, clock::now())?;
+    db.put(&initial)?;
     println!("1. created {} with {INITIAL_JOBS} jobs", db_path.display());
 
     let store = Arc::new(Store::connect(bucket.clone()).await?);
@@ -108,16 +108,16 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
             while writing.load(Ordering::Relaxed) {
                 // Five existing jobs change (a new status, a new revision)
                 // and one new job arrives.
-                let mut batch: Vec<Job> = (0..5)
+                let mut batch: Vec<_> = (0..5)
                     .map(|_| {
-                        sample::job(ids[rng.usize(..ids.len())].clone(), clock::now(), &mut rng)
+                        sample::body(ids[rng.usize(..ids.len())].clone(), clock::now(), &mut rng)
                     })
                     .collect();
                 let id = sample::scheduler_id(clock::now(), ids.len());
                 ids.push(id.clone());
-                batch.push(sample::job(id, clock::now(), &mut rng));
+                batch.push(sample::body(id, clock::now(), &mut rng));
                 written.fetch_add(batch.len() as u64, Ordering::Relaxed);
-                db.put(batch, clock::now())?;
+                db.put(&batch)?;
                 std::thread::sleep(Duration::from_millis(40));
             }
             Ok(())
@@ -182,7 +182,7 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
         for (b, a) in before.iter().zip(&after).filter(|(b, a)| b != a).take(5) {
             eprintln!(
                 "jobvault: demo: {} differs: seq {} before, {} restored",
-                b.job.id, b.seq, a.seq
+                b.id, b.seq, a.seq
             );
         }
         eprintln!("jobvault: error: the restored database differs from the one lost");

@@ -1,34 +1,34 @@
 //! `jobvault jobs put|get|list`: the job database from the command line.
 
-use std::io::{self, BufRead, Write};
+use std::io::{self, BufRead};
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use clap::Subcommand;
 use jobvault::clock;
 use jobvault::db::JobDb;
-use jobvault_core::{Job, JobId, Timestamp};
+use jobvault_core::{Job, JobId};
 
-use super::DbArg;
+use super::{DbArg, print_bodies};
 
 /// Read and write the job database.
 #[derive(Debug, Subcommand)]
 pub enum JobsCommand {
     /// Write jobs given as JSON lines on stdin, all of them or none. Each
-    /// needs "id" and "name"; other fields default ("created" to now).
-    /// Creates the database if it does not exist.
+    /// needs "id" and "name"; the line is stored as given, with any field
+    /// jobvault does not know. Creates the database if it does not exist.
     Put {
         #[command(flatten)]
         db: DbArg,
     },
-    /// Print one job as JSON.
+    /// Print one job's body as stored.
     Get {
         #[command(flatten)]
         db: DbArg,
         /// The job's id.
         id: String,
     },
-    /// Print every job as JSON lines, sorted by id.
+    /// Print every job's body as JSON lines, sorted by id.
     List {
         #[command(flatten)]
         db: DbArg,
@@ -38,50 +38,41 @@ pub enum JobsCommand {
 pub fn jobs(command: JobsCommand) -> anyhow::Result<ExitCode> {
     match command {
         JobsCommand::Put { db } => {
-            let now = clock::now();
-            let jobs = parse_job_lines(io::stdin().lock(), now)?;
-            JobDb::create(&db.db, now)?.put(jobs, now)?;
+            let jobs = parse_job_lines(io::stdin().lock())?;
+            JobDb::init(&db.db, clock::now())?.0.put(&jobs)?;
         }
         JobsCommand::Get { db, id } => {
             let id = JobId::new(id)?;
             let Some(envelope) = JobDb::open(&db.db)?.get(&id)? else {
                 bail!("job {id} is not in {}", db.db.display());
             };
-            print_jobs([&envelope.job])?;
+            print_bodies([&envelope])?;
         }
         JobsCommand::List { db } => {
-            let envelopes = JobDb::open(&db.db)?.list()?;
-            print_jobs(envelopes.iter().map(|e| &e.job))?;
+            print_bodies(&JobDb::open(&db.db)?.list()?)?;
         }
     }
     Ok(ExitCode::SUCCESS)
 }
 
-/// Parses JSON lines into jobs. Blank lines are skipped; the first bad line
-/// fails the whole batch, named by its line number.
-fn parse_job_lines(input: impl BufRead, now: Timestamp) -> anyhow::Result<Vec<Job>> {
+/// Checks JSON lines against the job model and returns each job's id and the
+/// line as given. Blank lines are skipped; the first bad line fails the whole
+/// batch, named by its line number.
+fn parse_job_lines(input: impl BufRead) -> anyhow::Result<Vec<(JobId, String)>> {
     let mut jobs = Vec::new();
     for (index, line) in input.lines().enumerate() {
         let number = index + 1;
         let line = line.with_context(|| format!("cannot read stdin line {number}"))?;
-        if line.trim().is_empty() {
+        let line = line.trim();
+        if line.is_empty() {
             continue;
         }
-        let job = parse_job(&line, now).with_context(|| format!("stdin line {number}"))?;
-        jobs.push(job);
+        let job: Job = serde_json::from_str(line)
+            .map_err(without_position)
+            .with_context(|| format!("stdin line {number}"))?;
+        jobs.push((job.id, line.to_owned()));
     }
     Ok(jobs)
-}
-
-fn parse_job(line: &str, now: Timestamp) -> anyhow::Result<Job> {
-    let mut value: serde_json::Value = serde_json::from_str(line).map_err(without_position)?;
-    let Some(fields) = value.as_object_mut() else {
-        bail!("not a JSON object");
-    };
-    fields
-        .entry("created")
-        .or_insert_with(|| serde_json::Value::String(now.rfc3339()));
-    serde_json::from_value(value).map_err(without_position)
 }
 
 /// serde_json ends its messages with "at line 1 column N", which within one
@@ -95,31 +86,21 @@ fn without_position(error: serde_json::Error) -> anyhow::Error {
     anyhow::anyhow!(text)
 }
 
-fn print_jobs<'a>(jobs: impl IntoIterator<Item = &'a Job>) -> anyhow::Result<()> {
-    let mut out = io::BufWriter::new(io::stdout().lock());
-    for job in jobs {
-        serde_json::to_writer(&mut out, job)?;
-        out.write_all(b"\n")?;
-    }
-    out.flush()?;
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn now() -> Timestamp {
-        Timestamp::from_unix_seconds(1_700_000_000)
-    }
-
     #[test]
-    fn defaults_created_to_now_and_skips_blank_lines() {
-        let input = "{\"id\":\"a\",\"name\":\"A\"}\n\n{\"id\":\"b\",\"name\":\"B\",\"created\":\"2016-11-16T22:04:25Z\"}\n";
-        let jobs = parse_job_lines(input.as_bytes(), now()).unwrap();
-        assert_eq!(jobs.len(), 2);
-        assert_eq!(jobs[0].created, now());
-        assert_eq!(jobs[1].created.rfc3339(), "2016-11-16T22:04:25Z");
+    fn keeps_each_line_as_given_and_skips_blank_lines() {
+        let first = r#"{"id":"a", "name":"A", "owner":"team-x"}"#;
+        let second = r#"{"name":"B","id":"b","priority":1e0}"#;
+        let input = format!("{first}\n\n  {second}\n");
+        let jobs = parse_job_lines(input.as_bytes()).unwrap();
+        let lines: Vec<(&str, &str)> = jobs
+            .iter()
+            .map(|(id, l)| (id.as_str(), l.as_str()))
+            .collect();
+        assert_eq!(lines, [("a", first), ("b", second)]);
     }
 
     #[test]
@@ -140,10 +121,7 @@ mod tests {
             ),
             ("{\"id\":", "stdin line 1: EOF while parsing"),
         ] {
-            let err = format!(
-                "{:#}",
-                parse_job_lines(input.as_bytes(), now()).unwrap_err()
-            );
+            let err = format!("{:#}", parse_job_lines(input.as_bytes()).unwrap_err());
             assert!(err.starts_with(why), "{input:?}: {err}");
             assert!(!err.contains("column"), "{err}");
         }

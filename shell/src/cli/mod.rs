@@ -3,6 +3,7 @@
 
 mod backup;
 mod demo;
+mod init;
 mod jobs;
 mod restore;
 mod retrieve;
@@ -11,11 +12,13 @@ mod status;
 mod trigger;
 mod verify;
 
+use std::io::{self, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use jobvault::store::BucketUrl;
+use jobvault_core::Envelope;
 use jobvault_core::restore_plan::OnCorrupt;
 
 /// Keeps a job database safe in Google Cloud Storage: scheduled snapshots,
@@ -29,6 +32,7 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    Init(init::InitArgs),
     Run(run::RunArgs),
     Backup(backup::BackupArgs),
     Trigger(trigger::TriggerArgs),
@@ -56,6 +60,7 @@ impl Command {
 
     pub async fn execute(self) -> anyhow::Result<ExitCode> {
         match self {
+            Command::Init(args) => init::init(args),
             Command::Run(args) => run::run(args).await,
             Command::Backup(args) => backup::backup(args).await,
             Command::Trigger(args) => trigger::trigger(args),
@@ -106,4 +111,22 @@ fn on_corrupt(skip_corrupt: bool) -> OnCorrupt {
     } else {
         OnCorrupt::Fail
     }
+}
+
+/// Prints job bodies as JSON lines, each as stored, except that a line break
+/// becomes a space so each job stays on one line. In valid JSON a line break
+/// can only be whitespace between tokens (strings escape theirs), so the line
+/// is the same JSON. Tombstones print nothing.
+fn print_bodies<'a>(envelopes: impl IntoIterator<Item = &'a Envelope>) -> anyhow::Result<()> {
+    let mut out = io::BufWriter::new(io::stdout().lock());
+    for body in envelopes.into_iter().filter_map(Envelope::body) {
+        if body.contains(['\n', '\r']) {
+            out.write_all(body.replace(['\n', '\r'], " ").as_bytes())?;
+        } else {
+            out.write_all(body.as_bytes())?;
+        }
+        out.write_all(b"\n")?;
+    }
+    out.flush()?;
+    Ok(())
 }

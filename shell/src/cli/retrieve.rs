@@ -1,6 +1,5 @@
 //! `jobvault retrieve`: the newest version of every job since a time.
 
-use std::io::{self, Write};
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -11,7 +10,7 @@ use jobvault::retrieve::retrieve as retrieve_jobs;
 use jobvault::store::Store;
 use jobvault_core::Timestamp;
 
-use super::{BucketArg, ConcurrencyArg, on_corrupt};
+use super::{BucketArg, ConcurrencyArg, on_corrupt, print_bodies};
 
 /// Print the newest version of every job uploaded since a time, as JSON
 /// lines sorted by id.
@@ -43,12 +42,7 @@ pub async fn retrieve(args: RetrieveArgs) -> anyhow::Result<ExitCode> {
     )
     .await
     .context("retrieve failed")?;
-    let mut out = io::BufWriter::new(io::stdout().lock());
-    for envelope in &retrieval.jobs {
-        serde_json::to_writer(&mut out, &envelope.job)?;
-        out.write_all(b"\n")?;
-    }
-    out.flush()?;
+    print_bodies(&retrieval.jobs)?;
     for skipped in &retrieval.skipped {
         eprintln!("jobvault: warning: skipped corrupt object {skipped}");
     }

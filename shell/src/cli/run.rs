@@ -59,7 +59,16 @@ fn parse_interval(text: &str) -> Result<Duration, String> {
 
 pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let db_path = args.db.db;
-    let db = JobDb::open(&db_path)?;
+    let mut db = JobDb::open(&db_path)?;
+    let schema = db.upgrade(jobvault::clock::now())?;
+    if schema.changed() {
+        info!(
+            db = %db_path.display(),
+            from = schema.from,
+            to = schema.to,
+            "upgraded the job database's schema; every writer's change is tracked from now on"
+        );
+    }
     let store = Store::connect(args.bucket.bucket).await?;
     if let Err(e) = store.check().await {
         // The bucket may come back; jobs stay pending until it does.

@@ -1,43 +1,49 @@
 //! The job database: a SQLite file shared with the service that owns the jobs.
 //!
 //! ```text
-//! jobs(id PRIMARY KEY, seq UNIQUE, db_modified, body)   body: the job as JSON
-//! meta(key PRIMARY KEY, value)                          change_counter, cursor_seq, cursor_time
+//! jobs(id PRIMARY KEY, seq UNIQUE, db_modified, body)    body: the job as JSON
+//! deleted_jobs(id PRIMARY KEY, seq UNIQUE, db_modified)  tombstones
+//! meta(key PRIMARY KEY, value)      schema_version, change_counter, cursor_seq, cursor_time
 //! ```
 //!
-//! Every write takes its change sequence from `meta.change_counter` inside the
-//! same write transaction. SQLite serializes writers, so sequence order is
-//! commit order, and "jobs with seq > cursor" is a complete change feed that
-//! survives restarts. The database runs in WAL mode, so the change feed and
-//! snapshots read while the service keeps writing.
+//! Every change takes its sequence from `meta.change_counter` inside the
+//! writer's transaction, assigned by triggers (`schema.rs`), so any writer in
+//! any language is tracked. SQLite serializes writers, so sequence order is
+//! commit order, and "changes with seq > cursor" is a complete change feed
+//! that survives restarts. The database runs in WAL mode, so the change feed
+//! and snapshots read while the service keeps writing.
+
+mod schema;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use jobvault_core::envelope::check_body;
 use jobvault_core::restore_plan::supersedes;
-use jobvault_core::{Cursor, Envelope, Job, JobId, Seq, Timestamp};
+use jobvault_core::{Change, Cursor, Envelope, JobId, Seq, Timestamp};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
+
+pub use schema::CURRENT_VERSION;
 
 /// How long a statement waits for another connection's lock before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
-const SCHEMA: &str = "
-    CREATE TABLE IF NOT EXISTS jobs (
-        id TEXT PRIMARY KEY NOT NULL,
-        seq INTEGER NOT NULL UNIQUE,
-        db_modified INTEGER NOT NULL,
-        body TEXT NOT NULL
-    );
-    CREATE TABLE IF NOT EXISTS meta (
-        key TEXT PRIMARY KEY NOT NULL,
-        value INTEGER NOT NULL
-    );
-";
+/// What every writer runs: the writer contract's upsert.
+const UPSERT: &str = "INSERT INTO jobs (id, body) VALUES (?1, ?2)
+    ON CONFLICT(id) DO UPDATE SET body = excluded.body";
 
-/// Writes a job's row, replacing the one of the same id.
-const UPSERT: &str = "INSERT INTO jobs (id, seq, db_modified, body) VALUES (?1, ?2, ?3, ?4)
+/// Writes a backed-up version as it is, with its own sequence (restore only,
+/// with tracking off).
+const RESTORE_ROW: &str = "INSERT INTO jobs (id, seq, db_modified, body) VALUES (?1, ?2, ?3, ?4)
     ON CONFLICT(id) DO UPDATE SET
         seq = excluded.seq, db_modified = excluded.db_modified, body = excluded.body";
+
+/// The change feed: bodies and tombstones after a sequence, in order.
+const CHANGES: &str = "
+    SELECT id, seq, db_modified, body FROM jobs WHERE seq > ?1
+    UNION ALL
+    SELECT id, seq, db_modified, NULL FROM deleted_jobs WHERE seq > ?1
+    ORDER BY seq LIMIT ?2";
 
 const COUNTER: &str = "change_counter";
 const CURSOR_SEQ: &str = "cursor_seq";
@@ -54,6 +60,12 @@ pub enum DbError {
         #[source]
         source: rusqlite::Error,
     },
+    #[error("job database {path}: job {id:?} refused: {rule}")]
+    Refused {
+        path: PathBuf,
+        id: String,
+        rule: String,
+    },
     #[error("job database {path}: job {id:?} cannot be read: {why}")]
     CorruptRow {
         path: PathBuf,
@@ -62,6 +74,24 @@ pub enum DbError {
     },
     #[error("job database {path}: the stored cursor changed underneath jobvault")]
     CursorChanged { path: PathBuf },
+    #[error(
+        "job database {path} has schema version {version}, newer than this jobvault knows \
+         (up to {CURRENT_VERSION}); use a newer jobvault"
+    )]
+    NewerSchema { path: PathBuf, version: u32 },
+}
+
+/// What [`JobDb::upgrade`] did: the schema version before and after.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SchemaChange {
+    pub from: u32,
+    pub to: u32,
+}
+
+impl SchemaChange {
+    pub fn changed(&self) -> bool {
+        self.from != self.to
+    }
 }
 
 /// An open job database.
@@ -72,7 +102,8 @@ pub struct JobDb {
 }
 
 impl JobDb {
-    /// Opens an existing job database.
+    /// Opens an existing job database as it is, whatever its schema
+    /// version: reading needs no upgrade.
     pub fn open(path: &Path) -> Result<Self, DbError> {
         if !path.exists() {
             return Err(DbError::Missing {
@@ -82,22 +113,15 @@ impl JobDb {
         Self::open_with(path, OpenFlags::SQLITE_OPEN_READ_WRITE)
     }
 
-    /// Opens a job database, creating it if it does not exist. A new
-    /// database's cursor time is `now`: nothing was committed before it, so
-    /// nothing before it can be missing from the bucket, and a restore from
-    /// its first snapshot need not look further back.
-    pub fn create(path: &Path, now: Timestamp) -> Result<Self, DbError> {
-        let db = Self::open_with(
+    /// Opens a job database, creating it if it does not exist, with the
+    /// current schema ([`JobDb::upgrade`]).
+    pub fn init(path: &Path, now: Timestamp) -> Result<(Self, SchemaChange), DbError> {
+        let mut db = Self::open_with(
             path,
             OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE,
         )?;
-        db.conn
-            .execute(
-                "INSERT OR IGNORE INTO meta (key, value) VALUES (?1, ?2)",
-                params![CURSOR_TIME, now.unix_nanos()],
-            )
-            .map_err(|e| db.sqlite(e))?;
-        Ok(db)
+        let change = db.upgrade(now)?;
+        Ok((db, change))
     }
 
     fn open_with(path: &Path, flags: OpenFlags) -> Result<Self, DbError> {
@@ -107,7 +131,6 @@ impl JobDb {
         conn.busy_timeout(BUSY_TIMEOUT).map_err(sqlite)?;
         conn.pragma_update(None, "journal_mode", "wal")
             .map_err(sqlite)?;
-        conn.execute_batch(SCHEMA).map_err(sqlite)?;
         Ok(JobDb {
             path: path.to_owned(),
             conn,
@@ -122,32 +145,61 @@ impl JobDb {
         sqlite_error(&self.path)(source)
     }
 
-    /// Writes jobs in one transaction: all of them or none. Each gets the
-    /// next change sequence and `db_modified = now`. Returns the jobs as
-    /// written.
-    pub fn put(&mut self, jobs: Vec<Job>, now: Timestamp) -> Result<Vec<Job>, DbError> {
+    /// Brings the schema to the current version in one transaction, keeping
+    /// every job, the counter and the cursor; does nothing if it is current.
+    /// A new database's cursor time is `now`: nothing was committed before
+    /// it, so nothing before it can be missing from the bucket, and a restore
+    /// from its first snapshot need not look further back.
+    pub fn upgrade(&mut self, now: Timestamp) -> Result<SchemaChange, DbError> {
         let sqlite = sqlite_error(&self.path);
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(sqlite)?;
-        let mut counter = read_meta(&tx, COUNTER).map_err(sqlite)?;
-        let mut written = Vec::with_capacity(jobs.len());
+        let from = schema::version(&tx).map_err(sqlite)?;
+        if from > CURRENT_VERSION {
+            return Err(DbError::NewerSchema {
+                path: self.path.clone(),
+                version: from,
+            });
+        }
+        if from < CURRENT_VERSION {
+            schema::upgrade(&tx, from).map_err(sqlite)?;
+            tx.execute(
+                "INSERT OR IGNORE INTO meta (key, value) VALUES (?1, ?2)",
+                params![CURSOR_TIME, now.unix_nanos()],
+            )
+            .map_err(sqlite)?;
+        }
+        tx.commit().map_err(sqlite)?;
+        Ok(SchemaChange {
+            from,
+            to: CURRENT_VERSION,
+        })
+    }
+
+    /// The schema version: 0 for an empty file, 1 for the first release's.
+    pub fn schema_version(&self) -> Result<u32, DbError> {
+        schema::version(&self.conn).map_err(|e| self.sqlite(e))
+    }
+
+    /// Writes job bodies in one transaction, all of them or none, the way any
+    /// writer does: the database assigns each change its sequence.
+    pub fn put(&mut self, jobs: &[(JobId, String)]) -> Result<(), DbError> {
+        let sqlite = sqlite_error(&self.path);
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(sqlite)?;
         {
             let mut upsert = tx.prepare_cached(UPSERT).map_err(sqlite)?;
-            for mut job in jobs {
-                counter += 1;
-                job.db_modified = now;
-                let body = serde_json::to_string(&job).expect("a job always serializes");
+            for (id, body) in jobs {
                 upsert
-                    .execute(params![job.id.as_str(), counter, now.unix_nanos(), body])
-                    .map_err(sqlite)?;
-                written.push(job);
+                    .execute(params![id.as_str(), body])
+                    .map_err(|e| refused_or(&self.path, id.as_str(), e))?;
             }
         }
-        write_meta(&tx, COUNTER, counter).map_err(sqlite)?;
-        tx.commit().map_err(sqlite)?;
-        Ok(written)
+        tx.commit().map_err(sqlite)
     }
 
     pub fn get(&self, id: &JobId) -> Result<Option<Envelope>, DbError> {
@@ -189,8 +241,9 @@ impl JobDb {
             .map_err(|e| self.sqlite(e))
     }
 
-    /// Decodes every job, one row at a time, without holding them; returns
-    /// how many there are, or the first that does not decode.
+    /// Reads every job, one row at a time, without holding them, checking
+    /// each body as a restore would; returns how many there are, or the first
+    /// that does not hold its job.
     pub fn check_every_job(&self) -> Result<usize, DbError> {
         let mut statement = self
             .conn
@@ -200,14 +253,22 @@ impl JobDb {
         let mut count = 0;
         while let Some(row) = rows.next().map_err(|e| self.sqlite(e))? {
             let raw = raw_row(row).map_err(|e| self.sqlite(e))?;
-            self.decode(raw)?;
+            let envelope = self.decode(raw)?;
+            if let Change::Written(body) = &envelope.change {
+                check_body(&envelope.id, body).map_err(|e| DbError::CorruptRow {
+                    path: self.path.clone(),
+                    id: envelope.id.to_string(),
+                    why: e.to_string(),
+                })?;
+            }
             count += 1;
         }
         Ok(count)
     }
 
-    /// The change feed: the stored cursor and up to `limit` jobs changed
-    /// after `after`, in sequence order, read in one transaction.
+    /// The change feed: the stored cursor and up to `limit` changes (bodies
+    /// and tombstones) after `after`, in sequence order, read in one
+    /// transaction.
     pub fn changes(
         &mut self,
         after: Seq,
@@ -217,11 +278,7 @@ impl JobDb {
         let tx = self.conn.transaction().map_err(sqlite)?;
         let cursor = read_cursor(&tx).map_err(sqlite)?;
         let raw = {
-            let mut statement = tx
-                .prepare_cached(
-                    "SELECT id, seq, db_modified, body FROM jobs WHERE seq > ?1 ORDER BY seq LIMIT ?2",
-                )
-                .map_err(sqlite)?;
+            let mut statement = tx.prepare_cached(CHANGES).map_err(sqlite)?;
             statement
                 .query_map(params![after, limit as i64], raw_row)
                 .map_err(sqlite)?
@@ -277,42 +334,28 @@ impl JobDb {
         Ok(cursor)
     }
 
-    /// Writes job versions as they are, keeping their change sequence, where
-    /// the core says they supersede the version held. Used by restore.
+    /// Writes changes as they are, keeping their sequences, where the core
+    /// says they supersede what the database holds for the job (a row or a
+    /// tombstone). Used by restore, on a database with the current schema.
     pub fn apply_versions(&mut self, versions: &[Envelope]) -> Result<usize, DbError> {
-        let sqlite = sqlite_error(&self.path);
+        let path = self.path.clone();
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(sqlite)?;
-        let mut applied = 0;
-        {
-            let mut held = tx
-                .prepare_cached("SELECT seq FROM jobs WHERE id = ?1")
-                .map_err(sqlite)?;
-            let mut upsert = tx.prepare_cached(UPSERT).map_err(sqlite)?;
+            .map_err(sqlite_error(&path))?;
+        let applied = schema::untracked(&tx, |tx| {
+            let mut applied = 0;
             for envelope in versions {
-                let id = envelope.job.id.as_str();
-                let current: Option<Seq> = held
-                    .query_row([id], |row| row.get(0))
-                    .optional()
-                    .map_err(sqlite)?;
-                if !supersedes(envelope.seq, current) {
-                    continue;
+                let held = held_seq(tx, &envelope.id)?;
+                if supersedes(envelope.seq, held) {
+                    apply(tx, envelope)?;
+                    applied += 1;
                 }
-                let body = serde_json::to_string(&envelope.job).expect("a job always serializes");
-                upsert
-                    .execute(params![
-                        id,
-                        envelope.seq,
-                        envelope.modified.unix_nanos(),
-                        body
-                    ])
-                    .map_err(sqlite)?;
-                applied += 1;
             }
-        }
-        tx.commit().map_err(sqlite)?;
+            Ok(applied)
+        })
+        .map_err(|e| refused_or(&path, "", e))?;
+        tx.commit().map_err(sqlite_error(&path))?;
         Ok(applied)
     }
 
@@ -357,21 +400,74 @@ impl JobDb {
     }
 
     fn decode(&self, raw: RawRow) -> Result<Envelope, DbError> {
-        let corrupt = |why: String| DbError::CorruptRow {
+        let id = JobId::new(raw.id.clone()).map_err(|e| DbError::CorruptRow {
             path: self.path.clone(),
-            id: raw.id.clone(),
-            why,
-        };
-        let job: Job = serde_json::from_str(&raw.body).map_err(|e| corrupt(e.to_string()))?;
-        if job.id.as_str() != raw.id {
-            return Err(corrupt(format!("its body holds job {:?}", job.id.as_str())));
-        }
-        Ok(Envelope::new(
-            raw.seq,
-            Timestamp::from_unix_nanos(raw.db_modified),
-            job,
-        ))
+            id: raw.id,
+            why: e.to_string(),
+        })?;
+        let modified = Timestamp::from_unix_nanos(raw.db_modified);
+        Ok(match raw.body {
+            Some(body) => Envelope::written(id, raw.seq, modified, body),
+            None => Envelope::deleted(id, raw.seq, modified),
+        })
     }
+}
+
+/// A refusal by the schema's rules, named with the job; any other error as
+/// it is.
+fn refused_or(path: &Path, id: &str, source: rusqlite::Error) -> DbError {
+    let rule = source
+        .sqlite_error()
+        .filter(|e| e.code == rusqlite::ErrorCode::ConstraintViolation)
+        .and_then(|_| {
+            source
+                .to_string()
+                .strip_prefix("jobvault: ")
+                .map(str::to_owned)
+        });
+    match rule {
+        Some(rule) => DbError::Refused {
+            path: path.to_owned(),
+            id: id.to_owned(),
+            rule,
+        },
+        None => sqlite_error(path)(source),
+    }
+}
+
+/// The sequence of what the database holds for `id`: its row or its
+/// tombstone.
+fn held_seq(conn: &Connection, id: &JobId) -> rusqlite::Result<Option<Seq>> {
+    conn.query_row(
+        "SELECT MAX(seq) FROM (SELECT seq FROM jobs WHERE id = ?1
+             UNION ALL SELECT seq FROM deleted_jobs WHERE id = ?1)",
+        [id.as_str()],
+        |row| row.get(0),
+    )
+}
+
+/// Writes one backed-up change: the row and no tombstone, or the reverse.
+fn apply(conn: &Connection, envelope: &Envelope) -> rusqlite::Result<()> {
+    let (id, seq, modified) = (
+        envelope.id.as_str(),
+        envelope.seq,
+        envelope.modified.unix_nanos(),
+    );
+    match &envelope.change {
+        Change::Written(body) => {
+            conn.execute("DELETE FROM deleted_jobs WHERE id = ?1", [id])?;
+            conn.prepare_cached(RESTORE_ROW)?
+                .execute(params![id, seq, modified, body])?;
+        }
+        Change::Deleted => {
+            conn.execute("DELETE FROM jobs WHERE id = ?1", [id])?;
+            conn.execute(
+                "INSERT OR REPLACE INTO deleted_jobs (id, seq, db_modified) VALUES (?1, ?2, ?3)",
+                params![id, seq, modified],
+            )?;
+        }
+    }
+    Ok(())
 }
 
 /// Wraps a SQLite error with the database's path. A free function, so it can
@@ -387,7 +483,8 @@ struct RawRow {
     id: String,
     seq: Seq,
     db_modified: i64,
-    body: String,
+    /// `None` for a tombstone.
+    body: Option<String>,
 }
 
 fn raw_row(row: &rusqlite::Row) -> rusqlite::Result<RawRow> {
@@ -399,10 +496,14 @@ fn raw_row(row: &rusqlite::Row) -> rusqlite::Result<RawRow> {
     })
 }
 
+/// The newest sequence of any row or tombstone; 0 when there is none.
 fn newest_seq(conn: &Connection) -> rusqlite::Result<Seq> {
-    conn.query_row("SELECT COALESCE(MAX(seq), 0) FROM jobs", [], |row| {
-        row.get(0)
-    })
+    conn.query_row(
+        "SELECT MAX(COALESCE((SELECT MAX(seq) FROM jobs), 0),
+                    COALESCE((SELECT MAX(seq) FROM deleted_jobs), 0))",
+        [],
+        |row| row.get(0),
+    )
 }
 
 fn read_meta(conn: &Connection, key: &str) -> rusqlite::Result<u64> {
