@@ -2,22 +2,24 @@
 //! [`RestorePlanner`]: the very planner `jobvault restore` runs. Only the
 //! carrying out is simulated: listings and downloads come from the world,
 //! answers go back in an order drawn from the seed, and the plan is applied
-//! to the snapshot's rows as the shell applies it to SQLite.
+//! to the snapshot's rows and tombstones as the shell applies it to SQLite:
+//! a newer body replaces a row or a tombstone, a newer tombstone deletes.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use jobvault_core::restore_plan::{
     Answer, Ask, ChosenSnapshot, OnCorrupt, Planner, RestorePlanner, supersedes,
 };
-use jobvault_core::{Envelope, Job, JobId, Seq, Timestamp};
+use jobvault_core::{Envelope, JobId, Timestamp};
 
-use crate::world::{Body, Store};
+use crate::world::{Body, Held, Store};
 
 /// What a restore produced.
 #[derive(Debug)]
 pub struct Restored {
-    /// Id → sequence of every job in the restored database.
-    pub versions: BTreeMap<JobId, Seq>,
+    /// Every row and tombstone in the restored database.
+    pub versions: BTreeMap<JobId, Held>,
     pub snapshot: Option<ChosenSnapshot>,
     /// When the store wrote each job object the restore fetched.
     pub fetched_uploads: Vec<Timestamp>,
@@ -64,13 +66,17 @@ pub fn restore(store: &Store, now: Timestamp, rng: &mut fastrand::Rng) -> Restor
             Ask::FetchJob { object } => {
                 let stored = &store.objects[&object];
                 fetched_uploads.push(stored.updated);
-                let Body::Job { id, seq } = &stored.body else {
+                let Body::Job { id, held } = &stored.body else {
                     panic!("the planner asked for {object} as a job");
                 };
-                let job = Job::new(id.clone(), format!("v{seq}"));
+                let (id, seq, at) = (id.clone(), held.seq, Timestamp::UNIX_EPOCH);
+                let envelope = match &held.body {
+                    Some(body) => Envelope::written(id, seq, at, &**body),
+                    None => Envelope::deleted(id, seq, at),
+                };
                 Answer::JobFetched {
                     object,
-                    result: Ok(Envelope::new(*seq, Timestamp::UNIX_EPOCH, job)),
+                    result: Ok(envelope),
                 }
             }
         };
@@ -80,8 +86,13 @@ pub fn restore(store: &Store, now: Timestamp, rng: &mut fastrand::Rng) -> Restor
     }
     let plan = planner.finish().expect("every ask was answered");
     for envelope in plan.retrieved.jobs {
-        if supersedes(envelope.seq, versions.get(&envelope.job.id).copied()) {
-            versions.insert(envelope.job.id, envelope.seq);
+        if supersedes(envelope.seq, versions.get(&envelope.id).map(|h| h.seq)) {
+            let body = envelope.body().map(Arc::from);
+            let held = Held {
+                seq: envelope.seq,
+                body,
+            };
+            versions.insert(envelope.id, held);
         }
     }
     Restored {

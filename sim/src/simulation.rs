@@ -22,7 +22,7 @@ use crate::invariants::{Checkers, MAX_CLOCK_ERROR, Observation};
 use crate::node::Node;
 use crate::restore::restore;
 use crate::rng::Streams;
-use crate::world::{Body, World};
+use crate::world::{Body, Held, Statement, World};
 
 const SECOND: Duration = Duration::from_secs(1);
 const HOUR: Duration = Duration::from_secs(3600);
@@ -43,6 +43,8 @@ pub struct Outcome {
     pub faults: FaultCounts,
     pub jobs: u64,
     pub versions: u64,
+    /// Changes that deleted a job.
+    pub deletes: u64,
     pub job_uploads: u64,
     pub snapshots: u64,
     pub checks: u64,
@@ -91,7 +93,7 @@ enum Op {
     },
     Snapshot {
         order: SnapshotOrder,
-        versions: Arc<BTreeMap<JobId, Seq>>,
+        versions: Arc<BTreeMap<JobId, Held>>,
         stored: Cursor,
     },
     Read {
@@ -272,8 +274,9 @@ impl Simulation {
         }
         self.outcome.checks = self.checkers.verdicts.checks;
         self.outcome.violations = std::mem::take(&mut self.checkers.verdicts.violations);
-        self.outcome.jobs = self.world.db.rows.len() as u64;
+        self.outcome.jobs = self.world.db.living().len() as u64;
         self.outcome.versions = self.world.db.counter;
+        self.outcome.deletes = self.world.db.deletes;
         self.outcome.job_uploads = self.world.store.job_writes;
         self.outcome.snapshots = self.world.store.snapshot_writes;
         self.outcome.fingerprint = self.hasher.finish();
@@ -578,31 +581,55 @@ impl Simulation {
         }
     }
 
+    /// A writer's statement: a new job (inserted, or upserted as the
+    /// library does) or a change to a recent one by any statement of the
+    /// writer contract, as a service in any language would run it.
     fn write_job(&mut self) {
         if self.quiescing {
             return;
         }
-        let id = if self.world.db.ids.is_empty() || self.rng.workload.u8(0..10) < 3 {
-            JobId::new(format!("{:08x}", self.world.db.counter + 1)).expect("hex ids are valid")
+        let (id, statement) = if self.world.db.ids.is_empty() || self.rng.workload.u8(0..10) < 3 {
+            let id = JobId::new(format!("{:08x}", self.world.db.counter + 1))
+                .expect("hex ids are valid");
+            let statement = [Statement::Insert, Statement::Upsert][self.rng.workload.usize(0..2)];
+            (id, statement)
         } else {
             let recent = self.world.db.ids.len().min(64);
             let pick = self.world.db.ids.len() - 1 - self.rng.workload.usize(0..recent);
-            self.world.db.ids[pick].clone()
+            let statement = match self.rng.workload.u8(0..20) {
+                0..8 => Statement::Update,
+                8..15 => Statement::Upsert,
+                15..17 => Statement::Delete,
+                _ => Statement::Insert,
+            };
+            (self.world.db.ids[pick].clone(), statement)
         };
-        let modified = self.local_now();
-        self.world.db.write(id, modified, self.now);
+        self.run_statement(statement, id);
         let gap = self.plan.write_interval.as_secs_f64() * -(1.0 - self.rng.workload.f64()).ln();
         self.after(Duration::from_secs_f64(gap), Event::Write);
     }
 
+    /// A burst's write: mostly changes, now and then a delete, so that jobs
+    /// are deleted and written again while their uploads are in flight.
     fn rewrite_job(&mut self, recent: usize) {
         if self.quiescing || self.world.db.ids.is_empty() {
             return;
         }
         let id = self.world.db.ids[self.world.db.ids.len() - 1 - recent % self.world.db.ids.len()]
             .clone();
+        let statement = match self.rng.workload.u8(0..10) {
+            0 => Statement::Delete,
+            1..5 => Statement::Update,
+            _ => Statement::Upsert,
+        };
+        self.run_statement(statement, id);
+    }
+
+    fn run_statement(&mut self, statement: Statement, id: JobId) {
         let modified = self.local_now();
-        self.world.db.write(id, modified, self.now);
+        if self.world.db.run(statement, id.clone(), modified, self.now) {
+            note!(self, "{statement:?} {id}");
+        }
     }
 
     fn drop_trigger(&mut self) {
@@ -907,12 +934,15 @@ impl Simulation {
                 jobs: self.world.db.changes(after, limit),
             })),
             Op::Upload(upload) => {
-                let id = upload.envelope.job.id.clone();
+                let id = upload.envelope.id.clone();
                 let seq = upload.envelope.seq;
                 if effective {
                     let body = Body::Job {
                         id: id.clone(),
-                        seq,
+                        held: Held {
+                            seq,
+                            body: upload.envelope.body().map(Arc::from),
+                        },
                     };
                     let replaced = self.world.store.put(upload.object.clone(), body, self.now);
                     let object = &upload.object;

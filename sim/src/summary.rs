@@ -17,6 +17,7 @@ pub struct Summary {
     pub faults: FaultCounts,
     pub jobs: u64,
     pub versions: u64,
+    pub deletes: u64,
     pub job_uploads: u64,
     pub snapshots: u64,
     pub checks: u64,
@@ -34,6 +35,7 @@ impl From<Outcome> for Summary {
             faults: outcome.faults,
             jobs: outcome.jobs,
             versions: outcome.versions,
+            deletes: outcome.deletes,
             job_uploads: outcome.job_uploads,
             snapshots: outcome.snapshots,
             checks: outcome.checks,
@@ -87,6 +89,7 @@ impl Summary {
         self.faults.merge(&other.faults);
         self.jobs += other.jobs;
         self.versions += other.versions;
+        self.deletes += other.deletes;
         self.job_uploads += other.job_uploads;
         self.snapshots += other.snapshots;
         self.checks += other.checks;
@@ -106,8 +109,8 @@ impl fmt::Display for Summary {
         )?;
         writeln!(
             f,
-            "jobs             {} ({} versions written)",
-            self.jobs, self.versions
+            "jobs             {} ({} changes written, {} of them deletes)",
+            self.jobs, self.versions, self.deletes
         )?;
         writeln!(
             f,

@@ -8,92 +8,162 @@ use std::sync::Arc;
 
 use jobvault_core::machine::ListedObject;
 use jobvault_core::trigger::TriggerFile;
-use jobvault_core::{Cursor, Envelope, Job, JobId, Seq, Timestamp};
+use jobvault_core::{Cursor, Envelope, JobId, Seq, Timestamp};
 
-/// The current version of one job.
+/// One change to one job as the database holds it: a body, or a tombstone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Held {
+    pub seq: Seq,
+    /// `None`: the job was deleted.
+    pub body: Option<Arc<str>>,
+}
+
+/// The newest change to one job.
 #[derive(Debug, Clone)]
 pub struct Row {
-    pub seq: Seq,
+    pub held: Held,
     pub modified: Timestamp,
     /// True (simulation) time of the commit.
     pub committed: Timestamp,
-    pub job: Job,
 }
 
-/// The job database: current rows, the change counter and the stored cursor.
+/// A statement of the writer contract, as any writer runs it: jobvault's
+/// library, the `sqlite3` CLI or a service in another language.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Statement {
+    /// `INSERT`: fails (changes nothing) if the job exists.
+    Insert,
+    /// `UPDATE`: changes nothing if the job does not exist.
+    Update,
+    /// `INSERT ... ON CONFLICT(id) DO UPDATE`: what the library runs.
+    Upsert,
+    /// `DELETE`: changes nothing if the job does not exist.
+    Delete,
+}
+
+/// The job database: the newest change to every job, the change counter and
+/// the stored cursor. The sequence of each change is assigned as the
+/// database's triggers assign it (`shell/src/db/schema.rs`).
 #[derive(Debug, Default)]
 pub struct Db {
+    /// Every job ever written: its row, or its tombstone.
     pub rows: BTreeMap<JobId, Row>,
-    /// Current rows by change sequence: the change feed.
+    /// Rows and tombstones by change sequence: the change feed.
     pub by_seq: BTreeMap<Seq, JobId>,
-    /// Current rows by true commit time.
+    /// Rows and tombstones by true commit time.
     pub by_commit: BTreeMap<(Timestamp, Seq), JobId>,
     pub counter: Seq,
     pub stored: Cursor,
     /// Every id ever written, to pick jobs to modify.
     pub ids: Vec<JobId>,
+    /// Bodies written so far; each body is unlike every other.
+    pub bodies: u64,
+    /// Changes that deleted a job.
+    pub deletes: u64,
 }
 
 impl Db {
-    /// Writes a new version of `id` at true time `committed`, stamped with
-    /// the local clock's `modified`.
-    pub fn write(&mut self, id: JobId, modified: Timestamp, committed: Timestamp) {
+    /// Runs `statement` on job `id` at true time `committed`, stamped with
+    /// the local clock's `modified`. Returns whether it changed anything.
+    pub fn run(
+        &mut self,
+        statement: Statement,
+        id: JobId,
+        modified: Timestamp,
+        committed: Timestamp,
+    ) -> bool {
+        let exists = self
+            .rows
+            .get(&id)
+            .is_some_and(|row| row.held.body.is_some());
+        let body = match (statement, exists) {
+            (Statement::Insert, true) | (Statement::Update | Statement::Delete, false) => {
+                return false;
+            }
+            (Statement::Delete, true) => {
+                self.deletes += 1;
+                None
+            }
+            _ => {
+                self.bodies += 1;
+                Some(Arc::from(format!(
+                    r#"{{"id":"{id}","body":{}}}"#,
+                    self.bodies
+                )))
+            }
+        };
         self.counter += 1;
         let seq = self.counter;
-        let mut job = Job::new(id.clone(), format!("v{seq}"));
-        job.db_modified = modified;
         if let Some(old) = self.rows.get(&id) {
-            self.by_seq.remove(&old.seq);
-            self.by_commit.remove(&(old.committed, old.seq));
+            self.by_seq.remove(&old.held.seq);
+            self.by_commit.remove(&(old.committed, old.held.seq));
         } else {
             self.ids.push(id.clone());
         }
         self.by_seq.insert(seq, id.clone());
         self.by_commit.insert((committed, seq), id.clone());
+        let held = Held { seq, body };
         self.rows.insert(
             id,
             Row {
-                seq,
+                held,
                 modified,
                 committed,
-                job,
             },
         );
+        true
     }
 
-    /// The change feed: current versions after `after`, in sequence order.
+    /// The change feed: changes after `after`, in sequence order.
     pub fn changes(&self, after: Seq, limit: usize) -> Vec<Envelope> {
         self.by_seq
             .range((Bound::Excluded(after), Bound::Unbounded))
             .take(limit)
             .map(|(_, id)| {
                 let row = &self.rows[id];
-                Envelope::new(row.seq, row.modified, row.job.clone())
+                let (seq, modified) = (row.held.seq, row.modified);
+                match &row.held.body {
+                    Some(body) => Envelope::written(id.clone(), seq, modified, &**body),
+                    None => Envelope::deleted(id.clone(), seq, modified),
+                }
             })
             .collect()
     }
 
-    /// Id → sequence of every current row: what a snapshot holds.
-    pub fn versions(&self) -> BTreeMap<JobId, Seq> {
+    /// Every row and tombstone: what a snapshot holds.
+    pub fn versions(&self) -> BTreeMap<JobId, Held> {
         self.rows
             .iter()
-            .map(|(id, row)| (id.clone(), row.seq))
+            .map(|(id, row)| (id.clone(), row.held.clone()))
             .collect()
     }
+
+    /// The jobs that exist, with their bodies.
+    pub fn living(&self) -> BTreeMap<&JobId, &Arc<str>> {
+        living(self.rows.iter().map(|(id, row)| (id, &row.held)))
+    }
+}
+
+/// The jobs among `held` that exist, with their bodies.
+pub fn living<'a>(
+    held: impl Iterator<Item = (&'a JobId, &'a Held)>,
+) -> BTreeMap<&'a JobId, &'a Arc<str>> {
+    held.filter_map(|(id, held)| held.body.as_ref().map(|body| (id, body)))
+        .collect()
 }
 
 /// What an object in the bucket holds.
 #[derive(Debug, Clone)]
 pub enum Body {
     Snapshot {
-        versions: Arc<BTreeMap<JobId, Seq>>,
+        versions: Arc<BTreeMap<JobId, Held>>,
         gzip_mtime: Timestamp,
         /// The cursor stored in the database when it was copied.
         stored: Cursor,
     },
     Job {
         id: JobId,
-        seq: Seq,
+        held: Held,
     },
 }
 
@@ -121,14 +191,15 @@ impl Store {
     /// replaced, if it replaced one.
     pub fn put(&mut self, name: String, body: Body, updated: Timestamp) -> Option<Seq> {
         let mut replaced = None;
-        if let Body::Job { id, seq } = &body {
+        if let Body::Job { id, held } = &body {
+            let seq = &held.seq;
             self.job_writes += 1;
             if let Some(Object {
-                body: Body::Job { seq: old, .. },
+                body: Body::Job { held: old, .. },
                 ..
             }) = self.objects.get(&name)
             {
-                replaced = Some(*old);
+                replaced = Some(old.seq);
             }
             let newest = self.newest.entry(id.clone()).or_default();
             *newest = (*newest).max(*seq);

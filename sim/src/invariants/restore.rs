@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::{Invariant, Observation, Verdicts};
 use crate::restore::Restored;
-use crate::world::World;
+use crate::world::{World, living};
 
 /// The largest error of the local clock the world injects: half of the
 /// restore's clock allowance, as the restore runbook documents.
@@ -33,7 +33,7 @@ fn covers_cursor(world: &World, restored: &Restored, verdicts: &mut Verdicts) {
         .db
         .by_seq
         .range(..=stored)
-        .find(|(seq, id)| restored.versions.get(*id).is_none_or(|got| got < *seq));
+        .find(|(seq, id)| restored.versions.get(*id).is_none_or(|got| got.seq < **seq));
     verdicts.check(missing.is_none(), || {
         let (seq, id) = missing.expect("only called when something is missing");
         format!(
@@ -42,17 +42,26 @@ fn covers_cursor(world: &World, restored: &Restored, verdicts: &mut Verdicts) {
     });
 }
 
-/// Once quiesced: a restore equals the database, job for job.
+/// Once quiesced: a restore equals the database, job for job and body for
+/// body, and holds no job the database deleted.
 fn equals_database(world: &World, restored: &Restored, verdicts: &mut Verdicts) {
-    let (expected, got) = (world.db.versions(), &restored.versions);
+    let expected = world.db.living();
+    let got = living(restored.versions.iter());
     let differences: Vec<String> = expected
         .iter()
-        .filter(|(id, seq)| got.get(*id) != Some(*seq))
-        .map(|(id, seq)| format!("{id}: database {seq}, restored {:?}", got.get(id)))
+        .filter(|(id, body)| got.get(*id) != Some(*body))
+        .map(|(id, body)| format!("{id}: database {body}, restored {:?}", got.get(id)))
         .chain(
             got.keys()
                 .filter(|id| !expected.contains_key(*id))
-                .map(|id| format!("{id}: restored but not in the database")),
+                .map(|id| {
+                    let why = if world.db.rows.contains_key(*id) {
+                        "deleted from the database, brought back"
+                    } else {
+                        "never in the database"
+                    };
+                    format!("{id}: restored, but {why}")
+                }),
         )
         .take(5)
         .collect();
