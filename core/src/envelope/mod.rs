@@ -178,7 +178,9 @@ mod tests {
             ("{\"id\":", "not a JSON object"),
             ("[1]", "not a JSON object"),
             (r#"{"name":"x"}"#, "not a JSON object"),
+            (r#"{"id":5}"#, "not a JSON object"),
             (r#"{"id":"other"}"#, "holds job \"other\""),
+            (r#"{"id":"other","id":"j.1"}"#, "holds job \"other\""),
         ] {
             let envelope = Envelope::written(id(), 1, at(), body);
             let err = Envelope::decode(&envelope.encode())
@@ -186,6 +188,12 @@ mod tests {
                 .to_string();
             assert!(err.contains(why), "{body}: {err}");
         }
+    }
+
+    #[test]
+    fn the_first_id_member_counts_as_in_sqlite() {
+        let envelope = Envelope::written(id(), 1, at(), r#"{"id":"j.1","id":"other"}"#);
+        assert_eq!(Envelope::decode(&envelope.encode()).unwrap(), envelope);
     }
 
     #[test]
