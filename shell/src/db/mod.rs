@@ -416,16 +416,7 @@ impl JobDb {
 /// A refusal by the schema's rules, named with the job; any other error as
 /// it is.
 fn refused_or(path: &Path, id: &str, source: rusqlite::Error) -> DbError {
-    let rule = source
-        .sqlite_error()
-        .filter(|e| e.code == rusqlite::ErrorCode::ConstraintViolation)
-        .and_then(|_| {
-            source
-                .to_string()
-                .strip_prefix("jobvault: ")
-                .map(str::to_owned)
-        });
-    match rule {
+    match refused_rule(&source) {
         Some(rule) => DbError::Refused {
             path: path.to_owned(),
             id: id.to_owned(),
@@ -433,6 +424,19 @@ fn refused_or(path: &Path, id: &str, source: rusqlite::Error) -> DbError {
         },
         None => sqlite_error(path)(source),
     }
+}
+
+/// The rule a constraint violation names, if it is one of the schema's: a
+/// CHECK constraint's name or a trigger's message, both "jobvault: ...".
+fn refused_rule(error: &rusqlite::Error) -> Option<String> {
+    if error.sqlite_error_code() != Some(rusqlite::ErrorCode::ConstraintViolation) {
+        return None;
+    }
+    let text = error.to_string();
+    let rule = text
+        .strip_prefix("CHECK constraint failed: ")
+        .unwrap_or(&text);
+    rule.strip_prefix("jobvault: ").map(str::to_owned)
 }
 
 /// The sequence of what the database holds for `id`: its row or its
