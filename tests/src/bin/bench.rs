@@ -10,6 +10,7 @@
 //! milliseconds, so most figures go through a proxy that adds 20 ms to every
 //! request, and compare two ways of doing the same work under that delay.
 
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -19,7 +20,7 @@ use jobvault::db::JobDb;
 use jobvault::sample;
 use jobvault_core::job_object::encode_job_object;
 use jobvault_core::object_name::{Framing, job_object};
-use jobvault_core::{Envelope, Job, Timestamp};
+use jobvault_core::{Envelope, JobId, Timestamp};
 use jobvault_tests::{
     Backend, Daemon, Emulator, Proxy, StoreReader, Workspace, free_port, jobvault, runtime,
 };
@@ -34,6 +35,7 @@ enum Which {
     Retrieve,
     RecoveryPoint,
     Restore,
+    Writes,
 }
 
 /// Measures jobvault against the targets of DESIGN.md §7.
@@ -64,28 +66,31 @@ fn main() {
     if run(Which::Restore) {
         restore(args.database_mib);
     }
+    if run(Which::Writes) {
+        writes();
+    }
 }
 
 /// A job as the scheduler writes them: a few hundred bytes of JSON.
-fn realistic_job(n: usize, rng: &mut fastrand::Rng) -> Job {
+fn realistic_job(n: usize, rng: &mut fastrand::Rng) -> (JobId, String) {
     let created = Timestamp::from_unix_seconds(1_479_333_865 + n as i64);
-    sample::job(sample::scheduler_id(created, n), created, rng)
+    sample::body(sample::scheduler_id(created, n), created, rng)
 }
 
 fn database_with_jobs(workspace: &Workspace, jobs: usize) {
-    let mut db = JobDb::create(&workspace.db(), jobvault::clock::now()).unwrap();
+    let (mut db, _) = JobDb::init(&workspace.db(), jobvault::clock::now()).unwrap();
     let mut rng = fastrand::Rng::with_seed(0x2545_f491_4f6c_dd1d);
     for start in (0..jobs).step_by(1000) {
-        let batch = (start..jobs.min(start + 1000))
+        let batch: Vec<_> = (start..jobs.min(start + 1000))
             .map(|n| realistic_job(n, &mut rng))
             .collect();
-        db.put(batch, jobvault::clock::now()).unwrap();
+        db.put(&batch).unwrap();
     }
 }
 
 /// A database of about `mib` MiB of job-like rows.
 fn database_of_size(workspace: &Workspace, mib: u64) {
-    let mut db = JobDb::create(&workspace.db(), jobvault::clock::now()).unwrap();
+    let (mut db, _) = JobDb::init(&workspace.db(), jobvault::clock::now()).unwrap();
     let mut rng = fastrand::Rng::with_seed(0x9e37_79b9_7f4a_7c15);
     let mut n = 0;
     while std::fs::metadata(workspace.db())
@@ -93,8 +98,8 @@ fn database_of_size(workspace: &Workspace, mib: u64) {
         .unwrap_or(0)
         < mib << 20
     {
-        let batch = (n..n + 5000).map(|i| realistic_job(i, &mut rng)).collect();
-        db.put(batch, jobvault::clock::now()).unwrap();
+        let batch: Vec<_> = (n..n + 5000).map(|i| realistic_job(i, &mut rng)).collect();
+        db.put(&batch).unwrap();
         n += 5000;
     }
     // Closing the last connection folds the WAL into the file.
@@ -143,10 +148,11 @@ fn bare_upload_rate(endpoint: &str, bucket: &str, jobs: usize, concurrency: usiz
     let now = jobvault::clock::now();
     let objects: Vec<(String, Vec<u8>, Framing)> = (0..jobs)
         .map(|n| {
-            let job = realistic_job(n, &mut rng);
-            let name = job_object(now, &job.id);
+            let (id, body) = realistic_job(n, &mut rng);
+            let name = job_object(now, &id);
             let framing = Framing::for_object(&name, now);
-            let body = encode_job_object(&Envelope::new(n as u64 + 1, now, job), &framing);
+            let envelope = Envelope::written(id, n as u64 + 1, now, body);
+            let body = encode_job_object(&envelope, &framing);
             (name, body, framing)
         })
         .collect();
@@ -321,8 +327,8 @@ fn recovery_point() {
     for n in 0..60 {
         std::thread::sleep(Duration::from_millis(100 + rng.u64(..700)));
         let job = realistic_job(100_000 + n, &mut rng);
-        let name = job_object(jobvault::clock::now(), &job.id);
-        db.put(vec![job], jobvault::clock::now()).unwrap();
+        let name = job_object(jobvault::clock::now(), &job.0);
+        db.put(&[job]).unwrap();
         let committed = Instant::now();
         while runtime().block_on(reader.store().get(&name)).is_err() {
             std::thread::sleep(Duration::from_millis(5));
@@ -381,4 +387,161 @@ fn restore(mib: u64) {
         peak / 1024,
         ours / manual_seconds
     );
+}
+
+/// 100,000 jobs written in batches of 1,000, twice (new jobs, then every job
+/// rewritten): the way every writer writes now, through the schema's
+/// triggers and constraints, and the first release's way, jobvault's writer
+/// numbering rows in the first release's schema. Each into a fresh database,
+/// the same bodies, in one run; the fastest of three rounds. "jobs put" also
+/// does what each release's `jobs put` does with a line before it writes it
+/// (this one checks it with the job model and stores it as given; the first
+/// release filled in defaults and serialized the job again); "bare SQL" is
+/// the writes alone, what an outside writer pays.
+fn writes() {
+    println!("== writes: 100,000 jobs put in batches of 1,000, with and without the triggers");
+    let mut rng = fastrand::Rng::with_seed(7);
+    let batches: Vec<Vec<(JobId, String)>> = (0..100)
+        .map(|b| {
+            (0..1000)
+                .map(|i| realistic_job(b * 1000 + i, &mut rng))
+                .collect()
+        })
+        .collect();
+    let mut best = [[Duration::MAX; 2]; 4];
+    for _ in 0..3 {
+        let rounds = [
+            timed_writes(&batches, true, put_tracked),
+            timed_writes(&batches, false, put_tracked),
+            timed_writes(&batches, true, put_first_release_way),
+            timed_writes(&batches, false, put_first_release_way),
+        ];
+        for (kept, round) in best.iter_mut().zip(rounds) {
+            for (kept, pass) in kept.iter_mut().zip(round) {
+                *kept = (*kept).min(pass);
+            }
+        }
+    }
+    let [put_with, bare_with, put_without, bare_without] = best;
+    for (pass, what) in ["insert", "rewrite"].iter().enumerate() {
+        for (how, with, without) in [
+            ("jobs put", put_with[pass], put_without[pass]),
+            ("bare SQL", bare_with[pass], bare_without[pass]),
+        ] {
+            println!(
+                "  {what:<8} {how:<9} with triggers {:5.2} s   first release {:5.2} s   ratio {:.2}x (target <= 1.3x for jobs put)",
+                with.as_secs_f64(),
+                without.as_secs_f64(),
+                with.as_secs_f64() / without.as_secs_f64()
+            );
+        }
+    }
+}
+
+type Writer = fn(&Path, &[Vec<(JobId, String)>], bool);
+
+/// Times two passes of `put` over `batches` into a fresh database; with
+/// `parse`, each body is read into the job model first, as `jobs put` does.
+fn timed_writes(batches: &[Vec<(JobId, String)>], parse: bool, put: Writer) -> [Duration; 2] {
+    let workspace = Workspace::new();
+    let pass = || {
+        let started = Instant::now();
+        put(&workspace.db(), batches, parse);
+        started.elapsed()
+    };
+    [pass(), pass()]
+}
+
+/// What this release's `jobs put` does with each line before it writes it.
+fn check_with_job_model(batch: &[(JobId, String)], parse: bool) {
+    if parse {
+        for (_, body) in batch {
+            std::hint::black_box(serde_json::from_str::<jobvault_core::Job>(body).unwrap());
+        }
+    }
+}
+
+/// What the first release's `jobs put` did with each line: defaults filled
+/// in, the job model's serialization stored.
+fn first_release_lines(batch: &[(JobId, String)], now: Timestamp) -> Vec<(JobId, String)> {
+    batch
+        .iter()
+        .map(|(id, line)| {
+            let mut value: serde_json::Value = serde_json::from_str(line).unwrap();
+            value
+                .as_object_mut()
+                .unwrap()
+                .entry("created")
+                .or_insert_with(|| serde_json::Value::String(now.rfc3339()));
+            let mut job: jobvault_core::Job = serde_json::from_value(value).unwrap();
+            job.db_modified = now;
+            (id.clone(), serde_json::to_string(&job).unwrap())
+        })
+        .collect()
+}
+
+/// What every writer does now: the writer contract's upsert; the database
+/// numbers the rows.
+fn put_tracked(path: &Path, batches: &[Vec<(JobId, String)>], parse: bool) {
+    let (mut db, _) = JobDb::init(path, jobvault::clock::now()).unwrap();
+    for batch in batches {
+        check_with_job_model(batch, parse);
+        db.put(batch).unwrap();
+    }
+}
+
+/// The first release's writer in the first release's schema: no triggers or
+/// constraints; it numbers the rows itself from the counter.
+fn put_first_release_way(path: &Path, batches: &[Vec<(JobId, String)>], parse: bool) {
+    let mut conn = rusqlite::Connection::open(path).unwrap();
+    conn.pragma_update(None, "journal_mode", "wal").unwrap();
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS jobs (id TEXT PRIMARY KEY NOT NULL, seq INTEGER NOT NULL UNIQUE,
+             db_modified INTEGER NOT NULL, body TEXT NOT NULL);
+         CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY NOT NULL, value INTEGER NOT NULL);
+         INSERT OR IGNORE INTO meta (key, value) VALUES ('change_counter', 0);",
+    )
+    .unwrap();
+    for batch in batches {
+        let now = jobvault::clock::now();
+        let lines;
+        let batch = if parse {
+            lines = first_release_lines(batch, now);
+            &lines
+        } else {
+            batch
+        };
+        let now = now.unix_nanos();
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .unwrap();
+        let mut counter: i64 = tx
+            .query_row(
+                "SELECT value FROM meta WHERE key = 'change_counter'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        {
+            let mut upsert = tx
+                .prepare_cached(
+                    "INSERT INTO jobs (id, seq, db_modified, body) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT(id) DO UPDATE SET
+                         seq = excluded.seq, db_modified = excluded.db_modified, body = excluded.body",
+                )
+                .unwrap();
+            for (id, body) in batch {
+                counter += 1;
+                upsert
+                    .execute(rusqlite::params![id.as_str(), counter, now, body])
+                    .unwrap();
+            }
+        }
+        tx.execute(
+            "UPDATE meta SET value = ?1 WHERE key = 'change_counter'",
+            [counter],
+        )
+        .unwrap();
+        tx.commit().unwrap();
+    }
 }
