@@ -167,6 +167,12 @@ impl Workspace {
     }
 }
 
+/// A job's id and a small JSON body for it, as a writer would store them.
+pub fn body(id: &str, name: &str) -> (jobvault_core::JobId, String) {
+    let job = serde_json::json!({ "id": id, "name": name });
+    (jobvault_core::JobId::new(id).unwrap(), job.to_string())
+}
+
 /// Every job in the workspace's database: its id and its sequence number.
 pub fn database_versions(workspace: &Workspace) -> BTreeMap<String, u64> {
     JobDb::open(&workspace.db())
@@ -174,7 +180,7 @@ pub fn database_versions(workspace: &Workspace) -> BTreeMap<String, u64> {
         .list()
         .unwrap()
         .into_iter()
-        .map(|e| (e.job.id.to_string(), e.seq))
+        .map(|e| (e.id.to_string(), e.seq))
         .collect()
 }
 

@@ -175,7 +175,7 @@ fn jobs_round_trip_and_a_bad_batch_writes_nothing() {
         .list()
         .unwrap()
         .iter()
-        .map(|e| e.job.id.to_string())
+        .map(|e| e.id.to_string())
         .collect();
     assert_eq!(ids, ["a", "b"], "the bad batch wrote nothing");
 

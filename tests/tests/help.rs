@@ -11,8 +11,9 @@ fn help(args: &[&str]) -> String {
 
 #[test]
 fn help_of_every_command() {
-    let commands: [&[&str]; 13] = [
+    let commands: [&[&str]; 14] = [
         &[],
+        &["init"],
         &["run"],
         &["backup"],
         &["trigger"],

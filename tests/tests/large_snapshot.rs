@@ -12,8 +12,8 @@ use jobvault_tests::{
 /// A database of about 136 MiB: half random text (which gzip cannot shrink
 /// much) and half repetition, so the object is several chunks long.
 fn large_database(workspace: &Workspace) -> u64 {
-    let mut db =
-        JobDb::create(&workspace.db(), Timestamp::from_unix_seconds(1_700_000_000)).unwrap();
+    let (mut db, _) =
+        JobDb::init(&workspace.db(), Timestamp::from_unix_seconds(1_700_000_000)).unwrap();
     let mut state = 0x9e37_79b9_7f4a_7c15_u64;
     let mut noise = |len: usize| -> String {
         (0..len)
@@ -26,17 +26,16 @@ fn large_database(workspace: &Workspace) -> u64 {
             .collect()
     };
     for batch in 0..34 {
-        let jobs = (0..64)
+        let jobs: Vec<_> = (0..64)
             .map(|i| {
                 let mut job =
                     Job::new(JobId::new(format!("job-{batch:03}-{i:03}")).unwrap(), "big");
                 job.repo = noise(32 << 10);
                 job.revision = "0123456789abcdef".repeat(2 << 10);
-                job
+                (job.id.clone(), serde_json::to_string(&job).unwrap())
             })
             .collect();
-        db.put(jobs, Timestamp::from_unix_seconds(1_700_000_000))
-            .unwrap();
+        db.put(&jobs).unwrap();
     }
     drop(db);
     std::fs::metadata(workspace.db()).unwrap().len()

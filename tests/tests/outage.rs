@@ -16,7 +16,7 @@ fn newest_in_bucket(reader: &StoreReader) -> BTreeMap<String, u64> {
     let mut newest = BTreeMap::new();
     for object in reader.list("job-backup/") {
         let envelope = decode_job_object(&reader.get(&object.name)).unwrap();
-        let held = newest.entry(envelope.job.id.to_string()).or_insert(0);
+        let held = newest.entry(envelope.id.to_string()).or_insert(0);
         *held = (*held).max(envelope.seq);
     }
     newest

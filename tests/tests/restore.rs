@@ -5,9 +5,9 @@ use std::fs;
 use std::time::Duration;
 
 use jobvault::db::JobDb;
-use jobvault_core::{Envelope, Job, JobId};
+use jobvault_core::Envelope;
 use jobvault_tests::{
-    Backend, Daemon, Emulator, StoreReader, Workspace, eventually, jobvault, stderr, stdout,
+    Backend, Daemon, Emulator, StoreReader, Workspace, body, eventually, jobvault, stderr, stdout,
 };
 
 const PATIENCE: Duration = Duration::from_secs(180);
@@ -18,7 +18,7 @@ fn all_jobs(db: &std::path::Path) -> BTreeMap<String, Envelope> {
         .list()
         .unwrap()
         .into_iter()
-        .map(|e| (e.job.id.to_string(), e))
+        .map(|e| (e.id.to_string(), e))
         .collect()
 }
 
@@ -32,16 +32,11 @@ fn restore_after_kill_9_equals_the_source_job_for_job_and_run_continues_from_it(
     let bucket = emulator.new_bucket("restore");
     let url = format!("gs://{bucket}");
     let workspace = Workspace::new();
-    let mut db = JobDb::create(&workspace.db(), jobvault::clock::now()).unwrap();
-    let jobs: Vec<Job> = (0..10_000)
-        .map(|n| {
-            Job::new(
-                JobId::new(format!("20161116T220425.{n:09}Z_{n:016x}")).unwrap(),
-                "first",
-            )
-        })
+    let (mut db, _) = JobDb::init(&workspace.db(), jobvault::clock::now()).unwrap();
+    let jobs: Vec<_> = (0..10_000)
+        .map(|n| body(&format!("20161116T220425.{n:09}Z_{n:016x}"), "first"))
         .collect();
-    db.put(jobs, jobvault::clock::now()).unwrap();
+    db.put(&jobs).unwrap();
 
     workspace.trigger("before-changes", "");
     let daemon = Daemon::start(&workspace, Some(&emulator.endpoint()), &url, "200ms", &[]);
@@ -51,17 +46,12 @@ fn restore_after_kill_9_equals_the_source_job_for_job_and_run_continues_from_it(
     });
 
     // 1,000 later changes: 800 rewrites and 200 new jobs.
-    let changes: Vec<Job> = (0..800)
+    let changes: Vec<_> = (0..800)
         .map(|n| n * 12)
-        .map(|n| {
-            Job::new(
-                JobId::new(format!("20161116T220425.{n:09}Z_{n:016x}")).unwrap(),
-                "changed",
-            )
-        })
-        .chain((10_000..10_200).map(|n| Job::new(JobId::new(format!("new-{n}")).unwrap(), "added")))
+        .map(|n| body(&format!("20161116T220425.{n:09}Z_{n:016x}"), "changed"))
+        .chain((10_000..10_200).map(|n| body(&format!("new-{n}"), "added")))
         .collect();
-    db.put(changes, jobvault::clock::now()).unwrap();
+    db.put(&changes).unwrap();
     let newest = db.list().unwrap().iter().map(|e| e.seq).max().unwrap();
     eventually("every change uploaded", PATIENCE, || {
         (db.cursor().unwrap().seq == newest).then_some(())

@@ -67,12 +67,18 @@ fn parse_job_lines(input: impl BufRead) -> anyhow::Result<Vec<(JobId, String)>> 
         if line.is_empty() {
             continue;
         }
-        let job: Job = serde_json::from_str(line)
-            .map_err(without_position)
-            .with_context(|| format!("stdin line {number}"))?;
+        let job = parse_job(line).with_context(|| format!("stdin line {number}"))?;
         jobs.push((job.id, line.to_owned()));
     }
     Ok(jobs)
+}
+
+fn parse_job(line: &str) -> anyhow::Result<Job> {
+    // The job model would also take a JSON array, field by field.
+    if !line.starts_with('{') {
+        bail!("not a JSON object");
+    }
+    serde_json::from_str(line).map_err(without_position)
 }
 
 /// serde_json ends its messages with "at line 1 column N", which within one
