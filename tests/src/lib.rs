@@ -4,6 +4,7 @@
 mod emulator;
 mod http;
 mod proxy;
+pub mod writers;
 
 use std::collections::BTreeMap;
 use std::fs;
