@@ -2,12 +2,16 @@
 
 use std::collections::BTreeMap;
 use std::fs;
+use std::io::Write;
 use std::time::Duration;
 
+use flate2::{Compression, GzBuilder};
 use jobvault::db::JobDb;
-use jobvault_core::Envelope;
+use jobvault_core::object_name::{Framing, job_object, snapshot_object};
+use jobvault_core::{Envelope, JobId, Timestamp};
 use jobvault_tests::{
-    Backend, Daemon, Emulator, StoreReader, Workspace, body, eventually, jobvault, stderr, stdout,
+    Backend, Daemon, Emulator, StoreReader, Workspace, body, eventually, jobvault, runtime, stderr,
+    stdout,
 };
 
 const PATIENCE: Duration = Duration::from_secs(180);
@@ -179,4 +183,70 @@ fn restore_with_force_replaces_the_file_and_drops_its_stale_wal() {
         JobDb::open(&target).unwrap().integrity_check().unwrap(),
         Ok(())
     );
+}
+
+/// Backups the first release made: a snapshot in its schema and a job object
+/// in envelope format 1. A restore brings them into the current schema, with
+/// the body format 1 stands for, and the result tracks plain-SQL writes.
+#[test]
+fn a_first_release_snapshot_and_format_1_object_restore_into_the_current_schema() {
+    let emulator = Emulator::shared();
+    let url = format!("gs://{}", emulator.new_bucket("first-release"));
+    let reader = StoreReader::connect(&url, Some(&emulator.endpoint()));
+    let fixture = fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/fixtures/first-release.db"
+    ))
+    .unwrap();
+    let now = jobvault::clock::now();
+    let snapshot = snapshot_object(now, "first-release").unwrap();
+    // The first release stamped a snapshot with its cursor time.
+    let mtime = Timestamp::from_unix_nanos(1_795_647_257_231_874_924);
+    let framing = Framing::for_object(&snapshot, mtime);
+    let mut gz = GzBuilder::new()
+        .filename(framing.gzip_name.as_bytes())
+        .mtime(framing.gzip_mtime.gzip_mtime())
+        .write(Vec::new(), Compression::default());
+    gz.write_all(&fixture).unwrap();
+    let gz = gz.finish().unwrap();
+    let v1_object = include_bytes!("../../core/tests/frozen/job-object-v1.job").to_vec();
+    let id = JobId::new("20161116T220425.634818978Z_0000000000001e88").unwrap();
+    let job = job_object(now, &id);
+    for (name, bytes) in [(&snapshot, gz), (&job, v1_object)] {
+        let framing = Framing::for_object(name, mtime);
+        runtime()
+            .block_on(reader.store().put(name, bytes, &framing))
+            .unwrap();
+    }
+
+    let workspace = Workspace::new();
+    let target = workspace.path().join("restored.db");
+    let output = jobvault(Some(&emulator.endpoint()))
+        .args(["restore", "--bucket", &url, "--to"])
+        .arg(&target)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+
+    let restored = JobDb::open(&target).unwrap();
+    assert_eq!(
+        restored.schema_version().unwrap(),
+        jobvault::db::CURRENT_VERSION
+    );
+    let jobs = all_jobs(&target);
+    assert_eq!(
+        jobs.keys().map(String::as_str).collect::<Vec<_>>(),
+        [id.as_str(), "job-2", "job-3", "job-4"]
+    );
+    let frozen_body = include_str!("../../core/tests/frozen/envelope-v1.body.json");
+    assert_eq!(jobs[id.as_str()].body(), Some(frozen_body.trim_end()));
+    assert_eq!(jobs[id.as_str()].seq, 7_822);
+    let cursor = restored.cursor().unwrap();
+    assert_eq!(cursor.seq, 7_822);
+    drop(restored);
+    jobvault_tests::writers::sqlite3(
+        &target,
+        "UPDATE jobs SET body = json_set(body, '$.status', 'failure') WHERE id = 'job-2';",
+    );
+    assert_eq!(all_jobs(&target)["job-2"].seq, 7_823);
 }
