@@ -71,7 +71,8 @@ pub struct RestoreReport {
     /// `None` when the bucket holds no snapshot: the database was rebuilt
     /// from job objects alone.
     pub snapshot: Option<RestoredSnapshot>,
-    /// Job versions from the bucket newer than the snapshot's.
+    /// Changes from the bucket (bodies and deletions) newer than the
+    /// snapshot's.
     pub applied: usize,
     pub total_jobs: usize,
     /// The cursor of the restored database: `jobvault run` continues from it.

@@ -62,7 +62,10 @@ pub async fn restore(args: RestoreArgs) -> anyhow::Result<ExitCode> {
         }
         None => println!("  snapshot      none in the bucket; rebuilt from job objects alone"),
     }
-    println!("  jobs applied  {} newer than the snapshot", report.applied);
+    println!(
+        "  applied       {} changes newer than the snapshot, deletions included",
+        report.applied
+    );
     println!("  total jobs    {}", report.total_jobs);
     println!("  took          {:.2} s", report.elapsed.as_secs_f64());
     Ok(ExitCode::SUCCESS)
