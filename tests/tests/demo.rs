@@ -12,6 +12,10 @@ fn the_demo_restores_every_job() {
         stderr(&output)
     );
     let report = stdout(&output);
+    assert!(
+        report.contains("jobs deleted") && !report.contains(", 0 jobs deleted"),
+        "the demo's writer deletes jobs too: {report}"
+    );
     let last = report.lines().last().unwrap();
     assert!(
         last.trim_start().starts_with("restored ") && last.ends_with(", 0 lost"),

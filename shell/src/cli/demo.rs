@@ -100,14 +100,16 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
 
     let writing = Arc::new(AtomicBool::new(true));
     let written = Arc::new(AtomicU64::new(INITIAL_JOBS as u64));
+    let deleted = Arc::new(AtomicU64::new(0));
     let writer = {
-        let (db_path, writing, written) = (db_path.clone(), writing.clone(), written.clone());
+        let (db_path, writing) = (db_path.clone(), writing.clone());
+        let (written, deleted) = (written.clone(), deleted.clone());
         tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
             let mut db = JobDb::open(&db_path)?;
             let mut rng = fastrand::Rng::new();
             while writing.load(Ordering::Relaxed) {
-                // Five existing jobs change (a new status, a new revision)
-                // and one new job arrives.
+                // Five existing jobs change (a new status, a new revision),
+                // one new job arrives and, now and then, an old one is deleted.
                 let mut batch: Vec<_> = (0..5)
                     .map(|_| {
                         sample::body(ids[rng.usize(..ids.len())].clone(), clock::now(), &mut rng)
@@ -118,6 +120,10 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
                 batch.push(sample::body(id, clock::now(), &mut rng));
                 written.fetch_add(batch.len() as u64, Ordering::Relaxed);
                 db.put(&batch)?;
+                if rng.u8(..4) == 0 {
+                    let gone = ids.swap_remove(rng.usize(..ids.len() / 2));
+                    deleted.fetch_add(db.delete(&[gone])? as u64, Ordering::Relaxed);
+                }
                 std::thread::sleep(Duration::from_millis(40));
             }
             Ok(())
@@ -136,7 +142,10 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
     writing.store(false, Ordering::Relaxed);
     writer.await??;
     let versions = written.load(Ordering::Relaxed);
-    println!("4. kept changing and adding jobs: {versions} job versions written in all");
+    let deletions = deleted.load(Ordering::Relaxed);
+    println!(
+        "4. kept changing, adding and deleting jobs: {versions} job versions written, {deletions} jobs deleted"
+    );
     let counter = caught_up(&db_path).await?;
     let _ = stop_daemon.send(());
     running.await?;
@@ -159,7 +168,7 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let job_objects = store.list("job-backup/").await?.len();
     let snapshots = store.list("db-backup/").await?.len();
     println!(
-        "6. restored from the snapshot plus {} newer jobs in {:.2} s",
+        "6. restored from the snapshot plus {} newer changes in {:.2} s",
         report.applied,
         report.elapsed.as_secs_f64()
     );

@@ -202,6 +202,28 @@ impl JobDb {
         tx.commit().map_err(sqlite)
     }
 
+    /// Deletes jobs in one transaction, the way any writer does: each delete
+    /// takes a sequence and leaves a tombstone that is backed up. Returns how
+    /// many existed.
+    pub fn delete(&mut self, ids: &[JobId]) -> Result<usize, DbError> {
+        let sqlite = sqlite_error(&self.path);
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(sqlite)?;
+        let mut deleted = 0;
+        {
+            let mut delete = tx
+                .prepare_cached("DELETE FROM jobs WHERE id = ?1")
+                .map_err(sqlite)?;
+            for id in ids {
+                deleted += delete.execute([id.as_str()]).map_err(sqlite)?;
+            }
+        }
+        tx.commit().map_err(sqlite)?;
+        Ok(deleted)
+    }
+
     pub fn get(&self, id: &JobId) -> Result<Option<Envelope>, DbError> {
         self.conn
             .query_row(
