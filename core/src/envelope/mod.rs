@@ -181,6 +181,8 @@ mod tests {
             (r#"{"id":5}"#, "not a JSON object"),
             (r#"{"id":"other"}"#, "holds job \"other\""),
             (r#"{"id":"other","id":"j.1"}"#, "holds job \"other\""),
+            (r#"{"\u0069d":"j.1"}"#, "written with escapes"),
+            (r#"{"id":"j.1","i\u0064":"x"}"#, "written with escapes"),
         ] {
             let envelope = Envelope::written(id(), 1, at(), body);
             let err = Envelope::decode(&envelope.encode())

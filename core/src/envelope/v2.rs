@@ -1,10 +1,9 @@
 //! Format 2: the job's body as the writer stored it, byte for byte, or a
 //! tombstone for a deleted job. Frozen once released.
 
-use std::borrow::Cow;
 use std::fmt;
 
-use serde::de::{Deserializer, IgnoredAny, MapAccess, Visitor};
+use serde::de::{self, Deserializer, Error as _, IgnoredAny, MapAccess, Visitor};
 use serde::{Deserialize, Serialize};
 
 use super::{Change, Envelope, EnvelopeError};
@@ -30,7 +29,9 @@ enum RecordChange {
 
 /// Checks that `body` is a JSON object whose `"id"` is `id`, as the job
 /// database's constraints require of every row. Like SQLite's
-/// `json_extract`, the first `"id"` member counts.
+/// `json_extract`, the first `"id"` member counts; like the database, a key
+/// that spells "id" with escapes is refused (SQLite versions disagree on
+/// whether `json_extract` sees it).
 pub fn check_body(id: &JobId, body: &str) -> Result<(), EnvelopeError> {
     let inner = serde_json::from_str::<FirstId>(body)
         .map_err(|e| EnvelopeError::BadBody(e.to_string()))?
@@ -65,14 +66,54 @@ impl<'de> Visitor<'de> for FirstIdVisitor {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<FirstId, A::Error> {
         let mut id = None;
-        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
-            if key == "id" && id.is_none() {
-                id = Some(map.next_value::<String>()?);
-            } else {
-                map.next_value::<IgnoredAny>()?;
+        while let Some(key) = map.next_key::<Key>()? {
+            match key {
+                Key::Id if id.is_none() => id = Some(map.next_value::<String>()?),
+                Key::EscapedId => {
+                    return Err(A::Error::custom("its \"id\" key is written with escapes"));
+                }
+                Key::Id | Key::Other => {
+                    map.next_value::<IgnoredAny>()?;
+                }
             }
         }
         Ok(FirstId(id))
+    }
+}
+
+/// An object key as written: `id` as it is, `id` spelt with escapes (the
+/// parser had to unescape it into a buffer), or any other.
+enum Key {
+    Id,
+    EscapedId,
+    Other,
+}
+
+impl<'de> Deserialize<'de> for Key {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_str(KeyVisitor)
+    }
+}
+
+struct KeyVisitor;
+
+impl<'de> Visitor<'de> for KeyVisitor {
+    type Value = Key;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an object key")
+    }
+
+    fn visit_borrowed_str<E: de::Error>(self, key: &'de str) -> Result<Key, E> {
+        Ok(if key == "id" { Key::Id } else { Key::Other })
+    }
+
+    fn visit_str<E: de::Error>(self, key: &str) -> Result<Key, E> {
+        Ok(if key == "id" {
+            Key::EscapedId
+        } else {
+            Key::Other
+        })
     }
 }
 
