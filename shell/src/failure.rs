@@ -33,7 +33,9 @@ impl ToFailure for DbError {
             DbError::Missing { .. } => FailureKind::NotFound,
             DbError::CorruptRow { .. } => FailureKind::Corrupt,
             DbError::CursorChanged { .. } => FailureKind::Conflict,
-            DbError::Refused { .. } | DbError::NewerSchema { .. } => FailureKind::Rejected,
+            DbError::Refused { .. }
+            | DbError::UpgradeRefused { .. }
+            | DbError::NewerSchema { .. } => FailureKind::Rejected,
             DbError::Sqlite { source, .. } => sqlite_kind(source),
         }
     }
@@ -61,7 +63,15 @@ impl ToFailure for SnapshotError {
 
 fn sqlite_kind(error: &rusqlite::Error) -> FailureKind {
     let Some(code) = error.sqlite_error_code() else {
-        return FailureKind::Transient;
+        // A value that cannot be read as what it should be will not read
+        // better later.
+        return match error {
+            rusqlite::Error::FromSqlConversionFailure(..)
+            | rusqlite::Error::InvalidColumnType(..)
+            | rusqlite::Error::Utf8Error(..)
+            | rusqlite::Error::IntegralValueOutOfRange(..) => FailureKind::Corrupt,
+            _ => FailureKind::Transient,
+        };
     };
     match code {
         ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked => FailureKind::Transient,

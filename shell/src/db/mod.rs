@@ -66,6 +66,11 @@ pub enum DbError {
         id: String,
         rule: String,
     },
+    #[error(
+        "job database {path} cannot be upgraded: a job breaks the rule \"{rule}\"; \
+         fix or delete that row and run `jobvault init` again"
+    )]
+    UpgradeRefused { path: PathBuf, rule: String },
     #[error("job database {path}: job {id:?} cannot be read: {why}")]
     CorruptRow {
         path: PathBuf,
@@ -164,7 +169,13 @@ impl JobDb {
             });
         }
         if from < CURRENT_VERSION {
-            schema::upgrade(&tx, from).map_err(sqlite)?;
+            schema::upgrade(&tx, from).map_err(|e| match refused_rule(&e) {
+                Some(rule) => DbError::UpgradeRefused {
+                    path: self.path.clone(),
+                    rule,
+                },
+                None => sqlite(e),
+            })?;
             tx.execute(
                 "INSERT OR IGNORE INTO meta (key, value) VALUES (?1, ?2)",
                 params![CURSOR_TIME, now.unix_nanos()],
@@ -365,18 +376,17 @@ impl JobDb {
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(sqlite_error(&path))?;
-        let applied = schema::untracked(&tx, |tx| {
+        let applied = schema::untracked(&tx, sqlite_error(&path), |tx| {
             let mut applied = 0;
             for envelope in versions {
-                let held = held_seq(tx, &envelope.id)?;
+                let held = held_seq(tx, &envelope.id).map_err(sqlite_error(&path))?;
                 if supersedes(envelope.seq, held) {
-                    apply(tx, envelope)?;
+                    apply(tx, envelope).map_err(|e| refused_or(&path, envelope.id.as_str(), e))?;
                     applied += 1;
                 }
             }
             Ok(applied)
-        })
-        .map_err(|e| refused_or(&path, "", e))?;
+        })?;
         tx.commit().map_err(sqlite_error(&path))?;
         Ok(applied)
     }
@@ -422,13 +432,23 @@ impl JobDb {
     }
 
     fn decode(&self, raw: RawRow) -> Result<Envelope, DbError> {
-        let id = JobId::new(raw.id.clone()).map_err(|e| DbError::CorruptRow {
+        let corrupt = |why: String| DbError::CorruptRow {
             path: self.path.clone(),
-            id: raw.id,
-            why: e.to_string(),
-        })?;
+            id: String::from_utf8_lossy(&raw.id).into_owned(),
+            why: format!("{why} (change {})", raw.seq),
+        };
+        let id = String::from_utf8(raw.id.clone())
+            .map_err(|_| corrupt("its id is not UTF-8 text".to_owned()))?;
+        let id = JobId::new(id).map_err(|e| corrupt(e.to_string()))?;
+        let body = match &raw.body {
+            Some(body) => Some(
+                String::from_utf8(body.clone())
+                    .map_err(|_| corrupt("its body is not UTF-8 text".to_owned()))?,
+            ),
+            None => None,
+        };
         let modified = Timestamp::from_unix_nanos(raw.db_modified);
-        Ok(match raw.body {
+        Ok(match body {
             Some(body) => Envelope::written(id, raw.seq, modified, body),
             None => Envelope::deleted(id, raw.seq, modified),
         })
@@ -451,13 +471,15 @@ fn refused_or(path: &Path, id: &str, source: rusqlite::Error) -> DbError {
 /// The rule a constraint violation names, if it is one of the schema's: a
 /// CHECK constraint's name or a trigger's message, both "jobvault: ...".
 fn refused_rule(error: &rusqlite::Error) -> Option<String> {
-    if error.sqlite_error_code() != Some(rusqlite::ErrorCode::ConstraintViolation) {
+    let rusqlite::Error::SqliteFailure(failure, Some(message)) = error else {
+        return None;
+    };
+    if failure.code != rusqlite::ErrorCode::ConstraintViolation {
         return None;
     }
-    let text = error.to_string();
-    let rule = text
+    let rule = message
         .strip_prefix("CHECK constraint failed: ")
-        .unwrap_or(&text);
+        .unwrap_or(message);
     rule.strip_prefix("jobvault: ").map(str::to_owned)
 }
 
@@ -505,21 +527,33 @@ fn sqlite_error(path: &Path) -> impl Fn(rusqlite::Error) -> DbError + Copy + '_ 
     }
 }
 
+/// A row as stored. Text is read as bytes: SQLite does not check that text
+/// is UTF-8, so a writer can store any bytes, and such a row must be named,
+/// not fail the read of the whole feed.
 struct RawRow {
-    id: String,
+    id: Vec<u8>,
     seq: Seq,
     db_modified: i64,
     /// `None` for a tombstone.
-    body: Option<String>,
+    body: Option<Vec<u8>>,
 }
 
 fn raw_row(row: &rusqlite::Row) -> rusqlite::Result<RawRow> {
     Ok(RawRow {
-        id: row.get(0)?,
+        id: text_bytes(row, 0)?.expect("ids are NOT NULL"),
         seq: row.get(1)?,
         db_modified: row.get(2)?,
-        body: row.get(3)?,
+        body: text_bytes(row, 3)?,
     })
+}
+
+/// The bytes of a text column, `None` for NULL, without checking UTF-8.
+fn text_bytes(row: &rusqlite::Row, column: usize) -> rusqlite::Result<Option<Vec<u8>>> {
+    let value = row.get_ref(column)?;
+    value
+        .as_bytes_or_null()
+        .map(|bytes| bytes.map(<[u8]>::to_vec))
+        .map_err(|e| rusqlite::Error::FromSqlConversionFailure(column, value.data_type(), e.into()))
 }
 
 /// The newest sequence of any row or tombstone; 0 when there is none.

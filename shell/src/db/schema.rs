@@ -26,14 +26,19 @@ pub const CURRENT_VERSION: u32 = 2;
 
 pub(super) const SCHEMA_VERSION: &str = "schema_version";
 
+/// The jobs table, named `NAME` (an upgrade builds it beside the old one).
 /// A CHECK passes when its expression is NULL, so the rules compare with
 /// `IS`. `seq` and `db_modified` default to 0 only for the moment between a
-/// writer's INSERT and the trigger that sets them. `CONTROLS` stands for the
-/// control characters of Rust's `char::is_control`: C0, DEL and C1.
-const TABLES: &str = r#"
-    CREATE TABLE jobs (
+/// writer's INSERT and the trigger that sets them. `seq` is not UNIQUE: the
+/// counter keeps it unique, and a writer's `INSERT OR REPLACE` naming a
+/// `seq` would otherwise delete another job with no tombstone. The "id" key
+/// spelt with escapes is refused because SQLite versions disagree on whether
+/// `json_extract` sees it. `CONTROLS` stands for the control characters of
+/// Rust's `char::is_control`: C0, DEL and C1.
+const JOBS_TABLE: &str = r#"
+    CREATE TABLE NAME (
         id TEXT PRIMARY KEY NOT NULL,
-        seq INTEGER NOT NULL UNIQUE DEFAULT 0,
+        seq INTEGER NOT NULL DEFAULT 0,
         db_modified INTEGER NOT NULL DEFAULT 0,
         body TEXT NOT NULL,
         CONSTRAINT "jobvault: a job id must be non-empty text"
@@ -48,19 +53,27 @@ const TABLES: &str = r#"
             CHECK (instr(CAST(id AS BLOB), X'00') = 0 AND id NOT GLOB '*[CONTROLS]*'),
         CONSTRAINT "jobvault: a job body must be valid JSON text"
             CHECK (typeof(body) = 'text' AND json_valid(body)),
+        CONSTRAINT "jobvault: a job body must not write its id key with escapes"
+            CHECK (instr(body, '"\u0069') = 0 AND instr(body, '"i\u0064"') = 0),
         CONSTRAINT "jobvault: a job body must be a JSON object whose id is the row's id"
             CHECK (json_type(body, '$.id') IS 'text' AND json_extract(body, '$.id') IS id)
     );
+"#;
+
+/// Everything else the schema holds, once the jobs table exists.
+const OTHER_TABLES: &str = "
+    CREATE INDEX jobs_seq ON jobs (seq);
     CREATE TABLE deleted_jobs (
         id TEXT PRIMARY KEY NOT NULL,
-        seq INTEGER NOT NULL UNIQUE,
+        seq INTEGER NOT NULL,
         db_modified INTEGER NOT NULL
     );
+    CREATE INDEX deleted_jobs_seq ON deleted_jobs (seq);
     CREATE TABLE IF NOT EXISTS meta (
         key TEXT PRIMARY KEY NOT NULL,
         value INTEGER NOT NULL
     );
-"#;
+";
 
 /// Now, in Unix nanoseconds, to the millisecond.
 const NOW: &str = "(CAST(ROUND((julianday('now') - 2440587.5) * 86400000.0) AS INTEGER) * 1000000)";
@@ -102,10 +115,13 @@ fn tracking_sql() -> String {
     )
 }
 
-/// The tables, with the control characters written into the id rule as two
-/// ranges (NUL is checked on its own: no SQL text can hold it).
-fn tables() -> String {
-    TABLES.replace("CONTROLS", "\u{1}-\u{1f}\u{7f}-\u{9f}")
+/// The jobs table named `name`, with the control characters written into
+/// the id rule as two ranges (NUL is checked on its own: no SQL text can
+/// hold it).
+fn jobs_table(name: &str) -> String {
+    JOBS_TABLE
+        .replace("NAME", name)
+        .replace("CONTROLS", "\u{1}-\u{1f}\u{7f}-\u{9f}")
 }
 
 /// A CHECK constraint cannot see the old row.
@@ -141,18 +157,11 @@ pub(super) fn version(conn: &Connection) -> rusqlite::Result<u32> {
 /// keeping every job, the counter and the cursor.
 pub(super) fn upgrade(tx: &Transaction, from: u32) -> rusqlite::Result<()> {
     match from {
-        0 => tx.execute_batch(&tables())?,
-        1 => {
-            tx.execute_batch("ALTER TABLE jobs RENAME TO jobs_first_release;")?;
-            tx.execute_batch(&tables())?;
-            tx.execute_batch(
-                "INSERT INTO jobs (id, seq, db_modified, body)
-                     SELECT id, seq, db_modified, body FROM jobs_first_release;
-                 DROP TABLE jobs_first_release;",
-            )?;
-        }
+        0 => tx.execute_batch(&jobs_table("jobs"))?,
+        1 => rebuild_jobs(tx)?,
         _ => unreachable!("only older schemas are upgraded"),
     }
+    tx.execute_batch(OTHER_TABLES)?;
     tx.execute_batch(ID_CANNOT_CHANGE)?;
     tx.execute_batch(&tracking_sql())?;
     tx.execute(
@@ -172,17 +181,48 @@ pub(super) fn upgrade(tx: &Transaction, from: u32) -> rusqlite::Result<()> {
     Ok(())
 }
 
+/// Rebuilds the first release's jobs table with the rules, keeping its rows
+/// and what the service built on it: SQLite's steps for changing a table
+/// (create the new one, copy, drop the old, rename), with the service's own
+/// indexes and triggers on `jobs` made again and its views left to read the
+/// new table. A rename in place would repoint those at the old table.
+fn rebuild_jobs(tx: &Transaction) -> rusqlite::Result<()> {
+    let theirs: Vec<String> = tx
+        .prepare(
+            "SELECT sql FROM sqlite_master
+             WHERE tbl_name = 'jobs' AND type IN ('index', 'trigger') AND sql IS NOT NULL",
+        )?
+        .query_map([], |row| row.get(0))?
+        .collect::<Result<_, _>>()?;
+    tx.execute_batch(&jobs_table("jobs_next"))?;
+    tx.execute_batch(
+        "INSERT INTO jobs_next (id, seq, db_modified, body)
+             SELECT id, seq, db_modified, body FROM jobs;
+         DROP TABLE jobs;
+         PRAGMA legacy_alter_table = ON;
+         ALTER TABLE jobs_next RENAME TO jobs;
+         PRAGMA legacy_alter_table = OFF;",
+    )?;
+    for sql in theirs {
+        tx.execute_batch(&sql)?;
+    }
+    Ok(())
+}
+
 /// Runs `write` with change tracking off: for restore, which writes versions
 /// with the sequences they were backed up with. Inside `tx`, so no other
-/// writer ever sees the triggers gone.
-pub(super) fn untracked<T>(
+/// writer ever sees the triggers gone. `sqlite` maps the errors of dropping
+/// and making the triggers.
+pub(super) fn untracked<T, E>(
     tx: &Transaction,
-    write: impl FnOnce(&Transaction) -> rusqlite::Result<T>,
-) -> rusqlite::Result<T> {
+    sqlite: impl Fn(rusqlite::Error) -> E,
+    write: impl FnOnce(&Transaction) -> Result<T, E>,
+) -> Result<T, E> {
     for trigger in TRACKING {
-        tx.execute_batch(&format!("DROP TRIGGER {trigger};"))?;
+        tx.execute_batch(&format!("DROP TRIGGER {trigger};"))
+            .map_err(&sqlite)?;
     }
     let written = write(tx)?;
-    tx.execute_batch(&tracking_sql())?;
+    tx.execute_batch(&tracking_sql()).map_err(sqlite)?;
     Ok(written)
 }
