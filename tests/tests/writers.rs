@@ -178,6 +178,11 @@ fn bad_rows_are_refused_by_the_database_with_the_rule_and_nothing_is_written() {
             "a job body must be a JSON object whose id is the row's id",
         ),
         (
+            "'c'",
+            "'{\"\\u0069d\":\"c\"}'",
+            "a job body must not write its id key with escapes",
+        ),
+        (
             "'a/b'",
             "'{\"id\":\"a/b\"}'",
             "a job id must not contain '/'",
@@ -262,6 +267,16 @@ fn init_upgrades_a_first_release_database_in_place_keeping_everything() {
     let db = workspace.db();
     let fixture = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/first-release.db");
     fs::copy(fixture, &db).unwrap();
+    // What the service built on the table: an index, a trigger, a view.
+    sqlite3(
+        &db,
+        "CREATE INDEX jobs_by_modified ON jobs (db_modified);
+         CREATE TABLE audit (id TEXT);
+         CREATE TRIGGER audit_status AFTER UPDATE OF body ON jobs BEGIN
+             INSERT INTO audit VALUES (NEW.id);
+         END;
+         CREATE VIEW recent AS SELECT id FROM jobs WHERE seq > 2;",
+    );
     let jobs_and_meta = "SELECT id, seq, db_modified, body FROM jobs ORDER BY id;
                          SELECT key, value FROM meta WHERE key != 'schema_version' ORDER BY key;";
     let before = sqlite3(&db, jobs_and_meta);
@@ -290,6 +305,76 @@ fn init_upgrades_a_first_release_database_in_place_keeping_everything() {
         seq.trim(),
         "6",
         "the upgraded database tracks changes after the old counter"
+    );
+    let theirs = sqlite3(
+        &db,
+        "SELECT name FROM sqlite_master WHERE name IN ('jobs_by_modified', 'audit_status') ORDER BY name;
+         SELECT id FROM audit;
+         SELECT id FROM recent ORDER BY id;",
+    );
+    assert_eq!(
+        theirs.lines().collect::<Vec<_>>(),
+        [
+            "audit_status",
+            "jobs_by_modified",
+            "job-3",
+            "job-2",
+            "job-3",
+            "job-4"
+        ],
+        "the service's index, trigger and view survive the upgrade and read the new table"
+    );
+}
+
+#[test]
+fn init_refuses_to_upgrade_a_database_with_a_bad_row_and_leaves_it_as_it_was() {
+    let workspace = Workspace::new();
+    let db = workspace.db();
+    fs::copy(
+        concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/first-release.db"),
+        &db,
+    )
+    .unwrap();
+    sqlite3(&db, "UPDATE jobs SET body = 'not json' WHERE id = 'job-3';");
+    let before = sqlite3(&db, ".dump");
+    let output = jobvault(None)
+        .args(["init", "--db"])
+        .arg(&db)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let said = stderr(&output);
+    assert_eq!(said.lines().count(), 1, "{said}");
+    assert!(
+        said.contains(
+            "cannot be upgraded: a job breaks the rule \"a job body must be valid JSON text\""
+        ),
+        "{said}"
+    );
+    assert_eq!(sqlite3(&db, ".dump"), before);
+}
+
+#[test]
+fn a_row_that_is_not_utf8_is_named_not_skipped() {
+    let workspace = Workspace::new();
+    let db = workspace.db();
+    init(&db);
+    // SQLite does not check that text is UTF-8; a writer can store any bytes.
+    sqlite3(
+        &db,
+        "INSERT INTO jobs (id, body)
+             VALUES (CAST(X'61C0' AS TEXT), CAST(X'7B226964223A2261C0227D' AS TEXT));",
+    );
+    let output = jobvault(None)
+        .args(["jobs", "list", "--db"])
+        .arg(&db)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr(&output).contains("its id is not UTF-8 text (change 1)"),
+        "{}",
+        stderr(&output)
     );
 }
 
