@@ -181,8 +181,7 @@ mod tests {
             (r#"{"id":5}"#, "not a JSON object"),
             (r#"{"id":"other"}"#, "holds job \"other\""),
             (r#"{"id":"other","id":"j.1"}"#, "holds job \"other\""),
-            (r#"{"\u0069d":"j.1"}"#, "written with escapes"),
-            (r#"{"id":"j.1","i\u0064":"x"}"#, "written with escapes"),
+            (r#"{"\u0069d":"other"}"#, "holds job \"other\""),
         ] {
             let envelope = Envelope::written(id(), 1, at(), body);
             let err = Envelope::decode(&envelope.encode())
@@ -193,9 +192,20 @@ mod tests {
     }
 
     #[test]
-    fn the_first_id_member_counts_as_in_sqlite() {
-        let envelope = Envelope::written(id(), 1, at(), r#"{"id":"j.1","id":"other"}"#);
-        assert_eq!(Envelope::decode(&envelope.encode()).unwrap(), envelope);
+    fn the_first_id_member_counts_under_either_reading_of_sqlite() {
+        for body in [
+            r#"{"id":"j.1","id":"other"}"#,
+            // SQLite 3.40 reads only the plain key, 3.53 the escaped one too.
+            r#"{"\u0069d":"other","id":"j.1"}"#,
+            r#"{"\u0069d":"j.1","id":"other"}"#,
+        ] {
+            let envelope = Envelope::written(id(), 1, at(), body);
+            assert_eq!(
+                Envelope::decode(&envelope.encode()).unwrap(),
+                envelope,
+                "{body}"
+            );
+        }
     }
 
     #[test]

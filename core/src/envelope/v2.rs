@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use serde::de::{self, Deserializer, Error as _, IgnoredAny, MapAccess, Visitor};
+use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde::{Deserialize, Serialize};
 
 use super::{Change, Envelope, EnvelopeError};
@@ -28,16 +28,19 @@ enum RecordChange {
 }
 
 /// Checks that `body` is a JSON object whose `"id"` is `id`, as the job
-/// database's constraints require of every row. Like SQLite's
-/// `json_extract`, the first `"id"` member counts; like the database, a key
-/// that spells "id" with escapes is refused (SQLite versions disagree on
-/// whether `json_extract` sees it).
+/// database's constraints require of every row: the first `"id"` member, as
+/// SQLite's `json_extract` reads it. SQLite versions disagree on a key spelt
+/// with escapes (`"\u0069d"` is an `id` to 3.53, not to 3.40), so the first
+/// member under either reading will do: the body passed the rule in its
+/// writer's SQLite.
 pub fn check_body(id: &JobId, body: &str) -> Result<(), EnvelopeError> {
-    let inner = serde_json::from_str::<FirstId>(body)
-        .map_err(|e| EnvelopeError::BadBody(e.to_string()))?
-        .0;
-    match inner {
-        Some(inner) if inner == id.as_str() => Ok(()),
+    let ids = serde_json::from_str::<FirstIds>(body)
+        .map_err(|e| EnvelopeError::BadBody(e.to_string()))?;
+    let readings = [ids.plain, ids.any];
+    if readings.iter().flatten().any(|inner| inner == id.as_str()) {
+        return Ok(());
+    }
+    match readings.into_iter().flatten().next() {
         Some(inner) => Err(EnvelopeError::IdMismatch {
             outer: id.as_str().to_owned(),
             inner,
@@ -46,43 +49,56 @@ pub fn check_body(id: &JobId, body: &str) -> Result<(), EnvelopeError> {
     }
 }
 
-/// The first `"id"` member of a JSON object, reading past everything else.
-struct FirstId(Option<String>);
+/// The first `"id"` member of a JSON object written plainly, and the first
+/// whatever its spelling, reading past everything else.
+struct FirstIds {
+    plain: Option<String>,
+    any: Option<String>,
+}
 
-impl<'de> Deserialize<'de> for FirstId {
+impl<'de> Deserialize<'de> for FirstIds {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_map(FirstIdVisitor)
+        deserializer.deserialize_map(FirstIdsVisitor)
     }
 }
 
-struct FirstIdVisitor;
+struct FirstIdsVisitor;
 
-impl<'de> Visitor<'de> for FirstIdVisitor {
-    type Value = FirstId;
+impl<'de> Visitor<'de> for FirstIdsVisitor {
+    type Value = FirstIds;
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("a JSON object")
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<FirstId, A::Error> {
-        let mut id = None;
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<FirstIds, A::Error> {
+        let mut ids = FirstIds {
+            plain: None,
+            any: None,
+        };
         while let Some(key) = map.next_key::<Key>()? {
-            match key {
-                Key::Id if id.is_none() => id = Some(map.next_value::<String>()?),
-                Key::EscapedId => {
-                    return Err(A::Error::custom("its \"id\" key is written with escapes"));
-                }
-                Key::Id | Key::Other => {
-                    map.next_value::<IgnoredAny>()?;
-                }
+            let wanted = match key {
+                Key::Id => ids.plain.is_none() || ids.any.is_none(),
+                Key::EscapedId => ids.any.is_none(),
+                Key::Other => false,
+            };
+            if !wanted {
+                map.next_value::<IgnoredAny>()?;
+                continue;
             }
+            let value = map.next_value::<String>()?;
+            if key == Key::Id && ids.plain.is_none() {
+                ids.plain = Some(value.clone());
+            }
+            ids.any.get_or_insert(value);
         }
-        Ok(FirstId(id))
+        Ok(ids)
     }
 }
 
 /// An object key as written: `id` as it is, `id` spelt with escapes (the
 /// parser had to unescape it into a buffer), or any other.
+#[derive(PartialEq)]
 enum Key {
     Id,
     EscapedId,
