@@ -31,10 +31,9 @@ pub(super) const SCHEMA_VERSION: &str = "schema_version";
 /// `IS`. `seq` and `db_modified` default to 0 only for the moment between a
 /// writer's INSERT and the trigger that sets them. `seq` is not UNIQUE: the
 /// counter keeps it unique, and a writer's `INSERT OR REPLACE` naming a
-/// `seq` would otherwise delete another job with no tombstone. The "id" key
-/// spelt with escapes is refused because SQLite versions disagree on whether
-/// `json_extract` sees it. `CONTROLS` stands for the control characters of
-/// Rust's `char::is_control`: C0, DEL and C1.
+/// `seq` would otherwise delete another job with no tombstone. `CONTROLS`
+/// stands for the control characters of Rust's `char::is_control`: C0, DEL
+/// and C1.
 const JOBS_TABLE: &str = r#"
     CREATE TABLE NAME (
         id TEXT PRIMARY KEY NOT NULL,
@@ -53,8 +52,6 @@ const JOBS_TABLE: &str = r#"
             CHECK (instr(CAST(id AS BLOB), X'00') = 0 AND id NOT GLOB '*[CONTROLS]*'),
         CONSTRAINT "jobvault: a job body must be valid JSON text"
             CHECK (typeof(body) = 'text' AND json_valid(body)),
-        CONSTRAINT "jobvault: a job body must not write its id key with escapes"
-            CHECK (instr(body, '"\u0069') = 0 AND instr(body, '"i\u0064"') = 0),
         CONSTRAINT "jobvault: a job body must be a JSON object whose id is the row's id"
             CHECK (json_type(body, '$.id') IS 'text' AND json_extract(body, '$.id') IS id)
     );
