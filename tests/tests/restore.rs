@@ -250,3 +250,32 @@ fn a_first_release_snapshot_and_format_1_object_restore_into_the_current_schema(
     );
     assert_eq!(all_jobs(&target)["job-2"].seq, 7_823);
 }
+
+/// SQLite 3.40 reads only a plainly written `"id"` key, 3.53 (jobvault's) an
+/// escaped one too, so a body an older writer stored can break the rule as
+/// jobvault reads it. The restore writes it as it was stored.
+#[test]
+fn a_body_that_sqlite_versions_read_differently_restores_as_stored() {
+    let workspace = Workspace::new();
+    let url = format!("file://{}", workspace.path().join("bucket").display());
+    let reader = StoreReader::connect(&url, None);
+    let id = JobId::new("esc").unwrap();
+    let body = r#"{"\u0069d": "evil", "id": "esc"}"#;
+    let now = jobvault::clock::now();
+    let envelope = Envelope::written(id.clone(), 3, now, body);
+    let name = job_object(now, &id);
+    let framing = Framing::for_object(&name, now);
+    let bytes = jobvault_core::job_object::encode_job_object(&envelope, &framing);
+    runtime()
+        .block_on(reader.store().put(&name, bytes, &framing))
+        .unwrap();
+
+    let target = workspace.path().join("restored.db");
+    let output = jobvault(None)
+        .args(["restore", "--bucket", &url, "--to"])
+        .arg(&target)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(all_jobs(&target)["esc"].body(), Some(body));
+}
