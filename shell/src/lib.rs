@@ -12,6 +12,7 @@ pub mod db;
 pub mod drive;
 pub mod failure;
 pub mod immediate;
+pub mod leftovers;
 pub mod metrics;
 pub mod progress;
 pub mod restore;

@@ -2,7 +2,8 @@
 //! streams to the store.
 //!
 //! The copy goes to a temporary file in `TMPDIR` (mode 0600, removed on every
-//! path) because SQLite's backup API writes a database file. From there a
+//! path a running process takes; `leftovers.rs` for the others) because
+//! SQLite's backup API writes a database file. From there a
 //! blocking task gzips it into chunks that the upload consumes as they come,
 //! so compression and upload overlap and memory stays at a few chunks
 //! whatever the size of the database.
@@ -23,6 +24,7 @@ use tracing::info;
 
 use crate::db::{DbError, JobDb};
 use crate::failure::ToFailure;
+use crate::leftovers;
 use crate::store::{CHUNK_BYTES, Chunk, Store, StoreError};
 
 /// Called with the number of database bytes compressed so far.
@@ -92,7 +94,7 @@ pub async fn take_snapshot(
 ) -> Result<SnapshotReport, SnapshotError> {
     let started = Instant::now();
     let copy = tempfile::Builder::new()
-        .prefix(".jobvault-snapshot-")
+        .prefix(&leftovers::copy_prefix())
         .tempfile()
         .map_err(|source| SnapshotError::Io {
             what: format!(

@@ -11,12 +11,13 @@ use clap::Args;
 use jobvault::control::{AddressFile, BackupDesk, address_file};
 use jobvault::daemon::Daemon;
 use jobvault::db::JobDb;
+use jobvault::leftovers;
 use jobvault::metrics;
 use jobvault::store::Store;
 use jobvault::triggers::TriggerDir;
 use jobvault_core::{Config, Metrics};
 use tokio::sync::{mpsc, watch};
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 use super::backup::parse_name;
 use super::{BucketArg, DbArg};
@@ -49,6 +50,22 @@ pub struct RunArgs {
     grace: Duration,
 }
 
+/// Removes the snapshot copies that crashed jobvault processes left in
+/// `TMPDIR`. A failure here is worth a warning, not a refusal to run.
+fn remove_dead_copies() {
+    let dir = std::env::temp_dir();
+    match leftovers::remove_dead_copies(&dir) {
+        Ok(removed) => {
+            for path in removed {
+                info!(file = %path.display(), "removed a snapshot copy a crashed jobvault left");
+            }
+        }
+        Err(e) => {
+            warn!(dir = %dir.display(), error = %e, "cannot clear crashed jobvault's snapshot copies")
+        }
+    }
+}
+
 fn parse_interval(text: &str) -> Result<Duration, String> {
     let interval = humantime::parse_duration(text).map_err(|e| e.to_string())?;
     if interval < Duration::from_millis(100) {
@@ -74,6 +91,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         // The bucket may come back; jobs stay pending until it does.
         error!(error = %e, "the bucket cannot be reached; backups fail until it can");
     }
+    remove_dead_copies();
     let triggers = TriggerDir::new(&args.workdir);
     triggers.create()?;
     let (metrics_tx, metrics_rx) = watch::channel(Metrics::default());

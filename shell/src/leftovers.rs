@@ -1,0 +1,125 @@
+//! Snapshot copies that dead jobvault processes left in `TMPDIR`.
+//!
+//! A snapshot copies the database to a temporary file first (SQLite's backup
+//! API writes a database file), and removes it on every path a process that
+//! keeps running takes. A `kill -9`, an OOM kill or a power cut in the middle
+//! leaves the copy, and its `-journal`, behind, one more with every crash,
+//! until the disk is full. Each copy's name carries the pid of the process
+//! that made it, so a daemon starting up removes the copies of processes that
+//! are gone, and only those: a copy whose process runs (another daemon, a
+//! `jobvault backup`, or an unrelated process that took a dead one's pid) is
+//! left alone, as is every file not named like a copy.
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// The start of every snapshot copy's file name; the pid and a `-` follow.
+const PREFIX: &str = ".jobvault-snapshot-";
+
+/// The file name prefix for a snapshot copy made by this process.
+pub fn copy_prefix() -> String {
+    format!("{PREFIX}{}-", std::process::id())
+}
+
+/// Removes from `dir` the snapshot copies (and their `-journal`, `-wal` and
+/// `-shm` files) of processes that no longer run. Returns what it removed.
+pub fn remove_dead_copies(dir: &Path) -> io::Result<Vec<PathBuf>> {
+    let mut removed = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let Some(pid) = entry.file_name().to_str().and_then(copy_pid) else {
+            continue;
+        };
+        if !entry.file_type()?.is_file() || is_running(pid) {
+            continue;
+        }
+        match std::fs::remove_file(entry.path()) {
+            Ok(()) => removed.push(entry.path()),
+            // Another daemon starting up got there first.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+    }
+    removed.sort();
+    Ok(removed)
+}
+
+/// The pid in a snapshot copy's file name, if it is one.
+fn copy_pid(name: &str) -> Option<i32> {
+    let rest = name.strip_prefix(PREFIX)?;
+    let (pid, _) = rest.split_once('-')?;
+    pid.parse().ok()
+}
+
+/// Whether a process with this pid runs (or cannot be told apart from one
+/// that does: a process of another user counts as running).
+fn is_running(pid: i32) -> bool {
+    let Some(pid) = rustix::process::Pid::from_raw(pid) else {
+        return false;
+    };
+    match rustix::process::test_kill_process(pid) {
+        Ok(()) => true,
+        Err(e) => e != rustix::io::Errno::SRCH,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_read_for_their_pid() {
+        assert_eq!(copy_pid(".jobvault-snapshot-4242-Ab3xyz"), Some(4242));
+        assert_eq!(
+            copy_pid(".jobvault-snapshot-4242-Ab3xyz-journal"),
+            Some(4242)
+        );
+        for other in [
+            ".jobvault-snapshot-Ab3xyz",
+            "jobvault-snapshot-4242-x",
+            ".jobvault-snapshot--x",
+            "notes.txt",
+        ] {
+            assert_eq!(copy_pid(other), None, "{other}");
+        }
+    }
+
+    #[test]
+    fn only_the_copies_of_dead_processes_are_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let mine = format!("{}abc", copy_prefix());
+        // A pid above the kernel's limit (4194304) never runs.
+        let dead = ".jobvault-snapshot-2147483000-abc";
+        let names = [
+            mine.clone(),
+            format!("{mine}-journal"),
+            dead.to_owned(),
+            format!("{dead}-journal"),
+            "unrelated.db".to_owned(),
+        ];
+        for name in &names {
+            std::fs::write(dir.path().join(name), b"x").unwrap();
+        }
+        let removed = remove_dead_copies(dir.path()).unwrap();
+        assert_eq!(
+            removed,
+            [
+                dir.path().join(dead),
+                dir.path().join(format!("{dead}-journal"))
+            ]
+        );
+        let mut left: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        left.sort();
+        assert_eq!(
+            left,
+            [
+                mine.clone(),
+                format!("{mine}-journal"),
+                "unrelated.db".to_owned()
+            ]
+        );
+    }
+}
