@@ -146,6 +146,13 @@ impl Workspace {
         self.workdir().join("trigger-backup")
     }
 
+    /// The daemon's `TMPDIR`, where it copies the database for a snapshot.
+    pub fn tmp(&self) -> PathBuf {
+        let tmp = self.dir.path().join("tmp");
+        fs::create_dir_all(&tmp).unwrap();
+        tmp
+    }
+
     /// Writes jobs with `jobvault jobs put`, one JSON object per job.
     pub fn put_jobs(&self, jobs: &[serde_json::Value]) {
         let lines: String = jobs.iter().map(|job| format!("{job}\n")).collect();
@@ -215,6 +222,7 @@ impl Daemon {
             .args(["--metrics-addr", "127.0.0.1:0"])
             .args(extra)
             .env("RUST_LOG", "info")
+            .env("TMPDIR", workspace.tmp())
             .stdout(Stdio::null())
             .stderr(fs::File::create(&log).unwrap());
         let mut child = command.spawn().expect("jobvault run starts");

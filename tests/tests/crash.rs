@@ -1,0 +1,78 @@
+//! `kill -9` in the middle of a snapshot leaves the database copy in TMPDIR.
+//! The next daemon removes it, and only what dead jobvault processes left.
+
+use std::fs;
+use std::time::Duration;
+
+use jobvault_tests::{
+    Backend, Daemon, Emulator, Proxy, StoreReader, Workspace, eventually, free_port,
+};
+use serde_json::json;
+
+const PATIENCE: Duration = Duration::from_secs(60);
+
+fn names(dir: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> = fs::read_dir(dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn a_restarted_daemon_removes_the_snapshot_copy_a_killed_one_left_and_nothing_else() {
+    let workspace = Workspace::new();
+    let jobs: Vec<_> = (0..500)
+        .map(|n| json!({ "id": format!("job-{n}"), "name": "x".repeat(4000) }))
+        .collect();
+    workspace.put_jobs(&jobs);
+    let proxy_port = free_port();
+    let emulator = Emulator::start_on(free_port(), proxy_port, Backend::Memory);
+    // Every request waits, so the snapshot is still uploading when killed.
+    let proxy = Proxy::start(proxy_port, emulator.address(), Duration::from_secs(3));
+    let url = format!("gs://{}", emulator.new_bucket("crash"));
+
+    // Not a dead process's copy: one of a running process (this test), and
+    // a file of someone else's.
+    let tmp = workspace.tmp();
+    let running = format!(".jobvault-snapshot-{}-running", std::process::id());
+    fs::write(tmp.join(&running), b"in use").unwrap();
+    fs::write(tmp.join("unrelated.db"), b"not ours").unwrap();
+
+    workspace.trigger("nightly", "");
+    let first = Daemon::start(&workspace, Some(&proxy.endpoint()), &url, "200ms", &[]);
+    let copy = format!(".jobvault-snapshot-{}-", first.pid());
+    eventually("the snapshot's copy in TMPDIR", PATIENCE, || {
+        names(&tmp)
+            .iter()
+            .any(|name| name.starts_with(&copy))
+            .then_some(())
+    });
+    first.kill();
+    let after_kill = names(&tmp);
+    assert!(
+        after_kill.iter().any(|name| name.starts_with(&copy)),
+        "the killed daemon's copy is left: {after_kill:?}"
+    );
+
+    proxy.set_delay(Duration::ZERO);
+    let second = Daemon::start(&workspace, Some(&proxy.endpoint()), &url, "200ms", &[]);
+    let reader = StoreReader::connect(&url, Some(&emulator.endpoint()));
+    eventually(
+        "the snapshot, on the trigger's second attempt",
+        PATIENCE,
+        || (!reader.names("db-backup/").is_empty()).then_some(()),
+    );
+    eventually("the trigger served", PATIENCE, || {
+        (!workspace.triggers().join("nightly").exists()).then_some(())
+    });
+    assert_eq!(names(&tmp), [running, "unrelated.db".to_owned()]);
+    assert!(
+        second
+            .log()
+            .contains("removed a snapshot copy a crashed jobvault left"),
+        "{}",
+        second.log()
+    );
+}
