@@ -164,6 +164,22 @@ impl FileStore {
         blocking(move || fs::read(&path).map_err(io_error)).await
     }
 
+    /// Deletes an object, and the folders it leaves empty, as a bucket has
+    /// no folders of its own.
+    pub async fn delete(&self, name: &str) -> Result<(), BackendError> {
+        let (root, path) = (self.root.clone(), self.path(name));
+        blocking(move || {
+            fs::remove_file(&path).map_err(io_error)?;
+            for folder in path.ancestors().skip(1).take_while(|f| *f != root) {
+                if fs::remove_dir(folder).is_err() {
+                    break;
+                }
+            }
+            Ok(())
+        })
+        .await
+    }
+
     pub async fn get_stream(
         &self,
         name: &str,

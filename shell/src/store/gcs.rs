@@ -9,7 +9,9 @@ use gcloud_storage::client::google_cloud_auth::project::Config as AuthConfig;
 use gcloud_storage::client::google_cloud_auth::token::DefaultTokenSourceProvider;
 use gcloud_storage::client::{Client, ClientConfig};
 use gcloud_storage::http::Error as GcsError;
+use gcloud_storage::http::buckets::get::GetBucketRequest;
 use gcloud_storage::http::objects::Object;
+use gcloud_storage::http::objects::delete::DeleteObjectRequest;
 use gcloud_storage::http::objects::download::Range;
 use gcloud_storage::http::objects::get::GetObjectRequest;
 use gcloud_storage::http::objects::list::{ListObjectsRequest, ListObjectsResponse};
@@ -43,6 +45,8 @@ pub(super) struct GcsStore {
     bucket: String,
     /// Empty or ending in `/`.
     prefix: String,
+    /// The emulator talked to anonymously, if any.
+    emulator: Option<String>,
 }
 
 impl std::fmt::Debug for GcsStore {
@@ -80,7 +84,7 @@ impl GcsStore {
             http: Some(reqwest_middleware::ClientBuilder::new(http.clone()).build()),
             ..ClientConfig::default()
         };
-        let token = match emulator {
+        let token = match emulator.clone() {
             Some(host) => {
                 config.storage_endpoint = if host.contains("://") {
                     host
@@ -120,7 +124,13 @@ impl GcsStore {
             upload_url,
             bucket,
             prefix,
+            emulator,
         })
+    }
+
+    /// Which credentials this connection uses.
+    pub fn credentials(&self) -> String {
+        describe_credentials(self.emulator.as_deref())
     }
 
     fn full_name(&self, name: &str) -> String {
@@ -350,6 +360,32 @@ impl GcsStore {
             .map_err(backend_error)
     }
 
+    pub async fn delete(&self, name: &str) -> Result<(), BackendError> {
+        let request = DeleteObjectRequest {
+            bucket: self.bucket.clone(),
+            object: self.full_name(name),
+            ..DeleteObjectRequest::default()
+        };
+        self.client
+            .delete_object(&request)
+            .await
+            .map_err(backend_error)
+    }
+
+    /// Whether the bucket keeps noncurrent versions of objects.
+    pub async fn versioning(&self) -> Result<bool, BackendError> {
+        let request = GetBucketRequest {
+            bucket: self.bucket.clone(),
+            ..GetBucketRequest::default()
+        };
+        let bucket = self
+            .client
+            .get_bucket(&request)
+            .await
+            .map_err(backend_error)?;
+        Ok(bucket.versioning.is_some_and(|v| v.enabled))
+    }
+
     pub async fn get_stream(
         &self,
         name: &str,
@@ -434,4 +470,46 @@ fn backend_error(error: GcsError) -> BackendError {
     };
     let kind = status.map_or(FailureKind::Transient, status_kind);
     BackendError::with_kind(kind, error_chain(&error))
+}
+
+/// Which credentials a connection to `emulator` (if any) uses, as Application
+/// Default Credentials look for them: the file `GOOGLE_APPLICATION_CREDENTIALS`
+/// names, gcloud's application default credentials, or the metadata server.
+fn describe_credentials(emulator: Option<&str>) -> String {
+    if let Some(host) = emulator {
+        return format!("none: anonymous, to the emulator at {host} (STORAGE_EMULATOR_HOST)");
+    }
+    if let Some(path) = std::env::var_os("GOOGLE_APPLICATION_CREDENTIALS") {
+        let path = std::path::PathBuf::from(path);
+        return format!(
+            "{} (GOOGLE_APPLICATION_CREDENTIALS={})",
+            credentials_file_holder(&path),
+            path.display()
+        );
+    }
+    let gcloud = std::env::var_os("HOME").map(|home| {
+        std::path::Path::new(&home).join(".config/gcloud/application_default_credentials.json")
+    });
+    match gcloud {
+        Some(path) if path.is_file() => format!(
+            "{} (gcloud's application default credentials, {})",
+            credentials_file_holder(&path),
+            path.display()
+        ),
+        _ => "the metadata server's service account (no credentials file found)".to_owned(),
+    }
+}
+
+/// Who a credentials file speaks for, as far as it says.
+fn credentials_file_holder(path: &std::path::Path) -> String {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return "an unreadable credentials file".to_owned();
+    };
+    let fields: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+    match (fields["type"].as_str(), fields["client_email"].as_str()) {
+        (_, Some(email)) => format!("service account {email}"),
+        (Some("authorized_user"), None) => "a user's login".to_owned(),
+        (Some(other), None) => format!("credentials of type {other}"),
+        (None, None) => "a credentials file of unknown type".to_owned(),
+    }
 }

@@ -181,6 +181,36 @@ impl Store {
         result.map_err(|e| self.error(Some(name), e))
     }
 
+    /// Deletes an object.
+    pub async fn delete(&self, name: &str) -> Result<(), StoreError> {
+        let result = match &self.backend {
+            Backend::Gcs(gcs) => gcs.delete(name).await,
+            Backend::File(file) => file.delete(name).await,
+        };
+        result.map_err(|e| self.error(Some(name), e))
+    }
+
+    /// Whether the bucket keeps noncurrent versions of objects; `None` for a
+    /// directory, which has no versions.
+    pub async fn versioning(&self) -> Result<Option<bool>, StoreError> {
+        match &self.backend {
+            Backend::Gcs(gcs) => gcs
+                .versioning()
+                .await
+                .map(Some)
+                .map_err(|e| self.error(None, e)),
+            Backend::File(_) => Ok(None),
+        }
+    }
+
+    /// Which credentials this store uses.
+    pub fn credentials(&self) -> String {
+        match &self.backend {
+            Backend::Gcs(gcs) => gcs.credentials(),
+            Backend::File(_) => "none needed: a local directory".to_owned(),
+        }
+    }
+
     /// An object's bytes as a stream, for objects too large to hold.
     pub async fn get_stream(
         &self,
