@@ -5,6 +5,7 @@
 //! and an object store, and serves the metrics. The `jobvault` binary is its
 //! command line.
 
+pub mod check;
 pub mod clock;
 pub mod control;
 pub mod daemon;

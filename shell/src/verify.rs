@@ -24,7 +24,7 @@ pub struct Check {
 }
 
 impl Check {
-    fn new(what: impl Into<String>, result: Result<String, String>) -> Self {
+    pub(crate) fn new(what: impl Into<String>, result: Result<String, String>) -> Self {
         Check {
             what: what.into(),
             result,

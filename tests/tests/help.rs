@@ -11,7 +11,7 @@ fn help(args: &[&str]) -> String {
 
 #[test]
 fn help_of_every_command() {
-    let commands: [&[&str]; 14] = [
+    let commands: [&[&str]; 15] = [
         &[],
         &["init"],
         &["run"],
@@ -21,6 +21,7 @@ fn help_of_every_command() {
         &["restore"],
         &["status"],
         &["verify"],
+        &["check"],
         &["jobs"],
         &["jobs", "put"],
         &["jobs", "get"],

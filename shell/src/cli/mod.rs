@@ -2,6 +2,7 @@
 //! holds what they share.
 
 mod backup;
+mod check;
 mod demo;
 mod init;
 mod jobs;
@@ -40,6 +41,7 @@ pub enum Command {
     Restore(restore::RestoreArgs),
     Status(status::StatusArgs),
     Verify(verify::VerifyArgs),
+    Check(check::CheckArgs),
     #[command(subcommand)]
     Jobs(jobs::JobsCommand),
     Demo(demo::DemoArgs),
@@ -68,6 +70,7 @@ impl Command {
             Command::Restore(args) => restore::restore(args).await,
             Command::Status(args) => status::status(args).await,
             Command::Verify(args) => verify::verify(args).await,
+            Command::Check(args) => check::check(args).await,
             Command::Jobs(command) => jobs::jobs(command),
             Command::Demo(args) => demo::demo(args).await,
         }

@@ -189,6 +189,17 @@ impl JobDb {
         })
     }
 
+    /// Takes the write lock and lets it go, writing nothing: whether a writer
+    /// (the daemon saving its cursor) could write now.
+    pub fn check_writable(&mut self) -> Result<(), DbError> {
+        let sqlite = sqlite_error(&self.path);
+        self.conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(sqlite)?
+            .rollback()
+            .map_err(sqlite)
+    }
+
     /// The schema version: 0 for an empty file, 1 for the first release's.
     pub fn schema_version(&self) -> Result<u32, DbError> {
         schema::version(&self.conn).map_err(|e| self.sqlite(e))

@@ -1,0 +1,42 @@
+//! `jobvault check`: what an operator runs after setup, before the first
+//! night depends on it. The original said nothing until a backup failed; here
+//! each part of the setup is tried once, as the daemon will use it, and
+//! reported on one line: the credentials found, the bucket and what it
+//! allows (through a probe object, removed afterwards), the store's clock,
+//! versioning, the database, the trigger directory and room in `TMPDIR`.
+
+mod local;
+mod store;
+
+use std::path::Path;
+
+use jobvault_core::Timestamp;
+
+use crate::store::{BucketUrl, Store};
+use crate::verify::Check;
+
+/// What to check: the flags `jobvault run` would be given.
+#[derive(Debug)]
+pub struct Setup<'a> {
+    pub db: &'a Path,
+    pub bucket: &'a BucketUrl,
+    pub workdir: &'a Path,
+}
+
+/// Runs every check, in the order an operator would fix things. Nothing is
+/// left behind: the probe object and any directory made for the check are
+/// removed.
+pub async fn check(setup: &Setup<'_>, now: impl Fn() -> Timestamp) -> Vec<Check> {
+    let mut checks = match Store::connect(setup.bucket.clone()).await {
+        Ok(store) => {
+            let mut checks = vec![Check::new("credentials", Ok(store.credentials()))];
+            checks.extend(store::check(&store, &now).await);
+            checks
+        }
+        Err(e) => vec![Check::new("credentials", Err(e.to_string()))],
+    };
+    checks.push(local::database(setup.db));
+    checks.push(local::trigger_directory(setup.workdir));
+    checks.push(local::room_for_a_snapshot(setup.db, &std::env::temp_dir()));
+    checks
+}

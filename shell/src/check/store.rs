@@ -1,0 +1,142 @@
+//! The bucket's part of `jobvault check`: reachable, and a probe object
+//! created, read, listed and deleted, as the daemon and a restore will.
+
+use std::io::Write;
+
+use flate2::{Compression, GzBuilder};
+use jobvault_core::Timestamp;
+use jobvault_core::object_name::Framing;
+use jobvault_core::restore_plan::RESTORE_CLOCK_ALLOWANCE;
+
+use crate::store::Store;
+use crate::verify::Check;
+
+/// The largest clock difference with the store a restore tolerates: half its
+/// allowance, as the restore runbook says.
+const MAX_CLOCK_SKEW: std::time::Duration = RESTORE_CLOCK_ALLOWANCE.checked_div(2).unwrap();
+
+/// The store's checks. When the bucket cannot be reached, the others say
+/// they were not tried.
+pub(super) async fn check(store: &Store, now: &impl Fn() -> Timestamp) -> Vec<Check> {
+    if let Err(e) = store.check().await {
+        return vec![
+            Check::new("bucket", Err(e.to_string())),
+            Check::new("object permissions", Err("not tried: no bucket".to_owned())),
+        ];
+    }
+    let mut checks = vec![Check::new(
+        "bucket",
+        Ok(format!("{} can be listed", store.url())),
+    )];
+    checks.extend(probe(store, now).await);
+    checks.push(versioning(store).await);
+    checks
+}
+
+/// Creates, reads, lists and deletes a probe object; checks the store's clock
+/// on the way.
+async fn probe(store: &Store, now: &impl Fn() -> Timestamp) -> Vec<Check> {
+    let name = format!(
+        "jobvault-check/{}-{}.probe",
+        std::process::id(),
+        now().unix_nanos()
+    );
+    let body = gzip(b"jobvault check probe; safe to delete\n");
+    let before = now();
+    if let Err(e) = store
+        .put(&name, body.clone(), &Framing::for_object(&name, before))
+        .await
+    {
+        let not_tried = || Err("not tried: the probe could not be created".to_owned());
+        return vec![
+            Check::new("create objects", Err(e.to_string())),
+            Check::new("read objects", not_tried()),
+            Check::new("list objects", not_tried()),
+            Check::new("delete objects", not_tried()),
+        ];
+    }
+    let after = now();
+    let mut checks = vec![Check::new("create objects", Ok(store.location(&name)))];
+    checks.push(read(store, &name, &body).await);
+    let listed = store.list(&name).await;
+    checks.push(Check::new(
+        "list objects",
+        match &listed {
+            Ok(found) if found.iter().any(|o| o.name == name) => {
+                Ok("the probe is listed".to_owned())
+            }
+            Ok(_) => Err("the probe is not in a listing of its own name".to_owned()),
+            Err(e) => Err(e.to_string()),
+        },
+    ));
+    if let Ok(found) = &listed
+        && let Some(probe) = found.iter().find(|o| o.name == name)
+    {
+        checks.push(clock(probe.updated, before, after));
+    }
+    checks.push(Check::new(
+        "delete objects",
+        store
+            .delete(&name)
+            .await
+            .map(|()| "the probe is removed".to_owned())
+            .map_err(|e| e.to_string()),
+    ));
+    checks
+}
+
+async fn read(store: &Store, name: &str, body: &[u8]) -> Check {
+    let result = match store.get(name).await {
+        Ok(got) if got == body || got == gunzipped(body) => Ok("the probe reads back".to_owned()),
+        Ok(_) => Err("the probe reads back different bytes".to_owned()),
+        Err(e) => Err(e.to_string()),
+    };
+    Check::new("read objects", result)
+}
+
+/// The store's time of the probe against ours around its upload.
+fn clock(stored: Timestamp, before: Timestamp, after: Timestamp) -> Check {
+    let skew = if stored < before {
+        before.duration_since(stored)
+    } else {
+        stored.duration_since(after)
+    };
+    let detail = format!(
+        "the store's clock is within {:.1} s of ours",
+        skew.as_secs_f64()
+    );
+    let result = if skew <= MAX_CLOCK_SKEW {
+        Ok(detail)
+    } else {
+        Err(format!(
+            "the store's clock and ours differ by {:.0} s; a restore tolerates {} s: fix this machine's time (NTP)",
+            skew.as_secs_f64(),
+            MAX_CLOCK_SKEW.as_secs()
+        ))
+    };
+    Check::new("clock", result)
+}
+
+async fn versioning(store: &Store) -> Check {
+    let result = match store.versioning().await {
+        Ok(Some(true)) => Ok("on: noncurrent versions are kept".to_owned()),
+        Ok(Some(false)) => {
+            Ok("off: the bucket keeps only the newest version of each object".to_owned())
+        }
+        Ok(None) => Ok("not applicable: a local directory".to_owned()),
+        Err(e) => Err(e.to_string()),
+    };
+    Check::new("object versioning", result)
+}
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    let mut gz = GzBuilder::new().write(Vec::new(), Compression::default());
+    gz.write_all(bytes).expect("writing to a Vec cannot fail");
+    gz.finish().expect("writing to a Vec cannot fail")
+}
+
+fn gunzipped(bytes: &[u8]) -> Vec<u8> {
+    let mut plain = Vec::new();
+    let _ = std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(bytes), &mut plain);
+    plain
+}
