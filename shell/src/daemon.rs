@@ -21,6 +21,7 @@ use crate::clock;
 use crate::control::{BackupRequest, Taken};
 use crate::db::JobDb;
 use crate::failure::ToFailure;
+use crate::metrics::UploadTimes;
 use crate::snapshot::carry_out;
 use crate::store::{Store, error_chain};
 use crate::triggers::TriggerDir;
@@ -35,6 +36,7 @@ pub struct Daemon {
     pub config: Config,
     /// How long in-flight work may take to finish after a stop signal.
     pub grace: Duration,
+    pub upload_times: UploadTimes,
 }
 
 /// What the daemon shares with the tasks that execute commands.
@@ -45,6 +47,7 @@ struct Executor {
     store: Arc<Store>,
     triggers: TriggerDir,
     inputs: mpsc::UnboundedSender<Input>,
+    upload_times: UploadTimes,
 }
 
 impl Daemon {
@@ -73,6 +76,7 @@ impl Daemon {
             store: self.store,
             triggers: self.triggers,
             inputs,
+            upload_times: self.upload_times,
         };
         tokio::pin!(shutdown);
         let mut grace_ends: Option<tokio::time::Instant> = None;
@@ -228,7 +232,12 @@ impl Executor {
             Command::TakeSnapshot(order) => {
                 let executor = self.clone();
                 tokio::spawn(async move {
-                    carry_out(&executor.db_path, &executor.store, order, None).await
+                    let started = Instant::now();
+                    let input = carry_out(&executor.db_path, &executor.store, order, None).await;
+                    if matches!(input, Input::SnapshotTaken { result: Ok(_), .. }) {
+                        executor.upload_times.observe("snapshot", started.elapsed());
+                    }
+                    input
                 })
             }
             Command::UploadJob(upload) => {
@@ -264,7 +273,9 @@ impl Executor {
         let id = upload.envelope.id.clone();
         let seq = upload.envelope.seq;
         if result.is_ok() {
-            debug!(object = %upload.object, seq, bytes, seconds = started.elapsed().as_secs_f64(), "job uploaded");
+            let took = started.elapsed();
+            self.upload_times.observe("job", took);
+            debug!(object = %upload.object, seq, bytes, seconds = took.as_secs_f64(), "job uploaded");
         }
         Input::JobUploaded {
             id,

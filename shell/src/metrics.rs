@@ -3,7 +3,8 @@
 //!
 //! The core keeps the numbers ([`jobvault_core::Metrics`]); the daemon
 //! publishes a copy after every step on a watch channel, and each scrape
-//! renders the latest copy. Times are Unix seconds, 0 when unknown, so an
+//! renders the latest copy. How long uploads take is the shell's to measure
+//! ([`UploadTimes`]), since the core reads no clock of its own. Times are Unix seconds, 0 when unknown, so an
 //! alert on age fires rather than going quiet.
 
 use std::borrow::Cow;
@@ -19,13 +20,46 @@ use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::{debug, warn};
 
 use crate::control::BackupDesk;
+
+/// How long successful uploads took, by object kind: a histogram.
+#[derive(Debug, Clone)]
+pub struct UploadTimes(Family<[(&'static str, &'static str); 1], Histogram, fn() -> Histogram>);
+
+/// Upload time buckets, in seconds: a job object takes tens of milliseconds,
+/// a snapshot minutes.
+const UPLOAD_SECONDS: [f64; 12] = [
+    0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0, 60.0, 300.0, 1800.0,
+];
+
+impl UploadTimes {
+    pub fn new() -> Self {
+        UploadTimes(Family::new_with_constructor(|| {
+            Histogram::new(UPLOAD_SECONDS.into_iter())
+        }))
+    }
+
+    /// Records one successful upload of a `kind` ("job" or "snapshot").
+    pub fn observe(&self, kind: &'static str, took: std::time::Duration) {
+        self.0
+            .get_or_create(&[("kind", kind)])
+            .observe(took.as_secs_f64());
+    }
+}
+
+impl Default for UploadTimes {
+    fn default() -> Self {
+        UploadTimes::new()
+    }
+}
 
 /// Renders the latest metrics on each scrape.
 #[derive(Debug)]
@@ -170,12 +204,21 @@ impl Collector for Exporter {
     }
 }
 
-/// Renders `metrics` in the OpenMetrics text format, every series labelled
-/// with the database name.
-pub fn render(database: &str, metrics: watch::Receiver<Metrics>) -> String {
+/// Renders `metrics` and `upload_times` in the OpenMetrics text format,
+/// every series labelled with the database name.
+pub fn render(
+    database: &str,
+    metrics: watch::Receiver<Metrics>,
+    upload_times: &UploadTimes,
+) -> String {
     let labels = [(Cow::Borrowed("database"), Cow::Owned(database.to_owned()))];
     let mut registry = Registry::with_labels(labels.into_iter());
     registry.register_collector(Box::new(Exporter { metrics }));
+    registry.register(
+        "jobvault_upload_duration_seconds",
+        "How long successful uploads took, by object kind.",
+        upload_times.0.clone(),
+    );
     let mut text = String::new();
     prometheus_client::encoding::text::encode(&mut text, &registry)
         .expect("writing to a String cannot fail");
@@ -188,6 +231,7 @@ pub async fn serve(
     addr: SocketAddr,
     database: String,
     metrics: watch::Receiver<Metrics>,
+    upload_times: UploadTimes,
     desk: Option<BackupDesk>,
 ) -> std::io::Result<SocketAddr> {
     let listener = TcpListener::bind(addr).await?;
@@ -209,14 +253,16 @@ pub async fn serve(
                     .is_ok_and(|local| local.ip() == peer.ip());
             let database = database.clone();
             let metrics = metrics.clone();
+            let upload_times = upload_times.clone();
             let desk = desk.clone();
             let service = hyper::service::service_fn(move |request: Request<Incoming>| {
                 let (database, metrics, desk) = (database.clone(), metrics.clone(), desk.clone());
+                let upload_times = upload_times.clone();
                 async move {
                     let response = if request.uri().path() == "/backup" {
                         backup(request, same_host, desk.as_ref()).await
                     } else {
-                        respond(&request, &database, metrics)
+                        respond(&request, &database, metrics, &upload_times)
                     };
                     Ok::<_, Infallible>(response)
                 }
@@ -238,6 +284,7 @@ fn respond(
     request: &Request<Incoming>,
     database: &str,
     metrics: watch::Receiver<Metrics>,
+    upload_times: &UploadTimes,
 ) -> Response<Full<Bytes>> {
     if request.uri().path() != "/metrics" {
         return Response::builder()
@@ -252,7 +299,11 @@ fn respond(
             hyper::header::CONTENT_TYPE,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )
-        .body(Full::new(Bytes::from(render(database, metrics))))
+        .body(Full::new(Bytes::from(render(
+            database,
+            metrics,
+            upload_times,
+        ))))
         .expect("a static response is valid")
 }
 
@@ -301,7 +352,9 @@ mod tests {
             ..Metrics::default()
         };
         let (_tx, rx) = watch::channel(metrics);
-        let text = render("scheduler", rx);
+        let times = UploadTimes::new();
+        times.observe("job", std::time::Duration::from_millis(30));
+        let text = render("scheduler", rx, &times);
         assert!(
             text.contains(
                 "jobvault_last_snapshot_timestamp_seconds{database=\"scheduler\"} 1700000000"
@@ -319,6 +372,12 @@ mod tests {
         assert!(
             text.contains(
                 "jobvault_incremental_backup_timestamp_seconds{database=\"scheduler\"} 0"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "jobvault_upload_duration_seconds_bucket{database=\"scheduler\",le=\"0.05\",kind=\"job\"} 1"
             ),
             "{text}"
         );

@@ -11,6 +11,7 @@ use clap::Args;
 use jobvault::clock;
 use jobvault::daemon::Daemon;
 use jobvault::db::JobDb;
+use jobvault::metrics::UploadTimes;
 use jobvault::restore::restore;
 use jobvault::sample;
 use jobvault::store::{BucketUrl, Store};
@@ -87,6 +88,7 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
             ..Config::default()
         },
         grace: Duration::from_secs(10),
+        upload_times: UploadTimes::new(),
     };
     let (stop_daemon, stopped) = oneshot::channel::<()>();
     let (metrics, _) = watch::channel(Metrics::default());

@@ -12,7 +12,7 @@ use jobvault::control::{AddressFile, BackupDesk, address_file};
 use jobvault::daemon::Daemon;
 use jobvault::db::JobDb;
 use jobvault::leftovers;
-use jobvault::metrics;
+use jobvault::metrics::{self, UploadTimes};
 use jobvault::store::Store;
 use jobvault::triggers::TriggerDir;
 use jobvault_core::{Config, Metrics};
@@ -104,9 +104,16 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         bucket: store.url().to_string(),
         requests: requests_tx,
     };
-    let metrics_addr = metrics::serve(args.metrics_addr, args.name.clone(), metrics_rx, Some(desk))
-        .await
-        .with_context(|| format!("cannot serve metrics on {}", args.metrics_addr))?;
+    let upload_times = UploadTimes::new();
+    let metrics_addr = metrics::serve(
+        args.metrics_addr,
+        args.name.clone(),
+        metrics_rx,
+        upload_times.clone(),
+        Some(desk),
+    )
+    .await
+    .with_context(|| format!("cannot serve metrics on {}", args.metrics_addr))?;
     let _address = AddressFile::write(&desk_db, metrics_addr)
         .with_context(|| format!("cannot write {}", address_file(&desk_db).display()))?;
     info!(
@@ -128,6 +135,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             ..Config::default()
         },
         grace: args.grace,
+        upload_times,
     };
     daemon.run(metrics_tx, requests, stop_signal()).await;
     Ok(ExitCode::SUCCESS)
