@@ -32,7 +32,10 @@ use crate::control::BackupDesk;
 
 /// How long successful uploads took, by object kind: a histogram.
 #[derive(Debug, Clone)]
-pub struct UploadTimes(Family<[(&'static str, &'static str); 1], Histogram, fn() -> Histogram>);
+pub struct UploadTimes(Family<KindLabel, Histogram, fn() -> Histogram>);
+
+/// `kind="job"` or `kind="snapshot"`.
+type KindLabel = [(&'static str, &'static str); 1];
 
 /// Upload time buckets, in seconds: a job object takes tens of milliseconds,
 /// a snapshot minutes.
@@ -43,7 +46,7 @@ const UPLOAD_SECONDS: [f64; 12] = [
 impl UploadTimes {
     pub fn new() -> Self {
         UploadTimes(Family::new_with_constructor(|| {
-            Histogram::new(UPLOAD_SECONDS.into_iter())
+            Histogram::new(UPLOAD_SECONDS)
         }))
     }
 
