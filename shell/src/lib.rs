@@ -14,6 +14,7 @@ pub mod drive;
 pub mod failure;
 pub mod immediate;
 pub mod leftovers;
+pub mod logging;
 pub mod metrics;
 pub mod progress;
 pub mod restore;

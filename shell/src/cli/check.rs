@@ -21,7 +21,7 @@ pub struct CheckArgs {
     #[command(flatten)]
     bucket: BucketArg,
     /// The daemon's work directory; trigger files go to <DIR>/trigger-backup/.
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", env = "JOBVAULT_WORKDIR")]
     workdir: PathBuf,
 }
 

@@ -29,6 +29,23 @@ use jobvault_core::restore_plan::OnCorrupt;
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+    /// How logs are written to stderr: text for people, json (one object a
+    /// line, with "severity", "message" and "time") for Cloud Logging.
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value = "text",
+        env = "JOBVAULT_LOG_FORMAT"
+    )]
+    pub log_format: LogFormat,
+}
+
+/// `--log-format`
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -81,7 +98,7 @@ impl Command {
 #[derive(Debug, Clone, Args)]
 pub struct DbArg {
     /// The job database (SQLite).
-    #[arg(long, value_name = "PATH")]
+    #[arg(long, value_name = "PATH", env = "JOBVAULT_DB")]
     pub db: PathBuf,
 }
 
@@ -89,7 +106,7 @@ pub struct DbArg {
 #[derive(Debug, Clone, Args)]
 pub struct BucketArg {
     /// Where backups live: gs://bucket[/prefix], or file:///dir for a local directory.
-    #[arg(long, value_name = "URL")]
+    #[arg(long, value_name = "URL", env = "JOBVAULT_BUCKET")]
     pub bucket: BucketUrl,
 }
 

@@ -31,22 +31,22 @@ pub struct RunArgs {
     #[command(flatten)]
     bucket: BucketArg,
     /// Work directory; trigger files are read from <DIR>/trigger-backup/.
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", env = "JOBVAULT_WORKDIR")]
     workdir: PathBuf,
     /// Names the database in the metrics' `database` label.
-    #[arg(long, default_value = "task-scheduler", value_parser = parse_name)]
+    #[arg(long, default_value = "task-scheduler", value_parser = parse_name, env = "JOBVAULT_NAME")]
     name: String,
     /// How often triggers and job changes are checked.
-    #[arg(long, default_value = "10s", value_parser = parse_interval)]
+    #[arg(long, default_value = "10s", value_parser = parse_interval, env = "JOBVAULT_INTERVAL")]
     interval: Duration,
     /// Job uploads in flight at most.
-    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..=1024), env = "JOBVAULT_CONCURRENCY")]
     concurrency: u16,
     /// Where to serve Prometheus metrics (/metrics).
-    #[arg(long, default_value = "127.0.0.1:9464")]
+    #[arg(long, default_value = "127.0.0.1:9464", env = "JOBVAULT_METRICS_ADDR")]
     metrics_addr: SocketAddr,
     /// After SIGTERM or SIGINT, how long work in flight may take to finish.
-    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration, env = "JOBVAULT_GRACE")]
     grace: Duration,
 }
 

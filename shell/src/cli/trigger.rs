@@ -13,7 +13,7 @@ use jobvault::triggers::TriggerDir;
 #[derive(Debug, Args)]
 pub struct TriggerArgs {
     /// The daemon's work directory.
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", env = "JOBVAULT_WORKDIR")]
     workdir: PathBuf,
     /// The snapshot's base name [default: scheduled-HH:MM:SS, in UTC].
     name: Option<String>,
