@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use base64::Engine as _;
 use bytes::Bytes;
 use futures::stream::{BoxStream, StreamExt};
 use gcloud_storage::client::google_cloud_auth::project::Config as AuthConfig;
@@ -184,11 +185,13 @@ impl GcsStore {
         body: Vec<u8>,
         framing: &Framing,
     ) -> Result<(), BackendError> {
+        let sent = crc32c::crc32c(&body);
         let metadata = serde_json::json!({
             "name": self.full_name(name),
             "contentType": Framing::CONTENT_TYPE,
             "contentEncoding": Framing::CONTENT_ENCODING,
             "contentDisposition": framing.content_disposition(),
+            "crc32c": crc32c_base64(sent),
         });
         let boundary = boundary_absent_from(&body);
         let mut payload = Vec::with_capacity(body.len() + 512);
@@ -222,10 +225,13 @@ impl GcsStore {
             .await
             .map_err(|e| BackendError::new(error_chain(&e)))?;
         let status = response.status();
-        if status.is_success() {
-            return Ok(());
-        }
         let text = response.text().await.unwrap_or_default();
+        if status.is_success() {
+            let stored = serde_json::from_str::<serde_json::Value>(&text)
+                .ok()
+                .and_then(|object| object["crc32c"].as_str().map(str::to_owned));
+            return self.confirm_stored(name, sent, stored.as_deref()).await;
+        }
         let message = serde_json::from_str::<serde_json::Value>(&text)
             .ok()
             .and_then(|v| v["error"]["message"].as_str().map(str::to_owned))
@@ -269,17 +275,51 @@ impl GcsStore {
             .await
             .map_err(backend_error)?;
         let mut offset = 0;
+        let mut sent = 0;
         let mut chunk = first;
         loop {
             let end = offset + chunk.bytes.len() as u64;
             let total = chunk.last.then_some(end);
-            send_chunk(&session, chunk.bytes, offset, total).await?;
+            sent = crc32c::crc32c_append(sent, &chunk.bytes);
+            let stored = send_chunk(&session, chunk.bytes, offset, total).await?;
             offset = end;
             if chunk.last {
+                let stored = stored.and_then(|object| object.crc32c);
+                self.confirm_stored(name, sent, stored.as_deref()).await?;
                 return Ok(offset);
             }
             chunk = next_chunk(&mut chunks).await?;
         }
+    }
+
+    /// Checks the CRC32C the store computed for what it stored against the
+    /// one of the bytes sent. GCS itself refuses an upload whose declared
+    /// CRC32C does not match; a store that does not (the emulator) is caught
+    /// here, and the damaged object is deleted rather than left to fail a
+    /// restore.
+    async fn confirm_stored(
+        &self,
+        name: &str,
+        sent: u32,
+        stored: Option<&str>,
+    ) -> Result<(), BackendError> {
+        let Some(stored) = stored else {
+            return Ok(());
+        };
+        if stored == crc32c_base64(sent) {
+            return Ok(());
+        }
+        let deleted = match self.delete(name).await {
+            Ok(()) => "deleted it",
+            Err(_) => "could not delete it",
+        };
+        Err(BackendError::with_kind(
+            FailureKind::Corrupt,
+            format!(
+                "the store holds other bytes than were sent (CRC32C {stored}, sent {}); {deleted}",
+                crc32c_base64(sent)
+            ),
+        ))
     }
 
     /// Every page of a listing under `prefix`; with a delimiter, the pages
@@ -413,12 +453,14 @@ async fn next_chunk(chunks: &mut ChunkReceiver) -> Result<Chunk, BackendError> {
 /// this chunk alone when it fails. Every chunk response says how much the
 /// store holds, and a retry sends only what it lacks. (No separate status
 /// query: the emulator treats one as the end of the upload.)
+/// Sends one chunk of a resumable upload, resending what the store did not
+/// keep. Returns the object once the last chunk completes it.
 async fn send_chunk(
     session: &ResumableUploadClient,
     bytes: Bytes,
     offset: u64,
     total: Option<u64>,
-) -> Result<(), BackendError> {
+) -> Result<Option<Object>, BackendError> {
     let end = offset + bytes.len() as u64;
     let mut from = offset;
     let mut last_error = String::new();
@@ -427,11 +469,11 @@ async fn send_chunk(
         let part = bytes.slice((from - offset) as usize..);
         let range = ChunkSize::new(from, end.saturating_sub(1).max(from), total);
         match session.upload_multiple_chunk(part, &range).await {
-            Ok(UploadStatus::Ok(_)) if total.is_some() => return Ok(()),
+            Ok(UploadStatus::Ok(object)) if total.is_some() => return Ok(Some(object)),
             Ok(UploadStatus::ResumeIncomplete(held))
                 if held.last_byte + 1 >= end && total.is_none() =>
             {
-                return Ok(());
+                return Ok(None);
             }
             // The store kept part of the chunk: send the rest straight away.
             Ok(UploadStatus::ResumeIncomplete(held)) if held.last_byte + 1 > from => {
@@ -448,6 +490,11 @@ async fn send_chunk(
     Err(BackendError::new(format!(
         "a chunk at byte {offset} failed {CHUNK_ATTEMPTS} times: {last_error}"
     )))
+}
+
+/// A CRC32C as GCS writes it: base64 of the big-endian bytes.
+fn crc32c_base64(crc: u32) -> String {
+    base64::engine::general_purpose::STANDARD.encode(crc.to_be_bytes())
 }
 
 /// A multipart boundary that does not occur in `body`.
