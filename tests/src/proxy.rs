@@ -36,6 +36,9 @@ struct Shared {
     delay: Mutex<Duration>,
     /// How many of the next resumable-upload chunk requests to fail.
     fail_chunks: AtomicU32,
+    /// How many of the next uploads to damage on the way: one byte of the
+    /// object's data flipped, as a bad network card or proxy might.
+    corrupt_uploads: AtomicU32,
     seen: Mutex<Vec<Seen>>,
 }
 
@@ -57,7 +60,7 @@ impl Proxy {
             .expect("the proxy port is free");
         let serving = shared.clone();
         runtime().spawn(async move {
-            let client: Client<HttpConnector, Incoming> =
+            let client: Client<HttpConnector, Full<Bytes>> =
                 Client::builder(TokioExecutor::new()).build_http();
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
@@ -96,6 +99,13 @@ impl Proxy {
         self.shared.fail_chunks.store(n, Ordering::SeqCst);
     }
 
+    /// Flips one byte of the object's data in the next `n` uploads (a
+    /// one-request upload, or the last chunk of a resumable one), then
+    /// forwards them.
+    pub fn corrupt_next_uploads(&self, n: u32) {
+        self.shared.corrupt_uploads.store(n, Ordering::SeqCst);
+    }
+
     pub fn seen(&self) -> Vec<Seen> {
         self.shared.seen.lock().unwrap().clone()
     }
@@ -104,7 +114,7 @@ impl Proxy {
 async fn forward(
     request: Request<Incoming>,
     upstream: SocketAddr,
-    client: Client<HttpConnector, Incoming>,
+    client: Client<HttpConnector, Full<Bytes>>,
     shared: Arc<Shared>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     let delay = *shared.delay.lock().unwrap();
@@ -142,10 +152,27 @@ async fn forward(
         ));
     }
     let (mut parts, body) = request.into_parts();
+    let mut body = body
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    let is_upload = path_and_query.contains("uploadType=multipart") || is_last_chunk(&parts);
+    if is_upload
+        && shared
+            .corrupt_uploads
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+    {
+        body = corrupted(&body);
+    }
     parts.uri = format!("http://{upstream}{path_and_query}")
         .parse()
         .expect("a valid upstream URI");
-    match client.request(Request::from_parts(parts, body)).await {
+    match client
+        .request(Request::from_parts(parts, Full::new(body)))
+        .await
+    {
         Ok(response) => {
             let (parts, body) = response.into_parts();
             let body = body
@@ -157,6 +184,32 @@ async fn forward(
         }
         Err(e) => Ok(status_response(StatusCode::BAD_GATEWAY, &e.to_string())),
     }
+}
+
+/// The request that completes a resumable upload: a chunk whose range
+/// states the total (`bytes 0-99/100`, not `bytes 0-99/*` or `bytes */100`).
+fn is_last_chunk(parts: &hyper::http::request::Parts) -> bool {
+    parts.method == hyper::Method::PUT
+        && parts
+            .headers
+            .get("content-range")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|range| !range.ends_with("/*") && !range.starts_with("bytes */"))
+}
+
+/// `body` with the last byte of the object's data flipped: before the closing
+/// boundary of a multipart body, or at the end of a chunk.
+fn corrupted(body: &Bytes) -> Bytes {
+    let mut bytes = body.to_vec();
+    let data_end = bytes
+        .windows(4)
+        .rposition(|w| w == b"\r\n--")
+        .filter(|_| bytes.ends_with(b"--\r\n"))
+        .unwrap_or(bytes.len());
+    if data_end > 0 {
+        bytes[data_end - 1] ^= 0x20;
+    }
+    Bytes::from(bytes)
 }
 
 fn status_response(status: StatusCode, text: &str) -> Response<Full<Bytes>> {
