@@ -3,7 +3,9 @@
 
 use std::time::Duration;
 
-use jobvault_core::machine::{ChangeBatch, JobUpload, SnapshotOrder, SnapshotReason};
+use jobvault_core::machine::{
+    ChangeBatch, FIRST_RETRY, JobUpload, REFUSED_RETRY, SnapshotOrder, SnapshotReason,
+};
 use jobvault_core::trigger::TriggerFile;
 use jobvault_core::{
     Backup, Command, Config, Cursor, Envelope, Failure, FailureKind, Input, JobId, Timestamp,
@@ -632,9 +634,115 @@ fn a_failed_version_superseded_by_a_newer_one_is_not_sent_again() {
     h.step();
     h.input(batch(vec![version("a", 15)]));
     let commands = h.input(upload_failed("a", 11));
+    assert_eq!(uploads(&commands), [], "the store said it is unwell: wait");
+    let wake = h.backup.poll_timeout().unwrap();
+    assert!(
+        wake <= h.now + FIRST_RETRY,
+        "{wake} is later than the first retry"
+    );
+    let commands = h.advance(wake.duration_since(h.now));
     assert_eq!(uploads(&commands), [("a".into(), 15)]);
     let commands = h.input(uploaded("a", 15));
     assert_eq!(saved(&commands).map(|c| c.seq), Some(15));
+}
+
+/// Wakes the machine when it asks, until it starts uploads; returns them and
+/// how long that took.
+fn wake_until_uploads(h: &mut Harness) -> (Vec<(String, u64)>, Duration) {
+    let started = h.now;
+    for _ in 0..3 {
+        let wake = h.backup.poll_timeout().unwrap();
+        let commands = h.advance(wake.duration_since(h.now));
+        if !uploads(&commands).is_empty() {
+            return (uploads(&commands), h.now.duration_since(started));
+        }
+    }
+    panic!("no upload after three wake-ups");
+}
+
+#[test]
+fn transient_failures_hold_every_upload_back_longer_each_round() {
+    let mut h = Harness::new();
+    h.start();
+    h.input(batch(vec![version("a", 11), version("b", 12)]));
+    let mut waits = Vec::new();
+    for round in 0..6 {
+        let commands = h.input(upload_failed("a", 11));
+        assert_eq!(uploads(&commands), [], "round {round}");
+        h.input(upload_failed("b", 12));
+        let (again, waited) = wake_until_uploads(&mut h);
+        assert_eq!(again.len(), 2, "round {round}: both go again");
+        waits.push(waited);
+    }
+    for pair in waits.windows(2) {
+        assert!(pair[1] > pair[0] / 2, "{waits:?}");
+    }
+    assert!(waits[5] >= Duration::from_secs(16), "{waits:?}");
+    h.input(uploaded("a", 11));
+    let commands = h.input(upload_failed("b", 12));
+    assert_eq!(
+        uploads(&commands),
+        [],
+        "b is not sent again at once after a success"
+    );
+}
+
+#[test]
+fn a_refusing_store_gets_one_try_in_five_minutes_and_is_counted() {
+    let mut h = Harness::new();
+    h.start();
+    h.input(batch(vec![version("a", 11), version("b", 12)]));
+    let refused = |id: &str, seq| Input::JobUploaded {
+        id: JobId::new(id).unwrap(),
+        seq,
+        result: Err(Failure::new(
+            FailureKind::Permission,
+            "gs://b/job-backup/2016/11/16/a.job: 403 Forbidden",
+        )),
+    };
+    h.input(refused("a", 11));
+    h.input(refused("b", 12));
+    assert_eq!(h.backup.metrics().store_refusals, 2);
+    let mut tried = 0;
+    for _ in 0..29 {
+        tried += uploads(&h.step()).len();
+    }
+    assert_eq!(tried, 0, "nothing in the first 290 s");
+    let commands = h.advance(REFUSED_RETRY - Duration::from_secs(290));
+    assert_eq!(uploads(&commands).len(), 2);
+}
+
+#[test]
+fn one_job_object_is_not_written_twice_within_a_second() {
+    let mut h = Harness::new();
+    h.start();
+    // A full batch: the feed is read again as soon as there is room.
+    let jobs: Vec<Envelope> = (11..19)
+        .map(|seq| version(&format!("j{seq}"), seq))
+        .collect();
+    let commands = h.input(batch(jobs));
+    assert_eq!(uploads(&commands).len(), 4);
+    h.advance(Duration::from_millis(200));
+    let mut commands = Vec::new();
+    for seq in 11..15 {
+        commands.extend(h.input(uploaded(&format!("j{seq}"), seq)));
+    }
+    assert!(
+        commands
+            .iter()
+            .any(|c| matches!(c, Command::ReadChanges { .. })),
+        "{commands:?}"
+    );
+    for seq in 15..19 {
+        h.input(uploaded(&format!("j{seq}"), seq));
+    }
+    h.advance(Duration::from_millis(100));
+    let commands = h.input(batch(vec![version("j11", 20)]));
+    assert_eq!(uploads(&commands), [], "j11 was written 300 ms ago");
+    let wake = h.backup.poll_timeout().unwrap();
+    assert_eq!(wake, h.now + Duration::from_millis(700));
+    let commands = h.advance(Duration::from_millis(700));
+    assert_eq!(uploads(&commands), [("j11".into(), 20)]);
 }
 
 #[test]

@@ -14,14 +14,19 @@
 //!
 //! Per job id at most one upload is in flight, and a newer version waits for
 //! it, so an older version never overwrites a newer one (the original could
-//! race two versions of one job).
+//! race two versions of one job). No job object is written more than once a
+//! second, as GCS allows for one object name: a hot job's next version waits
+//! out the second. A failure that says the store is unwell or refusing holds
+//! all new uploads back for a while ([`super::backoff`]).
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::time::Duration;
 
-use tracing::{debug, warn};
+use tracing::{debug, error, info, warn};
 
 use super::Context;
-use super::io::{ChangeBatch, Command, Cursor, Failure, JobUpload};
+use super::backoff::{Change, StoreBackoff};
+use super::io::{ChangeBatch, Command, Cursor, Failure, FailureKind, JobUpload};
 use crate::Seq;
 use crate::envelope::Envelope;
 use crate::job_id::JobId;
@@ -101,7 +106,16 @@ pub(crate) struct Incremental {
     /// warning per step, not one per job, while the store is down.
     failures_since_step: usize,
     first_failure: Option<String>,
+    backoff: StoreBackoff,
+    /// When each job's object was last written to, for the one write a
+    /// second GCS allows per object.
+    recent_starts: BTreeMap<JobId, Timestamp>,
+    /// The earliest time a job held back by that limit may go.
+    held_until: Option<Timestamp>,
 }
+
+/// GCS allows about one write a second to one object name.
+pub const OBJECT_WRITE_SPACING: Duration = Duration::from_secs(1);
 
 impl Incremental {
     pub fn new(stored: Cursor, concurrency: usize, max_pending: usize) -> Self {
@@ -123,6 +137,9 @@ impl Incremental {
             stopping: false,
             failures_since_step: 0,
             first_failure: None,
+            backoff: StoreBackoff::default(),
+            recent_starts: BTreeMap::new(),
+            held_until: None,
         }
     }
 
@@ -145,6 +162,34 @@ impl Incremental {
 
     pub fn stop(&mut self) {
         self.stopping = true;
+    }
+
+    /// When uploads held back (by the store's backoff, or by the one write a
+    /// second per object) may go, if any are and there is room for them.
+    pub fn next_wake(&self) -> Option<Timestamp> {
+        if self.stopping || self.uploads_in_flight >= self.concurrency {
+            return None;
+        }
+        let gate = self
+            .backoff
+            .closed_until()
+            .filter(|_| !self.waiting.is_empty() || !self.ready.is_empty());
+        match (gate, self.held_until) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Starts the uploads whose wait is over.
+    pub fn wake(&mut self, cx: &mut Context) {
+        self.backoff.open_if_due(cx.now);
+        if !self.backoff.is_open(cx.now) {
+            return;
+        }
+        for id in std::mem::take(&mut self.waiting) {
+            self.make_ready(&id);
+        }
+        self.start_uploads(cx);
     }
 
     /// The periodic step: retry failed uploads, read the feed, save progress.
@@ -232,6 +277,9 @@ impl Incremental {
         let stale = std::mem::take(&mut slot.in_flight_stale);
         match result {
             Ok(bytes) => {
+                if let Some(refusal) = self.backoff.on_success() {
+                    info!(refused = %refusal, "the store accepts uploads again");
+                }
                 cx.metrics.jobs_backed_up += 1;
                 cx.metrics.uploads.add(ObjectKind::Job, 1);
                 cx.metrics.upload_bytes.add(ObjectKind::Job, bytes);
@@ -245,6 +293,26 @@ impl Incremental {
             Err(failure) => {
                 cx.metrics.upload_errors.add(ObjectKind::Job, 1);
                 debug!(job = %id, seq, error = %failure, "job upload failed");
+                if matches!(
+                    failure.kind,
+                    FailureKind::Permission | FailureKind::NotFound
+                ) {
+                    cx.metrics.store_refusals += 1;
+                }
+                match self.backoff.on_failure(&failure, cx.now) {
+                    Change::Refused(until) => {
+                        error!(
+                            error = %failure,
+                            retry_at = %until,
+                            "the store refuses jobvault's uploads: check that the bucket exists and that the \
+                             service account has roles/storage.objectAdmin on it; retrying every 5 minutes"
+                        );
+                    }
+                    Change::Closed(until) => {
+                        debug!(error = %failure, retry_at = %until, "uploads held back");
+                    }
+                    Change::None => {}
+                }
                 self.failures_since_step += 1;
                 self.first_failure
                     .get_or_insert_with(|| format!("job {id} version {seq}: {failure}"));
@@ -322,10 +390,22 @@ impl Incremental {
     }
 
     fn start_uploads(&mut self, cx: &mut Context) {
-        while !self.stopping && self.uploads_in_flight < self.concurrency {
-            let Some((_, id)) = self.ready.pop_first() else {
+        if self.stopping || !self.backoff.is_open(cx.now) {
+            return;
+        }
+        self.forget_old_starts(cx.now);
+        self.held_until = None;
+        let mut held = Vec::new();
+        while self.uploads_in_flight < self.concurrency {
+            let Some((seq, id)) = self.ready.pop_first() else {
                 break;
             };
+            if let Some(at) = self.written_too_recently(&id, cx.now) {
+                self.held_until = Some(self.held_until.map_or(at, |held| held.min(at)));
+                held.push((seq, id));
+                continue;
+            }
+            self.recent_starts.insert(id.clone(), cx.now);
             let slot = self.slots.get_mut(&id).expect("ready jobs have a slot");
             let envelope = slot.next.take().expect("ready jobs have a version to send");
             let object = job_object(cx.now, &id);
@@ -338,6 +418,23 @@ impl Incremental {
             slot.in_flight = Some(envelope);
             self.uploads_in_flight += 1;
         }
+        self.ready.extend(held);
+    }
+
+    /// When the job's object may next be written, if not yet at `now`. A
+    /// clock that stepped back more than the spacing frees it: the time
+    /// since the last write is then unknown, and a job must not wait for as
+    /// long as the step.
+    fn written_too_recently(&self, id: &JobId, now: Timestamp) -> Option<Timestamp> {
+        let last = *self.recent_starts.get(id)?;
+        let free_at = last + OBJECT_WRITE_SPACING;
+        (now < free_at && now + OBJECT_WRITE_SPACING > last).then_some(free_at)
+    }
+
+    fn forget_old_starts(&mut self, now: Timestamp) {
+        self.recent_starts.retain(|_, last| {
+            now < *last + OBJECT_WRITE_SPACING && now + OBJECT_WRITE_SPACING > *last
+        });
     }
 
     fn has_room_for_a_read(&self) -> bool {

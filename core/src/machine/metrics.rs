@@ -59,6 +59,9 @@ pub struct Metrics {
     pub uploads: PerKind,
     pub upload_bytes: PerKind,
     pub upload_errors: PerKind,
+    /// Job uploads the store refused: permission denied, or no such bucket.
+    /// Each pauses uploads for five minutes.
+    pub store_refusals: u64,
     /// Snapshot attempts started from trigger files.
     pub trigger_attempts: u64,
     /// Malformed trigger files moved aside.

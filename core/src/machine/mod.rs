@@ -7,6 +7,7 @@
 //! in the daemon, against real files and stores, and in the simulator, against
 //! a seeded world that fails on purpose.
 
+mod backoff;
 mod incremental;
 mod io;
 mod metrics;
@@ -17,6 +18,8 @@ use std::time::Duration;
 
 use tracing::warn;
 
+pub use backoff::{FIRST_RETRY, LONGEST_RETRY, REFUSED_RETRY};
+pub use incremental::OBJECT_WRITE_SPACING;
 pub use io::{
     COMMAND_DEADLINE, ChangeBatch, Command, Cursor, Failure, FailureKind, Input, JobUpload,
     ListedObject, SNAPSHOT_DEADLINE, SnapshotOrder, SnapshotReason,
@@ -146,7 +149,13 @@ impl Backup {
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Timestamp> {
         let listing_due = self.listing.is_none().then_some(self.next_listing);
-        (!self.stopping).then(|| listing_due.map_or(self.next_tick, |due| due.min(self.next_tick)))
+        let uploads_due = self.incremental.next_wake();
+        (!self.stopping).then(|| {
+            [listing_due, uploads_due]
+                .into_iter()
+                .flatten()
+                .fold(self.next_tick, Timestamp::min)
+        })
     }
 
     /// Runs whatever is due at `now`.
@@ -166,6 +175,9 @@ impl Backup {
         if now >= self.next_listing && self.listing.is_none() {
             self.next_listing = now + self.config.listing_interval;
             self.list_snapshots(now);
+        }
+        if self.incremental.next_wake().is_some_and(|due| now >= due) {
+            self.incremental.wake(&mut context!(self, now));
         }
     }
 
