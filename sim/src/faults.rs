@@ -27,6 +27,11 @@ pub enum FaultKind {
     StoreTransient,
     /// A store request fails because the store is down for a while.
     StoreOutage,
+    /// The store answers a request with 429 Too Many Requests.
+    StoreThrottled,
+    /// The store refuses jobvault for a while: 403, a role taken away and
+    /// given back.
+    StoreRefusing,
     /// A store request is reported failed but the object landed.
     StoreAmbiguous,
     /// A database read fails.
@@ -90,6 +95,8 @@ impl FaultKind {
         match self {
             FaultKind::StoreTransient => rate(rng, 0.2),
             FaultKind::StoreOutage => count(rng, 3),
+            FaultKind::StoreThrottled => rate(rng, 0.2),
+            FaultKind::StoreRefusing => count(rng, 2),
             FaultKind::StoreAmbiguous => rate(rng, 0.05),
             FaultKind::DbRead => rate(rng, 0.05),
             FaultKind::DbWrite => rate(rng, 0.05),

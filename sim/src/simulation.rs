@@ -345,6 +345,7 @@ impl Simulation {
         let now = self.local_now();
         note!(self, "start core at cursor {:?}", self.world.db.stored);
         self.node.start(&self.config, self.world.db.stored, now);
+        self.observe(Observation::CoreStarted);
     }
 
     /// Executes every command the core has for us and re-arms its wake-up.
@@ -460,6 +461,7 @@ impl Simulation {
                 self.quiescing = true;
                 self.plan.calm();
                 self.world.outage_until = None;
+                self.world.refusing_until = None;
                 self.world.dir.exists = true;
                 if self.node.core.is_none() {
                     self.after(SECOND, Event::Restart);
@@ -555,6 +557,11 @@ impl Simulation {
                 let length = Duration::from_secs(self.rng.lifecycle.u64(60..1800));
                 note!(self, "store outage for {length:?}");
                 self.world.outage_until = Some(self.now + length);
+            }
+            FaultKind::StoreRefusing => {
+                let length = Duration::from_secs(self.rng.lifecycle.u64(600..7200));
+                note!(self, "the store refuses jobvault for {length:?}");
+                self.world.refusing_until = Some(self.now + length);
             }
             // `FaultPlan::one_offs` yields only counts; a rate is applied
             // where the operations it hits are carried out.
@@ -693,6 +700,13 @@ impl Simulation {
     }
 
     fn store_fate(&mut self) -> Fate {
+        if self.world.refusing(self.now) {
+            self.outcome.faults.add(FaultKind::StoreRefusing);
+            return Fate::Fail(
+                FailureKind::Permission,
+                "403 Forbidden: jobvault@project.iam.gserviceaccount.com does not have storage.objects.create access",
+            );
+        }
         if self
             .world
             .outage_until
@@ -703,10 +717,14 @@ impl Simulation {
         }
         let draw = self.rng.fate.f64();
         let transient = self.plan.rate(FaultKind::StoreTransient);
-        let ambiguous = transient + self.plan.rate(FaultKind::StoreAmbiguous);
+        let throttled = transient + self.plan.rate(FaultKind::StoreThrottled);
+        let ambiguous = throttled + self.plan.rate(FaultKind::StoreAmbiguous);
         if draw < transient {
             self.outcome.faults.add(FaultKind::StoreTransient);
             Fate::Fail(FailureKind::Transient, "503 Service Unavailable")
+        } else if draw < throttled {
+            self.outcome.faults.add(FaultKind::StoreThrottled);
+            Fate::Fail(FailureKind::Transient, "429 Too Many Requests")
         } else if draw < ambiguous {
             self.outcome.faults.add(FaultKind::StoreAmbiguous);
             Fate::Ambiguous
@@ -805,6 +823,8 @@ impl Simulation {
                     .metrics()
                     .pending_jobs;
                 self.observe(Observation::UploadStarted {
+                    object: &upload.object,
+                    true_time: self.now,
                     in_flight: self.node.uploads_in_flight,
                     pending: pending as usize,
                 });

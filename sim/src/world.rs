@@ -295,9 +295,16 @@ pub struct World {
     pub clock_error: i64,
     /// The store fails every request until then.
     pub outage_until: Option<Timestamp>,
+    /// The store refuses jobvault (403) until then.
+    pub refusing_until: Option<Timestamp>,
 }
 
 impl World {
+    /// Whether the store refuses jobvault at true time `now`.
+    pub fn refusing(&self, now: Timestamp) -> bool {
+        self.refusing_until.is_some_and(|until| now < until)
+    }
+
     /// What the local clock reads at true time `now`.
     pub fn local(&self, now: Timestamp) -> Timestamp {
         Timestamp::from_unix_nanos(now.unix_nanos() + self.clock_error)

@@ -12,6 +12,7 @@ mod bucket;
 mod cursor;
 mod process;
 mod restore;
+mod store;
 
 pub use restore::MAX_CLOCK_ERROR;
 
@@ -35,8 +36,15 @@ pub enum Observation<'a> {
         local: Timestamp,
         true_time: Timestamp,
     },
+    /// A core started, fresh: after a crash, or at the start of the day.
+    CoreStarted,
     /// The core started an upload; the counts include it.
-    UploadStarted { in_flight: usize, pending: usize },
+    UploadStarted {
+        object: &'a str,
+        true_time: Timestamp,
+        in_flight: usize,
+        pending: usize,
+    },
     /// A job object landed; `replaced` is the version it overwrote, if any.
     JobWritten {
         object: &'a str,
@@ -106,6 +114,8 @@ impl Checkers {
             Box::new(process::ResetsExplained),
             Box::new(process::NothingSilent),
             Box::new(process::ImmediateAnswered),
+            Box::new(store::ObjectWriteSpacing::default()),
+            Box::new(store::RefusingStoreSpared::new(config)),
         ];
         Checkers {
             invariants,

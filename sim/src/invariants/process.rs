@@ -46,7 +46,10 @@ impl Bounds {
 
 impl Invariant for Bounds {
     fn observe(&mut self, seen: &Observation, _: &World, verdicts: &mut Verdicts) {
-        if let Observation::UploadStarted { in_flight, pending } = *seen {
+        if let Observation::UploadStarted {
+            in_flight, pending, ..
+        } = *seen
+        {
             verdicts.check(in_flight <= self.concurrency, || {
                 format!(
                     "{in_flight} uploads in flight, more than the bound {}",
