@@ -199,6 +199,12 @@ impl Collector for Exporter {
         )?;
         counter(
             e,
+            "jobvault_store_refusals",
+            "Job uploads the store refused (permission denied, or no such bucket); each pauses uploads for 5 minutes.",
+            m.store_refusals,
+        )?;
+        counter(
+            e,
             "jobvault_unexpected_reports",
             "Reports that answered nothing outstanding and were dropped (a bug if not zero).",
             m.unexpected_reports,
