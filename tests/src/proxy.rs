@@ -39,6 +39,8 @@ struct Shared {
     /// How many of the next uploads to damage on the way: one byte of the
     /// object's data flipped, as a bad network card or proxy might.
     corrupt_uploads: AtomicU32,
+    /// Answer uploads with this status instead of forwarding them.
+    refuse_uploads: Mutex<Option<StatusCode>>,
     seen: Mutex<Vec<Seen>>,
 }
 
@@ -106,6 +108,13 @@ impl Proxy {
         self.shared.corrupt_uploads.store(n, Ordering::SeqCst);
     }
 
+    /// Answers every upload with `status` (a 403, a 429, ...) as GCS words
+    /// it, without forwarding it, until called with `None`.
+    pub fn refuse_uploads(&self, status: Option<u16>) {
+        *self.shared.refuse_uploads.lock().unwrap() =
+            status.map(|s| StatusCode::from_u16(s).expect("a valid status"));
+    }
+
     pub fn seen(&self) -> Vec<Seen> {
         self.shared.seen.lock().unwrap().clone()
     }
@@ -150,6 +159,11 @@ async fn forward(
             StatusCode::SERVICE_UNAVAILABLE,
             "injected failure",
         ));
+    }
+    let refusal = *shared.refuse_uploads.lock().unwrap();
+    if let Some(status) = refusal.filter(|_| path_and_query.starts_with("/upload/")) {
+        let _ = request.into_body().collect().await;
+        return Ok(gcs_error(status));
     }
     let (mut parts, body) = request.into_parts();
     let mut body = body
@@ -210,6 +224,25 @@ fn corrupted(body: &Bytes) -> Bytes {
         bytes[data_end - 1] ^= 0x20;
     }
     Bytes::from(bytes)
+}
+
+/// An error as GCS's JSON API words it.
+fn gcs_error(status: StatusCode) -> Response<Full<Bytes>> {
+    let message = match status.as_u16() {
+        403 => {
+            "jobvault@project.iam.gserviceaccount.com does not have storage.objects.create access to the Google Cloud Storage object."
+        }
+        429 => {
+            "The rate of change requests to the object exceeds the rate limit. Please reduce the rate of create, update, and delete requests."
+        }
+        _ => status.canonical_reason().unwrap_or("error"),
+    };
+    let body = serde_json::json!({ "error": { "code": status.as_u16(), "message": message } });
+    Response::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(body.to_string())))
+        .expect("a valid response")
 }
 
 fn status_response(status: StatusCode, text: &str) -> Response<Full<Bytes>> {

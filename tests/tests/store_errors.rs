@@ -1,0 +1,95 @@
+//! Store errors handled as GCS documents them: a 403 is said once, clearly,
+//! counted and retried slowly; a 429 is retried after a growing wait. The
+//! daemon keeps running through both.
+
+use std::time::{Duration, Instant};
+
+use jobvault::db::JobDb;
+use jobvault_tests::{Backend, Daemon, Emulator, Proxy, Workspace, eventually, free_port};
+use serde_json::json;
+
+const PATIENCE: Duration = Duration::from_secs(30);
+
+fn setup(name: &str) -> (Emulator, Proxy, Workspace, String) {
+    let proxy_port = free_port();
+    let emulator = Emulator::start_on(free_port(), proxy_port, Backend::Memory);
+    let proxy = Proxy::start(proxy_port, emulator.address(), Duration::ZERO);
+    let url = format!("gs://{}", emulator.new_bucket(name));
+    let workspace = Workspace::new();
+    workspace.put_jobs(&[json!({ "id": "j1", "name": "Build" })]);
+    (emulator, proxy, workspace, url)
+}
+
+fn upload_attempts(proxy: &Proxy) -> usize {
+    proxy
+        .seen()
+        .iter()
+        .filter(|seen| seen.path_and_query.starts_with("/upload/"))
+        .count()
+}
+
+#[test]
+fn a_403_is_said_once_naming_the_bucket_counted_and_not_retried_soon() {
+    let (_emulator, proxy, workspace, url) = setup("refusing");
+    proxy.refuse_uploads(Some(403));
+    let daemon = Daemon::start(&workspace, Some(&proxy.endpoint()), &url, "200ms", &[]);
+    let bucket = url.trim_start_matches("gs://");
+    eventually("the refusal in the log", PATIENCE, || {
+        daemon
+            .log()
+            .contains("the store refuses jobvault's uploads")
+            .then_some(())
+    });
+    // Ten intervals later: no second try, and still running.
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(upload_attempts(&proxy), 1, "retried before five minutes");
+    let log = daemon.log();
+    let said: Vec<&str> = log
+        .lines()
+        .filter(|line| line.contains("the store refuses jobvault's uploads"))
+        .collect();
+    assert_eq!(said.len(), 1, "{log}");
+    assert!(
+        said[0].contains(bucket) && said[0].contains("403"),
+        "{}",
+        said[0]
+    );
+    assert!(said[0].contains("storage.objects.create"), "{}", said[0]);
+    let scrape = daemon.scrape();
+    assert!(
+        scrape.contains("jobvault_store_refusals_total{database=\"task-scheduler\"} 1"),
+        "{scrape}"
+    );
+    assert!(
+        scrape.contains("jobvault_pending_jobs{database=\"task-scheduler\"} 1"),
+        "{scrape}"
+    );
+}
+
+#[test]
+fn a_429_is_retried_after_a_growing_wait_until_the_job_lands() {
+    let (_emulator, proxy, workspace, url) = setup("throttled");
+    proxy.refuse_uploads(Some(429));
+    let daemon = Daemon::start(&workspace, Some(&proxy.endpoint()), &url, "10s", &[]);
+    let started = Instant::now();
+    eventually("three throttled attempts", PATIENCE, || {
+        (upload_attempts(&proxy) >= 3).then_some(())
+    });
+    // Waits of about 1 s then 2 s (each between half and all of that), not
+    // the 10 s interval, and not at once.
+    let took = started.elapsed();
+    assert!(took >= Duration::from_millis(1400), "{took:?}");
+    assert!(took < Duration::from_secs(10), "{took:?}");
+    proxy.refuse_uploads(None);
+    let db = JobDb::open(&workspace.db()).unwrap();
+    eventually("the job in the bucket", PATIENCE, || {
+        (db.cursor().unwrap().seq == 1).then_some(())
+    });
+    assert!(
+        daemon
+            .scrape()
+            .contains("jobvault_upload_errors_total{database=\"task-scheduler\",kind=\"job\"}"),
+        "{}",
+        daemon.scrape()
+    );
+}
