@@ -11,6 +11,7 @@ pub mod envelope;
 pub mod job;
 pub mod job_id;
 pub mod job_object;
+pub mod lease;
 pub mod machine;
 pub mod object_name;
 pub mod restore_plan;

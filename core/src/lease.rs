@@ -1,0 +1,268 @@
+//! One writer per bucket prefix: the lease object.
+//!
+//! The first release let any number of daemons write one prefix. Two of them
+//! (a restored copy brought up on a new host while the old host still runs)
+//! interleaved two histories of the same jobs, and only a taken metrics port
+//! stopped the second, by accident. Now a daemon holds `jobvault-lease.json`
+//! under the prefix, written only with a generation precondition, so of two
+//! daemons racing for it exactly one wins. It renews the lease while it runs
+//! and carries its state in it (cursor, when it last caught up, newest
+//! snapshot), so `status` can read one object.
+//!
+//! This module decides; the shell reads and writes the object. A lease is
+//! taken when there is none, when its holder ran on this host and no longer
+//! runs (a restart after a crash must not wait), when it expired (not renewed
+//! for [`Lease::expiry`]), or with `--takeover`. A renewal refused by its
+//! precondition is lost only if the lease names another holder: a renewal
+//! that failed after it happened (an ambiguous failure) left the lease ours,
+//! at a generation we did not see.
+
+use std::fmt;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::machine::Cursor;
+use crate::timestamp::Timestamp;
+
+/// The lease's object name, under the prefix, beside `db-backup/` and
+/// `job-backup/`.
+pub const LEASE_OBJECT: &str = "jobvault-lease.json";
+
+/// A daemon, as far as another needs to tell whether it still runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Holder {
+    pub host: String,
+    pub pid: u32,
+    pub db: String,
+    /// When the daemon started: a pid is reused, a start time is not.
+    pub started: Timestamp,
+}
+
+/// What the lease object holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lease {
+    pub holder: Holder,
+    pub renewed: Timestamp,
+    /// How long after `renewed` another daemon may take it.
+    #[serde(with = "seconds")]
+    pub expiry: Duration,
+    pub state: LeaseState,
+}
+
+/// The holder's state, for `status`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaseState {
+    pub version: String,
+    pub cursor_seq: u64,
+    pub cursor_time: Timestamp,
+    /// When the holder last had every change in the bucket.
+    pub caught_up: Option<Timestamp>,
+    /// When the holder last uploaded a snapshot.
+    pub newest_snapshot: Option<Timestamp>,
+}
+
+impl LeaseState {
+    pub fn cursor(&self) -> Cursor {
+        Cursor {
+            seq: self.cursor_seq,
+            time: self.cursor_time,
+        }
+    }
+}
+
+/// How often a daemon with `interval` renews its lease, and how long the
+/// lease lasts unrenewed: a few renewals, and never under half a minute.
+pub fn renewal(interval: Duration) -> (Duration, Duration) {
+    let every = interval.clamp(Duration::from_secs(5), Duration::from_secs(60));
+    (every, (every * 6).max(Duration::from_secs(30)))
+}
+
+/// What a daemon starting up does about the lease it found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Take {
+    /// There is none: create it, if still none.
+    Create,
+    /// Replace it, if still at this generation.
+    Replace { generation: i64, why: &'static str },
+    /// Someone else holds it.
+    Refuse(Held),
+}
+
+/// A lease another daemon holds, and for how long yet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Held {
+    pub holder: Holder,
+    pub renewed_ago: Duration,
+    pub expires_in: Duration,
+}
+
+impl fmt::Display for Held {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "held by jobvault on host {} (pid {}, database {}), renewed {} s ago; \
+             stop it, or wait {} s for the lease to expire, or pass --takeover if it is gone",
+            self.holder.host,
+            self.holder.pid,
+            self.holder.db,
+            self.renewed_ago.as_secs(),
+            self.expires_in.as_secs().max(1)
+        )
+    }
+}
+
+/// Whether the lease's holder runs, as this host can tell: `None` when it
+/// ran on another host.
+pub type RunsHere = Option<bool>;
+
+/// Decides whether `me` takes the lease `found` (with its generation) at
+/// `now`.
+pub fn decide_take(
+    found: Option<(&Lease, i64)>,
+    me: &Holder,
+    now: Timestamp,
+    runs_here: RunsHere,
+    takeover: bool,
+) -> Take {
+    let Some((lease, generation)) = found else {
+        return Take::Create;
+    };
+    let expires = lease.renewed + lease.expiry;
+    let why = if takeover {
+        "--takeover"
+    } else if lease.holder.host == me.host && runs_here == Some(false) {
+        "its holder ran on this host and no longer runs"
+    } else if now >= expires {
+        "it expired"
+    } else {
+        return Take::Refuse(Held {
+            holder: lease.holder.clone(),
+            renewed_ago: now.duration_since(lease.renewed),
+            expires_in: expires.duration_since(now),
+        });
+    };
+    Take::Replace { generation, why }
+}
+
+/// A renewal was refused by its precondition; the lease now reads `current`.
+/// Still ours if it names us (our renewal landed, and its answer was lost).
+pub fn still_ours(current: Option<&Lease>, me: &Holder) -> bool {
+    current.is_some_and(|lease| lease.holder == *me)
+}
+
+mod seconds {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(d.as_secs())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        u64::deserialize(d).map(Duration::from_secs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(secs: i64) -> Timestamp {
+        Timestamp::from_unix_seconds(1_700_000_000 + secs)
+    }
+
+    fn holder(host: &str, pid: u32) -> Holder {
+        Holder {
+            host: host.to_owned(),
+            pid,
+            db: "/var/lib/s/jobs.db".to_owned(),
+            started: at(0),
+        }
+    }
+
+    fn lease(holder: Holder, renewed: Timestamp) -> Lease {
+        Lease {
+            holder,
+            renewed,
+            expiry: Duration::from_secs(60),
+            state: LeaseState::default(),
+        }
+    }
+
+    #[test]
+    fn no_lease_is_created() {
+        assert_eq!(
+            decide_take(None, &holder("a", 1), at(0), None, false),
+            Take::Create
+        );
+    }
+
+    #[test]
+    fn a_live_holder_elsewhere_keeps_it_until_it_expires() {
+        let found = lease(holder("b", 7), at(100));
+        let me = holder("a", 1);
+        let Take::Refuse(held) = decide_take(Some((&found, 5)), &me, at(110), None, false) else {
+            panic!("a fresh lease of another host is refused");
+        };
+        assert_eq!(
+            (held.renewed_ago.as_secs(), held.expires_in.as_secs()),
+            (10, 50)
+        );
+        let text = held.to_string();
+        assert!(
+            text.contains("host b (pid 7") && text.contains("renewed 10 s ago"),
+            "{text}"
+        );
+        assert!(matches!(
+            decide_take(Some((&found, 5)), &me, at(160), None, false),
+            Take::Replace { generation: 5, .. }
+        ));
+        assert!(matches!(
+            decide_take(Some((&found, 5)), &me, at(110), None, true),
+            Take::Replace { generation: 5, .. }
+        ));
+    }
+
+    #[test]
+    fn a_dead_holder_on_this_host_is_replaced_at_once() {
+        let found = lease(holder("a", 7), at(100));
+        let me = holder("a", 9);
+        assert!(matches!(
+            decide_take(Some((&found, 3)), &me, at(101), Some(false), false),
+            Take::Replace { generation: 3, .. }
+        ));
+        assert!(matches!(
+            decide_take(Some((&found, 3)), &me, at(101), Some(true), false),
+            Take::Refuse(_)
+        ));
+    }
+
+    #[test]
+    fn a_refused_renewal_is_lost_only_to_another_holder() {
+        let me = holder("a", 1);
+        assert!(still_ours(Some(&lease(me.clone(), at(5))), &me));
+        assert!(!still_ours(Some(&lease(holder("b", 2), at(5))), &me));
+        assert!(!still_ours(None, &me));
+    }
+
+    #[test]
+    fn renewal_keeps_to_a_few_intervals() {
+        assert_eq!(
+            renewal(Duration::from_secs(10)),
+            (Duration::from_secs(10), Duration::from_secs(60))
+        );
+        assert_eq!(
+            renewal(Duration::from_millis(200)),
+            (Duration::from_secs(5), Duration::from_secs(30))
+        );
+    }
+
+    #[test]
+    fn the_lease_reads_back_as_written() {
+        let written = lease(holder("a", 1), at(5));
+        let json = serde_json::to_string(&written).unwrap();
+        assert_eq!(serde_json::from_str::<Lease>(&json).unwrap(), written);
+    }
+}
