@@ -16,7 +16,7 @@ use jobvault_core::machine::ListedObject;
 use tempfile::NamedTempFile;
 use time::OffsetDateTime;
 
-use super::{BackendError, ChunkReceiver};
+use super::{BackendError, ChunkReceiver, file_generations};
 use jobvault_core::FailureKind;
 
 /// Streamed reads hand out pieces of this size.
@@ -162,6 +162,30 @@ impl FileStore {
     pub async fn get(&self, name: &str) -> Result<Vec<u8>, BackendError> {
         let path = self.path(name);
         blocking(move || fs::read(&path).map_err(io_error)).await
+    }
+
+    pub async fn get_versioned(&self, name: &str) -> Result<Option<(Vec<u8>, i64)>, BackendError> {
+        let path = self.path(name);
+        blocking(move || file_generations::read(&path)).await
+    }
+
+    pub async fn put_if(
+        &self,
+        name: &str,
+        body: Vec<u8>,
+        if_generation: Option<i64>,
+    ) -> Result<i64, BackendError> {
+        let path = self.path(name);
+        blocking(move || file_generations::write(&path, &body, if_generation)).await
+    }
+
+    pub async fn delete_if(
+        &self,
+        name: &str,
+        if_generation: Option<i64>,
+    ) -> Result<(), BackendError> {
+        let path = self.path(name);
+        blocking(move || file_generations::delete(&path, if_generation)).await
     }
 
     /// Deletes an object, and the folders it leaves empty, as a bucket has

@@ -185,6 +185,19 @@ impl GcsStore {
         body: Vec<u8>,
         framing: &Framing,
     ) -> Result<(), BackendError> {
+        self.put_if(name, body, framing, None).await.map(drop)
+    }
+
+    /// Uploads an object in one request, only if its generation is
+    /// `if_generation` (0: only if there is none), when given. Returns the
+    /// generation written.
+    pub async fn put_if(
+        &self,
+        name: &str,
+        body: Vec<u8>,
+        framing: &Framing,
+        if_generation: Option<i64>,
+    ) -> Result<i64, BackendError> {
         let sent = crc32c::crc32c(&body);
         let metadata = serde_json::json!({
             "name": self.full_name(name),
@@ -205,9 +218,13 @@ impl GcsStore {
         );
         payload.extend_from_slice(&body);
         payload.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+        let url = match if_generation {
+            Some(generation) => format!("{}&ifGenerationMatch={generation}", self.upload_url),
+            None => self.upload_url.clone(),
+        };
         let mut request = self
             .http
-            .post(&self.upload_url)
+            .post(&url)
             .header(
                 reqwest::header::CONTENT_TYPE,
                 format!("multipart/related; boundary={boundary}"),
@@ -227,10 +244,13 @@ impl GcsStore {
         let status = response.status();
         let text = response.text().await.unwrap_or_default();
         if status.is_success() {
-            let stored = serde_json::from_str::<serde_json::Value>(&text)
-                .ok()
-                .and_then(|object| object["crc32c"].as_str().map(str::to_owned));
-            return self.confirm_stored(name, sent, stored.as_deref()).await;
+            let object = serde_json::from_str::<serde_json::Value>(&text).unwrap_or_default();
+            let stored = object["crc32c"].as_str();
+            self.confirm_stored(name, sent, stored).await?;
+            return Ok(object["generation"]
+                .as_str()
+                .and_then(|g| g.parse().ok())
+                .unwrap_or_default());
         }
         let message = serde_json::from_str::<serde_json::Value>(&text)
             .ok()
@@ -400,10 +420,48 @@ impl GcsStore {
             .map_err(backend_error)
     }
 
+    /// An object's bytes and generation, `None` if there is no such object.
+    /// The bytes are those of that generation, however the object changes
+    /// meanwhile.
+    pub async fn get_versioned(&self, name: &str) -> Result<Option<(Vec<u8>, i64)>, BackendError> {
+        let object = match self.client.get_object(&self.get_request(name)).await {
+            Ok(object) => object,
+            Err(e) => {
+                let e = backend_error(e);
+                return if e.kind == FailureKind::NotFound {
+                    Ok(None)
+                } else {
+                    Err(e)
+                };
+            }
+        };
+        let request = GetObjectRequest {
+            generation: Some(object.generation),
+            ..self.get_request(name)
+        };
+        let bytes = self
+            .client
+            .download_object(&request, &Range::default())
+            .await
+            .map_err(backend_error)?;
+        Ok(Some((bytes, object.generation)))
+    }
+
     pub async fn delete(&self, name: &str) -> Result<(), BackendError> {
+        self.delete_if(name, None).await
+    }
+
+    /// Deletes an object, only if its generation is `if_generation`, when
+    /// given.
+    pub async fn delete_if(
+        &self,
+        name: &str,
+        if_generation: Option<i64>,
+    ) -> Result<(), BackendError> {
         let request = DeleteObjectRequest {
             bucket: self.bucket.clone(),
             object: self.full_name(name),
+            if_generation_match: if_generation,
             ..DeleteObjectRequest::default()
         };
         self.client

@@ -4,6 +4,7 @@
 //! `job-backup/...`); the store adds and strips its own prefix.
 
 mod file;
+mod file_generations;
 mod gcs;
 mod url;
 
@@ -177,6 +178,41 @@ impl Store {
         let result = match &self.backend {
             Backend::Gcs(gcs) => gcs.get(name).await,
             Backend::File(file) => file.get(name).await,
+        };
+        result.map_err(|e| self.error(Some(name), e))
+    }
+
+    /// An object's bytes and generation; `None` if there is no such object.
+    pub async fn get_versioned(&self, name: &str) -> Result<Option<(Vec<u8>, i64)>, StoreError> {
+        let result = match &self.backend {
+            Backend::Gcs(gcs) => gcs.get_versioned(name).await,
+            Backend::File(file) => file.get_versioned(name).await,
+        };
+        result.map_err(|e| self.error(Some(name), e))
+    }
+
+    /// Writes a small object only if its generation is `if_generation` (0:
+    /// only if there is none); a conflict otherwise. Returns the generation
+    /// written.
+    pub async fn put_if(
+        &self,
+        name: &str,
+        body: Vec<u8>,
+        framing: &Framing,
+        if_generation: i64,
+    ) -> Result<i64, StoreError> {
+        let result = match &self.backend {
+            Backend::Gcs(gcs) => gcs.put_if(name, body, framing, Some(if_generation)).await,
+            Backend::File(file) => file.put_if(name, body, Some(if_generation)).await,
+        };
+        result.map_err(|e| self.error(Some(name), e))
+    }
+
+    /// Deletes an object only if its generation is `if_generation`.
+    pub async fn delete_if(&self, name: &str, if_generation: i64) -> Result<(), StoreError> {
+        let result = match &self.backend {
+            Backend::Gcs(gcs) => gcs.delete_if(name, Some(if_generation)).await,
+            Backend::File(file) => file.delete_if(name, Some(if_generation)).await,
         };
         result.map_err(|e| self.error(Some(name), e))
     }
