@@ -21,6 +21,7 @@ use crate::clock;
 use crate::control::{BackupRequest, Taken};
 use crate::db::JobDb;
 use crate::failure::ToFailure;
+use crate::lease::LeaseGate;
 use crate::metrics::UploadTimes;
 use crate::snapshot::carry_out;
 use crate::store::{Store, error_chain};
@@ -37,6 +38,8 @@ pub struct Daemon {
     /// How long in-flight work may take to finish after a stop signal.
     pub grace: Duration,
     pub upload_times: UploadTimes,
+    /// Store writes wait for the bucket prefix's lease.
+    pub lease: LeaseGate,
 }
 
 /// What the daemon shares with the tasks that execute commands.
@@ -48,6 +51,7 @@ struct Executor {
     triggers: TriggerDir,
     inputs: mpsc::UnboundedSender<Input>,
     upload_times: UploadTimes,
+    lease: LeaseGate,
 }
 
 impl Daemon {
@@ -77,6 +81,7 @@ impl Daemon {
             triggers: self.triggers,
             inputs,
             upload_times: self.upload_times,
+            lease: self.lease,
         };
         tokio::pin!(shutdown);
         let mut grace_ends: Option<tokio::time::Instant> = None;
@@ -232,6 +237,12 @@ impl Executor {
             Command::TakeSnapshot(order) => {
                 let executor = self.clone();
                 tokio::spawn(async move {
+                    if let Err(failure) = executor.lease.check() {
+                        return Input::SnapshotTaken {
+                            object: order.object,
+                            result: Err(failure),
+                        };
+                    }
                     let started = Instant::now();
                     let input = carry_out(&executor.db_path, &executor.store, order, None).await;
                     if matches!(input, Input::SnapshotTaken { result: Ok(_), .. }) {
@@ -266,6 +277,13 @@ impl Executor {
     }
 
     async fn upload_job(&self, upload: JobUpload) -> Input {
+        if let Err(failure) = self.lease.check() {
+            return Input::JobUploaded {
+                id: upload.envelope.id,
+                seq: upload.envelope.seq,
+                result: Err(failure),
+            };
+        }
         let started = Instant::now();
         let body = encode_job_object(&upload.envelope, &upload.framing);
         let bytes = body.len() as u64;

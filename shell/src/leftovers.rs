@@ -53,14 +53,31 @@ fn copy_pid(name: &str) -> Option<i32> {
 
 /// Whether a process with this pid runs (or cannot be told apart from one
 /// that does: a process of another user counts as running).
-fn is_running(pid: i32) -> bool {
+pub fn is_running(pid: i32) -> bool {
     let Some(pid) = rustix::process::Pid::from_raw(pid) else {
         return false;
     };
     match rustix::process::test_kill_process(pid) {
-        Ok(()) => true,
+        Ok(()) => !is_zombie(pid),
         Err(e) => e != rustix::io::Errno::SRCH,
     }
+}
+
+/// A process that exited and was not reaped yet (its parent died too, and
+/// nothing reaps orphans, as in some containers) still answers a signal
+/// test. Linux says so in `/proc`; elsewhere it counts as running.
+fn is_zombie(pid: rustix::process::Pid) -> bool {
+    std::fs::read_to_string(format!("/proc/{}/stat", pid.as_raw_nonzero()))
+        .ok()
+        .and_then(|stat| {
+            // The state follows the command name, which is in parentheses.
+            let after_name = &stat[stat.rfind(')')? + 1..];
+            after_name
+                .split_whitespace()
+                .next()
+                .map(|state| state == "Z")
+        })
+        .unwrap_or(false)
 }
 
 #[cfg(test)]

@@ -13,6 +13,7 @@ pub mod db;
 pub mod drive;
 pub mod failure;
 pub mod immediate;
+pub mod lease;
 pub mod leftovers;
 pub mod logging;
 pub mod metrics;

@@ -11,6 +11,7 @@ use clap::Args;
 use jobvault::clock;
 use jobvault::daemon::Daemon;
 use jobvault::db::JobDb;
+use jobvault::lease::LeaseGate;
 use jobvault::metrics::UploadTimes;
 use jobvault::restore::restore;
 use jobvault::sample;
@@ -89,6 +90,8 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
         },
         grace: Duration::from_secs(10),
         upload_times: UploadTimes::new(),
+        // The demo's directory is its own: no other daemon writes it.
+        lease: LeaseGate::alone(),
     };
     let (stop_daemon, stopped) = oneshot::channel::<()>();
     let (metrics, _) = watch::channel(Metrics::default());

@@ -11,12 +11,13 @@ use clap::Args;
 use jobvault::control::{AddressFile, BackupDesk, address_file};
 use jobvault::daemon::Daemon;
 use jobvault::db::JobDb;
+use jobvault::lease::{self, LeaseKeeper};
 use jobvault::leftovers;
 use jobvault::metrics::{self, UploadTimes};
 use jobvault::store::Store;
 use jobvault::triggers::TriggerDir;
 use jobvault_core::{Config, Metrics};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{error, info, warn};
 
 use super::backup::parse_name;
@@ -45,6 +46,10 @@ pub struct RunArgs {
     /// Where to serve Prometheus metrics (/metrics).
     #[arg(long, default_value = "127.0.0.1:9464", env = "JOBVAULT_METRICS_ADDR")]
     metrics_addr: SocketAddr,
+    /// Take the bucket prefix's lease even if another daemon holds it: only
+    /// when that daemon is gone for good (its host is down).
+    #[arg(long, env = "JOBVAULT_TAKEOVER")]
+    takeover: bool,
     /// After SIGTERM or SIGINT, how long work in flight may take to finish.
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration, env = "JOBVAULT_GRACE")]
     grace: Duration,
@@ -86,18 +91,28 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             "upgraded the job database's schema; every writer's change is tracked from now on"
         );
     }
-    let store = Store::connect(args.bucket.bucket).await?;
+    let store = Arc::new(Store::connect(args.bucket.bucket).await?);
     if let Err(e) = store.check().await {
-        // The bucket may come back; jobs stay pending until it does.
-        error!(error = %e, "the bucket cannot be reached; backups fail until it can");
+        // The bucket may come back; the lease is taken once it does.
+        error!(error = %e, "the bucket cannot be reached; waiting for it");
     }
+    let canonical = std::fs::canonicalize(&db_path)
+        .with_context(|| format!("cannot resolve {}", db_path.display()))?;
     remove_dead_copies();
     let triggers = TriggerDir::new(&args.workdir);
     triggers.create()?;
     let (metrics_tx, metrics_rx) = watch::channel(Metrics::default());
+    // Before the address file: a daemon refused the lease must not take
+    // `jobvault backup`'s requests from the one that holds it.
+    let (lease_gate, keeper) = LeaseKeeper::start(
+        store.clone(),
+        lease::me(&canonical),
+        args.interval,
+        args.takeover,
+        metrics_tx.subscribe(),
+    )
+    .await?;
     let (requests_tx, requests) = mpsc::channel(16);
-    let canonical = std::fs::canonicalize(&db_path)
-        .with_context(|| format!("cannot resolve {}", db_path.display()))?;
     let desk_db = canonical.clone();
     let desk = BackupDesk {
         db: canonical,
@@ -127,7 +142,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let daemon = Daemon {
         db_path,
         db,
-        store: Arc::new(store),
+        store,
         triggers,
         config: Config {
             interval: args.interval,
@@ -136,9 +151,26 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         },
         grace: args.grace,
         upload_times,
+        lease: lease_gate,
     };
-    daemon.run(metrics_tx, requests, stop_signal()).await;
-    Ok(ExitCode::SUCCESS)
+    let (lost_tx, lost_rx) = oneshot::channel();
+    let stop = async {
+        tokio::select! {
+            () = stop_signal() => {}
+            lost = keeper.lost() => {
+                error!(error = %lost, "the lease is lost; stopping");
+                let _ = lost_tx.send(lost);
+            }
+        }
+    };
+    daemon.run(metrics_tx, requests, stop).await;
+    match lost_rx.await {
+        Ok(lost) => Err(lost.into()),
+        Err(_) => {
+            keeper.release().await;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
 }
 
 /// Completes on SIGINT or SIGTERM.

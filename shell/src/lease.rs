@@ -1,0 +1,398 @@
+//! The one-writer lease, carried out against the store: taken once the
+//! daemon is up, renewed while it runs, given back when it stops. What to do
+//! at each point is the core's ([`jobvault_core::lease`]).
+//!
+//! The daemon runs while the lease is being taken (the bucket may be missing
+//! or refusing for a while), but writes nothing to the store until it holds
+//! it: each upload and snapshot is answered at once with why ([`LeaseGate`]),
+//! so the core backs off and counts trigger attempts as for any store error.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use jobvault_core::lease::{
+    Held, Holder, LEASE_OBJECT, Lease, LeaseState, Take, decide_take, renewal, still_ours,
+};
+use jobvault_core::object_name::Framing;
+use jobvault_core::{Failure, FailureKind, Metrics, Timestamp};
+use tokio::sync::{Mutex, oneshot, watch};
+use tracing::{info, warn};
+
+use crate::clock;
+use crate::leftovers::is_running;
+use crate::store::{Store, StoreError};
+
+/// Why a daemon does not hold the lease.
+#[derive(Debug, thiserror::Error)]
+pub enum LeaseError {
+    #[error("{location} is {held}")]
+    Held { location: String, held: Held },
+    #[error("{location}: the lease was taken over by jobvault on host {} (pid {}); stopping", .by.host, .by.pid)]
+    Lost { location: String, by: Holder },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{location} holds something that is not a jobvault lease: {why}")]
+    Unreadable { location: String, why: String },
+}
+
+/// A lease this daemon holds.
+#[derive(Debug)]
+pub struct HeldLease {
+    store: Arc<Store>,
+    lease: Lease,
+    generation: i64,
+    every: Duration,
+}
+
+/// This process, as the lease names it.
+pub fn me(db: &std::path::Path) -> Holder {
+    Holder {
+        host: rustix::system::uname()
+            .nodename()
+            .to_string_lossy()
+            .into_owned(),
+        pid: std::process::id(),
+        db: db.display().to_string(),
+        started: clock::now(),
+    }
+}
+
+/// Whether store writes may go: `None` while the lease is held, or why not.
+#[derive(Debug, Clone)]
+pub struct LeaseGate(watch::Receiver<Option<Failure>>);
+
+impl LeaseGate {
+    /// A gate that is always open: for a process that owns its store alone
+    /// (the demo's directory).
+    pub fn alone() -> Self {
+        LeaseGate(watch::channel(None).1)
+    }
+
+    /// `Ok` while the lease is held; the failure to report otherwise.
+    pub fn check(&self) -> Result<(), Failure> {
+        self.0.borrow().clone().map_or(Ok(()), Err)
+    }
+}
+
+/// Takes the lease, keeps it and gives it back, in the background.
+#[derive(Debug)]
+pub struct LeaseKeeper {
+    lost: Mutex<Option<oneshot::Receiver<LeaseError>>>,
+    release: oneshot::Sender<oneshot::Sender<()>>,
+}
+
+impl LeaseKeeper {
+    /// Tries to take the lease for `me` once, before the daemon starts: a
+    /// lease someone else holds is an error now. Store trouble is retried in
+    /// the background (the daemon runs; the gate holds its writes back). Once
+    /// held, the lease is renewed until it is lost ([`LeaseKeeper::lost`]) or
+    /// given back ([`LeaseKeeper::release`]).
+    pub async fn start(
+        store: Arc<Store>,
+        me: Holder,
+        interval: Duration,
+        takeover: bool,
+        metrics: watch::Receiver<Metrics>,
+    ) -> Result<(LeaseGate, LeaseKeeper), LeaseError> {
+        let taker = Taker {
+            store,
+            me,
+            interval,
+            takeover,
+        };
+        let (gate, gate_rx) = watch::channel(None);
+        let first = taker.take_once(&gate).await?;
+        let (lost_tx, lost) = oneshot::channel();
+        let (release, released) = oneshot::channel::<oneshot::Sender<()>>();
+        tokio::spawn(async move {
+            tokio::pin!(released);
+            let taken = match first {
+                Some(held) => Ok(held),
+                None => tokio::select! {
+                    taken = taker.take(&gate) => taken,
+                    done = &mut released => {
+                        if let Ok(done) = done {
+                            let _ = done.send(());
+                        }
+                        return;
+                    }
+                },
+            };
+            let lost = match taken {
+                Ok(held) => {
+                    gate.send_replace(None);
+                    match held.keep(metrics, &mut released).await {
+                        Some(lost) => lost,
+                        None => return,
+                    }
+                }
+                Err(lost) => lost,
+            };
+            gate.send_replace(Some(Failure::new(FailureKind::Conflict, lost.to_string())));
+            let _ = lost_tx.send(lost);
+        });
+        let keeper = LeaseKeeper {
+            lost: Mutex::new(Some(lost)),
+            release,
+        };
+        Ok((LeaseGate(gate_rx), keeper))
+    }
+
+    /// Completes if the lease is held by someone else, or lost to them.
+    pub async fn lost(&self) -> LeaseError {
+        let receiver = self.lost.lock().await.take();
+        match receiver {
+            Some(receiver) => match receiver.await {
+                Ok(lost) => lost,
+                Err(_) => std::future::pending().await,
+            },
+            None => std::future::pending().await,
+        }
+    }
+
+    /// Stops renewing and gives the lease back, if it was held.
+    pub async fn release(self) {
+        let (done, released) = oneshot::channel();
+        if self.release.send(done).is_ok() {
+            let _ = released.await;
+        }
+    }
+}
+
+/// Who takes the lease, and how.
+struct Taker {
+    store: Arc<Store>,
+    me: Holder,
+    interval: Duration,
+    takeover: bool,
+}
+
+impl Taker {
+    /// Takes the lease, retrying store trouble with a doubling wait; or says
+    /// who holds it.
+    async fn take(&self, gate: &watch::Sender<Option<Failure>>) -> Result<HeldLease, LeaseError> {
+        let mut wait = Duration::from_secs(1);
+        loop {
+            if let Some(held) = self.take_once(gate).await? {
+                return Ok(held);
+            }
+            tokio::time::sleep(wait).await;
+            wait = (wait * 2).min(Duration::from_secs(60));
+        }
+    }
+
+    /// Tries once: the lease, or `None` after store trouble (the gate then
+    /// says why writes wait), or who holds it.
+    async fn take_once(
+        &self,
+        gate: &watch::Sender<Option<Failure>>,
+    ) -> Result<Option<HeldLease>, LeaseError> {
+        let (every, expiry) = renewal(self.interval);
+        match try_take(&self.store, &self.me, expiry, self.takeover).await {
+            Ok((lease, generation)) => Ok(Some(HeldLease {
+                store: self.store.clone(),
+                lease,
+                generation,
+                every,
+            })),
+            Err(LeaseError::Store(e)) if retryable(&e) => {
+                warn!(error = %e, "cannot take the lease yet; nothing is written until then");
+                let why = format!("not written: jobvault does not hold the lease yet ({e})");
+                gate.send_replace(Some(Failure::new(e.kind, why)));
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// Store trouble, or a precondition that lost a race: try again. A missing
+/// bucket or a refused permission is retried too (slowly, by the doubling
+/// wait): the daemon keeps running until someone fixes it.
+fn retryable(error: &StoreError) -> bool {
+    matches!(
+        error.kind,
+        FailureKind::Transient
+            | FailureKind::Timeout
+            | FailureKind::Conflict
+            | FailureKind::NotFound
+            | FailureKind::Permission
+    )
+}
+
+async fn try_take(
+    store: &Store,
+    me: &Holder,
+    expiry: Duration,
+    takeover: bool,
+) -> Result<(Lease, i64), LeaseError> {
+    let found = read(store).await?;
+    let now = clock::now();
+    let runs_here = found.as_ref().and_then(|(lease, _)| {
+        (lease.holder.host == me.host).then(|| is_running(lease.holder.pid as i32))
+    });
+    let generation = match decide_take(
+        found.as_ref().map(|(l, g)| (l, *g)),
+        me,
+        now,
+        runs_here,
+        takeover,
+    ) {
+        Take::Create => 0,
+        Take::Replace { generation, why } => {
+            let (old, _) = found.as_ref().expect("a replaced lease was found");
+            info!(
+                holder = %format!("{} pid {}", old.holder.host, old.holder.pid),
+                why,
+                "taking over the lease"
+            );
+            generation
+        }
+        Take::Refuse(held) => {
+            return Err(LeaseError::Held {
+                location: store.location(LEASE_OBJECT),
+                held,
+            });
+        }
+    };
+    let lease = Lease {
+        holder: me.clone(),
+        renewed: now,
+        expiry,
+        state: LeaseState {
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            ..LeaseState::default()
+        },
+    };
+    let written = write(store, &lease, generation).await?;
+    Ok((lease, written))
+}
+
+/// The lease as stored, and its generation.
+pub async fn read(store: &Store) -> Result<Option<(Lease, i64)>, LeaseError> {
+    let Some((bytes, generation)) = store.get_versioned(LEASE_OBJECT).await? else {
+        return Ok(None);
+    };
+    // Stored as gzip, like every object; a store may serve it decompressed.
+    let json = if bytes.starts_with(b"{") {
+        bytes
+    } else {
+        gunzip(&bytes)
+    };
+    let lease = serde_json::from_slice(&json).map_err(|e| LeaseError::Unreadable {
+        location: store.location(LEASE_OBJECT),
+        why: e.to_string(),
+    })?;
+    Ok(Some((lease, generation)))
+}
+
+async fn write(store: &Store, lease: &Lease, if_generation: i64) -> Result<i64, StoreError> {
+    let body = serde_json::to_vec_pretty(lease).expect("a lease serializes");
+    let framing = Framing::for_object(LEASE_OBJECT, lease.renewed);
+    store
+        .put_if(LEASE_OBJECT, gzip(&body), &framing, if_generation)
+        .await
+}
+
+fn gunzip(bytes: &[u8]) -> Vec<u8> {
+    use std::io::Read;
+    let mut plain = Vec::new();
+    let _ = flate2::read::GzDecoder::new(bytes).read_to_end(&mut plain);
+    plain
+}
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut gz = flate2::GzBuilder::new().write(Vec::new(), flate2::Compression::default());
+    gz.write_all(bytes).expect("writing to a Vec cannot fail");
+    gz.finish().expect("writing to a Vec cannot fail")
+}
+
+impl HeldLease {
+    /// Renews the lease every period with the daemon's state from `metrics`
+    /// until it is lost (returns why), or until `released` asks for it back
+    /// (gives it back; returns `None`). Store trouble is retried at the next
+    /// renewal: the lease lasts several.
+    async fn keep(
+        mut self,
+        metrics: watch::Receiver<Metrics>,
+        released: &mut std::pin::Pin<&mut oneshot::Receiver<oneshot::Sender<()>>>,
+    ) -> Option<LeaseError> {
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep(self.every) => {}
+                done = &mut **released => {
+                    self.release().await;
+                    if let Ok(done) = done {
+                        let _ = done.send(());
+                    }
+                    return None;
+                }
+            }
+            let state = state_of(&metrics.borrow(), &self.lease.state.version);
+            match self.renew(state, clock::now()).await {
+                Ok(()) => {}
+                Err(LeaseError::Store(e)) => {
+                    warn!(error = %e, "renewing the lease failed; retrying")
+                }
+                Err(lost) => return Some(lost),
+            }
+        }
+    }
+
+    async fn renew(&mut self, state: LeaseState, now: Timestamp) -> Result<(), LeaseError> {
+        let renewed = Lease {
+            renewed: now,
+            state,
+            ..self.lease.clone()
+        };
+        match write(&self.store, &renewed, self.generation).await {
+            Ok(generation) => {
+                self.lease = renewed;
+                self.generation = generation;
+                Ok(())
+            }
+            Err(e) if e.kind == FailureKind::Conflict => self.after_conflict().await,
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// A renewal refused by its precondition: lost, unless the lease still
+    /// names us (an earlier renewal landed though its answer was lost).
+    async fn after_conflict(&mut self) -> Result<(), LeaseError> {
+        let found = read(&self.store).await?;
+        let current = found.as_ref().map(|(lease, _)| lease);
+        if current.is_none() {
+            // Removed by hand: ours again if still nobody's.
+            self.generation = write(&self.store, &self.lease, 0).await?;
+            return Ok(());
+        }
+        if still_ours(current, &self.lease.holder) {
+            let (lease, generation) = found.expect("a lease that is ours was found");
+            self.lease = lease;
+            self.generation = generation;
+            return Ok(());
+        }
+        Err(LeaseError::Lost {
+            location: self.store.location(LEASE_OBJECT),
+            by: current.map_or_else(|| self.lease.holder.clone(), |l| l.holder.clone()),
+        })
+    }
+
+    /// Gives the lease back, so the next daemon need not wait for it.
+    async fn release(self) {
+        if let Err(e) = self.store.delete_if(LEASE_OBJECT, self.generation).await {
+            warn!(error = %e, "could not give the lease back; it expires by itself");
+        }
+    }
+}
+
+fn state_of(metrics: &Metrics, version: &str) -> LeaseState {
+    LeaseState {
+        version: version.to_owned(),
+        cursor_seq: metrics.cursor.seq,
+        cursor_time: metrics.cursor.time,
+        caught_up: metrics.incremental_alive,
+        newest_snapshot: metrics.last_snapshot,
+    }
+}
