@@ -281,6 +281,12 @@ impl Daemon {
     pub fn kill(mut self) {
         self.signal("-KILL", Duration::from_secs(10));
     }
+
+    /// Waits for the daemon to exit by itself.
+    pub fn exited(mut self, timeout: Duration) -> ExitStatus {
+        let mut child = self.child.take().expect("running");
+        eventually("the daemon to exit", timeout, || child.try_wait().unwrap())
+    }
 }
 
 impl Drop for Daemon {

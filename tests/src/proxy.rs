@@ -108,8 +108,9 @@ impl Proxy {
         self.shared.corrupt_uploads.store(n, Ordering::SeqCst);
     }
 
-    /// Answers every upload with `status` (a 403, a 429, ...) as GCS words
-    /// it, without forwarding it, until called with `None`.
+    /// Answers every upload but the lease's with `status` (a 403, a 429,
+    /// ...) as GCS words it, without forwarding it, until called with `None`.
+    /// A refused request is seen as failed.
     pub fn refuse_uploads(&self, status: Option<u16>) {
         *self.shared.refuse_uploads.lock().unwrap() =
             status.map(|s| StatusCode::from_u16(s).expect("a valid status"));
@@ -160,17 +161,24 @@ async fn forward(
             "injected failure",
         ));
     }
-    let refusal = *shared.refuse_uploads.lock().unwrap();
-    if let Some(status) = refusal.filter(|_| path_and_query.starts_with("/upload/")) {
-        let _ = request.into_body().collect().await;
-        return Ok(gcs_error(status));
-    }
     let (mut parts, body) = request.into_parts();
     let mut body = body
         .collect()
         .await
         .map(|b| b.to_bytes())
         .unwrap_or_default();
+    let refusal = *shared.refuse_uploads.lock().unwrap();
+    let is_lease = body.windows(LEASE.len()).any(|w| w == LEASE);
+    if let Some(status) = refusal.filter(|_| path_and_query.starts_with("/upload/") && !is_lease) {
+        shared
+            .seen
+            .lock()
+            .unwrap()
+            .last_mut()
+            .expect("seen above")
+            .failed = true;
+        return Ok(gcs_error(status));
+    }
     let is_upload = path_and_query.contains("uploadType=multipart") || is_last_chunk(&parts);
     if is_upload
         && shared
@@ -225,6 +233,10 @@ fn corrupted(body: &Bytes) -> Bytes {
     }
     Bytes::from(bytes)
 }
+
+/// The lease object's name: its writes pass a refusal, so that the daemon
+/// under test keeps its lease.
+const LEASE: &[u8] = b"jobvault-lease.json";
 
 /// An error as GCS's JSON API words it.
 fn gcs_error(status: StatusCode) -> Response<Full<Bytes>> {

@@ -29,14 +29,21 @@ fn a_job_object_damaged_on_the_way_is_caught_and_sent_again() {
     let (emulator, proxy) = emulator_behind_proxy();
     let url = format!("gs://{}", emulator.new_bucket("damaged-job"));
     let workspace = Workspace::new();
-    workspace.put_jobs(&[json!({ "id": "j1", "name": "Build" })]);
-    proxy.corrupt_next_uploads(1);
+    workspace.put_jobs(&[]);
     let daemon = Daemon::start(&workspace, Some(&proxy.endpoint()), &url, "200ms", &[]);
+    let reader = StoreReader::connect(&url, Some(&emulator.endpoint()));
+    eventually("the lease taken", PATIENCE, || {
+        reader
+            .names("")
+            .contains(&"jobvault-lease.json".to_owned())
+            .then_some(())
+    });
+    proxy.corrupt_next_uploads(1);
+    workspace.put_jobs(&[json!({ "id": "j1", "name": "Build" })]);
     let db = JobDb::open(&workspace.db()).unwrap();
     eventually("the job in the bucket", PATIENCE, || {
         (db.cursor().unwrap().seq == 1).then_some(())
     });
-    let reader = StoreReader::connect(&url, Some(&emulator.endpoint()));
     let object = format!("job-backup/{}/j1.job", today());
     let stored = decode_job_object(&reader.get(&object)).expect("the object is whole");
     assert_eq!(

@@ -16,23 +16,44 @@ fn setup(name: &str) -> (Emulator, Proxy, Workspace, String) {
     let proxy = Proxy::start(proxy_port, emulator.address(), Duration::ZERO);
     let url = format!("gs://{}", emulator.new_bucket(name));
     let workspace = Workspace::new();
-    workspace.put_jobs(&[json!({ "id": "j1", "name": "Build" })]);
+    workspace.put_jobs(&[]);
     (emulator, proxy, workspace, url)
 }
 
-fn upload_attempts(proxy: &Proxy) -> usize {
+/// Starts the daemon, lets it take its lease, then has the store answer
+/// uploads with `status` and writes a job.
+fn daemon_facing(
+    status: u16,
+    proxy: &Proxy,
+    workspace: &Workspace,
+    url: &str,
+    interval: &str,
+) -> Daemon {
+    let daemon = Daemon::start(workspace, Some(&proxy.endpoint()), url, interval, &[]);
+    eventually("the lease taken", PATIENCE, || {
+        lease_taken(proxy).then_some(())
+    });
+    proxy.refuse_uploads(Some(status));
+    workspace.put_jobs(&[json!({ "id": "j1", "name": "Build" })]);
+    daemon
+}
+
+/// Uploads the store refused.
+fn refused(proxy: &Proxy) -> usize {
+    proxy.seen().iter().filter(|seen| seen.failed).count()
+}
+
+fn lease_taken(proxy: &Proxy) -> bool {
     proxy
         .seen()
         .iter()
-        .filter(|seen| seen.path_and_query.starts_with("/upload/"))
-        .count()
+        .any(|seen| seen.path_and_query.starts_with("/upload/"))
 }
 
 #[test]
 fn a_403_is_said_once_naming_the_bucket_counted_and_not_retried_soon() {
     let (_emulator, proxy, workspace, url) = setup("refusing");
-    proxy.refuse_uploads(Some(403));
-    let daemon = Daemon::start(&workspace, Some(&proxy.endpoint()), &url, "200ms", &[]);
+    let daemon = daemon_facing(403, &proxy, &workspace, &url, "200ms");
     let bucket = url.trim_start_matches("gs://");
     eventually("the refusal in the log", PATIENCE, || {
         daemon
@@ -42,7 +63,7 @@ fn a_403_is_said_once_naming_the_bucket_counted_and_not_retried_soon() {
     });
     // Ten intervals later: no second try, and still running.
     std::thread::sleep(Duration::from_secs(2));
-    assert_eq!(upload_attempts(&proxy), 1, "retried before five minutes");
+    assert_eq!(refused(&proxy), 1, "retried before five minutes");
     let log = daemon.log();
     let said: Vec<&str> = log
         .lines()
@@ -69,17 +90,19 @@ fn a_403_is_said_once_naming_the_bucket_counted_and_not_retried_soon() {
 #[test]
 fn a_429_is_retried_after_a_growing_wait_until_the_job_lands() {
     let (_emulator, proxy, workspace, url) = setup("throttled");
-    proxy.refuse_uploads(Some(429));
-    let daemon = Daemon::start(&workspace, Some(&proxy.endpoint()), &url, "10s", &[]);
-    let started = Instant::now();
-    eventually("three throttled attempts", PATIENCE, || {
-        (upload_attempts(&proxy) >= 3).then_some(())
+    let daemon = daemon_facing(429, &proxy, &workspace, &url, "10s");
+    eventually("the first throttled attempt", PATIENCE, || {
+        (refused(&proxy) >= 1).then_some(())
     });
-    // Waits of about 1 s then 2 s (each between half and all of that), not
-    // the 10 s interval, and not at once.
+    let started = Instant::now();
+    eventually("two more throttled attempts", PATIENCE, || {
+        (refused(&proxy) >= 3).then_some(())
+    });
+    // Waits of about 1 s then 2 s (no sooner than a second apart: one write
+    // a second per object), not the 10 s interval, and not at once.
     let took = started.elapsed();
-    assert!(took >= Duration::from_millis(1400), "{took:?}");
-    assert!(took < Duration::from_secs(10), "{took:?}");
+    assert!(took >= Duration::from_millis(1900), "{took:?}");
+    assert!(took < Duration::from_secs(9), "{took:?}");
     proxy.refuse_uploads(None);
     let db = JobDb::open(&workspace.db()).unwrap();
     eventually("the job in the bucket", PATIENCE, || {

@@ -1,0 +1,124 @@
+//! One writer per bucket prefix: the lease object, taken and renewed with
+//! generation preconditions, which the emulator honours on uploads.
+
+use std::time::Duration;
+
+use jobvault::db::JobDb;
+use jobvault_tests::{
+    Daemon, Emulator, StoreReader, Workspace, eventually, gunzip, jobvault, stderr,
+};
+use serde_json::json;
+
+const LEASE: &str = "jobvault-lease.json";
+
+fn lease(reader: &StoreReader) -> Option<serde_json::Value> {
+    reader
+        .names("")
+        .contains(&LEASE.to_owned())
+        .then(|| serde_json::from_slice(&gunzip(&reader.get(LEASE)).1).unwrap())
+}
+
+#[test]
+fn a_second_daemon_on_the_prefix_exits_naming_the_holder() {
+    let emulator = Emulator::shared();
+    let url = format!("gs://{}/prod", emulator.new_bucket("lease-two"));
+    let first_place = Workspace::new();
+    first_place.put_jobs(&[json!({ "id": "a", "name": "A" })]);
+    let first = Daemon::start(&first_place, Some(&emulator.endpoint()), &url, "200ms", &[]);
+
+    // A restored copy brought up elsewhere, pointed at the same prefix.
+    let second_place = Workspace::new();
+    second_place.put_jobs(&[json!({ "id": "b", "name": "B" })]);
+    let output = jobvault(Some(&emulator.endpoint()))
+        .args([
+            "run",
+            "--bucket",
+            &url,
+            "--interval",
+            "200ms",
+            "--metrics-addr",
+            "127.0.0.1:0",
+        ])
+        .arg("--db")
+        .arg(second_place.db())
+        .arg("--workdir")
+        .arg(second_place.workdir())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let said = stderr(&output);
+    let last = said.lines().last().unwrap();
+    assert!(
+        last.starts_with("jobvault: error: ")
+            && last.contains(&format!("{url}/{LEASE} is held by jobvault on host"))
+            && last.contains(&format!("(pid {}", first.pid()))
+            && last.contains("s ago"),
+        "{said}"
+    );
+    let reader = StoreReader::connect(&url, Some(&emulator.endpoint()));
+    assert!(
+        !reader
+            .names("job-backup/")
+            .iter()
+            .any(|n| n.ends_with("/b.job")),
+        "the second daemon wrote nothing"
+    );
+}
+
+#[test]
+fn a_restart_after_kill_9_takes_the_lease_at_once_and_a_stop_gives_it_back() {
+    let emulator = Emulator::shared();
+    let url = format!("gs://{}", emulator.new_bucket("lease-restart"));
+    let reader = StoreReader::connect(&url, Some(&emulator.endpoint()));
+    let workspace = Workspace::new();
+    workspace.put_jobs(&[json!({ "id": "a", "name": "A" })]);
+    let first = Daemon::start(&workspace, Some(&emulator.endpoint()), &url, "200ms", &[]);
+    let first_pid = first.pid();
+    first.kill();
+    assert_eq!(lease(&reader).unwrap()["holder"]["pid"], first_pid);
+
+    let second = Daemon::start(&workspace, Some(&emulator.endpoint()), &url, "200ms", &[]);
+    assert!(
+        second
+            .log()
+            .contains("its holder ran on this host and no longer runs"),
+        "{}",
+        second.log()
+    );
+    let held = lease(&reader).unwrap();
+    assert_eq!(held["holder"]["pid"], second.pid());
+    assert!(second.stop().success());
+    assert_eq!(lease(&reader), None, "a graceful stop gives the lease back");
+}
+
+#[test]
+fn the_lease_carries_the_daemons_state_and_a_takeover_stops_the_old_holder() {
+    let emulator = Emulator::shared();
+    let url = format!("gs://{}", emulator.new_bucket("lease-state"));
+    let reader = StoreReader::connect(&url, Some(&emulator.endpoint()));
+    let workspace = Workspace::new();
+    workspace.put_jobs(&[json!({ "id": "a", "name": "A" })]);
+    let first = Daemon::start(&workspace, Some(&emulator.endpoint()), &url, "200ms", &[]);
+    let db = JobDb::open(&workspace.db()).unwrap();
+    eventually("the job in the bucket", Duration::from_secs(30), || {
+        (db.cursor().unwrap().seq == 1).then_some(())
+    });
+    // Renewed every 5 s at the shortest.
+    let renewed = eventually("a renewal with the cursor", Duration::from_secs(15), || {
+        lease(&reader).filter(|l| l["state"]["cursor_seq"] == 1)
+    });
+    assert!(renewed["state"]["caught_up"].is_string(), "{renewed}");
+
+    let other = Workspace::new();
+    other.put_jobs(&[json!({ "id": "b", "name": "B" })]);
+    let second = Daemon::start(
+        &other,
+        Some(&emulator.endpoint()),
+        &url,
+        "200ms",
+        &["--takeover"],
+    );
+    let status = first.exited(Duration::from_secs(20));
+    assert_eq!(status.code(), Some(1));
+    assert_eq!(lease(&reader).unwrap()["holder"]["pid"], second.pid());
+}
