@@ -125,7 +125,7 @@ impl StoreBackoff {
                 }
                 Change::Closed(until)
             }
-            Verdict::Unwell if self.closed_until.is_some() => Change::None,
+            Verdict::Unwell if !self.is_open(now) => Change::None,
             Verdict::Unwell => {
                 self.rounds = self.rounds.saturating_add(1);
                 let until = now + jittered(exponential(self.rounds), now);

@@ -174,7 +174,8 @@ impl Incremental {
             .backoff
             .closed_until()
             .filter(|_| !self.waiting.is_empty() || !self.ready.is_empty());
-        match (gate, self.held_until) {
+        let held = self.held_until.filter(|_| !self.ready.is_empty());
+        match (gate, held) {
             (Some(a), Some(b)) => Some(a.max(b)),
             (a, b) => a.or(b),
         }
@@ -544,6 +545,7 @@ impl Incremental {
         self.batches.clear();
         self.ready.clear();
         self.waiting.clear();
+        self.held_until = None;
         self.more_to_read = false;
         if let Some(saving) = &mut self.saving {
             saving.stale = true;

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use tracing::warn;
 
-pub use backoff::{FIRST_RETRY, LONGEST_RETRY, REFUSED_RETRY};
+pub use backoff::{FIRST_RETRY, REFUSED_RETRY};
 pub use incremental::OBJECT_WRITE_SPACING;
 pub use io::{
     COMMAND_DEADLINE, ChangeBatch, Command, Cursor, Failure, FailureKind, Input, JobUpload,
