@@ -22,7 +22,6 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::machine::Cursor;
 use crate::timestamp::Timestamp;
 
 /// The lease's object name, under the prefix, beside `db-backup/` and
@@ -32,11 +31,31 @@ pub const LEASE_OBJECT: &str = "jobvault-lease.json";
 /// A daemon, as far as another needs to tell whether it still runs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Holder {
+    /// The host's name, for people.
     pub host: String,
+    /// The machine (its machine id): two hosts may share a name.
+    pub machine: String,
+    /// The machine's boot (its boot id): a process of an earlier boot runs
+    /// no more, whatever its pid.
+    pub boot: String,
     pub pid: u32,
     pub db: String,
     /// When the daemon started: a pid is reused, a start time is not.
     pub started: Timestamp,
+}
+
+impl Holder {
+    /// Whether `other` ran on this machine.
+    pub fn same_machine(&self, other: &Holder) -> bool {
+        self.machine == other.machine
+    }
+
+    /// Whether `other`, on this machine, certainly runs no more: it ran in
+    /// an earlier boot, or its pid is ours (a container restarted with the
+    /// same pid). Otherwise only a look at its pid can tell.
+    pub fn outlived(&self, other: &Holder) -> bool {
+        other.boot != self.boot || other.pid == self.pid
+    }
 }
 
 /// What the lease object holds.
@@ -60,15 +79,6 @@ pub struct LeaseState {
     pub caught_up: Option<Timestamp>,
     /// When the holder last uploaded a snapshot.
     pub newest_snapshot: Option<Timestamp>,
-}
-
-impl LeaseState {
-    pub fn cursor(&self) -> Cursor {
-        Cursor {
-            seq: self.cursor_seq,
-            time: self.cursor_time,
-        }
-    }
 }
 
 /// How often a daemon with `interval` renews its lease, and how long the
@@ -112,8 +122,8 @@ impl fmt::Display for Held {
     }
 }
 
-/// Whether the lease's holder runs, as this host can tell: `None` when it
-/// ran on another host.
+/// Whether the lease's holder runs, as this machine can tell: `None` when it
+/// ran on another machine.
 pub type RunsHere = Option<bool>;
 
 /// Decides whether `me` takes the lease `found` (with its generation) at
@@ -131,7 +141,7 @@ pub fn decide_take(
     let expires = lease.renewed + lease.expiry;
     let why = if takeover {
         "--takeover"
-    } else if lease.holder.host == me.host && runs_here == Some(false) {
+    } else if me.same_machine(&lease.holder) && runs_here == Some(false) {
         "its holder ran on this host and no longer runs"
     } else if now >= expires {
         "it expired"
@@ -176,6 +186,8 @@ mod tests {
     fn holder(host: &str, pid: u32) -> Holder {
         Holder {
             host: host.to_owned(),
+            machine: format!("machine-{host}"),
+            boot: "boot-1".to_owned(),
             pid,
             db: "/var/lib/s/jobs.db".to_owned(),
             started: at(0),
@@ -237,6 +249,22 @@ mod tests {
             decide_take(Some((&found, 3)), &me, at(101), Some(true), false),
             Take::Refuse(_)
         ));
+    }
+
+    #[test]
+    fn a_holder_of_an_earlier_boot_or_with_our_own_pid_runs_no_more() {
+        let me = holder("a", 1);
+        let rebooted = Holder {
+            boot: "boot-0".to_owned(),
+            ..holder("a", 7)
+        };
+        assert!(me.outlived(&rebooted));
+        assert!(me.outlived(&Holder {
+            started: at(-60),
+            ..holder("a", 1)
+        }));
+        assert!(!me.outlived(&holder("a", 7)));
+        assert!(!me.same_machine(&holder("b", 7)), "a name is not a machine");
     }
 
     #[test]
