@@ -44,13 +44,23 @@ pub struct HeldLease {
     every: Duration,
 }
 
-/// This process, as the lease names it.
+/// This process, as the lease names it. The machine is its machine id and
+/// the boot its boot id where Linux has them, the host name otherwise.
 pub fn me(db: &std::path::Path) -> Holder {
+    let host = rustix::system::uname()
+        .nodename()
+        .to_string_lossy()
+        .into_owned();
+    let read = |path: &str| {
+        std::fs::read_to_string(path)
+            .map(|text| text.trim().to_owned())
+            .ok()
+            .filter(|text| !text.is_empty())
+    };
     Holder {
-        host: rustix::system::uname()
-            .nodename()
-            .to_string_lossy()
-            .into_owned(),
+        machine: read("/etc/machine-id").unwrap_or_else(|| host.clone()),
+        boot: read("/proc/sys/kernel/random/boot_id").unwrap_or_default(),
+        host,
         pid: std::process::id(),
         db: db.display().to_string(),
         started: clock::now(),
@@ -121,7 +131,7 @@ impl LeaseKeeper {
             let lost = match taken {
                 Ok(held) => {
                     gate.send_replace(None);
-                    match held.keep(metrics, &mut released).await {
+                    match held.keep(metrics, &gate, &mut released).await {
                         Some(lost) => lost,
                         None => return,
                     }
@@ -198,7 +208,7 @@ impl Taker {
             Err(LeaseError::Store(e)) if retryable(&e) => {
                 warn!(error = %e, "cannot take the lease yet; nothing is written until then");
                 let why = format!("not written: jobvault does not hold the lease yet ({e})");
-                gate.send_replace(Some(Failure::new(e.kind, why)));
+                gate.send_replace(Some(Failure::new(FailureKind::Transient, why)));
                 Ok(None)
             }
             Err(e) => Err(e),
@@ -229,7 +239,9 @@ async fn try_take(
     let found = read(store).await?;
     let now = clock::now();
     let runs_here = found.as_ref().and_then(|(lease, _)| {
-        (lease.holder.host == me.host).then(|| is_running(lease.holder.pid as i32))
+        let holder = &lease.holder;
+        me.same_machine(holder)
+            .then(|| !me.outlived(holder) && is_running(holder.pid as i32))
     });
     let generation = match decide_take(
         found.as_ref().map(|(l, g)| (l, *g)),
@@ -269,7 +281,7 @@ async fn try_take(
 }
 
 /// The lease as stored, and its generation.
-pub async fn read(store: &Store) -> Result<Option<(Lease, i64)>, LeaseError> {
+async fn read(store: &Store) -> Result<Option<(Lease, i64)>, LeaseError> {
     let Some((bytes, generation)) = store.get_versioned(LEASE_OBJECT).await? else {
         return Ok(None);
     };
@@ -312,12 +324,17 @@ impl HeldLease {
     /// Renews the lease every period with the daemon's state from `metrics`
     /// until it is lost (returns why), or until `released` asks for it back
     /// (gives it back; returns `None`). Store trouble is retried at the next
-    /// renewal: the lease lasts several.
+    /// renewal: the lease lasts several. Once half its expiry has passed
+    /// without a renewal, the gate holds writes back: another daemon may soon
+    /// take the lease, and this one would not know until a renewal got
+    /// through.
     async fn keep(
         mut self,
         metrics: watch::Receiver<Metrics>,
+        gate: &watch::Sender<Option<Failure>>,
         released: &mut std::pin::Pin<&mut oneshot::Receiver<oneshot::Sender<()>>>,
     ) -> Option<LeaseError> {
+        let mut renewed = std::time::Instant::now();
         loop {
             tokio::select! {
                 () = tokio::time::sleep(self.every) => {}
@@ -331,9 +348,20 @@ impl HeldLease {
             }
             let state = state_of(&metrics.borrow(), &self.lease.state.version);
             match self.renew(state, clock::now()).await {
-                Ok(()) => {}
+                Ok(()) => {
+                    renewed = std::time::Instant::now();
+                    gate.send_replace(None);
+                }
                 Err(LeaseError::Store(e)) => {
-                    warn!(error = %e, "renewing the lease failed; retrying")
+                    warn!(error = %e, "renewing the lease failed; retrying");
+                    let unrenewed = renewed.elapsed();
+                    if unrenewed > self.lease.expiry / 2 {
+                        let why = format!(
+                            "not written: the lease could not be renewed for {} s ({e})",
+                            unrenewed.as_secs()
+                        );
+                        gate.send_replace(Some(Failure::new(FailureKind::Transient, why)));
+                    }
                 }
                 Err(lost) => return Some(lost),
             }

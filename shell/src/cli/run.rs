@@ -47,8 +47,9 @@ pub struct RunArgs {
     #[arg(long, default_value = "127.0.0.1:9464", env = "JOBVAULT_METRICS_ADDR")]
     metrics_addr: SocketAddr,
     /// Take the bucket prefix's lease even if another daemon holds it: only
-    /// when that daemon is gone for good (its host is down).
-    #[arg(long, env = "JOBVAULT_TAKEOVER")]
+    /// when that daemon is gone for good (its host is down). The one flag not
+    /// read from the environment: left set, every restart would take over.
+    #[arg(long)]
     takeover: bool,
     /// After SIGTERM or SIGINT, how long work in flight may take to finish.
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration, env = "JOBVAULT_GRACE")]

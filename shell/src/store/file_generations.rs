@@ -2,8 +2,8 @@
 //! condition that nobody wrote since, as GCS does with `ifGenerationMatch`:
 //! the one-writer lease needs it. A file's generation is its modification
 //! time in nanoseconds; checking it and writing happen under an exclusive
-//! lock on a hidden file beside the object, so two processes on this host
-//! cannot both win.
+//! lock on the object's folder, so two processes on this host cannot both
+//! win. The folder must exist: a missing bucket is not made by a write.
 
 use std::fs::{self, File};
 use std::io::{self, Write};
@@ -14,21 +14,15 @@ use rustix::fs::{FlockOperation, flock};
 
 use super::BackendError;
 
-/// Holds the object's lock while alive.
+/// Holds the lock on an object's folder while alive.
 struct Locked {
-    _file: File,
+    _folder: File,
 }
 
 fn lock(path: &Path) -> io::Result<Locked> {
-    let folder = path.parent().expect("object paths have a folder");
-    fs::create_dir_all(folder)?;
-    let name = path
-        .file_name()
-        .expect("object paths have a name")
-        .to_string_lossy();
-    let file = File::create(folder.join(format!(".{name}.lock")))?;
-    flock(&file, FlockOperation::LockExclusive)?;
-    Ok(Locked { _file: file })
+    let folder = File::open(path.parent().expect("object paths have a folder"))?;
+    flock(&folder, FlockOperation::LockExclusive)?;
+    Ok(Locked { _folder: folder })
 }
 
 /// The generation of the file at `path`; 0 if there is none.
@@ -84,18 +78,25 @@ pub(super) fn write(path: &Path, body: &[u8], wanted: Option<i64>) -> Result<i64
     file.write_all(body).map_err(io_error)?;
     file.sync_all().map_err(io_error)?;
     fs::rename(&temp, path).map_err(io_error)?;
-    // A write within the clock's resolution of the last keeps the old time.
-    let mut written = generation(path).map_err(io_error)?;
-    if written <= found {
-        written = found + 1;
-        let at = std::time::UNIX_EPOCH + std::time::Duration::from_nanos(written as u64);
-        File::options()
-            .write(true)
-            .open(path)
-            .and_then(|f| f.set_modified(at))
-            .map_err(io_error)?;
+    newer_than(path, found).map_err(io_error)
+}
+
+/// The file's generation, moved past `found` if the write kept it (a write
+/// within the clock's or the file system's resolution of the last one), by
+/// the smallest step the file system keeps.
+fn newer_than(path: &Path, found: i64) -> io::Result<i64> {
+    for step in [1, 1_000, 1_000_000, 1_000_000_000, 2_000_000_000] {
+        let written = generation(path)?;
+        if written > found {
+            return Ok(written);
+        }
+        let at = std::time::UNIX_EPOCH + std::time::Duration::from_nanos((found + step) as u64);
+        File::options().write(true).open(path)?.set_modified(at)?;
     }
-    Ok(written)
+    Err(io::Error::other(format!(
+        "{}: the file system keeps no modification time that moves",
+        path.display()
+    )))
 }
 
 /// Deletes the file at `path` if its generation is `wanted` (when given).

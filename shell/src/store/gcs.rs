@@ -185,7 +185,7 @@ impl GcsStore {
         body: Vec<u8>,
         framing: &Framing,
     ) -> Result<(), BackendError> {
-        self.put_if(name, body, framing, None).await.map(drop)
+        self.upload(name, body, framing, None).await.map(drop)
     }
 
     /// Uploads an object in one request, only if its generation is
@@ -196,8 +196,21 @@ impl GcsStore {
         name: &str,
         body: Vec<u8>,
         framing: &Framing,
-        if_generation: Option<i64>,
+        if_generation: i64,
     ) -> Result<i64, BackendError> {
+        self.upload(name, body, framing, Some(if_generation))
+            .await?
+            .ok_or_else(|| BackendError::new("the store did not say which generation it wrote"))
+    }
+
+    /// One upload request; the generation written, if the store said.
+    async fn upload(
+        &self,
+        name: &str,
+        body: Vec<u8>,
+        framing: &Framing,
+        if_generation: Option<i64>,
+    ) -> Result<Option<i64>, BackendError> {
         let sent = crc32c::crc32c(&body);
         let metadata = serde_json::json!({
             "name": self.full_name(name),
@@ -245,12 +258,10 @@ impl GcsStore {
         let text = response.text().await.unwrap_or_default();
         if status.is_success() {
             let object = serde_json::from_str::<serde_json::Value>(&text).unwrap_or_default();
-            let stored = object["crc32c"].as_str();
-            self.confirm_stored(name, sent, stored).await?;
-            return Ok(object["generation"]
-                .as_str()
-                .and_then(|g| g.parse().ok())
-                .unwrap_or_default());
+            let generation = object["generation"].as_str().and_then(|g| g.parse().ok());
+            self.confirm_stored(name, sent, object["crc32c"].as_str(), generation)
+                .await?;
+            return Ok(generation);
         }
         let message = serde_json::from_str::<serde_json::Value>(&text)
             .ok()
@@ -304,8 +315,10 @@ impl GcsStore {
             let stored = send_chunk(&session, chunk.bytes, offset, total).await?;
             offset = end;
             if chunk.last {
-                let stored = stored.and_then(|object| object.crc32c);
-                self.confirm_stored(name, sent, stored.as_deref()).await?;
+                let (crc, generation) =
+                    stored.map_or((None, None), |o| (o.crc32c, Some(o.generation)));
+                self.confirm_stored(name, sent, crc.as_deref(), generation)
+                    .await?;
                 return Ok(offset);
             }
             chunk = next_chunk(&mut chunks).await?;
@@ -315,13 +328,15 @@ impl GcsStore {
     /// Checks the CRC32C the store computed for what it stored against the
     /// one of the bytes sent. GCS itself refuses an upload whose declared
     /// CRC32C does not match; a store that does not (the emulator) is caught
-    /// here, and the damaged object is deleted rather than left to fail a
+    /// here, and the damaged object is deleted (that generation only, so a
+    /// newer one another writer put there stays) rather than left to fail a
     /// restore.
     async fn confirm_stored(
         &self,
         name: &str,
         sent: u32,
         stored: Option<&str>,
+        generation: Option<i64>,
     ) -> Result<(), BackendError> {
         let Some(stored) = stored else {
             return Ok(());
@@ -329,7 +344,7 @@ impl GcsStore {
         if stored == crc32c_base64(sent) {
             return Ok(());
         }
-        let deleted = match self.delete(name).await {
+        let deleted = match self.delete_if(name, generation).await {
             Ok(()) => "deleted it",
             Err(_) => "could not delete it",
         };
@@ -510,9 +525,8 @@ async fn next_chunk(chunks: &mut ChunkReceiver) -> Result<Chunk, BackendError> {
 /// Sends bytes `offset..offset + bytes.len()` of a resumable upload, retrying
 /// this chunk alone when it fails. Every chunk response says how much the
 /// store holds, and a retry sends only what it lacks. (No separate status
-/// query: the emulator treats one as the end of the upload.)
-/// Sends one chunk of a resumable upload, resending what the store did not
-/// keep. Returns the object once the last chunk completes it.
+/// query: the emulator treats one as the end of the upload.) Returns the
+/// object once the last chunk completes it.
 async fn send_chunk(
     session: &ResumableUploadClient,
     bytes: Bytes,

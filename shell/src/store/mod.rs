@@ -202,7 +202,7 @@ impl Store {
         if_generation: i64,
     ) -> Result<i64, StoreError> {
         let result = match &self.backend {
-            Backend::Gcs(gcs) => gcs.put_if(name, body, framing, Some(if_generation)).await,
+            Backend::Gcs(gcs) => gcs.put_if(name, body, framing, if_generation).await,
             Backend::File(file) => file.put_if(name, body, Some(if_generation)).await,
         };
         result.map_err(|e| self.error(Some(name), e))
