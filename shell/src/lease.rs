@@ -281,7 +281,7 @@ async fn try_take(
 }
 
 /// The lease as stored, and its generation.
-async fn read(store: &Store) -> Result<Option<(Lease, i64)>, LeaseError> {
+pub async fn read(store: &Store) -> Result<Option<(Lease, i64)>, LeaseError> {
     let Some((bytes, generation)) = store.get_versioned(LEASE_OBJECT).await? else {
         return Ok(None);
     };

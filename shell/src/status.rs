@@ -1,4 +1,9 @@
 //! How fresh the backups in a bucket are, for the person on call.
+//!
+//! A running daemon says how far it got in its lease: one object to read.
+//! Only without a lease (no daemon, or the first release's) does `status`
+//! list the day's job objects to find the newest upload, which costs more
+//! the more jobs changed that day.
 
 use std::time::Duration;
 
@@ -8,7 +13,10 @@ use jobvault_core::object_name::{ObjectKind, parse_object_name};
 use jobvault_core::retrieval::newest_object;
 use serde::Serialize;
 
+use jobvault_core::lease::Lease;
+
 use crate::drive::{DriveError, find_newest, list_range};
+use crate::lease::{self, LeaseError};
 use crate::store::Store;
 
 /// A snapshot older than this is a problem: snapshots are daily.
@@ -26,14 +34,35 @@ pub struct ObjectStatus {
     pub size: u64,
 }
 
+/// The daemon holding the bucket prefix's lease, as its lease says.
+#[derive(Debug, Clone, Serialize)]
+pub struct DaemonStatus {
+    pub host: String,
+    pub pid: u32,
+    pub database: String,
+    pub renewed_seconds_ago: u64,
+    /// Every change up to this sequence is in the bucket.
+    pub cursor_seq: u64,
+    /// When the daemon last had every change in the bucket.
+    pub caught_up: Option<String>,
+    pub caught_up_seconds_ago: Option<u64>,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Status {
     pub bucket: String,
     pub newest_snapshot: Option<ObjectStatus>,
     pub snapshots_last_24h: usize,
+    /// From the lease, when a daemon holds it.
+    pub daemon: Option<DaemonStatus>,
+    /// From a listing, when no daemon holds the lease.
     pub newest_job_upload: Option<ObjectStatus>,
     pub warnings: Vec<String>,
 }
+
+/// A daemon that has not caught up for this long has fallen behind, as the
+/// `JobvaultIncrementalStalled` alert says.
+const CAUGHT_UP_WARN_AGE: Duration = Duration::from_secs(600);
 
 fn describe(object: &ListedObject, now: Timestamp) -> ObjectStatus {
     ObjectStatus {
@@ -64,13 +93,20 @@ pub async fn status(
         Some(newest) => Some(newest.clone()),
         None => find_newest(store, ObjectKind::Snapshot).await?,
     };
-    let recent_jobs = list_range(store, ObjectKind::Job, day_ago, now, concurrency).await?;
-    let newest_job = match newest_object(ObjectKind::Job, &recent_jobs) {
-        Some(newest) => Some(newest.clone()),
-        None => find_newest(store, ObjectKind::Job).await?,
+    let daemon = match lease::read(store).await {
+        Ok(found) => found.map(|(lease, _)| daemon_status(&lease, now)),
+        Err(LeaseError::Store(e)) => return Err(e.into()),
+        Err(_) => None,
+    };
+    let newest_job = match &daemon {
+        Some(_) => None,
+        None => newest_job_upload(store, now, concurrency).await?,
     };
 
     let mut warnings = Vec::new();
+    if let Some(daemon) = &daemon {
+        warnings.extend(daemon_warnings(daemon));
+    }
     match &newest_snapshot {
         None => warnings.push("no snapshot in the bucket".to_owned()),
         Some(snapshot) => {
@@ -96,9 +132,59 @@ pub async fn status(
         bucket: store.url().to_string(),
         newest_snapshot: newest_snapshot.map(|o| describe(&o, now)),
         snapshots_last_24h,
+        daemon,
         newest_job_upload: newest_job.map(|o| describe(&o, now)),
         warnings,
     })
+}
+
+/// The newest job object, from a listing of the last day (further back only
+/// when it holds none).
+async fn newest_job_upload(
+    store: &Store,
+    now: Timestamp,
+    concurrency: usize,
+) -> Result<Option<ListedObject>, DriveError> {
+    let recent = list_range(store, ObjectKind::Job, now - DAY, now, concurrency).await?;
+    Ok(match newest_object(ObjectKind::Job, &recent) {
+        Some(newest) => Some(newest.clone()),
+        None => find_newest(store, ObjectKind::Job).await?,
+    })
+}
+
+fn daemon_status(lease: &Lease, now: Timestamp) -> DaemonStatus {
+    let caught_up = lease.state.caught_up;
+    DaemonStatus {
+        host: lease.holder.host.clone(),
+        pid: lease.holder.pid,
+        database: lease.holder.db.clone(),
+        renewed_seconds_ago: now.duration_since(lease.renewed).as_secs(),
+        cursor_seq: lease.state.cursor_seq,
+        caught_up: caught_up.map(Timestamp::rfc3339),
+        caught_up_seconds_ago: caught_up.map(|at| now.duration_since(at).as_secs()),
+    }
+}
+
+fn daemon_warnings(daemon: &DaemonStatus) -> Vec<String> {
+    let mut warnings = Vec::new();
+    let renewed = Duration::from_secs(daemon.renewed_seconds_ago);
+    if renewed > Duration::from_secs(60) {
+        warnings.push(format!(
+            "the daemon on {} (pid {}) last renewed its lease {} ago: is it running?",
+            daemon.host,
+            daemon.pid,
+            human_age(renewed)
+        ));
+    }
+    match daemon.caught_up_seconds_ago.map(Duration::from_secs) {
+        Some(age) if age > CAUGHT_UP_WARN_AGE => warnings.push(format!(
+            "the daemon last had every change in the bucket {} ago",
+            human_age(age)
+        )),
+        None => warnings.push("the daemon has not caught up with the changes yet".to_owned()),
+        Some(_) => {}
+    }
+    warnings
 }
 
 /// `3d 4h`, `2h 5m`, `12m 3s`, `40s`.
@@ -131,13 +217,30 @@ impl Status {
             "snapshots in 24h    {}\n",
             self.snapshots_last_24h
         ));
-        match &self.newest_job_upload {
-            Some(j) => out.push_str(&format!(
+        match (&self.daemon, &self.newest_job_upload) {
+            (Some(d), _) => {
+                out.push_str(&format!(
+                    "daemon              {} pid {} ({}), lease renewed {} ago\n",
+                    d.host,
+                    d.pid,
+                    d.database,
+                    human_age(Duration::from_secs(d.renewed_seconds_ago))
+                ));
+                let caught_up = d.caught_up_seconds_ago.map_or_else(
+                    || "not yet".to_owned(),
+                    |age| format!("{} ago", human_age(Duration::from_secs(age))),
+                );
+                out.push_str(&format!(
+                    "jobs in the bucket  every change up to {}; all caught up {caught_up}\n",
+                    d.cursor_seq
+                ));
+            }
+            (None, Some(j)) => out.push_str(&format!(
                 "newest job upload   {}, {} ago\n",
                 j.time,
                 human_age(Duration::from_secs(j.age_seconds))
             )),
-            None => out.push_str("newest job upload   none\n"),
+            (None, None) => out.push_str("newest job upload   none\n"),
         }
         for warning in &self.warnings {
             out.push_str(&format!("WARNING: {warning}\n"));

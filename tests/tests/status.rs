@@ -86,3 +86,42 @@ fn status_of_a_stale_bucket_warns() {
     assert_eq!(json["warnings"].as_array().unwrap().len(), 2);
     assert!(json["newest_snapshot"]["age_seconds"].as_u64().unwrap() >= 30 * 3600);
 }
+
+/// With a daemon running, `status` reads its lease, one object, instead of
+/// listing the day's job objects.
+#[test]
+fn status_reads_the_daemons_lease_instead_of_listing_job_objects() {
+    use jobvault_tests::{Backend, Daemon, Proxy, Workspace, eventually, free_port};
+    let proxy_port = free_port();
+    let emulator = Emulator::start_on(free_port(), proxy_port, Backend::Memory);
+    let proxy = Proxy::start(proxy_port, emulator.address(), Duration::ZERO);
+    let url = format!("gs://{}", emulator.new_bucket("status-lease"));
+    let workspace = Workspace::new();
+    workspace.put_jobs(&[serde_json::json!({ "id": "a", "name": "A" })]);
+    let daemon = Daemon::start(&workspace, Some(&emulator.endpoint()), &url, "200ms", &[]);
+    let output = eventually("a lease with the cursor", Duration::from_secs(30), || {
+        let output = jobvault(Some(&proxy.endpoint()))
+            .args(["status", "--bucket", &url])
+            .output()
+            .unwrap();
+        stdout(&output)
+            .contains("every change up to 1;")
+            .then_some(output)
+    });
+    assert!(output.status.success(), "{}", stderr(&output));
+    let report = stdout(&output);
+    assert!(
+        report.contains(&format!("pid {}", daemon.pid())),
+        "{report}"
+    );
+    assert!(!report.contains("newest job upload"), "{report}");
+    let listed_jobs = proxy
+        .seen()
+        .iter()
+        .any(|seen| seen.path_and_query.contains("prefix=job-backup"));
+    assert!(
+        !listed_jobs,
+        "status listed job objects: {:?}",
+        proxy.seen()
+    );
+}
