@@ -21,7 +21,7 @@ use jobvault_core::machine::ListedObject;
 
 pub use emulator::{Backend, Emulator, emulator_binary, free_port};
 pub use http::{get as http_get, post_json as http_post_json};
-pub use proxy::{Proxy, Seen};
+pub use proxy::{Chaos, Proxy, Seen};
 
 /// A runtime for the async parts the tests use (store reads, the proxy).
 pub fn runtime() -> &'static tokio::runtime::Runtime {

@@ -42,6 +42,58 @@ struct Shared {
     /// Answer uploads with this status instead of forwarding them.
     refuse_uploads: Mutex<Option<StatusCode>>,
     seen: Mutex<Vec<Seen>>,
+    /// Faults for a share of all requests, drawn from a seeded generator.
+    chaos: Mutex<Option<(Chaos, fastrand::Rng)>>,
+    /// How many requests met each fault.
+    chaos_counts: Mutex<std::collections::BTreeMap<&'static str, u64>>,
+}
+
+/// The share of requests that meet each fault, as a real network and store
+/// deal them out.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Chaos {
+    /// Answered 503, not forwarded.
+    pub unavailable: f64,
+    /// Answered 429, not forwarded.
+    pub throttled: f64,
+    /// The connection is closed, no answer.
+    pub cut: f64,
+    /// Held for `stall_for`, then forwarded.
+    pub stall: f64,
+    pub stall_for: Duration,
+    /// Forwarded, and then answered 503: the write happened, the writer
+    /// does not know.
+    pub fail_after_write: f64,
+}
+
+/// What happens to one request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fate {
+    Unavailable,
+    Throttled,
+    Cut,
+    Stall,
+    FailAfterWrite,
+    Pass,
+}
+
+impl Chaos {
+    fn draw(&self, rng: &mut fastrand::Rng) -> Fate {
+        let mut draw = rng.f64();
+        for (share, fate) in [
+            (self.unavailable, Fate::Unavailable),
+            (self.throttled, Fate::Throttled),
+            (self.cut, Fate::Cut),
+            (self.stall, Fate::Stall),
+            (self.fail_after_write, Fate::FailAfterWrite),
+        ] {
+            if draw < share {
+                return fate;
+            }
+            draw -= share;
+        }
+        Fate::Pass
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -72,7 +124,7 @@ impl Proxy {
                 let client = client.clone();
                 tokio::spawn(async move {
                     let service = hyper::service::service_fn(move |request| {
-                        forward(request, upstream, client.clone(), shared.clone())
+                        with_chaos(request, upstream, client.clone(), shared.clone())
                     });
                     let _ = hyper::server::conn::http1::Builder::new()
                         .serve_connection(TokioIo::new(stream), service)
@@ -116,8 +168,75 @@ impl Proxy {
             status.map(|s| StatusCode::from_u16(s).expect("a valid status"));
     }
 
+    /// Deals out `chaos` to every request from now on (seeded by `seed`), or
+    /// stops with `None`.
+    pub fn set_chaos(&self, chaos: Option<Chaos>, seed: u64) {
+        *self.shared.chaos.lock().unwrap() = chaos.map(|c| (c, fastrand::Rng::with_seed(seed)));
+    }
+
+    /// How many requests met each fault so far.
+    pub fn chaos_counts(&self) -> std::collections::BTreeMap<&'static str, u64> {
+        self.shared.chaos_counts.lock().unwrap().clone()
+    }
+
     pub fn seen(&self) -> Vec<Seen> {
         self.shared.seen.lock().unwrap().clone()
+    }
+}
+
+/// A request's fate under chaos, then [`forward`] if it is forwarded. A cut
+/// is an error: hyper then closes the connection without an answer.
+async fn with_chaos(
+    request: Request<Incoming>,
+    upstream: SocketAddr,
+    client: Client<HttpConnector, Full<Bytes>>,
+    shared: Arc<Shared>,
+) -> Result<Response<Full<Bytes>>, std::io::Error> {
+    let drawn = shared
+        .chaos
+        .lock()
+        .unwrap()
+        .as_mut()
+        .map(|(chaos, rng)| (chaos.draw(rng), chaos.stall_for));
+    let Some((fate, stall_for)) = drawn else {
+        return Ok(forward(request, upstream, client, shared)
+            .await
+            .unwrap_or_else(|e| match e {}));
+    };
+    let label = match fate {
+        Fate::Unavailable => "503",
+        Fate::Throttled => "429",
+        Fate::Cut => "cut",
+        Fate::Stall => "stall",
+        Fate::FailAfterWrite => "fail after write",
+        Fate::Pass => "pass",
+    };
+    *shared
+        .chaos_counts
+        .lock()
+        .unwrap()
+        .entry(label)
+        .or_default() += 1;
+    match fate {
+        Fate::Unavailable => Ok(gcs_error(StatusCode::SERVICE_UNAVAILABLE)),
+        Fate::Throttled => Ok(gcs_error(StatusCode::TOO_MANY_REQUESTS)),
+        Fate::Cut => Err(std::io::Error::new(
+            std::io::ErrorKind::ConnectionReset,
+            "cut",
+        )),
+        Fate::Stall => {
+            tokio::time::sleep(stall_for).await;
+            Ok(forward(request, upstream, client, shared)
+                .await
+                .unwrap_or_else(|e| match e {}))
+        }
+        Fate::FailAfterWrite => {
+            let _ = forward(request, upstream, client, shared).await;
+            Ok(gcs_error(StatusCode::SERVICE_UNAVAILABLE))
+        }
+        Fate::Pass => Ok(forward(request, upstream, client, shared)
+            .await
+            .unwrap_or_else(|e| match e {})),
     }
 }
 
