@@ -11,9 +11,13 @@ use jobvault_core::restore_plan::RESTORE_CLOCK_ALLOWANCE;
 use crate::store::Store;
 use crate::verify::Check;
 
-/// The largest clock difference with the store a restore tolerates: half its
-/// allowance, as the restore runbook says.
-const MAX_CLOCK_SKEW: std::time::Duration = RESTORE_CLOCK_ALLOWANCE.checked_div(2).unwrap();
+/// The largest clock difference with the store this check passes. A restore
+/// tolerates half its allowance (5 minutes), but the lease needs much less:
+/// a daemon takes an expired lease by comparing the holder's clock (the time
+/// it wrote in the lease) with its own, and the holder stops writing after
+/// half the shortest expiry (15 s) without a renewal, so two hosts must
+/// agree within that. Each within 5 s of the store keeps them within 10 s.
+const MAX_CLOCK_SKEW: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The store's checks. When the bucket cannot be reached, the others say
 /// they were not tried.
@@ -109,9 +113,12 @@ fn clock(stored: Timestamp, before: Timestamp, after: Timestamp) -> Check {
         Ok(detail)
     } else {
         Err(format!(
-            "the store's clock and ours differ by {:.0} s; a restore tolerates {} s: fix this machine's time (NTP)",
+            "the store's clock and ours differ by {:.0} s, more than {} s: another daemon could take \
+             the lease while this one still writes, and a restore tolerates {} s; fix this machine's \
+             time (NTP)",
             skew.as_secs_f64(),
-            MAX_CLOCK_SKEW.as_secs()
+            MAX_CLOCK_SKEW.as_secs(),
+            RESTORE_CLOCK_ALLOWANCE.as_secs() / 2
         ))
     };
     Check::new("clock", result)
