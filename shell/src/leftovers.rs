@@ -21,10 +21,19 @@ pub fn copy_prefix() -> String {
     format!("{PREFIX}{}-", std::process::id())
 }
 
+/// What [`remove_dead_copies`] did.
+#[derive(Debug, Default)]
+pub struct Cleared {
+    pub removed: Vec<PathBuf>,
+    /// Copies that could not be removed, and why; the others were still
+    /// tried.
+    pub failed: Vec<(PathBuf, io::Error)>,
+}
+
 /// Removes from `dir` the snapshot copies (and their `-journal`, `-wal` and
-/// `-shm` files) of processes that no longer run. Returns what it removed.
-pub fn remove_dead_copies(dir: &Path) -> io::Result<Vec<PathBuf>> {
-    let mut removed = Vec::new();
+/// `-shm` files) of processes that no longer run.
+pub fn remove_dead_copies(dir: &Path) -> io::Result<Cleared> {
+    let mut cleared = Cleared::default();
     for entry in std::fs::read_dir(dir)? {
         let entry = entry?;
         let Some(pid) = entry.file_name().to_str().and_then(copy_pid) else {
@@ -34,14 +43,14 @@ pub fn remove_dead_copies(dir: &Path) -> io::Result<Vec<PathBuf>> {
             continue;
         }
         match std::fs::remove_file(entry.path()) {
-            Ok(()) => removed.push(entry.path()),
+            Ok(()) => cleared.removed.push(entry.path()),
             // Another daemon starting up got there first.
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e),
+            Err(e) => cleared.failed.push((entry.path(), e)),
         }
     }
-    removed.sort();
-    Ok(removed)
+    cleared.removed.sort();
+    Ok(cleared)
 }
 
 /// The pid in a snapshot copy's file name, if it is one.
@@ -117,7 +126,7 @@ mod tests {
         for name in &names {
             std::fs::write(dir.path().join(name), b"x").unwrap();
         }
-        let removed = remove_dead_copies(dir.path()).unwrap();
+        let removed = remove_dead_copies(dir.path()).unwrap().removed;
         assert_eq!(
             removed,
             [

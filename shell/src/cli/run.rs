@@ -61,9 +61,12 @@ pub struct RunArgs {
 fn remove_dead_copies() {
     let dir = std::env::temp_dir();
     match leftovers::remove_dead_copies(&dir) {
-        Ok(removed) => {
-            for path in removed {
+        Ok(cleared) => {
+            for path in cleared.removed {
                 info!(file = %path.display(), "removed a snapshot copy a crashed jobvault left");
+            }
+            for (path, e) in cleared.failed {
+                warn!(file = %path.display(), error = %e, "cannot remove a snapshot copy a crashed jobvault left");
             }
         }
         Err(e) => {
