@@ -26,7 +26,7 @@ use tracing::{debug, error, info, warn};
 
 use super::Context;
 use super::backoff::{Change, StoreBackoff};
-use super::io::{ChangeBatch, Command, Cursor, Failure, FailureKind, JobUpload};
+use super::io::{ChangeBatch, Command, Cursor, Failure, JobUpload};
 use crate::Seq;
 use crate::envelope::Envelope;
 use crate::job_id::JobId;
@@ -294,10 +294,7 @@ impl Incremental {
             Err(failure) => {
                 cx.metrics.upload_errors.add(ObjectKind::Job, 1);
                 debug!(job = %id, seq, error = %failure, "job upload failed");
-                if matches!(
-                    failure.kind,
-                    FailureKind::Permission | FailureKind::NotFound
-                ) {
+                if failure.kind.is_refusal() {
                     cx.metrics.store_refusals += 1;
                 }
                 match self.backoff.on_failure(&failure, cx.now) {

@@ -53,6 +53,13 @@ pub enum FailureKind {
 }
 
 impl FailureKind {
+    /// The store refused jobvault itself (permission, no bucket): someone
+    /// has to act, so it is said loudly, counted (`store_refusals`) and
+    /// retried slowly.
+    pub fn is_refusal(self) -> bool {
+        matches!(self, FailureKind::Permission | FailureKind::NotFound)
+    }
+
     pub fn label(self) -> &'static str {
         match self {
             FailureKind::Transient => "transient",
