@@ -16,7 +16,8 @@ use jobvault_core::lease::{
 use jobvault_core::object_name::Framing;
 use jobvault_core::{Failure, FailureKind, Metrics, Timestamp};
 use tokio::sync::{Mutex, oneshot, watch};
-use tracing::{info, warn};
+use tokio::time::Instant;
+use tracing::{error, info, warn};
 
 use crate::clock;
 use crate::leftovers::is_running;
@@ -27,12 +28,26 @@ use crate::store::{Store, StoreError};
 pub enum LeaseError {
     #[error("{location} is {held}")]
     Held { location: String, held: Held },
-    #[error("{location}: the lease was taken over by jobvault on host {} (pid {}); stopping", .by.host, .by.pid)]
-    Lost { location: String, by: Holder },
+    #[error("{location}: {}; stopping", lost_to(.by.as_ref()))]
+    Lost {
+        location: String,
+        /// Who holds it now; `None` when someone removed it.
+        by: Option<Holder>,
+    },
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("{location} holds something that is not a jobvault lease: {why}")]
     Unreadable { location: String, why: String },
+}
+
+fn lost_to(by: Option<&Holder>) -> String {
+    match by {
+        Some(by) => format!(
+            "the lease was taken over by jobvault on host {} (pid {})",
+            by.host, by.pid
+        ),
+        None => "the lease was removed by someone else".to_owned(),
+    }
 }
 
 /// A lease this daemon holds.
@@ -42,6 +57,9 @@ pub struct HeldLease {
     lease: Lease,
     generation: i64,
     every: Duration,
+    /// When the write that last took or renewed it was sent: the lease
+    /// lasts from then, whenever the answer came.
+    renewed: Instant,
 }
 
 /// This process, as the lease names it. The machine is its machine id and
@@ -111,7 +129,8 @@ impl LeaseKeeper {
             takeover,
         };
         let (gate, gate_rx) = watch::channel(None);
-        let first = taker.take_once(&gate).await?;
+        let mut said = None;
+        let first = taker.take_once(&gate, &mut said).await?;
         let (lost_tx, lost) = oneshot::channel();
         let (release, released) = oneshot::channel::<oneshot::Sender<()>>();
         tokio::spawn(async move {
@@ -119,7 +138,7 @@ impl LeaseKeeper {
             let taken = match first {
                 Some(held) => Ok(held),
                 None => tokio::select! {
-                    taken = taker.take(&gate) => taken,
+                    taken = taker.take(&gate, said) => taken,
                     done = &mut released => {
                         if let Ok(done) = done {
                             let _ = done.send(());
@@ -179,11 +198,16 @@ struct Taker {
 
 impl Taker {
     /// Takes the lease, retrying store trouble with a doubling wait; or says
-    /// who holds it.
-    async fn take(&self, gate: &watch::Sender<Option<Failure>>) -> Result<HeldLease, LeaseError> {
+    /// who holds it. `said` is the kind of trouble last logged.
+    async fn take(
+        &self,
+        gate: &watch::Sender<Option<Failure>>,
+        mut said: Option<FailureKind>,
+    ) -> Result<HeldLease, LeaseError> {
         let mut wait = Duration::from_secs(1);
         loop {
-            if let Some(held) = self.take_once(gate).await? {
+            if let Some(held) = self.take_once(gate, &mut said).await? {
+                info!("took the lease; writing to the store");
                 return Ok(held);
             }
             tokio::time::sleep(wait).await;
@@ -192,23 +216,46 @@ impl Taker {
     }
 
     /// Tries once: the lease, or `None` after store trouble (the gate then
-    /// says why writes wait), or who holds it.
+    /// says why writes wait), or who holds it. Trouble is logged when its
+    /// kind is not the one last logged (`said`), so a refusing bucket is
+    /// said once, not at every try.
     async fn take_once(
         &self,
         gate: &watch::Sender<Option<Failure>>,
+        said: &mut Option<FailureKind>,
     ) -> Result<Option<HeldLease>, LeaseError> {
         let (every, expiry) = renewal(self.interval);
+        let sent = Instant::now();
         match try_take(&self.store, &self.me, expiry, self.takeover).await {
             Ok((lease, generation)) => Ok(Some(HeldLease {
                 store: self.store.clone(),
                 lease,
                 generation,
                 every,
+                renewed: sent,
             })),
             Err(LeaseError::Store(e)) if retryable(&e) => {
-                warn!(error = %e, "cannot take the lease yet; nothing is written until then");
+                let refused = e.kind.is_refusal();
+                if *said != Some(e.kind) {
+                    if refused {
+                        error!(
+                            error = %e,
+                            "the store refuses jobvault's lease: check that the bucket exists and that the \
+                             service account has roles/storage.objectAdmin on it; nothing is written until then"
+                        );
+                    } else {
+                        warn!(error = %e, "cannot take the lease yet; nothing is written until then");
+                    }
+                    *said = Some(e.kind);
+                }
+                // The core backs off from a refusal as from any refused upload.
+                let kind = if refused {
+                    e.kind
+                } else {
+                    FailureKind::Transient
+                };
                 let why = format!("not written: jobvault does not hold the lease yet ({e})");
-                gate.send_replace(Some(Failure::new(FailureKind::Transient, why)));
+                gate.send_replace(Some(Failure::new(kind, why)));
                 Ok(None)
             }
             Err(e) => Err(e),
@@ -216,15 +263,17 @@ impl Taker {
     }
 }
 
-/// Store trouble, or a precondition that lost a race: try again. A missing
-/// bucket or a refused permission is retried too (slowly, by the doubling
-/// wait): the daemon keeps running until someone fixes it.
+/// Store trouble, a body damaged on the way, or a precondition that lost a
+/// race: try again. A missing bucket or a refused permission is retried too
+/// (slowly, by the doubling wait): the daemon keeps running until someone
+/// fixes it.
 fn retryable(error: &StoreError) -> bool {
     matches!(
         error.kind,
         FailureKind::Transient
             | FailureKind::Timeout
             | FailureKind::Conflict
+            | FailureKind::Corrupt
             | FailureKind::NotFound
             | FailureKind::Permission
     )
@@ -325,16 +374,18 @@ impl HeldLease {
     /// until it is lost (returns why), or until `released` asks for it back
     /// (gives it back; returns `None`). Store trouble is retried at the next
     /// renewal: the lease lasts several. Once half its expiry has passed
-    /// without a renewal, the gate holds writes back: another daemon may soon
-    /// take the lease, and this one would not know until a renewal got
-    /// through.
+    /// since the last renewal that got through was sent, the gate holds
+    /// writes back: another daemon may soon take the lease, and this one
+    /// would not know until a renewal got through. A renewal still out then
+    /// is given up (it may land later: the next renewal's precondition then
+    /// finds the lease still ours), so a store that hangs cannot keep the
+    /// gate open.
     async fn keep(
         mut self,
         metrics: watch::Receiver<Metrics>,
         gate: &watch::Sender<Option<Failure>>,
         released: &mut std::pin::Pin<&mut oneshot::Receiver<oneshot::Sender<()>>>,
     ) -> Option<LeaseError> {
-        let mut renewed = std::time::Instant::now();
         loop {
             tokio::select! {
                 () = tokio::time::sleep(self.every) => {}
@@ -347,23 +398,31 @@ impl HeldLease {
                 }
             }
             let state = state_of(&metrics.borrow(), &self.lease.state.version);
-            match self.renew(state, clock::now()).await {
-                Ok(()) => {
-                    renewed = std::time::Instant::now();
-                    gate.send_replace(None);
-                }
-                Err(LeaseError::Store(e)) => {
-                    warn!(error = %e, "renewing the lease failed; retrying");
-                    let unrenewed = renewed.elapsed();
-                    if unrenewed > self.lease.expiry / 2 {
-                        let why = format!(
-                            "not written: the lease could not be renewed for {} s ({e})",
-                            unrenewed.as_secs()
-                        );
-                        gate.send_replace(Some(Failure::new(FailureKind::Transient, why)));
+            let sent = Instant::now();
+            let unsafe_at = self.renewed + self.lease.expiry / 2;
+            let answer_by = if unsafe_at > sent {
+                unsafe_at
+            } else {
+                sent + self.every
+            };
+            let trouble =
+                match tokio::time::timeout_at(answer_by, self.renew(state, clock::now())).await {
+                    Ok(Ok(())) => {
+                        self.renewed = sent;
+                        gate.send_replace(None);
+                        continue;
                     }
-                }
-                Err(lost) => return Some(lost),
+                    Ok(Err(LeaseError::Store(e))) => e.to_string(),
+                    Ok(Err(lost)) => return Some(lost),
+                    Err(_) => "the renewal did not answer in time".to_owned(),
+                };
+            warn!(error = %trouble, "renewing the lease failed; retrying");
+            if Instant::now() >= unsafe_at {
+                let why = format!(
+                    "not written: the lease could not be renewed for {} s ({trouble})",
+                    self.renewed.elapsed().as_secs()
+                );
+                gate.send_replace(Some(Failure::new(FailureKind::Transient, why)));
             }
         }
     }
@@ -387,14 +446,11 @@ impl HeldLease {
 
     /// A renewal refused by its precondition: lost, unless the lease still
     /// names us (an earlier renewal landed though its answer was lost).
+    /// A lease that is gone is lost too: another daemon may have taken it
+    /// and given it back since, and written in between.
     async fn after_conflict(&mut self) -> Result<(), LeaseError> {
         let found = read(&self.store).await?;
         let current = found.as_ref().map(|(lease, _)| lease);
-        if current.is_none() {
-            // Removed by hand: ours again if still nobody's.
-            self.generation = write(&self.store, &self.lease, 0).await?;
-            return Ok(());
-        }
         if still_ours(current, &self.lease.holder) {
             let (lease, generation) = found.expect("a lease that is ours was found");
             self.lease = lease;
@@ -403,7 +459,7 @@ impl HeldLease {
         }
         Err(LeaseError::Lost {
             location: self.store.location(LEASE_OBJECT),
-            by: current.map_or_else(|| self.lease.holder.clone(), |l| l.holder.clone()),
+            by: current.map(|lease| lease.holder.clone()),
         })
     }
 

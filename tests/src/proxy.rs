@@ -41,6 +41,8 @@ struct Shared {
     corrupt_uploads: AtomicU32,
     /// Answer uploads with this status instead of forwarding them.
     refuse_uploads: Mutex<Option<StatusCode>>,
+    /// Answer every request, the lease's and reads too, with this status.
+    refuse_all: Mutex<Option<StatusCode>>,
     seen: Mutex<Vec<Seen>>,
     /// Faults for a share of all requests, drawn from a seeded generator.
     chaos: Mutex<Option<(Chaos, fastrand::Rng)>>,
@@ -168,6 +170,13 @@ impl Proxy {
             status.map(|s| StatusCode::from_u16(s).expect("a valid status"));
     }
 
+    /// Answers every request (reads, the lease's writes) with `status`, as a
+    /// bucket the credentials may not touch does, until called with `None`.
+    pub fn refuse_everything(&self, status: Option<u16>) {
+        *self.shared.refuse_all.lock().unwrap() =
+            status.map(|s| StatusCode::from_u16(s).expect("a valid status"));
+    }
+
     /// Deals out `chaos` to every request from now on (seeded by `seed`), or
     /// stops with `None`.
     pub fn set_chaos(&self, chaos: Option<Chaos>, seed: u64) {
@@ -272,6 +281,18 @@ async fn forward(
         content_range,
         failed: fail,
     });
+    let refused = *shared.refuse_all.lock().unwrap();
+    if let Some(status) = refused {
+        shared
+            .seen
+            .lock()
+            .unwrap()
+            .last_mut()
+            .expect("seen above")
+            .failed = true;
+        let _ = request.into_body().collect().await;
+        return Ok(gcs_error(status));
+    }
     if fail {
         // Drain the body so the client sees a clean response.
         let _ = request.into_body().collect().await;

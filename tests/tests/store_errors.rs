@@ -116,3 +116,44 @@ fn a_429_is_retried_after_a_growing_wait_until_the_job_lands() {
         daemon.scrape()
     );
 }
+
+/// A bucket the credentials may not touch at all: even the lease cannot be
+/// read. The daemon keeps running, says so once, counts what it could not
+/// upload as refused, and takes the lease once the store lets it.
+#[test]
+fn a_403_on_the_lease_too_is_said_once_counted_and_the_lease_taken_once_allowed() {
+    let (_emulator, proxy, workspace, url) = setup("forbidden");
+    proxy.refuse_everything(Some(403));
+    let daemon = Daemon::start(&workspace, Some(&proxy.endpoint()), &url, "200ms", &[]);
+    workspace.put_jobs(&[json!({ "id": "j1", "name": "Build" })]);
+    eventually("the refused upload counted", PATIENCE, || {
+        daemon
+            .scrape()
+            .contains("jobvault_store_refusals_total{database=\"task-scheduler\"} 1")
+            .then_some(())
+    });
+    eventually("three tries at the lease", PATIENCE, || {
+        (refused(&proxy) >= 3).then_some(())
+    });
+    let log = daemon.log();
+    let said: Vec<&str> = log
+        .lines()
+        .filter(|line| line.contains("the store refuses jobvault's lease"))
+        .collect();
+    assert_eq!(said.len(), 1, "said once, not at every try: {log}");
+    let bucket = url.trim_start_matches("gs://");
+    assert!(
+        said[0].contains(bucket) && said[0].contains("403"),
+        "{}",
+        said[0]
+    );
+    proxy.refuse_everything(None);
+    eventually("the lease taken", PATIENCE, || {
+        daemon.log().contains("took the lease").then_some(())
+    });
+    assert!(
+        lease_taken(&proxy),
+        "the lease went through the store: {:?}",
+        proxy.seen()
+    );
+}
