@@ -8,7 +8,9 @@
 //! that made it, so a daemon starting up removes the copies of processes that
 //! are gone, and only those: a copy whose process runs (another daemon, a
 //! `jobvault backup`, or an unrelated process that took a dead one's pid) is
-//! left alone, as is every file not named like a copy.
+//! left alone, as is every file not named like a copy. A copy under the
+//! starting daemon's own pid is a dead process's too (it has made none yet):
+//! in a container the daemon is pid 1 after every restart.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -31,15 +33,17 @@ pub struct Cleared {
 }
 
 /// Removes from `dir` the snapshot copies (and their `-journal`, `-wal` and
-/// `-shm` files) of processes that no longer run.
+/// `-shm` files) of processes that no longer run, and those under this
+/// process's pid: call it before this process makes any.
 pub fn remove_dead_copies(dir: &Path) -> io::Result<Cleared> {
+    let own = std::process::id() as i32;
     let mut cleared = Cleared::default();
     for entry in std::fs::read_dir(dir)? {
         let entry = entry?;
         let Some(pid) = entry.file_name().to_str().and_then(copy_pid) else {
             continue;
         };
-        if !entry.file_type()?.is_file() || is_running(pid) {
+        if !entry.file_type()?.is_file() || (pid != own && is_running(pid)) {
             continue;
         }
         match std::fs::remove_file(entry.path()) {
@@ -111,14 +115,19 @@ mod tests {
     }
 
     #[test]
-    fn only_the_copies_of_dead_processes_are_removed() {
+    fn only_the_copies_of_dead_processes_and_our_own_pid_are_removed() {
         let dir = tempfile::tempdir().unwrap();
-        let mine = format!("{}abc", copy_prefix());
+        // The test runner that started us runs.
+        let parent = rustix::process::getppid().expect("a test has a parent");
+        let live = format!("{PREFIX}{}-abc", parent.as_raw_nonzero());
+        // An earlier process that had our pid (a container's pid 1).
+        let ours = format!("{}abc", copy_prefix());
         // A pid above the kernel's limit (4194304) never runs.
         let dead = ".jobvault-snapshot-2147483000-abc";
         let names = [
-            mine.clone(),
-            format!("{mine}-journal"),
+            live.clone(),
+            format!("{live}-journal"),
+            ours.clone(),
             dead.to_owned(),
             format!("{dead}-journal"),
             "unrelated.db".to_owned(),
@@ -127,13 +136,13 @@ mod tests {
             std::fs::write(dir.path().join(name), b"x").unwrap();
         }
         let removed = remove_dead_copies(dir.path()).unwrap().removed;
-        assert_eq!(
-            removed,
-            [
-                dir.path().join(dead),
-                dir.path().join(format!("{dead}-journal"))
-            ]
-        );
+        let mut expected = vec![
+            dir.path().join(&ours),
+            dir.path().join(dead),
+            dir.path().join(format!("{dead}-journal")),
+        ];
+        expected.sort();
+        assert_eq!(removed, expected);
         let mut left: Vec<String> = std::fs::read_dir(dir.path())
             .unwrap()
             .map(|e| e.unwrap().file_name().into_string().unwrap())
@@ -142,8 +151,8 @@ mod tests {
         assert_eq!(
             left,
             [
-                mine.clone(),
-                format!("{mine}-journal"),
+                live.clone(),
+                format!("{live}-journal"),
                 "unrelated.db".to_owned()
             ]
         );
