@@ -248,7 +248,7 @@ fn an_empty_trigger_is_attempted_uploaded_and_deleted() {
 }
 
 #[test]
-fn a_failing_trigger_is_attempted_three_times_then_given_up() {
+fn a_snapshot_to_a_missing_bucket_uses_up_the_triggers_three_attempts() {
     let mut h = Harness::new();
     start_with_empty_feed(&mut h);
     let mut content = String::new();
@@ -275,7 +275,10 @@ fn a_failing_trigger_is_attempted_three_times_then_given_up() {
         .expect("a snapshot order");
         let after = h.input(Input::SnapshotTaken {
             object: order.object,
-            result: Err(failure("bucket does not exist")),
+            result: Err(Failure::new(
+                FailureKind::NotFound,
+                "gs://gone: the bucket does not exist",
+            )),
         });
         let deleted = has(&after, &Command::DeleteTrigger { name: "t".into() });
         assert_eq!(deleted, attempt == 3, "attempt {attempt}: {after:?}");
