@@ -1,8 +1,8 @@
 //! The job database: a SQLite file shared with the service that owns the jobs.
 //!
 //! ```text
-//! jobs(id PRIMARY KEY, seq UNIQUE, db_modified, body)    body: the job as JSON
-//! deleted_jobs(id PRIMARY KEY, seq UNIQUE, db_modified)  tombstones
+//! jobs(id PRIMARY KEY, seq indexed, db_modified, body)    body: the job as JSON
+//! deleted_jobs(id PRIMARY KEY, seq indexed, db_modified)  tombstones
 //! meta(key PRIMARY KEY, value)      schema_version, change_counter, cursor_seq, cursor_time
 //! ```
 //!
