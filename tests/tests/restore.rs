@@ -27,7 +27,7 @@ fn all_jobs(db: &std::path::Path) -> BTreeMap<String, Envelope> {
 }
 
 #[test]
-fn restore_after_kill_9_equals_the_source_job_for_job_and_run_continues_from_it() {
+fn restore_after_kill_9_equals_the_source_job_for_job_deletes_included_and_run_continues_from_it() {
     // The emulator's memory backend slows down as objects pile up; its
     // filesystem backend keeps a steady pace for these 11,000 uploads.
     let data = tempfile::tempdir().unwrap();
@@ -56,14 +56,20 @@ fn restore_after_kill_9_equals_the_source_job_for_job_and_run_continues_from_it(
         .chain((10_000..10_200).map(|n| body(&format!("new-{n}"), "added")))
         .collect();
     db.put(&changes).unwrap();
-    let newest = db.list().unwrap().iter().map(|e| e.seq).max().unwrap();
+    // And 100 jobs the snapshot holds deleted: they must not come back.
+    let deleted: Vec<JobId> = (0..100)
+        .map(|n| n * 12 + 1)
+        .map(|n| JobId::new(format!("20161116T220425.{n:09}Z_{n:016x}")).unwrap())
+        .collect();
+    assert_eq!(db.delete(&deleted).unwrap(), 100);
+    let newest = db.newest_seq().unwrap();
     eventually("every change uploaded", PATIENCE, || {
         (db.cursor().unwrap().seq == newest).then_some(())
     });
     daemon.kill();
     drop(db);
     let source = all_jobs(&workspace.db());
-    assert_eq!(source.len(), 10_200);
+    assert_eq!(source.len(), 10_100);
 
     let target = workspace.path().join("restored.db");
     let output = jobvault(Some(&emulator.endpoint()))
@@ -73,7 +79,7 @@ fn restore_after_kill_9_equals_the_source_job_for_job_and_run_continues_from_it(
         .unwrap();
     assert!(output.status.success(), "{}", stderr(&output));
     let report = stdout(&output);
-    assert!(report.contains("total jobs    10200"), "{report}");
+    assert!(report.contains("total jobs    10100"), "{report}");
     assert!(report.contains("db-backup/"), "{report}");
     let restored = all_jobs(&target);
     assert_eq!(restored.len(), source.len());
