@@ -715,6 +715,48 @@ fn a_refusing_store_gets_one_try_in_five_minutes_and_is_counted() {
     assert_eq!(uploads(&commands).len(), 2);
 }
 
+fn reads(commands: &[Command]) -> usize {
+    commands
+        .iter()
+        .filter(|c| matches!(c, Command::ReadChanges { .. }))
+        .count()
+}
+
+#[test]
+fn a_commit_noticed_is_read_and_uploaded_at_once_not_at_the_next_step() {
+    let mut h = Harness::new();
+    start_with_empty_feed(&mut h);
+    let commands = h.input(Input::DatabaseChanged);
+    assert_eq!(reads(&commands), 1, "{commands:?}");
+    let commands = h.input(batch(vec![version("a", 11)]));
+    assert_eq!(uploads(&commands), [("a".to_owned(), 11)]);
+}
+
+#[test]
+fn commits_noticed_during_a_read_cost_one_more_read_not_one_each() {
+    let mut h = Harness::new();
+    start_with_empty_feed(&mut h);
+    assert_eq!(reads(&h.input(Input::DatabaseChanged)), 1);
+    for _ in 0..5 {
+        assert_eq!(h.input(Input::DatabaseChanged), [], "a read is already out");
+    }
+    let commands = h.input(batch(vec![version("a", 11)]));
+    assert_eq!(reads(&commands), 1, "the read may have run before them");
+    assert_eq!(
+        reads(&h.input(batch(vec![]))),
+        0,
+        "nothing more was noticed"
+    );
+}
+
+#[test]
+fn a_commit_noticed_after_stop_reads_nothing() {
+    let mut h = Harness::new();
+    start_with_empty_feed(&mut h);
+    h.backup.stop();
+    assert_eq!(h.input(Input::DatabaseChanged), []);
+}
+
 #[test]
 fn one_job_object_is_not_written_twice_within_a_second() {
     let mut h = Harness::new();

@@ -101,6 +101,9 @@ pub(crate) struct Incremental {
     saving: Option<Saving>,
     /// The last batch was cut by its limit: read again as soon as there is room.
     more_to_read: bool,
+    /// A commit was noticed while a read was in flight, which may have run
+    /// before it: read again once it reports.
+    changed_while_reading: bool,
     stopping: bool,
     /// Upload failures since the last step, and the first one's error: one
     /// warning per step, not one per job, while the store is down.
@@ -134,6 +137,7 @@ impl Incremental {
             read: None,
             saving: None,
             more_to_read: false,
+            changed_while_reading: false,
             stopping: false,
             failures_since_step: 0,
             first_failure: None,
@@ -211,11 +215,25 @@ impl Incremental {
         self.start_uploads(cx);
     }
 
+    /// A commit was noticed: read the feed now rather than at the next
+    /// step. Reads stay one at a time; a commit noticed during one is read
+    /// by the next, so a burst of commits costs a read per report, not per
+    /// commit. Uploads still keep to one write a second per object, so a
+    /// hot job is coalesced to its newest version.
+    pub fn on_database_changed(&mut self, cx: &mut Context) {
+        if self.read.is_some() {
+            self.changed_while_reading = true;
+        } else if self.has_room_for_a_read() {
+            self.read_changes(cx);
+        }
+    }
+
     pub fn on_changes_read(&mut self, cx: &mut Context, result: Result<ChangeBatch, Failure>) {
         let Some(read) = self.read.take() else {
             cx.unexpected(format_args!("change feed batch with no read outstanding"));
             return;
         };
+        let changed_while_reading = std::mem::take(&mut self.changed_while_reading);
         let batch = match result {
             Ok(batch) => batch,
             Err(failure) => {
@@ -250,7 +268,7 @@ impl Incremental {
         self.save(cx);
         self.start_uploads(cx);
         self.note_if_caught_up(cx);
-        if truncated && self.has_room_for_a_read() {
+        if (truncated || changed_while_reading) && self.has_room_for_a_read() {
             self.read_changes(cx);
         }
     }

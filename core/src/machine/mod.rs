@@ -21,8 +21,8 @@ use tracing::warn;
 pub use backoff::{FIRST_RETRY, REFUSED_RETRY};
 pub use incremental::OBJECT_WRITE_SPACING;
 pub use io::{
-    COMMAND_DEADLINE, ChangeBatch, Command, Cursor, Failure, FailureKind, Input, JobUpload,
-    ListedObject, SNAPSHOT_DEADLINE, SnapshotOrder, SnapshotReason,
+    CHANGE_POLL, COMMAND_DEADLINE, ChangeBatch, Command, Cursor, Failure, FailureKind, Input,
+    JobUpload, ListedObject, SNAPSHOT_DEADLINE, SnapshotOrder, SnapshotReason,
 };
 pub use metrics::{Metrics, PerKind};
 pub use snapshots::{immediate_base_name, plan_snapshot};
@@ -217,6 +217,7 @@ impl Backup {
                     self.snapshots.request_immediate(&mut cx, id, name);
                 }
             }
+            Input::DatabaseChanged => self.incremental.on_database_changed(&mut cx),
         }
     }
 
