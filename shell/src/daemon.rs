@@ -18,6 +18,7 @@ use tokio::task::JoinHandle;
 use tracing::{debug, error, info, warn};
 
 use crate::clock;
+use crate::commit_watch;
 use crate::control::{BackupRequest, Taken};
 use crate::db::JobDb;
 use crate::failure::ToFailure;
@@ -74,6 +75,9 @@ impl Daemon {
         };
         let mut core = Backup::new(self.config.clone(), stored, clock::now());
         let (inputs, mut reports) = mpsc::unbounded_channel();
+        if let Err(e) = commit_watch::spawn(&self.db_path, inputs.clone()) {
+            warn!(error = %error_chain(&e), "cannot watch the job database for commits; changes are read at each interval");
+        }
         let executor = Executor {
             db_path: self.db_path,
             db: Arc::new(Mutex::new(self.db)),

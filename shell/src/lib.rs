@@ -7,6 +7,7 @@
 
 pub mod check;
 pub mod clock;
+pub mod commit_watch;
 pub mod control;
 pub mod daemon;
 pub mod db;

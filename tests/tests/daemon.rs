@@ -338,3 +338,39 @@ fn sigterm_finishes_work_in_flight_and_exits_zero() {
     let cursor = JobDb::open(&workspace.db()).unwrap().cursor().unwrap();
     assert_eq!(cursor.seq, 1, "the cursor covers the uploaded job");
 }
+
+/// A commit wakes the daemon: with an interval of an hour, a job written by
+/// an outside writer after the first step still reaches the bucket, because
+/// the daemon notices the commit instead of waiting for the next step.
+#[test]
+fn a_commit_is_noticed_without_waiting_for_the_interval() {
+    let emulator = Emulator::shared();
+    let url = format!("gs://{}", emulator.new_bucket("noticed"));
+    let workspace = Workspace::new();
+    workspace.put_jobs(&[job("first", "F")]);
+    let _daemon = Daemon::start(&workspace, Some(&emulator.endpoint()), &url, "1h", &[]);
+    let reader = StoreReader::connect(&url, Some(&emulator.endpoint()));
+    let day = today();
+    eventually("the first step's upload", PATIENCE, || {
+        reader
+            .names("job-backup/")
+            .contains(&format!("job-backup/{day}/first.job"))
+            .then_some(())
+    });
+    jobvault_tests::writers::sqlite3(
+        &workspace.db(),
+        r#"INSERT INTO jobs (id, body) VALUES ('later', '{"id": "later", "name": "L"}');"#,
+    );
+    let object = format!("job-backup/{day}/later.job");
+    let landed = eventually(
+        "the later job, an hour before the next step",
+        PATIENCE,
+        || {
+            reader
+                .names("job-backup/")
+                .contains(&object)
+                .then(|| decode_job_object(&reader.get(&object)).unwrap())
+        },
+    );
+    assert_eq!(landed.body(), Some(r#"{"id": "later", "name": "L"}"#));
+}

@@ -278,6 +278,14 @@ impl JobDb {
         newest_seq(&self.conn).map_err(|e| self.sqlite(e))
     }
 
+    /// SQLite's `data_version`: it moves when another connection commits.
+    /// In WAL mode reading it touches only shared memory.
+    pub fn data_version(&self) -> Result<i64, DbError> {
+        self.conn
+            .pragma_query_value(None, "data_version", |row| row.get(0))
+            .map_err(|e| self.sqlite(e))
+    }
+
     pub fn count(&self) -> Result<usize, DbError> {
         self.conn
             .query_row("SELECT COUNT(*) FROM jobs", [], |row| row.get::<_, i64>(0))
