@@ -55,6 +55,9 @@ pub enum FaultKind {
     /// A store or database call never answers; a store write may have
     /// landed. The driver answers it at the command's deadline.
     Hang,
+    /// The watcher misses a commit (it could not read the database for a
+    /// look): the change waits for a later look or the next interval.
+    MissedCommit,
 }
 
 /// How much of one fault a day gets.
@@ -108,6 +111,7 @@ impl FaultKind {
             FaultKind::FeedReset => count(rng, 2),
             FaultKind::MalformedTrigger => count(rng, 2),
             FaultKind::Hang => rate(rng, 0.01),
+            FaultKind::MissedCommit => rate(rng, 0.5),
         }
     }
 }
@@ -185,6 +189,14 @@ impl FaultPlan {
     }
 
     /// The chance that an operation `kind` can hit fails that way.
+    /// Whether the day injects no fault of any kind.
+    pub fn is_calm(&self) -> bool {
+        self.doses.values().all(|dose| match *dose {
+            Dose::Rate(rate) => rate <= 0.0,
+            Dose::Count(count) => count == 0,
+        })
+    }
+
     pub fn rate(&self, kind: FaultKind) -> f64 {
         match self.doses[&kind] {
             Dose::Rate(rate) => rate,

@@ -24,6 +24,8 @@ pub struct Node {
     /// Rewinds of the stored cursor the running core has not reacted to yet:
     /// the only reason for it to reset its change feed.
     pub unexplained_rewinds: u64,
+    /// The commit watcher has seen a commit and reports it at its next look.
+    pub commit_noticed: bool,
 }
 
 impl Node {

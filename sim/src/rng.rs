@@ -20,6 +20,8 @@ pub struct Streams {
     pub lifecycle: fastrand::Rng,
     /// Whether a report lingers on its way back to the core.
     pub delivery: fastrand::Rng,
+    /// When the commit watcher next looks, and whether it misses a commit.
+    pub watch: fastrand::Rng,
     /// The order in which a restore's answers come back.
     pub restore: fastrand::Rng,
 }
@@ -39,6 +41,7 @@ impl Streams {
             fate: stream("fate"),
             lifecycle: stream("lifecycle"),
             delivery: stream("delivery"),
+            watch: stream("watch"),
             restore: stream("restore"),
         }
     }

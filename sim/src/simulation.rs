@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use jobvault_core::machine::{
-    ChangeBatch, JobUpload, SNAPSHOT_DEADLINE, SnapshotOrder, SnapshotReason,
+    CHANGE_POLL, ChangeBatch, JobUpload, SNAPSHOT_DEADLINE, SnapshotOrder, SnapshotReason,
 };
 use jobvault_core::{Command, Config, Cursor, Failure, FailureKind, Input, JobId, Seq, Timestamp};
 
@@ -125,6 +125,9 @@ enum Event {
         generation: u64,
         id: u64,
     },
+    /// The commit watcher of this core generation looks, and reports the
+    /// commits it noticed.
+    WatcherLooks(u64),
     /// A report on its way back to the core: the operation already took
     /// effect, and other reports may overtake this one.
     Deliver {
@@ -213,11 +216,12 @@ impl Simulation {
             ..Config::default()
         };
         let start = Timestamp::from_unix_seconds(1_700_000_000 + rng.plan.i64(0..86_400 * 365));
+        let calm = plan.is_calm();
         Simulation {
             seed,
             rng,
             plan,
-            checkers: Checkers::new(&config),
+            checkers: Checkers::new(&config, calm),
             config,
             now: start,
             queue: BinaryHeap::new(),
@@ -443,6 +447,12 @@ impl Simulation {
                     self.deliver(*input);
                 }
             }
+            Event::WatcherLooks(generation) => {
+                if generation == self.node.generation && self.node.core.is_some() {
+                    self.node.commit_noticed = false;
+                    self.deliver(Input::DatabaseChanged);
+                }
+            }
             Event::Write => self.write_job(),
             Event::Rewrite(recent) => self.rewrite_job(recent),
             Event::Timer => self.drop_trigger(),
@@ -532,6 +542,7 @@ impl Simulation {
                         self.node.unexplained_rewinds += 1;
                     }
                     note!(self, "cursor rewound to {:?}", self.world.db.stored);
+                    self.commit_seen();
                 }
             }
             FaultKind::MalformedTrigger => {
@@ -636,7 +647,24 @@ impl Simulation {
         let modified = self.local_now();
         if self.world.db.run(statement, id.clone(), modified, self.now) {
             note!(self, "{statement:?} {id}");
+            self.commit_seen();
         }
+    }
+
+    /// Something committed to the database: the running core's watcher
+    /// reports it at its next look, unless it misses it.
+    fn commit_seen(&mut self) {
+        if self.node.core.is_none() || self.node.commit_noticed {
+            return;
+        }
+        if self.rng.watch.f64() < self.plan.rate(FaultKind::MissedCommit) {
+            self.outcome.faults.add(FaultKind::MissedCommit);
+            return;
+        }
+        self.node.commit_noticed = true;
+        let look = Duration::from_micros(self.rng.watch.u64(1..=CHANGE_POLL.as_micros() as u64));
+        let generation = self.node.generation;
+        self.after(look, Event::WatcherLooks(generation));
     }
 
     fn drop_trigger(&mut self) {
@@ -983,6 +1011,7 @@ impl Simulation {
                 if effective && unchanged {
                     self.observe(Observation::CursorSaving { expected, new });
                     self.world.db.stored = new;
+                    self.commit_seen();
                 }
                 let error = error
                     .or((!unchanged)

@@ -11,6 +11,7 @@
 mod bucket;
 mod cursor;
 mod process;
+mod recovery_point;
 mod restore;
 mod store;
 
@@ -103,7 +104,9 @@ pub struct Checkers {
 }
 
 impl Checkers {
-    pub fn new(config: &Config) -> Self {
+    /// The checkers for a day run with `config`; `calm` if it injects no
+    /// fault at all.
+    pub fn new(config: &Config, calm: bool) -> Self {
         let invariants: Vec<Box<dyn Invariant>> = vec![
             Box::new(restore::NoLostVersion),
             Box::new(cursor::HonestCursor::default()),
@@ -116,6 +119,7 @@ impl Checkers {
             Box::new(process::ImmediateAnswered),
             Box::new(store::ObjectWriteSpacing::default()),
             Box::new(store::RefusingStoreSpared::new(config)),
+            Box::new(recovery_point::RecoveryPoint::new(calm)),
         ];
         Checkers {
             invariants,
