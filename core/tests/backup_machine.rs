@@ -981,3 +981,26 @@ fn every_command_that_expects_an_answer_has_a_deadline_and_a_failure_answer() {
     };
     assert_eq!((done.deadline(), done.failed(timeout)), (None, None));
 }
+
+#[test]
+fn a_read_that_moves_only_the_time_saves_once_an_interval() {
+    let mut h = Harness::new();
+    h.start();
+    let first = saved(&h.input(batch(vec![]))).expect("the first read's time is saved");
+    h.input(Input::CursorSaved(Ok(())));
+    let nothing_new = || {
+        Input::ChangesRead(Ok(ChangeBatch {
+            stored: first,
+            jobs: vec![],
+        }))
+    };
+    // Our own save is a commit the watcher reports; its read finds nothing.
+    h.now = h.now + Duration::from_millis(20);
+    assert_eq!(reads(&h.input(Input::DatabaseChanged)), 1);
+    let commands = h.input(nothing_new());
+    assert_eq!(commands, [], "no save, and so no commit to notice");
+    let commands = h.advance(Duration::from_secs(10));
+    assert_eq!(reads(&commands), 1, "{commands:?}");
+    let later = saved(&h.input(nothing_new())).expect("a save an interval later");
+    assert_eq!(later.time, h.now);
+}

@@ -24,9 +24,9 @@ use std::time::Duration;
 
 use tracing::{debug, error, info, warn};
 
-use super::Context;
 use super::backoff::{Change, StoreBackoff};
 use super::io::{ChangeBatch, Command, Cursor, Failure, JobUpload};
+use super::{Config, Context};
 use crate::Seq;
 use crate::envelope::Envelope;
 use crate::job_id::JobId;
@@ -82,6 +82,8 @@ struct ReadInFlight {
 pub(crate) struct Incremental {
     concurrency: usize,
     max_pending: usize,
+    /// A cursor whose sequence has not moved is saved at most this often.
+    time_only_saves: Duration,
     /// The cursor stored in the database, as far as we know.
     durable: Cursor,
     /// How far the bucket is complete in memory; saved when it moves.
@@ -121,10 +123,11 @@ pub(crate) struct Incremental {
 pub const OBJECT_WRITE_SPACING: Duration = Duration::from_secs(1);
 
 impl Incremental {
-    pub fn new(stored: Cursor, concurrency: usize, max_pending: usize) -> Self {
+    pub fn new(stored: Cursor, config: &Config) -> Self {
         Incremental {
-            concurrency: concurrency.max(1),
-            max_pending: max_pending.max(1),
+            concurrency: config.concurrency.max(1),
+            max_pending: config.max_pending.max(1),
+            time_only_saves: config.interval,
             durable: stored,
             covered: stored,
             frontier: stored.seq,
@@ -478,8 +481,18 @@ impl Incremental {
         });
     }
 
+    /// Saves the cursor if it moved: at once if its sequence did, and once
+    /// an interval if only its time did. A save is a commit the driver
+    /// notices ([`super::Input::DatabaseChanged`]), and the read it brings
+    /// moves the time again: saving every such move would go round for as
+    /// long as the daemon runs. An older time is only more cautious (a
+    /// restore looks further back).
     fn save(&mut self, cx: &mut Context) {
-        if self.saving.is_some() || self.covered == self.durable {
+        let time_only = self.covered.seq == self.durable.seq;
+        if self.saving.is_some()
+            || self.covered == self.durable
+            || (time_only && self.covered.time < self.durable.time + self.time_only_saves)
+        {
             return;
         }
         self.saving = Some(Saving {

@@ -227,7 +227,7 @@ pub enum Input {
 /// ([`Input::DatabaseChanged`]): a look reads one counter SQLite keeps in
 /// shared memory, so this is cheap, and it bounds the time from a commit to
 /// its upload starting.
-pub const CHANGE_POLL: Duration = Duration::from_millis(20);
+pub const CHANGE_POLL: Duration = Duration::from_millis(50);
 
 /// How long a snapshot may take: a 1 GiB database takes about 15 s, so an
 /// hour is room for a hundred times that. Triggered and immediate snapshots

@@ -118,7 +118,7 @@ impl Backup {
     /// A backup that resumes from the cursor stored in the database. The first
     /// step is due at `now`.
     pub fn new(config: Config, stored: Cursor, now: Timestamp) -> Self {
-        let incremental = Incremental::new(stored, config.concurrency, config.max_pending);
+        let incremental = Incremental::new(stored, &config);
         let snapshots = Snapshots::default();
         Backup {
             config,
