@@ -98,6 +98,18 @@ impl Chaos {
     }
 }
 
+impl Shared {
+    /// The request seen last was answered with a failure, not forwarded.
+    fn mark_last_failed(&self) {
+        self.seen
+            .lock()
+            .unwrap()
+            .last_mut()
+            .expect("a request is seen before it is answered")
+            .failed = true;
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Proxy {
     port: u16,
@@ -283,13 +295,7 @@ async fn forward(
     });
     let refused = *shared.refuse_all.lock().unwrap();
     if let Some(status) = refused {
-        shared
-            .seen
-            .lock()
-            .unwrap()
-            .last_mut()
-            .expect("seen above")
-            .failed = true;
+        shared.mark_last_failed();
         let _ = request.into_body().collect().await;
         return Ok(gcs_error(status));
     }
@@ -310,13 +316,7 @@ async fn forward(
     let refusal = *shared.refuse_uploads.lock().unwrap();
     let is_lease = body.windows(LEASE.len()).any(|w| w == LEASE);
     if let Some(status) = refusal.filter(|_| path_and_query.starts_with("/upload/") && !is_lease) {
-        shared
-            .seen
-            .lock()
-            .unwrap()
-            .last_mut()
-            .expect("seen above")
-            .failed = true;
+        shared.mark_last_failed();
         return Ok(gcs_error(status));
     }
     let is_upload = path_and_query.contains("uploadType=multipart") || is_last_chunk(&parts);

@@ -534,39 +534,44 @@ fn put_self_numbered(path: &Path, batches: &[Vec<(JobId, String)>], parse: bool)
     .unwrap();
     for batch in batches {
         check_with_job_model(batch, parse);
-        let now = jobvault::clock::now().unix_nanos();
-        let tx = conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-            .unwrap();
-        let mut counter: i64 = tx
-            .query_row(
-                "SELECT value FROM meta WHERE key = 'change_counter'",
-                [],
-                |r| r.get(0),
-            )
-            .unwrap();
-        {
-            let mut upsert = tx
-                .prepare_cached(
-                    "INSERT INTO jobs (id, seq, db_modified, body) VALUES (?1, ?2, ?3, ?4)
-                     ON CONFLICT(id) DO UPDATE SET
-                         seq = excluded.seq, db_modified = excluded.db_modified, body = excluded.body",
-                )
-                .unwrap();
-            for (id, body) in batch {
-                counter += 1;
-                upsert
-                    .execute(rusqlite::params![id.as_str(), counter, now, body])
-                    .unwrap();
-            }
-        }
-        tx.execute(
-            "UPDATE meta SET value = ?1 WHERE key = 'change_counter'",
-            [counter],
+        put_numbering_rows(&mut conn, batch, jobvault::clock::now().unix_nanos());
+    }
+}
+
+/// One batch in one transaction, each row numbered from the counter by the
+/// writer itself, as the first release's writer did.
+fn put_numbering_rows(conn: &mut rusqlite::Connection, batch: &[(JobId, String)], now: i64) {
+    let tx = conn
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .unwrap();
+    let mut counter: i64 = tx
+        .query_row(
+            "SELECT value FROM meta WHERE key = 'change_counter'",
+            [],
+            |r| r.get(0),
         )
         .unwrap();
-        tx.commit().unwrap();
+    {
+        let mut upsert = tx
+            .prepare_cached(
+                "INSERT INTO jobs (id, seq, db_modified, body) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT(id) DO UPDATE SET
+                     seq = excluded.seq, db_modified = excluded.db_modified, body = excluded.body",
+            )
+            .unwrap();
+        for (id, body) in batch {
+            counter += 1;
+            upsert
+                .execute(rusqlite::params![id.as_str(), counter, now, body])
+                .unwrap();
+        }
     }
+    tx.execute(
+        "UPDATE meta SET value = ?1 WHERE key = 'change_counter'",
+        [counter],
+    )
+    .unwrap();
+    tx.commit().unwrap();
 }
 
 /// The first release's writer in the first release's schema: no triggers or
@@ -590,37 +595,6 @@ fn put_first_release_way(path: &Path, batches: &[Vec<(JobId, String)>], parse: b
         } else {
             batch
         };
-        let now = now.unix_nanos();
-        let tx = conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-            .unwrap();
-        let mut counter: i64 = tx
-            .query_row(
-                "SELECT value FROM meta WHERE key = 'change_counter'",
-                [],
-                |r| r.get(0),
-            )
-            .unwrap();
-        {
-            let mut upsert = tx
-                .prepare_cached(
-                    "INSERT INTO jobs (id, seq, db_modified, body) VALUES (?1, ?2, ?3, ?4)
-                     ON CONFLICT(id) DO UPDATE SET
-                         seq = excluded.seq, db_modified = excluded.db_modified, body = excluded.body",
-                )
-                .unwrap();
-            for (id, body) in batch {
-                counter += 1;
-                upsert
-                    .execute(rusqlite::params![id.as_str(), counter, now, body])
-                    .unwrap();
-            }
-        }
-        tx.execute(
-            "UPDATE meta SET value = ?1 WHERE key = 'change_counter'",
-            [counter],
-        )
-        .unwrap();
-        tx.commit().unwrap();
+        put_numbering_rows(&mut conn, batch, now.unix_nanos());
     }
 }
