@@ -11,7 +11,6 @@
 //! fallback: if the watcher cannot read, nothing is lost, only later.
 
 use std::path::Path;
-use std::thread::JoinHandle;
 
 use jobvault_core::Input;
 use jobvault_core::machine::CHANGE_POLL;
@@ -23,10 +22,10 @@ use crate::store::error_chain;
 
 /// Starts watching the database at `path`, reporting to `inputs` until
 /// they close.
-pub fn spawn(path: &Path, inputs: UnboundedSender<Input>) -> Result<JoinHandle<()>, DbError> {
+pub fn spawn(path: &Path, inputs: UnboundedSender<Input>) -> Result<(), DbError> {
     let db = JobDb::open(path)?;
     let mut seen = db.data_version()?;
-    let handle = std::thread::Builder::new()
+    std::thread::Builder::new()
         .name("jobvault-watch".to_owned())
         .spawn(move || {
             let mut failing = false;
@@ -49,5 +48,5 @@ pub fn spawn(path: &Path, inputs: UnboundedSender<Input>) -> Result<JoinHandle<(
             }
         })
         .expect("a thread can be started");
-    Ok(handle)
+    Ok(())
 }
