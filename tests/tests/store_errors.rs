@@ -50,6 +50,19 @@ fn lease_taken(proxy: &Proxy) -> bool {
         .any(|seen| seen.path_and_query.starts_with("/upload/"))
 }
 
+/// The one line of `log` that holds `text`, with the bucket and the status
+/// it must name; fails if it is said more than once or not at all.
+fn said_once<'a>(log: &'a str, text: &str, bucket: &str, status: &str) -> &'a str {
+    let said: Vec<&str> = log.lines().filter(|line| line.contains(text)).collect();
+    assert_eq!(said.len(), 1, "said once, not at every try: {log}");
+    assert!(
+        said[0].contains(bucket) && said[0].contains(status),
+        "{}",
+        said[0]
+    );
+    said[0]
+}
+
 #[test]
 fn a_403_is_said_once_naming_the_bucket_counted_and_not_retried_soon() {
     let (_emulator, proxy, workspace, url) = setup("refusing");
@@ -65,17 +78,8 @@ fn a_403_is_said_once_naming_the_bucket_counted_and_not_retried_soon() {
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(refused(&proxy), 1, "retried before five minutes");
     let log = daemon.log();
-    let said: Vec<&str> = log
-        .lines()
-        .filter(|line| line.contains("the store refuses jobvault's uploads"))
-        .collect();
-    assert_eq!(said.len(), 1, "{log}");
-    assert!(
-        said[0].contains(bucket) && said[0].contains("403"),
-        "{}",
-        said[0]
-    );
-    assert!(said[0].contains("storage.objects.create"), "{}", said[0]);
+    let said = said_once(&log, "the store refuses jobvault's uploads", bucket, "403");
+    assert!(said.contains("storage.objects.create"), "{said}");
     let scrape = daemon.scrape();
     assert!(
         scrape.contains("jobvault_store_refusals_total{database=\"task-scheduler\"} 1"),
@@ -135,17 +139,12 @@ fn a_403_on_the_lease_too_is_said_once_counted_and_the_lease_taken_once_allowed(
     eventually("three tries at the lease", PATIENCE, || {
         (refused(&proxy) >= 3).then_some(())
     });
-    let log = daemon.log();
-    let said: Vec<&str> = log
-        .lines()
-        .filter(|line| line.contains("the store refuses jobvault's lease"))
-        .collect();
-    assert_eq!(said.len(), 1, "said once, not at every try: {log}");
     let bucket = url.trim_start_matches("gs://");
-    assert!(
-        said[0].contains(bucket) && said[0].contains("403"),
-        "{}",
-        said[0]
+    said_once(
+        &daemon.log(),
+        "the store refuses jobvault's lease",
+        bucket,
+        "403",
     );
     proxy.refuse_everything(None);
     eventually("the lease taken", PATIENCE, || {
