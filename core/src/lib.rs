@@ -8,12 +8,14 @@
 //! world; the simulator executes it against a seeded, faulty one.
 
 pub mod envelope;
+pub mod history;
 pub mod job;
 pub mod job_id;
 pub mod job_object;
 pub mod lease;
 pub mod machine;
 pub mod object_name;
+pub mod prune;
 pub mod restore_plan;
 pub mod retrieval;
 pub mod timestamp;

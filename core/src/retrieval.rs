@@ -254,6 +254,7 @@ mod tests {
             name: name.to_owned(),
             updated: Timestamp::from_unix_seconds(secs),
             size: 1,
+            generation: None,
         };
         let objects = [
             listed("db-backup/2016/11/16/a.bdb", 20),

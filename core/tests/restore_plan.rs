@@ -1,140 +1,15 @@
 //! The restore planner and the searches it is made of, answered from a
 //! bucket held in a map, in the order asked or shuffled.
 
-use std::collections::BTreeMap;
+mod bucket;
 
-use jobvault_core::machine::ListedObject;
+use bucket::{Bucket, Content, at, snapshot, version};
 use jobvault_core::object_name::ObjectKind;
 use jobvault_core::restore_plan::{
     Answer, Ask, JobSearch, NewestSearch, OnCorrupt, PlanError, Planner, RESTORE_CLOCK_ALLOWANCE,
     RestorePlanner, supersedes,
 };
-use jobvault_core::{Cursor, Envelope, JobId, Timestamp};
-
-fn version(id: &str, seq: u64) -> Envelope {
-    let body = format!(r#"{{"id":"{id}","name":"v{seq}"}}"#);
-    Envelope::written(JobId::new(id).unwrap(), seq, Timestamp::UNIX_EPOCH, body)
-}
-
-fn at(text: &str) -> Timestamp {
-    Timestamp::parse_rfc3339(text).unwrap()
-}
-
-enum Content {
-    Snapshot {
-        gzip_mtime: Option<Timestamp>,
-        stored: Cursor,
-    },
-    Job(u64),
-    Deleted(u64),
-    Garbage,
-}
-
-#[derive(Default)]
-struct Bucket {
-    objects: BTreeMap<String, (Timestamp, Content)>,
-    asks: Vec<Ask>,
-}
-
-impl Bucket {
-    fn put(&mut self, name: &str, updated: &str, content: Content) {
-        self.objects.insert(name.to_owned(), (at(updated), content));
-    }
-
-    fn job(&mut self, id: &str, day: &str, updated: &str, seq: u64) {
-        self.put(
-            &format!("job-backup/{day}/{id}.job"),
-            updated,
-            Content::Job(seq),
-        );
-    }
-
-    fn deleted(&mut self, id: &str, day: &str, updated: &str, seq: u64) {
-        self.put(
-            &format!("job-backup/{day}/{id}.job"),
-            updated,
-            Content::Deleted(seq),
-        );
-    }
-
-    fn answer(&mut self, ask: Ask) -> Answer {
-        self.asks.push(ask.clone());
-        match ask {
-            Ask::ListFolders { folder } => {
-                let mut folders: Vec<String> = self
-                    .objects
-                    .keys()
-                    .filter_map(|name| name.strip_prefix(&folder))
-                    .filter_map(|rest| {
-                        rest.find('/')
-                            .map(|end| format!("{folder}{}", &rest[..=end]))
-                    })
-                    .collect();
-                folders.dedup();
-                Answer::Folders { folder, folders }
-            }
-            Ask::ListObjects { prefix } => Answer::Objects {
-                objects: self
-                    .objects
-                    .iter()
-                    .filter(|(name, _)| name.starts_with(&prefix))
-                    .map(|(name, (updated, _))| ListedObject {
-                        name: name.clone(),
-                        updated: *updated,
-                        size: 1,
-                    })
-                    .collect(),
-                prefix,
-            },
-            Ask::FetchSnapshot { object } => match &self.objects[&object].1 {
-                Content::Snapshot { gzip_mtime, stored } => Answer::SnapshotFetched {
-                    gzip_mtime: *gzip_mtime,
-                    stored_cursor: *stored,
-                    object,
-                },
-                _ => panic!("{object} is not a snapshot"),
-            },
-            Ask::FetchJob { object } => {
-                let id = object.rsplit('/').next().unwrap().trim_end_matches(".job");
-                let result = match &self.objects[&object].1 {
-                    Content::Job(seq) => Ok(version(id, *seq)),
-                    Content::Deleted(seq) => Ok(Envelope::deleted(
-                        JobId::new(id).unwrap(),
-                        *seq,
-                        Timestamp::UNIX_EPOCH,
-                    )),
-                    _ => Err("gzip stream is corrupt".to_owned()),
-                };
-                Answer::JobFetched { object, result }
-            }
-        }
-    }
-
-    /// Answers every ask; with `reverse`, the newest ask first.
-    fn drive(&mut self, planner: &mut impl Planner, reverse: bool) -> Result<(), PlanError> {
-        let mut asked = Vec::new();
-        loop {
-            asked.extend(std::iter::from_fn(|| planner.poll_ask()));
-            let next = if reverse {
-                asked.pop()
-            } else {
-                (!asked.is_empty()).then(|| asked.remove(0))
-            };
-            let Some(ask) = next else { break };
-            let answer = self.answer(ask);
-            planner.handle_answer(answer)?;
-        }
-        assert!(planner.is_complete());
-        Ok(())
-    }
-}
-
-fn snapshot(mtime: &str) -> Content {
-    Content::Snapshot {
-        gzip_mtime: Some(at(mtime)),
-        stored: Cursor::default(),
-    }
-}
+use jobvault_core::Cursor;
 
 #[test]
 fn the_newest_snapshot_is_found_walking_back_from_the_newest_day() {
@@ -228,6 +103,7 @@ fn a_snapshot_served_without_its_gzip_mtime_stands_for_the_cursor_inside_it() {
         Content::Snapshot {
             gzip_mtime: None,
             stored,
+            newest_change: None,
         },
     );
     let mut planner = RestorePlanner::new(at("2016-11-16T14:00:00Z"), OnCorrupt::Fail);
@@ -358,11 +234,13 @@ fn an_object_holding_another_job_is_corrupt() {
     let _ = search.poll_ask();
     let listing = bucket.answer(Ask::ListObjects {
         prefix: "job-backup/2016/11/16/".to_owned(),
+        versions: false,
     });
     search.handle_answer(listing).unwrap();
     let error = search
         .handle_answer(Answer::JobFetched {
             object: "job-backup/2016/11/16/a.job".to_owned(),
+            generation: None,
             result: Ok(version("b", 1)),
         })
         .unwrap_err();

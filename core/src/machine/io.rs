@@ -175,6 +175,9 @@ pub struct ListedObject {
     /// When the store last wrote the object.
     pub updated: Timestamp,
     pub size: u64,
+    /// Which generation of the object this is, when the listing asked for
+    /// every generation; `None` otherwise.
+    pub generation: Option<i64>,
 }
 
 /// A report from the driver: the result of a command, or a request.

@@ -17,14 +17,28 @@ pub enum Ask {
     /// List the folders directly under `folder` (a delimiter listing);
     /// answer with [`Answer::Folders`].
     ListFolders { folder: String },
-    /// List the objects whose names start with `prefix`; answer with
+    /// List the objects whose names start with `prefix`, with every
+    /// generation of each (noncurrent ones too) when `versions`; answer with
     /// [`Answer::Objects`].
-    ListObjects { prefix: String },
+    ListObjects { prefix: String, versions: bool },
     /// Download the snapshot into the database being built; answer with
     /// [`Answer::SnapshotFetched`].
     FetchSnapshot { object: String },
-    /// Download and decode one job object; answer with [`Answer::JobFetched`].
-    FetchJob { object: String },
+    /// Read the gzip header of a snapshot (its first bytes only); answer with
+    /// [`Answer::SnapshotTime`].
+    SnapshotTime { object: String },
+    /// Download and decode one job object: the live one, or the given
+    /// generation; answer with [`Answer::JobFetched`].
+    FetchJob {
+        object: String,
+        generation: Option<i64>,
+    },
+    /// Whether the bucket keeps noncurrent generations; answer with
+    /// [`Answer::Versioning`].
+    Versioning,
+    /// Read the history marker ([`crate::history::HISTORY_OBJECT`]); answer
+    /// with [`Answer::History`].
+    ReadHistory,
 }
 
 /// A listing: of the folders under a folder, or of the objects under a
@@ -40,8 +54,12 @@ impl Ask {
     pub(crate) fn listing(&self) -> Option<Listing> {
         match self {
             Ask::ListFolders { folder } => Some(Listing::Folders(folder.clone())),
-            Ask::ListObjects { prefix } => Some(Listing::Objects(prefix.clone())),
-            Ask::FetchSnapshot { .. } | Ask::FetchJob { .. } => None,
+            Ask::ListObjects { prefix, .. } => Some(Listing::Objects(prefix.clone())),
+            Ask::FetchSnapshot { .. }
+            | Ask::SnapshotTime { .. }
+            | Ask::FetchJob { .. }
+            | Ask::Versioning
+            | Ask::ReadHistory => None,
         }
     }
 }
@@ -64,11 +82,27 @@ pub enum Answer {
         gzip_mtime: Option<Timestamp>,
         /// The cursor stored inside the snapshot's database.
         stored_cursor: Cursor,
+        /// When the newest change the snapshot holds (a row or a tombstone)
+        /// was committed; `None` when it holds none.
+        newest_change: Option<Timestamp>,
+    },
+    SnapshotTime {
+        object: String,
+        /// As in [`Answer::SnapshotFetched`].
+        gzip_mtime: Option<Timestamp>,
     },
     /// The object's envelope, or why its bytes do not hold one.
     JobFetched {
         object: String,
+        generation: Option<i64>,
         result: Result<Envelope, String>,
+    },
+    Versioning {
+        enabled: bool,
+    },
+    /// The marker's bytes; `None` when the bucket has none.
+    History {
+        bytes: Option<Vec<u8>>,
     },
 }
 
@@ -78,6 +112,9 @@ pub enum PlanError {
     /// A job object does not hold a job, and corrupt objects are not skipped.
     #[error("{object}: {why}")]
     Corrupt { object: String, why: String },
+    /// The bucket cannot give what was asked for, and why, in one line.
+    #[error("{0}")]
+    NotRestorable(String),
     /// The driver answered something that was not asked: a driver bug.
     #[error("answer to nothing that was asked: {0}")]
     Unexpected(String),
@@ -111,7 +148,11 @@ impl Answer {
         match self {
             Answer::Folders { folder, .. } => Some(Listing::Folders(folder.clone())),
             Answer::Objects { prefix, .. } => Some(Listing::Objects(prefix.clone())),
-            Answer::SnapshotFetched { .. } | Answer::JobFetched { .. } => None,
+            Answer::SnapshotFetched { .. }
+            | Answer::SnapshotTime { .. }
+            | Answer::JobFetched { .. }
+            | Answer::Versioning { .. }
+            | Answer::History { .. } => None,
         }
     }
 }

@@ -3,6 +3,12 @@
 //! Which version wins is decided by the change sequence inside each object,
 //! never by listing order (the original took whichever came last). A job
 //! object is fetched as soon as the listing of its day folder arrives.
+//!
+//! Searching the past ([`JobSearch::at`]) fetches every generation of each
+//! job object, since one object per job per day keeps only the day's last
+//! version live, and keeps only versions committed at or before the
+//! instant. Without object versioning that past is gone once a later upload
+//! overwrote it; the search refuses rather than return a mix of then and now.
 
 use std::collections::{BTreeSet, VecDeque};
 
@@ -29,10 +35,19 @@ pub struct JobSearch {
     on_corrupt: OnCorrupt,
     listing: RangeListing,
     fetches: VecDeque<Ask>,
-    /// Objects whose fetch is queued or in flight.
-    fetching: BTreeSet<String>,
+    /// Objects (and generations) whose fetch is queued or in flight.
+    fetching: BTreeSet<(String, Option<i64>)>,
     newest: NewestWins,
     skipped: Vec<Skipped>,
+    history: Option<History>,
+}
+
+/// The instant a search of the past restores to.
+#[derive(Debug, Clone, Copy)]
+struct History {
+    at: Timestamp,
+    /// The bucket keeps noncurrent generations.
+    versioned: bool,
 }
 
 /// An object left out because it does not hold a job.
@@ -71,6 +86,31 @@ impl JobSearch {
             fetching: BTreeSet::new(),
             newest: NewestWins::new(),
             skipped: Vec::new(),
+            history: None,
+        }
+    }
+
+    /// Retrieves, of every job, the newest version committed at or before
+    /// `at` among those uploaded since `since`: from every generation when
+    /// the bucket is `versioned`. Without versioning, a job object uploaded
+    /// after `at` makes the search fail: it may have replaced the version
+    /// `at` asks for.
+    pub fn at(
+        since: Timestamp,
+        now: Timestamp,
+        at: Timestamp,
+        versioned: bool,
+        on_corrupt: OnCorrupt,
+    ) -> Self {
+        let listing = if versioned {
+            RangeListing::with_versions(ObjectKind::Job, since, now)
+        } else {
+            RangeListing::new(ObjectKind::Job, since, now)
+        };
+        JobSearch {
+            listing,
+            history: Some(History { at, versioned }),
+            ..JobSearch::new(since, now, on_corrupt)
         }
     }
 
@@ -84,14 +124,21 @@ impl JobSearch {
     fn on_fetched(
         &mut self,
         object: String,
+        generation: Option<i64>,
         result: Result<Envelope, String>,
     ) -> Result<(), PlanError> {
-        if !self.fetching.remove(&object) {
-            return Err(unexpected(&Answer::JobFetched { object, result }));
+        if !self.fetching.remove(&(object.clone(), generation)) {
+            return Err(unexpected(&Answer::JobFetched {
+                object,
+                generation,
+                result,
+            }));
         }
         match result.and_then(|envelope| holds_its_own_job(&object, envelope)) {
             Ok(envelope) => {
-                self.newest.offer(envelope);
+                if self.history.is_none_or(|h| envelope.modified <= h.at) {
+                    self.newest.offer(envelope);
+                }
                 Ok(())
             }
             Err(why) => match self.on_corrupt {
@@ -111,17 +158,36 @@ impl Planner for JobSearch {
     }
 
     fn handle_answer(&mut self, answer: Answer) -> Result<(), PlanError> {
-        if let Answer::JobFetched { object, result } = answer {
-            return self.on_fetched(object, result);
+        if let Answer::JobFetched {
+            object,
+            generation,
+            result,
+        } = answer
+        {
+            return self.on_fetched(object, generation, result);
         }
         for object in self.listing.take_answer(answer)? {
             let is_job = parse_object_name(&object.name).is_ok_and(|p| p.kind == ObjectKind::Job);
-            if is_job
-                && uploaded_since(object.updated, self.since)
-                && self.fetching.insert(object.name.clone())
+            if !is_job || !uploaded_since(object.updated, self.since) {
+                continue;
+            }
+            if let Some(History { at, versioned: false }) = self.history
+                && object.updated > at
             {
+                return Err(PlanError::NotRestorable(format!(
+                    "{} was uploaded at {}, after {}, and the bucket keeps no object versions, \
+                     so the job's state at {} is lost; turn versioning on \
+                     (gcloud storage buckets update BUCKET --versioning) to restore past instants",
+                    object.name,
+                    object.updated.rfc3339(),
+                    at.rfc3339(),
+                    at.rfc3339(),
+                )));
+            }
+            if self.fetching.insert((object.name.clone(), object.generation)) {
                 self.fetches.push_back(Ask::FetchJob {
                     object: object.name,
+                    generation: object.generation,
                 });
             }
         }

@@ -2,7 +2,9 @@
 //!
 //! A restore is three decisions, all taken here: which snapshot to start
 //! from, from when to take job objects on top of it (the `since` bound,
-//! with an allowance for clocks), and which version of each job wins. The
+//! with an allowance for clocks), and which version of each job wins. A
+//! restore of the past ([`RestorePlanner::at`]) adds a fourth: whether the
+//! bucket still holds that past at all (see [`past`]). The
 //! shell's `restore` and the simulator's check that "a restore equals the
 //! database" drive this one [`RestorePlanner`]; neither has a copy of it.
 //!
@@ -15,6 +17,7 @@
 mod ask;
 mod jobs;
 mod newest;
+mod past;
 mod range;
 
 use std::time::Duration;
@@ -24,10 +27,12 @@ pub use jobs::{JobSearch, OnCorrupt, Retrieved, Skipped};
 pub use newest::NewestSearch;
 pub use range::RangeListing;
 
+use crate::machine::ListedObject;
 use crate::object_name::ObjectKind;
 use crate::timestamp::Timestamp;
 use crate::{Cursor, Seq};
-use ask::unexpected;
+pub(crate) use ask::unexpected;
+use past::{Past, Setup};
 
 /// How far a restore reaches back before the snapshot's time, to allow for
 /// the store's clock running behind ours. Fetching a few extra versions costs
@@ -74,20 +79,28 @@ fn snapshot_time(gzip_mtime: Option<Timestamp>, stored: Cursor) -> Timestamp {
 
 #[derive(Debug)]
 enum Phase {
-    FindSnapshot(NewestSearch),
+    /// Restoring the past: whether the bucket keeps versions, and how far
+    /// back its history reaches.
+    Setup(Setup),
+    FindNewest(NewestSearch),
+    /// Restoring the past: every snapshot, to pick the base from.
+    ListSnapshots(RangeListing),
+    /// Candidates, oldest first: the last is fetched, and taken if it holds
+    /// only what the restore may hold.
     FetchSnapshot {
-        object: String,
-        uploaded: Timestamp,
+        candidates: Vec<ListedObject>,
         asked: bool,
     },
     Jobs(JobSearch),
 }
 
-/// Plans the restore of the newest state in a bucket.
+/// Plans the restore of a bucket: its newest state, or its state at an
+/// instant ([`RestorePlanner::at`]).
 #[derive(Debug)]
 pub struct RestorePlanner {
     now: Timestamp,
     on_corrupt: OnCorrupt,
+    past: Option<Past>,
     phase: Phase,
     snapshot: Option<ChosenSnapshot>,
     since: Timestamp,
@@ -98,9 +111,21 @@ impl RestorePlanner {
         RestorePlanner {
             now,
             on_corrupt,
-            phase: Phase::FindSnapshot(NewestSearch::new(ObjectKind::Snapshot)),
+            past: None,
+            phase: Phase::FindNewest(NewestSearch::new(ObjectKind::Snapshot)),
             snapshot: None,
             since: Timestamp::UNIX_EPOCH,
+        }
+    }
+
+    /// Plans the restore of the database as it was at `at`: the newest
+    /// snapshot holding no change after `at`, then the newest version of
+    /// each job committed at or before `at`.
+    pub fn at(at: Timestamp, now: Timestamp, on_corrupt: OnCorrupt) -> Self {
+        RestorePlanner {
+            past: Some(Past::new(at)),
+            phase: Phase::Setup(Setup::default()),
+            ..RestorePlanner::new(now, on_corrupt)
         }
     }
 
@@ -118,18 +143,84 @@ impl RestorePlanner {
 
     fn retrieve_since(&mut self, since: Timestamp) {
         self.since = since;
-        self.phase = Phase::Jobs(JobSearch::new(since, self.now, self.on_corrupt));
+        let jobs = match &self.past {
+            None => JobSearch::new(since, self.now, self.on_corrupt),
+            Some(past) => JobSearch::at(
+                since,
+                self.now,
+                past.at,
+                past.versioned,
+                self.on_corrupt,
+            ),
+        };
+        self.phase = Phase::Jobs(jobs);
+    }
+
+    /// Fetches the next candidate, or, with none left, starts from no
+    /// snapshot where the past allows that.
+    fn next_candidate(&mut self, mut candidates: Vec<ListedObject>) -> Result<(), PlanError> {
+        if candidates.is_empty() {
+            if let Some(past) = &self.past {
+                past.may_start_from_nothing()?;
+            }
+            self.retrieve_since(Timestamp::UNIX_EPOCH);
+        } else {
+            candidates.sort_by(|a, b| (a.updated, &a.name).cmp(&(b.updated, &b.name)));
+            self.phase = Phase::FetchSnapshot {
+                candidates,
+                asked: false,
+            };
+        }
+        Ok(())
+    }
+
+    fn on_snapshot_fetched(&mut self, answer: Answer) -> Result<(), PlanError> {
+        let Phase::FetchSnapshot {
+            candidates,
+            asked: true,
+        } = &mut self.phase
+        else {
+            return Err(unexpected(&answer));
+        };
+        let Answer::SnapshotFetched {
+            object,
+            gzip_mtime,
+            stored_cursor,
+            newest_change,
+        } = answer
+        else {
+            return Err(unexpected(&answer));
+        };
+        let Some(candidate) = candidates.pop_if(|c| c.name == object) else {
+            return Err(PlanError::Unexpected(format!("fetched {object}")));
+        };
+        if let Some(past) = &mut self.past
+            && !past.takes(newest_change)
+        {
+            let rest = std::mem::take(candidates);
+            return self.next_candidate(rest);
+        }
+        let time = snapshot_time(gzip_mtime, stored_cursor);
+        self.snapshot = Some(ChosenSnapshot {
+            object,
+            uploaded: candidate.updated,
+            time,
+        });
+        self.retrieve_since(time - RESTORE_CLOCK_ALLOWANCE);
+        Ok(())
     }
 }
 
 impl Planner for RestorePlanner {
     fn poll_ask(&mut self) -> Option<Ask> {
         match &mut self.phase {
-            Phase::FindSnapshot(search) => search.poll_ask(),
-            Phase::FetchSnapshot { object, asked, .. } => (!*asked).then(|| {
+            Phase::Setup(setup) => setup.poll_ask(),
+            Phase::FindNewest(search) => search.poll_ask(),
+            Phase::ListSnapshots(listing) => listing.poll_ask(),
+            Phase::FetchSnapshot { candidates, asked } => (!*asked).then(|| {
                 *asked = true;
                 Ask::FetchSnapshot {
-                    object: object.clone(),
+                    object: candidates.last().expect("never empty").name.clone(),
                 }
             }),
             Phase::Jobs(jobs) => jobs.poll_ask(),
@@ -138,44 +229,39 @@ impl Planner for RestorePlanner {
 
     fn handle_answer(&mut self, answer: Answer) -> Result<(), PlanError> {
         match &mut self.phase {
-            Phase::FindSnapshot(search) => {
-                search.handle_answer(answer)?;
-                if search.is_complete() {
-                    match search.newest().cloned() {
-                        Some(newest) => {
-                            self.phase = Phase::FetchSnapshot {
-                                object: newest.name,
-                                uploaded: newest.updated,
-                                asked: false,
-                            }
-                        }
-                        None => self.retrieve_since(Timestamp::UNIX_EPOCH),
-                    }
+            Phase::Setup(setup) => {
+                setup.handle_answer(answer)?;
+                if let (Some(versioned), Some(from)) = (setup.versioned, setup.restorable_from) {
+                    let past = self.past.as_mut().expect("only the past sets up");
+                    past.set_up(versioned, from)?;
+                    let listing =
+                        RangeListing::new(ObjectKind::Snapshot, Timestamp::UNIX_EPOCH, self.now);
+                    self.phase = Phase::ListSnapshots(listing);
                 }
                 Ok(())
             }
-            Phase::FetchSnapshot {
-                object,
-                uploaded,
-                asked: true,
-            } => match answer {
-                Answer::SnapshotFetched {
-                    object: fetched,
-                    gzip_mtime,
-                    stored_cursor,
-                } if fetched == *object => {
-                    let time = snapshot_time(gzip_mtime, stored_cursor);
-                    self.snapshot = Some(ChosenSnapshot {
-                        object: fetched,
-                        uploaded: *uploaded,
-                        time,
-                    });
-                    self.retrieve_since(time - RESTORE_CLOCK_ALLOWANCE);
-                    Ok(())
+            Phase::FindNewest(search) => {
+                search.handle_answer(answer)?;
+                if search.is_complete() {
+                    let newest = search.newest().cloned();
+                    self.next_candidate(newest.into_iter().collect())?;
                 }
-                other => Err(unexpected(&other)),
-            },
-            Phase::FetchSnapshot { .. } => Err(unexpected(&answer)),
+                Ok(())
+            }
+            Phase::ListSnapshots(listing) => {
+                listing.handle_answer(answer)?;
+                if listing.is_complete() {
+                    let Phase::ListSnapshots(listing) =
+                        std::mem::replace(&mut self.phase, Phase::Setup(Setup::default()))
+                    else {
+                        unreachable!()
+                    };
+                    let past = self.past.as_ref().expect("only the past lists snapshots");
+                    self.next_candidate(past.candidates(listing.into_objects()))?;
+                }
+                Ok(())
+            }
+            Phase::FetchSnapshot { .. } => self.on_snapshot_fetched(answer),
             Phase::Jobs(jobs) => jobs.handle_answer(answer),
         }
     }

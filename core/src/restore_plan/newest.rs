@@ -63,7 +63,10 @@ impl NewestSearch {
             };
             // The third level holds day folders: list their objects.
             self.asked = Some(if self.levels.len() == 3 {
-                Ask::ListObjects { prefix: folder }
+                Ask::ListObjects {
+                    prefix: folder,
+                    versions: false,
+                }
             } else {
                 Ask::ListFolders { folder }
             });

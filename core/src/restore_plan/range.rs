@@ -18,6 +18,8 @@ pub struct RangeListing {
     kind: ObjectKind,
     since: Timestamp,
     now: Timestamp,
+    /// Every generation of each object is listed, not only the live one.
+    versions: bool,
     queue: VecDeque<Ask>,
     /// Listings queued or in flight.
     outstanding: BTreeSet<Listing>,
@@ -27,10 +29,19 @@ pub struct RangeListing {
 
 impl RangeListing {
     pub fn new(kind: ObjectKind, since: Timestamp, now: Timestamp) -> Self {
+        RangeListing::listing(kind, since, now, false)
+    }
+
+    /// Like [`RangeListing::new`], listing noncurrent generations too.
+    pub fn with_versions(kind: ObjectKind, since: Timestamp, now: Timestamp) -> Self {
+        RangeListing::listing(kind, since, now, true)
+    }
+
+    fn listing(kind: ObjectKind, since: Timestamp, now: Timestamp, versions: bool) -> Self {
         let queue: VecDeque<Ask> = match plan_listing(kind, since, now) {
             ListingPlan::Days(days) => days
                 .into_iter()
-                .map(|prefix| Ask::ListObjects { prefix })
+                .map(|prefix| Ask::ListObjects { prefix, versions })
                 .collect(),
             ListingPlan::Discover => [Ask::ListFolders {
                 folder: format!("{}/", kind.dir()),
@@ -41,6 +52,7 @@ impl RangeListing {
             kind,
             since,
             now,
+            versions,
             outstanding: queue.iter().filter_map(Ask::listing).collect(),
             queue,
             listed: Vec::new(),
@@ -68,7 +80,10 @@ impl RangeListing {
                 for found in folders {
                     if folder_in_range(self.kind, &found, self.since, self.now) {
                         let ask = if holds_days {
-                            Ask::ListObjects { prefix: found }
+                            Ask::ListObjects {
+                                prefix: found,
+                                versions: self.versions,
+                            }
                         } else {
                             Ask::ListFolders { folder: found }
                         };

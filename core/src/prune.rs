@@ -1,0 +1,253 @@
+//! Retention: which objects no restore within the window needs.
+//!
+//! The window is the last `keep` before now. A restore to its oldest instant
+//! starts from the newest snapshot taken at or before it (the base; older
+//! than the window itself, and kept for that reason) and reads job objects
+//! uploaded since the base's time, less the clock allowance. So the prune
+//! deletes the snapshots older than the base and the job objects in day
+//! folders wholly before that, and nothing at all while no snapshot is old
+//! enough to be a base: while snapshots fail, history is kept, however long.
+//! The original kept everything for ever; a lifecycle rule on age alone
+//! breaks every restore once snapshots have failed for longer than its age.
+//!
+//! Ages are what names and headers say: a job object's day folder (its
+//! upload day), a snapshot's gzip mtime (its incremental time). Before any
+//! deletion the plan writes the history marker ([`crate::history`]), so a
+//! prune cut short leaves a bucket that restores as before, and a restore
+//! to an instant the prune gave up refuses rather than comes back short.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use crate::history::{HISTORY_OBJECT, HistoryMarker, restorable_from};
+use crate::machine::ListedObject;
+use crate::object_name::{ObjectKind, parse_object_name};
+use crate::restore_plan::{
+    Answer, Ask, PlanError, Planner, RESTORE_CLOCK_ALLOWANCE, RangeListing, unexpected,
+};
+use crate::timestamp::Timestamp;
+
+/// The base is taken this much before the window's start, and the history
+/// marker promises restores from this much after the base: a snapshot's copy
+/// is taken a moment after its mtime, so its contents run a little past it.
+pub const BASE_MARGIN: Duration = Duration::from_secs(3600);
+
+/// The snapshot kept as the base for the window's oldest instant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Base {
+    pub object: String,
+    pub time: Timestamp,
+}
+
+/// What a prune deletes, and what it leaves restorable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PrunePlan {
+    /// The oldest instant the window promises.
+    pub window_start: Timestamp,
+    /// `None` when no snapshot is old enough: nothing is deleted.
+    pub base: Option<Base>,
+    /// Where the bucket's history starts once the plan is carried out;
+    /// `None` when nothing was ever pruned.
+    pub restorable_from: Option<Timestamp>,
+    /// Write this marker before deleting anything.
+    pub marker: Option<HistoryMarker>,
+    /// The objects to delete, oldest first.
+    pub delete: Vec<String>,
+}
+
+#[derive(Debug)]
+enum Phase {
+    Snapshots {
+        listing: RangeListing,
+        history: Option<Option<Timestamp>>,
+        asked_history: bool,
+    },
+    Times {
+        queue: Vec<Ask>,
+        waiting: BTreeSet<String>,
+        timed: Vec<(Timestamp, String)>,
+    },
+    Jobs {
+        listing: RangeListing,
+        before: Timestamp,
+    },
+    Done,
+}
+
+/// Plans a prune of what no restore to the last `keep` needs.
+#[derive(Debug)]
+pub struct PrunePlanner {
+    now: Timestamp,
+    window_start: Timestamp,
+    phase: Phase,
+    history: Option<Timestamp>,
+    base: Option<Base>,
+    delete: Vec<String>,
+}
+
+impl PrunePlanner {
+    pub fn new(now: Timestamp, keep: Duration) -> Self {
+        PrunePlanner {
+            now,
+            window_start: now - keep,
+            phase: Phase::Snapshots {
+                listing: RangeListing::new(ObjectKind::Snapshot, Timestamp::UNIX_EPOCH, now),
+                history: None,
+                asked_history: false,
+            },
+            history: None,
+            base: None,
+            delete: Vec::new(),
+        }
+    }
+
+    /// The plan, once [`Planner::is_complete`].
+    pub fn finish(mut self) -> Result<PrunePlan, PlanError> {
+        // Day folders sort by date, so names sort oldest first.
+        self.delete.sort();
+        if !matches!(self.phase, Phase::Done) {
+            return Err(PlanError::Unexpected(format!(
+                "finish while in {:?}",
+                self.phase
+            )));
+        }
+        let promised = self.base.as_ref().map(|base| base.time + BASE_MARGIN);
+        let marker = promised
+            .filter(|from| !self.delete.is_empty() && self.history.is_none_or(|h| h < *from))
+            .map(|from| HistoryMarker::new(from, self.now));
+        Ok(PrunePlan {
+            window_start: self.window_start,
+            restorable_from: marker.map(|m| m.restorable_from).or(self.history),
+            base: self.base,
+            marker,
+            delete: self.delete,
+        })
+    }
+
+    fn on_snapshots_listed(&mut self, snapshots: Vec<ListedObject>) {
+        let snapshots: Vec<ListedObject> = snapshots
+            .into_iter()
+            .filter(|o| parse_object_name(&o.name).is_ok_and(|p| p.kind == ObjectKind::Snapshot))
+            .collect();
+        self.phase = Phase::Times {
+            queue: snapshots
+                .iter()
+                .map(|o| Ask::SnapshotTime {
+                    object: o.name.clone(),
+                })
+                .collect(),
+            waiting: snapshots.iter().map(|o| o.name.clone()).collect(),
+            timed: Vec::new(),
+        };
+        self.after_times();
+    }
+
+    /// Once every snapshot's time is in: choose the base, and list the job
+    /// objects older than it.
+    fn after_times(&mut self) {
+        let Phase::Times { waiting, timed, .. } = &mut self.phase else {
+            return;
+        };
+        if !waiting.is_empty() {
+            return;
+        }
+        timed.sort();
+        let latest_base = self.window_start - BASE_MARGIN;
+        let Some(split) = timed.iter().rposition(|(time, _)| *time <= latest_base) else {
+            self.phase = Phase::Done;
+            return;
+        };
+        let (time, object) = timed[split].clone();
+        self.delete = timed[..split].iter().map(|(_, name)| name.clone()).collect();
+        self.base = Some(Base { object, time });
+        let before = (time - RESTORE_CLOCK_ALLOWANCE).start_of_day();
+        let last = before - Duration::from_nanos(1);
+        self.phase = if last < Timestamp::UNIX_EPOCH {
+            Phase::Done
+        } else {
+            Phase::Jobs {
+                listing: RangeListing::new(ObjectKind::Job, Timestamp::UNIX_EPOCH, last),
+                before,
+            }
+        };
+    }
+}
+
+impl Planner for PrunePlanner {
+    fn poll_ask(&mut self) -> Option<Ask> {
+        match &mut self.phase {
+            Phase::Snapshots {
+                listing,
+                asked_history,
+                ..
+            } => {
+                if !*asked_history {
+                    *asked_history = true;
+                    return Some(Ask::ReadHistory);
+                }
+                listing.poll_ask()
+            }
+            Phase::Times { queue, .. } => queue.pop(),
+            Phase::Jobs { listing, .. } => listing.poll_ask(),
+            Phase::Done => None,
+        }
+    }
+
+    fn handle_answer(&mut self, answer: Answer) -> Result<(), PlanError> {
+        match (&mut self.phase, answer) {
+            (Phase::Snapshots { history, .. }, Answer::History { bytes }) if history.is_none() => {
+                let from = restorable_from(bytes.as_deref()).map_err(|e| PlanError::Corrupt {
+                    object: HISTORY_OBJECT.to_owned(),
+                    why: e.to_string(),
+                })?;
+                *history = Some(from);
+                self.history = from;
+            }
+            (Phase::Snapshots { listing, .. }, answer) => listing.handle_answer(answer)?,
+            (
+                Phase::Times { waiting, timed, .. },
+                Answer::SnapshotTime { object, gzip_mtime },
+            ) if waiting.contains(&object) => {
+                waiting.remove(&object);
+                let time = gzip_mtime.unwrap_or_else(|| {
+                    parse_object_name(&object).map_or(Timestamp::UNIX_EPOCH, |p| p.day)
+                });
+                timed.push((time, object));
+                self.after_times();
+            }
+            (Phase::Jobs { listing, before }, answer) => {
+                let before = *before;
+                for object in listing.take_answer(answer)? {
+                    if parse_object_name(&object.name)
+                        .is_ok_and(|p| p.kind == ObjectKind::Job && p.day < before)
+                    {
+                        self.delete.push(object.name);
+                    }
+                }
+                if listing.is_complete() {
+                    self.phase = Phase::Done;
+                }
+            }
+            (_, answer) => return Err(unexpected(&answer)),
+        }
+        if let Phase::Snapshots {
+            listing,
+            history: Some(_),
+            ..
+        } = &mut self.phase
+            && listing.is_complete()
+        {
+            let Phase::Snapshots { listing, .. } =
+                std::mem::replace(&mut self.phase, Phase::Done)
+            else {
+                unreachable!()
+            };
+            self.on_snapshots_listed(listing.into_objects());
+        }
+        Ok(())
+    }
+
+    fn is_complete(&self) -> bool {
+        matches!(self.phase, Phase::Done)
+    }
+}
