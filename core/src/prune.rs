@@ -158,7 +158,10 @@ impl PrunePlanner {
             return;
         };
         let (time, object) = timed[split].clone();
-        self.delete = timed[..split].iter().map(|(_, name)| name.clone()).collect();
+        self.delete = timed[..split]
+            .iter()
+            .map(|(_, name)| name.clone())
+            .collect();
         self.base = Some(Base { object, time });
         let before = (time - RESTORE_CLOCK_ALLOWANCE).start_of_day();
         let last = before - Duration::from_nanos(1);
@@ -204,10 +207,9 @@ impl Planner for PrunePlanner {
                 self.history = from;
             }
             (Phase::Snapshots { listing, .. }, answer) => listing.handle_answer(answer)?,
-            (
-                Phase::Times { waiting, timed, .. },
-                Answer::SnapshotTime { object, gzip_mtime },
-            ) if waiting.contains(&object) => {
+            (Phase::Times { waiting, timed, .. }, Answer::SnapshotTime { object, gzip_mtime })
+                if waiting.contains(&object) =>
+            {
                 waiting.remove(&object);
                 let time = gzip_mtime.unwrap_or_else(|| {
                     parse_object_name(&object).map_or(Timestamp::UNIX_EPOCH, |p| p.day)
@@ -237,8 +239,7 @@ impl Planner for PrunePlanner {
         } = &mut self.phase
             && listing.is_complete()
         {
-            let Phase::Snapshots { listing, .. } =
-                std::mem::replace(&mut self.phase, Phase::Done)
+            let Phase::Snapshots { listing, .. } = std::mem::replace(&mut self.phase, Phase::Done)
             else {
                 unreachable!()
             };

@@ -73,8 +73,10 @@ fn each_instant_gets_the_versions_committed_by_then_from_every_generation() {
             ("2016-11-16T19:00:00Z", vec![("a", 4), ("b", 2)]),
         ];
         for (instant, expected) in cases {
-            let expected: Vec<(String, u64)> =
-                expected.into_iter().map(|(id, seq)| (id.to_owned(), seq)).collect();
+            let expected: Vec<(String, u64)> = expected
+                .into_iter()
+                .map(|(id, seq)| (id.to_owned(), seq))
+                .collect();
             let found = restore_at(&mut bucket, instant, reverse).unwrap();
             assert_eq!(seqs(&found), expected, "at {instant}");
         }
@@ -173,7 +175,10 @@ fn a_prune_keeps_the_base_of_the_window_and_what_restores_from_it() {
     // The window starts on day 4 at 12:00: the base is day 3's snapshot.
     let now = at("2016-11-06T12:00:00Z");
     let plan = prune(&mut bucket, now, 2 * DAY);
-    assert_eq!(plan.base.as_ref().unwrap().object, "db-backup/2016/11/03/s.bdb");
+    assert_eq!(
+        plan.base.as_ref().unwrap().object,
+        "db-backup/2016/11/03/s.bdb"
+    );
     assert_eq!(
         plan.delete,
         [
@@ -196,13 +201,20 @@ fn without_a_snapshot_old_enough_nothing_is_deleted() {
     assert!(plan.delete.is_empty(), "{:?}", plan.delete);
     assert_eq!(plan.marker, None);
     let plan = prune(&mut bucket, at("2016-11-01T03:30:00Z"), Duration::ZERO);
-    assert_eq!(plan.base, None, "within BASE_MARGIN of the only old snapshot");
+    assert_eq!(
+        plan.base, None,
+        "within BASE_MARGIN of the only old snapshot"
+    );
 }
 
 #[test]
 fn after_a_prune_every_instant_in_the_window_restores_as_before() {
     let now = at("2016-11-06T12:00:00Z");
-    let instants = ["2016-11-04T12:00:00Z", "2016-11-05T02:00:00Z", "2016-11-06T11:00:00Z"];
+    let instants = [
+        "2016-11-04T12:00:00Z",
+        "2016-11-05T02:00:00Z",
+        "2016-11-06T11:00:00Z",
+    ];
     let mut untouched = a_month(true);
     let before: Vec<_> = instants
         .iter()
@@ -214,7 +226,10 @@ fn after_a_prune_every_instant_in_the_window_restores_as_before() {
     for object in &plan.delete {
         bucket.delete(object);
     }
-    let after: Vec<_> = instants.iter().map(|t| restore_in(&mut bucket, t, now)).collect();
+    let after: Vec<_> = instants
+        .iter()
+        .map(|t| restore_in(&mut bucket, t, now))
+        .collect();
     assert_eq!(before, after);
     // Restores from the base read `b` from the base's own day folder (this
     // bucket's snapshots hold no rows).
@@ -232,7 +247,10 @@ fn after_a_prune_every_instant_in_the_window_restores_as_before() {
     // The newest state too.
     let mut planner = RestorePlanner::new(now, OnCorrupt::Fail);
     bucket.drive(&mut planner, false).unwrap();
-    assert_eq!(seqs(&planner.finish().unwrap().retrieved), [("a".to_owned(), 6)]);
+    assert_eq!(
+        seqs(&planner.finish().unwrap().retrieved),
+        [("a".to_owned(), 6)]
+    );
 }
 
 fn restore_in(bucket: &mut Bucket, instant: &str, now: Timestamp) -> (String, Vec<(String, u64)>) {

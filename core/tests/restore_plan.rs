@@ -4,12 +4,12 @@
 mod bucket;
 
 use bucket::{Bucket, Content, at, snapshot, version};
+use jobvault_core::Cursor;
 use jobvault_core::object_name::ObjectKind;
 use jobvault_core::restore_plan::{
     Answer, Ask, JobSearch, NewestSearch, OnCorrupt, PlanError, Planner, RESTORE_CLOCK_ALLOWANCE,
     RestorePlanner, supersedes,
 };
-use jobvault_core::Cursor;
 
 #[test]
 fn the_newest_snapshot_is_found_walking_back_from_the_newest_day() {

@@ -14,6 +14,7 @@ use std::collections::{BTreeSet, VecDeque};
 
 use super::ask::{Answer, Ask, PlanError, Planner, unexpected};
 use super::range::RangeListing;
+use crate::Seq;
 use crate::envelope::Envelope;
 use crate::object_name::{ObjectKind, parse_object_name};
 use crate::retrieval::{NewestWins, uploaded_since};
@@ -39,6 +40,7 @@ pub struct JobSearch {
     fetching: BTreeSet<(String, Option<i64>)>,
     newest: NewestWins,
     skipped: Vec<Skipped>,
+    newest_seen: Seq,
     history: Option<History>,
 }
 
@@ -65,6 +67,10 @@ pub struct Retrieved {
     pub jobs: Vec<Envelope>,
     /// Objects left out as corrupt (with [`OnCorrupt::Skip`]).
     pub skipped: Vec<Skipped>,
+    /// The newest sequence of any version fetched, kept or not: a database
+    /// restored to the past numbers its next change after it, so that no
+    /// sequence in the bucket is used twice.
+    pub newest_seen: Seq,
 }
 
 impl Retrieved {
@@ -86,6 +92,7 @@ impl JobSearch {
             fetching: BTreeSet::new(),
             newest: NewestWins::new(),
             skipped: Vec::new(),
+            newest_seen: 0,
             history: None,
         }
     }
@@ -118,6 +125,7 @@ impl JobSearch {
         Retrieved {
             jobs: self.newest.into_sorted(),
             skipped: self.skipped,
+            newest_seen: self.newest_seen,
         }
     }
 
@@ -136,6 +144,7 @@ impl JobSearch {
         }
         match result.and_then(|envelope| holds_its_own_job(&object, envelope)) {
             Ok(envelope) => {
+                self.newest_seen = self.newest_seen.max(envelope.seq);
                 if self.history.is_none_or(|h| envelope.modified <= h.at) {
                     self.newest.offer(envelope);
                 }
@@ -171,7 +180,10 @@ impl Planner for JobSearch {
             if !is_job || !uploaded_since(object.updated, self.since) {
                 continue;
             }
-            if let Some(History { at, versioned: false }) = self.history
+            if let Some(History {
+                at,
+                versioned: false,
+            }) = self.history
                 && object.updated > at
             {
                 return Err(PlanError::NotRestorable(format!(
@@ -184,7 +196,10 @@ impl Planner for JobSearch {
                     at.rfc3339(),
                 )));
             }
-            if self.fetching.insert((object.name.clone(), object.generation)) {
+            if self
+                .fetching
+                .insert((object.name.clone(), object.generation))
+            {
                 self.fetches.push_back(Ask::FetchJob {
                     object: object.name,
                     generation: object.generation,

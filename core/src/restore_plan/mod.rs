@@ -55,11 +55,12 @@ pub struct RestorePlan {
 impl RestorePlan {
     /// The cursor of the restored database, given the newest sequence in it
     /// and the change counter it holds: every job in it is in the bucket, so
-    /// `jobvault run` continues after the newest sequence, and the next
+    /// `jobvault run` continues after the newest sequence (or after the
+    /// newest the bucket holds, for a restore of the past), and the next
     /// snapshot's time is the restore's.
     pub fn cursor(&self, newest_seq: Seq, counter: Seq, now: Timestamp) -> Cursor {
         Cursor {
-            seq: counter.max(newest_seq),
+            seq: counter.max(newest_seq).max(self.retrieved.newest_seen),
             time: now,
         }
     }
@@ -145,13 +146,7 @@ impl RestorePlanner {
         self.since = since;
         let jobs = match &self.past {
             None => JobSearch::new(since, self.now, self.on_corrupt),
-            Some(past) => JobSearch::at(
-                since,
-                self.now,
-                past.at,
-                past.versioned,
-                self.on_corrupt,
-            ),
+            Some(past) => JobSearch::at(since, self.now, past.at, past.versioned, self.on_corrupt),
         };
         self.phase = Phase::Jobs(jobs);
     }

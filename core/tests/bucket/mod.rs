@@ -149,7 +149,9 @@ impl Bucket {
             Some(wanted) => all.all.iter().find(|g| g.generation == wanted),
             None => all.live.then(|| all.all.last()).flatten(),
         };
-        &found.unwrap_or_else(|| panic!("{object} has no such generation")).content
+        &found
+            .unwrap_or_else(|| panic!("{object} has no such generation"))
+            .content
     }
 
     fn folders(&self, folder: &str) -> Vec<String> {
