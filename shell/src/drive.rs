@@ -15,8 +15,11 @@ use jobvault_core::machine::ListedObject;
 use jobvault_core::object_name::ObjectKind;
 use jobvault_core::restore_plan::{Answer, Ask, NewestSearch, PlanError, Planner, RangeListing};
 
+use jobvault_core::history::HISTORY_OBJECT;
+
 use crate::db::JobDb;
 use crate::restore::download_snapshot;
+use crate::small_object;
 use crate::store::{Store, StoreError};
 
 /// Why a drive stopped.
@@ -27,6 +30,9 @@ pub enum DriveError {
     /// A job object does not hold a job; `object` is its full location.
     #[error("{object}: {why}")]
     Corrupt { object: String, why: String },
+    /// The bucket does not hold what was asked for.
+    #[error("{bucket}: {why}")]
+    NotRestorable { bucket: String, why: String },
     #[error("planner: {0}")]
     Planner(String),
     /// The snapshot could not be downloaded or opened.
@@ -95,19 +101,39 @@ impl<'a> Driver<'a> {
                 let folders = self.store.list_folders(&folder).await?;
                 Answer::Folders { folder, folders }
             }
-            Ask::ListObjects { prefix } => {
-                let objects = self.store.list(&prefix).await?;
+            Ask::ListObjects { prefix, versions } => {
+                let objects = self.store.list_generations(&prefix, versions).await?;
                 Answer::Objects { prefix, objects }
             }
             Ask::FetchSnapshot { object } => self.fetch_snapshot(object).await?,
-            Ask::FetchJob { object } => {
-                let bytes = self.store.get(&object).await?;
+            Ask::SnapshotTime { object } => {
+                let head = self
+                    .store
+                    .get_part(&object, None, Some(GZIP_HEADER_BYTES))
+                    .await?;
+                Answer::SnapshotTime {
+                    gzip_mtime: gzip_mtime(&head),
+                    object,
+                }
+            }
+            Ask::FetchJob { object, generation } => {
+                let bytes = self.store.get_part(&object, generation, None).await?;
                 if let Some(bar) = self.progress {
                     bar.inc(1);
                 }
                 let result = decode_job_object(&bytes).map_err(|e| e.to_string());
-                Answer::JobFetched { object, result }
+                Answer::JobFetched {
+                    object,
+                    generation,
+                    result,
+                }
             }
+            Ask::Versioning => Answer::Versioning {
+                enabled: self.store.versioning().await? == Some(true),
+            },
+            Ask::ReadHistory => Answer::History {
+                bytes: small_object::read(self.store, HISTORY_OBJECT).await?,
+            },
         })
     }
 
@@ -121,13 +147,16 @@ impl<'a> Driver<'a> {
             .await
             .map_err(|e| DriveError::Snapshot(e.to_string()))?;
         let location = self.store.location(&object);
-        let stored_cursor = JobDb::open(dest).and_then(|db| db.cursor()).map_err(|e| {
-            DriveError::Snapshot(format!("{location} does not open as a job database: {e}"))
-        })?;
+        let (stored_cursor, newest_change) = JobDb::open(dest)
+            .and_then(|db| Ok((db.cursor()?, db.newest_change()?)))
+            .map_err(|e| {
+                DriveError::Snapshot(format!("{location} does not open as a job database: {e}"))
+            })?;
         Ok(Answer::SnapshotFetched {
             object,
             gzip_mtime: downloaded.gzip.and_then(|(_, mtime)| mtime),
             stored_cursor,
+            newest_change,
         })
     }
 
@@ -137,9 +166,26 @@ impl<'a> Driver<'a> {
                 object: self.store.location(&object),
                 why,
             },
+            PlanError::NotRestorable(why) => DriveError::NotRestorable {
+                bucket: self.store.url().to_string(),
+                why,
+            },
             PlanError::Unexpected(what) => DriveError::Planner(what),
         }
     }
+}
+
+/// A gzip header's fixed part: magic, method, flags, then the mtime.
+const GZIP_HEADER_BYTES: u64 = 10;
+
+/// The mtime in a gzip header; `None` if `head` is not gzip (the store
+/// served the object decompressed) or the header has none (0).
+fn gzip_mtime(head: &[u8]) -> Option<Timestamp> {
+    let mtime = head
+        .strip_prefix(&[0x1f, 0x8b])
+        .and_then(|rest| rest.get(2..6))?;
+    let seconds = u32::from_le_bytes(mtime.try_into().expect("four bytes"));
+    (seconds != 0).then(|| Timestamp::from_unix_seconds(i64::from(seconds)))
 }
 
 /// Every object of `kind` in the day folders between `since` and `now`.

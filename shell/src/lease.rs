@@ -21,6 +21,7 @@ use tracing::{error, info, warn};
 
 use crate::clock;
 use crate::leftovers::is_running;
+use crate::small_object::{gzip, json_of};
 use crate::store::{Store, StoreError};
 
 /// Why a daemon does not hold the lease.
@@ -334,12 +335,7 @@ pub async fn read(store: &Store) -> Result<Option<(Lease, i64)>, LeaseError> {
     let Some((bytes, generation)) = store.get_versioned(LEASE_OBJECT).await? else {
         return Ok(None);
     };
-    // Stored as gzip, like every object; a store may serve it decompressed.
-    let json = if bytes.starts_with(b"{") {
-        bytes
-    } else {
-        gunzip(&bytes)
-    };
+    let json = json_of(bytes);
     let lease = serde_json::from_slice(&json).map_err(|e| LeaseError::Unreadable {
         location: store.location(LEASE_OBJECT),
         why: e.to_string(),
@@ -353,20 +349,6 @@ async fn write(store: &Store, lease: &Lease, if_generation: i64) -> Result<i64, 
     store
         .put_if(LEASE_OBJECT, gzip(&body), &framing, if_generation)
         .await
-}
-
-fn gunzip(bytes: &[u8]) -> Vec<u8> {
-    use std::io::Read;
-    let mut plain = Vec::new();
-    let _ = flate2::read::GzDecoder::new(bytes).read_to_end(&mut plain);
-    plain
-}
-
-fn gzip(bytes: &[u8]) -> Vec<u8> {
-    use std::io::Write;
-    let mut gz = flate2::GzBuilder::new().write(Vec::new(), flate2::Compression::default());
-    gz.write_all(bytes).expect("writing to a Vec cannot fail");
-    gz.finish().expect("writing to a Vec cannot fail")
 }
 
 impl HeldLease {

@@ -89,6 +89,7 @@ pub async fn restore(
     force: bool,
     concurrency: usize,
     on_corrupt: OnCorrupt,
+    at: Option<Timestamp>,
     now: Timestamp,
 ) -> Result<RestoreReport, RestoreError> {
     let started = Instant::now();
@@ -108,7 +109,10 @@ pub async fn restore(
         )))?;
     let temp_path = temp.path().to_owned();
 
-    let mut planner = RestorePlanner::new(now, on_corrupt);
+    let mut planner = match at {
+        Some(at) => RestorePlanner::at(at, now, on_corrupt),
+        None => RestorePlanner::new(now, on_corrupt),
+    };
     let progress = progress::items("jobs", Some(0));
     let driver = Driver {
         snapshot_to: Some(&temp_path),
@@ -119,6 +123,9 @@ pub async fn restore(
     let plan = planner
         .finish()
         .map_err(|e| RestoreError::Plan(e.to_string()))?;
+    if plan.snapshot.is_none() {
+        discard_rejected_snapshot(temp.as_file(), &temp_path)?;
+    }
     let snapshot = plan.snapshot.as_ref().map(|chosen| RestoredSnapshot {
         object: chosen.object.clone(),
         uploaded: chosen.uploaded,
@@ -156,6 +163,19 @@ pub async fn restore(
         skipped,
         elapsed: started.elapsed(),
     })
+}
+
+/// Empties the file a restore of the past fetched a snapshot into before
+/// the planner found it held changes after the instant and chose none.
+fn discard_rejected_snapshot(file: &File, path: &Path) -> Result<(), RestoreError> {
+    file.set_len(0)
+        .map_err(io_error(format!("cannot empty {}", path.display())))?;
+    for suffix in ["-wal", "-shm", "-journal"] {
+        let mut side = path.as_os_str().to_owned();
+        side.push(suffix);
+        let _ = std::fs::remove_file(&side);
+    }
+    Ok(())
 }
 
 fn file_size(path: &Path) -> u64 {

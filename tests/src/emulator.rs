@@ -169,6 +169,15 @@ impl Emulator {
     /// Creates a bucket named `<prefix>-<n>`, unique in this process, and
     /// returns its name.
     pub fn new_bucket(&self, prefix: &str) -> String {
+        self.create_bucket(prefix, false)
+    }
+
+    /// Like [`Emulator::new_bucket`], with object versioning on.
+    pub fn new_versioned_bucket(&self, prefix: &str) -> String {
+        self.create_bucket(prefix, true)
+    }
+
+    fn create_bucket(&self, prefix: &str, versioning: bool) -> String {
         static NEXT: AtomicU32 = AtomicU32::new(0);
         let name = format!(
             "{prefix}-{}-{}",
@@ -176,8 +185,11 @@ impl Emulator {
             NEXT.fetch_add(1, Ordering::Relaxed)
         );
         let url = format!("http://127.0.0.1:{}/storage/v1/b", self.port);
-        let (status, body) = http::post_json(&url, &serde_json::json!({ "name": name }))
-            .expect("the emulator answers");
+        let (status, body) = http::post_json(
+            &url,
+            &serde_json::json!({ "name": name, "versioning": { "enabled": versioning } }),
+        )
+        .expect("the emulator answers");
         assert!(status == 200, "creating bucket {name}: {status} {body}");
         name
     }

@@ -1,13 +1,11 @@
 //! The bucket's part of `jobvault check`: reachable, and a probe object
 //! created, read, listed and deleted, as the daemon and a restore will.
 
-use std::io::Write;
-
-use flate2::{Compression, GzBuilder};
 use jobvault_core::Timestamp;
 use jobvault_core::object_name::Framing;
 use jobvault_core::restore_plan::RESTORE_CLOCK_ALLOWANCE;
 
+use crate::small_object::{gzip, json_of};
 use crate::store::Store;
 use crate::verify::Check;
 
@@ -94,7 +92,9 @@ async fn probe(store: &Store, now: &impl Fn() -> Timestamp) -> Vec<Check> {
 
 async fn read(store: &Store, name: &str, body: &[u8]) -> Check {
     let result = match store.get(name).await {
-        Ok(got) if got == body || got == gunzipped(body) => Ok("the probe reads back".to_owned()),
+        Ok(got) if got == body || got == json_of(body.to_vec()) => {
+            Ok("the probe reads back".to_owned())
+        }
         Ok(_) => Err("the probe reads back different bytes".to_owned()),
         Err(e) => Err(e.to_string()),
     };
@@ -137,16 +137,4 @@ async fn versioning(store: &Store) -> Check {
         Err(e) => Err(e.to_string()),
     };
     Check::new("object versioning", result)
-}
-
-fn gzip(bytes: &[u8]) -> Vec<u8> {
-    let mut gz = GzBuilder::new().write(Vec::new(), Compression::default());
-    gz.write_all(bytes).expect("writing to a Vec cannot fail");
-    gz.finish().expect("writing to a Vec cannot fail")
-}
-
-fn gunzipped(bytes: &[u8]) -> Vec<u8> {
-    let mut plain = Vec::new();
-    let _ = std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(bytes), &mut plain);
-    plain
 }

@@ -164,9 +164,17 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
         before.len()
     );
 
-    let report = restore(&store, &db_path, false, 32, OnCorrupt::Fail, clock::now())
-        .await
-        .context("restore failed")?;
+    let report = restore(
+        &store,
+        &db_path,
+        false,
+        32,
+        OnCorrupt::Fail,
+        None,
+        clock::now(),
+    )
+    .await
+    .context("restore failed")?;
     let after = JobDb::open(&db_path)?.list()?;
     let matched = before.iter().zip(&after).filter(|(b, a)| b == a).count();
     let lost = before.len() - matched.min(before.len());

@@ -6,6 +6,7 @@ mod check;
 mod demo;
 mod init;
 mod jobs;
+mod prune;
 mod restore;
 mod retrieve;
 mod run;
@@ -56,6 +57,7 @@ pub enum Command {
     Trigger(trigger::TriggerArgs),
     Retrieve(retrieve::RetrieveArgs),
     Restore(restore::RestoreArgs),
+    Prune(prune::PruneArgs),
     Status(status::StatusArgs),
     Verify(verify::VerifyArgs),
     Check(check::CheckArgs),
@@ -85,6 +87,7 @@ impl Command {
             Command::Trigger(args) => trigger::trigger(args),
             Command::Retrieve(args) => retrieve::retrieve(args).await,
             Command::Restore(args) => restore::restore(args).await,
+            Command::Prune(args) => prune::prune(args).await,
             Command::Status(args) => status::status(args).await,
             Command::Verify(args) => verify::verify(args).await,
             Command::Check(args) => check::check(args).await,

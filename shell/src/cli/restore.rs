@@ -8,6 +8,7 @@ use clap::Args;
 use jobvault::clock;
 use jobvault::restore::restore as restore_database;
 use jobvault::store::Store;
+use jobvault_core::Timestamp;
 
 use super::{BucketArg, ConcurrencyArg, on_corrupt};
 
@@ -27,6 +28,11 @@ pub struct RestoreArgs {
     /// Warn about corrupt job objects and go on, instead of failing.
     #[arg(long)]
     skip_corrupt: bool,
+    /// Restore the database as it was at this instant (RFC 3339, e.g.
+    /// 2026-11-30T13:59:00Z) rather than its newest state. Needs object
+    /// versioning on the bucket for any instant before the newest upload.
+    #[arg(long, value_name = "RFC3339")]
+    at: Option<Timestamp>,
     #[command(flatten)]
     concurrency: ConcurrencyArg,
 }
@@ -40,6 +46,7 @@ pub async fn restore(args: RestoreArgs) -> anyhow::Result<ExitCode> {
         args.force,
         args.concurrency.get(),
         on_corrupt(args.skip_corrupt),
+        args.at,
         clock::now(),
     )
     .await
@@ -47,7 +54,10 @@ pub async fn restore(args: RestoreArgs) -> anyhow::Result<ExitCode> {
     for skipped in &report.skipped {
         eprintln!("jobvault: warning: skipped corrupt object {skipped}");
     }
-    println!("restored {}", report.path.display());
+    match args.at {
+        Some(at) => println!("restored {} as it was at {at}", report.path.display()),
+        None => println!("restored {}", report.path.display()),
+    }
     match &report.snapshot {
         Some(snapshot) => {
             println!(

@@ -345,6 +345,12 @@ impl JobDb {
         Ok((cursor, jobs))
     }
 
+    /// When the newest change the database holds (a row or, from schema 2
+    /// on, a tombstone) was committed; `None` when it holds none.
+    pub fn newest_change(&self) -> Result<Option<Timestamp>, DbError> {
+        newest_change(&self.conn).map_err(|e| self.sqlite(e))
+    }
+
     pub fn cursor(&self) -> Result<Cursor, DbError> {
         read_cursor(&self.conn).map_err(|e| self.sqlite(e))
     }
@@ -611,6 +617,22 @@ fn newest_seq(conn: &Connection) -> rusqlite::Result<Seq> {
         [],
         |row| row.get(0),
     )
+}
+
+fn newest_change(conn: &Connection) -> rusqlite::Result<Option<Timestamp>> {
+    let has_tombstones: bool = conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'deleted_jobs')",
+        [],
+        |row| row.get(0),
+    )?;
+    let sql = if has_tombstones {
+        "SELECT MAX(m) FROM (SELECT MAX(db_modified) AS m FROM jobs
+                             UNION ALL SELECT MAX(db_modified) FROM deleted_jobs)"
+    } else {
+        "SELECT MAX(db_modified) FROM jobs"
+    };
+    let nanos: Option<i64> = conn.query_row(sql, [], |row| row.get(0))?;
+    Ok(nanos.map(Timestamp::from_unix_nanos))
 }
 
 fn read_meta(conn: &Connection, key: &str) -> rusqlite::Result<u64> {

@@ -6,7 +6,7 @@
 //! so a reader never sees half an object. Hidden files are never listed.
 
 use std::fs;
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
@@ -129,6 +129,7 @@ impl FileStore {
                     name,
                     updated,
                     size: meta.len(),
+                    generation: None,
                 });
             }
             Ok(objects)
@@ -159,9 +160,18 @@ impl FileStore {
         .await
     }
 
-    pub async fn get(&self, name: &str) -> Result<Vec<u8>, BackendError> {
+    /// The object's bytes; with `first`, only that many from the start.
+    pub async fn get(&self, name: &str, first: Option<u64>) -> Result<Vec<u8>, BackendError> {
         let path = self.path(name);
-        blocking(move || fs::read(&path).map_err(io_error)).await
+        blocking(move || {
+            let mut bytes = Vec::new();
+            let file = fs::File::open(&path).map_err(io_error)?;
+            file.take(first.unwrap_or(u64::MAX))
+                .read_to_end(&mut bytes)
+                .map_err(io_error)?;
+            Ok(bytes)
+        })
+        .await
     }
 
     pub async fn get_versioned(&self, name: &str) -> Result<Option<(Vec<u8>, i64)>, BackendError> {

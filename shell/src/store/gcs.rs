@@ -363,6 +363,7 @@ impl GcsStore {
         &self,
         prefix: &str,
         delimiter: Option<&str>,
+        versions: bool,
     ) -> Result<Vec<ListObjectsResponse>, BackendError> {
         let mut pages = Vec::new();
         let mut page_token = None;
@@ -371,6 +372,7 @@ impl GcsStore {
                 bucket: self.bucket.clone(),
                 prefix: Some(self.full_name(prefix)),
                 delimiter: delimiter.map(str::to_owned),
+                versions: versions.then_some(true),
                 page_token,
                 ..ListObjectsRequest::default()
             };
@@ -390,8 +392,14 @@ impl GcsStore {
         }
     }
 
-    pub async fn list(&self, prefix: &str) -> Result<Vec<ListedObject>, BackendError> {
-        let pages = self.list_pages(prefix, None).await?;
+    /// The objects under `prefix`; with `versions`, every generation of
+    /// each, noncurrent ones too.
+    pub async fn list(
+        &self,
+        prefix: &str,
+        versions: bool,
+    ) -> Result<Vec<ListedObject>, BackendError> {
+        let pages = self.list_pages(prefix, None, versions).await?;
         let items = pages
             .into_iter()
             .flat_map(|page| page.items.unwrap_or_default());
@@ -406,13 +414,14 @@ impl GcsStore {
                     name,
                     updated,
                     size: u64::try_from(item.size).unwrap_or(0),
+                    generation: versions.then_some(item.generation),
                 })
             })
             .collect())
     }
 
     pub async fn list_folders(&self, prefix: &str) -> Result<Vec<String>, BackendError> {
-        let pages = self.list_pages(prefix, Some("/")).await?;
+        let pages = self.list_pages(prefix, Some("/"), false).await?;
         Ok(pages
             .into_iter()
             .flat_map(|page| page.prefixes.unwrap_or_default())
@@ -428,9 +437,21 @@ impl GcsStore {
         }
     }
 
-    pub async fn get(&self, name: &str) -> Result<Vec<u8>, BackendError> {
+    /// The bytes of the live object, or of `generation`; with `first`,
+    /// only that many from the start.
+    pub async fn get(
+        &self,
+        name: &str,
+        generation: Option<i64>,
+        first: Option<u64>,
+    ) -> Result<Vec<u8>, BackendError> {
+        let request = GetObjectRequest {
+            generation,
+            ..self.get_request(name)
+        };
+        let range = first.map_or_else(Range::default, |n| Range(Some(0), Some(n - 1)));
         self.client
-            .download_object(&self.get_request(name), &Range::default())
+            .download_object(&request, &range)
             .await
             .map_err(backend_error)
     }

@@ -155,8 +155,18 @@ impl Store {
 
     /// Every object whose name starts with `prefix`.
     pub async fn list(&self, prefix: &str) -> Result<Vec<ListedObject>, StoreError> {
+        self.list_generations(prefix, false).await
+    }
+
+    /// Like [`Store::list`]; with `versions`, every generation of each
+    /// object, noncurrent ones too (a directory has only the live one).
+    pub async fn list_generations(
+        &self,
+        prefix: &str,
+        versions: bool,
+    ) -> Result<Vec<ListedObject>, StoreError> {
         let result = match &self.backend {
-            Backend::Gcs(gcs) => gcs.list(prefix).await,
+            Backend::Gcs(gcs) => gcs.list(prefix, versions).await,
             Backend::File(file) => file.list(prefix).await,
         };
         result.map_err(|e| self.error(Some(prefix), e))
@@ -175,9 +185,20 @@ impl Store {
     /// An object's bytes as stored (gzip), or decompressed if the store
     /// transcodes; callers accept both.
     pub async fn get(&self, name: &str) -> Result<Vec<u8>, StoreError> {
+        self.get_part(name, None, None).await
+    }
+
+    /// Like [`Store::get`], of `generation` if given (a directory has only
+    /// the live one), and of only the `first` bytes if given.
+    pub async fn get_part(
+        &self,
+        name: &str,
+        generation: Option<i64>,
+        first: Option<u64>,
+    ) -> Result<Vec<u8>, StoreError> {
         let result = match &self.backend {
-            Backend::Gcs(gcs) => gcs.get(name).await,
-            Backend::File(file) => file.get(name).await,
+            Backend::Gcs(gcs) => gcs.get(name, generation, first).await,
+            Backend::File(file) => file.get(name, first).await,
         };
         result.map_err(|e| self.error(Some(name), e))
     }

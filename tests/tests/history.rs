@@ -1,0 +1,293 @@
+//! History: `jobvault restore --at` against a versioned bucket, and
+//! `jobvault prune`, on the emulator's memory backend (the one that keeps
+//! noncurrent generations).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::process::Output;
+use std::time::Duration;
+
+use jobvault::db::JobDb;
+use jobvault_core::job_object::encode_job_object;
+use jobvault_core::object_name::{Framing, job_object, snapshot_object};
+use jobvault_core::{Envelope, JobId, Timestamp};
+use jobvault_tests::{
+    Daemon, Emulator, StoreReader, Workspace, body, eventually, gunzip, jobvault, runtime, stderr,
+    stdout,
+};
+
+const PATIENCE: Duration = Duration::from_secs(60);
+const DAY: Duration = Duration::from_secs(86_400);
+
+/// Every job in a database: its id and body.
+fn bodies(db: &Path) -> BTreeMap<String, String> {
+    JobDb::open(db)
+        .unwrap()
+        .list()
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.id.to_string(), e.body().unwrap().to_owned()))
+        .collect()
+}
+
+fn restore(endpoint: &str, url: &str, to: &Path, at: Option<Timestamp>) -> Output {
+    let mut command = jobvault(Some(endpoint));
+    command.args(["restore", "--bucket", url, "--to"]).arg(to);
+    if let Some(at) = at {
+        command.args(["--at", &at.rfc3339()]);
+    }
+    command.output().unwrap()
+}
+
+/// Waits until the daemon's cursor has passed every change in the database.
+fn all_uploaded(daemon: &Daemon, db: &Path) {
+    let newest = JobDb::open(db).unwrap().newest_seq().unwrap();
+    eventually("every change in the bucket", PATIENCE, || {
+        let scrape = daemon.scrape();
+        let line = scrape
+            .lines()
+            .find(|l| l.starts_with("jobvault_cursor_seq{"))?;
+        let seq: f64 = line.rsplit(' ').next()?.parse().ok()?;
+        (seq >= newest as f64).then_some(())
+    });
+}
+
+#[test]
+fn restore_at_each_instant_gives_the_jobs_as_they_were_then() {
+    let emulator = Emulator::shared();
+    let bucket = emulator.new_versioned_bucket("history");
+    let url = format!("gs://{bucket}");
+    let workspace = Workspace::new();
+    let (mut db, _) = JobDb::init(&workspace.db(), jobvault::clock::now()).unwrap();
+    db.put(&[body("a", "a first"), body("b", "b first")])
+        .unwrap();
+    workspace.trigger("base", "");
+    let daemon = Daemon::start(&workspace, Some(&emulator.endpoint()), &url, "200ms", &[]);
+    let reader = StoreReader::connect(&url, Some(&emulator.endpoint()));
+    eventually("the snapshot", PATIENCE, || {
+        (!reader.names("db-backup/").is_empty()).then_some(())
+    });
+
+    // Each step changes jobs, waits until the bucket has the change, and
+    // notes an instant at which the database was exactly so.
+    let steps: [&dyn Fn(&mut JobDb); 3] = [
+        &|db| {
+            db.put(&[body("a", "a second"), body("c", "c first")])
+                .unwrap()
+        },
+        &|db| {
+            db.put(&[body("a", "a third")]).unwrap();
+            db.delete(&[JobId::new("b").unwrap()]).unwrap();
+        },
+        &|db| {
+            db.put(&[body("b", "b again"), body("c", "c second")])
+                .unwrap()
+        },
+    ];
+    let mut history = Vec::new();
+    for step in steps {
+        step(&mut db);
+        all_uploaded(&daemon, &workspace.db());
+        history.push((jobvault::clock::now(), bodies(&workspace.db())));
+        // A job object is written at most once a second: the next step's
+        // version must land as a generation of its own.
+        std::thread::sleep(Duration::from_millis(1_200));
+    }
+    drop(daemon);
+
+    for (n, (at, expected)) in history.iter().enumerate() {
+        let to = workspace.path().join(format!("at-{n}.db"));
+        let output = restore(&emulator.endpoint(), &url, &to, Some(*at));
+        assert!(output.status.success(), "{}", stderr(&output));
+        assert!(
+            stdout(&output).contains("as it was at"),
+            "{}",
+            stdout(&output)
+        );
+        assert_eq!(&bodies(&to), expected, "restored to step {n}, {at}");
+    }
+    assert_ne!(history[0].1, history[1].1, "the steps differ");
+    // A database restored to the past numbers its next change after every
+    // change the bucket holds, so no sequence is used twice.
+    let to = workspace.path().join("at-0.db");
+    let mut restored = JobDb::open(&to).unwrap();
+    restored.put(&[body("d", "after")]).unwrap();
+    let d = restored
+        .list()
+        .unwrap()
+        .into_iter()
+        .find(|e| e.id.as_str() == "d");
+    assert!(d.unwrap().seq > db.newest_seq().unwrap());
+}
+
+#[test]
+fn without_versioning_a_past_instant_is_refused_in_one_line() {
+    let emulator = Emulator::shared();
+    let bucket = emulator.new_bucket("no-history");
+    let url = format!("gs://{bucket}");
+    let reader = StoreReader::connect(&url, Some(&emulator.endpoint()));
+    let now = jobvault::clock::now();
+    put_job(&reader, now, &version("a", 1, now - DAY));
+    let workspace = Workspace::new();
+    let to = workspace.path().join("past.db");
+    let output = restore(&emulator.endpoint(), &url, &to, Some(now - DAY / 2));
+    assert_eq!(output.status.code(), Some(1), "{}", stdout(&output));
+    let error = stderr(&output);
+    assert_eq!(error.trim().lines().count(), 1, "{error}");
+    assert!(
+        error.contains(&bucket) && error.contains("--versioning"),
+        "{error}"
+    );
+    assert!(!to.exists(), "nothing is half-written");
+    // An instant after the newest upload needs no history.
+    let output = restore(
+        &emulator.endpoint(),
+        &url,
+        &to,
+        Some(jobvault::clock::now()),
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
+}
+
+fn version(id: &str, seq: u64, modified: Timestamp) -> Envelope {
+    let (id, body) = body(id, &format!("v{seq}"));
+    Envelope::written(id, seq, modified, body)
+}
+
+/// Writes a job object into the day folder of `day`, as a jobvault of that
+/// day would have.
+fn put_job(reader: &StoreReader, day: Timestamp, envelope: &Envelope) -> String {
+    let name = job_object(day, &envelope.id);
+    let framing = Framing::for_object(&name, envelope.modified);
+    let bytes = encode_job_object(envelope, &framing);
+    runtime()
+        .block_on(reader.store().put(&name, bytes, &framing))
+        .unwrap();
+    name
+}
+
+/// Writes `database` (gzipped, with `mtime` in its header) as a snapshot in
+/// the day folder of `mtime`.
+fn put_snapshot(reader: &StoreReader, mtime: Timestamp, database: &[u8]) -> String {
+    let name = snapshot_object(mtime, &format!("old-{}", mtime.unix_seconds())).unwrap();
+    let framing = Framing::for_object(&name, mtime);
+    let mut gz = flate2::GzBuilder::new()
+        .filename(framing.gzip_name.as_bytes())
+        .mtime(framing.gzip_mtime.gzip_mtime())
+        .write(Vec::new(), flate2::Compression::fast());
+    std::io::Write::write_all(&mut gz, database).unwrap();
+    let bytes = gz.finish().unwrap();
+    runtime()
+        .block_on(reader.store().put(&name, bytes, &framing))
+        .unwrap();
+    name
+}
+
+fn prune(endpoint: &str, url: &str, extra: &[&str]) -> Output {
+    jobvault(Some(endpoint))
+        .args(["prune", "--bucket", url, "--keep", "30d"])
+        .args(extra)
+        .output()
+        .unwrap()
+}
+
+fn live(reader: &StoreReader) -> BTreeSet<String> {
+    ["db-backup/", "job-backup/"]
+        .iter()
+        .flat_map(|prefix| reader.names(prefix))
+        .collect()
+}
+
+#[test]
+fn prune_deletes_exactly_what_no_restore_in_the_window_needs() {
+    let emulator = Emulator::shared();
+    let bucket = emulator.new_versioned_bucket("prune");
+    let url = format!("gs://{bucket}");
+    let endpoint = emulator.endpoint();
+    let workspace = Workspace::new();
+    let (mut db, _) = JobDb::init(&workspace.db(), jobvault::clock::now()).unwrap();
+    db.put(&[body("a", "a now"), body("b", "b now")]).unwrap();
+    workspace.trigger("today", "");
+    let daemon = Daemon::start(&workspace, Some(&endpoint), &url, "200ms", &[]);
+    let reader = StoreReader::connect(&url, Some(&endpoint));
+    let today = eventually("the snapshot", PATIENCE, || {
+        reader.names("db-backup/").into_iter().next()
+    });
+    all_uploaded(&daemon, &workspace.db());
+    drop(daemon);
+
+    // History written through the store into older day folders.
+    let now = jobvault::clock::now();
+    let (_, database) = gunzip(&reader.get(&today));
+    let old = |days: u32| now - DAY * days;
+    let doomed: BTreeSet<String> = [
+        put_snapshot(&reader, old(45), &database),
+        put_job(&reader, old(45), &version("old", 1, old(45))),
+        put_job(&reader, old(42), &version("old", 2, old(42))),
+    ]
+    .into();
+    let base = put_snapshot(&reader, old(40), &database);
+    let kept = [
+        put_job(&reader, old(39), &version("old", 3, old(39))),
+        put_snapshot(&reader, old(20), &database),
+        put_job(&reader, old(10), &version("old", 4, old(10))),
+    ];
+    let before = live(&reader);
+    let newest_before = workspace.path().join("newest-before.db");
+    assert!(
+        restore(&endpoint, &url, &newest_before, None)
+            .status
+            .success()
+    );
+
+    let dry = prune(&endpoint, &url, &["--dry-run"]);
+    assert!(dry.status.success(), "{}", stderr(&dry));
+    let named: BTreeSet<String> = stdout(&dry)
+        .lines()
+        .filter_map(|l| l.strip_prefix("would delete gs://"))
+        .filter_map(|l| l.split_once('/').map(|(_, name)| name.to_owned()))
+        .collect();
+    assert_eq!(named, doomed, "{}", stdout(&dry));
+    assert_eq!(live(&reader), before, "a dry run deletes nothing");
+
+    let real = prune(&endpoint, &url, &[]);
+    assert!(real.status.success(), "{}", stderr(&real));
+    let after = live(&reader);
+    assert_eq!(
+        before.difference(&after).cloned().collect::<BTreeSet<_>>(),
+        doomed,
+        "{}",
+        stdout(&real)
+    );
+    assert!(after.contains(&base) && kept.iter().all(|k| after.contains(k)));
+    assert!(stdout(&real).contains(&base), "{}", stdout(&real));
+
+    let newest_after = workspace.path().join("newest-after.db");
+    assert!(
+        restore(&endpoint, &url, &newest_after, None)
+            .status
+            .success()
+    );
+    assert_eq!(bodies(&newest_after), bodies(&newest_before));
+    assert_eq!(bodies(&newest_after)["a"], bodies(&workspace.db())["a"]);
+    // Before the base, the bucket refuses rather than restore short.
+    let output = restore(
+        &endpoint,
+        &url,
+        &workspace.path().join("too-old.db"),
+        Some(old(44)),
+    );
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr(&output).contains("before the bucket's history"),
+        "{}",
+        stderr(&output)
+    );
+    // A second prune finds nothing more to delete.
+    let again = prune(&endpoint, &url, &[]);
+    assert!(
+        stdout(&again).contains("deleted 0 objects"),
+        "{}",
+        stdout(&again)
+    );
+}
