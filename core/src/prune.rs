@@ -25,6 +25,7 @@ use crate::object_name::{ObjectKind, parse_object_name};
 use crate::restore_plan::{
     Answer, Ask, PlanError, Planner, RESTORE_CLOCK_ALLOWANCE, RangeListing, unexpected,
 };
+use crate::retrieval::newest_object;
 use crate::timestamp::Timestamp;
 
 /// The base is taken this much before the window's start, and the history
@@ -66,6 +67,9 @@ enum Phase {
         queue: Vec<Ask>,
         waiting: BTreeSet<String>,
         timed: Vec<(Timestamp, String)>,
+        /// The newest upload, which a restore of the newest state starts
+        /// from: never deleted, whatever its time says.
+        newest: Option<String>,
     },
     Jobs {
         listing: RangeListing,
@@ -129,7 +133,9 @@ impl PrunePlanner {
             .into_iter()
             .filter(|o| parse_object_name(&o.name).is_ok_and(|p| p.kind == ObjectKind::Snapshot))
             .collect();
+        let newest = newest_object(ObjectKind::Snapshot, &snapshots).map(|o| o.name.clone());
         self.phase = Phase::Times {
+            newest,
             queue: snapshots
                 .iter()
                 .map(|o| Ask::SnapshotTime {
@@ -145,7 +151,13 @@ impl PrunePlanner {
     /// Once every snapshot's time is in: choose the base, and list the job
     /// objects older than it.
     fn after_times(&mut self) {
-        let Phase::Times { waiting, timed, .. } = &mut self.phase else {
+        let Phase::Times {
+            waiting,
+            timed,
+            newest,
+            ..
+        } = &mut self.phase
+        else {
             return;
         };
         if !waiting.is_empty() {
@@ -161,6 +173,7 @@ impl PrunePlanner {
         self.delete = timed[..split]
             .iter()
             .map(|(_, name)| name.clone())
+            .filter(|name| Some(name) != newest.as_ref())
             .collect();
         self.base = Some(Base { object, time });
         let before = (time - RESTORE_CLOCK_ALLOWANCE).start_of_day();

@@ -259,3 +259,26 @@ fn restore_in(bucket: &mut Bucket, instant: &str, now: Timestamp) -> (String, Ve
     let plan = planner.finish().unwrap();
     (plan.snapshot.unwrap().object, seqs(&plan.retrieved))
 }
+
+#[test]
+fn the_newest_upload_is_kept_whatever_its_time_says() {
+    let mut bucket = a_month(false);
+    // Uploaded last, but planned while the incremental time lagged: its
+    // mtime is older than the base's.
+    bucket.put(
+        "db-backup/2016/11/06/lagging.bdb",
+        "2016-11-06T11:00:00Z",
+        snapshot_at("2016-11-02T00:00:00Z", "2016-11-06T10:59:00Z"),
+    );
+    let plan = prune(&mut bucket, at("2016-11-06T12:00:00Z"), 2 * DAY);
+    assert_eq!(plan.base.unwrap().object, "db-backup/2016/11/03/s.bdb");
+    assert!(
+        plan.delete
+            .contains(&"db-backup/2016/11/01/s.bdb".to_owned())
+    );
+    assert!(
+        !plan
+            .delete
+            .contains(&"db-backup/2016/11/06/lagging.bdb".to_owned())
+    );
+}
