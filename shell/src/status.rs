@@ -15,8 +15,11 @@ use serde::Serialize;
 
 use jobvault_core::lease::Lease;
 
+use jobvault_core::history::{HISTORY_OBJECT, restorable_from};
+
 use crate::drive::{DriveError, find_newest, list_range};
 use crate::lease::{self, LeaseError};
+use crate::small_object;
 use crate::store::Store;
 
 /// A snapshot older than this is a problem: snapshots are daily.
@@ -57,7 +60,19 @@ pub struct Status {
     pub daemon: Option<DaemonStatus>,
     /// From a listing, when no daemon holds the lease.
     pub newest_job_upload: Option<ObjectStatus>,
+    pub history: HistoryStatus,
     pub warnings: Vec<String>,
+}
+
+/// How far back the bucket restores (`restore --at`).
+#[derive(Debug, Clone, Serialize)]
+pub struct HistoryStatus {
+    /// Whether the bucket keeps noncurrent generations; `None` for a
+    /// directory, which keeps none.
+    pub versioning: Option<bool>,
+    /// The oldest instant a restore reaches, from the history marker a
+    /// prune wrote; `None` when nothing was ever pruned.
+    pub restorable_from: Option<String>,
 }
 
 /// A daemon that has not caught up for this long has fallen behind, as the
@@ -104,6 +119,15 @@ pub async fn status(
     };
 
     let mut warnings = Vec::new();
+    let marker = small_object::read(store, HISTORY_OBJECT).await?;
+    let restorable_from = restorable_from(marker.as_deref()).unwrap_or_else(|e| {
+        warnings.push(format!("{}: {e}", store.location(HISTORY_OBJECT)));
+        None
+    });
+    let history = HistoryStatus {
+        versioning: store.versioning().await?,
+        restorable_from: restorable_from.map(|t| t.to_string()),
+    };
     if let Some(daemon) = &daemon {
         warnings.extend(daemon_warnings(daemon));
     }
@@ -134,6 +158,7 @@ pub async fn status(
         snapshots_last_24h,
         daemon,
         newest_job_upload: newest_job.map(|o| describe(&o, now)),
+        history,
         warnings,
     })
 }
@@ -242,10 +267,31 @@ impl Status {
             )),
             (None, None) => out.push_str("newest job upload   none\n"),
         }
+        out.push_str(&format!(
+            "restorable          {}\n",
+            self.history.render(&self.bucket)
+        ));
         for warning in &self.warnings {
             out.push_str(&format!("WARNING: {warning}\n"));
         }
         out
+    }
+}
+
+impl HistoryStatus {
+    fn render(&self, bucket: &str) -> String {
+        let since = self.restorable_from.as_ref().map_or_else(
+            || "the bucket's first upload (never pruned)".to_owned(),
+            |from| format!("{from} (what a prune kept)"),
+        );
+        match self.versioning {
+            Some(true) => format!("any instant since {since}; object versioning on"),
+            Some(false) => format!(
+                "the newest state only: object versioning is off \
+                 (gcloud storage buckets update {bucket} --versioning)"
+            ),
+            None => "the newest state only: a directory keeps no versions".to_owned(),
+        }
     }
 }
 

@@ -233,6 +233,20 @@ fn prune_deletes_exactly_what_no_restore_in_the_window_needs() {
         put_job(&reader, old(10), &version("old", 4, old(10))),
     ];
     let before = live(&reader);
+    let status = |endpoint: &str| {
+        let output = jobvault(Some(endpoint))
+            .args(["status", "--bucket", &url])
+            .output()
+            .unwrap();
+        stdout(&output)
+    };
+    let unpruned = status(&endpoint);
+    assert!(
+        unpruned.contains(
+            "any instant since the bucket's first upload (never pruned); object versioning on"
+        ),
+        "{unpruned}"
+    );
     let newest_before = workspace.path().join("newest-before.db");
     assert!(
         restore(&endpoint, &url, &newest_before, None)
@@ -282,6 +296,14 @@ fn prune_deletes_exactly_what_no_restore_in_the_window_needs() {
         stderr(&output).contains("before the bucket's history"),
         "{}",
         stderr(&output)
+    );
+    let pruned = status(&endpoint);
+    // The gzip mtime keeps whole seconds.
+    let base_time = Timestamp::from_unix_seconds(old(40).unix_seconds());
+    let promised = (base_time + jobvault_core::prune::BASE_MARGIN).to_string();
+    assert!(
+        pruned.contains(&format!("any instant since {promised} (what a prune kept)")),
+        "{pruned}"
     );
     // A second prune finds nothing more to delete.
     let again = prune(&endpoint, &url, &[]);
