@@ -6,6 +6,7 @@
 //! is a reproducible bug report: `jobvault-sim --seed N --trace`.
 
 pub mod faults;
+pub mod history;
 pub mod invariants;
 pub mod node;
 pub mod restore;

@@ -1,15 +1,18 @@
-//! A restore from the simulated bucket, planned by the core's
-//! [`RestorePlanner`]: the very planner `jobvault restore` runs. Only the
-//! carrying out is simulated: listings and downloads come from the world,
-//! answers go back in an order drawn from the seed, and the plan is applied
-//! to the snapshot's rows and tombstones as the shell applies it to SQLite:
-//! a newer body replaces a row or a tombstone, a newer tombstone deletes.
+//! Restores and prunes of the simulated bucket, planned by the core's
+//! [`RestorePlanner`] and [`PrunePlanner`]: the very planners `jobvault
+//! restore` and `jobvault prune` run. Only the carrying out is simulated:
+//! listings and downloads come from the world, answers go back in an order
+//! drawn from the seed, and the plan is applied to the snapshot's rows and
+//! tombstones as the shell applies it to SQLite: a newer body replaces a row
+//! or a tombstone, a newer tombstone deletes.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
+use jobvault_core::prune::{PrunePlan, PrunePlanner};
 use jobvault_core::restore_plan::{
-    Answer, Ask, ChosenSnapshot, OnCorrupt, Planner, RestorePlanner, supersedes,
+    Answer, Ask, ChosenSnapshot, OnCorrupt, PlanError, Planner, RestorePlanner, supersedes,
 };
 use jobvault_core::{Envelope, JobId, Timestamp};
 
@@ -28,76 +31,183 @@ pub struct Restored {
 /// Restores the newest state of `store` as `jobvault restore` would at the
 /// local time `now`.
 pub fn restore(store: &Store, now: Timestamp, rng: &mut fastrand::Rng) -> Restored {
-    let mut planner = RestorePlanner::new(now, OnCorrupt::Fail);
-    let mut versions = BTreeMap::new();
-    let mut fetched_uploads = Vec::new();
-    let mut asked = Vec::new();
-    loop {
-        asked.extend(std::iter::from_fn(|| planner.poll_ask()));
-        if asked.is_empty() {
-            break;
+    let planner = RestorePlanner::new(now, OnCorrupt::Fail);
+    carry_out(store, planner, rng).expect("the newest state always restores")
+}
+
+/// Restores `store` as it was at local time `at`, as `jobvault restore --at`
+/// would at local time `now`.
+pub fn restore_at(
+    store: &Store,
+    at: Timestamp,
+    now: Timestamp,
+    rng: &mut fastrand::Rng,
+) -> Result<Restored, PlanError> {
+    carry_out(store, RestorePlanner::at(at, now, OnCorrupt::Fail), rng)
+}
+
+/// Plans a prune of `store` as `jobvault prune --keep` would at local `now`.
+pub fn plan_prune(
+    store: &Store,
+    now: Timestamp,
+    keep: Duration,
+    rng: &mut fastrand::Rng,
+) -> PrunePlan {
+    let mut planner = PrunePlanner::new(now, keep);
+    let mut bucket = Bucket::new(store);
+    drive(&mut bucket, &mut planner, rng).expect("the simulated bucket is well-formed");
+    planner.finish().expect("every ask was answered")
+}
+
+/// Carries out the first `done` steps of a plan (all of them: `usize::MAX`):
+/// the marker, then the deletions, as the shell does; a crash stops it
+/// anywhere.
+pub fn carry_out_prune(store: &mut Store, plan: &PrunePlan, done: usize) {
+    if done == 0 {
+        return;
+    }
+    if let Some(marker) = plan.marker {
+        store.marker = Some(marker.encode());
+    }
+    for object in plan.delete.iter().take(done - 1) {
+        store.delete(object);
+    }
+}
+
+fn carry_out(
+    store: &Store,
+    mut planner: RestorePlanner,
+    rng: &mut fastrand::Rng,
+) -> Result<Restored, PlanError> {
+    let mut bucket = Bucket::new(store);
+    drive(&mut bucket, &mut planner, rng)?;
+    let plan = planner.finish()?;
+    // A restore of the past may fetch a snapshot and then choose none.
+    let mut versions = if plan.snapshot.is_some() {
+        bucket.snapshot
+    } else {
+        BTreeMap::new()
+    };
+    for envelope in plan.retrieved.jobs {
+        if supersedes(envelope.seq, versions.get(&envelope.id).map(|h| h.seq)) {
+            let held = Held {
+                seq: envelope.seq,
+                body: envelope.body().map(Arc::from),
+                modified: envelope.modified,
+            };
+            versions.insert(envelope.id, held);
         }
-        let ask = asked.swap_remove(rng.usize(0..asked.len()));
-        let answer = match ask {
+    }
+    Ok(Restored {
+        versions,
+        snapshot: plan.snapshot,
+        fetched_uploads: bucket.fetched_uploads,
+    })
+}
+
+/// The simulated bucket as a planner's driver sees it, and what the driver
+/// keeps: the rows of the snapshot fetched last.
+struct Bucket<'a> {
+    store: &'a Store,
+    snapshot: BTreeMap<JobId, Held>,
+    fetched_uploads: Vec<Timestamp>,
+}
+
+impl<'a> Bucket<'a> {
+    fn new(store: &'a Store) -> Self {
+        Bucket {
+            store,
+            snapshot: BTreeMap::new(),
+            fetched_uploads: Vec::new(),
+        }
+    }
+
+    fn answer(&mut self, ask: Ask) -> Answer {
+        let store = self.store;
+        match ask {
             Ask::ListFolders { folder } => Answer::Folders {
                 folders: store.folders(&folder),
                 folder,
             },
-            Ask::ListObjects { prefix } => Answer::Objects {
-                objects: store.list(std::slice::from_ref(&prefix)),
+            Ask::ListObjects { prefix, versions } => Answer::Objects {
+                objects: store.list_generations(std::slice::from_ref(&prefix), versions),
                 prefix,
             },
             Ask::FetchSnapshot { object } => {
-                let Body::Snapshot {
-                    versions: held,
-                    gzip_mtime,
-                    stored,
-                } = &store.objects[&object].body
-                else {
-                    panic!("the planner asked for {object} as a snapshot");
-                };
-                versions = (**held).clone();
+                let (versions, gzip_mtime, stored) = snapshot(store, &object);
+                self.snapshot = (**versions).clone();
                 Answer::SnapshotFetched {
+                    newest_change: versions.values().map(|h| h.modified).max(),
                     object,
-                    gzip_mtime: Some(*gzip_mtime),
-                    stored_cursor: *stored,
+                    gzip_mtime: Some(gzip_mtime),
+                    stored_cursor: stored,
                 }
             }
-            Ask::FetchJob { object } => {
-                let stored = &store.objects[&object];
-                fetched_uploads.push(stored.updated);
+            Ask::SnapshotTime { object } => Answer::SnapshotTime {
+                gzip_mtime: Some(snapshot(store, &object).1),
+                object,
+            },
+            Ask::FetchJob { object, generation } => {
+                let stored = store
+                    .generation(&object, generation)
+                    .unwrap_or_else(|| panic!("the planner asked for {object} {generation:?}"));
+                self.fetched_uploads.push(stored.updated);
                 let Body::Job { id, held } = &stored.body else {
                     panic!("the planner asked for {object} as a job");
                 };
-                let (id, seq, at) = (id.clone(), held.seq, Timestamp::UNIX_EPOCH);
+                let (id, seq, at) = (id.clone(), held.seq, held.modified);
                 let envelope = match &held.body {
                     Some(body) => Envelope::written(id, seq, at, &**body),
                     None => Envelope::deleted(id, seq, at),
                 };
                 Answer::JobFetched {
                     object,
+                    generation,
                     result: Ok(envelope),
                 }
             }
-        };
-        planner
-            .handle_answer(answer)
-            .expect("the simulated bucket holds only well-formed objects");
-    }
-    let plan = planner.finish().expect("every ask was answered");
-    for envelope in plan.retrieved.jobs {
-        if supersedes(envelope.seq, versions.get(&envelope.id).map(|h| h.seq)) {
-            let body = envelope.body().map(Arc::from);
-            let held = Held {
-                seq: envelope.seq,
-                body,
-            };
-            versions.insert(envelope.id, held);
+            Ask::Versioning => Answer::Versioning {
+                enabled: store.versioned,
+            },
+            Ask::ReadHistory => Answer::History {
+                bytes: store.marker.clone(),
+            },
         }
     }
-    Restored {
+}
+
+type SnapshotParts<'s> = (
+    &'s Arc<BTreeMap<JobId, Held>>,
+    Timestamp,
+    jobvault_core::Cursor,
+);
+
+fn snapshot<'s>(store: &'s Store, object: &str) -> SnapshotParts<'s> {
+    let Some(Body::Snapshot {
         versions,
-        snapshot: plan.snapshot,
-        fetched_uploads,
+        gzip_mtime,
+        stored,
+    }) = store.objects.get(object).map(|o| &o.body)
+    else {
+        panic!("the planner asked for {object} as a snapshot");
+    };
+    (versions, *gzip_mtime, *stored)
+}
+
+/// Answers every ask, one drawn at random from those outstanding.
+fn drive(
+    bucket: &mut Bucket,
+    planner: &mut impl Planner,
+    rng: &mut fastrand::Rng,
+) -> Result<(), PlanError> {
+    let mut asked = Vec::new();
+    loop {
+        asked.extend(std::iter::from_fn(|| planner.poll_ask()));
+        if asked.is_empty() {
+            return Ok(());
+        }
+        let ask = asked.swap_remove(rng.usize(0..asked.len()));
+        let answer = bucket.answer(ask);
+        planner.handle_answer(answer)?;
     }
 }

@@ -18,6 +18,7 @@ use jobvault_core::machine::{
 use jobvault_core::{Command, Config, Cursor, Failure, FailureKind, Input, JobId, Seq, Timestamp};
 
 use crate::faults::{FaultCounts, FaultKind, FaultPlan};
+use crate::history::History;
 use crate::invariants::{Checkers, MAX_CLOCK_ERROR, Observation};
 use crate::node::Node;
 use crate::restore::restore;
@@ -188,6 +189,7 @@ struct Simulation {
     seed: u64,
     rng: Streams,
     plan: FaultPlan,
+    history: History,
     config: Config,
     /// True time.
     now: Timestamp,
@@ -217,16 +219,20 @@ impl Simulation {
         };
         let start = Timestamp::from_unix_seconds(1_700_000_000 + rng.plan.i64(0..86_400 * 365));
         let calm = plan.is_calm();
+        let history = History::draw(crate::rng::stream(seed, "history"), start);
+        let mut world = World::default();
+        world.store.versioned = history.versioned;
         Simulation {
             seed,
             rng,
             plan,
+            history,
             checkers: Checkers::new(&config, calm),
             config,
             now: start,
             queue: BinaryHeap::new(),
             order: 0,
-            world: World::default(),
+            world,
             node: Node::default(),
             next_op: 0,
             quiescing: false,
@@ -244,11 +250,13 @@ impl Simulation {
     fn run(mut self) -> Outcome {
         note!(
             self,
-            "seed {} plan {:?} concurrency {} max_pending {}",
+            "seed {} plan {:?} concurrency {} max_pending {} versioning {} keep {:?}",
             self.seed,
             self.plan,
             self.config.concurrency,
-            self.config.max_pending
+            self.config.max_pending,
+            self.history.versioned,
+            self.history.keep
         );
         self.schedule_day();
         self.start_core();
@@ -271,6 +279,10 @@ impl Simulation {
             self.handle(next.event);
             self.pump();
             if self.quiescing && self.is_quiescent() {
+                // A last prune first: the restore after it must still
+                // equal the database.
+                let now = self.local_now();
+                self.history.check(&mut self.world, now, &mut self.checkers);
                 let restored = restore(&self.world.store, self.local_now(), &mut self.rng.restore);
                 self.observe(Observation::Quiesced(&restored));
                 break;
@@ -462,6 +474,8 @@ impl Simulation {
             Event::HourlyCheck => {
                 let restored = restore(&self.world.store, self.local_now(), &mut self.rng.restore);
                 self.observe(Observation::Restored(&restored));
+                let now = self.local_now();
+                self.history.check(&mut self.world, now, &mut self.checkers);
                 if !self.quiescing {
                     self.after(HOUR, Event::HourlyCheck);
                 }
@@ -990,6 +1004,7 @@ impl Simulation {
                         held: Held {
                             seq,
                             body: upload.envelope.body().map(Arc::from),
+                            modified: upload.envelope.modified,
                         },
                     };
                     let replaced = self.world.store.put(upload.object.clone(), body, self.now);

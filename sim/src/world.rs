@@ -16,13 +16,14 @@ pub struct Held {
     pub seq: Seq,
     /// `None`: the job was deleted.
     pub body: Option<Arc<str>>,
+    /// The local clock's stamp of the commit, as the envelope carries it.
+    pub modified: Timestamp,
 }
 
 /// The newest change to one job.
 #[derive(Debug, Clone)]
 pub struct Row {
     pub held: Held,
-    pub modified: Timestamp,
     /// True (simulation) time of the commit.
     pub committed: Timestamp,
 }
@@ -60,6 +61,9 @@ pub struct Db {
     pub bodies: u64,
     /// Changes that deleted a job.
     pub deletes: u64,
+    /// Every change ever committed, in commit order: what the database was
+    /// at any instant.
+    pub history: Vec<(JobId, Held)>,
 }
 
 impl Db {
@@ -102,16 +106,27 @@ impl Db {
         }
         self.by_seq.insert(seq, id.clone());
         self.by_commit.insert((committed, seq), id.clone());
-        let held = Held { seq, body };
-        self.rows.insert(
-            id,
-            Row {
-                held,
-                modified,
-                committed,
-            },
-        );
+        let held = Held {
+            seq,
+            body,
+            modified,
+        };
+        self.history.push((id.clone(), held.clone()));
+        self.rows.insert(id, Row { held, committed });
         true
+    }
+
+    /// Every row and tombstone as they were at local time `at`: of each job,
+    /// the newest change stamped at or before it (what `restore --at` is
+    /// documented to give).
+    pub fn versions_at(&self, at: Timestamp) -> BTreeMap<JobId, Held> {
+        let mut then: BTreeMap<JobId, Held> = BTreeMap::new();
+        for (id, held) in self.history.iter().filter(|(_, h)| h.modified <= at) {
+            if then.get(id).is_none_or(|had| had.seq < held.seq) {
+                then.insert(id.clone(), held.clone());
+            }
+        }
+        then
     }
 
     /// The change feed: changes after `after`, in sequence order.
@@ -121,7 +136,7 @@ impl Db {
             .take(limit)
             .map(|(_, id)| {
                 let row = &self.rows[id];
-                let (seq, modified) = (row.held.seq, row.modified);
+                let (seq, modified) = (row.held.seq, row.held.modified);
                 match &row.held.body {
                     Some(body) => Envelope::written(id.clone(), seq, modified, &**body),
                     None => Envelope::deleted(id.clone(), seq, modified),
@@ -172,12 +187,23 @@ pub struct Object {
     pub body: Body,
     /// True time of the write: the store's own clock.
     pub updated: Timestamp,
+    pub generation: i64,
 }
 
 /// The bucket.
 #[derive(Debug, Default)]
 pub struct Store {
+    /// The live objects.
     pub objects: BTreeMap<String, Object>,
+    /// With versioning on: every replaced or deleted generation, oldest
+    /// first.
+    pub noncurrent: BTreeMap<String, Vec<Object>>,
+    pub versioned: bool,
+    /// The history marker's bytes.
+    pub marker: Option<Vec<u8>>,
+    /// Every job version that ever landed in a job object.
+    pub landed: BTreeSet<(JobId, Seq)>,
+    generations: i64,
     /// The newest version of each job in any object.
     pub newest: BTreeMap<JobId, Seq>,
     pub job_writes: u64,
@@ -203,12 +229,46 @@ impl Store {
             }
             let newest = self.newest.entry(id.clone()).or_default();
             *newest = (*newest).max(*seq);
+            self.landed.insert((id.clone(), *seq));
         } else {
             self.snapshot_writes += 1;
             self.newest_snapshot = Some(name.clone());
         }
-        self.objects.insert(name, Object { body, updated });
+        self.generations += 1;
+        let object = Object {
+            body,
+            updated,
+            generation: self.generations,
+        };
+        if let Some(old) = self.objects.insert(name.clone(), object) {
+            self.keep_noncurrent(name, old);
+        }
         replaced
+    }
+
+    /// Deletes the live object, as a prune does.
+    pub fn delete(&mut self, name: &str) {
+        if let Some(old) = self.objects.remove(name) {
+            self.keep_noncurrent(name.to_owned(), old);
+        }
+    }
+
+    fn keep_noncurrent(&mut self, name: String, old: Object) {
+        if self.versioned {
+            self.noncurrent.entry(name).or_default().push(old);
+        }
+    }
+
+    /// The live object, or the given generation of it.
+    pub fn generation(&self, name: &str, generation: Option<i64>) -> Option<&Object> {
+        let live = self.objects.get(name);
+        match generation {
+            None => live,
+            Some(wanted) => live
+                .into_iter()
+                .chain(self.noncurrent.get(name).into_iter().flatten())
+                .find(|o| o.generation == wanted),
+        }
     }
 
     /// Objects whose names start with `prefix`.
@@ -219,15 +279,34 @@ impl Store {
     }
 
     pub fn list(&self, prefixes: &[String]) -> Vec<ListedObject> {
-        prefixes
+        self.list_generations(prefixes, false)
+    }
+
+    /// Like [`Store::list`]; with `versions`, the noncurrent generations too.
+    pub fn list_generations(&self, prefixes: &[String], versions: bool) -> Vec<ListedObject> {
+        let listed = |name: &String, object: &Object| ListedObject {
+            name: name.clone(),
+            updated: object.updated,
+            size: 1,
+            generation: versions.then_some(object.generation),
+        };
+        let mut found: Vec<ListedObject> = prefixes
             .iter()
             .flat_map(|prefix| self.under(prefix))
-            .map(|(name, object)| ListedObject {
-                name: name.clone(),
-                updated: object.updated,
-                size: 1,
-            })
-            .collect()
+            .map(|(name, object)| listed(name, object))
+            .collect();
+        if versions {
+            for prefix in prefixes {
+                let old = self
+                    .noncurrent
+                    .range::<str, _>((Bound::Included(prefix.as_str()), Bound::Unbounded))
+                    .take_while(|(name, _)| name.starts_with(prefix.as_str()));
+                for (name, generations) in old {
+                    found.extend(generations.iter().map(|object| listed(name, object)));
+                }
+            }
+        }
+        found
     }
 
     /// The folders directly under `folder`, as a delimiter listing gives them.

@@ -10,6 +10,7 @@
 
 mod bucket;
 mod cursor;
+mod history;
 mod process;
 mod recovery_point;
 mod restore;
@@ -67,6 +68,11 @@ pub enum Observation<'a> {
     Restored(&'a Restored),
     /// A restore after the faults stopped and the system quiesced.
     Quiesced(&'a Restored),
+    /// A restore to local time `at`, inside the window the bucket keeps.
+    PastRestored {
+        at: Timestamp,
+        result: &'a history::PastResult,
+    },
 }
 
 /// One invariant.
@@ -120,6 +126,7 @@ impl Checkers {
             Box::new(store::ObjectWriteSpacing::default()),
             Box::new(store::RefusingStoreSpared::new(config)),
             Box::new(recovery_point::RecoveryPoint::new(calm)),
+            Box::new(history::PastRestores),
         ];
         Checkers {
             invariants,

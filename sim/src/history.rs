@@ -1,0 +1,95 @@
+//! History in the simulated day: whether the bucket keeps versions, whether
+//! and how far back retention prunes, and the restores to past instants
+//! that check both.
+//!
+//! A seed draws its own: versioning on in three seeds of four, retention in
+//! one of two, with a window of 2 to 8 hours so that prunes delete within
+//! the day. Every hour a retention seed prunes, now and then cut short as by
+//! a crash; then a versioned seed restores to an instant drawn from the
+//! window and the checkers compare it with the database as it was then.
+
+use std::time::Duration;
+
+use jobvault_core::Timestamp;
+
+use crate::invariants::{Checkers, MAX_CLOCK_ERROR, Observation};
+use crate::restore::{carry_out_prune, plan_prune, restore, restore_at};
+use crate::world::World;
+
+const HOUR: Duration = Duration::from_secs(3600);
+
+#[derive(Debug)]
+pub struct History {
+    pub versioned: bool,
+    /// `run --keep`: `None` when the seed does not prune.
+    pub keep: Option<Duration>,
+    /// Local time at the start of the day: nothing is older.
+    start: Timestamp,
+    rng: fastrand::Rng,
+    pub prunes: u64,
+    pub pruned: u64,
+}
+
+impl History {
+    pub fn draw(mut rng: fastrand::Rng, start: Timestamp) -> Self {
+        let versioned = rng.u8(0..4) != 0;
+        let keep = rng
+            .bool()
+            .then(|| HOUR * 2 + Duration::from_secs(rng.u64(0..6 * 3600)));
+        History {
+            versioned,
+            keep,
+            start,
+            rng,
+            prunes: 0,
+            pruned: 0,
+        }
+    }
+
+    /// The hourly check: a prune where the seed has retention, then a
+    /// restore of the newest state and, with versioning, of a past instant.
+    pub fn check(&mut self, world: &mut World, now: Timestamp, checkers: &mut Checkers) {
+        if let Some(keep) = self.keep {
+            let plan = plan_prune(&world.store, now, keep, &mut self.rng);
+            let steps = if self.rng.u8(0..4) == 0 {
+                self.rng.usize(0..=plan.delete.len() + 1)
+            } else {
+                usize::MAX
+            };
+            carry_out_prune(&mut world.store, &plan, steps);
+            self.prunes += 1;
+            self.pruned += plan.delete.len().min(steps.saturating_sub(1)) as u64;
+            let restored = restore(&world.store, now, &mut self.rng);
+            checkers.observe(Observation::Restored(&restored), world);
+        }
+        // A restore of the past reads every generation since its base: one
+        // check in three keeps the seeds quick.
+        if self.rng.u8(0..3) != 0 {
+            return;
+        }
+        if let Some(at) = self.past_instant(world, now) {
+            let result = restore_at(&world.store, at, now, &mut self.rng);
+            checkers.observe(
+                Observation::PastRestored {
+                    at,
+                    result: &result,
+                },
+                world,
+            );
+        }
+    }
+
+    /// An instant inside the window whose every change is in the bucket:
+    /// before the stored cursor's time, less twice the clock's error.
+    fn past_instant(&mut self, world: &World, now: Timestamp) -> Option<Timestamp> {
+        if !self.versioned {
+            return None;
+        }
+        let oldest = self
+            .keep
+            .map_or(self.start, |keep| (now - keep).max(self.start));
+        let newest = world.db.stored.time - MAX_CLOCK_ERROR * 2;
+        let span = newest.unix_nanos().checked_sub(oldest.unix_nanos())?;
+        (span > 0).then(|| Timestamp::from_unix_nanos(oldest.unix_nanos() + self.rng.i64(0..span)))
+    }
+}

@@ -1,0 +1,76 @@
+//! Invariant 9: after any prune, a restore to an instant inside the window
+//! equals the database as it was then, job for job, for every job whose
+//! state then reached the bucket; the world keeps every change it ever
+//! committed to know.
+//!
+//! A version the bucket never held cannot come back: one replaced within
+//! the second before its upload (one write per object per second), or while
+//! the store was down. Such a job is left out of the comparison; every other
+//! job must match, so a base holding changes after the instant, or a prune
+//! deleting what a restore reads, is caught.
+
+use std::collections::BTreeMap;
+
+use jobvault_core::restore_plan::PlanError;
+use jobvault_core::{JobId, Timestamp};
+
+use super::{Invariant, Observation, Verdicts};
+use crate::restore::Restored;
+use crate::world::{Body, Held, World};
+
+pub struct PastRestores;
+
+/// The result of a restore to the past, as the simulation reports it.
+pub type PastResult = Result<Restored, PlanError>;
+
+impl Invariant for PastRestores {
+    fn observe(&mut self, seen: &Observation, world: &World, verdicts: &mut Verdicts) {
+        let Observation::PastRestored { at, result } = seen else {
+            return;
+        };
+        match result {
+            Ok(restored) => equals_the_past(world, *at, restored, verdicts),
+            Err(e) => verdicts.violation(format!(
+                "a restore to {at}, inside the window kept, was refused: {e}"
+            )),
+        }
+    }
+}
+
+fn equals_the_past(world: &World, at: Timestamp, restored: &Restored, verdicts: &mut Verdicts) {
+    let then = world.db.versions_at(at);
+    let base = base_versions(world, restored);
+    let recorded = |id: &JobId, held: &Held| {
+        world.store.landed.contains(&(id.clone(), held.seq))
+            || base.is_some_and(|b| b.get(id).is_some_and(|h| h.seq == held.seq))
+    };
+    let living = |held: Option<&Held>| held.and_then(|h| h.body.clone());
+    let ids = then.keys().chain(restored.versions.keys());
+    let differences: Vec<String> = ids
+        .filter(|id| then.get(*id).is_none_or(|held| recorded(id, held)))
+        .filter_map(|id| {
+            let (expected, got) = (living(then.get(id)), living(restored.versions.get(id)));
+            (expected != got).then(|| format!("{id}: then {expected:?}, restored {got:?}"))
+        })
+        .take(5)
+        .collect();
+    verdicts.check(differences.is_empty(), || {
+        format!(
+            "a restore to {at} (from {:?}) differs from the database then: {}",
+            restored.snapshot.as_ref().map(|s| &s.object),
+            differences.join("; ")
+        )
+    });
+}
+
+/// The rows of the snapshot the restore started from.
+fn base_versions<'w>(world: &'w World, restored: &Restored) -> Option<&'w BTreeMap<JobId, Held>> {
+    let object = world
+        .store
+        .objects
+        .get(&restored.snapshot.as_ref()?.object)?;
+    match &object.body {
+        Body::Snapshot { versions, .. } => Some(versions),
+        Body::Job { .. } => None,
+    }
+}
