@@ -52,6 +52,8 @@ pub struct PrunePlan {
     pub restorable_from: Option<Timestamp>,
     /// Write this marker before deleting anything.
     pub marker: Option<HistoryMarker>,
+    /// The time of the oldest snapshot kept (the base, when there is one).
+    pub oldest_snapshot: Option<Timestamp>,
     /// The objects to delete, oldest first.
     pub delete: Vec<String>,
 }
@@ -86,7 +88,21 @@ pub struct PrunePlanner {
     phase: Phase,
     history: Option<Timestamp>,
     base: Option<Base>,
+    oldest_snapshot: Option<Timestamp>,
     delete: Vec<String>,
+}
+
+impl PrunePlan {
+    /// The oldest instant the bucket restores once the plan is carried out:
+    /// where the marker says history starts, or, if later, the oldest
+    /// snapshot kept. That one moves forward only when someone else deleted
+    /// snapshots, which is what the window alert is for.
+    pub fn oldest_restorable(&self) -> Option<Timestamp> {
+        match (self.restorable_from, self.oldest_snapshot) {
+            (Some(from), Some(oldest)) => Some(from.max(oldest)),
+            (from, oldest) => from.or(oldest),
+        }
+    }
 }
 
 impl PrunePlanner {
@@ -101,6 +117,7 @@ impl PrunePlanner {
             },
             history: None,
             base: None,
+            oldest_snapshot: None,
             delete: Vec::new(),
         }
     }
@@ -123,6 +140,7 @@ impl PrunePlanner {
             window_start: self.window_start,
             restorable_from: marker.map(|m| m.restorable_from).or(self.history),
             base: self.base,
+            oldest_snapshot: self.oldest_snapshot,
             marker,
             delete: self.delete,
         })
@@ -164,6 +182,7 @@ impl PrunePlanner {
             return;
         }
         timed.sort();
+        self.oldest_snapshot = timed.first().map(|(time, _)| *time);
         let latest_base = self.window_start - BASE_MARGIN;
         let Some(split) = timed.iter().rposition(|(time, _)| *time <= latest_base) else {
             self.phase = Phase::Done;
@@ -175,6 +194,7 @@ impl PrunePlanner {
             .map(|(_, name)| name.clone())
             .filter(|name| Some(name) != newest.as_ref())
             .collect();
+        self.oldest_snapshot = Some(time);
         self.base = Some(Base { object, time });
         let before = (time - RESTORE_CLOCK_ALLOWANCE).start_of_day();
         let last = before - Duration::from_nanos(1);

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use jobvault_core::machine::{
-    ChangeBatch, FIRST_RETRY, JobUpload, REFUSED_RETRY, SnapshotOrder, SnapshotReason,
+    ChangeBatch, FIRST_RETRY, JobUpload, Pruned, REFUSED_RETRY, SnapshotOrder, SnapshotReason,
 };
 use jobvault_core::trigger::TriggerFile;
 use jobvault_core::{
@@ -1003,4 +1003,65 @@ fn a_read_that_moves_only_the_time_saves_once_an_interval() {
     assert_eq!(reads(&commands), 1, "{commands:?}");
     let later = saved(&h.input(nothing_new())).expect("a save an interval later");
     assert_eq!(later.time, h.now);
+}
+
+fn prunes(commands: &[Command]) -> usize {
+    commands
+        .iter()
+        .filter(|c| matches!(c, Command::Prune { .. }))
+        .count()
+}
+
+fn pruned(deleted: u64) -> Input {
+    Input::Pruned(Ok(Pruned {
+        deleted,
+        oldest_restorable: Some(Timestamp::from_unix_seconds(1_000)),
+    }))
+}
+
+#[test]
+fn with_keep_the_daemon_prunes_at_start_and_after_each_snapshot_one_at_a_time() {
+    let keep = Duration::from_secs(30 * 86_400);
+    let mut h = Harness::with(
+        Config {
+            keep: Some(keep),
+            ..config()
+        },
+        stored_cursor(),
+    );
+    let first = h.input(immediate(1));
+    assert!(first.contains(&Command::Prune { keep }), "{first:?}");
+    // A snapshot lands while the first prune is out: the next waits for it.
+    let order = snapshot(&first).expect("a snapshot order");
+    let landed = h.input(Input::SnapshotTaken {
+        object: order.object,
+        result: Ok(10),
+    });
+    assert_eq!(prunes(&landed), 0, "one prune at a time");
+    assert_eq!(prunes(&h.input(pruned(3))), 1, "the snapshot's prune, now");
+    assert_eq!(h.backup.metrics().pruned_objects, 3);
+    assert_eq!(h.backup.metrics().keep, Some(keep));
+    // A failed prune is tried again at the next listing tick, not at once.
+    let failed = h.input(Input::Pruned(Err(failure("503"))));
+    assert_eq!(prunes(&failed), 0);
+    assert_eq!(prunes(&h.input(batch(vec![]))), 0);
+    assert_eq!(prunes(&h.start()), 1, "the first listing tick");
+    assert_eq!(
+        h.backup.metrics().oldest_restorable,
+        Some(Timestamp::from_unix_seconds(1_000)),
+        "the last prune that worked says how far back"
+    );
+}
+
+#[test]
+fn without_keep_the_daemon_never_prunes() {
+    let mut h = Harness::new();
+    let mut all = h.input(immediate(1));
+    let order = snapshot(&all).expect("a snapshot order");
+    all.extend(h.input(Input::SnapshotTaken {
+        object: order.object,
+        result: Ok(10),
+    }));
+    all.extend(h.advance(Duration::from_secs(600)));
+    assert_eq!(prunes(&all), 0, "{all:?}");
 }

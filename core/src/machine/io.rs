@@ -149,6 +149,10 @@ pub enum Command {
     /// List the snapshot objects under these day folders; answer with
     /// [`Input::SnapshotsListed`].
     ListSnapshots { prefixes: Vec<String> },
+    /// Prune what no restore to the last `keep` needs, as
+    /// [`crate::prune::PrunePlanner`] plans it; answer with
+    /// [`Input::Pruned`].
+    Prune { keep: Duration },
     /// Tell whoever made immediate-backup request `id` how it went. Every
     /// request gets exactly one.
     ImmediateBackupDone {
@@ -178,6 +182,15 @@ pub struct ListedObject {
     /// Which generation of the object this is, when the listing asked for
     /// every generation; `None` otherwise.
     pub generation: Option<i64>,
+}
+
+/// What a prune did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pruned {
+    pub deleted: u64,
+    /// The oldest instant the bucket restores once pruned
+    /// ([`crate::prune::PrunePlan::oldest_restorable`]).
+    pub oldest_restorable: Option<Timestamp>,
 }
 
 /// A report from the driver: the result of a command, or a request.
@@ -217,6 +230,7 @@ pub enum Input {
         id: u64,
         name: String,
     },
+    Pruned(Result<Pruned, Failure>),
     /// Something committed to the job database since the driver last said
     /// so: a writer, or jobvault's own cursor save (the driver cannot tell
     /// them apart; a read that finds nothing costs one indexed query). The
@@ -246,7 +260,8 @@ impl Command {
     /// command with no answer has no deadline.
     pub fn deadline(&self) -> Option<Duration> {
         match self {
-            Command::TakeSnapshot(_) => Some(SNAPSHOT_DEADLINE),
+            // A prune lists the whole bucket and may delete a day's objects.
+            Command::TakeSnapshot(_) | Command::Prune { .. } => Some(SNAPSHOT_DEADLINE),
             Command::ImmediateBackupDone { .. } => None,
             _ => Some(COMMAND_DEADLINE),
         }
@@ -282,6 +297,7 @@ impl Command {
             },
             Command::SaveCursor { .. } => Input::CursorSaved(Err(failure)),
             Command::ListSnapshots { .. } => Input::SnapshotsListed(Err(failure)),
+            Command::Prune { .. } => Input::Pruned(Err(failure)),
             Command::ImmediateBackupDone { .. } => return None,
         })
     }

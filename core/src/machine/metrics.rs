@@ -68,6 +68,12 @@ pub struct Metrics {
     pub triggers_quarantined: u64,
     /// Triggers given up after the last attempt failed.
     pub triggers_exhausted: u64,
+    /// Objects the daemon's prunes deleted.
+    pub pruned_objects: u64,
+    /// The oldest instant the bucket restores, as the last prune found it.
+    pub oldest_restorable: Option<Timestamp>,
+    /// How far back restores are promised to work (`Config::keep`).
+    pub keep: Option<Duration>,
 }
 
 /// Snapshots known from listings and from our own uploads, to count those of

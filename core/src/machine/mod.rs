@@ -11,6 +11,7 @@ mod backoff;
 mod incremental;
 mod io;
 mod metrics;
+mod retention;
 mod snapshots;
 
 use std::collections::VecDeque;
@@ -22,7 +23,7 @@ pub use backoff::{FIRST_RETRY, REFUSED_RETRY};
 pub use incremental::OBJECT_WRITE_SPACING;
 pub use io::{
     CHANGE_POLL, COMMAND_DEADLINE, ChangeBatch, Command, Cursor, Failure, FailureKind, Input,
-    JobUpload, ListedObject, SNAPSHOT_DEADLINE, SnapshotOrder, SnapshotReason,
+    JobUpload, ListedObject, Pruned, SNAPSHOT_DEADLINE, SnapshotOrder, SnapshotReason,
 };
 pub use metrics::{Metrics, PerKind};
 pub use snapshots::{immediate_base_name, plan_snapshot};
@@ -32,6 +33,7 @@ use crate::retrieval::day_prefixes;
 use crate::timestamp::Timestamp;
 use incremental::Incremental;
 use metrics::SnapshotLedger;
+use retention::Retention;
 use snapshots::{Snapshots, refused_for_stopping};
 
 /// How the backup behaves; the defaults are the original's.
@@ -45,6 +47,8 @@ pub struct Config {
     pub max_pending: usize,
     /// How often the snapshot metrics are refreshed from the bucket.
     pub listing_interval: Duration,
+    /// Prune what no restore to this far back needs; `None`: never prune.
+    pub keep: Option<Duration>,
 }
 
 impl Default for Config {
@@ -54,6 +58,7 @@ impl Default for Config {
             concurrency: 32,
             max_pending: 4096,
             listing_interval: Duration::from_secs(600),
+            keep: None,
         }
     }
 }
@@ -80,6 +85,7 @@ pub struct Backup {
     config: Config,
     snapshots: Snapshots,
     incremental: Incremental,
+    retention: Retention,
     metrics: Metrics,
     ledger: SnapshotLedger,
     out: VecDeque<Command>,
@@ -121,6 +127,7 @@ impl Backup {
         let incremental = Incremental::new(stored, &config);
         let snapshots = Snapshots::default();
         Backup {
+            retention: Retention::new(config.keep),
             config,
             snapshots,
             incremental,
@@ -175,6 +182,7 @@ impl Backup {
         if now >= self.next_listing && self.listing.is_none() {
             self.next_listing = now + self.config.listing_interval;
             self.list_snapshots(now);
+            self.retention.tick();
         }
         if self.incremental.next_wake().is_some_and(|due| now >= due) {
             self.incremental.wake(&mut context!(self, now));
@@ -202,7 +210,15 @@ impl Backup {
                 self.snapshots.on_quarantined(&mut cx, &name, result);
             }
             Input::SnapshotTaken { object, result } => {
+                if result.is_ok() {
+                    self.retention.snapshot_landed();
+                }
                 self.snapshots.on_snapshot_taken(&mut cx, &object, result);
+            }
+            Input::Pruned(result) => {
+                if !self.retention.on_pruned(cx.metrics, result) {
+                    cx.unexpected(format_args!("prune report with none outstanding"));
+                }
             }
             Input::ChangesRead(result) => self.incremental.on_changes_read(&mut cx, result),
             Input::JobUploaded { id, seq, result } => {
@@ -223,6 +239,9 @@ impl Backup {
 
     /// The next command to execute.
     pub fn poll_command(&mut self) -> Option<Command> {
+        if !self.stopping {
+            self.retention.poll(&mut self.out);
+        }
         self.out.pop_front()
     }
 
@@ -232,16 +251,21 @@ impl Backup {
         self.stopping = true;
         self.snapshots.stop(&mut self.out);
         self.incremental.stop();
+        self.retention.stop();
     }
 
     /// Nothing is in flight: after [`Backup::stop`], the driver may exit.
     pub fn is_quiet(&self) -> bool {
-        self.incremental.is_quiet() && self.snapshots.is_quiet() && self.listing.is_none()
+        self.incremental.is_quiet()
+            && self.snapshots.is_quiet()
+            && self.listing.is_none()
+            && self.retention.is_quiet()
     }
 
     pub fn metrics(&self) -> Metrics {
         Metrics {
             pending_jobs: self.incremental.pending() as u64,
+            keep: self.config.keep,
             ..self.metrics.clone()
         }
     }
