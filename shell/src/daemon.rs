@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use jobvault_core::job_object::encode_job_object;
-use jobvault_core::machine::{ChangeBatch, JobUpload};
+use jobvault_core::machine::{ChangeBatch, JobUpload, Pruned};
 use jobvault_core::{Backup, Command, Config, Failure, FailureKind, Input, Metrics};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
@@ -24,6 +24,7 @@ use crate::db::JobDb;
 use crate::failure::ToFailure;
 use crate::lease::LeaseGate;
 use crate::metrics::UploadTimes;
+use crate::prune::{PruneError, carry_out as carry_out_prune, plan_prune};
 use crate::snapshot::carry_out;
 use crate::store::{Store, error_chain};
 use crate::triggers::TriggerDir;
@@ -263,10 +264,33 @@ impl Executor {
                 let executor = self.clone();
                 tokio::spawn(async move { executor.list(prefixes).await })
             }
+            Command::Prune { keep } => {
+                let executor = self.clone();
+                tokio::spawn(async move { executor.prune(keep).await })
+            }
             Command::ImmediateBackupDone { .. } => {
                 unreachable!("a command with no answer has no deadline and is not started")
             }
         }
+    }
+
+    /// Prunes as the core's prune planner decides, with the lease held.
+    async fn prune(&self, keep: Duration) -> Input {
+        if let Err(failure) = self.lease.check() {
+            return Input::Pruned(Err(failure));
+        }
+        let pruned = async {
+            let plan = plan_prune(&self.store, keep, PRUNE_CONCURRENCY, clock::now()).await?;
+            let deleted = carry_out_prune(&self.store, &plan, |object| {
+                info!(object = %self.store.location(object), "pruned");
+            })
+            .await?;
+            Ok::<_, PruneError>(Pruned {
+                deleted: deleted as u64,
+                oldest_restorable: plan.oldest_restorable(),
+            })
+        };
+        Input::Pruned(pruned.await.map_err(|e| e.to_failure()))
     }
 
     async fn list(&self, prefixes: Vec<String>) -> Input {
@@ -332,6 +356,10 @@ async fn supervise(command: &Command, deadline: Duration, mut work: JoinHandle<I
         .expect("only commands that expect an answer are supervised")
 }
 
+/// Listings and deletions a daemon's prune keeps in flight: fewer than a
+/// restore, so that uploads keep their share of the connection.
+const PRUNE_CONCURRENCY: usize = 8;
+
 /// A command in a few words, naming what it works on.
 fn describe(command: &Command) -> String {
     match command {
@@ -346,6 +374,7 @@ fn describe(command: &Command) -> String {
         Command::UploadJob(upload) => format!("upload {}", upload.object),
         Command::SaveCursor { new, .. } => format!("save the cursor at {}", new.seq),
         Command::ListSnapshots { .. } => "list snapshots".to_owned(),
+        Command::Prune { .. } => "prune the bucket".to_owned(),
         Command::ImmediateBackupDone { id, .. } => format!("answer backup request {id}"),
     }
 }

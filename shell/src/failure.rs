@@ -8,6 +8,8 @@ use jobvault_core::{Failure, FailureKind};
 use rusqlite::ErrorCode;
 
 use crate::db::DbError;
+use crate::drive::DriveError;
+use crate::prune::PruneError;
 use crate::snapshot::SnapshotError;
 use crate::store::{StoreError, error_chain, io_kind};
 use crate::triggers::TriggerError;
@@ -57,6 +59,16 @@ impl ToFailure for SnapshotError {
             SnapshotError::Io { source, .. } => io_kind(source),
             SnapshotError::Store(e) => e.kind,
             SnapshotError::Task(_) => FailureKind::Internal,
+        }
+    }
+}
+
+impl ToFailure for PruneError {
+    fn kind(&self) -> FailureKind {
+        match self {
+            PruneError::Store(e) | PruneError::Drive(DriveError::Store(e)) => e.kind,
+            PruneError::Drive(DriveError::Corrupt { .. }) => FailureKind::Corrupt,
+            PruneError::Drive(_) | PruneError::Plan(_) => FailureKind::Internal,
         }
     }
 }

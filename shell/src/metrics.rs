@@ -205,6 +205,24 @@ impl Collector for Exporter {
         )?;
         counter(
             e,
+            "jobvault_pruned_objects",
+            "Objects the daemon's prunes deleted (run --keep).",
+            m.pruned_objects,
+        )?;
+        gauge(
+            e,
+            "jobvault_oldest_restorable_timestamp_seconds",
+            "The oldest instant the bucket restores, as the last prune found it (0 until a prune ran).",
+            seconds(m.oldest_restorable),
+        )?;
+        gauge(
+            e,
+            "jobvault_keep_seconds",
+            "How far back restores are promised to work (run --keep; 0: never pruned).",
+            m.keep.map_or(0.0, |keep| keep.as_secs_f64()),
+        )?;
+        counter(
+            e,
             "jobvault_unexpected_reports",
             "Reports that answered nothing outstanding and were dropped (a bug if not zero).",
             m.unexpected_reports,

@@ -313,3 +313,51 @@ fn prune_deletes_exactly_what_no_restore_in_the_window_needs() {
         stdout(&again)
     );
 }
+
+#[test]
+fn the_daemon_prunes_by_default_and_reports_how_far_back_the_bucket_restores() {
+    let emulator = Emulator::shared();
+    let bucket = emulator.new_versioned_bucket("run-keep");
+    let url = format!("gs://{bucket}");
+    let endpoint = emulator.endpoint();
+    let workspace = Workspace::new();
+    let (mut db, _) = JobDb::init(&workspace.db(), jobvault::clock::now()).unwrap();
+    db.put(&[body("a", "a now")]).unwrap();
+    drop(db);
+    let reader = StoreReader::connect(&url, Some(&endpoint));
+    let now = jobvault::clock::now();
+    let old = |days: u32| now - DAY * days;
+    let database = std::fs::read(workspace.db()).unwrap();
+    let doomed = [
+        put_snapshot(&reader, old(45), &database),
+        put_job(&reader, old(45), &version("old", 1, old(45))),
+    ];
+    let base = put_snapshot(&reader, old(40), &database);
+
+    // No --keep: the default, 30 days.
+    let daemon = Daemon::start(&workspace, Some(&endpoint), &url, "200ms", &[]);
+    eventually("the prune at start", PATIENCE, || {
+        let left = live(&reader);
+        doomed.iter().all(|d| !left.contains(d)).then_some(())
+    });
+    assert!(live(&reader).contains(&base));
+    let scrape = eventually("the prune's metrics", PATIENCE, || {
+        let scrape = daemon.scrape();
+        scrape
+            .lines()
+            .any(|l| l.starts_with("jobvault_pruned_objects_total{") && l.ends_with(" 2"))
+            .then_some(scrape)
+    });
+    let value = |name: &str| -> f64 {
+        let line = scrape
+            .lines()
+            .find(|l| l.starts_with(&format!("{name}{{")))
+            .unwrap_or_else(|| panic!("{name} in {scrape}"));
+        line.rsplit(' ').next().unwrap().parse().unwrap()
+    };
+    assert_eq!(value("jobvault_keep_seconds"), 30.0 * 86_400.0);
+    let base_time = old(40).unix_seconds() as f64;
+    let oldest = value("jobvault_oldest_restorable_timestamp_seconds");
+    assert_eq!(oldest, base_time + 3600.0, "{scrape}");
+    assert!(daemon.log().contains("pruned"), "{}", daemon.log());
+}

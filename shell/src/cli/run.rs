@@ -51,6 +51,10 @@ pub struct RunArgs {
     /// read from the environment: left set, every restart would take over.
     #[arg(long)]
     takeover: bool,
+    /// Prune what no restore to an instant this far back needs, after every
+    /// snapshot (as `jobvault prune --keep` does); `off` never deletes.
+    #[arg(long, default_value = "30d", value_parser = parse_keep, env = "JOBVAULT_KEEP")]
+    keep: Keep,
     /// After SIGTERM or SIGINT, how long work in flight may take to finish.
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration, env = "JOBVAULT_GRACE")]
     grace: Duration,
@@ -73,6 +77,21 @@ fn remove_dead_copies() {
             warn!(dir = %dir.display(), error = %e, "cannot clear crashed jobvault's snapshot copies")
         }
     }
+}
+
+/// `--keep`: a duration, or `off`.
+#[derive(Debug, Clone, Copy)]
+struct Keep(Option<Duration>);
+
+fn parse_keep(text: &str) -> Result<Keep, String> {
+    if text == "off" {
+        return Ok(Keep(None));
+    }
+    let keep = humantime::parse_duration(text).map_err(|e| format!("{e} (or `off`)"))?;
+    if keep < Duration::from_secs(3600) {
+        return Err("must be at least 1h, or `off`".to_owned());
+    }
+    Ok(Keep(Some(keep)))
 }
 
 fn parse_interval(text: &str) -> Result<Duration, String> {
@@ -151,6 +170,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         config: Config {
             interval: args.interval,
             concurrency: usize::from(args.concurrency),
+            keep: args.keep.0,
             ..Config::default()
         },
         grace: args.grace,
