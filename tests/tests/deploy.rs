@@ -97,10 +97,10 @@ fn run_takes_every_flag_from_the_environment_and_logs_json_lines() {
     );
 }
 
-/// `deploy/grafana-dashboard.json` parses, and every metric it plots is one a
-/// running daemon exports.
+/// `deploy/grafana-dashboard.json` parses, and every metric it plots, or
+/// `deploy/alerts.yml` alerts on, is one a running daemon exports.
 #[test]
-fn the_dashboard_plots_only_metrics_the_daemon_exports() {
+fn the_dashboard_and_the_alerts_use_only_metrics_the_daemon_exports() {
     let deploy = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy");
     let text = std::fs::read_to_string(deploy.join("grafana-dashboard.json")).unwrap();
     let dashboard: serde_json::Value = serde_json::from_str(&text).unwrap();
@@ -112,6 +112,10 @@ fn the_dashboard_plots_only_metrics_the_daemon_exports() {
         }
     }
     assert!(plotted.len() >= 10, "{plotted:?}");
+    let alerts = std::fs::read_to_string(deploy.join("alerts.yml")).unwrap();
+    let alerted = metric_names(&alerts);
+    assert!(alerted.len() >= 10, "{alerted:?}");
+    plotted.extend(alerted);
 
     let workspace = Workspace::new();
     workspace.put_jobs(&[serde_json::json!({ "id": "a", "name": "A" })]);
@@ -131,7 +135,7 @@ fn the_dashboard_plots_only_metrics_the_daemon_exports() {
         .iter()
         .filter(|name| !scrape.contains(name.as_str()))
         .collect();
-    assert!(missing.is_empty(), "plotted but not exported: {missing:?}");
+    assert!(missing.is_empty(), "used but not exported: {missing:?}");
 }
 
 fn metric_names(expr: &str) -> Vec<String> {
