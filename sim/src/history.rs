@@ -13,7 +13,7 @@ use std::time::Duration;
 use jobvault_core::Timestamp;
 
 use crate::invariants::{Checkers, MAX_CLOCK_ERROR, Observation};
-use crate::restore::{carry_out_prune, plan_prune, restore, restore_at};
+use crate::restore::restore_at;
 use crate::world::World;
 
 const HOUR: Duration = Duration::from_secs(3600);
@@ -26,8 +26,6 @@ pub struct History {
     /// Local time at the start of the day: nothing is older.
     start: Timestamp,
     rng: fastrand::Rng,
-    pub prunes: u64,
-    pub pruned: u64,
 }
 
 impl History {
@@ -41,27 +39,11 @@ impl History {
             keep,
             start,
             rng,
-            prunes: 0,
-            pruned: 0,
         }
     }
 
-    /// The hourly check: a prune where the seed has retention, then a
-    /// restore of the newest state and, with versioning, of a past instant.
-    pub fn check(&mut self, world: &mut World, now: Timestamp, checkers: &mut Checkers) {
-        if let Some(keep) = self.keep {
-            let plan = plan_prune(&world.store, now, keep, &mut self.rng);
-            let steps = if self.rng.u8(0..4) == 0 {
-                self.rng.usize(0..=plan.delete.len() + 1)
-            } else {
-                usize::MAX
-            };
-            carry_out_prune(&mut world.store, &plan, steps);
-            self.prunes += 1;
-            self.pruned += plan.delete.len().min(steps.saturating_sub(1)) as u64;
-            let restored = restore(&world.store, now, &mut self.rng);
-            checkers.observe(Observation::Restored(&restored), world);
-        }
+    /// The hourly check: with versioning, a restore to a past instant.
+    pub fn check(&mut self, world: &World, now: Timestamp, checkers: &mut Checkers) {
         // A restore of the past reads every generation since its base: one
         // check in three keeps the seeds quick.
         if self.rng.u8(0..3) != 0 {

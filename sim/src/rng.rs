@@ -24,6 +24,8 @@ pub struct Streams {
     pub watch: fastrand::Rng,
     /// The order in which a restore's answers come back.
     pub restore: fastrand::Rng,
+    /// The order of a prune's answers, and where a failed one stopped.
+    pub prune: fastrand::Rng,
 }
 
 /// The stream named `name` of `seed`.
@@ -43,6 +45,7 @@ impl Streams {
             delivery: stream("delivery"),
             watch: stream("watch"),
             restore: stream("restore"),
+            prune: stream("prune"),
         }
     }
 }

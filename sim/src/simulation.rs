@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use jobvault_core::machine::{
-    CHANGE_POLL, ChangeBatch, JobUpload, SNAPSHOT_DEADLINE, SnapshotOrder, SnapshotReason,
+    CHANGE_POLL, ChangeBatch, JobUpload, Pruned, SNAPSHOT_DEADLINE, SnapshotOrder, SnapshotReason,
 };
 use jobvault_core::{Command, Config, Cursor, Failure, FailureKind, Input, JobId, Seq, Timestamp};
 
@@ -21,7 +21,7 @@ use crate::faults::{FaultCounts, FaultKind, FaultPlan};
 use crate::history::History;
 use crate::invariants::{Checkers, MAX_CLOCK_ERROR, Observation};
 use crate::node::Node;
-use crate::restore::restore;
+use crate::restore::{carry_out_prune, plan_prune, restore};
 use crate::rng::Streams;
 use crate::world::{Body, Held, Statement, World};
 
@@ -108,6 +108,9 @@ enum Op {
     },
     List {
         prefixes: Vec<String>,
+    },
+    Prune {
+        keep: Duration,
     },
 }
 
@@ -212,14 +215,17 @@ impl Simulation {
     fn new(seed: u64, tracing: bool, enabled: &BTreeSet<FaultKind>) -> Self {
         let mut rng = Streams::new(seed);
         let plan = FaultPlan::draw(seed, &mut rng.plan, enabled);
+        let concurrency = rng.plan.usize(1..=32);
+        let max_pending = rng.plan.usize(16..=512);
+        let start = Timestamp::from_unix_seconds(1_700_000_000 + rng.plan.i64(0..86_400 * 365));
+        let history = History::draw(crate::rng::stream(seed, "history"), start);
         let config = Config {
-            concurrency: rng.plan.usize(1..=32),
-            max_pending: rng.plan.usize(16..=512),
+            concurrency,
+            max_pending,
+            keep: history.keep,
             ..Config::default()
         };
-        let start = Timestamp::from_unix_seconds(1_700_000_000 + rng.plan.i64(0..86_400 * 365));
         let calm = plan.is_calm();
-        let history = History::draw(crate::rng::stream(seed, "history"), start);
         let mut world = World::default();
         world.store.versioned = history.versioned;
         Simulation {
@@ -279,10 +285,9 @@ impl Simulation {
             self.handle(next.event);
             self.pump();
             if self.quiescing && self.is_quiescent() {
-                // A last prune first: the restore after it must still
-                // equal the database.
+                // A last look at the past, then the newest state.
                 let now = self.local_now();
-                self.history.check(&mut self.world, now, &mut self.checkers);
+                self.history.check(&self.world, now, &mut self.checkers);
                 let restored = restore(&self.world.store, self.local_now(), &mut self.rng.restore);
                 self.observe(Observation::Quiesced(&restored));
                 break;
@@ -475,7 +480,7 @@ impl Simulation {
                 let restored = restore(&self.world.store, self.local_now(), &mut self.rng.restore);
                 self.observe(Observation::Restored(&restored));
                 let now = self.local_now();
-                self.history.check(&mut self.world, now, &mut self.checkers);
+                self.history.check(&self.world, now, &mut self.checkers);
                 if !self.quiescing {
                     self.after(HOUR, Event::HourlyCheck);
                 }
@@ -885,6 +890,10 @@ impl Simulation {
                 };
                 (Op::List { prefixes }, fate, latency)
             }
+            Command::Prune { keep } => {
+                let latency = self.store_latency();
+                (Op::Prune { keep }, self.store_fate(), latency)
+            }
             Command::ImmediateBackupDone { id, object, result } => {
                 note!(self, "immediate backup {id} {object}: {result:?}");
                 let waiting = self.node.immediate_waiting.remove(&id);
@@ -1036,6 +1045,37 @@ impl Simulation {
             Op::List { prefixes } => {
                 Input::SnapshotsListed(result(error).map(|()| self.world.store.list(&prefixes)))
             }
+            Op::Prune { keep } => {
+                let plan = plan_prune(
+                    &self.world.store,
+                    self.local_now(),
+                    keep,
+                    &mut self.rng.prune,
+                );
+                // A prune that failed stopped somewhere: after the marker,
+                // a few deletions, or before anything.
+                let steps = if effective {
+                    usize::MAX
+                } else {
+                    self.rng.prune.usize(0..=plan.delete.len() + 1)
+                };
+                carry_out_prune(&mut self.world.store, &plan, steps);
+                let done = if effective {
+                    "all".to_owned()
+                } else {
+                    format!("{steps} steps")
+                };
+                note!(
+                    self,
+                    "prune: {} objects to delete, {done} carried out",
+                    plan.delete.len()
+                );
+                let pruned = Pruned {
+                    deleted: plan.delete.len() as u64,
+                    oldest_restorable: plan.oldest_restorable(),
+                };
+                Input::Pruned(result(error).map(|()| pruned))
+            }
         }
     }
 
@@ -1060,6 +1100,7 @@ fn hash_command(hasher: &mut DefaultHasher, command: &Command) {
         Command::UploadJob(upload) => (6u8, &upload.object, upload.envelope.seq).hash(hasher),
         Command::SaveCursor { new, .. } => (7u8, new.seq, new.time).hash(hasher),
         Command::ListSnapshots { prefixes } => (8u8, prefixes).hash(hasher),
+        Command::Prune { keep } => (10u8, keep).hash(hasher),
         Command::ImmediateBackupDone { object, .. } => (9u8, object).hash(hasher),
     }
 }
