@@ -53,7 +53,7 @@ pub struct RunArgs {
     takeover: bool,
     /// Prune what no restore to an instant this far back needs, after every
     /// snapshot (as `jobvault prune --keep` does); `off` never deletes.
-    #[arg(long, default_value = "30d", value_parser = parse_keep, env = "JOBVAULT_KEEP")]
+    #[arg(long, value_name = "DURATION", default_value = "30d", value_parser = parse_keep, env = "JOBVAULT_KEEP")]
     keep: Keep,
     /// After SIGTERM or SIGINT, how long work in flight may take to finish.
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration, env = "JOBVAULT_GRACE")]
