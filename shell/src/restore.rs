@@ -77,6 +77,9 @@ pub struct RestoreReport {
     pub total_jobs: usize,
     /// The cursor of the restored database: `jobvault run` continues from it.
     pub cursor: Cursor,
+    /// Restoring the past: jobs written again as new changes, which `run`
+    /// uploads, so that what came after the instant does not come back.
+    pub written_again: usize,
     pub skipped: Vec<String>,
     pub elapsed: Duration,
 }
@@ -139,15 +142,17 @@ pub async fn restore(
         .iter()
         .map(|s| format!("{}: {}", store.location(&s.object), s.why))
         .collect();
-    let (applied, total_jobs, cursor) = {
+    let (applied, total_jobs, cursor, written_again) = {
         let path = temp_path.clone();
         tokio::task::spawn_blocking(move || -> Result<_, RestoreError> {
             let (mut db, _) = JobDb::init(&path, now)?;
             let applied = db.apply_versions(&plan.retrieved.jobs)?;
             let cursor = db.mark_backed_up(|newest, counter| plan.cursor(newest, counter, now))?;
+            let abandoned = plan.abandoned().map(|(id, seq)| (id.clone(), seq));
+            let written_again = db.write_again(abandoned, now)?;
             db.integrity_check()?.map_err(RestoreError::Integrity)?;
             let total = db.count()?;
-            Ok((applied, total, cursor))
+            Ok((applied, total, cursor, written_again))
         })
         .await
         .map_err(|e| RestoreError::Task(e.to_string()))??
@@ -160,6 +165,7 @@ pub async fn restore(
         applied,
         total_jobs,
         cursor,
+        written_again,
         skipped,
         elapsed: started.elapsed(),
     })

@@ -118,6 +118,28 @@ fn restore_at_each_instant_gives_the_jobs_as_they_were_then() {
         .into_iter()
         .find(|e| e.id.as_str() == "d");
     assert!(d.unwrap().seq > db.newest_seq().unwrap());
+    drop(restored);
+
+    // The runbook: the restored database goes back into service. Once its
+    // daemon has uploaded, a plain restore gives it, not the abandoned
+    // later state (a third, b deleted then written again, c second).
+    let mut expected = history[0].1.clone();
+    expected.insert("d".to_owned(), body("d", "after").1);
+    let service = Workspace::new();
+    std::fs::copy(&to, service.db()).unwrap();
+    let daemon = Daemon::start(
+        &service,
+        Some(&emulator.endpoint()),
+        &url,
+        "200ms",
+        &["--takeover"],
+    );
+    all_uploaded(&daemon, &service.db());
+    drop(daemon);
+    let newest = workspace.path().join("after-the-restore.db");
+    let output = restore(&emulator.endpoint(), &url, &newest, None);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(bodies(&newest), expected, "{}", stdout(&output));
 }
 
 #[test]

@@ -10,12 +10,13 @@
 //! instant. Without object versioning that past is gone once a later upload
 //! overwrote it; the search refuses rather than return a mix of then and now.
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use super::ask::{Answer, Ask, PlanError, Planner, unexpected};
 use super::range::RangeListing;
 use crate::Seq;
 use crate::envelope::Envelope;
+use crate::job_id::JobId;
 use crate::object_name::{ObjectKind, parse_object_name};
 use crate::retrieval::{NewestWins, uploaded_since};
 use crate::timestamp::Timestamp;
@@ -41,6 +42,7 @@ pub struct JobSearch {
     newest: NewestWins,
     skipped: Vec<Skipped>,
     newest_seen: Seq,
+    newest_by_job: BTreeMap<JobId, Seq>,
     history: Option<History>,
 }
 
@@ -71,6 +73,9 @@ pub struct Retrieved {
     /// restored to the past numbers its next change after it, so that no
     /// sequence in the bucket is used twice.
     pub newest_seen: Seq,
+    /// The newest sequence of each job among the versions fetched, kept or
+    /// not.
+    pub newest_by_job: BTreeMap<JobId, Seq>,
 }
 
 impl Retrieved {
@@ -93,6 +98,7 @@ impl JobSearch {
             newest: NewestWins::new(),
             skipped: Vec::new(),
             newest_seen: 0,
+            newest_by_job: BTreeMap::new(),
             history: None,
         }
     }
@@ -126,6 +132,7 @@ impl JobSearch {
             jobs: self.newest.into_sorted(),
             skipped: self.skipped,
             newest_seen: self.newest_seen,
+            newest_by_job: self.newest_by_job,
         }
     }
 
@@ -145,6 +152,8 @@ impl JobSearch {
         match result.and_then(|envelope| holds_its_own_job(&object, envelope)) {
             Ok(envelope) => {
                 self.newest_seen = self.newest_seen.max(envelope.seq);
+                let newest = self.newest_by_job.entry(envelope.id.clone()).or_default();
+                *newest = (*newest).max(envelope.seq);
                 if self.history.is_none_or(|h| envelope.modified <= h.at) {
                     self.newest.offer(envelope);
                 }

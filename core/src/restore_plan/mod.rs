@@ -50,6 +50,8 @@ pub struct RestorePlan {
     /// The newest version of each job uploaded since `since`, to apply
     /// where [`supersedes`] says so.
     pub retrieved: Retrieved,
+    /// A restore of the past ([`RestorePlanner::at`]).
+    pub past: bool,
 }
 
 impl RestorePlan {
@@ -63,6 +65,23 @@ impl RestorePlan {
             seq: counter.max(newest_seq).max(self.retrieved.newest_seen),
             time: now,
         }
+    }
+}
+
+impl RestorePlan {
+    /// For a restore of the past: the jobs a later version in the bucket
+    /// would win over, with that version's sequence. Left as restored, the
+    /// next plain restore would bring the later, abandoned versions back, so
+    /// each restored row or tombstone that [`supersedes`] says loses to its
+    /// bucket version (and each job absent then, as a tombstone) is written
+    /// again as a new change, after the restored cursor, for `jobvault run`
+    /// to upload. Empty for a restore of the newest state.
+    pub fn abandoned(&self) -> impl Iterator<Item = (&crate::JobId, Seq)> {
+        self.past
+            .then_some(&self.retrieved.newest_by_job)
+            .into_iter()
+            .flatten()
+            .map(|(id, seq)| (id, *seq))
     }
 }
 
@@ -137,6 +156,7 @@ impl RestorePlanner {
                 snapshot: self.snapshot,
                 since: self.since,
                 retrieved: jobs.finish(),
+                past: self.past.is_some(),
             }),
             phase => Err(PlanError::Unexpected(format!("finish while in {phase:?}"))),
         }

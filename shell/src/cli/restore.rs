@@ -77,6 +77,13 @@ pub async fn restore(args: RestoreArgs) -> anyhow::Result<ExitCode> {
         report.applied
     );
     println!("  total jobs    {}", report.total_jobs);
+    if args.at.is_some() {
+        println!(
+            "  written again {} jobs changed since, as new changes: start `jobvault run` on it \
+             so that a later restore gives this state, not what came after",
+            report.written_again
+        );
+    }
     println!("  took          {:.2} s", report.elapsed.as_secs_f64());
     Ok(ExitCode::SUCCESS)
 }
