@@ -28,8 +28,7 @@ use crate::restore_plan::{
 use crate::retrieval::newest_object;
 use crate::timestamp::Timestamp;
 
-/// The base is taken this much before the window's start, and the history
-/// marker promises restores from this much after the base: a snapshot's copy
+/// The base is taken this much before the window's start: a snapshot's copy
 /// is taken a moment after its mtime, so its contents run a little past it.
 pub const BASE_MARGIN: Duration = Duration::from_secs(3600);
 
@@ -132,7 +131,9 @@ impl PrunePlanner {
                 self.phase
             )));
         }
-        let promised = self.base.as_ref().map(|base| base.time + BASE_MARGIN);
+        // Exactly the window: a version current inside it became noncurrent
+        // inside it, so the lifecycle rule of the README keeps it.
+        let promised = self.base.as_ref().map(|_| self.window_start);
         let marker = promised
             .filter(|from| !self.delete.is_empty() && self.history.is_none_or(|h| h < *from))
             .map(|from| HistoryMarker::new(from, self.now));

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use bucket::{Bucket, Content, at};
 use jobvault_core::history::HistoryMarker;
-use jobvault_core::prune::{BASE_MARGIN, PrunePlanner};
+use jobvault_core::prune::PrunePlanner;
 use jobvault_core::restore_plan::{OnCorrupt, PlanError, RestorePlanner, Retrieved};
 use jobvault_core::{Cursor, Timestamp};
 
@@ -187,7 +187,7 @@ fn a_prune_keeps_the_base_of_the_window_and_what_restores_from_it() {
             "job-backup/2016/11/02/a.job",
         ]
     );
-    let promised = at("2016-11-03T03:00:00Z") + BASE_MARGIN;
+    let promised = now - 2 * DAY;
     assert_eq!(plan.restorable_from, Some(promised));
     assert_eq!(plan.marker.unwrap().restorable_from, promised);
 }
@@ -280,5 +280,24 @@ fn the_newest_upload_is_kept_whatever_its_time_says() {
         !plan
             .delete
             .contains(&"db-backup/2016/11/06/lagging.bdb".to_owned())
+    );
+}
+
+#[test]
+fn without_versioning_a_version_committed_after_the_instant_is_refused_whatever_the_store_clock() {
+    let mut bucket = a_day_of_history(false);
+    // The store's clock runs behind: uploaded "before" 14:30 by its clock,
+    // committed after it by the database's.
+    bucket.put(
+        "job-backup/2016/11/16/b.job",
+        "2016-11-16T14:29:59Z",
+        Content::JobAt(5, at("2016-11-16T14:30:01Z")),
+    );
+    let error = restore_at(&mut bucket, "2016-11-16T14:30:00Z", false).unwrap_err();
+    assert!(
+        error.to_string().contains(
+            "job-backup/2016/11/16/b.job holds a version written at 2016-11-16T14:30:01Z"
+        ),
+        "{error}"
     );
 }

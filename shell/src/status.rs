@@ -7,10 +7,10 @@
 
 use std::time::Duration;
 
-use jobvault_core::Timestamp;
 use jobvault_core::machine::ListedObject;
 use jobvault_core::object_name::{ObjectKind, parse_object_name};
 use jobvault_core::retrieval::newest_object;
+use jobvault_core::{FailureKind, Timestamp};
 use serde::Serialize;
 
 use jobvault_core::lease::Lease;
@@ -124,8 +124,18 @@ pub async fn status(
         warnings.push(format!("{}: {e}", store.location(HISTORY_OBJECT)));
         None
     });
+    // `storage.buckets.get`, which object roles lack: not knowing is a
+    // warning, not a failed status.
+    let versioning = match store.versioning().await {
+        Ok(versioning) => versioning,
+        Err(e) if e.kind == FailureKind::Permission => {
+            warnings.push(format!("cannot tell whether object versioning is on: {e}"));
+            None
+        }
+        Err(e) => return Err(e.into()),
+    };
     let history = HistoryStatus {
-        versioning: store.versioning().await?,
+        versioning,
         restorable_from: restorable_from.map(|t| t.to_string()),
     };
     if let Some(daemon) = &daemon {
@@ -290,7 +300,10 @@ impl HistoryStatus {
                 "the newest state only: object versioning is off \
                  (gcloud storage buckets update {bucket} --versioning)"
             ),
-            None => "the newest state only: a directory keeps no versions".to_owned(),
+            None if bucket.starts_with("file://") => {
+                "the newest state only: a directory keeps no versions".to_owned()
+            }
+            None => format!("any instant since {since} if object versioning is on (unknown)"),
         }
     }
 }

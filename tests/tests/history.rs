@@ -320,9 +320,15 @@ fn prune_deletes_exactly_what_no_restore_in_the_window_needs() {
         stderr(&output)
     );
     let pruned = status(&endpoint);
-    // The gzip mtime keeps whole seconds.
-    let base_time = Timestamp::from_unix_seconds(old(40).unix_seconds());
-    let promised = (base_time + jobvault_core::prune::BASE_MARGIN).to_string();
+    // The window's start when the prune ran: 30 days before it.
+    let promised = &stdout(&real)
+        .lines()
+        .find_map(|l| l.strip_prefix("restorable from "))
+        .and_then(|l| l.strip_suffix(" on"))
+        .expect("the prune says from when")
+        .to_owned();
+    let promised_at = Timestamp::parse_rfc3339(promised).unwrap();
+    assert!(promised_at > now - DAY * 30 && promised_at < jobvault::clock::now() - DAY * 30);
     assert!(
         pruned.contains(&format!("any instant since {promised} (what a prune kept)")),
         "{pruned}"
@@ -378,8 +384,13 @@ fn the_daemon_prunes_by_default_and_reports_how_far_back_the_bucket_restores() {
         line.rsplit(' ').next().unwrap().parse().unwrap()
     };
     assert_eq!(value("jobvault_keep_seconds"), 30.0 * 86_400.0);
-    let base_time = old(40).unix_seconds() as f64;
+    // The window's start when the daemon pruned, 30 days before.
     let oldest = value("jobvault_oldest_restorable_timestamp_seconds");
-    assert_eq!(oldest, base_time + 3600.0, "{scrape}");
+    let window_start = |t: Timestamp| (t - DAY * 30).unix_seconds() as f64;
+    assert!(oldest >= window_start(now) - 1.0, "{scrape}");
+    assert!(
+        oldest <= window_start(jobvault::clock::now()) + 1.0,
+        "{scrape}"
+    );
     assert!(daemon.log().contains("pruned"), "{}", daemon.log());
 }

@@ -151,6 +151,16 @@ impl JobSearch {
         }
         match result.and_then(|envelope| holds_its_own_job(&object, envelope)) {
             Ok(envelope) => {
+                if let Some(History {
+                    at,
+                    versioned: false,
+                }) = self.history
+                    && envelope.modified > at
+                {
+                    // Uploaded by the store's clock before `at`, committed
+                    // after it by the database's: it replaced what `at` asks.
+                    return Err(overwritten(&object, envelope.modified, at));
+                }
                 self.newest_seen = self.newest_seen.max(envelope.seq);
                 let newest = self.newest_by_job.entry(envelope.id.clone()).or_default();
                 *newest = (*newest).max(envelope.seq);
@@ -195,15 +205,7 @@ impl Planner for JobSearch {
             }) = self.history
                 && object.updated > at
             {
-                return Err(PlanError::NotRestorable(format!(
-                    "{} was uploaded at {}, after {}, and the bucket keeps no object versions, \
-                     so the job's state at {} is lost; turn versioning on \
-                     (gcloud storage buckets update BUCKET --versioning) to restore past instants",
-                    object.name,
-                    object.updated.rfc3339(),
-                    at.rfc3339(),
-                    at.rfc3339(),
-                )));
+                return Err(overwritten(&object.name, object.updated, at));
             }
             if self
                 .fetching
@@ -221,6 +223,19 @@ impl Planner for JobSearch {
     fn is_complete(&self) -> bool {
         self.listing.is_complete() && self.fetching.is_empty()
     }
+}
+
+/// Without versioning, `object` holds a version written at `when`, after
+/// `at`: the one `at` asks for is gone.
+fn overwritten(object: &str, when: Timestamp, at: Timestamp) -> PlanError {
+    PlanError::NotRestorable(format!(
+        "{object} holds a version written at {}, after {}, and the bucket keeps no object \
+         versions, so the job's state at {} is lost; turn versioning on \
+         (gcloud storage buckets update BUCKET --versioning) to restore past instants",
+        when.rfc3339(),
+        at.rfc3339(),
+        at.rfc3339(),
+    ))
 }
 
 /// An object named after one job must hold that job.
