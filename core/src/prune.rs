@@ -19,11 +19,12 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use crate::history::{HISTORY_OBJECT, HistoryMarker, restorable_from};
+use crate::history::HistoryMarker;
 use crate::machine::ListedObject;
 use crate::object_name::{ObjectKind, parse_object_name};
 use crate::restore_plan::{
-    Answer, Ask, PlanError, Planner, RESTORE_CLOCK_ALLOWANCE, RangeListing, unexpected,
+    Answer, Ask, PlanError, Planner, RESTORE_CLOCK_ALLOWANCE, RangeListing, read_history,
+    unexpected,
 };
 use crate::retrieval::newest_object;
 use crate::timestamp::Timestamp;
@@ -61,8 +62,8 @@ pub struct PrunePlan {
 enum Phase {
     Snapshots {
         listing: RangeListing,
-        history: Option<Option<Timestamp>>,
         asked_history: bool,
+        history_read: bool,
     },
     Times {
         queue: Vec<Ask>,
@@ -111,8 +112,8 @@ impl PrunePlanner {
             window_start: now - keep,
             phase: Phase::Snapshots {
                 listing: RangeListing::new(ObjectKind::Snapshot, Timestamp::UNIX_EPOCH, now),
-                history: None,
                 asked_history: false,
+                history_read: false,
             },
             history: None,
             base: None,
@@ -232,13 +233,11 @@ impl Planner for PrunePlanner {
 
     fn handle_answer(&mut self, answer: Answer) -> Result<(), PlanError> {
         match (&mut self.phase, answer) {
-            (Phase::Snapshots { history, .. }, Answer::History { bytes }) if history.is_none() => {
-                let from = restorable_from(bytes.as_deref()).map_err(|e| PlanError::Corrupt {
-                    object: HISTORY_OBJECT.to_owned(),
-                    why: e.to_string(),
-                })?;
-                *history = Some(from);
-                self.history = from;
+            (Phase::Snapshots { history_read, .. }, Answer::History { bytes })
+                if !*history_read =>
+            {
+                self.history = read_history(bytes.as_deref())?;
+                *history_read = true;
             }
             (Phase::Snapshots { listing, .. }, answer) => listing.handle_answer(answer)?,
             (Phase::Times { waiting, timed, .. }, Answer::SnapshotTime { object, gzip_mtime })
@@ -268,7 +267,7 @@ impl Planner for PrunePlanner {
         }
         if let Phase::Snapshots {
             listing,
-            history: Some(_),
+            history_read: true,
             ..
         } = &mut self.phase
             && listing.is_complete()

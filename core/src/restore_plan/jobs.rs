@@ -73,8 +73,8 @@ pub struct Retrieved {
     /// restored to the past numbers its next change after it, so that no
     /// sequence in the bucket is used twice.
     pub newest_seen: Seq,
-    /// The newest sequence of each job among the versions fetched, kept or
-    /// not.
+    /// A search of the past ([`JobSearch::at`]): the newest sequence of each
+    /// job among the versions fetched, kept or not. Empty otherwise.
     pub newest_by_job: BTreeMap<JobId, Seq>,
 }
 
@@ -150,25 +150,7 @@ impl JobSearch {
             }));
         }
         match result.and_then(|envelope| holds_its_own_job(&object, envelope)) {
-            Ok(envelope) => {
-                if let Some(History {
-                    at,
-                    versioned: false,
-                }) = self.history
-                    && envelope.modified > at
-                {
-                    // Uploaded by the store's clock before `at`, committed
-                    // after it by the database's: it replaced what `at` asks.
-                    return Err(overwritten(&object, envelope.modified, at));
-                }
-                self.newest_seen = self.newest_seen.max(envelope.seq);
-                let newest = self.newest_by_job.entry(envelope.id.clone()).or_default();
-                *newest = (*newest).max(envelope.seq);
-                if self.history.is_none_or(|h| envelope.modified <= h.at) {
-                    self.newest.offer(envelope);
-                }
-                Ok(())
-            }
+            Ok(envelope) => self.take(&object, envelope),
             Err(why) => match self.on_corrupt {
                 OnCorrupt::Skip => {
                     self.skipped.push(Skipped { object, why });
@@ -177,6 +159,30 @@ impl JobSearch {
                 OnCorrupt::Fail => Err(PlanError::Corrupt { object, why }),
             },
         }
+    }
+}
+
+impl JobSearch {
+    /// Takes in a version that holds its job. In a search of the past, only
+    /// one committed by the instant competes, and the newest of each job is
+    /// noted whatever its time.
+    fn take(&mut self, object: &str, envelope: Envelope) -> Result<(), PlanError> {
+        self.newest_seen = self.newest_seen.max(envelope.seq);
+        let Some(History { at, versioned }) = self.history else {
+            self.newest.offer(envelope);
+            return Ok(());
+        };
+        if !versioned && envelope.modified > at {
+            // Uploaded by the store's clock before `at`, committed after it
+            // by the database's: it replaced what `at` asks for.
+            return Err(overwritten(object, envelope.modified, at));
+        }
+        let newest = self.newest_by_job.entry(envelope.id.clone()).or_default();
+        *newest = (*newest).max(envelope.seq);
+        if envelope.modified <= at {
+            self.newest.offer(envelope);
+        }
+        Ok(())
     }
 }
 

@@ -32,6 +32,7 @@ use crate::object_name::ObjectKind;
 use crate::timestamp::Timestamp;
 use crate::{Cursor, Seq};
 pub(crate) use ask::unexpected;
+pub(crate) use past::read_history;
 use past::{Past, Setup};
 
 /// How far a restore reaches back before the snapshot's time, to allow for
@@ -50,8 +51,6 @@ pub struct RestorePlan {
     /// The newest version of each job uploaded since `since`, to apply
     /// where [`supersedes`] says so.
     pub retrieved: Retrieved,
-    /// A restore of the past ([`RestorePlanner::at`]).
-    pub past: bool,
 }
 
 impl RestorePlan {
@@ -77,10 +76,9 @@ impl RestorePlan {
     /// again as a new change, after the restored cursor, for `jobvault run`
     /// to upload. Empty for a restore of the newest state.
     pub fn abandoned(&self) -> impl Iterator<Item = (&crate::JobId, Seq)> {
-        self.past
-            .then_some(&self.retrieved.newest_by_job)
-            .into_iter()
-            .flatten()
+        self.retrieved
+            .newest_by_job
+            .iter()
             .map(|(id, seq)| (id, *seq))
     }
 }
@@ -156,7 +154,6 @@ impl RestorePlanner {
                 snapshot: self.snapshot,
                 since: self.since,
                 retrieved: jobs.finish(),
-                past: self.past.is_some(),
             }),
             phase => Err(PlanError::Unexpected(format!("finish while in {phase:?}"))),
         }

@@ -13,7 +13,7 @@
 
 use super::RESTORE_CLOCK_ALLOWANCE;
 use super::ask::{Answer, Ask, PlanError, unexpected};
-use crate::history::restorable_from;
+use crate::history::{HISTORY_OBJECT, restorable_from};
 use crate::machine::ListedObject;
 use crate::object_name::{ObjectKind, parse_object_name};
 use crate::timestamp::Timestamp;
@@ -49,16 +49,21 @@ impl Setup {
                 self.versioned = Some(enabled);
             }
             Answer::History { bytes } if self.restorable_from.is_none() => {
-                let from = restorable_from(bytes.as_deref()).map_err(|e| PlanError::Corrupt {
-                    object: crate::history::HISTORY_OBJECT.to_owned(),
-                    why: e.to_string(),
-                })?;
-                self.restorable_from = Some(from);
+                self.restorable_from = Some(read_history(bytes.as_deref())?);
             }
             other => return Err(unexpected(&other)),
         }
         Ok(())
     }
+}
+
+/// Where the history marker fetched (`None`: there is none) says the
+/// bucket's history starts; a marker that does not decode is corrupt.
+pub(crate) fn read_history(bytes: Option<&[u8]>) -> Result<Option<Timestamp>, PlanError> {
+    restorable_from(bytes).map_err(|e| PlanError::Corrupt {
+        object: HISTORY_OBJECT.to_owned(),
+        why: e.to_string(),
+    })
 }
 
 /// The instant restored to, and what the bucket said about its history.
