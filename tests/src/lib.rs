@@ -17,7 +17,10 @@ use std::time::{Duration, Instant};
 
 use jobvault::db::JobDb;
 use jobvault::store::{BucketUrl, Store};
+use jobvault_core::job_object::encode_job_object;
 use jobvault_core::machine::ListedObject;
+use jobvault_core::object_name::{Framing, job_object};
+use jobvault_core::{Envelope, Timestamp};
 
 pub use emulator::{Backend, Emulator, emulator_binary, free_port};
 pub use http::{get as http_get, post_json as http_post_json};
@@ -334,6 +337,34 @@ impl StoreReader {
 
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// Writes a job object into the day folder of `day`, framed as jobvault
+    /// frames it, as a jobvault of that day would have; returns its name.
+    pub fn put_job(&self, day: Timestamp, envelope: &Envelope) -> String {
+        let name = job_object(day, &envelope.id);
+        let framing = Framing::for_object(&name, envelope.modified);
+        let bytes = encode_job_object(envelope, &framing);
+        runtime()
+            .block_on(self.store.put(&name, bytes, &framing))
+            .expect("the job object is written");
+        name
+    }
+
+    /// Writes `database` as the snapshot `name`, gzipped with `mtime` in
+    /// its header, as jobvault frames snapshots.
+    pub fn put_snapshot(&self, name: &str, mtime: Timestamp, database: &[u8]) {
+        let framing = Framing::for_object(name, mtime);
+        let mut gz = flate2::GzBuilder::new()
+            .filename(framing.gzip_name.as_bytes())
+            .mtime(framing.gzip_mtime.gzip_mtime())
+            .write(Vec::new(), flate2::Compression::fast());
+        gz.write_all(database)
+            .expect("writing to a Vec cannot fail");
+        let bytes = gz.finish().expect("writing to a Vec cannot fail");
+        runtime()
+            .block_on(self.store.put(name, bytes, &framing))
+            .expect("the snapshot is written");
     }
 }
 

@@ -8,12 +8,10 @@ use std::process::Output;
 use std::time::Duration;
 
 use jobvault::db::JobDb;
-use jobvault_core::job_object::encode_job_object;
-use jobvault_core::object_name::{Framing, job_object, snapshot_object};
+use jobvault_core::object_name::snapshot_object;
 use jobvault_core::{Envelope, JobId, Timestamp};
 use jobvault_tests::{
-    Daemon, Emulator, StoreReader, Workspace, body, eventually, gunzip, jobvault, runtime, stderr,
-    stdout,
+    Daemon, Emulator, StoreReader, Workspace, body, eventually, gunzip, jobvault, stderr, stdout,
 };
 
 const PATIENCE: Duration = Duration::from_secs(60);
@@ -149,7 +147,7 @@ fn without_versioning_a_past_instant_is_refused_in_one_line() {
     let url = format!("gs://{bucket}");
     let reader = StoreReader::connect(&url, Some(&emulator.endpoint()));
     let now = jobvault::clock::now();
-    put_job(&reader, now, &version("a", 1, now - DAY));
+    reader.put_job(now, &version("a", 1, now - DAY));
     let workspace = Workspace::new();
     let to = workspace.path().join("past.db");
     let output = restore(&emulator.endpoint(), &url, &to, Some(now - DAY / 2));
@@ -176,32 +174,11 @@ fn version(id: &str, seq: u64, modified: Timestamp) -> Envelope {
     Envelope::written(id, seq, modified, body)
 }
 
-/// Writes a job object into the day folder of `day`, as a jobvault of that
-/// day would have.
-fn put_job(reader: &StoreReader, day: Timestamp, envelope: &Envelope) -> String {
-    let name = job_object(day, &envelope.id);
-    let framing = Framing::for_object(&name, envelope.modified);
-    let bytes = encode_job_object(envelope, &framing);
-    runtime()
-        .block_on(reader.store().put(&name, bytes, &framing))
-        .unwrap();
-    name
-}
-
-/// Writes `database` (gzipped, with `mtime` in its header) as a snapshot in
-/// the day folder of `mtime`.
+/// Writes `database` as a snapshot in the day folder of `mtime`, with
+/// `mtime` in its gzip header, as a jobvault of that day would have.
 fn put_snapshot(reader: &StoreReader, mtime: Timestamp, database: &[u8]) -> String {
     let name = snapshot_object(mtime, &format!("old-{}", mtime.unix_seconds())).unwrap();
-    let framing = Framing::for_object(&name, mtime);
-    let mut gz = flate2::GzBuilder::new()
-        .filename(framing.gzip_name.as_bytes())
-        .mtime(framing.gzip_mtime.gzip_mtime())
-        .write(Vec::new(), flate2::Compression::fast());
-    std::io::Write::write_all(&mut gz, database).unwrap();
-    let bytes = gz.finish().unwrap();
-    runtime()
-        .block_on(reader.store().put(&name, bytes, &framing))
-        .unwrap();
+    reader.put_snapshot(&name, mtime, database);
     name
 }
 
@@ -244,15 +221,15 @@ fn prune_deletes_exactly_what_no_restore_in_the_window_needs() {
     let old = |days: u32| now - DAY * days;
     let doomed: BTreeSet<String> = [
         put_snapshot(&reader, old(45), &database),
-        put_job(&reader, old(45), &version("old", 1, old(45))),
-        put_job(&reader, old(42), &version("old", 2, old(42))),
+        reader.put_job(old(45), &version("old", 1, old(45))),
+        reader.put_job(old(42), &version("old", 2, old(42))),
     ]
     .into();
     let base = put_snapshot(&reader, old(40), &database);
     let kept = [
-        put_job(&reader, old(39), &version("old", 3, old(39))),
+        reader.put_job(old(39), &version("old", 3, old(39))),
         put_snapshot(&reader, old(20), &database),
-        put_job(&reader, old(10), &version("old", 4, old(10))),
+        reader.put_job(old(10), &version("old", 4, old(10))),
     ];
     let before = live(&reader);
     let status = |endpoint: &str| {
@@ -358,7 +335,7 @@ fn the_daemon_prunes_by_default_and_reports_how_far_back_the_bucket_restores() {
     let database = std::fs::read(workspace.db()).unwrap();
     let doomed = [
         put_snapshot(&reader, old(45), &database),
-        put_job(&reader, old(45), &version("old", 1, old(45))),
+        reader.put_job(old(45), &version("old", 1, old(45))),
     ];
     let base = put_snapshot(&reader, old(40), &database);
 

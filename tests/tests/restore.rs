@@ -2,10 +2,8 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::Write;
 use std::time::Duration;
 
-use flate2::{Compression, GzBuilder};
 use jobvault::db::JobDb;
 use jobvault_core::object_name::{Framing, job_object, snapshot_object};
 use jobvault_core::{Envelope, JobId, Timestamp};
@@ -208,22 +206,17 @@ fn a_first_release_snapshot_and_format_1_object_restore_into_the_current_schema(
     let snapshot = snapshot_object(now, "first-release").unwrap();
     // The first release stamped a snapshot with its cursor time.
     let mtime = Timestamp::from_unix_nanos(1_795_647_257_231_874_924);
-    let framing = Framing::for_object(&snapshot, mtime);
-    let mut gz = GzBuilder::new()
-        .filename(framing.gzip_name.as_bytes())
-        .mtime(framing.gzip_mtime.gzip_mtime())
-        .write(Vec::new(), Compression::default());
-    gz.write_all(&fixture).unwrap();
-    let gz = gz.finish().unwrap();
+    reader.put_snapshot(&snapshot, mtime, &fixture);
     let v1_object = include_bytes!("../../core/tests/frozen/job-object-v1.job").to_vec();
     let id = JobId::new("20161116T220425.634818978Z_0000000000001e88").unwrap();
     let job = job_object(now, &id);
-    for (name, bytes) in [(&snapshot, gz), (&job, v1_object)] {
-        let framing = Framing::for_object(name, mtime);
-        runtime()
-            .block_on(reader.store().put(name, bytes, &framing))
-            .unwrap();
-    }
+    runtime()
+        .block_on(
+            reader
+                .store()
+                .put(&job, v1_object, &Framing::for_object(&job, mtime)),
+        )
+        .unwrap();
 
     let workspace = Workspace::new();
     let target = workspace.path().join("restored.db");
@@ -268,13 +261,7 @@ fn a_body_that_sqlite_versions_read_differently_restores_as_stored() {
     let id = JobId::new("esc").unwrap();
     let body = r#"{"\u0069d": "evil", "id": "esc"}"#;
     let now = jobvault::clock::now();
-    let envelope = Envelope::written(id.clone(), 3, now, body);
-    let name = job_object(now, &id);
-    let framing = Framing::for_object(&name, now);
-    let bytes = jobvault_core::job_object::encode_job_object(&envelope, &framing);
-    runtime()
-        .block_on(reader.store().put(&name, bytes, &framing))
-        .unwrap();
+    reader.put_job(now, &Envelope::written(id.clone(), 3, now, body));
 
     let target = workspace.path().join("restored.db");
     let output = jobvault(None)

@@ -4,7 +4,6 @@
 use std::process::Output;
 use std::time::Duration;
 
-use jobvault_core::job_object::encode_job_object;
 use jobvault_core::object_name::{Framing, job_object};
 use jobvault_core::{Envelope, JobId, Timestamp};
 use jobvault_tests::{Emulator, StoreReader, jobvault, runtime, stderr, stdout};
@@ -23,17 +22,6 @@ fn version(id: &str, seq: u64) -> Envelope {
 fn deletion(id: &str, seq: u64) -> Envelope {
     let at = Timestamp::from_unix_seconds(1_700_000_000 + seq as i64);
     Envelope::deleted(JobId::new(id).unwrap(), seq, at)
-}
-
-/// Writes a job object into the day folder of `day`, as an older jobvault
-/// would have on that day.
-fn put_version(reader: &StoreReader, day: Timestamp, envelope: &Envelope) {
-    let name = job_object(day, &envelope.id);
-    let framing = Framing::for_object(&name, envelope.modified);
-    let body = encode_job_object(envelope, &framing);
-    runtime()
-        .block_on(reader.store().put(&name, body, &framing))
-        .unwrap();
 }
 
 fn retrieve(endpoint: &str, url: &str, since: Timestamp, extra: &[&str]) -> Output {
@@ -65,22 +53,22 @@ fn retrieve_returns_the_newest_version_of_each_job_across_day_folders() {
     let reader = StoreReader::connect(&url, Some(&emulator.endpoint()));
     let now = jobvault::clock::now();
     let days_ago = |n: u32| now - DAY * n;
-    put_version(&reader, days_ago(3), &version("a", 1));
-    put_version(&reader, days_ago(1), &version("a", 5));
-    put_version(&reader, now, &version("a", 9));
-    put_version(&reader, days_ago(2), &version("b", 2));
+    reader.put_job(days_ago(3), &version("a", 1));
+    reader.put_job(days_ago(1), &version("a", 5));
+    reader.put_job(now, &version("a", 9));
+    reader.put_job(days_ago(2), &version("b", 2));
     // An older folder may hold a newer version (a clock step): the version
     // inside the object decides, not the folder.
-    put_version(&reader, now, &version("c", 3));
-    put_version(&reader, days_ago(1), &version("c", 7));
+    reader.put_job(now, &version("c", 3));
+    reader.put_job(days_ago(1), &version("c", 7));
     // Only in a folder before the day of `since`.
-    put_version(&reader, days_ago(3), &version("e", 4));
+    reader.put_job(days_ago(3), &version("e", 4));
     // Deleted after its last write: not brought back. Deleted, then written
     // again: back with its new body.
-    put_version(&reader, days_ago(2), &version("d", 3));
-    put_version(&reader, days_ago(1), &deletion("d", 6));
-    put_version(&reader, days_ago(2), &deletion("f", 2));
-    put_version(&reader, now, &version("f", 8));
+    reader.put_job(days_ago(2), &version("d", 3));
+    reader.put_job(days_ago(1), &deletion("d", 6));
+    reader.put_job(days_ago(2), &deletion("f", 2));
+    reader.put_job(now, &version("f", 8));
 
     let output = retrieve(&emulator.endpoint(), &url, days_ago(2), &[]);
     assert!(output.status.success(), "{}", stderr(&output));
@@ -107,10 +95,10 @@ fn retrieve_skips_objects_uploaded_before_since() {
     let url = format!("gs://{bucket}");
     let reader = StoreReader::connect(&url, Some(&emulator.endpoint()));
     let now = jobvault::clock::now();
-    put_version(&reader, now, &version("early", 1));
+    reader.put_job(now, &version("early", 1));
     std::thread::sleep(Duration::from_millis(1100));
     let since = jobvault::clock::now();
-    put_version(&reader, now, &version("late", 2));
+    reader.put_job(now, &version("late", 2));
     let output = retrieve(&emulator.endpoint(), &url, since, &[]);
     assert!(output.status.success(), "{}", stderr(&output));
     assert_eq!(
@@ -126,7 +114,7 @@ fn a_corrupt_job_object_fails_retrieve_unless_skipped() {
     let url = format!("gs://{bucket}");
     let reader = StoreReader::connect(&url, Some(&emulator.endpoint()));
     let now = jobvault::clock::now();
-    put_version(&reader, now, &version("good", 1));
+    reader.put_job(now, &version("good", 1));
     let bad = job_object(now, &JobId::new("bad").unwrap());
     let framing = Framing::for_object(&bad, now);
     runtime()
