@@ -62,7 +62,7 @@ pub async fn prune(args: PruneArgs) -> anyhow::Result<ExitCode> {
             plan.window_start
         ),
         None => println!(
-            "deleted nothing: no snapshot was taken before {} to restore the window from",
+            "{verb} nothing: no snapshot was taken before {} to restore the window from",
             plan.window_start
         ),
     }
