@@ -18,6 +18,7 @@ pub mod lease;
 pub mod leftovers;
 pub mod logging;
 pub mod metrics;
+pub mod parallel_gzip;
 pub mod progress;
 pub mod prune;
 pub mod restore;

@@ -4,7 +4,7 @@
 //! The copy goes to a temporary file in `TMPDIR` (mode 0600, removed on every
 //! path a running process takes; `leftovers.rs` for the others) because
 //! SQLite's backup API writes a database file. From there a
-//! blocking task gzips it into chunks that the upload consumes as they come,
+//! blocking task gzips it on every core (`parallel_gzip`) into chunks that the upload consumes as they come,
 //! so compression and upload overlap and memory stays at a few chunks
 //! whatever the size of the database.
 
@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use flate2::{Compression, GzBuilder};
+use flate2::Compression;
 use jobvault_core::Input;
 use jobvault_core::machine::SnapshotOrder;
 use jobvault_core::object_name::Framing;
@@ -25,6 +25,7 @@ use tracing::info;
 use crate::db::{DbError, JobDb};
 use crate::failure::ToFailure;
 use crate::leftovers;
+use crate::parallel_gzip;
 use crate::store::{CHUNK_BYTES, Chunk, Store, StoreError};
 
 /// Called with the number of database bytes compressed so far.
@@ -170,23 +171,23 @@ pub fn gzip_into_chunks(
         read: 0,
         progress,
     };
-    let sink = ChunkSink {
+    let mut sink = ChunkSink {
         pending: Vec::with_capacity(CHUNK_BYTES + (1 << 16)),
         chunks,
     };
-    let mut gzip = GzBuilder::new()
-        .filename(framing.gzip_name.as_bytes())
-        .mtime(framing.gzip_mtime.gzip_mtime())
-        .write(sink, Compression::default());
-    let mut buffer = vec![0; 1 << 20];
-    loop {
-        let n = input.read(&mut buffer)?;
-        if n == 0 {
-            break;
-        }
-        gzip.write_all(&buffer[..n])?;
-    }
-    gzip.finish()?.finish()?;
+    let header = parallel_gzip::Header {
+        name: framing.gzip_name.as_bytes(),
+        mtime: framing.gzip_mtime.gzip_mtime(),
+    };
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    parallel_gzip::compress(
+        &mut input,
+        &header,
+        Compression::default(),
+        threads,
+        &mut sink,
+    )?;
+    sink.finish()?;
     Ok(input.read)
 }
 
