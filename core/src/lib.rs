@@ -8,6 +8,7 @@
 //! world; the simulator executes it against a seeded, faulty one.
 
 pub mod envelope;
+pub mod gzip_member;
 pub mod history;
 pub mod job;
 pub mod job_id;

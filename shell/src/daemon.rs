@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use jobvault_core::job_object::encode_job_object;
+use jobvault_core::job_object::JobObjectEncoder;
 use jobvault_core::machine::{ChangeBatch, JobUpload, Pruned};
 use jobvault_core::{Backup, Command, Config, Failure, FailureKind, Input, Metrics};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -54,6 +54,7 @@ struct Executor {
     inputs: mpsc::UnboundedSender<Input>,
     upload_times: UploadTimes,
     lease: LeaseGate,
+    encoder: Arc<Mutex<JobObjectEncoder>>,
 }
 
 impl Daemon {
@@ -87,6 +88,7 @@ impl Daemon {
             inputs,
             upload_times: self.upload_times,
             lease: self.lease,
+            encoder: Default::default(),
         };
         tokio::pin!(shutdown);
         let mut grace_ends: Option<tokio::time::Instant> = None;
@@ -313,7 +315,11 @@ impl Executor {
             };
         }
         let started = Instant::now();
-        let body = encode_job_object(&upload.envelope, &upload.framing);
+        let body = self
+            .encoder
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .encode(&upload.envelope, &upload.framing);
         let bytes = body.len() as u64;
         let result = self.store.put(&upload.object, body, &upload.framing).await;
         let id = upload.envelope.id.clone();

@@ -9,8 +9,8 @@
 //! The first release gzipped snapshots on one thread, leaving the other
 //! cores idle for most of a snapshot's time. `gzp`, the crate for parallel
 //! gzip, writes a fixed header without a name or an mtime, and a snapshot's
-//! header carries both (`Framing`), so the header is written here, byte for
-//! byte as `flate2::GzBuilder` writes it (a test holds the two equal).
+//! header carries both (`Framing`), so the header comes from
+//! `jobvault_core::gzip_member`, as flate2 would have written it.
 //!
 //! Memory is bounded by the blocks in flight (two per core) and does not
 //! grow with the input.
@@ -20,6 +20,7 @@ use std::io::{self, Read, Write};
 use std::thread;
 
 use flate2::{Compress, Compression, Crc, FlushCompress, Status};
+use jobvault_core::gzip_member;
 
 /// Input bytes per block: large enough that starting each block without the
 /// previous one's window costs a fraction of a per cent of the ratio.
@@ -47,7 +48,7 @@ pub fn compress(
     threads: usize,
     output: &mut impl Write,
 ) -> io::Result<u64> {
-    output.write_all(&header_bytes(header, level))?;
+    output.write_all(&gzip_member::header(header.name, header.mtime, level))?;
     let mut crc = Crc::new();
     let mut total = 0u64;
     thread::scope(|scope| -> io::Result<()> {
@@ -73,8 +74,7 @@ pub fn compress(
         }
     })?;
     output.write_all(&final_block(level)?)?;
-    output.write_all(&crc.sum().to_le_bytes())?;
-    output.write_all(&crc.amount().to_le_bytes())?;
+    output.write_all(&gzip_member::trailer(&crc))?;
     Ok(total)
 }
 
@@ -119,25 +119,6 @@ fn run(data: &[u8], level: Compression, flush: FlushCompress) -> io::Result<Vec<
     }
 }
 
-/// RFC 1952's header with a name and an mtime, as `flate2::GzBuilder`
-/// writes it: the extra-flags byte says which level, the OS is "unknown".
-fn header_bytes(header: &Header<'_>, level: Compression) -> Vec<u8> {
-    const FNAME: u8 = 0x08;
-    let extra_flags = if level.level() >= Compression::best().level() {
-        2
-    } else if level.level() <= Compression::fast().level() {
-        4
-    } else {
-        0
-    };
-    let mut bytes = vec![0x1f, 0x8b, 8, FNAME];
-    bytes.extend_from_slice(&header.mtime.to_le_bytes());
-    bytes.extend_from_slice(&[extra_flags, 255]);
-    bytes.extend_from_slice(header.name);
-    bytes.push(0);
-    bytes
-}
-
 #[cfg(test)]
 mod tests {
     use std::io::Read;
@@ -179,29 +160,6 @@ mod tests {
         }
         data.truncate(len);
         data
-    }
-
-    #[test]
-    fn the_header_is_the_one_flate2_writes() {
-        for level in [
-            Compression::fast(),
-            Compression::default(),
-            Compression::best(),
-        ] {
-            let mut ours = Vec::new();
-            let header = Header {
-                name: b"a.bdb",
-                mtime: 42,
-            };
-            compress(&mut &b"x"[..], &header, level, 2, &mut ours).unwrap();
-            let theirs = GzBuilder::new()
-                .filename("a.bdb")
-                .mtime(42)
-                .write(Vec::new(), level)
-                .finish()
-                .unwrap();
-            assert_eq!(ours[..16], theirs[..16], "level {level:?}");
-        }
     }
 
     #[test]
