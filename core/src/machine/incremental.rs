@@ -115,6 +115,8 @@ pub(crate) struct Incremental {
     /// When each job's object was last written to, for the one write a
     /// second GCS allows per object.
     recent_starts: BTreeMap<JobId, Timestamp>,
+    /// When `recent_starts` was last swept of the starts too old to matter.
+    starts_swept_at: Option<Timestamp>,
     /// The earliest time a job held back by that limit may go.
     held_until: Option<Timestamp>,
 }
@@ -146,6 +148,7 @@ impl Incremental {
             first_failure: None,
             backoff: StoreBackoff::default(),
             recent_starts: BTreeMap::new(),
+            starts_swept_at: None,
             held_until: None,
         }
     }
@@ -450,7 +453,18 @@ impl Incremental {
         (now < free_at && now + OBJECT_WRITE_SPACING > last).then_some(free_at)
     }
 
+    /// At most once a spacing: sweeping on every upload's start made the
+    /// daemon's CPU grow with the square of its upload rate, and an old
+    /// start left a little longer changes nothing, since
+    /// [`Self::written_too_recently`] reads its time.
     fn forget_old_starts(&mut self, now: Timestamp) {
+        if self
+            .starts_swept_at
+            .is_some_and(|at| now < at + OBJECT_WRITE_SPACING && now + OBJECT_WRITE_SPACING > at)
+        {
+            return;
+        }
+        self.starts_swept_at = Some(now);
         self.recent_starts.retain(|_, last| {
             now < *last + OBJECT_WRITE_SPACING && now + OBJECT_WRITE_SPACING > *last
         });
