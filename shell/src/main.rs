@@ -12,10 +12,7 @@ fn main() -> ExitCode {
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new(cli.command.default_log_filter()));
     jobvault::logging::init(filter, cli.log_format == cli::LogFormat::Json);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match cli.command.runtime() {
         Ok(runtime) => runtime,
         Err(e) => {
             eprintln!("jobvault: error: cannot start the async runtime: {e}");
