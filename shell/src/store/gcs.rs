@@ -42,12 +42,22 @@ pub(super) struct GcsStore {
     http: reqwest::Client,
     /// `None` when talking to an emulator anonymously.
     token: Option<Arc<dyn TokenSource>>,
-    upload_url: String,
+    /// Parsed once: parsing it again for every upload cost more CPU than
+    /// building the request.
+    upload_url: reqwest::Url,
     bucket: String,
     /// Empty or ending in `/`.
     prefix: String,
     /// The emulator talked to anonymously, if any.
     emulator: Option<String>,
+}
+
+/// What an upload's answer says that jobvault reads; the rest of the object
+/// resource is skipped unparsed.
+#[derive(Debug, Default, serde::Deserialize)]
+struct Uploaded {
+    generation: Option<String>,
+    crc32c: Option<String>,
 }
 
 impl std::fmt::Debug for GcsStore {
@@ -79,6 +89,9 @@ impl GcsStore {
             .default_headers(headers)
             .connect_timeout(CONNECT_TIMEOUT)
             .timeout(REQUEST_TIMEOUT)
+            // The JSON API answers, it does not redirect; following
+            // redirects cost a share of every upload's CPU.
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| format!("cannot set up an HTTP client: {}", error_chain(&e)))?;
         let mut config = ClientConfig {
@@ -118,6 +131,8 @@ impl GcsStore {
             "{}/upload/storage/v1/b/{bucket}/o?uploadType=multipart",
             config.storage_endpoint.trim_end_matches('/')
         );
+        let upload_url = reqwest::Url::parse(&upload_url)
+            .map_err(|e| format!("the upload address {upload_url} is not a URL: {e}"))?;
         Ok(GcsStore {
             client: Client::new(config),
             http,
@@ -231,13 +246,14 @@ impl GcsStore {
         );
         payload.extend_from_slice(&body);
         payload.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
-        let url = match if_generation {
-            Some(generation) => format!("{}&ifGenerationMatch={generation}", self.upload_url),
-            None => self.upload_url.clone(),
-        };
+        let mut url = self.upload_url.clone();
+        if let Some(generation) = if_generation {
+            url.query_pairs_mut()
+                .append_pair("ifGenerationMatch", &generation.to_string());
+        }
         let mut request = self
             .http
-            .post(&url)
+            .post(url)
             .header(
                 reqwest::header::CONTENT_TYPE,
                 format!("multipart/related; boundary={boundary}"),
@@ -255,14 +271,15 @@ impl GcsStore {
             .await
             .map_err(|e| BackendError::new(error_chain(&e)))?;
         let status = response.status();
-        let text = response.text().await.unwrap_or_default();
+        let text = response.bytes().await.unwrap_or_default();
         if status.is_success() {
-            let object = serde_json::from_str::<serde_json::Value>(&text).unwrap_or_default();
-            let generation = object["generation"].as_str().and_then(|g| g.parse().ok());
-            self.confirm_stored(name, sent, object["crc32c"].as_str(), generation)
+            let object = serde_json::from_slice::<Uploaded>(&text).unwrap_or_default();
+            let generation = object.generation.and_then(|g| g.parse().ok());
+            self.confirm_stored(name, sent, object.crc32c.as_deref(), generation)
                 .await?;
             return Ok(generation);
         }
+        let text = String::from_utf8_lossy(&text).into_owned();
         let message = serde_json::from_str::<serde_json::Value>(&text)
             .ok()
             .and_then(|v| v["error"]["message"].as_str().map(str::to_owned))
