@@ -25,6 +25,8 @@ use jobvault_tests::{
     Backend, Daemon, Emulator, Proxy, StoreReader, Workspace, free_port, jobvault, runtime,
 };
 
+mod versus;
+
 const LATENCY: Duration = Duration::from_millis(20);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -35,7 +37,9 @@ enum Which {
     Retrieve,
     RecoveryPoint,
     Restore,
+    RestoreAtScale,
     Writes,
+    VersusLitestream,
 }
 
 /// Measures jobvault against the targets of DESIGN.md §7.
@@ -46,6 +50,12 @@ struct Args {
     /// Size of the snapshot and restore databases, in MiB.
     #[arg(long, default_value_t = 256)]
     database_mib: u64,
+    /// Size of the database `restore-at-scale` snapshots, in MiB.
+    #[arg(long, default_value_t = 1024)]
+    scale_mib: u64,
+    /// How many jobs `restore-at-scale` changes after its snapshot.
+    #[arg(long, default_value_t = 100_000)]
+    scale_jobs: usize,
 }
 
 fn main() {
@@ -66,8 +76,14 @@ fn main() {
     if run(Which::Restore) {
         restore(args.database_mib);
     }
+    if run(Which::RestoreAtScale) {
+        restore_at_scale(args.scale_mib, args.scale_jobs);
+    }
     if run(Which::Writes) {
         writes();
+    }
+    if run(Which::VersusLitestream) {
+        versus::versus_litestream(args.database_mib);
     }
 }
 
@@ -119,8 +135,8 @@ fn emulator_with_proxy() -> (Emulator, Proxy, tempfile::TempDir) {
 }
 
 /// Runs the daemon over a database of `jobs` jobs until its cursor covers
-/// them all; returns jobs per second.
-fn daemon_rate(endpoint: &str, bucket: &str, jobs: usize, concurrency: u16) -> f64 {
+/// them all; returns jobs per second and the daemon's CPU seconds.
+fn daemon_rate(endpoint: &str, bucket: &str, jobs: usize, concurrency: u16) -> (f64, f64) {
     let workspace = Workspace::new();
     database_with_jobs(&workspace, jobs);
     let started = Instant::now();
@@ -136,13 +152,15 @@ fn daemon_rate(endpoint: &str, bucket: &str, jobs: usize, concurrency: u16) -> f
         std::thread::sleep(Duration::from_millis(20));
     }
     let elapsed = started.elapsed();
+    let cpu = cpu_seconds(daemon.pid());
     daemon.stop();
-    jobs as f64 / elapsed.as_secs_f64()
+    (jobs as f64 / elapsed.as_secs_f64(), cpu)
 }
 
 /// Uploads `jobs` pre-encoded job objects with `concurrency` uploads in
-/// flight: the fastest the store takes them. Returns jobs per second.
-fn bare_upload_rate(endpoint: &str, bucket: &str, jobs: usize, concurrency: usize) -> f64 {
+/// flight: the fastest the store takes them. Returns jobs per second and
+/// the CPU seconds this process spent on the uploads.
+fn bare_upload_rate(endpoint: &str, bucket: &str, jobs: usize, concurrency: usize) -> (f64, f64) {
     let reader = StoreReader::connect(&format!("gs://{bucket}"), Some(endpoint));
     let mut rng = fastrand::Rng::with_seed(7);
     let now = jobvault::clock::now();
@@ -157,6 +175,7 @@ fn bare_upload_rate(endpoint: &str, bucket: &str, jobs: usize, concurrency: usiz
         })
         .collect();
     let started = Instant::now();
+    let cpu = cpu_seconds(std::process::id());
     runtime().block_on(
         stream::iter(objects)
             .map(|(name, body, framing)| {
@@ -166,25 +185,32 @@ fn bare_upload_rate(endpoint: &str, bucket: &str, jobs: usize, concurrency: usiz
             .buffer_unordered(concurrency)
             .collect::<Vec<()>>(),
     );
-    jobs as f64 / started.elapsed().as_secs_f64()
+    (
+        jobs as f64 / started.elapsed().as_secs_f64(),
+        cpu_seconds(std::process::id()) - cpu,
+    )
 }
 
 fn incremental() {
     println!("== incremental: job uploads");
     let (emulator, proxy, _data) = emulator_with_proxy();
-    let fast = daemon_rate(&proxy.endpoint(), &emulator.new_bucket("inc32"), 10_000, 32);
-    let slow = daemon_rate(&proxy.endpoint(), &emulator.new_bucket("inc1"), 1_000, 1);
+    let (fast, fast_cpu) =
+        daemon_rate(&proxy.endpoint(), &emulator.new_bucket("inc32"), 10_000, 32);
+    let (slow, _) = daemon_rate(&proxy.endpoint(), &emulator.new_bucket("inc1"), 1_000, 1);
     println!(
         "  with {LATENCY:?} per request: concurrency 32: {fast:.0} jobs/s over 10,000 jobs; concurrency 1: {slow:.1} jobs/s over 1,000 jobs"
     );
     println!("  ratio {:.1}x (target at least 10x)", fast / slow);
-    let daemon = daemon_rate(
+    println!(
+        "  CPU of the daemon for the 10,000 uploads at concurrency 32: {fast_cpu:.2} s (target at most 1 s)"
+    );
+    let (daemon, bare_cpu) = daemon_rate(
         &emulator.endpoint(),
         &emulator.new_bucket("bare-daemon"),
         10_000,
         32,
     );
-    let bare = bare_upload_rate(
+    let (bare, loop_cpu) = bare_upload_rate(
         &emulator.endpoint(),
         &emulator.new_bucket("bare-loop"),
         10_000,
@@ -194,6 +220,9 @@ fn incremental() {
         "  bare emulator: daemon {daemon:.0} jobs/s, a plain loop of 32 concurrent uploads {bare:.0} jobs/s"
     );
     println!("  ratio {:.2}x (target at least 0.8x)", daemon / bare);
+    println!(
+        "  CPU for those 10,000 uploads: the daemon {bare_cpu:.2} s (target at most 1 s), the plain loop of uploads alone {loop_cpu:.2} s"
+    );
 }
 
 /// Wall seconds and peak memory (KiB) of a command, from GNU time.
@@ -410,6 +439,97 @@ fn restore(mib: u64) {
         peak / 1024,
         ours / manual_seconds
     );
+}
+
+/// A big scheduler's day: a snapshot of a `mib` MiB database, then `changed`
+/// jobs rewritten after it and uploaded by the daemon, and a restore of it
+/// all through the latency proxy, checked job by job against the source.
+fn restore_at_scale(mib: u64, changed: usize) {
+    println!(
+        "== restore at scale: a {mib} MiB snapshot and {changed} job objects since, {LATENCY:?} per request"
+    );
+    let (emulator, proxy, _data) = emulator_with_proxy();
+    let url = format!("gs://{}", emulator.new_bucket("scale"));
+    let workspace = Workspace::new();
+    database_of_size(&workspace, mib);
+    let daemon = Daemon::start(&workspace, Some(&emulator.endpoint()), &url, "1s", &[]);
+    let output = jobvault(Some(&emulator.endpoint()))
+        .args(["backup", "--bucket", &url, "--db"])
+        .arg(workspace.db())
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let mut db = JobDb::open(&workspace.db()).unwrap();
+    let mut rng = fastrand::Rng::with_seed(0x51ce);
+    for start in (0..changed).step_by(1000) {
+        let batch: Vec<_> = (start..changed.min(start + 1000))
+            .map(|n| realistic_job(n, &mut rng))
+            .collect();
+        db.put(&batch).unwrap();
+    }
+    let newest = db.newest_seq().unwrap();
+    let uploading = Instant::now();
+    while db.cursor().unwrap().seq < newest {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    println!(
+        "  (the daemon uploaded the {changed} jobs in {:.0} s, straight to the emulator)",
+        uploading.elapsed().as_secs_f64()
+    );
+    daemon.stop();
+    let target = workspace.path().join("restored.db");
+    let mut restore = jobvault(Some(&proxy.endpoint()));
+    restore
+        .args(["restore", "--bucket", &url, "--to"])
+        .arg(&target);
+    let (seconds, peak) = timed(restore);
+    let versions = |path: &Path| -> Vec<(String, u64)> {
+        let mut all: Vec<_> = JobDb::open(path)
+            .unwrap()
+            .list()
+            .unwrap()
+            .into_iter()
+            .map(|e| (e.id.to_string(), e.seq))
+            .collect();
+        all.sort();
+        all
+    };
+    let source = versions(&workspace.db());
+    assert!(
+        versions(&target) == source,
+        "the restored database holds other versions than the source"
+    );
+    println!(
+        "  restore {seconds:.1} s, peak memory {} MiB, {} jobs equal to the source (targets: at most 30 s, 256 MiB)",
+        peak / 1024,
+        source.len()
+    );
+    let (floor, fetched) = fetch_all_jobs(&url, &proxy.endpoint());
+    println!(
+        "  the floor for the job objects: a plain loop of 32 concurrent downloads of all {fetched} through the same proxy took {floor:.1} s"
+    );
+}
+
+/// Downloads every job object in the bucket, 32 at a time, doing nothing
+/// with them: the store's part of a restore. Returns seconds and how many.
+fn fetch_all_jobs(url: &str, endpoint: &str) -> (f64, usize) {
+    let reader = StoreReader::connect(url, Some(endpoint));
+    let names = reader.names("job-backup/");
+    let started = Instant::now();
+    let fetched = runtime().block_on(
+        stream::iter(&names)
+            .map(|name| {
+                let store = reader.store();
+                async move { store.get(name).await.unwrap() }
+            })
+            .buffer_unordered(32)
+            .count(),
+    );
+    (started.elapsed().as_secs_f64(), fetched)
 }
 
 /// 100,000 jobs written in batches of 1,000, twice (new jobs, then every job
