@@ -374,15 +374,17 @@ impl GcsStore {
         ))
     }
 
-    /// Every page of a listing under `prefix`; with a delimiter, the pages
+    /// Hands each page of a listing under `prefix` to `on_page` as it
+    /// arrives, so that a listing of 100,000 objects is never held as the
+    /// store's full object resources at once; with a delimiter, the pages
     /// hold the folders directly under it.
     async fn list_pages(
         &self,
         prefix: &str,
         delimiter: Option<&str>,
         versions: bool,
-    ) -> Result<Vec<ListObjectsResponse>, BackendError> {
-        let mut pages = Vec::new();
+        mut on_page: impl FnMut(ListObjectsResponse),
+    ) -> Result<(), BackendError> {
         let mut page_token = None;
         loop {
             let request = ListObjectsRequest {
@@ -402,9 +404,9 @@ impl GcsStore {
                 .next_page_token
                 .clone()
                 .filter(|token| !token.is_empty());
-            pages.push(page);
+            on_page(page);
             if page_token.is_none() {
-                return Ok(pages);
+                return Ok(());
             }
         }
     }
@@ -416,34 +418,45 @@ impl GcsStore {
         prefix: &str,
         versions: bool,
     ) -> Result<Vec<ListedObject>, BackendError> {
-        let pages = self.list_pages(prefix, None, versions).await?;
-        let items = pages
-            .into_iter()
-            .flat_map(|page| page.items.unwrap_or_default());
-        Ok(items
-            .filter_map(|item| {
-                let name = item.name.strip_prefix(&self.prefix)?.to_owned();
-                let updated = item
-                    .updated
-                    .or(item.time_created)
-                    .map_or(Timestamp::UNIX_EPOCH, Timestamp::from_offset_date_time);
-                Some(ListedObject {
-                    name,
-                    updated,
-                    size: u64::try_from(item.size).unwrap_or(0),
-                    generation: versions.then_some(item.generation),
-                })
-            })
-            .collect())
+        let mut listed = Vec::new();
+        self.list_pages(prefix, None, versions, |page| {
+            listed.extend(
+                page.items
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter_map(|item| self.listed(item, versions)),
+            );
+        })
+        .await?;
+        Ok(listed)
+    }
+
+    fn listed(&self, item: Object, versions: bool) -> Option<ListedObject> {
+        let name = item.name.strip_prefix(&self.prefix)?.to_owned();
+        let updated = item
+            .updated
+            .or(item.time_created)
+            .map_or(Timestamp::UNIX_EPOCH, Timestamp::from_offset_date_time);
+        Some(ListedObject {
+            name,
+            updated,
+            size: u64::try_from(item.size).unwrap_or(0),
+            generation: versions.then_some(item.generation),
+        })
     }
 
     pub async fn list_folders(&self, prefix: &str) -> Result<Vec<String>, BackendError> {
-        let pages = self.list_pages(prefix, Some("/"), false).await?;
-        Ok(pages
-            .into_iter()
-            .flat_map(|page| page.prefixes.unwrap_or_default())
-            .filter_map(|folder| folder.strip_prefix(&self.prefix).map(str::to_owned))
-            .collect())
+        let mut folders = Vec::new();
+        self.list_pages(prefix, Some("/"), false, |page| {
+            folders.extend(
+                page.prefixes
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter_map(|folder| folder.strip_prefix(&self.prefix).map(str::to_owned)),
+            );
+        })
+        .await?;
+        Ok(folders)
     }
 
     fn get_request(&self, name: &str) -> GetObjectRequest {
