@@ -106,6 +106,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let db_path = args.db.db;
     let mut db = JobDb::open(&db_path)?;
     let schema = db.upgrade(jobvault::clock::now())?;
+    db.save_cursor_lazily()?;
     if schema.changed() {
         info!(
             db = %db_path.display(),
