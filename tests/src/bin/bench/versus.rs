@@ -20,13 +20,15 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use jobvault::db::JobDb;
+use jobvault_core::JobId;
 use jobvault_core::object_name::job_object;
-use jobvault_core::{Cursor, JobId};
 use jobvault_tests::{Proxy, StoreReader, Workspace, jobvault, runtime};
 use rusqlite::Connection;
 
-use super::{LATENCY, cpu_seconds, database_of_size, emulator_with_proxy, realistic_job, timed};
+use super::{
+    LATENCY, cpu_seconds, database_of_size, emulator_with_proxy, mark_backed_up, realistic_job,
+    timed,
+};
 
 const LAG_SAMPLES: usize = 60;
 const IDLE: Duration = Duration::from_secs(30);
@@ -74,15 +76,8 @@ pub fn versus_litestream(mib: u64) {
     let (emulator, proxy, _data) = emulator_with_proxy();
     let template = Workspace::new();
     database_of_size(&template, mib);
-    // A database jobvault has kept for a while, not a new one whose every
-    // job the daemon would upload first; the snapshot comes at the end.
-    JobDb::open(&template.db())
-        .unwrap()
-        .mark_backed_up(|newest, counter| Cursor {
-            seq: newest.max(counter),
-            time: jobvault::clock::now(),
-        })
-        .unwrap();
+    // The snapshot that holds these jobs is taken at the end.
+    mark_backed_up(&template.db());
     let url = format!("gs://{}", emulator.new_bucket("versus-jobvault"));
     let ours = Jobvault {
         reader: StoreReader::connect(&url, Some(&emulator.endpoint())),
