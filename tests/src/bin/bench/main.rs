@@ -95,7 +95,13 @@ fn realistic_job(n: usize, rng: &mut fastrand::Rng) -> (JobId, String) {
 
 fn database_with_jobs(workspace: &Workspace, jobs: usize) {
     let (mut db, _) = JobDb::init(&workspace.db(), jobvault::clock::now()).unwrap();
-    let mut rng = fastrand::Rng::with_seed(0x2545_f491_4f6c_dd1d);
+    put_jobs(&mut db, jobs, 0x2545_f491_4f6c_dd1d);
+}
+
+/// Writes jobs 0 to `jobs` (new bodies for those that exist), a thousand a
+/// commit, with bodies drawn from `seed`.
+fn put_jobs(db: &mut JobDb, jobs: usize, seed: u64) {
+    let mut rng = fastrand::Rng::with_seed(seed);
     for start in (0..jobs).step_by(1000) {
         let batch: Vec<_> = (start..jobs.min(start + 1000))
             .map(|n| realistic_job(n, &mut rng))
@@ -465,13 +471,7 @@ fn restore_at_scale(mib: u64, changed: usize) {
         String::from_utf8_lossy(&output.stderr)
     );
     let mut db = JobDb::open(&workspace.db()).unwrap();
-    let mut rng = fastrand::Rng::with_seed(0x51ce);
-    for start in (0..changed).step_by(1000) {
-        let batch: Vec<_> = (start..changed.min(start + 1000))
-            .map(|n| realistic_job(n, &mut rng))
-            .collect();
-        db.put(&batch).unwrap();
-    }
+    put_jobs(&mut db, changed, 0x51ce);
     let newest = db.newest_seq().unwrap();
     let uploading = Instant::now();
     while db.cursor().unwrap().seq < newest {
