@@ -106,7 +106,6 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let db_path = args.db.db;
     let mut db = JobDb::open(&db_path)?;
     let schema = db.upgrade(jobvault::clock::now())?;
-    db.save_cursor_lazily()?;
     if schema.changed() {
         info!(
             db = %db_path.display(),

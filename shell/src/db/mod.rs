@@ -355,19 +355,6 @@ impl JobDb {
         read_cursor(&self.conn).map_err(|e| self.sqlite(e))
     }
 
-    /// Commits on this connection without waiting for the disk
-    /// (`synchronous = NORMAL`, in WAL mode): a power cut may lose the last
-    /// commits, never corrupt the file. The daemon's connection writes
-    /// only the cursor after each upload, and a cursor set back by a power
-    /// cut only means some jobs are uploaded again; the fsync of every one
-    /// of those commits was a tenth of the daemon's CPU at 50 changes a
-    /// second. Writers' connections are not touched.
-    pub fn save_cursor_lazily(&self) -> Result<(), DbError> {
-        self.conn
-            .pragma_update(None, "synchronous", "NORMAL")
-            .map_err(|e| self.sqlite(e))
-    }
-
     /// Stores `new` as the cursor if the database still holds `expected`.
     pub fn save_cursor(&mut self, expected: Cursor, new: Cursor) -> Result<(), DbError> {
         let sqlite = sqlite_error(&self.path);
@@ -686,8 +673,8 @@ fn newest_change(conn: &Connection) -> rusqlite::Result<Option<Timestamp>> {
 
 /// Read and written with cached statements: the daemon reads the cursor on
 /// every read of the change feed and writes it after every upload, and
-/// preparing the statements each time was a tenth of its CPU at 50 changes
-/// a second.
+/// preparing the statements each time was a tenth of its profile's samples
+/// at 50 changes a second.
 fn read_meta(conn: &Connection, key: &str) -> rusqlite::Result<u64> {
     conn.prepare_cached("SELECT value FROM meta WHERE key = ?1")?
         .query_row([key], |row| row.get::<_, i64>(0))
