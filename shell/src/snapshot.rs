@@ -4,7 +4,7 @@
 //! The copy goes to a temporary file in `TMPDIR` (mode 0600, removed on every
 //! path a running process takes; `leftovers.rs` for the others) because
 //! SQLite's backup API writes a database file. From there a
-//! blocking task gzips it on every core (`parallel_gzip`) into chunks that the upload consumes as they come,
+//! blocking task gzips it on up to four cores (`parallel_gzip`) into chunks that the upload consumes as they come,
 //! so compression and upload overlap and memory stays at a few chunks
 //! whatever the size of the database.
 
@@ -27,6 +27,11 @@ use crate::failure::ToFailure;
 use crate::leftovers;
 use crate::parallel_gzip;
 use crate::store::{CHUNK_BYTES, Chunk, Store, StoreError};
+
+/// Compression threads at most. Each holds a few MiB in flight, so four
+/// keep a snapshot well under 64 MiB on any machine, and leave the other
+/// cores of a big host to the scheduler the database belongs to.
+const MAX_COMPRESSION_THREADS: usize = 4;
 
 /// Called with the number of database bytes compressed so far.
 pub type ProgressFn = Arc<dyn Fn(u64) + Send + Sync>;
@@ -179,7 +184,9 @@ pub fn gzip_into_chunks(
         name: framing.gzip_name.as_bytes(),
         mtime: framing.gzip_mtime.gzip_mtime(),
     };
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(MAX_COMPRESSION_THREADS);
     parallel_gzip::compress(
         &mut input,
         &header,
