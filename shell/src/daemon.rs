@@ -10,7 +10,8 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use jobvault_core::job_object::JobObjectEncoder;
+use jobvault_core::Change;
+use jobvault_core::job_object::{JobObjectEncoder, encode_job_object};
 use jobvault_core::machine::{ChangeBatch, JobUpload, Pruned};
 use jobvault_core::{Backup, Command, Config, Failure, FailureKind, Input, Metrics};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -306,6 +307,28 @@ impl Executor {
         Input::SnapshotsListed(Ok(listed))
     }
 
+    /// Encodes a job object here, or, for a large body, on a blocking
+    /// thread: the daemon runs on one thread, and compressing megabytes
+    /// there would hold up every upload, the lease and `/metrics`.
+    async fn encode(&self, upload: &JobUpload) -> Vec<u8> {
+        const ENCODED_IN_PLACE_BYTES: usize = 64 << 10;
+        let body_bytes = match &upload.envelope.change {
+            Change::Written(body) => body.len(),
+            Change::Deleted => 0,
+        };
+        if body_bytes <= ENCODED_IN_PLACE_BYTES {
+            return self
+                .encoder
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .encode(&upload.envelope, &upload.framing);
+        }
+        let (envelope, framing) = (upload.envelope.clone(), upload.framing.clone());
+        tokio::task::spawn_blocking(move || encode_job_object(&envelope, &framing))
+            .await
+            .expect("encoding a job object does not panic")
+    }
+
     async fn upload_job(&self, upload: JobUpload) -> Input {
         if let Err(failure) = self.lease.check() {
             return Input::JobUploaded {
@@ -315,11 +338,7 @@ impl Executor {
             };
         }
         let started = Instant::now();
-        let body = self
-            .encoder
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .encode(&upload.envelope, &upload.framing);
+        let body = self.encode(&upload).await;
         let bytes = body.len() as u64;
         let result = self.store.put(&upload.object, body, &upload.framing).await;
         let id = upload.envelope.id.clone();

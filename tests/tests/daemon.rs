@@ -374,3 +374,37 @@ fn a_commit_is_noticed_without_waiting_for_the_interval() {
     );
     assert_eq!(landed.body(), Some(r#"{"id": "later", "name": "L"}"#));
 }
+
+/// A job of megabytes is compressed off the daemon's one thread; it still
+/// lands whole, and a small job committed after it lands too.
+#[test]
+fn a_job_of_megabytes_lands_whole_beside_small_ones() {
+    let emulator = Emulator::shared();
+    let bucket = emulator.new_bucket("big-job");
+    let url = format!("gs://{bucket}");
+    let workspace = Workspace::new();
+    workspace.put_jobs(&[job("seed", "S")]);
+    let _daemon = Daemon::start(&workspace, Some(&emulator.endpoint()), &url, "1s", &[]);
+    let reader = StoreReader::connect(&url, Some(&emulator.endpoint()));
+    let log: String = (0..200_000).map(|n| format!("{n:x} ")).collect();
+    assert!(log.len() > 1 << 20, "the body is over a MiB");
+    workspace.put_jobs(&[json!({ "id": "big", "name": "Big", "log": log })]);
+    workspace.put_jobs(&[job("small", "after the big one")]);
+    let in_db = |id: &str| {
+        JobDb::open(&workspace.db())
+            .unwrap()
+            .get(&JobId::new(id).unwrap())
+            .unwrap()
+            .unwrap()
+    };
+    let landed = eventually("both jobs in the bucket", PATIENCE, || {
+        let newest = backed_up(&reader);
+        (newest.contains_key("big") && newest.contains_key("small")).then_some(newest)
+    });
+    assert_eq!(
+        landed["big"],
+        in_db("big"),
+        "the big job lands byte for byte"
+    );
+    assert_eq!(landed["small"], in_db("small"));
+}
