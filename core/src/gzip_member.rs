@@ -3,11 +3,11 @@
 //!
 //! `flate2` writes whole members only from one deflate stream it owns. Job
 //! objects are deflated with a compressor reused from one object to the
-//! next, and snapshots in independent blocks on every core, so both write
+//! next, and snapshots in independent blocks on several cores, so both write
 //! the header and trailer here, byte for byte as `flate2::GzBuilder` does
 //! (tests hold the two equal).
 
-use flate2::{Compression, Crc};
+use flate2::{Compress, Compression, Crc, FlushCompress, Status};
 
 /// The header: deflate, a file name, `mtime`, the extra-flags byte saying
 /// which level compressed it, and the OS "unknown".
@@ -29,6 +29,28 @@ pub fn header(name: &[u8], mtime: u32, level: Compression) -> Vec<u8> {
     bytes.extend_from_slice(name);
     bytes.push(0);
     bytes
+}
+
+/// Deflates all of `data` onto the end of `out` with `flush`, growing `out`
+/// until the flush is complete: for `Finish` the stream has ended, for a
+/// sync flush zlib left output space unused.
+pub fn deflate_into(compress: &mut Compress, data: &[u8], out: &mut Vec<u8>, flush: FlushCompress) {
+    let start = compress.total_in();
+    loop {
+        let consumed = (compress.total_in() - start) as usize;
+        let status = compress
+            .compress_vec(&data[consumed..], out, flush)
+            .expect("deflating into a Vec cannot fail");
+        let all_in = (compress.total_in() - start) as usize == data.len();
+        let complete = match flush {
+            FlushCompress::Finish => status == Status::StreamEnd,
+            _ => all_in && out.len() < out.capacity(),
+        };
+        if complete {
+            return;
+        }
+        out.reserve(out.capacity().max(64));
+    }
 }
 
 /// The trailer: the CRC-32 of the uncompressed bytes and their length

@@ -6,7 +6,7 @@
 use std::io::Read;
 
 use flate2::read::GzDecoder;
-use flate2::{Compress, Compression, Crc, FlushCompress, Status};
+use flate2::{Compress, Compression, Crc, FlushCompress};
 
 use crate::envelope::{Envelope, EnvelopeError, MAGIC};
 use crate::gzip_member;
@@ -62,17 +62,7 @@ impl JobObjectEncoder {
         );
         gz.reserve(plain.len() / 2 + 64);
         self.compress.reset();
-        loop {
-            let consumed = self.compress.total_in() as usize;
-            let status = self
-                .compress
-                .compress_vec(&plain[consumed..], &mut gz, FlushCompress::Finish)
-                .expect("deflating into a Vec cannot fail");
-            if status == Status::StreamEnd {
-                break;
-            }
-            gz.reserve(gz.capacity().max(64));
-        }
+        gzip_member::deflate_into(&mut self.compress, &plain, &mut gz, FlushCompress::Finish);
         let mut crc = Crc::new();
         crc.update(&plain);
         gz.extend_from_slice(&gzip_member::trailer(&crc));

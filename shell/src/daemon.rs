@@ -10,7 +10,6 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use jobvault_core::Change;
 use jobvault_core::job_object::{JobObjectEncoder, encode_job_object};
 use jobvault_core::machine::{ChangeBatch, JobUpload, Pruned};
 use jobvault_core::{Backup, Command, Config, Failure, FailureKind, Input, Metrics};
@@ -312,11 +311,7 @@ impl Executor {
     /// there would hold up every upload, the lease and `/metrics`.
     async fn encode(&self, upload: &JobUpload) -> Vec<u8> {
         const ENCODED_IN_PLACE_BYTES: usize = 64 << 10;
-        let body_bytes = match &upload.envelope.change {
-            Change::Written(body) => body.len(),
-            Change::Deleted => 0,
-        };
-        if body_bytes <= ENCODED_IN_PLACE_BYTES {
+        if upload.envelope.body().map_or(0, str::len) <= ENCODED_IN_PLACE_BYTES {
             return self
                 .encoder
                 .lock()

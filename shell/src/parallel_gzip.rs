@@ -12,14 +12,14 @@
 //! header carries both (`Framing`), so the header comes from
 //! `jobvault_core::gzip_member`, as flate2 would have written it.
 //!
-//! Memory is bounded by the blocks in flight (two per core) and does not
+//! Memory is bounded by the blocks in flight (two per thread) and does not
 //! grow with the input.
 
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 use std::thread;
 
-use flate2::{Compress, Compression, Crc, FlushCompress, Status};
+use flate2::{Compress, Compression, Crc, FlushCompress};
 use jobvault_core::gzip_member;
 
 /// Input bytes per block: large enough that starting each block without the
@@ -68,12 +68,12 @@ pub fn compress(
             };
             let block = oldest
                 .join()
-                .map_err(|_| io::Error::other("a compression thread panicked"))??;
+                .map_err(|_| io::Error::other("a compression thread panicked"))?;
             crc.combine(&block.crc);
             output.write_all(&block.bytes)?;
         }
     })?;
-    output.write_all(&final_block(level)?)?;
+    output.write_all(&final_block(level))?;
     output.write_all(&gzip_member::trailer(&crc))?;
     Ok(total)
 }
@@ -87,36 +87,22 @@ fn read_block(input: &mut impl Read) -> io::Result<Vec<u8>> {
 
 /// Deflates `data` as blocks that end on a byte boundary and do not end the
 /// stream.
-fn deflate(data: &[u8], level: Compression) -> io::Result<Deflated> {
+fn deflate(data: &[u8], level: Compression) -> Deflated {
     let mut crc = Crc::new();
     crc.update(data);
-    let bytes = run(data, level, FlushCompress::Sync)?;
-    Ok(Deflated { bytes, crc })
+    let bytes = run(data, level, FlushCompress::Sync);
+    Deflated { bytes, crc }
 }
 
 /// The deflate block that ends the stream: empty, marked final.
-fn final_block(level: Compression) -> io::Result<Vec<u8>> {
+fn final_block(level: Compression) -> Vec<u8> {
     run(&[], level, FlushCompress::Finish)
 }
 
-fn run(data: &[u8], level: Compression, flush: FlushCompress) -> io::Result<Vec<u8>> {
-    let mut compress = Compress::new(level, false);
+fn run(data: &[u8], level: Compression, flush: FlushCompress) -> Vec<u8> {
     let mut out = Vec::with_capacity(data.len() / 2 + 64);
-    loop {
-        let consumed = compress.total_in() as usize;
-        let status = compress
-            .compress_vec(&data[consumed..], &mut out, flush)
-            .map_err(io::Error::other)?;
-        let done = compress.total_in() as usize == data.len()
-            && match flush {
-                FlushCompress::Finish => status == Status::StreamEnd,
-                _ => out.len() < out.capacity(),
-            };
-        if done {
-            return Ok(out);
-        }
-        out.reserve(out.capacity().max(64));
-    }
+    gzip_member::deflate_into(&mut Compress::new(level, false), data, &mut out, flush);
+    out
 }
 
 #[cfg(test)]
