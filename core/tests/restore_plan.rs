@@ -91,6 +91,72 @@ fn a_restore_takes_jobs_since_the_snapshot_less_the_clock_allowance() {
 }
 
 #[test]
+fn job_objects_are_listed_while_the_snapshot_downloads() {
+    let mut bucket = Bucket::default();
+    bucket.put(
+        "db-backup/2016/11/16/s.bdb",
+        "2016-11-16T12:00:05Z",
+        snapshot("2016-11-16T12:00:00Z"),
+    );
+    bucket.job("a", "2016/11/16", "2016-11-16T13:00:00Z", 1);
+    let mut planner = RestorePlanner::new(at("2016-11-16T14:00:00Z"), OnCorrupt::Fail);
+    let header = loop {
+        let ask = planner
+            .poll_ask()
+            .expect("the search asks until it has the header");
+        if matches!(ask, Ask::SnapshotTime { .. }) {
+            break ask;
+        }
+        planner.handle_answer(bucket.answer(ask)).unwrap();
+    };
+    planner.handle_answer(bucket.answer(header)).unwrap();
+    let asked: Vec<Ask> = std::iter::from_fn(|| planner.poll_ask()).collect();
+    assert_eq!(
+        asked,
+        [
+            Ask::FetchSnapshot {
+                object: "db-backup/2016/11/16/s.bdb".to_owned()
+            },
+            Ask::ListObjects {
+                prefix: "job-backup/2016/11/16/".to_owned(),
+                versions: false
+            },
+        ]
+    );
+}
+
+#[test]
+fn a_snapshot_that_downloads_older_than_its_header_searches_again_from_the_older_time() {
+    // The header says 12:00, but the whole object comes decompressed, so the
+    // snapshot stands for the cursor inside it: 11:00.
+    let mut bucket = Bucket::default();
+    bucket.downloads_decompressed = true;
+    let stored = Cursor {
+        seq: 0,
+        time: at("2016-11-16T11:00:00Z"),
+    };
+    bucket.put(
+        "db-backup/2016/11/16/s.bdb",
+        "2016-11-16T12:00:05Z",
+        Content::Snapshot {
+            gzip_mtime: Some(at("2016-11-16T12:00:00Z")),
+            stored,
+            newest_change: None,
+        },
+    );
+    bucket.job("a", "2016/11/16", "2016-11-16T10:40:00Z", 1);
+    bucket.job("b", "2016/11/16", "2016-11-16T10:55:00Z", 2);
+    bucket.job("c", "2016/11/16", "2016-11-16T13:00:00Z", 3);
+    let mut planner = RestorePlanner::new(at("2016-11-16T14:00:00Z"), OnCorrupt::Fail);
+    bucket.drive(&mut planner, false).unwrap();
+    let plan = planner.finish().unwrap();
+    assert_eq!(plan.snapshot.unwrap().time, stored.time);
+    assert_eq!(plan.since, stored.time - RESTORE_CLOCK_ALLOWANCE);
+    let ids: Vec<&str> = plan.retrieved.jobs.iter().map(|e| e.id.as_str()).collect();
+    assert_eq!(ids, ["b", "c"], "b is after 11:00 less the allowance");
+}
+
+#[test]
 fn a_snapshot_served_without_its_gzip_mtime_stands_for_the_cursor_inside_it() {
     let mut bucket = Bucket::default();
     let stored = Cursor {
@@ -267,6 +333,7 @@ fn an_answer_to_nothing_asked_is_an_error() {
         .handle_answer(Answer::Objects {
             prefix: "db-backup/".to_owned(),
             objects: Vec::new(),
+            more: false,
         })
         .unwrap_err();
     assert!(matches!(error, PlanError::Unexpected(_)), "{error:?}");

@@ -40,6 +40,17 @@ pub enum DriveError {
     Snapshot(String),
 }
 
+/// What the driver sends the store: a planner's ask, or the next page of a
+/// listing it asked for.
+enum Request {
+    Ask(Ask),
+    NextPage {
+        prefix: String,
+        versions: bool,
+        token: String,
+    },
+}
+
 /// Where and how to carry out asks.
 pub struct Driver<'a> {
     pub store: &'a Store,
@@ -77,13 +88,17 @@ impl<'a> Driver<'a> {
                 if let (Some(bar), Ask::FetchJob { .. }) = (self.progress, &ask) {
                     bar.inc_length(1);
                 }
-                running.push(self.answer(ask));
+                running.push(self.request(Request::Ask(ask)));
             }
-            let Some(answer) = running.next().await else {
+            let Some(done) = running.next().await else {
                 break;
             };
+            let (answer, next_page) = done?;
+            if let Some(next_page) = next_page {
+                running.push(self.request(next_page));
+            }
             planner
-                .handle_answer(answer?)
+                .handle_answer(answer)
                 .map_err(|e| self.plan_error(e))?;
         }
         if planner.is_complete() {
@@ -95,15 +110,49 @@ impl<'a> Driver<'a> {
         }
     }
 
-    async fn answer(&self, ask: Ask) -> Result<Answer, DriveError> {
-        Ok(match ask {
+    /// Carries out an ask, or fetches the next page of a listing; returns
+    /// the answer, and the request for the page after it, if any.
+    async fn request(&self, request: Request) -> Result<(Answer, Option<Request>), DriveError> {
+        match request {
+            Request::Ask(ask) => self.answer(ask).await,
+            Request::NextPage {
+                prefix,
+                versions,
+                token,
+            } => self.list_page(prefix, versions, Some(token)).await,
+        }
+    }
+
+    /// A page of a listing is handed over as it arrives, so that fetches of
+    /// what it lists start while the rest is listed.
+    async fn list_page(
+        &self,
+        prefix: String,
+        versions: bool,
+        token: Option<String>,
+    ) -> Result<(Answer, Option<Request>), DriveError> {
+        let page = self.store.list_page(&prefix, versions, token).await?;
+        let next_page = page.next.map(|token| Request::NextPage {
+            prefix: prefix.clone(),
+            versions,
+            token,
+        });
+        let answer = Answer::Objects {
+            prefix,
+            objects: page.objects,
+            more: next_page.is_some(),
+        };
+        Ok((answer, next_page))
+    }
+
+    async fn answer(&self, ask: Ask) -> Result<(Answer, Option<Request>), DriveError> {
+        let answer = match ask {
             Ask::ListFolders { folder } => {
                 let folders = self.store.list_folders(&folder).await?;
                 Answer::Folders { folder, folders }
             }
             Ask::ListObjects { prefix, versions } => {
-                let objects = self.store.list_generations(&prefix, versions).await?;
-                Answer::Objects { prefix, objects }
+                return self.list_page(prefix, versions, None).await;
             }
             Ask::FetchSnapshot { object } => self.fetch_snapshot(object).await?,
             Ask::SnapshotTime { object } => {
@@ -134,7 +183,8 @@ impl<'a> Driver<'a> {
             Ask::ReadHistory => Answer::History {
                 bytes: small_object::read(self.store, HISTORY_OBJECT).await?,
             },
-        })
+        };
+        Ok((answer, None))
     }
 
     async fn fetch_snapshot(&self, object: String) -> Result<Answer, DriveError> {

@@ -58,6 +58,11 @@ pub enum FaultKind {
     /// The watcher misses a commit (it could not read the database for a
     /// look): the change waits for a later look or the next interval.
     MissedCommit,
+    /// The store serves a snapshot a restore reads decompressed, without
+    /// its gzip header (GCS's decompressive transcoding): its time is then
+    /// the cursor stored inside. Each read of a header or a whole snapshot
+    /// is hit on its own.
+    SnapshotDecompressed,
 }
 
 /// How much of one fault a day gets.
@@ -112,6 +117,7 @@ impl FaultKind {
             FaultKind::MalformedTrigger => count(rng, 2),
             FaultKind::Hang => rate(rng, 0.01),
             FaultKind::MissedCommit => rate(rng, 0.5),
+            FaultKind::SnapshotDecompressed => rate(rng, 0.5),
         }
     }
 }

@@ -6,7 +6,7 @@
 //! tombstones as the shell applies it to SQLite: a newer body replaces a row
 //! or a tombstone, a newer tombstone deletes.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,13 +26,21 @@ pub struct Restored {
     pub snapshot: Option<ChosenSnapshot>,
     /// When the store wrote each job object the restore fetched.
     pub fetched_uploads: Vec<Timestamp>,
+    /// Reads of a snapshot the store served decompressed.
+    pub served_decompressed: u64,
 }
 
 /// Restores the newest state of `store` as `jobvault restore` would at the
-/// local time `now`.
-pub fn restore(store: &Store, now: Timestamp, rng: &mut fastrand::Rng) -> Restored {
+/// local time `now`, with each read of a snapshot served decompressed at
+/// the rate `decompressed`.
+pub fn restore(
+    store: &Store,
+    now: Timestamp,
+    decompressed: f64,
+    rng: &mut fastrand::Rng,
+) -> Restored {
     let planner = RestorePlanner::new(now, OnCorrupt::Fail);
-    carry_out(store, planner, rng).expect("the newest state always restores")
+    carry_out(store, planner, decompressed, rng).expect("the newest state always restores")
 }
 
 /// Restores `store` as it was at local time `at`, as `jobvault restore --at`
@@ -43,7 +51,12 @@ pub fn restore_at(
     now: Timestamp,
     rng: &mut fastrand::Rng,
 ) -> Result<Restored, PlanError> {
-    carry_out(store, RestorePlanner::at(at, now, OnCorrupt::Fail), rng)
+    carry_out(
+        store,
+        RestorePlanner::at(at, now, OnCorrupt::Fail),
+        0.0,
+        rng,
+    )
 }
 
 /// Plans a prune of `store` as `jobvault prune --keep` would at local `now`.
@@ -77,9 +90,13 @@ pub fn carry_out_prune(store: &mut Store, plan: &PrunePlan, done: usize) {
 fn carry_out(
     store: &Store,
     mut planner: RestorePlanner,
+    decompressed: f64,
     rng: &mut fastrand::Rng,
 ) -> Result<Restored, PlanError> {
-    let mut bucket = Bucket::new(store);
+    let mut bucket = Bucket {
+        decompressed,
+        ..Bucket::new(store)
+    };
     drive(&mut bucket, &mut planner, rng)?;
     let plan = planner.finish()?;
     // A restore of the past may fetch a snapshot and then choose none.
@@ -102,6 +119,7 @@ fn carry_out(
         versions,
         snapshot: plan.snapshot,
         fetched_uploads: bucket.fetched_uploads,
+        served_decompressed: bucket.served_decompressed,
     })
 }
 
@@ -111,6 +129,9 @@ struct Bucket<'a> {
     store: &'a Store,
     snapshot: BTreeMap<JobId, Held>,
     fetched_uploads: Vec<Timestamp>,
+    /// The chance that a read of a snapshot is served decompressed.
+    decompressed: f64,
+    served_decompressed: u64,
 }
 
 impl<'a> Bucket<'a> {
@@ -119,10 +140,23 @@ impl<'a> Bucket<'a> {
             store,
             snapshot: BTreeMap::new(),
             fetched_uploads: Vec::new(),
+            decompressed: 0.0,
+            served_decompressed: 0,
         }
     }
 
-    fn answer(&mut self, ask: Ask) -> Answer {
+    /// The gzip mtime a read of a snapshot sees: none when it is served
+    /// decompressed.
+    fn gzip_mtime(&mut self, mtime: Timestamp, rng: &mut fastrand::Rng) -> Option<Timestamp> {
+        if rng.f64() < self.decompressed {
+            self.served_decompressed += 1;
+            None
+        } else {
+            Some(mtime)
+        }
+    }
+
+    fn answer(&mut self, ask: Ask, rng: &mut fastrand::Rng) -> Answer {
         let store = self.store;
         match ask {
             Ask::ListFolders { folder } => Answer::Folders {
@@ -132,19 +166,20 @@ impl<'a> Bucket<'a> {
             Ask::ListObjects { prefix, versions } => Answer::Objects {
                 objects: store.list_generations(std::slice::from_ref(&prefix), versions),
                 prefix,
+                more: false,
             },
             Ask::FetchSnapshot { object } => {
                 let (versions, gzip_mtime, stored) = snapshot(store, &object);
                 self.snapshot = (**versions).clone();
                 Answer::SnapshotFetched {
                     newest_change: versions.values().map(|h| h.modified).max(),
+                    gzip_mtime: self.gzip_mtime(gzip_mtime, rng),
                     object,
-                    gzip_mtime: Some(gzip_mtime),
                     stored_cursor: stored,
                 }
             }
             Ask::SnapshotTime { object } => Answer::SnapshotTime {
-                gzip_mtime: Some(snapshot(store, &object).1),
+                gzip_mtime: self.gzip_mtime(snapshot(store, &object).1, rng),
                 object,
             },
             Ask::FetchJob { object, generation } => {
@@ -194,20 +229,64 @@ fn snapshot<'s>(store: &'s Store, object: &str) -> SnapshotParts<'s> {
     (versions, *gzip_mtime, *stored)
 }
 
-/// Answers every ask, one drawn at random from those outstanding.
+/// What the driver still owes a planner: an ask, or the rest of a listing's
+/// pages.
+enum Owed {
+    Ask(Ask),
+    Pages(VecDeque<Answer>),
+}
+
+/// Answers every ask, one drawn at random from those outstanding. A listing
+/// comes in pages of random size, as GCS pages at most 1,000 objects; the
+/// pages of one listing in order, between the answers to other asks.
 fn drive(
     bucket: &mut Bucket,
     planner: &mut impl Planner,
     rng: &mut fastrand::Rng,
 ) -> Result<(), PlanError> {
-    let mut asked = Vec::new();
+    let mut owed = Vec::new();
     loop {
-        asked.extend(std::iter::from_fn(|| planner.poll_ask()));
-        if asked.is_empty() {
+        owed.extend(std::iter::from_fn(|| planner.poll_ask()).map(Owed::Ask));
+        if owed.is_empty() {
             return Ok(());
         }
-        let ask = asked.swap_remove(rng.usize(0..asked.len()));
-        let answer = bucket.answer(ask);
+        let mut pages = match owed.swap_remove(rng.usize(0..owed.len())) {
+            Owed::Ask(ask) => {
+                let answer = bucket.answer(ask, rng);
+                pages(answer, rng)
+            }
+            Owed::Pages(pages) => pages,
+        };
+        let answer = pages.pop_front().expect("a listing has a page");
+        if !pages.is_empty() {
+            owed.push(Owed::Pages(pages));
+        }
         planner.handle_answer(answer)?;
+    }
+}
+
+/// A listing cut into pages of 1 to 8 objects; any other answer whole.
+fn pages(answer: Answer, rng: &mut fastrand::Rng) -> VecDeque<Answer> {
+    let Answer::Objects {
+        prefix,
+        mut objects,
+        ..
+    } = answer
+    else {
+        return VecDeque::from([answer]);
+    };
+    let mut pages = VecDeque::new();
+    loop {
+        let rest = objects.split_off(rng.usize(1..=8).min(objects.len()));
+        let more = !rest.is_empty();
+        pages.push_back(Answer::Objects {
+            prefix: prefix.clone(),
+            objects,
+            more,
+        });
+        if !more {
+            return pages;
+        }
+        objects = rest;
     }
 }

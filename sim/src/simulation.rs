@@ -21,7 +21,7 @@ use crate::faults::{FaultCounts, FaultKind, FaultPlan};
 use crate::history::History;
 use crate::invariants::{Checkers, MAX_CLOCK_ERROR, Observation};
 use crate::node::Node;
-use crate::restore::{carry_out_prune, plan_prune, restore};
+use crate::restore::{Restored, carry_out_prune, plan_prune, restore};
 use crate::rng::Streams;
 use crate::world::{Body, Held, Statement, World};
 
@@ -288,7 +288,7 @@ impl Simulation {
                 // A last look at the past, then the newest state.
                 let now = self.local_now();
                 self.history.check(&self.world, now, &mut self.checkers);
-                let restored = restore(&self.world.store, self.local_now(), &mut self.rng.restore);
+                let restored = self.restore_newest();
                 self.observe(Observation::Quiesced(&restored));
                 break;
             }
@@ -309,6 +309,21 @@ impl Simulation {
     }
 
     /// Tells every checker what just happened.
+    /// A restore of the newest state, as `jobvault restore` makes it.
+    fn restore_newest(&mut self) -> Restored {
+        let decompressed = self.plan.rate(FaultKind::SnapshotDecompressed);
+        let restored = restore(
+            &self.world.store,
+            self.local_now(),
+            decompressed,
+            &mut self.rng.restore,
+        );
+        for _ in 0..restored.served_decompressed {
+            self.outcome.faults.add(FaultKind::SnapshotDecompressed);
+        }
+        restored
+    }
+
     fn observe(&mut self, seen: Observation) {
         self.checkers.observe(seen, &self.world);
     }
@@ -477,7 +492,7 @@ impl Simulation {
             Event::TriggerDirBack => self.world.dir.exists = true,
             Event::Immediate => self.request_immediate(),
             Event::HourlyCheck => {
-                let restored = restore(&self.world.store, self.local_now(), &mut self.rng.restore);
+                let restored = self.restore_newest();
                 self.observe(Observation::Restored(&restored));
                 let now = self.local_now();
                 self.history.check(&self.world, now, &mut self.checkers);

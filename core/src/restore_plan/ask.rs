@@ -19,7 +19,7 @@ pub enum Ask {
     ListFolders { folder: String },
     /// List the objects whose names start with `prefix`, with every
     /// generation of each (noncurrent ones too) when `versions`; answer with
-    /// [`Answer::Objects`].
+    /// [`Answer::Objects`], a page at a time if the store pages.
     ListObjects { prefix: String, versions: bool },
     /// Download the snapshot into the database being built; answer with
     /// [`Answer::SnapshotFetched`].
@@ -71,9 +71,13 @@ pub enum Answer {
         folder: String,
         folders: Vec<String>,
     },
+    /// One page of a listing. Pages of one listing come in order; the
+    /// listing is complete with the page whose `more` is false.
     Objects {
         prefix: String,
         objects: Vec<ListedObject>,
+        /// Further pages of this listing follow.
+        more: bool,
     },
     SnapshotFetched {
         object: String,
@@ -154,6 +158,14 @@ impl Answer {
             | Answer::Versioning { .. }
             | Answer::History { .. } => None,
         }
+    }
+}
+
+impl Answer {
+    /// Whether this completes the listing it answers: the last page of an
+    /// object listing, or a folder listing.
+    pub(crate) fn ends_listing(&self) -> bool {
+        !matches!(self, Answer::Objects { more: true, .. })
     }
 }
 

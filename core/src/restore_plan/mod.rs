@@ -4,7 +4,9 @@
 //! from, from when to take job objects on top of it (the `since` bound,
 //! with an allowance for clocks), and which version of each job wins. A
 //! restore of the past ([`RestorePlanner::at`]) adds a fourth: whether the
-//! bucket still holds that past at all (see [`past`]). The
+//! bucket still holds that past at all (see [`past`]). A restore of the
+//! newest state fetches its job objects while its snapshot downloads (see
+//! `overlap.rs`). The
 //! shell's `restore` and the simulator's check that "a restore equals the
 //! database" drive this one [`RestorePlanner`]; neither has a copy of it.
 //!
@@ -17,6 +19,7 @@
 mod ask;
 mod jobs;
 mod newest;
+mod overlap;
 mod past;
 mod range;
 
@@ -32,6 +35,7 @@ use crate::object_name::ObjectKind;
 use crate::timestamp::Timestamp;
 use crate::{Cursor, Seq};
 pub(crate) use ask::unexpected;
+use overlap::{Overlap, Overlapped, job_objects_since};
 pub(crate) use past::read_history;
 use past::{Past, Setup};
 
@@ -101,6 +105,13 @@ enum Phase {
     /// back its history reaches.
     Setup(Setup),
     FindNewest(NewestSearch),
+    /// Restoring the newest state: the newest snapshot's gzip header, for
+    /// the time to search job objects from while it downloads.
+    ReadTime {
+        candidate: ListedObject,
+        asked: bool,
+    },
+    Overlapped(Overlapped),
     /// Restoring the past: every snapshot, to pick the base from.
     ListSnapshots(RangeListing),
     /// Candidates, oldest first: the last is fetched, and taken if it holds
@@ -218,7 +229,62 @@ impl RestorePlanner {
             uploaded: candidate.updated,
             time,
         });
-        self.retrieve_since(time - RESTORE_CLOCK_ALLOWANCE);
+        self.retrieve_since(job_objects_since(time));
+        Ok(())
+    }
+
+    /// With the newest snapshot's header time, the job search starts while
+    /// the snapshot downloads; without one (served decompressed), the
+    /// snapshot is fetched first for the cursor time inside it.
+    fn on_snapshot_time(&mut self, answer: Answer) -> Result<(), PlanError> {
+        let Phase::ReadTime {
+            candidate,
+            asked: true,
+        } = &self.phase
+        else {
+            return Err(unexpected(&answer));
+        };
+        let Answer::SnapshotTime { object, gzip_mtime } = &answer else {
+            return Err(unexpected(&answer));
+        };
+        if *object != candidate.name {
+            return Err(unexpected(&answer));
+        }
+        let candidate = candidate.clone();
+        match gzip_mtime {
+            Some(header_time) => {
+                self.since = job_objects_since(*header_time);
+                let jobs = JobSearch::new(self.since, self.now, self.on_corrupt);
+                self.phase = Phase::Overlapped(Overlapped::new(candidate, self.since, jobs));
+                Ok(())
+            }
+            None => self.next_candidate(vec![candidate]),
+        }
+    }
+
+    fn on_overlapped(&mut self, answer: Answer) -> Result<(), PlanError> {
+        let Phase::Overlapped(overlapped) = &mut self.phase else {
+            return Err(unexpected(&answer));
+        };
+        overlapped.handle_answer(answer)?;
+        if !overlapped.is_complete() {
+            return Ok(());
+        }
+        let Phase::Overlapped(overlapped) =
+            std::mem::replace(&mut self.phase, Phase::Setup(Setup::default()))
+        else {
+            unreachable!()
+        };
+        match overlapped.finish() {
+            Overlap::Covered(chosen, jobs) => {
+                self.snapshot = Some(chosen);
+                self.phase = Phase::Jobs(*jobs);
+            }
+            Overlap::SearchAgain(chosen, since) => {
+                self.snapshot = Some(chosen);
+                self.retrieve_since(since);
+            }
+        }
         Ok(())
     }
 }
@@ -228,6 +294,13 @@ impl Planner for RestorePlanner {
         match &mut self.phase {
             Phase::Setup(setup) => setup.poll_ask(),
             Phase::FindNewest(search) => search.poll_ask(),
+            Phase::ReadTime { candidate, asked } => (!*asked).then(|| {
+                *asked = true;
+                Ask::SnapshotTime {
+                    object: candidate.name.clone(),
+                }
+            }),
+            Phase::Overlapped(overlapped) => overlapped.poll_ask(),
             Phase::ListSnapshots(listing) => listing.poll_ask(),
             Phase::FetchSnapshot { candidates, asked } => (!*asked).then(|| {
                 *asked = true;
@@ -255,8 +328,15 @@ impl Planner for RestorePlanner {
             Phase::FindNewest(search) => {
                 search.handle_answer(answer)?;
                 if search.is_complete() {
-                    let newest = search.newest().cloned();
-                    self.next_candidate(newest.into_iter().collect())?;
+                    match search.newest().cloned() {
+                        Some(candidate) => {
+                            self.phase = Phase::ReadTime {
+                                candidate,
+                                asked: false,
+                            };
+                        }
+                        None => self.next_candidate(Vec::new())?,
+                    }
                 }
                 Ok(())
             }
@@ -273,6 +353,8 @@ impl Planner for RestorePlanner {
                 }
                 Ok(())
             }
+            Phase::ReadTime { .. } => self.on_snapshot_time(answer),
+            Phase::Overlapped(_) => self.on_overlapped(answer),
             Phase::FetchSnapshot { .. } => self.on_snapshot_fetched(answer),
             Phase::Jobs(jobs) => jobs.handle_answer(answer),
         }

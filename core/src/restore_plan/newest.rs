@@ -22,6 +22,8 @@ pub struct NewestSearch {
     asked: Option<Ask>,
     /// The listing in flight.
     outstanding: Option<Listing>,
+    /// The pages of the day folder being listed.
+    day: Vec<ListedObject>,
     found: Vec<ListedObject>,
     /// Days listed since (and including) the first that held one.
     days_with_hits: u32,
@@ -36,6 +38,7 @@ impl NewestSearch {
                 folder: format!("{}/", kind.dir()),
             }),
             outstanding: None,
+            day: Vec::new(),
             found: Vec::new(),
             days_with_hits: 0,
         }
@@ -94,7 +97,12 @@ impl Planner for NewestSearch {
                 folders.sort_unstable();
                 self.levels.push(folders);
             }
-            Answer::Objects { objects, .. } if self.levels.len() == 3 => {
+            Answer::Objects { objects, more, .. } if self.levels.len() == 3 => {
+                self.day.extend(objects);
+                if more {
+                    return Ok(());
+                }
+                let objects = std::mem::take(&mut self.day);
                 if self.days_with_hits > 0 || newest_object(self.kind, &objects).is_some() {
                     self.found.extend(objects);
                     self.days_with_hits += 1;

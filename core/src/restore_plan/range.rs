@@ -64,14 +64,17 @@ impl RangeListing {
         self.listed
     }
 
-    /// Takes in one answer; returns the objects a listing found, without
-    /// keeping them.
+    /// Takes in one answer (a listing, or one page of it); returns the
+    /// objects it found, without keeping them.
     pub fn take_answer(&mut self, answer: Answer) -> Result<Vec<ListedObject>, PlanError> {
-        if !answer
+        let Some(listing) = answer
             .listing()
-            .is_some_and(|listing| self.outstanding.remove(&listing))
-        {
+            .filter(|listing| self.outstanding.contains(listing))
+        else {
             return Err(unexpected(&answer));
+        };
+        if answer.ends_listing() {
+            self.outstanding.remove(&listing);
         }
         match answer {
             Answer::Folders { folder, folders } => {

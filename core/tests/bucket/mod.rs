@@ -67,6 +67,8 @@ pub struct Bucket {
     pub versioned: bool,
     pub marker: Option<Vec<u8>>,
     pub asks: Vec<Ask>,
+    /// Whole snapshots are served decompressed (their headers are not).
+    pub downloads_decompressed: bool,
     next_generation: i64,
 }
 
@@ -178,6 +180,7 @@ impl Bucket {
             Ask::ListObjects { prefix, versions } => Answer::Objects {
                 objects: self.listed(&prefix, versions),
                 prefix,
+                more: false,
             },
             Ask::FetchSnapshot { object } => match self.content(&object, None) {
                 Content::Snapshot {
@@ -185,7 +188,7 @@ impl Bucket {
                     stored,
                     newest_change,
                 } => Answer::SnapshotFetched {
-                    gzip_mtime: *gzip_mtime,
+                    gzip_mtime: gzip_mtime.filter(|_| !self.downloads_decompressed),
                     stored_cursor: *stored,
                     newest_change: *newest_change,
                     object,
@@ -237,10 +240,39 @@ impl Bucket {
                 (!asked.is_empty()).then(|| asked.remove(0))
             };
             let Some(ask) = next else { break };
-            let answer = self.answer(ask);
-            planner.handle_answer(answer)?;
+            for page in pages(self.answer(ask)) {
+                planner.handle_answer(page)?;
+            }
         }
         assert!(planner.is_complete());
         Ok(())
     }
+}
+
+/// Objects a page holds in [`Bucket::drive`]: small, so that every listing
+/// of more than one object comes in several pages.
+const PAGE: usize = 2;
+
+/// An answer as a paging store gives it: a listing in pages of [`PAGE`].
+fn pages(answer: Answer) -> Vec<Answer> {
+    let Answer::Objects {
+        prefix, objects, ..
+    } = answer
+    else {
+        return vec![answer];
+    };
+    let mut chunks: Vec<Vec<ListedObject>> = objects.chunks(PAGE).map(<[_]>::to_vec).collect();
+    if chunks.is_empty() {
+        chunks.push(Vec::new());
+    }
+    let last = chunks.len() - 1;
+    chunks
+        .into_iter()
+        .enumerate()
+        .map(|(i, objects)| Answer::Objects {
+            prefix: prefix.clone(),
+            objects,
+            more: i < last,
+        })
+        .collect()
 }

@@ -32,6 +32,10 @@ use jobvault_core::FailureKind;
 /// How many times one chunk of a resumable upload is sent before the upload
 /// is given up.
 const CHUNK_ATTEMPTS: u32 = 5;
+/// Objects a listing page holds: GCS's own maximum and default, asked for
+/// explicitly because the emulator otherwise sends a whole listing as one
+/// page (125 MB of JSON for a day of 100,000 jobs).
+const LIST_PAGE_SIZE: i32 = 1000;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Generous: a whole chunk must go through within it.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(300);
@@ -374,61 +378,68 @@ impl GcsStore {
         ))
     }
 
-    /// Hands each page of a listing under `prefix` to `on_page` as it
-    /// arrives, so that a listing of 100,000 objects is never held as the
-    /// store's full object resources at once; with a delimiter, the pages
-    /// hold the folders directly under it.
-    async fn list_pages(
+    /// One page of the listing under `prefix`: the first without a
+    /// `token`; with a delimiter, its `prefixes` hold the folders directly
+    /// under it. Returns the page and the token of the next, if any.
+    async fn list_one_page(
         &self,
         prefix: &str,
         delimiter: Option<&str>,
         versions: bool,
-        mut on_page: impl FnMut(ListObjectsResponse),
-    ) -> Result<(), BackendError> {
-        let mut page_token = None;
-        loop {
-            let request = ListObjectsRequest {
-                bucket: self.bucket.clone(),
-                prefix: Some(self.full_name(prefix)),
-                delimiter: delimiter.map(str::to_owned),
-                versions: versions.then_some(true),
-                page_token,
-                ..ListObjectsRequest::default()
-            };
-            let page = self
-                .client
-                .list_objects(&request)
-                .await
-                .map_err(backend_error)?;
-            page_token = page
-                .next_page_token
-                .clone()
-                .filter(|token| !token.is_empty());
-            on_page(page);
-            if page_token.is_none() {
-                return Ok(());
-            }
-        }
+        token: Option<String>,
+    ) -> Result<(ListObjectsResponse, Option<String>), BackendError> {
+        let request = ListObjectsRequest {
+            bucket: self.bucket.clone(),
+            prefix: Some(self.full_name(prefix)),
+            delimiter: delimiter.map(str::to_owned),
+            versions: versions.then_some(true),
+            max_results: Some(LIST_PAGE_SIZE),
+            page_token: token,
+            ..ListObjectsRequest::default()
+        };
+        let mut page = self
+            .client
+            .list_objects(&request)
+            .await
+            .map_err(backend_error)?;
+        let next = page
+            .next_page_token
+            .take()
+            .filter(|token| !token.is_empty());
+        Ok((page, next))
     }
 
-    /// The objects under `prefix`; with `versions`, every generation of
-    /// each, noncurrent ones too.
-    pub async fn list(
+    /// One page of the objects under `prefix`, from `token`; with
+    /// `versions`, every generation of each, noncurrent ones too. Returns
+    /// the token of the next page too, if any.
+    pub async fn list_page(
         &self,
         prefix: &str,
         versions: bool,
-    ) -> Result<Vec<ListedObject>, BackendError> {
+        token: Option<String>,
+    ) -> Result<(Vec<ListedObject>, Option<String>), BackendError> {
+        let (page, next) = self.list_one_page(prefix, None, versions, token).await?;
+        let objects = page
+            .items
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|item| self.listed(item, versions))
+            .collect();
+        Ok((objects, next))
+    }
+
+    /// The live objects under `prefix`.
+    pub async fn list(&self, prefix: &str) -> Result<Vec<ListedObject>, BackendError> {
         let mut listed = Vec::new();
-        self.list_pages(prefix, None, versions, |page| {
-            listed.extend(
-                page.items
-                    .unwrap_or_default()
-                    .into_iter()
-                    .filter_map(|item| self.listed(item, versions)),
-            );
-        })
-        .await?;
-        Ok(listed)
+        let mut token = None;
+        loop {
+            let (objects, next) = self.list_page(prefix, false, token).await?;
+            listed.extend(objects);
+            match next {
+                Some(next) => token = Some(next),
+                None => return Ok(listed),
+            }
+        }
     }
 
     fn listed(&self, item: Object, versions: bool) -> Option<ListedObject> {
@@ -447,16 +458,20 @@ impl GcsStore {
 
     pub async fn list_folders(&self, prefix: &str) -> Result<Vec<String>, BackendError> {
         let mut folders = Vec::new();
-        self.list_pages(prefix, Some("/"), false, |page| {
+        let mut token = None;
+        loop {
+            let (page, next) = self.list_one_page(prefix, Some("/"), false, token).await?;
             folders.extend(
                 page.prefixes
                     .unwrap_or_default()
                     .into_iter()
                     .filter_map(|folder| folder.strip_prefix(&self.prefix).map(str::to_owned)),
             );
-        })
-        .await?;
-        Ok(folders)
+            match next {
+                Some(next) => token = Some(next),
+                None => return Ok(folders),
+            }
+        }
     }
 
     fn get_request(&self, name: &str) -> GetObjectRequest {

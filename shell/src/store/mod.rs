@@ -45,6 +45,14 @@ pub struct StoreError {
     pub kind: FailureKind,
 }
 
+/// One page of a listing.
+#[derive(Debug)]
+pub struct ListPage {
+    pub objects: Vec<ListedObject>,
+    /// The token of the next page; `None` on the last.
+    pub next: Option<String>,
+}
+
 #[derive(Debug)]
 enum Backend {
     Gcs(Box<gcs::GcsStore>),
@@ -155,21 +163,29 @@ impl Store {
 
     /// Every object whose name starts with `prefix`.
     pub async fn list(&self, prefix: &str) -> Result<Vec<ListedObject>, StoreError> {
-        self.list_generations(prefix, false).await
-    }
-
-    /// Like [`Store::list`]; with `versions`, every generation of each
-    /// object, noncurrent ones too (a directory has only the live one).
-    pub async fn list_generations(
-        &self,
-        prefix: &str,
-        versions: bool,
-    ) -> Result<Vec<ListedObject>, StoreError> {
         let result = match &self.backend {
-            Backend::Gcs(gcs) => gcs.list(prefix, versions).await,
+            Backend::Gcs(gcs) => gcs.list(prefix).await,
             Backend::File(file) => file.list(prefix).await,
         };
         result.map_err(|e| self.error(Some(prefix), e))
+    }
+
+    /// One page of the objects whose names start with `prefix`, from
+    /// `token` (the first page: `None`); with `versions`, every generation
+    /// of each, noncurrent ones too. A directory has only the live ones, and
+    /// comes in one page.
+    pub async fn list_page(
+        &self,
+        prefix: &str,
+        versions: bool,
+        token: Option<String>,
+    ) -> Result<ListPage, StoreError> {
+        let result = match &self.backend {
+            Backend::Gcs(gcs) => gcs.list_page(prefix, versions, token).await,
+            Backend::File(file) => file.list(prefix).await.map(|objects| (objects, None)),
+        };
+        let (objects, next) = result.map_err(|e| self.error(Some(prefix), e))?;
+        Ok(ListPage { objects, next })
     }
 
     /// The folders directly under `prefix` (which ends in `/`), each with a

@@ -1,0 +1,114 @@
+//! Restoring the newest state with the snapshot download and the job search
+//! at the same time: the two longest parts of a restore at scale (a 1 GiB
+//! snapshot, a day of 100,000 job objects) overlap instead of adding up.
+//!
+//! The job search needs the snapshot's time, and the snapshot says it in
+//! its gzip header: the planner reads those ten bytes first and searches
+//! from that time, less the clock allowance, while the whole object
+//! downloads. The download has the last word: if it stands for an earlier
+//! time than the header said (the store served it decompressed, so its time
+//! is the cursor stored inside, or the object was replaced in between), the
+//! search runs again from that earlier time once it is complete. A plan
+//! never starts its job objects later than its snapshot's time less the
+//! allowance.
+
+use super::ask::{Answer, Ask, ChosenSnapshot, PlanError, Planner, unexpected};
+use super::jobs::JobSearch;
+use super::{RESTORE_CLOCK_ALLOWANCE, snapshot_time};
+use crate::machine::ListedObject;
+use crate::timestamp::Timestamp;
+
+/// The snapshot downloading while job objects are fetched.
+#[derive(Debug)]
+pub(super) struct Overlapped {
+    candidate: ListedObject,
+    fetch_asked: bool,
+    chosen: Option<ChosenSnapshot>,
+    /// Job objects uploaded at or after this are being fetched.
+    since: Timestamp,
+    jobs: JobSearch,
+}
+
+/// Where an overlapped restore ended up.
+pub(super) enum Overlap {
+    /// The search covered the snapshot's time: the plan is complete.
+    Covered(ChosenSnapshot, Box<JobSearch>),
+    /// The snapshot stands for an earlier time than the search started
+    /// from: search again from `since`.
+    SearchAgain(ChosenSnapshot, Timestamp),
+}
+
+impl Overlapped {
+    /// Fetches `candidate` while `search` fetches the job objects uploaded
+    /// since `since`: [`job_objects_since`] the time its gzip header says.
+    pub fn new(candidate: ListedObject, since: Timestamp, search: JobSearch) -> Self {
+        Overlapped {
+            candidate,
+            fetch_asked: false,
+            chosen: None,
+            since,
+            jobs: search,
+        }
+    }
+
+    /// Once both the download and the search are complete: what they add
+    /// up to.
+    pub fn finish(self) -> Overlap {
+        let chosen = self.chosen.expect("finished once the snapshot is fetched");
+        let needed = job_objects_since(chosen.time);
+        if needed < self.since {
+            Overlap::SearchAgain(chosen, needed)
+        } else {
+            Overlap::Covered(chosen, Box::new(self.jobs))
+        }
+    }
+
+    fn on_snapshot_fetched(&mut self, answer: Answer) -> Result<(), PlanError> {
+        match answer {
+            Answer::SnapshotFetched {
+                object,
+                gzip_mtime,
+                stored_cursor,
+                ..
+            } if self.fetch_asked && self.chosen.is_none() && object == self.candidate.name => {
+                self.chosen = Some(ChosenSnapshot {
+                    object,
+                    uploaded: self.candidate.updated,
+                    time: snapshot_time(gzip_mtime, stored_cursor),
+                });
+                Ok(())
+            }
+            other => Err(unexpected(&other)),
+        }
+    }
+}
+
+/// Job objects uploaded from this on are fetched on top of a snapshot taken
+/// at `time`.
+pub(super) fn job_objects_since(time: Timestamp) -> Timestamp {
+    time - RESTORE_CLOCK_ALLOWANCE
+}
+
+impl Planner for Overlapped {
+    fn poll_ask(&mut self) -> Option<Ask> {
+        if !self.fetch_asked {
+            self.fetch_asked = true;
+            return Some(Ask::FetchSnapshot {
+                object: self.candidate.name.clone(),
+            });
+        }
+        self.jobs.poll_ask()
+    }
+
+    fn handle_answer(&mut self, answer: Answer) -> Result<(), PlanError> {
+        if matches!(answer, Answer::SnapshotFetched { .. }) {
+            self.on_snapshot_fetched(answer)
+        } else {
+            self.jobs.handle_answer(answer)
+        }
+    }
+
+    fn is_complete(&self) -> bool {
+        self.chosen.is_some() && self.jobs.is_complete()
+    }
+}
