@@ -20,7 +20,7 @@ use jobvault_core::history::HISTORY_OBJECT;
 use crate::db::JobDb;
 use crate::restore::download_snapshot;
 use crate::small_object;
-use crate::store::{Store, StoreError};
+use crate::store::{ListPage, PagePart, Store, StoreError};
 
 /// Why a drive stopped.
 #[derive(Debug, thiserror::Error)]
@@ -40,14 +40,21 @@ pub enum DriveError {
     Snapshot(String),
 }
 
-/// What the driver sends the store: a planner's ask, or the next page of a
+/// What the driver does next: carry out a planner's ask, or go on with a
 /// listing it asked for.
 enum Request {
     Ask(Ask),
+    /// Ask the store for the listing's next page.
     NextPage {
         prefix: String,
         versions: bool,
         token: String,
+    },
+    /// Read on in the page being received.
+    RestOfPage {
+        prefix: String,
+        versions: bool,
+        page: ListPage,
     },
 }
 
@@ -110,8 +117,8 @@ impl<'a> Driver<'a> {
         }
     }
 
-    /// Carries out an ask, or fetches the next page of a listing; returns
-    /// the answer, and the request for the page after it, if any.
+    /// Carries out an ask, or goes on with a listing; returns the answer,
+    /// and the request that goes on with the listing, if any.
     async fn request(&self, request: Request) -> Result<(Answer, Option<Request>), DriveError> {
         match request {
             Request::Ask(ask) => self.answer(ask).await,
@@ -119,30 +126,50 @@ impl<'a> Driver<'a> {
                 prefix,
                 versions,
                 token,
-            } => self.list_page(prefix, versions, Some(token)).await,
+            } => {
+                let page = self.store.list_page(&prefix, versions, Some(token)).await?;
+                self.read_on(prefix, versions, page).await
+            }
+            Request::RestOfPage {
+                prefix,
+                versions,
+                page,
+            } => self.read_on(prefix, versions, page).await,
         }
     }
 
-    /// A page of a listing is handed over as it arrives, so that fetches of
-    /// what it lists start while the rest is listed.
-    async fn list_page(
+    /// Hands over the next part of a listing page as it is read, so that
+    /// fetches of what it lists start while the rest is listed.
+    async fn read_on(
         &self,
         prefix: String,
         versions: bool,
-        token: Option<String>,
+        mut page: ListPage,
     ) -> Result<(Answer, Option<Request>), DriveError> {
-        let page = self.store.list_page(&prefix, versions, token).await?;
-        let next_page = page.next.map(|token| Request::NextPage {
-            prefix: prefix.clone(),
-            versions,
-            token,
-        });
+        let (objects, next) = match page.next().await? {
+            PagePart::Objects(objects) => {
+                let rest = Request::RestOfPage {
+                    prefix: prefix.clone(),
+                    versions,
+                    page,
+                };
+                (objects, Some(rest))
+            }
+            PagePart::End { next_page } => {
+                let next = next_page.map(|token| Request::NextPage {
+                    prefix: prefix.clone(),
+                    versions,
+                    token,
+                });
+                (Vec::new(), next)
+            }
+        };
         let answer = Answer::Objects {
             prefix,
-            objects: page.objects,
-            more: next_page.is_some(),
+            objects,
+            more: next.is_some(),
         };
-        Ok((answer, next_page))
+        Ok((answer, next))
     }
 
     async fn answer(&self, ask: Ask) -> Result<(Answer, Option<Request>), DriveError> {
@@ -152,7 +179,8 @@ impl<'a> Driver<'a> {
                 Answer::Folders { folder, folders }
             }
             Ask::ListObjects { prefix, versions } => {
-                return self.list_page(prefix, versions, None).await;
+                let page = self.store.list_page(&prefix, versions, None).await?;
+                return self.read_on(prefix, versions, page).await;
             }
             Ask::FetchSnapshot { object } => self.fetch_snapshot(object).await?,
             Ask::SnapshotTime { object } => {

@@ -15,27 +15,23 @@ use gcloud_storage::http::objects::Object;
 use gcloud_storage::http::objects::delete::DeleteObjectRequest;
 use gcloud_storage::http::objects::download::Range;
 use gcloud_storage::http::objects::get::GetObjectRequest;
-use gcloud_storage::http::objects::list::{ListObjectsRequest, ListObjectsResponse};
+use gcloud_storage::http::objects::list::ListObjectsRequest;
 use gcloud_storage::http::objects::upload::{UploadObjectRequest, UploadType};
 use gcloud_storage::http::resumable_upload_client::{
     ChunkSize, ResumableUploadClient, UploadStatus,
 };
-use jobvault_core::Timestamp;
 use jobvault_core::machine::ListedObject;
 use jobvault_core::object_name::Framing;
 use token_source::{TokenSource, TokenSourceProvider};
 use tracing::warn;
 
+use super::gcs_listing::{self, Naming, PagePart, PageParts};
 use super::{BackendError, Chunk, ChunkReceiver, error_chain, status_kind};
 use jobvault_core::FailureKind;
 
 /// How many times one chunk of a resumable upload is sent before the upload
 /// is given up.
 const CHUNK_ATTEMPTS: u32 = 5;
-/// Objects a listing page holds: GCS's own maximum and default, asked for
-/// explicitly because the emulator otherwise sends a whole listing as one
-/// page (125 MB of JSON for a day of 100,000 jobs).
-const LIST_PAGE_SIZE: i32 = 1000;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Generous: a whole chunk must go through within it.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(300);
@@ -49,6 +45,8 @@ pub(super) struct GcsStore {
     /// Parsed once: parsing it again for every upload cost more CPU than
     /// building the request.
     upload_url: reqwest::Url,
+    /// The bucket's objects, for listings.
+    objects_url: reqwest::Url,
     bucket: String,
     /// Empty or ending in `/`.
     prefix: String,
@@ -137,11 +135,18 @@ impl GcsStore {
         );
         let upload_url = reqwest::Url::parse(&upload_url)
             .map_err(|e| format!("the upload address {upload_url} is not a URL: {e}"))?;
+        let objects_url = format!(
+            "{}/storage/v1/b/{bucket}/o",
+            config.storage_endpoint.trim_end_matches('/')
+        );
+        let objects_url = reqwest::Url::parse(&objects_url)
+            .map_err(|e| format!("the listing address {objects_url} is not a URL: {e}"))?;
         Ok(GcsStore {
             client: Client::new(config),
             http,
             token,
             upload_url,
+            objects_url,
             bucket,
             prefix,
             emulator,
@@ -255,7 +260,7 @@ impl GcsStore {
             url.query_pairs_mut()
                 .append_pair("ifGenerationMatch", &generation.to_string());
         }
-        let mut request = self
+        let request = self
             .http
             .post(url)
             .header(
@@ -263,17 +268,7 @@ impl GcsStore {
                 format!("multipart/related; boundary={boundary}"),
             )
             .body(payload);
-        if let Some(token) = &self.token {
-            let token = token
-                .token()
-                .await
-                .map_err(|e| BackendError::new(format!("cannot get an access token: {e}")))?;
-            request = request.header(reqwest::header::AUTHORIZATION, token);
-        }
-        let response = request
-            .send()
-            .await
-            .map_err(|e| BackendError::new(error_chain(&e)))?;
+        let response = self.send(request).await?;
         let status = response.status();
         let text = response.bytes().await.unwrap_or_default();
         if status.is_success() {
@@ -283,7 +278,30 @@ impl GcsStore {
                 .await?;
             return Ok(generation);
         }
-        let text = String::from_utf8_lossy(&text).into_owned();
+        Err(self.refused(status, &text))
+    }
+
+    /// Sends a request of jobvault's own, with the access token if any.
+    async fn send(
+        &self,
+        mut request: reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, BackendError> {
+        if let Some(token) = &self.token {
+            let token = token
+                .token()
+                .await
+                .map_err(|e| BackendError::new(format!("cannot get an access token: {e}")))?;
+            request = request.header(reqwest::header::AUTHORIZATION, token);
+        }
+        request
+            .send()
+            .await
+            .map_err(|e| BackendError::new(error_chain(&e)))
+    }
+
+    /// The error a request answered with `status` and `body` stands for.
+    fn refused(&self, status: reqwest::StatusCode, body: &[u8]) -> BackendError {
+        let text = String::from_utf8_lossy(body).into_owned();
         let message = serde_json::from_str::<serde_json::Value>(&text)
             .ok()
             .and_then(|v| v["error"]["message"].as_str().map(str::to_owned))
@@ -296,15 +314,9 @@ impl GcsStore {
             format!("{status}: {message}")
         };
         if status == reqwest::StatusCode::NOT_FOUND {
-            Err(BackendError::not_found(format!(
-                "bucket {} does not exist ({message})",
-                self.bucket
-            )))
+            BackendError::not_found(format!("bucket {} does not exist ({message})", self.bucket))
         } else {
-            Err(BackendError::with_kind(
-                status_kind(status.as_u16()),
-                message,
-            ))
+            BackendError::with_kind(status_kind(status.as_u16()), message)
         }
     }
 
@@ -378,54 +390,44 @@ impl GcsStore {
         ))
     }
 
-    /// One page of the listing under `prefix`: the first without a
-    /// `token`; with a delimiter, its `prefixes` hold the folders directly
-    /// under it. Returns the page and the token of the next, if any.
-    async fn list_one_page(
-        &self,
-        prefix: &str,
-        delimiter: Option<&str>,
-        versions: bool,
-        token: Option<String>,
-    ) -> Result<(ListObjectsResponse, Option<String>), BackendError> {
-        let request = ListObjectsRequest {
-            bucket: self.bucket.clone(),
-            prefix: Some(self.full_name(prefix)),
-            delimiter: delimiter.map(str::to_owned),
-            versions: versions.then_some(true),
-            max_results: Some(LIST_PAGE_SIZE),
-            page_token: token,
-            ..ListObjectsRequest::default()
-        };
-        let mut page = self
-            .client
-            .list_objects(&request)
-            .await
-            .map_err(backend_error)?;
-        let next = page
-            .next_page_token
-            .take()
-            .filter(|token| !token.is_empty());
-        Ok((page, next))
-    }
-
     /// One page of the objects under `prefix`, from `token`; with
-    /// `versions`, every generation of each, noncurrent ones too. Returns
-    /// the token of the next page too, if any.
+    /// `versions`, every generation of each, noncurrent ones too. Its parts
+    /// are handed over as they are parsed (see [`gcs_listing`]).
     pub async fn list_page(
         &self,
         prefix: &str,
         versions: bool,
         token: Option<String>,
-    ) -> Result<(Vec<ListedObject>, Option<String>), BackendError> {
-        let (page, next) = self.list_one_page(prefix, None, versions, token).await?;
-        let objects = page
-            .items
-            .unwrap_or_default()
-            .into_iter()
-            .filter_map(|item| self.listed(item, versions))
-            .collect();
-        Ok((objects, next))
+    ) -> Result<PageParts, BackendError> {
+        let mut url = self.objects_url.clone();
+        {
+            let mut query = url.query_pairs_mut();
+            query
+                .append_pair("prefix", &self.full_name(prefix))
+                .append_pair("fields", gcs_listing::FIELDS);
+            if versions {
+                query.append_pair("versions", "true");
+            }
+            if let Some(token) = &token {
+                query.append_pair("pageToken", token);
+            }
+        }
+        // The page is parsed as it streams in, so it must come uncompressed.
+        let request = self
+            .http
+            .get(url)
+            .header(reqwest::header::ACCEPT_ENCODING, "identity");
+        let response = self.send(request).await?;
+        let status = response.status();
+        if !status.is_success() {
+            let body = response.bytes().await.unwrap_or_default();
+            return Err(self.refused(status, &body));
+        }
+        let naming = Naming {
+            prefix: self.prefix.clone(),
+            versions,
+        };
+        Ok(gcs_listing::parse(response, naming))
     }
 
     /// The live objects under `prefix`.
@@ -433,34 +435,37 @@ impl GcsStore {
         let mut listed = Vec::new();
         let mut token = None;
         loop {
-            let (objects, next) = self.list_page(prefix, false, token).await?;
-            listed.extend(objects);
-            match next {
-                Some(next) => token = Some(next),
-                None => return Ok(listed),
+            let mut parts = self.list_page(prefix, false, token).await?;
+            loop {
+                match parts.next().await? {
+                    PagePart::Objects(objects) => listed.extend(objects),
+                    PagePart::End { next_page: None } => return Ok(listed),
+                    PagePart::End { next_page } => {
+                        token = next_page;
+                        break;
+                    }
+                }
             }
         }
-    }
-
-    fn listed(&self, item: Object, versions: bool) -> Option<ListedObject> {
-        let name = item.name.strip_prefix(&self.prefix)?.to_owned();
-        let updated = item
-            .updated
-            .or(item.time_created)
-            .map_or(Timestamp::UNIX_EPOCH, Timestamp::from_offset_date_time);
-        Some(ListedObject {
-            name,
-            updated,
-            size: u64::try_from(item.size).unwrap_or(0),
-            generation: versions.then_some(item.generation),
-        })
     }
 
     pub async fn list_folders(&self, prefix: &str) -> Result<Vec<String>, BackendError> {
         let mut folders = Vec::new();
         let mut token = None;
         loop {
-            let (page, next) = self.list_one_page(prefix, Some("/"), false, token).await?;
+            let request = ListObjectsRequest {
+                bucket: self.bucket.clone(),
+                prefix: Some(self.full_name(prefix)),
+                delimiter: Some("/".to_owned()),
+                page_token: token,
+                ..ListObjectsRequest::default()
+            };
+            let page = self
+                .client
+                .list_objects(&request)
+                .await
+                .map_err(backend_error)?;
+            let next = page.next_page_token.filter(|token| !token.is_empty());
             folders.extend(
                 page.prefixes
                     .unwrap_or_default()

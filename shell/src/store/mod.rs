@@ -6,6 +6,7 @@
 mod file;
 mod file_generations;
 mod gcs;
+mod gcs_listing;
 mod url;
 
 use bytes::Bytes;
@@ -14,6 +15,9 @@ use jobvault_core::FailureKind;
 use jobvault_core::machine::ListedObject;
 use jobvault_core::object_name::Framing;
 use tokio::sync::mpsc;
+
+pub use gcs_listing::PagePart;
+use gcs_listing::PageParts;
 
 pub(crate) use file::io_kind;
 pub use url::{BadBucketUrl, BucketUrl};
@@ -45,12 +49,22 @@ pub struct StoreError {
     pub kind: FailureKind,
 }
 
-/// One page of a listing.
-#[derive(Debug)]
+/// One page of a listing, read a part at a time.
 pub struct ListPage {
-    pub objects: Vec<ListedObject>,
-    /// The token of the next page; `None` on the last.
-    pub next: Option<String>,
+    parts: PageParts,
+    /// The listing's prefix, as a URL.
+    location: String,
+}
+
+impl ListPage {
+    /// The next part of the page; after [`PagePart::End`], nothing follows.
+    pub async fn next(&mut self) -> Result<PagePart, StoreError> {
+        self.parts.next().await.map_err(|e| StoreError {
+            location: self.location.clone(),
+            message: e.message,
+            kind: e.kind,
+        })
+    }
 }
 
 #[derive(Debug)]
@@ -171,9 +185,9 @@ impl Store {
     }
 
     /// One page of the objects whose names start with `prefix`, from
-    /// `token` (the first page: `None`); with `versions`, every generation
-    /// of each, noncurrent ones too. A directory has only the live ones, and
-    /// comes in one page.
+    /// `token` (the first page: `None`), handed over in parts as it is
+    /// read; with `versions`, every generation of each, noncurrent ones
+    /// too. A directory has only the live ones, and comes in one page.
     pub async fn list_page(
         &self,
         prefix: &str,
@@ -182,10 +196,12 @@ impl Store {
     ) -> Result<ListPage, StoreError> {
         let result = match &self.backend {
             Backend::Gcs(gcs) => gcs.list_page(prefix, versions, token).await,
-            Backend::File(file) => file.list(prefix).await.map(|objects| (objects, None)),
+            Backend::File(file) => file.list(prefix).await.map(PageParts::whole),
         };
-        let (objects, next) = result.map_err(|e| self.error(Some(prefix), e))?;
-        Ok(ListPage { objects, next })
+        Ok(ListPage {
+            parts: result.map_err(|e| self.error(Some(prefix), e))?,
+            location: self.location(prefix),
+        })
     }
 
     /// The folders directly under `prefix` (which ends in `/`), each with a
