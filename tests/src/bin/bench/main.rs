@@ -478,7 +478,7 @@ fn restore_at_scale(mib: u64, changed: usize) {
         std::thread::sleep(Duration::from_millis(100));
     }
     println!(
-        "  (the daemon uploaded the {changed} jobs in {:.0} s, straight to the emulator)",
+        "  (the daemon uploaded the {changed} jobs in {:.0} s, through the proxy)",
         uploading.elapsed().as_secs_f64()
     );
     daemon.stop();
