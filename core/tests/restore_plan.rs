@@ -126,14 +126,35 @@ fn job_objects_are_listed_while_the_snapshot_downloads() {
 }
 
 #[test]
-fn a_snapshot_that_downloads_older_than_its_header_searches_again_from_the_older_time() {
-    // The header says 12:00, but the whole object comes decompressed, so the
-    // snapshot stands for the cursor inside it: 11:00.
+fn a_snapshot_replaced_by_an_older_one_after_its_header_was_read_searches_again() {
+    // The header says 12:00, but the object downloaded says 11:00.
     let mut bucket = Bucket::default();
-    bucket.downloads_decompressed = true;
+    bucket.download_mtime = Some(Some(at("2016-11-16T11:00:00Z")));
+    bucket.put(
+        "db-backup/2016/11/16/s.bdb",
+        "2016-11-16T12:00:05Z",
+        snapshot("2016-11-16T12:00:00Z"),
+    );
+    bucket.job("a", "2016/11/16", "2016-11-16T10:40:00Z", 1);
+    bucket.job("b", "2016/11/16", "2016-11-16T10:55:00Z", 2);
+    bucket.job("c", "2016/11/16", "2016-11-16T13:00:00Z", 3);
+    let mut planner = RestorePlanner::new(at("2016-11-16T14:00:00Z"), OnCorrupt::Fail);
+    bucket.drive(&mut planner, false).unwrap();
+    let plan = planner.finish().unwrap();
+    let time = at("2016-11-16T11:00:00Z");
+    assert_eq!(plan.snapshot.unwrap().time, time);
+    assert_eq!(plan.since, time - RESTORE_CLOCK_ALLOWANCE);
+    let ids: Vec<&str> = plan.retrieved.jobs.iter().map(|e| e.id.as_str()).collect();
+    assert_eq!(ids, ["b", "c"], "b is after 11:00 less the allowance");
+}
+
+#[test]
+fn a_snapshot_downloaded_decompressed_keeps_the_time_its_header_said() {
+    let mut bucket = Bucket::default();
+    bucket.download_mtime = Some(None);
     let stored = Cursor {
         seq: 0,
-        time: at("2016-11-16T11:00:00Z"),
+        time: at("2016-11-16T12:30:00Z"),
     };
     bucket.put(
         "db-backup/2016/11/16/s.bdb",
@@ -144,16 +165,13 @@ fn a_snapshot_that_downloads_older_than_its_header_searches_again_from_the_older
             newest_change: None,
         },
     );
-    bucket.job("a", "2016/11/16", "2016-11-16T10:40:00Z", 1);
-    bucket.job("b", "2016/11/16", "2016-11-16T10:55:00Z", 2);
-    bucket.job("c", "2016/11/16", "2016-11-16T13:00:00Z", 3);
+    bucket.job("a", "2016/11/16", "2016-11-16T11:55:00Z", 1);
     let mut planner = RestorePlanner::new(at("2016-11-16T14:00:00Z"), OnCorrupt::Fail);
     bucket.drive(&mut planner, false).unwrap();
     let plan = planner.finish().unwrap();
-    assert_eq!(plan.snapshot.unwrap().time, stored.time);
-    assert_eq!(plan.since, stored.time - RESTORE_CLOCK_ALLOWANCE);
+    assert_eq!(plan.snapshot.unwrap().time, at("2016-11-16T12:00:00Z"));
     let ids: Vec<&str> = plan.retrieved.jobs.iter().map(|e| e.id.as_str()).collect();
-    assert_eq!(ids, ["b", "c"], "b is after 11:00 less the allowance");
+    assert_eq!(ids, ["a"]);
 }
 
 #[test]

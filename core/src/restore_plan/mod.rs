@@ -255,7 +255,7 @@ impl RestorePlanner {
             Some(header_time) => {
                 self.since = job_objects_since(*header_time);
                 let jobs = JobSearch::new(self.since, self.now, self.on_corrupt);
-                self.phase = Phase::Overlapped(Overlapped::new(candidate, self.since, jobs));
+                self.phase = Phase::Overlapped(Overlapped::new(candidate, *header_time, jobs));
                 Ok(())
             }
             None => self.next_candidate(vec![candidate]),

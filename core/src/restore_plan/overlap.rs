@@ -5,12 +5,11 @@
 //! The job search needs the snapshot's time, and the snapshot says it in
 //! its gzip header: the planner reads those ten bytes first and searches
 //! from that time, less the clock allowance, while the whole object
-//! downloads. The download has the last word: if it stands for an earlier
-//! time than the header said (the store served it decompressed, so its time
-//! is the cursor stored inside, or the object was replaced in between), the
-//! search runs again from that earlier time once it is complete. A plan
-//! never starts its job objects later than its snapshot's time less the
-//! allowance.
+//! downloads. A download served decompressed keeps the header's time (it
+//! is the same object). One whose own header holds an earlier time (the
+//! object was replaced in between) has the last word: the search runs again
+//! from that earlier time once it is complete. A plan never starts its job
+//! objects later than its snapshot's time less the allowance.
 
 use super::ask::{Answer, Ask, ChosenSnapshot, PlanError, Planner, unexpected};
 use super::jobs::JobSearch;
@@ -22,6 +21,8 @@ use crate::timestamp::Timestamp;
 #[derive(Debug)]
 pub(super) struct Overlapped {
     candidate: ListedObject,
+    /// The mtime its gzip header holds.
+    header_time: Timestamp,
     fetch_asked: bool,
     chosen: Option<ChosenSnapshot>,
     /// Job objects uploaded at or after this are being fetched.
@@ -39,14 +40,16 @@ pub(super) enum Overlap {
 }
 
 impl Overlapped {
-    /// Fetches `candidate` while `search` fetches the job objects uploaded
-    /// since `since`: [`job_objects_since`] the time its gzip header says.
-    pub fn new(candidate: ListedObject, since: Timestamp, search: JobSearch) -> Self {
+    /// Fetches `candidate`, whose gzip header holds `header_time`, while
+    /// `search` fetches the job objects uploaded since
+    /// [`job_objects_since`] that time.
+    pub fn new(candidate: ListedObject, header_time: Timestamp, search: JobSearch) -> Self {
         Overlapped {
             candidate,
+            header_time,
             fetch_asked: false,
             chosen: None,
-            since,
+            since: job_objects_since(header_time),
             jobs: search,
         }
     }
@@ -74,7 +77,9 @@ impl Overlapped {
                 self.chosen = Some(ChosenSnapshot {
                     object,
                     uploaded: self.candidate.updated,
-                    time: snapshot_time(gzip_mtime, stored_cursor),
+                    // Served decompressed, it is still the object whose
+                    // header was read.
+                    time: snapshot_time(gzip_mtime.or(Some(self.header_time)), stored_cursor),
                 });
                 Ok(())
             }

@@ -67,8 +67,10 @@ pub struct Bucket {
     pub versioned: bool,
     pub marker: Option<Vec<u8>>,
     pub asks: Vec<Ask>,
-    /// Whole snapshots are served decompressed (their headers are not).
-    pub downloads_decompressed: bool,
+    /// Whole snapshots are served with this gzip mtime instead of their
+    /// own (`Some(None)`: decompressed), as if replaced after their header
+    /// was read.
+    pub download_mtime: Option<Option<Timestamp>>,
     next_generation: i64,
 }
 
@@ -188,7 +190,7 @@ impl Bucket {
                     stored,
                     newest_change,
                 } => Answer::SnapshotFetched {
-                    gzip_mtime: gzip_mtime.filter(|_| !self.downloads_decompressed),
+                    gzip_mtime: self.download_mtime.unwrap_or(*gzip_mtime),
                     stored_cursor: *stored,
                     newest_change: *newest_change,
                     object,
