@@ -175,6 +175,35 @@ fn a_snapshot_downloaded_decompressed_keeps_the_time_its_header_said() {
 }
 
 #[test]
+fn a_snapshot_downloaded_decompressed_with_an_older_cursor_searches_again_from_it() {
+    // The two reads are not pinned to one generation: the object downloaded
+    // may have replaced the one whose header said 12:00.
+    let mut bucket = Bucket::default();
+    bucket.download_mtime = Some(None);
+    let stored = Cursor {
+        seq: 0,
+        time: at("2016-11-16T11:00:00Z"),
+    };
+    bucket.put(
+        "db-backup/2016/11/16/s.bdb",
+        "2016-11-16T12:00:05Z",
+        Content::Snapshot {
+            gzip_mtime: Some(at("2016-11-16T12:00:00Z")),
+            stored,
+            newest_change: None,
+        },
+    );
+    bucket.job("a", "2016/11/16", "2016-11-16T10:40:00Z", 1);
+    bucket.job("b", "2016/11/16", "2016-11-16T10:55:00Z", 2);
+    let mut planner = RestorePlanner::new(at("2016-11-16T14:00:00Z"), OnCorrupt::Fail);
+    bucket.drive(&mut planner, false).unwrap();
+    let plan = planner.finish().unwrap();
+    assert_eq!(plan.snapshot.unwrap().time, stored.time);
+    let ids: Vec<&str> = plan.retrieved.jobs.iter().map(|e| e.id.as_str()).collect();
+    assert_eq!(ids, ["b"]);
+}
+
+#[test]
 fn a_snapshot_served_without_its_gzip_mtime_stands_for_the_cursor_inside_it() {
     let mut bucket = Bucket::default();
     let stored = Cursor {

@@ -5,15 +5,16 @@
 //! The job search needs the snapshot's time, and the snapshot says it in
 //! its gzip header: the planner reads those ten bytes first and searches
 //! from that time, less the clock allowance, while the whole object
-//! downloads. A download served decompressed keeps the header's time (it
-//! is the same object). One whose own header holds an earlier time (the
-//! object was replaced in between) has the last word: the search runs again
-//! from that earlier time once it is complete. A plan never starts its job
+//! downloads. A download served decompressed stands for the earlier of
+//! the header's time and the cursor stored inside (the two reads are not
+//! pinned to one generation); one whose own header holds an earlier time
+//! (the object was replaced in between) has the last word. Either way, the
+//! search runs again from an earlier time once it is complete. A plan never starts its job
 //! objects later than its snapshot's time less the allowance.
 
+use super::RESTORE_CLOCK_ALLOWANCE;
 use super::ask::{Answer, Ask, ChosenSnapshot, PlanError, Planner, unexpected};
 use super::jobs::JobSearch;
-use super::{RESTORE_CLOCK_ALLOWANCE, snapshot_time};
 use crate::machine::ListedObject;
 use crate::timestamp::Timestamp;
 
@@ -77,9 +78,10 @@ impl Overlapped {
                 self.chosen = Some(ChosenSnapshot {
                     object,
                     uploaded: self.candidate.updated,
-                    // Served decompressed, it is still the object whose
-                    // header was read.
-                    time: snapshot_time(gzip_mtime.or(Some(self.header_time)), stored_cursor),
+                    // Served decompressed, it may still be the object whose
+                    // header was read, or one that replaced it: the earlier
+                    // of the two times is safe for both.
+                    time: gzip_mtime.unwrap_or(self.header_time.min(stored_cursor.time)),
                 });
                 Ok(())
             }

@@ -88,6 +88,9 @@ pub fn parse(response: reqwest::Response, naming: Naming) -> PageParts {
 /// Parses the page `source` holds, sending its parts to `sender`, the
 /// last one [`PagePart::End`] or an error.
 fn parse_into(source: impl std::io::Read, naming: &Naming, sender: &Sender) {
+    // serde_json reads a byte at a time, and each read of the bridge is a
+    // trip into the runtime.
+    let source = std::io::BufReader::with_capacity(64 << 10, source);
     let mut deserializer = serde_json::Deserializer::from_reader(source);
     let page = PageSeed { naming, sender };
     let part = match page.deserialize(&mut deserializer) {
