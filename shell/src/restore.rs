@@ -248,9 +248,11 @@ pub async fn download_snapshot(
     };
     let source = SyncIoBridge::new(StreamReader::new(pieces));
     let location = store.location(object);
-    let dest = dest.to_owned();
+    // Opened here, not on the thread: a restore that fails while the
+    // download runs removes the file, and must not find it made again.
+    let out = File::create(dest).map_err(io_error(format!("cannot create {}", dest.display())))?;
     let gzip = tokio::task::spawn_blocking(move || {
-        decode_snapshot(source, &dest).map_err(io_error(format!("{location} cannot be restored")))
+        decode_snapshot(source, out).map_err(io_error(format!("{location} cannot be restored")))
     })
     .await
     .map_err(|e| RestoreError::Task(e.to_string()))??;
@@ -265,11 +267,11 @@ pub async fn download_snapshot(
 /// `dest`; returns the gzip header's name and mtime if it was gzip.
 pub fn decode_snapshot(
     source: impl Read,
-    dest: &Path,
+    dest: File,
 ) -> io::Result<Option<(String, Option<Timestamp>)>> {
     let mut source = BufReader::with_capacity(1 << 20, source);
     let start = source.fill_buf()?;
-    let mut out = io::BufWriter::with_capacity(1 << 20, File::create(dest)?);
+    let mut out = io::BufWriter::with_capacity(1 << 20, dest);
     let gzip = if start.starts_with(&[0x1f, 0x8b]) {
         let mut gzip = GzDecoder::new(source);
         io::copy(&mut gzip, &mut out)?;
