@@ -79,8 +79,16 @@ pub struct Naming {
 /// thread, handing its parts over as they come.
 pub fn parse(response: reqwest::Response, naming: Naming) -> PageParts {
     let (sender, parts) = mpsc::channel(2);
-    let bytes = response.bytes_stream().map_err(std::io::Error::other);
-    let source = SyncIoBridge::new(StreamReader::new(bytes));
+    // The body is read by a task, into a pipe the parse thread reads: read
+    // from the thread directly, reqwest's timers would be polled there and
+    // panic once a failed command shuts the runtime down. A body that fails
+    // ends the pipe early, and the parse with it.
+    let (mut pipe, source) = tokio::io::duplex(64 << 10);
+    let mut body = StreamReader::new(response.bytes_stream().map_err(std::io::Error::other));
+    tokio::spawn(async move {
+        let _ = tokio::io::copy(&mut body, &mut pipe).await;
+    });
+    let source = SyncIoBridge::new(source);
     tokio::task::spawn_blocking(move || parse_into(source, &naming, &sender));
     PageParts { parts }
 }
