@@ -4,12 +4,12 @@
 mod bucket;
 
 use bucket::{Bucket, Content, at, snapshot, version};
-use jobvault_core::Cursor;
 use jobvault_core::object_name::ObjectKind;
 use jobvault_core::restore_plan::{
     Answer, Ask, JobSearch, NewestSearch, OnCorrupt, PlanError, Planner, RESTORE_CLOCK_ALLOWANCE,
     RestorePlanner, supersedes,
 };
+use jobvault_core::{Cursor, Timestamp};
 
 #[test]
 fn the_newest_snapshot_is_found_walking_back_from_the_newest_day() {
@@ -148,23 +148,29 @@ fn a_snapshot_replaced_by_an_older_one_after_its_header_was_read_searches_again(
     assert_eq!(ids, ["b", "c"], "b is after 11:00 less the allowance");
 }
 
-#[test]
-fn a_snapshot_downloaded_decompressed_keeps_the_time_its_header_said() {
+/// A bucket with one snapshot whose header says 12:00 and whose download
+/// comes decompressed, holding a cursor at `stored`.
+fn decompressed_download_of_a_12_00_snapshot(stored: Timestamp) -> Bucket {
     let mut bucket = Bucket::default();
     bucket.download_mtime = Some(None);
-    let stored = Cursor {
-        seq: 0,
-        time: at("2016-11-16T12:30:00Z"),
-    };
     bucket.put(
         "db-backup/2016/11/16/s.bdb",
         "2016-11-16T12:00:05Z",
         Content::Snapshot {
             gzip_mtime: Some(at("2016-11-16T12:00:00Z")),
-            stored,
+            stored: Cursor {
+                seq: 0,
+                time: stored,
+            },
             newest_change: None,
         },
     );
+    bucket
+}
+
+#[test]
+fn a_snapshot_downloaded_decompressed_keeps_the_time_its_header_said() {
+    let mut bucket = decompressed_download_of_a_12_00_snapshot(at("2016-11-16T12:30:00Z"));
     bucket.job("a", "2016/11/16", "2016-11-16T11:55:00Z", 1);
     let mut planner = RestorePlanner::new(at("2016-11-16T14:00:00Z"), OnCorrupt::Fail);
     bucket.drive(&mut planner, false).unwrap();
@@ -178,21 +184,11 @@ fn a_snapshot_downloaded_decompressed_keeps_the_time_its_header_said() {
 fn a_snapshot_downloaded_decompressed_with_an_older_cursor_searches_again_from_it() {
     // The two reads are not pinned to one generation: the object downloaded
     // may have replaced the one whose header said 12:00.
-    let mut bucket = Bucket::default();
-    bucket.download_mtime = Some(None);
     let stored = Cursor {
         seq: 0,
         time: at("2016-11-16T11:00:00Z"),
     };
-    bucket.put(
-        "db-backup/2016/11/16/s.bdb",
-        "2016-11-16T12:00:05Z",
-        Content::Snapshot {
-            gzip_mtime: Some(at("2016-11-16T12:00:00Z")),
-            stored,
-            newest_change: None,
-        },
-    );
+    let mut bucket = decompressed_download_of_a_12_00_snapshot(stored.time);
     bucket.job("a", "2016/11/16", "2016-11-16T10:40:00Z", 1);
     bucket.job("b", "2016/11/16", "2016-11-16T10:55:00Z", 2);
     let mut planner = RestorePlanner::new(at("2016-11-16T14:00:00Z"), OnCorrupt::Fail);
