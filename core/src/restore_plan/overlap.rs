@@ -26,8 +26,6 @@ pub(super) struct Overlapped {
     header_time: Timestamp,
     fetch_asked: bool,
     chosen: Option<ChosenSnapshot>,
-    /// Job objects uploaded at or after this are being fetched.
-    since: Timestamp,
     jobs: JobSearch,
 }
 
@@ -50,7 +48,6 @@ impl Overlapped {
             header_time,
             fetch_asked: false,
             chosen: None,
-            since: job_objects_since(header_time),
             jobs: search,
         }
     }
@@ -60,7 +57,7 @@ impl Overlapped {
     pub fn finish(self) -> Overlap {
         let chosen = self.chosen.expect("finished once the snapshot is fetched");
         let needed = job_objects_since(chosen.time);
-        if needed < self.since {
+        if needed < job_objects_since(self.header_time) {
             Overlap::SearchAgain(chosen, needed)
         } else {
             Overlap::Covered(chosen, Box::new(self.jobs))
