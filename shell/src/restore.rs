@@ -8,19 +8,19 @@
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use flate2::read::GzDecoder;
 use futures::StreamExt;
 use jobvault_core::restore_plan::{OnCorrupt, RestorePlanner};
 use jobvault_core::{Cursor, Timestamp};
-use tokio::sync::mpsc;
 
 use crate::db::{DbError, JobDb};
 use crate::drive::{DriveError, Driver};
 use crate::progress;
-use crate::store::{Store, StoreError};
+use crate::store::{Store, StoreError, bridge};
 
 const SQLITE_MAGIC: &[u8] = b"SQLite format 3\0";
 
@@ -234,35 +234,34 @@ pub async fn download_snapshot(
     object: &str,
     dest: &Path,
 ) -> Result<DownloadedSnapshot, RestoreError> {
-    let mut pieces = store.get_stream(object).await?;
     let progress = progress::bytes("snapshot", None);
-    let (sender, receiver) = mpsc::channel::<io::Result<Bytes>>(8);
+    let received = Arc::new(AtomicU64::new(0));
+    let pieces = {
+        let (progress, received) = (progress.clone(), Arc::clone(&received));
+        store.get_stream(object).await?.inspect(move |piece| {
+            if let Ok(bytes) = piece {
+                let total = received.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+                progress.set_position(total + bytes.len() as u64);
+            }
+        })
+    };
+    let (feed, source) = bridge(pieces);
     let location = store.location(object);
     // Opened here, not on the thread: a restore that fails while the
     // download runs removes the file, and must not find it made again.
     let out = File::create(dest).map_err(io_error(format!("cannot create {}", dest.display())))?;
     let writer = tokio::task::spawn_blocking(move || {
-        decode_snapshot(ChannelReader::new(receiver), out)
-            .map_err(io_error(format!("{location} cannot be restored")))
+        decode_snapshot(source, out).map_err(io_error(format!("{location} cannot be restored")))
     });
-    let mut received = 0;
-    while let Some(piece) = pieces.next().await {
-        let piece = piece.map_err(|e| io::Error::other(e.to_string()));
-        if let Ok(bytes) = &piece {
-            received += bytes.len() as u64;
-            progress.set_position(received);
-        }
-        let failed = piece.is_err();
-        if sender.send(piece).await.is_err() || failed {
-            break;
-        }
-    }
-    drop(sender);
+    feed.await;
     progress.finish_and_clear();
     let gzip = writer
         .await
         .map_err(|e| RestoreError::Task(e.to_string()))??;
-    Ok(DownloadedSnapshot { gzip, received })
+    Ok(DownloadedSnapshot {
+        gzip,
+        received: received.load(Ordering::Relaxed),
+    })
 }
 
 /// Writes the database held by `source` (gzip, or a plain SQLite file) to
@@ -298,37 +297,4 @@ pub fn decode_snapshot(
     let file = out.into_inner().map_err(|e| e.into_error())?;
     file.sync_all()?;
     Ok(gzip)
-}
-
-/// Reads the pieces of a download as they arrive from the async side. Not
-/// `SyncIoBridge` over the response: that polls reqwest's timers from the
-/// blocking thread, which panics once a failed restore shuts the runtime
-/// down while the snapshot still downloads; and a failed read here carries
-/// the store's error, where a pipe would only end early.
-struct ChannelReader {
-    receiver: mpsc::Receiver<io::Result<Bytes>>,
-    current: Bytes,
-}
-
-impl ChannelReader {
-    fn new(receiver: mpsc::Receiver<io::Result<Bytes>>) -> Self {
-        ChannelReader {
-            receiver,
-            current: Bytes::new(),
-        }
-    }
-}
-
-impl Read for ChannelReader {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        while self.current.is_empty() {
-            match self.receiver.blocking_recv() {
-                Some(piece) => self.current = piece?,
-                None => return Ok(0),
-            }
-        }
-        let n = buf.len().min(self.current.len());
-        buf[..n].copy_from_slice(&self.current.split_to(n));
-        Ok(n)
-    }
 }

@@ -18,9 +18,8 @@ use jobvault_core::machine::ListedObject;
 use serde::Deserialize;
 use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use tokio::sync::mpsc;
-use tokio_util::io::{StreamReader, SyncIoBridge};
 
-use super::BackendError;
+use super::{BackendError, bridge, error_chain};
 
 /// Objects handed over at a time.
 pub const BATCH: usize = 1000;
@@ -79,16 +78,11 @@ pub struct Naming {
 /// thread, handing its parts over as they come.
 pub fn parse(response: reqwest::Response, naming: Naming) -> PageParts {
     let (sender, parts) = mpsc::channel(2);
-    // The body is read by a task, into a pipe the parse thread reads: read
-    // from the thread directly, reqwest's timers would be polled there and
-    // panic once a failed command shuts the runtime down. A body that fails
-    // ends the pipe early, and the parse with it.
-    let (mut pipe, source) = tokio::io::duplex(64 << 10);
-    let mut body = StreamReader::new(response.bytes_stream().map_err(std::io::Error::other));
-    tokio::spawn(async move {
-        let _ = tokio::io::copy(&mut body, &mut pipe).await;
-    });
-    let source = SyncIoBridge::new(source);
+    let body = response
+        .bytes_stream()
+        .map_err(|e| std::io::Error::other(error_chain(&e)));
+    let (feed, source) = bridge(body);
+    tokio::spawn(feed);
     tokio::task::spawn_blocking(move || parse_into(source, &naming, &sender));
     PageParts { parts }
 }

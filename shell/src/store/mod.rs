@@ -3,6 +3,7 @@
 //! Object names given to a store are those of the core (`db-backup/...`,
 //! `job-backup/...`); the store adds and strips its own prefix.
 
+mod blocking_body;
 mod file;
 mod file_generations;
 mod gcs;
@@ -16,6 +17,7 @@ use jobvault_core::machine::ListedObject;
 use jobvault_core::object_name::Framing;
 use tokio::sync::mpsc;
 
+pub(crate) use blocking_body::bridge;
 pub use gcs_listing::PagePart;
 use gcs_listing::PageParts;
 
