@@ -25,6 +25,7 @@ use jobvault_tests::{
     Backend, Daemon, Emulator, Proxy, StoreReader, Workspace, free_port, jobvault, runtime,
 };
 
+mod summary;
 mod versus;
 
 const LATENCY: Duration = Duration::from_millis(20);
@@ -61,8 +62,9 @@ struct Args {
 fn main() {
     let args = Args::parse();
     let run = |which| args.which == Which::All || args.which == which;
+    let mut summary = summary::Summary::default();
     if run(Which::Incremental) {
-        incremental();
+        summary.upload_cpu = Some(incremental());
     }
     if run(Which::Snapshot) {
         snapshot(args.database_mib);
@@ -77,13 +79,16 @@ fn main() {
         restore(args.database_mib);
     }
     if run(Which::RestoreAtScale) {
-        restore_at_scale(args.scale_mib, args.scale_jobs);
+        summary.restore_at_scale = Some(restore_at_scale(args.scale_mib, args.scale_jobs));
     }
     if run(Which::Writes) {
         writes();
     }
     if run(Which::VersusLitestream) {
-        versus::versus_litestream(args.database_mib);
+        summary.versus = Some(versus::versus_litestream(args.database_mib));
+    }
+    if args.which == Which::All {
+        summary.print();
     }
 }
 
@@ -197,7 +202,8 @@ fn bare_upload_rate(endpoint: &str, bucket: &str, jobs: usize, concurrency: usiz
     )
 }
 
-fn incremental() {
+/// Returns the daemon's CPU seconds for 10,000 uploads through the proxy.
+fn incremental() -> f64 {
     println!("== incremental: job uploads");
     let (emulator, proxy, _data) = emulator_with_proxy();
     let (fast, fast_cpu) =
@@ -229,6 +235,7 @@ fn incremental() {
     println!(
         "  CPU for those 10,000 uploads: the daemon {bare_cpu:.2} s (target at most 1 s), the plain loop of uploads alone {loop_cpu:.2} s"
     );
+    fast_cpu
 }
 
 /// Wall seconds and peak memory (KiB) of a command, from GNU time.
@@ -450,7 +457,8 @@ fn restore(mib: u64) {
 /// A big scheduler's day: a snapshot of a `mib` MiB database, then `changed`
 /// jobs rewritten after it and uploaded by the daemon, and a restore of it
 /// all through the latency proxy, checked job by job against the source.
-fn restore_at_scale(mib: u64, changed: usize) {
+/// Returns the restore's seconds and peak MiB.
+fn restore_at_scale(mib: u64, changed: usize) -> (f64, f64) {
     println!(
         "== restore at scale: a {mib} MiB snapshot and {changed} job objects since, {LATENCY:?} per request"
     );
@@ -513,6 +521,7 @@ fn restore_at_scale(mib: u64, changed: usize) {
     println!(
         "  the floor for the job objects: a plain loop of 128 concurrent downloads of all {fetched} through the same proxy took {floor:.1} s"
     );
+    (seconds, peak as f64 / 1024.0)
 }
 
 /// Marks every job of the database at `path` as in the bucket, as in a

@@ -37,15 +37,18 @@ const UPDATES_PER_SECOND: u32 = 50;
 
 /// What one tool did, in the units of the table.
 #[derive(Debug, Default)]
-struct Figures {
-    lag: [f64; 3],
-    idle_cpu: f64,
+pub struct Figures {
+    /// Commit to bucket: p50, p90 and max, in seconds.
+    pub lag: [f64; 3],
+    /// Per cent of a core.
+    pub idle_cpu: f64,
     idle_rss_mib: f64,
-    load_cpu: f64,
+    /// Per cent of a core.
+    pub load_cpu: f64,
     load_rss_mib: f64,
     writes_per_hour_idle: f64,
     writes_per_hour_load: f64,
-    snapshot_seconds: f64,
+    pub snapshot_seconds: f64,
     restore_seconds: f64,
     restore_peak_mib: f64,
 }
@@ -68,7 +71,9 @@ trait Tool {
     fn restore(&self, to: &Path, proxy: &Proxy) -> Command;
 }
 
-pub fn versus_litestream(mib: u64) {
+/// Measures both tools and prints their table; returns jobvault's figures,
+/// then Litestream's.
+pub fn versus_litestream(mib: u64) -> (Figures, Figures) {
     let binary = install_litestream();
     println!(
         "== versus Litestream: a {mib} MiB database, {LATENCY:?} per store request, default settings"
@@ -94,6 +99,7 @@ pub fn versus_litestream(mib: u64) {
     let ours = measure(&ours, &template.db(), &ours.workspace, &proxy);
     let theirs = measure(&theirs, &template.db(), &theirs.workspace, &proxy);
     print_table(&ours, &theirs);
+    (ours, theirs)
 }
 
 fn install_litestream() -> PathBuf {

@@ -1,0 +1,58 @@
+//! The six figures the speed work was judged by, gathered from the
+//! sections of one `bench all` run and printed together at its end, each
+//! beside its target, so that the table in the README comes from one run.
+
+use super::versus::Figures;
+
+/// What the sections measured; a section that did not run leaves its
+/// figures out.
+#[derive(Debug, Default)]
+pub struct Summary {
+    /// jobvault, then Litestream, from `versus-litestream`.
+    pub versus: Option<(Figures, Figures)>,
+    /// `restore-at-scale`'s restore: its seconds and peak MiB.
+    pub restore_at_scale: Option<(f64, f64)>,
+    /// CPU seconds of the daemon for 10,000 uploads through the proxy,
+    /// from `incremental`.
+    pub upload_cpu: Option<f64>,
+}
+
+impl Summary {
+    pub fn print(&self) {
+        println!("== summary: the targets of the speed work, from this run");
+        println!("| figure | target | this run |");
+        println!("| --- | --- | --- |");
+        if let Some((ours, theirs)) = &self.versus {
+            versus_rows(ours, theirs);
+        }
+        if let Some((seconds, peak)) = self.restore_at_scale {
+            println!(
+                "| restore 1 GiB + 100,000 job objects, 20 ms (--concurrency 128) | <= 30 s, peak RSS <= 256 MiB | {seconds:.1} s, peak {peak:.0} MiB |"
+            );
+        }
+        if let Some(cpu) = self.upload_cpu {
+            println!("| CPU per 10,000 job uploads | <= 1 s | {cpu:.2} s |");
+        }
+    }
+}
+
+fn versus_rows(ours: &Figures, theirs: &Figures) {
+    println!(
+        "| commit to bucket, defaults, 20 ms store latency | p90 <= 0.2 s (Litestream here: {:.3} s) | p90 {:.3} s (p50 {:.3}, max {:.3}) |",
+        theirs.lag[1], ours.lag[1], ours.lag[0], ours.lag[2]
+    );
+    println!(
+        "| CPU while idle (no changes), defaults | <= 0.5% of a core | {:.2}% of a core |",
+        ours.idle_cpu
+    );
+    println!(
+        "| CPU at 50 updates/s | <= Litestream's ({:.2}% of a core) | {:.2}% of a core ({:.2}x) |",
+        theirs.load_cpu,
+        ours.load_cpu,
+        ours.load_cpu / theirs.load_cpu
+    );
+    println!(
+        "| snapshot 256 MiB end to end, 2 cores | <= 3.5 s (Litestream here: {:.2} s) | {:.2} s |",
+        theirs.snapshot_seconds, ours.snapshot_seconds
+    );
+}
