@@ -88,7 +88,7 @@ fn main() {
         summary.versus = Some(versus::versus_litestream(args.database_mib));
     }
     if args.which == Which::All {
-        summary.print();
+        summary.print(&args);
     }
 }
 

@@ -2,7 +2,8 @@
 //! sections of one `bench all` run and printed together at its end, each
 //! beside its target, so that the table in the README comes from one run.
 
-use super::versus::Figures;
+use super::versus::{Figures, UPDATES_PER_SECOND};
+use super::{Args, LATENCY};
 
 /// What the sections measured; a section that did not run leaves its
 /// figures out.
@@ -18,16 +19,18 @@ pub struct Summary {
 }
 
 impl Summary {
-    pub fn print(&self) {
+    /// Prints the table, naming the sizes `args` gave the sections.
+    pub fn print(&self, args: &Args) {
         println!("== summary: the targets of the speed work, from this run");
         println!("| figure | target | this run |");
         println!("| --- | --- | --- |");
         if let Some((ours, theirs)) = &self.versus {
-            versus_rows(ours, theirs);
+            versus_rows(ours, theirs, args.database_mib);
         }
         if let Some((seconds, peak)) = self.restore_at_scale {
             println!(
-                "| restore 1 GiB + 100,000 job objects, 20 ms (--concurrency 128) | <= 30 s, peak RSS <= 256 MiB | {seconds:.1} s, peak {peak:.0} MiB |"
+                "| restore {} MiB + {} job objects, {LATENCY:?} (--concurrency 128) | <= 30 s, peak RSS <= 256 MiB | {seconds:.1} s, peak {peak:.0} MiB |",
+                args.scale_mib, args.scale_jobs
             );
         }
         if let Some(cpu) = self.upload_cpu {
@@ -36,9 +39,9 @@ impl Summary {
     }
 }
 
-fn versus_rows(ours: &Figures, theirs: &Figures) {
+fn versus_rows(ours: &Figures, theirs: &Figures, database_mib: u64) {
     println!(
-        "| commit to bucket, defaults, 20 ms store latency | p90 <= 0.2 s (Litestream here: {:.3} s) | p90 {:.3} s (p50 {:.3}, max {:.3}) |",
+        "| commit to bucket, defaults, {LATENCY:?} store latency | p90 <= 0.2 s (Litestream here: {:.3} s) | p90 {:.3} s (p50 {:.3}, max {:.3}) |",
         theirs.lag[1], ours.lag[1], ours.lag[0], ours.lag[2]
     );
     println!(
@@ -46,13 +49,13 @@ fn versus_rows(ours: &Figures, theirs: &Figures) {
         ours.idle_cpu
     );
     println!(
-        "| CPU at 50 updates/s | <= Litestream's ({:.2}% of a core) | {:.2}% of a core ({:.2}x) |",
+        "| CPU at {UPDATES_PER_SECOND} updates/s | <= Litestream's ({:.2}% of a core) | {:.2}% of a core ({:.2}x) |",
         theirs.load_cpu,
         ours.load_cpu,
         ours.load_cpu / theirs.load_cpu
     );
     println!(
-        "| snapshot 256 MiB end to end, 2 cores | <= 3.5 s (Litestream here: {:.2} s) | {:.2} s |",
+        "| snapshot {database_mib} MiB end to end | <= 3.5 s (Litestream here: {:.2} s) | {:.2} s |",
         theirs.snapshot_seconds, ours.snapshot_seconds
     );
 }

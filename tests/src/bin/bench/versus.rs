@@ -33,7 +33,7 @@ use super::{
 const LAG_SAMPLES: usize = 60;
 const IDLE: Duration = Duration::from_secs(30);
 const LOAD: Duration = Duration::from_secs(60);
-const UPDATES_PER_SECOND: u32 = 50;
+pub const UPDATES_PER_SECOND: u32 = 50;
 
 /// What one tool did, in the units of the table.
 #[derive(Debug, Default)]
