@@ -7,6 +7,14 @@ use std::process::ExitCode;
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
+/// glibc's allocator kept up to 2.6 GiB of freed memory in a restore of a
+/// 1 GiB database and 100,000 job objects whose live heap never passed
+/// 92 MiB (heaptrack); with jemalloc that restore peaks at 111 MiB.
+/// mimalloc returned the memory too, but its snapshots peaked at 62-99 MiB,
+/// against 24-40 with glibc and 38-59 with jemalloc, over the 64 MiB target.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     let filter = EnvFilter::try_from_default_env()
