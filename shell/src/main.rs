@@ -10,8 +10,8 @@ use tracing_subscriber::EnvFilter;
 /// glibc's allocator kept up to 2.6 GiB of freed memory in a restore of a
 /// 1 GiB database and 100,000 job objects whose live heap never passed
 /// 92 MiB (heaptrack); with jemalloc that restore peaks at 111 MiB.
-/// mimalloc returned the memory too, but its snapshots peaked at 62-99 MiB,
-/// against 24-40 with glibc and 38-59 with jemalloc, over the 64 MiB target.
+/// mimalloc returned the memory too, but its snapshots peaked at 73-96 MiB,
+/// over the 64 MiB target, against 24-39 with glibc and 38-57 with jemalloc.
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
