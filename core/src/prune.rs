@@ -11,12 +11,17 @@
 //! breaks every restore once snapshots have failed for longer than its age.
 //!
 //! Ages are what names and headers say: a job object's day folder (its
-//! upload day), a snapshot's gzip mtime (its incremental time). Before any
+//! upload day), a snapshot's gzip mtime (its incremental time). A restore to
+//! the window's start takes only snapshots uploaded by then, so the base is
+//! also one uploaded before the window: one planned early but uploaded late,
+//! or whose header came decompressed (its age then only its day folder's),
+//! chosen as base would leave that instant with no snapshot at all (found by
+//! the simulator once its prunes read through decompressing stores). Before any
 //! deletion the plan writes the history marker ([`crate::history`]), so a
 //! prune cut short leaves a bucket that restores as before, and a restore
 //! to an instant the prune gave up refuses rather than comes back short.
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use crate::history::HistoryMarker;
@@ -58,6 +63,35 @@ pub struct PrunePlan {
     pub delete: Vec<String>,
 }
 
+/// A snapshot with the time its header gave.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct Timed {
+    /// The gzip mtime, or, without one, the start of its day folder.
+    time: Timestamp,
+    object: String,
+    uploaded: Timestamp,
+    /// The header gave the time.
+    known: bool,
+}
+
+impl Timed {
+    /// Whether it may be the base of a window starting at `start`. A restore
+    /// to `start` takes only snapshots uploaded by then (and holding nothing
+    /// later), so one uploaded after it cannot be the base, whatever its
+    /// mtime: a snapshot planned early and uploaded late (the store refused
+    /// it for hours), or one whose header came decompressed and whose time
+    /// is only its day folder's. Without a known time, the upload must be a
+    /// margin before too: the contents run up to the upload.
+    fn may_be_base(&self, start: Timestamp) -> bool {
+        let latest_upload = if self.known {
+            start
+        } else {
+            start - BASE_MARGIN
+        };
+        self.time <= start - BASE_MARGIN && self.uploaded <= latest_upload
+    }
+}
+
 #[derive(Debug)]
 enum Phase {
     Snapshots {
@@ -67,8 +101,8 @@ enum Phase {
     },
     Times {
         queue: Vec<Ask>,
-        waiting: BTreeSet<String>,
-        timed: Vec<(Timestamp, String)>,
+        waiting: BTreeMap<String, Timestamp>,
+        timed: Vec<Timed>,
         /// The newest upload, which a restore of the newest state starts
         /// from: never deleted, whatever its time says.
         newest: Option<String>,
@@ -162,7 +196,10 @@ impl PrunePlanner {
                     object: o.name.clone(),
                 })
                 .collect(),
-            waiting: snapshots.iter().map(|o| o.name.clone()).collect(),
+            waiting: snapshots
+                .iter()
+                .map(|o| (o.name.clone(), o.updated))
+                .collect(),
             timed: Vec::new(),
         };
         self.after_times();
@@ -184,16 +221,16 @@ impl PrunePlanner {
             return;
         }
         timed.sort();
-        self.oldest_snapshot = timed.first().map(|(time, _)| *time);
-        let latest_base = self.window_start - BASE_MARGIN;
-        let Some(split) = timed.iter().rposition(|(time, _)| *time <= latest_base) else {
+        self.oldest_snapshot = timed.first().map(|t| t.time);
+        let start = self.window_start;
+        let Some(split) = timed.iter().rposition(|t| t.may_be_base(start)) else {
             self.phase = Phase::Done;
             return;
         };
-        let (time, object) = timed[split].clone();
+        let (time, object) = (timed[split].time, timed[split].object.clone());
         self.delete = timed[..split]
             .iter()
-            .map(|(_, name)| name.clone())
+            .map(|t| t.object.clone())
             .filter(|name| Some(name) != newest.as_ref())
             .collect();
         self.oldest_snapshot = Some(time);
@@ -241,13 +278,18 @@ impl Planner for PrunePlanner {
             }
             (Phase::Snapshots { listing, .. }, answer) => listing.handle_answer(answer)?,
             (Phase::Times { waiting, timed, .. }, Answer::SnapshotTime { object, gzip_mtime })
-                if waiting.contains(&object) =>
+                if waiting.contains_key(&object) =>
             {
-                waiting.remove(&object);
+                let uploaded = waiting.remove(&object).expect("just looked up");
                 let time = gzip_mtime.unwrap_or_else(|| {
                     parse_object_name(&object).map_or(Timestamp::UNIX_EPOCH, |p| p.day)
                 });
-                timed.push((time, object));
+                timed.push(Timed {
+                    time,
+                    object,
+                    uploaded,
+                    known: gzip_mtime.is_some(),
+                });
                 self.after_times();
             }
             (Phase::Jobs { listing, before }, answer) => {

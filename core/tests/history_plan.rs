@@ -284,6 +284,45 @@ fn the_newest_upload_is_kept_whatever_its_time_says() {
 }
 
 #[test]
+fn a_snapshot_uploaded_after_the_window_starts_is_never_its_base() {
+    let now = at("2016-11-06T12:00:00Z");
+    for (name, late) in [
+        // Planned on day 4 at 01:00, uploaded after the window's start
+        // (day 4, 12:00): the store refused it for hours.
+        (
+            "db-backup/2016/11/04/late.bdb",
+            snapshot_at("2016-11-04T01:00:00Z", "2016-11-04T01:00:00Z"),
+        ),
+        // Its header came decompressed: its time is only its day folder's
+        // start, day 4 at 00:00.
+        (
+            "db-backup/2016/11/04/decompressed.bdb",
+            Content::Snapshot {
+                gzip_mtime: None,
+                stored: Cursor::default(),
+                newest_change: Some(at("2016-11-04T13:00:00Z")),
+            },
+        ),
+    ] {
+        let mut bucket = a_month(true);
+        bucket.put(name, "2016-11-04T13:00:00Z", late);
+        let plan = prune(&mut bucket, now, 2 * DAY);
+        assert_eq!(
+            plan.base.as_ref().map(|b| b.object.as_str()),
+            Some("db-backup/2016/11/03/s.bdb"),
+            "{name}"
+        );
+        assert!(!plan.delete.contains(&name.to_owned()), "{name}");
+        bucket.marker = plan.marker.map(|m| m.encode());
+        for object in &plan.delete {
+            bucket.delete(object);
+        }
+        let (base, _) = restore_in(&mut bucket, "2016-11-04T12:30:00Z", now);
+        assert_eq!(base, "db-backup/2016/11/03/s.bdb", "{name}");
+    }
+}
+
+#[test]
 fn without_versioning_a_version_committed_after_the_instant_is_refused_whatever_the_store_clock() {
     let mut bucket = a_day_of_history(false);
     // The store's clock runs behind: uploaded "before" 14:30 by its clock,

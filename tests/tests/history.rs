@@ -1,6 +1,6 @@
-//! History: `jobvault restore --at` against a versioned bucket, and
-//! `jobvault prune`, on the emulator's memory backend (the one that keeps
-//! noncurrent generations).
+//! History: `jobvault restore --at` against a versioned bucket, on the
+//! emulator's memory backend (the one that keeps noncurrent generations),
+//! and `jobvault prune`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -197,11 +197,26 @@ fn live(reader: &StoreReader) -> BTreeSet<String> {
         .collect()
 }
 
+/// Dates an object of a directory bucket as uploaded at `at`: a directory
+/// store's upload time is the file's mtime. (A GCS bucket, or the emulator,
+/// stamps every upload with the time it arrived: history written today is
+/// uploaded today, and no restore of the past could start from it.)
+fn uploaded_at(root: &Path, name: &str, at: Timestamp) {
+    let touched = std::process::Command::new("touch")
+        .arg("-d")
+        .arg(format!("@{}", at.unix_seconds()))
+        .arg(root.join(name))
+        .status()
+        .unwrap();
+    assert!(touched.success());
+}
+
 #[test]
 fn prune_deletes_exactly_what_no_restore_in_the_window_needs() {
     let emulator = Emulator::shared();
-    let bucket = emulator.new_versioned_bucket("prune");
-    let url = format!("gs://{bucket}");
+    // A directory, so that history can carry the upload times it had.
+    let root = tempfile::tempdir().unwrap();
+    let url = format!("file://{}", root.path().display());
     let endpoint = emulator.endpoint();
     let workspace = Workspace::new();
     let (mut db, _) = JobDb::init(&workspace.db(), jobvault::clock::now()).unwrap();
@@ -219,33 +234,46 @@ fn prune_deletes_exactly_what_no_restore_in_the_window_needs() {
     let now = jobvault::clock::now();
     let (_, database) = gunzip(&reader.get(&today));
     let old = |days: u32| now - DAY * days;
+    // Each written a minute after the time it holds.
+    let written = |name: String, at: Timestamp| {
+        uploaded_at(root.path(), &name, at + Duration::from_secs(60));
+        name
+    };
     let doomed: BTreeSet<String> = [
-        put_snapshot(&reader, old(45), &database),
-        reader.put_job(old(45), &version("old", 1, old(45))),
-        reader.put_job(old(42), &version("old", 2, old(42))),
+        written(put_snapshot(&reader, old(45), &database), old(45)),
+        written(
+            reader.put_job(old(45), &version("old", 1, old(45))),
+            old(45),
+        ),
+        written(
+            reader.put_job(old(42), &version("old", 2, old(42))),
+            old(42),
+        ),
     ]
     .into();
-    let base = put_snapshot(&reader, old(40), &database);
+    let base = written(put_snapshot(&reader, old(40), &database), old(40));
     let kept = [
-        reader.put_job(old(39), &version("old", 3, old(39))),
-        put_snapshot(&reader, old(20), &database),
-        reader.put_job(old(10), &version("old", 4, old(10))),
+        written(
+            reader.put_job(old(39), &version("old", 3, old(39))),
+            old(39),
+        ),
+        written(put_snapshot(&reader, old(20), &database), old(20)),
+        written(
+            reader.put_job(old(10), &version("old", 4, old(10))),
+            old(10),
+        ),
     ];
     let before = live(&reader);
-    let status = |endpoint: &str| {
+    // How far back `status` says the bucket restores.
+    let restorable_from = |endpoint: &str| {
         let output = jobvault(Some(endpoint))
-            .args(["status", "--bucket", &url])
+            .args(["status", "--json", "--bucket", &url])
             .output()
             .unwrap();
-        stdout(&output)
+        let status: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+        status["history"]["restorable_from"].clone()
     };
-    let unpruned = status(&endpoint);
-    assert!(
-        unpruned.contains(
-            "any instant since the bucket's first upload (never pruned); object versioning on"
-        ),
-        "{unpruned}"
-    );
+    assert_eq!(restorable_from(&endpoint), serde_json::Value::Null);
     let newest_before = workspace.path().join("newest-before.db");
     assert!(
         restore(&endpoint, &url, &newest_before, None)
@@ -255,10 +283,10 @@ fn prune_deletes_exactly_what_no_restore_in_the_window_needs() {
 
     let dry = prune(&endpoint, &url, &["--dry-run"]);
     assert!(dry.status.success(), "{}", stderr(&dry));
+    let deleting = format!("would delete {url}/");
     let named: BTreeSet<String> = stdout(&dry)
         .lines()
-        .filter_map(|l| l.strip_prefix("would delete gs://"))
-        .filter_map(|l| l.split_once('/').map(|(_, name)| name.to_owned()))
+        .filter_map(|l| l.strip_prefix(&deleting).map(str::to_owned))
         .collect();
     assert_eq!(named, doomed, "{}", stdout(&dry));
     assert_eq!(live(&reader), before, "a dry run deletes nothing");
@@ -296,7 +324,6 @@ fn prune_deletes_exactly_what_no_restore_in_the_window_needs() {
         "{}",
         stderr(&output)
     );
-    let pruned = status(&endpoint);
     // The window's start when the prune ran: 30 days before it.
     let promised = &stdout(&real)
         .lines()
@@ -306,10 +333,7 @@ fn prune_deletes_exactly_what_no_restore_in_the_window_needs() {
         .to_owned();
     let promised_at = Timestamp::parse_rfc3339(promised).unwrap();
     assert!(promised_at > now - DAY * 30 && promised_at < jobvault::clock::now() - DAY * 30);
-    assert!(
-        pruned.contains(&format!("any instant since {promised} (what a prune kept)")),
-        "{pruned}"
-    );
+    assert_eq!(restorable_from(&endpoint), promised.as_str());
     // A second prune finds nothing more to delete.
     let again = prune(&endpoint, &url, &[]);
     assert!(
@@ -322,8 +346,9 @@ fn prune_deletes_exactly_what_no_restore_in_the_window_needs() {
 #[test]
 fn the_daemon_prunes_by_default_and_reports_how_far_back_the_bucket_restores() {
     let emulator = Emulator::shared();
-    let bucket = emulator.new_versioned_bucket("run-keep");
-    let url = format!("gs://{bucket}");
+    // A directory, so that history can carry the upload times it had.
+    let root = tempfile::tempdir().unwrap();
+    let url = format!("file://{}", root.path().display());
     let endpoint = emulator.endpoint();
     let workspace = Workspace::new();
     let (mut db, _) = JobDb::init(&workspace.db(), jobvault::clock::now()).unwrap();
@@ -333,11 +358,18 @@ fn the_daemon_prunes_by_default_and_reports_how_far_back_the_bucket_restores() {
     let now = jobvault::clock::now();
     let old = |days: u32| now - DAY * days;
     let database = std::fs::read(workspace.db()).unwrap();
+    let written = |name: String, at: Timestamp| {
+        uploaded_at(root.path(), &name, at + Duration::from_secs(60));
+        name
+    };
     let doomed = [
-        put_snapshot(&reader, old(45), &database),
-        reader.put_job(old(45), &version("old", 1, old(45))),
+        written(put_snapshot(&reader, old(45), &database), old(45)),
+        written(
+            reader.put_job(old(45), &version("old", 1, old(45))),
+            old(45),
+        ),
     ];
-    let base = put_snapshot(&reader, old(40), &database);
+    let base = written(put_snapshot(&reader, old(40), &database), old(40));
 
     // No --keep: the default, 30 days.
     let daemon = Daemon::start(&workspace, Some(&endpoint), &url, "200ms", &[]);
