@@ -17,6 +17,7 @@ pub mod lease;
 pub mod machine;
 pub mod object_name;
 pub mod prune;
+pub mod read_retry;
 pub mod restore_plan;
 pub mod retrieval;
 pub mod timestamp;

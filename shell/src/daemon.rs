@@ -25,6 +25,7 @@ use crate::failure::ToFailure;
 use crate::lease::LeaseGate;
 use crate::metrics::UploadTimes;
 use crate::prune::{PruneError, carry_out as carry_out_prune, plan_prune};
+use crate::reads::Reads;
 use crate::snapshot::carry_out;
 use crate::store::{Store, error_chain};
 use crate::triggers::TriggerDir;
@@ -282,7 +283,14 @@ impl Executor {
             return Input::Pruned(Err(failure));
         }
         let pruned = async {
-            let plan = plan_prune(&self.store, keep, PRUNE_CONCURRENCY, clock::now()).await?;
+            let plan = plan_prune(
+                &self.store,
+                keep,
+                PRUNE_CONCURRENCY,
+                &Reads::default(),
+                clock::now(),
+            )
+            .await?;
             let deleted = carry_out_prune(&self.store, &plan, |object| {
                 info!(object = %self.store.location(object), "pruned");
             })

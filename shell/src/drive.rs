@@ -2,9 +2,13 @@
 //!
 //! A planner ([`jobvault_core::restore_plan`]) decides what to list and fetch
 //! and what it means; this module only carries out its asks, up to
-//! `concurrency` at a time, and hands back what the store said. A store
-//! error ends the drive; what the objects mean is the planner's business.
+//! `concurrency` at a time, and hands back what the store said. A read that
+//! fails is made again as the core's read retry decides ([`Reads`]); a
+//! listing page cut part way is read again and goes on after the last object
+//! handed over. A store error the retry gives up on ends the drive; what the
+//! objects mean is the planner's business.
 
+use std::collections::BTreeSet;
 use std::path::Path;
 
 use futures::stream::{FuturesUnordered, StreamExt};
@@ -18,6 +22,7 @@ use jobvault_core::restore_plan::{Answer, Ask, NewestSearch, PlanError, Planner,
 use jobvault_core::history::HISTORY_OBJECT;
 
 use crate::db::JobDb;
+use crate::reads::Reads;
 use crate::restore::download_snapshot;
 use crate::small_object;
 use crate::store::{ListPage, PagePart, Store, StoreError};
@@ -44,18 +49,34 @@ pub enum DriveError {
 /// listing it asked for.
 enum Request {
     Ask(Ask),
-    /// Ask the store for the listing's next page.
-    NextPage {
-        prefix: String,
-        versions: bool,
-        token: String,
-    },
-    /// Read on in the page being received.
-    RestOfPage {
-        prefix: String,
-        versions: bool,
-        page: ListPage,
-    },
+    /// Read on in a listing.
+    Listing(ListingAt),
+}
+
+/// A listing being read, and how far it got.
+struct ListingAt {
+    prefix: String,
+    versions: bool,
+    /// The page being read (`None`: the first), for reading it again.
+    token: Option<String>,
+    /// The page being read; `None` to ask the store for it.
+    page: Option<ListPage>,
+    /// The objects of this page handed over so far, by name and
+    /// generation: a page read again after a failure hands over only the
+    /// others.
+    handed: BTreeSet<(String, Option<i64>)>,
+}
+
+impl ListingAt {
+    fn new(prefix: String, versions: bool, token: Option<String>) -> Self {
+        ListingAt {
+            prefix,
+            versions,
+            token,
+            page: None,
+            handed: BTreeSet::new(),
+        }
+    }
 }
 
 /// Where and how to carry out asks.
@@ -66,6 +87,8 @@ pub struct Driver<'a> {
     pub snapshot_to: Option<&'a Path>,
     /// Counts job objects asked for and fetched.
     pub progress: Option<&'a ProgressBar>,
+    /// When to read again after a failure, and when to give up.
+    pub reads: Reads,
 }
 
 impl<'a> Driver<'a> {
@@ -75,6 +98,7 @@ impl<'a> Driver<'a> {
             concurrency,
             snapshot_to: None,
             progress: None,
+            reads: Reads::default(),
         }
     }
 
@@ -122,44 +146,26 @@ impl<'a> Driver<'a> {
     async fn request(&self, request: Request) -> Result<(Answer, Option<Request>), DriveError> {
         match request {
             Request::Ask(ask) => self.answer(ask).await,
-            Request::NextPage {
-                prefix,
-                versions,
-                token,
-            } => {
-                let page = self.store.list_page(&prefix, versions, Some(token)).await?;
-                self.read_on(prefix, versions, page).await
-            }
-            Request::RestOfPage {
-                prefix,
-                versions,
-                page,
-            } => self.read_on(prefix, versions, page).await,
+            Request::Listing(listing) => self.read_on(listing).await,
         }
     }
 
     /// Hands over the next part of a listing page as it is read, so that
     /// fetches of what it lists start while the rest is listed.
-    async fn read_on(
-        &self,
-        prefix: String,
-        versions: bool,
-        mut page: ListPage,
-    ) -> Result<(Answer, Option<Request>), DriveError> {
-        let (objects, next) = match page.next().await? {
+    async fn read_on(&self, mut at: ListingAt) -> Result<(Answer, Option<Request>), DriveError> {
+        let part = self.next_part(&mut at).await?;
+        let prefix = at.prefix.clone();
+        let (objects, next) = match part {
             PagePart::Objects(objects) => {
-                let rest = Request::RestOfPage {
-                    prefix: prefix.clone(),
-                    versions,
-                    page,
-                };
-                (objects, Some(rest))
+                let objects: Vec<ListedObject> = objects
+                    .into_iter()
+                    .filter(|o| at.handed.insert((o.name.clone(), o.generation)))
+                    .collect();
+                (objects, Some(Request::Listing(at)))
             }
             PagePart::End { next_page } => {
-                let next = next_page.map(|token| Request::NextPage {
-                    prefix: prefix.clone(),
-                    versions,
-                    token,
+                let next = next_page.map(|token| {
+                    Request::Listing(ListingAt::new(prefix.clone(), at.versions, Some(token)))
                 });
                 (Vec::new(), next)
             }
@@ -172,21 +178,50 @@ impl<'a> Driver<'a> {
         Ok((answer, next))
     }
 
+    /// The next part of the listing's page, the page read again from its
+    /// start after each failure the read retry allows.
+    async fn next_part(&self, at: &mut ListingAt) -> Result<PagePart, DriveError> {
+        let mut attempt = 0;
+        loop {
+            let page = match &mut at.page {
+                Some(page) => page,
+                None => {
+                    let (prefix, versions, token) = (&at.prefix, at.versions, &at.token);
+                    let page = self
+                        .reads
+                        .read(|| self.store.list_page(prefix, versions, token.clone()))
+                        .await?;
+                    at.page.insert(page)
+                }
+            };
+            match page.next().await {
+                Ok(part) => {
+                    self.reads.progressed();
+                    return Ok(part);
+                }
+                Err(error) => {
+                    at.page = None;
+                    attempt += 1;
+                    let _ = self.reads.after_failure(error, attempt, false).await?;
+                }
+            }
+        }
+    }
+
     async fn answer(&self, ask: Ask) -> Result<(Answer, Option<Request>), DriveError> {
+        let (store, reads) = (self.store, &self.reads);
         let answer = match ask {
             Ask::ListFolders { folder } => {
-                let folders = self.store.list_folders(&folder).await?;
+                let folders = reads.read(|| store.list_folders(&folder)).await?;
                 Answer::Folders { folder, folders }
             }
             Ask::ListObjects { prefix, versions } => {
-                let page = self.store.list_page(&prefix, versions, None).await?;
-                return self.read_on(prefix, versions, page).await;
+                return self.read_on(ListingAt::new(prefix, versions, None)).await;
             }
             Ask::FetchSnapshot { object } => self.fetch_snapshot(object).await?,
             Ask::SnapshotTime { object } => {
-                let head = self
-                    .store
-                    .get_part(&object, None, Some(GZIP_HEADER_BYTES))
+                let head = reads
+                    .read(|| store.get_part(&object, None, Some(GZIP_HEADER_BYTES)))
                     .await?;
                 Answer::SnapshotTime {
                     gzip_mtime: gzip_mtime(&head),
@@ -194,7 +229,9 @@ impl<'a> Driver<'a> {
                 }
             }
             Ask::FetchJob { object, generation } => {
-                let bytes = self.store.get_part(&object, generation, None).await?;
+                let bytes = reads
+                    .read(|| store.get_part(&object, generation, None))
+                    .await?;
                 if let Some(bar) = self.progress {
                     bar.inc(1);
                 }
@@ -206,10 +243,12 @@ impl<'a> Driver<'a> {
                 }
             }
             Ask::Versioning => Answer::Versioning {
-                enabled: self.store.versioning().await? == Some(true),
+                enabled: reads.read(|| store.versioning()).await? == Some(true),
             },
             Ask::ReadHistory => Answer::History {
-                bytes: small_object::read(self.store, HISTORY_OBJECT).await?,
+                bytes: reads
+                    .read(|| small_object::read(store, HISTORY_OBJECT))
+                    .await?,
             },
         };
         Ok((answer, None))
@@ -221,7 +260,7 @@ impl<'a> Driver<'a> {
                 "asked to fetch {object} with nowhere to put it"
             )));
         };
-        let downloaded = download_snapshot(self.store, &object, dest)
+        let downloaded = download_snapshot(self.store, &object, dest, &self.reads)
             .await
             .map_err(|e| DriveError::Snapshot(e.to_string()))?;
         let location = self.store.location(&object);
@@ -244,10 +283,12 @@ impl<'a> Driver<'a> {
                 object: self.store.location(&object),
                 why,
             },
-            PlanError::NotRestorable(why) => DriveError::NotRestorable {
-                bucket: self.store.url().to_string(),
-                why,
-            },
+            PlanError::NotRestorable(why) | PlanError::NothingToRestore(why) => {
+                DriveError::NotRestorable {
+                    bucket: self.store.url().to_string(),
+                    why,
+                }
+            }
             PlanError::Unexpected(what) => DriveError::Planner(what),
         }
     }
@@ -273,9 +314,14 @@ pub async fn list_range(
     since: Timestamp,
     now: Timestamp,
     concurrency: usize,
+    reads: &Reads,
 ) -> Result<Vec<ListedObject>, DriveError> {
     let mut listing = RangeListing::new(kind, since, now);
-    Driver::new(store, concurrency).drive(&mut listing).await?;
+    let driver = Driver {
+        reads: reads.clone(),
+        ..Driver::new(store, concurrency)
+    };
+    driver.drive(&mut listing).await?;
     Ok(listing.into_objects())
 }
 
@@ -283,8 +329,13 @@ pub async fn list_range(
 pub async fn find_newest(
     store: &Store,
     kind: ObjectKind,
+    reads: &Reads,
 ) -> Result<Option<ListedObject>, DriveError> {
     let mut search = NewestSearch::new(kind);
-    Driver::new(store, 1).drive(&mut search).await?;
+    let driver = Driver {
+        reads: reads.clone(),
+        ..Driver::new(store, 1)
+    };
+    driver.drive(&mut search).await?;
     Ok(search.into_newest())
 }

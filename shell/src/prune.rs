@@ -9,6 +9,7 @@ use jobvault_core::prune::{PrunePlan, PrunePlanner};
 use jobvault_core::{FailureKind, Timestamp};
 
 use crate::drive::{DriveError, Driver};
+use crate::reads::Reads;
 use crate::small_object;
 use crate::store::{Store, StoreError};
 
@@ -27,10 +28,15 @@ pub async fn plan_prune(
     store: &Store,
     keep: Duration,
     concurrency: usize,
+    reads: &Reads,
     now: Timestamp,
 ) -> Result<PrunePlan, PruneError> {
     let mut planner = PrunePlanner::new(now, keep);
-    Driver::new(store, concurrency).drive(&mut planner).await?;
+    let driver = Driver {
+        reads: reads.clone(),
+        ..Driver::new(store, concurrency)
+    };
+    driver.drive(&mut planner).await?;
     planner
         .finish()
         .map_err(|e| PruneError::Plan(e.to_string()))

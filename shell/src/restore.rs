@@ -3,24 +3,34 @@
 //!
 //! Everything is written to a temporary file beside the target and renamed
 //! into place only once it is complete and `PRAGMA integrity_check` passes,
-//! so a failed restore leaves nothing half-written.
+//! so a failed restore leaves nothing half-written; the temporary file and
+//! its SQLite side files are removed on every way out
+//! ([`temp_database`]).
+
+mod temp_database;
 
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use flate2::read::GzDecoder;
 use futures::StreamExt;
-use jobvault_core::restore_plan::{OnCorrupt, RestorePlanner};
+use jobvault_core::read_retry::ReadAgain;
+use jobvault_core::restore_plan::{OnCorrupt, PlanError, RestorePlanner};
 use jobvault_core::{Cursor, Timestamp};
+use tracing::warn;
 
 use crate::db::{DbError, JobDb};
 use crate::drive::{DriveError, Driver};
+use crate::nothing::NothingFound;
 use crate::progress;
-use crate::store::{Store, StoreError, bridge};
+use crate::reads::Reads;
+use crate::store::{ByteStream, Store, StoreError, bridge};
+use temp_database::TempDatabase;
 
 const SQLITE_MAGIC: &[u8] = b"SQLite format 3\0";
 
@@ -28,6 +38,10 @@ const SQLITE_MAGIC: &[u8] = b"SQLite format 3\0";
 pub enum RestoreError {
     #[error("{0} already exists; pass --force to replace it")]
     Exists(PathBuf),
+    #[error("{0} is a directory; --to names the database file to write")]
+    IsDirectory(PathBuf),
+    #[error(transparent)]
+    NothingFound(#[from] NothingFound),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
@@ -84,56 +98,75 @@ pub struct RestoreReport {
     pub elapsed: Duration,
 }
 
-/// Restores the newest state in `store` to `to`, as the core's
-/// [`RestorePlanner`] decides: this only downloads and writes SQLite.
+/// How to restore.
+#[derive(Debug, Clone)]
+pub struct RestoreOptions {
+    /// Replace a file at the target.
+    pub force: bool,
+    pub concurrency: usize,
+    pub on_corrupt: OnCorrupt,
+    /// Restore the state at this instant rather than the newest.
+    pub at: Option<Timestamp>,
+    pub reads: Reads,
+}
+
+impl RestoreOptions {
+    /// The newest state, failing on a corrupt object, reads retried with
+    /// the default patience.
+    pub fn newest(concurrency: usize) -> Self {
+        RestoreOptions {
+            force: false,
+            concurrency,
+            on_corrupt: OnCorrupt::Fail,
+            at: None,
+            reads: Reads::default(),
+        }
+    }
+}
+
+/// Restores the newest state in `store` (or the state at `options.at`) to
+/// `to`, as the core's [`RestorePlanner`] decides: this only downloads and
+/// writes SQLite. The file at `to` appears only complete and checked, by a
+/// rename that replaces nothing unless `options.force`.
 pub async fn restore(
     store: &Store,
     to: &Path,
-    force: bool,
-    concurrency: usize,
-    on_corrupt: OnCorrupt,
-    at: Option<Timestamp>,
+    options: RestoreOptions,
     now: Timestamp,
 ) -> Result<RestoreReport, RestoreError> {
     let started = Instant::now();
-    if to.exists() && !force {
-        return Err(RestoreError::Exists(to.to_owned()));
-    }
-    let folder = match to.parent() {
-        Some(parent) if !parent.as_os_str().is_empty() => parent.to_owned(),
-        _ => PathBuf::from("."),
-    };
-    let temp = tempfile::Builder::new()
-        .prefix(".jobvault-restore-")
-        .tempfile_in(&folder)
-        .map_err(io_error(format!(
-            "cannot create a temporary file in {}",
-            folder.display()
-        )))?;
-    let temp_path = temp.path().to_owned();
+    check_target(to, options.force)?;
+    let temp = TempDatabase::beside(to)?;
 
-    let mut planner = match at {
-        Some(at) => RestorePlanner::at(at, now, on_corrupt),
-        None => RestorePlanner::new(now, on_corrupt),
+    let mut planner = match options.at {
+        Some(at) => RestorePlanner::at(at, now, options.on_corrupt),
+        None => RestorePlanner::new(now, options.on_corrupt),
     };
     let progress = progress::items("jobs", Some(0));
     let driver = Driver {
-        snapshot_to: Some(&temp_path),
+        snapshot_to: Some(temp.path()),
         progress: Some(&progress),
-        ..Driver::new(store, concurrency)
+        reads: options.reads.clone(),
+        ..Driver::new(store, options.concurrency)
     };
     driver.drive(&mut planner).await?;
-    let plan = planner
-        .finish()
-        .map_err(|e| RestoreError::Plan(e.to_string()))?;
+    let plan = match planner.finish() {
+        Ok(plan) => plan,
+        Err(PlanError::NothingToRestore(why)) => {
+            return Err(NothingFound::in_store(store, &options.reads, why)
+                .await
+                .into());
+        }
+        Err(e) => return Err(RestoreError::Plan(e.to_string())),
+    };
     if plan.snapshot.is_none() {
-        discard_rejected_snapshot(temp.as_file(), &temp_path)?;
+        temp.discard_rejected_snapshot()?;
     }
     let snapshot = plan.snapshot.as_ref().map(|chosen| RestoredSnapshot {
         object: chosen.object.clone(),
         uploaded: chosen.uploaded,
         time: chosen.time,
-        bytes: file_size(&temp_path),
+        bytes: file_size(temp.path()),
     });
 
     let skipped = plan
@@ -143,7 +176,7 @@ pub async fn restore(
         .map(|s| format!("{}: {}", store.location(&s.object), s.why))
         .collect();
     let (applied, total_jobs, cursor, written_again) = {
-        let path = temp_path.clone();
+        let path = temp.path().to_owned();
         tokio::task::spawn_blocking(move || -> Result<_, RestoreError> {
             let (mut db, _) = JobDb::init(&path, now)?;
             let applied = db.apply_versions(&plan.retrieved.jobs)?;
@@ -158,7 +191,7 @@ pub async fn restore(
         .map_err(|e| RestoreError::Task(e.to_string()))??
     };
 
-    replace(temp, to)?;
+    temp.persist(to, options.force)?;
     Ok(RestoreReport {
         path: to.to_owned(),
         snapshot,
@@ -171,50 +204,22 @@ pub async fn restore(
     })
 }
 
-/// Empties the file a restore of the past fetched a snapshot into before
-/// the planner found it held changes after the instant and chose none.
-fn discard_rejected_snapshot(file: &File, path: &Path) -> Result<(), RestoreError> {
-    file.set_len(0)
-        .map_err(io_error(format!("cannot empty {}", path.display())))?;
-    for suffix in ["-wal", "-shm", "-journal"] {
-        let mut side = path.as_os_str().to_owned();
-        side.push(suffix);
-        let _ = std::fs::remove_file(&side);
+/// Refuses a target that cannot be written before anything is fetched: a
+/// directory, or (without `force`) anything already there, a dangling
+/// link included.
+fn check_target(to: &Path, force: bool) -> Result<(), RestoreError> {
+    match std::fs::metadata(to) {
+        Ok(meta) if meta.is_dir() => return Err(RestoreError::IsDirectory(to.to_owned())),
+        _ => {}
+    }
+    if !force && std::fs::symlink_metadata(to).is_ok() {
+        return Err(RestoreError::Exists(to.to_owned()));
     }
     Ok(())
 }
 
 fn file_size(path: &Path) -> u64 {
     std::fs::metadata(path).map_or(0, |m| m.len())
-}
-
-/// Moves the finished database into place. A database being replaced loses
-/// its WAL and shared-memory files first: SQLite would otherwise replay the
-/// old WAL into the new file.
-fn replace(temp: tempfile::NamedTempFile, to: &Path) -> Result<(), RestoreError> {
-    temp.as_file()
-        .sync_all()
-        .map_err(io_error(format!("cannot flush {}", temp.path().display())))?;
-    for suffix in ["-wal", "-shm"] {
-        let mut side = to.as_os_str().to_owned();
-        side.push(suffix);
-        match std::fs::remove_file(&side) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => {
-                return Err(io_error(format!(
-                    "cannot remove {}",
-                    PathBuf::from(&side).display()
-                ))(e));
-            }
-            _ => {}
-        }
-    }
-    temp.persist(to).map_err(|e| {
-        io_error(format!(
-            "cannot move the restored database to {}",
-            to.display()
-        ))(e.error)
-    })?;
-    Ok(())
 }
 
 /// What the download of a snapshot found out about it.
@@ -228,17 +233,39 @@ pub struct DownloadedSnapshot {
 }
 
 /// Streams the snapshot into `dest`, gunzipping it (the CRC is checked at
-/// the end) or copying it as is if the store served it decompressed.
+/// the end) or copying it as is if the store served it decompressed. A body
+/// cut part way is read on from the byte reached, at the generation first
+/// served; if that generation is gone (the object was replaced), the
+/// download starts over.
 pub async fn download_snapshot(
     store: &Store,
     object: &str,
     dest: &Path,
+    reads: &Reads,
+) -> Result<DownloadedSnapshot, RestoreError> {
+    loop {
+        let replaced = AtomicBool::new(false);
+        match download_once(store, object, dest, reads, &replaced).await {
+            Err(e) if replaced.load(Ordering::Relaxed) => {
+                warn!(object = %store.location(object), error = %e, "the snapshot was replaced while it downloaded; downloading it again");
+            }
+            done => return done,
+        }
+    }
+}
+
+async fn download_once(
+    store: &Store,
+    object: &str,
+    dest: &Path,
+    reads: &Reads,
+    replaced: &AtomicBool,
 ) -> Result<DownloadedSnapshot, RestoreError> {
     let progress = progress::bytes("snapshot", None);
     let received = Arc::new(AtomicU64::new(0));
     let pieces = {
         let (progress, received) = (progress.clone(), Arc::clone(&received));
-        store.get_stream(object).await?.inspect(move |piece| {
+        resumed(store, object, reads, replaced).inspect(move |piece| {
             if let Ok(bytes) = piece {
                 let total = received.fetch_add(bytes.len() as u64, Ordering::Relaxed);
                 progress.set_position(total + bytes.len() as u64);
@@ -261,6 +288,88 @@ pub async fn download_snapshot(
     Ok(DownloadedSnapshot {
         gzip,
         received: received.load(Ordering::Relaxed),
+    })
+}
+
+/// Where a resumed download stands.
+struct Resumed {
+    body: Option<ByteStream>,
+    /// The generation first served: every later read asks for it.
+    generation: Option<i64>,
+    offset: u64,
+    /// Tries since bytes last came.
+    attempt: u32,
+    ended: bool,
+}
+
+/// The object's bytes, read on after each failure from the byte reached as
+/// the core's read retry decides. Ends with an error once it gives up, or
+/// once the generation is gone (`replaced` is then set).
+fn resumed<'a>(
+    store: &'a Store,
+    object: &'a str,
+    reads: &'a Reads,
+    replaced: &'a AtomicBool,
+) -> impl futures::Stream<Item = Result<Bytes, StoreError>> + Send + 'a {
+    let start = Resumed {
+        body: None,
+        generation: None,
+        offset: 0,
+        attempt: 0,
+        ended: false,
+    };
+    futures::stream::unfold(start, move |mut at| async move {
+        while !at.ended {
+            let piece = match &mut at.body {
+                Some(body) => body.next().await,
+                None => match store
+                    .get_stream_from(object, at.generation, at.offset)
+                    .await
+                {
+                    Ok((body, served)) => {
+                        at.generation = at.generation.or(served);
+                        at.body = Some(body);
+                        continue;
+                    }
+                    Err(e) => Some(Err(e)),
+                },
+            };
+            match piece {
+                None => return None,
+                Some(Ok(bytes)) => {
+                    at.offset += bytes.len() as u64;
+                    at.attempt = 0;
+                    reads.progressed();
+                    return Some((Ok(bytes), at));
+                }
+                Some(Err(error)) => {
+                    at.body = None;
+                    at.attempt += 1;
+                    let pinned = at.generation.is_some();
+                    match reads.after_failure(error, at.attempt, pinned).await {
+                        Ok(ReadAgain::After(_)) => {}
+                        Ok(ReadAgain::FromStart) => {
+                            replaced.store(true, Ordering::Relaxed);
+                            at.ended = true;
+                            let gone = StoreError {
+                                location: store.location(object),
+                                message: format!(
+                                    "generation {} is gone: the object was replaced",
+                                    at.generation.unwrap_or_default()
+                                ),
+                                kind: jobvault_core::FailureKind::NotFound,
+                            };
+                            return Some((Err(gone), at));
+                        }
+                        Err(e) => {
+                            at.ended = true;
+                            return Some((Err(e), at));
+                        }
+                    }
+                }
+            }
+        }
+        None
     })
 }
 

@@ -7,6 +7,7 @@ use jobvault_core::restore_plan::{JobSearch, OnCorrupt};
 use jobvault_core::{Envelope, Timestamp};
 
 use crate::drive::{DriveError, Driver};
+use crate::reads::Reads;
 use crate::store::Store;
 
 /// What a retrieval found.
@@ -29,11 +30,13 @@ pub async fn retrieve(
     now: Timestamp,
     concurrency: usize,
     on_corrupt: OnCorrupt,
+    reads: &Reads,
     progress: &ProgressBar,
 ) -> Result<Retrieval, DriveError> {
     let mut search = JobSearch::new(since, now, on_corrupt);
     let driver = Driver {
         progress: Some(progress),
+        reads: reads.clone(),
         ..Driver::new(store, concurrency)
     };
     driver.drive(&mut search).await?;

@@ -19,6 +19,7 @@ use jobvault_core::history::{HISTORY_OBJECT, restorable_from};
 
 use crate::drive::{DriveError, find_newest, list_range};
 use crate::lease::{self, LeaseError};
+use crate::reads::Reads;
 use crate::small_object;
 use crate::store::Store;
 
@@ -94,11 +95,19 @@ pub async fn status(
     store: &Store,
     now: Timestamp,
     concurrency: usize,
+    reads: &Reads,
 ) -> Result<Status, DriveError> {
-    store.check().await?;
+    reads.read(|| store.check()).await?;
     let day_ago = now - DAY;
-    let recent_snapshots =
-        list_range(store, ObjectKind::Snapshot, day_ago, now, concurrency).await?;
+    let recent_snapshots = list_range(
+        store,
+        ObjectKind::Snapshot,
+        day_ago,
+        now,
+        concurrency,
+        reads,
+    )
+    .await?;
     let snapshots_last_24h = recent_snapshots
         .iter()
         .filter(|o| o.updated > day_ago)
@@ -106,7 +115,7 @@ pub async fn status(
         .count();
     let newest_snapshot = match newest_object(ObjectKind::Snapshot, &recent_snapshots) {
         Some(newest) => Some(newest.clone()),
-        None => find_newest(store, ObjectKind::Snapshot).await?,
+        None => find_newest(store, ObjectKind::Snapshot, reads).await?,
     };
     let daemon = match lease::read(store).await {
         Ok(found) => found.map(|(lease, _)| daemon_status(&lease, now)),
@@ -115,7 +124,7 @@ pub async fn status(
     };
     let newest_job = match &daemon {
         Some(_) => None,
-        None => newest_job_upload(store, now, concurrency).await?,
+        None => newest_job_upload(store, now, concurrency, reads).await?,
     };
 
     let mut warnings = Vec::new();
@@ -179,11 +188,12 @@ async fn newest_job_upload(
     store: &Store,
     now: Timestamp,
     concurrency: usize,
+    reads: &Reads,
 ) -> Result<Option<ListedObject>, DriveError> {
-    let recent = list_range(store, ObjectKind::Job, now - DAY, now, concurrency).await?;
+    let recent = list_range(store, ObjectKind::Job, now - DAY, now, concurrency, reads).await?;
     Ok(match newest_object(ObjectKind::Job, &recent) {
         Some(newest) => Some(newest.clone()),
-        None => find_newest(store, ObjectKind::Job).await?,
+        None => find_newest(store, ObjectKind::Job, reads).await?,
     })
 }
 

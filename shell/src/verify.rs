@@ -11,6 +11,7 @@ use jobvault_core::object_name::{ObjectKind, day_prefix, parse_object_name};
 
 use crate::db::JobDb;
 use crate::drive::{DriveError, find_newest, list_range};
+use crate::reads::Reads;
 use crate::restore::{RestoreError, download_snapshot};
 use crate::store::Store;
 
@@ -39,21 +40,26 @@ pub async fn verify(
     now: Timestamp,
     concurrency: usize,
     sample: usize,
+    reads: &Reads,
 ) -> Result<Vec<Check>, DriveError> {
-    store.check().await?;
+    reads.read(|| store.check()).await?;
     let mut checks = Vec::new();
-    match find_newest(store, ObjectKind::Snapshot).await? {
+    match find_newest(store, ObjectKind::Snapshot, reads).await? {
         None => checks.push(Check::new(
             "snapshot",
             Err("no snapshot in the bucket".to_owned()),
         )),
-        Some(newest) => checks.extend(check_snapshot(store, &newest.name).await?),
+        Some(newest) => checks.extend(check_snapshot(store, &newest.name, reads).await?),
     }
-    checks.extend(check_recent_jobs(store, now, concurrency, sample).await?);
+    checks.extend(check_recent_jobs(store, now, concurrency, sample, reads).await?);
     Ok(checks)
 }
 
-async fn check_snapshot(store: &Store, object: &str) -> Result<Vec<Check>, DriveError> {
+async fn check_snapshot(
+    store: &Store,
+    object: &str,
+    reads: &Reads,
+) -> Result<Vec<Check>, DriveError> {
     let location = store.location(object);
     let mut checks = Vec::new();
     let copy = match tempfile::Builder::new()
@@ -69,7 +75,7 @@ async fn check_snapshot(store: &Store, object: &str) -> Result<Vec<Check>, Drive
             return Ok(checks);
         }
     };
-    let downloaded = match download_snapshot(store, object, copy.path()).await {
+    let downloaded = match download_snapshot(store, object, copy.path(), reads).await {
         Ok(downloaded) => downloaded,
         Err(RestoreError::Store(e)) => return Err(e.into()),
         Err(e) => {
@@ -137,14 +143,14 @@ async fn check_recent_jobs(
     now: Timestamp,
     concurrency: usize,
     sample: usize,
+    reads: &Reads,
 ) -> Result<Vec<Check>, DriveError> {
-    let mut recent = list_range(store, ObjectKind::Job, now - DAY, now, concurrency).await?;
+    let mut recent = list_range(store, ObjectKind::Job, now - DAY, now, concurrency, reads).await?;
     if recent.is_empty() {
         // Nothing in the last day: sample the day of the newest job upload.
-        if let Some(newest) = find_newest(store, ObjectKind::Job).await? {
-            recent = store
-                .list(&day_prefix(ObjectKind::Job, newest.updated))
-                .await?;
+        if let Some(newest) = find_newest(store, ObjectKind::Job, reads).await? {
+            let day = day_prefix(ObjectKind::Job, newest.updated);
+            recent = reads.read(|| store.list(&day)).await?;
         }
     }
     recent.retain(|o| parse_object_name(&o.name).is_ok_and(|p| p.kind == ObjectKind::Job));

@@ -63,6 +63,10 @@ pub enum FaultKind {
     /// the cursor stored inside. Each read of a header or a whole snapshot
     /// is hit on its own.
     SnapshotDecompressed,
+    /// A read of a restore or a prune fails: a 5xx or 429, a body cut part
+    /// way, or no byte until the idle timeout. It is made again as the
+    /// core's read retry decides.
+    StoreReadFailure,
 }
 
 /// How much of one fault a day gets.
@@ -118,6 +122,7 @@ impl FaultKind {
             FaultKind::Hang => rate(rng, 0.01),
             FaultKind::MissedCommit => rate(rng, 0.5),
             FaultKind::SnapshotDecompressed => rate(rng, 0.5),
+            FaultKind::StoreReadFailure => rate(rng, 0.3),
         }
     }
 }

@@ -13,7 +13,7 @@ use std::time::Duration;
 use jobvault_core::Timestamp;
 
 use crate::invariants::{Checkers, MAX_CLOCK_ERROR, Observation};
-use crate::restore::restore_at;
+use crate::restore::{ReadFaults, restore_at};
 use crate::world::World;
 
 const HOUR: Duration = Duration::from_secs(3600);
@@ -43,14 +43,20 @@ impl History {
     }
 
     /// The hourly check: with versioning, a restore to a past instant.
-    pub fn check(&mut self, world: &World, now: Timestamp, checkers: &mut Checkers) {
+    pub fn check(
+        &mut self,
+        world: &World,
+        now: Timestamp,
+        faults: ReadFaults,
+        checkers: &mut Checkers,
+    ) {
         // A restore of the past reads every generation since its base: one
         // check in three keeps the seeds quick.
         if self.rng.u8(0..3) != 0 {
             return;
         }
         if let Some(at) = self.past_instant(world, now) {
-            let result = restore_at(&world.store, at, now, &mut self.rng);
+            let result = restore_at(&world.store, at, now, faults, &mut self.rng);
             checkers.observe(
                 Observation::PastRestored {
                     at,

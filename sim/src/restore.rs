@@ -5,21 +5,29 @@
 //! drawn from the seed, and the plan is applied to the snapshot's rows and
 //! tombstones as the shell applies it to SQLite: a newer body replaces a row
 //! or a tombstone, a newer tombstone deletes.
+//!
+//! Reads fail at the day's `store-read-failure` rate (a 5xx or 429, a body
+//! cut part way, a stall ended by the idle timeout), and each failed read is
+//! made again as the core's [`ReadRetry`] decides, on a clock of the
+//! restore's own that its waits and stalls move on: the shell's policy, not
+//! a copy of it.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
 use jobvault_core::prune::{PrunePlan, PrunePlanner};
+use jobvault_core::read_retry::{DEFAULT_READ_PATIENCE, ReadAgain, ReadGaveUp, ReadRetry};
 use jobvault_core::restore_plan::{
     Answer, Ask, ChosenSnapshot, OnCorrupt, PlanError, Planner, RestorePlanner, supersedes,
 };
-use jobvault_core::{Envelope, JobId, Timestamp};
+use jobvault_core::{Envelope, Failure, FailureKind, JobId, Timestamp};
 
 use crate::world::{Body, Held, Store};
 
-/// What a restore produced.
-#[derive(Debug)]
+/// What a restore produced; empty by default, as a restore of a bucket
+/// that holds nothing.
+#[derive(Debug, Default)]
 pub struct Restored {
     /// Every row and tombstone in the restored database.
     pub versions: BTreeMap<JobId, Held>,
@@ -28,48 +36,67 @@ pub struct Restored {
     pub fetched_uploads: Vec<Timestamp>,
     /// Reads of a snapshot the store served decompressed.
     pub served_decompressed: u64,
+    /// Reads that failed and were made again.
+    pub failed_reads: u64,
+}
+
+/// Why a restore or prune of the simulated bucket failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Failed {
+    #[error(transparent)]
+    Plan(#[from] PlanError),
+    #[error("reads given up: {0}")]
+    GaveUp(#[from] ReadGaveUp),
+}
+
+/// What goes wrong with the reads of one restore or prune.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ReadFaults {
+    /// The chance that a read fails.
+    pub failing: f64,
+    /// The chance that a snapshot read is served decompressed.
+    pub decompressed: f64,
 }
 
 /// Restores the newest state of `store` as `jobvault restore` would at the
-/// local time `now`, with each read of a snapshot served decompressed at
-/// the rate `decompressed`.
+/// local time `now`, its reads meeting `faults`. A bucket that holds nothing
+/// restores as an empty database, for the invariants to judge.
 pub fn restore(
     store: &Store,
     now: Timestamp,
-    decompressed: f64,
+    faults: ReadFaults,
     rng: &mut fastrand::Rng,
-) -> Restored {
+) -> Result<Restored, Failed> {
     let planner = RestorePlanner::new(now, OnCorrupt::Fail);
-    carry_out(store, planner, decompressed, rng).expect("the newest state always restores")
+    carry_out(store, planner, now, faults, rng)
 }
 
 /// Restores `store` as it was at local time `at`, as `jobvault restore --at`
-/// would at local time `now`.
+/// would at local time `now`, its reads meeting `faults`.
 pub fn restore_at(
     store: &Store,
     at: Timestamp,
     now: Timestamp,
+    faults: ReadFaults,
     rng: &mut fastrand::Rng,
-) -> Result<Restored, PlanError> {
-    carry_out(
-        store,
-        RestorePlanner::at(at, now, OnCorrupt::Fail),
-        0.0,
-        rng,
-    )
+) -> Result<Restored, Failed> {
+    let planner = RestorePlanner::at(at, now, OnCorrupt::Fail);
+    carry_out(store, planner, now, faults, rng)
 }
 
-/// Plans a prune of `store` as `jobvault prune --keep` would at local `now`.
+/// Plans a prune of `store` as `jobvault prune --keep` would at local `now`,
+/// its reads meeting `faults`; also says how many reads failed.
 pub fn plan_prune(
     store: &Store,
     now: Timestamp,
     keep: Duration,
+    faults: ReadFaults,
     rng: &mut fastrand::Rng,
-) -> PrunePlan {
+) -> (Result<PrunePlan, Failed>, u64) {
     let mut planner = PrunePlanner::new(now, keep);
-    let mut bucket = Bucket::new(store);
-    drive(&mut bucket, &mut planner, rng).expect("the simulated bucket is well-formed");
-    planner.finish().expect("every ask was answered")
+    let mut bucket = Bucket::new(store, now, faults);
+    let planned = drive(&mut bucket, &mut planner, rng).and_then(|()| Ok(planner.finish()?));
+    (planned, bucket.failed_reads)
 }
 
 /// Carries out the first `done` steps of a plan (all of them: `usize::MAX`):
@@ -90,15 +117,21 @@ pub fn carry_out_prune(store: &mut Store, plan: &PrunePlan, done: usize) {
 fn carry_out(
     store: &Store,
     mut planner: RestorePlanner,
-    decompressed: f64,
+    now: Timestamp,
+    faults: ReadFaults,
     rng: &mut fastrand::Rng,
-) -> Result<Restored, PlanError> {
-    let mut bucket = Bucket {
-        decompressed,
-        ..Bucket::new(store)
-    };
+) -> Result<Restored, Failed> {
+    let mut bucket = Bucket::new(store, now, faults);
     drive(&mut bucket, &mut planner, rng)?;
-    let plan = planner.finish()?;
+    let plan = match planner.finish() {
+        Err(PlanError::NothingToRestore(_)) => {
+            return Ok(Restored {
+                failed_reads: bucket.failed_reads,
+                ..Restored::default()
+            });
+        }
+        planned => planned?,
+    };
     // A restore of the past may fetch a snapshot and then choose none.
     let mut versions = if plan.snapshot.is_some() {
         bucket.snapshot
@@ -120,35 +153,79 @@ fn carry_out(
         snapshot: plan.snapshot,
         fetched_uploads: bucket.fetched_uploads,
         served_decompressed: bucket.served_decompressed,
+        failed_reads: bucket.failed_reads,
     })
 }
 
 /// The simulated bucket as a planner's driver sees it, and what the driver
-/// keeps: the rows of the snapshot fetched last.
+/// keeps: the rows of the snapshot fetched last, the read retry policy and
+/// the clock its waits move on.
 struct Bucket<'a> {
     store: &'a Store,
     snapshot: BTreeMap<JobId, Held>,
     fetched_uploads: Vec<Timestamp>,
-    /// The chance that a read of a snapshot is served decompressed.
-    decompressed: f64,
+    faults: ReadFaults,
     served_decompressed: u64,
+    failed_reads: u64,
+    retry: ReadRetry,
+    clock: Timestamp,
 }
 
+/// How long a read takes in the restore's clock.
+const READ_TIME: Duration = Duration::from_millis(20);
+/// How long a stalled read waits before the shell's idle timeout ends it.
+const STALL: Duration = Duration::from_secs(60);
+
 impl<'a> Bucket<'a> {
-    fn new(store: &'a Store) -> Self {
+    fn new(store: &'a Store, now: Timestamp, faults: ReadFaults) -> Self {
         Bucket {
             store,
             snapshot: BTreeMap::new(),
             fetched_uploads: Vec::new(),
-            decompressed: 0.0,
+            faults,
             served_decompressed: 0,
+            failed_reads: 0,
+            retry: ReadRetry::new(DEFAULT_READ_PATIENCE, now),
+            clock: now,
         }
+    }
+
+    /// Whether this read fails, and how; the clock moves on by the time
+    /// the read took.
+    fn read_fails(&mut self, rng: &mut fastrand::Rng) -> Option<Failure> {
+        if rng.f64() >= self.faults.failing {
+            self.clock = self.clock + READ_TIME;
+            return None;
+        }
+        self.failed_reads += 1;
+        let (kind, message, took) = match rng.u8(0..4) {
+            0 => (FailureKind::Transient, "503 Service Unavailable", READ_TIME),
+            1 => (FailureKind::Transient, "429 Too Many Requests", READ_TIME),
+            2 => (
+                FailureKind::Transient,
+                "the body was cut part way",
+                READ_TIME,
+            ),
+            _ => (FailureKind::Timeout, "no byte for the idle timeout", STALL),
+        };
+        self.clock = self.clock + took;
+        Some(Failure::new(kind, message))
+    }
+
+    /// The read retry's verdict on a failed `attempt`; a wait moves the
+    /// clock on.
+    fn after_failure(&mut self, failure: &Failure, attempt: u32) -> Result<(), ReadGaveUp> {
+        match self.retry.on_failure(failure, attempt, false, self.clock)? {
+            ReadAgain::After(wait) => self.clock = self.clock + wait,
+            ReadAgain::FromStart => {}
+        }
+        Ok(())
     }
 
     /// The gzip mtime a read of a snapshot sees: none when it is served
     /// decompressed.
     fn gzip_mtime(&mut self, mtime: Timestamp, rng: &mut fastrand::Rng) -> Option<Timestamp> {
-        if rng.f64() < self.decompressed {
+        if rng.f64() < self.faults.decompressed {
             self.served_decompressed += 1;
             None
         } else {
@@ -229,37 +306,51 @@ fn snapshot<'s>(store: &'s Store, object: &str) -> SnapshotParts<'s> {
     (versions, *gzip_mtime, *stored)
 }
 
-/// What the driver still owes a planner: an ask, or the rest of a listing's
-/// pages.
+/// What the driver still owes a planner: an ask (with the attempt at it
+/// about to be made), or the rest of a listing's pages.
 enum Owed {
-    Ask(Ask),
-    Pages(VecDeque<Answer>),
+    Ask(Ask, u32),
+    Pages(VecDeque<Answer>, u32),
 }
 
 /// Answers every ask, one drawn at random from those outstanding. A listing
 /// comes in pages of random size, as GCS pages at most 1,000 objects; the
-/// pages of one listing in order, between the answers to other asks.
+/// pages of one listing in order, between the answers to other asks. A read
+/// that fails (an ask, or a page) is owed again once the read retry allows.
 fn drive(
     bucket: &mut Bucket,
     planner: &mut impl Planner,
     rng: &mut fastrand::Rng,
-) -> Result<(), PlanError> {
+) -> Result<(), Failed> {
     let mut owed = Vec::new();
     loop {
-        owed.extend(std::iter::from_fn(|| planner.poll_ask()).map(Owed::Ask));
+        owed.extend(std::iter::from_fn(|| planner.poll_ask()).map(|ask| Owed::Ask(ask, 1)));
         if owed.is_empty() {
             return Ok(());
         }
-        let mut pages = match owed.swap_remove(rng.usize(0..owed.len())) {
-            Owed::Ask(ask) => {
+        let drawn = owed.swap_remove(rng.usize(0..owed.len()));
+        if let Some(failure) = bucket.read_fails(rng) {
+            let attempt = match &drawn {
+                Owed::Ask(_, attempt) | Owed::Pages(_, attempt) => *attempt,
+            };
+            bucket.after_failure(&failure, attempt)?;
+            owed.push(match drawn {
+                Owed::Ask(ask, _) => Owed::Ask(ask, attempt + 1),
+                Owed::Pages(pages, _) => Owed::Pages(pages, attempt + 1),
+            });
+            continue;
+        }
+        bucket.retry.progressed(bucket.clock);
+        let mut pages = match drawn {
+            Owed::Ask(ask, _) => {
                 let answer = bucket.answer(ask, rng);
                 pages(answer, rng)
             }
-            Owed::Pages(pages) => pages,
+            Owed::Pages(pages, _) => pages,
         };
         let answer = pages.pop_front().expect("a listing has a page");
         if !pages.is_empty() {
-            owed.push(Owed::Pages(pages));
+            owed.push(Owed::Pages(pages, 1));
         }
         planner.handle_answer(answer)?;
     }

@@ -21,7 +21,7 @@ use crate::faults::{FaultCounts, FaultKind, FaultPlan};
 use crate::history::History;
 use crate::invariants::{Checkers, MAX_CLOCK_ERROR, Observation};
 use crate::node::Node;
-use crate::restore::{Restored, carry_out_prune, plan_prune, restore};
+use crate::restore::{ReadFaults, Restored, carry_out_prune, plan_prune, restore};
 use crate::rng::Streams;
 use crate::world::{Body, Held, Statement, World};
 
@@ -287,9 +287,12 @@ impl Simulation {
             if self.quiescing && self.is_quiescent() {
                 // A last look at the past, then the newest state.
                 let now = self.local_now();
-                self.history.check(&self.world, now, &mut self.checkers);
-                let restored = self.restore_newest();
-                self.observe(Observation::Quiesced(&restored));
+                let faults = self.read_faults();
+                self.history
+                    .check(&self.world, now, faults, &mut self.checkers);
+                if let Some(restored) = self.restore_newest() {
+                    self.observe(Observation::Quiesced(&restored));
+                }
                 break;
             }
         }
@@ -309,19 +312,43 @@ impl Simulation {
     }
 
     /// Tells every checker what just happened.
-    /// A restore of the newest state, as `jobvault restore` makes it.
-    fn restore_newest(&mut self) -> Restored {
-        let decompressed = self.plan.rate(FaultKind::SnapshotDecompressed);
+    /// A restore of the newest state, as `jobvault restore` makes it; one
+    /// that fails is a violation.
+    fn restore_newest(&mut self) -> Option<Restored> {
+        let faults = self.read_faults();
         let restored = restore(
             &self.world.store,
             self.local_now(),
-            decompressed,
+            faults,
             &mut self.rng.restore,
         );
-        for _ in 0..restored.served_decompressed {
-            self.outcome.faults.add(FaultKind::SnapshotDecompressed);
+        match restored {
+            Ok(restored) => {
+                for _ in 0..restored.served_decompressed {
+                    self.outcome.faults.add(FaultKind::SnapshotDecompressed);
+                }
+                self.count_failed_reads(restored.failed_reads);
+                Some(restored)
+            }
+            Err(e) => {
+                self.violation(format_args!("a restore of the newest state failed: {e}"));
+                None
+            }
         }
-        restored
+    }
+
+    /// What the reads of a restore or prune meet today.
+    pub(crate) fn read_faults(&self) -> ReadFaults {
+        ReadFaults {
+            failing: self.plan.rate(FaultKind::StoreReadFailure),
+            decompressed: self.plan.rate(FaultKind::SnapshotDecompressed),
+        }
+    }
+
+    fn count_failed_reads(&mut self, failed: u64) {
+        for _ in 0..failed {
+            self.outcome.faults.add(FaultKind::StoreReadFailure);
+        }
     }
 
     fn observe(&mut self, seen: Observation) {
@@ -492,10 +519,13 @@ impl Simulation {
             Event::TriggerDirBack => self.world.dir.exists = true,
             Event::Immediate => self.request_immediate(),
             Event::HourlyCheck => {
-                let restored = self.restore_newest();
-                self.observe(Observation::Restored(&restored));
+                if let Some(restored) = self.restore_newest() {
+                    self.observe(Observation::Restored(&restored));
+                }
                 let now = self.local_now();
-                self.history.check(&self.world, now, &mut self.checkers);
+                let faults = self.read_faults();
+                self.history
+                    .check(&self.world, now, faults, &mut self.checkers);
                 if !self.quiescing {
                     self.after(HOUR, Event::HourlyCheck);
                 }
@@ -1061,12 +1091,22 @@ impl Simulation {
                 Input::SnapshotsListed(result(error).map(|()| self.world.store.list(&prefixes)))
             }
             Op::Prune { keep } => {
-                let plan = plan_prune(
+                let (planned, failed_reads) = plan_prune(
                     &self.world.store,
                     self.local_now(),
                     keep,
+                    self.read_faults(),
                     &mut self.rng.prune,
                 );
+                self.count_failed_reads(failed_reads);
+                let plan = match planned {
+                    Ok(plan) => plan,
+                    Err(e) => {
+                        note!(self, "prune: its plan failed: {e}");
+                        let why = format!("the prune's plan failed: {e}");
+                        return Input::Pruned(Err(Failure::new(FailureKind::Transient, why)));
+                    }
+                };
                 // A prune that failed stopped somewhere: after the marker,
                 // a few deletions, or before anything.
                 let steps = if effective {

@@ -11,8 +11,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full, StreamBody};
 use hyper::body::Incoming;
+use hyper::body::{Body as _, Frame};
 use hyper::{Request, Response, StatusCode};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -27,6 +29,8 @@ pub struct Seen {
     pub method: String,
     pub path_and_query: String,
     pub content_range: Option<String>,
+    /// The `Range` a read asked for.
+    pub range: Option<String>,
     /// The proxy answered 503 instead of forwarding it.
     pub failed: bool,
 }
@@ -48,6 +52,9 @@ struct Shared {
     chaos: Mutex<Option<(Chaos, fastrand::Rng)>>,
     /// How many requests met each fault.
     chaos_counts: Mutex<std::collections::BTreeMap<&'static str, u64>>,
+    /// How many of the next object downloads to cut, and after how many
+    /// bytes of their body.
+    cut_downloads: Mutex<(u32, usize)>,
 }
 
 /// The share of requests that meet each fault, as a real network and store
@@ -66,6 +73,9 @@ pub struct Chaos {
     /// Forwarded, and then answered 503: the write happened, the writer
     /// does not know.
     pub fail_after_write: f64,
+    /// A read (GET) forwarded, and its answer's body cut half way: the
+    /// connection drops mid-body.
+    pub cut_body: f64,
 }
 
 /// What happens to one request.
@@ -76,6 +86,7 @@ enum Fate {
     Cut,
     Stall,
     FailAfterWrite,
+    CutBody,
     Pass,
 }
 
@@ -88,6 +99,7 @@ impl Chaos {
             (self.cut, Fate::Cut),
             (self.stall, Fate::Stall),
             (self.fail_after_write, Fate::FailAfterWrite),
+            (self.cut_body, Fate::CutBody),
         ] {
             if draw < share {
                 return fate;
@@ -167,6 +179,12 @@ impl Proxy {
         self.shared.fail_chunks.store(n, Ordering::SeqCst);
     }
 
+    /// Cuts the body of the next `n` object downloads (`alt=media`) after
+    /// `after` bytes: the connection drops mid-body.
+    pub fn cut_next_downloads(&self, n: u32, after: usize) {
+        *self.shared.cut_downloads.lock().unwrap() = (n, after);
+    }
+
     /// Flips one byte of the object's data in the next `n` uploads (a
     /// one-request upload, or the last chunk of a resumable one), then
     /// forwards them.
@@ -205,6 +223,9 @@ impl Proxy {
     }
 }
 
+/// An answer's body: whole, or cut part way.
+type Body = BoxBody<Bytes, std::io::Error>;
+
 /// A request's fate under chaos, then [`forward`] if it is forwarded. A cut
 /// is an error: hyper then closes the connection without an answer.
 async fn with_chaos(
@@ -212,7 +233,24 @@ async fn with_chaos(
     upstream: SocketAddr,
     client: Client<HttpConnector, Full<Bytes>>,
     shared: Arc<Shared>,
-) -> Result<Response<Full<Bytes>>, std::io::Error> {
+) -> Result<Response<Body>, std::io::Error> {
+    let is_read = request.method() == hyper::Method::GET;
+    let is_download = is_read
+        && request
+            .uri()
+            .query()
+            .is_some_and(|q| q.contains("alt=media"));
+    let cuts = shared.clone();
+    // The next download cut, if this is a download whose body is longer
+    // than where the cut falls.
+    let cut_at = move |response: &Response<Full<Bytes>>| {
+        let length = response.body().size_hint().exact().unwrap_or(0) as usize;
+        let mut cut = cuts.cut_downloads.lock().unwrap();
+        (is_download && cut.0 > 0 && length > cut.1).then(|| {
+            cut.0 -= 1;
+            cut.1
+        })
+    };
     let drawn = shared
         .chaos
         .lock()
@@ -220,9 +258,16 @@ async fn with_chaos(
         .as_mut()
         .map(|(chaos, rng)| (chaos.draw(rng), chaos.stall_for));
     let Some((fate, stall_for)) = drawn else {
-        return Ok(forward(request, upstream, client, shared)
+        let response = forward(request, upstream, client, shared)
             .await
-            .unwrap_or_else(|e| match e {}));
+            .unwrap_or_else(|e| match e {});
+        let at = cut_at(&response);
+        return Ok(cut_after(response, at).await);
+    };
+    let fate = if fate == Fate::CutBody && !is_read {
+        Fate::Pass
+    } else {
+        fate
     };
     let label = match fate {
         Fate::Unavailable => "503",
@@ -230,6 +275,7 @@ async fn with_chaos(
         Fate::Cut => "cut",
         Fate::Stall => "stall",
         Fate::FailAfterWrite => "fail after write",
+        Fate::CutBody => "cut body",
         Fate::Pass => "pass",
     };
     *shared
@@ -238,27 +284,70 @@ async fn with_chaos(
         .unwrap()
         .entry(label)
         .or_default() += 1;
-    match fate {
-        Fate::Unavailable => Ok(gcs_error(StatusCode::SERVICE_UNAVAILABLE)),
-        Fate::Throttled => Ok(gcs_error(StatusCode::TOO_MANY_REQUESTS)),
-        Fate::Cut => Err(std::io::Error::new(
-            std::io::ErrorKind::ConnectionReset,
-            "cut",
-        )),
+    let response = match fate {
+        Fate::Unavailable => gcs_error(StatusCode::SERVICE_UNAVAILABLE),
+        Fate::Throttled => gcs_error(StatusCode::TOO_MANY_REQUESTS),
+        Fate::Cut => {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::ConnectionReset,
+                "cut",
+            ));
+        }
         Fate::Stall => {
             tokio::time::sleep(stall_for).await;
-            Ok(forward(request, upstream, client, shared)
+            forward(request, upstream, client, shared)
                 .await
-                .unwrap_or_else(|e| match e {}))
+                .unwrap_or_else(|e| match e {})
         }
         Fate::FailAfterWrite => {
             let _ = forward(request, upstream, client, shared).await;
-            Ok(gcs_error(StatusCode::SERVICE_UNAVAILABLE))
+            gcs_error(StatusCode::SERVICE_UNAVAILABLE)
         }
-        Fate::Pass => Ok(forward(request, upstream, client, shared)
+        Fate::CutBody => {
+            let response = forward(request, upstream, client, shared)
+                .await
+                .unwrap_or_else(|e| match e {});
+            let half = response.body().size_hint().exact().unwrap_or(0) as usize / 2;
+            return Ok(cut_after(response, Some(half)).await);
+        }
+        Fate::Pass => forward(request, upstream, client, shared)
             .await
-            .unwrap_or_else(|e| match e {})),
-    }
+            .unwrap_or_else(|e| match e {}),
+    };
+    let at = cut_at(&response);
+    Ok(cut_after(response, at).await)
+}
+
+/// `response` with its body cut after `at` bytes, if given: the bytes
+/// before go out, then the connection drops (the length header still
+/// promises the whole).
+async fn cut_after(response: Response<Full<Bytes>>, at: Option<usize>) -> Response<Body> {
+    let Some(at) = at else {
+        return response.map(|body| body.map_err(|never| match never {}).boxed());
+    };
+    let (parts, body) = response.into_parts();
+    let whole = body
+        .collect()
+        .await
+        .unwrap_or_else(|never| match never {})
+        .to_bytes();
+    Response::from_parts(parts, {
+        let head = whole.slice(..at.min(whole.len()));
+        // The head goes out on its own before the cut: hyper would
+        // otherwise drop its buffered bytes with the connection.
+        let cut = async {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            Err(std::io::Error::new(
+                std::io::ErrorKind::ConnectionReset,
+                "the proxy cut the body",
+            ))
+        };
+        let pieces = futures::StreamExt::chain(
+            futures::stream::once(async { Ok(Frame::data(head)) }),
+            futures::stream::once(cut),
+        );
+        StreamBody::new(pieces).boxed()
+    })
 }
 
 async fn forward(
@@ -278,6 +367,11 @@ async fn forward(
         .uri()
         .path_and_query()
         .map_or_else(String::new, |p| p.to_string());
+    let range = request
+        .headers()
+        .get("range")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
     let is_chunk = request.method() == hyper::Method::PUT
         && content_range
             .as_deref()
@@ -291,6 +385,7 @@ async fn forward(
         method: request.method().to_string(),
         path_and_query: path_and_query.clone(),
         content_range,
+        range,
         failed: fail,
     });
     let refused = *shared.refuse_all.lock().unwrap();

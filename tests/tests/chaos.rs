@@ -50,6 +50,7 @@ fn ten_thousand_jobs_and_a_snapshot_land_through_a_bad_network() {
             stall: 0.02,
             stall_for: Duration::from_secs(2),
             fail_after_write: 0.05,
+            cut_body: 0.0,
         }),
         0x5eed,
     );

@@ -119,6 +119,11 @@ pub enum PlanError {
     /// The bucket cannot give what was asked for, and why, in one line.
     #[error("{0}")]
     NotRestorable(String),
+    /// The bucket holds no backup at all (of the instant asked for, if
+    /// any): what was looked for, in one line. A restore that found nothing
+    /// fails rather than write an empty database.
+    #[error("{0}")]
+    NothingToRestore(String),
     /// The driver answered something that was not asked: a driver bug.
     #[error("answer to nothing that was asked: {0}")]
     Unexpected(String),

@@ -158,16 +158,31 @@ impl RestorePlanner {
         }
     }
 
-    /// The plan, once [`Planner::is_complete`].
+    /// The plan, once [`Planner::is_complete`]. A bucket that gave no
+    /// snapshot and no job version (of the instant asked for) has nothing
+    /// to restore: an empty database is never passed off as its backup.
     pub fn finish(self) -> Result<RestorePlan, PlanError> {
-        match self.phase {
-            Phase::Jobs(jobs) if jobs.is_complete() => Ok(RestorePlan {
+        let plan = match self.phase {
+            Phase::Jobs(jobs) if jobs.is_complete() => RestorePlan {
                 snapshot: self.snapshot,
                 since: self.since,
                 retrieved: jobs.finish(),
-            }),
-            phase => Err(PlanError::Unexpected(format!("finish while in {phase:?}"))),
+            },
+            phase => return Err(PlanError::Unexpected(format!("finish while in {phase:?}"))),
+        };
+        if plan.snapshot.is_none() && plan.retrieved.jobs.is_empty() {
+            return Err(PlanError::NothingToRestore(match &self.past {
+                None => "no snapshot and no job object found (looked under db-backup/ and \
+                         job-backup/)"
+                    .to_owned(),
+                Some(past) => format!(
+                    "no snapshot and no job version from at or before {} found (looked under \
+                     db-backup/ and job-backup/): the instant is before the first backup",
+                    past.at
+                ),
+            }));
         }
+        Ok(plan)
     }
 
     fn retrieve_since(&mut self, since: Timestamp) {

@@ -13,12 +13,11 @@ use jobvault::daemon::Daemon;
 use jobvault::db::JobDb;
 use jobvault::lease::LeaseGate;
 use jobvault::metrics::UploadTimes;
-use jobvault::restore::restore;
+use jobvault::restore::{RestoreOptions, restore};
 use jobvault::sample;
 use jobvault::store::{BucketUrl, Store};
 use jobvault::triggers::TriggerDir;
 use jobvault_core::object_name::snapshot_object;
-use jobvault_core::restore_plan::OnCorrupt;
 use jobvault_core::{Config, JobId, Metrics};
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -164,17 +163,9 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
         before.len()
     );
 
-    let report = restore(
-        &store,
-        &db_path,
-        false,
-        32,
-        OnCorrupt::Fail,
-        None,
-        clock::now(),
-    )
-    .await
-    .context("restore failed")?;
+    let report = restore(&store, &db_path, RestoreOptions::newest(32), clock::now())
+        .await
+        .context("restore failed")?;
     let after = JobDb::open(&db_path)?.list()?;
     let matched = before.iter().zip(&after).filter(|(b, a)| b == a).count();
     let lost = before.len() - matched.min(before.len());

@@ -17,8 +17,10 @@ mod verify;
 use std::io::{self, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+use jobvault::reads::Reads;
 use jobvault::store::BucketUrl;
 use jobvault_core::Envelope;
 use jobvault_core::restore_plan::OnCorrupt;
@@ -55,10 +57,13 @@ pub enum Command {
     Run(run::RunArgs),
     Backup(backup::BackupArgs),
     Trigger(trigger::TriggerArgs),
+    #[command(after_help = EXIT_CODES)]
     Retrieve(retrieve::RetrieveArgs),
+    #[command(after_help = EXIT_CODES)]
     Restore(restore::RestoreArgs),
     Prune(prune::PruneArgs),
     Status(status::StatusArgs),
+    #[command(after_help = EXIT_CODES)]
     Verify(verify::VerifyArgs),
     Check(check::CheckArgs),
     #[command(subcommand)]
@@ -130,24 +135,38 @@ pub struct BucketArg {
     pub bucket: BucketUrl,
 }
 
-/// `--concurrency N` for commands that list and fetch many objects. A
-/// restore of 100,000 job objects at 20 ms a request is the latency times
-/// the count over this: 76 s at 32, 23 s at 128 (`bench restore-at-scale`).
-/// The default stays 32 while a failed request still fails the whole
-/// command: at GCS's latencies 128 in flight can pass the reads a second a
-/// new bucket is allowed before it throttles.
+/// `--concurrency N` and `--read-patience DURATION`, for commands that list
+/// and fetch many objects. A restore of 100,000 job objects at 20 ms a
+/// request is the latency times the count over the concurrency: 76 s at 32,
+/// 23 s at 128 (`bench restore-at-scale`).
 #[derive(Debug, Clone, Args)]
-pub struct ConcurrencyArg {
+pub struct ReadArgs {
     /// Requests to the store in flight at most.
     #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..=1024))]
     concurrency: u16,
+    /// Give up once no read of the bucket has succeeded for this long.
+    /// Until then a failed read (5xx, 429, a reset, a download cut part way
+    /// or silent for 60 s) is made again after a growing wait; a refusal
+    /// (403, no such bucket or object) ends the command at once.
+    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = humantime::parse_duration)]
+    read_patience: Duration,
 }
 
-impl ConcurrencyArg {
-    pub fn get(&self) -> usize {
+impl ReadArgs {
+    pub fn concurrency(&self) -> usize {
         usize::from(self.concurrency)
     }
+
+    /// The retry policy of this command's reads.
+    pub fn reads(&self) -> Reads {
+        Reads::new(self.read_patience)
+    }
 }
+
+/// The exit statuses every command documents in its `--help`.
+const EXIT_CODES: &str = "Exit status: 0 success; 1 an error (one line on stderr names what and why), \
+or a failed check; 2 a usage error; 3 nothing found: the bucket prefix holds no backup (of the \
+instant asked for).";
 
 /// What `--skip-corrupt` asks of a retrieval.
 fn on_corrupt(skip_corrupt: bool) -> OnCorrupt {
@@ -174,4 +193,23 @@ fn print_bodies<'a>(envelopes: impl IntoIterator<Item = &'a Envelope>) -> anyhow
     }
     out.flush()?;
     Ok(())
+}
+
+/// Completes on SIGINT or SIGTERM.
+async fn stop_signal() {
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("installing a SIGTERM handler cannot fail at start-up");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate.recv() => {}
+    }
+}
+
+/// Runs `work` to its end, or until SIGINT or SIGTERM: then `work` is
+/// dropped (which removes what it had written so far) and this fails.
+async fn until_signal<T>(work: impl std::future::Future<Output = T>) -> anyhow::Result<T> {
+    tokio::select! {
+        done = work => Ok(done),
+        () = stop_signal() => anyhow::bail!("interrupted by a signal; stopped before the end"),
+    }
 }

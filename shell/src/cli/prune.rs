@@ -9,7 +9,7 @@ use jobvault::clock;
 use jobvault::prune::{carry_out, plan_prune};
 use jobvault::store::Store;
 
-use super::{BucketArg, ConcurrencyArg};
+use super::{BucketArg, ReadArgs};
 
 /// Delete the snapshots and job objects that no restore to an instant in the
 /// last DURATION needs. Kept always: the newest snapshot, the snapshot a
@@ -28,15 +28,22 @@ pub struct PruneArgs {
     #[arg(long)]
     dry_run: bool,
     #[command(flatten)]
-    concurrency: ConcurrencyArg,
+    reads: ReadArgs,
 }
 
 pub async fn prune(args: PruneArgs) -> anyhow::Result<ExitCode> {
     let store = Store::connect(args.bucket.bucket).await?;
-    store.check().await?;
-    let plan = plan_prune(&store, args.keep, args.concurrency.get(), clock::now())
-        .await
-        .context("prune failed")?;
+    let reads = args.reads.reads();
+    reads.read(|| store.check()).await?;
+    let plan = plan_prune(
+        &store,
+        args.keep,
+        args.reads.concurrency(),
+        &reads,
+        clock::now(),
+    )
+    .await
+    .context("prune failed")?;
     let verb = if args.dry_run {
         "would delete"
     } else {

@@ -6,15 +6,17 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Args;
 use jobvault::clock;
-use jobvault::restore::restore as restore_database;
+use jobvault::nothing::NOTHING_FOUND_EXIT;
+use jobvault::restore::{RestoreError, RestoreOptions, restore as restore_database};
 use jobvault::store::Store;
 use jobvault_core::Timestamp;
 
-use super::{BucketArg, ConcurrencyArg, on_corrupt};
+use super::{BucketArg, ReadArgs, on_corrupt, until_signal};
 
 /// Rebuild the job database from the bucket: the newest snapshot, then every
 /// job uploaded since it, applied where newer. `jobvault run` can continue
-/// from the result.
+/// from the result. PATH appears only complete and checked; a restore that
+/// fails or is interrupted leaves nothing behind.
 #[derive(Debug, Args)]
 pub struct RestoreArgs {
     #[command(flatten)]
@@ -22,9 +24,17 @@ pub struct RestoreArgs {
     /// Where to write the database.
     #[arg(long, value_name = "PATH")]
     to: PathBuf,
-    /// Replace PATH if it exists (stop whatever uses it first).
+    /// Replace PATH if it exists (stop whatever uses it first); the new
+    /// file keeps the replaced one's mode and owner.
     #[arg(long)]
     force: bool,
+    /// If the bucket prefix holds no backup at all, say so and exit 0
+    /// instead of 3 (for a container's first start).
+    #[arg(long)]
+    if_replica_exists: bool,
+    /// If PATH exists, say so and exit 0 without restoring.
+    #[arg(long, conflicts_with = "force")]
+    if_db_not_exists: bool,
     /// Warn about corrupt job objects and go on, instead of failing.
     #[arg(long)]
     skip_corrupt: bool,
@@ -34,23 +44,43 @@ pub struct RestoreArgs {
     #[arg(long, value_name = "RFC3339")]
     at: Option<Timestamp>,
     #[command(flatten)]
-    concurrency: ConcurrencyArg,
+    reads: ReadArgs,
 }
 
 pub async fn restore(args: RestoreArgs) -> anyhow::Result<ExitCode> {
-    let store = Store::connect(args.bucket.bucket).await?;
-    store.check().await?;
-    let report = restore_database(
-        &store,
-        &args.to,
-        args.force,
-        args.concurrency.get(),
-        on_corrupt(args.skip_corrupt),
-        args.at,
-        clock::now(),
-    )
-    .await
-    .with_context(|| format!("restore to {} failed", args.to.display()))?;
+    if args.if_db_not_exists && std::fs::symlink_metadata(&args.to).is_ok() {
+        println!(
+            "{} exists; nothing restored (--if-db-not-exists)",
+            args.to.display()
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let store = Store::connect(args.bucket.bucket.clone()).await?;
+    let reads = args.reads.reads();
+    reads.read(|| store.check()).await?;
+    let options = RestoreOptions {
+        force: args.force,
+        concurrency: args.reads.concurrency(),
+        on_corrupt: on_corrupt(args.skip_corrupt),
+        at: args.at,
+        reads,
+    };
+    let restored = until_signal(restore_database(&store, &args.to, options, clock::now())).await;
+    let report =
+        match restored.with_context(|| format!("restore to {} failed", args.to.display()))? {
+            Err(RestoreError::NothingFound(nothing)) if nothing.empty && args.if_replica_exists => {
+                println!("{nothing}; nothing restored (--if-replica-exists)");
+                return Ok(ExitCode::SUCCESS);
+            }
+            Err(RestoreError::NothingFound(nothing)) => {
+                eprintln!(
+                    "jobvault: error: {nothing}; nothing was written to {}",
+                    args.to.display()
+                );
+                return Ok(ExitCode::from(NOTHING_FOUND_EXIT));
+            }
+            other => other.with_context(|| format!("restore to {} failed", args.to.display()))?,
+        };
     for skipped in &report.skipped {
         eprintln!("jobvault: warning: skipped corrupt object {skipped}");
     }

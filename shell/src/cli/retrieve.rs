@@ -5,12 +5,13 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Args;
 use jobvault::clock;
+use jobvault::nothing::{NOTHING_FOUND_EXIT, NothingFound, holds_backups};
 use jobvault::progress;
 use jobvault::retrieve::retrieve as retrieve_jobs;
 use jobvault::store::Store;
 use jobvault_core::Timestamp;
 
-use super::{BucketArg, ConcurrencyArg, on_corrupt, print_bodies};
+use super::{BucketArg, ReadArgs, on_corrupt, print_bodies};
 
 /// Print the newest version of every job uploaded since a time, as JSON
 /// lines sorted by id.
@@ -25,23 +26,34 @@ pub struct RetrieveArgs {
     #[arg(long)]
     skip_corrupt: bool,
     #[command(flatten)]
-    concurrency: ConcurrencyArg,
+    reads: ReadArgs,
 }
 
 pub async fn retrieve(args: RetrieveArgs) -> anyhow::Result<ExitCode> {
     let store = Store::connect(args.bucket.bucket).await?;
-    store.check().await?;
+    let reads = args.reads.reads();
+    reads.read(|| store.check()).await?;
     let bar = progress::items("jobs", None);
     let retrieval = retrieve_jobs(
         &store,
         args.since,
         clock::now(),
-        args.concurrency.get(),
+        args.reads.concurrency(),
         on_corrupt(args.skip_corrupt),
+        &reads,
         &bar,
     )
     .await
     .context("retrieve failed")?;
+    if retrieval.jobs.is_empty()
+        && retrieval.skipped.is_empty()
+        && !holds_backups(&store, &reads).await?
+    {
+        let why = "no job object found (looked under job-backup/)".to_owned();
+        let nothing = NothingFound::in_store(&store, &reads, why).await;
+        eprintln!("jobvault: error: {nothing}");
+        return Ok(ExitCode::from(NOTHING_FOUND_EXIT));
+    }
     print_bodies(&retrieval.jobs)?;
     for skipped in &retrieval.skipped {
         eprintln!("jobvault: warning: skipped corrupt object {skipped}");

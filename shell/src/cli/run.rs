@@ -21,7 +21,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{error, info, warn};
 
 use super::backup::parse_name;
-use super::{BucketArg, DbArg};
+use super::{BucketArg, DbArg, stop_signal};
 
 /// Back up continuously: a snapshot for every trigger file, every changed job
 /// in the bucket within an interval, metrics for alerting.
@@ -194,15 +194,5 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             keeper.release().await;
             Ok(ExitCode::SUCCESS)
         }
-    }
-}
-
-/// Completes on SIGINT or SIGTERM.
-async fn stop_signal() {
-    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("installing a SIGTERM handler cannot fail at start-up");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = terminate.recv() => {}
     }
 }

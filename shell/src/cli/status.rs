@@ -7,7 +7,7 @@ use jobvault::clock;
 use jobvault::status::status as read_status;
 use jobvault::store::Store;
 
-use super::{BucketArg, ConcurrencyArg};
+use super::{BucketArg, ReadArgs};
 
 /// Show the newest snapshot, the snapshots of the last 24 hours and the newest
 /// job upload, with a warning when backups look stale.
@@ -19,12 +19,13 @@ pub struct StatusArgs {
     #[arg(long)]
     json: bool,
     #[command(flatten)]
-    concurrency: ConcurrencyArg,
+    reads: ReadArgs,
 }
 
 pub async fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
     let store = Store::connect(args.bucket.bucket).await?;
-    let status = read_status(&store, clock::now(), args.concurrency.get()).await?;
+    let reads = args.reads.reads();
+    let status = read_status(&store, clock::now(), args.reads.concurrency(), &reads).await?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&status)?);
     } else {

@@ -4,10 +4,11 @@ use std::process::ExitCode;
 
 use clap::Args;
 use jobvault::clock;
+use jobvault::nothing::{NOTHING_FOUND_EXIT, NothingFound, holds_backups};
 use jobvault::store::Store;
 use jobvault::verify::verify as run_checks;
 
-use super::{BucketArg, ConcurrencyArg};
+use super::{BucketArg, ReadArgs};
 
 /// Download the newest snapshot and check it (gzip CRC and header, SQLite
 /// integrity_check, every job decodes), and decode a sample of recent job
@@ -20,12 +21,27 @@ pub struct VerifyArgs {
     #[arg(long, default_value_t = 100)]
     sample: usize,
     #[command(flatten)]
-    concurrency: ConcurrencyArg,
+    reads: ReadArgs,
 }
 
 pub async fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
     let store = Store::connect(args.bucket.bucket).await?;
-    let checks = run_checks(&store, clock::now(), args.concurrency.get(), args.sample).await?;
+    let reads = args.reads.reads();
+    reads.read(|| store.check()).await?;
+    if !holds_backups(&store, &reads).await? {
+        let why = "no snapshot and no job object found (looked under db-backup/ and job-backup/)";
+        let nothing = NothingFound::in_store(&store, &reads, why.to_owned()).await;
+        eprintln!("jobvault: error: {nothing}");
+        return Ok(ExitCode::from(NOTHING_FOUND_EXIT));
+    }
+    let checks = run_checks(
+        &store,
+        clock::now(),
+        args.reads.concurrency(),
+        args.sample,
+        &reads,
+    )
+    .await?;
     let mut failed = 0;
     for check in &checks {
         match &check.result {

@@ -22,11 +22,14 @@ const PIECES_IN_FLIGHT: usize = 8;
 /// A reader of `body` for a blocking thread, and the future that feeds it:
 /// await it or spawn it on the async side. The reader ends early when the
 /// feed is dropped; the feed ends when the reader is dropped.
-pub fn bridge<E>(
-    body: impl Stream<Item = Result<Bytes, E>> + Send + 'static,
-) -> (impl Future<Output = ()> + Send, impl Read + Send)
+pub fn bridge<'a, E>(
+    body: impl Stream<Item = Result<Bytes, E>> + Send + 'a,
+) -> (
+    impl Future<Output = ()> + Send + 'a,
+    impl Read + Send + 'static,
+)
 where
-    E: Into<Box<dyn std::error::Error + Send + Sync>>,
+    E: Into<Box<dyn std::error::Error + Send + Sync>> + 'a,
 {
     let (sender, receiver) = mpsc::channel(PIECES_IN_FLIGHT);
     let feed = body

@@ -10,6 +10,7 @@ use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
+use futures::TryStreamExt;
 use futures::stream::{BoxStream, StreamExt};
 use jobvault_core::Timestamp;
 use jobvault_core::machine::ListedObject;
@@ -138,26 +139,25 @@ impl FileStore {
     }
 
     pub async fn list_folders(&self, prefix: &str) -> Result<Vec<String>, BackendError> {
-        let folder = self.root.join(prefix);
-        let prefix = prefix.to_owned();
-        blocking(move || {
-            let entries = match fs::read_dir(&folder) {
-                Ok(entries) => entries,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-                Err(e) => return Err(io_error(e)),
-            };
-            let mut folders = Vec::new();
-            for entry in entries {
-                let entry = entry.map_err(io_error)?;
-                let name = entry.file_name();
-                if entry.file_type().map_err(io_error)?.is_dir() && !is_hidden(&name) {
-                    folders.push(format!("{prefix}{}/", name.to_string_lossy()));
-                }
-            }
-            folders.sort();
-            Ok(folders)
-        })
-        .await
+        subfolders(self.root.join(prefix), prefix.to_owned()).await
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The directories beside the root, as absolute paths ending in `/`.
+    pub async fn sibling_folders(&self) -> Result<Vec<String>, BackendError> {
+        match self.root.parent() {
+            Some(parent) => self.folders_of(&format!("{}/", parent.display())).await,
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// The directories in the directory `folder` (an absolute path ending in
+    /// `/`), as absolute paths ending in `/`.
+    pub async fn folders_of(&self, folder: &str) -> Result<Vec<String>, BackendError> {
+        subfolders(PathBuf::from(folder), folder.to_owned()).await
     }
 
     /// The object's bytes; with `first`, only that many from the start.
@@ -214,27 +214,22 @@ impl FileStore {
         .await
     }
 
-    pub async fn get_stream(
+    /// The object's bytes from byte `from` on; a directory keeps no
+    /// generations, so none is served.
+    pub async fn get_stream_from(
         &self,
         name: &str,
-    ) -> Result<BoxStream<'static, Result<Bytes, BackendError>>, BackendError> {
-        let file = tokio::fs::File::open(self.path(name))
+        from: u64,
+    ) -> Result<(BoxStream<'static, Result<Bytes, BackendError>>, Option<i64>), BackendError> {
+        use tokio::io::AsyncSeekExt;
+        let mut file = tokio::fs::File::open(self.path(name))
             .await
             .map_err(io_error)?;
-        let reader = tokio::io::BufReader::with_capacity(READ_PIECE, file);
-        let pieces = futures::stream::unfold(reader, |mut reader| async move {
-            use tokio::io::AsyncReadExt;
-            let mut piece = vec![0; READ_PIECE];
-            match reader.read(&mut piece).await {
-                Ok(0) => None,
-                Ok(n) => {
-                    piece.truncate(n);
-                    Some((Ok(Bytes::from(piece)), reader))
-                }
-                Err(e) => Some((Err(io_error(e)), reader)),
-            }
-        });
-        Ok(pieces.boxed())
+        file.seek(std::io::SeekFrom::Start(from))
+            .await
+            .map_err(io_error)?;
+        let pieces = tokio_util::io::ReaderStream::with_capacity(file, READ_PIECE);
+        Ok((pieces.map_err(io_error).boxed(), None))
     }
 }
 
@@ -272,6 +267,29 @@ fn object_name(root: &Path, path: &Path) -> String {
 
 fn is_hidden(name: &std::ffi::OsStr) -> bool {
     name.to_string_lossy().starts_with('.')
+}
+
+/// The directories in `dir` that are not hidden, sorted, each named
+/// `<prefix><name>/`; none if `dir` does not exist.
+async fn subfolders(dir: PathBuf, prefix: String) -> Result<Vec<String>, BackendError> {
+    blocking(move || {
+        let entries = match fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(io_error(e)),
+        };
+        let mut folders = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(io_error)?;
+            let name = entry.file_name();
+            if entry.file_type().map_err(io_error)?.is_dir() && !is_hidden(&name) {
+                folders.push(format!("{prefix}{}/", name.to_string_lossy()));
+            }
+        }
+        folders.sort();
+        Ok(folders)
+    })
+    .await
 }
 
 fn io_error(error: io::Error) -> BackendError {

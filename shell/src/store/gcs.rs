@@ -36,11 +36,17 @@ const CHUNK_ATTEMPTS: u32 = 5;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Generous: a whole chunk must go through within it.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(300);
+/// A listing or download that receives no byte for this long is cut, and
+/// read again from where it got to.
+const IDLE_READ_TIMEOUT: Duration = Duration::from_secs(60);
 
 pub(super) struct GcsStore {
     client: Client,
     /// For uploads, which are sent as GCS documents them (see [`GcsStore::put`]).
     http: reqwest::Client,
+    /// For listings and downloads, read as they stream in: no limit on the
+    /// whole request, only on a wait for the next byte.
+    reads_http: reqwest::Client,
     /// `None` when talking to an emulator anonymously.
     token: Option<Arc<dyn TokenSource>>,
     /// Parsed once: parsing it again for every upload cost more CPU than
@@ -89,11 +95,18 @@ impl GcsStore {
             reqwest::header::HeaderValue::from_static("gzip"),
         );
         let http = reqwest::Client::builder()
-            .default_headers(headers)
+            .default_headers(headers.clone())
             .connect_timeout(CONNECT_TIMEOUT)
             .timeout(REQUEST_TIMEOUT)
             // The JSON API answers, it does not redirect; following
             // redirects cost a share of every upload's CPU.
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| format!("cannot set up an HTTP client: {}", error_chain(&e)))?;
+        let reads_http = reqwest::Client::builder()
+            .default_headers(headers)
+            .connect_timeout(CONNECT_TIMEOUT)
+            .read_timeout(IDLE_READ_TIMEOUT)
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| format!("cannot set up an HTTP client: {}", error_chain(&e)))?;
@@ -145,6 +158,7 @@ impl GcsStore {
         Ok(GcsStore {
             client: Client::new(config),
             http,
+            reads_http,
             token,
             upload_url,
             objects_url,
@@ -157,6 +171,11 @@ impl GcsStore {
     /// Which credentials this connection uses.
     pub fn credentials(&self) -> String {
         describe_credentials(self.emulator.as_deref())
+    }
+
+    /// Empty or ending in `/`.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
     }
 
     fn full_name(&self, name: &str) -> String {
@@ -326,6 +345,17 @@ impl GcsStore {
         }
     }
 
+    /// The error a read of one object answered with `status` and `body`
+    /// stands for: a 404 is that object (or generation), not the bucket.
+    fn refused_read(&self, status: reqwest::StatusCode, body: &[u8]) -> BackendError {
+        match self.refused(status, body) {
+            e if e.kind == FailureKind::NotFound => BackendError::not_found(format!(
+                "no such object, or no longer that generation ({status})"
+            )),
+            e => e,
+        }
+    }
+
     pub async fn put_chunks(
         &self,
         name: &str,
@@ -420,7 +450,7 @@ impl GcsStore {
         }
         // The page is parsed as it streams in, so it must come uncompressed.
         let request = self
-            .http
+            .reads_http
             .get(url)
             .header(reqwest::header::ACCEPT_ENCODING, "identity");
         let response = self.send(request).await?;
@@ -456,12 +486,22 @@ impl GcsStore {
     }
 
     pub async fn list_folders(&self, prefix: &str) -> Result<Vec<String>, BackendError> {
+        let folders = self.list_folders_of(self.full_name(prefix)).await?;
+        Ok(folders
+            .into_iter()
+            .filter_map(|folder| folder.strip_prefix(&self.prefix).map(str::to_owned))
+            .collect())
+    }
+
+    /// The folders directly under `full` (a name in the bucket, not under
+    /// the prefix: "" is the bucket's top), by their names in the bucket.
+    pub async fn list_folders_of(&self, full: String) -> Result<Vec<String>, BackendError> {
         let mut folders = Vec::new();
         let mut token = None;
         loop {
             let request = ListObjectsRequest {
                 bucket: self.bucket.clone(),
-                prefix: Some(self.full_name(prefix)),
+                prefix: Some(full.clone()),
                 delimiter: Some("/".to_owned()),
                 page_token: token,
                 ..ListObjectsRequest::default()
@@ -471,14 +511,8 @@ impl GcsStore {
                 .list_objects(&request)
                 .await
                 .map_err(backend_error)?;
-            let next = page.next_page_token.filter(|token| !token.is_empty());
-            folders.extend(
-                page.prefixes
-                    .unwrap_or_default()
-                    .into_iter()
-                    .filter_map(|folder| folder.strip_prefix(&self.prefix).map(str::to_owned)),
-            );
-            match next {
+            folders.extend(page.prefixes.unwrap_or_default());
+            match page.next_page_token.filter(|token| !token.is_empty()) {
                 Some(next) => token = Some(next),
                 None => return Ok(folders),
             }
@@ -576,16 +610,56 @@ impl GcsStore {
         Ok(bucket.versioning.is_some_and(|v| v.enabled))
     }
 
-    pub async fn get_stream(
+    /// The bytes of the live object, or of `generation`, from byte `from`
+    /// on, as they arrive; with the generation the store served. Sent by
+    /// jobvault itself, for the generation header and the ranged read, on
+    /// the client that times out only when no byte comes.
+    pub async fn get_stream_from(
         &self,
         name: &str,
-    ) -> Result<BoxStream<'static, Result<Bytes, BackendError>>, BackendError> {
-        let stream = self
-            .client
-            .download_streamed_object(&self.get_request(name), &Range::default())
-            .await
-            .map_err(backend_error)?;
-        Ok(stream.map(|item| item.map_err(backend_error)).boxed())
+        generation: Option<i64>,
+        from: u64,
+    ) -> Result<(BoxStream<'static, Result<Bytes, BackendError>>, Option<i64>), BackendError> {
+        let mut url = self.objects_url.clone();
+        url.path_segments_mut()
+            .expect("an http URL has path segments")
+            .push(&self.full_name(name));
+        {
+            let mut query = url.query_pairs_mut();
+            query.append_pair("alt", "media");
+            if let Some(generation) = generation {
+                query.append_pair("generation", &generation.to_string());
+            }
+        }
+        let mut request = self.reads_http.get(url);
+        if from > 0 {
+            request = request.header(reqwest::header::RANGE, format!("bytes={from}-"));
+        }
+        let response = self.send(request).await?;
+        let status = response.status();
+        if status == reqwest::StatusCode::RANGE_NOT_SATISFIABLE && from > 0 {
+            // Cut exactly at the end: nothing is left to read.
+            return Ok((futures::stream::empty().boxed(), generation));
+        }
+        if !status.is_success() {
+            let body = response.bytes().await.unwrap_or_default();
+            return Err(self.refused_read(status, &body));
+        }
+        let served = response
+            .headers()
+            .get("x-goog-generation")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok());
+        // A store that ignored the range sent the object from its start.
+        let skip = if status == reqwest::StatusCode::PARTIAL_CONTENT {
+            0
+        } else {
+            from
+        };
+        let body = response
+            .bytes_stream()
+            .map(|piece| piece.map_err(|e| BackendError::new(error_chain(&e))));
+        Ok((skip_bytes(body, skip).boxed(), served))
     }
 }
 
@@ -639,6 +713,25 @@ async fn send_chunk(
     Err(BackendError::new(format!(
         "a chunk at byte {offset} failed {CHUNK_ATTEMPTS} times: {last_error}"
     )))
+}
+
+/// `body` without its first `skip` bytes.
+fn skip_bytes(
+    body: impl futures::Stream<Item = Result<Bytes, BackendError>>,
+    mut skip: u64,
+) -> impl futures::Stream<Item = Result<Bytes, BackendError>> {
+    body.filter_map(move |piece| {
+        let piece = match piece {
+            Ok(mut bytes) if skip > 0 => {
+                let n = skip.min(bytes.len() as u64);
+                skip -= n;
+                let rest = bytes.split_off(n as usize);
+                (!rest.is_empty()).then_some(Ok(rest))
+            }
+            other => Some(other),
+        };
+        futures::future::ready(piece)
+    })
 }
 
 /// A CRC32C as GCS writes it: base64 of the big-endian bytes.

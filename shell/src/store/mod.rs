@@ -14,7 +14,7 @@ use bytes::Bytes;
 use futures::stream::BoxStream;
 use jobvault_core::FailureKind;
 use jobvault_core::machine::ListedObject;
-use jobvault_core::object_name::Framing;
+use jobvault_core::object_name::{Framing, JOB_DIR, SNAPSHOT_DIR};
 use tokio::sync::mpsc;
 
 pub(crate) use blocking_body::bridge;
@@ -294,6 +294,46 @@ impl Store {
         }
     }
 
+    /// Prefixes beside this one (in the folder that holds it) that hold
+    /// jobvault backups, nearest in spelling first, at most `max`: for the
+    /// message of a command that found nothing, after a typo.
+    pub async fn neighbours_with_backups(&self, max: usize) -> Result<Vec<String>, StoreError> {
+        let (own, listed) = match &self.backend {
+            Backend::Gcs(gcs) => {
+                let own = gcs.prefix().to_owned();
+                let Some(parent) = parent_folder(&own) else {
+                    return Ok(Vec::new());
+                };
+                (own, gcs.list_folders_of(parent).await)
+            }
+            Backend::File(file) => {
+                let own = format!("{}/", file.root().display());
+                (own, file.sibling_folders().await)
+            }
+        };
+        let mut siblings = listed.map_err(|e| self.error(None, e))?;
+        siblings.retain(|folder| *folder != own);
+        siblings.sort_by_key(|folder| strsim::levenshtein(folder, &own));
+        let mut found = Vec::new();
+        for sibling in siblings.into_iter().take(NEIGHBOURS_LOOKED_AT) {
+            if found.len() == max {
+                break;
+            }
+            let inside = match &self.backend {
+                Backend::Gcs(gcs) => gcs.list_folders_of(sibling.clone()).await,
+                Backend::File(file) => file.folders_of(&sibling).await,
+            }
+            .map_err(|e| self.error(None, e))?;
+            if inside.iter().any(|f| {
+                let inner = f.strip_prefix(&sibling).unwrap_or(f);
+                inner == format!("{SNAPSHOT_DIR}/") || inner == format!("{JOB_DIR}/")
+            }) {
+                found.push(self.url.sibling(sibling.trim_end_matches('/')));
+            }
+        }
+        Ok(found)
+    }
+
     /// Which credentials this store uses.
     pub fn credentials(&self) -> String {
         match &self.backend {
@@ -302,25 +342,47 @@ impl Store {
         }
     }
 
-    /// An object's bytes as a stream, for objects too large to hold.
-    pub async fn get_stream(
+    /// An object's bytes from byte `from` on, as a stream, for objects too
+    /// large to hold: of `generation` if given (a directory has only the
+    /// live one). Also returns the generation served, if the store says.
+    pub async fn get_stream_from(
         &self,
         name: &str,
-    ) -> Result<BoxStream<'static, Result<Bytes, StoreError>>, StoreError> {
+        generation: Option<i64>,
+        from: u64,
+    ) -> Result<(ByteStream, Option<i64>), StoreError> {
         let location = self.location(name);
         let result = match &self.backend {
-            Backend::Gcs(gcs) => gcs.get_stream(name).await,
-            Backend::File(file) => file.get_stream(name).await,
+            Backend::Gcs(gcs) => gcs.get_stream_from(name, generation, from).await,
+            Backend::File(file) => file.get_stream_from(name, from).await,
         };
-        let stream = result.map_err(|e| self.error(Some(name), e))?;
-        Ok(Box::pin(futures::StreamExt::map(stream, move |item| {
+        let (stream, served) = result.map_err(|e| self.error(Some(name), e))?;
+        let stream = futures::StreamExt::map(stream, move |item| {
             item.map_err(|e| StoreError {
                 location: location.clone(),
                 message: e.message,
                 kind: e.kind,
             })
-        })))
+        });
+        Ok((Box::pin(stream), served))
     }
+}
+
+/// An object's bytes as they arrive.
+pub type ByteStream = BoxStream<'static, Result<Bytes, StoreError>>;
+
+/// How many folders beside a prefix are looked into for backups.
+const NEIGHBOURS_LOOKED_AT: usize = 10;
+
+/// The folder holding `prefix` (`a/b/` is in `a/`, `a/` in the bucket's
+/// top, ""); `None` for the bucket's top itself.
+fn parent_folder(prefix: &str) -> Option<String> {
+    let trimmed = prefix.strip_suffix('/')?;
+    Some(
+        trimmed
+            .rfind('/')
+            .map_or_else(String::new, |i| trimmed[..=i].to_owned()),
+    )
 }
 
 /// An error inside a backend, before the store adds the location.

@@ -13,6 +13,17 @@ pub enum BucketUrl {
     File { root: PathBuf },
 }
 
+impl BucketUrl {
+    /// The URL of `folder` in the same bucket: a name in the bucket (for
+    /// `gs://`) or an absolute path (for `file://`), without a trailing `/`.
+    pub fn sibling(&self, folder: &str) -> String {
+        match self {
+            BucketUrl::Gcs { bucket, .. } => format!("gs://{bucket}/{folder}"),
+            BucketUrl::File { .. } => format!("file://{folder}"),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("bucket URL {url:?} {why}; expected gs://bucket[/prefix] or file:///absolute/dir")]
 pub struct BadBucketUrl {

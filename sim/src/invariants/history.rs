@@ -15,13 +15,13 @@ use jobvault_core::restore_plan::PlanError;
 use jobvault_core::{JobId, Timestamp};
 
 use super::{Invariant, Observation, Verdicts};
-use crate::restore::Restored;
+use crate::restore::{Failed, Restored};
 use crate::world::{Body, Held, World};
 
 pub struct PastRestores;
 
 /// The result of a restore to the past, as the simulation reports it.
-pub type PastResult = Result<Restored, PlanError>;
+pub type PastResult = Result<Restored, Failed>;
 
 impl Invariant for PastRestores {
     fn observe(&mut self, seen: &Observation, world: &World, verdicts: &mut Verdicts) {
@@ -30,6 +30,11 @@ impl Invariant for PastRestores {
         };
         match result {
             Ok(restored) => equals_the_past(world, *at, restored, verdicts),
+            // Right only if the database then held nothing that reached
+            // the bucket: judged as an empty restore.
+            Err(Failed::Plan(PlanError::NothingToRestore(_))) => {
+                equals_the_past(world, *at, &Restored::default(), verdicts)
+            }
             Err(e) => verdicts.violation(format!(
                 "a restore to {at}, inside the window kept, was refused: {e}"
             )),

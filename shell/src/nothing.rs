@@ -1,0 +1,80 @@
+//! A bucket prefix that holds no backup, said as such.
+//!
+//! A restore of a mistyped prefix used to write an empty database and exit
+//! 0: a typo in a runbook passed for a restore. Finding nothing is an error
+//! of its own, with its own exit code, one line naming the prefix, what was
+//! looked for, and the prefixes beside it that do hold backups.
+
+use std::fmt;
+
+use jobvault_core::object_name::{JOB_DIR, SNAPSHOT_DIR};
+
+use crate::reads::Reads;
+use crate::store::{Store, StoreError};
+
+/// The exit status of a command that found nothing to work on.
+pub const NOTHING_FOUND_EXIT: u8 = 3;
+
+/// How many neighbouring prefixes a message names at most.
+const NEIGHBOURS_NAMED: usize = 3;
+
+/// Nothing to restore, retrieve or verify where the command looked.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct NothingFound {
+    /// The bucket URL.
+    pub url: String,
+    /// What was looked for and not found.
+    pub why: String,
+    /// Whether the prefix holds no backup at all (rather than none of
+    /// what was asked for).
+    pub empty: bool,
+    /// Prefixes beside it that hold backups.
+    pub neighbours: Vec<String>,
+}
+
+impl fmt::Display for NothingFound {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: nothing found: {}", self.url, self.why)?;
+        match self.neighbours.as_slice() {
+            [] if self.empty => write!(f, "; no prefix beside it holds backups either"),
+            [] => Ok(()),
+            found => write!(
+                f,
+                "; prefixes beside it that hold backups: {}",
+                found.join(", ")
+            ),
+        }
+    }
+}
+
+impl NothingFound {
+    /// Nothing found where `store` looked, for `why`; if the prefix holds
+    /// no backup at all, the prefixes beside it that do are looked up (a
+    /// failure to look only leaves them out).
+    pub async fn in_store(store: &Store, reads: &Reads, why: String) -> Self {
+        let empty = !holds_backups(store, reads).await.unwrap_or(true);
+        let neighbours = if empty {
+            store
+                .neighbours_with_backups(NEIGHBOURS_NAMED)
+                .await
+                .unwrap_or_default()
+        } else {
+            Vec::new()
+        };
+        NothingFound {
+            url: store.url().to_string(),
+            why,
+            empty,
+            neighbours,
+        }
+    }
+}
+
+/// Whether the prefix holds any backup: one listing of the folders at its
+/// top, for `db-backup/` or `job-backup/`.
+pub async fn holds_backups(store: &Store, reads: &Reads) -> Result<bool, StoreError> {
+    let top = reads.read(|| store.list_folders("")).await?;
+    Ok(top.iter().any(|folder| {
+        folder.trim_end_matches('/') == SNAPSHOT_DIR || folder.trim_end_matches('/') == JOB_DIR
+    }))
+}

@@ -1,0 +1,402 @@
+//! Restoring through anything: a store that fails reads, downloads cut part
+//! way, a prefix that holds nothing, a target that changes underneath, and
+//! a signal mid-restore. Each restore either equals the database or fails
+//! with one line and leaves nothing behind.
+
+use std::fs;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use jobvault::db::JobDb;
+use jobvault_core::JobId;
+use jobvault_tests::writers::rows;
+use jobvault_tests::{
+    Backend, Chaos, Daemon, Emulator, Proxy, StoreReader, Workspace, body, eventually, free_port,
+    jobvault, stderr, stdout,
+};
+
+const PATIENCE: Duration = Duration::from_secs(180);
+
+/// A database backed up by the real daemon: a snapshot of `jobs` jobs, then
+/// changes to a fifth of them and deletes of a fiftieth, every change in the
+/// bucket. Restores go through the proxy; the daemon wrote past it.
+struct BackedUp {
+    workspace: Workspace,
+    /// The bucket URL the daemon wrote to.
+    url: String,
+    bucket: String,
+    proxy: Proxy,
+    _emulator: Emulator,
+    _data: tempfile::TempDir,
+}
+
+impl BackedUp {
+    fn new(jobs: usize, prefix: &str) -> Self {
+        BackedUp::in_bucket(jobs, prefix, false)
+    }
+
+    /// Like [`BackedUp::new`], in a bucket that keeps object versions if
+    /// `versioned`.
+    fn in_bucket(jobs: usize, prefix: &str, versioned: bool) -> Self {
+        let data = tempfile::tempdir().unwrap();
+        let proxy_port = free_port();
+        // Only the memory backend keeps versions.
+        let backend = if versioned {
+            Backend::Memory
+        } else {
+            Backend::Filesystem(data.path().to_owned())
+        };
+        let emulator = Emulator::start_on(free_port(), proxy_port, backend);
+        let proxy = Proxy::start(proxy_port, emulator.address(), Duration::ZERO);
+        let bucket = if versioned {
+            emulator.new_versioned_bucket("restore-faults")
+        } else {
+            emulator.new_bucket("restore-faults")
+        };
+        let url = format!("gs://{bucket}/{prefix}");
+        let workspace = Workspace::new();
+        let (mut db, _) = JobDb::init(&workspace.db(), jobvault::clock::now()).unwrap();
+        let first: Vec<_> = (0..jobs)
+            .map(|n| body(&format!("job-{n:05}"), "first"))
+            .collect();
+        db.put(&first).unwrap();
+        workspace.trigger("nightly", "");
+        let direct = format!("http://{}", emulator.address());
+        let daemon = Daemon::start(&workspace, Some(&direct), &url, "200ms", &[]);
+        let reader = StoreReader::connect(&url, Some(&direct));
+        eventually("the snapshot", PATIENCE, || {
+            (!reader.names("db-backup/").is_empty()).then_some(())
+        });
+        let changed: Vec<_> = (0..jobs / 5)
+            .map(|n| body(&format!("job-{:05}", n * 5), "changed"))
+            .collect();
+        db.put(&changed).unwrap();
+        let deleted: Vec<JobId> = (0..jobs / 50)
+            .map(|n| JobId::new(format!("job-{:05}", n * 50 + 1)).unwrap())
+            .collect();
+        db.delete(&deleted).unwrap();
+        let newest = db.newest_seq().unwrap();
+        eventually("every change uploaded", PATIENCE, || {
+            (db.cursor().unwrap().seq == newest).then_some(())
+        });
+        assert!(daemon.stop().success());
+        BackedUp {
+            workspace,
+            url,
+            bucket,
+            proxy,
+            _emulator: emulator,
+            _data: data,
+        }
+    }
+
+    /// `jobvault` reading through the proxy.
+    fn jobvault(&self) -> Command {
+        jobvault(Some(&self.proxy.endpoint()))
+    }
+
+    fn restore(&self, url: &str, to: &Path, extra: &[&str]) -> std::process::Output {
+        self.jobvault()
+            .args(["restore", "--bucket", url, "--to"])
+            .arg(to)
+            .args(extra)
+            .output()
+            .unwrap()
+    }
+}
+
+/// What a restore may leave beside its target: nothing of its own.
+fn leftovers(folder: &Path) -> Vec<String> {
+    fs::read_dir(folder)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.starts_with(".jobvault-restore"))
+        .collect()
+}
+
+fn restored_folder() -> (tempfile::TempDir, PathBuf) {
+    let folder = tempfile::tempdir().unwrap();
+    let to = folder.path().join("restored.db");
+    (folder, to)
+}
+
+#[test]
+fn restore_and_retrieve_equal_the_database_through_a_storm_of_failed_reads() {
+    let backed_up = BackedUp::new(3_000, "prod");
+    backed_up.proxy.set_chaos(
+        Some(Chaos {
+            unavailable: 0.08,
+            throttled: 0.05,
+            cut: 0.03,
+            cut_body: 0.03,
+            stall: 0.01,
+            stall_for: Duration::from_secs(1),
+            fail_after_write: 0.0,
+        }),
+        0x5707,
+    );
+    let (folder, to) = restored_folder();
+    let output = backed_up.restore(&backed_up.url, &to, &[]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(rows(&to), rows(&backed_up.workspace.db()));
+
+    let output = backed_up
+        .jobvault()
+        .args(["retrieve", "--bucket", &backed_up.url])
+        .args(["--since", "2000-01-01T00:00:00Z"])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    let retrieved: Vec<(String, String)> = stdout(&output)
+        .lines()
+        .map(|line| {
+            let job: serde_json::Value = serde_json::from_str(line).unwrap();
+            (job["id"].as_str().unwrap().to_owned(), line.to_owned())
+        })
+        .collect();
+    assert_eq!(retrieved, rows(&backed_up.workspace.db()));
+
+    let counts = backed_up.proxy.chaos_counts();
+    for fault in ["503", "429", "cut", "cut body"] {
+        assert!(
+            counts.get(fault).copied().unwrap_or(0) > 0,
+            "no {fault}: {counts:?}"
+        );
+    }
+    assert!(leftovers(folder.path()).is_empty());
+}
+
+#[test]
+fn downloads_cut_part_way_resume_from_the_byte_reached() {
+    let backed_up = BackedUp::new(3_000, "prod");
+    // The snapshot's 10-byte header is too short to cut; the snapshot and
+    // the first job objects are cut after 20 bytes.
+    backed_up.proxy.cut_next_downloads(6, 20);
+    let (_folder, to) = restored_folder();
+    let output = backed_up.restore(&backed_up.url, &to, &[]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(rows(&to), rows(&backed_up.workspace.db()));
+    let seen = backed_up.proxy.seen();
+    let resumed: Vec<_> = seen
+        .iter()
+        .filter(|s| s.path_and_query.contains("db-backup"))
+        .filter(|s| s.range.as_deref() == Some("bytes=20-"))
+        .collect();
+    assert_eq!(
+        resumed.len(),
+        1,
+        "the snapshot resumed at byte 20: {seen:#?}"
+    );
+    assert!(
+        resumed[0].path_and_query.contains("generation="),
+        "the resumed read is pinned to the generation first served: {resumed:?}"
+    );
+}
+
+#[test]
+fn a_prefix_that_holds_nothing_fails_with_its_own_exit_code_and_names_its_neighbours() {
+    // Versioned, so that a restore to an instant before the first backup
+    // can tell that nothing was there.
+    let backed_up = BackedUp::in_bucket(50, "scheduler-prod", true);
+    let typo = format!("gs://{}/scheduler-prd", backed_up.bucket);
+    let (folder, to) = restored_folder();
+
+    let output = backed_up.restore(&typo, &to, &[]);
+    assert_eq!(output.status.code(), Some(3), "{}", stderr(&output));
+    let error = stderr(&output);
+    assert_eq!(error.lines().count(), 1, "{error}");
+    assert!(error.contains(&typo), "{error}");
+    assert!(error.contains("db-backup/ and job-backup/"), "{error}");
+    assert!(
+        error.contains(&backed_up.url),
+        "names the prefix that holds backups: {error}"
+    );
+    assert!(!to.exists());
+    assert!(leftovers(folder.path()).is_empty());
+
+    for command in [
+        vec!["retrieve", "--since", "2000-01-01T00:00:00Z"],
+        vec!["verify"],
+    ] {
+        let output = backed_up
+            .jobvault()
+            .args(&command)
+            .args(["--bucket", &typo])
+            .output()
+            .unwrap();
+        assert_eq!(
+            output.status.code(),
+            Some(3),
+            "{command:?}: {}",
+            stderr(&output)
+        );
+        assert!(
+            stderr(&output).contains(&backed_up.url),
+            "{}",
+            stderr(&output)
+        );
+    }
+
+    let output = backed_up.restore(&typo, &to, &["--if-replica-exists"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(stdout(&output).contains("nothing restored (--if-replica-exists)"));
+    assert!(!to.exists());
+
+    // Before the first backup: the prefix holds backups, none of then.
+    let output = backed_up.restore(&backed_up.url, &to, &["--at", "2001-01-01T00:00:00Z"]);
+    assert_eq!(output.status.code(), Some(3), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("before the first backup"),
+        "{}",
+        stderr(&output)
+    );
+    let output = backed_up.restore(
+        &backed_up.url,
+        &to,
+        &["--at", "2001-01-01T00:00:00Z", "--if-replica-exists"],
+    );
+    assert_eq!(
+        output.status.code(),
+        Some(3),
+        "only an empty prefix is opted out of"
+    );
+    assert!(!to.exists());
+
+    fs::write(&to, "precious").unwrap();
+    let output = backed_up.restore(&backed_up.url, &to, &["--if-db-not-exists"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(stdout(&output).contains("nothing restored (--if-db-not-exists)"));
+    assert_eq!(fs::read_to_string(&to).unwrap(), "precious");
+    let output = backed_up.restore(&backed_up.url, &to, &[]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr(&output).contains("already exists"),
+        "{}",
+        stderr(&output)
+    );
+    assert_eq!(fs::read_to_string(&to).unwrap(), "precious");
+
+    let output = backed_up.restore(&backed_up.url, folder.path(), &[]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr(&output).contains("is a directory"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[test]
+fn a_forced_restore_keeps_the_replaced_files_mode_and_owner_and_a_new_one_follows_the_umask() {
+    let backed_up = BackedUp::new(50, "prod");
+    let (folder, to) = restored_folder();
+    fs::write(&to, "old").unwrap();
+    fs::set_permissions(&to, fs::Permissions::from_mode(0o664)).unwrap();
+    let root = is_root();
+    if root {
+        std::os::unix::fs::chown(&to, Some(65534), Some(65534)).unwrap();
+    }
+    let output = backed_up.restore(&backed_up.url, &to, &["--force"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let meta = fs::metadata(&to).unwrap();
+    assert_eq!(meta.mode() & 0o7777, 0o664);
+    if root {
+        assert_eq!((meta.uid(), meta.gid()), (65534, 65534));
+    } else {
+        eprintln!("not root: the owner half of this test is skipped");
+    }
+    assert_eq!(rows(&to), rows(&backed_up.workspace.db()));
+
+    let fresh = folder.path().join("fresh.db");
+    let output = Command::new("sh")
+        .arg("-c")
+        .arg("umask 027; exec \"$@\"")
+        .arg("sh")
+        .arg(jobvault_tests::jobvault_bin())
+        .args(["restore", "--bucket", &backed_up.url, "--to"])
+        .arg(&fresh)
+        .env("STORAGE_EMULATOR_HOST", backed_up.proxy.endpoint())
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(fs::metadata(&fresh).unwrap().mode() & 0o777, 0o640);
+}
+
+fn is_root() -> bool {
+    fs::metadata("/proc/self")
+        .map(|m| m.uid() == 0)
+        .unwrap_or(false)
+}
+
+/// Starts a restore slowed by the proxy, and waits for its temporary file.
+fn slow_restore(backed_up: &BackedUp, to: &Path) -> std::process::Child {
+    backed_up.proxy.set_delay(Duration::from_millis(300));
+    let child = backed_up
+        .jobvault()
+        .args(["restore", "--bucket", &backed_up.url, "--to"])
+        .arg(to)
+        .args(["--concurrency", "4"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let folder = to.parent().unwrap();
+    eventually("the restore's temporary file", PATIENCE, || {
+        (!leftovers(folder).is_empty()).then_some(())
+    });
+    child
+}
+
+#[test]
+fn a_file_that_appears_at_the_target_during_the_restore_is_kept() {
+    let backed_up = BackedUp::new(500, "prod");
+    let (folder, to) = restored_folder();
+    let child = slow_restore(&backed_up, &to);
+    fs::write(&to, "written meanwhile").unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("already exists"),
+        "{}",
+        stderr(&output)
+    );
+    assert_eq!(fs::read_to_string(&to).unwrap(), "written meanwhile");
+    assert!(
+        leftovers(folder.path()).is_empty(),
+        "{:?}",
+        leftovers(folder.path())
+    );
+}
+
+#[test]
+fn sigterm_or_sigint_mid_restore_leaves_no_temporary_file() {
+    let backed_up = BackedUp::new(500, "prod");
+    for signal in ["-TERM", "-INT"] {
+        let (folder, to) = restored_folder();
+        let child = slow_restore(&backed_up, &to);
+        let sent = Command::new("kill")
+            .args([signal, &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(sent.success());
+        let output = child.wait_with_output().unwrap();
+        assert_eq!(
+            output.status.code(),
+            Some(1),
+            "{signal}: {}",
+            stderr(&output)
+        );
+        assert!(
+            stderr(&output).contains("interrupted"),
+            "{}",
+            stderr(&output)
+        );
+        assert!(!to.exists());
+        assert!(
+            leftovers(folder.path()).is_empty(),
+            "{signal}: {:?}",
+            leftovers(folder.path())
+        );
+    }
+}
