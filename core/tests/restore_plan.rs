@@ -275,6 +275,82 @@ fn with_no_snapshot_every_job_folder_is_discovered_and_read() {
     );
 }
 
+/// Snapshots on the 14th and the 15th, and a job changed between them.
+fn two_snapshots_the_newest(newest: Content) -> Bucket {
+    let mut bucket = Bucket::default();
+    bucket.put(
+        "db-backup/2016/11/14/a.bdb",
+        "2016-11-14T03:00:05Z",
+        snapshot("2016-11-14T03:00:00Z"),
+    );
+    bucket.put("db-backup/2016/11/15/b.bdb", "2016-11-15T03:00:05Z", newest);
+    bucket.job("x", "2016/11/14", "2016-11-14T12:00:00Z", 7);
+    bucket.job("y", "2016/11/15", "2016-11-15T12:00:00Z", 9);
+    bucket
+}
+
+#[test]
+fn an_unusable_newest_snapshot_falls_back_to_the_next_older_and_the_jobs_since_it() {
+    for reverse in [false, true] {
+        let mut bucket = two_snapshots_the_newest(Content::Unusable {
+            gzip_mtime: at("2016-11-15T03:00:00Z"),
+        });
+        let mut planner = RestorePlanner::new(at("2016-11-16T00:00:00Z"), OnCorrupt::Fail);
+        bucket.drive(&mut planner, reverse).unwrap();
+        let plan = planner.finish().unwrap();
+        assert_eq!(plan.snapshot.unwrap().object, "db-backup/2016/11/14/a.bdb");
+        assert_eq!(
+            plan.since,
+            at("2016-11-14T03:00:00Z") - RESTORE_CLOCK_ALLOWANCE
+        );
+        let ids: Vec<String> = plan
+            .retrieved
+            .jobs
+            .iter()
+            .map(|e| e.id.to_string())
+            .collect();
+        assert_eq!(
+            ids,
+            ["x", "y"],
+            "the job changed between the two is fetched"
+        );
+        assert_eq!(plan.unusable.len(), 1);
+        assert_eq!(plan.unusable[0].object, "db-backup/2016/11/15/b.bdb");
+        assert!(plan.unusable[0].why.contains("deflate"));
+    }
+}
+
+#[test]
+fn with_every_snapshot_unusable_the_job_objects_serve_only_if_nothing_was_pruned() {
+    let unusable = || Content::Unusable {
+        gzip_mtime: at("2016-11-15T03:00:00Z"),
+    };
+    let mut bucket = two_snapshots_the_newest(unusable());
+    bucket.put(
+        "db-backup/2016/11/14/a.bdb",
+        "2016-11-14T03:00:05Z",
+        unusable(),
+    );
+    let now = at("2016-11-16T00:00:00Z");
+    let mut planner = RestorePlanner::new(now, OnCorrupt::Fail);
+    bucket.drive(&mut planner, false).unwrap();
+    let plan = planner.finish().unwrap();
+    assert_eq!(plan.snapshot, None);
+    assert_eq!(plan.since, Timestamp::UNIX_EPOCH);
+    assert_eq!(plan.retrieved.jobs.len(), 2);
+    assert_eq!(plan.unusable.len(), 2);
+
+    bucket.marker =
+        Some(jobvault_core::history::HistoryMarker::new(at("2016-11-10T00:00:00Z"), now).encode());
+    let mut planner = RestorePlanner::new(now, OnCorrupt::Fail);
+    let refused = bucket.drive(&mut planner, false).unwrap_err();
+    let PlanError::NotRestorable(why) = refused else {
+        panic!("{refused:?}");
+    };
+    assert!(why.contains("db-backup/2016/11/15/b.bdb"), "{why}");
+    assert!(why.contains("a prune has deleted"), "{why}");
+}
+
 #[test]
 fn the_order_of_answers_does_not_change_the_plan() {
     let mut bucket = Bucket::default();

@@ -13,19 +13,19 @@ use std::path::Path;
 
 use futures::stream::{FuturesUnordered, StreamExt};
 use indicatif::ProgressBar;
-use jobvault_core::Timestamp;
 use jobvault_core::job_object::decode_job_object;
 use jobvault_core::machine::ListedObject;
 use jobvault_core::object_name::ObjectKind;
 use jobvault_core::restore_plan::{Answer, Ask, NewestSearch, PlanError, Planner, RangeListing};
+use jobvault_core::{Cursor, Timestamp};
 
 use jobvault_core::history::HISTORY_OBJECT;
 
-use crate::db::JobDb;
+use crate::db::{DbError, JobDb};
 use crate::reads::Reads;
 use crate::restore::download_snapshot;
 use crate::small_object;
-use crate::store::{ListPage, PagePart, Store, StoreError};
+use crate::store::{ListPage, PagePart, Store, StoreError, error_chain};
 
 /// Why a drive stopped.
 #[derive(Debug, thiserror::Error)]
@@ -260,20 +260,26 @@ impl<'a> Driver<'a> {
                 "asked to fetch {object} with nowhere to put it"
             )));
         };
-        let downloaded = download_snapshot(self.store, &object, dest, &self.reads)
+        let downloaded = match download_snapshot(self.store, &object, dest, &self.reads).await {
+            Ok(downloaded) => downloaded,
+            Err(e) if e.is_unusable_snapshot() => {
+                let why = error_chain(&e);
+                return Ok(Answer::SnapshotUnusable { object, why });
+            }
+            Err(e) => return Err(DriveError::Snapshot(error_chain(&e))),
+        };
+        let path = dest.to_owned();
+        let checked = tokio::task::spawn_blocking(move || open_snapshot(&path))
             .await
-            .map_err(|e| DriveError::Snapshot(e.to_string()))?;
-        let location = self.store.location(&object);
-        let (stored_cursor, newest_change) = JobDb::open(dest)
-            .and_then(|db| Ok((db.cursor()?, db.newest_change()?)))
-            .map_err(|e| {
-                DriveError::Snapshot(format!("{location} does not open as a job database: {e}"))
-            })?;
-        Ok(Answer::SnapshotFetched {
-            object,
-            gzip_mtime: downloaded.gzip.and_then(|(_, mtime)| mtime),
-            stored_cursor,
-            newest_change,
+            .map_err(|e| DriveError::Snapshot(format!("checking the snapshot failed: {e}")))?;
+        Ok(match checked {
+            Ok((stored_cursor, newest_change)) => Answer::SnapshotFetched {
+                object,
+                gzip_mtime: downloaded.gzip.and_then(|(_, mtime)| mtime),
+                stored_cursor,
+                newest_change,
+            },
+            Err(why) => Answer::SnapshotUnusable { object, why },
         })
     }
 
@@ -292,6 +298,21 @@ impl<'a> Driver<'a> {
             PlanError::Unexpected(what) => DriveError::Planner(what),
         }
     }
+}
+
+/// The cursor stored in a downloaded snapshot and its newest change, once
+/// `PRAGMA quick_check` finds it sound; or why it is not a usable job
+/// database.
+fn open_snapshot(path: &Path) -> Result<(Cursor, Option<Timestamp>), String> {
+    let unusable = |e: DbError| format!("it does not open as a job database: {e}");
+    let db = JobDb::open(path).map_err(unusable)?;
+    db.quick_check()
+        .map_err(unusable)?
+        .map_err(|problems| format!("SQLite's quick_check finds it damaged: {problems}"))?;
+    Ok((
+        db.cursor().map_err(unusable)?,
+        db.newest_change().map_err(unusable)?,
+    ))
 }
 
 /// A gzip header's fixed part: magic, method, flags, then the mtime.

@@ -20,7 +20,7 @@ use bytes::Bytes;
 use flate2::read::GzDecoder;
 use futures::StreamExt;
 use jobvault_core::read_retry::ReadAgain;
-use jobvault_core::restore_plan::{OnCorrupt, PlanError, RestorePlanner};
+use jobvault_core::restore_plan::{OnCorrupt, PlanError, RestorePlanner, Skipped};
 use jobvault_core::{Cursor, Timestamp};
 use tracing::warn;
 
@@ -62,6 +62,27 @@ pub enum RestoreError {
     Task(String),
 }
 
+impl RestoreError {
+    /// Whether this says the snapshot's bytes are not a sound gzip stream
+    /// of a database (cut short, a bad CRC, neither gzip nor SQLite), as
+    /// opposed to the store, the disk or the restore failing.
+    pub fn is_unusable_snapshot(&self) -> bool {
+        let RestoreError::Io { source, .. } = self else {
+            return false;
+        };
+        let from_store = source
+            .get_ref()
+            .is_some_and(|inner| inner.downcast_ref::<StoreError>().is_some());
+        !from_store
+            && matches!(
+                source.kind(),
+                io::ErrorKind::InvalidData
+                    | io::ErrorKind::InvalidInput
+                    | io::ErrorKind::UnexpectedEof
+            )
+    }
+}
+
 fn io_error(what: impl Into<String>) -> impl FnOnce(io::Error) -> RestoreError {
     let what = what.into();
     move |source| RestoreError::Io { what, source }
@@ -95,6 +116,8 @@ pub struct RestoreReport {
     /// uploads, so that what came after the instant does not come back.
     pub written_again: usize,
     pub skipped: Vec<String>,
+    /// Snapshots passed over as unusable (location: why), newest first.
+    pub unusable: Vec<String>,
     pub elapsed: Duration,
 }
 
@@ -169,12 +192,9 @@ pub async fn restore(
         bytes: file_size(temp.path()),
     });
 
-    let skipped = plan
-        .retrieved
-        .skipped
-        .iter()
-        .map(|s| format!("{}: {}", store.location(&s.object), s.why))
-        .collect();
+    let named = |s: &Skipped| format!("{}: {}", store.location(&s.object), s.why);
+    let skipped = plan.retrieved.skipped.iter().map(named).collect();
+    let unusable = plan.unusable.iter().map(named).collect();
     let (applied, total_jobs, cursor, written_again) = {
         let path = temp.path().to_owned();
         tokio::task::spawn_blocking(move || -> Result<_, RestoreError> {
@@ -200,6 +220,7 @@ pub async fn restore(
         cursor,
         written_again,
         skipped,
+        unusable,
         elapsed: started.elapsed(),
     })
 }

@@ -67,6 +67,10 @@ pub enum FaultKind {
     /// way, or no byte until the idle timeout. It is made again as the
     /// core's read retry decides.
     StoreReadFailure,
+    /// The first snapshot a restore of the newest state downloads is
+    /// unusable (cut short, a bad CRC), while another remains: the restore
+    /// falls back to the next older one.
+    SnapshotUnusable,
 }
 
 /// How much of one fault a day gets.
@@ -123,6 +127,7 @@ impl FaultKind {
             FaultKind::MissedCommit => rate(rng, 0.5),
             FaultKind::SnapshotDecompressed => rate(rng, 0.5),
             FaultKind::StoreReadFailure => rate(rng, 0.3),
+            FaultKind::SnapshotUnusable => rate(rng, 0.5),
         }
     }
 }

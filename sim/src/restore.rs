@@ -38,6 +38,8 @@ pub struct Restored {
     pub served_decompressed: u64,
     /// Reads that failed and were made again.
     pub failed_reads: u64,
+    /// Snapshots the restore found unusable and passed over.
+    pub unusable: Vec<String>,
 }
 
 /// Why a restore or prune of the simulated bucket failed.
@@ -56,6 +58,9 @@ pub struct ReadFaults {
     pub failing: f64,
     /// The chance that a snapshot read is served decompressed.
     pub decompressed: f64,
+    /// The chance that the first snapshot downloaded is unusable, when
+    /// another remains.
+    pub unusable: f64,
 }
 
 /// Restores the newest state of `store` as `jobvault restore` would at the
@@ -154,6 +159,7 @@ fn carry_out(
         fetched_uploads: bucket.fetched_uploads,
         served_decompressed: bucket.served_decompressed,
         failed_reads: bucket.failed_reads,
+        unusable: plan.unusable.into_iter().map(|u| u.object).collect(),
     })
 }
 
@@ -167,6 +173,8 @@ struct Bucket<'a> {
     faults: ReadFaults,
     served_decompressed: u64,
     failed_reads: u64,
+    /// Whether a snapshot download was drawn unusable or not yet.
+    unusable_drawn: bool,
     retry: ReadRetry,
     clock: Timestamp,
 }
@@ -185,6 +193,7 @@ impl<'a> Bucket<'a> {
             faults,
             served_decompressed: 0,
             failed_reads: 0,
+            unusable_drawn: false,
             retry: ReadRetry::new(DEFAULT_READ_PATIENCE, now),
             clock: now,
         }
@@ -210,6 +219,21 @@ impl<'a> Bucket<'a> {
         };
         self.clock = self.clock + took;
         Some(Failure::new(kind, message))
+    }
+
+    /// Whether this snapshot download is the unusable one: the first, drawn
+    /// at the day's rate, while the bucket holds another snapshot.
+    fn draws_unusable(&mut self, rng: &mut fastrand::Rng) -> bool {
+        if std::mem::replace(&mut self.unusable_drawn, true) {
+            return false;
+        }
+        let snapshots = self
+            .store
+            .objects
+            .values()
+            .filter(|o| matches!(o.body, Body::Snapshot { .. }))
+            .count();
+        rng.f64() < self.faults.unusable && snapshots > 1
     }
 
     /// The read retry's verdict on a failed `attempt`; a wait moves the
@@ -244,6 +268,10 @@ impl<'a> Bucket<'a> {
                 objects: store.list_generations(std::slice::from_ref(&prefix), versions),
                 prefix,
                 more: false,
+            },
+            Ask::FetchSnapshot { object } if self.draws_unusable(rng) => Answer::SnapshotUnusable {
+                object,
+                why: "incomplete deflate stream".to_owned(),
             },
             Ask::FetchSnapshot { object } => {
                 let (versions, gzip_mtime, stored) = snapshot(store, &object);

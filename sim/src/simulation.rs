@@ -315,7 +315,10 @@ impl Simulation {
     /// A restore of the newest state, as `jobvault restore` makes it; one
     /// that fails is a violation.
     fn restore_newest(&mut self) -> Option<Restored> {
-        let faults = self.read_faults();
+        let faults = ReadFaults {
+            unusable: self.plan.rate(FaultKind::SnapshotUnusable),
+            ..self.read_faults()
+        };
         let restored = restore(
             &self.world.store,
             self.local_now(),
@@ -327,6 +330,9 @@ impl Simulation {
                 for _ in 0..restored.served_decompressed {
                     self.outcome.faults.add(FaultKind::SnapshotDecompressed);
                 }
+                for _ in &restored.unusable {
+                    self.outcome.faults.add(FaultKind::SnapshotUnusable);
+                }
                 self.count_failed_reads(restored.failed_reads);
                 Some(restored)
             }
@@ -337,11 +343,14 @@ impl Simulation {
         }
     }
 
-    /// What the reads of a restore or prune meet today.
+    /// What the reads of a restore or prune meet today. A snapshot found
+    /// unusable is one of the newest state's faults only (see
+    /// [`Simulation::restore_newest`]).
     pub(crate) fn read_faults(&self) -> ReadFaults {
         ReadFaults {
             failing: self.plan.rate(FaultKind::StoreReadFailure),
             decompressed: self.plan.rate(FaultKind::SnapshotDecompressed),
+            unusable: 0.0,
         }
     }
 

@@ -22,7 +22,8 @@ pub enum Ask {
     /// [`Answer::Objects`], a page at a time if the store pages.
     ListObjects { prefix: String, versions: bool },
     /// Download the snapshot into the database being built; answer with
-    /// [`Answer::SnapshotFetched`].
+    /// [`Answer::SnapshotFetched`], or [`Answer::SnapshotUnusable`] if its
+    /// bytes do not hold a sound database.
     FetchSnapshot { object: String },
     /// Read the gzip header of a snapshot (its first bytes only); answer with
     /// [`Answer::SnapshotTime`].
@@ -95,6 +96,14 @@ pub enum Answer {
         /// As in [`Answer::SnapshotFetched`].
         gzip_mtime: Option<Timestamp>,
     },
+    /// The snapshot downloaded, and is not a sound database: its gzip
+    /// stream ends early or fails its CRC, or SQLite finds it damaged or
+    /// without a cursor. (A store that would not serve it is the driver's
+    /// failure, not this.)
+    SnapshotUnusable {
+        object: String,
+        why: String,
+    },
     /// The object's envelope, or why its bytes do not hold one.
     JobFetched {
         object: String,
@@ -159,6 +168,7 @@ impl Answer {
             Answer::Objects { prefix, .. } => Some(Listing::Objects(prefix.clone())),
             Answer::SnapshotFetched { .. }
             | Answer::SnapshotTime { .. }
+            | Answer::SnapshotUnusable { .. }
             | Answer::JobFetched { .. }
             | Answer::Versioning { .. }
             | Answer::History { .. } => None,

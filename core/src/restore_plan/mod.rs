@@ -3,6 +3,10 @@
 //! A restore is three decisions, all taken here: which snapshot to start
 //! from, from when to take job objects on top of it (the `since` bound,
 //! with an allowance for clocks), and which version of each job wins. A
+//! snapshot that downloads unusable (its gzip stream cut short, its CRC or
+//! SQLite's check failing) is passed over for the next older one and the job
+//! objects since it, and the plan names it; with none left, the job objects
+//! alone serve only if no prune ever deleted any. A
 //! restore of the past ([`RestorePlanner::at`]) adds a fourth: whether the
 //! bucket still holds that past at all (see [`past`]). A restore of the
 //! newest state fetches its job objects while its snapshot downloads (see
@@ -55,6 +59,8 @@ pub struct RestorePlan {
     /// The newest version of each job uploaded since `since`, to apply
     /// where [`supersedes`] says so.
     pub retrieved: Retrieved,
+    /// Snapshots passed over as unusable, newest first, with why.
+    pub unusable: Vec<Skipped>,
 }
 
 impl RestorePlan {
@@ -121,6 +127,11 @@ enum Phase {
         asked: bool,
     },
     Jobs(JobSearch),
+    /// Every snapshot proved unusable: whether a prune ever deleted job
+    /// objects, which the job objects alone would then lack.
+    JobsAlone {
+        asked: bool,
+    },
 }
 
 /// Plans the restore of a bucket: its newest state, or its state at an
@@ -133,6 +144,7 @@ pub struct RestorePlanner {
     phase: Phase,
     snapshot: Option<ChosenSnapshot>,
     since: Timestamp,
+    unusable: Vec<Skipped>,
 }
 
 impl RestorePlanner {
@@ -144,6 +156,7 @@ impl RestorePlanner {
             phase: Phase::FindNewest(NewestSearch::new(ObjectKind::Snapshot)),
             snapshot: None,
             since: Timestamp::UNIX_EPOCH,
+            unusable: Vec::new(),
         }
     }
 
@@ -167,9 +180,17 @@ impl RestorePlanner {
                 snapshot: self.snapshot,
                 since: self.since,
                 retrieved: jobs.finish(),
+                unusable: self.unusable,
             },
             phase => return Err(PlanError::Unexpected(format!("finish while in {phase:?}"))),
         };
+        if plan.snapshot.is_none() && plan.retrieved.jobs.is_empty() && !plan.unusable.is_empty() {
+            let names: Vec<&str> = plan.unusable.iter().map(|u| u.object.as_str()).collect();
+            return Err(PlanError::NotRestorable(format!(
+                "every snapshot is unusable ({}) and no job object was found",
+                names.join(", ")
+            )));
+        }
         if plan.snapshot.is_none() && plan.retrieved.jobs.is_empty() {
             return Err(PlanError::NothingToRestore(match &self.past {
                 None => "no snapshot and no job object found (looked under db-backup/ and \
@@ -198,8 +219,13 @@ impl RestorePlanner {
     /// snapshot where the past allows that.
     fn next_candidate(&mut self, mut candidates: Vec<ListedObject>) -> Result<(), PlanError> {
         if candidates.is_empty() {
-            if let Some(past) = &self.past {
-                past.may_start_from_nothing()?;
+            match &self.past {
+                Some(past) => past.may_start_from_nothing()?,
+                None if !self.unusable.is_empty() => {
+                    self.phase = Phase::JobsAlone { asked: false };
+                    return Ok(());
+                }
+                None => {}
             }
             self.retrieve_since(Timestamp::UNIX_EPOCH);
         } else {
@@ -220,6 +246,18 @@ impl RestorePlanner {
         else {
             return Err(unexpected(&answer));
         };
+        if let Answer::SnapshotUnusable { object, why } = answer {
+            if candidates.pop_if(|c| c.name == object).is_none() {
+                return Err(PlanError::Unexpected(format!("unusable {object}")));
+            }
+            let rest = std::mem::take(candidates);
+            self.unusable.push(Skipped { object, why });
+            if self.past.is_some() {
+                return self.next_candidate(rest);
+            }
+            self.find_older();
+            return Ok(());
+        }
         let Answer::SnapshotFetched {
             object,
             gzip_mtime,
@@ -299,7 +337,39 @@ impl RestorePlanner {
                 self.snapshot = Some(chosen);
                 self.retrieve_since(since);
             }
+            Overlap::Unusable(unusable) => {
+                self.unusable.push(unusable);
+                self.find_older();
+            }
         }
+        Ok(())
+    }
+
+    /// Restoring the newest state: looks for the newest snapshot not found
+    /// unusable yet.
+    fn find_older(&mut self) {
+        let excluded = self.unusable.iter().map(|u| u.object.clone()).collect();
+        self.phase = Phase::FindNewest(NewestSearch::excluding(ObjectKind::Snapshot, excluded));
+    }
+
+    /// With every snapshot unusable: the job objects alone, if no prune
+    /// deleted any.
+    fn on_history(&mut self, answer: Answer) -> Result<(), PlanError> {
+        let (Phase::JobsAlone { asked: true }, Answer::History { bytes }) = (&self.phase, &answer)
+        else {
+            return Err(unexpected(&answer));
+        };
+        if let Some(from) = read_history(bytes.as_deref())? {
+            let names: Vec<&str> = self.unusable.iter().map(|u| u.object.as_str()).collect();
+            return Err(PlanError::NotRestorable(format!(
+                "no usable snapshot ({} unusable: {}), and a prune has deleted the job objects a \
+                 restore without one needs (the bucket restored {} and later)",
+                names.len(),
+                names.join(", "),
+                from.rfc3339()
+            )));
+        }
+        self.retrieve_since(Timestamp::UNIX_EPOCH);
         Ok(())
     }
 }
@@ -324,6 +394,10 @@ impl Planner for RestorePlanner {
                 }
             }),
             Phase::Jobs(jobs) => jobs.poll_ask(),
+            Phase::JobsAlone { asked } => (!*asked).then(|| {
+                *asked = true;
+                Ask::ReadHistory
+            }),
         }
     }
 
@@ -372,6 +446,7 @@ impl Planner for RestorePlanner {
             Phase::Overlapped(_) => self.on_overlapped(answer),
             Phase::FetchSnapshot { .. } => self.on_snapshot_fetched(answer),
             Phase::Jobs(jobs) => jobs.handle_answer(answer),
+            Phase::JobsAlone { .. } => self.on_history(answer),
         }
     }
 

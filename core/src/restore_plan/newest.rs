@@ -2,6 +2,8 @@
 //! walk the year, month and day folders from the newest back, and stop at the
 //! first day that holds one (the original listed every snapshot ever written).
 
+use std::collections::BTreeSet;
+
 use super::ask::{Answer, Ask, Listing, PlanError, Planner, unexpected};
 use crate::machine::ListedObject;
 use crate::object_name::ObjectKind;
@@ -27,6 +29,8 @@ pub struct NewestSearch {
     found: Vec<ListedObject>,
     /// Days listed since (and including) the first that held one.
     days_with_hits: u32,
+    /// Objects passed over as if absent: snapshots found unusable.
+    excluded: BTreeSet<String>,
 }
 
 impl NewestSearch {
@@ -41,6 +45,16 @@ impl NewestSearch {
             day: Vec::new(),
             found: Vec::new(),
             days_with_hits: 0,
+            excluded: BTreeSet::new(),
+        }
+    }
+
+    /// Searches for the newest object of `kind` that is not one of
+    /// `excluded`: the next older one once the newest proved unusable.
+    pub fn excluding(kind: ObjectKind, excluded: BTreeSet<String>) -> Self {
+        NewestSearch {
+            excluded,
+            ..NewestSearch::new(kind)
         }
     }
 
@@ -102,7 +116,8 @@ impl Planner for NewestSearch {
                 if more {
                     return Ok(());
                 }
-                let objects = std::mem::take(&mut self.day);
+                let mut objects = std::mem::take(&mut self.day);
+                objects.retain(|o| !self.excluded.contains(&o.name));
                 if self.days_with_hits > 0 || newest_object(self.kind, &objects).is_some() {
                     self.found.extend(objects);
                     self.days_with_hits += 1;

@@ -14,7 +14,7 @@
 
 use super::RESTORE_CLOCK_ALLOWANCE;
 use super::ask::{Answer, Ask, ChosenSnapshot, PlanError, Planner, unexpected};
-use super::jobs::JobSearch;
+use super::jobs::{JobSearch, Skipped};
 use crate::machine::ListedObject;
 use crate::timestamp::Timestamp;
 
@@ -26,6 +26,8 @@ pub(super) struct Overlapped {
     header_time: Timestamp,
     fetch_asked: bool,
     chosen: Option<ChosenSnapshot>,
+    /// Why the snapshot downloaded is unusable, if it is.
+    unusable: Option<Skipped>,
     jobs: JobSearch,
 }
 
@@ -36,6 +38,8 @@ pub(super) enum Overlap {
     /// The snapshot stands for an earlier time than the search started
     /// from: search again from `since`.
     SearchAgain(ChosenSnapshot, Timestamp),
+    /// The snapshot is unusable: look for an older one.
+    Unusable(Skipped),
 }
 
 impl Overlapped {
@@ -48,6 +52,7 @@ impl Overlapped {
             header_time,
             fetch_asked: false,
             chosen: None,
+            unusable: None,
             jobs: search,
         }
     }
@@ -55,6 +60,9 @@ impl Overlapped {
     /// Once both the download and the search are complete: what they add
     /// up to.
     pub fn finish(self) -> Overlap {
+        if let Some(unusable) = self.unusable {
+            return Overlap::Unusable(unusable);
+        }
         let chosen = self.chosen.expect("finished once the snapshot is fetched");
         let needed = job_objects_since(chosen.time);
         if needed < job_objects_since(self.header_time) {
@@ -65,13 +73,20 @@ impl Overlapped {
     }
 
     fn on_snapshot_fetched(&mut self, answer: Answer) -> Result<(), PlanError> {
+        let answered = self.chosen.is_some() || self.unusable.is_some();
         match answer {
+            Answer::SnapshotUnusable { object, why }
+                if self.fetch_asked && !answered && object == self.candidate.name =>
+            {
+                self.unusable = Some(Skipped { object, why });
+                Ok(())
+            }
             Answer::SnapshotFetched {
                 object,
                 gzip_mtime,
                 stored_cursor,
                 ..
-            } if self.fetch_asked && self.chosen.is_none() && object == self.candidate.name => {
+            } if self.fetch_asked && !answered && object == self.candidate.name => {
                 self.chosen = Some(ChosenSnapshot {
                     object,
                     uploaded: self.candidate.updated,
@@ -105,7 +120,10 @@ impl Planner for Overlapped {
     }
 
     fn handle_answer(&mut self, answer: Answer) -> Result<(), PlanError> {
-        if matches!(answer, Answer::SnapshotFetched { .. }) {
+        if matches!(
+            answer,
+            Answer::SnapshotFetched { .. } | Answer::SnapshotUnusable { .. }
+        ) {
             self.on_snapshot_fetched(answer)
         } else {
             self.jobs.handle_answer(answer)
@@ -113,6 +131,6 @@ impl Planner for Overlapped {
     }
 
     fn is_complete(&self) -> bool {
-        self.chosen.is_some() && self.jobs.is_complete()
+        (self.chosen.is_some() || self.unusable.is_some()) && self.jobs.is_complete()
     }
 }

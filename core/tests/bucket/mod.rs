@@ -39,6 +39,11 @@ pub enum Content {
         stored: Cursor,
         newest_change: Option<Timestamp>,
     },
+    /// A snapshot whose header reads, and whose whole download does not
+    /// hold a sound database.
+    Unusable {
+        gzip_mtime: Timestamp,
+    },
     Job(u64),
     /// A version committed at a known instant.
     JobAt(u64, Timestamp),
@@ -195,11 +200,19 @@ impl Bucket {
                     newest_change: *newest_change,
                     object,
                 },
+                Content::Unusable { .. } => Answer::SnapshotUnusable {
+                    object,
+                    why: "incomplete deflate stream".to_owned(),
+                },
                 _ => panic!("{object} is not a snapshot"),
             },
             Ask::SnapshotTime { object } => match self.content(&object, None) {
                 Content::Snapshot { gzip_mtime, .. } => Answer::SnapshotTime {
                     gzip_mtime: *gzip_mtime,
+                    object,
+                },
+                Content::Unusable { gzip_mtime } => Answer::SnapshotTime {
+                    gzip_mtime: Some(*gzip_mtime),
                     object,
                 },
                 _ => panic!("{object} is not a snapshot"),

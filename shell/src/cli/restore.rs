@@ -81,6 +81,16 @@ pub async fn restore(args: RestoreArgs) -> anyhow::Result<ExitCode> {
             }
             other => other.with_context(|| format!("restore to {} failed", args.to.display()))?,
         };
+    let instead = match &report.snapshot {
+        Some(snapshot) => format!(
+            "restored from {} and the job objects since it instead",
+            store.location(&snapshot.object)
+        ),
+        None => "rebuilt from the job objects alone instead".to_owned(),
+    };
+    for unusable in &report.unusable {
+        eprintln!("jobvault: warning: snapshot {unusable} is unusable; {instead}");
+    }
     for skipped in &report.skipped {
         eprintln!("jobvault: warning: skipped corrupt object {skipped}");
     }

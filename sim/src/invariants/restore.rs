@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::{Invariant, Observation, Verdicts};
 use crate::restore::Restored;
-use crate::world::{World, living};
+use crate::world::{Body, World, living};
 
 /// The largest error of the local clock the world injects: half of the
 /// restore's clock allowance, as the restore runbook documents.
@@ -75,7 +75,8 @@ fn equals_database(world: &World, restored: &Restored, verdicts: &mut Verdicts) 
 
 /// Invariant 7: a restore starts from the newest snapshot the store wrote,
 /// so it fetches only the job objects uploaded since (less the clock
-/// allowance), not every one since an older snapshot.
+/// allowance), not every one since an older snapshot; if it found that one
+/// unusable, from the newest of the others.
 pub struct OnePlanner;
 
 impl Invariant for OnePlanner {
@@ -85,11 +86,40 @@ impl Invariant for OnePlanner {
         };
         let newest = world.store.newest_snapshot.as_ref();
         let chosen = restored.snapshot.as_ref().map(|s| &s.object);
-        verdicts.check(chosen == newest, || {
+        let Some(unusable) = restored.unusable.first() else {
+            verdicts.check(chosen == newest, || {
+                format!(
+                    "a restore started from snapshot {chosen:?}, not from the newest one, {newest:?}"
+                )
+            });
+            return self.fetched_since(restored, verdicts);
+        };
+        verdicts.check(Some(unusable) == newest, || {
+            format!("a restore passed over {unusable} as unusable, not the newest, {newest:?}")
+        });
+        let next = world
+            .store
+            .objects
+            .iter()
+            .filter(|(name, o)| {
+                matches!(o.body, Body::Snapshot { .. }) && !restored.unusable.contains(name)
+            })
+            .max_by_key(|(name, o)| (o.updated, *name))
+            .map(|(name, _)| name);
+        verdicts.check(chosen == next, || {
             format!(
-                "a restore started from snapshot {chosen:?}, not from the newest one, {newest:?}"
+                "a restore that passed over {unusable} started from {chosen:?}, not the next \
+                 newest, {next:?}"
             )
         });
+        self.fetched_since(restored, verdicts);
+    }
+}
+
+impl OnePlanner {
+    /// No job object uploaded before the chosen snapshot's time, less the
+    /// allowances, was fetched.
+    fn fetched_since(&self, restored: &Restored, verdicts: &mut Verdicts) {
         let Some(snapshot) = restored.snapshot.as_ref() else {
             return;
         };
