@@ -194,6 +194,7 @@ impl PrunePlanner {
                 .iter()
                 .map(|o| Ask::SnapshotTime {
                     object: o.name.clone(),
+                    generation: None,
                 })
                 .collect(),
             waiting: snapshots
@@ -277,9 +278,14 @@ impl Planner for PrunePlanner {
                 *history_read = true;
             }
             (Phase::Snapshots { listing, .. }, answer) => listing.handle_answer(answer)?,
-            (Phase::Times { waiting, timed, .. }, Answer::SnapshotTime { object, gzip_mtime })
-                if waiting.contains_key(&object) =>
-            {
+            (
+                Phase::Times { waiting, timed, .. },
+                Answer::SnapshotTime {
+                    object,
+                    gzip_mtime,
+                    generation: None,
+                },
+            ) if waiting.contains_key(&object) => {
                 let uploaded = waiting.remove(&object).expect("just looked up");
                 let time = gzip_mtime.unwrap_or_else(|| {
                     parse_object_name(&object).map_or(Timestamp::UNIX_EPOCH, |p| p.day)

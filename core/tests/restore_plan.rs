@@ -7,7 +7,7 @@ use bucket::{Bucket, Content, at, snapshot, version};
 use jobvault_core::object_name::ObjectKind;
 use jobvault_core::restore_plan::{
     Answer, Ask, JobSearch, NewestSearch, OnCorrupt, PlanError, Planner, RESTORE_CLOCK_ALLOWANCE,
-    RestorePlanner, supersedes,
+    RestorePlanner, SnapshotInventory, supersedes,
 };
 use jobvault_core::{Cursor, Timestamp};
 
@@ -492,4 +492,82 @@ fn the_newest_snapshot_filed_in_the_month_before_is_found() {
         search.newest().unwrap().name,
         "db-backup/2016/11/30/late.bdb"
     );
+}
+
+#[test]
+fn the_inventory_lists_every_snapshot_generation_with_the_time_inside() {
+    for reverse in [false, true] {
+        let mut bucket = two_snapshots_the_newest(snapshot("2016-11-15T03:00:00Z"));
+        bucket.versioned = true;
+        // The 15th's snapshot taken again: its first generation goes
+        // noncurrent.
+        bucket.put(
+            "db-backup/2016/11/15/b.bdb",
+            "2016-11-15T09:00:05Z",
+            snapshot("2016-11-15T09:00:00Z"),
+        );
+        let mut inventory = SnapshotInventory::new(at("2016-11-16T00:00:00Z"));
+        bucket.drive(&mut inventory, reverse).unwrap();
+        let seen: Vec<(String, Timestamp, Option<Timestamp>, bool)> = inventory
+            .finish()
+            .into_iter()
+            .map(|e| (e.object, e.uploaded, e.time, e.live))
+            .collect();
+        let b = "db-backup/2016/11/15/b.bdb".to_owned();
+        assert_eq!(
+            seen,
+            [
+                (
+                    b.clone(),
+                    at("2016-11-15T09:00:05Z"),
+                    Some(at("2016-11-15T09:00:00Z")),
+                    true
+                ),
+                (
+                    b,
+                    at("2016-11-15T03:00:05Z"),
+                    Some(at("2016-11-15T03:00:00Z")),
+                    false
+                ),
+                (
+                    "db-backup/2016/11/14/a.bdb".to_owned(),
+                    at("2016-11-14T03:00:05Z"),
+                    Some(at("2016-11-14T03:00:00Z")),
+                    true
+                ),
+            ]
+        );
+    }
+}
+
+#[test]
+fn a_restore_from_a_named_snapshot_takes_it_and_the_jobs_since_it() {
+    let now = at("2016-11-16T00:00:00Z");
+    let mut bucket = two_snapshots_the_newest(snapshot("2016-11-15T03:00:00Z"));
+    let named = "db-backup/2016/11/14/a.bdb".to_owned();
+    let mut planner = RestorePlanner::from_snapshot(named.clone(), now, OnCorrupt::Fail);
+    bucket.drive(&mut planner, true).unwrap();
+    let plan = planner.finish().unwrap();
+    assert_eq!(plan.snapshot.unwrap().object, named);
+    assert_eq!(plan.retrieved.jobs.len(), 2);
+
+    let mut planner = RestorePlanner::from_snapshot(
+        "db-backup/2016/11/14/none.bdb".to_owned(),
+        now,
+        OnCorrupt::Fail,
+    );
+    let refused = bucket.drive(&mut planner, false).unwrap_err();
+    assert!(
+        refused
+            .to_string()
+            .contains("no snapshot db-backup/2016/11/14/none.bdb")
+    );
+
+    let mut bucket = two_snapshots_the_newest(Content::Unusable {
+        gzip_mtime: at("2016-11-15T03:00:00Z"),
+    });
+    let named = "db-backup/2016/11/15/b.bdb".to_owned();
+    let mut planner = RestorePlanner::from_snapshot(named, now, OnCorrupt::Fail);
+    let refused = bucket.drive(&mut planner, false).unwrap_err();
+    assert!(refused.to_string().contains("is unusable"), "{refused}");
 }

@@ -219,13 +219,14 @@ impl<'a> Driver<'a> {
                 return self.read_on(ListingAt::new(prefix, versions, None)).await;
             }
             Ask::FetchSnapshot { object } => self.fetch_snapshot(object).await?,
-            Ask::SnapshotTime { object } => {
+            Ask::SnapshotTime { object, generation } => {
                 let head = reads
-                    .read(|| store.get_part(&object, None, Some(GZIP_HEADER_BYTES)))
+                    .read(|| store.get_part(&object, generation, Some(GZIP_HEADER_BYTES)))
                     .await?;
                 Answer::SnapshotTime {
                     gzip_mtime: gzip_mtime(&head),
                     object,
+                    generation,
                 }
             }
             Ask::FetchJob { object, generation } => {

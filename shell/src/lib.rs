@@ -14,6 +14,7 @@ pub mod db;
 pub mod drive;
 pub mod failure;
 pub mod immediate;
+pub mod inventory;
 pub mod lease;
 pub mod leftovers;
 pub mod logging;

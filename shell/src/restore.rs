@@ -128,9 +128,19 @@ pub struct RestoreOptions {
     pub force: bool,
     pub concurrency: usize,
     pub on_corrupt: OnCorrupt,
-    /// Restore the state at this instant rather than the newest.
-    pub at: Option<Timestamp>,
+    pub from: RestoreFrom,
     pub reads: Reads,
+}
+
+/// Which state a restore gives back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RestoreFrom {
+    /// The newest the bucket holds.
+    Newest,
+    /// The state at an instant.
+    Instant(Timestamp),
+    /// The named snapshot and the job objects since it.
+    Snapshot(String),
 }
 
 impl RestoreOptions {
@@ -141,7 +151,7 @@ impl RestoreOptions {
             force: false,
             concurrency,
             on_corrupt: OnCorrupt::Fail,
-            at: None,
+            from: RestoreFrom::Newest,
             reads: Reads::default(),
         }
     }
@@ -161,9 +171,12 @@ pub async fn restore(
     check_target(to, options.force)?;
     let temp = TempDatabase::beside(to)?;
 
-    let mut planner = match options.at {
-        Some(at) => RestorePlanner::at(at, now, options.on_corrupt),
-        None => RestorePlanner::new(now, options.on_corrupt),
+    let mut planner = match &options.from {
+        RestoreFrom::Newest => RestorePlanner::new(now, options.on_corrupt),
+        RestoreFrom::Instant(at) => RestorePlanner::at(*at, now, options.on_corrupt),
+        RestoreFrom::Snapshot(object) => {
+            RestorePlanner::from_snapshot(object.clone(), now, options.on_corrupt)
+        }
     };
     let progress = progress::items("jobs", Some(0));
     let driver = Driver {

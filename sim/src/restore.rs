@@ -283,9 +283,10 @@ impl<'a> Bucket<'a> {
                     stored_cursor: stored,
                 }
             }
-            Ask::SnapshotTime { object } => Answer::SnapshotTime {
+            Ask::SnapshotTime { object, generation } => Answer::SnapshotTime {
                 gzip_mtime: self.gzip_mtime(snapshot(store, &object).1, rng),
                 object,
+                generation,
             },
             Ask::FetchJob { object, generation } => {
                 let stored = store

@@ -11,7 +11,7 @@ fn help(args: &[&str]) -> String {
 
 #[test]
 fn help_of_every_command() {
-    let commands: [&[&str]; 16] = [
+    let commands: [&[&str]; 17] = [
         &[],
         &["init"],
         &["run"],
@@ -19,6 +19,7 @@ fn help_of_every_command() {
         &["trigger"],
         &["retrieve"],
         &["restore"],
+        &["snapshots"],
         &["prune"],
         &["status"],
         &["verify"],

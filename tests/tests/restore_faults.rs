@@ -10,7 +10,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use jobvault::db::JobDb;
-use jobvault_core::JobId;
+use jobvault_core::{JobId, Timestamp};
 use jobvault_tests::writers::rows;
 use jobvault_tests::{
     Backend, Chaos, Daemon, Emulator, Proxy, StoreReader, Workspace, body, eventually, free_port,
@@ -437,4 +437,85 @@ fn a_truncated_newest_snapshot_is_passed_over_loudly_and_verify_fails_on_it() {
         .unwrap();
     assert_eq!(output.status.code(), Some(1), "{}", stdout(&output));
     assert!(stderr(&output).contains(&bad), "{}", stderr(&output));
+}
+
+#[test]
+fn snapshots_lists_every_snapshot_and_restore_takes_the_one_named() {
+    let backed_up = BackedUp::in_bucket(200, "prod", true);
+    let direct = format!("http://{}", backed_up._emulator.address());
+    let reader = StoreReader::connect(&backed_up.url, Some(&direct));
+    let nightly = reader.names("db-backup/").pop().unwrap();
+    // A second snapshot, and the first written again: its first generation
+    // goes noncurrent.
+    let output = jobvault(Some(&direct))
+        .args(["backup", "--bucket", &backed_up.url, "--db"])
+        .arg(backed_up.workspace.db())
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    let (_, database) = jobvault_tests::gunzip(&reader.get(&nightly));
+    let rewritten_at = jobvault::clock::now();
+    reader.put_snapshot(&nightly, rewritten_at, &database);
+
+    let output = backed_up
+        .jobvault()
+        .args(["snapshots", "--json", "--bucket", &backed_up.url])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    let listed: Vec<serde_json::Value> = serde_json::from_slice(&output.stdout).unwrap();
+    let summary: Vec<(String, bool)> = listed
+        .iter()
+        .map(|s| {
+            (
+                s["name"].as_str().unwrap().to_owned(),
+                s["live"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(summary.len(), 3, "{summary:?}");
+    assert_eq!(
+        summary[0],
+        (nightly.clone(), true),
+        "the newest upload first"
+    );
+    assert_eq!(
+        summary[2],
+        (nightly.clone(), false),
+        "the first generation, noncurrent"
+    );
+    assert!(summary[1].0.contains("task-scheduler-"), "{summary:?}");
+    assert_eq!(
+        listed[0]["time_inside"].as_str().unwrap(),
+        Timestamp::from_unix_seconds(rewritten_at.unix_seconds()).rfc3339()
+    );
+    assert!(listed.iter().all(|s| s["generation"].as_i64().is_some()));
+    let text = backed_up
+        .jobvault()
+        .args(["snapshots", "--bucket", &backed_up.url])
+        .output()
+        .unwrap();
+    assert_eq!(stdout(&text).lines().count(), 4, "{}", stdout(&text));
+
+    let named = summary[1].0.clone();
+    let (_folder, to) = restored_folder();
+    let location = format!("{}/{named}", backed_up.url);
+    let output = backed_up.restore(&backed_up.url, &to, &["--snapshot", &location]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(stdout(&output).contains(&named), "{}", stdout(&output));
+    assert_eq!(rows(&to), rows(&backed_up.workspace.db()));
+
+    let (_folder, to) = restored_folder();
+    let output = backed_up.restore(
+        &backed_up.url,
+        &to,
+        &["--snapshot", "db-backup/2001/01/01/x.bdb"],
+    );
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr(&output).contains("no snapshot db-backup/2001/01/01/x.bdb"),
+        "{}",
+        stderr(&output)
+    );
+    assert!(!to.exists());
 }

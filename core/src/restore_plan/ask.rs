@@ -25,9 +25,12 @@ pub enum Ask {
     /// [`Answer::SnapshotFetched`], or [`Answer::SnapshotUnusable`] if its
     /// bytes do not hold a sound database.
     FetchSnapshot { object: String },
-    /// Read the gzip header of a snapshot (its first bytes only); answer with
-    /// [`Answer::SnapshotTime`].
-    SnapshotTime { object: String },
+    /// Read the gzip header of a snapshot (its first bytes only): the live
+    /// one, or the given generation; answer with [`Answer::SnapshotTime`].
+    SnapshotTime {
+        object: String,
+        generation: Option<i64>,
+    },
     /// Download and decode one job object: the live one, or the given
     /// generation; answer with [`Answer::JobFetched`].
     FetchJob {
@@ -93,6 +96,7 @@ pub enum Answer {
     },
     SnapshotTime {
         object: String,
+        generation: Option<i64>,
         /// As in [`Answer::SnapshotFetched`].
         gzip_mtime: Option<Timestamp>,
     },

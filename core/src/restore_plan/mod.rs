@@ -21,6 +21,7 @@
 //! [`JobSearch`] (`retrieve`).
 
 mod ask;
+mod inventory;
 mod jobs;
 mod newest;
 mod overlap;
@@ -30,6 +31,7 @@ mod range;
 use std::time::Duration;
 
 pub use ask::{Answer, Ask, ChosenSnapshot, PlanError, Planner};
+pub use inventory::{InventoryEntry, SnapshotInventory};
 pub use jobs::{JobSearch, OnCorrupt, Retrieved, Skipped};
 pub use newest::NewestSearch;
 pub use range::RangeListing;
@@ -111,6 +113,13 @@ enum Phase {
     /// back its history reaches.
     Setup(Setup),
     FindNewest(NewestSearch),
+    /// Restoring from a snapshot named by the user: its listing, for when
+    /// it was uploaded.
+    FindNamed {
+        object: String,
+        asked: bool,
+        listed: Vec<ListedObject>,
+    },
     /// Restoring the newest state: the newest snapshot's gzip header, for
     /// the time to search job objects from while it downloads.
     ReadTime {
@@ -145,6 +154,9 @@ pub struct RestorePlanner {
     snapshot: Option<ChosenSnapshot>,
     since: Timestamp,
     unusable: Vec<Skipped>,
+    /// The snapshot was named: one found unusable fails the plan rather
+    /// than be passed over.
+    named: bool,
 }
 
 impl RestorePlanner {
@@ -157,6 +169,24 @@ impl RestorePlanner {
             snapshot: None,
             since: Timestamp::UNIX_EPOCH,
             unusable: Vec::new(),
+            named: false,
+        }
+    }
+
+    /// Plans the restore from the snapshot `object` (an object name such as
+    /// `db-backup/2026/12/01/nightly.bdb`) and the job objects uploaded
+    /// since its time: a state other than the newest, chosen from
+    /// [`SnapshotInventory`]. Refused if there is no such snapshot or it is
+    /// unusable.
+    pub fn from_snapshot(object: String, now: Timestamp, on_corrupt: OnCorrupt) -> Self {
+        RestorePlanner {
+            phase: Phase::FindNamed {
+                object,
+                asked: false,
+                listed: Vec::new(),
+            },
+            named: true,
+            ..RestorePlanner::new(now, on_corrupt)
         }
     }
 
@@ -251,6 +281,11 @@ impl RestorePlanner {
                 return Err(PlanError::Unexpected(format!("unusable {object}")));
             }
             let rest = std::mem::take(candidates);
+            if self.named {
+                return Err(PlanError::NotRestorable(format!(
+                    "the snapshot {object} is unusable: {why}"
+                )));
+            }
             self.unusable.push(Skipped { object, why });
             if self.past.is_some() {
                 return self.next_candidate(rest);
@@ -297,7 +332,12 @@ impl RestorePlanner {
         else {
             return Err(unexpected(&answer));
         };
-        let Answer::SnapshotTime { object, gzip_mtime } = &answer else {
+        let Answer::SnapshotTime {
+            object,
+            gzip_mtime,
+            generation: None,
+        } = &answer
+        else {
             return Err(unexpected(&answer));
         };
         if *object != candidate.name {
@@ -337,11 +377,55 @@ impl RestorePlanner {
                 self.snapshot = Some(chosen);
                 self.retrieve_since(since);
             }
+            Overlap::Unusable(unusable) if self.named => {
+                return Err(PlanError::NotRestorable(format!(
+                    "the snapshot {} is unusable: {}",
+                    unusable.object, unusable.why
+                )));
+            }
             Overlap::Unusable(unusable) => {
                 self.unusable.push(unusable);
                 self.find_older();
             }
         }
+        Ok(())
+    }
+
+    /// The named snapshot's listing, a page at a time: once complete, its
+    /// header is read as the newest's would be.
+    fn on_named_listed(&mut self, answer: Answer) -> Result<(), PlanError> {
+        let Phase::FindNamed {
+            object,
+            asked: true,
+            listed,
+        } = &mut self.phase
+        else {
+            return Err(unexpected(&answer));
+        };
+        let Answer::Objects {
+            prefix,
+            objects,
+            more,
+        } = answer
+        else {
+            return Err(unexpected(&answer));
+        };
+        if prefix != *object {
+            return Err(PlanError::Unexpected(format!("listing of {prefix}")));
+        }
+        listed.extend(objects);
+        if more {
+            return Ok(());
+        }
+        let Some(candidate) = listed.iter().find(|o| o.name == *object).cloned() else {
+            return Err(PlanError::NotRestorable(format!(
+                "no snapshot {object} in the bucket (`jobvault snapshots` lists them)"
+            )));
+        };
+        self.phase = Phase::ReadTime {
+            candidate,
+            asked: false,
+        };
         Ok(())
     }
 
@@ -379,10 +463,18 @@ impl Planner for RestorePlanner {
         match &mut self.phase {
             Phase::Setup(setup) => setup.poll_ask(),
             Phase::FindNewest(search) => search.poll_ask(),
+            Phase::FindNamed { object, asked, .. } => (!*asked).then(|| {
+                *asked = true;
+                Ask::ListObjects {
+                    prefix: object.clone(),
+                    versions: false,
+                }
+            }),
             Phase::ReadTime { candidate, asked } => (!*asked).then(|| {
                 *asked = true;
                 Ask::SnapshotTime {
                     object: candidate.name.clone(),
+                    generation: None,
                 }
             }),
             Phase::Overlapped(overlapped) => overlapped.poll_ask(),
@@ -442,6 +534,7 @@ impl Planner for RestorePlanner {
                 }
                 Ok(())
             }
+            Phase::FindNamed { .. } => self.on_named_listed(answer),
             Phase::ReadTime { .. } => self.on_snapshot_time(answer),
             Phase::Overlapped(_) => self.on_overlapped(answer),
             Phase::FetchSnapshot { .. } => self.on_snapshot_fetched(answer),

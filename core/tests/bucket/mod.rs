@@ -206,14 +206,16 @@ impl Bucket {
                 },
                 _ => panic!("{object} is not a snapshot"),
             },
-            Ask::SnapshotTime { object } => match self.content(&object, None) {
+            Ask::SnapshotTime { object, generation } => match self.content(&object, generation) {
                 Content::Snapshot { gzip_mtime, .. } => Answer::SnapshotTime {
                     gzip_mtime: *gzip_mtime,
                     object,
+                    generation,
                 },
                 Content::Unusable { gzip_mtime } => Answer::SnapshotTime {
                     gzip_mtime: Some(*gzip_mtime),
                     object,
+                    generation,
                 },
                 _ => panic!("{object} is not a snapshot"),
             },

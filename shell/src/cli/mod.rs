@@ -10,6 +10,7 @@ mod prune;
 mod restore;
 mod retrieve;
 mod run;
+mod snapshots;
 mod status;
 mod trigger;
 mod verify;
@@ -61,6 +62,8 @@ pub enum Command {
     Retrieve(retrieve::RetrieveArgs),
     #[command(after_help = EXIT_CODES)]
     Restore(restore::RestoreArgs),
+    #[command(after_help = EXIT_CODES)]
+    Snapshots(snapshots::SnapshotsArgs),
     Prune(prune::PruneArgs),
     Status(status::StatusArgs),
     #[command(after_help = EXIT_CODES)]
@@ -109,6 +112,7 @@ impl Command {
             Command::Trigger(args) => trigger::trigger(args),
             Command::Retrieve(args) => retrieve::retrieve(args).await,
             Command::Restore(args) => restore::restore(args).await,
+            Command::Snapshots(args) => snapshots::snapshots(args).await,
             Command::Prune(args) => prune::prune(args).await,
             Command::Status(args) => status::status(args).await,
             Command::Verify(args) => verify::verify(args).await,

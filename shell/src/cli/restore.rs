@@ -7,7 +7,7 @@ use anyhow::Context;
 use clap::Args;
 use jobvault::clock;
 use jobvault::nothing::NOTHING_FOUND_EXIT;
-use jobvault::restore::{RestoreError, RestoreOptions, restore as restore_database};
+use jobvault::restore::{RestoreError, RestoreFrom, RestoreOptions, restore as restore_database};
 use jobvault::store::Store;
 use jobvault_core::Timestamp;
 
@@ -41,10 +41,21 @@ pub struct RestoreArgs {
     /// Restore the database as it was at this instant (RFC 3339, e.g.
     /// 2026-11-30T13:59:00Z) rather than its newest state. Needs object
     /// versioning on the bucket for any instant before the newest upload.
-    #[arg(long, value_name = "RFC3339")]
+    #[arg(long, value_name = "RFC3339", conflicts_with = "snapshot")]
     at: Option<Timestamp>,
+    /// Restore from this snapshot (a name `jobvault snapshots` lists, or its
+    /// full location) and the job objects uploaded since it, rather than
+    /// from the newest.
+    #[arg(long, value_name = "NAME")]
+    snapshot: Option<String>,
     #[command(flatten)]
     reads: ReadArgs,
+}
+
+/// A snapshot's object name, from itself or its full location.
+fn snapshot_name(store: &Store, name: &str) -> String {
+    let top = store.location("");
+    name.strip_prefix(&top).unwrap_or(name).to_owned()
 }
 
 pub async fn restore(args: RestoreArgs) -> anyhow::Result<ExitCode> {
@@ -58,11 +69,16 @@ pub async fn restore(args: RestoreArgs) -> anyhow::Result<ExitCode> {
     let store = Store::connect(args.bucket.bucket.clone()).await?;
     let reads = args.reads.reads();
     reads.read(|| store.check()).await?;
+    let start = match (args.at, &args.snapshot) {
+        (Some(at), _) => RestoreFrom::Instant(at),
+        (None, Some(name)) => RestoreFrom::Snapshot(snapshot_name(&store, name)),
+        (None, None) => RestoreFrom::Newest,
+    };
     let options = RestoreOptions {
         force: args.force,
         concurrency: args.reads.concurrency(),
         on_corrupt: on_corrupt(args.skip_corrupt),
-        at: args.at,
+        from: start,
         reads,
     };
     let restored = until_signal(restore_database(&store, &args.to, options, clock::now())).await;
