@@ -55,6 +55,8 @@ struct Shared {
     /// How many of the next object downloads to cut, and after how many
     /// bytes of their body.
     cut_downloads: Mutex<(u32, usize)>,
+    /// Object downloads come in pieces of this many bytes, this long apart.
+    trickle: Mutex<Option<(usize, Duration)>>,
 }
 
 /// The share of requests that meet each fault, as a real network and store
@@ -179,6 +181,12 @@ impl Proxy {
         self.shared.fail_chunks.store(n, Ordering::SeqCst);
     }
 
+    /// From now on, sends object downloads (`alt=media`) in pieces of
+    /// `piece` bytes, `pause` apart, as a slow link does; `None` stops it.
+    pub fn trickle_downloads(&self, trickle: Option<(usize, Duration)>) {
+        *self.shared.trickle.lock().unwrap() = trickle;
+    }
+
     /// Cuts the body of the next `n` object downloads (`alt=media`) after
     /// `after` bytes: the connection drops mid-body.
     pub fn cut_next_downloads(&self, n: u32, after: usize) {
@@ -257,10 +265,14 @@ async fn with_chaos(
         .unwrap()
         .as_mut()
         .map(|(chaos, rng)| (chaos.draw(rng), chaos.stall_for));
+    let trickle = (*shared.trickle.lock().unwrap()).filter(|_| is_download);
     let Some((fate, stall_for)) = drawn else {
         let response = forward(request, upstream, client, shared)
             .await
             .unwrap_or_else(|e| match e {});
+        if let Some((piece, pause)) = trickle {
+            return Ok(trickled(response, piece, pause).await);
+        }
         let at = cut_at(&response);
         return Ok(cut_after(response, at).await);
     };
@@ -316,6 +328,30 @@ async fn with_chaos(
     };
     let at = cut_at(&response);
     Ok(cut_after(response, at).await)
+}
+
+/// `response` with its body sent `piece` bytes at a time, `pause` apart.
+async fn trickled(
+    response: Response<Full<Bytes>>,
+    piece: usize,
+    pause: Duration,
+) -> Response<Body> {
+    let (parts, body) = response.into_parts();
+    let whole = body
+        .collect()
+        .await
+        .unwrap_or_else(|never| match never {})
+        .to_bytes();
+    let pieces: Vec<Bytes> = (0..whole.len())
+        .step_by(piece.max(1))
+        .map(|start| whole.slice(start..(start + piece).min(whole.len())))
+        .collect();
+    let frames = futures::stream::unfold(pieces.into_iter(), move |mut rest| async move {
+        let next = rest.next()?;
+        tokio::time::sleep(pause).await;
+        Some((Ok(Frame::data(next)), rest))
+    });
+    Response::from_parts(parts, StreamBody::new(frames).boxed())
 }
 
 /// `response` with its body cut after `at` bytes, if given: the bytes

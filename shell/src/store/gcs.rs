@@ -36,6 +36,16 @@ const CHUNK_ATTEMPTS: u32 = 5;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Generous: a whole chunk must go through within it.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(300);
+/// Scales [`REQUEST_TIMEOUT`] down in the tests that show no transfer has
+/// to finish within it (seconds, fractions allowed); never set in service.
+const REQUEST_TIMEOUT_FOR_TESTS: &str = "JOBVAULT_TEST_REQUEST_TIMEOUT_SECS";
+
+fn request_timeout() -> Duration {
+    std::env::var(REQUEST_TIMEOUT_FOR_TESTS)
+        .ok()
+        .and_then(|secs| secs.parse().ok())
+        .map_or(REQUEST_TIMEOUT, Duration::from_secs_f64)
+}
 /// A listing or download that receives no byte for this long is cut, and
 /// read again from where it got to.
 const IDLE_READ_TIMEOUT: Duration = Duration::from_secs(60);
@@ -97,7 +107,7 @@ impl GcsStore {
         let http = reqwest::Client::builder()
             .default_headers(headers.clone())
             .connect_timeout(CONNECT_TIMEOUT)
-            .timeout(REQUEST_TIMEOUT)
+            .timeout(request_timeout())
             // The JSON API answers, it does not redirect; following
             // redirects cost a share of every upload's CPU.
             .redirect(reqwest::redirect::Policy::none())
