@@ -57,6 +57,8 @@ struct Shared {
     cut_downloads: Mutex<(u32, usize)>,
     /// Object downloads come in pieces of this many bytes, this long apart.
     trickle: Mutex<Option<(usize, Duration)>>,
+    /// Object listings come in pages of at most this many items.
+    page_size: Mutex<Option<u32>>,
 }
 
 /// The share of requests that meet each fault, as a real network and store
@@ -179,6 +181,13 @@ impl Proxy {
     /// without forwarding them.
     pub fn fail_next_chunks(&self, n: u32) {
         self.shared.fail_chunks.store(n, Ordering::SeqCst);
+    }
+
+    /// From now on, asks the emulator for pages of at most `size` objects
+    /// in every listing, as GCS serves them (at most 1,000), whatever page
+    /// size the client asked for; `None` forwards listings as asked.
+    pub fn page_listings(&self, size: Option<u32>) {
+        *self.shared.page_size.lock().unwrap() = size;
     }
 
     /// From now on, sends object downloads (`alt=media`) in pieces of
@@ -459,6 +468,11 @@ async fn forward(
     {
         body = corrupted(&body);
     }
+    let page_size = *shared.page_size.lock().unwrap();
+    let path_and_query = match page_size {
+        Some(size) if parts.method == hyper::Method::GET => paged(&path_and_query, size),
+        _ => path_and_query,
+    };
     parts.uri = format!("http://{upstream}{path_and_query}")
         .parse()
         .expect("a valid upstream URI");
@@ -477,6 +491,33 @@ async fn forward(
         }
         Err(e) => Ok(status_response(StatusCode::BAD_GATEWAY, &e.to_string())),
     }
+}
+
+/// A listing's request (`…/o?…`, not an object's) asking for at most `size`
+/// objects a page (or fewer, if it asked for fewer); any other request as
+/// it is.
+fn paged(path_and_query: &str, size: u32) -> String {
+    let (path, query) = path_and_query
+        .split_once('?')
+        .unwrap_or((path_and_query, ""));
+    if !path.ends_with("/o") {
+        return path_and_query.to_owned();
+    }
+    let asked = query
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("maxResults="))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(u32::MAX);
+    let size = size.min(asked);
+    let kept: Vec<&str> = query
+        .split('&')
+        .filter(|pair| !pair.is_empty() && !pair.starts_with("maxResults="))
+        .collect();
+    let mut query = kept.join("&");
+    if !query.is_empty() {
+        query.push('&');
+    }
+    format!("{path}?{query}maxResults={size}")
 }
 
 /// The request that completes a resumable upload: a chunk whose range

@@ -50,6 +50,8 @@ impl BackedUp {
         };
         let emulator = Emulator::start_on(free_port(), proxy_port, backend);
         let proxy = Proxy::start(proxy_port, emulator.address(), Duration::ZERO);
+        // Listings in pages of at most 1,000 objects, as GCS serves them.
+        proxy.page_listings(Some(1_000));
         let bucket = if versioned {
             emulator.new_versioned_bucket("restore-faults")
         } else {
@@ -158,6 +160,12 @@ fn restore_and_retrieve_equal_the_database_through_a_storm_of_failed_reads() {
         .collect();
     assert_eq!(retrieved, rows(&backed_up.workspace.db()));
 
+    let paged = backed_up
+        .proxy
+        .seen()
+        .iter()
+        .any(|s| s.path_and_query.contains("pageToken="));
+    assert!(paged, "the day of 3,000 job objects came in pages");
     let counts = backed_up.proxy.chaos_counts();
     for fault in ["503", "429", "cut", "cut body"] {
         assert!(

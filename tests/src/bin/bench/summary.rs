@@ -3,7 +3,7 @@
 //! beside its target, so that the table in the README comes from one run.
 
 use super::versus::{Figures, UPDATES_PER_SECOND};
-use super::{Args, LATENCY};
+use super::{Args, LATENCY, ScaleFigures};
 
 /// What the sections measured; a section that did not run leaves its
 /// figures out.
@@ -11,8 +11,8 @@ use super::{Args, LATENCY};
 pub struct Summary {
     /// jobvault, then Litestream, from `versus-litestream`.
     pub versus: Option<(Figures, Figures)>,
-    /// `restore-at-scale`'s restore: its seconds and peak MiB.
-    pub restore_at_scale: Option<(f64, f64)>,
+    /// `restore-at-scale`'s restores at the default concurrency.
+    pub restore_at_scale: Option<ScaleFigures>,
     /// CPU seconds of the daemon for 10,000 uploads through the proxy,
     /// from `incremental`.
     pub upload_cpu: Option<f64>,
@@ -27,10 +27,16 @@ impl Summary {
         if let Some((ours, theirs)) = &self.versus {
             versus_rows(ours, theirs, args.database_mib);
         }
-        if let Some((seconds, peak)) = self.restore_at_scale {
+        if let Some(ScaleFigures { clean, faulty }) = self.restore_at_scale {
             println!(
-                "| restore {} MiB + {} job objects, {LATENCY:?} (--concurrency 128) | <= 30 s, peak RSS <= 256 MiB | {seconds:.1} s, peak {peak:.0} MiB |",
-                args.scale_mib, args.scale_jobs
+                "| restore {} MiB + {} job objects, {LATENCY:?}, default settings | <= 30 s, peak RSS <= 256 MiB | {:.1} s, peak {:.0} MiB |",
+                args.scale_mib, args.scale_jobs, clean.0, clean.1
+            );
+            println!(
+                "| the same, 2% of requests failing (503, 429) | <= 1.2x the clean restore | {:.1} s ({:.2}x), peak {:.0} MiB |",
+                faulty.0,
+                faulty.0 / clean.0,
+                faulty.1
             );
         }
         if let Some(cpu) = self.upload_cpu {
