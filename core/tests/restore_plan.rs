@@ -115,7 +115,8 @@ fn job_objects_are_listed_while_the_snapshot_downloads() {
         asked,
         [
             Ask::FetchSnapshot {
-                object: "db-backup/2016/11/16/s.bdb".to_owned()
+                object: "db-backup/2016/11/16/s.bdb".to_owned(),
+                stored: 1,
             },
             Ask::ListObjects {
                 prefix: "job-backup/2016/11/16/".to_owned(),

@@ -17,11 +17,12 @@ use jobvault_core::job_object::decode_job_object;
 use jobvault_core::machine::ListedObject;
 use jobvault_core::object_name::ObjectKind;
 use jobvault_core::restore_plan::{Answer, Ask, NewestSearch, PlanError, Planner, RangeListing};
-use jobvault_core::{Cursor, Timestamp};
+use jobvault_core::{Cursor, FailureKind, Timestamp};
 
 use jobvault_core::history::HISTORY_OBJECT;
 
 use crate::db::{DbError, JobDb};
+use crate::failure::ToFailure;
 use crate::reads::Reads;
 use crate::restore::download_snapshot;
 use crate::small_object;
@@ -218,7 +219,7 @@ impl<'a> Driver<'a> {
             Ask::ListObjects { prefix, versions } => {
                 return self.read_on(ListingAt::new(prefix, versions, None)).await;
             }
-            Ask::FetchSnapshot { object } => self.fetch_snapshot(object).await?,
+            Ask::FetchSnapshot { object, stored } => self.fetch_snapshot(object, stored).await?,
             Ask::SnapshotTime { object, generation } => {
                 let head = reads
                     .read(|| store.get_part(&object, generation, Some(GZIP_HEADER_BYTES)))
@@ -255,12 +256,13 @@ impl<'a> Driver<'a> {
         Ok((answer, None))
     }
 
-    async fn fetch_snapshot(&self, object: String) -> Result<Answer, DriveError> {
+    async fn fetch_snapshot(&self, object: String, stored: u64) -> Result<Answer, DriveError> {
         let Some(dest) = self.snapshot_to else {
             return Err(DriveError::Planner(format!(
                 "asked to fetch {object} with nowhere to put it"
             )));
         };
+        room_for(dest, stored, &self.store.location(&object))?;
         let downloaded = match download_snapshot(self.store, &object, dest, &self.reads).await {
             Ok(downloaded) => downloaded,
             Err(e) if e.is_unusable_snapshot() => {
@@ -273,14 +275,20 @@ impl<'a> Driver<'a> {
         let checked = tokio::task::spawn_blocking(move || open_snapshot(&path))
             .await
             .map_err(|e| DriveError::Snapshot(format!("checking the snapshot failed: {e}")))?;
+        let location = self.store.location(&object);
         Ok(match checked {
-            Ok((stored_cursor, newest_change)) => Answer::SnapshotFetched {
+            Ok(Ok((stored_cursor, newest_change))) => Answer::SnapshotFetched {
                 object,
                 gzip_mtime: downloaded.gzip.and_then(|(_, mtime)| mtime),
                 stored_cursor,
                 newest_change,
             },
-            Err(why) => Answer::SnapshotUnusable { object, why },
+            Ok(Err(why)) => Answer::SnapshotUnusable { object, why },
+            Err(local) => {
+                return Err(DriveError::Snapshot(format!(
+                    "{location} cannot be checked here: {local}"
+                )));
+            }
         })
     }
 
@@ -301,19 +309,59 @@ impl<'a> Driver<'a> {
     }
 }
 
+/// Fails before the first byte if the folder of `dest` has less room than
+/// the snapshot takes stored (gzip): the database it holds is larger still.
+fn room_for(dest: &Path, stored: u64, location: &str) -> Result<(), DriveError> {
+    let folder = match dest.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    };
+    let Ok(stats) = rustix::fs::statvfs(folder) else {
+        return Ok(());
+    };
+    let free = stats.f_bavail.saturating_mul(stats.f_frsize);
+    if free < stored {
+        return Err(DriveError::Snapshot(format!(
+            "{} has {free} bytes free, and {location} takes {stored} bytes even compressed",
+            folder.display()
+        )));
+    }
+    Ok(())
+}
+
 /// The cursor stored in a downloaded snapshot and its newest change, once
 /// `PRAGMA quick_check` finds it sound; or why it is not a usable job
-/// database.
-fn open_snapshot(path: &Path) -> Result<(Cursor, Option<Timestamp>), String> {
-    let unusable = |e: DbError| format!("it does not open as a job database: {e}");
-    let db = JobDb::open(path).map_err(unusable)?;
-    db.quick_check()
-        .map_err(unusable)?
-        .map_err(|problems| format!("SQLite's quick_check finds it damaged: {problems}"))?;
-    Ok((
-        db.cursor().map_err(unusable)?,
-        db.newest_change().map_err(unusable)?,
-    ))
+/// database. The outer error is this machine's (a full disk, an I/O
+/// error), which says nothing about the snapshot.
+type Opened = Result<(Cursor, Option<Timestamp>), String>;
+
+fn open_snapshot(path: &Path) -> Result<Opened, DbError> {
+    let opened = JobDb::open(path).and_then(|db| {
+        let sound = db.quick_check()?;
+        Ok(sound.map(|()| (db.cursor(), db.newest_change())))
+    });
+    let (cursor, newest) = match opened {
+        Ok(Ok(read)) => read,
+        Ok(Err(problems)) => {
+            return Ok(Err(format!(
+                "SQLite's quick_check finds it damaged: {problems}"
+            )));
+        }
+        Err(e) => return about_the_file(e),
+    };
+    match (cursor, newest) {
+        (Ok(cursor), Ok(newest)) => Ok(Ok((cursor, newest))),
+        (Err(e), _) | (_, Err(e)) => about_the_file(e),
+    }
+}
+
+/// An error opening or reading a downloaded snapshot: the snapshot's fault
+/// (not a database, damaged, not a job database), or this machine's.
+fn about_the_file(error: DbError) -> Result<Opened, DbError> {
+    match error.kind() {
+        FailureKind::Transient | FailureKind::Permission | FailureKind::Timeout => Err(error),
+        _ => Ok(Err(format!("it does not open as a job database: {error}"))),
+    }
 }
 
 /// A gzip header's fixed part: magic, method, flags, then the mtime.
@@ -360,4 +408,22 @@ pub async fn find_newest(
     };
     driver.drive(&mut search).await?;
     Ok(search.into_newest())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_snapshot_larger_than_the_free_room_is_refused_before_its_first_byte() {
+        let folder = tempfile::tempdir().unwrap();
+        let dest = folder.path().join(".jobvault-restore-x");
+        let location = "gs://b/db-backup/2026/12/04/nightly.bdb";
+        let refused = room_for(&dest, u64::MAX, location).unwrap_err().to_string();
+        assert!(
+            refused.contains(location) && refused.contains(&folder.path().display().to_string()),
+            "{refused}"
+        );
+        assert!(room_for(&dest, 1, location).is_ok());
+    }
 }

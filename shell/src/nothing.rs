@@ -7,6 +7,7 @@
 
 use std::fmt;
 
+use jobvault_core::FailureKind;
 use jobvault_core::object_name::{JOB_DIR, SNAPSHOT_DIR};
 
 use crate::reads::Reads;
@@ -52,7 +53,10 @@ impl NothingFound {
     /// no backup at all, the prefixes beside it that do are looked up (a
     /// failure to look only leaves them out).
     pub async fn in_store(store: &Store, reads: &Reads, why: String) -> Self {
-        let empty = !holds_backups(store, reads).await.unwrap_or(true);
+        let empty = match holds_backups(store, reads).await {
+            Ok(holds) => !holds,
+            Err(e) => e.kind == FailureKind::NotFound,
+        };
         let neighbours = if empty {
             store
                 .neighbours_with_backups(NEIGHBOURS_NAMED)
@@ -67,6 +71,21 @@ impl NothingFound {
             empty,
             neighbours,
         }
+    }
+}
+
+/// Checks that the bucket (or directory) can be read. One that does not
+/// exist holds nothing: that is the inner error, for its own exit code.
+pub async fn check_store(
+    store: &Store,
+    reads: &Reads,
+) -> Result<Result<(), NothingFound>, StoreError> {
+    match reads.read(|| store.check()).await {
+        Ok(()) => Ok(Ok(())),
+        Err(e) if e.kind == FailureKind::NotFound => {
+            Ok(Err(NothingFound::in_store(store, reads, e.message).await))
+        }
+        Err(e) => Err(e),
     }
 }
 

@@ -6,12 +6,13 @@
 //! when is the core's.
 
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use jobvault_core::Failure;
 use jobvault_core::read_retry::{DEFAULT_READ_PATIENCE, ReadAgain, ReadGaveUp, ReadRetry};
-use tracing::debug;
+use tracing::{debug, warn};
 
 use crate::clock;
 use crate::store::StoreError;
@@ -20,6 +21,8 @@ use crate::store::StoreError;
 #[derive(Debug, Clone)]
 pub struct Reads {
     policy: Arc<Mutex<ReadRetry>>,
+    /// Whether a retry has been said on stderr yet.
+    warned: Arc<AtomicBool>,
 }
 
 impl Default for Reads {
@@ -33,6 +36,7 @@ impl Reads {
     pub fn new(patience: Duration) -> Self {
         Reads {
             policy: Arc::new(Mutex::new(ReadRetry::new(patience, clock::now()))),
+            warned: Arc::new(AtomicBool::new(false)),
         }
     }
 
@@ -62,6 +66,9 @@ impl Reads {
             .on_failure(&failure, attempt, pinned, clock::now());
         match verdict {
             Ok(ReadAgain::After(wait)) => {
+                if !self.warned.swap(true, Ordering::Relaxed) {
+                    warn!(%error, "a read of the bucket failed; reading again until one succeeds or --read-patience runs out (further failures are logged at debug level)");
+                }
                 debug!(%error, attempt, wait_ms = wait.as_millis() as u64, "a read failed; reading again");
                 tokio::time::sleep(wait).await;
                 Ok(ReadAgain::After(wait))

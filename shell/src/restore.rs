@@ -40,6 +40,8 @@ pub enum RestoreError {
     Exists(PathBuf),
     #[error("{0} is a directory; --to names the database file to write")]
     IsDirectory(PathBuf),
+    #[error("{0} is {1}, not a database file: --force replaces only a regular file")]
+    NotAFile(PathBuf, &'static str),
     #[error(transparent)]
     NothingFound(#[from] NothingFound),
     #[error(transparent)]
@@ -242,14 +244,32 @@ pub async fn restore(
 /// directory, or (without `force`) anything already there, a dangling
 /// link included.
 fn check_target(to: &Path, force: bool) -> Result<(), RestoreError> {
+    let names_a_folder = to.as_os_str().to_string_lossy().ends_with('/');
     match std::fs::metadata(to) {
         Ok(meta) if meta.is_dir() => return Err(RestoreError::IsDirectory(to.to_owned())),
+        Err(_) if names_a_folder => return Err(RestoreError::IsDirectory(to.to_owned())),
         _ => {}
     }
-    if !force && std::fs::symlink_metadata(to).is_ok() {
+    let Ok(found) = std::fs::symlink_metadata(to) else {
+        return Ok(());
+    };
+    if !force {
         return Err(RestoreError::Exists(to.to_owned()));
     }
-    Ok(())
+    let kind = found.file_type();
+    match () {
+        () if kind.is_file() => Ok(()),
+        // A rename would replace the link, and leave the file it points
+        // to, which whoever opens the path reads, as it was.
+        () if kind.is_symlink() => Err(RestoreError::NotAFile(
+            to.to_owned(),
+            "a symbolic link (give the path it points to)",
+        )),
+        () => Err(RestoreError::NotAFile(
+            to.to_owned(),
+            "a device, socket or FIFO",
+        )),
+    }
 }
 
 fn file_size(path: &Path) -> u64 {

@@ -269,11 +269,13 @@ impl<'a> Bucket<'a> {
                 prefix,
                 more: false,
             },
-            Ask::FetchSnapshot { object } if self.draws_unusable(rng) => Answer::SnapshotUnusable {
-                object,
-                why: "incomplete deflate stream".to_owned(),
-            },
-            Ask::FetchSnapshot { object } => {
+            Ask::FetchSnapshot { object, .. } if self.draws_unusable(rng) => {
+                Answer::SnapshotUnusable {
+                    object,
+                    why: "incomplete deflate stream".to_owned(),
+                }
+            }
+            Ask::FetchSnapshot { object, .. } => {
                 let (versions, gzip_mtime, stored) = snapshot(store, &object);
                 self.snapshot = (**versions).clone();
                 Answer::SnapshotFetched {

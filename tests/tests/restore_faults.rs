@@ -301,6 +301,10 @@ fn a_forced_restore_keeps_the_replaced_files_mode_and_owner_and_a_new_one_follow
     let (folder, to) = restored_folder();
     fs::write(&to, "old").unwrap();
     fs::set_permissions(&to, fs::Permissions::from_mode(0o664)).unwrap();
+    // The hot journal of a writer that crashed: SQLite would roll it back
+    // into the restored file.
+    let journal = folder.path().join("restored.db-journal");
+    fs::write(&journal, vec![0xd9; 4096]).unwrap();
     let root = is_root();
     if root {
         std::os::unix::fs::chown(&to, Some(65534), Some(65534)).unwrap();
@@ -315,6 +319,36 @@ fn a_forced_restore_keeps_the_replaced_files_mode_and_owner_and_a_new_one_follow
         eprintln!("not root: the owner half of this test is skipped");
     }
     assert_eq!(rows(&to), rows(&backed_up.workspace.db()));
+    assert!(
+        !journal.exists(),
+        "the old journal is gone with the old file"
+    );
+
+    // --force replaces a database file, never a link, a FIFO or a device.
+    let link = folder.path().join("link.db");
+    std::os::unix::fs::symlink(&to, &link).unwrap();
+    let fifo = folder.path().join("fifo");
+    assert!(
+        Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    for (target, what) in [
+        (&link, "a symbolic link"),
+        (&fifo, "a device, socket or FIFO"),
+    ] {
+        let output = backed_up.restore(&backed_up.url, target, &["--force"]);
+        assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+        assert!(stderr(&output).contains(what), "{}", stderr(&output));
+    }
+    assert!(
+        fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
 
     let fresh = folder.path().join("fresh.db");
     let output = Command::new("sh")
@@ -380,7 +414,7 @@ fn a_file_that_appears_at_the_target_during_the_restore_is_kept() {
 #[test]
 fn sigterm_or_sigint_mid_restore_leaves_no_temporary_file() {
     let backed_up = BackedUp::new(500, "prod");
-    for signal in ["-TERM", "-INT"] {
+    for signal in ["-TERM", "-INT", "-HUP"] {
         let (folder, to) = restored_folder();
         let child = slow_restore(&backed_up, &to);
         let sent = Command::new("kill")
@@ -526,4 +560,41 @@ fn snapshots_lists_every_snapshot_and_restore_takes_the_one_named() {
         stderr(&output)
     );
     assert!(!to.exists());
+}
+
+#[test]
+fn a_mistyped_directory_bucket_names_the_prefixes_near_it_that_hold_backups() {
+    let workspace = Workspace::new();
+    let (mut db, _) = JobDb::init(&workspace.db(), jobvault::clock::now()).unwrap();
+    db.put(&[body("a", "a")]).unwrap();
+    drop(db);
+    let root = tempfile::tempdir().unwrap();
+    let url = |path: &str| format!("file://{}/{path}", root.path().display());
+    let output = jobvault(None)
+        .args(["backup", "--bucket", &url("prod/eu"), "--db"])
+        .arg(workspace.db())
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    let (_folder, to) = restored_folder();
+    // A typo beside it, the folder above it, and a backup folder in it.
+    for typed in ["prod/ue", "prod", "prod/eu/db-backup"] {
+        let output = jobvault(None)
+            .args(["restore", "--bucket", &url(typed), "--to"])
+            .arg(&to)
+            .output()
+            .unwrap();
+        assert_eq!(
+            output.status.code(),
+            Some(3),
+            "{typed}: {}",
+            stderr(&output)
+        );
+        let error = stderr(&output);
+        assert!(
+            error.contains(&format!("backups: {}", url("prod/eu"))),
+            "{typed}: {error}"
+        );
+        assert!(!to.exists());
+    }
 }

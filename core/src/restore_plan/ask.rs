@@ -23,8 +23,9 @@ pub enum Ask {
     ListObjects { prefix: String, versions: bool },
     /// Download the snapshot into the database being built; answer with
     /// [`Answer::SnapshotFetched`], or [`Answer::SnapshotUnusable`] if its
-    /// bytes do not hold a sound database.
-    FetchSnapshot { object: String },
+    /// bytes do not hold a sound database. `stored` is its size as the
+    /// listing gave it (gzip): the least room the database will need.
+    FetchSnapshot { object: String, stored: u64 },
     /// Read the gzip header of a snapshot (its first bytes only): the live
     /// one, or the given generation; answer with [`Answer::SnapshotTime`].
     SnapshotTime {

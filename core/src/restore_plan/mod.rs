@@ -481,8 +481,10 @@ impl Planner for RestorePlanner {
             Phase::ListSnapshots(listing) => listing.poll_ask(),
             Phase::FetchSnapshot { candidates, asked } => (!*asked).then(|| {
                 *asked = true;
+                let candidate = candidates.last().expect("never empty");
                 Ask::FetchSnapshot {
-                    object: candidates.last().expect("never empty").name.clone(),
+                    object: candidate.name.clone(),
+                    stored: candidate.size,
                 }
             }),
             Phase::Jobs(jobs) => jobs.poll_ask(),

@@ -114,6 +114,7 @@ impl Planner for Overlapped {
             self.fetch_asked = true;
             return Some(Ask::FetchSnapshot {
                 object: self.candidate.name.clone(),
+                stored: self.candidate.size,
             });
         }
         self.jobs.poll_ask()

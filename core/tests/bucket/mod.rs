@@ -189,7 +189,7 @@ impl Bucket {
                 prefix,
                 more: false,
             },
-            Ask::FetchSnapshot { object } => match self.content(&object, None) {
+            Ask::FetchSnapshot { object, .. } => match self.content(&object, None) {
                 Content::Snapshot {
                     gzip_mtime,
                     stored,

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Args;
 use jobvault::clock;
-use jobvault::nothing::NOTHING_FOUND_EXIT;
+use jobvault::nothing::{NOTHING_FOUND_EXIT, NothingFound, check_store};
 use jobvault::restore::{RestoreError, RestoreFrom, RestoreOptions, restore as restore_database};
 use jobvault::store::Store;
 use jobvault_core::Timestamp;
@@ -52,6 +52,20 @@ pub struct RestoreArgs {
     reads: ReadArgs,
 }
 
+/// Says that nothing was found, and exits 3, or 0 if the prefix holds no
+/// backup at all and `--if-replica-exists` allows that.
+fn nothing_restored(nothing: &NothingFound, args: &RestoreArgs) -> ExitCode {
+    if nothing.empty && args.if_replica_exists {
+        println!("{nothing}; nothing restored (--if-replica-exists)");
+        return ExitCode::SUCCESS;
+    }
+    eprintln!(
+        "jobvault: error: {nothing}; nothing was written to {}",
+        args.to.display()
+    );
+    ExitCode::from(NOTHING_FOUND_EXIT)
+}
+
 /// A snapshot's object name, from itself or its full location.
 fn snapshot_name(store: &Store, name: &str) -> String {
     let top = store.location("");
@@ -68,7 +82,9 @@ pub async fn restore(args: RestoreArgs) -> anyhow::Result<ExitCode> {
     }
     let store = Store::connect(args.bucket.bucket.clone()).await?;
     let reads = args.reads.reads();
-    reads.read(|| store.check()).await?;
+    if let Err(nothing) = check_store(&store, &reads).await? {
+        return Ok(nothing_restored(&nothing, &args));
+    }
     let start = match (args.at, &args.snapshot) {
         (Some(at), _) => RestoreFrom::Instant(at),
         (None, Some(name)) => RestoreFrom::Snapshot(snapshot_name(&store, name)),
@@ -84,16 +100,8 @@ pub async fn restore(args: RestoreArgs) -> anyhow::Result<ExitCode> {
     let restored = until_signal(restore_database(&store, &args.to, options, clock::now())).await;
     let report =
         match restored.with_context(|| format!("restore to {} failed", args.to.display()))? {
-            Err(RestoreError::NothingFound(nothing)) if nothing.empty && args.if_replica_exists => {
-                println!("{nothing}; nothing restored (--if-replica-exists)");
-                return Ok(ExitCode::SUCCESS);
-            }
             Err(RestoreError::NothingFound(nothing)) => {
-                eprintln!(
-                    "jobvault: error: {nothing}; nothing was written to {}",
-                    args.to.display()
-                );
-                return Ok(ExitCode::from(NOTHING_FOUND_EXIT));
+                return Ok(nothing_restored(&nothing, &args));
             }
             other => other.with_context(|| format!("restore to {} failed", args.to.display()))?,
         };

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Args;
 use jobvault::clock;
-use jobvault::nothing::{NOTHING_FOUND_EXIT, NothingFound, holds_backups};
+use jobvault::nothing::{NOTHING_FOUND_EXIT, NothingFound, check_store, holds_backups};
 use jobvault::progress;
 use jobvault::retrieve::retrieve as retrieve_jobs;
 use jobvault::store::Store;
@@ -32,7 +32,10 @@ pub struct RetrieveArgs {
 pub async fn retrieve(args: RetrieveArgs) -> anyhow::Result<ExitCode> {
     let store = Store::connect(args.bucket.bucket).await?;
     let reads = args.reads.reads();
-    reads.read(|| store.check()).await?;
+    if let Err(nothing) = check_store(&store, &reads).await? {
+        eprintln!("jobvault: error: {nothing}");
+        return Ok(ExitCode::from(NOTHING_FOUND_EXIT));
+    }
     let bar = progress::items("jobs", None);
     let retrieval = retrieve_jobs(
         &store,

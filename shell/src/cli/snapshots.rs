@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use clap::Args;
 use jobvault::clock;
 use jobvault::inventory::inventory;
-use jobvault::nothing::{NOTHING_FOUND_EXIT, NothingFound};
+use jobvault::nothing::{NOTHING_FOUND_EXIT, NothingFound, check_store};
 use jobvault::store::Store;
 use jobvault_core::restore_plan::InventoryEntry;
 use serde::Serialize;
@@ -47,7 +47,10 @@ struct Listed<'a> {
 pub async fn snapshots(args: SnapshotsArgs) -> anyhow::Result<ExitCode> {
     let store = Store::connect(args.bucket.bucket).await?;
     let reads = args.reads.reads();
-    reads.read(|| store.check()).await?;
+    if let Err(nothing) = check_store(&store, &reads).await? {
+        eprintln!("jobvault: error: {nothing}");
+        return Ok(ExitCode::from(NOTHING_FOUND_EXIT));
+    }
     let found = inventory(&store, clock::now(), args.reads.concurrency(), &reads).await?;
     if found.is_empty() {
         let why = "no snapshot found (looked under db-backup/)".to_owned();

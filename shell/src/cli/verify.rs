@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use clap::Args;
 use jobvault::clock;
-use jobvault::nothing::{NOTHING_FOUND_EXIT, NothingFound, holds_backups};
+use jobvault::nothing::{NOTHING_FOUND_EXIT, NothingFound, check_store, holds_backups};
 use jobvault::store::Store;
 use jobvault::verify::verify as run_checks;
 
@@ -27,7 +27,10 @@ pub struct VerifyArgs {
 pub async fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
     let store = Store::connect(args.bucket.bucket).await?;
     let reads = args.reads.reads();
-    reads.read(|| store.check()).await?;
+    if let Err(nothing) = check_store(&store, &reads).await? {
+        eprintln!("jobvault: error: {nothing}");
+        return Ok(ExitCode::from(NOTHING_FOUND_EXIT));
+    }
     if !holds_backups(&store, &reads).await? {
         let why = "no snapshot and no job object found (looked under db-backup/ and job-backup/)";
         let nothing = NothingFound::in_store(&store, &reads, why.to_owned()).await;

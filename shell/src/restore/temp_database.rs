@@ -141,10 +141,11 @@ fn rename_without_replacing(from: &Path, to: &Path) -> io::Result<()> {
     }
 }
 
-/// The `-wal` and `-shm` of a database about to be replaced, or left
-/// behind by one that was deleted.
+/// The `-wal`, `-shm` and `-journal` of a database about to be replaced,
+/// or left behind by one that was deleted: SQLite would replay an old WAL,
+/// or roll a hot journal of a crashed writer back, into the new file.
 fn remove_stale_side_files(to: &Path) -> Result<(), RestoreError> {
-    for suffix in ["-wal", "-shm"] {
+    for suffix in SIDE_FILES {
         let side = with_suffix(to, suffix);
         match fs::remove_file(&side) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => {

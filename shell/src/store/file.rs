@@ -146,14 +146,6 @@ impl FileStore {
         &self.root
     }
 
-    /// The directories beside the root, as absolute paths ending in `/`.
-    pub async fn sibling_folders(&self) -> Result<Vec<String>, BackendError> {
-        match self.root.parent() {
-            Some(parent) => self.folders_of(&format!("{}/", parent.display())).await,
-            None => Ok(Vec::new()),
-        }
-    }
-
     /// The directories in the directory `folder` (an absolute path ending in
     /// `/`), as absolute paths ending in `/`.
     pub async fn folders_of(&self, folder: &str) -> Result<Vec<String>, BackendError> {

@@ -10,6 +10,8 @@ mod gcs;
 mod gcs_listing;
 mod url;
 
+use std::collections::VecDeque;
+
 use bytes::Bytes;
 use futures::stream::BoxStream;
 use jobvault_core::FailureKind;
@@ -294,44 +296,68 @@ impl Store {
         }
     }
 
-    /// Prefixes beside this one (in the folder that holds it) that hold
-    /// jobvault backups, nearest in spelling first, at most `max`: for the
-    /// message of a command that found nothing, after a typo.
+    /// Prefixes near this one that hold jobvault backups, for the message
+    /// of a command that found nothing, at most `max`: the folder above if
+    /// this one is itself a backup folder (`…/db-backup` pasted from a
+    /// listing), then folders below it, nearest first (`gs://b` for backups
+    /// under `gs://b/prod/eu`), then those beside it, nearest in spelling
+    /// (`prod` for `prd`). At most [`NEIGHBOURS_LOOKED_AT`] listings each
+    /// below and beside.
     pub async fn neighbours_with_backups(&self, max: usize) -> Result<Vec<String>, StoreError> {
-        let (own, listed) = match &self.backend {
-            Backend::Gcs(gcs) => {
-                let own = gcs.prefix().to_owned();
-                let Some(parent) = parent_folder(&own) else {
-                    return Ok(Vec::new());
-                };
-                (own, gcs.list_folders_of(parent).await)
-            }
-            Backend::File(file) => {
-                let own = format!("{}/", file.root().display());
-                (own, file.sibling_folders().await)
-            }
+        let own = match &self.backend {
+            Backend::Gcs(gcs) => gcs.prefix().to_owned(),
+            Backend::File(file) => format!("{}/", file.root().display()),
         };
-        let mut siblings = listed.map_err(|e| self.error(None, e))?;
-        siblings.retain(|folder| *folder != own);
-        siblings.sort_by_key(|folder| strsim::levenshtein(folder, &own));
+        let parent = parent_folder(&own);
         let mut found = Vec::new();
-        for sibling in siblings.into_iter().take(NEIGHBOURS_LOOKED_AT) {
-            if found.len() == max {
+        let own_name = own
+            .trim_end_matches('/')
+            .rsplit('/')
+            .next()
+            .unwrap_or_default();
+        if let Some(parent) = &parent
+            && (own_name == SNAPSHOT_DIR || own_name == JOB_DIR)
+        {
+            found.push(self.url.sibling(parent.trim_end_matches('/')));
+        }
+        let mut below = VecDeque::from([own.clone()]);
+        for _ in 0..NEIGHBOURS_LOOKED_AT {
+            let Some(folder) = below.pop_front() else {
                 break;
-            }
-            let inside = match &self.backend {
-                Backend::Gcs(gcs) => gcs.list_folders_of(sibling.clone()).await,
-                Backend::File(file) => file.folders_of(&sibling).await,
-            }
-            .map_err(|e| self.error(None, e))?;
-            if inside.iter().any(|f| {
-                let inner = f.strip_prefix(&sibling).unwrap_or(f);
-                inner == format!("{SNAPSHOT_DIR}/") || inner == format!("{JOB_DIR}/")
-            }) {
-                found.push(self.url.sibling(sibling.trim_end_matches('/')));
+            };
+            let inside = self.folders_of(&folder).await?;
+            if folder != own && holds_backups(&folder, &inside) {
+                found.push(self.url.sibling(folder.trim_end_matches('/')));
+            } else {
+                below.extend(inside);
             }
         }
+        let mut beside = match &parent {
+            Some(parent) => self.folders_of(parent).await?,
+            None => Vec::new(),
+        };
+        beside.retain(|folder| *folder != own);
+        beside.sort_by_key(|folder| strsim::levenshtein(folder, &own));
+        for folder in beside.into_iter().take(NEIGHBOURS_LOOKED_AT) {
+            if found.len() >= max {
+                break;
+            }
+            if holds_backups(&folder, &self.folders_of(&folder).await?) {
+                found.push(self.url.sibling(folder.trim_end_matches('/')));
+            }
+        }
+        found.truncate(max);
         Ok(found)
+    }
+
+    /// The folders in `folder`: a name in the bucket (not under the
+    /// prefix), or an absolute path ending in `/` for a directory.
+    async fn folders_of(&self, folder: &str) -> Result<Vec<String>, StoreError> {
+        match &self.backend {
+            Backend::Gcs(gcs) => gcs.list_folders_of(folder.to_owned()).await,
+            Backend::File(file) => file.folders_of(folder).await,
+        }
+        .map_err(|e| self.error(None, e))
     }
 
     /// Which credentials this store uses.
@@ -371,8 +397,17 @@ impl Store {
 /// An object's bytes as they arrive.
 pub type ByteStream = BoxStream<'static, Result<Bytes, StoreError>>;
 
-/// How many folders beside a prefix are looked into for backups.
+/// How many folders below a prefix, and how many beside it, are looked
+/// into for backups.
 const NEIGHBOURS_LOOKED_AT: usize = 10;
+
+/// Whether `inside`, the folders in `folder`, show jobvault backups there.
+fn holds_backups(folder: &str, inside: &[String]) -> bool {
+    inside.iter().any(|f| {
+        let inner = f.strip_prefix(folder).unwrap_or(f);
+        inner == format!("{SNAPSHOT_DIR}/") || inner == format!("{JOB_DIR}/")
+    })
+}
 
 /// The folder holding `prefix` (`a/b/` is in `a/`, `a/` in the bucket's
 /// top, ""); `None` for the bucket's top itself.
