@@ -191,6 +191,10 @@ pub async fn ask_daemon(ask: &BackupAsk) -> Asked {
     let body = serde_json::to_vec(ask).expect("a request always serializes");
     // Past the daemon's own deadline for the snapshot, it is not answering.
     let patience = SNAPSHOT_DEADLINE + std::time::Duration::from_secs(300);
+    // reqwest is built without a TLS provider of its own; a `file://` bucket
+    // never made the store install one, and building a client without one
+    // panics.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let sent = reqwest::Client::new()
         .post(&address.url)
         .timeout(patience)

@@ -114,3 +114,21 @@ fn backup_to_another_bucket_than_the_daemons_is_taken_here() {
     let reader = StoreReader::connect(&format!("gs://{other}"), Some(&emulator.endpoint()));
     assert_eq!(reader.names("db-backup/"), [stdout(&output).trim()]);
 }
+
+#[test]
+fn backup_through_a_daemon_of_a_directory_bucket_goes_through_it() {
+    // No store of `gs://` was ever made in this process: the request to
+    // the daemon must not need one.
+    let root = tempfile::tempdir().unwrap();
+    let url = format!("file://{}", root.path().display());
+    let workspace = workspace_with_a_job();
+    let daemon = Daemon::start(&workspace, None, &url, "1h", &[]);
+    let output = jobvault(None)
+        .args(["backup", "--bucket", &url, "--db"])
+        .arg(workspace.db())
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(snapshots_uploaded(&daemon), 1, "the daemon's core took it");
+    assert!(daemon.stop().success());
+}

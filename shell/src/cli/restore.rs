@@ -43,9 +43,11 @@ pub struct RestoreArgs {
     /// versioning on the bucket for any instant before the newest upload.
     #[arg(long, value_name = "RFC3339", conflicts_with = "snapshot")]
     at: Option<Timestamp>,
-    /// Restore from this snapshot (a name `jobvault snapshots` lists, or its
-    /// full location) and the job objects uploaded since it, rather than
-    /// from the newest.
+    /// Start from this snapshot (a name `jobvault snapshots` lists, e.g.
+    /// db-backup/2026/12/04/nightly.bdb, or its full location) rather than
+    /// the newest, for when the newest is suspect. Every job object uploaded
+    /// since it is still applied: the result is the newest state (--at
+    /// restores an earlier one).
     #[arg(long, value_name = "NAME")]
     snapshot: Option<String>,
     #[command(flatten)]
