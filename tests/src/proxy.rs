@@ -339,18 +339,24 @@ async fn with_chaos(
     Ok(cut_after(response, at).await)
 }
 
+/// A forwarded answer's head, and its whole body.
+async fn whole(response: Response<Full<Bytes>>) -> (hyper::http::response::Parts, Bytes) {
+    let (parts, body) = response.into_parts();
+    let body = body
+        .collect()
+        .await
+        .unwrap_or_else(|never| match never {})
+        .to_bytes();
+    (parts, body)
+}
+
 /// `response` with its body sent `piece` bytes at a time, `pause` apart.
 async fn trickled(
     response: Response<Full<Bytes>>,
     piece: usize,
     pause: Duration,
 ) -> Response<Body> {
-    let (parts, body) = response.into_parts();
-    let whole = body
-        .collect()
-        .await
-        .unwrap_or_else(|never| match never {})
-        .to_bytes();
+    let (parts, whole) = whole(response).await;
     let pieces: Vec<Bytes> = (0..whole.len())
         .step_by(piece.max(1))
         .map(|start| whole.slice(start..(start + piece).min(whole.len())))
@@ -370,12 +376,7 @@ async fn cut_after(response: Response<Full<Bytes>>, at: Option<usize>) -> Respon
     let Some(at) = at else {
         return response.map(|body| body.map_err(|never| match never {}).boxed());
     };
-    let (parts, body) = response.into_parts();
-    let whole = body
-        .collect()
-        .await
-        .unwrap_or_else(|never| match never {})
-        .to_bytes();
+    let (parts, whole) = whole(response).await;
     Response::from_parts(parts, {
         let head = whole.slice(..at.min(whole.len()));
         // The head goes out on its own before the cut: hyper would

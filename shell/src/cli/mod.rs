@@ -21,8 +21,10 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+use jobvault::nothing::{NOTHING_FOUND_EXIT, check_store};
 use jobvault::reads::Reads;
 use jobvault::store::BucketUrl;
+use jobvault::store::Store;
 use jobvault_core::Envelope;
 use jobvault_core::restore_plan::OnCorrupt;
 
@@ -200,6 +202,18 @@ fn print_bodies<'a>(envelopes: impl IntoIterator<Item = &'a Envelope>) -> anyhow
     }
     out.flush()?;
     Ok(())
+}
+
+/// Checks that the bucket can be read: `Some` exit status (3, said on
+/// stderr) when it, or the directory, does not exist.
+async fn unless_missing(store: &Store, reads: &Reads) -> anyhow::Result<Option<ExitCode>> {
+    Ok(match check_store(store, reads).await? {
+        Ok(()) => None,
+        Err(nothing) => {
+            eprintln!("jobvault: error: {nothing}");
+            Some(ExitCode::from(NOTHING_FOUND_EXIT))
+        }
+    })
 }
 
 /// Completes on SIGINT, SIGTERM or SIGHUP (a terminal or ssh session that

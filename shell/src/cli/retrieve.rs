@@ -5,13 +5,13 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Args;
 use jobvault::clock;
-use jobvault::nothing::{NOTHING_FOUND_EXIT, NothingFound, check_store, holds_backups};
+use jobvault::nothing::{NOTHING_FOUND_EXIT, NothingFound, holds_backups};
 use jobvault::progress;
 use jobvault::retrieve::retrieve as retrieve_jobs;
 use jobvault::store::Store;
 use jobvault_core::Timestamp;
 
-use super::{BucketArg, ReadArgs, on_corrupt, print_bodies};
+use super::{BucketArg, ReadArgs, on_corrupt, print_bodies, unless_missing};
 
 /// Print the newest version of every job uploaded since a time, as JSON
 /// lines sorted by id.
@@ -32,9 +32,8 @@ pub struct RetrieveArgs {
 pub async fn retrieve(args: RetrieveArgs) -> anyhow::Result<ExitCode> {
     let store = Store::connect(args.bucket.bucket).await?;
     let reads = args.reads.reads();
-    if let Err(nothing) = check_store(&store, &reads).await? {
-        eprintln!("jobvault: error: {nothing}");
-        return Ok(ExitCode::from(NOTHING_FOUND_EXIT));
+    if let Some(missing) = unless_missing(&store, &reads).await? {
+        return Ok(missing);
     }
     let bar = progress::items("jobs", None);
     let retrieval = retrieve_jobs(

@@ -5,12 +5,12 @@ use std::process::ExitCode;
 use clap::Args;
 use jobvault::clock;
 use jobvault::inventory::inventory;
-use jobvault::nothing::{NOTHING_FOUND_EXIT, NothingFound, check_store};
+use jobvault::nothing::{NOTHING_FOUND_EXIT, NothingFound};
 use jobvault::store::Store;
 use jobvault_core::restore_plan::InventoryEntry;
 use serde::Serialize;
 
-use super::{BucketArg, ReadArgs};
+use super::{BucketArg, ReadArgs, unless_missing};
 
 /// List every snapshot in the bucket, newest upload first: when it was
 /// uploaded, the time inside it (the incremental backup time its gzip
@@ -47,9 +47,8 @@ struct Listed<'a> {
 pub async fn snapshots(args: SnapshotsArgs) -> anyhow::Result<ExitCode> {
     let store = Store::connect(args.bucket.bucket).await?;
     let reads = args.reads.reads();
-    if let Err(nothing) = check_store(&store, &reads).await? {
-        eprintln!("jobvault: error: {nothing}");
-        return Ok(ExitCode::from(NOTHING_FOUND_EXIT));
+    if let Some(missing) = unless_missing(&store, &reads).await? {
+        return Ok(missing);
     }
     let found = inventory(&store, clock::now(), args.reads.concurrency(), &reads).await?;
     if found.is_empty() {

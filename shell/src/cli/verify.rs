@@ -4,11 +4,11 @@ use std::process::ExitCode;
 
 use clap::Args;
 use jobvault::clock;
-use jobvault::nothing::{NOTHING_FOUND_EXIT, NothingFound, check_store, holds_backups};
+use jobvault::nothing::{NOTHING_FOUND_EXIT, NothingFound, holds_backups};
 use jobvault::store::Store;
 use jobvault::verify::verify as run_checks;
 
-use super::{BucketArg, ReadArgs};
+use super::{BucketArg, ReadArgs, unless_missing};
 
 /// Download the newest snapshot and check it (gzip CRC and header, SQLite
 /// integrity_check, every job decodes), and decode a sample of recent job
@@ -27,9 +27,8 @@ pub struct VerifyArgs {
 pub async fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
     let store = Store::connect(args.bucket.bucket).await?;
     let reads = args.reads.reads();
-    if let Err(nothing) = check_store(&store, &reads).await? {
-        eprintln!("jobvault: error: {nothing}");
-        return Ok(ExitCode::from(NOTHING_FOUND_EXIT));
+    if let Some(missing) = unless_missing(&store, &reads).await? {
+        return Ok(missing);
     }
     if !holds_backups(&store, &reads).await? {
         let why = "no snapshot and no job object found (looked under db-backup/ and job-backup/)";
