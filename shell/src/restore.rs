@@ -30,7 +30,7 @@ use crate::nothing::NothingFound;
 use crate::progress;
 use crate::reads::Reads;
 use crate::store::{ByteStream, Store, StoreError, bridge};
-use temp_database::TempDatabase;
+pub(crate) use temp_database::TempDatabase;
 
 const SQLITE_MAGIC: &[u8] = b"SQLite format 3\0";
 

@@ -12,7 +12,7 @@ use jobvault_core::object_name::{ObjectKind, day_prefix, parse_object_name};
 use crate::db::JobDb;
 use crate::drive::{DriveError, find_newest, list_range};
 use crate::reads::Reads;
-use crate::restore::{RestoreError, download_snapshot};
+use crate::restore::{RestoreError, TempDatabase, download_snapshot};
 use crate::store::Store;
 
 const DAY: Duration = Duration::from_secs(86_400);
@@ -62,10 +62,8 @@ async fn check_snapshot(
 ) -> Result<Vec<Check>, DriveError> {
     let location = store.location(object);
     let mut checks = Vec::new();
-    let copy = match tempfile::Builder::new()
-        .prefix(".jobvault-verify-")
-        .tempfile()
-    {
+    // Removed with SQLite's files beside it, however the checks end.
+    let copy = match TempDatabase::in_tmpdir(".jobvault-verify-") {
         Ok(copy) => copy,
         Err(e) => {
             checks.push(Check::new(

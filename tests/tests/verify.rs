@@ -24,11 +24,18 @@ fn bucket_with_a_snapshot(emulator: &Emulator, name: &str) -> (String, String) {
     (url, stdout(&output).trim().to_owned())
 }
 
+/// `jobvault verify` with a `TMPDIR` of its own, which it must leave empty:
+/// its copy of the snapshot, and SQLite's files beside it, go with it.
 fn verify(emulator: &Emulator, url: &str) -> Output {
-    jobvault(Some(&emulator.endpoint()))
+    let tmp = tempfile::tempdir().unwrap();
+    let output = jobvault(Some(&emulator.endpoint()))
         .args(["verify", "--bucket", url])
+        .env("TMPDIR", tmp.path())
         .output()
-        .unwrap()
+        .unwrap();
+    let left: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().collect();
+    assert!(left.is_empty(), "verify left {left:?} in TMPDIR");
+    output
 }
 
 #[test]

@@ -46,6 +46,13 @@ impl TempDatabase {
         Ok(TempDatabase { file })
     }
 
+    /// Creates it in `TMPDIR`, named `<prefix>…`: for a copy that is only
+    /// read and checked (`verify`).
+    pub fn in_tmpdir(prefix: &str) -> io::Result<Self> {
+        let file = tempfile::Builder::new().prefix(prefix).tempfile()?;
+        Ok(TempDatabase { file })
+    }
+
     pub fn path(&self) -> &Path {
         self.file.path()
     }
