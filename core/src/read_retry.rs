@@ -31,6 +31,9 @@ pub const FIRST_READ_RETRY: Duration = Duration::from_millis(200);
 pub const LONGEST_READ_RETRY: Duration = Duration::from_secs(30);
 /// How long reads may go without any success before a command gives up.
 pub const DEFAULT_READ_PATIENCE: Duration = Duration::from_secs(10 * 60);
+/// A listing or download that receives no byte for this long is cut, and
+/// counts as a failed read (a timeout): read again from where it got to.
+pub const IDLE_READ_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// What to do after a read failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

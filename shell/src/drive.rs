@@ -93,13 +93,15 @@ pub struct Driver<'a> {
 }
 
 impl<'a> Driver<'a> {
-    pub fn new(store: &'a Store, concurrency: usize) -> Self {
+    /// Carries out asks against `store`, `concurrency` at a time, reads
+    /// retried as `reads` decides.
+    pub fn new(store: &'a Store, concurrency: usize, reads: &Reads) -> Self {
         Driver {
             store,
             concurrency,
             snapshot_to: None,
             progress: None,
-            reads: Reads::default(),
+            reads: reads.clone(),
         }
     }
 
@@ -387,11 +389,9 @@ pub async fn list_range(
     reads: &Reads,
 ) -> Result<Vec<ListedObject>, DriveError> {
     let mut listing = RangeListing::new(kind, since, now);
-    let driver = Driver {
-        reads: reads.clone(),
-        ..Driver::new(store, concurrency)
-    };
-    driver.drive(&mut listing).await?;
+    Driver::new(store, concurrency, reads)
+        .drive(&mut listing)
+        .await?;
     Ok(listing.into_objects())
 }
 
@@ -402,11 +402,7 @@ pub async fn find_newest(
     reads: &Reads,
 ) -> Result<Option<ListedObject>, DriveError> {
     let mut search = NewestSearch::new(kind);
-    let driver = Driver {
-        reads: reads.clone(),
-        ..Driver::new(store, 1)
-    };
-    driver.drive(&mut search).await?;
+    Driver::new(store, 1, reads).drive(&mut search).await?;
     Ok(search.into_newest())
 }
 

@@ -16,10 +16,8 @@ pub async fn inventory(
     reads: &Reads,
 ) -> Result<Vec<InventoryEntry>, DriveError> {
     let mut inventory = SnapshotInventory::new(now);
-    let driver = Driver {
-        reads: reads.clone(),
-        ..Driver::new(store, concurrency)
-    };
-    driver.drive(&mut inventory).await?;
+    Driver::new(store, concurrency, reads)
+        .drive(&mut inventory)
+        .await?;
     Ok(inventory.finish())
 }

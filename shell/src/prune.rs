@@ -32,11 +32,9 @@ pub async fn plan_prune(
     now: Timestamp,
 ) -> Result<PrunePlan, PruneError> {
     let mut planner = PrunePlanner::new(now, keep);
-    let driver = Driver {
-        reads: reads.clone(),
-        ..Driver::new(store, concurrency)
-    };
-    driver.drive(&mut planner).await?;
+    Driver::new(store, concurrency, reads)
+        .drive(&mut planner)
+        .await?;
     planner
         .finish()
         .map_err(|e| PruneError::Plan(e.to_string()))

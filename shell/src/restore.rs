@@ -184,8 +184,7 @@ pub async fn restore(
     let driver = Driver {
         snapshot_to: Some(temp.path()),
         progress: Some(&progress),
-        reads: options.reads.clone(),
-        ..Driver::new(store, options.concurrency)
+        ..Driver::new(store, options.concurrency, &options.reads)
     };
     driver.drive(&mut planner).await?;
     let plan = match planner.finish() {

@@ -36,8 +36,7 @@ pub async fn retrieve(
     let mut search = JobSearch::new(since, now, on_corrupt);
     let driver = Driver {
         progress: Some(progress),
-        reads: reads.clone(),
-        ..Driver::new(store, concurrency)
+        ..Driver::new(store, concurrency, reads)
     };
     driver.drive(&mut search).await?;
     let found = search.finish();

@@ -17,7 +17,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use jobvault_core::prune::{PrunePlan, PrunePlanner};
-use jobvault_core::read_retry::{DEFAULT_READ_PATIENCE, ReadAgain, ReadGaveUp, ReadRetry};
+use jobvault_core::read_retry::{
+    DEFAULT_READ_PATIENCE, IDLE_READ_TIMEOUT, ReadAgain, ReadGaveUp, ReadRetry,
+};
 use jobvault_core::restore_plan::{
     Answer, Ask, ChosenSnapshot, OnCorrupt, PlanError, Planner, RestorePlanner, supersedes,
 };
@@ -181,8 +183,6 @@ struct Bucket<'a> {
 
 /// How long a read takes in the restore's clock.
 const READ_TIME: Duration = Duration::from_millis(20);
-/// How long a stalled read waits before the shell's idle timeout ends it.
-const STALL: Duration = Duration::from_secs(60);
 
 impl<'a> Bucket<'a> {
     fn new(store: &'a Store, now: Timestamp, faults: ReadFaults) -> Self {
@@ -215,7 +215,11 @@ impl<'a> Bucket<'a> {
                 "the body was cut part way",
                 READ_TIME,
             ),
-            _ => (FailureKind::Timeout, "no byte for the idle timeout", STALL),
+            _ => (
+                FailureKind::Timeout,
+                "no byte for the idle timeout",
+                IDLE_READ_TIMEOUT,
+            ),
         };
         self.clock = self.clock + took;
         Some(Failure::new(kind, message))

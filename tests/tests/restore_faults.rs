@@ -28,7 +28,7 @@ struct BackedUp {
     url: String,
     bucket: String,
     proxy: Proxy,
-    _emulator: Emulator,
+    emulator: Emulator,
     _data: tempfile::TempDir,
 }
 
@@ -89,7 +89,7 @@ impl BackedUp {
             url,
             bucket,
             proxy,
-            _emulator: emulator,
+            emulator,
             _data: data,
         }
     }
@@ -143,6 +143,12 @@ fn restore_and_retrieve_equal_the_database_through_a_storm_of_failed_reads() {
     let output = backed_up.restore(&backed_up.url, &to, &[]);
     assert!(output.status.success(), "{}", stderr(&output));
     assert_eq!(rows(&to), rows(&backed_up.workspace.db()));
+    let said = stderr(&output);
+    assert_eq!(
+        said.matches("reading again until one succeeds").count(),
+        1,
+        "the retries are said once: {said}"
+    );
 
     let output = backed_up
         .jobvault()
@@ -412,7 +418,7 @@ fn a_file_that_appears_at_the_target_during_the_restore_is_kept() {
 }
 
 #[test]
-fn sigterm_or_sigint_mid_restore_leaves_no_temporary_file() {
+fn sigterm_sigint_or_sighup_mid_restore_leaves_no_temporary_file() {
     let backed_up = BackedUp::new(500, "prod");
     for signal in ["-TERM", "-INT", "-HUP"] {
         let (folder, to) = restored_folder();
@@ -446,7 +452,7 @@ fn sigterm_or_sigint_mid_restore_leaves_no_temporary_file() {
 #[test]
 fn a_truncated_newest_snapshot_is_passed_over_loudly_and_verify_fails_on_it() {
     let backed_up = BackedUp::new(3_000, "prod");
-    let direct = format!("http://{}", backed_up._emulator.address());
+    let direct = format!("http://{}", backed_up.emulator.address());
     let reader = StoreReader::connect(&backed_up.url, Some(&direct));
     let good = reader.names("db-backup/").pop().unwrap();
     let whole = reader.get(&good);
@@ -484,7 +490,7 @@ fn a_truncated_newest_snapshot_is_passed_over_loudly_and_verify_fails_on_it() {
 #[test]
 fn snapshots_lists_every_snapshot_and_restore_takes_the_one_named() {
     let backed_up = BackedUp::in_bucket(200, "prod", true);
-    let direct = format!("http://{}", backed_up._emulator.address());
+    let direct = format!("http://{}", backed_up.emulator.address());
     let reader = StoreReader::connect(&backed_up.url, Some(&direct));
     let nightly = reader.names("db-backup/").pop().unwrap();
     // A second snapshot, and the first written again: its first generation

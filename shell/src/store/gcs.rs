@@ -23,6 +23,7 @@ use gcloud_storage::http::resumable_upload_client::{
 use jobvault_core::lease::LEASE_OBJECT;
 use jobvault_core::machine::ListedObject;
 use jobvault_core::object_name::Framing;
+use jobvault_core::read_retry::IDLE_READ_TIMEOUT;
 use token_source::{TokenSource, TokenSourceProvider};
 use tracing::warn;
 
@@ -46,9 +47,6 @@ fn request_timeout() -> Duration {
         .and_then(|secs| secs.parse().ok())
         .map_or(REQUEST_TIMEOUT, Duration::from_secs_f64)
 }
-/// A listing or download that receives no byte for this long is cut, and
-/// read again from where it got to.
-const IDLE_READ_TIMEOUT: Duration = Duration::from_secs(60);
 
 pub(super) struct GcsStore {
     client: Client,
