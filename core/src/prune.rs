@@ -61,6 +61,9 @@ pub struct PrunePlan {
     pub oldest_snapshot: Option<Timestamp>,
     /// The objects to delete, oldest first.
     pub delete: Vec<String>,
+    /// The snapshots among them uploaded less than a day ago: a window that
+    /// short is more often a typo than a wish, so `prune` asks first.
+    pub young_snapshots: Vec<String>,
 }
 
 /// A snapshot with the time its header gave.
@@ -124,7 +127,12 @@ pub struct PrunePlanner {
     base: Option<Base>,
     oldest_snapshot: Option<Timestamp>,
     delete: Vec<String>,
+    young_snapshots: Vec<String>,
 }
+
+/// A snapshot uploaded less than this long ago is young: deleting it asks
+/// for consent.
+pub const YOUNG_SNAPSHOT: Duration = Duration::from_secs(86_400);
 
 impl PrunePlan {
     /// The oldest instant the bucket restores once the plan is carried out:
@@ -153,6 +161,7 @@ impl PrunePlanner {
             base: None,
             oldest_snapshot: None,
             delete: Vec::new(),
+            young_snapshots: Vec::new(),
         }
     }
 
@@ -179,6 +188,7 @@ impl PrunePlanner {
             oldest_snapshot: self.oldest_snapshot,
             marker,
             delete: self.delete,
+            young_snapshots: self.young_snapshots,
         })
     }
 
@@ -229,11 +239,17 @@ impl PrunePlanner {
             return;
         };
         let (time, object) = (timed[split].time, timed[split].object.clone());
-        self.delete = timed[..split]
+        let deleted = timed[..split]
             .iter()
+            .filter(|t| Some(&t.object) != newest.as_ref());
+        let young_since = self.now - YOUNG_SNAPSHOT;
+        self.young_snapshots = deleted
+            .clone()
+            .filter(|t| t.uploaded > young_since)
             .map(|t| t.object.clone())
-            .filter(|name| Some(name) != newest.as_ref())
             .collect();
+        self.young_snapshots.sort();
+        self.delete = deleted.map(|t| t.object.clone()).collect();
         self.oldest_snapshot = Some(time);
         self.base = Some(Base { object, time });
         let before = (time - RESTORE_CLOCK_ALLOWANCE).start_of_day();

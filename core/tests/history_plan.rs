@@ -187,9 +187,39 @@ fn a_prune_keeps_the_base_of_the_window_and_what_restores_from_it() {
             "job-backup/2016/11/02/a.job",
         ]
     );
+    assert!(
+        plan.young_snapshots.is_empty(),
+        "day 1's snapshot is days old"
+    );
     let promised = now - 2 * DAY;
     assert_eq!(plan.restorable_from, Some(promised));
     assert_eq!(plan.marker.unwrap().restorable_from, promised);
+}
+
+#[test]
+fn a_prune_names_the_snapshots_it_deletes_that_are_under_a_day_old() {
+    let mut bucket = a_month(false);
+    // An hour's window two hours after day 6's snapshot: that one is the
+    // base, day 5's (uploaded 23 h 59 min ago) is young, day 3's is not.
+    bucket.put(
+        "db-backup/2016/11/06/s.bdb",
+        "2016-11-06T01:00:05Z",
+        snapshot_at("2016-11-06T01:00:00Z", "2016-11-06T01:00:00Z"),
+    );
+    let plan = prune(
+        &mut bucket,
+        at("2016-11-06T03:00:00Z"),
+        Duration::from_secs(3600),
+    );
+    assert_eq!(
+        plan.base.as_ref().unwrap().object,
+        "db-backup/2016/11/06/s.bdb"
+    );
+    assert!(
+        plan.delete
+            .contains(&"db-backup/2016/11/03/s.bdb".to_owned())
+    );
+    assert_eq!(plan.young_snapshots, ["db-backup/2016/11/05/s.bdb"]);
 }
 
 #[test]

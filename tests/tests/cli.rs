@@ -4,7 +4,9 @@ use std::fs;
 use std::process::Output;
 
 use jobvault::db::JobDb;
-use jobvault_tests::{Emulator, StoreReader, Workspace, jobvault, run_with_stdin, stderr, today};
+use jobvault_tests::{
+    Emulator, StoreReader, Workspace, jobvault, run_with_stdin, stderr, stdout, today,
+};
 
 /// Exit status 1 and exactly one line on stderr that contains `needle`.
 fn assert_runtime_error(output: &Output, needle: &str) {
@@ -128,6 +130,80 @@ fn usage_errors_exit_2() {
             stderr(&output)
         );
     }
+}
+
+/// `1m` reads as a minute to some tools and a month to others (restic):
+/// every duration flag refuses it, and a number without a unit, with a
+/// hint. `--keep` has one floor and one `off` for `run` and `prune`.
+#[test]
+fn durations_that_could_be_misread_are_refused_by_every_flag() {
+    let run = [
+        "run",
+        "--db",
+        "x.db",
+        "--bucket",
+        "gs://b",
+        "--workdir",
+        "w",
+    ];
+    let prune = ["prune", "--bucket", "gs://b"];
+    let restore = ["restore", "--bucket", "gs://b", "--to", "x.db"];
+    let cases: [(&[&str], &str, &str, &str); 7] = [
+        (&prune, "--keep", "1m", "write `min` for minutes"),
+        (&run, "--keep", "1m", "write `min` for minutes"),
+        (&run, "--interval", "5m", "write `min` for minutes"),
+        (&run, "--grace", "1M", "write `min` for minutes"),
+        (
+            &restore,
+            "--read-patience",
+            "10m",
+            "write `min` for minutes",
+        ),
+        (&prune, "--keep", "0", "has no unit"),
+        (&prune, "--keep", "30min", "under the floor of 1h"),
+    ];
+    for (command, flag, value, needle) in cases {
+        let output = jobvault(None)
+            .args(command)
+            .args([flag, value])
+            .output()
+            .unwrap();
+        let text = stderr(&output);
+        assert_eq!(
+            output.status.code(),
+            Some(2),
+            "{command:?} {flag} {value}: {text}"
+        );
+        assert!(text.contains(needle), "{command:?} {flag} {value}: {text}");
+        assert!(text.contains(flag), "the flag is named: {text}");
+    }
+}
+
+#[test]
+fn prune_keep_off_deletes_nothing_as_run_keep_off_does() {
+    let emulator = Emulator::shared();
+    let bucket = emulator.new_bucket("keep-off");
+    let workspace = Workspace::new();
+    workspace.put_jobs(&[serde_json::json!({ "id": "a", "name": "A" })]);
+    let url = format!("gs://{bucket}");
+    let backup = jobvault(Some(&emulator.endpoint()))
+        .args(["backup", "--bucket", &url, "--db"])
+        .arg(workspace.db())
+        .output()
+        .unwrap();
+    assert!(backup.status.success(), "{}", stderr(&backup));
+    let output = jobvault(Some(&emulator.endpoint()))
+        .args(["prune", "--bucket", &url, "--keep", "off"])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(
+        stdout(&output).contains("--keep off keeps every backup"),
+        "{}",
+        stdout(&output)
+    );
+    let reader = StoreReader::connect(&url, Some(&emulator.endpoint()));
+    assert_eq!(reader.names("db-backup/").len(), 1);
 }
 
 #[test]

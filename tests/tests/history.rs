@@ -211,6 +211,50 @@ fn uploaded_at(root: &Path, name: &str, at: Timestamp) {
     assert!(touched.success());
 }
 
+/// A short window that would delete a snapshot taken today is more often a
+/// typo than a wish: `prune` names it and deletes nothing without `--yes`.
+#[test]
+fn a_prune_that_would_delete_a_snapshot_under_a_day_old_asks_for_yes() {
+    let emulator = Emulator::shared();
+    let endpoint = emulator.endpoint();
+    let root = tempfile::tempdir().unwrap();
+    let url = format!("file://{}", root.path().display());
+    let workspace = Workspace::new();
+    drop(JobDb::init(&workspace.db(), jobvault::clock::now()).unwrap());
+    let database = std::fs::read(workspace.db()).unwrap();
+    let reader = StoreReader::connect(&url, Some(&endpoint));
+    let now = jobvault::clock::now();
+    let hours = |h: u64| now - Duration::from_secs(3600 * h);
+    let young = put_snapshot(&reader, hours(5), &database);
+    uploaded_at(root.path(), &young, hours(5));
+    let base = put_snapshot(&reader, hours(3), &database);
+    uploaded_at(root.path(), &base, hours(3));
+    let before = live(&reader);
+
+    let refused = jobvault(Some(&endpoint))
+        .args(["prune", "--bucket", &url, "--keep", "1h"])
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(1), "{}", stderr(&refused));
+    let text = stderr(&refused);
+    assert!(
+        text.contains("less than a day ago") && text.contains(&young) && text.contains("--yes"),
+        "{text}"
+    );
+    assert_eq!(live(&reader), before, "nothing deleted without --yes");
+
+    let agreed = jobvault(Some(&endpoint))
+        .args(["prune", "--bucket", &url, "--keep", "1h", "--yes"])
+        .output()
+        .unwrap();
+    assert!(agreed.status.success(), "{}", stderr(&agreed));
+    let after = live(&reader);
+    assert!(
+        !after.contains(&young) && after.contains(&base),
+        "{after:?}"
+    );
+}
+
 #[test]
 fn prune_deletes_exactly_what_no_restore_in_the_window_needs() {
     let emulator = Emulator::shared();

@@ -4,6 +4,7 @@
 mod backup;
 mod check;
 mod demo;
+mod duration;
 mod init;
 mod jobs;
 mod prune;
@@ -157,7 +158,7 @@ pub struct ReadArgs {
     /// Until then a failed read (5xx, 429, a reset, a download cut part way
     /// or silent for 60 s) is made again after a growing wait; a refusal
     /// (403, no such bucket or object) ends the command at once.
-    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = humantime::parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "10min", value_parser = duration::parse_duration)]
     read_patience: Duration,
 }
 

@@ -1,7 +1,6 @@
 //! `jobvault prune`: delete what no restore within the window needs.
 
 use std::process::ExitCode;
-use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
@@ -9,6 +8,7 @@ use jobvault::clock;
 use jobvault::prune::{carry_out, plan_prune};
 use jobvault::store::Store;
 
+use super::duration::{Keep, parse_keep};
 use super::{BucketArg, ReadArgs};
 
 /// Delete the snapshots and job objects that no restore to an instant in the
@@ -16,17 +16,23 @@ use super::{BucketArg, ReadArgs};
 /// restore to the window's oldest instant starts from, the job objects a
 /// restore to any instant in the window reads, and every job object while no
 /// snapshot is old enough. Noncurrent generations are left to the bucket's
-/// lifecycle rule (see the README).
+/// lifecycle rule (see the README). Deleting a snapshot under a day old
+/// takes --yes.
 #[derive(Debug, Args)]
 pub struct PruneArgs {
     #[command(flatten)]
     bucket: BucketArg,
-    /// How far back restores must keep working, e.g. 30d.
-    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
-    keep: Duration,
+    /// How far back restores must keep working, e.g. 30d (units: s, min,
+    /// h, d, w; at least 1h), or `off` to delete nothing.
+    #[arg(long, value_name = "DURATION", value_parser = parse_keep)]
+    keep: Keep,
     /// Print each object that would be deleted, and delete nothing.
     #[arg(long)]
     dry_run: bool,
+    /// Delete snapshots uploaded less than a day ago too, when the window
+    /// leaves them out.
+    #[arg(long)]
+    yes: bool,
     #[command(flatten)]
     reads: ReadArgs,
 }
@@ -35,15 +41,25 @@ pub async fn prune(args: PruneArgs) -> anyhow::Result<ExitCode> {
     let store = Store::connect(args.bucket.bucket).await?;
     let reads = args.reads.reads();
     reads.read(|| store.check()).await?;
-    let plan = plan_prune(
-        &store,
-        args.keep,
-        args.reads.concurrency(),
-        &reads,
-        clock::now(),
-    )
-    .await
-    .context("prune failed")?;
+    let Keep(Some(keep)) = args.keep else {
+        println!("deleted nothing: --keep off keeps every backup");
+        return Ok(ExitCode::SUCCESS);
+    };
+    let plan = plan_prune(&store, keep, args.reads.concurrency(), &reads, clock::now())
+        .await
+        .context("prune failed")?;
+    if let Some(youngest) = plan.young_snapshots.last()
+        && !args.dry_run
+        && !args.yes
+    {
+        anyhow::bail!(
+            "--keep {} would delete {} snapshot(s) uploaded less than a day ago, the newest {}; \
+             pass --yes if that is meant (--dry-run lists everything it would delete)",
+            humantime::format_duration(keep),
+            plan.young_snapshots.len(),
+            store.location(youngest)
+        );
+    }
     let verb = if args.dry_run {
         "would delete"
     } else {

@@ -21,6 +21,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{error, info, warn};
 
 use super::backup::parse_name;
+use super::duration::{Keep, parse_duration, parse_interval, parse_keep};
 use super::{BucketArg, DbArg, stop_signal};
 
 /// Back up continuously: a snapshot for every trigger file, every changed job
@@ -56,7 +57,7 @@ pub struct RunArgs {
     #[arg(long, value_name = "DURATION", default_value = "30d", value_parser = parse_keep, env = "JOBVAULT_KEEP")]
     keep: Keep,
     /// After SIGTERM or SIGINT, how long work in flight may take to finish.
-    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration, env = "JOBVAULT_GRACE")]
+    #[arg(long, default_value = "30s", value_parser = parse_duration, env = "JOBVAULT_GRACE")]
     grace: Duration,
 }
 
@@ -77,29 +78,6 @@ fn remove_dead_copies() {
             warn!(dir = %dir.display(), error = %e, "cannot clear crashed jobvault's snapshot copies")
         }
     }
-}
-
-/// `--keep`: a duration, or `off`.
-#[derive(Debug, Clone, Copy)]
-struct Keep(Option<Duration>);
-
-fn parse_keep(text: &str) -> Result<Keep, String> {
-    if text == "off" {
-        return Ok(Keep(None));
-    }
-    let keep = humantime::parse_duration(text).map_err(|e| format!("{e} (or `off`)"))?;
-    if keep < Duration::from_secs(3600) {
-        return Err("must be at least 1h, or `off`".to_owned());
-    }
-    Ok(Keep(Some(keep)))
-}
-
-fn parse_interval(text: &str) -> Result<Duration, String> {
-    let interval = humantime::parse_duration(text).map_err(|e| e.to_string())?;
-    if interval < Duration::from_millis(100) {
-        return Err("must be at least 100ms".to_owned());
-    }
-    Ok(interval)
 }
 
 pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
