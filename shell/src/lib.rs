@@ -11,6 +11,7 @@ pub mod commit_watch;
 pub mod control;
 pub mod daemon;
 pub mod db;
+pub mod db_lock;
 pub mod drive;
 pub mod failure;
 pub mod immediate;

@@ -122,3 +122,111 @@ fn the_lease_carries_the_daemons_state_and_a_takeover_stops_the_old_holder() {
     assert_eq!(status.code(), Some(1));
     assert_eq!(lease(&reader).unwrap()["holder"]["pid"], second.pid());
 }
+
+/// `run` with the database and workdir of `workspace`, writing to `url`,
+/// with `extra` flags; waits for it to exit.
+fn run_once(
+    emulator: &Emulator,
+    workspace: &Workspace,
+    url: &str,
+    extra: &[&str],
+) -> std::process::Output {
+    jobvault(Some(&emulator.endpoint()))
+        .args(["run", "--bucket", url, "--interval", "200ms"])
+        .args(extra)
+        .arg("--db")
+        .arg(workspace.db())
+        .arg("--workdir")
+        .arg(workspace.workdir())
+        .output()
+        .unwrap()
+}
+
+/// The cursor lives in the database: two daemons on one database, each to
+/// its own bucket, took each other's saves for rewinds and lost jobs in
+/// both. The second is refused, naming the first, and touches nothing of
+/// the first's.
+#[test]
+fn a_second_daemon_on_one_database_is_refused_whatever_bucket_it_names() {
+    let emulator = Emulator::shared();
+    let first_url = format!("gs://{}", emulator.new_bucket("one-db-first"));
+    let other = tempfile::tempdir().unwrap();
+    let other_url = format!("file://{}", other.path().display());
+    let workspace = Workspace::new();
+    workspace.put_jobs(&[json!({ "id": "a", "name": "A" })]);
+    let first = Daemon::start(
+        &workspace,
+        Some(&emulator.endpoint()),
+        &first_url,
+        "200ms",
+        &[],
+    );
+    let address = jobvault::control::address_file(&std::fs::canonicalize(workspace.db()).unwrap());
+    let address_before = std::fs::read(&address).unwrap();
+
+    for url in [&other_url, &first_url] {
+        let output = run_once(
+            &emulator,
+            &workspace,
+            url,
+            &["--metrics-addr", "127.0.0.1:0"],
+        );
+        assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+        let said = stderr(&output);
+        let last = said.lines().last().unwrap();
+        assert!(
+            last.starts_with("jobvault: error: job database ")
+                && last.contains(&format!("pid {}", first.pid()))
+                && last.contains(&format!("to {first_url}"))
+                && last.contains("several destinations"),
+            "{said}"
+        );
+    }
+    assert_eq!(
+        std::fs::read(&address).unwrap(),
+        address_before,
+        "the first daemon's address file is untouched"
+    );
+    assert!(
+        std::fs::read_dir(other.path()).unwrap().next().is_none(),
+        "nothing was written to the second destination"
+    );
+    // The first still serves `backup` through its address file.
+    let backup = jobvault(Some(&emulator.endpoint()))
+        .args(["backup", "--bucket", &first_url, "--db"])
+        .arg(workspace.db())
+        .output()
+        .unwrap();
+    assert!(backup.status.success(), "{}", stderr(&backup));
+    assert!(
+        first.log().contains("immediate snapshot done"),
+        "{}",
+        first.log()
+    );
+}
+
+/// A start that fails after the bucket was reached (here: the metrics port
+/// is taken) leaves no lease behind for `status` to show as a live holder.
+#[test]
+fn a_failed_start_leaves_no_lease() {
+    let emulator = Emulator::shared();
+    let url = format!("gs://{}", emulator.new_bucket("lease-failed-start"));
+    let reader = StoreReader::connect(&url, Some(&emulator.endpoint()));
+    let workspace = Workspace::new();
+    workspace.put_jobs(&[json!({ "id": "a", "name": "A" })]);
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().to_string();
+    let output = run_once(&emulator, &workspace, &url, &["--metrics-addr", &port]);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("cannot serve metrics on"),
+        "{}",
+        stderr(&output)
+    );
+    assert_eq!(lease(&reader), None);
+    assert!(
+        reader.names("").is_empty(),
+        "nothing written: {:?}",
+        reader.names("")
+    );
+}

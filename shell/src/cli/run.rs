@@ -11,6 +11,7 @@ use clap::Args;
 use jobvault::control::{AddressFile, BackupDesk, address_file};
 use jobvault::daemon::Daemon;
 use jobvault::db::JobDb;
+use jobvault::db_lock::{DbLock, LockHolder};
 use jobvault::lease::{self, LeaseKeeper};
 use jobvault::leftovers;
 use jobvault::metrics::{self, UploadTimes};
@@ -80,9 +81,24 @@ fn remove_dead_copies() {
     }
 }
 
+/// Starts in an order where a failure leaves nothing behind: the database
+/// opened and locked, the trigger directory made, the metrics listener bound,
+/// all before the lease is taken; a failure after it gives the lease back.
 pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let db_path = args.db.db;
     let mut db = JobDb::open(&db_path)?;
+    let canonical = std::fs::canonicalize(&db_path)
+        .with_context(|| format!("cannot resolve {}", db_path.display()))?;
+    let store = Arc::new(Store::connect(args.bucket.bucket).await?);
+    let me = lease::me(&canonical);
+    let _one_daemon = DbLock::take(
+        &canonical,
+        &LockHolder {
+            host: me.host.clone(),
+            pid: me.pid,
+            destination: store.url().to_string(),
+        },
+    )?;
     let schema = db.upgrade(jobvault::clock::now())?;
     if schema.changed() {
         info!(
@@ -92,31 +108,13 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             "upgraded the job database's schema; every writer's change is tracked from now on"
         );
     }
-    let store = Arc::new(Store::connect(args.bucket.bucket).await?);
-    if let Err(e) = store.check().await {
-        // The bucket may come back; the lease is taken once it does.
-        error!(error = %e, "the bucket cannot be reached; waiting for it");
-    }
-    let canonical = std::fs::canonicalize(&db_path)
-        .with_context(|| format!("cannot resolve {}", db_path.display()))?;
     remove_dead_copies();
     let triggers = TriggerDir::new(&args.workdir);
     triggers.create()?;
     let (metrics_tx, metrics_rx) = watch::channel(Metrics::default());
-    // Before the address file: a daemon refused the lease must not take
-    // `jobvault backup`'s requests from the one that holds it.
-    let (lease_gate, keeper) = LeaseKeeper::start(
-        store.clone(),
-        lease::me(&canonical),
-        args.interval,
-        args.takeover,
-        metrics_tx.subscribe(),
-    )
-    .await?;
     let (requests_tx, requests) = mpsc::channel(16);
-    let desk_db = canonical.clone();
     let desk = BackupDesk {
-        db: canonical,
+        db: canonical.clone(),
         bucket: store.url().to_string(),
         requests: requests_tx,
     };
@@ -130,8 +128,28 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     )
     .await
     .with_context(|| format!("cannot serve metrics on {}", args.metrics_addr))?;
-    let _address = AddressFile::write(&desk_db, metrics_addr)
-        .with_context(|| format!("cannot write {}", address_file(&desk_db).display()))?;
+    if let Err(e) = store.check().await {
+        // The bucket may come back; the lease is taken once it does.
+        error!(error = %e, "the bucket cannot be reached; waiting for it");
+    }
+    // Before the address file: a daemon refused the lease must not take
+    // `jobvault backup`'s requests from the one that holds it.
+    let (lease_gate, keeper) = LeaseKeeper::start(
+        store.clone(),
+        me,
+        args.interval,
+        args.takeover,
+        metrics_tx.subscribe(),
+    )
+    .await?;
+    let _address = match AddressFile::write(&canonical, metrics_addr) {
+        Ok(address) => address,
+        Err(e) => {
+            keeper.release().await;
+            return Err(e)
+                .with_context(|| format!("cannot write {}", address_file(&canonical).display()));
+        }
+    };
     info!(
         db = %db_path.display(),
         bucket = %store.url(),
