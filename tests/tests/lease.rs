@@ -166,7 +166,7 @@ fn a_second_daemon_on_one_database_is_refused_whatever_bucket_it_names() {
 
     for url in [&other_url, &first_url] {
         let output = run_once(
-            &emulator,
+            emulator,
             &workspace,
             url,
             &["--metrics-addr", "127.0.0.1:0"],
@@ -216,7 +216,7 @@ fn a_failed_start_leaves_no_lease() {
     workspace.put_jobs(&[json!({ "id": "a", "name": "A" })]);
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = taken.local_addr().unwrap().to_string();
-    let output = run_once(&emulator, &workspace, &url, &["--metrics-addr", &port]);
+    let output = run_once(emulator, &workspace, &url, &["--metrics-addr", &port]);
     assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
     assert!(
         stderr(&output).contains("cannot serve metrics on"),
