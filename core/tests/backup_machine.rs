@@ -3,8 +3,10 @@
 
 use std::time::Duration;
 
+use jobvault_core::destination::{DestinationId, DestinationMarker};
 use jobvault_core::machine::{
-    ChangeBatch, FIRST_RETRY, JobUpload, Pruned, REFUSED_RETRY, SnapshotOrder, SnapshotReason,
+    ChangeBatch, FIRST_RETRY, FoundDestination, JobUpload, Owed, Pruned, REFUSED_RETRY,
+    SnapshotOrder, SnapshotReason,
 };
 use jobvault_core::trigger::TriggerFile;
 use jobvault_core::{
@@ -12,6 +14,8 @@ use jobvault_core::{
 };
 
 const START: &str = "2016-11-16T22:04:25.634818978Z";
+/// The destination the harness's database records.
+const KNOWN: u64 = 0x0123_4567_89ab_cdef;
 
 struct Harness {
     backup: Backup,
@@ -31,10 +35,11 @@ impl Harness {
         Harness::with(config(), stored_cursor())
     }
 
+    /// A machine whose database records [`KNOWN`] as its destination.
     fn with(config: Config, stored: Cursor) -> Self {
         let now = Timestamp::parse_rfc3339(START).unwrap();
         Harness {
-            backup: Backup::new(config, stored, now),
+            backup: Backup::new(config, stored, now).recorded(DestinationId::new(KNOWN)),
             now,
         }
     }
@@ -46,9 +51,18 @@ impl Harness {
         self.commands()
     }
 
-    /// The first step, due at creation.
+    /// The first step, due at creation, with its destination check answered
+    /// by the marker of [`KNOWN`].
     fn start(&mut self) -> Vec<Command> {
-        self.advance(Duration::ZERO)
+        let mut commands = self.advance(Duration::ZERO);
+        if let Some(at) = commands
+            .iter()
+            .position(|c| *c == Command::CheckDestination)
+        {
+            commands.remove(at);
+            commands.extend(self.input(checked(marker(KNOWN), false)));
+        }
+        commands
     }
 
     /// The next step, one interval later.
@@ -1064,4 +1078,148 @@ fn without_keep_the_daemon_never_prunes() {
     }));
     all.extend(h.advance(Duration::from_secs(600)));
     assert_eq!(prunes(&all), 0, "{all:?}");
+}
+
+// ---------------------------------------------------------- owed snapshots
+
+fn marker(raw: u64) -> DestinationMarker {
+    DestinationMarker::new(DestinationId::new(raw).unwrap(), Timestamp::UNIX_EPOCH)
+}
+
+fn checked(marker: DestinationMarker, created: bool) -> Input {
+    Input::DestinationChecked(Ok(FoundDestination { marker, created }))
+}
+
+/// A machine whose first step found the prefix's marker missing and
+/// created one, and `triggers` in the trigger directory; returns the
+/// commands once both have answered.
+fn new_destination(triggers: Vec<TriggerFile>) -> (Harness, DestinationId, Vec<Command>) {
+    let mut h = Harness::new();
+    let id = DestinationId::new(0xfeed).unwrap();
+    let first = h.advance(Duration::ZERO);
+    assert_eq!(first[0], Command::CheckDestination, "{first:?}");
+    assert!(has(&first, &Command::ScanTriggers));
+    let mut commands = h.input(checked(marker(0xfeed), true));
+    commands.extend(h.input(Input::TriggersScanned(Ok(triggers))));
+    (h, id, commands)
+}
+
+#[test]
+fn a_marker_the_database_records_is_known_and_owes_nothing() {
+    let mut h = Harness::new();
+    h.backup = Backup::new(config(), stored_cursor(), h.now).recorded(DestinationId::new(7));
+    let mut commands = h.advance(Duration::ZERO);
+    commands.extend(h.input(checked(marker(7), false)));
+    commands.extend(h.input(batch(vec![])));
+    assert!(snapshot(&commands).is_none(), "{commands:?}");
+    assert!(!h.backup.metrics().new_destination);
+    h.input(Input::CursorSaved(Ok(())));
+    assert!(h.backup.metrics().incremental_alive.is_some());
+    // Another id, or none recorded: new.
+    for recorded in [DestinationId::new(8), None] {
+        let mut h = Harness::new();
+        h.backup = Backup::new(config(), stored_cursor(), h.now).recorded(recorded);
+        h.advance(Duration::ZERO);
+        h.input(checked(marker(7), false));
+        assert!(h.backup.metrics().new_destination, "{recorded:?}");
+    }
+}
+
+#[test]
+fn a_failed_check_is_made_again_and_vouches_for_nothing_meanwhile() {
+    let mut h = Harness::new();
+    h.advance(Duration::ZERO);
+    h.input(Input::DestinationChecked(Err(failure("503"))));
+    h.input(batch(vec![]));
+    h.input(Input::CursorSaved(Ok(())));
+    assert_eq!(h.backup.metrics().incremental_alive, None);
+    assert!(has(&h.step(), &Command::CheckDestination));
+}
+
+#[test]
+fn a_new_destination_gets_a_snapshot_first_and_records_its_id_once_it_lands() {
+    let (mut h, id, commands) = new_destination(vec![trigger("nightly", 0, "")]);
+    assert!(h.backup.metrics().new_destination);
+    assert!(
+        !commands
+            .iter()
+            .any(|c| matches!(c, Command::WriteTriggerAttempts { .. })),
+        "the trigger waits for the owed snapshot: {commands:?}"
+    );
+    let order = snapshot(&commands).expect("the owed snapshot is the first thing taken");
+    assert_eq!(order.reason, SnapshotReason::Owed(Owed::NewDestination(id)));
+    assert!(
+        order.object.contains("/new-destination-22:04:25"),
+        "{}",
+        order.object
+    );
+    // The feed goes on meanwhile, but the daemon is not caught up while the
+    // destination lacks what the cursor passed.
+    assert!(saved(&h.input(batch(vec![]))).is_some());
+    h.input(Input::CursorSaved(Ok(())));
+    assert_eq!(h.backup.metrics().incremental_alive, None);
+    let landed = h.input(Input::SnapshotTaken {
+        object: order.object,
+        result: Ok(1),
+    });
+    assert!(
+        has(&landed, &Command::RecordDestination { id }),
+        "{landed:?}"
+    );
+    assert!(
+        h.backup.metrics().new_destination,
+        "until the database records it"
+    );
+    assert!(h.input(Input::DestinationRecorded(Ok(()))).is_empty());
+    assert!(!h.backup.metrics().new_destination);
+    assert!(h.backup.metrics().incremental_alive.is_some());
+}
+
+#[test]
+fn an_owed_snapshot_that_fails_is_retried_after_a_doubling_wait() {
+    let (mut h, id, commands) = new_destination(vec![]);
+    let order = snapshot(&commands).unwrap();
+    h.input(Input::SnapshotTaken {
+        object: order.object,
+        result: Err(failure("503")),
+    });
+    // Ten seconds later: tried again. Then 20 s.
+    let again = snapshot(&h.step()).expect("retried after 10 s");
+    h.input(Input::SnapshotTaken {
+        object: again.object,
+        result: Err(failure("503")),
+    });
+    let scan = h.step();
+    assert_eq!(snapshot(&scan), None, "not before 20 s");
+    assert!(
+        has(&scan, &Command::ScanTriggers),
+        "triggers are served meanwhile"
+    );
+    h.input(Input::TriggersScanned(Ok(vec![])));
+    let third = snapshot(&h.step()).expect("retried after 20 s");
+    assert_eq!(third.reason, SnapshotReason::Owed(Owed::NewDestination(id)));
+    // A record that fails is made again at the next step.
+    h.input(Input::SnapshotTaken {
+        object: third.object,
+        result: Ok(1),
+    });
+    h.input(Input::DestinationRecorded(Err(failure("disk I/O error"))));
+    assert!(has(&h.step(), &Command::RecordDestination { id }));
+}
+
+#[test]
+fn a_destination_with_no_snapshot_in_the_last_week_gets_one_at_start() {
+    let mut h = Harness::new();
+    start_with_empty_feed(&mut h);
+    h.input(Input::TriggersScanned(Ok(vec![])));
+    assert!(h.input(Input::SnapshotsListed(Ok(vec![]))).is_empty());
+    let order = snapshot(&h.step()).expect("a first snapshot");
+    assert_eq!(order.reason, SnapshotReason::Owed(Owed::NoSnapshot));
+    assert!(!h.backup.metrics().new_destination);
+    let landed = h.input(Input::SnapshotTaken {
+        object: order.object,
+        result: Ok(1),
+    });
+    assert!(landed.is_empty(), "nothing to record: {landed:?}");
+    assert_eq!(snapshot(&h.step()), None, "paid once");
 }

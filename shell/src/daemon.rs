@@ -21,6 +21,7 @@ use crate::clock;
 use crate::commit_watch;
 use crate::control::{BackupRequest, Taken};
 use crate::db::JobDb;
+use crate::destination;
 use crate::failure::ToFailure;
 use crate::lease::LeaseGate;
 use crate::metrics::UploadTimes;
@@ -76,7 +77,11 @@ impl Daemon {
                 Default::default()
             }
         };
-        let mut core = Backup::new(self.config.clone(), stored, clock::now());
+        let recorded = self.db.recorded_destination().unwrap_or_else(|e| {
+            error!(error = %error_chain(&e), "cannot read which destination the cursor belongs to; treating the destination as new");
+            None
+        });
+        let mut core = Backup::new(self.config.clone(), stored, clock::now()).recorded(recorded);
         let (inputs, mut reports) = mpsc::unbounded_channel();
         if let Err(e) = commit_watch::spawn(&self.db_path, inputs.clone()) {
             warn!(error = %error_chain(&e), "cannot watch the job database for commits; changes are read at each interval");
@@ -242,6 +247,17 @@ impl Executor {
                 let saved = x.db().save_cursor(expected, new);
                 Input::CursorSaved(saved.map_err(|e| e.to_failure()))
             }),
+            Command::RecordDestination { id } => self.blocking(move |x| {
+                let recorded = x.db().record_destination(id);
+                Input::DestinationRecorded(recorded.map_err(|e| e.to_failure()))
+            }),
+            Command::CheckDestination => {
+                let executor = self.clone();
+                tokio::spawn(async move {
+                    let found = destination::find_or_create(&executor.store).await;
+                    Input::DestinationChecked(found)
+                })
+            }
             Command::TakeSnapshot(order) => {
                 let executor = self.clone();
                 tokio::spawn(async move {
@@ -402,6 +418,8 @@ fn describe(command: &Command) -> String {
         Command::UploadJob(upload) => format!("upload {}", upload.object),
         Command::SaveCursor { new, .. } => format!("save the cursor at {}", new.seq),
         Command::ListSnapshots { .. } => "list snapshots".to_owned(),
+        Command::CheckDestination => "read the destination marker".to_owned(),
+        Command::RecordDestination { id } => format!("record destination {id}"),
         Command::Prune { .. } => "prune the bucket".to_owned(),
         Command::ImmediateBackupDone { id, .. } => format!("answer backup request {id}"),
     }

@@ -12,6 +12,7 @@ pub mod control;
 pub mod daemon;
 pub mod db;
 pub mod db_lock;
+pub mod destination;
 pub mod drive;
 pub mod failure;
 pub mod immediate;

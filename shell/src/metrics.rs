@@ -128,8 +128,14 @@ impl Collector for Exporter {
         gauge(
             e,
             "jobvault_incremental_backup_timestamp_seconds",
-            "When the incremental backup last caught up completely.",
+            "When the incremental backup last caught up completely (0 until the destination is checked, and while it is new).",
             seconds(m.incremental_alive),
+        )?;
+        gauge(
+            e,
+            "jobvault_new_destination",
+            "1 while the bucket prefix is new to this database (created, wiped, or another database's) and no snapshot of it has landed there yet.",
+            f64::from(u8::from(m.new_destination)),
         )?;
         counter(
             e,

@@ -67,6 +67,10 @@ pub enum FaultKind {
     /// way, or no byte until the idle timeout. It is made again as the
     /// core's read retry decides.
     StoreReadFailure,
+    /// The bucket prefix is emptied under the running daemon (deleted and
+    /// recreated, or wiped by hand), its destination marker with it. The
+    /// daemon stops as losing its lease makes it, and is restarted.
+    BucketWiped,
     /// The first snapshot a restore of the newest state downloads is
     /// unusable (cut short, a bad CRC), while another remains: the restore
     /// falls back to the next older one.
@@ -128,6 +132,7 @@ impl FaultKind {
             FaultKind::SnapshotDecompressed => rate(rng, 0.5),
             FaultKind::StoreReadFailure => rate(rng, 0.3),
             FaultKind::SnapshotUnusable => rate(rng, 0.5),
+            FaultKind::BucketWiped => count(rng, 1),
         }
     }
 }

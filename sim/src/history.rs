@@ -23,8 +23,10 @@ pub struct History {
     pub versioned: bool,
     /// `run --keep`: `None` when the seed does not prune.
     pub keep: Option<Duration>,
-    /// Local time at the start of the day: nothing is older.
-    start: Timestamp,
+    /// Local time from which the bucket holds history: the start of the
+    /// day, or when the database recorded a wiped bucket's new destination;
+    /// `None` between the wipe and then.
+    start: Option<Timestamp>,
     rng: fastrand::Rng,
 }
 
@@ -37,7 +39,7 @@ impl History {
         History {
             versioned,
             keep,
-            start,
+            start: Some(start),
             rng,
         }
     }
@@ -67,15 +69,16 @@ impl History {
         }
     }
 
+    /// The bucket's history starts again at `since` (`None`: not yet).
+    pub fn restart(&mut self, since: Option<Timestamp>) {
+        self.start = since;
+    }
+
     /// An instant inside the window whose every change is in the bucket:
     /// before the stored cursor's time, less twice the clock's error.
     fn past_instant(&mut self, world: &World, now: Timestamp) -> Option<Timestamp> {
-        if !self.versioned {
-            return None;
-        }
-        let oldest = self
-            .keep
-            .map_or(self.start, |keep| (now - keep).max(self.start));
+        let start = self.start.filter(|_| self.versioned)?;
+        let oldest = self.keep.map_or(start, |keep| (now - keep).max(start));
         let newest = world.db.stored.time - MAX_CLOCK_ERROR * 2;
         let span = newest.unix_nanos().checked_sub(oldest.unix_nanos())?;
         (span > 0).then(|| Timestamp::from_unix_nanos(oldest.unix_nanos() + self.rng.i64(0..span)))

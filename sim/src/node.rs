@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use jobvault_core::destination::DestinationId;
 use jobvault_core::{Backup, Command, Config, Cursor, Timestamp};
 
 /// The running process, if any, and what it has in flight.
@@ -31,9 +32,15 @@ pub struct Node {
 impl Node {
     /// Starts a new process from the durable cursor; nothing of the last
     /// one's is in flight any more.
-    pub fn start(&mut self, config: &Config, stored: Cursor, now: Timestamp) {
+    pub fn start(
+        &mut self,
+        config: &Config,
+        stored: Cursor,
+        recorded: Option<DestinationId>,
+        now: Timestamp,
+    ) {
         *self = Node {
-            core: Some(Backup::new(config.clone(), stored, now)),
+            core: Some(Backup::new(config.clone(), stored, now).recorded(recorded)),
             generation: self.generation + 1,
             ..Node::default()
         };

@@ -12,8 +12,10 @@ use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::Arc;
 use std::time::Duration;
 
+use jobvault_core::destination::{DestinationId, DestinationMarker};
 use jobvault_core::machine::{
-    CHANGE_POLL, ChangeBatch, JobUpload, Pruned, SNAPSHOT_DEADLINE, SnapshotOrder, SnapshotReason,
+    CHANGE_POLL, ChangeBatch, FoundDestination, JobUpload, Pruned, SNAPSHOT_DEADLINE,
+    SnapshotOrder, SnapshotReason,
 };
 use jobvault_core::{Command, Config, Cursor, Failure, FailureKind, Input, JobId, Seq, Timestamp};
 
@@ -111,6 +113,10 @@ enum Op {
     },
     Prune {
         keep: Duration,
+    },
+    CheckDestination,
+    RecordDestination {
+        id: DestinationId,
     },
 }
 
@@ -416,7 +422,9 @@ impl Simulation {
     fn start_core(&mut self) {
         let now = self.local_now();
         note!(self, "start core at cursor {:?}", self.world.db.stored);
-        self.node.start(&self.config, self.world.db.stored, now);
+        let db = &self.world.db;
+        self.node
+            .start(&self.config, db.stored, db.destination, now);
         self.observe(Observation::CoreStarted);
     }
 
@@ -642,6 +650,14 @@ impl Simulation {
                 note!(self, "store outage for {length:?}");
                 self.world.outage_until = Some(self.now + length);
             }
+            FaultKind::BucketWiped => {
+                note!(self, "the bucket is wiped");
+                self.world.store.wipe();
+                self.history.restart(None);
+                // The daemon's next lease renewal finds its lease gone, and
+                // it stops; systemd starts it again.
+                self.crash(FaultKind::BucketWiped);
+            }
             FaultKind::StoreRefusing => {
                 let length = Duration::from_secs(self.rng.lifecycle.u64(600..7200));
                 note!(self, "the store refuses jobvault for {length:?}");
@@ -798,6 +814,7 @@ impl Simulation {
             && self.world.db.stored.seq == self.world.db.counter
             && core.stored_cursor() == self.world.db.stored
             && self.world.dir.unserved().next().is_none()
+            && self.world.vouched().is_some()
     }
 
     fn store_fate(&mut self) -> Fate {
@@ -935,6 +952,14 @@ impl Simulation {
             Command::SaveCursor { expected, new } => {
                 let fate = self.rate_fate(FaultKind::DbWrite, "disk I/O error");
                 (Op::Save { expected, new }, fate, db_latency)
+            }
+            Command::CheckDestination => {
+                let latency = self.store_latency();
+                (Op::CheckDestination, self.store_fate(), latency)
+            }
+            Command::RecordDestination { id } => {
+                let fate = self.rate_fate(FaultKind::DbWrite, "disk I/O error");
+                (Op::RecordDestination { id }, fate, db_latency)
             }
             Command::ListSnapshots { prefixes } => {
                 let latency = self.store_latency();
@@ -1099,6 +1124,20 @@ impl Simulation {
             Op::List { prefixes } => {
                 Input::SnapshotsListed(result(error).map(|()| self.world.store.list(&prefixes)))
             }
+            Op::CheckDestination => {
+                let found = effective.then(|| self.find_or_create_destination());
+                Input::DestinationChecked(result(error).map(|()| found.expect("effective")))
+            }
+            Op::RecordDestination { id } => {
+                if effective {
+                    note!(self, "the database records destination {id}");
+                    self.world.db.destination = Some(id);
+                    if self.world.vouched() == Some(id) {
+                        self.history.restart(Some(self.local_now()));
+                    }
+                }
+                Input::DestinationRecorded(result(error))
+            }
             Op::Prune { keep } => {
                 let (planned, failed_reads) = plan_prune(
                     &self.world.store,
@@ -1143,6 +1182,25 @@ impl Simulation {
         }
     }
 
+    /// The prefix's marker, created with a fresh id if there is none, as the
+    /// daemon's driver does.
+    fn find_or_create_destination(&mut self) -> FoundDestination {
+        if let Some(marker) = &self.world.store.destination {
+            return FoundDestination {
+                marker: marker.clone(),
+                created: false,
+            };
+        }
+        let id = DestinationId::new(self.rng.fate.u64(1..=i64::MAX as u64)).expect("in range");
+        let marker = DestinationMarker::new(id, self.local_now());
+        note!(self, "destination marker {id} created");
+        self.world.store.destination = Some(marker.clone());
+        FoundDestination {
+            marker,
+            created: true,
+        }
+    }
+
     fn violation(&mut self, what: std::fmt::Arguments) {
         self.checkers.verdicts.violation(what.to_string());
     }
@@ -1165,6 +1223,8 @@ fn hash_command(hasher: &mut DefaultHasher, command: &Command) {
         Command::SaveCursor { new, .. } => (7u8, new.seq, new.time).hash(hasher),
         Command::ListSnapshots { prefixes } => (8u8, prefixes).hash(hasher),
         Command::Prune { keep } => (10u8, keep).hash(hasher),
+        Command::CheckDestination => 11u8.hash(hasher),
+        Command::RecordDestination { id } => (12u8, id).hash(hasher),
         Command::ImmediateBackupDone { object, .. } => (9u8, object).hash(hasher),
     }
 }

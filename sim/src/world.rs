@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Bound;
 use std::sync::Arc;
 
+use jobvault_core::destination::{DestinationId, DestinationMarker};
 use jobvault_core::machine::ListedObject;
 use jobvault_core::trigger::TriggerFile;
 use jobvault_core::{Cursor, Envelope, JobId, Seq, Timestamp};
@@ -55,6 +56,8 @@ pub struct Db {
     pub by_commit: BTreeMap<(Timestamp, Seq), JobId>,
     pub counter: Seq,
     pub stored: Cursor,
+    /// The destination the stored cursor belongs to.
+    pub destination: Option<DestinationId>,
     /// Every id ever written, to pick jobs to modify.
     pub ids: Vec<JobId>,
     /// Bodies written so far; each body is unlike every other.
@@ -201,6 +204,8 @@ pub struct Store {
     pub versioned: bool,
     /// The history marker's bytes.
     pub marker: Option<Vec<u8>>,
+    /// The destination marker.
+    pub destination: Option<DestinationMarker>,
     /// Every job version that ever landed in a job object.
     pub landed: BTreeSet<(JobId, Seq)>,
     generations: i64,
@@ -230,9 +235,13 @@ impl Store {
             let newest = self.newest.entry(id.clone()).or_default();
             *newest = (*newest).max(*seq);
             self.landed.insert((id.clone(), *seq));
-        } else {
+        } else if let Body::Snapshot { versions, .. } = &body {
             self.snapshot_writes += 1;
             self.newest_snapshot = Some(name.clone());
+            for (id, held) in versions.iter() {
+                let newest = self.newest.entry(id.clone()).or_default();
+                *newest = (*newest).max(held.seq);
+            }
         }
         self.generations += 1;
         let object = Object {
@@ -269,6 +278,18 @@ impl Store {
                 .chain(self.noncurrent.get(name).into_iter().flatten())
                 .find(|o| o.generation == wanted),
         }
+    }
+
+    /// Empties the bucket, every generation and marker with it, as deleting
+    /// and recreating it does; its versioning setting stays.
+    pub fn wipe(&mut self) {
+        *self = Store {
+            versioned: self.versioned,
+            job_writes: self.job_writes,
+            snapshot_writes: self.snapshot_writes,
+            generations: self.generations,
+            ..Store::default()
+        };
     }
 
     /// Objects whose names start with `prefix`.
@@ -322,7 +343,8 @@ impl Store {
         found.into_iter().collect()
     }
 
-    /// Whether the bucket holds version `seq` of `id` or a newer one.
+    /// Whether the bucket holds version `seq` of `id` or a newer one, in a
+    /// job object or a snapshot.
     pub fn covers(&self, id: &JobId, seq: Seq) -> bool {
         self.newest.get(id).is_some_and(|newest| *newest >= seq)
     }
@@ -379,6 +401,15 @@ pub struct World {
 }
 
 impl World {
+    /// The destination the database's cursor speaks for: the one it records,
+    /// if the bucket's marker names it.
+    pub fn vouched(&self) -> Option<DestinationId> {
+        let marker = self.store.destination.as_ref();
+        self.db
+            .destination
+            .filter(|id| marker.is_some_and(|m| m.id == *id))
+    }
+
     /// Whether the store refuses jobvault at true time `now`.
     pub fn refusing(&self, now: Timestamp) -> bool {
         self.refusing_until.is_some_and(|until| now < until)

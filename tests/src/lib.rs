@@ -252,6 +252,21 @@ impl Daemon {
         fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// Waits until the daemon has checked its destination and, if it was
+    /// new, its first snapshot has landed and been recorded.
+    pub fn settled(&self) {
+        eventually(
+            "the destination's first snapshot",
+            Duration::from_secs(60),
+            || {
+                let metrics = self.scrape();
+                let new = gauge(&metrics, "jobvault_new_destination")?;
+                let caught_up = gauge(&metrics, "jobvault_incremental_backup_timestamp_seconds")?;
+                (new == 0.0 && caught_up > 0.0).then_some(())
+            },
+        );
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.as_ref().expect("running").id()
     }
@@ -290,6 +305,17 @@ impl Daemon {
         let mut child = self.child.take().expect("running");
         eventually("the daemon to exit", timeout, || child.try_wait().unwrap())
     }
+}
+
+/// The value of the gauge `name` in a scrape of the metrics.
+pub fn gauge(metrics: &str, name: &str) -> Option<f64> {
+    metrics
+        .lines()
+        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))?
+        .rsplit(' ')
+        .next()?
+        .parse()
+        .ok()
 }
 
 impl Drop for Daemon {

@@ -8,6 +8,7 @@ use std::fmt;
 use std::time::Duration;
 
 use crate::Seq;
+use crate::destination::{DestinationId, DestinationMarker};
 use crate::envelope::Envelope;
 use crate::job_id::JobId;
 use crate::object_name::Framing;
@@ -103,6 +104,31 @@ pub enum SnapshotReason {
     Trigger { name: String, attempt: u32 },
     /// Someone asked for a backup now: request `id`.
     Immediate { id: u64 },
+    /// The machine owes the destination a snapshot ([`Owed`]).
+    Owed(Owed),
+}
+
+/// A snapshot the machine takes of its own accord, before any trigger or
+/// request, retried until one lands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Owed {
+    /// The destination is new to the database
+    /// ([`crate::destination::Destination::New`]): nothing it holds can be
+    /// counted on. Once a snapshot lands, the database records `id`.
+    NewDestination(DestinationId),
+    /// The destination holds no snapshot from the last week: `status` and
+    /// the stale-snapshot alert would stay red until the first trigger.
+    NoSnapshot,
+}
+
+impl Owed {
+    /// The base name of the snapshot, before its `-HH:MM:SS`.
+    pub fn base_name(self) -> &'static str {
+        match self {
+            Owed::NewDestination(_) => "new-destination",
+            Owed::NoSnapshot => "first",
+        }
+    }
 }
 
 /// Take a consistent copy of the database, gzip it and upload it.
@@ -149,6 +175,13 @@ pub enum Command {
     /// List the snapshot objects under these day folders; answer with
     /// [`Input::SnapshotsListed`].
     ListSnapshots { prefixes: Vec<String> },
+    /// Read the prefix's destination marker, creating one with a fresh
+    /// random id (only if there is still none) when it is missing; answer
+    /// with [`Input::DestinationChecked`].
+    CheckDestination,
+    /// Record in the database, beside the cursor, that the cursor belongs
+    /// to destination `id`; answer with [`Input::DestinationRecorded`].
+    RecordDestination { id: DestinationId },
     /// Prune what no restore to the last `keep` needs, as
     /// [`crate::prune::PrunePlanner`] plans it; answer with
     /// [`Input::Pruned`].
@@ -160,6 +193,14 @@ pub enum Command {
         object: String,
         result: Result<u64, Failure>,
     },
+}
+
+/// The prefix's destination marker, as the driver found it or created it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FoundDestination {
+    pub marker: DestinationMarker,
+    /// The driver wrote it: there was none.
+    pub created: bool,
 }
 
 /// A batch of the change feed.
@@ -222,6 +263,8 @@ pub enum Input {
         result: Result<u64, Failure>,
     },
     CursorSaved(Result<(), Failure>),
+    DestinationRecorded(Result<(), Failure>),
+    DestinationChecked(Result<FoundDestination, Failure>),
     SnapshotsListed(Result<Vec<ListedObject>, Failure>),
     /// Take a snapshot now, named `<name>-HH:MM:SS`; `id` (the driver's
     /// choice, unique among requests outstanding) names the request in the
@@ -296,6 +339,8 @@ impl Command {
                 result: Err(failure),
             },
             Command::SaveCursor { .. } => Input::CursorSaved(Err(failure)),
+            Command::RecordDestination { .. } => Input::DestinationRecorded(Err(failure)),
+            Command::CheckDestination => Input::DestinationChecked(Err(failure)),
             Command::ListSnapshots { .. } => Input::SnapshotsListed(Err(failure)),
             Command::Prune { .. } => Input::Pruned(Err(failure)),
             Command::ImmediateBackupDone { .. } => return None,

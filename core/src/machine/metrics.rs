@@ -44,8 +44,12 @@ pub struct Metrics {
     pub snapshots_last_24h: u64,
     /// When the trigger directory was last checked successfully.
     pub trigger_check_alive: Option<Timestamp>,
-    /// When the incremental backup last caught up completely.
+    /// When the incremental backup last caught up completely; `None` while
+    /// the destination is new.
     pub incremental_alive: Option<Timestamp>,
+    /// The destination is new to the database (created, wiped, or another
+    /// database's) and no snapshot of this one has landed in it yet.
+    pub new_destination: bool,
     /// Job versions uploaded.
     pub jobs_backed_up: u64,
     /// Times the change feed had to be rescanned since the last snapshot.

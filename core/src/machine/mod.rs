@@ -8,9 +8,11 @@
 //! a seeded world that fails on purpose.
 
 mod backoff;
+mod destination_check;
 mod incremental;
 mod io;
 mod metrics;
+mod owed;
 mod retention;
 mod snapshots;
 
@@ -22,15 +24,18 @@ use tracing::warn;
 pub use backoff::{FIRST_RETRY, REFUSED_RETRY};
 pub use incremental::OBJECT_WRITE_SPACING;
 pub use io::{
-    CHANGE_POLL, COMMAND_DEADLINE, ChangeBatch, Command, Cursor, Failure, FailureKind, Input,
-    JobUpload, ListedObject, Pruned, SNAPSHOT_DEADLINE, SnapshotOrder, SnapshotReason,
+    CHANGE_POLL, COMMAND_DEADLINE, ChangeBatch, Command, Cursor, Failure, FailureKind,
+    FoundDestination, Input, JobUpload, ListedObject, Owed, Pruned, SNAPSHOT_DEADLINE,
+    SnapshotOrder, SnapshotReason,
 };
 pub use metrics::{Metrics, PerKind};
 pub use snapshots::{immediate_base_name, plan_snapshot};
 
+use crate::destination::{Destination, DestinationId};
 use crate::object_name::ObjectKind;
 use crate::retrieval::day_prefixes;
 use crate::timestamp::Timestamp;
+use destination_check::DestinationCheck;
 use incremental::Incremental;
 use metrics::SnapshotLedger;
 use retention::Retention;
@@ -86,6 +91,7 @@ pub struct Backup {
     snapshots: Snapshots,
     incremental: Incremental,
     retention: Retention,
+    destination: DestinationCheck,
     metrics: Metrics,
     ledger: SnapshotLedger,
     out: VecDeque<Command>,
@@ -128,6 +134,7 @@ impl Backup {
         let snapshots = Snapshots::default();
         Backup {
             retention: Retention::new(config.keep),
+            destination: DestinationCheck::new(None),
             config,
             snapshots,
             incremental,
@@ -143,6 +150,15 @@ impl Backup {
             listed_once: false,
             stopping: false,
         }
+    }
+
+    /// The destination the database records its cursor for (`None`: none
+    /// recorded); the first step checks the prefix's marker against it
+    /// ([`crate::destination`]).
+    #[must_use]
+    pub fn recorded(mut self, destination: Option<DestinationId>) -> Self {
+        self.destination = DestinationCheck::new(destination);
+        self
     }
 
     pub fn config(&self) -> &Config {
@@ -175,6 +191,7 @@ impl Backup {
         self.next_listing = self.next_listing.min(now + self.config.listing_interval);
         if now >= self.next_tick {
             self.next_tick = now + self.config.interval;
+            self.destination.tick(now, &mut self.out);
             let mut cx = context!(self, now);
             self.snapshots.tick(&mut cx);
             self.incremental.tick(&mut cx);
@@ -225,6 +242,18 @@ impl Backup {
                 self.incremental.on_job_uploaded(&mut cx, &id, seq, result);
             }
             Input::CursorSaved(result) => self.incremental.on_cursor_saved(&mut cx, result),
+            Input::DestinationRecorded(result) => {
+                self.snapshots.on_destination_recorded(&mut cx, result);
+            }
+            Input::DestinationChecked(result) => match self.destination.on_checked(now, result) {
+                Err(()) => cx.unexpected(format_args!("destination check with none outstanding")),
+                Ok(Some(Destination::New { id, why })) => {
+                    warn!(destination = %id, because = %why, "the destination is new to this database; taking a full snapshot now");
+                    self.snapshots.owed.owe_destination(id);
+                    self.snapshots.start_next(&mut cx);
+                }
+                Ok(_) => {}
+            },
             Input::SnapshotsListed(result) => self.on_snapshots_listed(now, result),
             Input::ImmediateBackupRequested { id, name } => {
                 if self.stopping {
@@ -258,14 +287,20 @@ impl Backup {
     pub fn is_quiet(&self) -> bool {
         self.incremental.is_quiet()
             && self.snapshots.is_quiet()
+            && self.destination.is_quiet()
             && self.listing.is_none()
             && self.retention.is_quiet()
     }
 
     pub fn metrics(&self) -> Metrics {
+        let new_destination = self.snapshots.owed.is_new_destination();
+        // Until then what the bucket holds is not known to match the cursor.
+        let vouched = self.destination.is_done() && !new_destination;
         Metrics {
             pending_jobs: self.incremental.pending() as u64,
             keep: self.config.keep,
+            new_destination,
+            incremental_alive: self.metrics.incremental_alive.filter(|_| vouched),
             ..self.metrics.clone()
         }
     }
@@ -299,8 +334,11 @@ impl Backup {
         };
         match result {
             Ok(objects) => {
-                self.listed_once = true;
                 self.ledger.refresh(&objects, issued_at);
+                if !self.listed_once && self.ledger.newest().is_none() {
+                    self.snapshots.owed.owe_first();
+                }
+                self.listed_once = true;
                 self.metrics.last_snapshot = self.metrics.last_snapshot.max(self.ledger.newest());
                 self.metrics.snapshots_last_24h = self.ledger.count_last_24h(now);
             }

@@ -11,6 +11,7 @@ use tracing::{debug, error, info};
 
 use super::Context;
 use super::io::{Command, Failure, FailureKind, SnapshotOrder, SnapshotReason};
+use super::owed::OwedSnapshot;
 use crate::job_id::InvalidName;
 use crate::object_name::{Framing, ObjectKind, snapshot_object};
 use crate::timestamp::Timestamp;
@@ -76,6 +77,7 @@ pub(crate) struct Snapshots {
     served: BTreeSet<String>,
     deleting: BTreeSet<String>,
     quarantining: BTreeSet<String>,
+    pub(crate) owed: OwedSnapshot,
     stopping: bool,
 }
 
@@ -84,6 +86,7 @@ impl Snapshots {
         matches!(self.stage, Stage::Idle)
             && self.deleting.is_empty()
             && self.quarantining.is_empty()
+            && self.owed.is_quiet()
     }
 
     /// Starts nothing new. Requests still waiting are answered now: nobody
@@ -101,7 +104,8 @@ impl Snapshots {
         if self.stopping || !matches!(self.stage, Stage::Idle) {
             return;
         }
-        if !self.start_immediate(cx) {
+        self.owed.tick(cx.out);
+        if !self.start_owed(cx) && !self.start_immediate(cx) {
             self.stage = Stage::Scanning;
             cx.out.push_back(Command::ScanTriggers);
         }
@@ -145,6 +149,9 @@ impl Snapshots {
                 cx.out
                     .push_back(Command::DeleteTrigger { name: name.clone() });
             }
+        }
+        if self.start_owed(cx) {
+            return;
         }
         for trigger in sorted.valid {
             if self.served.contains(&trigger.name) {
@@ -235,6 +242,7 @@ impl Snapshots {
                 cx.metrics.last_snapshot = cx.metrics.last_snapshot.max(Some(cx.now));
                 cx.ledger.record(object, cx.now);
                 cx.metrics.snapshots_last_24h = cx.ledger.count_last_24h(cx.now);
+                self.owed.landed(cx.out);
             }
             Err(failure) => {
                 cx.metrics.upload_errors.add(ObjectKind::Snapshot, 1);
@@ -259,8 +267,13 @@ impl Snapshots {
                     result,
                 });
             }
+            SnapshotReason::Owed(_) => {
+                if let Err(failure) = &result {
+                    self.owed.failed(cx.now, failure);
+                }
+            }
         }
-        self.start_immediate(cx);
+        self.start_next(cx);
     }
 
     pub fn on_deleted(&mut self, cx: &mut Context, name: &str, result: Result<(), Failure>) {
@@ -277,6 +290,14 @@ impl Snapshots {
             Err(failure) => {
                 error!(trigger = %name, error = %failure, "cannot remove a served trigger file; it will not be served again while jobvault runs");
             }
+        }
+    }
+
+    pub fn on_destination_recorded(&mut self, cx: &mut Context, result: Result<(), Failure>) {
+        if !self.owed.on_recorded(result) {
+            cx.unexpected(format_args!(
+                "destination recorded with no record outstanding"
+            ));
         }
     }
 
@@ -302,6 +323,26 @@ impl Snapshots {
                 .push_back(Command::DeleteTrigger { name: name.clone() });
         }
         self.served.insert(name);
+    }
+
+    /// Starts what waits, if the stage is idle: an owed snapshot that is
+    /// due, else a requested one.
+    pub fn start_next(&mut self, cx: &mut Context) {
+        if !self.start_owed(cx) {
+            self.start_immediate(cx);
+        }
+    }
+
+    /// Starts the owed snapshot if it is due and the stage is idle.
+    fn start_owed(&mut self, cx: &mut Context) -> bool {
+        if self.stopping || !matches!(self.stage, Stage::Idle) {
+            return false;
+        }
+        let Some(owed) = self.owed.due(cx.now) else {
+            return false;
+        };
+        let basename = immediate_base_name(owed.base_name(), cx.now);
+        self.take_snapshot(cx, &basename, SnapshotReason::Owed(owed))
     }
 
     /// Starts a requested immediate snapshot if the stage is idle.

@@ -18,6 +18,7 @@ mod schema;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use jobvault_core::destination::DestinationId;
 use jobvault_core::envelope::check_body;
 use jobvault_core::restore_plan::supersedes;
 use jobvault_core::{Change, Cursor, Envelope, JobId, Seq, Timestamp};
@@ -48,6 +49,9 @@ const CHANGES: &str = "
 const COUNTER: &str = "change_counter";
 const CURSOR_SEQ: &str = "cursor_seq";
 const CURSOR_TIME: &str = "cursor_time";
+/// The destination the cursor belongs to ([`DestinationId`]); 0 or absent:
+/// none recorded.
+const CURSOR_DESTINATION: &str = "cursor_destination";
 
 /// What went wrong with the job database. Every variant names the file.
 #[derive(Debug, thiserror::Error)]
@@ -353,6 +357,18 @@ impl JobDb {
 
     pub fn cursor(&self) -> Result<Cursor, DbError> {
         read_cursor(&self.conn).map_err(|e| self.sqlite(e))
+    }
+
+    /// The destination the cursor belongs to, if the database records one.
+    pub fn recorded_destination(&self) -> Result<Option<DestinationId>, DbError> {
+        read_meta(&self.conn, CURSOR_DESTINATION)
+            .map(DestinationId::new)
+            .map_err(|e| self.sqlite(e))
+    }
+
+    /// Records that the cursor belongs to destination `id`.
+    pub fn record_destination(&mut self, id: DestinationId) -> Result<(), DbError> {
+        write_meta(&self.conn, CURSOR_DESTINATION, id.get()).map_err(|e| self.sqlite(e))
     }
 
     /// Stores `new` as the cursor if the database still holds `expected`.

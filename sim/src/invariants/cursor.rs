@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::ops::Bound;
 
+use jobvault_core::destination::DestinationId;
 use jobvault_core::{Cursor, Seq, Timestamp};
 
 use super::{Invariant, Observation, Verdicts};
@@ -18,6 +19,10 @@ pub struct HonestCursor {
     checked_seq: Seq,
     /// Likewise for rows committed before this true time.
     checked_commit: Timestamp,
+    /// The destination the checks so far were made against: when the
+    /// cursor starts speaking for another (a wiped bucket refilled), every
+    /// row is looked at again.
+    vouched: Option<DestinationId>,
 }
 
 impl Invariant for HonestCursor {
@@ -30,6 +35,17 @@ impl Invariant for HonestCursor {
                 verdicts.check(new.seq >= expected.seq && new.time >= expected.time, || {
                     format!("cursor moved backwards from {expected:?} to {new:?}")
                 });
+                // Until the database records the bucket's destination, the
+                // cursor claims nothing about this bucket.
+                let vouched = world.vouched();
+                if vouched.is_none() {
+                    return;
+                }
+                if vouched != self.vouched {
+                    self.vouched = vouched;
+                    self.checked_seq = 0;
+                    self.checked_commit = Timestamp::UNIX_EPOCH;
+                }
                 self.check_seq(&world.db, &world.store, new, verdicts);
                 if new.time != expected.time {
                     self.check_time(&world.db, &world.store, new, verdicts);

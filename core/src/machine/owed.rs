@@ -1,0 +1,127 @@
+//! The snapshot the machine owes its destination, of its own accord.
+//!
+//! A daemon used to take snapshots only when a trigger file asked: a fresh
+//! install, a new prefix or a wiped bucket had none until the nightly timer,
+//! and `status` and the stale-snapshot alert were red for that long; a new
+//! or wiped destination also lacked every job the cursor had already passed
+//! ([`crate::destination`]). Now the machine owes a snapshot when the
+//! destination is new to the database, or when the first listing finds none
+//! in the last week. It is taken before any trigger or request and retried,
+//! with a doubling wait, until one lands; any snapshot that lands pays it.
+//! For a new destination the database then records the destination's id,
+//! and only from then does the cursor speak for this destination.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use tracing::{error, info};
+
+use super::io::{Command, Failure, Owed};
+use crate::destination::DestinationId;
+use crate::timestamp::Timestamp;
+
+/// The wait after the first failed try; it doubles with each failure.
+const FIRST_WAIT: Duration = Duration::from_secs(10);
+/// The longest wait between tries.
+const LONGEST_WAIT: Duration = Duration::from_secs(300);
+
+#[derive(Debug, Default)]
+pub(crate) struct OwedSnapshot {
+    owed: Option<Owed>,
+    /// No try before this.
+    not_before: Option<Timestamp>,
+    failures: u32,
+    /// A new destination's id, until the database has recorded it.
+    unrecorded: Option<DestinationId>,
+    /// Its record is in flight.
+    recording: bool,
+}
+
+impl OwedSnapshot {
+    /// Owes the snapshot of a new destination, in place of a first one.
+    pub fn owe_destination(&mut self, id: DestinationId) {
+        self.owed = Some(Owed::NewDestination(id));
+        self.unrecorded = Some(id);
+    }
+
+    /// Owes a first snapshot, unless one is owed already.
+    pub fn owe_first(&mut self) {
+        if self.owed.is_none() && self.unrecorded.is_none() {
+            info!("the destination holds no snapshot from the last week; taking one now");
+            self.owed = Some(Owed::NoSnapshot);
+        }
+    }
+
+    /// The snapshot to take now, if one is owed and its wait is over.
+    pub fn due(&self, now: Timestamp) -> Option<Owed> {
+        self.owed
+            .filter(|_| self.not_before.is_none_or(|at| now >= at))
+    }
+
+    /// Until the new destination's id is recorded, the cursor does not speak
+    /// for the destination.
+    pub fn is_new_destination(&self) -> bool {
+        self.unrecorded.is_some()
+    }
+
+    pub fn is_quiet(&self) -> bool {
+        !self.recording
+    }
+
+    /// A snapshot landed: whatever was owed is paid.
+    pub fn landed(&mut self, out: &mut VecDeque<Command>) {
+        if let Some(owed) = self.owed.take() {
+            info!(owed = owed.base_name(), "the owed snapshot landed");
+        }
+        self.failures = 0;
+        self.not_before = None;
+        self.record(out);
+    }
+
+    /// The owed snapshot failed: try again after a doubling wait.
+    pub fn failed(&mut self, now: Timestamp, failure: &Failure) {
+        let Some(owed) = self.owed else {
+            return;
+        };
+        self.failures += 1;
+        let wait = FIRST_WAIT
+            .saturating_mul(1 << (self.failures - 1).min(10))
+            .min(LONGEST_WAIT);
+        self.not_before = Some(now + wait);
+        error!(owed = owed.base_name(), error = %failure, retry_in = ?wait, "the owed snapshot failed; retrying");
+    }
+
+    /// At each step: a record that failed is made again.
+    pub fn tick(&mut self, out: &mut VecDeque<Command>) {
+        if self.owed.is_none() {
+            self.record(out);
+        }
+    }
+
+    /// Whether a record was outstanding; on success the id is recorded.
+    pub fn on_recorded(&mut self, result: Result<(), Failure>) -> bool {
+        if !std::mem::take(&mut self.recording) {
+            return false;
+        }
+        match result {
+            Ok(()) => {
+                if let Some(id) = self.unrecorded.take() {
+                    info!(destination = %id, "the database now records its destination");
+                }
+            }
+            Err(failure) => {
+                error!(error = %failure, "cannot record the destination in the database; retrying");
+            }
+        }
+        true
+    }
+
+    fn record(&mut self, out: &mut VecDeque<Command>) {
+        if let Some(id) = self.unrecorded
+            && !self.recording
+        {
+            self.recording = true;
+            out.push_back(Command::RecordDestination { id });
+        }
+    }
+}

@@ -1,0 +1,177 @@
+//! The destination's identity: a new, wiped or other prefix gets the whole
+//! database (a snapshot at once), and a fresh install has a snapshot from
+//! its first minutes.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use jobvault::db::JobDb;
+use jobvault_tests::{
+    Daemon, Emulator, StoreReader, Workspace, gauge, jobvault, runtime, stderr, stdout,
+};
+use serde_json::json;
+
+/// Every job in a database: its id and body.
+fn bodies(db: &Path) -> BTreeMap<String, String> {
+    JobDb::open(db)
+        .unwrap()
+        .list()
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.id.to_string(), e.body().unwrap().to_owned()))
+        .collect()
+}
+
+/// Restores `url` to a new file and returns its jobs.
+fn restored(
+    emulator: &Emulator,
+    url: &str,
+    workspace: &Workspace,
+    name: &str,
+) -> BTreeMap<String, String> {
+    let to = workspace.path().join(name);
+    let output = jobvault(Some(&emulator.endpoint()))
+        .args(["restore", "--bucket", url, "--to"])
+        .arg(&to)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    bodies(&to)
+}
+
+fn jobs(range: std::ops::Range<u32>) -> Vec<serde_json::Value> {
+    range
+        .map(|n| json!({ "id": format!("job-{n}"), "name": format!("job {n}") }))
+        .collect()
+}
+
+fn snapshots(reader: &StoreReader) -> Vec<String> {
+    reader.names("db-backup/")
+}
+
+/// A fresh install: no trigger yet, and still a snapshot within seconds, so
+/// `status` and the stale-snapshot alert are green at once.
+#[test]
+fn a_fresh_install_has_a_snapshot_at_once() {
+    let emulator = Emulator::shared();
+    let url = format!("gs://{}", emulator.new_bucket("fresh-install"));
+    let workspace = Workspace::new();
+    workspace.put_jobs(&jobs(0..3));
+    let daemon = Daemon::start(&workspace, Some(&emulator.endpoint()), &url, "200ms", &[]);
+    daemon.settled();
+    let reader = StoreReader::connect(&url, Some(&emulator.endpoint()));
+    let taken = snapshots(&reader);
+    assert_eq!(taken.len(), 1, "{taken:?}");
+    assert!(taken[0].contains("/new-destination-"), "{taken:?}");
+    assert!(
+        daemon
+            .log()
+            .contains("the destination is new to this database")
+            && daemon.log().contains("held no destination marker"),
+        "{}",
+        daemon.log()
+    );
+    assert!(
+        reader
+            .names("")
+            .contains(&"jobvault-destination.json".to_owned()),
+        "the marker is written"
+    );
+    let status = jobvault(Some(&emulator.endpoint()))
+        .args(["status", "--bucket", &url])
+        .output()
+        .unwrap();
+    assert!(status.status.success(), "{}", stderr(&status));
+    let said = stdout(&status);
+    assert!(
+        !said.contains("no snapshot") && said.contains("/new-destination-"),
+        "a snapshot from the first minute: {said}"
+    );
+    // A restart finds the destination known: no second snapshot.
+    assert!(daemon.stop().success());
+    let again = Daemon::start(&workspace, Some(&emulator.endpoint()), &url, "200ms", &[]);
+    again.settled();
+    assert_eq!(snapshots(&reader).len(), 1, "{:?}", snapshots(&reader));
+    assert!(
+        !again.log().contains("the destination is new"),
+        "{}",
+        again.log()
+    );
+}
+
+/// The cursor lives in the database: pointed at a new prefix, a daemon used
+/// to upload only what came after it, and a restore from the new prefix
+/// gave no job at all.
+#[test]
+fn a_new_prefix_for_a_database_backed_up_elsewhere_gets_every_job() {
+    let emulator = Emulator::shared();
+    let bucket = emulator.new_bucket("new-prefix");
+    let (first, second) = (format!("gs://{bucket}/one"), format!("gs://{bucket}/two"));
+    let workspace = Workspace::new();
+    workspace.put_jobs(&jobs(0..4));
+    let daemon = Daemon::start(&workspace, Some(&emulator.endpoint()), &first, "200ms", &[]);
+    daemon.settled();
+    assert!(daemon.stop().success());
+
+    let daemon = Daemon::start(
+        &workspace,
+        Some(&emulator.endpoint()),
+        &second,
+        "200ms",
+        &[],
+    );
+    daemon.settled();
+    assert!(
+        daemon
+            .log()
+            .contains("the destination is new to this database"),
+        "{}",
+        daemon.log()
+    );
+    assert_eq!(
+        restored(emulator, &second, &workspace, "second.db"),
+        bodies(&workspace.db())
+    );
+}
+
+/// The bucket emptied under a running daemon: it stops (its lease is gone),
+/// and once restarted it refills the bucket with a snapshot, so a restore
+/// holds the jobs uploaded before the wipe too.
+#[test]
+fn a_wiped_bucket_is_refilled_after_the_daemon_restarts() {
+    let emulator = Emulator::shared();
+    let url = format!("gs://{}", emulator.new_bucket("wiped"));
+    let reader = StoreReader::connect(&url, Some(&emulator.endpoint()));
+    let workspace = Workspace::new();
+    workspace.put_jobs(&jobs(0..2));
+    let daemon = Daemon::start(&workspace, Some(&emulator.endpoint()), &url, "200ms", &[]);
+    daemon.settled();
+
+    for name in reader.names("") {
+        runtime().block_on(reader.store().delete(&name)).unwrap();
+    }
+    let stopped = daemon.exited(Duration::from_secs(30));
+    assert_eq!(stopped.code(), Some(1));
+    workspace.put_jobs(&jobs(2..7));
+
+    let daemon = Daemon::start(&workspace, Some(&emulator.endpoint()), &url, "200ms", &[]);
+    daemon.settled();
+    assert!(
+        daemon
+            .log()
+            .contains("held no destination marker (new, wiped or recreated)"),
+        "{}",
+        daemon.log()
+    );
+    let expected = bodies(&workspace.db());
+    assert_eq!(expected.len(), 7);
+    assert_eq!(
+        restored(emulator, &url, &workspace, "after-wipe.db"),
+        expected
+    );
+    assert_eq!(
+        gauge(&daemon.scrape(), "jobvault_new_destination"),
+        Some(0.0)
+    );
+}
