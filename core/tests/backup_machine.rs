@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use jobvault_core::destination::{DestinationId, DestinationMarker};
+use jobvault_core::lease::{FoundLease, Holder, Lease, LeaseEnded, LeaseMachine, LeaseState};
 use jobvault_core::machine::{
     ChangeBatch, FIRST_RETRY, FoundDestination, JobUpload, Owed, Pruned, REFUSED_RETRY,
     SnapshotOrder, SnapshotReason,
@@ -1222,4 +1223,78 @@ fn a_destination_with_no_snapshot_in_the_last_week_gets_one_at_start() {
     });
     assert!(landed.is_empty(), "nothing to record: {landed:?}");
     assert_eq!(snapshot(&h.step()), None, "paid once");
+}
+
+// ------------------------------------------------------------------ lease
+
+fn me() -> Holder {
+    Holder {
+        host: "a".to_owned(),
+        machine: "machine-a".to_owned(),
+        boot: "boot".to_owned(),
+        pid: 1,
+        db: "/var/lib/s/jobs.db".to_owned(),
+        started: Timestamp::UNIX_EPOCH,
+    }
+}
+
+/// A leased machine that has taken the lease at generation 1 and answered
+/// its destination check; returns the commands of its first working step.
+fn leased() -> (Harness, Vec<Command>) {
+    let mut h = Harness::new();
+    let lease = LeaseMachine::new(me(), Duration::from_secs(10), false, "1.0", h.now);
+    h.backup = Backup::new(config(), stored_cursor(), h.now)
+        .recorded(DestinationId::new(KNOWN))
+        .leased(lease);
+    assert_eq!(h.advance(Duration::ZERO), [Command::ReadLease], "only the lease runs");
+    assert_eq!(h.backup.poll_timeout(), None, "nothing to wake for while the read is out");
+    let read = h.input(Input::LeaseRead(Ok(FoundLease {
+        lease: None,
+        holder_runs: None,
+    })));
+    assert!(matches!(read[..], [Command::WriteLease { if_generation: 0, .. }]), "{read:?}");
+    assert!(h.input(Input::LeaseWritten(Ok(1))).is_empty());
+    let first = h.start();
+    assert!(has(&first, &Command::ScanTriggers), "{first:?}");
+    (h, first)
+}
+
+#[test]
+fn a_leased_machine_does_nothing_but_take_the_lease_until_it_holds_it() {
+    let (_, first) = leased();
+    assert!(first.iter().any(|c| matches!(c, Command::ReadChanges { .. })));
+}
+
+#[test]
+fn writes_wait_for_the_lease_gate_and_a_lost_lease_stops_the_machine() {
+    let (mut h, _) = leased();
+    // The renewal at 10 s fails, and the one at 20 s; at 30 s the gate is
+    // closed: the upload of a changed job is answered at once, not issued.
+    for _ in 0..2 {
+        let commands = h.step();
+        assert!(commands.iter().any(|c| matches!(c, Command::WriteLease { .. })), "{commands:?}");
+        h.input(Input::LeaseWritten(Err(failure("503"))));
+    }
+    h.advance(Duration::from_secs(10));
+    let commands = h.input(batch(vec![version("a", 11)]));
+    assert!(uploads(&commands).is_empty(), "{commands:?}");
+    assert_eq!(h.backup.metrics().pending_jobs, 1);
+    assert_eq!(h.backup.metrics().upload_errors.job, 1, "answered with the gate's failure");
+    // The renewal is refused by its precondition: another daemon has it.
+    h.input(Input::LeaseWritten(Err(Failure::new(FailureKind::Conflict, "412"))));
+    let theirs = Lease {
+        holder: Holder {
+            host: "b".to_owned(),
+            ..me()
+        },
+        renewed: h.now,
+        expiry: Duration::from_secs(60),
+        state: LeaseState::default(),
+    };
+    h.input(Input::LeaseRead(Ok(FoundLease {
+        lease: Some((theirs, 9)),
+        holder_runs: None,
+    })));
+    assert!(matches!(h.backup.lease_ended(), Some(LeaseEnded::Lost(Some(_)))));
+    assert_eq!(h.backup.poll_timeout(), None, "stopped");
 }

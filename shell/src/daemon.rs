@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use jobvault_core::job_object::{JobObjectEncoder, encode_job_object};
+use jobvault_core::lease::{LeaseEnded, LeaseMachine};
 use jobvault_core::machine::{ChangeBatch, JobUpload, Pruned};
 use jobvault_core::{Backup, Command, Config, Failure, FailureKind, Input, Metrics};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -23,7 +24,7 @@ use crate::control::{BackupRequest, Taken};
 use crate::db::JobDb;
 use crate::destination;
 use crate::failure::ToFailure;
-use crate::lease::LeaseGate;
+use crate::lease;
 use crate::metrics::UploadTimes;
 use crate::prune::{PruneError, carry_out as carry_out_prune, plan_prune};
 use crate::reads::Reads;
@@ -42,8 +43,9 @@ pub struct Daemon {
     /// How long in-flight work may take to finish after a stop signal.
     pub grace: Duration,
     pub upload_times: UploadTimes,
-    /// Store writes wait for the bucket prefix's lease.
-    pub lease: LeaseGate,
+    /// The bucket prefix's lease, which the core takes, keeps and gives
+    /// back; `None` for a store this process owns alone (the demo's).
+    pub lease: Option<LeaseMachine>,
 }
 
 /// What the daemon shares with the tasks that execute commands.
@@ -55,21 +57,21 @@ struct Executor {
     triggers: TriggerDir,
     inputs: mpsc::UnboundedSender<Input>,
     upload_times: UploadTimes,
-    lease: LeaseGate,
     encoder: Arc<Mutex<JobObjectEncoder>>,
 }
 
 impl Daemon {
-    /// Runs until `shutdown` completes, then stops taking work and waits up to
-    /// the grace period for work in flight. Work still unfinished then is
-    /// abandoned; the cursor was never advanced over it. Immediate snapshots
-    /// asked for on `requests` go through the core like triggered ones.
+    /// Runs until `shutdown` completes or the core stops by itself (its
+    /// lease refused or lost), then waits up to the grace period for work in
+    /// flight. Work still unfinished then is abandoned; the cursor was never
+    /// advanced over it. Immediate snapshots asked for on `requests` go
+    /// through the core like triggered ones. Returns how the lease ended.
     pub async fn run(
         self,
         metrics: watch::Sender<Metrics>,
         mut requests: mpsc::Receiver<BackupRequest>,
         shutdown: impl Future<Output = ()>,
-    ) {
+    ) -> Option<LeaseEnded> {
         let stored = match self.db.cursor() {
             Ok(cursor) => cursor,
             Err(e) => {
@@ -82,6 +84,9 @@ impl Daemon {
             None
         });
         let mut core = Backup::new(self.config.clone(), stored, clock::now()).recorded(recorded);
+        if let Some(lease) = self.lease {
+            core = core.leased(lease);
+        }
         let (inputs, mut reports) = mpsc::unbounded_channel();
         if let Err(e) = commit_watch::spawn(&self.db_path, inputs.clone()) {
             warn!(error = %error_chain(&e), "cannot watch the job database for commits; changes are read at each interval");
@@ -93,7 +98,6 @@ impl Daemon {
             triggers: self.triggers,
             inputs,
             upload_times: self.upload_times,
-            lease: self.lease,
             encoder: Default::default(),
         };
         tokio::pin!(shutdown);
@@ -109,9 +113,12 @@ impl Daemon {
                 }
             }
             metrics.send_replace(core.metrics());
+            if core.lease_ended().is_some() && grace_ends.is_none() {
+                grace_ends = Some(tokio::time::Instant::now() + self.grace);
+            }
             if grace_ends.is_some() && core.is_quiet() {
                 info!("all work in flight finished; exiting");
-                return;
+                return core.lease_ended().cloned();
             }
             let wake = core
                 .poll_timeout()
@@ -131,7 +138,7 @@ impl Daemon {
                 }
                 () = sleep_until(grace_ends) => {
                     warn!(pending_jobs = core.metrics().pending_jobs, "grace period over; abandoning work in flight (the cursor does not cover it)");
-                    return;
+                    return core.lease_ended().cloned();
                 }
             }
         }
@@ -251,6 +258,25 @@ impl Executor {
                 let recorded = x.db().record_destination(id);
                 Input::DestinationRecorded(recorded.map_err(|e| e.to_failure()))
             }),
+            Command::ReadLease => {
+                let executor = self.clone();
+                tokio::spawn(async move { Input::LeaseRead(lease::find(&executor.store).await) })
+            }
+            Command::WriteLease {
+                lease: written,
+                if_generation,
+            } => {
+                let executor = self.clone();
+                tokio::spawn(async move {
+                    Input::LeaseWritten(lease::write(&executor.store, &written, if_generation).await)
+                })
+            }
+            Command::DeleteLease { if_generation } => {
+                let executor = self.clone();
+                tokio::spawn(async move {
+                    Input::LeaseDeleted(lease::delete(&executor.store, if_generation).await)
+                })
+            }
             Command::CheckDestination => {
                 let executor = self.clone();
                 tokio::spawn(async move {
@@ -261,12 +287,6 @@ impl Executor {
             Command::TakeSnapshot(order) => {
                 let executor = self.clone();
                 tokio::spawn(async move {
-                    if let Err(failure) = executor.lease.check() {
-                        return Input::SnapshotTaken {
-                            object: order.object,
-                            result: Err(failure),
-                        };
-                    }
                     let started = Instant::now();
                     let input = carry_out(&executor.db_path, &executor.store, order, None).await;
                     if matches!(input, Input::SnapshotTaken { result: Ok(_), .. }) {
@@ -295,9 +315,6 @@ impl Executor {
 
     /// Prunes as the core's prune planner decides, with the lease held.
     async fn prune(&self, keep: Duration) -> Input {
-        if let Err(failure) = self.lease.check() {
-            return Input::Pruned(Err(failure));
-        }
         let pruned = async {
             let plan = plan_prune(
                 &self.store,
@@ -349,13 +366,6 @@ impl Executor {
     }
 
     async fn upload_job(&self, upload: JobUpload) -> Input {
-        if let Err(failure) = self.lease.check() {
-            return Input::JobUploaded {
-                id: upload.envelope.id,
-                seq: upload.envelope.seq,
-                result: Err(failure),
-            };
-        }
         let started = Instant::now();
         let body = self.encode(&upload).await;
         let bytes = body.len() as u64;
@@ -419,6 +429,11 @@ fn describe(command: &Command) -> String {
         Command::SaveCursor { new, .. } => format!("save the cursor at {}", new.seq),
         Command::ListSnapshots { .. } => "list snapshots".to_owned(),
         Command::CheckDestination => "read the destination marker".to_owned(),
+        Command::ReadLease => "read the lease".to_owned(),
+        Command::WriteLease { if_generation, .. } => {
+            format!("write the lease at generation {if_generation}")
+        }
+        Command::DeleteLease { .. } => "give the lease back".to_owned(),
         Command::RecordDestination { id } => format!("record destination {id}"),
         Command::Prune { .. } => "prune the bucket".to_owned(),
         Command::ImmediateBackupDone { id, .. } => format!("answer backup request {id}"),

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use crate::Seq;
 use crate::destination::{DestinationId, DestinationMarker};
+use crate::lease::{FoundLease, Lease};
 use crate::envelope::Envelope;
 use crate::job_id::JobId;
 use crate::object_name::Framing;
@@ -175,6 +176,16 @@ pub enum Command {
     /// List the snapshot objects under these day folders; answer with
     /// [`Input::SnapshotsListed`].
     ListSnapshots { prefixes: Vec<String> },
+    /// Read the bucket prefix's lease, and whether its holder's process
+    /// runs on this machine; answer with [`Input::LeaseRead`].
+    ReadLease,
+    /// Write `lease` only if the lease object is at `if_generation` (0:
+    /// only if there is none); answer with [`Input::LeaseWritten`] and the
+    /// generation written, or a conflict.
+    WriteLease { lease: Lease, if_generation: i64 },
+    /// Delete the lease only if it is at `if_generation`; answer with
+    /// [`Input::LeaseDeleted`].
+    DeleteLease { if_generation: i64 },
     /// Read the prefix's destination marker, creating one with a fresh
     /// random id (only if there is still none) when it is missing; answer
     /// with [`Input::DestinationChecked`].
@@ -265,6 +276,9 @@ pub enum Input {
     CursorSaved(Result<(), Failure>),
     DestinationRecorded(Result<(), Failure>),
     DestinationChecked(Result<FoundDestination, Failure>),
+    LeaseRead(Result<FoundLease, Failure>),
+    LeaseWritten(Result<i64, Failure>),
+    LeaseDeleted(Result<(), Failure>),
     SnapshotsListed(Result<Vec<ListedObject>, Failure>),
     /// Take a snapshot now, named `<name>-HH:MM:SS`; `id` (the driver's
     /// choice, unique among requests outstanding) names the request in the
@@ -293,6 +307,10 @@ pub const CHANGE_POLL: Duration = Duration::from_millis(50);
 /// hour is room for a hundred times that. Triggered and immediate snapshots
 /// wait for a hung one, so a longer deadline stalls them longer.
 pub const SNAPSHOT_DEADLINE: Duration = Duration::from_secs(3600);
+/// How long a lease command may take: under half the shortest expiry, so
+/// a hung renewal is given up while the gate (open for half the expiry
+/// since the last renewal that got through) still holds.
+pub const LEASE_DEADLINE: Duration = Duration::from_secs(10);
 /// How long any other command may take. Store requests are retried inside
 /// the driver for a minute or so; SQLite waits ten seconds for a lock.
 pub const COMMAND_DEADLINE: Duration = Duration::from_secs(5 * 60);
@@ -306,8 +324,29 @@ impl Command {
             // A prune lists the whole bucket and may delete a day's objects.
             Command::TakeSnapshot(_) | Command::Prune { .. } => Some(SNAPSHOT_DEADLINE),
             Command::ImmediateBackupDone { .. } => None,
+            Command::ReadLease | Command::WriteLease { .. } | Command::DeleteLease { .. } => {
+                Some(LEASE_DEADLINE)
+            }
             _ => Some(COMMAND_DEADLINE),
         }
+    }
+
+    /// Whether the command changes what the daemon shares with others (the
+    /// bucket, the stored cursor, the trigger files): held back unless the
+    /// lease is held ([`crate::lease::LeaseMachine::may_write`]).
+    pub fn needs_lease(&self) -> bool {
+        matches!(
+            self,
+            Command::UploadJob(_)
+                | Command::TakeSnapshot(_)
+                | Command::Prune { .. }
+                | Command::SaveCursor { .. }
+                | Command::CheckDestination
+                | Command::RecordDestination { .. }
+                | Command::WriteTriggerAttempts { .. }
+                | Command::DeleteTrigger { .. }
+                | Command::QuarantineTrigger { .. }
+        )
     }
 
     /// The report that answers this command with `failure`: what the driver
@@ -341,6 +380,9 @@ impl Command {
             Command::SaveCursor { .. } => Input::CursorSaved(Err(failure)),
             Command::RecordDestination { .. } => Input::DestinationRecorded(Err(failure)),
             Command::CheckDestination => Input::DestinationChecked(Err(failure)),
+            Command::ReadLease => Input::LeaseRead(Err(failure)),
+            Command::WriteLease { .. } => Input::LeaseWritten(Err(failure)),
+            Command::DeleteLease { .. } => Input::LeaseDeleted(Err(failure)),
             Command::ListSnapshots { .. } => Input::SnapshotsListed(Err(failure)),
             Command::Prune { .. } => Input::Pruned(Err(failure)),
             Command::ImmediateBackupDone { .. } => return None,

@@ -32,6 +32,7 @@ pub use metrics::{Metrics, PerKind};
 pub use snapshots::{immediate_base_name, plan_snapshot};
 
 use crate::destination::{Destination, DestinationId};
+use crate::lease::{LeaseEnded, LeaseMachine, LeaseState};
 use crate::object_name::ObjectKind;
 use crate::retrieval::day_prefixes;
 use crate::timestamp::Timestamp;
@@ -101,6 +102,12 @@ pub struct Backup {
     listing: Option<Timestamp>,
     listed_once: bool,
     stopping: bool,
+    /// The prefix's lease; `None` for a process that owns its store alone
+    /// (the demo's directory, a `backup` with no daemon).
+    lease: Option<LeaseMachine>,
+    /// The time of the latest call: commands the lease holds back are
+    /// answered at it.
+    now: Timestamp,
 }
 
 impl Context<'_> {
@@ -149,7 +156,30 @@ impl Backup {
             listing: None,
             listed_once: false,
             stopping: false,
+            lease: None,
+            now,
         }
+    }
+
+    /// A backup that works only while it holds `lease`: until it is taken
+    /// nothing but the lease runs, store writes, cursor saves and trigger
+    /// changes wait for its gate ([`LeaseMachine::may_write`]), and a lease
+    /// lost or refused stops the machine ([`Backup::lease_ended`]).
+    #[must_use]
+    pub fn leased(mut self, lease: LeaseMachine) -> Self {
+        self.lease = Some(lease);
+        self
+    }
+
+    /// How the lease ended, if it did: refused or lost (the machine has
+    /// stopped), or given back after a stop.
+    pub fn lease_ended(&self) -> Option<&LeaseEnded> {
+        self.lease.as_ref().and_then(LeaseMachine::ended)
+    }
+
+    /// Whether the machine does its work: it holds the lease, or needs none.
+    fn working(&self) -> bool {
+        self.lease.as_ref().is_none_or(LeaseMachine::is_held)
     }
 
     /// The destination the database records its cursor for (`None`: none
@@ -171,19 +201,27 @@ impl Backup {
     /// back at once, for as long as the listing takes.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Timestamp> {
+        let lease_due = self.lease.as_ref().and_then(LeaseMachine::poll_timeout);
+        if self.stopping || !self.working() {
+            return lease_due;
+        }
         let listing_due = self.listing.is_none().then_some(self.next_listing);
         let uploads_due = self.incremental.next_wake();
-        (!self.stopping).then(|| {
-            [listing_due, uploads_due]
-                .into_iter()
-                .flatten()
-                .fold(self.next_tick, Timestamp::min)
-        })
+        [listing_due, uploads_due, lease_due]
+            .into_iter()
+            .flatten()
+            .fold(self.next_tick, Timestamp::min)
+            .into()
     }
 
     /// Runs whatever is due at `now`.
     pub fn handle_timeout(&mut self, now: Timestamp) {
-        if self.stopping {
+        self.now = now;
+        let content = self.lease_content();
+        if let Some(lease) = &mut self.lease {
+            lease.handle_timeout(now, content, &mut self.out);
+        }
+        if self.stopping || !self.working() {
             return;
         }
         // A clock that jumped back must not postpone the next step by the jump.
@@ -208,8 +246,12 @@ impl Backup {
 
     /// Takes in a report from the driver.
     pub fn handle_input(&mut self, input: Input, now: Timestamp) {
+        self.now = now;
         let mut cx = context!(self, now);
         match input {
+            Input::LeaseRead(_) | Input::LeaseWritten(_) | Input::LeaseDeleted(_) => {
+                return self.on_lease_input(input, now);
+            }
             Input::TriggersScanned(result) => {
                 if self.stopping {
                     self.snapshots.on_scanned(&mut cx, Ok(Vec::new()));
@@ -264,14 +306,70 @@ impl Backup {
             }
             Input::DatabaseChanged => self.incremental.on_database_changed(&mut cx),
         }
+        self.release_when_quiet();
+    }
+
+    fn on_lease_input(&mut self, input: Input, now: Timestamp) {
+        let Some(lease) = &mut self.lease else {
+            return context!(self, now).unexpected(format_args!("a lease report with no lease"));
+        };
+        let expected = match input {
+            Input::LeaseRead(result) => lease.on_read(now, result, &mut self.out),
+            Input::LeaseWritten(result) => lease.on_written(now, result, &mut self.out),
+            Input::LeaseDeleted(result) => lease.on_deleted(result),
+            _ => unreachable!("only lease reports are passed here"),
+        };
+        if !expected {
+            context!(self, now).unexpected(format_args!("a lease report with none outstanding"));
+        }
+        if self.lease_ended().is_some_and(|e| *e != LeaseEnded::Released) && !self.stopping {
+            tracing::error!(lease = %self.lease_ended().expect("checked"), "stopping");
+            self.stop();
+        }
+        self.release_when_quiet();
+    }
+
+    /// What a renewal writes into the lease, for `status`.
+    fn lease_content(&self) -> LeaseState {
+        LeaseState {
+            version: String::new(),
+            cursor_seq: self.metrics.cursor.seq,
+            cursor_time: self.metrics.cursor.time,
+            caught_up: self.metrics().incremental_alive,
+            newest_snapshot: self.metrics.last_snapshot,
+        }
+    }
+
+    /// Once stopping and quiet, gives the lease back.
+    fn release_when_quiet(&mut self) {
+        if self.stopping && self.work_is_quiet() {
+            if let Some(lease) = &mut self.lease {
+                lease.release(&mut self.out);
+            }
+        }
     }
 
     /// The next command to execute.
+    #[must_use]
     pub fn poll_command(&mut self) -> Option<Command> {
-        if !self.stopping {
-            self.retention.poll(&mut self.out);
+        loop {
+            if !self.stopping && self.working() {
+                self.retention.poll(&mut self.out);
+            }
+            let command = self.out.pop_front()?;
+            let held_back = self
+                .lease
+                .as_ref()
+                .filter(|_| command.needs_lease())
+                .and_then(|lease| lease.may_write(self.now).err());
+            match held_back {
+                None => return Some(command),
+                Some(failure) => {
+                    let answer = command.failed(failure).expect("a write expects an answer");
+                    self.handle_input(answer, self.now);
+                }
+            }
         }
-        self.out.pop_front()
     }
 
     /// Stops taking new work. Work in flight still reports back, and the
@@ -281,10 +379,16 @@ impl Backup {
         self.snapshots.stop(&mut self.out);
         self.incremental.stop();
         self.retention.stop();
+        self.release_when_quiet();
     }
 
-    /// Nothing is in flight: after [`Backup::stop`], the driver may exit.
+    /// Nothing is in flight, and the lease is given back: after
+    /// [`Backup::stop`], the driver may exit.
     pub fn is_quiet(&self) -> bool {
+        self.work_is_quiet() && self.lease.as_ref().is_none_or(LeaseMachine::is_quiet)
+    }
+
+    fn work_is_quiet(&self) -> bool {
         self.incremental.is_quiet()
             && self.snapshots.is_quiet()
             && self.destination.is_quiet()

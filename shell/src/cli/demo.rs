@@ -11,7 +11,6 @@ use clap::Args;
 use jobvault::clock;
 use jobvault::daemon::Daemon;
 use jobvault::db::JobDb;
-use jobvault::lease::LeaseGate;
 use jobvault::metrics::UploadTimes;
 use jobvault::restore::{RestoreOptions, restore};
 use jobvault::sample;
@@ -90,7 +89,7 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
         grace: Duration::from_secs(10),
         upload_times: UploadTimes::new(),
         // The demo's directory is its own: no other daemon writes it.
-        lease: LeaseGate::alone(),
+        lease: None,
     };
     let (stop_daemon, stopped) = oneshot::channel::<()>();
     let (metrics, _) = watch::channel(Metrics::default());

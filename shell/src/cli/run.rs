@@ -12,13 +12,14 @@ use jobvault::control::{AddressFile, BackupDesk, address_file};
 use jobvault::daemon::Daemon;
 use jobvault::db::JobDb;
 use jobvault::db_lock::{DbLock, LockHolder};
-use jobvault::lease::{self, LeaseKeeper};
+use jobvault::lease;
 use jobvault::leftovers;
 use jobvault::metrics::{self, UploadTimes};
 use jobvault::store::Store;
 use jobvault::triggers::TriggerDir;
+use jobvault_core::lease::{LEASE_OBJECT, LeaseEnded, LeaseMachine};
 use jobvault_core::{Config, Metrics};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, watch};
 use tracing::{error, info, warn};
 
 use super::backup::parse_name;
@@ -82,8 +83,9 @@ fn remove_dead_copies() {
 }
 
 /// Starts in an order where a failure leaves nothing behind: the database
-/// opened and locked, the trigger directory made, the metrics listener bound,
-/// all before the lease is taken; a failure after it gives the lease back.
+/// opened and locked, the trigger directory made, the metrics listener bound
+/// and the address file written, all before the core takes the lease; the
+/// core gives it back at a stop.
 pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let db_path = args.db.db;
     let mut db = JobDb::open(&db_path)?;
@@ -132,24 +134,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         // The bucket may come back; the lease is taken once it does.
         error!(error = %e, "the bucket cannot be reached; waiting for it");
     }
-    // Before the address file: a daemon refused the lease must not take
-    // `jobvault backup`'s requests from the one that holds it.
-    let (lease_gate, keeper) = LeaseKeeper::start(
-        store.clone(),
-        me,
-        args.interval,
-        args.takeover,
-        metrics_tx.subscribe(),
-    )
-    .await?;
-    let _address = match AddressFile::write(&canonical, metrics_addr) {
-        Ok(address) => address,
-        Err(e) => {
-            keeper.release().await;
-            return Err(e)
-                .with_context(|| format!("cannot write {}", address_file(&canonical).display()));
-        }
-    };
+    let _address = AddressFile::write(&canonical, metrics_addr)
+        .with_context(|| format!("cannot write {}", address_file(&canonical).display()))?;
     info!(
         db = %db_path.display(),
         bucket = %store.url(),
@@ -158,6 +144,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         metrics = %format!("http://{metrics_addr}/metrics"),
         "jobvault running"
     );
+    let lease_location = store.location(LEASE_OBJECT);
     let daemon = Daemon {
         db_path,
         db,
@@ -171,24 +158,16 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         },
         grace: args.grace,
         upload_times,
-        lease: lease_gate,
+        lease: Some(LeaseMachine::new(
+            me,
+            args.interval,
+            args.takeover,
+            env!("CARGO_PKG_VERSION"),
+            jobvault::clock::now(),
+        )),
     };
-    let (lost_tx, lost_rx) = oneshot::channel();
-    let stop = async {
-        tokio::select! {
-            () = stop_signal() => {}
-            lost = keeper.lost() => {
-                error!(error = %lost, "the lease is lost; stopping");
-                let _ = lost_tx.send(lost);
-            }
-        }
-    };
-    daemon.run(metrics_tx, requests, stop).await;
-    match lost_rx.await {
-        Ok(lost) => Err(lost.into()),
-        Err(_) => {
-            keeper.release().await;
-            Ok(ExitCode::SUCCESS)
-        }
+    match daemon.run(metrics_tx, requests, stop_signal()).await {
+        None | Some(LeaseEnded::Released) => Ok(ExitCode::SUCCESS),
+        Some(ended) => anyhow::bail!("{lease_location} {ended}"),
     }
 }

@@ -24,6 +24,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::timestamp::Timestamp;
 
+mod machine;
+
+pub use machine::{FoundLease, LeaseEnded, LeaseMachine};
+
 /// The lease's object name, under the prefix, beside `db-backup/` and
 /// `job-backup/`.
 pub const LEASE_OBJECT: &str = "jobvault-lease.json";

@@ -1,0 +1,684 @@
+//! The lease, kept: taken, renewed, given back, and the write gate, as a
+//! state machine in the shape of [`crate::Backup`].
+//!
+//! This used to live in the shell (`shell/src/lease.rs`): its take retry,
+//! its gate, its renewal deadline and its failure kinds ran on tokio timers
+//! the simulator never saw, so "two writers on one prefix" (what the lease
+//! is for) had never been tried by it. Now the machine decides and the
+//! driver carries out three commands, each answered with its input:
+//! [`Command::ReadLease`], [`Command::WriteLease`] (always with a generation
+//! precondition) and [`Command::DeleteLease`].
+//!
+//! Taking: read the lease, decide ([`decide_take`]), write it on the
+//! generation read; a write that loses a race reads again at once; store
+//! trouble is retried after a doubling, jittered wait (1 s to 1 min). A
+//! lease someone else holds ends the machine ([`LeaseEnded::Refused`]).
+//! Holding: renew every period with the daemon's state; a renewal refused by
+//! its precondition reads the lease again and goes on only if it still names
+//! us (the refused write had landed, its answer lost); otherwise, or if the
+//! lease is gone, the lease is lost ([`LeaseEnded::Lost`]). The gate is open
+//! from the sending of the last renewal that got through until half the
+//! expiry later, by the local clock: another daemon may take the lease at
+//! the expiry, by its own clock, so hosts must agree on the time within the
+//! other half (`check` holds each to 5 s of the store's). A clock that reads
+//! earlier than that sending stepped back: the gate closes and a renewal
+//! goes at once. Releasing: once the daemon is quiet, delete the lease at
+//! its generation.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use tracing::{info, warn};
+
+use super::{Held, Holder, Lease, LeaseState, Take, decide_take, renewal, still_ours};
+use crate::machine::{Command, Failure, FailureKind};
+use crate::timestamp::Timestamp;
+
+/// The first wait after a failed take; it doubles to [`LONGEST_TAKE_WAIT`].
+const FIRST_TAKE_WAIT: Duration = Duration::from_secs(1);
+const LONGEST_TAKE_WAIT: Duration = Duration::from_secs(60);
+
+/// The lease as the store holds it, and whether its holder's process runs,
+/// as far as this machine can tell (`None`: another machine, or no lease).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FoundLease {
+    pub lease: Option<(Lease, i64)>,
+    pub holder_runs: Option<bool>,
+}
+
+/// How the lease ended for this daemon.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LeaseEnded {
+    /// Given back at a graceful stop.
+    Released,
+    /// Someone else holds it: the daemon must not run.
+    Refused(Held),
+    /// Taken over by `Some` holder, or removed by someone: stop.
+    Lost(Option<Holder>),
+    /// The lease cannot be taken as it is: the object is not a lease, or
+    /// the store rejects the request (retrying would not help).
+    Unusable(String),
+}
+
+/// Reads after the lease object's location: "gs://b/jobvault-lease.json
+/// is held by ...".
+impl std::fmt::Display for LeaseEnded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LeaseEnded::Released => f.write_str("was given back"),
+            LeaseEnded::Refused(held) => write!(f, "is {held}"),
+            LeaseEnded::Lost(Some(by)) => write!(
+                f,
+                "was taken over by jobvault on host {} (pid {}); stopping",
+                by.host, by.pid
+            ),
+            LeaseEnded::Lost(None) => f.write_str("was removed by someone else; stopping"),
+            LeaseEnded::Unusable(why) => write!(f, "cannot be taken: {why}"),
+        }
+    }
+}
+
+#[derive(Debug)]
+enum State {
+    /// Not held: a read is due at the time, or in flight, or a write.
+    Taking {
+        step: TakeStep,
+        failures: u32,
+        /// Why writes wait, once a try failed.
+        waiting: Option<Failure>,
+    },
+    Held {
+        lease: Lease,
+        generation: i64,
+        /// When the last write that got through was sent (local time).
+        sent: Timestamp,
+        next_renewal: Timestamp,
+        step: HeldStep,
+    },
+    /// The delete is in flight.
+    Releasing,
+    Ended(LeaseEnded),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TakeStep {
+    Due(Timestamp),
+    Reading,
+    Writing { sent: Timestamp },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum HeldStep {
+    Idle,
+    Renewing { sent: Timestamp },
+    /// A renewal was refused by its precondition: is the lease still ours?
+    Rereading,
+}
+
+/// One daemon's lease on its bucket prefix.
+#[derive(Debug)]
+pub struct LeaseMachine {
+    me: Holder,
+    takeover: bool,
+    every: Duration,
+    expiry: Duration,
+    version: String,
+    state: State,
+    /// Give the lease back once nothing is in flight.
+    releasing: bool,
+}
+
+impl LeaseMachine {
+    /// A lease for `me`, renewed as `interval` asks ([`renewal`]), taken
+    /// over from a live holder with `takeover`; `version` is written into
+    /// it. The first read is due at `now`.
+    pub fn new(
+        me: Holder,
+        interval: Duration,
+        takeover: bool,
+        version: &str,
+        now: Timestamp,
+    ) -> Self {
+        let (every, expiry) = renewal(interval);
+        LeaseMachine {
+            me,
+            takeover,
+            every,
+            expiry,
+            version: version.to_owned(),
+            state: State::Taking {
+                step: TakeStep::Due(now),
+                failures: 0,
+                waiting: None,
+            },
+            releasing: false,
+        }
+    }
+
+    pub fn is_held(&self) -> bool {
+        matches!(self.state, State::Held { .. })
+    }
+
+    pub fn ended(&self) -> Option<&LeaseEnded> {
+        match &self.state {
+            State::Ended(ended) => Some(ended),
+            _ => None,
+        }
+    }
+
+    /// Nothing in flight, and nothing more to do once stopping.
+    pub fn is_quiet(&self) -> bool {
+        matches!(self.state, State::Ended(_))
+    }
+
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Timestamp> {
+        match &self.state {
+            State::Taking {
+                step: TakeStep::Due(at),
+                ..
+            } => Some(*at),
+            State::Held {
+                next_renewal,
+                step: HeldStep::Idle,
+                ..
+            } => Some(*next_renewal),
+            _ => None,
+        }
+    }
+
+    /// Whether the daemon may write to the store at `now`, or why not.
+    pub fn may_write(&self, now: Timestamp) -> Result<(), Failure> {
+        match &self.state {
+            State::Held { sent, .. } if *sent <= now && now < *sent + self.expiry / 2 => Ok(()),
+            State::Held { sent, .. } => Err(Failure::new(
+                FailureKind::Transient,
+                format!(
+                    "not written: the lease could not be renewed for {} s",
+                    now.duration_since(*sent).as_secs()
+                ),
+            )),
+            State::Taking { waiting, .. } => {
+                let kind = waiting
+                    .as_ref()
+                    .map_or(FailureKind::Transient, |w| match w.kind {
+                        kind if kind.is_refusal() => kind,
+                        _ => FailureKind::Transient,
+                    });
+                let why = waiting.as_ref().map_or_else(String::new, |w| format!(" ({w})"));
+                Err(Failure::new(
+                    kind,
+                    format!("not written: jobvault does not hold the lease yet{why}"),
+                ))
+            }
+            State::Releasing | State::Ended(_) => Err(Failure::new(
+                FailureKind::Conflict,
+                "not written: jobvault no longer holds the lease",
+            )),
+        }
+    }
+
+    /// Runs what is due at `now`; `content` is what a renewal writes.
+    pub fn handle_timeout(&mut self, now: Timestamp, content: LeaseState, out: &mut VecDeque<Command>) {
+        match &mut self.state {
+            State::Taking { step, .. } => {
+                if let TakeStep::Due(at) = *step
+                    && now >= at
+                {
+                    *step = TakeStep::Reading;
+                    out.push_back(Command::ReadLease);
+                }
+            }
+            State::Held {
+                lease,
+                generation,
+                sent,
+                next_renewal,
+                step,
+            } => {
+                // A clock stepped back makes the last sending look future:
+                // renew now rather than after the jump.
+                *next_renewal = (*next_renewal).min(now + self.every);
+                if *step == HeldStep::Idle && (now >= *next_renewal || now < *sent) {
+                    *step = HeldStep::Renewing { sent: now };
+                    let renewed = Lease {
+                        renewed: now,
+                        state: LeaseState {
+                            version: self.version.clone(),
+                            ..content
+                        },
+                        ..lease.clone()
+                    };
+                    out.push_back(Command::WriteLease {
+                        lease: renewed,
+                        if_generation: *generation,
+                    });
+                }
+            }
+            State::Releasing | State::Ended(_) => {}
+        }
+    }
+
+    /// Once the daemon is quiet: give the lease back (or, if it is not
+    /// held, just end).
+    pub fn release(&mut self, out: &mut VecDeque<Command>) {
+        self.releasing = true;
+        self.release_if_idle(out);
+    }
+
+    /// Takes in a [`Command::ReadLease`] answer; whether one was awaited.
+    pub fn on_read(
+        &mut self,
+        now: Timestamp,
+        result: Result<FoundLease, Failure>,
+        out: &mut VecDeque<Command>,
+    ) -> bool {
+        let taking = matches!(
+            self.state,
+            State::Taking {
+                step: TakeStep::Reading,
+                ..
+            }
+        );
+        let rereading = matches!(
+            self.state,
+            State::Held {
+                step: HeldStep::Rereading,
+                ..
+            }
+        );
+        if taking {
+            self.set_take_step(TakeStep::Due(now));
+            match result {
+                _ if self.releasing => self.state = State::Ended(LeaseEnded::Released),
+                Ok(found) => self.decide(now, found, out),
+                Err(failure) => self.take_failed(now, failure),
+            }
+        } else if rereading {
+            self.on_reread(result);
+            self.release_if_idle(out);
+        }
+        taking || rereading
+    }
+
+    /// A renewal was refused by its precondition and the lease read again:
+    /// still ours if it names us (the refused write had landed).
+    fn on_reread(&mut self, result: Result<FoundLease, Failure>) {
+        let State::Held {
+            lease,
+            generation,
+            step,
+            ..
+        } = &mut self.state
+        else {
+            return;
+        };
+        *step = HeldStep::Idle;
+        match result {
+            Ok(FoundLease {
+                lease: Some((current, current_generation)),
+                ..
+            }) if still_ours(Some(&current), &self.me) => {
+                *lease = current;
+                *generation = current_generation;
+            }
+            Ok(found) => {
+                let by = found.lease.map(|(lease, _)| lease.holder);
+                self.state = State::Ended(LeaseEnded::Lost(by));
+            }
+            Err(failure) => {
+                warn!(error = %failure, "cannot read the lease after a refused renewal; retrying");
+            }
+        }
+    }
+
+    /// Takes in a [`Command::WriteLease`] answer; whether one was awaited.
+    pub fn on_written(
+        &mut self,
+        now: Timestamp,
+        result: Result<i64, Failure>,
+        out: &mut VecDeque<Command>,
+    ) -> bool {
+        match self.state {
+            State::Taking {
+                step: TakeStep::Writing { sent },
+                ..
+            } => match result {
+                Ok(generation) => self.took(generation, sent),
+                Err(failure) if failure.kind == FailureKind::Conflict => {
+                    // Someone wrote it since the read: read again now.
+                    self.set_take_step(TakeStep::Reading);
+                    out.push_back(Command::ReadLease);
+                }
+                Err(failure) => self.take_failed(now, failure),
+            },
+            State::Held {
+                step: HeldStep::Renewing { sent },
+                ..
+            } => self.renewed(sent, result, out),
+            _ => return false,
+        }
+        self.release_if_idle(out);
+        true
+    }
+
+    fn renewed(&mut self, sent: Timestamp, result: Result<i64, Failure>, out: &mut VecDeque<Command>) {
+        let State::Held {
+            lease,
+            generation,
+            sent: last_sent,
+            next_renewal,
+            step,
+        } = &mut self.state
+        else {
+            return;
+        };
+        *step = HeldStep::Idle;
+        *next_renewal = sent + self.every;
+        match result {
+            Ok(written) => {
+                *generation = written;
+                *last_sent = sent;
+                lease.renewed = sent;
+            }
+            Err(failure) if failure.kind == FailureKind::Conflict => {
+                *step = HeldStep::Rereading;
+                out.push_back(Command::ReadLease);
+            }
+            Err(failure) => warn!(error = %failure, "renewing the lease failed; retrying"),
+        }
+    }
+
+    pub fn on_deleted(&mut self, result: Result<(), Failure>) -> bool {
+        if !matches!(self.state, State::Releasing) {
+            return false;
+        }
+        if let Err(failure) = result {
+            warn!(error = %failure, "could not give the lease back; it expires by itself");
+        }
+        self.state = State::Ended(LeaseEnded::Released);
+        true
+    }
+
+    fn decide(&mut self, now: Timestamp, found: FoundLease, out: &mut VecDeque<Command>) {
+        let runs_here = found.lease.as_ref().and_then(|(lease, _)| {
+            let holder = &lease.holder;
+            self.me
+                .same_machine(holder)
+                .then(|| !self.me.outlived(holder) && found.holder_runs == Some(true))
+        });
+        let found_lease = found.lease.as_ref().map(|(lease, generation)| (lease, *generation));
+        let generation = match decide_take(found_lease, &self.me, now, runs_here, self.takeover) {
+            Take::Create => 0,
+            Take::Replace { generation, why } => {
+                if let Some((old, _)) = &found.lease {
+                    info!(holder = %format!("{} pid {}", old.holder.host, old.holder.pid), why, "taking over the lease");
+                }
+                generation
+            }
+            Take::Refuse(held) => {
+                self.state = State::Ended(LeaseEnded::Refused(held));
+                return;
+            }
+        };
+        let lease = Lease {
+            holder: self.me.clone(),
+            renewed: now,
+            expiry: self.expiry,
+            state: LeaseState {
+                version: self.version.clone(),
+                ..LeaseState::default()
+            },
+        };
+        self.set_take_step(TakeStep::Writing { sent: now });
+        out.push_back(Command::WriteLease {
+            lease,
+            if_generation: generation,
+        });
+    }
+
+    fn took(&mut self, generation: i64, sent: Timestamp) {
+        info!("took the lease; writing to the store");
+        self.state = State::Held {
+            lease: Lease {
+                holder: self.me.clone(),
+                renewed: sent,
+                expiry: self.expiry,
+                state: LeaseState::default(),
+            },
+            generation,
+            sent,
+            next_renewal: sent + self.every,
+            step: HeldStep::Idle,
+        };
+    }
+
+    /// A read or write of a take failed: try again after a doubling wait,
+    /// jittered by the time (the core draws no random numbers). A request
+    /// the store rejects, or a lease object that is not a lease, ends the
+    /// machine: trying again would not help.
+    fn take_failed(&mut self, now: Timestamp, failure: Failure) {
+        if failure.kind == FailureKind::Rejected {
+            self.state = State::Ended(LeaseEnded::Unusable(failure.message));
+            return;
+        }
+        let State::Taking {
+            step,
+            failures,
+            waiting,
+        } = &mut self.state
+        else {
+            return;
+        };
+        *failures += 1;
+        let wait = FIRST_TAKE_WAIT
+            .saturating_mul(1 << (*failures - 1).min(10))
+            .min(LONGEST_TAKE_WAIT);
+        let jitter = wait.mul_f64((now.unix_nanos().rem_euclid(1000) as f64) / 2000.0);
+        *step = TakeStep::Due(now + wait - jitter);
+        if waiting.as_ref().is_none_or(|w| w.kind != failure.kind) {
+            if failure.kind.is_refusal() {
+                tracing::error!(error = %failure, "the store refuses jobvault's lease: check that the bucket exists and that the service account has roles/storage.objectAdmin on it; nothing is written until then");
+            } else {
+                warn!(error = %failure, "cannot take the lease yet; nothing is written until then");
+            }
+        }
+        *waiting = Some(failure);
+    }
+
+    fn set_take_step(&mut self, to: TakeStep) {
+        if let State::Taking { step, .. } = &mut self.state {
+            *step = to;
+        }
+    }
+
+    fn release_if_idle(&mut self, out: &mut VecDeque<Command>) {
+        if !self.releasing {
+            return;
+        }
+        match &self.state {
+            State::Held {
+                generation,
+                step: HeldStep::Idle,
+                ..
+            } => {
+                out.push_back(Command::DeleteLease {
+                    if_generation: *generation,
+                });
+                self.state = State::Releasing;
+            }
+            State::Taking {
+                step: TakeStep::Due(_),
+                ..
+            } => self.state = State::Ended(LeaseEnded::Released),
+            _ => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(secs: i64) -> Timestamp {
+        Timestamp::from_unix_seconds(1_700_000_000 + secs)
+    }
+
+    fn holder(host: &str, pid: u32) -> Holder {
+        Holder {
+            host: host.to_owned(),
+            machine: format!("machine-{host}"),
+            boot: "boot-1".to_owned(),
+            pid,
+            db: "/var/lib/s/jobs.db".to_owned(),
+            started: at(0),
+        }
+    }
+
+    /// A machine for host `a` with a 10 s interval: renewals every 10 s, an
+    /// expiry of 60 s, so the gate stays open 30 s after a renewal.
+    fn machine() -> (LeaseMachine, VecDeque<Command>) {
+        let lease = LeaseMachine::new(holder("a", 1), Duration::from_secs(10), false, "1.0", at(0));
+        (lease, VecDeque::new())
+    }
+
+    fn step(lease: &mut LeaseMachine, now: Timestamp, out: &mut VecDeque<Command>) -> Vec<Command> {
+        lease.handle_timeout(now, LeaseState::default(), out);
+        out.drain(..).collect()
+    }
+
+    fn found(lease: Option<(Lease, i64)>) -> Result<FoundLease, Failure> {
+        Ok(FoundLease {
+            lease,
+            holder_runs: None,
+        })
+    }
+
+    fn held_by(holder: Holder, renewed: Timestamp) -> Lease {
+        Lease {
+            holder,
+            renewed,
+            expiry: Duration::from_secs(60),
+            state: LeaseState::default(),
+        }
+    }
+
+    /// Takes the lease at `at(0)` at generation 7.
+    fn taken() -> (LeaseMachine, VecDeque<Command>) {
+        let (mut lease, mut out) = machine();
+        assert_eq!(step(&mut lease, at(0), &mut out), [Command::ReadLease]);
+        assert!(lease.on_read(at(0), found(None), &mut out));
+        let Some(Command::WriteLease { if_generation: 0, .. }) = out.pop_front() else {
+            panic!("no lease: created only if still none");
+        };
+        assert!(lease.on_written(at(0), Ok(7), &mut out));
+        assert!(lease.is_held());
+        (lease, out)
+    }
+
+    #[test]
+    fn a_lease_is_taken_renewed_and_given_back() {
+        let (mut lease, mut out) = taken();
+        assert_eq!(lease.may_write(at(1)), Ok(()));
+        assert!(step(&mut lease, at(5), &mut out).is_empty(), "not due yet");
+        let renewal = step(&mut lease, at(10), &mut out);
+        let [Command::WriteLease { lease: written, if_generation: 7 }] = &renewal[..] else {
+            panic!("{renewal:?}");
+        };
+        assert_eq!(written.renewed, at(10));
+        lease.on_written(at(10), Ok(8), &mut out);
+        assert_eq!(lease.may_write(at(39)), Ok(()), "open 30 s after the renewal's sending");
+        lease.release(&mut out);
+        assert_eq!(out.drain(..).collect::<Vec<_>>(), [Command::DeleteLease { if_generation: 8 }]);
+        assert!(lease.may_write(at(40)).is_err());
+        assert!(lease.on_deleted(Ok(())));
+        assert_eq!(lease.ended(), Some(&LeaseEnded::Released));
+    }
+
+    #[test]
+    fn the_gate_closes_half_an_expiry_after_the_last_renewal_that_got_through() {
+        let (mut lease, mut out) = taken();
+        for t in [10, 20] {
+            step(&mut lease, at(t), &mut out);
+            lease.on_written(at(t), Err(Failure::new(FailureKind::Transient, "503")), &mut out);
+        }
+        assert_eq!(lease.may_write(at(29)), Ok(()));
+        let closed = lease.may_write(at(30)).unwrap_err();
+        assert!(closed.message.contains("could not be renewed for 30 s"), "{closed}");
+        // A renewal that gets through opens it again.
+        step(&mut lease, at(30), &mut out);
+        lease.on_written(at(30), Ok(9), &mut out);
+        assert_eq!(lease.may_write(at(31)), Ok(()));
+    }
+
+    #[test]
+    fn a_clock_stepped_back_closes_the_gate_and_renews_at_once() {
+        let (mut lease, mut out) = taken();
+        assert!(lease.may_write(at(-100)).is_err());
+        let renewal = step(&mut lease, at(-100), &mut out);
+        assert!(matches!(renewal[..], [Command::WriteLease { .. }]), "{renewal:?}");
+        lease.on_written(at(-100), Ok(8), &mut out);
+        assert_eq!(lease.may_write(at(-99)), Ok(()));
+    }
+
+    #[test]
+    fn a_refused_renewal_goes_on_only_while_the_lease_names_us() {
+        let (mut lease, mut out) = taken();
+        step(&mut lease, at(10), &mut out);
+        lease.on_written(at(10), Err(Failure::new(FailureKind::Conflict, "412")), &mut out);
+        assert_eq!(out.pop_front(), Some(Command::ReadLease));
+        let ours = held_by(holder("a", 1), at(10));
+        lease.on_read(at(10), found(Some((ours, 9))), &mut out);
+        assert!(lease.is_held());
+        step(&mut lease, at(20), &mut out);
+        lease.on_written(at(20), Err(Failure::new(FailureKind::Conflict, "412")), &mut out);
+        out.clear();
+        let theirs = held_by(holder("b", 2), at(19));
+        lease.on_read(at(20), found(Some((theirs, 10))), &mut out);
+        assert_eq!(lease.ended(), Some(&LeaseEnded::Lost(Some(holder("b", 2)))));
+        assert!(lease.may_write(at(21)).is_err());
+    }
+
+    #[test]
+    fn a_live_holder_refuses_and_a_race_lost_reads_again() {
+        let (mut lease, mut out) = machine();
+        step(&mut lease, at(0), &mut out);
+        lease.on_read(at(0), found(None), &mut out);
+        out.clear();
+        lease.on_written(at(0), Err(Failure::new(FailureKind::Conflict, "412")), &mut out);
+        assert_eq!(out.pop_front(), Some(Command::ReadLease), "lost the race: read again");
+        let theirs = held_by(holder("b", 2), at(0));
+        lease.on_read(at(1), found(Some((theirs, 1))), &mut out);
+        let Some(LeaseEnded::Refused(held)) = lease.ended() else {
+            panic!("{:?}", lease.ended());
+        };
+        assert_eq!(held.holder, holder("b", 2));
+    }
+
+    #[test]
+    fn store_trouble_while_taking_is_retried_later_and_says_why_writes_wait() {
+        let (mut lease, mut out) = machine();
+        step(&mut lease, at(0), &mut out);
+        let refused = Failure::new(FailureKind::Permission, "403 Forbidden");
+        lease.on_read(at(0), Err(refused), &mut out);
+        let waiting = lease.may_write(at(0)).unwrap_err();
+        assert_eq!(waiting.kind, FailureKind::Permission);
+        assert!(waiting.message.contains("403 Forbidden"), "{waiting}");
+        let retry = lease.poll_timeout().unwrap();
+        assert!(retry > at(0) && retry <= at(1), "{retry}");
+        assert_eq!(step(&mut lease, retry, &mut out), [Command::ReadLease]);
+        lease.on_read(retry, Err(Failure::new(FailureKind::Transient, "503")), &mut out);
+        let second = lease.poll_timeout().unwrap();
+        assert!(second.duration_since(retry) > Duration::from_secs(1), "the wait doubles");
+    }
+
+    #[test]
+    fn a_release_while_taking_ends_without_taking() {
+        let (mut lease, mut out) = machine();
+        step(&mut lease, at(0), &mut out);
+        lease.release(&mut out);
+        lease.on_read(at(0), found(None), &mut out);
+        assert!(out.is_empty(), "{out:?}");
+        assert_eq!(lease.ended(), Some(&LeaseEnded::Released));
+    }
+}
