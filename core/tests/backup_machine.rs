@@ -1246,13 +1246,30 @@ fn leased() -> (Harness, Vec<Command>) {
     h.backup = Backup::new(config(), stored_cursor(), h.now)
         .recorded(DestinationId::new(KNOWN))
         .leased(lease);
-    assert_eq!(h.advance(Duration::ZERO), [Command::ReadLease], "only the lease runs");
-    assert_eq!(h.backup.poll_timeout(), None, "nothing to wake for while the read is out");
+    assert_eq!(
+        h.advance(Duration::ZERO),
+        [Command::ReadLease],
+        "only the lease runs"
+    );
+    assert_eq!(
+        h.backup.poll_timeout(),
+        None,
+        "nothing to wake for while the read is out"
+    );
     let read = h.input(Input::LeaseRead(Ok(FoundLease {
         lease: None,
         holder_runs: None,
     })));
-    assert!(matches!(read[..], [Command::WriteLease { if_generation: 0, .. }]), "{read:?}");
+    assert!(
+        matches!(
+            read[..],
+            [Command::WriteLease {
+                if_generation: 0,
+                ..
+            }]
+        ),
+        "{read:?}"
+    );
     assert!(h.input(Input::LeaseWritten(Ok(1))).is_empty());
     let first = h.start();
     assert!(has(&first, &Command::ScanTriggers), "{first:?}");
@@ -1262,7 +1279,11 @@ fn leased() -> (Harness, Vec<Command>) {
 #[test]
 fn a_leased_machine_does_nothing_but_take_the_lease_until_it_holds_it() {
     let (_, first) = leased();
-    assert!(first.iter().any(|c| matches!(c, Command::ReadChanges { .. })));
+    assert!(
+        first
+            .iter()
+            .any(|c| matches!(c, Command::ReadChanges { .. }))
+    );
 }
 
 #[test]
@@ -1272,16 +1293,28 @@ fn writes_wait_for_the_lease_gate_and_a_lost_lease_stops_the_machine() {
     // closed: the upload of a changed job is answered at once, not issued.
     for _ in 0..2 {
         let commands = h.step();
-        assert!(commands.iter().any(|c| matches!(c, Command::WriteLease { .. })), "{commands:?}");
+        assert!(
+            commands
+                .iter()
+                .any(|c| matches!(c, Command::WriteLease { .. })),
+            "{commands:?}"
+        );
         h.input(Input::LeaseWritten(Err(failure("503"))));
     }
     h.advance(Duration::from_secs(10));
     let commands = h.input(batch(vec![version("a", 11)]));
     assert!(uploads(&commands).is_empty(), "{commands:?}");
     assert_eq!(h.backup.metrics().pending_jobs, 1);
-    assert_eq!(h.backup.metrics().upload_errors.job, 1, "answered with the gate's failure");
+    assert_eq!(
+        h.backup.metrics().upload_errors.job,
+        1,
+        "answered with the gate's failure"
+    );
     // The renewal is refused by its precondition: another daemon has it.
-    h.input(Input::LeaseWritten(Err(Failure::new(FailureKind::Conflict, "412"))));
+    h.input(Input::LeaseWritten(Err(Failure::new(
+        FailureKind::Conflict,
+        "412",
+    ))));
     let theirs = Lease {
         holder: Holder {
             host: "b".to_owned(),
@@ -1295,6 +1328,9 @@ fn writes_wait_for_the_lease_gate_and_a_lost_lease_stops_the_machine() {
         lease: Some((theirs, 9)),
         holder_runs: None,
     })));
-    assert!(matches!(h.backup.lease_ended(), Some(LeaseEnded::Lost(Some(_)))));
+    assert!(matches!(
+        h.backup.lease_ended(),
+        Some(LeaseEnded::Lost(Some(_)))
+    ));
     assert_eq!(h.backup.poll_timeout(), None, "stopped");
 }

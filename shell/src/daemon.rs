@@ -268,7 +268,9 @@ impl Executor {
             } => {
                 let executor = self.clone();
                 tokio::spawn(async move {
-                    Input::LeaseWritten(lease::write(&executor.store, &written, if_generation).await)
+                    Input::LeaseWritten(
+                        lease::write(&executor.store, &written, if_generation).await,
+                    )
                 })
             }
             Command::DeleteLease { if_generation } => {

@@ -68,9 +68,13 @@ pub enum FaultKind {
     /// core's read retry decides.
     StoreReadFailure,
     /// The bucket prefix is emptied under the running daemon (deleted and
-    /// recreated, or wiped by hand), its destination marker with it. The
-    /// daemon stops as losing its lease makes it, and is restarted.
+    /// recreated, or wiped by hand), its lease and destination marker with
+    /// it. The daemon finds its lease gone at its next renewal and stops;
+    /// it is restarted.
     BucketWiped,
+    /// A host is cut off from the store for a while: every request of its
+    /// daemon fails, while another daemon may take the lease over.
+    HostCutOff,
     /// The first snapshot a restore of the newest state downloads is
     /// unusable (cut short, a bad CRC), while another remains: the restore
     /// falls back to the next older one.
@@ -133,6 +137,7 @@ impl FaultKind {
             FaultKind::StoreReadFailure => rate(rng, 0.3),
             FaultKind::SnapshotUnusable => rate(rng, 0.5),
             FaultKind::BucketWiped => count(rng, 1),
+            FaultKind::HostCutOff => count(rng, 2),
         }
     }
 }

@@ -8,9 +8,12 @@
 pub mod faults;
 pub mod history;
 pub mod invariants;
+mod lifecycle;
 pub mod node;
+mod operations;
 pub mod restore;
 pub mod rng;
+pub mod settings;
 pub mod simulation;
 pub mod summary;
 pub mod world;

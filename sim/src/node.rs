@@ -1,14 +1,39 @@
-//! jobvault as the simulation runs it: the core and its process, which
-//! crashes, stops and restarts, apart from the world it works on.
+//! jobvault as the simulation runs it: daemons on hosts, each a process
+//! that crashes, stops and restarts, apart from the world it works on.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use jobvault_core::destination::DestinationId;
+use jobvault_core::lease::{Holder, LeaseMachine};
 use jobvault_core::{Backup, Command, Config, Cursor, Timestamp};
 
-/// The running process, if any, and what it has in flight.
-#[derive(Debug, Default)]
+/// Which daemon: an index into the simulation's nodes.
+pub type NodeId = usize;
+
+/// The database's path, as every daemon names it in its lease.
+const DB: &str = "/var/lib/task-scheduler/jobs.db";
+
+/// One daemon's host and its process, if one runs.
+#[derive(Debug)]
 pub struct Node {
+    pub id: NodeId,
+    /// The host's name, also its machine id.
+    pub host: String,
+    /// Its clock minus the database host's, in nanoseconds: 0 on that host.
+    pub skew: i64,
+    /// Store requests from this host fail until then (a partition).
+    pub cut_off_until: Option<Timestamp>,
+    /// Restarted after it exits or crashes, as systemd does; a daemon an
+    /// admin started by hand is not.
+    pub restarts: bool,
+    /// The pid of the process that runs, or ran last.
+    pub pid: u32,
+    pub process: Process,
+}
+
+/// What one process has: its core and what it has in flight.
+#[derive(Debug, Default)]
+pub struct Process {
     pub core: Option<Backup>,
     /// Changes at every start of the core; results of older ones are dropped.
     pub generation: u64,
@@ -22,16 +47,45 @@ pub struct Node {
     pub unanswered: BTreeMap<u64, Command>,
     /// Immediate-backup requests the running core has not answered.
     pub immediate_waiting: BTreeSet<u64>,
-    /// Rewinds of the stored cursor the running core has not reacted to yet:
-    /// the only reason for it to reset its change feed.
+    /// Changes of the stored cursor by someone else (a rewind, or another
+    /// daemon's save) the running core has not reacted to yet: the only
+    /// reasons for it to reset its change feed.
     pub unexplained_rewinds: u64,
     /// The commit watcher has seen a commit and reports it at its next look.
     pub commit_noticed: bool,
 }
 
 impl Node {
-    /// Starts a new process from the durable cursor; nothing of the last
-    /// one's is in flight any more.
+    pub fn new(id: NodeId, host: &str, skew: i64, restarts: bool) -> Self {
+        Node {
+            id,
+            host: host.to_owned(),
+            skew,
+            cut_off_until: None,
+            restarts,
+            pid: 100 * (id as u32 + 1),
+            process: Process::default(),
+        }
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.process.core.is_some()
+    }
+
+    /// The process as its lease names it.
+    pub fn holder(&self) -> Holder {
+        Holder {
+            host: self.host.clone(),
+            machine: self.host.clone(),
+            boot: "boot".to_owned(),
+            pid: self.pid,
+            db: DB.to_owned(),
+            started: Timestamp::UNIX_EPOCH,
+        }
+    }
+
+    /// Starts a new process from the durable cursor, with a lease to take;
+    /// nothing of the last one's is in flight any more.
     pub fn start(
         &mut self,
         config: &Config,
@@ -39,18 +93,23 @@ impl Node {
         recorded: Option<DestinationId>,
         now: Timestamp,
     ) {
-        *self = Node {
-            core: Some(Backup::new(config.clone(), stored, now).recorded(recorded)),
-            generation: self.generation + 1,
-            ..Node::default()
+        self.pid += 1;
+        let lease = LeaseMachine::new(self.holder(), config.interval, false, "sim", now);
+        let core = Backup::new(config.clone(), stored, now)
+            .recorded(recorded)
+            .leased(lease);
+        self.process = Process {
+            core: Some(core),
+            generation: self.process.generation + 1,
+            ..Process::default()
         };
     }
 
     /// The process is gone: whoever waited on it saw the connection drop.
     pub fn exit(&mut self) {
-        *self = Node {
-            generation: self.generation + 1,
-            ..Node::default()
+        self.process = Process {
+            generation: self.process.generation + 1,
+            ..Process::default()
         };
     }
 }

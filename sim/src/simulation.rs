@@ -1,42 +1,40 @@
 //! One simulated day: the core driven through a seeded, faulty world.
 //!
-//! The world runs on true time; the core sees a local clock that may be
-//! stepped by up to five minutes either way (half the restore allowance).
-//! Every command the core emits is executed against the world with a drawn
-//! latency and outcome. At the end of the day the faults stop and the system
-//! is left to quiesce; then a restore from the bucket must equal the database.
+//! The world runs on true time; each daemon sees its host's clock, which
+//! may be stepped by up to five minutes either way (half the restore
+//! allowance), and a second host's clock differs from the first's by up to
+//! [`MAX_HOST_SKEW`]. Every command a core emits is executed against the
+//! world with a drawn latency and outcome (`operations.rs`); daemons start,
+//! crash, stop and are cut off as `lifecycle.rs` decides. At the end of the
+//! day the faults stop and the system is left to quiesce; then a restore
+//! from the bucket must equal the database.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
+use std::collections::{BTreeSet, BinaryHeap};
 use std::hash::{DefaultHasher, Hash, Hasher};
-use std::sync::Arc;
 use std::time::Duration;
 
-use jobvault_core::destination::{DestinationId, DestinationMarker};
-use jobvault_core::machine::{
-    CHANGE_POLL, ChangeBatch, FoundDestination, JobUpload, Pruned, SNAPSHOT_DEADLINE,
-    SnapshotOrder, SnapshotReason,
-};
-use jobvault_core::{Command, Config, Cursor, Failure, FailureKind, Input, JobId, Seq, Timestamp};
+use jobvault_core::machine::{CHANGE_POLL, SNAPSHOT_DEADLINE};
+use jobvault_core::{Command, Config, Failure, FailureKind, Input, JobId, Timestamp};
 
 use crate::faults::{FaultCounts, FaultKind, FaultPlan};
 use crate::history::History;
-use crate::invariants::{Checkers, MAX_CLOCK_ERROR, Observation};
-use crate::node::Node;
-use crate::restore::{ReadFaults, Restored, carry_out_prune, plan_prune, restore};
+use crate::invariants::{Checkers, Observation};
+use crate::node::{Node, NodeId};
+use crate::operations::{Fate, Op, describe_input};
+use crate::restore::{ReadFaults, Restored, restore};
 use crate::rng::Streams;
-use crate::world::{Body, Held, Statement, World};
+use crate::settings::{MAX_HOST_SKEW, Settings, Topology};
+use crate::world::{Statement, World};
 
-const SECOND: Duration = Duration::from_secs(1);
+pub(crate) const SECOND: Duration = Duration::from_secs(1);
 const HOUR: Duration = Duration::from_secs(3600);
-const DAY: Duration = Duration::from_secs(86_400);
+pub(crate) const DAY: Duration = Duration::from_secs(86_400);
 /// How long the system gets to catch up after the faults stop: a snapshot
 /// that hung just before may hold the triggers until its deadline.
 const QUIESCE_LIMIT: Duration = SNAPSHOT_DEADLINE.saturating_add(HOUR);
 /// A day takes well under a million events; many more means a livelock.
 const MAX_EVENTS: u64 = 10_000_000;
-/// How long a stopping jobvault is given before it is killed.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
 /// What one seed did and found.
 #[derive(Debug, Default)]
@@ -51,6 +49,10 @@ pub struct Outcome {
     pub job_uploads: u64,
     pub snapshots: u64,
     pub checks: u64,
+    /// Daemons that ran in the day.
+    pub daemons: u64,
+    /// Times a daemon took the lease over from another process.
+    pub takeovers: u64,
     pub violations: Vec<String>,
     /// A hash of every event and command, in order: equal for equal seeds.
     pub fingerprint: u64,
@@ -68,63 +70,12 @@ pub fn run_with(seed: u64, trace: bool, enabled: &BTreeSet<FaultKind>) -> Outcom
     Simulation::new(seed, trace, enabled).run()
 }
 
-/// The result the world will report for an operation, decided when it starts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Fate {
-    Ok,
-    /// Fails with no effect.
-    Fail(FailureKind, &'static str),
-    /// Reported failed, but the effect happened.
-    Ambiguous,
-    /// Never answers; the effect happened or not (`true`: it did).
-    Hang(bool),
-}
-
-/// An operation in flight in the world.
 #[derive(Debug)]
-enum Op {
-    Scan,
-    WriteTrigger {
-        name: String,
-        attempts: u32,
-    },
-    DeleteTrigger {
-        name: String,
-    },
-    Quarantine {
-        name: String,
-    },
-    Snapshot {
-        order: SnapshotOrder,
-        versions: Arc<BTreeMap<JobId, Held>>,
-        stored: Cursor,
-    },
-    Read {
-        after: Seq,
-        limit: usize,
-    },
-    Upload(JobUpload),
-    Save {
-        expected: Cursor,
-        new: Cursor,
-    },
-    List {
-        prefixes: Vec<String>,
-    },
-    Prune {
-        keep: Duration,
-    },
-    CheckDestination,
-    RecordDestination {
-        id: DestinationId,
-    },
-}
-
-#[derive(Debug)]
-enum Event {
-    /// The core asked to be woken (the token tells stale wake-ups apart).
-    Wake(u64),
+pub(crate) enum Event {
+    /// A core asked to be woken (the token tells stale wake-ups apart).
+    Wake(NodeId, u64),
     Done {
+        node: NodeId,
         generation: u64,
         id: u64,
         op: Box<Op>,
@@ -132,15 +83,17 @@ enum Event {
     },
     /// The driver answers a command that has not answered by its deadline.
     Deadline {
+        node: NodeId,
         generation: u64,
         id: u64,
     },
     /// The commit watcher of this core generation looks, and reports the
     /// commits it noticed.
-    WatcherLooks(u64),
+    WatcherLooks(NodeId, u64),
     /// A report on its way back to the core: the operation already took
     /// effect, and other reports may overtake this one.
     Deliver {
+        node: NodeId,
         generation: u64,
         input: Box<Input>,
     },
@@ -151,8 +104,9 @@ enum Event {
     /// The systemd timer drops a trigger file.
     Timer,
     /// A stopping jobvault that has not exited by now is killed.
-    GraceOver(u64),
-    Restart,
+    GraceOver(NodeId, u64),
+    /// The daemon starts, if it is not running.
+    Restart(NodeId),
     /// A one-off fault of the day's plan.
     Fault(FaultKind),
     TriggerDirBack,
@@ -170,11 +124,12 @@ macro_rules! note {
         }
     };
 }
+pub(crate) use note;
 
-struct Scheduled {
+pub(crate) struct Scheduled {
     at: Timestamp,
     order: u64,
-    event: Event,
+    pub(crate) event: Event,
 }
 
 impl PartialEq for Scheduled {
@@ -194,58 +149,63 @@ impl Ord for Scheduled {
     }
 }
 
-struct Simulation {
-    seed: u64,
-    rng: Streams,
-    plan: FaultPlan,
-    history: History,
-    config: Config,
+pub(crate) struct Simulation {
+    pub(crate) seed: u64,
+    pub(crate) rng: Streams,
+    pub(crate) plan: FaultPlan,
+    pub(crate) history: History,
+    pub(crate) config: Config,
+    pub(crate) topology: Topology,
     /// True time.
-    now: Timestamp,
+    pub(crate) now: Timestamp,
     queue: BinaryHeap<Reverse<Scheduled>>,
     order: u64,
-    world: World,
-    node: Node,
+    pub(crate) world: World,
+    pub(crate) nodes: Vec<Node>,
     /// Ids of operations and requests.
-    next_op: u64,
-    checkers: Checkers,
-    quiescing: bool,
+    pub(crate) next_op: u64,
+    pub(crate) checkers: Checkers,
+    pub(crate) quiescing: bool,
     deadline: Timestamp,
     triggers_dropped: u64,
-    outcome: Outcome,
-    hasher: DefaultHasher,
-    tracing: bool,
+    pub(crate) outcome: Outcome,
+    pub(crate) hasher: DefaultHasher,
+    pub(crate) tracing: bool,
 }
 
 impl Simulation {
     fn new(seed: u64, tracing: bool, enabled: &BTreeSet<FaultKind>) -> Self {
         let mut rng = Streams::new(seed);
-        let plan = FaultPlan::draw(seed, &mut rng.plan, enabled);
-        let concurrency = rng.plan.usize(1..=32);
-        let max_pending = rng.plan.usize(16..=512);
-        let start = Timestamp::from_unix_seconds(1_700_000_000 + rng.plan.i64(0..86_400 * 365));
-        let history = History::draw(crate::rng::stream(seed, "history"), start);
-        let config = Config {
-            concurrency,
-            max_pending,
-            keep: history.keep,
-            ..Config::default()
-        };
-        let calm = plan.is_calm();
+        let settings = Settings::draw(seed, &mut rng.plan, enabled);
+        let calm = settings.plan.is_calm();
         let mut world = World::default();
-        world.store.versioned = history.versioned;
+        world.store.versioned = settings.history.versioned;
+        let skew = |rng: &mut fastrand::Rng| {
+            let max = MAX_HOST_SKEW.as_nanos() as i64;
+            rng.i64(-max..=max)
+        };
+        let mut nodes = vec![Node::new(0, "vm-a", 0, true)];
+        match settings.topology {
+            Topology::One => {}
+            Topology::TwoOnPrefix { .. } => {
+                nodes.push(Node::new(1, "vm-b", skew(&mut rng.lifecycle), true));
+            }
+            Topology::TwoOnHost { .. } => nodes.push(Node::new(1, "vm-a", 0, false)),
+        }
+        let start = settings.start;
         Simulation {
             seed,
             rng,
-            plan,
-            history,
-            checkers: Checkers::new(&config, calm),
-            config,
+            checkers: Checkers::new(&settings.config, calm),
+            plan: settings.plan,
+            history: settings.history,
+            config: settings.config,
+            topology: settings.topology,
             now: start,
             queue: BinaryHeap::new(),
             order: 0,
             world,
-            node: Node::default(),
+            nodes,
             next_op: 0,
             quiescing: false,
             deadline: start + DAY + QUIESCE_LIMIT,
@@ -262,16 +222,17 @@ impl Simulation {
     fn run(mut self) -> Outcome {
         note!(
             self,
-            "seed {} plan {:?} concurrency {} max_pending {} versioning {} keep {:?}",
+            "seed {} plan {:?} topology {:?} concurrency {} max_pending {} versioning {} keep {:?}",
             self.seed,
             self.plan,
+            self.topology,
             self.config.concurrency,
             self.config.max_pending,
             self.history.versioned,
             self.history.keep
         );
         self.schedule_day();
-        self.start_core();
+        self.start_core(0);
         while let Some(Reverse(next)) = self.queue.pop() {
             if next.at > self.deadline {
                 self.violation(format_args!(
@@ -289,10 +250,12 @@ impl Simulation {
             self.outcome.events += 1;
             next.at.hash(&mut self.hasher);
             self.handle(next.event);
-            self.pump();
+            for node in 0..self.nodes.len() {
+                self.pump(node);
+            }
             if self.quiescing && self.is_quiescent() {
                 // A last look at the past, then the newest state.
-                let now = self.local_now();
+                let now = self.world.local(self.now);
                 let faults = self.read_faults();
                 self.history
                     .check(&self.world, now, faults, &mut self.checkers);
@@ -313,11 +276,12 @@ impl Simulation {
         self.outcome
     }
 
-    fn local_now(&self) -> Timestamp {
-        self.world.local(self.now)
+    /// What node `node`'s clock reads now.
+    pub(crate) fn local_now(&self, node: NodeId) -> Timestamp {
+        let local = self.world.local(self.now);
+        Timestamp::from_unix_nanos(local.unix_nanos() + self.nodes[node].skew)
     }
 
-    /// Tells every checker what just happened.
     /// A restore of the newest state, as `jobvault restore` makes it; one
     /// that fails is a violation.
     fn restore_newest(&mut self) -> Option<Restored> {
@@ -325,12 +289,8 @@ impl Simulation {
             unusable: self.plan.rate(FaultKind::SnapshotUnusable),
             ..self.read_faults()
         };
-        let restored = restore(
-            &self.world.store,
-            self.local_now(),
-            faults,
-            &mut self.rng.restore,
-        );
+        let now = self.world.local(self.now);
+        let restored = restore(&self.world.store, now, faults, &mut self.rng.restore);
         match restored {
             Ok(restored) => {
                 for _ in 0..restored.served_decompressed {
@@ -360,13 +320,14 @@ impl Simulation {
         }
     }
 
-    fn count_failed_reads(&mut self, failed: u64) {
+    pub(crate) fn count_failed_reads(&mut self, failed: u64) {
         for _ in 0..failed {
             self.outcome.faults.add(FaultKind::StoreReadFailure);
         }
     }
 
-    fn observe(&mut self, seen: Observation) {
+    /// Tells every checker what just happened.
+    pub(crate) fn observe(&mut self, seen: Observation) {
         self.checkers.observe(seen, &self.world);
     }
 
@@ -379,8 +340,18 @@ impl Simulation {
         }));
     }
 
-    fn after(&mut self, delay: Duration, event: Event) {
+    pub(crate) fn after(&mut self, delay: Duration, event: Event) {
         self.at(self.now + delay, event);
+    }
+
+    /// Every event scheduled, for a crash to sort out what of its own
+    /// lands; [`Simulation::put_queue`] puts back what stays.
+    pub(crate) fn take_queue(&mut self) -> BinaryHeap<Reverse<Scheduled>> {
+        std::mem::take(&mut self.queue)
+    }
+
+    pub(crate) fn put_queue(&mut self, queue: BinaryHeap<Reverse<Scheduled>>) {
+        self.queue = queue;
     }
 
     fn random_time_in_day(&mut self) -> Duration {
@@ -414,119 +385,133 @@ impl Simulation {
                 self.after(start + jitter, Event::Rewrite(recent));
             }
         }
+        if let Topology::TwoOnPrefix { second_start } | Topology::TwoOnHost { second_start } =
+            self.topology
+        {
+            self.after(second_start, Event::Restart(1));
+        }
         self.after(Duration::ZERO, Event::Write);
         self.after(HOUR, Event::HourlyCheck);
         self.after(DAY, Event::EndOfDay);
     }
 
-    fn start_core(&mut self) {
-        let now = self.local_now();
-        note!(self, "start core at cursor {:?}", self.world.db.stored);
-        let db = &self.world.db;
-        self.node
-            .start(&self.config, db.stored, db.destination, now);
-        self.observe(Observation::CoreStarted);
-    }
-
-    /// Executes every command the core has for us and re-arms its wake-up.
-    fn pump(&mut self) {
-        loop {
-            let Some(core) = self.node.core.as_mut() else {
-                return;
-            };
-            match core.poll_command() {
-                Some(command) => self.execute(command),
-                None => break,
-            }
+    /// Executes every command node `node`'s core has for us, exits it once
+    /// it is done, and re-arms its wake-up.
+    fn pump(&mut self, node: NodeId) {
+        while let Some(command) = self.nodes[node]
+            .process
+            .core
+            .as_mut()
+            .and_then(|core| core.poll_command())
+        {
+            self.execute(node, command);
         }
-        let core = self.node.core.as_ref().expect("checked above");
-        if self.node.stopping && core.is_quiet() {
-            note!(self, "core exited after a graceful stop");
-            let unanswered = std::mem::take(&mut self.node.immediate_waiting);
-            self.observe(Observation::Exited {
-                unanswered: &unanswered,
-            });
-            self.node.exit();
-            let delay = Duration::from_millis(self.rng.lifecycle.u64(100..60_000));
-            self.after(delay, Event::Restart);
+        let Some(core) = self.nodes[node].process.core.as_ref() else {
+            return;
+        };
+        let ended = core.lease_ended().cloned();
+        if (self.nodes[node].process.stopping || ended.is_some()) && core.is_quiet() {
+            self.exited(node, ended);
             return;
         }
         if let Some(due) = core.poll_timeout() {
-            let due =
-                Timestamp::from_unix_nanos(due.unix_nanos() - self.world.clock_error).max(self.now);
-            if self.node.wake.is_none_or(|(at, _)| at != due) {
+            let ahead = due.unix_nanos() - self.local_now(node).unix_nanos();
+            let due = self.now + Duration::from_nanos(ahead.max(0) as u64);
+            if self.nodes[node]
+                .process
+                .wake
+                .is_none_or(|(at, _)| at != due)
+            {
                 self.order += 1;
                 let token = self.order;
-                self.node.wake = Some((due, token));
-                self.at(due, Event::Wake(token));
+                self.nodes[node].process.wake = Some((due, token));
+                self.at(due, Event::Wake(node, token));
             }
         }
+    }
+
+    /// Whether node `node` runs the process of `generation`.
+    fn runs(&self, node: NodeId, generation: u64) -> bool {
+        let process = &self.nodes[node].process;
+        process.generation == generation && process.core.is_some()
     }
 
     fn handle(&mut self, event: Event) {
         match event {
-            Event::Wake(token) => {
-                if self.node.wake.is_some_and(|(_, t)| t == token) {
-                    self.node.wake = None;
-                    let now = self.local_now();
-                    if let Some(core) = self.node.core.as_mut() {
+            Event::Wake(node, token) => {
+                let process = &mut self.nodes[node].process;
+                if process.wake.is_some_and(|(_, t)| t == token) {
+                    process.wake = None;
+                    let now = self.local_now(node);
+                    if let Some(core) = self.nodes[node].process.core.as_mut() {
                         core.handle_timeout(now);
                     }
                 }
             }
             Event::Done {
+                node,
                 generation,
                 id,
                 op,
                 fate,
             } => {
-                if generation == self.node.generation
-                    && self.node.core.is_some()
-                    && self.node.unanswered.remove(&id).is_some()
+                if self.runs(node, generation)
+                    && self.nodes[node].process.unanswered.remove(&id).is_some()
                 {
                     if matches!(*op, Op::Upload(_)) {
-                        self.node.uploads_in_flight -= 1;
+                        self.nodes[node].process.uploads_in_flight -= 1;
                     }
-                    let input = self.complete(*op, fate);
+                    let input = self.complete(node, *op, fate);
                     // Most reports arrive at once; some linger on the way
                     // (a busy channel, a descheduled thread).
                     if self.rng.delivery.u8(0..4) == 0 {
                         let lag = Duration::from_micros(self.rng.delivery.u64(1..20_000));
+                        let input = Box::new(input);
                         self.after(
                             lag,
                             Event::Deliver {
+                                node,
                                 generation,
-                                input: Box::new(input),
+                                input,
                             },
                         );
                     } else {
-                        self.deliver(input);
+                        self.deliver(node, input);
                     }
                 }
             }
-            Event::Deadline { generation, id } => {
-                if generation == self.node.generation
-                    && let Some(command) = self.node.unanswered.remove(&id)
+            Event::Deadline {
+                node,
+                generation,
+                id,
+            } => {
+                let process = &mut self.nodes[node].process;
+                if process.generation == generation
+                    && let Some(command) = process.unanswered.remove(&id)
                 {
                     if matches!(command, Command::UploadJob(_)) {
-                        self.node.uploads_in_flight -= 1;
+                        process.uploads_in_flight -= 1;
                     }
                     let failure = Failure::new(FailureKind::Timeout, "no answer by the deadline");
                     let input = command
                         .failed(failure)
                         .expect("answered commands have deadlines");
-                    self.deliver(input);
+                    self.deliver(node, input);
                 }
             }
-            Event::Deliver { generation, input } => {
-                if generation == self.node.generation && self.node.core.is_some() {
-                    self.deliver(*input);
+            Event::Deliver {
+                node,
+                generation,
+                input,
+            } => {
+                if self.runs(node, generation) {
+                    self.deliver(node, *input);
                 }
             }
-            Event::WatcherLooks(generation) => {
-                if generation == self.node.generation && self.node.core.is_some() {
-                    self.node.commit_noticed = false;
-                    self.deliver(Input::DatabaseChanged);
+            Event::WatcherLooks(node, generation) => {
+                if self.runs(node, generation) {
+                    self.nodes[node].process.commit_noticed = false;
+                    self.deliver(node, Input::DatabaseChanged);
                 }
             }
             Event::Write => self.write_job(),
@@ -539,7 +524,7 @@ impl Simulation {
                 if let Some(restored) = self.restore_newest() {
                     self.observe(Observation::Restored(&restored));
                 }
-                let now = self.local_now();
+                let now = self.world.local(self.now);
                 let faults = self.read_faults();
                 self.history
                     .check(&self.world, now, faults, &mut self.checkers);
@@ -547,132 +532,39 @@ impl Simulation {
                     self.after(HOUR, Event::HourlyCheck);
                 }
             }
-            Event::EndOfDay => {
-                note!(self, "end of day: faults stop");
-                self.quiescing = true;
-                self.plan.calm();
-                self.world.outage_until = None;
-                self.world.refusing_until = None;
-                self.world.dir.exists = true;
-                if self.node.core.is_none() {
-                    self.after(SECOND, Event::Restart);
+            Event::EndOfDay => self.end_of_day(),
+            Event::GraceOver(node, generation) => {
+                if self.runs(node, generation) && self.nodes[node].process.stopping {
+                    self.crash(node, FaultKind::Shutdown);
                 }
             }
-            Event::GraceOver(generation) => {
-                if generation == self.node.generation
-                    && self.node.core.is_some()
-                    && self.node.stopping
-                {
-                    self.crash(FaultKind::Shutdown);
-                }
-            }
-            Event::Restart => {
-                if self.node.core.is_none() {
-                    self.start_core();
+            Event::Restart(node) => {
+                if !self.nodes[node].is_running() {
+                    self.start_core(node);
                 }
             }
         }
     }
 
-    /// `jobvault backup` asks the running core for a snapshot.
-    fn request_immediate(&mut self) {
-        let now = self.local_now();
-        if let Some(core) = self.node.core.as_mut() {
-            let id = self.next_op;
-            self.next_op += 1;
-            self.node.immediate_waiting.insert(id);
-            let name = "task-scheduler".to_owned();
-            core.handle_input(Input::ImmediateBackupRequested { id, name }, now);
+    fn end_of_day(&mut self) {
+        note!(self, "end of day: faults stop");
+        self.quiescing = true;
+        self.plan.calm();
+        self.world.outage_until = None;
+        self.world.refusing_until = None;
+        self.world.dir.exists = true;
+        for node in 0..self.nodes.len() {
+            self.nodes[node].cut_off_until = None;
+            if self.nodes[node].restarts && !self.nodes[node].is_running() {
+                self.after(SECOND, Event::Restart(node));
+            }
         }
     }
 
-    /// Injects a one-off fault.
-    fn inject(&mut self, kind: FaultKind) {
-        match kind {
-            FaultKind::Crash => self.crash(FaultKind::Crash),
-            FaultKind::Shutdown => {
-                if self.node.core.is_some() && !self.node.stopping {
-                    self.outcome.faults.add(FaultKind::Shutdown);
-                    // An operator takes a last backup or two as they stop
-                    // the service: requests still waiting at the stop.
-                    for _ in 0..self.rng.lifecycle.u8(0..3) {
-                        self.request_immediate();
-                    }
-                    note!(self, "graceful stop requested");
-                    self.node.core.as_mut().expect("checked").stop();
-                    self.node.stopping = true;
-                    self.after(SHUTDOWN_GRACE, Event::GraceOver(self.node.generation));
-                }
-            }
-            FaultKind::ClockStep => {
-                self.outcome.faults.add(FaultKind::ClockStep);
-                let max = MAX_CLOCK_ERROR.as_nanos() as i64;
-                self.world.clock_error = self.rng.lifecycle.i64(-max..=max);
-                note!(self, "local clock error now {} ns", self.world.clock_error);
-                self.node.wake = None;
-            }
-            FaultKind::FeedReset => {
-                if self.world.db.stored.seq > 0 {
-                    self.outcome.faults.add(FaultKind::FeedReset);
-                    let stored = self.world.db.stored;
-                    self.world.db.stored = Cursor {
-                        seq: self.rng.lifecycle.u64(0..stored.seq),
-                        time: stored.time - Duration::from_secs(self.rng.lifecycle.u64(0..3600)),
-                    };
-                    if self.node.core.is_some() {
-                        self.node.unexplained_rewinds += 1;
-                    }
-                    note!(self, "cursor rewound to {:?}", self.world.db.stored);
-                    self.commit_seen();
-                }
-            }
-            FaultKind::MalformedTrigger => {
-                self.outcome.faults.add(FaultKind::MalformedTrigger);
-                let n = self.rng.workload.u32(..);
-                let modified = self.local_now();
-                self.world
-                    .dir
-                    .files
-                    .insert(format!("bad-{n}"), (modified, b"not a number".to_vec()));
-                self.world
-                    .dir
-                    .files
-                    .insert(format!(".editor-{n}.swp"), (modified, b"junk".to_vec()));
-            }
-            FaultKind::TriggerDirLost => {
-                self.outcome.faults.add(FaultKind::TriggerDirLost);
-                self.world.dir.exists = false;
-                let back = Duration::from_secs(self.rng.lifecycle.u64(60..3600));
-                self.after(back, Event::TriggerDirBack);
-            }
-            FaultKind::StoreOutage => {
-                let length = Duration::from_secs(self.rng.lifecycle.u64(60..1800));
-                note!(self, "store outage for {length:?}");
-                self.world.outage_until = Some(self.now + length);
-            }
-            FaultKind::BucketWiped => {
-                note!(self, "the bucket is wiped");
-                self.world.store.wipe();
-                self.history.restart(None);
-                // The daemon's next lease renewal finds its lease gone, and
-                // it stops; systemd starts it again.
-                self.crash(FaultKind::BucketWiped);
-            }
-            FaultKind::StoreRefusing => {
-                let length = Duration::from_secs(self.rng.lifecycle.u64(600..7200));
-                note!(self, "the store refuses jobvault for {length:?}");
-                self.world.refusing_until = Some(self.now + length);
-            }
-            // `FaultPlan::one_offs` yields only counts; a rate is applied
-            // where the operations it hits are carried out.
-            rate => unreachable!("{rate:?} is a rate, applied to each operation it can hit"),
-        }
-    }
-
-    fn deliver(&mut self, input: Input) {
-        note!(self, "input {}", describe_input(&input));
-        let now = self.local_now();
-        let Some(core) = self.node.core.as_mut() else {
+    pub(crate) fn deliver(&mut self, node: NodeId, input: Input) {
+        note!(self, "node {node} input {}", describe_input(&input));
+        let now = self.local_now(node);
+        let Some(core) = self.nodes[node].process.core.as_mut() else {
             return;
         };
         let resets_before = core.metrics().feed_resets_since_snapshot;
@@ -682,9 +574,10 @@ impl Simulation {
             unexpected: metrics.unexpected_reports,
         });
         if metrics.feed_resets_since_snapshot > resets_before {
-            let explained = self.node.unexplained_rewinds > 0;
+            let process = &mut self.nodes[node].process;
+            let explained = process.unexplained_rewinds > 0;
+            process.unexplained_rewinds = process.unexplained_rewinds.saturating_sub(1);
             self.observe(Observation::FeedReset { explained });
-            self.node.unexplained_rewinds = self.node.unexplained_rewinds.saturating_sub(1);
         }
     }
 
@@ -733,27 +626,31 @@ impl Simulation {
     }
 
     fn run_statement(&mut self, statement: Statement, id: JobId) {
-        let modified = self.local_now();
+        let modified = self.world.local(self.now);
         if self.world.db.run(statement, id.clone(), modified, self.now) {
             note!(self, "{statement:?} {id}");
             self.commit_seen();
         }
     }
 
-    /// Something committed to the database: the running core's watcher
+    /// Something committed to the database: each running core's watcher
     /// reports it at its next look, unless it misses it.
-    fn commit_seen(&mut self) {
-        if self.node.core.is_none() || self.node.commit_noticed {
-            return;
+    pub(crate) fn commit_seen(&mut self) {
+        for node in 0..self.nodes.len() {
+            let process = &self.nodes[node].process;
+            if process.core.is_none() || process.commit_noticed {
+                continue;
+            }
+            if self.rng.watch.f64() < self.plan.rate(FaultKind::MissedCommit) {
+                self.outcome.faults.add(FaultKind::MissedCommit);
+                continue;
+            }
+            self.nodes[node].process.commit_noticed = true;
+            let look =
+                Duration::from_micros(self.rng.watch.u64(1..=CHANGE_POLL.as_micros() as u64));
+            let generation = self.nodes[node].process.generation;
+            self.after(look, Event::WatcherLooks(node, generation));
         }
-        if self.rng.watch.f64() < self.plan.rate(FaultKind::MissedCommit) {
-            self.outcome.faults.add(FaultKind::MissedCommit);
-            return;
-        }
-        self.node.commit_noticed = true;
-        let look = Duration::from_micros(self.rng.watch.u64(1..=CHANGE_POLL.as_micros() as u64));
-        let generation = self.node.generation;
-        self.after(look, Event::WatcherLooks(generation));
     }
 
     fn drop_trigger(&mut self) {
@@ -762,496 +659,42 @@ impl Simulation {
         }
         self.triggers_dropped += 1;
         let name = format!("db-backup-{}", self.triggers_dropped);
-        let modified = self.local_now();
+        let modified = self.world.local(self.now);
         note!(self, "timer drops trigger {name}");
         self.world.dir.files.insert(name, (modified, Vec::new()));
     }
 
-    /// Kills jobvault: each operation in flight either takes effect now or
-    /// never, and nothing reports back.
-    fn crash(&mut self, kind: FaultKind) {
-        if self.node.core.is_none() {
-            return;
-        }
-        self.outcome.faults.add(kind);
-        note!(self, "jobvault killed");
-        let generation = self.node.generation;
-        let mut kept = BinaryHeap::new();
-        // In time order, so that which work lands does not depend on how the
-        // heap happens to lay out its entries.
-        for Reverse(scheduled) in std::mem::take(&mut self.queue)
-            .into_sorted_vec()
-            .into_iter()
-            .rev()
-        {
-            match scheduled.event {
-                Event::Done {
-                    generation: g,
-                    op,
-                    fate,
-                    ..
-                } if g == generation => {
-                    if !matches!(fate, Fate::Fail(..)) && self.rng.lifecycle.bool() {
-                        self.complete(*op, Fate::Ok);
-                    }
-                }
-                _ => kept.push(Reverse(scheduled)),
-            }
-        }
-        self.queue = kept;
-        self.node.exit();
-        let delay = Duration::from_millis(self.rng.lifecycle.u64(1_000..120_000));
-        self.after(delay, Event::Restart);
-    }
-
+    /// Quiet at the end of the day: one daemon holds the lease, is caught up
+    /// with a database whose cursor speaks for the bucket, and every trigger
+    /// is served.
     fn is_quiescent(&self) -> bool {
-        let Some(core) = &self.node.core else {
-            return false;
-        };
-        !self.node.stopping
-            && self.node.uploads_in_flight == 0
-            && core.metrics().pending_jobs == 0
-            && self.world.db.stored.seq == self.world.db.counter
-            && core.stored_cursor() == self.world.db.stored
-            && self.world.dir.unserved().next().is_none()
+        let holder = self
+            .world
+            .store
+            .lease
+            .as_ref()
+            .map(|(lease, _)| &lease.holder);
+        self.nodes.iter().any(|node| {
+            let process = &node.process;
+            let Some(core) = &process.core else {
+                return false;
+            };
+            !process.stopping
+                && holder == Some(&node.holder())
+                && process.uploads_in_flight == 0
+                && core.metrics().pending_jobs == 0
+                && self.world.db.stored.seq == self.world.db.counter
+                && core.stored_cursor() == self.world.db.stored
+        }) && self.world.dir.unserved().next().is_none()
             && self.world.vouched().is_some()
     }
 
-    fn store_fate(&mut self) -> Fate {
-        if self.world.refusing(self.now) {
-            self.outcome.faults.add(FaultKind::StoreRefusing);
-            return Fate::Fail(
-                FailureKind::Permission,
-                "403 Forbidden: jobvault@project.iam.gserviceaccount.com does not have storage.objects.create access",
-            );
-        }
-        if self
-            .world
-            .outage_until
-            .is_some_and(|until| self.now < until)
-        {
-            self.outcome.faults.add(FaultKind::StoreOutage);
-            return Fate::Fail(FailureKind::Transient, "503 Service Unavailable (outage)");
-        }
-        let draw = self.rng.fate.f64();
-        let transient = self.plan.rate(FaultKind::StoreTransient);
-        let throttled = transient + self.plan.rate(FaultKind::StoreThrottled);
-        let ambiguous = throttled + self.plan.rate(FaultKind::StoreAmbiguous);
-        if draw < transient {
-            self.outcome.faults.add(FaultKind::StoreTransient);
-            Fate::Fail(FailureKind::Transient, "503 Service Unavailable")
-        } else if draw < throttled {
-            self.outcome.faults.add(FaultKind::StoreThrottled);
-            Fate::Fail(FailureKind::Transient, "429 Too Many Requests")
-        } else if draw < ambiguous {
-            self.outcome.faults.add(FaultKind::StoreAmbiguous);
-            Fate::Ambiguous
-        } else if draw < ambiguous + self.plan.rate(FaultKind::Hang) {
-            self.outcome.faults.add(FaultKind::Hang);
-            Fate::Hang(self.rng.fate.bool())
-        } else {
-            Fate::Ok
-        }
-    }
-
-    /// The fate of a database or trigger directory operation: it fails as
-    /// `kind` at that kind's rate, or hangs, with no effect (a statement that
-    /// never got its lock).
-    fn rate_fate(&mut self, kind: FaultKind, why: &'static str) -> Fate {
-        let draw = self.rng.fate.f64();
-        let rate = self.plan.rate(kind);
-        if draw < rate {
-            self.outcome.faults.add(kind);
-            Fate::Fail(FailureKind::Transient, why)
-        } else if draw < rate + self.plan.rate(FaultKind::Hang) {
-            self.outcome.faults.add(FaultKind::Hang);
-            Fate::Hang(false)
-        } else {
-            Fate::Ok
-        }
-    }
-
-    fn dir_fate(&mut self) -> Fate {
-        if !self.world.dir.exists {
-            return Fate::Fail(
-                FailureKind::NotFound,
-                "trigger directory: No such file or directory",
-            );
-        }
-        self.rate_fate(
-            FaultKind::TriggerDir,
-            "trigger directory: Input/output error",
-        )
-    }
-
-    fn store_latency(&mut self) -> Duration {
-        let base = self.plan.store_latency;
-        if self.rng.latency.u8(0..50) == 0 {
-            base * self.rng.latency.u32(10..100)
-        } else {
-            base.mul_f64(0.5 + self.rng.latency.f64())
-        }
-    }
-
-    fn execute(&mut self, command: Command) {
-        hash_command(&mut self.hasher, &command);
-        note!(self, "command {}", describe_command(&command));
-        let db_latency = Duration::from_micros(self.rng.latency.u64(200..5_000));
-        let (deadline, answered) = (command.deadline(), command.clone());
-        let (op, fate, latency) = match command {
-            Command::ScanTriggers => (Op::Scan, self.dir_fate(), db_latency),
-            Command::WriteTriggerAttempts { name, attempts } => (
-                Op::WriteTrigger { name, attempts },
-                self.dir_fate(),
-                db_latency,
-            ),
-            Command::DeleteTrigger { name } => {
-                (Op::DeleteTrigger { name }, self.dir_fate(), db_latency)
-            }
-            Command::QuarantineTrigger { name, .. } => {
-                (Op::Quarantine { name }, self.dir_fate(), db_latency)
-            }
-            Command::TakeSnapshot(order) => {
-                if let SnapshotReason::Trigger { name, .. } = &order.reason {
-                    self.checkers
-                        .observe(Observation::TriggerAttempt { trigger: name }, &self.world);
-                }
-                let versions = Arc::new(self.world.db.versions());
-                let latency = Duration::from_millis(self.rng.latency.u64(500..30_000));
-                let fate = self.store_fate();
-                let stored = self.world.db.stored;
-                let op = Op::Snapshot {
-                    order,
-                    versions,
-                    stored,
-                };
-                (op, fate, latency)
-            }
-            Command::ReadChanges { after, limit } => {
-                let (local, true_time) = (self.local_now(), self.now);
-                self.observe(Observation::FeedRead { local, true_time });
-                let fate = self.rate_fate(FaultKind::DbRead, "database is locked");
-                (Op::Read { after, limit }, fate, db_latency)
-            }
-            Command::UploadJob(upload) => {
-                self.node.uploads_in_flight += 1;
-                let core = self.node.core.as_ref();
-                let pending = core
-                    .expect("commands come from a running core")
-                    .metrics()
-                    .pending_jobs;
-                self.observe(Observation::UploadStarted {
-                    object: &upload.object,
-                    true_time: self.now,
-                    in_flight: self.node.uploads_in_flight,
-                    pending: pending as usize,
-                });
-                let latency = self.store_latency();
-                (Op::Upload(upload), self.store_fate(), latency)
-            }
-            Command::SaveCursor { expected, new } => {
-                let fate = self.rate_fate(FaultKind::DbWrite, "disk I/O error");
-                (Op::Save { expected, new }, fate, db_latency)
-            }
-            Command::CheckDestination => {
-                let latency = self.store_latency();
-                (Op::CheckDestination, self.store_fate(), latency)
-            }
-            Command::RecordDestination { id } => {
-                let fate = self.rate_fate(FaultKind::DbWrite, "disk I/O error");
-                (Op::RecordDestination { id }, fate, db_latency)
-            }
-            Command::ListSnapshots { prefixes } => {
-                let latency = self.store_latency();
-                let fate = match self.store_fate() {
-                    Fate::Ambiguous => Fate::Ok,
-                    fate => fate,
-                };
-                (Op::List { prefixes }, fate, latency)
-            }
-            Command::Prune { keep } => {
-                let latency = self.store_latency();
-                (Op::Prune { keep }, self.store_fate(), latency)
-            }
-            Command::ImmediateBackupDone { id, object, result } => {
-                note!(self, "immediate backup {id} {object}: {result:?}");
-                let waiting = self.node.immediate_waiting.remove(&id);
-                self.observe(Observation::ImmediateAnswered { id, waiting });
-                return;
-            }
-        };
-        let (generation, id) = (self.node.generation, self.next_op);
-        self.next_op += 1;
-        if let Some(deadline) = deadline {
-            self.node.unanswered.insert(id, answered);
-            self.after(deadline, Event::Deadline { generation, id });
-        }
-        match fate {
-            Fate::Hang(landed) => {
-                note!(self, "operation {id} hangs (landed: {landed})");
-                if landed {
-                    // The report of a call that never answers is never seen.
-                    let _ = self.complete(op, Fate::Ok);
-                }
-            }
-            fate => {
-                let op = Box::new(op);
-                self.after(
-                    latency,
-                    Event::Done {
-                        generation,
-                        id,
-                        op,
-                        fate,
-                    },
-                );
-            }
-        }
-    }
-
-    /// Carries out an operation's effect (unless it failed outright) and
-    /// builds the report the core gets.
-    fn complete(&mut self, op: Op, fate: Fate) -> Input {
-        let error = match fate {
-            Fate::Ok => None,
-            Fate::Fail(kind, why) => Some((kind, why)),
-            Fate::Ambiguous => Some((
-                FailureKind::Transient,
-                "connection reset after the request was sent",
-            )),
-            Fate::Hang(_) => unreachable!("a call that hangs is answered at its deadline"),
-        };
-        let effective = !matches!(fate, Fate::Fail(..));
-        let result = |error: Option<(FailureKind, &str)>| match error {
-            None => Ok(()),
-            Some((kind, why)) => Err(Failure::new(kind, why)),
-        };
-        match op {
-            Op::Scan => Input::TriggersScanned(result(error).map(|()| self.world.dir.scan())),
-            Op::WriteTrigger { name, attempts } => {
-                let error = error.or_else(|| {
-                    (!self.world.dir.files.contains_key(&name))
-                        .then_some((FailureKind::NotFound, "trigger file vanished"))
-                });
-                if error.is_none()
-                    && let Some(file) = self.world.dir.files.get_mut(&name)
-                {
-                    file.1 = attempts.to_string().into_bytes();
-                }
-                Input::TriggerAttemptsWritten {
-                    name,
-                    result: result(error),
-                }
-            }
-            Op::DeleteTrigger { name } => {
-                if effective {
-                    self.world.dir.files.remove(&name);
-                }
-                Input::TriggerDeleted {
-                    name,
-                    result: result(error),
-                }
-            }
-            Op::Quarantine { name } => {
-                if effective && self.world.dir.files.remove(&name).is_some() {
-                    self.world.dir.quarantined.insert(name.clone());
-                }
-                Input::TriggerQuarantined {
-                    name,
-                    result: result(error),
-                }
-            }
-            Op::Snapshot {
-                order,
-                versions,
-                stored,
-            } => {
-                if effective {
-                    let body = Body::Snapshot {
-                        versions,
-                        gzip_mtime: order.framing.gzip_mtime,
-                        stored,
-                    };
-                    self.world.store.put(order.object.clone(), body, self.now);
-                }
-                Input::SnapshotTaken {
-                    object: order.object,
-                    result: result(error).map(|()| 1),
-                }
-            }
-            Op::Read { after, limit } => Input::ChangesRead(result(error).map(|()| ChangeBatch {
-                stored: self.world.db.stored,
-                jobs: self.world.db.changes(after, limit),
-            })),
-            Op::Upload(upload) => {
-                let id = upload.envelope.id.clone();
-                let seq = upload.envelope.seq;
-                if effective {
-                    let body = Body::Job {
-                        id: id.clone(),
-                        held: Held {
-                            seq,
-                            body: upload.envelope.body().map(Arc::from),
-                            modified: upload.envelope.modified,
-                        },
-                    };
-                    let replaced = self.world.store.put(upload.object.clone(), body, self.now);
-                    let object = &upload.object;
-                    self.observe(Observation::JobWritten {
-                        object,
-                        seq,
-                        replaced,
-                    });
-                }
-                Input::JobUploaded {
-                    id,
-                    seq,
-                    result: result(error).map(|()| 1),
-                }
-            }
-            Op::Save { expected, new } => {
-                let unchanged = self.world.db.stored == expected;
-                if effective && unchanged {
-                    self.observe(Observation::CursorSaving { expected, new });
-                    self.world.db.stored = new;
-                    self.commit_seen();
-                }
-                let error = error
-                    .or((!unchanged)
-                        .then_some((FailureKind::Conflict, "the stored cursor changed")));
-                Input::CursorSaved(result(error))
-            }
-            Op::List { prefixes } => {
-                Input::SnapshotsListed(result(error).map(|()| self.world.store.list(&prefixes)))
-            }
-            Op::CheckDestination => {
-                let found = effective.then(|| self.find_or_create_destination());
-                Input::DestinationChecked(result(error).map(|()| found.expect("effective")))
-            }
-            Op::RecordDestination { id } => {
-                if effective {
-                    note!(self, "the database records destination {id}");
-                    self.world.db.destination = Some(id);
-                    if self.world.vouched() == Some(id) {
-                        self.history.restart(Some(self.local_now()));
-                    }
-                }
-                Input::DestinationRecorded(result(error))
-            }
-            Op::Prune { keep } => {
-                let (planned, failed_reads) = plan_prune(
-                    &self.world.store,
-                    self.local_now(),
-                    keep,
-                    self.read_faults(),
-                    &mut self.rng.prune,
-                );
-                self.count_failed_reads(failed_reads);
-                let plan = match planned {
-                    Ok(plan) => plan,
-                    Err(e) => {
-                        note!(self, "prune: its plan failed: {e}");
-                        let why = format!("the prune's plan failed: {e}");
-                        return Input::Pruned(Err(Failure::new(FailureKind::Transient, why)));
-                    }
-                };
-                // A prune that failed stopped somewhere: after the marker,
-                // a few deletions, or before anything.
-                let steps = if effective {
-                    usize::MAX
-                } else {
-                    self.rng.prune.usize(0..=plan.delete.len() + 1)
-                };
-                carry_out_prune(&mut self.world.store, &plan, steps);
-                let done = if effective {
-                    "all".to_owned()
-                } else {
-                    format!("{steps} steps")
-                };
-                note!(
-                    self,
-                    "prune: {} objects to delete, {done} carried out",
-                    plan.delete.len()
-                );
-                let pruned = Pruned {
-                    deleted: plan.delete.len() as u64,
-                    oldest_restorable: plan.oldest_restorable(),
-                };
-                Input::Pruned(result(error).map(|()| pruned))
-            }
-        }
-    }
-
-    /// The prefix's marker, created with a fresh id if there is none, as the
-    /// daemon's driver does.
-    fn find_or_create_destination(&mut self) -> FoundDestination {
-        if let Some(marker) = &self.world.store.destination {
-            return FoundDestination {
-                marker: marker.clone(),
-                created: false,
-            };
-        }
-        let id = DestinationId::new(self.rng.fate.u64(1..=i64::MAX as u64)).expect("in range");
-        let marker = DestinationMarker::new(id, self.local_now());
-        note!(self, "destination marker {id} created");
-        self.world.store.destination = Some(marker.clone());
-        FoundDestination {
-            marker,
-            created: true,
-        }
-    }
-
-    fn violation(&mut self, what: std::fmt::Arguments) {
+    pub(crate) fn violation(&mut self, what: std::fmt::Arguments) {
         self.checkers.verdicts.violation(what.to_string());
     }
 
-    fn push_note(&mut self, what: String) {
-        let line = format!("{} (local {}) {what}", self.now, self.local_now());
+    pub(crate) fn push_note(&mut self, what: String) {
+        let line = format!("{} (local {}) {what}", self.now, self.world.local(self.now));
         self.outcome.trace.push(line);
-    }
-}
-
-fn hash_command(hasher: &mut DefaultHasher, command: &Command) {
-    match command {
-        Command::ScanTriggers => 0u8.hash(hasher),
-        Command::WriteTriggerAttempts { name, attempts } => (1u8, name, attempts).hash(hasher),
-        Command::DeleteTrigger { name } => (2u8, name).hash(hasher),
-        Command::QuarantineTrigger { name, .. } => (3u8, name).hash(hasher),
-        Command::TakeSnapshot(order) => (4u8, &order.object, order.framing.gzip_mtime).hash(hasher),
-        Command::ReadChanges { after, limit } => (5u8, after, limit).hash(hasher),
-        Command::UploadJob(upload) => (6u8, &upload.object, upload.envelope.seq).hash(hasher),
-        Command::SaveCursor { new, .. } => (7u8, new.seq, new.time).hash(hasher),
-        Command::ListSnapshots { prefixes } => (8u8, prefixes).hash(hasher),
-        Command::Prune { keep } => (10u8, keep).hash(hasher),
-        Command::CheckDestination => 11u8.hash(hasher),
-        Command::RecordDestination { id } => (12u8, id).hash(hasher),
-        Command::ImmediateBackupDone { object, .. } => (9u8, object).hash(hasher),
-    }
-}
-
-fn describe_command(command: &Command) -> String {
-    match command {
-        Command::UploadJob(upload) => {
-            format!("UploadJob {} seq {}", upload.object, upload.envelope.seq)
-        }
-        Command::TakeSnapshot(order) => format!(
-            "TakeSnapshot {} mtime {} ({:?})",
-            order.object, order.framing.gzip_mtime, order.reason
-        ),
-        other => format!("{other:?}"),
-    }
-}
-
-fn describe_input(input: &Input) -> String {
-    match input {
-        Input::ChangesRead(Ok(batch)) => {
-            let seqs: Vec<_> = batch.jobs.iter().map(|e| e.seq).collect();
-            format!("ChangesRead stored {:?} seqs {seqs:?}", batch.stored)
-        }
-        Input::TriggersScanned(Ok(files)) => {
-            let names: Vec<_> = files.iter().map(|f| f.name.as_str()).collect();
-            format!("TriggersScanned {names:?}")
-        }
-        other => format!("{other:?}"),
     }
 }

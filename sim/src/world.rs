@@ -7,6 +7,7 @@ use std::ops::Bound;
 use std::sync::Arc;
 
 use jobvault_core::destination::{DestinationId, DestinationMarker};
+use jobvault_core::lease::Lease;
 use jobvault_core::machine::ListedObject;
 use jobvault_core::trigger::TriggerFile;
 use jobvault_core::{Cursor, Envelope, JobId, Seq, Timestamp};
@@ -206,6 +207,8 @@ pub struct Store {
     pub marker: Option<Vec<u8>>,
     /// The destination marker.
     pub destination: Option<DestinationMarker>,
+    /// The lease object and its generation.
+    pub lease: Option<(Lease, i64)>,
     /// Every job version that ever landed in a job object.
     pub landed: BTreeSet<(JobId, Seq)>,
     generations: i64,
@@ -243,16 +246,21 @@ impl Store {
                 *newest = (*newest).max(held.seq);
             }
         }
-        self.generations += 1;
         let object = Object {
             body,
             updated,
-            generation: self.generations,
+            generation: self.next_generation(),
         };
         if let Some(old) = self.objects.insert(name.clone(), object) {
             self.keep_noncurrent(name, old);
         }
         replaced
+    }
+
+    /// A generation number no write used before.
+    pub fn next_generation(&mut self) -> i64 {
+        self.generations += 1;
+        self.generations
     }
 
     /// Deletes the live object, as a prune does.
@@ -398,6 +406,8 @@ pub struct World {
     pub outage_until: Option<Timestamp>,
     /// The store refuses jobvault (403) until then.
     pub refusing_until: Option<Timestamp>,
+    /// When the bucket was last wiped.
+    pub wiped_at: Option<Timestamp>,
 }
 
 impl World {

@@ -110,9 +110,14 @@ enum TakeStep {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum HeldStep {
     Idle,
-    Renewing { sent: Timestamp },
+    Renewing {
+        sent: Timestamp,
+    },
     /// A renewal was refused by its precondition: is the lease still ours?
+    /// Nothing is written until a read says so.
     Rereading,
+    /// That read failed: read again at the next renewal.
+    Doubting,
 }
 
 /// One daemon's lease on its bucket prefix.
@@ -180,7 +185,7 @@ impl LeaseMachine {
             } => Some(*at),
             State::Held {
                 next_renewal,
-                step: HeldStep::Idle,
+                step: HeldStep::Idle | HeldStep::Doubting,
                 ..
             } => Some(*next_renewal),
             _ => None,
@@ -190,6 +195,13 @@ impl LeaseMachine {
     /// Whether the daemon may write to the store at `now`, or why not.
     pub fn may_write(&self, now: Timestamp) -> Result<(), Failure> {
         match &self.state {
+            State::Held {
+                step: HeldStep::Rereading | HeldStep::Doubting,
+                ..
+            } => Err(Failure::new(
+                FailureKind::Transient,
+                "not written: a renewal of the lease was refused; checking whether it is still ours",
+            )),
             State::Held { sent, .. } if *sent <= now && now < *sent + self.expiry / 2 => Ok(()),
             State::Held { sent, .. } => Err(Failure::new(
                 FailureKind::Transient,
@@ -205,7 +217,9 @@ impl LeaseMachine {
                         kind if kind.is_refusal() => kind,
                         _ => FailureKind::Transient,
                     });
-                let why = waiting.as_ref().map_or_else(String::new, |w| format!(" ({w})"));
+                let why = waiting
+                    .as_ref()
+                    .map_or_else(String::new, |w| format!(" ({w})"));
                 Err(Failure::new(
                     kind,
                     format!("not written: jobvault does not hold the lease yet{why}"),
@@ -219,7 +233,12 @@ impl LeaseMachine {
     }
 
     /// Runs what is due at `now`; `content` is what a renewal writes.
-    pub fn handle_timeout(&mut self, now: Timestamp, content: LeaseState, out: &mut VecDeque<Command>) {
+    pub fn handle_timeout(
+        &mut self,
+        now: Timestamp,
+        content: LeaseState,
+        out: &mut VecDeque<Command>,
+    ) {
         match &mut self.state {
             State::Taking { step, .. } => {
                 if let TakeStep::Due(at) = *step
@@ -239,7 +258,11 @@ impl LeaseMachine {
                 // A clock stepped back makes the last sending look future:
                 // renew now rather than after the jump.
                 *next_renewal = (*next_renewal).min(now + self.every);
-                if *step == HeldStep::Idle && (now >= *next_renewal || now < *sent) {
+                if *step == HeldStep::Doubting && now >= *next_renewal {
+                    *step = HeldStep::Rereading;
+                    *next_renewal = now + self.every;
+                    out.push_back(Command::ReadLease);
+                } else if *step == HeldStep::Idle && (now >= *next_renewal || now < *sent) {
                     *step = HeldStep::Renewing { sent: now };
                     let renewed = Lease {
                         renewed: now,
@@ -327,6 +350,7 @@ impl LeaseMachine {
                 self.state = State::Ended(LeaseEnded::Lost(by));
             }
             Err(failure) => {
+                *step = HeldStep::Doubting;
                 warn!(error = %failure, "cannot read the lease after a refused renewal; retrying");
             }
         }
@@ -362,7 +386,12 @@ impl LeaseMachine {
         true
     }
 
-    fn renewed(&mut self, sent: Timestamp, result: Result<i64, Failure>, out: &mut VecDeque<Command>) {
+    fn renewed(
+        &mut self,
+        sent: Timestamp,
+        result: Result<i64, Failure>,
+        out: &mut VecDeque<Command>,
+    ) {
         let State::Held {
             lease,
             generation,
@@ -407,7 +436,10 @@ impl LeaseMachine {
                 .same_machine(holder)
                 .then(|| !self.me.outlived(holder) && found.holder_runs == Some(true))
         });
-        let found_lease = found.lease.as_ref().map(|(lease, generation)| (lease, *generation));
+        let found_lease = found
+            .lease
+            .as_ref()
+            .map(|(lease, generation)| (lease, *generation));
         let generation = match decide_take(found_lease, &self.me, now, runs_here, self.takeover) {
             Take::Create => 0,
             Take::Replace { generation, why } => {
@@ -568,7 +600,10 @@ mod tests {
         let (mut lease, mut out) = machine();
         assert_eq!(step(&mut lease, at(0), &mut out), [Command::ReadLease]);
         assert!(lease.on_read(at(0), found(None), &mut out));
-        let Some(Command::WriteLease { if_generation: 0, .. }) = out.pop_front() else {
+        let Some(Command::WriteLease {
+            if_generation: 0, ..
+        }) = out.pop_front()
+        else {
             panic!("no lease: created only if still none");
         };
         assert!(lease.on_written(at(0), Ok(7), &mut out));
@@ -582,14 +617,27 @@ mod tests {
         assert_eq!(lease.may_write(at(1)), Ok(()));
         assert!(step(&mut lease, at(5), &mut out).is_empty(), "not due yet");
         let renewal = step(&mut lease, at(10), &mut out);
-        let [Command::WriteLease { lease: written, if_generation: 7 }] = &renewal[..] else {
+        let [
+            Command::WriteLease {
+                lease: written,
+                if_generation: 7,
+            },
+        ] = &renewal[..]
+        else {
             panic!("{renewal:?}");
         };
         assert_eq!(written.renewed, at(10));
         lease.on_written(at(10), Ok(8), &mut out);
-        assert_eq!(lease.may_write(at(39)), Ok(()), "open 30 s after the renewal's sending");
+        assert_eq!(
+            lease.may_write(at(39)),
+            Ok(()),
+            "open 30 s after the renewal's sending"
+        );
         lease.release(&mut out);
-        assert_eq!(out.drain(..).collect::<Vec<_>>(), [Command::DeleteLease { if_generation: 8 }]);
+        assert_eq!(
+            out.drain(..).collect::<Vec<_>>(),
+            [Command::DeleteLease { if_generation: 8 }]
+        );
         assert!(lease.may_write(at(40)).is_err());
         assert!(lease.on_deleted(Ok(())));
         assert_eq!(lease.ended(), Some(&LeaseEnded::Released));
@@ -600,11 +648,18 @@ mod tests {
         let (mut lease, mut out) = taken();
         for t in [10, 20] {
             step(&mut lease, at(t), &mut out);
-            lease.on_written(at(t), Err(Failure::new(FailureKind::Transient, "503")), &mut out);
+            lease.on_written(
+                at(t),
+                Err(Failure::new(FailureKind::Transient, "503")),
+                &mut out,
+            );
         }
         assert_eq!(lease.may_write(at(29)), Ok(()));
         let closed = lease.may_write(at(30)).unwrap_err();
-        assert!(closed.message.contains("could not be renewed for 30 s"), "{closed}");
+        assert!(
+            closed.message.contains("could not be renewed for 30 s"),
+            "{closed}"
+        );
         // A renewal that gets through opens it again.
         step(&mut lease, at(30), &mut out);
         lease.on_written(at(30), Ok(9), &mut out);
@@ -616,7 +671,10 @@ mod tests {
         let (mut lease, mut out) = taken();
         assert!(lease.may_write(at(-100)).is_err());
         let renewal = step(&mut lease, at(-100), &mut out);
-        assert!(matches!(renewal[..], [Command::WriteLease { .. }]), "{renewal:?}");
+        assert!(
+            matches!(renewal[..], [Command::WriteLease { .. }]),
+            "{renewal:?}"
+        );
         lease.on_written(at(-100), Ok(8), &mut out);
         assert_eq!(lease.may_write(at(-99)), Ok(()));
     }
@@ -625,18 +683,38 @@ mod tests {
     fn a_refused_renewal_goes_on_only_while_the_lease_names_us() {
         let (mut lease, mut out) = taken();
         step(&mut lease, at(10), &mut out);
-        lease.on_written(at(10), Err(Failure::new(FailureKind::Conflict, "412")), &mut out);
+        lease.on_written(
+            at(10),
+            Err(Failure::new(FailureKind::Conflict, "412")),
+            &mut out,
+        );
         assert_eq!(out.pop_front(), Some(Command::ReadLease));
+        assert!(
+            lease.may_write(at(10)).is_err(),
+            "nothing written while in doubt"
+        );
+        lease.on_read(
+            at(10),
+            Err(Failure::new(FailureKind::Transient, "503")),
+            &mut out,
+        );
+        assert!(lease.may_write(at(11)).is_err(), "still in doubt");
+        assert_eq!(step(&mut lease, at(20), &mut out), [Command::ReadLease]);
         let ours = held_by(holder("a", 1), at(10));
-        lease.on_read(at(10), found(Some((ours, 9))), &mut out);
+        lease.on_read(at(20), found(Some((ours, 9))), &mut out);
         assert!(lease.is_held());
-        step(&mut lease, at(20), &mut out);
-        lease.on_written(at(20), Err(Failure::new(FailureKind::Conflict, "412")), &mut out);
+        assert_eq!(lease.may_write(at(20)), Ok(()));
+        step(&mut lease, at(30), &mut out);
+        lease.on_written(
+            at(30),
+            Err(Failure::new(FailureKind::Conflict, "412")),
+            &mut out,
+        );
         out.clear();
-        let theirs = held_by(holder("b", 2), at(19));
-        lease.on_read(at(20), found(Some((theirs, 10))), &mut out);
+        let theirs = held_by(holder("b", 2), at(29));
+        lease.on_read(at(30), found(Some((theirs, 10))), &mut out);
         assert_eq!(lease.ended(), Some(&LeaseEnded::Lost(Some(holder("b", 2)))));
-        assert!(lease.may_write(at(21)).is_err());
+        assert!(lease.may_write(at(31)).is_err());
     }
 
     #[test]
@@ -645,8 +723,16 @@ mod tests {
         step(&mut lease, at(0), &mut out);
         lease.on_read(at(0), found(None), &mut out);
         out.clear();
-        lease.on_written(at(0), Err(Failure::new(FailureKind::Conflict, "412")), &mut out);
-        assert_eq!(out.pop_front(), Some(Command::ReadLease), "lost the race: read again");
+        lease.on_written(
+            at(0),
+            Err(Failure::new(FailureKind::Conflict, "412")),
+            &mut out,
+        );
+        assert_eq!(
+            out.pop_front(),
+            Some(Command::ReadLease),
+            "lost the race: read again"
+        );
         let theirs = held_by(holder("b", 2), at(0));
         lease.on_read(at(1), found(Some((theirs, 1))), &mut out);
         let Some(LeaseEnded::Refused(held)) = lease.ended() else {
@@ -667,9 +753,16 @@ mod tests {
         let retry = lease.poll_timeout().unwrap();
         assert!(retry > at(0) && retry <= at(1), "{retry}");
         assert_eq!(step(&mut lease, retry, &mut out), [Command::ReadLease]);
-        lease.on_read(retry, Err(Failure::new(FailureKind::Transient, "503")), &mut out);
+        lease.on_read(
+            retry,
+            Err(Failure::new(FailureKind::Transient, "503")),
+            &mut out,
+        );
         let second = lease.poll_timeout().unwrap();
-        assert!(second.duration_since(retry) > Duration::from_secs(1), "the wait doubles");
+        assert!(
+            second.duration_since(retry) > Duration::from_secs(1),
+            "the wait doubles"
+        );
     }
 
     #[test]

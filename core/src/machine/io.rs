@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use crate::Seq;
 use crate::destination::{DestinationId, DestinationMarker};
-use crate::lease::{FoundLease, Lease};
 use crate::envelope::Envelope;
 use crate::job_id::JobId;
+use crate::lease::{FoundLease, Lease};
 use crate::object_name::Framing;
 use crate::timestamp::Timestamp;
 use crate::trigger::TriggerFile;

@@ -207,11 +207,11 @@ impl Backup {
         }
         let listing_due = self.listing.is_none().then_some(self.next_listing);
         let uploads_due = self.incremental.next_wake();
-        [listing_due, uploads_due, lease_due]
+        let due = [listing_due, uploads_due, lease_due]
             .into_iter()
             .flatten()
-            .fold(self.next_tick, Timestamp::min)
-            .into()
+            .fold(self.next_tick, Timestamp::min);
+        Some(due)
     }
 
     /// Runs whatever is due at `now`.
@@ -322,7 +322,11 @@ impl Backup {
         if !expected {
             context!(self, now).unexpected(format_args!("a lease report with none outstanding"));
         }
-        if self.lease_ended().is_some_and(|e| *e != LeaseEnded::Released) && !self.stopping {
+        if self
+            .lease_ended()
+            .is_some_and(|e| *e != LeaseEnded::Released)
+            && !self.stopping
+        {
             tracing::error!(lease = %self.lease_ended().expect("checked"), "stopping");
             self.stop();
         }
@@ -342,10 +346,11 @@ impl Backup {
 
     /// Once stopping and quiet, gives the lease back.
     fn release_when_quiet(&mut self) {
-        if self.stopping && self.work_is_quiet() {
-            if let Some(lease) = &mut self.lease {
-                lease.release(&mut self.out);
-            }
+        if self.stopping
+            && self.work_is_quiet()
+            && let Some(lease) = &mut self.lease
+        {
+            lease.release(&mut self.out);
         }
     }
 

@@ -11,6 +11,7 @@
 mod bucket;
 mod cursor;
 mod history;
+mod lease;
 mod process;
 mod recovery_point;
 mod restore;
@@ -20,6 +21,7 @@ pub use restore::MAX_CLOCK_ERROR;
 
 use std::collections::BTreeSet;
 
+use jobvault_core::lease::Holder;
 use jobvault_core::{Config, Cursor, Seq, Timestamp};
 
 use crate::restore::Restored;
@@ -38,10 +40,19 @@ pub enum Observation<'a> {
         local: Timestamp,
         true_time: Timestamp,
     },
-    /// A core started, fresh: after a crash, or at the start of the day.
-    CoreStarted,
+    /// A core started, fresh: after a crash, or at the start of the day;
+    /// with it, this many run on its host.
+    CoreStarted { running_here: usize },
+    /// A daemon issued a write to what daemons share (the bucket, the
+    /// stored cursor, the trigger files).
+    SharedWrite {
+        writer: &'a Holder,
+        what: &'a str,
+        true_time: Timestamp,
+    },
     /// The core started an upload; the counts include it.
     UploadStarted {
+        node: usize,
         object: &'a str,
         true_time: Timestamp,
         in_flight: usize,
@@ -127,6 +138,8 @@ impl Checkers {
             Box::new(store::RefusingStoreSpared::new(config)),
             Box::new(recovery_point::RecoveryPoint::new(calm)),
             Box::new(history::PastRestores),
+            Box::new(lease::OneWriter::new(config)),
+            Box::new(lease::OneDaemonPerHost),
         ];
         Checkers {
             invariants,

@@ -10,25 +10,31 @@ use jobvault_core::{Config, Timestamp};
 use super::{Invariant, Observation, Verdicts};
 use crate::world::World;
 
-/// No two uploads of one object start within `OBJECT_WRITE_SPACING` of true
-/// time, unless the local clock was stepped between them: the core spaces
-/// them by its clock, and cannot know how far a step moved it.
+/// No two uploads of one object from one host start within
+/// `OBJECT_WRITE_SPACING` of true time, unless the local clock was stepped
+/// between them: the core spaces them by its clock, and cannot know how far
+/// a step moved it. Two hosts write one prefix only in the window a wiped
+/// lease leaves open (`lease.rs`), and cannot space their writes then.
 #[derive(Default)]
 pub struct ObjectWriteSpacing {
-    /// Object → true time of its last upload, and the clock error then.
-    last: BTreeMap<String, (Timestamp, i64)>,
+    /// Host and object → true time of its last upload, and the clock error
+    /// then.
+    last: BTreeMap<(usize, String), (Timestamp, i64)>,
 }
 
 impl Invariant for ObjectWriteSpacing {
     fn observe(&mut self, seen: &Observation, world: &World, verdicts: &mut Verdicts) {
         let Observation::UploadStarted {
-            object, true_time, ..
+            node,
+            object,
+            true_time,
+            ..
         } = *seen
         else {
             return;
         };
         let now = (true_time, world.clock_error);
-        if let Some((then, error)) = self.last.insert(object.to_owned(), now)
+        if let Some((then, error)) = self.last.insert((node, object.to_owned()), now)
             && error == world.clock_error
         {
             let gap = true_time.duration_since(then);
@@ -63,7 +69,7 @@ impl RefusingStoreSpared {
 impl Invariant for RefusingStoreSpared {
     fn observe(&mut self, seen: &Observation, world: &World, verdicts: &mut Verdicts) {
         match *seen {
-            Observation::CoreStarted => self.counting = None,
+            Observation::CoreStarted { .. } => self.counting = None,
             Observation::UploadStarted { true_time, .. } => {
                 if !world.refusing(true_time) {
                     self.counting = None;

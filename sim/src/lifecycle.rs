@@ -1,0 +1,252 @@
+//! Daemons coming and going: starts (refused by the database's lock while
+//! another runs on its host), exits, crashes, graceful stops, and the
+//! day's one-off faults.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::time::Duration;
+
+use jobvault_core::lease::LeaseEnded;
+use jobvault_core::{Cursor, Input};
+
+use crate::faults::FaultKind;
+use crate::invariants::{MAX_CLOCK_ERROR, Observation};
+use crate::node::NodeId;
+use crate::settings::MAX_HOST_SKEW;
+use crate::simulation::{Event, Simulation, note};
+
+/// How long a stopping jobvault is given before it is killed.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
+impl Simulation {
+    /// Starts node `node`'s daemon, unless another runs on its host (the
+    /// database's lock refuses it: `run` exits 1).
+    pub(crate) fn start_core(&mut self, node: NodeId) {
+        let host = self.nodes[node].host.clone();
+        if let Some(other) = self
+            .nodes
+            .iter()
+            .find(|n| n.id != node && n.host == host && n.is_running())
+        {
+            note!(
+                self,
+                "node {node}: the database is locked by node {}",
+                other.id
+            );
+            self.after_exit(node);
+            return;
+        }
+        let now = self.local_now(node);
+        let (stored, recorded) = (self.world.db.stored, self.world.db.destination);
+        note!(self, "node {node}: start core at cursor {stored:?}");
+        self.nodes[node].start(&self.config, stored, recorded, now);
+        self.outcome.daemons += 1;
+        let running_here = self
+            .nodes
+            .iter()
+            .filter(|n| n.host == host && n.is_running())
+            .count();
+        self.observe(Observation::CoreStarted { running_here });
+    }
+
+    /// The daemon's process ended by itself: a graceful stop, or a lease
+    /// refused or lost. systemd starts it again.
+    pub(crate) fn exited(&mut self, node: NodeId, ended: Option<LeaseEnded>) {
+        note!(self, "node {node}: core exited ({ended:?})");
+        let unanswered = std::mem::take(&mut self.nodes[node].process.immediate_waiting);
+        self.observe(Observation::Exited {
+            unanswered: &unanswered,
+        });
+        self.nodes[node].exit();
+        self.after_exit(node);
+    }
+
+    fn after_exit(&mut self, node: NodeId) {
+        if self.nodes[node].restarts {
+            let delay = Duration::from_millis(self.rng.lifecycle.u64(1_000..120_000));
+            self.after(delay, Event::Restart(node));
+        }
+    }
+
+    /// `jobvault backup` asks a running daemon for a snapshot.
+    pub(crate) fn request_immediate(&mut self) {
+        let Some(node) = self.pick_running() else {
+            return;
+        };
+        let now = self.local_now(node);
+        let id = self.next_op;
+        self.next_op += 1;
+        let process = &mut self.nodes[node].process;
+        process.immediate_waiting.insert(id);
+        let name = "task-scheduler".to_owned();
+        let core = process.core.as_mut().expect("picked a running node");
+        core.handle_input(Input::ImmediateBackupRequested { id, name }, now);
+    }
+
+    /// A running daemon drawn at random, if any runs.
+    fn pick_running(&mut self) -> Option<NodeId> {
+        let running: Vec<NodeId> = self
+            .nodes
+            .iter()
+            .filter(|n| n.is_running())
+            .map(|n| n.id)
+            .collect();
+        (!running.is_empty()).then(|| running[self.rng.lifecycle.usize(0..running.len())])
+    }
+
+    /// Injects a one-off fault.
+    pub(crate) fn inject(&mut self, kind: FaultKind) {
+        match kind {
+            FaultKind::Crash => {
+                if let Some(node) = self.pick_running() {
+                    self.crash(node, FaultKind::Crash);
+                }
+            }
+            FaultKind::Shutdown => {
+                if let Some(node) = self.pick_running() {
+                    self.shut_down(node);
+                }
+            }
+            FaultKind::ClockStep => self.step_clocks(),
+            FaultKind::FeedReset => self.rewind_cursor(),
+            FaultKind::MalformedTrigger => {
+                self.outcome.faults.add(FaultKind::MalformedTrigger);
+                let n = self.rng.workload.u32(..);
+                let modified = self.world.local(self.now);
+                self.world
+                    .dir
+                    .files
+                    .insert(format!("bad-{n}"), (modified, b"not a number".to_vec()));
+                self.world
+                    .dir
+                    .files
+                    .insert(format!(".editor-{n}.swp"), (modified, b"junk".to_vec()));
+            }
+            FaultKind::TriggerDirLost => {
+                self.outcome.faults.add(FaultKind::TriggerDirLost);
+                self.world.dir.exists = false;
+                let back = Duration::from_secs(self.rng.lifecycle.u64(60..3600));
+                self.after(back, Event::TriggerDirBack);
+            }
+            FaultKind::StoreOutage => {
+                let length = Duration::from_secs(self.rng.lifecycle.u64(60..1800));
+                note!(self, "store outage for {length:?}");
+                self.world.outage_until = Some(self.now + length);
+            }
+            FaultKind::StoreRefusing => {
+                let length = Duration::from_secs(self.rng.lifecycle.u64(600..7200));
+                note!(self, "the store refuses jobvault for {length:?}");
+                self.world.refusing_until = Some(self.now + length);
+            }
+            FaultKind::BucketWiped => {
+                self.outcome.faults.add(FaultKind::BucketWiped);
+                note!(self, "the bucket is wiped");
+                self.world.store.wipe();
+                self.world.wiped_at = Some(self.now);
+                self.history.restart(None);
+            }
+            FaultKind::HostCutOff => {
+                self.outcome.faults.add(FaultKind::HostCutOff);
+                let node = self.rng.lifecycle.usize(0..self.nodes.len());
+                let length = Duration::from_secs(self.rng.lifecycle.u64(60..900));
+                note!(self, "node {node} cut off from the store for {length:?}");
+                self.nodes[node].cut_off_until = Some(self.now + length);
+            }
+            // `FaultPlan::one_offs` yields only counts; a rate is applied
+            // where the operations it hits are carried out.
+            rate => unreachable!("{rate:?} is a rate, applied to each operation it can hit"),
+        }
+    }
+
+    fn shut_down(&mut self, node: NodeId) {
+        if self.nodes[node].process.stopping {
+            return;
+        }
+        self.outcome.faults.add(FaultKind::Shutdown);
+        // An operator takes a last backup or two as they stop the
+        // service: requests still waiting at the stop.
+        for _ in 0..self.rng.lifecycle.u8(0..3) {
+            self.request_immediate();
+        }
+        note!(self, "node {node}: graceful stop requested");
+        let process = &mut self.nodes[node].process;
+        process.core.as_mut().expect("picked a running node").stop();
+        process.stopping = true;
+        let generation = process.generation;
+        self.after(SHUTDOWN_GRACE, Event::GraceOver(node, generation));
+    }
+
+    /// Steps the database host's clock (within the restore's allowance),
+    /// and another host's against it (within what `check` allows).
+    fn step_clocks(&mut self) {
+        self.outcome.faults.add(FaultKind::ClockStep);
+        let max = MAX_CLOCK_ERROR.as_nanos() as i64;
+        self.world.clock_error = self.rng.lifecycle.i64(-max..=max);
+        let skew = MAX_HOST_SKEW.as_nanos() as i64;
+        for node in 1..self.nodes.len() {
+            if self.nodes[node].host != self.nodes[0].host {
+                self.nodes[node].skew = self.rng.lifecycle.i64(-skew..=skew);
+            }
+        }
+        note!(self, "local clock error now {} ns", self.world.clock_error);
+        for node in &mut self.nodes {
+            node.process.wake = None;
+        }
+    }
+
+    /// Someone rewinds the cursor stored in the database.
+    fn rewind_cursor(&mut self) {
+        if self.world.db.stored.seq == 0 {
+            return;
+        }
+        self.outcome.faults.add(FaultKind::FeedReset);
+        let stored = self.world.db.stored;
+        self.world.db.stored = Cursor {
+            seq: self.rng.lifecycle.u64(0..stored.seq),
+            time: stored.time - Duration::from_secs(self.rng.lifecycle.u64(0..3600)),
+        };
+        for node in self.nodes.iter_mut().filter(|n| n.is_running()) {
+            node.process.unexplained_rewinds += 1;
+        }
+        note!(self, "cursor rewound to {:?}", self.world.db.stored);
+        self.commit_seen();
+    }
+
+    /// Kills node `node`'s daemon: each of its operations in flight either
+    /// takes effect now or never, and nothing reports back.
+    pub(crate) fn crash(&mut self, node: NodeId, kind: FaultKind) {
+        if !self.nodes[node].is_running() {
+            return;
+        }
+        self.outcome.faults.add(kind);
+        note!(self, "node {node}: jobvault killed");
+        let generation = self.nodes[node].process.generation;
+        let mut kept = BinaryHeap::new();
+        // In time order, so that which work lands does not depend on how the
+        // heap happens to lay out its entries.
+        for Reverse(scheduled) in self.take_queue().into_sorted_vec().into_iter().rev() {
+            match scheduled.event {
+                Event::Done {
+                    node: n,
+                    generation: g,
+                    op,
+                    fate,
+                    ..
+                } if n == node && g == generation => {
+                    if !matches!(fate, crate::operations::Fate::Fail(..))
+                        && self.rng.lifecycle.bool()
+                    {
+                        self.complete(node, *op, crate::operations::Fate::Ok);
+                    }
+                }
+                _ => kept.push(Reverse(scheduled)),
+            }
+        }
+        self.put_queue(kept);
+        self.nodes[node].exit();
+        let delay = Duration::from_millis(self.rng.lifecycle.u64(1_000..120_000));
+        if self.nodes[node].restarts {
+            self.after(delay, Event::Restart(node));
+        }
+    }
+}

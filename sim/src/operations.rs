@@ -1,0 +1,691 @@
+//! What a core's commands do to the world: each is an operation with a
+//! drawn latency and fate, carried out against the store, the database or
+//! the trigger directory when it completes.
+
+use std::collections::BTreeMap;
+use std::hash::{DefaultHasher, Hash};
+use std::sync::Arc;
+use std::time::Duration;
+
+use jobvault_core::destination::{DestinationId, DestinationMarker};
+use jobvault_core::lease::{FoundLease, Lease};
+use jobvault_core::machine::{
+    ChangeBatch, FoundDestination, JobUpload, Pruned, SnapshotOrder, SnapshotReason,
+};
+use jobvault_core::{Command, Cursor, Failure, FailureKind, Input, JobId, Seq};
+
+use crate::faults::FaultKind;
+use crate::invariants::Observation;
+use crate::node::NodeId;
+use crate::restore::{carry_out_prune, plan_prune};
+use crate::simulation::{Event, Simulation, note};
+use crate::world::{Body, Held};
+
+/// The result the world will report for an operation, decided when it starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Fate {
+    Ok,
+    /// Fails with no effect.
+    Fail(FailureKind, &'static str),
+    /// Reported failed, but the effect happened.
+    Ambiguous,
+    /// Never answers; the effect happened or not (`true`: it did).
+    Hang(bool),
+}
+
+/// An operation in flight in the world.
+#[derive(Debug)]
+pub(crate) enum Op {
+    Scan,
+    WriteTrigger {
+        name: String,
+        attempts: u32,
+    },
+    DeleteTrigger {
+        name: String,
+    },
+    Quarantine {
+        name: String,
+    },
+    Snapshot {
+        order: SnapshotOrder,
+        versions: Arc<BTreeMap<JobId, Held>>,
+        stored: Cursor,
+    },
+    Read {
+        after: Seq,
+        limit: usize,
+    },
+    Upload(JobUpload),
+    Save {
+        expected: Cursor,
+        new: Cursor,
+    },
+    List {
+        prefixes: Vec<String>,
+    },
+    Prune {
+        keep: Duration,
+    },
+    CheckDestination,
+    RecordDestination {
+        id: DestinationId,
+    },
+    ReadLease,
+    WriteLease {
+        lease: Lease,
+        if_generation: i64,
+    },
+    DeleteLease {
+        if_generation: i64,
+    },
+}
+
+impl Simulation {
+    /// Issues `command` of node `node`'s core: draws its fate and latency
+    /// and schedules its completion (and its deadline).
+    pub(crate) fn execute(&mut self, node: NodeId, command: Command) {
+        hash_command(&mut self.hasher, &command);
+        note!(self, "node {node} command {}", describe_command(&command));
+        if command.needs_lease() {
+            let writer = self.nodes[node].holder();
+            self.observe(Observation::SharedWrite {
+                writer: &writer,
+                what: &describe_command(&command),
+                true_time: self.now,
+            });
+        }
+        let (deadline, answered) = (command.deadline(), command.clone());
+        let Some((op, fate, latency)) = self.operation(node, command) else {
+            return;
+        };
+        let generation = self.nodes[node].process.generation;
+        let id = self.next_op;
+        self.next_op += 1;
+        if let Some(deadline) = deadline {
+            self.nodes[node].process.unanswered.insert(id, answered);
+            self.after(
+                deadline,
+                Event::Deadline {
+                    node,
+                    generation,
+                    id,
+                },
+            );
+        }
+        match fate {
+            Fate::Hang(landed) => {
+                note!(self, "operation {id} hangs (landed: {landed})");
+                if landed {
+                    // The report of a call that never answers is never seen.
+                    let _ = self.complete(node, op, Fate::Ok);
+                }
+            }
+            fate => {
+                let op = Box::new(op);
+                let done = Event::Done {
+                    node,
+                    generation,
+                    id,
+                    op,
+                    fate,
+                };
+                self.after(latency, done);
+            }
+        }
+    }
+
+    /// The operation that carries out `command`, its fate and its latency;
+    /// `None` for a command that is only a report to its requester.
+    fn operation(&mut self, node: NodeId, command: Command) -> Option<(Op, Fate, Duration)> {
+        let db_latency = Duration::from_micros(self.rng.latency.u64(200..5_000));
+        Some(match command {
+            Command::ScanTriggers => (Op::Scan, self.dir_fate(), db_latency),
+            Command::WriteTriggerAttempts { name, attempts } => (
+                Op::WriteTrigger { name, attempts },
+                self.dir_fate(),
+                db_latency,
+            ),
+            Command::DeleteTrigger { name } => {
+                (Op::DeleteTrigger { name }, self.dir_fate(), db_latency)
+            }
+            Command::QuarantineTrigger { name, .. } => {
+                (Op::Quarantine { name }, self.dir_fate(), db_latency)
+            }
+            Command::TakeSnapshot(order) => {
+                if let SnapshotReason::Trigger { name, .. } = &order.reason {
+                    self.checkers
+                        .observe(Observation::TriggerAttempt { trigger: name }, &self.world);
+                }
+                let versions = Arc::new(self.world.db.versions());
+                let latency = Duration::from_millis(self.rng.latency.u64(500..30_000));
+                let fate = self.store_fate(node);
+                let stored = self.world.db.stored;
+                let op = Op::Snapshot {
+                    order,
+                    versions,
+                    stored,
+                };
+                (op, fate, latency)
+            }
+            Command::ReadChanges { after, limit } => {
+                let (local, true_time) = (self.local_now(node), self.now);
+                self.observe(Observation::FeedRead { local, true_time });
+                let fate = self.rate_fate(FaultKind::DbRead, "database is locked");
+                (Op::Read { after, limit }, fate, db_latency)
+            }
+            Command::UploadJob(upload) => {
+                let process = &mut self.nodes[node].process;
+                process.uploads_in_flight += 1;
+                let in_flight = process.uploads_in_flight;
+                let core = process.core.as_ref();
+                let pending = core
+                    .expect("commands come from a running core")
+                    .metrics()
+                    .pending_jobs;
+                self.observe(Observation::UploadStarted {
+                    node,
+                    object: &upload.object,
+                    true_time: self.now,
+                    in_flight,
+                    pending: pending as usize,
+                });
+                let latency = self.store_latency();
+                (Op::Upload(upload), self.store_fate(node), latency)
+            }
+            Command::SaveCursor { expected, new } => {
+                let fate = self.rate_fate(FaultKind::DbWrite, "disk I/O error");
+                (Op::Save { expected, new }, fate, db_latency)
+            }
+            Command::ListSnapshots { prefixes } => {
+                let latency = self.store_latency();
+                let fate = match self.store_fate(node) {
+                    Fate::Ambiguous => Fate::Ok,
+                    fate => fate,
+                };
+                (Op::List { prefixes }, fate, latency)
+            }
+            Command::Prune { keep } => {
+                let latency = self.store_latency();
+                (Op::Prune { keep }, self.store_fate(node), latency)
+            }
+            Command::CheckDestination => {
+                let latency = self.store_latency();
+                (Op::CheckDestination, self.store_fate(node), latency)
+            }
+            Command::RecordDestination { id } => {
+                let fate = self.rate_fate(FaultKind::DbWrite, "disk I/O error");
+                (Op::RecordDestination { id }, fate, db_latency)
+            }
+            Command::ReadLease => {
+                let latency = self.store_latency();
+                let fate = match self.store_fate(node) {
+                    Fate::Ambiguous => Fate::Ok,
+                    fate => fate,
+                };
+                (Op::ReadLease, fate, latency)
+            }
+            Command::WriteLease {
+                lease,
+                if_generation,
+            } => {
+                let latency = self.store_latency();
+                let op = Op::WriteLease {
+                    lease,
+                    if_generation,
+                };
+                (op, self.store_fate(node), latency)
+            }
+            Command::DeleteLease { if_generation } => {
+                let latency = self.store_latency();
+                let op = Op::DeleteLease { if_generation };
+                (op, self.store_fate(node), latency)
+            }
+            Command::ImmediateBackupDone { id, object, result } => {
+                note!(self, "immediate backup {id} {object}: {result:?}");
+                let waiting = self.nodes[node].process.immediate_waiting.remove(&id);
+                self.observe(Observation::ImmediateAnswered { id, waiting });
+                return None;
+            }
+        })
+    }
+
+    /// Carries out an operation's effect (unless it failed outright) and
+    /// builds the report the core gets.
+    pub(crate) fn complete(&mut self, node: NodeId, op: Op, fate: Fate) -> Input {
+        let error = match fate {
+            Fate::Ok => None,
+            Fate::Fail(kind, why) => Some((kind, why)),
+            Fate::Ambiguous => Some((
+                FailureKind::Transient,
+                "connection reset after the request was sent",
+            )),
+            Fate::Hang(_) => unreachable!("a call that hangs is answered at its deadline"),
+        };
+        let effective = !matches!(fate, Fate::Fail(..));
+        match op {
+            Op::Scan => Input::TriggersScanned(result(error).map(|()| self.world.dir.scan())),
+            Op::WriteTrigger { name, attempts } => {
+                let error = error.or_else(|| {
+                    (!self.world.dir.files.contains_key(&name))
+                        .then_some((FailureKind::NotFound, "trigger file vanished"))
+                });
+                if error.is_none()
+                    && let Some(file) = self.world.dir.files.get_mut(&name)
+                {
+                    file.1 = attempts.to_string().into_bytes();
+                }
+                Input::TriggerAttemptsWritten {
+                    name,
+                    result: result(error),
+                }
+            }
+            Op::DeleteTrigger { name } => {
+                if effective {
+                    self.world.dir.files.remove(&name);
+                }
+                Input::TriggerDeleted {
+                    name,
+                    result: result(error),
+                }
+            }
+            Op::Quarantine { name } => {
+                if effective && self.world.dir.files.remove(&name).is_some() {
+                    self.world.dir.quarantined.insert(name.clone());
+                }
+                Input::TriggerQuarantined {
+                    name,
+                    result: result(error),
+                }
+            }
+            Op::Snapshot {
+                order,
+                versions,
+                stored,
+            } => {
+                if effective {
+                    let body = Body::Snapshot {
+                        versions,
+                        gzip_mtime: order.framing.gzip_mtime,
+                        stored,
+                    };
+                    self.world.store.put(order.object.clone(), body, self.now);
+                }
+                Input::SnapshotTaken {
+                    object: order.object,
+                    result: result(error).map(|()| 1),
+                }
+            }
+            Op::Read { after, limit } => Input::ChangesRead(result(error).map(|()| ChangeBatch {
+                stored: self.world.db.stored,
+                jobs: self.world.db.changes(after, limit),
+            })),
+            Op::Upload(upload) => self.uploaded(upload, effective, error),
+            Op::Save { expected, new } => self.cursor_saved(node, expected, new, effective, error),
+            Op::List { prefixes } => {
+                Input::SnapshotsListed(result(error).map(|()| self.world.store.list(&prefixes)))
+            }
+            Op::Prune { keep } => self.pruned(node, keep, effective, error),
+            Op::CheckDestination => {
+                let found = effective.then(|| self.find_or_create_destination(node));
+                Input::DestinationChecked(result(error).map(|()| found.expect("effective")))
+            }
+            Op::RecordDestination { id } => {
+                if effective {
+                    note!(self, "the database records destination {id}");
+                    self.world.db.destination = Some(id);
+                    if self.world.vouched() == Some(id) {
+                        self.history.restart(Some(self.world.local(self.now)));
+                    }
+                }
+                Input::DestinationRecorded(result(error))
+            }
+            Op::ReadLease => Input::LeaseRead(result(error).map(|()| self.found_lease(node))),
+            Op::WriteLease {
+                lease,
+                if_generation,
+            } => {
+                let written = effective.then(|| self.write_lease(node, lease, if_generation));
+                Input::LeaseWritten(match (written, error) {
+                    (Some(Err(conflict)), _) => Err(conflict),
+                    (_, Some((kind, why))) => Err(Failure::new(kind, why)),
+                    (Some(Ok(generation)), None) => Ok(generation),
+                    (None, None) => unreachable!("only a failed write has no effect"),
+                })
+            }
+            Op::DeleteLease { if_generation } => {
+                let current = self.world.store.lease.as_ref().map(|(_, g)| *g);
+                let matches = current == Some(if_generation);
+                if effective && matches {
+                    self.world.store.lease = None;
+                }
+                let error = error.or((!matches).then_some((
+                    FailureKind::Conflict,
+                    "412 Precondition Failed (the lease changed)",
+                )));
+                Input::LeaseDeleted(result(error))
+            }
+        }
+    }
+
+    fn uploaded(
+        &mut self,
+        upload: JobUpload,
+        effective: bool,
+        error: Option<(FailureKind, &str)>,
+    ) -> Input {
+        let id = upload.envelope.id.clone();
+        let seq = upload.envelope.seq;
+        if effective {
+            let body = Body::Job {
+                id: id.clone(),
+                held: Held {
+                    seq,
+                    body: upload.envelope.body().map(Arc::from),
+                    modified: upload.envelope.modified,
+                },
+            };
+            let replaced = self.world.store.put(upload.object.clone(), body, self.now);
+            let object = &upload.object;
+            self.observe(Observation::JobWritten {
+                object,
+                seq,
+                replaced,
+            });
+        }
+        Input::JobUploaded {
+            id,
+            seq,
+            result: result(error).map(|()| 1),
+        }
+    }
+
+    /// A cursor save lands if the database still holds `expected`. For every
+    /// other running daemon on the database it is someone else's change.
+    fn cursor_saved(
+        &mut self,
+        node: NodeId,
+        expected: Cursor,
+        new: Cursor,
+        effective: bool,
+        error: Option<(FailureKind, &str)>,
+    ) -> Input {
+        let unchanged = self.world.db.stored == expected;
+        if effective && unchanged {
+            self.observe(Observation::CursorSaving { expected, new });
+            self.world.db.stored = new;
+            for other in self
+                .nodes
+                .iter_mut()
+                .filter(|n| n.id != node && n.is_running())
+            {
+                other.process.unexplained_rewinds += 1;
+            }
+            self.commit_seen();
+        }
+        let error =
+            error.or((!unchanged).then_some((FailureKind::Conflict, "the stored cursor changed")));
+        Input::CursorSaved(result(error))
+    }
+
+    fn pruned(
+        &mut self,
+        node: NodeId,
+        keep: Duration,
+        effective: bool,
+        error: Option<(FailureKind, &str)>,
+    ) -> Input {
+        let (planned, failed_reads) = plan_prune(
+            &self.world.store,
+            self.local_now(node),
+            keep,
+            self.read_faults(),
+            &mut self.rng.prune,
+        );
+        self.count_failed_reads(failed_reads);
+        let plan = match planned {
+            Ok(plan) => plan,
+            Err(e) => {
+                note!(self, "prune: its plan failed: {e}");
+                let why = format!("the prune's plan failed: {e}");
+                return Input::Pruned(Err(Failure::new(FailureKind::Transient, why)));
+            }
+        };
+        // A prune that failed stopped somewhere: after the marker, a few
+        // deletions, or before anything.
+        let steps = if effective {
+            usize::MAX
+        } else {
+            self.rng.prune.usize(0..=plan.delete.len() + 1)
+        };
+        carry_out_prune(&mut self.world.store, &plan, steps);
+        note!(
+            self,
+            "prune: {} objects to delete, {} steps carried out",
+            plan.delete.len(),
+            steps.min(plan.delete.len() + 1)
+        );
+        let pruned = Pruned {
+            deleted: plan.delete.len() as u64,
+            oldest_restorable: plan.oldest_restorable(),
+        };
+        Input::Pruned(result(error).map(|()| pruned))
+    }
+
+    /// The prefix's marker, created with a fresh id if there is none, as the
+    /// daemon's driver does.
+    fn find_or_create_destination(&mut self, node: NodeId) -> FoundDestination {
+        if let Some(marker) = &self.world.store.destination {
+            return FoundDestination {
+                marker: marker.clone(),
+                created: false,
+            };
+        }
+        let id = DestinationId::new(self.rng.fate.u64(1..=i64::MAX as u64)).expect("in range");
+        let marker = DestinationMarker::new(id, self.local_now(node));
+        note!(self, "destination marker {id} created");
+        self.world.store.destination = Some(marker.clone());
+        FoundDestination {
+            marker,
+            created: true,
+        }
+    }
+
+    /// The lease as stored, and whether its holder runs, when it ran on the
+    /// reader's host.
+    fn found_lease(&self, node: NodeId) -> FoundLease {
+        let lease = self.world.store.lease.clone();
+        let host = &self.nodes[node].host;
+        let holder_runs = lease
+            .as_ref()
+            .filter(|(lease, _)| lease.holder.machine == *host)
+            .map(|(lease, _)| {
+                self.nodes
+                    .iter()
+                    .any(|n| n.host == *host && n.pid == lease.holder.pid && n.is_running())
+            });
+        FoundLease { lease, holder_runs }
+    }
+
+    /// Writes the lease if it is at `if_generation` (0: if there is none),
+    /// as GCS's `ifGenerationMatch` does; its new generation, or a conflict.
+    fn write_lease(
+        &mut self,
+        node: NodeId,
+        lease: Lease,
+        if_generation: i64,
+    ) -> Result<i64, Failure> {
+        let current = self.world.store.lease.as_ref().map_or(0, |(_, g)| *g);
+        if current != if_generation {
+            return Err(Failure::new(
+                FailureKind::Conflict,
+                "412 Precondition Failed (the lease changed)",
+            ));
+        }
+        let previous = self
+            .world
+            .store
+            .lease
+            .as_ref()
+            .map(|(l, _)| l.holder.clone());
+        if previous.is_some_and(|p| p != lease.holder) {
+            self.outcome.takeovers += 1;
+            note!(self, "node {node} takes the lease over");
+        }
+        let generation = self.world.store.next_generation();
+        self.world.store.lease = Some((lease, generation));
+        Ok(generation)
+    }
+
+    /// The fate of a store request from node `node`: refused, down, cut off
+    /// from this host, or drawn from the day's rates.
+    fn store_fate(&mut self, node: NodeId) -> Fate {
+        if self.world.refusing(self.now) {
+            self.outcome.faults.add(FaultKind::StoreRefusing);
+            return Fate::Fail(
+                FailureKind::Permission,
+                "403 Forbidden: jobvault@project.iam.gserviceaccount.com does not have storage.objects.create access",
+            );
+        }
+        if self
+            .world
+            .outage_until
+            .is_some_and(|until| self.now < until)
+        {
+            self.outcome.faults.add(FaultKind::StoreOutage);
+            return Fate::Fail(FailureKind::Transient, "503 Service Unavailable (outage)");
+        }
+        if self.nodes[node]
+            .cut_off_until
+            .is_some_and(|until| self.now < until)
+        {
+            return Fate::Fail(
+                FailureKind::Transient,
+                "connection timed out (host cut off)",
+            );
+        }
+        let draw = self.rng.fate.f64();
+        let transient = self.plan.rate(FaultKind::StoreTransient);
+        let throttled = transient + self.plan.rate(FaultKind::StoreThrottled);
+        let ambiguous = throttled + self.plan.rate(FaultKind::StoreAmbiguous);
+        if draw < transient {
+            self.outcome.faults.add(FaultKind::StoreTransient);
+            Fate::Fail(FailureKind::Transient, "503 Service Unavailable")
+        } else if draw < throttled {
+            self.outcome.faults.add(FaultKind::StoreThrottled);
+            Fate::Fail(FailureKind::Transient, "429 Too Many Requests")
+        } else if draw < ambiguous {
+            self.outcome.faults.add(FaultKind::StoreAmbiguous);
+            Fate::Ambiguous
+        } else if draw < ambiguous + self.plan.rate(FaultKind::Hang) {
+            self.outcome.faults.add(FaultKind::Hang);
+            Fate::Hang(self.rng.fate.bool())
+        } else {
+            Fate::Ok
+        }
+    }
+
+    /// The fate of a database or trigger directory operation: it fails as
+    /// `kind` at that kind's rate, or hangs, with no effect (a statement that
+    /// never got its lock).
+    fn rate_fate(&mut self, kind: FaultKind, why: &'static str) -> Fate {
+        let draw = self.rng.fate.f64();
+        let rate = self.plan.rate(kind);
+        if draw < rate {
+            self.outcome.faults.add(kind);
+            Fate::Fail(FailureKind::Transient, why)
+        } else if draw < rate + self.plan.rate(FaultKind::Hang) {
+            self.outcome.faults.add(FaultKind::Hang);
+            Fate::Hang(false)
+        } else {
+            Fate::Ok
+        }
+    }
+
+    fn dir_fate(&mut self) -> Fate {
+        if !self.world.dir.exists {
+            return Fate::Fail(
+                FailureKind::NotFound,
+                "trigger directory: No such file or directory",
+            );
+        }
+        self.rate_fate(
+            FaultKind::TriggerDir,
+            "trigger directory: Input/output error",
+        )
+    }
+
+    fn store_latency(&mut self) -> Duration {
+        let base = self.plan.store_latency;
+        if self.rng.latency.u8(0..50) == 0 {
+            base * self.rng.latency.u32(10..100)
+        } else {
+            base.mul_f64(0.5 + self.rng.latency.f64())
+        }
+    }
+}
+
+fn result(error: Option<(FailureKind, &str)>) -> Result<(), Failure> {
+    match error {
+        None => Ok(()),
+        Some((kind, why)) => Err(Failure::new(kind, why)),
+    }
+}
+
+pub(crate) fn hash_command(hasher: &mut DefaultHasher, command: &Command) {
+    match command {
+        Command::ScanTriggers => 0u8.hash(hasher),
+        Command::WriteTriggerAttempts { name, attempts } => (1u8, name, attempts).hash(hasher),
+        Command::DeleteTrigger { name } => (2u8, name).hash(hasher),
+        Command::QuarantineTrigger { name, .. } => (3u8, name).hash(hasher),
+        Command::TakeSnapshot(order) => (4u8, &order.object, order.framing.gzip_mtime).hash(hasher),
+        Command::ReadChanges { after, limit } => (5u8, after, limit).hash(hasher),
+        Command::UploadJob(upload) => (6u8, &upload.object, upload.envelope.seq).hash(hasher),
+        Command::SaveCursor { new, .. } => (7u8, new.seq, new.time).hash(hasher),
+        Command::ListSnapshots { prefixes } => (8u8, prefixes).hash(hasher),
+        Command::Prune { keep } => (10u8, keep).hash(hasher),
+        Command::CheckDestination => 11u8.hash(hasher),
+        Command::RecordDestination { id } => (12u8, id).hash(hasher),
+        Command::ReadLease => 13u8.hash(hasher),
+        Command::WriteLease {
+            lease,
+            if_generation,
+        } => (14u8, lease.renewed, if_generation).hash(hasher),
+        Command::DeleteLease { if_generation } => (15u8, if_generation).hash(hasher),
+        Command::ImmediateBackupDone { object, .. } => (9u8, object).hash(hasher),
+    }
+}
+
+pub(crate) fn describe_command(command: &Command) -> String {
+    match command {
+        Command::UploadJob(upload) => {
+            format!("UploadJob {} seq {}", upload.object, upload.envelope.seq)
+        }
+        Command::TakeSnapshot(order) => format!(
+            "TakeSnapshot {} mtime {} ({:?})",
+            order.object, order.framing.gzip_mtime, order.reason
+        ),
+        Command::WriteLease {
+            lease,
+            if_generation,
+        } => format!(
+            "WriteLease {} pid {} renewed {} if generation {if_generation}",
+            lease.holder.host, lease.holder.pid, lease.renewed
+        ),
+        other => format!("{other:?}"),
+    }
+}
+
+pub(crate) fn describe_input(input: &Input) -> String {
+    match input {
+        Input::ChangesRead(Ok(batch)) => {
+            let seqs: Vec<_> = batch.jobs.iter().map(|e| e.seq).collect();
+            format!("ChangesRead stored {:?} seqs {seqs:?}", batch.stored)
+        }
+        Input::TriggersScanned(Ok(files)) => {
+            let names: Vec<_> = files.iter().map(|f| f.name.as_str()).collect();
+            format!("TriggersScanned {names:?}")
+        }
+        other => format!("{other:?}"),
+    }
+}
