@@ -8,8 +8,8 @@ use jobvault::db::JobDb;
 use jobvault_core::job_object::decode_job_object;
 use jobvault_core::{Envelope, JobId};
 use jobvault_tests::{
-    Daemon, Emulator, StoreReader, Workspace, database_versions, eventually, gcloud, gunzip,
-    skip_without_gcloud, today,
+    Backend, Daemon, Emulator, Proxy, StoreReader, Workspace, database_versions, eventually,
+    free_port, gcloud, gunzip, skip_without_gcloud, today,
 };
 use serde_json::json;
 
@@ -118,18 +118,18 @@ fn a_trigger_yields_a_framed_snapshot_that_opens_and_holds_the_jobs() {
 }
 
 #[test]
-fn with_a_missing_bucket_a_trigger_is_tried_three_times_then_removed() {
-    let emulator = Emulator::shared();
+fn a_trigger_whose_snapshot_keeps_failing_is_tried_three_times_then_removed() {
+    // The store answers every upload but the lease's with a 503: the
+    // daemon holds the lease, and each snapshot fails.
+    let proxy_port = free_port();
+    let emulator = Emulator::start_on(free_port(), proxy_port, Backend::Memory);
+    let proxy = Proxy::start(proxy_port, emulator.address(), Duration::ZERO);
+    proxy.refuse_uploads(Some(503));
+    let bucket = format!("gs://{}", emulator.new_bucket("failing-snapshots"));
     let workspace = Workspace::new();
     workspace.put_jobs(&[job("a", "A")]);
     let trigger = workspace.trigger("doomed", "");
-    let daemon = Daemon::start(
-        &workspace,
-        Some(&emulator.endpoint()),
-        "gs://no-such-bucket-anywhere",
-        "200ms",
-        &[],
-    );
+    let daemon = Daemon::start(&workspace, Some(&proxy.endpoint()), &bucket, "200ms", &[]);
     // The count is written before each attempt; watch it go up until the
     // trigger disappears.
     let mut seen: Vec<String> = Vec::new();
@@ -167,6 +167,36 @@ fn with_a_missing_bucket_a_trigger_is_tried_three_times_then_removed() {
         daemon
             .scrape()
             .contains("jobvault_triggers_exhausted_total{database=\"task-scheduler\"} 1")
+    );
+}
+
+/// A bucket that does not exist yet: the daemon cannot take the lease, so
+/// it serves no trigger, and none is used up before the bucket is there.
+#[test]
+fn with_a_missing_bucket_no_trigger_is_used_up() {
+    let emulator = Emulator::shared();
+    let workspace = Workspace::new();
+    workspace.put_jobs(&[job("a", "A")]);
+    let trigger = workspace.trigger("kept", "");
+    let daemon = Daemon::start(
+        &workspace,
+        Some(&emulator.endpoint()),
+        "gs://no-such-bucket-anywhere",
+        "200ms",
+        &[],
+    );
+    eventually("the refusal to be said", PATIENCE, || {
+        daemon
+            .log()
+            .contains("the store refuses jobvault's lease")
+            .then_some(())
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(fs::read_to_string(&trigger).unwrap(), "", "not attempted");
+    assert!(
+        !daemon.log().contains("automatic snapshot"),
+        "{}",
+        daemon.log()
     );
 }
 
