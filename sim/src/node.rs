@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use jobvault_core::destination::DestinationId;
 use jobvault_core::lease::{Holder, LeaseMachine};
-use jobvault_core::{Backup, Command, Config, Cursor, Timestamp};
+use jobvault_core::{Backup, Config, Cursor, Input, Timestamp};
 
 /// Which daemon: an index into the simulation's nodes.
 pub type NodeId = usize;
@@ -42,9 +42,10 @@ pub struct Process {
     /// Asked to stop, and given a grace period.
     pub stopping: bool,
     pub uploads_in_flight: usize,
-    /// Commands issued and not answered yet, by operation id: each is
-    /// answered exactly once, by its result or at its deadline.
-    pub unanswered: BTreeMap<u64, Command>,
+    /// Commands issued and not answered yet, by operation id, each with the
+    /// answer its deadline gives: each is answered exactly once, by its
+    /// result or at its deadline.
+    pub unanswered: BTreeMap<u64, Input>,
     /// Immediate-backup requests the running core has not answered.
     pub immediate_waiting: BTreeSet<u64>,
     /// Changes of the stored cursor by someone else (a rewind, or another

@@ -91,19 +91,27 @@ impl Simulation {
             let writer = self.nodes[node].holder();
             self.observe(Observation::SharedWrite {
                 writer: &writer,
-                what: &describe_command(&command),
+                command: &command,
                 true_time: self.now,
             });
         }
-        let (deadline, answered) = (command.deadline(), command.clone());
+        // What the deadline answers, made now: cheaper than keeping a copy of
+        // the command (an upload's whole body).
+        let deadline = command.deadline().map(|deadline| {
+            let failure = Failure::new(FailureKind::Timeout, "no answer by the deadline");
+            let answer = command
+                .failed(failure)
+                .expect("commands with deadlines expect answers");
+            (deadline, answer)
+        });
         let Some((op, fate, latency)) = self.operation(node, command) else {
             return;
         };
         let generation = self.nodes[node].process.generation;
         let id = self.next_op;
         self.next_op += 1;
-        if let Some(deadline) = deadline {
-            self.nodes[node].process.unanswered.insert(id, answered);
+        if let Some((deadline, answer)) = deadline {
+            self.nodes[node].process.unanswered.insert(id, answer);
             self.after(
                 deadline,
                 Event::Deadline {

@@ -15,7 +15,7 @@ use std::hash::{DefaultHasher, Hash, Hasher};
 use std::time::Duration;
 
 use jobvault_core::machine::{CHANGE_POLL, SNAPSHOT_DEADLINE};
-use jobvault_core::{Command, Config, Failure, FailureKind, Input, JobId, Timestamp};
+use jobvault_core::{Config, Input, JobId, Timestamp};
 
 use crate::faults::{FaultCounts, FaultKind, FaultPlan};
 use crate::history::History;
@@ -487,16 +487,12 @@ impl Simulation {
             } => {
                 let process = &mut self.nodes[node].process;
                 if process.generation == generation
-                    && let Some(command) = process.unanswered.remove(&id)
+                    && let Some(answer) = process.unanswered.remove(&id)
                 {
-                    if matches!(command, Command::UploadJob(_)) {
+                    if matches!(answer, Input::JobUploaded { .. }) {
                         process.uploads_in_flight -= 1;
                     }
-                    let failure = Failure::new(FailureKind::Timeout, "no answer by the deadline");
-                    let input = command
-                        .failed(failure)
-                        .expect("answered commands have deadlines");
-                    self.deliver(node, input);
+                    self.deliver(node, answer);
                 }
             }
             Event::Deliver {

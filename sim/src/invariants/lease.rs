@@ -20,6 +20,7 @@ use jobvault_core::Config;
 use jobvault_core::lease::renewal;
 
 use super::{Invariant, Observation, Verdicts};
+use crate::operations::describe_command;
 use crate::world::World;
 
 pub struct OneWriter {
@@ -40,7 +41,7 @@ impl Invariant for OneWriter {
     fn observe(&mut self, seen: &Observation, world: &World, verdicts: &mut Verdicts) {
         let Observation::SharedWrite {
             writer,
-            what,
+            command,
             true_time,
         } = seen
         else {
@@ -56,8 +57,12 @@ impl Invariant for OneWriter {
         verdicts.check(holder.is_none_or(|h| h == *writer), || {
             let h = holder.expect("checked");
             format!(
-                "{} pid {} issued {what} while the lease names {} pid {}",
-                writer.host, writer.pid, h.host, h.pid
+                "{} pid {} issued {} while the lease names {} pid {}",
+                writer.host,
+                writer.pid,
+                describe_command(command),
+                h.host,
+                h.pid
             )
         });
     }

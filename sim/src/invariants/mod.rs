@@ -22,7 +22,7 @@ pub use restore::MAX_CLOCK_ERROR;
 use std::collections::BTreeSet;
 
 use jobvault_core::lease::Holder;
-use jobvault_core::{Config, Cursor, Seq, Timestamp};
+use jobvault_core::{Command, Config, Cursor, Seq, Timestamp};
 
 use crate::restore::Restored;
 use crate::world::World;
@@ -47,7 +47,7 @@ pub enum Observation<'a> {
     /// stored cursor, the trigger files).
     SharedWrite {
         writer: &'a Holder,
-        what: &'a str,
+        command: &'a Command,
         true_time: Timestamp,
     },
     /// The core started an upload; the counts include it.
