@@ -307,6 +307,17 @@ impl Daemon {
     }
 }
 
+/// Every job in the database at `db`: its id and body.
+pub fn bodies(db: &Path) -> BTreeMap<String, String> {
+    jobvault::db::JobDb::open(db)
+        .unwrap()
+        .list()
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.id.to_string(), e.body().unwrap().to_owned()))
+        .collect()
+}
+
 /// The value of the gauge `name` in a scrape of the metrics.
 pub fn gauge(metrics: &str, name: &str) -> Option<f64> {
     metrics

@@ -3,25 +3,12 @@
 //! its first minutes.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::time::Duration;
 
-use jobvault::db::JobDb;
 use jobvault_tests::{
-    Daemon, Emulator, StoreReader, Workspace, gauge, jobvault, runtime, stderr, stdout,
+    Daemon, Emulator, StoreReader, Workspace, bodies, gauge, jobvault, runtime, stderr, stdout,
 };
 use serde_json::json;
-
-/// Every job in a database: its id and body.
-fn bodies(db: &Path) -> BTreeMap<String, String> {
-    JobDb::open(db)
-        .unwrap()
-        .list()
-        .unwrap()
-        .into_iter()
-        .map(|e| (e.id.to_string(), e.body().unwrap().to_owned()))
-        .collect()
-}
 
 /// Restores `url` to a new file and returns its jobs.
 fn restored(

@@ -2,7 +2,7 @@
 //! emulator's memory backend (the one that keeps noncurrent generations),
 //! and `jobvault prune`.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::Output;
 use std::time::Duration;
@@ -11,22 +11,12 @@ use jobvault::db::JobDb;
 use jobvault_core::object_name::snapshot_object;
 use jobvault_core::{Envelope, JobId, Timestamp};
 use jobvault_tests::{
-    Daemon, Emulator, StoreReader, Workspace, body, eventually, gunzip, jobvault, stderr, stdout,
+    Daemon, Emulator, StoreReader, Workspace, bodies, body, eventually, gunzip, jobvault, stderr,
+    stdout,
 };
 
 const PATIENCE: Duration = Duration::from_secs(60);
 const DAY: Duration = Duration::from_secs(86_400);
-
-/// Every job in a database: its id and body.
-fn bodies(db: &Path) -> BTreeMap<String, String> {
-    JobDb::open(db)
-        .unwrap()
-        .list()
-        .unwrap()
-        .into_iter()
-        .map(|e| (e.id.to_string(), e.body().unwrap().to_owned()))
-        .collect()
-}
 
 fn restore(endpoint: &str, url: &str, to: &Path, at: Option<Timestamp>) -> Output {
     let mut command = jobvault(Some(endpoint));

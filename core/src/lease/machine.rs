@@ -550,22 +550,8 @@ impl LeaseMachine {
 
 #[cfg(test)]
 mod tests {
+    use super::super::test_support::{at, holder};
     use super::*;
-
-    fn at(secs: i64) -> Timestamp {
-        Timestamp::from_unix_seconds(1_700_000_000 + secs)
-    }
-
-    fn holder(host: &str, pid: u32) -> Holder {
-        Holder {
-            host: host.to_owned(),
-            machine: format!("machine-{host}"),
-            boot: "boot-1".to_owned(),
-            pid,
-            db: "/var/lib/s/jobs.db".to_owned(),
-            started: at(0),
-        }
-    }
 
     /// A machine for host `a` with a 10 s interval: renewals every 10 s, an
     /// expiry of 60 s, so the gate stays open 30 s after a renewal.

@@ -179,15 +179,16 @@ mod seconds {
     }
 }
 
+/// Times and holders for the lease's tests.
 #[cfg(test)]
-mod tests {
-    use super::*;
+pub(crate) mod test_support {
+    use super::{Holder, Timestamp};
 
-    fn at(secs: i64) -> Timestamp {
+    pub fn at(secs: i64) -> Timestamp {
         Timestamp::from_unix_seconds(1_700_000_000 + secs)
     }
 
-    fn holder(host: &str, pid: u32) -> Holder {
+    pub fn holder(host: &str, pid: u32) -> Holder {
         Holder {
             host: host.to_owned(),
             machine: format!("machine-{host}"),
@@ -197,6 +198,12 @@ mod tests {
             started: at(0),
         }
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::test_support::{at, holder};
+    use super::*;
 
     fn lease(holder: Holder, renewed: Timestamp) -> Lease {
         Lease {
