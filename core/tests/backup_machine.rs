@@ -6,8 +6,8 @@ use std::time::Duration;
 use jobvault_core::destination::{DestinationId, DestinationMarker};
 use jobvault_core::lease::{FoundLease, Holder, Lease, LeaseEnded, LeaseMachine, LeaseState};
 use jobvault_core::machine::{
-    ChangeBatch, FIRST_RETRY, FoundDestination, JobUpload, Owed, Pruned, REFUSED_RETRY,
-    SnapshotOrder, SnapshotReason,
+    ChangeBatch, FIRST_RETRY, FoundDestination, JobUpload, ListedObject, Owed, Pruned,
+    REFUSED_RETRY, SnapshotOrder, SnapshotReason,
 };
 use jobvault_core::trigger::TriggerFile;
 use jobvault_core::{
@@ -1044,7 +1044,9 @@ fn with_keep_the_daemon_prunes_at_start_and_after_each_snapshot_one_at_a_time() 
         },
         stored_cursor(),
     );
-    let first = h.input(immediate(1));
+    let mut first = h.start();
+    first.extend(h.input(Input::TriggersScanned(Ok(vec![]))));
+    first.extend(h.input(immediate(1)));
     assert!(first.contains(&Command::Prune { keep }), "{first:?}");
     // A snapshot lands while the first prune is out: the next waits for it.
     let order = snapshot(&first).expect("a snapshot order");
@@ -1060,7 +1062,12 @@ fn with_keep_the_daemon_prunes_at_start_and_after_each_snapshot_one_at_a_time() 
     let failed = h.input(Input::Pruned(Err(failure("503"))));
     assert_eq!(prunes(&failed), 0);
     assert_eq!(prunes(&h.input(batch(vec![]))), 0);
-    assert_eq!(prunes(&h.start()), 1, "the first listing tick");
+    h.input(Input::SnapshotsListed(Ok(vec![])));
+    assert_eq!(
+        prunes(&h.advance(Duration::from_secs(600))),
+        1,
+        "the next listing tick"
+    );
     assert_eq!(
         h.backup.metrics().oldest_restorable,
         Some(Timestamp::from_unix_seconds(1_000)),
@@ -1333,4 +1340,61 @@ fn writes_wait_for_the_lease_gate_and_a_lost_lease_stops_the_machine() {
         Some(LeaseEnded::Lost(Some(_)))
     ));
     assert_eq!(h.backup.poll_timeout(), None, "stopped");
+}
+
+#[test]
+fn the_marker_is_checked_again_at_every_listing_and_a_wiped_one_owes_a_snapshot() {
+    let mut h = Harness::new();
+    start_with_empty_feed(&mut h);
+    h.input(Input::TriggersScanned(Ok(vec![])));
+    h.input(Input::SnapshotsListed(Ok(vec![ListedObject {
+        name: "db-backup/2016/11/16/nightly.bdb".to_owned(),
+        updated: h.now,
+        size: 1,
+        generation: None,
+    }])));
+    // Ten minutes on, the next listing: the marker is read again at the
+    // step after it, and found missing (the bucket was wiped, its lease
+    // spared).
+    h.advance(Duration::from_secs(600));
+    let commands = h.step();
+    assert!(has(&commands, &Command::CheckDestination), "{commands:?}");
+    let mut owed = h.input(checked(marker(0xbeef), true));
+    assert!(h.backup.metrics().new_destination);
+    owed.extend(h.input(Input::TriggersScanned(Ok(vec![]))));
+    let order = snapshot(&owed);
+    assert_eq!(
+        order.expect("a snapshot for the wiped prefix").reason,
+        SnapshotReason::Owed(Owed::NewDestination(DestinationId::new(0xbeef).unwrap()))
+    );
+}
+
+#[test]
+fn a_prefix_is_not_pruned_before_it_is_known_to_hold_the_database() {
+    let mut h = Harness::with(keep_config(), stored_cursor());
+    let first = h.advance(Duration::ZERO);
+    assert!(
+        !first.iter().any(|c| matches!(c, Command::Prune { .. })),
+        "{first:?}"
+    );
+    let after_check = h.input(checked(marker(0xfeed), true));
+    assert!(
+        !after_check
+            .iter()
+            .any(|c| matches!(c, Command::Prune { .. })),
+        "a new destination: {after_check:?}"
+    );
+    let mut h = Harness::with(keep_config(), stored_cursor());
+    let known = h.start();
+    assert!(
+        known.iter().any(|c| matches!(c, Command::Prune { .. })),
+        "{known:?}"
+    );
+}
+
+fn keep_config() -> Config {
+    Config {
+        keep: Some(Duration::from_secs(86_400)),
+        ..config()
+    }
 }

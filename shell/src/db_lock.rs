@@ -4,16 +4,19 @@
 //! it: each took the other's saves for a rewind and rescanned past versions
 //! it never uploaded, and a trial lost 87 jobs in one bucket and 50 in the
 //! other while both reported caught up. The bucket prefix's lease cannot
-//! stop this (the buckets differ). So `run` holds an OS lock on
-//! `<db>-jobvault.lock` for its whole life: the kernel drops it when the
-//! process ends, however it ends, and a second `run` on the same database is
-//! refused with the holder's name. The file itself is never removed: a
-//! process that removed it could let a third lock a new file while the
-//! first still held the old one. Backing one database up to several
-//! destinations at once is not supported.
+//! stop this (the buckets differ). So `run` holds an OS lock (`flock`) on
+//! the database file itself for its whole life: the kernel drops it when the
+//! process ends, however it ends, and a second `run` on the same database,
+//! by any path or hard link, is refused. A lock on a file of its own beside
+//! the database was tried first: deleting that file, or a hard link to the
+//! database, let a second daemon in. `flock` locks are apart from SQLite's
+//! `fcntl` locks on Linux, and the descriptor stays open for the process's
+//! life (closing any descriptor of the file would drop SQLite's locks).
+//! The holder's host, pid and destination go into `<db>-jobvault.lock` for
+//! the refusal to name; that file only informs. Backing one database up to
+//! several destinations at once is not supported.
 
 use std::fs::File;
-use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
 
 use rustix::fs::{FlockOperation, flock};
@@ -35,7 +38,7 @@ pub enum DbLockError {
          (backing it up to several destinations at once is not supported): stop that one first"
     )]
     Held { db: String, holder: String },
-    #[error("cannot lock {path}: {source}")]
+    #[error("cannot lock {path}")]
     Io {
         path: PathBuf,
         source: std::io::Error,
@@ -52,52 +55,43 @@ pub fn lock_file(db: &Path) -> PathBuf {
 /// Held for the daemon's life; the kernel releases it when the process ends.
 #[derive(Debug)]
 pub struct DbLock {
-    _file: File,
+    _database: File,
 }
 
 impl DbLock {
-    /// Takes the lock of `db` for `me`, or names who holds it.
+    /// Takes the lock of the database at `db` for `me`, or names who holds
+    /// it.
     pub fn take(db: &Path, me: &LockHolder) -> Result<DbLock, DbLockError> {
-        let path = lock_file(db);
-        let io = |source| DbLockError::Io {
-            path: path.clone(),
-            source,
+        let io = |path: &Path| {
+            let path = path.to_owned();
+            move |source| DbLockError::Io { path, source }
         };
-        let mut file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .map_err(io)?;
-        if let Err(e) = flock(&file, FlockOperation::NonBlockingLockExclusive) {
+        let database = File::open(db).map_err(io(db))?;
+        if let Err(e) = flock(&database, FlockOperation::NonBlockingLockExclusive) {
             if e != rustix::io::Errno::WOULDBLOCK {
-                return Err(io(e.into()));
+                return Err(io(db)(e.into()));
             }
             return Err(DbLockError::Held {
                 db: db.display().to_string(),
-                holder: describe(&mut file),
+                holder: describe(&lock_file(db)),
             });
         }
+        let info = lock_file(db);
         let written = serde_json::to_vec(me).expect("a lock holder serializes");
-        file.set_len(0)
-            .and_then(|()| file.rewind())
-            .and_then(|()| file.write_all(&written))
-            .map_err(io)?;
-        Ok(DbLock { _file: file })
+        std::fs::write(&info, written).map_err(io(&info))?;
+        Ok(DbLock {
+            _database: database,
+        })
     }
 }
 
-/// The holder as its file names it; the file may be mid-write.
-fn describe(file: &mut File) -> String {
-    let mut text = String::new();
-    let read = file.read_to_string(&mut text);
-    match read
-        .ok()
-        .and_then(|_| serde_json::from_str::<LockHolder>(&text).ok())
-    {
-        Some(h) => format!("pid {} on host {}, to {}", h.pid, h.host, h.destination),
-        None => "another process (it is starting)".to_owned(),
+/// The holder as its file names it; the file may be mid-write, gone, or
+/// written for another path of the same database (a hard link).
+fn describe(info: &Path) -> String {
+    let text = std::fs::read_to_string(info).unwrap_or_default();
+    match serde_json::from_str::<LockHolder>(&text) {
+        Ok(h) => format!("pid {} on host {}, to {}", h.pid, h.host, h.destination),
+        Err(_) => "another process (by another path, or still starting)".to_owned(),
     }
 }
 
@@ -119,6 +113,7 @@ mod tests {
     fn a_second_taker_is_refused_with_the_holder_named_until_the_first_lets_go() {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("jobs.db");
+        std::fs::write(&db, b"").unwrap();
         let first = DbLock::take(&db, &me("gs://b16")).unwrap();
         let refused = DbLock::take(&db, &me("gs://b17")).unwrap_err().to_string();
         assert!(
@@ -127,8 +122,19 @@ mod tests {
                 && refused.contains("several destinations"),
             "{refused}"
         );
+        // Neither removing the file that names the holder nor a hard link
+        // lets a second one in: the lock is on the database's inode.
+        std::fs::remove_file(lock_file(&db)).unwrap();
+        let linked = dir.path().join("linked.db");
+        std::fs::hard_link(&db, &linked).unwrap();
+        for path in [&db, &linked] {
+            let refused = DbLock::take(path, &me("gs://b18")).unwrap_err().to_string();
+            assert!(
+                refused.contains("by another path, or still starting"),
+                "{refused}"
+            );
+        }
         drop(first);
-        assert!(DbLock::take(&db, &me("gs://b17")).is_ok());
-        assert!(lock_file(&db).exists(), "the lock file is never removed");
+        assert!(DbLock::take(&linked, &me("gs://b17")).is_ok());
     }
 }

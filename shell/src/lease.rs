@@ -74,7 +74,10 @@ pub async fn read(store: &Store) -> Result<Option<(Lease, i64)>, LeaseError> {
 pub async fn find(store: &Store) -> Result<FoundLease, Failure> {
     let lease = read(store).await.map_err(|e| match e {
         LeaseError::Store(e) => e.to_failure(),
-        unreadable => Failure::new(FailureKind::Rejected, unreadable.to_string()),
+        LeaseError::Unreadable { why, .. } => Failure::new(
+            FailureKind::Rejected,
+            format!("it holds something that is not a jobvault lease ({why})"),
+        ),
     })?;
     let here = this_machine(&host_name());
     let holder_runs = lease

@@ -52,10 +52,9 @@ fn a_fresh_install_has_a_snapshot_at_once() {
     assert_eq!(taken.len(), 1, "{taken:?}");
     assert!(taken[0].contains("/new-destination-"), "{taken:?}");
     assert!(
-        daemon
-            .log()
-            .contains("the destination is new to this database")
-            && daemon.log().contains("held no destination marker"),
+        daemon.log().contains(
+            "INFO jobvault_core::machine: first backup of this database to this bucket prefix"
+        ) && daemon.log().contains("held no destination marker"),
         "{}",
         daemon.log()
     );
@@ -112,7 +111,7 @@ fn a_new_prefix_for_a_database_backed_up_elsewhere_gets_every_job() {
     assert!(
         daemon
             .log()
-            .contains("the destination is new to this database"),
+            .contains("WARN jobvault_core::machine: this bucket prefix is not the one the database was backed up to"),
         "{}",
         daemon.log()
     );
@@ -120,6 +119,11 @@ fn a_new_prefix_for_a_database_backed_up_elsewhere_gets_every_job() {
         restored(emulator, &second, &workspace, "second.db"),
         bodies(&workspace.db())
     );
+    // The snapshot recorded the first prefix's id; the restored database
+    // records none, so wherever it is backed up next gets a full snapshot
+    // (it did not come from the first prefix's state).
+    let copy = jobvault::db::JobDb::open(&workspace.path().join("second.db")).unwrap();
+    assert_eq!(copy.recorded_destination().unwrap(), None);
 }
 
 /// The bucket emptied under a running daemon: it stops (its lease is gone),

@@ -6,7 +6,9 @@
 //! database records ([`assess`]). A check that fails is made again after a
 //! doubling wait. Until a check has answered, what the bucket holds is not
 //! known to match the cursor, so the machine does not report itself caught
-//! up.
+//! up. The check is made again at every snapshot listing (10 min): a wipe
+//! that spared the lease took the marker with it, and the running daemon
+//! would otherwise go on as if the prefix held everything.
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -30,9 +32,14 @@ enum State {
 
 #[derive(Debug)]
 pub(crate) struct DestinationCheck {
-    /// The destination the database records its cursor for.
+    /// The destination the database records its cursor for at start.
     recorded: Option<DestinationId>,
+    /// The one the machine works for since a check: the recorded one, or a
+    /// new one the database records once its snapshot lands.
+    expected: Option<DestinationId>,
     state: State,
+    /// A check has answered.
+    checked: bool,
     failures: u32,
 }
 
@@ -40,14 +47,28 @@ impl DestinationCheck {
     pub fn new(recorded: Option<DestinationId>) -> Self {
         DestinationCheck {
             recorded,
+            expected: recorded,
             state: State::Due(None),
+            checked: false,
             failures: 0,
         }
     }
 
-    /// A check that has answered, or a machine that was told the answer.
+    /// The destination the database records.
+    pub fn recorded(&self) -> Option<DestinationId> {
+        self.recorded
+    }
+
+    /// A check has answered.
     pub fn is_done(&self) -> bool {
-        self.state == State::Done
+        self.checked
+    }
+
+    /// Makes the check again at the next step, unless one is due or out.
+    pub fn recheck(&mut self) {
+        if self.state == State::Done {
+            self.state = State::Due(None);
+        }
     }
 
     pub fn is_quiet(&self) -> bool {
@@ -75,7 +96,12 @@ impl DestinationCheck {
         match result {
             Ok(found) => {
                 self.state = State::Done;
-                Ok(Some(assess(&found.marker, found.created, self.recorded)))
+                self.checked = true;
+                let destination = assess(&found.marker, found.created, self.expected);
+                if let Destination::New { id, .. } = destination {
+                    self.expected = Some(id);
+                }
+                Ok(Some(destination))
             }
             Err(failure) => {
                 self.failures += 1;

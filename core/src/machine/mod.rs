@@ -19,7 +19,7 @@ mod snapshots;
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use tracing::warn;
+use tracing::{info, warn};
 
 pub use backoff::{FIRST_RETRY, REFUSED_RETRY};
 pub use incremental::OBJECT_WRITE_SPACING;
@@ -101,6 +101,9 @@ pub struct Backup {
     /// When the outstanding snapshot listing was issued.
     listing: Option<Timestamp>,
     listed_once: bool,
+    /// The first listing found no snapshot: a first one is owed once the
+    /// destination is known.
+    found_no_snapshot: bool,
     stopping: bool,
     /// The prefix's lease; `None` for a process that owns its store alone
     /// (the demo's directory, a `backup` with no daemon).
@@ -155,6 +158,7 @@ impl Backup {
             next_listing: now,
             listing: None,
             listed_once: false,
+            found_no_snapshot: false,
             stopping: false,
             lease: None,
             now,
@@ -238,6 +242,9 @@ impl Backup {
             self.next_listing = now + self.config.listing_interval;
             self.list_snapshots(now);
             self.retention.tick();
+            if self.listed_once {
+                self.destination.recheck();
+            }
         }
         if self.incremental.next_wake().is_some_and(|due| now >= due) {
             self.incremental.wake(&mut context!(self, now));
@@ -290,11 +297,16 @@ impl Backup {
             Input::DestinationChecked(result) => match self.destination.on_checked(now, result) {
                 Err(()) => cx.unexpected(format_args!("destination check with none outstanding")),
                 Ok(Some(Destination::New { id, why })) => {
-                    warn!(destination = %id, because = %why, "the destination is new to this database; taking a full snapshot now");
+                    if self.destination.recorded().is_none() {
+                        info!(destination = %id, because = %why, "first backup of this database to this bucket prefix: taking a full snapshot now");
+                    } else {
+                        warn!(destination = %id, because = %why, "this bucket prefix is not the one the database was backed up to: taking a full snapshot now");
+                    }
                     self.snapshots.owed.owe_destination(id);
                     self.snapshots.start_next(&mut cx);
                 }
-                Ok(_) => {}
+                Ok(Some(Destination::Known)) => self.owe_first_once_known(),
+                Ok(None) => {}
             },
             Input::SnapshotsListed(result) => self.on_snapshots_listed(now, result),
             Input::ImmediateBackupRequested { id, name } => {
@@ -333,6 +345,16 @@ impl Backup {
         self.release_when_quiet();
     }
 
+    /// Owes a first snapshot when the first listing found none in the last
+    /// week and the destination is known: a new one is owed its own, and
+    /// two snapshots at start, each with its reason, only confused.
+    fn owe_first_once_known(&mut self) {
+        if self.found_no_snapshot && self.destination.is_done() {
+            self.found_no_snapshot = false;
+            self.snapshots.owed.owe_first();
+        }
+    }
+
     /// What a renewal writes into the lease, for `status`.
     fn lease_content(&self) -> LeaseState {
         LeaseState {
@@ -358,7 +380,11 @@ impl Backup {
     #[must_use]
     pub fn poll_command(&mut self) -> Option<Command> {
         loop {
-            if !self.stopping && self.working() {
+            // A destination is pruned only once it is known to hold the
+            // database: checked, and not new.
+            let holds_the_database =
+                self.destination.is_done() && !self.snapshots.owed.is_new_destination();
+            if !self.stopping && self.working() && holds_the_database {
                 self.retention.poll(&mut self.out);
             }
             let command = self.out.pop_front()?;
@@ -445,7 +471,8 @@ impl Backup {
             Ok(objects) => {
                 self.ledger.refresh(&objects, issued_at);
                 if !self.listed_once && self.ledger.newest().is_none() {
-                    self.snapshots.owed.owe_first();
+                    self.found_no_snapshot = true;
+                    self.owe_first_once_known();
                 }
                 self.listed_once = true;
                 self.metrics.last_snapshot = self.metrics.last_snapshot.max(self.ledger.newest());

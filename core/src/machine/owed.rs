@@ -47,7 +47,7 @@ impl OwedSnapshot {
     /// Owes a first snapshot, unless one is owed already.
     pub fn owe_first(&mut self) {
         if self.owed.is_none() && self.unrecorded.is_none() {
-            info!("the destination holds no snapshot from the last week; taking one now");
+            info!("the bucket prefix holds no snapshot from the last week; taking one now");
             self.owed = Some(Owed::NoSnapshot);
         }
     }
@@ -71,7 +71,10 @@ impl OwedSnapshot {
     /// A snapshot landed: whatever was owed is paid.
     pub fn landed(&mut self, out: &mut VecDeque<Command>) {
         if let Some(owed) = self.owed.take() {
-            info!(owed = owed.base_name(), "the owed snapshot landed");
+            info!(
+                snapshot = owed.base_name(),
+                "the snapshot taken at start landed: the bucket prefix holds the whole database"
+            );
         }
         self.failures = 0;
         self.not_before = None;
@@ -88,7 +91,7 @@ impl OwedSnapshot {
             .saturating_mul(1 << (self.failures - 1).min(10))
             .min(LONGEST_WAIT);
         self.not_before = Some(now + wait);
-        error!(owed = owed.base_name(), error = %failure, retry_in = ?wait, "the owed snapshot failed; retrying");
+        error!(snapshot = owed.base_name(), error = %failure, retry_in = ?wait, "the snapshot taken at start failed; retrying");
     }
 
     /// At each step: a record that failed is made again.
@@ -106,7 +109,7 @@ impl OwedSnapshot {
         match result {
             Ok(()) => {
                 if let Some(id) = self.unrecorded.take() {
-                    info!(destination = %id, "the database now records its destination");
+                    info!(destination = %id, "the database now records which bucket prefix its cursor belongs to");
                 }
             }
             Err(failure) => {

@@ -74,6 +74,8 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
     db.put(&initial)?;
     println!("1. created {} with {INITIAL_JOBS} jobs", db_path.display());
 
+    // The bucket exists before the daemon starts, as a real one would.
+    std::fs::create_dir_all(dir.join("bucket"))?;
     let store = Arc::new(Store::connect(bucket.clone()).await?);
     let triggers = TriggerDir::new(&dir.join("work"));
     triggers.create()?;

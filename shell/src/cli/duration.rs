@@ -54,8 +54,8 @@ fn in_unit(number: u64, unit: &str, text: &str) -> Result<Duration, String> {
     match unit {
         "" => Err(format!("`{text}` has no unit: add one of {KNOWN}")),
         "m" | "M" => Err(format!(
-            "`{text}`: `{unit}` could be minutes or months; write `min` for minutes, \
-             or days as `d` (30d)"
+            "`{text}`: `{unit}` could be minutes or months; write `min` for minutes \
+             (months are not a unit: use `d`)"
         )),
         "ms" => Ok(Duration::from_millis(number)),
         unit => {

@@ -42,7 +42,12 @@ pub async fn prune(args: PruneArgs) -> anyhow::Result<ExitCode> {
     let reads = args.reads.reads();
     reads.read(|| store.check()).await?;
     let Keep(Some(keep)) = args.keep else {
-        println!("deleted nothing: --keep off keeps every backup");
+        let verb = if args.dry_run {
+            "would delete"
+        } else {
+            "deleted"
+        };
+        println!("{verb} nothing: --keep off keeps every backup");
         return Ok(ExitCode::SUCCESS);
     };
     let plan = plan_prune(&store, keep, args.reads.concurrency(), &reads, clock::now())

@@ -389,7 +389,8 @@ impl JobDb {
 
     /// Makes the database whole after a restore: `decide` gets the newest
     /// sequence and the change counter and returns the cursor to store (the
-    /// restore planner's decision); the counter continues after the cursor.
+    /// restore planner's decision); the counter continues after the cursor,
+    /// and no destination is recorded.
     pub fn mark_backed_up(
         &mut self,
         decide: impl FnOnce(Seq, Seq) -> Cursor,
@@ -404,6 +405,10 @@ impl JobDb {
         let cursor = decide(newest, counter);
         write_meta(&tx, COUNTER, cursor.seq.max(counter)).map_err(sqlite)?;
         write_cursor(&tx, cursor).map_err(sqlite)?;
+        // The destination the snapshot recorded need not be the one it was
+        // restored from: whatever prefix this database is backed up to next
+        // gets a full snapshot first.
+        write_meta(&tx, CURSOR_DESTINATION, 0).map_err(sqlite)?;
         tx.commit().map_err(sqlite)?;
         Ok(cursor)
     }
