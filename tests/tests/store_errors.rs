@@ -33,6 +33,9 @@ fn daemon_facing(
     eventually("the lease taken", PATIENCE, || {
         lease_taken(proxy).then_some(())
     });
+    // The destination's marker and first snapshot are in: from here on the
+    // only uploads refused are the job's.
+    daemon.settled();
     proxy.refuse_uploads(Some(status));
     workspace.put_jobs(&[json!({ "id": "j1", "name": "Build" })]);
     daemon
