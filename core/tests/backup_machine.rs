@@ -1266,6 +1266,7 @@ fn leased() -> (Harness, Vec<Command>) {
     let read = h.input(Input::LeaseRead(Ok(FoundLease {
         lease: None,
         holder_runs: None,
+        unreadable: None,
     })));
     assert!(
         matches!(
@@ -1334,6 +1335,7 @@ fn writes_wait_for_the_lease_gate_and_a_lost_lease_stops_the_machine() {
     h.input(Input::LeaseRead(Ok(FoundLease {
         lease: Some((theirs, 9)),
         holder_runs: None,
+        unreadable: None,
     })));
     assert!(matches!(
         h.backup.lease_ended(),

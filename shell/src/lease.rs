@@ -5,9 +5,9 @@
 
 use std::path::Path;
 
+use jobvault_core::Failure;
 use jobvault_core::lease::{FoundLease, Holder, LEASE_OBJECT, Lease};
 use jobvault_core::object_name::Framing;
-use jobvault_core::{Failure, FailureKind};
 
 use crate::clock;
 use crate::failure::ToFailure;
@@ -72,19 +72,28 @@ pub async fn read(store: &Store) -> Result<Option<(Lease, i64)>, LeaseError> {
 /// [`jobvault_core::Command::ReadLease`]: the lease, and whether its holder
 /// runs, when it ran on this machine.
 pub async fn find(store: &Store) -> Result<FoundLease, Failure> {
-    let lease = read(store).await.map_err(|e| match e {
-        LeaseError::Store(e) => e.to_failure(),
-        LeaseError::Unreadable { why, .. } => Failure::new(
-            FailureKind::Rejected,
-            format!("it holds something that is not a jobvault lease ({why})"),
-        ),
-    })?;
+    let (lease, unreadable) = match read(store).await {
+        Ok(lease) => (lease, None),
+        Err(LeaseError::Store(e)) => return Err(e.to_failure()),
+        Err(LeaseError::Unreadable { why, .. }) => {
+            let generation = store
+                .get_versioned(LEASE_OBJECT)
+                .await
+                .map_err(|e| e.to_failure())?
+                .map_or(0, |(_, generation)| generation);
+            (None, Some((generation, why)))
+        }
+    };
     let here = this_machine(&host_name());
     let holder_runs = lease
         .as_ref()
         .filter(|(lease, _)| lease.holder.machine == here)
         .map(|(lease, _)| is_running(lease.holder.pid as i32));
-    Ok(FoundLease { lease, holder_runs })
+    Ok(FoundLease {
+        lease,
+        holder_runs,
+        unreadable,
+    })
 }
 
 /// [`jobvault_core::Command::WriteLease`]: the generation written.

@@ -117,17 +117,22 @@ pub async fn status(
         Some(newest) => Some(newest.clone()),
         None => find_newest(store, ObjectKind::Snapshot, reads).await?,
     };
+    let mut warnings = Vec::new();
     let daemon = match lease::read(store).await {
         Ok(found) => found.map(|(lease, _)| daemon_status(&lease, now)),
         Err(LeaseError::Store(e)) => return Err(e.into()),
-        Err(_) => None,
+        Err(unreadable) => {
+            warnings.push(format!(
+                "{unreadable}: no daemon can take it until one runs with --takeover"
+            ));
+            None
+        }
     };
     let newest_job = match &daemon {
         Some(_) => None,
         None => newest_job_upload(store, now, concurrency, reads).await?,
     };
 
-    let mut warnings = Vec::new();
     let marker = small_object::read(store, HISTORY_OBJECT).await?;
     let restorable_from = restorable_from(marker.as_deref()).unwrap_or_else(|e| {
         warnings.push(format!("{}: {e}", store.location(HISTORY_OBJECT)));

@@ -512,7 +512,11 @@ impl Simulation {
                     .iter()
                     .any(|n| n.host == *host && n.pid == lease.holder.pid && n.is_running())
             });
-        FoundLease { lease, holder_runs }
+        FoundLease {
+            lease,
+            holder_runs,
+            unreadable: None,
+        }
     }
 
     /// Writes the lease if it is at `if_generation` (0: if there is none),

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use jobvault::db::JobDb;
 use jobvault_tests::{
-    Daemon, Emulator, StoreReader, Workspace, eventually, gunzip, jobvault, stderr,
+    Daemon, Emulator, StoreReader, Workspace, eventually, gunzip, jobvault, stderr, stdout,
 };
 use serde_json::json;
 
@@ -229,4 +229,44 @@ fn a_failed_start_leaves_no_lease() {
         "nothing written: {:?}",
         reader.names("")
     );
+}
+
+/// A lease object that is not a lease (tampered, or cut by hand) blocks
+/// `run`, names the way out, and `--takeover` replaces it; `status` says so.
+#[test]
+fn a_lease_object_that_is_not_a_lease_is_replaced_with_takeover() {
+    let emulator = Emulator::shared();
+    let root = tempfile::tempdir().unwrap();
+    let url = format!("file://{}", root.path().display());
+    std::fs::write(root.path().join(LEASE), b"garbage{").unwrap();
+    let workspace = Workspace::new();
+    workspace.put_jobs(&[json!({ "id": "a", "name": "A" })]);
+
+    let refused = run_once(
+        emulator,
+        &workspace,
+        &url,
+        &["--metrics-addr", "127.0.0.1:0"],
+    );
+    assert_eq!(refused.status.code(), Some(1), "{}", stderr(&refused));
+    let said = stderr(&refused);
+    let last = said.lines().last().unwrap();
+    assert!(
+        last.contains("not a jobvault lease") && last.contains("--takeover"),
+        "{said}"
+    );
+    let status = jobvault(None)
+        .args(["status", "--bucket", &url])
+        .output()
+        .unwrap();
+    assert!(
+        stdout(&status).contains("not a jobvault lease"),
+        "{}",
+        stdout(&status)
+    );
+
+    let daemon = Daemon::start(&workspace, None, &url, "200ms", &["--takeover"]);
+    daemon.settled();
+    let reader = StoreReader::connect(&url, None);
+    assert_eq!(lease(&reader).unwrap()["holder"]["pid"], daemon.pid());
 }

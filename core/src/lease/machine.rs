@@ -44,6 +44,9 @@ const LONGEST_TAKE_WAIT: Duration = Duration::from_secs(60);
 pub struct FoundLease {
     pub lease: Option<(Lease, i64)>,
     pub holder_runs: Option<bool>,
+    /// The lease object holds something that is not a lease: its
+    /// generation, and why it cannot be read.
+    pub unreadable: Option<(i64, String)>,
 }
 
 /// How the lease ended for this daemon.
@@ -430,6 +433,18 @@ impl LeaseMachine {
     }
 
     fn decide(&mut self, now: Timestamp, found: FoundLease, out: &mut VecDeque<Command>) {
+        if let Some((generation, why)) = &found.unreadable {
+            if !self.takeover {
+                let why = format!(
+                    "it holds something that is not a jobvault lease ({why}); \
+                     pass --takeover to replace it"
+                );
+                self.state = State::Ended(LeaseEnded::Unusable(why));
+                return;
+            }
+            warn!(error = %why, "replacing a lease object that is not a lease (--takeover)");
+            return self.write_taken(now, *generation, out);
+        }
         let runs_here = found.lease.as_ref().and_then(|(lease, _)| {
             let holder = &lease.holder;
             self.me
@@ -453,6 +468,11 @@ impl LeaseMachine {
                 return;
             }
         };
+        self.write_taken(now, generation, out);
+    }
+
+    /// Writes the lease for this daemon over the one at `generation`.
+    fn write_taken(&mut self, now: Timestamp, generation: i64, out: &mut VecDeque<Command>) {
         let lease = Lease {
             holder: self.me.clone(),
             renewed: now,
@@ -569,6 +589,7 @@ mod tests {
         Ok(FoundLease {
             lease,
             holder_runs: None,
+            unreadable: None,
         })
     }
 
@@ -748,6 +769,38 @@ mod tests {
         assert!(
             second.duration_since(retry) > Duration::from_secs(1),
             "the wait doubles"
+        );
+    }
+
+    #[test]
+    fn a_lease_object_that_is_not_a_lease_is_replaced_only_with_takeover() {
+        let corrupt = || {
+            Ok(FoundLease {
+                lease: None,
+                holder_runs: None,
+                unreadable: Some((4, "expected value".to_owned())),
+            })
+        };
+        let (mut lease, mut out) = machine();
+        step(&mut lease, at(0), &mut out);
+        lease.on_read(at(0), corrupt(), &mut out);
+        let Some(LeaseEnded::Unusable(why)) = lease.ended() else {
+            panic!("{:?}", lease.ended());
+        };
+        assert!(why.contains("--takeover"), "{why}");
+        let mut lease =
+            LeaseMachine::new(holder("a", 1), Duration::from_secs(10), true, "1.0", at(0));
+        step(&mut lease, at(0), &mut out);
+        lease.on_read(at(0), corrupt(), &mut out);
+        assert!(
+            matches!(
+                out.pop_front(),
+                Some(Command::WriteLease {
+                    if_generation: 4,
+                    ..
+                })
+            ),
+            "replaced at its generation"
         );
     }
 
