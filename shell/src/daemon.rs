@@ -113,10 +113,11 @@ impl Daemon {
                 }
             }
             metrics.send_replace(core.metrics());
-            if core.lease_ended().is_some() && grace_ends.is_none() {
-                grace_ends = Some(tokio::time::Instant::now() + self.grace);
-            }
-            if grace_ends.is_some() && core.is_quiet() {
+            // Stopped by a signal, or by the core itself (its lease refused
+            // or lost: its work in flight is bounded by its commands'
+            // deadlines).
+            let stopped = grace_ends.is_some() || core.lease_ended().is_some();
+            if stopped && core.is_quiet() {
                 info!("all work in flight finished; exiting");
                 return core.lease_ended().cloned();
             }

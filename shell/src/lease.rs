@@ -21,7 +21,12 @@ pub enum LeaseError {
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("{location} holds something that is not a jobvault lease: {why}")]
-    Unreadable { location: String, why: String },
+    Unreadable {
+        location: String,
+        why: String,
+        /// The generation of what it holds, for `--takeover` to replace.
+        generation: i64,
+    },
 }
 
 /// This machine's id where Linux has one, the host name otherwise.
@@ -65,6 +70,7 @@ pub async fn read(store: &Store) -> Result<Option<(Lease, i64)>, LeaseError> {
     let lease = serde_json::from_slice(&json_of(bytes)).map_err(|e| LeaseError::Unreadable {
         location: store.location(LEASE_OBJECT),
         why: e.to_string(),
+        generation,
     })?;
     Ok(Some((lease, generation)))
 }
@@ -75,14 +81,9 @@ pub async fn find(store: &Store) -> Result<FoundLease, Failure> {
     let (lease, unreadable) = match read(store).await {
         Ok(lease) => (lease, None),
         Err(LeaseError::Store(e)) => return Err(e.to_failure()),
-        Err(LeaseError::Unreadable { why, .. }) => {
-            let generation = store
-                .get_versioned(LEASE_OBJECT)
-                .await
-                .map_err(|e| e.to_failure())?
-                .map_or(0, |(_, generation)| generation);
-            (None, Some((generation, why)))
-        }
+        Err(LeaseError::Unreadable {
+            why, generation, ..
+        }) => (None, Some((generation, why))),
     };
     let here = this_machine(&host_name());
     let holder_runs = lease

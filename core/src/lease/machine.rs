@@ -2,8 +2,8 @@
 //! state machine in the shape of [`crate::Backup`].
 //!
 //! This used to live in the shell (`shell/src/lease.rs`): its take retry,
-//! its gate, its renewal deadline and its failure kinds ran on tokio timers
-//! the simulator never saw, so "two writers on one prefix" (what the lease
+//! its gate, its renewal deadline and its failure kinds ran on the shell's
+//! own timers, which the simulator never saw, so "two writers on one prefix" (what the lease
 //! is for) had never been tried by it. Now the machine decides and the
 //! driver carries out three commands, each answered with its input:
 //! [`Command::ReadLease`], [`Command::WriteLease`] (always with a generation
