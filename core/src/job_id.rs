@@ -3,7 +3,10 @@
 //! Job ids and snapshot base names become part of object names. The original
 //! put them there unchecked, so an id such as `../db-backup/x` could write
 //! outside `job-backup/`. Everything that becomes an object name's last segment
-//! goes through [`check_base_name`] first.
+//! goes through [`check_base_name`] first. One rule for every store: a name
+//! starting with `.` is refused because a `file://` bucket's directory
+//! listing treats it as hidden, and such a job was uploaded, passed by the
+//! cursor, and then never restored.
 
 use std::fmt;
 
@@ -28,6 +31,8 @@ pub enum InvalidName {
     Slash { what: &'static str, name: String },
     #[error("{what} {name:?} contains '..', which could escape its folder")]
     DotDot { what: &'static str, name: String },
+    #[error("{what} {name:?} starts with '.', which a file store hides")]
+    LeadingDot { what: &'static str, name: String },
     #[error("{what} {name:?} contains the control character {ch:?}")]
     Control {
         what: &'static str,
@@ -51,6 +56,12 @@ pub fn check_base_name(what: &'static str, name: &str) -> Result<(), InvalidName
     }
     if name.contains('/') {
         return Err(InvalidName::Slash {
+            what,
+            name: name.to_owned(),
+        });
+    }
+    if name.starts_with('.') {
+        return Err(InvalidName::LeadingDot {
             what,
             name: name.to_owned(),
         });
@@ -122,8 +133,8 @@ mod tests {
         for id in [
             "20161116T220425.634818978Z_0000000000001e88",
             "a.b.c",
-            ".hidden",
             "x.job",
+            "trailing.",
         ] {
             assert_eq!(JobId::new(id).unwrap().as_str(), id);
         }
@@ -132,10 +143,12 @@ mod tests {
     #[test]
     fn rejects_ids_that_could_escape_the_prefix() {
         let long = "a".repeat(MAX_BASE_NAME_BYTES + 1);
-        let cases: [(&str, &str); 7] = [
+        let cases: [(&str, &str); 9] = [
             ("", "job id is empty"),
             ("a/b", "contains '/'"),
-            ("..", "contains '..'"),
+            ("..", "starts with '.'"),
+            (".", "starts with '.'"),
+            (".hidden", "starts with '.'"),
             ("x..y", "contains '..'"),
             ("tab\there", "control character '\\t'"),
             ("nl\n", "control character '\\n'"),

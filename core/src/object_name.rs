@@ -255,7 +255,7 @@ mod tests {
     proptest! {
         #[test]
         fn job_names_round_trip(
-            id in "[A-Za-z0-9_.:-]{1,64}",
+            id in "[A-Za-z0-9_:-][A-Za-z0-9_.:-]{0,63}",
             nanos in 0i64..4_102_444_800_000_000_000,
         ) {
             prop_assume!(!id.contains(".."));
@@ -269,7 +269,7 @@ mod tests {
 
         #[test]
         fn snapshot_names_round_trip(
-            base in "[A-Za-z0-9_.:-]{1,64}",
+            base in "[A-Za-z0-9_:-][A-Za-z0-9_.:-]{0,63}",
             nanos in 0i64..4_102_444_800_000_000_000,
         ) {
             prop_assume!(!base.contains(".."));
