@@ -9,6 +9,7 @@
 
 pub mod destination;
 pub mod envelope;
+pub mod escape;
 pub mod gzip_member;
 pub mod history;
 pub mod job;

@@ -2,14 +2,21 @@
 //! Logging, which reads `severity`, `message` and `time` from such a line
 //! (tracing's own JSON says `level`, which Cloud Logging does not read, so
 //! every line would show as the default severity).
+//!
+//! Text logs escape every control character in what they print
+//! ([`OneLine`]): a trigger, job id or path from outside once forged a
+//! whole log line with a newline, or drove the terminal with an escape
+//! sequence. JSON escapes them by itself.
 
 use std::fmt;
 
+use jobvault_core::escape::OneLine;
 use serde_json::{Map, Value};
 use tracing::field::{Field, Visit};
 use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::EnvFilter;
-use tracing_subscriber::fmt::format::Writer;
+use tracing_subscriber::field::RecordFields;
+use tracing_subscriber::fmt::format::{DefaultFields, Writer};
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
 use tracing_subscriber::registry::LookupSpan;
 
@@ -25,7 +32,24 @@ pub fn init(filter: EnvFilter, json: bool) {
     } else {
         builder
             .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .fmt_fields(EscapedFields::default())
             .init();
+    }
+}
+
+/// tracing's own fields, with control characters escaped.
+#[derive(Default)]
+struct EscapedFields(DefaultFields);
+
+impl<'writer> FormatFields<'writer> for EscapedFields {
+    fn format_fields<R: RecordFields>(
+        &self,
+        mut writer: Writer<'writer>,
+        fields: R,
+    ) -> fmt::Result {
+        let mut plain = String::new();
+        self.0.format_fields(Writer::new(&mut plain), fields)?;
+        write!(writer, "{}", OneLine(&plain))
     }
 }
 
