@@ -13,8 +13,9 @@ pub fn check_trigger_content(data: &[u8]) -> Option<u32> {
     let name = String::from_utf8_lossy(data).into_owned();
     let files = [TriggerFile {
         name: name.clone(),
+        name_is_text: std::str::from_utf8(data).is_ok(),
         modified: jobvault_core::Timestamp::UNIX_EPOCH,
-        content: data.to_vec(),
+        content: Ok(data.to_vec()),
     }];
     let sorted = sort_triggers(&files);
     let hidden = name.starts_with('.');

@@ -8,13 +8,15 @@ use std::io::Read;
 use flate2::read::GzDecoder;
 use flate2::{Compress, Compression, Crc, FlushCompress};
 
-use crate::envelope::{Envelope, EnvelopeError, MAGIC};
+use crate::envelope::{Envelope, EnvelopeError, MAGIC, MAX_BODY_BYTES};
 use crate::gzip_member;
 use crate::object_name::Framing;
 
 /// A job object larger than this once decompressed is refused, so a corrupt
-/// or hostile object cannot exhaust memory.
-pub const MAX_JOB_OBJECT_BYTES: u64 = 64 << 20;
+/// or hostile object cannot exhaust memory: the envelope of the largest body
+/// the database accepts, with room for its id (at most 256 bytes), sequence
+/// and time.
+pub const MAX_JOB_OBJECT_BYTES: u64 = MAX_BODY_BYTES + 4096;
 
 /// Why the bytes of a job object do not hold a job.
 #[derive(Debug, thiserror::Error)]

@@ -7,7 +7,10 @@
 //! attempted at most [`RETRY_COUNT`] times even across restarts.
 //!
 //! Unlike the original, a file that cannot be parsed does not block every
-//! later backup: it is moved to `<workdir>/trigger-backup-invalid/`.
+//! later backup: it is moved to `<workdir>/trigger-backup-invalid/`. So is a
+//! file whose name is not UTF-8 (the daemon once took it under a lossy name,
+//! failed to write its count every interval, and served nothing after it)
+//! and a file it may not read (which once failed the whole scan).
 
 use crate::job_id::{InvalidName, check_base_name};
 use crate::timestamp::Timestamp;
@@ -24,16 +27,24 @@ pub const MAX_TRIGGER_BYTES: usize = 32;
 /// A file found in the trigger directory, as the shell read it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TriggerFile {
+    /// The file's name; for a name that is not UTF-8, its bytes escaped
+    /// ([`crate::escape::escape_bytes`]), and `name_is_text` is false.
     pub name: String,
+    pub name_is_text: bool,
     pub modified: Timestamp,
-    /// The first bytes of the file; the shell reads at most
-    /// [`MAX_TRIGGER_BYTES`] + 1 so that an oversized file is recognised.
-    pub content: Vec<u8>,
+    /// The first bytes of the file (the shell reads at most
+    /// [`MAX_TRIGGER_BYTES`] + 1 so that an oversized file is recognised),
+    /// or why they could not be read.
+    pub content: Result<Vec<u8>, String>,
 }
 
 /// Why a trigger file cannot be served.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum MalformedTrigger {
+    #[error("its name is not UTF-8 text")]
+    NameNotText,
+    #[error("it cannot be read: {0}")]
+    Unreadable(String),
     #[error("its name cannot name a snapshot: {0}")]
     Name(#[from] InvalidName),
     #[error("its content is longer than {MAX_TRIGGER_BYTES} bytes")]
@@ -92,9 +103,7 @@ pub struct SortedTriggers {
 pub fn sort_triggers(files: &[TriggerFile]) -> SortedTriggers {
     let mut sorted = SortedTriggers::default();
     for file in files.iter().filter(|f| !is_hidden(&f.name)) {
-        let checked = check_base_name("trigger name", &file.name)
-            .map_err(MalformedTrigger::from)
-            .and_then(|()| parse_attempts(&file.content));
+        let checked = check_trigger(file);
         match checked {
             Ok(attempts) => sorted.valid.push(ValidTrigger {
                 name: file.name.clone(),
@@ -110,6 +119,18 @@ pub fn sort_triggers(files: &[TriggerFile]) -> SortedTriggers {
     sorted
 }
 
+/// The attempts a file records, or why it cannot be served.
+fn check_trigger(file: &TriggerFile) -> Result<u32, MalformedTrigger> {
+    if !file.name_is_text {
+        return Err(MalformedTrigger::NameNotText);
+    }
+    check_base_name("trigger name", &file.name)?;
+    match &file.content {
+        Ok(content) => parse_attempts(content),
+        Err(why) => Err(MalformedTrigger::Unreadable(why.clone())),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -118,8 +139,9 @@ mod tests {
     fn file(name: &str, secs: i64, content: &str) -> TriggerFile {
         TriggerFile {
             name: name.to_owned(),
+            name_is_text: true,
             modified: Timestamp::from_unix_seconds(secs),
-            content: content.as_bytes().to_vec(),
+            content: Ok(content.as_bytes().to_vec()),
         }
     }
 
@@ -171,6 +193,20 @@ mod tests {
         let sorted = sort_triggers(&[file("x..y", 0, "")]);
         assert!(sorted.valid.is_empty());
         assert!(matches!(sorted.malformed[0].1, MalformedTrigger::Name(_)));
+    }
+
+    #[test]
+    fn a_name_not_text_and_a_file_not_readable_are_malformed() {
+        let mut not_text = file(r"caf\xe9", 0, "");
+        not_text.name_is_text = false;
+        let mut unreadable = file("nightly", 0, "");
+        unreadable.content = Err("Permission denied".to_owned());
+        let sorted = sort_triggers(&[not_text, unreadable, file("ok", 1, "")]);
+        assert_eq!(sorted.valid.len(), 1);
+        assert_eq!(sorted.malformed[0].1, MalformedTrigger::NameNotText);
+        assert!(
+            matches!(&sorted.malformed[1].1, MalformedTrigger::Unreadable(why) if why.contains("denied"))
+        );
     }
 
     #[test]

@@ -7,7 +7,7 @@ use jobvault_core::destination::{DestinationId, DestinationMarker};
 use jobvault_core::lease::{FoundLease, Holder, Lease, LeaseEnded, LeaseMachine, LeaseState};
 use jobvault_core::machine::{
     ChangeBatch, FIRST_RETRY, FoundDestination, JobUpload, ListedObject, Owed, Pruned,
-    REFUSED_RETRY, SnapshotOrder, SnapshotReason,
+    REFUSED_RETRY, RowId, SnapshotOrder, SnapshotReason, Unreadable,
 };
 use jobvault_core::trigger::TriggerFile;
 use jobvault_core::{
@@ -95,8 +95,9 @@ fn failure(text: &str) -> Failure {
 fn trigger(name: &str, secs: i64, content: &str) -> TriggerFile {
     TriggerFile {
         name: name.to_owned(),
+        name_is_text: true,
         modified: Timestamp::from_unix_seconds(1_479_000_000 + secs),
-        content: content.as_bytes().to_vec(),
+        content: Ok(content.as_bytes().to_vec()),
     }
 }
 
@@ -109,10 +110,20 @@ fn version(id: &str, seq: u64) -> Envelope {
     )
 }
 
+/// A read of the feed that found `jobs`: cut by its limit if it holds as
+/// many as [`config`] holds at most.
 fn batch(jobs: Vec<Envelope>) -> Input {
+    batch_at(stored_cursor(), jobs)
+}
+
+fn batch_at(stored: Cursor, jobs: Vec<Envelope>) -> Input {
     Input::ChangesRead(Ok(ChangeBatch {
-        stored: stored_cursor(),
+        stored,
+        newest: jobs.last().map_or(stored.seq, |job| job.seq),
+        complete: jobs.len() < config().max_pending,
         jobs,
+        unreadable: vec![],
+        set_aside: 0,
     }))
 }
 
@@ -181,7 +192,8 @@ fn the_first_step_scans_triggers_reads_the_feed_and_lists_snapshots() {
         &commands,
         &Command::ReadChanges {
             after: 10,
-            limit: 8
+            limit: 8,
+            max_bytes: Config::default().max_pending_bytes,
         }
     ));
     let Some(Command::ListSnapshots { prefixes }) = commands.last() else {
@@ -499,7 +511,7 @@ fn a_step_with_no_jobs_advances_the_time_only() {
             time: read_at
         })
     );
-    h.input(Input::CursorSaved(Ok(())));
+    h.input(Input::CursorSaved(Ok(0)));
     let metrics = h.backup.metrics();
     assert_eq!(metrics.incremental_alive, Some(h.now));
     assert_eq!(metrics.cursor.time, read_at);
@@ -565,7 +577,7 @@ fn a_failed_upload_holds_the_cursor_and_is_retried() {
         "only up to the failed job"
     );
     h.input(batch(vec![]));
-    h.input(Input::CursorSaved(Ok(())));
+    h.input(Input::CursorSaved(Ok(0)));
     let commands = h.input(uploaded("b", 12));
     assert_eq!(saved(&commands).map(|c| c.seq), Some(13));
     assert_eq!(h.backup.metrics().upload_errors.job, 1);
@@ -595,12 +607,19 @@ fn a_changed_cursor_in_the_database_resets_the_feed_to_it() {
         seq: 3,
         time: Timestamp::UNIX_EPOCH,
     };
-    let commands = h.input(Input::ChangesRead(Ok(ChangeBatch {
-        stored: rewound,
-        jobs: vec![version("a", 11)],
-    })));
+    let commands = h.input(batch_at(rewound, vec![version("a", 11)]));
     assert!(uploads(&commands).is_empty(), "the stale batch is dropped");
-    assert_eq!(commands, [Command::ReadChanges { after: 3, limit: 8 }]);
+    assert!(
+        matches!(
+            commands.as_slice(),
+            [Command::ReadChanges {
+                after: 3,
+                limit: 8,
+                ..
+            }]
+        ),
+        "{commands:?}"
+    );
     let metrics = h.backup.metrics();
     assert_eq!(metrics.feed_resets_since_snapshot, 1);
     assert_eq!(metrics.cursor, rewound);
@@ -629,13 +648,10 @@ fn a_newer_version_waits_for_the_older_upload_of_the_same_job() {
     let mut h = Harness::new();
     h.start();
     h.input(batch(vec![version("a", 11)]));
-    h.input(Input::CursorSaved(Ok(())));
+    h.input(Input::CursorSaved(Ok(0)));
     let commands = h.step();
     assert!(uploads(&commands).is_empty());
-    let commands = h.input(Input::ChangesRead(Ok(ChangeBatch {
-        stored: stored_cursor(),
-        jobs: vec![version("a", 15)],
-    })));
+    let commands = h.input(batch(vec![version("a", 15)]));
     assert!(
         uploads(&commands).is_empty(),
         "a@11 is still in flight: {commands:?}"
@@ -837,13 +853,14 @@ fn a_full_batch_is_followed_by_another_read_once_half_the_window_is_free() {
     }
     let commands = h.input(uploaded("j14", 14));
     assert!(
-        has(
-            &commands,
-            &Command::ReadChanges {
+        commands.iter().any(|c| matches!(
+            c,
+            Command::ReadChanges {
                 after: 18,
-                limit: 4
+                limit: 4,
+                ..
             }
-        ),
+        )),
         "{commands:?}"
     );
 }
@@ -894,7 +911,7 @@ fn after_stop_nothing_new_starts_and_the_machine_goes_quiet() {
         Some(14),
         "finished work is saved"
     );
-    h.input(Input::CursorSaved(Ok(())));
+    h.input(Input::CursorSaved(Ok(0)));
     assert!(h.backup.is_quiet());
     assert_eq!(
         h.backup.metrics().pending_jobs,
@@ -913,12 +930,9 @@ fn a_read_that_ran_before_a_save_but_reports_after_it_is_no_reset() {
     // The next step reads while the save is in flight; the read runs before
     // the save commits (it sees the old cursor) but reports after it.
     h.step();
-    h.input(Input::CursorSaved(Ok(())));
+    h.input(Input::CursorSaved(Ok(0)));
     assert_eq!(h.backup.metrics().cursor, save);
-    let commands = h.input(Input::ChangesRead(Ok(ChangeBatch {
-        stored: stored_cursor(),
-        jobs: vec![],
-    })));
+    let commands = h.input(batch(vec![]));
     assert_eq!(
         h.backup.metrics().feed_resets_since_snapshot,
         0,
@@ -933,7 +947,7 @@ fn saves_name_the_cursor_they_replace() {
     h.start();
     h.input(batch(vec![version("a", 11)]));
     let commands = h.input(uploaded("a", 11));
-    let Some(Command::SaveCursor { expected, new }) = commands.last() else {
+    let Some(Command::SaveCursor { expected, new, .. }) = commands.last() else {
         panic!("no save in {commands:?}");
     };
     assert_eq!(
@@ -1002,13 +1016,8 @@ fn a_read_that_moves_only_the_time_saves_once_an_interval() {
     let mut h = Harness::new();
     h.start();
     let first = saved(&h.input(batch(vec![]))).expect("the first read's time is saved");
-    h.input(Input::CursorSaved(Ok(())));
-    let nothing_new = || {
-        Input::ChangesRead(Ok(ChangeBatch {
-            stored: first,
-            jobs: vec![],
-        }))
-    };
+    h.input(Input::CursorSaved(Ok(0)));
+    let nothing_new = || batch_at(first, vec![]);
     // Our own save is a commit the watcher reports; its read finds nothing.
     h.now = h.now + Duration::from_millis(20);
     assert_eq!(reads(&h.input(Input::DatabaseChanged)), 1);
@@ -1121,7 +1130,7 @@ fn a_marker_the_database_records_is_known_and_owes_nothing() {
     commands.extend(h.input(batch(vec![])));
     assert!(snapshot(&commands).is_none(), "{commands:?}");
     assert!(!h.backup.metrics().new_destination);
-    h.input(Input::CursorSaved(Ok(())));
+    h.input(Input::CursorSaved(Ok(0)));
     assert!(h.backup.metrics().incremental_alive.is_some());
     // Another id, or none recorded: new.
     for recorded in [DestinationId::new(8), None] {
@@ -1139,7 +1148,7 @@ fn a_failed_check_is_made_again_and_vouches_for_nothing_meanwhile() {
     h.advance(Duration::ZERO);
     h.input(Input::DestinationChecked(Err(failure("503"))));
     h.input(batch(vec![]));
-    h.input(Input::CursorSaved(Ok(())));
+    h.input(Input::CursorSaved(Ok(0)));
     assert_eq!(h.backup.metrics().incremental_alive, None);
     assert!(has(&h.step(), &Command::CheckDestination));
 }
@@ -1164,7 +1173,7 @@ fn a_new_destination_gets_a_snapshot_first_and_records_its_id_once_it_lands() {
     // The feed goes on meanwhile, but the daemon is not caught up while the
     // destination lacks what the cursor passed.
     assert!(saved(&h.input(batch(vec![]))).is_some());
-    h.input(Input::CursorSaved(Ok(())));
+    h.input(Input::CursorSaved(Ok(0)));
     assert_eq!(h.backup.metrics().incremental_alive, None);
     let landed = h.input(Input::SnapshotTaken {
         object: order.object,
@@ -1399,4 +1408,116 @@ fn keep_config() -> Config {
         keep: Some(Duration::from_secs(86_400)),
         ..config()
     }
+}
+
+// ---------------------------------------------------------------- rows set aside
+
+fn unreadable(id: &[u8], seq: u64) -> Unreadable {
+    Unreadable {
+        seq,
+        id: RowId(id.to_vec()),
+        why: "its body is not UTF-8 text".to_owned(),
+    }
+}
+
+#[test]
+fn a_row_no_object_can_hold_is_passed_recorded_and_counted() {
+    let mut h = Harness::new();
+    h.start();
+    let commands = h.input(Input::ChangesRead(Ok(ChangeBatch {
+        stored: stored_cursor(),
+        jobs: vec![version("a", 11), version("b", 13)],
+        unreadable: vec![unreadable(b"u\xff", 12)],
+        set_aside: 2,
+        newest: 13,
+        complete: true,
+    })));
+    assert_eq!(uploads(&commands), [("a".into(), 11), ("b".into(), 13)]);
+    assert_eq!(h.backup.metrics().jobs_set_aside, 3);
+    h.input(uploaded("a", 11));
+    let commands = h.input(uploaded("b", 13));
+    let Some(Command::SaveCursor { new, set_aside, .. }) = commands.last() else {
+        panic!("no save in {commands:?}");
+    };
+    assert_eq!(new.seq, 13, "the cursor passes the row set aside");
+    assert_eq!(*set_aside, [unreadable(b"u\xff", 12)]);
+    h.input(Input::CursorSaved(Ok(3)));
+    let metrics = h.backup.metrics();
+    assert_eq!((metrics.jobs_set_aside, metrics.pending_jobs), (3, 0));
+}
+
+#[test]
+fn a_batch_of_rows_set_aside_alone_moves_the_cursor() {
+    let mut h = Harness::new();
+    h.start();
+    let commands = h.input(Input::ChangesRead(Ok(ChangeBatch {
+        stored: stored_cursor(),
+        jobs: vec![],
+        unreadable: vec![unreadable(b"x", 11)],
+        set_aside: 0,
+        newest: 11,
+        complete: true,
+    })));
+    assert_eq!(saved(&commands).map(|c| c.seq), Some(11), "{commands:?}");
+}
+
+#[test]
+fn pending_counts_what_the_database_holds_past_the_cursor() {
+    let mut h = Harness::new();
+    h.start();
+    h.input(Input::ChangesRead(Ok(ChangeBatch {
+        stored: stored_cursor(),
+        jobs: vec![version("a", 11)],
+        unreadable: vec![],
+        set_aside: 0,
+        newest: 40,
+        complete: false,
+    })));
+    assert_eq!(h.backup.metrics().pending_jobs, 30);
+}
+
+#[test]
+fn reads_ask_for_no_more_bytes_than_the_room_left() {
+    let body = |id: &str| format!(r#"{{"id":"{id}","pad":"{}"}}"#, "x".repeat(80));
+    let job = |id: &str, seq| {
+        Envelope::written(
+            JobId::new(id).unwrap(),
+            seq,
+            Timestamp::UNIX_EPOCH,
+            body(id),
+        )
+    };
+    let weight = body("a").len() as u64;
+    let mut h = Harness::with(
+        Config {
+            max_pending_bytes: 4 * weight,
+            ..config()
+        },
+        stored_cursor(),
+    );
+    let commands = h.start();
+    assert!(has_read(&commands, 4 * weight), "{commands:?}");
+    let commands = h.input(Input::ChangesRead(Ok(ChangeBatch {
+        stored: stored_cursor(),
+        jobs: vec![job("a", 11), job("b", 12), job("c", 13)],
+        unreadable: vec![],
+        set_aside: 0,
+        newest: 20,
+        complete: false,
+    })));
+    assert_eq!(h.backup.held(), (3, 3 * weight));
+    assert!(
+        !commands
+            .iter()
+            .any(|c| matches!(c, Command::ReadChanges { .. })),
+        "three of four held: no read"
+    );
+    let commands = h.input(uploaded("a", 11));
+    assert!(has_read(&commands, 2 * weight), "half free: {commands:?}");
+}
+
+fn has_read(commands: &[Command], bytes: u64) -> bool {
+    commands
+        .iter()
+        .any(|c| matches!(c, Command::ReadChanges { max_bytes, .. } if *max_bytes == bytes))
 }

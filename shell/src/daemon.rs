@@ -244,15 +244,30 @@ impl Executor {
                     result: result.map(drop).map_err(|e| e.to_failure()),
                 }
             }),
-            Command::ReadChanges { after, limit } => self.blocking(move |x| {
-                let read = x.db().changes(after, limit);
+            Command::ReadChanges {
+                after,
+                limit,
+                max_bytes,
+            } => self.blocking(move |x| {
+                let read = x.db().changes(after, limit, max_bytes);
                 Input::ChangesRead(
-                    read.map(|(stored, jobs)| ChangeBatch { stored, jobs })
-                        .map_err(|e| e.to_failure()),
+                    read.map(|feed| ChangeBatch {
+                        stored: feed.cursor,
+                        jobs: feed.jobs,
+                        unreadable: feed.unreadable,
+                        set_aside: feed.set_aside,
+                        newest: feed.newest,
+                        complete: feed.complete,
+                    })
+                    .map_err(|e| e.to_failure()),
                 )
             }),
-            Command::SaveCursor { expected, new } => self.blocking(move |x| {
-                let saved = x.db().save_cursor(expected, new);
+            Command::SaveCursor {
+                expected,
+                new,
+                set_aside,
+            } => self.blocking(move |x| {
+                let saved = x.db().save_cursor(expected, new, &set_aside);
                 Input::CursorSaved(saved.map_err(|e| e.to_failure()))
             }),
             Command::RecordDestination { id } => self.blocking(move |x| {
@@ -452,7 +467,11 @@ mod tests {
 
     #[tokio::test]
     async fn a_command_that_never_answers_is_answered_with_a_timeout() {
-        let command = Command::ReadChanges { after: 0, limit: 1 };
+        let command = Command::ReadChanges {
+            after: 0,
+            limit: 1,
+            max_bytes: 1,
+        };
         let work = tokio::spawn(std::future::pending::<Input>());
         let answer = supervise(&command, Duration::from_millis(20), work).await;
         let Input::ChangesRead(Err(failure)) = answer else {
@@ -483,9 +502,13 @@ mod tests {
 
     #[tokio::test]
     async fn a_command_that_answers_in_time_is_answered_by_itself() {
-        let command = Command::ReadChanges { after: 0, limit: 1 };
-        let work = tokio::spawn(async { Input::CursorSaved(Ok(())) });
+        let command = Command::ReadChanges {
+            after: 0,
+            limit: 1,
+            max_bytes: 1,
+        };
+        let work = tokio::spawn(async { Input::CursorSaved(Ok(0)) });
         let answer = supervise(&command, Duration::from_secs(60), work).await;
-        assert_eq!(answer, Input::CursorSaved(Ok(())));
+        assert_eq!(answer, Input::CursorSaved(Ok(0)));
     }
 }

@@ -152,8 +152,14 @@ impl Collector for Exporter {
         gauge(
             e,
             "jobvault_pending_jobs",
-            "Jobs read from the change feed and not yet in the bucket.",
+            "Changes committed to the job database and not yet in the bucket, as of the last read of the change feed.",
             m.pending_jobs as f64,
+        )?;
+        gauge(
+            e,
+            "jobvault_jobs_set_aside",
+            "Job rows no job object can hold (not UTF-8, over the size limit, an id no object name can carry), passed by the cursor and recorded in the database until a writer fixes or deletes each.",
+            m.jobs_set_aside as f64,
         )?;
         gauge(
             e,

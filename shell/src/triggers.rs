@@ -6,9 +6,11 @@
 
 use std::fs;
 use std::io::{self, Read, Write};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use jobvault_core::Timestamp;
+use jobvault_core::escape::escape_bytes;
 use jobvault_core::job_id::{InvalidName, check_base_name};
 use jobvault_core::trigger::{
     MAX_TRIGGER_BYTES, QUARANTINE_DIR, TRIGGER_DIR, TriggerFile, format_attempts, is_hidden,
@@ -62,7 +64,9 @@ impl TriggerDir {
     }
 
     /// Lists the regular files with their first bytes (enough to tell a
-    /// valid count from an oversized file).
+    /// valid count from an oversized file). A file that cannot be read is
+    /// listed with why, for the core to quarantine: it never fails the
+    /// scan. A name that is not UTF-8 is listed escaped.
     pub fn scan(&self) -> Result<Vec<TriggerFile>, TriggerError> {
         let mut files = Vec::new();
         for entry in fs::read_dir(&self.dir).map_err(io_at(&self.dir))? {
@@ -72,29 +76,44 @@ impl TriggerDir {
             if !meta.is_file() {
                 continue;
             }
-            let name = entry.file_name().to_string_lossy().into_owned();
+            let raw_name = entry.file_name();
+            let (name, name_is_text) = match raw_name.to_str() {
+                Some(name) => (name.to_owned(), true),
+                None => (escape_bytes(raw_name.as_bytes()), false),
+            };
             if is_hidden(&name) {
                 continue;
             }
-            let mut content = Vec::with_capacity(MAX_TRIGGER_BYTES + 1);
-            match fs::File::open(&path) {
-                Ok(file) => {
-                    file.take(MAX_TRIGGER_BYTES as u64 + 1)
-                        .read_to_end(&mut content)
-                        .map_err(io_at(&path))?;
-                }
+            let content = match read_start(&path) {
+                Ok(content) => Ok(content),
                 // Served and deleted between the listing and the read.
                 Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(io_at(&path)(e)),
-            }
+                Err(e) => Err(e.to_string()),
+            };
             let modified = meta.modified().map_err(io_at(&path))?;
             files.push(TriggerFile {
                 name,
+                name_is_text,
                 modified: Timestamp::from_offset_date_time(OffsetDateTime::from(modified)),
                 content,
             });
         }
         Ok(files)
+    }
+
+    /// The file a name from [`TriggerDir::scan`] stands for: itself, or the
+    /// one whose name is not UTF-8 and escapes to it.
+    fn file_named(&self, name: &str) -> PathBuf {
+        let plain = self.dir.join(name);
+        if plain.symlink_metadata().is_ok() {
+            return plain;
+        }
+        fs::read_dir(&self.dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .find(|entry| escape_bytes(entry.file_name().as_bytes()) == name)
+            .map_or(plain, |entry| entry.path())
     }
 
     /// Records the attempt count in an existing trigger, atomically (a
@@ -126,7 +145,7 @@ impl TriggerDir {
     /// name if one of that name is already there. Returns where it went.
     pub fn quarantine(&self, name: &str) -> Result<PathBuf, TriggerError> {
         fs::create_dir_all(&self.quarantine).map_err(io_at(&self.quarantine))?;
-        let from = self.dir.join(name);
+        let from = self.file_named(name);
         let mut to = self.quarantine.join(name);
         let mut n = 1;
         while to.exists() {
@@ -159,6 +178,15 @@ impl TriggerDir {
     }
 }
 
+/// The first bytes of a trigger file.
+fn read_start(path: &Path) -> io::Result<Vec<u8>> {
+    let mut content = Vec::with_capacity(MAX_TRIGGER_BYTES + 1);
+    fs::File::open(path)?
+        .take(MAX_TRIGGER_BYTES as u64 + 1)
+        .read_to_end(&mut content)?;
+    Ok(content)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -181,7 +209,10 @@ mod tests {
         files.sort_by(|a, b| a.name.cmp(&b.name));
         let names: Vec<_> = files.iter().map(|f| f.name.as_str()).collect();
         assert_eq!(names, ["a", "big"]);
-        assert_eq!(files[1].content.len(), MAX_TRIGGER_BYTES + 1);
+        assert_eq!(
+            files[1].content.as_ref().unwrap().len(),
+            MAX_TRIGGER_BYTES + 1
+        );
     }
 
     #[test]
@@ -217,6 +248,26 @@ mod tests {
         let quarantine = work.path().join(QUARANTINE_DIR);
         assert!(quarantine.join("bad").exists());
         assert!(quarantine.join("bad.1").exists());
+        assert!(triggers.scan().unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_name_that_is_not_utf8_is_listed_escaped_and_quarantined_by_it() {
+        let (work, triggers) = dir();
+        let raw = std::ffi::OsStr::from_bytes(b"caf\xe9-nightly");
+        fs::write(triggers.path().join(raw), "").unwrap();
+        let files = triggers.scan().unwrap();
+        assert_eq!(
+            (files[0].name.as_str(), files[0].name_is_text),
+            (r"caf\xe9-nightly", false)
+        );
+        triggers.quarantine(&files[0].name).unwrap();
+        assert!(
+            work.path()
+                .join(QUARANTINE_DIR)
+                .join(r"caf\xe9-nightly")
+                .exists()
+        );
         assert!(triggers.scan().unwrap().is_empty());
     }
 

@@ -79,6 +79,10 @@ pub enum FaultKind {
     /// unusable (cut short, a bad CRC), while another remains: the restore
     /// falls back to the next older one.
     SnapshotUnusable,
+    /// A writer without the database's rules (an older schema, triggers
+    /// dropped) writes a row no job object can hold, among good ones: the
+    /// daemon sets it aside and goes on.
+    BadRow,
 }
 
 /// How much of one fault a day gets.
@@ -136,6 +140,7 @@ impl FaultKind {
             FaultKind::SnapshotDecompressed => rate(rng, 0.5),
             FaultKind::StoreReadFailure => rate(rng, 0.3),
             FaultKind::SnapshotUnusable => rate(rng, 0.5),
+            FaultKind::BadRow => rate(rng, 0.05),
             FaultKind::BucketWiped => count(rng, 1),
             FaultKind::HostCutOff => count(rng, 2),
         }

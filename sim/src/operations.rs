@@ -10,7 +10,7 @@ use std::time::Duration;
 use jobvault_core::destination::{DestinationId, DestinationMarker};
 use jobvault_core::lease::{FoundLease, Lease};
 use jobvault_core::machine::{
-    ChangeBatch, FoundDestination, JobUpload, Pruned, SnapshotOrder, SnapshotReason,
+    FoundDestination, JobUpload, Pruned, SnapshotOrder, SnapshotReason, Unreadable,
 };
 use jobvault_core::{Command, Cursor, Failure, FailureKind, Input, JobId, Seq};
 
@@ -55,11 +55,13 @@ pub(crate) enum Op {
     Read {
         after: Seq,
         limit: usize,
+        max_bytes: u64,
     },
     Upload(JobUpload),
     Save {
         expected: Cursor,
         new: Cursor,
+        set_aside: Vec<Unreadable>,
     },
     List {
         prefixes: Vec<String>,
@@ -176,34 +178,49 @@ impl Simulation {
                 };
                 (op, fate, latency)
             }
-            Command::ReadChanges { after, limit } => {
+            Command::ReadChanges {
+                after,
+                limit,
+                max_bytes,
+            } => {
                 let (local, true_time) = (self.local_now(node), self.now);
                 self.observe(Observation::FeedRead { local, true_time });
                 let fate = self.rate_fate(FaultKind::DbRead, "database is locked");
-                (Op::Read { after, limit }, fate, db_latency)
+                let op = Op::Read {
+                    after,
+                    limit,
+                    max_bytes,
+                };
+                (op, fate, db_latency)
             }
             Command::UploadJob(upload) => {
                 let process = &mut self.nodes[node].process;
                 process.uploads_in_flight += 1;
                 let in_flight = process.uploads_in_flight;
                 let core = process.core.as_ref();
-                let pending = core
-                    .expect("commands come from a running core")
-                    .metrics()
-                    .pending_jobs;
+                let held = core.expect("commands come from a running core").held();
                 self.observe(Observation::UploadStarted {
                     node,
                     object: &upload.object,
                     true_time: self.now,
                     in_flight,
-                    pending: pending as usize,
+                    held,
                 });
                 let latency = self.store_latency();
                 (Op::Upload(upload), self.store_fate(node), latency)
             }
-            Command::SaveCursor { expected, new } => {
+            Command::SaveCursor {
+                expected,
+                new,
+                set_aside,
+            } => {
                 let fate = self.rate_fate(FaultKind::DbWrite, "disk I/O error");
-                (Op::Save { expected, new }, fate, db_latency)
+                let op = Op::Save {
+                    expected,
+                    new,
+                    set_aside,
+                };
+                (op, fate, db_latency)
             }
             Command::ListSnapshots { prefixes } => {
                 let latency = self.store_latency();
@@ -324,12 +341,19 @@ impl Simulation {
                     result: result(error).map(|()| 1),
                 }
             }
-            Op::Read { after, limit } => Input::ChangesRead(result(error).map(|()| ChangeBatch {
-                stored: self.world.db.stored,
-                jobs: self.world.db.changes(after, limit),
-            })),
+            Op::Read {
+                after,
+                limit,
+                max_bytes,
+            } => Input::ChangesRead(
+                result(error).map(|()| self.world.db.changes(after, limit, max_bytes)),
+            ),
             Op::Upload(upload) => self.uploaded(upload, effective, error),
-            Op::Save { expected, new } => self.cursor_saved(node, expected, new, effective, error),
+            Op::Save {
+                expected,
+                new,
+                set_aside,
+            } => self.cursor_saved(node, (expected, new), &set_aside, effective, error),
             Op::List { prefixes } => {
                 Input::SnapshotsListed(result(error).map(|()| self.world.store.list(&prefixes)))
             }
@@ -391,6 +415,7 @@ impl Simulation {
                     seq,
                     body: upload.envelope.body().map(Arc::from),
                     modified: upload.envelope.modified,
+                    bad: false,
                 },
             };
             let replaced = self.world.store.put(upload.object.clone(), body, self.now);
@@ -413,13 +438,14 @@ impl Simulation {
     fn cursor_saved(
         &mut self,
         node: NodeId,
-        expected: Cursor,
-        new: Cursor,
+        (expected, new): (Cursor, Cursor),
+        set_aside: &[Unreadable],
         effective: bool,
         error: Option<(FailureKind, &str)>,
     ) -> Input {
         let unchanged = self.world.db.stored == expected;
         if effective && unchanged {
+            self.world.db.record_set_aside(set_aside);
             self.observe(Observation::CursorSaving { expected, new });
             self.world.db.stored = new;
             for other in self
@@ -433,7 +459,8 @@ impl Simulation {
         }
         let error =
             error.or((!unchanged).then_some((FailureKind::Conflict, "the stored cursor changed")));
-        Input::CursorSaved(result(error))
+        let set_aside = self.world.db.set_aside.len() as u64;
+        Input::CursorSaved(result(error).map(|()| set_aside))
     }
 
     fn pruned(
@@ -651,7 +678,11 @@ pub(crate) fn hash_command(hasher: &mut DefaultHasher, command: &Command) {
         Command::DeleteTrigger { name } => (2u8, name).hash(hasher),
         Command::QuarantineTrigger { name, .. } => (3u8, name).hash(hasher),
         Command::TakeSnapshot(order) => (4u8, &order.object, order.framing.gzip_mtime).hash(hasher),
-        Command::ReadChanges { after, limit } => (5u8, after, limit).hash(hasher),
+        Command::ReadChanges {
+            after,
+            limit,
+            max_bytes,
+        } => (5u8, after, limit, max_bytes).hash(hasher),
         Command::UploadJob(upload) => (6u8, &upload.object, upload.envelope.seq).hash(hasher),
         Command::SaveCursor { new, .. } => (7u8, new.seq, new.time).hash(hasher),
         Command::ListSnapshots { prefixes } => (8u8, prefixes).hash(hasher),

@@ -151,6 +151,7 @@ fn carry_out(
                 seq: envelope.seq,
                 body: envelope.body().map(Arc::from),
                 modified: envelope.modified,
+                bad: false,
             };
             versions.insert(envelope.id, held);
         }

@@ -49,6 +49,7 @@ impl Settings {
         let config = Config {
             concurrency,
             max_pending,
+            max_pending_bytes: draw_memory(&mut crate::rng::stream(seed, "memory")),
             keep: history.keep,
             ..Config::default()
         };
@@ -60,6 +61,16 @@ impl Settings {
             topology,
             start,
         }
+    }
+}
+
+/// Half the seeds hold the default's bytes of bodies; the others a few
+/// dozen bodies' worth, so a read is cut by bytes as often as by count.
+fn draw_memory(rng: &mut fastrand::Rng) -> u64 {
+    if rng.bool() {
+        Config::default().max_pending_bytes
+    } else {
+        rng.u64(256..=16_384)
     }
 }
 

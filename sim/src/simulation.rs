@@ -222,12 +222,13 @@ impl Simulation {
     fn run(mut self) -> Outcome {
         note!(
             self,
-            "seed {} plan {:?} topology {:?} concurrency {} max_pending {} versioning {} keep {:?}",
+            "seed {} plan {:?} topology {:?} concurrency {} max_pending {} ({} bytes) versioning {} keep {:?}",
             self.seed,
             self.plan,
             self.topology,
             self.config.concurrency,
             self.config.max_pending,
+            self.config.max_pending_bytes,
             self.history.versioned,
             self.history.keep
         );
@@ -259,6 +260,8 @@ impl Simulation {
                 let faults = self.read_faults();
                 self.history
                     .check(&self.world, now, faults, &mut self.checkers);
+                let counted = self.holder_metrics().map_or(0, |m| m.jobs_set_aside);
+                self.observe(Observation::SetAsideCounted { counted });
                 if let Some(restored) = self.restore_newest() {
                     self.observe(Observation::Quiesced(&restored));
                 }
@@ -623,8 +626,21 @@ impl Simulation {
 
     fn run_statement(&mut self, statement: Statement, id: JobId) {
         let modified = self.world.local(self.now);
-        if self.world.db.run(statement, id.clone(), modified, self.now) {
-            note!(self, "{statement:?} {id}");
+        let bad = statement != Statement::Delete
+            && self.rng.workload.f64() < self.plan.rate(FaultKind::BadRow);
+        if self
+            .world
+            .db
+            .run(statement, id.clone(), modified, self.now, bad)
+        {
+            if bad {
+                self.outcome.faults.add(FaultKind::BadRow);
+            }
+            note!(
+                self,
+                "{statement:?} {id}{}",
+                if bad { " (a bad row)" } else { "" }
+            );
             self.commit_seen();
         }
     }
@@ -658,6 +674,16 @@ impl Simulation {
         let modified = self.world.local(self.now);
         note!(self, "timer drops trigger {name}");
         self.world.dir.files.insert(name, (modified, Vec::new()));
+    }
+
+    /// The metrics of the daemon that holds the lease, if one runs.
+    fn holder_metrics(&self) -> Option<jobvault_core::Metrics> {
+        let (lease, _) = self.world.store.lease.as_ref()?;
+        self.nodes
+            .iter()
+            .find(|node| node.holder() == lease.holder)
+            .and_then(|node| node.process.core.as_ref())
+            .map(|core| core.metrics())
     }
 
     /// Quiet at the end of the day: one daemon holds the lease, is caught up

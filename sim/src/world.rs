@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use jobvault_core::destination::{DestinationId, DestinationMarker};
 use jobvault_core::lease::Lease;
-use jobvault_core::machine::ListedObject;
+use jobvault_core::machine::{ChangeBatch, ListedObject, RowId, Unreadable};
 use jobvault_core::trigger::TriggerFile;
 use jobvault_core::{Cursor, Envelope, JobId, Seq, Timestamp};
 
@@ -20,6 +20,9 @@ pub struct Held {
     pub body: Option<Arc<str>>,
     /// The local clock's stamp of the commit, as the envelope carries it.
     pub modified: Timestamp,
+    /// No job object can hold it (a body that is not UTF-8, written by a
+    /// writer without the database's rules): the daemon sets it aside.
+    pub bad: bool,
 }
 
 /// The newest change to one job.
@@ -59,6 +62,9 @@ pub struct Db {
     pub stored: Cursor,
     /// The destination the stored cursor belongs to.
     pub destination: Option<DestinationId>,
+    /// `set_aside_jobs`: the rows the daemon recorded as set aside, by id.
+    /// A writer's next change to the job deletes its record.
+    pub set_aside: BTreeMap<JobId, Seq>,
     /// Every id ever written, to pick jobs to modify.
     pub ids: Vec<JobId>,
     /// Bodies written so far; each body is unlike every other.
@@ -72,13 +78,15 @@ pub struct Db {
 
 impl Db {
     /// Runs `statement` on job `id` at true time `committed`, stamped with
-    /// the local clock's `modified`. Returns whether it changed anything.
+    /// the local clock's `modified`; a body it writes is `bad` if so.
+    /// Returns whether it changed anything.
     pub fn run(
         &mut self,
         statement: Statement,
         id: JobId,
         modified: Timestamp,
         committed: Timestamp,
+        bad: bool,
     ) -> bool {
         let exists = self
             .rows
@@ -112,9 +120,11 @@ impl Db {
         self.by_commit.insert((committed, seq), id.clone());
         let held = Held {
             seq,
+            bad: bad && body.is_some(),
             body,
             modified,
         };
+        self.set_aside.remove(&id);
         self.history.push((id.clone(), held.clone()));
         self.rows.insert(id, Row { held, committed });
         true
@@ -133,20 +143,70 @@ impl Db {
         then
     }
 
-    /// The change feed: changes after `after`, in sequence order.
-    pub fn changes(&self, after: Seq, limit: usize) -> Vec<Envelope> {
-        self.by_seq
+    /// The change feed as `jobvault`'s database reads it: changes after
+    /// `after`, in sequence order, up to `limit` of them and `max_bytes` of
+    /// bodies (but at least one), bad rows apart.
+    pub fn changes(&self, after: Seq, limit: usize, max_bytes: u64) -> ChangeBatch {
+        let mut batch = ChangeBatch {
+            stored: self.stored,
+            jobs: Vec::new(),
+            unreadable: Vec::new(),
+            set_aside: self.set_aside.len() as u64,
+            newest: self.counter,
+            complete: true,
+        };
+        let (mut read, mut bytes) = (0, 0);
+        for (_, id) in self
+            .by_seq
             .range((Bound::Excluded(after), Bound::Unbounded))
-            .take(limit)
-            .map(|(_, id)| {
-                let row = &self.rows[id];
-                let (seq, modified) = (row.held.seq, row.held.modified);
-                match &row.held.body {
-                    Some(body) => Envelope::written(id.clone(), seq, modified, &**body),
-                    None => Envelope::deleted(id.clone(), seq, modified),
-                }
-            })
-            .collect()
+        {
+            let held = &self.rows[id].held;
+            bytes += held.body.as_ref().map_or(0, |body| body.len() as u64);
+            if read == limit || (read > 0 && bytes > max_bytes) {
+                batch.complete = false;
+                break;
+            }
+            read += 1;
+            match &held.body {
+                _ if held.bad => batch.unreadable.push(Unreadable {
+                    seq: held.seq,
+                    id: RowId(id.as_str().as_bytes().to_vec()),
+                    why: "its body is not UTF-8 text".to_owned(),
+                }),
+                Some(body) => batch.jobs.push(Envelope::written(
+                    id.clone(),
+                    held.seq,
+                    held.modified,
+                    &**body,
+                )),
+                None => batch
+                    .jobs
+                    .push(Envelope::deleted(id.clone(), held.seq, held.modified)),
+            }
+        }
+        batch
+    }
+
+    /// Records the rows a cursor save sets aside, each only if the database
+    /// still holds that version of it.
+    pub fn record_set_aside(&mut self, rows: &[Unreadable]) {
+        for row in rows {
+            let id = std::str::from_utf8(&row.id.0)
+                .ok()
+                .and_then(|id| JobId::new(id).ok())
+                .expect("the simulated database's ids are valid");
+            if self.rows.get(&id).is_some_and(|r| r.held.seq == row.seq) {
+                self.set_aside.insert(id, row.seq);
+            }
+        }
+    }
+
+    /// The current rows no job object can hold.
+    pub fn bad_rows(&self) -> impl Iterator<Item = (&JobId, Seq)> {
+        self.rows
+            .iter()
+            .filter(|(_, row)| row.held.bad)
+            .map(|(id, row)| (id, row.held.seq))
     }
 
     /// Every row and tombstone: what a snapshot holds.
@@ -382,8 +442,9 @@ impl TriggerDir {
             .iter()
             .map(|(name, (modified, content))| TriggerFile {
                 name: name.clone(),
+                name_is_text: true,
                 modified: *modified,
-                content: content.clone(),
+                content: Ok(content.clone()),
             })
             .collect()
     }

@@ -7,7 +7,11 @@ use std::fs;
 use std::path::Path;
 use std::process::{Command, Output};
 
-use crate::{run_with_stdin, stderr};
+use std::time::Duration;
+
+use jobvault::db::JobDb;
+
+use crate::{jobvault, run_with_stdin, stderr, stdout};
 
 /// The README's writer example in `language` (`sql`, `python` or `go`): the
 /// code block after `<!-- writer-example: LANGUAGE -->`.
@@ -84,4 +88,27 @@ pub fn rows(db: &Path) -> Vec<(String, String)> {
     );
     assert!(output.status.success(), "python: {}", stderr(&output));
     serde_json::from_slice(&output.stdout).expect("python printed JSON")
+}
+
+/// `jobvault init --db DB`: its output.
+pub fn init(db: &Path) -> String {
+    let output = jobvault(None)
+        .args(["init", "--db"])
+        .arg(db)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "init: {}", stderr(&output));
+    stdout(&output)
+}
+
+/// Waits until the daemon's cursor covers every change in the database.
+pub fn caught_up(db: &Path) {
+    crate::eventually(
+        "every change in the bucket",
+        Duration::from_secs(60),
+        || {
+            let db = JobDb::open(db).unwrap();
+            (db.cursor().unwrap().seq == db.newest_seq().unwrap()).then_some(())
+        },
+    );
 }

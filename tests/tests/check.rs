@@ -107,7 +107,10 @@ fn each_broken_part_fails_on_its_own_line() {
         "{text}"
     );
     assert!(
-        text.contains("schema version 1, not 2; run `jobvault init --db"),
+        text.contains(&format!(
+            "schema version 1, not {}; run `jobvault init --db",
+            jobvault::db::CURRENT_VERSION
+        )),
         "{text}"
     );
     assert!(text.contains("ok    credentials:"), "{text}");

@@ -5,31 +5,12 @@
 //! first release in place.
 
 use std::fs;
-use std::time::Duration;
 
 use jobvault::db::JobDb;
-use jobvault_tests::writers::{go, python, readme_example, rows, sqlite3, sqlite3_output};
+use jobvault_tests::writers::{
+    caught_up, go, init, python, readme_example, rows, sqlite3, sqlite3_output,
+};
 use jobvault_tests::{Daemon, Emulator, Workspace, jobvault, stderr, stdout};
-
-const PATIENCE: Duration = Duration::from_secs(60);
-
-fn init(db: &std::path::Path) -> String {
-    let output = jobvault(None)
-        .args(["init", "--db"])
-        .arg(db)
-        .output()
-        .unwrap();
-    assert!(output.status.success(), "init: {}", stderr(&output));
-    stdout(&output)
-}
-
-/// Waits until the daemon's cursor covers every change in the database.
-fn caught_up(db: &std::path::Path) {
-    jobvault_tests::eventually("every change in the bucket", PATIENCE, || {
-        let db = JobDb::open(db).unwrap();
-        (db.cursor().unwrap().seq == db.newest_seq().unwrap()).then_some(())
-    });
-}
 
 #[test]
 fn changes_from_sqlite3_python_and_go_reach_the_bucket_and_restore_byte_for_byte() {
@@ -149,8 +130,12 @@ fn one_plain_sql_transaction_of_10000_writes_takes_10000_sequences_in_order() {
     );
     assert_eq!(counts.trim(), "5000|5000|5001|10000|10000|5000|5000");
     // The feed gives the updates in commit order.
-    let (_, feed) = JobDb::open(&db).unwrap().changes(0, 20_000).unwrap();
-    let seqs: Vec<u64> = feed.iter().map(|e| e.seq).collect();
+    let feed = JobDb::open(&db)
+        .unwrap()
+        .changes(0, 20_000, u64::MAX)
+        .unwrap();
+    assert!(feed.complete && feed.unreadable.is_empty());
+    let seqs: Vec<u64> = feed.jobs.iter().map(|e| e.seq).collect();
     assert_eq!(seqs, (5001..=10_000).collect::<Vec<_>>());
 }
 
@@ -198,6 +183,38 @@ fn bad_rows_are_refused_by_the_database_with_the_rule_and_nothing_is_written() {
             "'{}'",
             "a job id must be at most 256 bytes",
         ),
+        (
+            "'.hidden'",
+            "'{\"id\":\".hidden\"}'",
+            "a job id must not start with '.'",
+        ),
+        // The body `{"id":"c","x":"<bytes>"}` with bytes that are not UTF-8:
+        // a byte never in UTF-8, Latin-1's é, a stray continuation byte.
+        (
+            "'c'",
+            "CAST(X'7B226964223A2263222C2278223A22FF227D' AS TEXT)",
+            "a job body must be UTF-8 text",
+        ),
+        (
+            "'c'",
+            "CAST(X'7B226964223A2263222C2278223A22636166E9227D' AS TEXT)",
+            "a job body must be UTF-8 text",
+        ),
+        (
+            "'c'",
+            "CAST(X'7B226964223A2263222C2278223A22B0227D' AS TEXT)",
+            "a job body must be UTF-8 text",
+        ),
+        (
+            "CAST(X'63E9' AS TEXT)",
+            "'{}'",
+            "a job id must be UTF-8 text",
+        ),
+        (
+            "'c'",
+            "'{\"id\":\"c\",\"x\":\"' || replace(hex(zeroblob(33554432)), '0', 'x') || '\"}'",
+            "a job body must be at most 67108864 bytes",
+        ),
     ];
     for (id, body, rule) in cases {
         // In a transaction with a good write first: the writer's failure
@@ -234,6 +251,12 @@ fn bad_rows_are_refused_by_the_database_with_the_rule_and_nothing_is_written() {
         sqlite3(&db, ".dump"),
         before,
         "a refused write changed the database"
+    );
+    // Text the UTF-8 rule must not take for bad bytes: characters whose
+    // encoding holds a C2 lead byte or continuation bytes, and a real U+FFFD.
+    sqlite3(
+        &db,
+        "INSERT INTO jobs (id, body) VALUES ('°€😀�', '{\"id\":\"°€😀�\",\"x\":\"£ µ ¿ é\"}');",
     );
 
     // Python sees the same rule as an IntegrityError.
@@ -277,14 +300,14 @@ fn init_upgrades_a_first_release_database_in_place_keeping_everything() {
     let before = sqlite3(&db, jobs_and_meta);
     assert!(before.contains("job-4|5|"), "the fixture changed: {before}");
 
-    assert!(init(&db).contains("upgraded the schema from version 1 to 2"));
+    assert!(init(&db).contains("upgraded the schema from version 1 to 3"));
     assert_eq!(
         sqlite3(&db, jobs_and_meta),
         before,
         "a job, the counter or the cursor changed"
     );
     let upgraded = sqlite3(&db, ".dump");
-    assert!(init(&db).contains("schema version 2 is current; nothing to do"));
+    assert!(init(&db).contains("schema version 3 is current; nothing to do"));
     assert_eq!(
         sqlite3(&db, ".dump"),
         upgraded,
@@ -354,10 +377,12 @@ fn a_row_that_is_not_utf8_is_named_not_skipped() {
     let workspace = Workspace::new();
     let db = workspace.db();
     init(&db);
-    // SQLite does not check that text is UTF-8; a writer can store any bytes.
+    // SQLite does not check that text is UTF-8; a writer that dropped the
+    // database's rules can store any bytes.
     sqlite3(
         &db,
-        "INSERT INTO jobs (id, body)
+        "DROP TRIGGER jobvault_rules_insert;
+         INSERT INTO jobs (id, body)
              VALUES (CAST(X'61C0' AS TEXT), CAST(X'7B226964223A2261C0227D' AS TEXT));",
     );
     let output = jobvault(None)

@@ -30,6 +30,12 @@ pub const MAGIC: &[u8; 4] = b"JVJ1";
 /// The format version this code writes.
 pub const CURRENT_FORMAT: u16 = 2;
 
+/// The largest job body jobvault backs up, in bytes, one limit everywhere:
+/// the database's rule refuses a longer body at the writer's commit, the
+/// daemon sets aside a row that holds one, and retrieve and restore refuse
+/// an object that decompresses to more than such a body's envelope.
+pub const MAX_BODY_BYTES: u64 = 64 << 20;
+
 /// One change to one job, as backed up.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Envelope {

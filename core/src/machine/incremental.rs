@@ -10,7 +10,9 @@
 //! upload has not yet been confirmed. The cursor only moves over a prefix of
 //! the window in which every version is in the bucket, so a failed upload holds
 //! the cursor back until a retry succeeds (the original dropped such a job).
-//! The window is bounded, which bounds memory whatever the database size.
+//! The window is bounded in jobs and in bytes of bodies, which bounds memory
+//! whatever the database's size or its bodies'. A row no job object can hold
+//! is set aside ([`super::set_aside`]) rather than stalling the window.
 //!
 //! Per job id at most one upload is in flight, and a newer version waits for
 //! it, so an older version never overwrites a newer one (the original could
@@ -26,6 +28,7 @@ use tracing::{debug, error, info, warn};
 
 use super::backoff::{Change, StoreBackoff};
 use super::io::{ChangeBatch, Command, Cursor, Failure, JobUpload};
+use super::set_aside::{Named, SetAside, Unreadable};
 use super::{Config, Context};
 use crate::Seq;
 use crate::envelope::Envelope;
@@ -71,7 +74,6 @@ struct Saving {
 #[derive(Debug, Clone)]
 struct ReadInFlight {
     read_at: Timestamp,
-    limit: usize,
     /// Cursors the database may hold when the read runs: the one stored when
     /// it was issued, and any we saved while it was in flight. Its result may
     /// arrive after a save's even if it ran before the save committed.
@@ -82,6 +84,7 @@ struct ReadInFlight {
 pub(crate) struct Incremental {
     concurrency: usize,
     max_pending: usize,
+    max_pending_bytes: u64,
     /// A cursor whose sequence has not moved is saved at most this often.
     time_only_saves: Duration,
     /// The cursor stored in the database, as far as we know.
@@ -90,8 +93,15 @@ pub(crate) struct Incremental {
     covered: Cursor,
     /// The highest sequence read from the feed.
     frontier: Seq,
-    /// Sequence → job id of every version read and not yet covered.
-    window: BTreeMap<Seq, JobId>,
+    /// Sequence → job id and size of every version read and not yet
+    /// covered.
+    window: BTreeMap<Seq, (JobId, u64)>,
+    /// The sizes in `window`, summed: more than the bodies held, never less,
+    /// since a version replaced by a newer one stays in the window.
+    held_bytes: u64,
+    /// The database's newest change sequence, as of the last read.
+    newest: Seq,
+    set_aside: SetAside,
     batches: VecDeque<Batch>,
     slots: BTreeMap<JobId, Slot>,
     /// Uploads to start, oldest version first so the cursor moves soonest.
@@ -129,11 +139,15 @@ impl Incremental {
         Incremental {
             concurrency: config.concurrency.max(1),
             max_pending: config.max_pending.max(1),
+            max_pending_bytes: config.max_pending_bytes.max(1),
             time_only_saves: config.interval,
             durable: stored,
             covered: stored,
             frontier: stored.seq,
             window: BTreeMap::new(),
+            held_bytes: 0,
+            newest: stored.seq,
+            set_aside: SetAside::default(),
             batches: VecDeque::new(),
             slots: BTreeMap::new(),
             ready: BTreeSet::new(),
@@ -157,8 +171,19 @@ impl Incremental {
         self.durable
     }
 
-    pub fn pending(&self) -> usize {
-        self.window.len()
+    /// Changes not yet covered: those held in memory, or, if more, those
+    /// the database held past the cursor when last read.
+    pub fn pending(&self) -> u64 {
+        (self.window.len() as u64).max(self.newest.saturating_sub(self.covered.seq))
+    }
+
+    /// Versions held in memory, and the bytes of their bodies.
+    pub fn held(&self) -> (usize, u64) {
+        (self.window.len(), self.held_bytes)
+    }
+
+    pub fn set_aside(&self) -> u64 {
+        self.set_aside.count()
     }
 
     pub fn uploads_in_flight(&self) -> usize {
@@ -253,17 +278,22 @@ impl Incremental {
             self.read_changes(cx);
             return;
         }
-        let truncated = batch.jobs.len() >= read.limit;
+        let truncated = !batch.complete;
+        let before = self.frontier;
         for envelope in batch.jobs {
             if envelope.seq <= self.frontier {
                 continue;
             }
             self.frontier = envelope.seq;
             let id = envelope.id.clone();
-            self.window.insert(envelope.seq, id.clone());
+            let bytes = weight(&envelope);
+            self.window.insert(envelope.seq, (id.clone(), bytes));
+            self.held_bytes += bytes;
             self.slots.entry(id).or_default().refs += 1;
             self.offer(envelope);
         }
+        self.newest = batch.newest;
+        self.set_aside_found(batch.unreadable, before, batch.set_aside);
         self.batches.push_back(Batch {
             read_at: read.read_at,
             last_seq: self.frontier,
@@ -358,7 +388,7 @@ impl Incremental {
         }
     }
 
-    pub fn on_cursor_saved(&mut self, cx: &mut Context, result: Result<(), Failure>) {
+    pub fn on_cursor_saved(&mut self, cx: &mut Context, result: Result<u64, Failure>) {
         let Some(Saving {
             cursor: saved,
             stale,
@@ -368,9 +398,10 @@ impl Incremental {
             return;
         };
         match result {
-            Ok(()) if stale => {}
-            Ok(()) => {
+            Ok(_) if stale => {}
+            Ok(set_aside) => {
                 self.durable = saved;
+                self.set_aside.saved(saved.seq, set_aside);
                 cx.metrics.cursor = saved;
                 self.note_if_caught_up(cx);
             }
@@ -470,8 +501,25 @@ impl Incremental {
         });
     }
 
+    /// Rows past `before` that no job object can hold: the cursor passes
+    /// them, its next save records them, and one line names them.
+    fn set_aside_found(&mut self, rows: Vec<Unreadable>, before: Seq, recorded: u64) {
+        let found: Vec<Unreadable> = rows.into_iter().filter(|row| row.seq > before).collect();
+        if let Some(last) = found.last() {
+            self.frontier = self.frontier.max(last.seq);
+            warn!(
+                rows = found.len(),
+                found = %Named(&found),
+                "job rows no job object can hold are set aside: the cursor passes them, the database \
+                 records them, and jobvault_jobs_set_aside counts them until a writer fixes or deletes each"
+            );
+        }
+        self.set_aside.found(found, recorded);
+    }
+
     fn has_room_for_a_read(&self) -> bool {
         self.max_pending - self.window.len() >= self.max_pending.div_ceil(2)
+            && self.held_bytes <= self.max_pending_bytes / 2
     }
 
     fn read_changes(&mut self, cx: &mut Context) {
@@ -479,19 +527,20 @@ impl Incremental {
             return;
         }
         let limit = self.max_pending - self.window.len();
-        if limit == 0 {
+        let max_bytes = self.max_pending_bytes.saturating_sub(self.held_bytes);
+        if limit == 0 || max_bytes == 0 {
             return;
         }
         let mut expected = vec![self.durable];
         expected.extend(self.saving.filter(|s| !s.stale).map(|s| s.cursor));
         self.read = Some(ReadInFlight {
             read_at: cx.now,
-            limit,
             expected,
         });
         cx.out.push_back(Command::ReadChanges {
             after: self.frontier,
             limit,
+            max_bytes,
         });
     }
 
@@ -519,6 +568,7 @@ impl Incremental {
         cx.out.push_back(Command::SaveCursor {
             expected: self.durable,
             new: self.covered,
+            set_aside: self.set_aside.to_record(self.covered.seq),
         });
     }
 
@@ -527,11 +577,12 @@ impl Incremental {
     fn advance(&mut self) {
         while let Some(entry) = self.window.first_entry() {
             let seq = *entry.key();
-            let slot = &self.slots[entry.get()];
+            let slot = &self.slots[&entry.get().0];
             if slot.uploaded < Some(seq) {
                 break;
             }
-            let id = entry.remove();
+            let (id, bytes) = entry.remove();
+            self.held_bytes -= bytes;
             self.slots
                 .get_mut(&id)
                 .expect("window entries have a slot")
@@ -584,6 +635,8 @@ impl Incremental {
         self.covered = stored;
         self.frontier = stored.seq;
         self.window.clear();
+        self.held_bytes = 0;
+        self.set_aside.forget_unsaved();
         self.batches.clear();
         self.ready.clear();
         self.waiting.clear();
@@ -605,4 +658,10 @@ impl Incremental {
             "uploads still in flight across the reset"
         );
     }
+}
+
+/// What a version costs held in memory, as the window and the driver's
+/// byte limit count it: its body (its id is at most 256 bytes).
+fn weight(envelope: &Envelope) -> u64 {
+    envelope.body().map_or(0, str::len) as u64
 }

@@ -7,6 +7,7 @@
 use std::fmt;
 use std::time::Duration;
 
+use super::set_aside::Unreadable;
 use crate::Seq;
 use crate::destination::{DestinationId, DestinationMarker};
 use crate::envelope::Envelope;
@@ -163,16 +164,28 @@ pub enum Command {
     QuarantineTrigger { name: String, reason: String },
     /// Answer with [`Input::SnapshotTaken`].
     TakeSnapshot(SnapshotOrder),
-    /// Read up to `limit` jobs whose change sequence is above `after`, in
-    /// sequence order, together with the stored cursor, in one read
-    /// transaction; answer with [`Input::ChangesRead`].
-    ReadChanges { after: Seq, limit: usize },
+    /// Read the changes whose sequence is above `after`, in sequence
+    /// order, together with the stored cursor, in one read transaction: up
+    /// to `limit` of them, and bodies of up to `max_bytes` in all (always at
+    /// least one change, whatever its size); answer with
+    /// [`Input::ChangesRead`].
+    ReadChanges {
+        after: Seq,
+        limit: usize,
+        max_bytes: u64,
+    },
     /// Answer with [`Input::JobUploaded`].
     UploadJob(JobUpload),
     /// Store `new` as the cursor in the database if it still holds
-    /// `expected`, and fail otherwise (someone else changed it); answer with
+    /// `expected`, and fail otherwise (someone else changed it); in the same
+    /// transaction, record as set aside each row of `set_aside` whose job
+    /// the database still holds at that change. Answer with
     /// [`Input::CursorSaved`].
-    SaveCursor { expected: Cursor, new: Cursor },
+    SaveCursor {
+        expected: Cursor,
+        new: Cursor,
+        set_aside: Vec<Unreadable>,
+    },
     /// List the snapshot objects under these day folders; answer with
     /// [`Input::SnapshotsListed`].
     ListSnapshots { prefixes: Vec<String> },
@@ -222,6 +235,15 @@ pub struct ChangeBatch {
     /// The current version of each job changed after the requested sequence,
     /// in sequence order.
     pub jobs: Vec<Envelope>,
+    /// The rows among them no job object can hold, in sequence order.
+    pub unreadable: Vec<Unreadable>,
+    /// How many rows the database records as set aside.
+    pub set_aside: u64,
+    /// The database's newest change sequence.
+    pub newest: Seq,
+    /// The read took every change there was: it stopped at neither of its
+    /// limits.
+    pub complete: bool,
 }
 
 /// One object found by a listing.
@@ -273,7 +295,9 @@ pub enum Input {
         seq: Seq,
         result: Result<u64, Failure>,
     },
-    CursorSaved(Result<(), Failure>),
+    /// The cursor was saved; the database now records this many rows as
+    /// set aside.
+    CursorSaved(Result<u64, Failure>),
     DestinationRecorded(Result<(), Failure>),
     DestinationChecked(Result<FoundDestination, Failure>),
     LeaseRead(Result<FoundLease, Failure>),

@@ -54,8 +54,13 @@ pub struct Metrics {
     pub jobs_backed_up: u64,
     /// Times the change feed had to be rescanned since the last snapshot.
     pub feed_resets_since_snapshot: u64,
-    /// Jobs read from the change feed and not yet in the bucket.
+    /// Changes committed to the database and not yet covered by the
+    /// cursor, as of the last read of the change feed: never 0 while a
+    /// change waits, whether it waits in memory or in the database.
     pub pending_jobs: u64,
+    /// Rows no job object can hold, passed by the cursor and recorded in
+    /// the database ([`super::Unreadable`]).
+    pub jobs_set_aside: u64,
     /// Reports that answered nothing outstanding, and were dropped.
     pub unexpected_reports: u64,
     /// The cursor last stored in the database.

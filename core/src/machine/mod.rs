@@ -14,6 +14,7 @@ mod io;
 mod metrics;
 mod owed;
 mod retention;
+mod set_aside;
 mod snapshots;
 
 use std::collections::VecDeque;
@@ -29,6 +30,7 @@ pub use io::{
     SnapshotOrder, SnapshotReason,
 };
 pub use metrics::{Metrics, PerKind};
+pub use set_aside::{RowId, Unreadable};
 pub use snapshots::{immediate_base_name, plan_snapshot};
 
 use crate::destination::{Destination, DestinationId};
@@ -51,6 +53,10 @@ pub struct Config {
     pub concurrency: usize,
     /// Jobs read from the change feed and held until uploaded, at most.
     pub max_pending: usize,
+    /// Bytes of job bodies held until uploaded, at most, plus one body: a
+    /// read asks for no more than the room left, and always gets at least
+    /// one change.
+    pub max_pending_bytes: u64,
     /// How often the snapshot metrics are refreshed from the bucket.
     pub listing_interval: Duration,
     /// Prune what no restore to this far back needs; `None`: never prune.
@@ -63,6 +69,7 @@ impl Default for Config {
             interval: Duration::from_secs(10),
             concurrency: 32,
             max_pending: 4096,
+            max_pending_bytes: 64 << 20,
             listing_interval: Duration::from_secs(600),
             keep: None,
         }
@@ -432,12 +439,18 @@ impl Backup {
         // Until then what the bucket holds is not known to match the cursor.
         let vouched = self.destination.is_done() && !new_destination;
         Metrics {
-            pending_jobs: self.incremental.pending() as u64,
+            pending_jobs: self.incremental.pending(),
+            jobs_set_aside: self.incremental.set_aside(),
             keep: self.config.keep,
             new_destination,
             incremental_alive: self.metrics.incremental_alive.filter(|_| vouched),
             ..self.metrics.clone()
         }
+    }
+
+    /// Versions held in memory until uploaded, and their bodies' bytes.
+    pub fn held(&self) -> (usize, u64) {
+        self.incremental.held()
     }
 
     /// Job uploads issued and not yet reported.

@@ -4,6 +4,7 @@
 //! jobs(id PRIMARY KEY, seq indexed, db_modified, body)    body: the job as JSON
 //! deleted_jobs(id PRIMARY KEY, seq indexed, db_modified)  tombstones
 //! meta(key PRIMARY KEY, value)      schema_version, change_counter, cursor_seq, cursor_time
+//! set_aside_jobs(id PRIMARY KEY, seq, why)  rows the daemon cannot back up
 //! ```
 //!
 //! Every change takes its sequence from `meta.change_counter` inside the
@@ -19,7 +20,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use jobvault_core::destination::DestinationId;
-use jobvault_core::envelope::check_body;
+use jobvault_core::envelope::{MAX_BODY_BYTES, check_body};
+use jobvault_core::machine::{RowId, Unreadable};
 use jobvault_core::restore_plan::supersedes;
 use jobvault_core::{Change, Cursor, Envelope, JobId, Seq, Timestamp};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
@@ -39,12 +41,24 @@ const RESTORE_ROW: &str = "INSERT INTO jobs (id, seq, db_modified, body) VALUES 
     ON CONFLICT(id) DO UPDATE SET
         seq = excluded.seq, db_modified = excluded.db_modified, body = excluded.body";
 
-/// The change feed: bodies and tombstones after a sequence, in order.
+/// The change feed: bodies and tombstones after a sequence, in order, with
+/// each body's size; a body over ?3 bytes is not read.
 const CHANGES: &str = "
-    SELECT id, seq, db_modified, body FROM jobs WHERE seq > ?1
+    SELECT id, seq, db_modified,
+           CASE WHEN length(CAST(body AS BLOB)) <= ?3 THEN body END,
+           length(CAST(body AS BLOB))
+        FROM jobs WHERE seq > ?1
     UNION ALL
-    SELECT id, seq, db_modified, NULL FROM deleted_jobs WHERE seq > ?1
+    SELECT id, seq, db_modified, NULL, NULL FROM deleted_jobs WHERE seq > ?1
     ORDER BY seq LIMIT ?2";
+
+/// Records a row as set aside if the database still holds that version of
+/// it (a writer may have changed it since the daemon read it).
+const SET_ASIDE: &str = "
+    INSERT OR REPLACE INTO set_aside_jobs (id, seq, why)
+        SELECT CAST(?1 AS TEXT), ?2, ?3
+        WHERE EXISTS (SELECT 1 FROM jobs WHERE id = CAST(?1 AS TEXT) AND seq = ?2)
+           OR EXISTS (SELECT 1 FROM deleted_jobs WHERE id = CAST(?1 AS TEXT) AND seq = ?2)";
 
 const COUNTER: &str = "change_counter";
 const CURSOR_SEQ: &str = "cursor_seq";
@@ -101,6 +115,21 @@ impl SchemaChange {
     pub fn changed(&self) -> bool {
         self.from != self.to
     }
+}
+
+/// One read of the change feed ([`JobDb::changes`]).
+#[derive(Debug)]
+pub struct Feed {
+    pub cursor: Cursor,
+    pub jobs: Vec<Envelope>,
+    /// Rows no job object can hold.
+    pub unreadable: Vec<Unreadable>,
+    /// How many rows the database records as set aside.
+    pub set_aside: u64,
+    /// The change counter: the newest sequence handed out.
+    pub newest: Seq,
+    /// Every change after the requested one was read.
+    pub complete: bool,
 }
 
 /// An open job database.
@@ -322,31 +351,73 @@ impl JobDb {
         Ok(count)
     }
 
-    /// The change feed: the stored cursor and up to `limit` changes (bodies
-    /// and tombstones) after `after`, in sequence order, read in one
-    /// transaction.
-    pub fn changes(
-        &mut self,
-        after: Seq,
-        limit: usize,
-    ) -> Result<(Cursor, Vec<Envelope>), DbError> {
+    /// The change feed: the stored cursor and the changes (bodies and
+    /// tombstones) after `after`, in sequence order, read in one
+    /// transaction: up to `limit` of them, and bodies of up to `max_bytes`
+    /// in all, but at least one change. A row no job object can hold is
+    /// handed over as [`Unreadable`], not read as an error.
+    pub fn changes(&mut self, after: Seq, limit: usize, max_bytes: u64) -> Result<Feed, DbError> {
         let sqlite = sqlite_error(&self.path);
         let tx = self.conn.transaction().map_err(sqlite)?;
         let cursor = read_cursor(&tx).map_err(sqlite)?;
-        let raw = {
+        let newest = read_meta(&tx, COUNTER).map_err(sqlite)?;
+        let set_aside = count_set_aside(&tx).map_err(sqlite)?;
+        let (raw, complete) = {
             let mut statement = tx.prepare_cached(CHANGES).map_err(sqlite)?;
-            statement
-                .query_map(params![after, limit as i64], raw_row)
-                .map_err(sqlite)?
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(sqlite)?
+            let mut rows = statement
+                .query(params![after, limit as i64, MAX_BODY_BYTES as i64])
+                .map_err(sqlite)?;
+            let (mut raw, mut bytes, mut complete) = (Vec::new(), 0, true);
+            while let Some(row) = rows.next().map_err(sqlite)? {
+                let size: Option<i64> = row.get(4).map_err(sqlite)?;
+                bytes += size.unwrap_or(0) as u64;
+                if !raw.is_empty() && bytes > max_bytes {
+                    complete = false;
+                    break;
+                }
+                raw.push((raw_row(row).map_err(sqlite)?, size));
+            }
+            let complete = complete && raw.len() < limit;
+            (raw, complete)
         };
         tx.finish().map_err(sqlite)?;
-        let jobs = raw
-            .into_iter()
-            .map(|raw| self.decode(raw))
-            .collect::<Result<_, _>>()?;
-        Ok((cursor, jobs))
+        let mut feed = Feed {
+            cursor,
+            jobs: Vec::with_capacity(raw.len()),
+            unreadable: Vec::new(),
+            set_aside,
+            newest,
+            complete,
+        };
+        for (raw, size) in raw {
+            match check_size(&raw, size).and_then(|()| decode(raw)) {
+                Ok(envelope) => feed.jobs.push(envelope),
+                Err(unreadable) => feed.unreadable.push(unreadable),
+            }
+        }
+        Ok(feed)
+    }
+
+    /// The rows recorded as set aside: how many, and the first few.
+    pub fn set_aside(&self) -> Result<(u64, Vec<Unreadable>), DbError> {
+        let sqlite = sqlite_error(&self.path);
+        let count = count_set_aside(&self.conn).map_err(sqlite)?;
+        let mut statement = self
+            .conn
+            .prepare("SELECT CAST(id AS BLOB), seq, why FROM set_aside_jobs ORDER BY seq LIMIT 5")
+            .map_err(sqlite)?;
+        let first = statement
+            .query_map([], |row| {
+                Ok(Unreadable {
+                    id: RowId(row.get(0)?),
+                    seq: row.get(1)?,
+                    why: row.get(2)?,
+                })
+            })
+            .map_err(sqlite)?
+            .collect::<Result<_, _>>()
+            .map_err(sqlite)?;
+        Ok((count, first))
     }
 
     /// When the newest change the database holds (a row or, from schema 2
@@ -371,8 +442,15 @@ impl JobDb {
         write_meta(&self.conn, CURSOR_DESTINATION, id.get()).map_err(|e| self.sqlite(e))
     }
 
-    /// Stores `new` as the cursor if the database still holds `expected`.
-    pub fn save_cursor(&mut self, expected: Cursor, new: Cursor) -> Result<(), DbError> {
+    /// Stores `new` as the cursor if the database still holds `expected`,
+    /// and records each row of `set_aside` the database still holds at
+    /// that change. Returns how many rows it then records as set aside.
+    pub fn save_cursor(
+        &mut self,
+        expected: Cursor,
+        new: Cursor,
+        set_aside: &[Unreadable],
+    ) -> Result<u64, DbError> {
         let sqlite = sqlite_error(&self.path);
         let tx = self
             .conn
@@ -384,7 +462,14 @@ impl JobDb {
             });
         }
         write_cursor(&tx, new).map_err(sqlite)?;
-        tx.commit().map_err(sqlite)
+        for row in set_aside {
+            tx.prepare_cached(SET_ASIDE)
+                .and_then(|mut s| s.execute(params![row.id.0, row.seq, row.why]))
+                .map_err(sqlite)?;
+        }
+        let recorded = count_set_aside(&tx).map_err(sqlite)?;
+        tx.commit().map_err(sqlite)?;
+        Ok(recorded)
     }
 
     /// Makes the database whole after a restore: `decide` gets the newest
@@ -552,26 +637,44 @@ impl JobDb {
     }
 
     fn decode(&self, raw: RawRow) -> Result<Envelope, DbError> {
-        let corrupt = |why: String| DbError::CorruptRow {
+        decode(raw).map_err(|row| DbError::CorruptRow {
             path: self.path.clone(),
-            id: String::from_utf8_lossy(&raw.id).into_owned(),
-            why: format!("{why} (change {})", raw.seq),
-        };
-        let id = String::from_utf8(raw.id.clone())
-            .map_err(|_| corrupt("its id is not UTF-8 text".to_owned()))?;
-        let id = JobId::new(id).map_err(|e| corrupt(e.to_string()))?;
-        let body = match &raw.body {
-            Some(body) => Some(
-                String::from_utf8(body.clone())
-                    .map_err(|_| corrupt("its body is not UTF-8 text".to_owned()))?,
-            ),
-            None => None,
-        };
-        let modified = Timestamp::from_unix_nanos(raw.db_modified);
-        Ok(match body {
-            Some(body) => Envelope::written(id, raw.seq, modified, body),
-            None => Envelope::deleted(id, raw.seq, modified),
+            id: row.id.to_string(),
+            why: format!("{} (change {})", row.why, row.seq),
         })
+    }
+}
+
+/// A row as a job version, or as the row no job object can hold.
+fn decode(raw: RawRow) -> Result<Envelope, Unreadable> {
+    let unreadable = |raw: &RawRow, why: String| Unreadable {
+        seq: raw.seq,
+        id: RowId(raw.id.clone()),
+        why,
+    };
+    let Ok(id) = std::str::from_utf8(&raw.id) else {
+        return Err(unreadable(&raw, "its id is not UTF-8 text".to_owned()));
+    };
+    let id = JobId::new(id).map_err(|e| unreadable(&raw, e.to_string()))?;
+    let modified = Timestamp::from_unix_nanos(raw.db_modified);
+    match raw.body {
+        None => Ok(Envelope::deleted(id, raw.seq, modified)),
+        Some(ref body) => match std::str::from_utf8(body) {
+            Ok(body) => Ok(Envelope::written(id, raw.seq, modified, body)),
+            Err(_) => Err(unreadable(&raw, "its body is not UTF-8 text".to_owned())),
+        },
+    }
+}
+
+/// A row whose body the feed did not read for its size.
+fn check_size(raw: &RawRow, size: Option<i64>) -> Result<(), Unreadable> {
+    match size {
+        Some(size) if raw.body.is_none() => Err(Unreadable {
+            seq: raw.seq,
+            id: RowId(raw.id.clone()),
+            why: format!("its body is {size} bytes, over the limit of {MAX_BODY_BYTES}"),
+        }),
+        _ => Ok(()),
     }
 }
 
@@ -720,6 +823,12 @@ fn write_meta(conn: &Connection, key: &str, value: u64) -> rusqlite::Result<()> 
     )?
     .execute(params![key, value as i64])
     .map(drop)
+}
+
+fn count_set_aside(conn: &Connection) -> rusqlite::Result<u64> {
+    conn.prepare_cached("SELECT COUNT(*) FROM set_aside_jobs")?
+        .query_row([], |row| row.get::<_, i64>(0))
+        .map(|n| n as u64)
 }
 
 fn read_cursor(conn: &Connection) -> rusqlite::Result<Cursor> {

@@ -13,16 +13,29 @@
 //! writer's statement instead of the backup. (Constraints rather than
 //! triggers: they cost less per row, and a row they refuse is never written.)
 //!
+//! Version 3 adds the rules a row once passed and the daemon could not back
+//! up: text that is not UTF-8 (SQLite does not check), a body over
+//! [`MAX_BODY_BYTES`], an id starting with `.` (which a file store hides).
+//! They are triggers, not constraints: an upgrade then needs no copy of the
+//! table, and a row already there that breaks them is left to the daemon,
+//! which sets it aside (recorded in `set_aside_jobs`) instead of stalling on
+//! it. SQL has no UTF-8 check of its own, so the rule decodes the text as
+//! SQLite's GLOB does: it catches a byte that is never UTF-8 or a lead byte
+//! without its continuation (Latin-1 text, the common case), and a stray
+//! continuation byte after ASCII; a lead byte with too many continuation
+//! bytes passes it, and the daemon sets that row aside.
+//!
 //! All of it runs in the writer's SQLite, which may be much older than the
 //! one jobvault bundles: nothing newer than SQLite 3.31 with its JSON
 //! functions (no `unixepoch('subsec')`, no `RETURNING`, no `->>`), and a time
 //! with millisecond precision from `julianday('now')`.
 
+use jobvault_core::envelope::MAX_BODY_BYTES;
 use rusqlite::{Connection, OptionalExtension, Transaction};
 
 /// The schema this code writes. Version 1 is the first release's: no
 /// `schema_version` in `meta`, no triggers.
-pub const CURRENT_VERSION: u32 = 2;
+pub const CURRENT_VERSION: u32 = 3;
 
 pub(super) const SCHEMA_VERSION: &str = "schema_version";
 
@@ -80,13 +93,64 @@ const COUNTER: &str = "(SELECT value FROM meta WHERE key = 'change_counter')";
 
 const BUMP: &str = "UPDATE meta SET value = value + 1 WHERE key = 'change_counter';";
 
-/// The names of the triggers that assign sequences. Restore drops them while
-/// it writes versions that keep the sequences they were backed up with.
-const TRACKING: [&str; 3] = [
+/// The triggers restore drops while it writes versions as they were backed
+/// up, with their own sequences: those that assign sequences, and the rules
+/// of version 3 (a version in the bucket is restored as it was stored).
+const UNTRACKED: [&str; 5] = [
     "jobvault_track_insert",
     "jobvault_track_update",
     "jobvault_track_delete",
+    "jobvault_rules_insert",
+    "jobvault_rules_update",
 ];
+
+/// Rows the daemon set aside: passed by the cursor, never in the bucket,
+/// until a writer's next change to the job (which deletes its record).
+const SET_ASIDE_TABLE: &str = "
+    CREATE TABLE IF NOT EXISTS set_aside_jobs (
+        id TEXT PRIMARY KEY NOT NULL,
+        seq INTEGER NOT NULL,
+        why TEXT NOT NULL
+    );
+";
+
+/// Whether the text `{V}` is not UTF-8, as far as SQL can tell: with the real
+/// U+FFFD taken out, SQLite's decoder still reads a U+FFFD (a byte that is
+/// never UTF-8, a lead byte without its continuation, an overlong form, a
+/// surrogate); or with each lead byte C2 made C3, it still reads a
+/// character in U+0080..U+00BF (a continuation byte after ASCII).
+const NOT_UTF8: &str = "(
+    replace({V}, char(65533), '') GLOB ('*' || char(65533) || '*')
+    OR replace({V}, CAST(X'C2' AS TEXT), CAST(X'C3' AS TEXT))
+        GLOB ('*[' || char(128) || '-' || char(191) || ']*')
+)";
+
+/// The rules of version 3, as a trigger `NAME` on `EVENT`.
+const RULES: &str = "
+    CREATE TRIGGER NAME BEFORE EVENT ON jobs BEGIN
+        SELECT RAISE(ABORT, 'jobvault: a job id must not start with ''.''')
+            WHERE substr(NEW.id, 1, 1) = '.';
+        SELECT RAISE(ABORT, 'jobvault: a job id must be UTF-8 text')
+            WHERE typeof(NEW.id) = 'text' AND ID_NOT_UTF8;
+        SELECT RAISE(ABORT, 'jobvault: a job body must be UTF-8 text')
+            WHERE typeof(NEW.body) = 'text' AND BODY_NOT_UTF8;
+        SELECT RAISE(ABORT, 'jobvault: a job body must be at most MAX bytes')
+            WHERE length(CAST(NEW.body AS BLOB)) > MAX;
+    END;
+";
+
+fn rules_sql() -> String {
+    let rules = RULES
+        .replace("ID_NOT_UTF8", &NOT_UTF8.replace("{V}", "NEW.id"))
+        .replace("BODY_NOT_UTF8", &NOT_UTF8.replace("{V}", "NEW.body"))
+        .replace("MAX", &MAX_BODY_BYTES.to_string());
+    rules
+        .replace("NAME", "jobvault_rules_insert")
+        .replace("EVENT", "INSERT")
+        + &rules
+            .replace("NAME", "jobvault_rules_update")
+            .replace("EVENT", "UPDATE OF id, body")
+}
 
 /// The triggers that assign sequences and keep tombstones. No statement in
 /// them can meet a conflict, so the writer's conflict clause (`INSERT OR
@@ -98,15 +162,18 @@ fn tracking_sql() -> String {
             {BUMP}
             UPDATE jobs SET seq = {COUNTER}, db_modified = {NOW} WHERE rowid = NEW.rowid;
             DELETE FROM deleted_jobs WHERE id = NEW.id;
+            DELETE FROM set_aside_jobs WHERE id = NEW.id;
         END;
         CREATE TRIGGER jobvault_track_update AFTER UPDATE OF id, body ON jobs BEGIN
             {BUMP}
             UPDATE jobs SET seq = {COUNTER}, db_modified = {NOW} WHERE rowid = NEW.rowid;
+            DELETE FROM set_aside_jobs WHERE id = NEW.id;
         END;
         CREATE TRIGGER jobvault_track_delete AFTER DELETE ON jobs BEGIN
             {BUMP}
             DELETE FROM deleted_jobs WHERE id = OLD.id;
             INSERT INTO deleted_jobs (id, seq, db_modified) VALUES (OLD.id, {COUNTER}, {NOW});
+            DELETE FROM set_aside_jobs WHERE id = OLD.id;
         END;
         "
     )
@@ -156,10 +223,15 @@ pub(super) fn upgrade(tx: &Transaction, from: u32) -> rusqlite::Result<()> {
     match from {
         0 => tx.execute_batch(&jobs_table("jobs"))?,
         1 => rebuild_jobs(tx)?,
+        2 => drop_triggers(tx, &UNTRACKED[..3])?,
         _ => unreachable!("only older schemas are upgraded"),
     }
-    tx.execute_batch(OTHER_TABLES)?;
-    tx.execute_batch(ID_CANNOT_CHANGE)?;
+    if from < 2 {
+        tx.execute_batch(OTHER_TABLES)?;
+        tx.execute_batch(ID_CANNOT_CHANGE)?;
+    }
+    tx.execute_batch(SET_ASIDE_TABLE)?;
+    tx.execute_batch(&rules_sql())?;
     tx.execute_batch(&tracking_sql())?;
     tx.execute(
         "INSERT OR IGNORE INTO meta (key, value) VALUES ('change_counter', 0)",
@@ -206,20 +278,25 @@ fn rebuild_jobs(tx: &Transaction) -> rusqlite::Result<()> {
     Ok(())
 }
 
-/// Runs `write` with change tracking off: for restore, which writes versions
-/// with the sequences they were backed up with. Inside `tx`, so no other
-/// writer ever sees the triggers gone. `sqlite` maps the errors of dropping
-/// and making the triggers.
+fn drop_triggers(tx: &Transaction, names: &[&str]) -> rusqlite::Result<()> {
+    for trigger in names {
+        tx.execute_batch(&format!("DROP TRIGGER {trigger};"))?;
+    }
+    Ok(())
+}
+
+/// Runs `write` with change tracking and the version 3 rules off: for
+/// restore, which writes versions as they were backed up, with their own
+/// sequences. Inside `tx`, so no other writer ever sees the triggers gone.
+/// `sqlite` maps the errors of dropping and making the triggers.
 pub(super) fn untracked<T, E>(
     tx: &Transaction,
     sqlite: impl Fn(rusqlite::Error) -> E,
     write: impl FnOnce(&Transaction) -> Result<T, E>,
 ) -> Result<T, E> {
-    for trigger in TRACKING {
-        tx.execute_batch(&format!("DROP TRIGGER {trigger};"))
-            .map_err(&sqlite)?;
-    }
+    drop_triggers(tx, &UNTRACKED).map_err(&sqlite)?;
     let written = write(tx)?;
+    tx.execute_batch(&rules_sql()).map_err(&sqlite)?;
     tx.execute_batch(&tracking_sql()).map_err(sqlite)?;
     Ok(written)
 }

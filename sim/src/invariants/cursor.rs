@@ -1,11 +1,13 @@
 //! Invariant 2: the incremental cursor never moves back, and never past a
-//! job version that is not in the bucket, by sequence or by time.
+//! job version that is not in the bucket, by sequence or by time, unless
+//! the database records that version as set aside. Once quiet, the count of
+//! rows set aside is the count of rows no job object can hold.
 
 use std::collections::BTreeMap;
 use std::ops::Bound;
 
 use jobvault_core::destination::DestinationId;
-use jobvault_core::{Cursor, Seq, Timestamp};
+use jobvault_core::{Cursor, JobId, Seq, Timestamp};
 
 use super::{Invariant, Observation, Verdicts};
 use crate::world::{Db, Store, World};
@@ -56,6 +58,39 @@ impl Invariant for HonestCursor {
     }
 }
 
+/// Version `seq` of job `id` is in the bucket, or recorded as set aside.
+fn accounted(db: &Db, store: &Store, id: &JobId, seq: Seq) -> bool {
+    store.covers(id, seq) || db.set_aside.get(id) == Some(&seq)
+}
+
+/// Once quiet, the holder counts every row no job object can hold, and the
+/// database records each.
+pub struct SetAsideCounted;
+
+impl Invariant for SetAsideCounted {
+    fn observe(&mut self, seen: &Observation, world: &World, verdicts: &mut Verdicts) {
+        let Observation::SetAsideCounted { counted } = *seen else {
+            return;
+        };
+        let bad: BTreeMap<&JobId, Seq> = world.db.bad_rows().collect();
+        let recorded: BTreeMap<&JobId, Seq> = world
+            .db
+            .set_aside
+            .iter()
+            .map(|(id, seq)| (id, *seq))
+            .collect();
+        verdicts.check(recorded == bad, || {
+            format!("once quiet, the database records {recorded:?} as set aside, not the bad rows {bad:?}")
+        });
+        verdicts.check(counted == bad.len() as u64, || {
+            format!(
+                "once quiet, jobvault_jobs_set_aside reads {counted}, not the {} bad rows",
+                bad.len()
+            )
+        });
+    }
+}
+
 impl HonestCursor {
     /// Every version up to the new sequence is in the bucket.
     fn check_seq(&mut self, db: &Db, store: &Store, new: Cursor, verdicts: &mut Verdicts) {
@@ -66,7 +101,7 @@ impl HonestCursor {
         let missing = unchecked
             .into_iter()
             .flatten()
-            .find(|(seq, id)| !store.covers(id, **seq));
+            .find(|(seq, id)| !accounted(db, store, id, **seq));
         verdicts.check(missing.is_none(), || {
             let (seq, id) = missing.expect("only called when something is missing");
             format!(
@@ -96,7 +131,7 @@ impl HonestCursor {
         let missing = unchecked
             .into_iter()
             .flatten()
-            .find(|((_, seq), id)| !store.covers(id, *seq));
+            .find(|((_, seq), id)| !accounted(db, store, id, *seq));
         verdicts.check(missing.is_none(), || {
             let ((committed, seq), id) = missing.expect("checked");
             format!(

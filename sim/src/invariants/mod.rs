@@ -50,13 +50,14 @@ pub enum Observation<'a> {
         command: &'a Command,
         true_time: Timestamp,
     },
-    /// The core started an upload; the counts include it.
+    /// The core started an upload; the counts include it. `held`: the
+    /// versions it holds in memory, and their bodies' bytes.
     UploadStarted {
         node: usize,
         object: &'a str,
         true_time: Timestamp,
         in_flight: usize,
-        pending: usize,
+        held: (usize, u64),
     },
     /// A job object landed; `replaced` is the version it overwrote, if any.
     JobWritten {
@@ -79,6 +80,8 @@ pub enum Observation<'a> {
     Restored(&'a Restored),
     /// A restore after the faults stopped and the system quiesced.
     Quiesced(&'a Restored),
+    /// The system quiesced; the holder's count of rows set aside.
+    SetAsideCounted { counted: u64 },
     /// A restore to local time `at`, inside the window the bucket keeps.
     PastRestored {
         at: Timestamp,
@@ -127,6 +130,7 @@ impl Checkers {
         let invariants: Vec<Box<dyn Invariant>> = vec![
             Box::new(restore::NoLostVersion),
             Box::new(cursor::HonestCursor::default()),
+            Box::new(cursor::SetAsideCounted),
             Box::new(process::TriggerAttempts::default()),
             Box::new(bucket::NewestWins),
             Box::new(process::Bounds::new(config)),

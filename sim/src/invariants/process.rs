@@ -29,17 +29,24 @@ impl Invariant for TriggerAttempts {
     }
 }
 
-/// Invariant 5: uploads in flight and jobs held stay within their bounds.
+/// Invariant 5: uploads in flight, and jobs and bytes held, stay within
+/// their bounds (bytes: the budget and one body more).
 pub struct Bounds {
     concurrency: usize,
     max_pending: usize,
+    max_bytes: u64,
 }
+
+/// The longest body and id the simulated writers write, as the window
+/// weighs them.
+const LONGEST_VERSION: u64 = 64;
 
 impl Bounds {
     pub fn new(config: &Config) -> Self {
         Bounds {
             concurrency: config.concurrency,
             max_pending: config.max_pending,
+            max_bytes: config.max_pending_bytes + LONGEST_VERSION,
         }
     }
 }
@@ -47,9 +54,17 @@ impl Bounds {
 impl Invariant for Bounds {
     fn observe(&mut self, seen: &Observation, _: &World, verdicts: &mut Verdicts) {
         if let Observation::UploadStarted {
-            in_flight, pending, ..
+            in_flight,
+            held: (pending, bytes),
+            ..
         } = *seen
         {
+            verdicts.check(bytes <= self.max_bytes, || {
+                format!(
+                    "{bytes} bytes of bodies held in memory, more than the bound {}",
+                    self.max_bytes
+                )
+            });
             verdicts.check(in_flight <= self.concurrency, || {
                 format!(
                     "{in_flight} uploads in flight, more than the bound {}",

@@ -1,0 +1,99 @@
+//! A row the daemon cannot back up never stalls the others: a writer that
+//! dropped the database's rules (as one from before them would) stores text
+//! that is not UTF-8, or a body over the limit, among good rows. The daemon
+//! sets it aside, names it, counts it, and every later change still reaches
+//! the bucket; a writer's fix clears it.
+
+use jobvault::db::JobDb;
+use jobvault_tests::writers::{caught_up, init, sqlite3};
+use jobvault_tests::{Daemon, Emulator, StoreReader, Workspace, gauge};
+
+/// The body `{"id":"u1","x":"<FF>"}`: a byte that is never UTF-8.
+const NOT_UTF8: &str = "CAST(X'7B226964223A227531222C2278223A22FF227D' AS TEXT)";
+
+fn set_aside(db: &std::path::Path) -> String {
+    sqlite3(db, "SELECT id, seq, why FROM set_aside_jobs ORDER BY seq;")
+}
+
+#[test]
+fn a_row_that_is_not_utf8_is_set_aside_and_later_changes_still_reach_the_bucket() {
+    let emulator = Emulator::shared();
+    let url = format!("gs://{}", emulator.new_bucket("bad-row"));
+    let workspace = Workspace::new();
+    let db = workspace.db();
+    init(&db);
+    let daemon = Daemon::start(&workspace, Some(&emulator.endpoint()), &url, "200ms", &[]);
+    sqlite3(
+        &db,
+        &format!(
+            "DROP TRIGGER jobvault_rules_insert;
+             INSERT INTO jobs (id, body) VALUES ('u1', {NOT_UTF8});"
+        ),
+    );
+    workspace.put_jobs(&[serde_json::json!({"id": "after", "name": "after"})]);
+    caught_up(&db);
+    let reader = StoreReader::connect(&url, Some(&emulator.endpoint()));
+    let names = reader.names("job-backup/");
+    assert!(names.iter().any(|n| n.ends_with("/after.job")), "{names:?}");
+    assert!(!names.iter().any(|n| n.ends_with("/u1.job")), "{names:?}");
+    assert_eq!(set_aside(&db).trim(), "u1|1|its body is not UTF-8 text");
+    daemon.settled();
+    let metrics = daemon.scrape();
+    assert_eq!(gauge(&metrics, "jobvault_jobs_set_aside"), Some(1.0));
+    assert_eq!(gauge(&metrics, "jobvault_pending_jobs"), Some(0.0));
+    let log = daemon.log();
+    assert!(
+        log.contains(r#"found=job "u1" change 1: its body is not UTF-8 text"#),
+        "{log}"
+    );
+
+    // The writer mends the row: its record goes, and the job is backed up.
+    sqlite3(
+        &db,
+        r#"UPDATE jobs SET body = '{"id":"u1"}' WHERE id = 'u1';"#,
+    );
+    caught_up(&db);
+    assert_eq!(set_aside(&db).trim(), "");
+    jobvault_tests::eventually(
+        "the count back at 0",
+        std::time::Duration::from_secs(30),
+        || (gauge(&daemon.scrape(), "jobvault_jobs_set_aside") == Some(0.0)).then_some(()),
+    );
+    assert!(
+        reader
+            .names("job-backup/")
+            .iter()
+            .any(|n| n.ends_with("/u1.job"))
+    );
+}
+
+#[test]
+fn a_body_over_the_limit_is_set_aside_without_being_read_whole() {
+    let emulator = Emulator::shared();
+    let url = format!("gs://{}", emulator.new_bucket("big-row"));
+    let workspace = Workspace::new();
+    let db = workspace.db();
+    init(&db);
+    let daemon = Daemon::start(&workspace, Some(&emulator.endpoint()), &url, "200ms", &[]);
+    // 64 MiB and 9 bytes of JSON: one byte over the limit.
+    sqlite3(
+        &db,
+        r#"DROP TRIGGER jobvault_rules_insert;
+           INSERT INTO jobs (id, body) VALUES ('big',
+               '{"id":"big","x":"' || replace(hex(zeroblob(33554432)), '0', 'x') || '"}');"#,
+    );
+    workspace.put_jobs(&[serde_json::json!({"id": "after", "name": "after"})]);
+    caught_up(&db);
+    assert_eq!(
+        set_aside(&db).trim(),
+        "big|1|its body is 67108883 bytes, over the limit of 67108864"
+    );
+    let names = StoreReader::connect(&url, Some(&emulator.endpoint())).names("job-backup/");
+    assert!(names.iter().any(|n| n.ends_with("/after.job")), "{names:?}");
+    daemon.settled();
+    assert_eq!(
+        gauge(&daemon.scrape(), "jobvault_jobs_set_aside"),
+        Some(1.0)
+    );
+    assert_eq!(JobDb::open(&db).unwrap().set_aside().unwrap().0, 1);
+}
