@@ -434,6 +434,29 @@ fn an_immediate_backup_is_named_after_the_time_without_subseconds() {
 }
 
 #[test]
+fn immediate_backups_in_one_second_get_names_of_their_own() {
+    let mut h = Harness::new();
+    let mut objects = Vec::new();
+    for id in 1..=3 {
+        let commands = h.input(immediate(id));
+        let order = snapshot(&commands).expect("a snapshot order");
+        h.input(Input::SnapshotTaken {
+            object: order.object.clone(),
+            result: Ok(1),
+        });
+        objects.push(order.object);
+    }
+    assert_eq!(
+        objects,
+        [
+            "db-backup/2016/11/16/task-scheduler-22:04:25.bdb",
+            "db-backup/2016/11/16/task-scheduler-22:04:25.2.bdb",
+            "db-backup/2016/11/16/task-scheduler-22:04:25.3.bdb",
+        ]
+    );
+}
+
+#[test]
 fn an_immediate_backup_waits_for_a_running_snapshot() {
     let mut h = Harness::new();
     start_with_empty_feed(&mut h);

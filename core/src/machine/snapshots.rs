@@ -72,6 +72,10 @@ pub(crate) struct Snapshots {
     stage: Stage,
     /// Immediate-backup requests waiting for their turn: id and name.
     immediate: VecDeque<(u64, String)>,
+    /// The base name of the last immediate snapshot, before any suffix, and
+    /// how many were taken under it: names tell seconds, and eight requests
+    /// in one second once wrote one object eight times.
+    last_immediate: Option<(String, u32)>,
     /// Triggers served (snapshot taken or retries exhausted) but not yet
     /// deleted: never attempted again.
     served: BTreeSet<String>,
@@ -353,8 +357,23 @@ impl Snapshots {
         let Some((id, name)) = self.immediate.pop_front() else {
             return false;
         };
-        let basename = immediate_base_name(&name, cx.now);
+        let basename = self.unique(immediate_base_name(&name, cx.now));
         self.take_snapshot(cx, &basename, SnapshotReason::Immediate { id })
+    }
+
+    /// `basename`, or, if the last immediate snapshot was taken under it in
+    /// the same second, `basename.N` for the Nth.
+    fn unique(&mut self, basename: String) -> String {
+        match &mut self.last_immediate {
+            Some((last, taken)) if *last == basename => {
+                *taken += 1;
+                format!("{basename}.{taken}")
+            }
+            _ => {
+                self.last_immediate = Some((basename.clone(), 1));
+                basename
+            }
+        }
     }
 
     /// Starts a snapshot; returns whether it started (its name may be invalid).
