@@ -2,23 +2,31 @@
 //! the snapshot goes through its core, serialized with triggered snapshots
 //! and counted in its metrics.
 //!
-//! The daemon is found from the database path alone: it writes its address
-//! to `<db>-jobvault` beside the database (as SQLite writes `<db>-wal`) and
-//! removes it when it exits, so `backup` needs no flag that must match
-//! `run --metrics-addr`. The daemon serves `POST /backup` on its metrics
-//! listener, to clients on its own host only, and refuses a request for
-//! another database or bucket. A file left by a daemon that was killed names
-//! an address nothing answers at; `backup` then takes the snapshot itself, as
+//! The daemon listens on a Unix socket beside the database,
+//! `<db>-jobvault.sock` (as SQLite keeps `<db>-wal`), so `backup` finds it
+//! from the database path alone. The socket is its owner's and group's only
+//! (mode 0660): any local user once could ask for snapshots over the
+//! metrics port and read the database's path and bucket in its refusals,
+//! and a proxy beside the daemon made it reachable from other hosts. A
+//! request is one line of JSON and so is its answer. The daemon refuses a
+//! request for another database or bucket. A socket left by a daemon that
+//! was killed answers nothing; `backup` then takes the snapshot itself, as
 //! it does when the daemon is stopping.
 
-use std::net::SocketAddr;
+use std::io;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use jobvault_core::machine::{SNAPSHOT_DEADLINE, immediate_base_name};
 use jobvault_core::{Failure, FailureKind, Timestamp};
 use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{mpsc, oneshot};
-use tracing::warn;
+use tracing::{debug, warn};
+
+use crate::listener::{AcceptErrors, Permits};
 
 /// What `backup` asks of the daemon.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -54,28 +62,50 @@ pub struct BackupDesk {
     pub requests: mpsc::Sender<BackupRequest>,
 }
 
-/// The answer to one `POST /backup`: an HTTP status and a JSON body.
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(untagged)]
-enum Reply {
-    Taken(Taken),
-    Error { error: String },
+/// The answer to one request: an HTTP-like status, and the snapshot or why
+/// not.
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Answer {
+    pub status: u16,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub taken: Option<Taken>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
+impl Answer {
+    fn error(status: u16, why: String) -> Self {
+        Answer {
+            status,
+            taken: None,
+            error: Some(why),
+        }
+    }
+}
+
+/// A request is a few hundred bytes of JSON.
+const MAX_REQUEST_BYTES: u64 = 64 << 10;
+/// How long a client has to send its request.
+const REQUEST_DEADLINE: Duration = Duration::from_secs(10);
+/// Requests served at once; more wait in the kernel's queue.
+const MAX_CONNECTIONS: usize = 8;
+
 impl BackupDesk {
-    /// Serves one request body; returns the status and the JSON reply.
-    pub async fn serve(&self, body: &[u8]) -> (u16, String) {
-        let (status, reply) = match self.take(body).await {
-            Ok(taken) => (200, Reply::Taken(taken)),
-            Err((status, error)) => (status, Reply::Error { error }),
-        };
-        let json = serde_json::to_string(&reply).expect("a reply always serializes");
-        (status, json)
+    /// Serves one request line.
+    pub async fn serve(&self, line: &[u8]) -> Answer {
+        match self.take(line).await {
+            Ok(taken) => Answer {
+                status: 200,
+                taken: Some(taken),
+                error: None,
+            },
+            Err((status, error)) => Answer::error(status, error),
+        }
     }
 
-    async fn take(&self, body: &[u8]) -> Result<Taken, (u16, String)> {
+    async fn take(&self, line: &[u8]) -> Result<Taken, (u16, String)> {
         let ask: BackupAsk =
-            serde_json::from_slice(body).map_err(|e| (400, format!("bad request: {e}")))?;
+            serde_json::from_slice(line).map_err(|e| (400, format!("bad request: {e}")))?;
         check_immediate_name(&ask.name).map_err(|why| (400, why))?;
         if ask.db != self.db {
             return Err((409, format!("this daemon backs up {}", self.db.display())));
@@ -108,65 +138,102 @@ pub fn check_immediate_name(name: &str) -> Result<(), String> {
     jobvault_core::job_id::check_base_name("name", &basename).map_err(|e| e.to_string())
 }
 
-/// The file beside the database that tells where its daemon listens.
-pub fn address_file(db: &Path) -> PathBuf {
+/// The socket beside the database where its daemon takes requests.
+pub fn socket_path(db: &Path) -> PathBuf {
     let mut name = db.as_os_str().to_owned();
-    name.push("-jobvault");
+    name.push("-jobvault.sock");
     PathBuf::from(name)
 }
 
-#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
-struct Address {
-    pid: u32,
-    url: String,
-}
-
-/// Written while the daemon runs; removed when dropped, unless another
-/// daemon has written its own since.
+/// The daemon's socket, removed when dropped.
 #[derive(Debug)]
-pub struct AddressFile {
+pub struct ControlSocket {
     path: PathBuf,
-    written: Address,
 }
 
-impl AddressFile {
-    /// Tells `backup` where the daemon of `db` listens. A listener bound to
-    /// every interface is reached on loopback.
-    pub fn write(db: &Path, listening: SocketAddr) -> std::io::Result<AddressFile> {
-        let mut reach = listening;
-        if reach.ip().is_unspecified() {
-            reach.set_ip(match reach {
-                SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
-                SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
-            });
-        }
-        let address = Address {
-            pid: std::process::id(),
-            url: format!("http://{reach}/backup"),
-        };
-        let path = address_file(db);
-        let folder = path.parent().unwrap_or(Path::new("."));
-        let mut temp = tempfile::NamedTempFile::new_in(folder)?;
-        serde_json::to_writer(&mut temp, &address)?;
-        temp.persist(&path).map_err(|e| e.error)?;
-        Ok(AddressFile {
-            path,
-            written: address,
-        })
+impl ControlSocket {
+    /// Listens beside `db` and serves requests through `desk` until the
+    /// runtime stops. Only one daemon runs per database (it holds the
+    /// database's lock), so a socket already there is a dead daemon's. It
+    /// is bound under a hidden name, made the owner's and group's, and only
+    /// then moved to its place, so under its name it is never open to
+    /// others.
+    pub fn bind(db: &Path, desk: BackupDesk) -> io::Result<ControlSocket> {
+        let path = socket_path(db);
+        let hidden = hidden_beside(&path);
+        remove_if_there(&hidden)?;
+        let listener = UnixListener::bind(&hidden)?;
+        std::fs::set_permissions(&hidden, std::fs::Permissions::from_mode(0o660))?;
+        std::fs::rename(&hidden, &path)?;
+        tokio::spawn(serve(listener, desk));
+        Ok(ControlSocket { path })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
     }
 }
 
-impl Drop for AddressFile {
+impl Drop for ControlSocket {
     fn drop(&mut self) {
-        let current = std::fs::read(&self.path).ok();
-        let ours = current.and_then(|bytes| serde_json::from_slice::<Address>(&bytes).ok());
-        if ours.as_ref() != Some(&self.written) {
-            return;
-        }
-        if let Err(e) = std::fs::remove_file(&self.path) {
-            warn!(file = %self.path.display(), error = %e, "cannot remove the daemon's address file");
+        if let Err(e) = remove_if_there(&self.path) {
+            warn!(socket = %self.path.display(), error = %e, "cannot remove the daemon's socket");
         }
     }
+}
+
+fn hidden_beside(path: &Path) -> PathBuf {
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    path.with_file_name(format!(".{name}.{}", std::process::id()))
+}
+
+fn remove_if_there(path: &Path) -> io::Result<()> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
+async fn serve(listener: UnixListener, desk: BackupDesk) {
+    let permits = Permits::new(MAX_CONNECTIONS);
+    let mut errors = AcceptErrors::new("control");
+    loop {
+        let permit = permits.take().await;
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                errors.on_error(e).await;
+                continue;
+            }
+        };
+        let desk = desk.clone();
+        tokio::spawn(async move {
+            if let Err(e) = answer(stream, &desk).await {
+                debug!(error = %e, "control connection ended with an error");
+            }
+            drop(permit);
+        });
+    }
+}
+
+/// Reads one request line, within its size and deadline, and answers it.
+async fn answer(stream: UnixStream, desk: &BackupDesk) -> io::Result<()> {
+    let (read, mut write) = stream.into_split();
+    let mut line = Vec::new();
+    let mut read = BufReader::new(read.take(MAX_REQUEST_BYTES));
+    let answer =
+        match tokio::time::timeout(REQUEST_DEADLINE, read.read_until(b'\n', &mut line)).await {
+            Ok(Ok(_)) if line.ends_with(b"\n") => desk.serve(&line).await,
+            Ok(Ok(_)) => Answer::error(
+                400,
+                format!("send one line of at most {MAX_REQUEST_BYTES} bytes"),
+            ),
+            Ok(Err(e)) => return Err(e),
+            Err(_) => Answer::error(408, format!("no request within {REQUEST_DEADLINE:?}")),
+        };
+    let mut reply = serde_json::to_vec(&answer).expect("an answer always serializes");
+    reply.push(b'\n');
+    write.write_all(&reply).await
 }
 
 /// What asking the daemon came to.
@@ -180,60 +247,53 @@ pub enum Asked {
 
 /// Asks the daemon of `ask.db`, if one runs, for a snapshot.
 pub async fn ask_daemon(ask: &BackupAsk) -> Asked {
-    let file = address_file(&ask.db);
-    let address: Address = match std::fs::read(&file) {
-        Ok(bytes) => match serde_json::from_slice(&bytes) {
-            Ok(address) => address,
-            Err(e) => return Asked::NoDaemon(format!("{} is unreadable: {e}", file.display())),
-        },
-        Err(_) => return Asked::NoDaemon(format!("no daemon has written {}", file.display())),
+    let socket = socket_path(&ask.db);
+    let at = socket.display();
+    let stream = match UnixStream::connect(&socket).await {
+        Ok(stream) => stream,
+        Err(e) => return Asked::NoDaemon(format!("no daemon answers at {at}: {e}")),
     };
-    let body = serde_json::to_vec(ask).expect("a request always serializes");
+    let mut line = serde_json::to_vec(ask).expect("a request always serializes");
+    line.push(b'\n');
     // Past the daemon's own deadline for the snapshot, it is not answering.
-    let patience = SNAPSHOT_DEADLINE + std::time::Duration::from_secs(300);
-    // reqwest is built without a TLS provider of its own; a `file://` bucket
-    // never made the store install one, and building a client without one
-    // panics.
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let sent = reqwest::Client::new()
-        .post(&address.url)
-        .timeout(patience)
-        .header(reqwest::header::CONTENT_TYPE, "application/json")
-        .body(body)
-        .send()
-        .await;
-    let response = match sent {
-        Ok(response) => response,
-        Err(e) if e.is_connect() => {
-            return Asked::NoDaemon(format!(
-                "nothing answers at {} (pid {} wrote {}; it is not running)",
-                address.url,
-                address.pid,
-                file.display()
-            ));
-        }
-        Err(e) => return Asked::Answered(Err(failure(&address.url, &e.to_string()))),
+    let patience = SNAPSHOT_DEADLINE + Duration::from_secs(300);
+    let answer = match tokio::time::timeout(patience, exchange(stream, &line)).await {
+        Ok(Ok(answer)) => answer,
+        Ok(Err(e)) => return Asked::Answered(Err(failure(&socket, &e.to_string()))),
+        Err(_) => return Asked::Answered(Err(failure(&socket, "no answer in time"))),
     };
-    let status = response.status().as_u16();
-    let reply = match response.bytes().await {
-        Ok(bytes) => serde_json::from_slice::<Reply>(&bytes).map_err(|e| e.to_string()),
-        Err(e) => Err(e.to_string()),
-    };
-    match (status, reply) {
-        (200, Ok(Reply::Taken(taken))) => Asked::Answered(Ok(taken)),
-        (409 | 503, Ok(Reply::Error { error })) => Asked::NoDaemon(error),
-        (_, Ok(Reply::Error { error })) => Asked::Answered(Err(failure(&address.url, &error))),
-        (_, Ok(Reply::Taken(_)) | Err(_)) => Asked::Answered(Err(failure(
-            &address.url,
-            &format!("unexpected reply with status {status}"),
+    match answer {
+        Answer {
+            status: 200,
+            taken: Some(taken),
+            ..
+        } => Asked::Answered(Ok(taken)),
+        Answer {
+            status: 409 | 503,
+            error: Some(error),
+            ..
+        } => Asked::NoDaemon(error),
+        Answer { status, error, .. } => Asked::Answered(Err(failure(
+            &socket,
+            &error.unwrap_or_else(|| format!("unexpected answer with status {status}")),
         ))),
     }
 }
 
-fn failure(url: &str, why: &str) -> Failure {
+async fn exchange(stream: UnixStream, line: &[u8]) -> io::Result<Answer> {
+    let (read, mut write) = stream.into_split();
+    write.write_all(line).await?;
+    let mut reply = Vec::new();
+    BufReader::new(read.take(MAX_REQUEST_BYTES))
+        .read_until(b'\n', &mut reply)
+        .await?;
+    serde_json::from_slice(&reply).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+}
+
+fn failure(socket: &Path, why: &str) -> Failure {
     Failure::new(
         FailureKind::Transient,
-        format!("the daemon at {url}: {why}"),
+        format!("the daemon at {}: {why}", socket.display()),
     )
 }
 
@@ -276,13 +336,12 @@ mod tests {
             };
             request.reply.send(Ok(taken)).unwrap();
         });
-        let (status, body) = desk
+        let answer = desk
             .serve(&ask("/var/lib/jobs.db", "gs://backups", "nightly"))
             .await;
         daemon.await.unwrap();
-        assert_eq!(status, 200, "{body}");
-        let reply: Taken = serde_json::from_str(&body).unwrap();
-        assert_eq!(reply.bytes, 42);
+        assert_eq!(answer.status, 200, "{answer:?}");
+        assert_eq!(answer.taken.unwrap().bytes, 42);
     }
 
     #[tokio::test]
@@ -295,16 +354,16 @@ mod tests {
             (b"not json".to_vec(), 400),
         ];
         for (body, expected) in cases {
-            let (status, reply) = desk.serve(&body).await;
-            assert_eq!(status, expected, "{reply}");
-            assert!(reply.contains("\"error\""), "{reply}");
+            let answer = desk.serve(&body).await;
+            assert_eq!(answer.status, expected, "{answer:?}");
+            assert!(answer.error.is_some(), "{answer:?}");
         }
         // A daemon that has stopped taking requests: backup goes on alone.
         drop(received);
-        let (status, _) = desk
+        let answer = desk
             .serve(&ask("/var/lib/jobs.db", "gs://backups", "n"))
             .await;
-        assert_eq!(status, 503);
+        assert_eq!(answer.status, 503);
     }
 
     #[test]

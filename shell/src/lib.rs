@@ -19,6 +19,7 @@ pub mod immediate;
 pub mod inventory;
 pub mod lease;
 pub mod leftovers;
+pub mod listener;
 pub mod logging;
 pub mod metrics;
 pub mod nothing;

@@ -1,5 +1,8 @@
-//! Prometheus metrics on `--metrics-addr`, at `/metrics`; the same listener
-//! takes `jobvault backup`'s requests at `/backup` ([`crate::control`]).
+//! Prometheus metrics on `--metrics-addr`, at `/metrics`, read-only: an
+//! open port answers nothing but scrapes (`jobvault backup` asks through a
+//! socket beside the database, [`crate::control`]). The listener keeps the
+//! limits of [`crate::listener`]: at most [`MAX_CONNECTIONS`], each closed
+//! after one response or [`CONNECTION_DEADLINE`].
 //!
 //! The core keeps the numbers ([`jobvault_core::Metrics`]); the daemon
 //! publishes a copy after every step on a watch channel, and each scrape
@@ -10,11 +13,12 @@
 use std::borrow::Cow;
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::time::Duration;
 
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
 use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use jobvault_core::{Metrics, Timestamp};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
@@ -26,9 +30,9 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tracing::{debug, warn};
+use tracing::debug;
 
-use crate::control::BackupDesk;
+use crate::listener::{AcceptErrors, Permits};
 
 /// How long successful uploads took, by object kind: a histogram.
 #[derive(Debug, Clone)]
@@ -264,55 +268,54 @@ pub fn render(
     text
 }
 
-/// Binds `addr` and serves `/metrics`, and `/backup` through `desk` if given,
-/// until the runtime stops. Returns the bound address (useful with port 0).
+/// Connections served at once; more wait in the kernel's queue. A scraper
+/// or two, and someone's curl, need a few.
+pub const MAX_CONNECTIONS: usize = 32;
+/// How long a client has to send its request's headers.
+pub const HEADER_DEADLINE: Duration = Duration::from_secs(5);
+/// How long one connection may last, whatever it does.
+pub const CONNECTION_DEADLINE: Duration = Duration::from_secs(30);
+
+/// Binds `addr` and serves `/metrics` until the runtime stops. Returns the
+/// bound address (useful with port 0).
 pub async fn serve(
     addr: SocketAddr,
     database: String,
     metrics: watch::Receiver<Metrics>,
     upload_times: UploadTimes,
-    desk: Option<BackupDesk>,
 ) -> std::io::Result<SocketAddr> {
     let listener = TcpListener::bind(addr).await?;
     let bound = listener.local_addr()?;
+    let permits = Permits::new(MAX_CONNECTIONS);
+    let mut errors = AcceptErrors::new("metrics");
     tokio::spawn(async move {
         loop {
-            let (stream, peer) = match listener.accept().await {
-                Ok(accepted) => accepted,
+            let permit = permits.take().await;
+            let stream = match listener.accept().await {
+                Ok((stream, _)) => stream,
                 Err(e) => {
-                    warn!(error = %e, "metrics listener cannot accept a connection");
+                    errors.on_error(e).await;
                     continue;
                 }
             };
-            // A client on this host reaches the listener from loopback, or
-            // from the very address it listens on.
-            let same_host = peer.ip().is_loopback()
-                || stream
-                    .local_addr()
-                    .is_ok_and(|local| local.ip() == peer.ip());
-            let database = database.clone();
-            let metrics = metrics.clone();
+            let (database, metrics) = (database.clone(), metrics.clone());
             let upload_times = upload_times.clone();
-            let desk = desk.clone();
             let service = hyper::service::service_fn(move |request: Request<Incoming>| {
-                let (database, metrics, desk) = (database.clone(), metrics.clone(), desk.clone());
-                let upload_times = upload_times.clone();
-                async move {
-                    let response = if request.uri().path() == "/backup" {
-                        backup(request, same_host, desk.as_ref()).await
-                    } else {
-                        respond(&request, &database, metrics, &upload_times)
-                    };
-                    Ok::<_, Infallible>(response)
-                }
+                let response = respond(&request, &database, metrics.clone(), &upload_times);
+                async move { Ok::<_, Infallible>(response) }
             });
             tokio::spawn(async move {
-                if let Err(e) = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await
-                {
-                    debug!(error = %e, "metrics connection ended with an error");
+                let connection = hyper::server::conn::http1::Builder::new()
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(HEADER_DEADLINE)
+                    .keep_alive(false)
+                    .serve_connection(TokioIo::new(stream), service);
+                match tokio::time::timeout(CONNECTION_DEADLINE, connection).await {
+                    Ok(Err(e)) => debug!(error = %e, "metrics connection ended with an error"),
+                    Err(_) => debug!("metrics connection closed at its deadline"),
+                    Ok(Ok(())) => {}
                 }
+                drop(permit);
             });
         }
     });
@@ -344,35 +347,6 @@ fn respond(
             upload_times,
         ))))
         .expect("a static response is valid")
-}
-
-/// A backup request is a few hundred bytes of JSON.
-const MAX_REQUEST_BYTES: usize = 64 << 10;
-
-/// `POST /backup`: an immediate snapshot through the daemon's core.
-async fn backup(
-    request: Request<Incoming>,
-    same_host: bool,
-    desk: Option<&BackupDesk>,
-) -> Response<Full<Bytes>> {
-    let error = |status: u16, why: &str| (status, serde_json::json!({ "error": why }).to_string());
-    let (status, body) = match desk {
-        None => error(404, "no daemon serves backups here"),
-        Some(_) if request.method() != hyper::Method::POST => error(405, "POST a backup request"),
-        Some(_) if !same_host => error(403, "backups are taken for clients on this host only"),
-        Some(desk) => match Limited::new(request.into_body(), MAX_REQUEST_BYTES)
-            .collect()
-            .await
-        {
-            Ok(body) => desk.serve(&body.to_bytes()).await,
-            Err(e) => error(400, &e.to_string()),
-        },
-    };
-    Response::builder()
-        .status(status)
-        .header(hyper::header::CONTENT_TYPE, "application/json")
-        .body(Full::new(Bytes::from(body)))
-        .expect("a JSON response is valid")
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::process::Output;
 
-use jobvault::control::address_file;
+use jobvault::control::socket_path;
 use jobvault_tests::{Daemon, Emulator, StoreReader, Workspace, jobvault, stderr, stdout};
 
 fn backup(emulator: &Emulator, workspace: &Workspace, bucket: &str) -> Output {
@@ -44,10 +44,10 @@ fn taken_later(reader: &StoreReader) -> Vec<String> {
     names
 }
 
-/// Where the daemon of the workspace's database says it listens: beside the
-/// database's canonical path, as the daemon writes it.
+/// Where the daemon of the workspace's database listens: beside the
+/// database's canonical path.
 fn address_of(workspace: &Workspace) -> PathBuf {
-    address_file(&std::fs::canonicalize(workspace.db()).unwrap())
+    socket_path(&std::fs::canonicalize(workspace.db()).unwrap())
 }
 
 fn workspace_with_a_job() -> Workspace {

@@ -1,6 +1,7 @@
 //! One writer per bucket prefix: the lease object, taken and renewed with
 //! generation preconditions, which the emulator honours on uploads.
 
+use std::os::unix::fs::MetadataExt;
 use std::time::Duration;
 
 use jobvault::db::JobDb;
@@ -161,8 +162,8 @@ fn a_second_daemon_on_one_database_is_refused_whatever_bucket_it_names() {
         "200ms",
         &[],
     );
-    let address = jobvault::control::address_file(&std::fs::canonicalize(workspace.db()).unwrap());
-    let address_before = std::fs::read(&address).unwrap();
+    let socket = jobvault::control::socket_path(&std::fs::canonicalize(workspace.db()).unwrap());
+    let socket_before = std::fs::metadata(&socket).unwrap().ino();
 
     for url in [&other_url, &first_url] {
         let output = run_once(
@@ -183,15 +184,15 @@ fn a_second_daemon_on_one_database_is_refused_whatever_bucket_it_names() {
         );
     }
     assert_eq!(
-        std::fs::read(&address).unwrap(),
-        address_before,
-        "the first daemon's address file is untouched"
+        std::fs::metadata(&socket).unwrap().ino(),
+        socket_before,
+        "the first daemon's socket is untouched"
     );
     assert!(
         std::fs::read_dir(other.path()).unwrap().next().is_none(),
         "nothing was written to the second destination"
     );
-    // The first still serves `backup` through its address file.
+    // The first still serves `backup` through its socket.
     let backup = jobvault(Some(&emulator.endpoint()))
         .args(["backup", "--bucket", &first_url, "--db"])
         .arg(workspace.db())

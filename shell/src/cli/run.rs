@@ -1,5 +1,6 @@
 //! `jobvault run`: the daemon.
 
+use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -8,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
-use jobvault::control::{AddressFile, BackupDesk, address_file};
+use jobvault::control::{BackupDesk, ControlSocket};
 use jobvault::daemon::Daemon;
 use jobvault::db::JobDb;
 use jobvault::db_lock::{DbLock, LockHolder};
@@ -126,22 +127,26 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         args.name.clone(),
         metrics_rx,
         upload_times.clone(),
-        Some(desk),
     )
     .await
     .with_context(|| format!("cannot serve metrics on {}", args.metrics_addr))?;
+    // Without it `backup` takes its snapshots itself: backups go on.
+    let control = ControlSocket::bind(&canonical, desk)
+        .inspect_err(|e| {
+            warn!(error = %e, "cannot listen beside the database for `jobvault backup`; it will take its snapshots itself");
+        })
+        .ok();
     if let Err(e) = store.check().await {
         // The bucket may come back; the lease is taken once it does.
         error!(error = %e, "the bucket cannot be reached; waiting for it");
     }
-    let _address = AddressFile::write(&canonical, metrics_addr)
-        .with_context(|| format!("cannot write {}", address_file(&canonical).display()))?;
     info!(
         db = %db_path.display(),
         bucket = %store.url(),
         triggers = %triggers.path().display(),
         interval = ?args.interval,
         metrics = %format!("http://{metrics_addr}/metrics"),
+        control = %control.as_ref().map_or(Cow::Borrowed("none"), |c| c.path().to_string_lossy()),
         "jobvault running"
     );
     let lease_location = store.location(LEASE_OBJECT);
