@@ -59,6 +59,8 @@ impl ToFailure for SnapshotError {
             SnapshotError::Io { source, .. } => io_kind(source),
             SnapshotError::Store(e) => e.kind,
             SnapshotError::Task(_) => FailureKind::Internal,
+            SnapshotError::NoRoom { .. } => FailureKind::Transient,
+            SnapshotError::Copy { source, .. } => source.kind(),
         }
     }
 }

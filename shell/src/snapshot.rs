@@ -7,10 +7,16 @@
 //! blocking task gzips it on up to four cores (`parallel_gzip`) into chunks that the upload consumes as they come,
 //! so compression and upload overlap and memory stays at a few chunks
 //! whatever the size of the database.
+//!
+//! `TMPDIR` is checked for room for the copy first, and a failure there
+//! names `TMPDIR`: on a 2 MB tmpfs the first release blamed the job
+//! database's own disk (`jobs.db: database or disk is full`) and left a
+//! `-journal` behind at every attempt. The copy's side files now go with
+//! it, however the attempt ends.
 
 use std::fs::File;
 use std::io::{self, Read, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -61,6 +67,70 @@ pub enum SnapshotError {
     Store(#[from] StoreError),
     #[error("snapshot task failed: {0}")]
     Task(String),
+    #[error(
+        "TMPDIR ({tmp}) has {free} bytes free, and a copy of {db} takes up to {needed}; \
+         set TMPDIR to a folder with room"
+    )]
+    NoRoom {
+        tmp: PathBuf,
+        db: PathBuf,
+        free: u64,
+        needed: u64,
+    },
+    #[error("cannot copy the job database into TMPDIR ({tmp}): {source}")]
+    Copy {
+        tmp: PathBuf,
+        #[source]
+        source: DbError,
+    },
+}
+
+/// The most a copy of the database at `db` takes: the file and its WAL.
+pub fn copy_size(db: &Path) -> u64 {
+    ["", "-wal"]
+        .iter()
+        .filter_map(|suffix| std::fs::metadata(with_suffix(db, suffix)).ok())
+        .map(|meta| meta.len())
+        .sum()
+}
+
+/// Bytes free to this process in the folder `dir`.
+pub fn free_bytes(dir: &Path) -> io::Result<u64> {
+    let stats = rustix::fs::statvfs(dir)?;
+    Ok(stats.f_bavail.saturating_mul(stats.f_frsize))
+}
+
+fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(suffix);
+    PathBuf::from(name)
+}
+
+/// Fails unless `tmp` has room for a copy of `db`; a folder whose room
+/// cannot be read is left to the copy to find out.
+fn room_for_copy(db: &Path, tmp: &Path) -> Result<(), SnapshotError> {
+    let needed = copy_size(db);
+    match free_bytes(tmp) {
+        Ok(free) if free < needed => Err(SnapshotError::NoRoom {
+            tmp: tmp.to_owned(),
+            db: db.to_owned(),
+            free,
+            needed,
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// The side files SQLite may leave beside the copy (a failed copy leaves
+/// its `-journal`), removed when dropped.
+struct SideFiles(PathBuf);
+
+impl Drop for SideFiles {
+    fn drop(&mut self) {
+        for suffix in ["-journal", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(with_suffix(&self.0, suffix));
+        }
+    }
 }
 
 /// Carries out the core's snapshot order and reports how it went, as the
@@ -99,22 +169,27 @@ pub async fn take_snapshot(
     progress: Option<ProgressFn>,
 ) -> Result<SnapshotReport, SnapshotError> {
     let started = Instant::now();
+    let tmp = std::env::temp_dir();
+    room_for_copy(db_path, &tmp)?;
     let copy = tempfile::Builder::new()
         .prefix(&leftovers::copy_prefix())
         .tempfile()
         .map_err(|source| SnapshotError::Io {
             what: format!(
-                "cannot create a temporary file in {}",
-                std::env::temp_dir().display()
+                "cannot create a temporary file in TMPDIR ({})",
+                tmp.display()
             ),
             source,
         })?;
     let copy_path = copy.path().to_owned();
+    let _side_files = SideFiles(copy_path.clone());
     let database_bytes = {
         let db_path = db_path.to_owned();
         let copy_path = copy_path.clone();
         run_blocking(move || {
-            JobDb::open(&db_path)?.snapshot_to(&copy_path)?;
+            JobDb::open(&db_path)?
+                .snapshot_to(&copy_path)
+                .map_err(|source| SnapshotError::Copy { tmp, source })?;
             std::fs::metadata(&copy_path)
                 .map(|meta| meta.len())
                 .map_err(|source| SnapshotError::Io {

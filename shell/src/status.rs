@@ -50,6 +50,8 @@ pub struct DaemonStatus {
     /// When the daemon last had every change in the bucket.
     pub caught_up: Option<String>,
     pub caught_up_seconds_ago: Option<u64>,
+    /// Rows of its database no backup can hold.
+    pub jobs_set_aside: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -212,11 +214,20 @@ fn daemon_status(lease: &Lease, now: Timestamp) -> DaemonStatus {
         cursor_seq: lease.state.cursor_seq,
         caught_up: caught_up.map(Timestamp::rfc3339),
         caught_up_seconds_ago: caught_up.map(|at| now.duration_since(at).as_secs()),
+        jobs_set_aside: lease.state.jobs_set_aside,
     }
 }
 
 fn daemon_warnings(daemon: &DaemonStatus) -> Vec<String> {
     let mut warnings = Vec::new();
+    if daemon.jobs_set_aside > 0 {
+        warnings.push(format!(
+            "{} rows of {} cannot be backed up and are set aside (not UTF-8, over the size \
+             limit, or an id no object name can carry); the daemon's log names them, and so \
+             does: sqlite3 {} 'SELECT id, seq, why FROM set_aside_jobs'",
+            daemon.jobs_set_aside, daemon.database, daemon.database
+        ));
+    }
     let renewed = Duration::from_secs(daemon.renewed_seconds_ago);
     if renewed > Duration::from_secs(60) {
         warnings.push(format!(

@@ -47,6 +47,19 @@ fn a_row_that_is_not_utf8_is_set_aside_and_later_changes_still_reach_the_bucket(
         "{log}"
     );
 
+    let status = || {
+        let output = jobvault_tests::jobvault(Some(&emulator.endpoint()))
+            .args(["status", "--bucket", &url])
+            .output()
+            .unwrap();
+        jobvault_tests::stdout(&output)
+    };
+    jobvault_tests::eventually(
+        "status to name the row set aside",
+        std::time::Duration::from_secs(30),
+        || status().contains("WARNING: 1 rows of").then_some(()),
+    );
+
     // The writer mends the row: its record goes, and the job is backed up.
     sqlite3(
         &db,

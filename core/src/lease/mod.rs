@@ -83,6 +83,10 @@ pub struct LeaseState {
     pub caught_up: Option<Timestamp>,
     /// When the holder last uploaded a snapshot.
     pub newest_snapshot: Option<Timestamp>,
+    /// Rows of its database no job object can hold, set aside (absent in
+    /// the leases of earlier releases).
+    #[serde(default)]
+    pub jobs_set_aside: u64,
 }
 
 /// How often a daemon with `interval` renews its lease, and how long the
@@ -109,10 +113,29 @@ pub struct Held {
     pub holder: Holder,
     pub renewed_ago: Duration,
     pub expires_in: Duration,
+    /// How far its renewal time is ahead of this host's clock: the clocks
+    /// disagree, and when it expires cannot be told from it.
+    pub ahead: Duration,
 }
+
+/// A renewal time further ahead of this host's clock than this is the
+/// clocks' disagreement, not a moment to wait for.
+pub const MAX_AHEAD: Duration = Duration::from_secs(5);
 
 impl fmt::Display for Held {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.ahead > MAX_AHEAD {
+            return write!(
+                f,
+                "held by jobvault on host {} (pid {}, database {}), renewed at a time {} s ahead \
+                 of this host's clock: the two clocks disagree, so when it expires cannot be \
+                 told; fix the clock that is wrong, or stop it, or pass --takeover if it is gone",
+                self.holder.host,
+                self.holder.pid,
+                self.holder.db,
+                self.ahead.as_secs()
+            );
+        }
         write!(
             f,
             "held by jobvault on host {} (pid {}, database {}), renewed {} s ago; \
@@ -154,6 +177,7 @@ pub fn decide_take(
             holder: lease.holder.clone(),
             renewed_ago: now.duration_since(lease.renewed),
             expires_in: expires.duration_since(now),
+            ahead: lease.renewed.duration_since(now),
         });
     };
     Take::Replace { generation, why }
@@ -220,6 +244,22 @@ mod tests {
             decide_take(None, &holder("a", 1), at(0), None, false),
             Take::Create
         );
+    }
+
+    #[test]
+    fn a_renewal_ahead_of_this_clock_is_named_as_the_skew_it_is() {
+        let found = lease(holder("b", 7), at(86_400));
+        let Take::Refuse(held) =
+            decide_take(Some((&found, 5)), &holder("a", 1), at(10), None, false)
+        else {
+            panic!("a lease renewed in the future is refused");
+        };
+        let text = held.to_string();
+        assert!(
+            text.contains("86390 s ahead of this host's clock"),
+            "{text}"
+        );
+        assert!(!text.contains("wait"), "{text}");
     }
 
     #[test]

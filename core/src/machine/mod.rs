@@ -370,6 +370,7 @@ impl Backup {
             cursor_time: self.metrics.cursor.time,
             caught_up: self.metrics().incremental_alive,
             newest_snapshot: self.metrics.last_snapshot,
+            jobs_set_aside: self.incremental.set_aside(),
         }
     }
 

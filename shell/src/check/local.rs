@@ -5,6 +5,7 @@ use std::fs;
 use std::path::Path;
 
 use crate::db::{CURRENT_VERSION, JobDb};
+use crate::snapshot::{copy_size, free_bytes};
 use crate::verify::Check;
 
 /// The database exists, has the current schema and takes a write lock.
@@ -62,17 +63,9 @@ fn first_missing(dir: &Path) -> Option<&Path> {
 
 /// `TMPDIR` has room for a copy of the database (and its WAL).
 pub(super) fn room_for_a_snapshot(db: &Path, tmp: &Path) -> Check {
-    let needed: u64 = ["", "-wal"]
-        .iter()
-        .filter_map(|suffix| {
-            let mut path = db.as_os_str().to_owned();
-            path.push(suffix);
-            fs::metadata(path).ok().map(|m| m.len())
-        })
-        .sum();
-    let result = match rustix::fs::statvfs(tmp) {
-        Ok(stat) => {
-            let free = stat.f_bavail * stat.f_frsize;
+    let needed = copy_size(db);
+    let result = match free_bytes(tmp) {
+        Ok(free) => {
             let detail = format!(
                 "{}: {} MiB free, a snapshot's copy takes about {} MiB",
                 tmp.display(),
