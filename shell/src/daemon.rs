@@ -83,7 +83,16 @@ impl Daemon {
             error!(error = %error_chain(&e), "cannot read which destination the cursor belongs to; treating the destination as new");
             None
         });
-        let mut core = Backup::new(self.config.clone(), stored, clock::now()).recorded(recorded);
+        let set_aside = self.db.set_aside().map_or_else(
+            |e| {
+                error!(error = %error_chain(&e), "cannot count the rows set aside; counting from the first read of the change feed");
+                0
+            },
+            |(count, _)| count,
+        );
+        let mut core = Backup::new(self.config.clone(), stored, clock::now())
+            .recorded(recorded)
+            .set_aside(set_aside);
         if let Some(lease) = self.lease {
             core = core.leased(lease);
         }

@@ -39,7 +39,8 @@ impl Simulation {
         let now = self.local_now(node);
         let (stored, recorded) = (self.world.db.stored, self.world.db.destination);
         note!(self, "node {node}: start core at cursor {stored:?}");
-        self.nodes[node].start(&self.config, stored, recorded, now);
+        let set_aside = self.world.db.set_aside.len() as u64;
+        self.nodes[node].start(&self.config, stored, recorded, set_aside, now);
         self.outcome.daemons += 1;
         let running_here = self
             .nodes

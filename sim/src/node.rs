@@ -92,12 +92,14 @@ impl Node {
         config: &Config,
         stored: Cursor,
         recorded: Option<DestinationId>,
+        set_aside: u64,
         now: Timestamp,
     ) {
         self.pid += 1;
         let lease = LeaseMachine::new(self.holder(), config.interval, false, "sim", now);
         let core = Backup::new(config.clone(), stored, now)
             .recorded(recorded)
+            .set_aside(set_aside)
             .leased(lease);
         self.process = Process {
             core: Some(core),

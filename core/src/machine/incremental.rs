@@ -186,6 +186,10 @@ impl Incremental {
         self.set_aside.count()
     }
 
+    pub fn set_aside_recorded(&mut self, recorded: u64) {
+        self.set_aside.found(Vec::new(), recorded);
+    }
+
     pub fn uploads_in_flight(&self) -> usize {
         self.uploads_in_flight
     }

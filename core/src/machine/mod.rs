@@ -202,6 +202,13 @@ impl Backup {
         self
     }
 
+    /// How many rows the database records as set aside as the machine
+    /// starts: counted from the first moment, not from the first read.
+    pub fn set_aside(mut self, recorded: u64) -> Self {
+        self.incremental.set_aside_recorded(recorded);
+        self
+    }
+
     pub fn config(&self) -> &Config {
         &self.config
     }
