@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use jobvault_core::JobId;
+use jobvault_core::{JobId, Timestamp};
 
 use super::{Invariant, Observation, Verdicts};
 use crate::restore::Restored;
@@ -111,7 +111,7 @@ impl Invariant for OnePlanner {
                     "a restore started from snapshot {chosen:?}, not from the newest one, {newest:?}"
                 )
             });
-            return self.fetched_since(restored, verdicts);
+            return self.fetched_since(world, restored, verdicts);
         };
         verdicts.check(Some(unusable) == newest, || {
             format!("a restore passed over {unusable} as unusable, not the newest, {newest:?}")
@@ -131,18 +131,29 @@ impl Invariant for OnePlanner {
                  newest, {next:?}"
             )
         });
-        self.fetched_since(restored, verdicts);
+        self.fetched_since(world, restored, verdicts);
     }
 }
 
 impl OnePlanner {
     /// No job object uploaded before the chosen snapshot's time, less the
-    /// allowances, was fetched.
-    fn fetched_since(&self, restored: &Restored, verdicts: &mut Verdicts) {
+    /// allowances, was fetched; nor before that of a snapshot passed over
+    /// as unusable, whose search ran while it downloaded (a newer upload
+    /// may hold an older time: planned first, uploaded last).
+    fn fetched_since(&self, world: &World, restored: &Restored, verdicts: &mut Verdicts) {
         let Some(snapshot) = restored.snapshot.as_ref() else {
             return;
         };
-        let floor = snapshot.time - MAX_CLOCK_ERROR - MAX_CLOCK_ERROR;
+        let tried = restored.unusable.iter().filter_map(|name| {
+            match &world.store.objects.get(name)?.body {
+                Body::Snapshot {
+                    gzip_mtime, stored, ..
+                } => Some((*gzip_mtime).min(stored.time)),
+                Body::Job { .. } => None,
+            }
+        });
+        let earliest = tried.fold(snapshot.time, Timestamp::min);
+        let floor = earliest - MAX_CLOCK_ERROR - MAX_CLOCK_ERROR;
         let early = restored
             .fetched_uploads
             .iter()
