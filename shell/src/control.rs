@@ -8,7 +8,10 @@
 //! (mode 0660): any local user once could ask for snapshots over the
 //! metrics port and read the database's path and bucket in its refusals,
 //! and a proxy beside the daemon made it reachable from other hosts. A
-//! request is one line of JSON and so is its answer. The daemon refuses a
+//! request is one line of JSON; the daemon says at once that it took it in
+//! hand (`{"status":102}`), then answers in one more line. A daemon stopped
+//! or hung (its socket still accepts, in the kernel) says nothing: `backup`
+//! gives it [`ACK_DEADLINE`] and goes on alone. The daemon refuses a
 //! request for another database or bucket. A socket left by a daemon that
 //! was killed answers nothing; `backup` then takes the snapshot itself, as
 //! it does when the daemon is stopping.
@@ -89,6 +92,10 @@ const MAX_REQUEST_BYTES: u64 = 64 << 10;
 const REQUEST_DEADLINE: Duration = Duration::from_secs(10);
 /// Requests served at once; more wait in the kernel's queue.
 const MAX_CONNECTIONS: usize = 8;
+/// How long `backup` waits for the daemon to take its request in hand.
+pub const ACK_DEADLINE: Duration = Duration::from_secs(10);
+/// The first line of every answer to a request read whole.
+const IN_HAND: u16 = 102;
 
 impl BackupDesk {
     /// Serves one request line.
@@ -223,7 +230,14 @@ async fn answer(stream: UnixStream, desk: &BackupDesk) -> io::Result<()> {
     let mut read = BufReader::new(read.take(MAX_REQUEST_BYTES));
     let answer =
         match tokio::time::timeout(REQUEST_DEADLINE, read.read_until(b'\n', &mut line)).await {
-            Ok(Ok(_)) if line.ends_with(b"\n") => desk.serve(&line).await,
+            Ok(Ok(_)) if line.ends_with(b"\n") => {
+                send(
+                    &mut write,
+                    &Answer::error(IN_HAND, "taken in hand".to_owned()),
+                )
+                .await?;
+                desk.serve(&line).await
+            }
             Ok(Ok(_)) => Answer::error(
                 400,
                 format!("send one line of at most {MAX_REQUEST_BYTES} bytes"),
@@ -231,16 +245,24 @@ async fn answer(stream: UnixStream, desk: &BackupDesk) -> io::Result<()> {
             Ok(Err(e)) => return Err(e),
             Err(_) => Answer::error(408, format!("no request within {REQUEST_DEADLINE:?}")),
         };
-    let mut reply = serde_json::to_vec(&answer).expect("an answer always serializes");
-    reply.push(b'\n');
-    write.write_all(&reply).await
+    send(&mut write, &answer).await
+}
+
+async fn send(write: &mut (impl AsyncWriteExt + Unpin), answer: &Answer) -> io::Result<()> {
+    let mut line = serde_json::to_vec(answer).expect("an answer always serializes");
+    line.push(b'\n');
+    write.write_all(&line).await
 }
 
 /// What asking the daemon came to.
 #[derive(Debug)]
 pub enum Asked {
-    /// No daemon runs for this database and bucket: take the snapshot here.
+    /// No daemon runs for this database: take the snapshot here.
     NoDaemon(String),
+    /// A daemon runs, but cannot take this request (another bucket, a
+    /// socket this user may not use, stopping, stopped or hung): take the
+    /// snapshot here, beside it, and say so.
+    Unreached(String),
     /// The daemon took it, or says why it could not.
     Answered(Result<Taken, Failure>),
 }
@@ -251,16 +273,42 @@ pub async fn ask_daemon(ask: &BackupAsk) -> Asked {
     let at = socket.display();
     let stream = match UnixStream::connect(&socket).await {
         Ok(stream) => stream,
-        Err(e) => return Asked::NoDaemon(format!("no daemon answers at {at}: {e}")),
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused
+            ) =>
+        {
+            return Asked::NoDaemon(format!("no daemon answers at {at}: {e}"));
+        }
+        Err(e) => return Asked::Unreached(format!("cannot reach the daemon at {at}: {e}")),
     };
     let mut line = serde_json::to_vec(ask).expect("a request always serializes");
     line.push(b'\n');
-    // Past the daemon's own deadline for the snapshot, it is not answering.
-    let patience = SNAPSHOT_DEADLINE + Duration::from_secs(300);
-    let answer = match tokio::time::timeout(patience, exchange(stream, &line)).await {
-        Ok(Ok(answer)) => answer,
+    let (read, mut write) = stream.into_split();
+    let mut read = BufReader::new(read.take(2 * MAX_REQUEST_BYTES));
+    let first = async {
+        write.write_all(&line).await?;
+        next_answer(&mut read).await
+    };
+    let answer = match tokio::time::timeout(ACK_DEADLINE, first).await {
+        Err(_) => {
+            return Asked::Unreached(format!(
+                "the daemon at {at} took no request within {ACK_DEADLINE:?} (stopped or hung)"
+            ));
+        }
         Ok(Err(e)) => return Asked::Answered(Err(failure(&socket, &e.to_string()))),
-        Err(_) => return Asked::Answered(Err(failure(&socket, "no answer in time"))),
+        Ok(Ok(answer)) if answer.status != IN_HAND => answer,
+        // Past the daemon's own deadline for the snapshot, it is not
+        // answering.
+        Ok(Ok(_)) => {
+            let patience = SNAPSHOT_DEADLINE + Duration::from_secs(300);
+            match tokio::time::timeout(patience, next_answer(&mut read)).await {
+                Ok(Ok(answer)) => answer,
+                Ok(Err(e)) => return Asked::Answered(Err(failure(&socket, &e.to_string()))),
+                Err(_) => return Asked::Answered(Err(failure(&socket, "no answer in time"))),
+            }
+        }
     };
     match answer {
         Answer {
@@ -272,7 +320,7 @@ pub async fn ask_daemon(ask: &BackupAsk) -> Asked {
             status: 409 | 503,
             error: Some(error),
             ..
-        } => Asked::NoDaemon(error),
+        } => Asked::Unreached(format!("the daemon at {at}: {error}")),
         Answer { status, error, .. } => Asked::Answered(Err(failure(
             &socket,
             &error.unwrap_or_else(|| format!("unexpected answer with status {status}")),
@@ -280,13 +328,9 @@ pub async fn ask_daemon(ask: &BackupAsk) -> Asked {
     }
 }
 
-async fn exchange(stream: UnixStream, line: &[u8]) -> io::Result<Answer> {
-    let (read, mut write) = stream.into_split();
-    write.write_all(line).await?;
+async fn next_answer(read: &mut (impl AsyncBufReadExt + Unpin)) -> io::Result<Answer> {
     let mut reply = Vec::new();
-    BufReader::new(read.take(MAX_REQUEST_BYTES))
-        .read_until(b'\n', &mut reply)
-        .await?;
+    read.read_until(b'\n', &mut reply).await?;
     serde_json::from_slice(&reply).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
 }
 

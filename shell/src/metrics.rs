@@ -336,6 +336,15 @@ fn respond(
             )))
             .expect("a static response is valid");
     }
+    if !matches!(*request.method(), hyper::Method::GET | hyper::Method::HEAD) {
+        return Response::builder()
+            .status(StatusCode::METHOD_NOT_ALLOWED)
+            .header(hyper::header::ALLOW, "GET, HEAD")
+            .body(Full::new(Bytes::from_static(
+                b"metrics are read with GET\n",
+            )))
+            .expect("a static response is valid");
+    }
     Response::builder()
         .header(
             hyper::header::CONTENT_TYPE,

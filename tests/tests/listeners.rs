@@ -151,3 +151,36 @@ fn backup_goes_through_a_socket_for_the_owner_and_group_and_not_the_metrics_port
     let through_daemon = daemon.log().matches("immediate snapshot done").count();
     assert_eq!(through_daemon, 8, "{}", daemon.log());
 }
+
+#[test]
+fn backup_beside_a_stopped_daemon_takes_the_snapshot_itself_and_says_so() {
+    let emulator = Emulator::shared();
+    let url = format!("gs://{}", emulator.new_bucket("stopped-daemon"));
+    let workspace = Workspace::new();
+    workspace.put_jobs(&[json!({"id": "a", "name": "A"})]);
+    let daemon = Daemon::start(&workspace, Some(&emulator.endpoint()), &url, "1h", &[]);
+    daemon.settled();
+    let stop = |signal: &str| {
+        let sent = Command::new("kill")
+            .args([signal, &daemon.pid().to_string()])
+            .status()
+            .unwrap();
+        assert!(sent.success());
+    };
+    stop("-STOP");
+    let output = jobvault(Some(&emulator.endpoint()))
+        .args(["backup", "--bucket", &url, "--name", "alone", "--db"])
+        .arg(workspace.db())
+        .output()
+        .unwrap();
+    stop("-CONT");
+    assert!(output.status.success(), "{}", stderr(&output));
+    let said = stderr(&output);
+    assert!(
+        said.contains("taking the snapshot here, beside the daemon")
+            && said.contains("took no request within 10s"),
+        "{said}"
+    );
+    let stored = StoreReader::connect(&url, Some(&emulator.endpoint())).names("db-backup/");
+    assert!(stored.iter().any(|n| n.contains("/alone-")), "{stored:?}");
+}

@@ -1,17 +1,19 @@
 //! `jobvault backup`: one snapshot, now.
 
+use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::{Context, anyhow};
 use clap::Args;
-use jobvault::control::{Asked, BackupAsk, ask_daemon, check_immediate_name};
+use jobvault::control::{Asked, BackupAsk, Taken, ask_daemon, check_immediate_name};
 use jobvault::db::JobDb;
 use jobvault::immediate::snapshot_here;
 use jobvault::progress;
 use jobvault::store::Store;
+use jobvault_core::Failure;
 use jobvault_core::job_id::check_base_name;
-use tracing::info;
+use tracing::{info, warn};
 
 use super::{BucketArg, DbArg};
 
@@ -56,13 +58,11 @@ pub async fn backup(args: BackupArgs) -> anyhow::Result<ExitCode> {
         Asked::Answered(taken) => taken,
         Asked::NoDaemon(why) => {
             info!("taking the snapshot here: {why}");
-            let size = std::fs::metadata(&db_path).map(|m| m.len()).ok();
-            let bar = progress::bytes("snapshot", size);
-            let shown = bar.clone();
-            let progress = Arc::new(move |n| shown.set_position(n));
-            let taken = snapshot_here(&db_path, &store, &ask.name, progress).await;
-            bar.finish_and_clear();
-            taken
+            take_here(&db_path, &store, &ask.name).await
+        }
+        Asked::Unreached(why) => {
+            warn!("taking the snapshot here, beside the daemon: {why}");
+            take_here(&db_path, &store, &ask.name).await
         }
     };
     let taken = taken
@@ -70,4 +70,15 @@ pub async fn backup(args: BackupArgs) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("snapshot of {} failed", db_path.display()))?;
     println!("{}", store.object_name(&taken.object));
     Ok(ExitCode::SUCCESS)
+}
+
+/// The snapshot taken in this process, with a progress bar on a terminal.
+async fn take_here(db_path: &Path, store: &Store, name: &str) -> Result<Taken, Failure> {
+    let size = std::fs::metadata(db_path).map(|m| m.len()).ok();
+    let bar = progress::bytes("snapshot", size);
+    let shown = bar.clone();
+    let progress = Arc::new(move |n| shown.set_position(n));
+    let taken = snapshot_here(db_path, store, name, progress).await;
+    bar.finish_and_clear();
+    taken
 }

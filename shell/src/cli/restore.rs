@@ -69,9 +69,17 @@ fn nothing_restored(nothing: &NothingFound, args: &RestoreArgs) -> ExitCode {
 }
 
 /// A snapshot's object name, from itself or its full location.
+/// The name under the prefix: as `snapshots` lists it, or with the
+/// prefix as `backup` prints it, or the full location.
 fn snapshot_name(store: &Store, name: &str) -> String {
-    let top = store.location("");
-    name.strip_prefix(&top).unwrap_or(name).to_owned()
+    let (location, in_bucket) = (store.location(""), store.object_name(""));
+    name.strip_prefix(&location)
+        .or_else(|| {
+            name.strip_prefix(&in_bucket)
+                .filter(|_| !in_bucket.is_empty())
+        })
+        .unwrap_or(name)
+        .to_owned()
 }
 
 pub async fn restore(args: RestoreArgs) -> anyhow::Result<ExitCode> {
