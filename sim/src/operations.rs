@@ -164,8 +164,12 @@ impl Simulation {
             }
             Command::TakeSnapshot(order) => {
                 if let SnapshotReason::Trigger { name, .. } = &order.reason {
-                    self.checkers
-                        .observe(Observation::TriggerAttempt { trigger: name }, &self.world);
+                    let attempt = Observation::TriggerAttempt {
+                        trigger: name,
+                        process: (node, self.nodes[node].process.generation),
+                        local: self.local_now(node),
+                    };
+                    self.checkers.observe(attempt, &self.world);
                 }
                 let versions = Arc::new(self.world.db.versions());
                 let latency = Duration::from_millis(self.rng.latency.u64(500..30_000));

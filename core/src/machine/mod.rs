@@ -31,7 +31,7 @@ pub use io::{
 };
 pub use metrics::{Metrics, PerKind};
 pub use set_aside::{RowId, Unreadable};
-pub use snapshots::{immediate_base_name, plan_snapshot};
+pub use snapshots::{TRIGGER_RETRY_WAIT, immediate_base_name, plan_snapshot};
 
 use crate::destination::{Destination, DestinationId};
 use crate::lease::{LeaseEnded, LeaseMachine, LeaseState};

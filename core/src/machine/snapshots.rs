@@ -5,7 +5,8 @@
 //! the trigger (on success, or when the last attempt failed). Recording the
 //! attempt first means an attempt is never made that the file does not count.
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::time::Duration;
 
 use tracing::{debug, error, info};
 
@@ -83,6 +84,20 @@ pub(crate) struct Snapshots {
     quarantining: BTreeSet<String>,
     pub(crate) owed: OwedSnapshot,
     stopping: bool,
+    /// Triggers whose last attempt failed, and when the next may start.
+    retry_at: BTreeMap<String, Timestamp>,
+}
+
+/// How long a trigger waits after its first failed attempt; the wait
+/// doubles after the second. A local failure (no room in TMPDIR, a locked
+/// database) used to spend all three attempts within two seconds, where a
+/// failing store's retries spread them over minutes.
+pub const TRIGGER_RETRY_WAIT: Duration = Duration::from_secs(60);
+
+/// When a trigger whose attempt `attempt` failed at `now` may be tried
+/// again.
+fn retry_time(now: Timestamp, attempt: u32) -> Timestamp {
+    now + TRIGGER_RETRY_WAIT * 2u32.pow(attempt.saturating_sub(1).min(4))
 }
 
 impl Snapshots {
@@ -158,7 +173,7 @@ impl Snapshots {
             return;
         }
         for trigger in sorted.valid {
-            if self.served.contains(&trigger.name) {
+            if self.served.contains(&trigger.name) || self.waits(&trigger.name, cx.now) {
                 continue;
             }
             if trigger.attempts >= RETRY_COUNT {
@@ -262,6 +277,10 @@ impl Snapshots {
                     error!(trigger = %name, attempts = attempt, "automatic snapshot failed {attempt} times; retries exhausted");
                     cx.metrics.triggers_exhausted += 1;
                     self.serve(cx, name);
+                } else {
+                    let at = retry_time(cx.now, attempt);
+                    info!(trigger = %name, attempt, retry_at = %at, "the next attempt waits");
+                    self.retry_at.insert(name, at);
                 }
             }
             SnapshotReason::Immediate { id } => {
@@ -320,8 +339,18 @@ impl Snapshots {
         }
     }
 
+    /// Whether the trigger's last attempt failed too recently to try again.
+    /// A clock stepped back further than the longest wait frees it.
+    fn waits(&self, name: &str, now: Timestamp) -> bool {
+        let longest = TRIGGER_RETRY_WAIT * 2u32.pow(4);
+        self.retry_at
+            .get(name)
+            .is_some_and(|&at| now < at && at <= now + longest)
+    }
+
     /// Marks a trigger as done with and deletes it.
     fn serve(&mut self, cx: &mut Context, name: String) {
+        self.retry_at.remove(&name);
         if self.deleting.insert(name.clone()) {
             cx.out
                 .push_back(Command::DeleteTrigger { name: name.clone() });

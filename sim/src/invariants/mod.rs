@@ -33,8 +33,13 @@ const MAX_VIOLATIONS: usize = 10;
 /// Something that happened, as the checkers are told of it.
 #[derive(Debug)]
 pub enum Observation<'a> {
-    /// The core started snapshot attempt for a trigger.
-    TriggerAttempt { trigger: &'a str },
+    /// The core started a snapshot attempt for a trigger: which process
+    /// (node and its start), at what time of its clock.
+    TriggerAttempt {
+        trigger: &'a str,
+        process: (usize, u64),
+        local: Timestamp,
+    },
     /// The core issued a feed read at this local and true time.
     FeedRead {
         local: Timestamp,

@@ -3,22 +3,40 @@
 
 use std::collections::BTreeMap;
 
-use jobvault_core::Config;
+use jobvault_core::machine::TRIGGER_RETRY_WAIT;
 use jobvault_core::trigger::RETRY_COUNT;
+use jobvault_core::{Config, Timestamp};
 
 use super::{Invariant, Observation, Verdicts};
 use crate::world::World;
 
 /// Invariant 3: a trigger is attempted at most `RETRY_COUNT` times, across
-/// restarts.
+/// restarts; one process tries it again no sooner than
+/// `TRIGGER_RETRY_WAIT` by its clock (unless the clock stepped back).
 #[derive(Default)]
 pub struct TriggerAttempts {
     attempts: BTreeMap<String, u32>,
+    /// The last attempt of each trigger: by which process, when.
+    last: BTreeMap<String, ((usize, u64), Timestamp)>,
 }
 
 impl Invariant for TriggerAttempts {
     fn observe(&mut self, seen: &Observation, _: &World, verdicts: &mut Verdicts) {
-        if let Observation::TriggerAttempt { trigger } = seen {
+        if let Observation::TriggerAttempt {
+            trigger,
+            process,
+            local,
+        } = *seen
+        {
+            if let Some((by, at)) = self.last.insert(trigger.to_owned(), (process, local))
+                && by == process
+                && local >= at
+            {
+                let gap = local.duration_since(at);
+                verdicts.check(gap >= TRIGGER_RETRY_WAIT, || {
+                    format!("trigger {trigger} attempted again {gap:?} after a failed attempt")
+                });
+            }
             let attempts = self.attempts.entry((*trigger).to_owned()).or_default();
             *attempts += 1;
             let attempts = *attempts;
