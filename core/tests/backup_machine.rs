@@ -7,7 +7,7 @@ use jobvault_core::destination::{DestinationId, DestinationMarker};
 use jobvault_core::lease::{FoundLease, Holder, Lease, LeaseEnded, LeaseMachine, LeaseState};
 use jobvault_core::machine::{
     ChangeBatch, FIRST_RETRY, FoundDestination, JobUpload, ListedObject, Owed, Pruned,
-    REFUSED_RETRY, RowId, SnapshotOrder, SnapshotReason, TRIGGER_RETRY_WAIT, Unreadable,
+    REFUSED_RETRY, RowId, SnapshotOrder, SnapshotReason, Unreadable, trigger_retry_wait,
 };
 use jobvault_core::trigger::TriggerFile;
 use jobvault_core::{
@@ -290,7 +290,7 @@ fn a_snapshot_to_a_missing_bucket_uses_up_the_triggers_three_attempts() {
                     .any(|c| matches!(c, Command::WriteTriggerAttempts { .. })),
                 "attempt {attempt} before its wait: {early:?}"
             );
-            h.advance(TRIGGER_RETRY_WAIT * 2u32.pow(attempt - 2));
+            h.advance(trigger_retry_wait(config().interval) * 2u32.pow(attempt - 2));
         }
         let commands = h.input(Input::TriggersScanned(Ok(vec![trigger("t", 0, &content)])));
         assert!(

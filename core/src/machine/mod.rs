@@ -31,7 +31,7 @@ pub use io::{
 };
 pub use metrics::{Metrics, PerKind};
 pub use set_aside::{RowId, Unreadable};
-pub use snapshots::{TRIGGER_RETRY_WAIT, immediate_base_name, plan_snapshot};
+pub use snapshots::{immediate_base_name, plan_snapshot, trigger_retry_wait};
 
 use crate::destination::{Destination, DestinationId};
 use crate::lease::{LeaseEnded, LeaseMachine, LeaseState};
@@ -148,7 +148,7 @@ impl Backup {
     /// step is due at `now`.
     pub fn new(config: Config, stored: Cursor, now: Timestamp) -> Self {
         let incremental = Incremental::new(stored, &config);
-        let snapshots = Snapshots::default();
+        let snapshots = Snapshots::new(config.interval);
         Backup {
             retention: Retention::new(config.keep),
             destination: DestinationCheck::new(None),

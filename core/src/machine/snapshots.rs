@@ -86,21 +86,36 @@ pub(crate) struct Snapshots {
     stopping: bool,
     /// Triggers whose last attempt failed, and when the next may start.
     retry_at: BTreeMap<String, Timestamp>,
+    /// The wait after a first failed attempt ([`trigger_retry_wait`]).
+    retry_wait: Duration,
 }
 
-/// How long a trigger waits after its first failed attempt; the wait
-/// doubles after the second. A local failure (no room in TMPDIR, a locked
-/// database) used to spend all three attempts within two seconds, where a
-/// failing store's retries spread them over minutes.
-pub const TRIGGER_RETRY_WAIT: Duration = Duration::from_secs(60);
-
-/// When a trigger whose attempt `attempt` failed at `now` may be tried
-/// again.
-fn retry_time(now: Timestamp, attempt: u32) -> Timestamp {
-    now + TRIGGER_RETRY_WAIT * 2u32.pow(attempt.saturating_sub(1).min(4))
+/// How long a trigger waits after its first failed attempt, for a daemon
+/// that checks every `interval`: six intervals (a minute by default); the
+/// wait doubles after the second. A local failure (no room in TMPDIR, a
+/// locked database) used to spend all three attempts within two seconds,
+/// where a failing store's retries spread them over minutes.
+pub fn trigger_retry_wait(interval: Duration) -> Duration {
+    interval * 6
 }
+
+/// The longest of the doublings.
+const MAX_DOUBLINGS: u32 = 4;
 
 impl Snapshots {
+    pub fn new(interval: Duration) -> Self {
+        Snapshots {
+            retry_wait: trigger_retry_wait(interval),
+            ..Snapshots::default()
+        }
+    }
+
+    /// When a trigger whose attempt `attempt` failed at `now` may be tried
+    /// again.
+    fn retry_time(&self, now: Timestamp, attempt: u32) -> Timestamp {
+        now + self.retry_wait * 2u32.pow(attempt.saturating_sub(1).min(MAX_DOUBLINGS))
+    }
+
     pub fn is_quiet(&self) -> bool {
         matches!(self.stage, Stage::Idle)
             && self.deleting.is_empty()
@@ -278,7 +293,7 @@ impl Snapshots {
                     cx.metrics.triggers_exhausted += 1;
                     self.serve(cx, name);
                 } else {
-                    let at = retry_time(cx.now, attempt);
+                    let at = self.retry_time(cx.now, attempt);
                     info!(trigger = %name, attempt, retry_at = %at, "the next attempt waits");
                     self.retry_at.insert(name, at);
                 }
@@ -342,7 +357,7 @@ impl Snapshots {
     /// Whether the trigger's last attempt failed too recently to try again.
     /// A clock stepped back further than the longest wait frees it.
     fn waits(&self, name: &str, now: Timestamp) -> bool {
-        let longest = TRIGGER_RETRY_WAIT * 2u32.pow(4);
+        let longest = self.retry_wait * 2u32.pow(MAX_DOUBLINGS);
         self.retry_at
             .get(name)
             .is_some_and(|&at| now < at && at <= now + longest)

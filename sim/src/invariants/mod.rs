@@ -136,7 +136,7 @@ impl Checkers {
             Box::new(restore::NoLostVersion),
             Box::new(cursor::HonestCursor::default()),
             Box::new(cursor::SetAsideCounted),
-            Box::new(process::TriggerAttempts::default()),
+            Box::new(process::TriggerAttempts::new(config)),
             Box::new(bucket::NewestWins),
             Box::new(process::Bounds::new(config)),
             Box::new(restore::OnePlanner),

@@ -2,8 +2,9 @@
 //! immediate-backup requests.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
-use jobvault_core::machine::TRIGGER_RETRY_WAIT;
+use jobvault_core::machine::trigger_retry_wait;
 use jobvault_core::trigger::RETRY_COUNT;
 use jobvault_core::{Config, Timestamp};
 
@@ -12,12 +13,22 @@ use crate::world::World;
 
 /// Invariant 3: a trigger is attempted at most `RETRY_COUNT` times, across
 /// restarts; one process tries it again no sooner than
-/// `TRIGGER_RETRY_WAIT` by its clock (unless the clock stepped back).
-#[derive(Default)]
+/// `trigger_retry_wait` by its clock (unless the clock stepped back).
 pub struct TriggerAttempts {
+    wait: Duration,
     attempts: BTreeMap<String, u32>,
     /// The last attempt of each trigger: by which process, when.
     last: BTreeMap<String, ((usize, u64), Timestamp)>,
+}
+
+impl TriggerAttempts {
+    pub fn new(config: &Config) -> Self {
+        TriggerAttempts {
+            wait: trigger_retry_wait(config.interval),
+            attempts: BTreeMap::new(),
+            last: BTreeMap::new(),
+        }
+    }
 }
 
 impl Invariant for TriggerAttempts {
@@ -33,7 +44,7 @@ impl Invariant for TriggerAttempts {
                 && local >= at
             {
                 let gap = local.duration_since(at);
-                verdicts.check(gap >= TRIGGER_RETRY_WAIT, || {
+                verdicts.check(gap >= self.wait, || {
                     format!("trigger {trigger} attempted again {gap:?} after a failed attempt")
                 });
             }
