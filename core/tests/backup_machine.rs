@@ -1449,6 +1449,7 @@ fn unreadable(id: &[u8], seq: u64) -> Unreadable {
         seq,
         id: RowId(id.to_vec()),
         why: "its body is not UTF-8 text".to_owned(),
+        deleted: false,
     }
 }
 
@@ -1552,4 +1553,27 @@ fn has_read(commands: &[Command], bytes: u64) -> bool {
     commands
         .iter()
         .any(|c| matches!(c, Command::ReadChanges { max_bytes, .. } if *max_bytes == bytes))
+}
+
+#[test]
+fn a_deletion_no_object_could_hold_is_passed_and_not_recorded() {
+    let mut h = Harness::new();
+    h.start();
+    let gone = Unreadable {
+        deleted: true,
+        ..unreadable(b"b\xe2\x82\xac\xb0", 11)
+    };
+    let commands = h.input(Input::ChangesRead(Ok(ChangeBatch {
+        stored: stored_cursor(),
+        jobs: vec![],
+        unreadable: vec![gone],
+        set_aside: 0,
+        newest: 11,
+        complete: true,
+    })));
+    let Some(Command::SaveCursor { new, set_aside, .. }) = commands.last() else {
+        panic!("no save in {commands:?}");
+    };
+    assert_eq!((new.seq, set_aside.len()), (11, 0));
+    assert_eq!(h.backup.metrics().jobs_set_aside, 0);
 }

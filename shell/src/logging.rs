@@ -53,6 +53,24 @@ impl<'writer> FormatFields<'writer> for EscapedFields {
     }
 }
 
+/// The one line a command that fails ends with, on stderr: `jobvault:
+/// error: ...` with control characters escaped (a path from outside once
+/// forged a line with it), or, for JSON logs, a JSON line of severity ERROR.
+pub fn fatal(json: bool, error: &str) {
+    let message = format!("jobvault: error: {error}");
+    if json {
+        let line = serde_json::json!({
+            "severity": "ERROR",
+            "time": clock::now().rfc3339(),
+            "target": "jobvault",
+            "message": message,
+        });
+        eprintln!("{line}");
+    } else {
+        eprintln!("{}", OneLine(&message));
+    }
+}
+
 /// One JSON object per event: `severity`, `time`, `target`, `message` and
 /// the event's own fields.
 struct CloudLoggingJson;

@@ -172,6 +172,7 @@ impl Db {
                     seq: held.seq,
                     id: RowId(id.as_str().as_bytes().to_vec()),
                     why: "its body is not UTF-8 text".to_owned(),
+                    deleted: false,
                 }),
                 Some(body) => batch.jobs.push(Envelope::written(
                     id.clone(),

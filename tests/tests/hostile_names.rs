@@ -227,3 +227,35 @@ fn a_snapshot_without_room_in_tmpdir_says_so_and_leaves_nothing_there() {
     );
     assert!(walk(bucket.path()).is_empty());
 }
+
+#[test]
+fn an_error_naming_a_path_with_a_newline_stays_one_line_in_text_and_in_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let evil = dir.path().join("evil\nERROR forged\u{1b}[31m");
+    fs::create_dir(&evil).unwrap();
+    let db = evil.join("missing.db");
+    for json in [false, true] {
+        let mut command = jobvault(None);
+        if json {
+            command.args(["--log-format", "json"]);
+        }
+        let output = command
+            .args(["run", "--bucket", "file:///nowhere", "--workdir"])
+            .arg(dir.path())
+            .arg("--db")
+            .arg(&db)
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(1));
+        let said = stderr(&output);
+        assert_eq!(said.lines().count(), 1, "{said}");
+        assert!(!said.contains('\u{1b}'), "{said}");
+        if json {
+            let line: serde_json::Value = serde_json::from_str(said.trim()).unwrap();
+            assert_eq!(line["severity"], "ERROR");
+            assert!(line["message"].as_str().unwrap().contains("does not exist"));
+        } else {
+            assert!(said.contains(r"evil\nERROR forged\u{1b}[31m"), "{said}");
+        }
+    }
+}

@@ -20,6 +20,8 @@ mod v2;
 
 pub use v2::check_body;
 
+use std::sync::Arc;
+
 use crate::Seq;
 use crate::job_id::JobId;
 use crate::timestamp::Timestamp;
@@ -52,7 +54,9 @@ pub struct Envelope {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Change {
     /// The job as the writer stored it: its JSON body, byte for byte.
-    Written(String),
+    /// Shared, not copied: a body of megabytes is held once while the
+    /// machine keeps it, its upload carries it and its object is encoded.
+    Written(Arc<str>),
     /// The job was deleted.
     Deleted,
 }
@@ -80,7 +84,7 @@ pub enum EnvelopeError {
 
 impl Envelope {
     /// A job written with `body`.
-    pub fn written(id: JobId, seq: Seq, modified: Timestamp, body: impl Into<String>) -> Self {
+    pub fn written(id: JobId, seq: Seq, modified: Timestamp, body: impl Into<Arc<str>>) -> Self {
         Envelope {
             id,
             seq,

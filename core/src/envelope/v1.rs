@@ -41,7 +41,7 @@ impl Record {
             id: self.job.id,
             seq: self.seq,
             modified: self.modified,
-            change: Change::Written(body),
+            change: Change::Written(body.into()),
         })
     }
 }

@@ -2,6 +2,7 @@
 //! tombstone for a deleted job. Frozen once released.
 
 use std::fmt;
+use std::sync::Arc;
 
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde::{Deserialize, Serialize};
@@ -23,7 +24,7 @@ pub(super) struct Record {
 /// Variant order is part of the wire format.
 #[derive(Serialize, Deserialize)]
 enum RecordChange {
-    Written { body: String },
+    Written { body: Arc<str> },
     Deleted,
 }
 

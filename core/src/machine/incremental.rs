@@ -508,9 +508,20 @@ impl Incremental {
     /// Rows past `before` that no job object can hold: the cursor passes
     /// them, its next save records them, and one line names them.
     fn set_aside_found(&mut self, rows: Vec<Unreadable>, before: Seq, recorded: u64) {
-        let found: Vec<Unreadable> = rows.into_iter().filter(|row| row.seq > before).collect();
-        if let Some(last) = found.last() {
-            self.frontier = self.frontier.max(last.seq);
+        let (gone, found): (Vec<Unreadable>, Vec<Unreadable>) = rows
+            .into_iter()
+            .filter(|row| row.seq > before)
+            .partition(|row| row.deleted);
+        let last = gone.iter().chain(&found).map(|row| row.seq).max();
+        self.frontier = self.frontier.max(last.unwrap_or(0));
+        if !gone.is_empty() {
+            info!(
+                rows = gone.len(),
+                found = %Named(&gone),
+                "deletions of jobs no job object could hold: nothing to back up; passed"
+            );
+        }
+        if !found.is_empty() {
             warn!(
                 rows = found.len(),
                 found = %Named(&found),

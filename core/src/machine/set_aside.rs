@@ -48,6 +48,10 @@ pub struct Unreadable {
     pub id: RowId,
     /// Which rule it breaks, in the driver's words.
     pub why: String,
+    /// A tombstone: the job is gone from the database, so no backup lacks
+    /// it. The cursor passes it and nothing records it (a writer could
+    /// never clear such a record: the id is refused at insert).
+    pub deleted: bool,
 }
 
 /// The rows set aside: those to record with the next cursor save, and how
@@ -127,6 +131,7 @@ mod tests {
             seq,
             id: RowId(b"x".to_vec()),
             why: "bad".to_owned(),
+            deleted: false,
         };
         let mut set_aside = SetAside::default();
         set_aside.found(vec![row(3), row(7)], 2);

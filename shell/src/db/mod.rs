@@ -42,11 +42,13 @@ const RESTORE_ROW: &str = "INSERT INTO jobs (id, seq, db_modified, body) VALUES 
         seq = excluded.seq, db_modified = excluded.db_modified, body = excluded.body";
 
 /// The change feed: bodies and tombstones after a sequence, in order, with
-/// each body's size; a body over ?3 bytes is not read.
+/// each body's size; a body over ?3 bytes is not read. `octet_length`
+/// reads the size without a copy of the body (`length(CAST(...))` made
+/// two).
 const CHANGES: &str = "
     SELECT id, seq, db_modified,
-           CASE WHEN length(CAST(body AS BLOB)) <= ?3 THEN body END,
-           length(CAST(body AS BLOB))
+           CASE WHEN octet_length(body) <= ?3 THEN body END,
+           octet_length(body)
         FROM jobs WHERE seq > ?1
     UNION ALL
     SELECT id, seq, db_modified, NULL, NULL FROM deleted_jobs WHERE seq > ?1
@@ -362,39 +364,37 @@ impl JobDb {
         let cursor = read_cursor(&tx).map_err(sqlite)?;
         let newest = read_meta(&tx, COUNTER).map_err(sqlite)?;
         let set_aside = count_set_aside(&tx).map_err(sqlite)?;
-        let (raw, complete) = {
+        let mut feed = Feed {
+            cursor,
+            jobs: Vec::new(),
+            unreadable: Vec::new(),
+            set_aside,
+            newest,
+            complete: true,
+        };
+        {
             let mut statement = tx.prepare_cached(CHANGES).map_err(sqlite)?;
             let mut rows = statement
                 .query(params![after, limit as i64, MAX_BODY_BYTES as i64])
                 .map_err(sqlite)?;
-            let (mut raw, mut bytes, mut complete) = (Vec::new(), 0, true);
+            let (mut read, mut bytes) = (0, 0);
             while let Some(row) = rows.next().map_err(sqlite)? {
                 let size: Option<i64> = row.get(4).map_err(sqlite)?;
                 bytes += size.unwrap_or(0) as u64;
-                if !raw.is_empty() && bytes > max_bytes {
-                    complete = false;
+                if read > 0 && bytes > max_bytes {
+                    feed.complete = false;
                     break;
                 }
-                raw.push((raw_row(row).map_err(sqlite)?, size));
+                read += 1;
+                // Decoded from SQLite's own buffer: one copy of the body.
+                match feed_row(row, size).map_err(sqlite)? {
+                    Ok(envelope) => feed.jobs.push(envelope),
+                    Err(unreadable) => feed.unreadable.push(unreadable),
+                }
             }
-            let complete = complete && raw.len() < limit;
-            (raw, complete)
-        };
-        tx.finish().map_err(sqlite)?;
-        let mut feed = Feed {
-            cursor,
-            jobs: Vec::with_capacity(raw.len()),
-            unreadable: Vec::new(),
-            set_aside,
-            newest,
-            complete,
-        };
-        for (raw, size) in raw {
-            match check_size(&raw, size).and_then(|()| decode(raw)) {
-                Ok(envelope) => feed.jobs.push(envelope),
-                Err(unreadable) => feed.unreadable.push(unreadable),
-            }
+            feed.complete &= read < limit;
         }
+        tx.finish().map_err(sqlite)?;
         Ok(feed)
     }
 
@@ -412,6 +412,7 @@ impl JobDb {
                     id: RowId(row.get(0)?),
                     seq: row.get(1)?,
                     why: row.get(2)?,
+                    deleted: false,
                 })
             })
             .map_err(sqlite)?
@@ -637,7 +638,8 @@ impl JobDb {
     }
 
     fn decode(&self, raw: RawRow) -> Result<Envelope, DbError> {
-        decode(raw).map_err(|row| DbError::CorruptRow {
+        let body = raw.body.as_deref();
+        decode(&raw.id, raw.seq, raw.db_modified, body).map_err(|row| DbError::CorruptRow {
             path: self.path.clone(),
             id: row.id.to_string(),
             why: format!("{} (change {})", row.why, row.seq),
@@ -645,37 +647,51 @@ impl JobDb {
     }
 }
 
-/// A row as a job version, or as the row no job object can hold.
-fn decode(raw: RawRow) -> Result<Envelope, Unreadable> {
-    let unreadable = |raw: &RawRow, why: String| Unreadable {
-        seq: raw.seq,
-        id: RowId(raw.id.clone()),
+/// A row as a job version (`body` `None`: a tombstone), or as the row no
+/// job object can hold.
+fn decode(
+    id: &[u8],
+    seq: Seq,
+    db_modified: i64,
+    body: Option<&[u8]>,
+) -> Result<Envelope, Unreadable> {
+    let unreadable = |why: String| Unreadable {
+        seq,
+        id: RowId(id.to_vec()),
         why,
+        deleted: body.is_none(),
     };
-    let Ok(id) = std::str::from_utf8(&raw.id) else {
-        return Err(unreadable(&raw, "its id is not UTF-8 text".to_owned()));
+    let Ok(text) = std::str::from_utf8(id) else {
+        return Err(unreadable("its id is not UTF-8 text".to_owned()));
     };
-    let id = JobId::new(id).map_err(|e| unreadable(&raw, e.to_string()))?;
-    let modified = Timestamp::from_unix_nanos(raw.db_modified);
-    match raw.body {
-        None => Ok(Envelope::deleted(id, raw.seq, modified)),
-        Some(ref body) => match std::str::from_utf8(body) {
-            Ok(body) => Ok(Envelope::written(id, raw.seq, modified, body)),
-            Err(_) => Err(unreadable(&raw, "its body is not UTF-8 text".to_owned())),
-        },
+    let job = JobId::new(text).map_err(|e| unreadable(e.to_string()))?;
+    let modified = Timestamp::from_unix_nanos(db_modified);
+    match body.map(std::str::from_utf8) {
+        None => Ok(Envelope::deleted(job, seq, modified)),
+        Some(Ok(body)) => Ok(Envelope::written(job, seq, modified, body)),
+        Some(Err(_)) => Err(unreadable("its body is not UTF-8 text".to_owned())),
     }
 }
 
-/// A row whose body the feed did not read for its size.
-fn check_size(raw: &RawRow, size: Option<i64>) -> Result<(), Unreadable> {
-    match size {
-        Some(size) if raw.body.is_none() => Err(Unreadable {
-            seq: raw.seq,
-            id: RowId(raw.id.clone()),
+/// A row of the change feed ([`CHANGES`]) as a job version, or as the row
+/// no job object can hold: one whose body the feed did not read for its
+/// size, too.
+fn feed_row(
+    row: &rusqlite::Row,
+    size: Option<i64>,
+) -> rusqlite::Result<Result<Envelope, Unreadable>> {
+    let id = text_ref(row, 0)?.expect("ids are NOT NULL");
+    let (seq, db_modified) = (row.get(1)?, row.get(2)?);
+    let body = text_ref(row, 3)?;
+    Ok(match (size, body) {
+        (Some(size), None) => Err(Unreadable {
+            seq,
+            id: RowId(id.to_vec()),
             why: format!("its body is {size} bytes, over the limit of {MAX_BODY_BYTES}"),
+            deleted: false,
         }),
-        _ => Ok(()),
-    }
+        _ => decode(id, seq, db_modified, body),
+    })
 }
 
 /// A refusal by the schema's rules, named with the job; any other error as
@@ -772,10 +788,14 @@ fn raw_row(row: &rusqlite::Row) -> rusqlite::Result<RawRow> {
 
 /// The bytes of a text column, `None` for NULL, without checking UTF-8.
 fn text_bytes(row: &rusqlite::Row, column: usize) -> rusqlite::Result<Option<Vec<u8>>> {
+    Ok(text_ref(row, column)?.map(<[u8]>::to_vec))
+}
+
+/// The bytes of a text column as SQLite holds them, `None` for NULL.
+fn text_ref<'r>(row: &'r rusqlite::Row, column: usize) -> rusqlite::Result<Option<&'r [u8]>> {
     let value = row.get_ref(column)?;
     value
         .as_bytes_or_null()
-        .map(|bytes| bytes.map(<[u8]>::to_vec))
         .map_err(|e| rusqlite::Error::FromSqlConversionFailure(column, value.data_type(), e.into()))
 }
 

@@ -20,10 +20,11 @@
 //! table, and a row already there that breaks them is left to the daemon,
 //! which sets it aside (recorded in `set_aside_jobs`) instead of stalling on
 //! it. SQL has no UTF-8 check of its own, so the rule decodes the text as
-//! SQLite's GLOB does: it catches a byte that is never UTF-8 or a lead byte
-//! without its continuation (Latin-1 text, the common case), and a stray
-//! continuation byte after ASCII; a lead byte with too many continuation
-//! bytes passes it, and the daemon sets that row aside.
+//! SQLite's GLOB does: it catches a lead byte, or a byte never in UTF-8,
+//! with no continuation byte after it (Latin-1 text, the common case), an
+//! overlong form, a surrogate, and a stray continuation byte after ASCII.
+//! A byte followed by the wrong number of continuation bytes (`F5 80 80 80`,
+//! `E2 82 AC B0`) passes it, and the daemon sets that row aside.
 //!
 //! All of it runs in the writer's SQLite, which may be much older than the
 //! one jobvault bundles: nothing newer than SQLite 3.31 with its JSON
@@ -115,9 +116,9 @@ const SET_ASIDE_TABLE: &str = "
 ";
 
 /// Whether the text `{V}` is not UTF-8, as far as SQL can tell: with the real
-/// U+FFFD taken out, SQLite's decoder still reads a U+FFFD (a byte that is
-/// never UTF-8, a lead byte without its continuation, an overlong form, a
-/// surrogate); or with each lead byte C2 made C3, it still reads a
+/// U+FFFD taken out, SQLite's decoder still reads a U+FFFD (a lead byte,
+/// or a byte never in UTF-8, with no continuation byte after it, an
+/// overlong form, a surrogate); or with each lead byte C2 made C3, it still reads a
 /// character in U+0080..U+00BF (a continuation byte after ASCII).
 const NOT_UTF8: &str = "(
     replace({V}, char(65533), '') GLOB ('*' || char(65533) || '*')

@@ -25,6 +25,7 @@ use jobvault_tests::{
     Backend, Chaos, Daemon, Emulator, Proxy, StoreReader, Workspace, free_port, jobvault, runtime,
 };
 
+mod memory;
 mod summary;
 mod versus;
 
@@ -41,6 +42,7 @@ enum Which {
     RestoreAtScale,
     Writes,
     VersusLitestream,
+    Memory,
 }
 
 /// Measures jobvault against the targets of DESIGN.md §7.
@@ -83,6 +85,9 @@ fn main() {
     }
     if run(Which::Writes) {
         writes();
+    }
+    if run(Which::Memory) {
+        memory::memory();
     }
     if run(Which::VersusLitestream) {
         summary.versus = Some(versus::versus_litestream(args.database_mib));
