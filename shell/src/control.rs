@@ -29,7 +29,7 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, warn};
 
-use crate::listener::{AcceptErrors, Permits};
+use crate::listener::Bounded;
 
 /// What `backup` asks of the daemon.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -202,17 +202,9 @@ fn remove_if_there(path: &Path) -> io::Result<()> {
 }
 
 async fn serve(listener: UnixListener, desk: BackupDesk) {
-    let permits = Permits::new(MAX_CONNECTIONS);
-    let mut errors = AcceptErrors::new("control");
+    let mut bounded = Bounded::new("control", MAX_CONNECTIONS);
     loop {
-        let permit = permits.take().await;
-        let stream = match listener.accept().await {
-            Ok((stream, _)) => stream,
-            Err(e) => {
-                errors.on_error(e).await;
-                continue;
-            }
-        };
+        let ((stream, _), permit) = bounded.accept(|| listener.accept()).await;
         let desk = desk.clone();
         tokio::spawn(async move {
             if let Err(e) = answer(stream, &desk).await {

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use jobvault_core::job_object::{JobObjectEncoder, encode_job_object};
 use jobvault_core::lease::{LeaseEnded, LeaseMachine};
-use jobvault_core::machine::{ChangeBatch, JobUpload, Pruned};
+use jobvault_core::machine::{JobUpload, Pruned};
 use jobvault_core::{Backup, Command, Config, Failure, FailureKind, Input, Metrics};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
@@ -259,17 +259,7 @@ impl Executor {
                 max_bytes,
             } => self.blocking(move |x| {
                 let read = x.db().changes(after, limit, max_bytes);
-                Input::ChangesRead(
-                    read.map(|feed| ChangeBatch {
-                        stored: feed.cursor,
-                        jobs: feed.jobs,
-                        unreadable: feed.unreadable,
-                        set_aside: feed.set_aside,
-                        newest: feed.newest,
-                        complete: feed.complete,
-                    })
-                    .map_err(|e| e.to_failure()),
-                )
+                Input::ChangesRead(read.map_err(|e| e.to_failure()))
             }),
             Command::SaveCursor {
                 expected,

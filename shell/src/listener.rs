@@ -10,6 +10,7 @@
 //! connection a deadline, and waits out an accept error, saying so once a
 //! minute with how many there were.
 
+use std::future::Future;
 use std::io;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -22,35 +23,53 @@ const ACCEPT_PAUSE: Duration = Duration::from_millis(250);
 /// How often accept errors are said.
 const SAY_EVERY: Duration = Duration::from_secs(60);
 
-/// The connections a listener holds at most.
-#[derive(Debug, Clone)]
-pub struct Permits(Arc<Semaphore>);
+/// How one listener accepts: under its cap, waiting out errors.
+#[derive(Debug)]
+pub struct Bounded {
+    permits: Arc<Semaphore>,
+    errors: AcceptErrors,
+}
 
-impl Permits {
-    pub fn new(cap: usize) -> Self {
-        Permits(Arc::new(Semaphore::new(cap)))
+impl Bounded {
+    /// A listener called `name` (for its log line) holding at most `cap`
+    /// connections.
+    pub fn new(name: &'static str, cap: usize) -> Self {
+        Bounded {
+            permits: Arc::new(Semaphore::new(cap)),
+            errors: AcceptErrors::new(name),
+        }
     }
 
-    /// Waits until fewer than the cap are held; the connection holds the
-    /// permit until it ends.
-    pub async fn take(&self) -> OwnedSemaphorePermit {
-        Arc::clone(&self.0)
+    /// Waits until fewer than the cap are held, then for the next
+    /// connection `accept` gives: the connection, and the permit it holds
+    /// until it ends.
+    pub async fn accept<S, A>(&mut self, mut accept: impl FnMut() -> A) -> (S, OwnedSemaphorePermit)
+    where
+        A: Future<Output = io::Result<S>>,
+    {
+        let permit = Arc::clone(&self.permits)
             .acquire_owned()
             .await
-            .expect("the semaphore is never closed")
+            .expect("the semaphore is never closed");
+        loop {
+            match accept().await {
+                Ok(connection) => return (connection, permit),
+                Err(e) => self.errors.on_error(e).await,
+            }
+        }
     }
 }
 
 /// Accept errors of one listener, said at most once a minute.
 #[derive(Debug)]
-pub struct AcceptErrors {
+struct AcceptErrors {
     listener: &'static str,
     unsaid: u64,
     said_at: Option<Instant>,
 }
 
 impl AcceptErrors {
-    pub fn new(listener: &'static str) -> Self {
+    fn new(listener: &'static str) -> Self {
         AcceptErrors {
             listener,
             unsaid: 0,
@@ -60,7 +79,7 @@ impl AcceptErrors {
 
     /// Counts `error`, says it if a minute has passed since the last time,
     /// and waits before the next accept.
-    pub async fn on_error(&mut self, error: io::Error) {
+    async fn on_error(&mut self, error: io::Error) {
         self.unsaid += 1;
         if self.said_at.is_none_or(|at| at.elapsed() >= SAY_EVERY) {
             warn!(

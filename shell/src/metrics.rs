@@ -32,7 +32,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::debug;
 
-use crate::listener::{AcceptErrors, Permits};
+use crate::listener::Bounded;
 
 /// How long successful uploads took, by object kind: a histogram.
 #[derive(Debug, Clone)]
@@ -286,18 +286,10 @@ pub async fn serve(
 ) -> std::io::Result<SocketAddr> {
     let listener = TcpListener::bind(addr).await?;
     let bound = listener.local_addr()?;
-    let permits = Permits::new(MAX_CONNECTIONS);
-    let mut errors = AcceptErrors::new("metrics");
+    let mut bounded = Bounded::new("metrics", MAX_CONNECTIONS);
     tokio::spawn(async move {
         loop {
-            let permit = permits.take().await;
-            let stream = match listener.accept().await {
-                Ok((stream, _)) => stream,
-                Err(e) => {
-                    errors.on_error(e).await;
-                    continue;
-                }
-            };
+            let ((stream, _), permit) = bounded.accept(|| listener.accept()).await;
             let (database, metrics) = (database.clone(), metrics.clone());
             let upload_times = upload_times.clone();
             let service = hyper::service::service_fn(move |request: Request<Incoming>| {

@@ -11,6 +11,18 @@ use jobvault_tests::{Daemon, Emulator, StoreReader, Workspace, gauge};
 /// The body `{"id":"u1","x":"<FF>"}`: a byte that is never UTF-8.
 const NOT_UTF8: &str = "CAST(X'7B226964223A227531222C2278223A22FF227D' AS TEXT)";
 
+/// A daemon on a fresh database whose insert rules a writer has dropped,
+/// as one from before them would: its workspace, bucket URL and itself.
+fn daemon_without_rules(name: &str) -> (Workspace, String, Daemon) {
+    let emulator = Emulator::shared();
+    let url = format!("gs://{}", emulator.new_bucket(name));
+    let workspace = Workspace::new();
+    init(&workspace.db());
+    sqlite3(&workspace.db(), "DROP TRIGGER jobvault_rules_insert;");
+    let daemon = Daemon::start(&workspace, Some(&emulator.endpoint()), &url, "200ms", &[]);
+    (workspace, url, daemon)
+}
+
 fn set_aside(db: &std::path::Path) -> String {
     sqlite3(db, "SELECT id, seq, why FROM set_aside_jobs ORDER BY seq;")
 }
@@ -18,17 +30,11 @@ fn set_aside(db: &std::path::Path) -> String {
 #[test]
 fn a_row_that_is_not_utf8_is_set_aside_and_later_changes_still_reach_the_bucket() {
     let emulator = Emulator::shared();
-    let url = format!("gs://{}", emulator.new_bucket("bad-row"));
-    let workspace = Workspace::new();
+    let (workspace, url, daemon) = daemon_without_rules("bad-row");
     let db = workspace.db();
-    init(&db);
-    let daemon = Daemon::start(&workspace, Some(&emulator.endpoint()), &url, "200ms", &[]);
     sqlite3(
         &db,
-        &format!(
-            "DROP TRIGGER jobvault_rules_insert;
-             INSERT INTO jobs (id, body) VALUES ('u1', {NOT_UTF8});"
-        ),
+        &format!("INSERT INTO jobs (id, body) VALUES ('u1', {NOT_UTF8});"),
     );
     workspace.put_jobs(&[serde_json::json!({"id": "after", "name": "after"})]);
     caught_up(&db);
@@ -83,16 +89,12 @@ fn a_row_that_is_not_utf8_is_set_aside_and_later_changes_still_reach_the_bucket(
 #[test]
 fn a_body_over_the_limit_is_set_aside_without_being_read_whole() {
     let emulator = Emulator::shared();
-    let url = format!("gs://{}", emulator.new_bucket("big-row"));
-    let workspace = Workspace::new();
+    let (workspace, url, daemon) = daemon_without_rules("big-row");
     let db = workspace.db();
-    init(&db);
-    let daemon = Daemon::start(&workspace, Some(&emulator.endpoint()), &url, "200ms", &[]);
-    // 64 MiB and 9 bytes of JSON: one byte over the limit.
+    // 64 MiB and 19 bytes of JSON: over the limit.
     sqlite3(
         &db,
-        r#"DROP TRIGGER jobvault_rules_insert;
-           INSERT INTO jobs (id, body) VALUES ('big',
+        r#"INSERT INTO jobs (id, body) VALUES ('big',
                '{"id":"big","x":"' || replace(hex(zeroblob(33554432)), '0', 'x') || '"}');"#,
     );
     workspace.put_jobs(&[serde_json::json!({"id": "after", "name": "after"})]);

@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use jobvault_core::destination::DestinationId;
 use jobvault_core::envelope::{MAX_BODY_BYTES, check_body};
-use jobvault_core::machine::{RowId, Unreadable};
+use jobvault_core::machine::{ChangeBatch, RowId, Unreadable};
 use jobvault_core::restore_plan::supersedes;
 use jobvault_core::{Change, Cursor, Envelope, JobId, Seq, Timestamp};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
@@ -117,21 +117,6 @@ impl SchemaChange {
     pub fn changed(&self) -> bool {
         self.from != self.to
     }
-}
-
-/// One read of the change feed ([`JobDb::changes`]).
-#[derive(Debug)]
-pub struct Feed {
-    pub cursor: Cursor,
-    pub jobs: Vec<Envelope>,
-    /// Rows no job object can hold.
-    pub unreadable: Vec<Unreadable>,
-    /// How many rows the database records as set aside.
-    pub set_aside: u64,
-    /// The change counter: the newest sequence handed out.
-    pub newest: Seq,
-    /// Every change after the requested one was read.
-    pub complete: bool,
 }
 
 /// An open job database.
@@ -358,14 +343,19 @@ impl JobDb {
     /// transaction: up to `limit` of them, and bodies of up to `max_bytes`
     /// in all, but at least one change. A row no job object can hold is
     /// handed over as [`Unreadable`], not read as an error.
-    pub fn changes(&mut self, after: Seq, limit: usize, max_bytes: u64) -> Result<Feed, DbError> {
+    pub fn changes(
+        &mut self,
+        after: Seq,
+        limit: usize,
+        max_bytes: u64,
+    ) -> Result<ChangeBatch, DbError> {
         let sqlite = sqlite_error(&self.path);
         let tx = self.conn.transaction().map_err(sqlite)?;
         let cursor = read_cursor(&tx).map_err(sqlite)?;
         let newest = read_meta(&tx, COUNTER).map_err(sqlite)?;
         let set_aside = count_set_aside(&tx).map_err(sqlite)?;
-        let mut feed = Feed {
-            cursor,
+        let mut feed = ChangeBatch {
+            stored: cursor,
             jobs: Vec::new(),
             unreadable: Vec::new(),
             set_aside,
