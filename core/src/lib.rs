@@ -16,6 +16,7 @@ pub mod job;
 pub mod job_id;
 pub mod job_object;
 pub mod lease;
+pub mod listen;
 pub mod machine;
 pub mod object_name;
 pub mod prune;

@@ -11,7 +11,7 @@
 //! request is one line of JSON; the daemon says at once that it took it in
 //! hand (`{"status":102}`), then answers in one more line. A daemon stopped
 //! or hung (its socket still accepts, in the kernel) says nothing: `backup`
-//! gives it [`ACK_DEADLINE`] and goes on alone. The daemon refuses a
+//! gives it [`CONTROL_ACK_DEADLINE`] and goes on alone. The daemon refuses a
 //! request for another database or bucket. A socket left by a daemon that
 //! was killed answers nothing; `backup` then takes the snapshot itself, as
 //! it does when the daemon is stopping.
@@ -19,9 +19,12 @@
 use std::io;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
-use jobvault_core::machine::{SNAPSHOT_DEADLINE, immediate_base_name};
+use jobvault_core::listen::{
+    CONTROL_ACK_DEADLINE, CONTROL_ANSWER_PATIENCE, CONTROL_CONNECTIONS, CONTROL_LINE_BYTES,
+    CONTROL_REQUEST_DEADLINE,
+};
+use jobvault_core::machine::immediate_base_name;
 use jobvault_core::{Failure, FailureKind, Timestamp};
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
@@ -86,14 +89,6 @@ impl Answer {
     }
 }
 
-/// A request is a few hundred bytes of JSON.
-const MAX_REQUEST_BYTES: u64 = 64 << 10;
-/// How long a client has to send its request.
-const REQUEST_DEADLINE: Duration = Duration::from_secs(10);
-/// Requests served at once; more wait in the kernel's queue.
-const MAX_CONNECTIONS: usize = 8;
-/// How long `backup` waits for the daemon to take its request in hand.
-pub const ACK_DEADLINE: Duration = Duration::from_secs(10);
 /// The first line of every answer to a request read whole.
 const IN_HAND: u16 = 102;
 
@@ -202,7 +197,7 @@ fn remove_if_there(path: &Path) -> io::Result<()> {
 }
 
 async fn serve(listener: UnixListener, desk: BackupDesk) {
-    let mut bounded = Bounded::new("control", MAX_CONNECTIONS);
+    let mut bounded = Bounded::new("control", CONTROL_CONNECTIONS);
     loop {
         let ((stream, _), permit) = bounded.accept(|| listener.accept()).await;
         let desk = desk.clone();
@@ -219,9 +214,11 @@ async fn serve(listener: UnixListener, desk: BackupDesk) {
 async fn answer(stream: UnixStream, desk: &BackupDesk) -> io::Result<()> {
     let (read, mut write) = stream.into_split();
     let mut line = Vec::new();
-    let mut read = BufReader::new(read.take(MAX_REQUEST_BYTES));
+    let mut read = BufReader::new(read.take(CONTROL_LINE_BYTES));
     let answer =
-        match tokio::time::timeout(REQUEST_DEADLINE, read.read_until(b'\n', &mut line)).await {
+        match tokio::time::timeout(CONTROL_REQUEST_DEADLINE, read.read_until(b'\n', &mut line))
+            .await
+        {
             Ok(Ok(_)) if line.ends_with(b"\n") => {
                 send(
                     &mut write,
@@ -232,10 +229,13 @@ async fn answer(stream: UnixStream, desk: &BackupDesk) -> io::Result<()> {
             }
             Ok(Ok(_)) => Answer::error(
                 400,
-                format!("send one line of at most {MAX_REQUEST_BYTES} bytes"),
+                format!("send one line of at most {CONTROL_LINE_BYTES} bytes"),
             ),
             Ok(Err(e)) => return Err(e),
-            Err(_) => Answer::error(408, format!("no request within {REQUEST_DEADLINE:?}")),
+            Err(_) => Answer::error(
+                408,
+                format!("no request within {CONTROL_REQUEST_DEADLINE:?}"),
+            ),
         };
     send(&mut write, &answer).await
 }
@@ -278,24 +278,21 @@ pub async fn ask_daemon(ask: &BackupAsk) -> Asked {
     let mut line = serde_json::to_vec(ask).expect("a request always serializes");
     line.push(b'\n');
     let (read, mut write) = stream.into_split();
-    let mut read = BufReader::new(read.take(2 * MAX_REQUEST_BYTES));
+    let mut read = BufReader::new(read.take(2 * CONTROL_LINE_BYTES));
     let first = async {
         write.write_all(&line).await?;
         next_answer(&mut read).await
     };
-    let answer = match tokio::time::timeout(ACK_DEADLINE, first).await {
+    let answer = match tokio::time::timeout(CONTROL_ACK_DEADLINE, first).await {
         Err(_) => {
             return Asked::Unreached(format!(
-                "the daemon at {at} took no request within {ACK_DEADLINE:?} (stopped or hung)"
+                "the daemon at {at} took no request within {CONTROL_ACK_DEADLINE:?} (stopped or hung)"
             ));
         }
         Ok(Err(e)) => return Asked::Answered(Err(failure(&socket, &e.to_string()))),
         Ok(Ok(answer)) if answer.status != IN_HAND => answer,
-        // Past the daemon's own deadline for the snapshot, it is not
-        // answering.
         Ok(Ok(_)) => {
-            let patience = SNAPSHOT_DEADLINE + Duration::from_secs(300);
-            match tokio::time::timeout(patience, next_answer(&mut read)).await {
+            match tokio::time::timeout(CONTROL_ANSWER_PATIENCE, next_answer(&mut read)).await {
                 Ok(Ok(answer)) => answer,
                 Ok(Err(e)) => return Asked::Answered(Err(failure(&socket, &e.to_string()))),
                 Err(_) => return Asked::Answered(Err(failure(&socket, "no answer in time"))),

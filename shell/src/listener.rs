@@ -1,31 +1,22 @@
-//! What every listener of the daemon keeps to, so that nothing a neighbour
-//! does to one can stop backups.
-//!
-//! The first listener accepted without limit and read headers without a
-//! deadline: 1,100 idle connections under systemd's default of 1,024 open
-//! files took the daemon to 100% CPU, logged 2.8 GB of `Too many open files`
-//! in a minute, and failed its uploads for want of a file descriptor. Now a
-//! listener takes a permit before it accepts (so it holds at most its cap of
-//! connections, and the rest wait in the kernel's queue), gives each
-//! connection a deadline, and waits out an accept error, saying so once a
-//! minute with how many there were.
+//! A listener of the daemon, carried out as `jobvault_core::listen` says:
+//! it takes a permit before it accepts, so it holds at most its cap of
+//! connections and the rest wait in the kernel's queue, and after an accept
+//! error it waits and says so as the core's [`AcceptErrors`] decides.
 
 use std::future::Future;
 use std::io;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
+use jobvault_core::listen::AcceptErrors;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tracing::warn;
 
-/// How long a listener waits after an accept error before it tries again.
-const ACCEPT_PAUSE: Duration = Duration::from_millis(250);
-/// How often accept errors are said.
-const SAY_EVERY: Duration = Duration::from_secs(60);
+use crate::clock;
 
 /// How one listener accepts: under its cap, waiting out errors.
 #[derive(Debug)]
 pub struct Bounded {
+    name: &'static str,
     permits: Arc<Semaphore>,
     errors: AcceptErrors,
 }
@@ -35,8 +26,9 @@ impl Bounded {
     /// connections.
     pub fn new(name: &'static str, cap: usize) -> Self {
         Bounded {
+            name,
             permits: Arc::new(Semaphore::new(cap)),
-            errors: AcceptErrors::new(name),
+            errors: AcceptErrors::default(),
         }
     }
 
@@ -54,43 +46,14 @@ impl Bounded {
         loop {
             match accept().await {
                 Ok(connection) => return (connection, permit),
-                Err(e) => self.errors.on_error(e).await,
+                Err(error) => {
+                    let after = self.errors.on_error(clock::now());
+                    if let Some(errors) = after.say {
+                        warn!(listener = self.name, errors, %error, "cannot accept connections; pausing between tries, and saying so once a minute");
+                    }
+                    tokio::time::sleep(after.pause).await;
+                }
             }
         }
-    }
-}
-
-/// Accept errors of one listener, said at most once a minute.
-#[derive(Debug)]
-struct AcceptErrors {
-    listener: &'static str,
-    unsaid: u64,
-    said_at: Option<Instant>,
-}
-
-impl AcceptErrors {
-    fn new(listener: &'static str) -> Self {
-        AcceptErrors {
-            listener,
-            unsaid: 0,
-            said_at: None,
-        }
-    }
-
-    /// Counts `error`, says it if a minute has passed since the last time,
-    /// and waits before the next accept.
-    async fn on_error(&mut self, error: io::Error) {
-        self.unsaid += 1;
-        if self.said_at.is_none_or(|at| at.elapsed() >= SAY_EVERY) {
-            warn!(
-                listener = self.listener,
-                errors = self.unsaid,
-                error = %error,
-                "cannot accept connections; pausing between tries, and saying so once a minute"
-            );
-            self.unsaid = 0;
-            self.said_at = Some(Instant::now());
-        }
-        tokio::time::sleep(ACCEPT_PAUSE).await;
     }
 }

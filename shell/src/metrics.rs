@@ -1,8 +1,8 @@
 //! Prometheus metrics on `--metrics-addr`, at `/metrics`, read-only: an
 //! open port answers nothing but scrapes (`jobvault backup` asks through a
 //! socket beside the database, [`crate::control`]). The listener keeps the
-//! limits of [`crate::listener`]: at most [`MAX_CONNECTIONS`], each closed
-//! after one response or [`CONNECTION_DEADLINE`].
+//! limits of `jobvault_core::listen`: at most [`METRICS_CONNECTIONS`], each
+//! closed after one response or [`METRICS_CONNECTION_DEADLINE`].
 //!
 //! The core keeps the numbers ([`jobvault_core::Metrics`]); the daemon
 //! publishes a copy after every step on a watch channel, and each scrape
@@ -13,12 +13,14 @@
 use std::borrow::Cow;
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
+use jobvault_core::listen::{
+    METRICS_CONNECTION_DEADLINE, METRICS_CONNECTIONS, METRICS_HEADER_DEADLINE,
+};
 use jobvault_core::{Metrics, Timestamp};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
@@ -268,14 +270,6 @@ pub fn render(
     text
 }
 
-/// Connections served at once; more wait in the kernel's queue. A scraper
-/// or two, and someone's curl, need a few.
-pub const MAX_CONNECTIONS: usize = 32;
-/// How long a client has to send its request's headers.
-pub const HEADER_DEADLINE: Duration = Duration::from_secs(5);
-/// How long one connection may last, whatever it does.
-pub const CONNECTION_DEADLINE: Duration = Duration::from_secs(30);
-
 /// Binds `addr` and serves `/metrics` until the runtime stops. Returns the
 /// bound address (useful with port 0).
 pub async fn serve(
@@ -286,7 +280,7 @@ pub async fn serve(
 ) -> std::io::Result<SocketAddr> {
     let listener = TcpListener::bind(addr).await?;
     let bound = listener.local_addr()?;
-    let mut bounded = Bounded::new("metrics", MAX_CONNECTIONS);
+    let mut bounded = Bounded::new("metrics", METRICS_CONNECTIONS);
     tokio::spawn(async move {
         loop {
             let ((stream, _), permit) = bounded.accept(|| listener.accept()).await;
@@ -299,10 +293,10 @@ pub async fn serve(
             tokio::spawn(async move {
                 let connection = hyper::server::conn::http1::Builder::new()
                     .timer(TokioTimer::new())
-                    .header_read_timeout(HEADER_DEADLINE)
+                    .header_read_timeout(METRICS_HEADER_DEADLINE)
                     .keep_alive(false)
                     .serve_connection(TokioIo::new(stream), service);
-                match tokio::time::timeout(CONNECTION_DEADLINE, connection).await {
+                match tokio::time::timeout(METRICS_CONNECTION_DEADLINE, connection).await {
                     Ok(Err(e)) => debug!(error = %e, "metrics connection ended with an error"),
                     Err(_) => debug!("metrics connection closed at its deadline"),
                     Ok(Ok(())) => {}
