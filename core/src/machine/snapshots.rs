@@ -168,6 +168,8 @@ impl Snapshots {
         cx.metrics.trigger_check_alive = Some(cx.now);
         let present: BTreeSet<&str> = files.iter().map(|f| f.name.as_str()).collect();
         self.served.retain(|name| present.contains(name.as_str()));
+        self.retry_at
+            .retain(|name, _| present.contains(name.as_str()));
         let sorted = sort_triggers(&files);
         for (name, why) in sorted.malformed {
             if self.quarantining.insert(name.clone()) {
