@@ -730,6 +730,9 @@ fn apply(conn: &Connection, envelope: &Envelope) -> rusqlite::Result<()> {
         envelope.seq,
         envelope.modified.unix_nanos(),
     );
+    // A version from the bucket is good: any record of the job set aside
+    // goes, as the tracking triggers (off while restoring) would drop it.
+    conn.execute("DELETE FROM set_aside_jobs WHERE id = ?1", [id])?;
     match &envelope.change {
         Change::Written(body) => {
             conn.execute("DELETE FROM deleted_jobs WHERE id = ?1", [id])?;
