@@ -32,5 +32,5 @@ pub type Seq = u64;
 pub use envelope::{Change, Envelope};
 pub use job::{Job, JobStatus, TaskStatus, TaskSummary};
 pub use job_id::JobId;
-pub use machine::{Backup, Command, Config, Cursor, Failure, FailureKind, Input, Metrics};
+pub use machine::{Backup, Command, Config, Cursor, Failure, FailureKind, Input, Metrics, Stopped};
 pub use timestamp::Timestamp;

@@ -11,7 +11,8 @@ use jobvault_core::machine::{
 };
 use jobvault_core::trigger::TriggerFile;
 use jobvault_core::{
-    Backup, Command, Config, Cursor, Envelope, Failure, FailureKind, Input, JobId, Timestamp,
+    Backup, Command, Config, Cursor, Envelope, Failure, FailureKind, Input, JobId, Stopped,
+    Timestamp,
 };
 
 const START: &str = "2016-11-16T22:04:25.634818978Z";
@@ -71,6 +72,12 @@ impl Harness {
         self.advance(Duration::from_secs(10))
     }
 
+    /// Asks the machine to stop now, with [`GRACE`] to drain.
+    fn stop(&mut self) -> Vec<Command> {
+        self.backup.stop(self.now, GRACE);
+        self.commands()
+    }
+
     fn input(&mut self, input: Input) -> Vec<Command> {
         self.backup.handle_input(input, self.now);
         self.commands()
@@ -80,6 +87,8 @@ impl Harness {
         std::iter::from_fn(|| self.backup.poll_command()).collect()
     }
 }
+
+const GRACE: Duration = Duration::from_secs(30);
 
 fn stored_cursor() -> Cursor {
     Cursor {
@@ -492,8 +501,11 @@ fn requests_waiting_when_the_machine_stops_are_answered_at_once() {
         snapshot(&h.input(immediate(2))).is_none(),
         "the second waits"
     );
-    h.backup.stop();
-    let answered = h.commands();
+    let answered: Vec<Command> = h
+        .stop()
+        .into_iter()
+        .filter(|c| matches!(c, Command::ImmediateBackupDone { .. }))
+        .collect();
     let [
         Command::ImmediateBackupDone {
             id: 2,
@@ -518,6 +530,12 @@ fn requests_waiting_when_the_machine_stops_are_answered_at_once() {
             ..
         }]
     ));
+    let commands = h.input(batch(vec![]));
+    assert!(
+        saved(&commands).is_some(),
+        "the read moves the cursor's time"
+    );
+    h.input(Input::CursorSaved(Ok(0)));
     assert!(h.backup.is_quiet());
 }
 
@@ -813,11 +831,50 @@ fn commits_noticed_during_a_read_cost_one_more_read_not_one_each() {
 }
 
 #[test]
-fn a_commit_noticed_after_stop_reads_nothing() {
+fn a_stop_reads_the_feed_once_more_and_then_no_commit_brings_a_read() {
     let mut h = Harness::new();
     start_with_empty_feed(&mut h);
-    h.backup.stop();
+    assert_eq!(reads(&h.stop()), 1, "the drain's read");
+    assert_eq!(h.input(Input::DatabaseChanged), [], "a read is out");
+    assert_eq!(
+        reads(&h.input(batch(vec![]))),
+        0,
+        "the drain's read saw every change committed before the stop"
+    );
     assert_eq!(h.input(Input::DatabaseChanged), []);
+    assert_eq!(h.backup.stopped(), None, "the first step's scan is out");
+    h.input(Input::TriggersScanned(Ok(vec![])));
+    h.input(Input::SnapshotsListed(Ok(vec![])));
+    h.input(Input::CursorSaved(Ok(0)));
+    assert_eq!(
+        h.backup.stopped(),
+        Some(Stopped::Drained {
+            changes: 0,
+            released: true
+        })
+    );
+}
+
+#[test]
+fn a_read_out_at_the_stop_is_followed_by_one_issued_after_it() {
+    let mut h = Harness::new();
+    h.start();
+    assert_eq!(reads(&h.stop()), 0, "the first step's read is still out");
+    let commands = h.input(batch(vec![version("a", 11)]));
+    assert_eq!(reads(&commands), 1, "it may have run before the stop");
+    assert_eq!(uploads(&commands), [("a".to_owned(), 11)]);
+    h.input(uploaded("a", 11));
+    h.input(batch(vec![]));
+    h.input(Input::TriggersScanned(Ok(vec![])));
+    h.input(Input::SnapshotsListed(Ok(vec![])));
+    h.input(Input::CursorSaved(Ok(0)));
+    assert_eq!(
+        h.backup.stopped(),
+        Some(Stopped::Drained {
+            changes: 1,
+            released: true
+        })
+    );
 }
 
 #[test]
@@ -920,35 +977,78 @@ fn a_cut_batch_does_not_advance_the_time() {
     );
 }
 
+/// The stop's fix: the original (and jobvault before it) stopped starting
+/// uploads at a signal, so versions read but not yet sent, and commits not
+/// yet read, waited for the next start.
 #[test]
-fn after_stop_nothing_new_starts_and_the_machine_goes_quiet() {
+fn a_stop_drains_every_change_committed_before_it_and_nothing_else_starts() {
     let mut h = Harness::new();
     h.start();
     let jobs = (11..17)
         .map(|seq| version(&format!("j{seq}"), seq))
         .collect();
-    h.input(batch(jobs));
+    assert_eq!(uploads(&h.input(batch(jobs))).len(), 4, "the concurrency");
     h.input(Input::TriggersScanned(Ok(vec![])));
     h.input(Input::SnapshotsListed(Ok(vec![])));
-    h.backup.stop();
-    assert_eq!(h.backup.poll_timeout(), None);
-    assert!(!h.backup.is_quiet());
-    for seq in 11..14 {
-        let commands = h.input(uploaded(&format!("j{seq}"), seq));
-        assert!(uploads(&commands).is_empty(), "{commands:?}");
+    let commands = h.stop();
+    assert_eq!(reads(&commands), 1, "the drain reads the feed once more");
+    let commands = h.input(batch_at(stored_cursor(), vec![version("j17", 17)]));
+    assert!(uploads(&commands).is_empty(), "no room: {commands:?}");
+    let mut sent = Vec::new();
+    for seq in 11..15 {
+        sent.extend(uploads(&h.input(uploaded(&format!("j{seq}"), seq))));
     }
-    let commands = h.input(uploaded("j14", 14));
     assert_eq!(
-        saved(&commands).map(|c| c.seq),
-        Some(14),
-        "finished work is saved"
+        sent.iter().map(|(_, seq)| *seq).collect::<Vec<_>>(),
+        [15, 16, 17]
     );
+    let commands = h.step();
+    assert!(
+        !has(&commands, &Command::ScanTriggers) && reads(&commands) == 0,
+        "a stopping machine starts nothing but the drain: {commands:?}"
+    );
+    assert_eq!(saved(&commands).map(|c| c.seq), Some(14));
     h.input(Input::CursorSaved(Ok(0)));
-    assert!(h.backup.is_quiet());
+    h.input(uploaded("j15", 15));
+    h.input(uploaded("j16", 16));
+    let save = saved(&h.input(uploaded("j17", 17))).expect("the drain saves the cursor");
+    assert_eq!(save.seq, 17);
+    assert_eq!(h.backup.stopped(), None, "until the cursor is saved");
+    h.input(Input::CursorSaved(Ok(0)));
     assert_eq!(
-        h.backup.metrics().pending_jobs,
-        2,
-        "unsent jobs stay after the cursor"
+        h.backup.stopped(),
+        Some(Stopped::Drained {
+            changes: 7,
+            released: true
+        })
+    );
+    assert!(h.backup.is_quiet());
+}
+
+#[test]
+fn a_drain_the_grace_cuts_short_says_how_many_changes_it_left() {
+    let mut h = Harness::new();
+    start_with_empty_feed(&mut h);
+    h.stop();
+    let commands = h.input(batch(vec![version("a", 11), version("b", 12)]));
+    assert_eq!(uploads(&commands).len(), 2);
+    h.input(uploaded("a", 11));
+    h.input(upload_failed("b", 12));
+    assert_eq!(h.backup.stopped(), None);
+    let deadline = h.backup.poll_timeout().expect("the grace's end, at least");
+    assert!(deadline <= h.now + GRACE, "{deadline}");
+    h.advance(GRACE);
+    assert_eq!(
+        h.backup.stopped(),
+        Some(Stopped::GraceOver {
+            changes: 1,
+            left: 1,
+            read_after_stop: true
+        })
+    );
+    assert!(
+        uploads(&h.advance(Duration::from_secs(10))).is_empty(),
+        "nothing starts after the grace"
     );
 }
 

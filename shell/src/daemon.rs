@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use jobvault_core::job_object::{JobObjectEncoder, encode_job_object};
 use jobvault_core::lease::{LeaseEnded, LeaseMachine};
 use jobvault_core::machine::{JobUpload, Pruned};
-use jobvault_core::{Backup, Command, Config, Failure, FailureKind, Input, Metrics};
+use jobvault_core::{Backup, Command, Config, Failure, FailureKind, Input, Metrics, Stopped};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tracing::{debug, error, info, warn};
@@ -40,12 +40,22 @@ pub struct Daemon {
     pub store: Arc<Store>,
     pub triggers: TriggerDir,
     pub config: Config,
-    /// How long in-flight work may take to finish after a stop signal.
+    /// How long a stop may take to drain: to upload every change committed
+    /// before the signal.
     pub grace: Duration,
     pub upload_times: UploadTimes,
     /// The bucket prefix's lease, which the core takes, keeps and gives
     /// back; `None` for a store this process owns alone (the demo's).
     pub lease: Option<LeaseMachine>,
+}
+
+/// Why the daemon returned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ending {
+    /// Asked to stop; the core says how far the drain got.
+    Stopped(Stopped),
+    /// The lease was refused or lost, and the work in flight reported.
+    Lease(LeaseEnded),
 }
 
 /// What the daemon shares with the tasks that execute commands.
@@ -61,17 +71,18 @@ struct Executor {
 }
 
 impl Daemon {
-    /// Runs until `shutdown` completes or the core stops by itself (its
-    /// lease refused or lost), then waits up to the grace period for work in
-    /// flight. Work still unfinished then is abandoned; the cursor was never
-    /// advanced over it. Immediate snapshots asked for on `requests` go
-    /// through the core like triggered ones. Returns how the lease ended.
+    /// Runs until `shutdown` completes and the core's stop is over (it
+    /// drains, within the grace), or until the core stops by itself (its
+    /// lease refused or lost) and its work in flight has reported. Work the
+    /// core gives up on is abandoned; the cursor was never advanced over it.
+    /// Immediate snapshots asked for on `requests` go through the core like
+    /// triggered ones.
     pub async fn run(
         self,
         metrics: watch::Sender<Metrics>,
         mut requests: mpsc::Receiver<BackupRequest>,
         shutdown: impl Future<Output = ()>,
-    ) -> Option<LeaseEnded> {
+    ) -> Ending {
         let stored = match self.db.cursor() {
             Ok(cursor) => cursor,
             Err(e) => {
@@ -110,7 +121,7 @@ impl Daemon {
             encoder: Default::default(),
         };
         tokio::pin!(shutdown);
-        let mut grace_ends: Option<tokio::time::Instant> = None;
+        let mut asked_to_stop = false;
         let mut waiting = Waiting::default();
         loop {
             while let Some(command) = core.poll_command() {
@@ -122,13 +133,14 @@ impl Daemon {
                 }
             }
             metrics.send_replace(core.metrics());
-            // Stopped by a signal, or by the core itself (its lease refused
-            // or lost: its work in flight is bounded by its commands'
-            // deadlines).
-            let stopped = grace_ends.is_some() || core.lease_ended().is_some();
-            if stopped && core.is_quiet() {
+            if let Some(stopped) = core.stopped() {
+                return Ending::Stopped(stopped);
+            }
+            // The lease refused or lost: work in flight is bounded by its
+            // commands' deadlines.
+            if let Some(ended) = core.lease_ended().filter(|_| core.is_quiet()) {
                 info!("all work in flight finished; exiting");
-                return core.lease_ended().cloned();
+                return Ending::Lease(ended.clone());
             }
             let wake = core
                 .poll_timeout()
@@ -141,14 +153,10 @@ impl Daemon {
                     core.handle_input(input, clock::now());
                 }
                 () = sleep_until(wake) => core.handle_timeout(clock::now()),
-                () = &mut shutdown, if grace_ends.is_none() => {
-                    info!(grace = ?self.grace, "stopping: no new work; waiting for work in flight");
-                    core.stop();
-                    grace_ends = Some(tokio::time::Instant::now() + self.grace);
-                }
-                () = sleep_until(grace_ends) => {
-                    warn!(pending_jobs = core.metrics().pending_jobs, "grace period over; abandoning work in flight (the cursor does not cover it)");
-                    return core.lease_ended().cloned();
+                () = &mut shutdown, if !asked_to_stop => {
+                    info!(grace_seconds = self.grace.as_secs_f64(), "stopping: no new work; uploading every change committed before the stop");
+                    core.stop(clock::now(), self.grace);
+                    asked_to_stop = true;
                 }
             }
         }

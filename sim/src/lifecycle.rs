@@ -6,7 +6,7 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::time::Duration;
 
-use jobvault_core::lease::LeaseEnded;
+use jobvault_core::Stopped;
 use jobvault_core::{Cursor, Input};
 
 use crate::faults::FaultKind;
@@ -15,8 +15,19 @@ use crate::node::NodeId;
 use crate::settings::MAX_HOST_SKEW;
 use crate::simulation::{Event, Simulation, note};
 
-/// How long a stopping jobvault is given before it is killed.
+/// How long a stopping jobvault has to drain (its `--grace`).
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+/// How a daemon's process ended by itself.
+#[derive(Debug, Clone)]
+pub enum Ending {
+    /// A stop, drained or not.
+    Stopped(Stopped),
+    /// Its lease refused or lost (as it says), its work in flight reported.
+    Lease(String),
+}
+
+/// How long systemd waits for it before it kills it (`TimeoutStopSec`).
+const STOP_TIMEOUT: Duration = Duration::from_secs(60);
 
 impl Simulation {
     /// Starts node `node`'s daemon, unless another runs on its host (the
@@ -52,8 +63,26 @@ impl Simulation {
 
     /// The daemon's process ended by itself: a graceful stop, or a lease
     /// refused or lost. systemd starts it again.
-    pub(crate) fn exited(&mut self, node: NodeId, ended: Option<LeaseEnded>) {
-        note!(self, "node {node}: core exited ({ended:?})");
+    pub(crate) fn exited(&mut self, node: NodeId, ended: Ending) {
+        match ended {
+            Ending::Stopped(outcome) => {
+                note!(self, "node {node}: core stopped ({outcome:?})");
+                match outcome {
+                    Stopped::Drained { .. } => self.outcome.stops.drained += 1,
+                    Stopped::GraceOver { .. } => self.outcome.stops.grace_over += 1,
+                }
+                let (asked_at, counter) = self.nodes[node]
+                    .process
+                    .stopping
+                    .expect("a core stops only when asked to");
+                self.observe(Observation::Stopped {
+                    asked_at,
+                    counter,
+                    outcome,
+                });
+            }
+            Ending::Lease(why) => note!(self, "node {node}: core exited: the lease {why}"),
+        }
         let unanswered = std::mem::take(&mut self.nodes[node].process.immediate_waiting);
         self.observe(Observation::Exited {
             unanswered: &unanswered,
@@ -160,7 +189,7 @@ impl Simulation {
     }
 
     fn shut_down(&mut self, node: NodeId) {
-        if self.nodes[node].process.stopping {
+        if self.nodes[node].process.stopping.is_some() {
             return;
         }
         self.outcome.faults.add(FaultKind::Shutdown);
@@ -170,11 +199,13 @@ impl Simulation {
             self.request_immediate();
         }
         note!(self, "node {node}: graceful stop requested");
+        let now = self.local_now(node);
         let process = &mut self.nodes[node].process;
-        process.core.as_mut().expect("picked a running node").stop();
-        process.stopping = true;
+        let core = process.core.as_mut().expect("picked a running node");
+        core.stop(now, SHUTDOWN_GRACE);
+        process.stopping = Some((self.now, self.world.db.counter));
         let generation = process.generation;
-        self.after(SHUTDOWN_GRACE, Event::GraceOver(node, generation));
+        self.after(STOP_TIMEOUT, Event::GraceOver(node, generation));
     }
 
     /// Steps the database host's clock (within the restore's allowance),

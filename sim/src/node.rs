@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use jobvault_core::destination::DestinationId;
 use jobvault_core::lease::{Holder, LeaseMachine};
-use jobvault_core::{Backup, Config, Cursor, Input, Timestamp};
+use jobvault_core::{Backup, Config, Cursor, Input, Seq, Timestamp};
 
 /// Which daemon: an index into the simulation's nodes.
 pub type NodeId = usize;
@@ -39,8 +39,9 @@ pub struct Process {
     pub generation: u64,
     /// The wake-up the core asked for, and its token.
     pub wake: Option<(Timestamp, u64)>,
-    /// Asked to stop, and given a grace period.
-    pub stopping: bool,
+    /// Asked to stop at this true time, when the database's change counter
+    /// stood here, and given a grace period.
+    pub stopping: Option<(Timestamp, Seq)>,
     pub uploads_in_flight: usize,
     /// Commands issued and not answered yet, by operation id, each with the
     /// answer its deadline gives: each is answered exactly once, by its

@@ -20,6 +20,7 @@ use jobvault_core::{Config, Input, JobId, Timestamp};
 use crate::faults::{FaultCounts, FaultKind, FaultPlan};
 use crate::history::History;
 use crate::invariants::{Checkers, Observation};
+use crate::lifecycle::Ending;
 use crate::node::{Node, NodeId};
 use crate::operations::{Fate, Op, describe_input};
 use crate::restore::{ReadFaults, Restored, restore};
@@ -53,10 +54,19 @@ pub struct Outcome {
     pub daemons: u64,
     /// Times a daemon took the lease over from another process.
     pub takeovers: u64,
+    /// Graceful stops that drained, and that ran out of grace.
+    pub stops: Stops,
     pub violations: Vec<String>,
     /// A hash of every event and command, in order: equal for equal seeds.
     pub fingerprint: u64,
     pub trace: Vec<String>,
+}
+
+/// How graceful stops ended.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Stops {
+    pub drained: u64,
+    pub grace_over: u64,
 }
 
 /// Runs one simulated day for `seed` with every kind of fault. With `trace`,
@@ -412,9 +422,13 @@ impl Simulation {
         let Some(core) = self.nodes[node].process.core.as_ref() else {
             return;
         };
-        let ended = core.lease_ended().cloned();
-        if (self.nodes[node].process.stopping || ended.is_some()) && core.is_quiet() {
-            self.exited(node, ended);
+        let ending = match (core.stopped(), core.lease_ended()) {
+            (Some(stopped), _) => Some(Ending::Stopped(stopped)),
+            (None, Some(ended)) if core.is_quiet() => Some(Ending::Lease(ended.to_string())),
+            _ => None,
+        };
+        if let Some(ending) = ending {
+            self.exited(node, ending);
             return;
         }
         if let Some(due) = core.poll_timeout() {
@@ -533,7 +547,7 @@ impl Simulation {
             }
             Event::EndOfDay => self.end_of_day(),
             Event::GraceOver(node, generation) => {
-                if self.runs(node, generation) && self.nodes[node].process.stopping {
+                if self.runs(node, generation) && self.nodes[node].process.stopping.is_some() {
                     self.crash(node, FaultKind::Shutdown);
                 }
             }
@@ -701,7 +715,7 @@ impl Simulation {
             let Some(core) = &process.core else {
                 return false;
             };
-            !process.stopping
+            process.stopping.is_none()
                 && holder == Some(&node.holder())
                 && process.uploads_in_flight == 0
                 && core.metrics().pending_jobs == 0

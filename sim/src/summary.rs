@@ -7,7 +7,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::faults::{FaultCounts, FaultKind};
-use crate::simulation::{Outcome, run_with};
+use crate::simulation::{Outcome, Stops, run_with};
 
 /// What a set of seeds did, and which of them broke an invariant.
 #[derive(Debug, Default)]
@@ -21,6 +21,7 @@ pub struct Summary {
     pub job_uploads: u64,
     pub snapshots: u64,
     pub checks: u64,
+    pub stops: Stops,
     /// Failing seeds with their violations, in seed order.
     pub failures: Vec<(u64, Vec<String>)>,
 }
@@ -39,6 +40,7 @@ impl From<Outcome> for Summary {
             job_uploads: outcome.job_uploads,
             snapshots: outcome.snapshots,
             checks: outcome.checks,
+            stops: outcome.stops,
             failures: if failed {
                 vec![(outcome.seed, outcome.violations)]
             } else {
@@ -93,6 +95,8 @@ impl Summary {
         self.job_uploads += other.job_uploads;
         self.snapshots += other.snapshots;
         self.checks += other.checks;
+        self.stops.drained += other.stops.drained;
+        self.stops.grace_over += other.stops.grace_over;
         self.failures.extend(other.failures);
     }
 }
@@ -116,6 +120,11 @@ impl fmt::Display for Summary {
             f,
             "objects written  {} job, {} snapshot",
             self.job_uploads, self.snapshots
+        )?;
+        writeln!(
+            f,
+            "graceful stops   {} drained, {} out of grace",
+            self.stops.drained, self.stops.grace_over
         )?;
         writeln!(f, "invariant checks {}", self.checks)?;
         write!(f, "failing seeds    {}", self.failures.len())

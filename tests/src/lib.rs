@@ -295,6 +295,13 @@ impl Daemon {
         self.signal("-TERM", Duration::from_secs(60))
     }
 
+    /// SIGTERM, then the exit status and the whole log, its last lines
+    /// included.
+    pub fn stop_and_log(mut self) -> (ExitStatus, String) {
+        let status = self.signal("-TERM", Duration::from_secs(60));
+        (status, self.log())
+    }
+
     /// SIGKILL: no chance to clean up.
     pub fn kill(mut self) {
         self.signal("-KILL", Duration::from_secs(10));

@@ -78,6 +78,8 @@ struct ReadInFlight {
     /// it was issued, and any we saved while it was in flight. Its result may
     /// arrive after a save's even if it ran before the save committed.
     expected: Vec<Cursor>,
+    /// Issued after a stop: it sees every change committed before it.
+    draining: bool,
 }
 
 #[derive(Debug)]
@@ -116,7 +118,7 @@ pub(crate) struct Incremental {
     /// A commit was noticed while a read was in flight, which may have run
     /// before it: read again once it reports.
     changed_while_reading: bool,
-    stopping: bool,
+    mode: Mode,
     /// Upload failures since the last step, and the first one's error: one
     /// warning per step, not one per job, while the store is down.
     failures_since_step: usize,
@@ -129,6 +131,41 @@ pub(crate) struct Incremental {
     starts_swept_at: Option<Timestamp>,
     /// The earliest time a job held back by that limit may go.
     held_until: Option<Timestamp>,
+}
+
+/// Whether the backup goes on, drains for a stop, or has stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Running,
+    Draining(Drain),
+    /// Nothing new starts: the lease is gone, or the grace ran out.
+    Halted,
+}
+
+/// A stop in progress: every change committed before it is to be covered
+/// before the process exits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Drain {
+    /// The covered sequence at the stop.
+    from: Seq,
+    /// A read issued at or after `since` came back complete: every change
+    /// committed before the stop has been read.
+    read: bool,
+}
+
+/// How far a stop's drain got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Drained {
+    /// Changes the cursor passed since the stop.
+    pub changes: u64,
+    /// Every change committed before the stop is in the bucket and the
+    /// saved cursor passes it, and nothing is in flight.
+    pub complete: bool,
+    /// Changes read and not yet covered, or more if the database held more.
+    pub left: u64,
+    /// The feed was read in full after the stop; if not, `left` counts only
+    /// what was known before it.
+    pub read_after_stop: bool,
 }
 
 /// GCS allows about one write a second to one object name.
@@ -157,7 +194,7 @@ impl Incremental {
             saving: None,
             more_to_read: false,
             changed_while_reading: false,
-            stopping: false,
+            mode: Mode::Running,
             failures_since_step: 0,
             first_failure: None,
             backoff: StoreBackoff::default(),
@@ -199,14 +236,50 @@ impl Incremental {
         self.uploads_in_flight == 0 && self.read.is_none() && self.saving.is_none()
     }
 
-    pub fn stop(&mut self) {
-        self.stopping = true;
+    /// Starts a stop's drain: the feed is read once more, and every change
+    /// committed before the stop is uploaded and covered.
+    pub fn drain(&mut self, cx: &mut Context) {
+        if self.mode != Mode::Running {
+            return;
+        }
+        self.mode = Mode::Draining(Drain {
+            from: self.covered.seq,
+            read: false,
+        });
+        if self.read.is_some() {
+            // It may have run before the stop: read again once it reports.
+            self.changed_while_reading = true;
+        } else {
+            self.read_changes(cx);
+        }
+    }
+
+    /// Starts nothing more; work in flight still reports, and what it
+    /// completes is saved.
+    pub fn halt(&mut self) {
+        self.mode = Mode::Halted;
+    }
+
+    /// How the drain goes: `Some` while draining.
+    pub fn drained(&self) -> Option<Drained> {
+        let Mode::Draining(drain) = self.mode else {
+            return None;
+        };
+        Some(Drained {
+            changes: self.covered.seq.saturating_sub(drain.from),
+            complete: drain.read
+                && self.window.is_empty()
+                && self.covered.seq == self.durable.seq
+                && self.is_quiet(),
+            left: self.pending(),
+            read_after_stop: drain.read,
+        })
     }
 
     /// When uploads held back (by the store's backoff, or by the one write a
     /// second per object) may go, if any are and there is room for them.
     pub fn next_wake(&self) -> Option<Timestamp> {
-        if self.stopping || self.uploads_in_flight >= self.concurrency {
+        if self.mode == Mode::Halted || self.uploads_in_flight >= self.concurrency {
             return None;
         }
         let gate = self
@@ -304,6 +377,9 @@ impl Incremental {
             complete: !truncated,
         });
         self.more_to_read = truncated;
+        if let Mode::Draining(drain) = &mut self.mode {
+            drain.read |= !truncated && read.draining;
+        }
         self.advance();
         self.save(cx);
         self.start_uploads(cx);
@@ -383,7 +459,7 @@ impl Incremental {
         }
         self.forget_if_idle(id);
         self.advance();
-        if self.window.is_empty() || (self.stopping && self.uploads_in_flight == 0) {
+        if self.window.is_empty() || (self.mode != Mode::Running && self.uploads_in_flight == 0) {
             self.save(cx);
         }
         self.start_uploads(cx);
@@ -408,6 +484,10 @@ impl Incremental {
                 self.set_aside.saved(saved.seq, set_aside);
                 cx.metrics.cursor = saved;
                 self.note_if_caught_up(cx);
+                // A drain saves what its uploads covered since, at once.
+                if matches!(self.mode, Mode::Draining(_)) {
+                    self.save(cx);
+                }
             }
             Err(failure) => {
                 warn!(error = %failure, seq = saved.seq, "saving the incremental cursor failed; retrying at the next step");
@@ -447,7 +527,7 @@ impl Incremental {
     }
 
     fn start_uploads(&mut self, cx: &mut Context) {
-        if self.stopping || !self.backoff.is_open(cx.now) {
+        if self.mode == Mode::Halted || !self.backoff.is_open(cx.now) {
             return;
         }
         self.forget_old_starts(cx.now);
@@ -538,7 +618,12 @@ impl Incremental {
     }
 
     fn read_changes(&mut self, cx: &mut Context) {
-        if self.stopping || self.read.is_some() {
+        let done = match self.mode {
+            Mode::Running => false,
+            Mode::Draining(drain) => drain.read,
+            Mode::Halted => true,
+        };
+        if done || self.read.is_some() {
             return;
         }
         let limit = self.max_pending - self.window.len();
@@ -551,6 +636,7 @@ impl Incremental {
         self.read = Some(ReadInFlight {
             read_at: cx.now,
             expected,
+            draining: matches!(self.mode, Mode::Draining(_)),
         });
         cx.out.push_back(Command::ReadChanges {
             after: self.frontier,

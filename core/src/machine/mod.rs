@@ -76,6 +76,22 @@ impl Default for Config {
     }
 }
 
+/// How a stop ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stopped {
+    /// Every change committed before the stop is in the bucket, and the
+    /// saved cursor passes it. `released`: the lease was given back (if
+    /// not, the grace ran out on other work, a snapshot or a listing).
+    Drained { changes: u64, released: bool },
+    /// The grace ran out with `left` changes not in the bucket, or more if
+    /// the feed was not read after the stop; the next start uploads them.
+    GraceOver {
+        changes: u64,
+        left: u64,
+        read_after_stop: bool,
+    },
+}
+
 /// The first listing looks this far back for the newest snapshot; later ones
 /// only need the last 24 hours (the day folders of today and yesterday).
 const FIRST_LISTING_LOOKBACK: Duration = Duration::from_secs(7 * 86_400);
@@ -111,7 +127,11 @@ pub struct Backup {
     /// The first listing found no snapshot: a first one is owed once the
     /// destination is known.
     found_no_snapshot: bool,
+    /// No new work: a stop drains, a lost lease halts.
     stopping: bool,
+    /// A stop's drain ends by this time, done or not.
+    grace_until: Option<Timestamp>,
+    stopped: Option<Stopped>,
     /// The prefix's lease; `None` for a process that owns its store alone
     /// (the demo's directory, a `backup` with no daemon).
     lease: Option<LeaseMachine>,
@@ -167,6 +187,8 @@ impl Backup {
             listed_once: false,
             found_no_snapshot: false,
             stopping: false,
+            grace_until: None,
+            stopped: None,
             lease: None,
             now,
         }
@@ -214,18 +236,19 @@ impl Backup {
     }
 
     /// When [`Backup::handle_timeout`] should next be called; `None` once
-    /// stopping. A listing that is due while the last one is still out is
+    /// stopped. A listing that is due while the last one is still out is
     /// not a reason to wake: the wake-up would find nothing to do, and come
     /// back at once, for as long as the listing takes.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Timestamp> {
         let lease_due = self.lease.as_ref().and_then(LeaseMachine::poll_timeout);
-        if self.stopping || !self.working() {
-            return lease_due;
+        let grace_due = self.grace_until.filter(|_| self.stopped.is_none());
+        if self.halted() || !self.working() {
+            return [lease_due, grace_due].into_iter().flatten().min();
         }
-        let listing_due = self.listing.is_none().then_some(self.next_listing);
+        let listing_due = (!self.stopping && self.listing.is_none()).then_some(self.next_listing);
         let uploads_due = self.incremental.next_wake();
-        let due = [listing_due, uploads_due, lease_due]
+        let due = [listing_due, uploads_due, lease_due, grace_due]
             .into_iter()
             .flatten()
             .fold(self.next_tick, Timestamp::min);
@@ -239,20 +262,26 @@ impl Backup {
         if let Some(lease) = &mut self.lease {
             lease.handle_timeout(now, content, &mut self.out);
         }
-        if self.stopping || !self.working() {
+        if self.grace_until.is_some_and(|until| now >= until) && self.stopped.is_none() {
+            self.give_up();
+        }
+        if self.halted() || !self.working() {
             return;
         }
+        self.drain_once_held(now);
         // A clock that jumped back must not postpone the next step by the jump.
         self.next_tick = self.next_tick.min(now + self.config.interval);
         self.next_listing = self.next_listing.min(now + self.config.listing_interval);
         if now >= self.next_tick {
             self.next_tick = now + self.config.interval;
-            self.destination.tick(now, &mut self.out);
             let mut cx = context!(self, now);
-            self.snapshots.tick(&mut cx);
+            if !self.stopping {
+                self.destination.tick(now, cx.out);
+                self.snapshots.tick(&mut cx);
+            }
             self.incremental.tick(&mut cx);
         }
-        if now >= self.next_listing && self.listing.is_none() {
+        if !self.stopping && now >= self.next_listing && self.listing.is_none() {
             self.next_listing = now + self.config.listing_interval;
             self.list_snapshots(now);
             self.retention.tick();
@@ -263,6 +292,7 @@ impl Backup {
         if self.incremental.next_wake().is_some_and(|due| now >= due) {
             self.incremental.wake(&mut context!(self, now));
         }
+        self.release_when_quiet();
     }
 
     /// Takes in a report from the driver.
@@ -348,14 +378,13 @@ impl Backup {
         if !expected {
             context!(self, now).unexpected(format_args!("a lease report with none outstanding"));
         }
-        if self
-            .lease_ended()
-            .is_some_and(|e| *e != LeaseEnded::Released)
-            && !self.stopping
+        if let Some(ended) = self.lease_ended().filter(|e| **e != LeaseEnded::Released)
+            && !self.halted()
         {
-            tracing::error!(lease = %self.lease_ended().expect("checked"), "stopping");
-            self.stop();
+            tracing::error!(lease = %ended, "stopping");
+            self.halt();
         }
+        self.drain_once_held(now);
         self.release_when_quiet();
     }
 
@@ -381,14 +410,69 @@ impl Backup {
         }
     }
 
-    /// Once stopping and quiet, gives the lease back.
+    /// Once stopping and quiet (a drain complete, or a halt's work in
+    /// flight reported), gives the lease back; once it is back, a drain's
+    /// stop is over.
     fn release_when_quiet(&mut self) {
-        if self.stopping
-            && self.work_is_quiet()
-            && let Some(lease) = &mut self.lease
-        {
+        if !self.stopping || self.stopped.is_some() {
+            return;
+        }
+        let drained = self.incremental.drained();
+        let done = drained.map_or(self.halted(), |d| d.complete);
+        if !done || !self.work_is_quiet() {
+            return;
+        }
+        if let Some(lease) = &mut self.lease {
             lease.release(&mut self.out);
         }
+        if let Some(drained) = drained
+            && self.is_quiet()
+        {
+            self.stopped = Some(Stopped::Drained {
+                changes: drained.changes,
+                released: true,
+            });
+        }
+    }
+
+    /// Whether the machine starts nothing more: the lease is gone, or the
+    /// stop is over.
+    fn halted(&self) -> bool {
+        self.stopped.is_some()
+            || self
+                .lease_ended()
+                .is_some_and(|e| *e != LeaseEnded::Released)
+    }
+
+    /// A stop asked for before the lease was held drains once it is.
+    fn drain_once_held(&mut self, now: Timestamp) {
+        if self.stopping && !self.halted() && self.working() {
+            self.incremental.drain(&mut context!(self, now));
+        }
+    }
+
+    /// The grace ran out: how far the drain got is the stop's outcome, and
+    /// nothing more starts.
+    fn give_up(&mut self) {
+        let outcome = match self.incremental.drained() {
+            Some(d) if d.complete => Stopped::Drained {
+                changes: d.changes,
+                released: false,
+            },
+            Some(d) => Stopped::GraceOver {
+                changes: d.changes,
+                left: d.left,
+                read_after_stop: d.read_after_stop,
+            },
+            None => Stopped::GraceOver {
+                changes: 0,
+                left: self.incremental.pending(),
+                read_after_stop: false,
+            },
+        };
+        self.stopped = Some(outcome);
+        self.incremental.halt();
+        self.snapshots.abandon(&mut self.out);
     }
 
     /// The next command to execute.
@@ -418,18 +502,42 @@ impl Backup {
         }
     }
 
-    /// Stops taking new work. Work in flight still reports back, and the
-    /// cursor is still saved for what completes; nothing else starts.
-    pub fn stop(&mut self) {
-        self.stopping = true;
-        self.snapshots.stop(&mut self.out);
-        self.incremental.stop();
-        self.retention.stop();
+    /// Stops at `now`, with `grace` to drain: no new snapshot, listing or
+    /// prune starts, and requests waiting are refused; the change feed is
+    /// read once more, and every change committed before the stop is
+    /// uploaded and the cursor saved past it. [`Backup::stopped`] says when
+    /// it is over, and how it went.
+    pub fn stop(&mut self, now: Timestamp, grace: Duration) {
+        if self.stopping {
+            return;
+        }
+        self.now = now;
+        self.grace_until = Some(now + grace);
+        self.no_new_work();
+        self.drain_once_held(now);
         self.release_when_quiet();
     }
 
-    /// Nothing is in flight, and the lease is given back: after
-    /// [`Backup::stop`], the driver may exit.
+    /// The lease is gone: nothing more starts, work in flight reports.
+    fn halt(&mut self) {
+        self.no_new_work();
+        self.incremental.halt();
+        self.release_when_quiet();
+    }
+
+    fn no_new_work(&mut self) {
+        self.stopping = true;
+        self.snapshots.stop(&mut self.out);
+        self.retention.stop();
+    }
+
+    /// How a stop ended, once it has: the driver logs it and exits.
+    pub fn stopped(&self) -> Option<Stopped> {
+        self.stopped
+    }
+
+    /// Nothing is in flight, and the lease is given back: after the lease
+    /// is lost, the driver may exit.
     pub fn is_quiet(&self) -> bool {
         self.work_is_quiet() && self.lease.as_ref().is_none_or(LeaseMachine::is_quiet)
     }

@@ -134,6 +134,25 @@ impl Snapshots {
         );
     }
 
+    /// A stop's grace ran out with a snapshot under way: whoever asked for
+    /// it hears now, as nobody would after the driver exits.
+    pub fn abandon(&mut self, out: &mut VecDeque<Command>) {
+        if let Stage::Snapshotting {
+            reason: SnapshotReason::Immediate { id },
+        } = self.stage
+        {
+            self.stage = Stage::Idle;
+            out.push_back(Command::ImmediateBackupDone {
+                id,
+                object: String::new(),
+                result: Err(Failure::new(
+                    FailureKind::Rejected,
+                    "jobvault stopped before the snapshot finished: its grace ran out",
+                )),
+            });
+        }
+    }
+
     pub fn tick(&mut self, cx: &mut Context) {
         if self.stopping || !matches!(self.stage, Stage::Idle) {
             return;

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use clap::Args;
 use jobvault::clock;
-use jobvault::daemon::Daemon;
+use jobvault::daemon::{Daemon, Ending};
 use jobvault::db::JobDb;
 use jobvault::metrics::UploadTimes;
 use jobvault::restore::{RestoreOptions, restore};
@@ -17,7 +17,7 @@ use jobvault::sample;
 use jobvault::store::{BucketUrl, Store};
 use jobvault::triggers::TriggerDir;
 use jobvault_core::object_name::snapshot_object;
-use jobvault_core::{Config, JobId, Metrics};
+use jobvault_core::{Config, JobId, Metrics, Stopped};
 use tokio::sync::{mpsc, oneshot, watch};
 
 /// Run the whole story on a local directory (no cloud account): a job
@@ -151,10 +151,22 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
     println!(
         "4. kept changing, adding and deleting jobs: {versions} job versions written, {deletions} jobs deleted"
     );
-    let counter = caught_up(&db_path).await?;
     let _ = stop_daemon.send(());
-    running.await?;
-    println!("   the daemon caught up (cursor at change {counter}) and stopped");
+    let drained = match running.await? {
+        Ending::Stopped(Stopped::Drained { changes, .. }) => changes,
+        ending => bail!("the daemon's stop did not drain: {ending:?}"),
+    };
+    let db = JobDb::open(&db_path)?;
+    let (counter, cursor) = (db.newest_seq()?, db.cursor()?.seq);
+    if cursor < counter {
+        bail!(
+            "the daemon stopped with its cursor at change {cursor}, before the last change {counter}"
+        );
+    }
+    drop(db);
+    println!(
+        "   stopped the daemon at once: it uploaded the {drained} changes still pending (cursor at change {counter})"
+    );
 
     let before = JobDb::open(&db_path)?.list()?;
     remove_database(&db_path)?;
@@ -224,21 +236,6 @@ async fn wait_for(store: &Store, object: &str) -> anyhow::Result<u64> {
 }
 
 /// Waits until the cursor covers every change; returns the change counter.
-async fn caught_up(db_path: &Path) -> anyhow::Result<u64> {
-    let deadline = Instant::now() + PATIENCE;
-    let db = JobDb::open(db_path)?;
-    loop {
-        let newest = db.newest_seq()?;
-        if db.cursor()?.seq >= newest {
-            return Ok(newest);
-        }
-        if Instant::now() > deadline {
-            bail!("the daemon did not catch up within {PATIENCE:?}");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 fn remove_database(path: &Path) -> anyhow::Result<()> {
     for suffix in ["", "-wal", "-shm"] {
         let mut file = path.as_os_str().to_owned();

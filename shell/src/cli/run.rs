@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Args;
 use jobvault::control::{BackupDesk, ControlSocket};
-use jobvault::daemon::Daemon;
+use jobvault::daemon::{Daemon, Ending};
 use jobvault::db::JobDb;
 use jobvault::db_lock::{DbLock, LockHolder};
 use jobvault::lease;
@@ -19,7 +19,7 @@ use jobvault::metrics::{self, UploadTimes};
 use jobvault::store::Store;
 use jobvault::triggers::TriggerDir;
 use jobvault_core::lease::{LEASE_OBJECT, LeaseEnded, LeaseMachine};
-use jobvault_core::{Config, Metrics};
+use jobvault_core::{Config, Metrics, Stopped};
 use tokio::sync::{mpsc, watch};
 use tracing::{error, info, warn};
 
@@ -59,7 +59,9 @@ pub struct RunArgs {
     /// snapshot (as `jobvault prune --keep` does); `off` never deletes.
     #[arg(long, value_name = "DURATION", default_value = "30d", value_parser = parse_keep, env = "JOBVAULT_KEEP")]
     keep: Keep,
-    /// After SIGTERM or SIGINT, how long work in flight may take to finish.
+    /// After SIGTERM or SIGINT, how long the daemon has to upload every
+    /// change committed before the signal; if that is not enough it says how
+    /// many are left and exits 1.
     #[arg(long, default_value = "30s", value_parser = parse_duration, env = "JOBVAULT_GRACE")]
     grace: Duration,
 }
@@ -172,7 +174,46 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         )),
     };
     match daemon.run(metrics_tx, requests, stop_signal()).await {
-        None | Some(LeaseEnded::Released) => Ok(ExitCode::SUCCESS),
-        Some(ended) => anyhow::bail!("{lease_location} {ended}"),
+        Ending::Stopped(stopped) => stop_outcome(stopped),
+        Ending::Lease(LeaseEnded::Released) => Ok(ExitCode::SUCCESS),
+        Ending::Lease(ended) => anyhow::bail!("{lease_location} {ended}"),
     }
+}
+
+/// Logs how the stop's drain went; exit 0 only if every change committed
+/// before the stop is in the bucket.
+fn stop_outcome(stopped: Stopped) -> anyhow::Result<ExitCode> {
+    match stopped {
+        Stopped::Drained {
+            changes,
+            released: true,
+        } => {
+            info!(
+                drained = changes,
+                "stopped: every change committed before the stop is in the bucket"
+            );
+        }
+        Stopped::Drained {
+            changes,
+            released: false,
+        } => {
+            warn!(
+                drained = changes,
+                "stopped: every change committed before the stop is in the bucket; the grace ran out on other \
+                 work (a snapshot is taken again at the next start), and the lease is left to expire"
+            );
+        }
+        Stopped::GraceOver {
+            changes,
+            left,
+            read_after_stop,
+        } => {
+            let at_least = if read_after_stop { "" } else { "at least " };
+            anyhow::bail!(
+                "the grace ran out: {at_least}{left} changes committed before the stop are not in the \
+                 bucket ({changes} drained); the next start uploads them (a longer --grace gives them time)"
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }

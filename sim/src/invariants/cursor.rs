@@ -1,16 +1,17 @@
 //! Invariant 2: the incremental cursor never moves back, and never past a
 //! job version that is not in the bucket, by sequence or by time, unless
 //! the database records that version as set aside. Once quiet, the count of
-//! rows set aside is the count of rows no job object can hold.
+//! rows set aside is the count of rows no job object can hold. A stop that
+//! says it drained left no change committed before it out of the bucket.
 
 use std::collections::BTreeMap;
 use std::ops::Bound;
 
 use jobvault_core::destination::DestinationId;
-use jobvault_core::{Cursor, JobId, Seq, Timestamp};
+use jobvault_core::{Cursor, JobId, Seq, Stopped, Timestamp};
 
 use super::{Invariant, Observation, Verdicts};
-use crate::world::{Db, Store, World};
+use crate::world::{Db, Held, Store, World};
 
 #[derive(Default)]
 pub struct HonestCursor {
@@ -61,6 +62,48 @@ impl Invariant for HonestCursor {
 /// Version `seq` of job `id` is in the bucket, or recorded as set aside.
 fn accounted(db: &Db, store: &Store, id: &JobId, seq: Seq) -> bool {
     store.covers(id, seq) || db.set_aside.get(id) == Some(&seq)
+}
+
+/// A stop that ends [`Stopped::Drained`] (exit 0) has every job as the
+/// database held it when the stop was asked for in the bucket (or a newer
+/// version), unless no job object can hold that version; one that ends otherwise says so by its exit.
+/// A bucket wiped during the drain excuses it: what it uploaded was there
+/// when it said so.
+pub struct DrainedStop;
+
+impl Invariant for DrainedStop {
+    fn observe(&mut self, seen: &Observation, world: &World, verdicts: &mut Verdicts) {
+        let Observation::Stopped {
+            asked_at,
+            counter,
+            outcome: Stopped::Drained { changes, .. },
+        } = *seen
+        else {
+            return;
+        };
+        if world.wiped_at.is_some_and(|wiped| wiped >= asked_at) {
+            return;
+        }
+        // Each job as the database held it at the stop: its newest change.
+        let at_stop: BTreeMap<&JobId, &Held> = world
+            .db
+            .history
+            .iter()
+            .take_while(|(_, held)| held.seq <= counter)
+            .map(|(id, held)| (id, held))
+            .collect();
+        let missing = at_stop
+            .into_iter()
+            .find(|(id, held)| !held.bad && !world.store.covers(id, held.seq));
+        verdicts.check(missing.is_none(), || {
+            let (id, held) = missing.expect("checked");
+            format!(
+                "a stop asked for at {asked_at} ended drained ({changes} changes), but job {id} \
+                 version {} (the counter stood at {counter}) is not in the bucket",
+                held.seq
+            )
+        });
+    }
 }
 
 /// Once quiet, the holder counts every row no job object can hold, and the

@@ -22,7 +22,7 @@ pub use restore::MAX_CLOCK_ERROR;
 use std::collections::BTreeSet;
 
 use jobvault_core::lease::Holder;
-use jobvault_core::{Command, Config, Cursor, Seq, Timestamp};
+use jobvault_core::{Command, Config, Cursor, Seq, Stopped, Timestamp};
 
 use crate::restore::Restored;
 use crate::world::World;
@@ -81,6 +81,13 @@ pub enum Observation<'a> {
     ImmediateAnswered { id: u64, waiting: bool },
     /// The core exited after a graceful stop with these requests unanswered.
     Exited { unanswered: &'a BTreeSet<u64> },
+    /// A stop asked for at true time `asked_at`, with the database's
+    /// change counter at `counter`, ended so.
+    Stopped {
+        asked_at: Timestamp,
+        counter: Seq,
+        outcome: Stopped,
+    },
     /// A restore of the bucket as it is now, faults or not.
     Restored(&'a Restored),
     /// A restore after the faults stopped and the system quiesced.
@@ -136,6 +143,7 @@ impl Checkers {
             Box::new(restore::NoLostVersion),
             Box::new(cursor::HonestCursor::default()),
             Box::new(cursor::SetAsideCounted),
+            Box::new(cursor::DrainedStop),
             Box::new(process::TriggerAttempts::new(config)),
             Box::new(bucket::NewestWins),
             Box::new(process::Bounds::new(config)),
