@@ -1,13 +1,17 @@
 //! Logs on stderr: text for people, or one JSON object a line for Cloud
-//! Logging, which reads `severity`, `message` and `time` from such a line
-//! (tracing's own JSON says `level`, which Cloud Logging does not read, so
-//! every line would show as the default severity).
+//! Logging, which reads `severity`, `message`, `time` and
+//! `logging.googleapis.com/sourceLocation` from such a line (tracing's own
+//! JSON says `level`, which Cloud Logging does not read, so every line would
+//! show as the default severity). Under JSON every line is an object: the
+//! fatal line, a panic, and an argument error too, which comes before the
+//! arguments are parsed ([`json_requested`]).
 //!
 //! Text logs escape every control character in what they print
 //! ([`OneLine`]): a trigger, job id or path from outside once forged a
 //! whole log line with a newline, or drove the terminal with an escape
 //! sequence. JSON escapes them by itself.
 
+use std::ffi::OsString;
 use std::fmt;
 
 use jobvault_core::escape::OneLine;
@@ -29,6 +33,12 @@ pub fn init(filter: EnvFilter, json: bool) {
         .with_writer(std::io::stderr);
     if json {
         builder.event_format(CloudLoggingJson).init();
+        std::panic::set_hook(Box::new(|panic| {
+            eprintln!(
+                "{}",
+                line("CRITICAL", &format!("jobvault panicked: {panic}"))
+            );
+        }));
     } else {
         builder
             .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
@@ -59,16 +69,44 @@ impl<'writer> FormatFields<'writer> for EscapedFields {
 pub fn fatal(json: bool, error: &str) {
     let message = format!("jobvault: error: {error}");
     if json {
-        let line = serde_json::json!({
-            "severity": "ERROR",
-            "time": clock::now().rfc3339(),
-            "target": "jobvault",
-            "message": message,
-        });
-        eprintln!("{line}");
+        eprintln!("{}", line("ERROR", &message));
     } else {
         eprintln!("{}", OneLine(&message));
     }
+}
+
+/// An argument error as one JSON line of severity ERROR.
+pub fn usage(message: &str) {
+    eprintln!("{}", line("ERROR", message));
+}
+
+/// Whether `--log-format json` (the last one given) or, with none,
+/// `JOBVAULT_LOG_FORMAT=json` asks for JSON: read from the raw arguments,
+/// so that an error in the others is logged as the user asked.
+pub fn json_requested(args: impl IntoIterator<Item = OsString>, env: Option<OsString>) -> bool {
+    let mut asked = None;
+    let mut args = args.into_iter();
+    while let Some(arg) = args.next() {
+        if arg == "--" {
+            break;
+        }
+        if arg == "--log-format" {
+            asked = args.next();
+        } else if let Some(value) = arg.to_str().and_then(|a| a.strip_prefix("--log-format=")) {
+            asked = Some(value.into());
+        }
+    }
+    asked.or(env).is_some_and(|format| format == "json")
+}
+
+/// A JSON line of `severity` with no event behind it.
+fn line(severity: &str, message: &str) -> Value {
+    serde_json::json!({
+        "severity": severity,
+        "time": clock::now().rfc3339(),
+        "target": "jobvault",
+        "message": message,
+    })
 }
 
 /// One JSON object per event: `severity`, `time`, `target`, `message` and
@@ -91,6 +129,16 @@ where
         line.insert("severity".into(), severity(meta.level()).into());
         line.insert("time".into(), clock::now().rfc3339().into());
         line.insert("target".into(), meta.target().into());
+        if let (Some(file), Some(at)) = (meta.file(), meta.line()) {
+            // As Cloud Logging's LogEntrySourceLocation spells it: the line
+            // an int64 in a string.
+            let location = serde_json::json!({
+                "file": file,
+                "line": at.to_string(),
+                "function": meta.module_path().unwrap_or_default(),
+            });
+            line.insert("logging.googleapis.com/sourceLocation".into(), location);
+        }
         event.record(&mut Fields(&mut line));
         writeln!(writer, "{}", Value::Object(line))
     }
@@ -133,5 +181,34 @@ impl Visit for Fields<'_> {
 
     fn record_bool(&mut self, field: &Field, value: bool) {
         self.0.insert(field.name().into(), value.into());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn asked(args: &[&str], env: Option<&str>) -> bool {
+        json_requested(args.iter().map(OsString::from), env.map(OsString::from))
+    }
+
+    #[test]
+    fn the_last_log_format_argument_wins_over_the_environment() {
+        assert!(asked(&["jobvault", "run", "--log-format", "json"], None));
+        assert!(asked(&["jobvault", "--log-format=json", "x"], Some("text")));
+        assert!(!asked(
+            &["jobvault", "--log-format", "json", "--log-format=text"],
+            None
+        ));
+        assert!(!asked(
+            &["jobvault", "run", "--log-format", "text"],
+            Some("json")
+        ));
+        assert!(asked(&["jobvault", "run", "--bogus"], Some("json")));
+        assert!(!asked(&["jobvault", "run"], None));
+        assert!(
+            !asked(&["jobvault", "--", "--log-format", "json"], None),
+            "after --, an argument is a value"
+        );
     }
 }

@@ -16,7 +16,10 @@ use tracing_subscriber::EnvFilter;
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 fn main() -> ExitCode {
-    let cli = cli::Cli::parse();
+    let cli = match cli::Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return argument_error(&e),
+    };
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new(cli.command.default_log_filter()));
     let json = cli.log_format == cli::LogFormat::Json;
@@ -35,4 +38,20 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// clap's answer to the arguments: help and version as clap prints them; an
+/// error as one JSON line (exit 2) if JSON logs were asked for.
+fn argument_error(e: &clap::Error) -> ExitCode {
+    let json = jobvault::logging::json_requested(
+        std::env::args_os(),
+        std::env::var_os("JOBVAULT_LOG_FORMAT"),
+    );
+    if !e.use_stderr() || !json {
+        let _ = e.print();
+        return ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(2));
+    }
+    let usage = e.render().to_string();
+    jobvault::logging::usage(usage.trim_end());
+    ExitCode::from(2)
 }

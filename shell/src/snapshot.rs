@@ -147,7 +147,7 @@ pub async fn carry_out(
                 object = %store.location(&report.object),
                 bytes = report.object_bytes,
                 database_bytes = report.database_bytes,
-                seconds = format_args!("{:.2}", report.elapsed.as_secs_f64()),
+                seconds = (report.elapsed.as_secs_f64() * 100.0).round() / 100.0,
                 "snapshot uploaded"
             );
             Ok(report.object_bytes)

@@ -237,7 +237,11 @@ impl Daemon {
                 );
             }
             let text = fs::read_to_string(&log).ok()?;
-            let start = text.find("metrics=http://")? + "metrics=http://".len();
+            // Text logs say metrics=http://…, JSON ones "metrics":"http://…".
+            let key = ["metrics=http://", r#""metrics":"http://"#]
+                .into_iter()
+                .find(|key| text.contains(key))?;
+            let start = text.find(key)? + key.len();
             let end = start + text[start..].find("/metrics")?;
             text[start..end].parse().ok()
         });

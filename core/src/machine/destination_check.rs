@@ -112,7 +112,7 @@ impl DestinationCheck {
                 if self.failures == 1 {
                     error!(error = %failure, "cannot read the destination marker; retrying");
                 } else {
-                    warn!(error = %failure, retry_in = ?wait, "cannot read the destination marker yet");
+                    warn!(error = %failure, retry_in_seconds = wait.as_secs_f64(), "cannot read the destination marker yet");
                 }
                 Ok(None)
             }

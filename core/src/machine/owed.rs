@@ -91,7 +91,7 @@ impl OwedSnapshot {
             .saturating_mul(1 << (self.failures - 1).min(10))
             .min(LONGEST_WAIT);
         self.not_before = Some(now + wait);
-        error!(snapshot = owed.base_name(), error = %failure, retry_in = ?wait, "the snapshot taken at start failed; retrying");
+        error!(snapshot = owed.base_name(), error = %failure, retry_in_seconds = wait.as_secs_f64(), "the snapshot taken at start failed; retrying");
     }
 
     /// At each step: a record that failed is made again.

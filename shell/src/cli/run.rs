@@ -146,7 +146,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         db = %db_path.display(),
         bucket = %store.url(),
         triggers = %triggers.path().display(),
-        interval = ?args.interval,
+        interval_seconds = args.interval.as_secs_f64(),
         metrics = %format!("http://{metrics_addr}/metrics"),
         control = %control.as_ref().map_or(Cow::Borrowed("none"), |c| c.path().to_string_lossy()),
         "jobvault running"
