@@ -72,7 +72,10 @@ const CURSOR_DESTINATION: &str = "cursor_destination";
 /// What went wrong with the job database. Every variant names the file.
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
-    #[error("job database {path} does not exist")]
+    #[error(
+        "job database {path} does not exist: `jobvault init --db {path}` creates one, \
+         `jobvault restore --to {path}` brings one back from the bucket"
+    )]
     Missing { path: PathBuf },
     #[error("job database {path}: {source}")]
     Sqlite {
