@@ -7,7 +7,7 @@ use jobvault_core::destination::{DestinationId, DestinationMarker};
 use jobvault_core::lease::{FoundLease, Holder, Lease, LeaseEnded, LeaseMachine, LeaseState};
 use jobvault_core::machine::{
     ChangeBatch, FIRST_RETRY, FoundDestination, JobUpload, ListedObject, Owed, Pruned,
-    REFUSED_RETRY, RowId, SnapshotOrder, SnapshotReason, Unreadable, trigger_retry_wait,
+    REFUSED_RETRY, RowId, Schedule, SnapshotOrder, SnapshotReason, Unreadable, trigger_retry_wait,
 };
 use jobvault_core::trigger::TriggerFile;
 use jobvault_core::{
@@ -1676,4 +1676,63 @@ fn a_deletion_no_object_could_hold_is_passed_and_not_recorded() {
     };
     assert_eq!((new.seq, set_aside.len()), (11, 0));
     assert_eq!(h.backup.metrics().jobs_set_aside, 0);
+}
+
+// ---------------------------------------------------------------- schedule
+
+/// `--snapshot-at 03:00`: START is 22:04, and the newest snapshot is from
+/// 02:00, so today's is due once the first listing says so; a failure is
+/// retried as a trigger's is.
+#[test]
+fn a_scheduled_snapshot_is_taken_once_listed_due_and_retried_as_a_trigger_is() {
+    let scheduled = Config {
+        schedule: Schedule {
+            daily_at: Some(3 * 3600),
+            every: None,
+        },
+        ..config()
+    };
+    let mut h = Harness::with(scheduled, stored_cursor());
+    start_with_empty_feed(&mut h);
+    h.input(Input::TriggersScanned(Ok(vec![])));
+    let commands = h.input(Input::SnapshotsListed(Ok(vec![ListedObject {
+        name: "db-backup/2016/11/16/nightly.bdb".to_owned(),
+        updated: Timestamp::parse_rfc3339("2016-11-16T02:00:00Z").unwrap(),
+        size: 1,
+        generation: None,
+    }])));
+    assert!(
+        snapshot(&commands).is_none(),
+        "listing alone starts nothing"
+    );
+    let first = snapshot(&h.step()).expect("the step after the listing takes it");
+    let due = Timestamp::parse_rfc3339("2016-11-16T03:00:00Z").unwrap();
+    assert_eq!(first.reason, SnapshotReason::Scheduled { due, attempt: 1 });
+    assert!(first.object.contains("/scheduled-"), "{}", first.object);
+    h.input(Input::SnapshotTaken {
+        object: first.object,
+        result: Err(failure("503")),
+    });
+    let wait = trigger_retry_wait(config().interval);
+    let mut retried = None;
+    let mut waited = Duration::ZERO;
+    while retried.is_none() {
+        retried = snapshot(&h.step());
+        waited += Duration::from_secs(10);
+        h.input(Input::TriggersScanned(Ok(vec![])));
+    }
+    assert!(waited >= wait, "retried after {waited:?}");
+    let second = retried.unwrap();
+    assert_eq!(second.reason, SnapshotReason::Scheduled { due, attempt: 2 });
+    h.input(Input::SnapshotTaken {
+        object: second.object,
+        result: Ok(1),
+    });
+    for _ in 0..20 {
+        assert!(
+            snapshot(&h.step()).is_none(),
+            "a landed snapshot meets the schedule"
+        );
+        h.input(Input::TriggersScanned(Ok(vec![])));
+    }
 }

@@ -163,10 +163,20 @@ impl Simulation {
                 (Op::Quarantine { name }, self.dir_fate(), db_latency)
             }
             Command::TakeSnapshot(order) => {
-                if let SnapshotReason::Trigger { name, .. } = &order.reason {
+                let process = (node, self.nodes[node].process.generation);
+                // A scheduled snapshot's attempts are counted per process
+                // and due instant: a restart is a new chance.
+                let trigger = match &order.reason {
+                    SnapshotReason::Trigger { name, .. } => Some(name.clone()),
+                    SnapshotReason::Scheduled { due, .. } => {
+                        Some(format!("scheduled for {due} by {process:?}"))
+                    }
+                    _ => None,
+                };
+                if let Some(trigger) = &trigger {
                     let attempt = Observation::TriggerAttempt {
-                        trigger: name,
-                        process: (node, self.nodes[node].process.generation),
+                        trigger,
+                        process,
                         local: self.local_now(node),
                     };
                     self.checkers.observe(attempt, &self.world);

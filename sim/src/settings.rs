@@ -4,6 +4,7 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+use jobvault_core::machine::Schedule;
 use jobvault_core::{Config, Timestamp};
 
 use crate::faults::{FaultKind, FaultPlan};
@@ -51,6 +52,7 @@ impl Settings {
             max_pending,
             max_pending_bytes: draw_memory(&mut crate::rng::stream(seed, "memory")),
             keep: history.keep,
+            schedule: draw_schedule(&mut crate::rng::stream(seed, "schedule")),
             ..Config::default()
         };
         let topology = draw_topology(&mut crate::rng::stream(seed, "topology"));
@@ -89,6 +91,27 @@ fn draw_topology(rng: &mut fastrand::Rng) -> Topology {
         },
         _ => Topology::TwoOnHost {
             second_start: in_day(rng),
+        },
+    }
+}
+
+/// A third of the seeds schedule snapshots in the core, daily at a random
+/// minute, every 1 to 8 hours, or both; the systemd timer drops its trigger
+/// files in every seed.
+fn draw_schedule(rng: &mut fastrand::Rng) -> Schedule {
+    match rng.u8(0..6) {
+        0 => Schedule {
+            daily_at: Some(rng.u32(0..1440) * 60),
+            every: None,
+        },
+        1 => Schedule {
+            daily_at: None,
+            every: Some(Duration::from_secs(rng.u64(1..=8) * 3600)),
+        },
+        _ if rng.bool() => Schedule::default(),
+        _ => Schedule {
+            daily_at: Some(rng.u32(0..1440) * 60),
+            every: Some(Duration::from_secs(rng.u64(1..=8) * 3600)),
         },
     }
 }

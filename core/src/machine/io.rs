@@ -106,6 +106,9 @@ pub enum SnapshotReason {
     Trigger { name: String, attempt: u32 },
     /// Someone asked for a backup now: request `id`.
     Immediate { id: u64 },
+    /// Attempt number `attempt` (from 1) at the snapshot the schedule made
+    /// due at `due` ([`super::Schedule`]).
+    Scheduled { due: Timestamp, attempt: u32 },
     /// The machine owes the destination a snapshot ([`Owed`]).
     Owed(Owed),
 }

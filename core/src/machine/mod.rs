@@ -14,6 +14,7 @@ mod io;
 mod metrics;
 mod owed;
 mod retention;
+mod schedule;
 mod set_aside;
 mod snapshots;
 
@@ -30,6 +31,7 @@ pub use io::{
     SnapshotOrder, SnapshotReason,
 };
 pub use metrics::{Metrics, PerKind};
+pub use schedule::{NotATimeOfDay, Schedule, parse_time_of_day};
 pub use set_aside::{RowId, Unreadable};
 pub use snapshots::{immediate_base_name, plan_snapshot, trigger_retry_wait};
 
@@ -61,6 +63,8 @@ pub struct Config {
     pub listing_interval: Duration,
     /// Prune what no restore to this far back needs; `None`: never prune.
     pub keep: Option<Duration>,
+    /// Snapshots taken with no trigger file; the default schedules none.
+    pub schedule: Schedule,
 }
 
 impl Default for Config {
@@ -72,6 +76,7 @@ impl Default for Config {
             max_pending_bytes: 64 << 20,
             listing_interval: Duration::from_secs(600),
             keep: None,
+            schedule: Schedule::default(),
         }
     }
 }
@@ -168,7 +173,7 @@ impl Backup {
     /// step is due at `now`.
     pub fn new(config: Config, stored: Cursor, now: Timestamp) -> Self {
         let incremental = Incremental::new(stored, &config);
-        let snapshots = Snapshots::new(config.interval);
+        let snapshots = Snapshots::new(config.interval, config.schedule);
         Backup {
             retention: Retention::new(config.keep),
             destination: DestinationCheck::new(None),
@@ -604,6 +609,7 @@ impl Backup {
                     self.owe_first_once_known();
                 }
                 self.listed_once = true;
+                self.snapshots.listed();
                 self.metrics.last_snapshot = self.metrics.last_snapshot.max(self.ledger.newest());
                 self.metrics.snapshots_last_24h = self.ledger.count_last_24h(now);
             }

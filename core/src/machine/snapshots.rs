@@ -1,4 +1,5 @@
-//! Full snapshots, from trigger files or on request.
+//! Full snapshots: from trigger files, on request, owed, or on a schedule
+//! ([`super::schedule`]).
 //!
 //! One snapshot runs at a time. A trigger is served in three steps, each a
 //! command: record the attempt in the trigger file, take the snapshot, delete
@@ -13,6 +14,7 @@ use tracing::{debug, error, info};
 use super::Context;
 use super::io::{Command, Failure, FailureKind, SnapshotOrder, SnapshotReason};
 use super::owed::OwedSnapshot;
+use super::schedule::{Attempts, Schedule};
 use crate::job_id::InvalidName;
 use crate::object_name::{Framing, ObjectKind, snapshot_object};
 use crate::timestamp::Timestamp;
@@ -88,6 +90,11 @@ pub(crate) struct Snapshots {
     retry_at: BTreeMap<String, Timestamp>,
     /// The wait after a first failed attempt ([`trigger_retry_wait`]).
     retry_wait: Duration,
+    schedule: Schedule,
+    /// The attempts at the schedule's last due instant.
+    scheduled: Option<Attempts>,
+    /// The first listing is in: the newest snapshot is known.
+    listed: bool,
 }
 
 /// How long a trigger waits after its first failed attempt, for a daemon
@@ -103,11 +110,18 @@ pub fn trigger_retry_wait(interval: Duration) -> Duration {
 const MAX_DOUBLINGS: u32 = 4;
 
 impl Snapshots {
-    pub fn new(interval: Duration) -> Self {
+    pub fn new(interval: Duration, schedule: Schedule) -> Self {
         Snapshots {
             retry_wait: trigger_retry_wait(interval),
+            schedule,
             ..Snapshots::default()
         }
+    }
+
+    /// The bucket's snapshots were listed once: the newest is known, and
+    /// with it whether the schedule is due.
+    pub fn listed(&mut self) {
+        self.listed = true;
     }
 
     /// When a trigger whose attempt `attempt` failed at `now` may be tried
@@ -158,7 +172,7 @@ impl Snapshots {
             return;
         }
         self.owed.tick(cx.out);
-        if !self.start_owed(cx) && !self.start_immediate(cx) {
+        if !self.start_owed(cx) && !self.start_scheduled(cx) && !self.start_immediate(cx) {
             self.stage = Stage::Scanning;
             cx.out.push_back(Command::ScanTriggers);
         }
@@ -326,6 +340,21 @@ impl Snapshots {
                     result,
                 });
             }
+            SnapshotReason::Scheduled { due, attempt } => {
+                let retry_at = self.retry_time(cx.now, attempt);
+                match (&result, &mut self.scheduled) {
+                    (Ok(_), _) => self.scheduled = None,
+                    (Err(_), Some(attempts)) if attempts.due == due => {
+                        if attempt >= RETRY_COUNT {
+                            error!(due = %due, attempts = attempt, "scheduled snapshot failed {attempt} times; retries exhausted until the next due time");
+                        } else {
+                            info!(due = %due, attempt, retry_at = %retry_at, "the next attempt waits");
+                            attempts.retry_at = Some(retry_at);
+                        }
+                    }
+                    (Err(_), _) => {}
+                }
+            }
             SnapshotReason::Owed(_) => {
                 if let Err(failure) = &result {
                     self.owed.failed(cx.now, failure);
@@ -397,7 +426,7 @@ impl Snapshots {
     /// Starts what waits, if the stage is idle: an owed snapshot that is
     /// due, else a requested one.
     pub fn start_next(&mut self, cx: &mut Context) {
-        if !self.start_owed(cx) {
+        if !self.start_owed(cx) && !self.start_scheduled(cx) {
             self.start_immediate(cx);
         }
     }
@@ -412,6 +441,36 @@ impl Snapshots {
         };
         let basename = immediate_base_name(owed.base_name(), cx.now);
         self.take_snapshot(cx, &basename, SnapshotReason::Owed(owed))
+    }
+
+    /// Starts the snapshot the schedule makes due, if the stage is idle
+    /// and the attempts at its due instant allow.
+    fn start_scheduled(&mut self, cx: &mut Context) -> bool {
+        if self.stopping || !self.listed || !matches!(self.stage, Stage::Idle) {
+            return false;
+        }
+        let Some(due) = self.schedule.due(cx.now, cx.metrics.last_snapshot) else {
+            self.scheduled = None;
+            return false;
+        };
+        let attempts = self.scheduled.filter(|a| a.due == due).unwrap_or(Attempts {
+            due,
+            made: 0,
+            retry_at: None,
+        });
+        self.scheduled = Some(attempts);
+        if !attempts.may_try(cx.now) {
+            return false;
+        }
+        let attempt = attempts.made + 1;
+        self.scheduled = Some(Attempts {
+            made: attempt,
+            retry_at: None,
+            ..attempts
+        });
+        info!(due = %due, attempt, "starting scheduled snapshot");
+        let basename = immediate_base_name("scheduled", cx.now);
+        self.take_snapshot(cx, &basename, SnapshotReason::Scheduled { due, attempt })
     }
 
     /// Starts a requested immediate snapshot if the stage is idle.

@@ -19,6 +19,7 @@ use jobvault::metrics::{self, UploadTimes};
 use jobvault::store::Store;
 use jobvault::triggers::TriggerDir;
 use jobvault_core::lease::{LEASE_OBJECT, LeaseEnded, LeaseMachine};
+use jobvault_core::machine::{Schedule, parse_time_of_day};
 use jobvault_core::{Config, Metrics, Stopped};
 use tokio::sync::{mpsc, watch};
 use tracing::{error, info, warn};
@@ -59,6 +60,13 @@ pub struct RunArgs {
     /// snapshot (as `jobvault prune --keep` does); `off` never deletes.
     #[arg(long, value_name = "DURATION", default_value = "30d", value_parser = parse_keep, env = "JOBVAULT_KEEP")]
     keep: Keep,
+    /// Take a snapshot every day at this time, UTC (HH:MM), with no trigger
+    /// file; a time missed while the daemon was down is made up at start.
+    #[arg(long, value_name = "HH:MM", value_parser = parse_snapshot_at, env = "JOBVAULT_SNAPSHOT_AT")]
+    snapshot_at: Option<u32>,
+    /// Take a snapshot once the newest is this old, with no trigger file.
+    #[arg(long, value_name = "DURATION", value_parser = parse_snapshot_every, env = "JOBVAULT_SNAPSHOT_EVERY")]
+    snapshot_every: Option<Duration>,
     /// After SIGTERM or SIGINT, how long the daemon has to upload every
     /// change committed before the signal; if that is not enough it says how
     /// many are left and exits 1.
@@ -146,6 +154,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         db = %db_path.display(),
         bucket = %store.url(),
         triggers = %triggers.path().display(),
+        schedule = %schedule_text(args.snapshot_at, args.snapshot_every),
         interval_seconds = args.interval.as_secs_f64(),
         metrics = %format!("http://{metrics_addr}/metrics"),
         control = %control.as_ref().map_or(Cow::Borrowed("none"), |c| c.path().to_string_lossy()),
@@ -161,6 +170,10 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             interval: args.interval,
             concurrency: usize::from(args.concurrency),
             keep: args.keep.0,
+            schedule: Schedule {
+                daily_at: args.snapshot_at,
+                every: args.snapshot_every,
+            },
             ..Config::default()
         },
         grace: args.grace,
@@ -178,6 +191,32 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         Ending::Lease(LeaseEnded::Released) => Ok(ExitCode::SUCCESS),
         Ending::Lease(ended) => anyhow::bail!("{lease_location} {ended}"),
     }
+}
+
+/// The schedule in a few words, for the start's log line.
+fn schedule_text(at: Option<u32>, every: Option<Duration>) -> String {
+    let at = at.map(|s| format!("daily at {:02}:{:02} UTC", s / 3600, s % 3600 / 60));
+    let every = every.map(|d| format!("every {}", humantime::format_duration(d)));
+    let parts: Vec<String> = [at, every].into_iter().flatten().collect();
+    if parts.is_empty() {
+        "trigger files only".to_owned()
+    } else {
+        parts.join(", ")
+    }
+}
+
+fn parse_snapshot_at(text: &str) -> Result<u32, String> {
+    parse_time_of_day(text).map_err(|e| e.to_string())
+}
+
+/// Under a minute, a large database's snapshot would not finish before the
+/// next was due.
+fn parse_snapshot_every(text: &str) -> Result<Duration, String> {
+    let every = parse_duration(text)?;
+    if every < Duration::from_secs(60) {
+        return Err(format!("`{text}` is under the floor of 1min"));
+    }
+    Ok(every)
 }
 
 /// Logs how the stop's drain went; exit 0 only if every change committed
