@@ -35,7 +35,11 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             jobvault::logging::fatal(json, &format!("{e:#}"));
-            ExitCode::FAILURE
+            if e.is::<cli::status::Unreadable>() {
+                ExitCode::from(4)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }

@@ -6,7 +6,8 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use jobvault_tests::{
-    Daemon, Emulator, StoreReader, Workspace, bodies, gauge, jobvault, runtime, stderr, stdout,
+    Daemon, Emulator, StoreReader, Workspace, bodies, eventually, gauge, jobvault, runtime, stderr,
+    stdout,
 };
 use serde_json::json;
 
@@ -64,11 +65,14 @@ fn a_fresh_install_has_a_snapshot_at_once() {
             .contains(&"jobvault-destination.json".to_owned()),
         "the marker is written"
     );
-    let status = jobvault(Some(&emulator.endpoint()))
-        .args(["status", "--bucket", &url])
-        .output()
-        .unwrap();
-    assert!(status.status.success(), "{}", stderr(&status));
+    // Healthy (exit 0) once the lease says the daemon caught up.
+    let status = eventually("status to report healthy", Duration::from_secs(30), || {
+        let status = jobvault(Some(&emulator.endpoint()))
+            .args(["status", "--bucket", &url])
+            .output()
+            .unwrap();
+        status.status.success().then_some(status)
+    });
     let said = stdout(&status);
     assert!(
         !said.contains("no snapshot") && said.contains("/new-destination-"),

@@ -48,9 +48,26 @@ fn status_of_an_empty_bucket_says_there_is_no_snapshot() {
         .args(["status", "--bucket", &format!("gs://{bucket}")])
         .output()
         .unwrap();
-    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(output.status.code(), Some(1), "no backup is a warning");
     let text = stdout(&output).replace(&bucket, "[BUCKET]");
     insta::assert_snapshot!(text);
+}
+
+/// A script tells a report with warnings (1) from a bucket it could not
+/// read (4).
+#[test]
+fn status_of_a_bucket_that_cannot_be_read_exits_4_naming_it() {
+    let emulator = Emulator::shared();
+    let output = jobvault(Some(&emulator.endpoint()))
+        .args(["status", "--bucket", "gs://no-such-bucket-for-status"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(4), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("no-such-bucket-for-status"),
+        "{}",
+        stderr(&output)
+    );
 }
 
 #[test]
@@ -74,13 +91,19 @@ fn status_of_a_stale_bucket_warns() {
         .args(["status", "--bucket", &url])
         .output()
         .unwrap();
-    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "warnings: {}",
+        stderr(&output)
+    );
     insta::assert_snapshot!(redact(&stdout(&output), dir.path()));
 
     let json = jobvault(None)
         .args(["status", "--bucket", &url, "--json"])
         .output()
         .unwrap();
+    assert_eq!(json.status.code(), Some(1));
     let json: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
     assert_eq!(json["snapshots_last_24h"], 0);
     assert_eq!(json["warnings"].as_array().unwrap().len(), 2);

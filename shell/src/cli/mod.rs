@@ -12,7 +12,7 @@ mod restore;
 mod retrieve;
 mod run;
 mod snapshots;
-mod status;
+pub(crate) mod status;
 mod trigger;
 mod verify;
 
