@@ -37,7 +37,8 @@ impl ToFailure for DbError {
             DbError::CursorChanged { .. } => FailureKind::Conflict,
             DbError::Refused { .. }
             | DbError::UpgradeRefused { .. }
-            | DbError::NewerSchema { .. } => FailureKind::Rejected,
+            | DbError::NewerSchema { .. }
+            | DbError::ForeignJobs { .. } => FailureKind::Rejected,
             DbError::Sqlite { source, .. } => sqlite_kind(source),
         }
     }

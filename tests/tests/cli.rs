@@ -91,6 +91,23 @@ fn a_missing_or_unreadable_database_is_named() {
         .unwrap();
     assert_runtime_error(&output, "file is not a database");
     assert!(stderr(&output).contains(&garbage.display().to_string()));
+
+    // Another program's `jobs` table: refused in one line naming what it
+    // holds, and left as it was.
+    let foreign = workspace.path().join("foreign.db");
+    jobvault_tests::writers::sqlite3(&foreign, "CREATE TABLE jobs (name TEXT, owner TEXT);");
+    let output = jobvault(None)
+        .args(["init", "--db"])
+        .arg(&foreign)
+        .output()
+        .unwrap();
+    assert_runtime_error(
+        &output,
+        "has a `jobs` table that is not jobvault's (columns: name, owner",
+    );
+    assert_eq!(stderr(&output).lines().count(), 1, "{}", stderr(&output));
+    let tables = jobvault_tests::writers::sqlite3(&foreign, ".tables");
+    assert_eq!(tables.split_whitespace().collect::<Vec<_>>(), ["jobs"]);
 }
 
 #[test]

@@ -107,6 +107,12 @@ pub enum DbError {
          (up to {CURRENT_VERSION}); use a newer jobvault"
     )]
     NewerSchema { path: PathBuf, version: u32 },
+    #[error(
+        "job database {path} has a `jobs` table that is not jobvault's (columns: {columns}; no \
+         `meta` table): jobvault changes nothing in it; point --db at the scheduler's database or at \
+         a new file"
+    )]
+    ForeignJobs { path: PathBuf, columns: String },
 }
 
 /// What [`JobDb::upgrade`] did: the schema version before and after.
@@ -184,6 +190,12 @@ impl JobDb {
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(sqlite)?;
+        if let Some(columns) = schema::foreign_jobs(&tx).map_err(sqlite)? {
+            return Err(DbError::ForeignJobs {
+                path: self.path.clone(),
+                columns,
+            });
+        }
         let from = schema::version(&tx).map_err(sqlite)?;
         if from > CURRENT_VERSION {
             return Err(DbError::NewerSchema {

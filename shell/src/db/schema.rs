@@ -197,6 +197,25 @@ const ID_CANNOT_CHANGE: &str = "
     END;
 ";
 
+/// The columns of a `jobs` table that is not jobvault's: every release of
+/// jobvault has kept a `meta` table beside its `jobs`.
+pub(super) fn foreign_jobs(conn: &Connection) -> rusqlite::Result<Option<String>> {
+    let tables: Vec<String> = conn
+        .prepare(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name IN ('jobs', 'meta')",
+        )?
+        .query_map([], |row| row.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    if tables != ["jobs"] {
+        return Ok(None);
+    }
+    let columns: Vec<String> = conn
+        .prepare("SELECT name FROM pragma_table_info('jobs')")?
+        .query_map([], |row| row.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    Ok(Some(columns.join(", ")))
+}
+
 /// The version of the schema in `conn`: 0 for an empty database, 1 for the
 /// first release's.
 pub(super) fn version(conn: &Connection) -> rusqlite::Result<u32> {
