@@ -22,6 +22,8 @@ const DAY: Duration = Duration::from_secs(86_400);
 pub struct Check {
     pub what: String,
     pub result: Result<String, String>,
+    /// Passed, but something a user will miss later is off.
+    pub warning: bool,
 }
 
 impl Check {
@@ -29,6 +31,15 @@ impl Check {
         Check {
             what: what.into(),
             result,
+            warning: false,
+        }
+    }
+
+    /// A check that passes with a warning: `detail` says what is missed.
+    pub(crate) fn warning(what: impl Into<String>, detail: String) -> Self {
+        Check {
+            warning: true,
+            ..Check::new(what, Ok(detail))
         }
     }
 }

@@ -68,7 +68,22 @@ fn a_good_setup_passes_every_check_and_leaves_nothing_behind() {
         ]
     );
     assert!(stdout(&output).contains("credentials: none: anonymous, to the emulator at"));
-    assert!(stdout(&output).ends_with("all 11 checks passed\n"));
+    // The emulator's bucket has versioning off: a warning, not `ok`, that
+    // says what `restore --at` then lacks.
+    assert!(
+        stdout(&output).ends_with("all 11 checks passed, 1 with a warning\n"),
+        "{}",
+        stdout(&output)
+    );
+    let versioning = stdout(&output)
+        .lines()
+        .find(|line| line.contains("object versioning"))
+        .unwrap()
+        .to_owned();
+    assert!(
+        versioning.starts_with("WARN ") && versioning.contains("restore --at"),
+        "{versioning}"
+    );
     let reader = StoreReader::connect(&format!("gs://{bucket}"), Some(&emulator.endpoint()));
     assert_eq!(reader.names(""), Vec::<String>::new(), "the probe is gone");
     assert!(

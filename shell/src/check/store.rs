@@ -6,7 +6,7 @@ use jobvault_core::object_name::Framing;
 use jobvault_core::restore_plan::RESTORE_CLOCK_ALLOWANCE;
 
 use crate::small_object::{gzip, json_of};
-use crate::store::Store;
+use crate::store::{BucketUrl, Store};
 use crate::verify::Check;
 
 /// The largest clock difference with the store this check passes. A restore
@@ -131,7 +131,16 @@ async fn versioning(store: &Store) -> Check {
     let result = match store.versioning().await {
         Ok(Some(true)) => Ok("on: noncurrent versions are kept".to_owned()),
         Ok(Some(false)) => {
-            Ok("off: the bucket keeps only the newest version of each object".to_owned())
+            let bucket = match store.url() {
+                BucketUrl::Gcs { bucket, .. } => bucket.as_str(),
+                BucketUrl::File { .. } => "BUCKET",
+            };
+            let detail = format!(
+                "off: the bucket keeps only the newest version of each object, so `restore --at` \
+                 can give only the newest state; `gcloud storage buckets update gs://{bucket} \
+                 --versioning` turns it on"
+            );
+            return Check::warning("object versioning", detail);
         }
         Ok(None) => Ok("not applicable: a local directory".to_owned()),
         Err(e) => Err(e.to_string()),
