@@ -13,16 +13,16 @@ use crate::store::Store;
 /// What a retrieval found.
 #[derive(Debug)]
 pub struct Retrieval {
-    /// The newest version of each job, sorted by job id; none of a job whose
-    /// newest change deleted it.
+    /// The newest change to each job, sorted by job id: a tombstone (no
+    /// body) for a job whose newest change deleted it.
     pub jobs: Vec<Envelope>,
     /// Objects skipped as corrupt (with [`OnCorrupt::Skip`]), each with its
     /// location and why.
     pub skipped: Vec<String>,
 }
 
-/// Retrieves the newest version of every job uploaded at or after `since`,
-/// leaving out jobs deleted since.
+/// Retrieves the newest change to every job uploaded at or after `since`:
+/// its newest version, or its deletion.
 /// A corrupt object fails the retrieval, naming it, unless skipped.
 pub async fn retrieve(
     store: &Store,
@@ -41,7 +41,7 @@ pub async fn retrieve(
     driver.drive(&mut search).await?;
     let found = search.finish();
     Ok(Retrieval {
-        jobs: found.living().cloned().collect(),
+        jobs: found.jobs,
         skipped: found
             .skipped
             .into_iter()

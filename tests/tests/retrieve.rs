@@ -86,6 +86,56 @@ fn retrieve_returns_the_newest_version_of_each_job_across_day_folders() {
         version("a", 9).body().unwrap(),
         "the body comes back byte for byte, with the field jobvault does not know"
     );
+    assert!(
+        stderr(&output).contains("deleted jobs left out: 1 (--deleted prints them)"),
+        "{}",
+        stderr(&output)
+    );
+
+    let output = retrieve(&emulator.endpoint(), &url, days_ago(2), &["--deleted"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let lines: Vec<serde_json::Value> = stdout(&output)
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    let ids: Vec<&str> = lines.iter().map(|l| l["id"].as_str().unwrap()).collect();
+    assert_eq!(
+        ids,
+        ["a", "b", "c", "d", "f"],
+        "in id order, the deletion too"
+    );
+    assert_eq!(lines[3]["deleted"], true);
+    assert_eq!(lines[3]["modified"], deletion("d", 6).modified.rfc3339());
+}
+
+/// `--since 2h`: a duration ago, as well as RFC 3339.
+#[test]
+fn since_takes_a_duration_ago() {
+    let emulator = Emulator::shared();
+    let url = format!("gs://{}", emulator.new_bucket("since-ago"));
+    let reader = StoreReader::connect(&url, Some(&emulator.endpoint()));
+    let now = jobvault::clock::now();
+    reader.put_job(now - DAY * 2, &version("old", 1));
+    reader.put_job(now, &version("new", 2));
+    let output = jobvault(Some(&emulator.endpoint()))
+        .args(["retrieve", "--bucket", &url, "--since", "1d"])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(
+        retrieved(&output),
+        [("new".to_owned(), "new version 2".to_owned())]
+    );
+    let output = jobvault(Some(&emulator.endpoint()))
+        .args(["retrieve", "--bucket", &url, "--since", "yesterday"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stderr(&output).contains("neither an RFC 3339 time"),
+        "{}",
+        stderr(&output)
+    );
 }
 
 #[test]

@@ -8,6 +8,8 @@
 
 use std::time::Duration;
 
+use jobvault_core::Timestamp;
+
 /// The units a duration may use, and what each is worth in seconds
 /// (milliseconds are handled on their own).
 const UNITS: &[(&[&str], u64)] = &[
@@ -94,6 +96,20 @@ pub fn parse_keep(text: &str) -> Result<Keep, String> {
 }
 
 /// How often the daemon looks: 100 ms at least.
+/// Reads an instant: RFC 3339 (`2026-11-25T03:00:00Z`), or a duration
+/// ago (`2h`, `1d12h`), from now.
+pub fn parse_instant(text: &str) -> Result<Timestamp, String> {
+    if let Ok(at) = Timestamp::parse_rfc3339(text) {
+        return Ok(at);
+    }
+    let ago = parse_duration(text).map_err(|why| {
+        format!(
+            "`{text}` is neither an RFC 3339 time (2026-11-25T03:00:00Z) nor a duration ago ({why})"
+        )
+    })?;
+    Ok(jobvault::clock::now().saturating_sub(ago))
+}
+
 pub fn parse_interval(text: &str) -> Result<Duration, String> {
     let interval = parse_duration(text)?;
     if interval < Duration::from_millis(100) {

@@ -11,6 +11,7 @@ use jobvault::restore::{RestoreError, RestoreFrom, RestoreOptions, restore as re
 use jobvault::store::Store;
 use jobvault_core::Timestamp;
 
+use super::duration::parse_instant;
 use super::{BucketArg, ReadArgs, on_corrupt, until_signal};
 
 /// Rebuild the job database from the bucket: the newest snapshot, then every
@@ -39,9 +40,10 @@ pub struct RestoreArgs {
     #[arg(long)]
     skip_corrupt: bool,
     /// Restore the database as it was at this instant (RFC 3339, e.g.
-    /// 2026-11-30T13:59:00Z) rather than its newest state. Needs object
-    /// versioning on the bucket for any instant before the newest upload.
-    #[arg(long, value_name = "RFC3339", conflicts_with = "snapshot")]
+    /// 2026-11-30T13:59:00Z, or a duration ago: 2h, 1d) rather than its
+    /// newest state. Needs object versioning on the bucket for any instant
+    /// before the newest upload.
+    #[arg(long, value_name = "TIME", value_parser = parse_instant, conflicts_with = "snapshot")]
     at: Option<Timestamp>,
     /// Start from this snapshot (a name `jobvault snapshots` lists, e.g.
     /// db-backup/2026/12/04/nightly.bdb, or its full location) rather than

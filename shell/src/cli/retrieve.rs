@@ -1,5 +1,6 @@
 //! `jobvault retrieve`: the newest version of every job since a time.
 
+use std::io::{self, Write};
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -9,8 +10,9 @@ use jobvault::nothing::{NOTHING_FOUND_EXIT, NothingFound, holds_backups};
 use jobvault::progress;
 use jobvault::retrieve::retrieve as retrieve_jobs;
 use jobvault::store::Store;
-use jobvault_core::Timestamp;
+use jobvault_core::{Envelope, Timestamp};
 
+use super::duration::parse_instant;
 use super::{BucketArg, ReadArgs, on_corrupt, print_bodies, unless_missing};
 
 /// Print the newest version of every job uploaded since a time, as JSON
@@ -19,12 +21,18 @@ use super::{BucketArg, ReadArgs, on_corrupt, print_bodies, unless_missing};
 pub struct RetrieveArgs {
     #[command(flatten)]
     bucket: BucketArg,
-    /// Jobs uploaded at or after this time (RFC 3339, e.g. 2026-11-25T03:00:00Z).
-    #[arg(long, value_name = "RFC3339")]
+    /// Jobs uploaded at or after this time: RFC 3339 (2026-11-25T03:00:00Z)
+    /// or a duration ago (2h, 1d). Jobs deleted since are left out unless
+    /// --deleted is given.
+    #[arg(long, value_name = "TIME", value_parser = parse_instant)]
     since: Timestamp,
     /// Warn about corrupt objects and go on, instead of failing.
     #[arg(long)]
     skip_corrupt: bool,
+    /// Also print each job deleted since, as {"id": ..., "deleted": true,
+    /// "modified": ...}, in id order with the others.
+    #[arg(long)]
+    deleted: bool,
     #[command(flatten)]
     reads: ReadArgs,
 }
@@ -56,7 +64,15 @@ pub async fn retrieve(args: RetrieveArgs) -> anyhow::Result<ExitCode> {
         eprintln!("jobvault: error: {nothing}");
         return Ok(ExitCode::from(NOTHING_FOUND_EXIT));
     }
-    print_bodies(&retrieval.jobs)?;
+    let deleted = retrieval.jobs.iter().filter(|j| j.body().is_none()).count();
+    if args.deleted {
+        print_changes(&retrieval.jobs)?;
+    } else {
+        print_bodies(&retrieval.jobs)?;
+        if deleted > 0 {
+            eprintln!("jobvault: deleted jobs left out: {deleted} (--deleted prints them)");
+        }
+    }
     for skipped in &retrieval.skipped {
         eprintln!("jobvault: warning: skipped corrupt object {skipped}");
     }
@@ -67,4 +83,26 @@ pub async fn retrieve(args: RetrieveArgs) -> anyhow::Result<ExitCode> {
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Every job's newest change, one JSON line each in id order: its body, or
+/// for a deletion a line that says so.
+fn print_changes(jobs: &[Envelope]) -> anyhow::Result<()> {
+    let mut out = io::BufWriter::new(io::stdout().lock());
+    for job in jobs {
+        match job.body() {
+            Some(body) => writeln!(out, "{}", body.replace(['\n', '\r'], " "))?,
+            None => writeln!(
+                out,
+                "{}",
+                serde_json::json!({
+                    "id": job.id.as_str(),
+                    "deleted": true,
+                    "modified": job.modified.rfc3339(),
+                })
+            )?,
+        }
+    }
+    out.flush()?;
+    Ok(())
 }
