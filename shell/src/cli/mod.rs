@@ -5,6 +5,7 @@ mod backup;
 mod check;
 mod demo;
 mod duration;
+mod generate;
 mod init;
 mod jobs;
 mod prune;
@@ -75,6 +76,8 @@ pub enum Command {
     #[command(subcommand)]
     Jobs(jobs::JobsCommand),
     Demo(demo::DemoArgs),
+    Completions(generate::CompletionsArgs),
+    Man(generate::ManArgs),
 }
 
 impl Command {
@@ -122,6 +125,8 @@ impl Command {
             Command::Check(args) => check::check(args).await,
             Command::Jobs(command) => jobs::jobs(command),
             Command::Demo(args) => demo::demo(args).await,
+            Command::Completions(args) => generate::completions(args),
+            Command::Man(args) => generate::man(args),
         }
     }
 }
