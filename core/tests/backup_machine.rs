@@ -7,7 +7,8 @@ use jobvault_core::destination::{DestinationId, DestinationMarker};
 use jobvault_core::lease::{FoundLease, Holder, Lease, LeaseEnded, LeaseMachine, LeaseState};
 use jobvault_core::machine::{
     ChangeBatch, FIRST_RETRY, FoundDestination, JobUpload, ListedObject, Owed, Pruned,
-    REFUSED_RETRY, RowId, Schedule, SnapshotOrder, SnapshotReason, Unreadable, trigger_retry_wait,
+    REFUSED_RETRY, RowId, Schedule, SnapshotOrder, SnapshotReason, Unreadable, Unvouched,
+    trigger_retry_wait,
 };
 use jobvault_core::trigger::TriggerFile;
 use jobvault_core::{
@@ -850,6 +851,7 @@ fn a_stop_reads_the_feed_once_more_and_then_no_commit_brings_a_read() {
         h.backup.stopped(),
         Some(Stopped::Drained {
             changes: 0,
+            saved: true,
             released: true
         })
     );
@@ -872,6 +874,7 @@ fn a_read_out_at_the_stop_is_followed_by_one_issued_after_it() {
         h.backup.stopped(),
         Some(Stopped::Drained {
             changes: 1,
+            saved: true,
             released: true
         })
     );
@@ -1019,6 +1022,7 @@ fn a_stop_drains_every_change_committed_before_it_and_nothing_else_starts() {
         h.backup.stopped(),
         Some(Stopped::Drained {
             changes: 7,
+            saved: true,
             released: true
         })
     );
@@ -1735,4 +1739,65 @@ fn a_scheduled_snapshot_is_taken_once_listed_due_and_retried_as_a_trigger_is() {
         );
         h.input(Input::TriggersScanned(Ok(vec![])));
     }
+}
+
+/// A prefix new to the database whose owed snapshot has not landed cannot
+/// restore it: a stop that uploaded every change says so, not `Drained`.
+#[test]
+fn a_drain_to_a_prefix_whose_first_snapshot_has_not_landed_does_not_vouch_for_it() {
+    let (mut h, _, owed) = new_destination(vec![]);
+    let order = snapshot(&owed).expect("the new destination's snapshot");
+    h.input(batch(vec![]));
+    h.input(Input::SnapshotsListed(Ok(vec![])));
+    h.stop();
+    h.input(batch(vec![]));
+    h.input(Input::CursorSaved(Ok(0)));
+    h.input(Input::SnapshotTaken {
+        object: order.object,
+        result: Err(failure("503")),
+    });
+    assert_eq!(
+        h.backup.stopped(),
+        Some(Stopped::Unvouched {
+            changes: 0,
+            why: Unvouched::NewDestination
+        })
+    );
+}
+
+/// A writer that goes on during the drain neither holds the stop up nor
+/// counts as left: the drain aims at the newest change its first read saw.
+#[test]
+fn a_drain_aims_at_the_newest_change_its_first_read_saw() {
+    let mut h = Harness::new();
+    start_with_empty_feed(&mut h);
+    h.input(Input::TriggersScanned(Ok(vec![])));
+    h.input(Input::SnapshotsListed(Ok(vec![])));
+    h.stop();
+    // Cut by its limit only because a writer went on committing after the
+    // database's newest was read: nothing before the stop is left unread.
+    let commands = h.input(Input::ChangesRead(Ok(ChangeBatch {
+        stored: stored_cursor(),
+        newest: 11,
+        complete: false,
+        jobs: vec![version("a", 11)],
+        unreadable: vec![],
+        set_aside: 0,
+    })));
+    assert_eq!(uploads(&commands), [("a".to_owned(), 11)]);
+    assert_eq!(reads(&commands), 0, "{commands:?}");
+    h.input(Input::CursorSaved(Ok(0)));
+    // Commits after the first read: noticed, and not read.
+    assert_eq!(reads(&h.input(Input::DatabaseChanged)), 0);
+    let save = saved(&h.input(uploaded("a", 11))).expect("the drain saves");
+    assert_eq!(save.seq, 11);
+    h.input(Input::CursorSaved(Ok(0)));
+    assert_eq!(
+        h.backup.stopped(),
+        Some(Stopped::Drained {
+            changes: 1,
+            saved: true,
+            released: true
+        })
+    );
 }

@@ -69,6 +69,7 @@ impl Simulation {
                 note!(self, "node {node}: core stopped ({outcome:?})");
                 match outcome {
                     Stopped::Drained { .. } => self.outcome.stops.drained += 1,
+                    Stopped::Unvouched { .. } => self.outcome.stops.unvouched += 1,
                     Stopped::GraceOver { .. } => self.outcome.stops.grace_over += 1,
                 }
                 let (asked_at, counter) = self.nodes[node]

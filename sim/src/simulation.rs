@@ -66,6 +66,8 @@ pub struct Outcome {
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Stops {
     pub drained: u64,
+    /// Drained, but the prefix could not be vouched for.
+    pub unvouched: u64,
     pub grace_over: u64,
 }
 

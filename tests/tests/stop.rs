@@ -4,25 +4,13 @@
 //! what it had read and not sent: 246 of 300 changes committed just before
 //! it waited for a next start that a retired host never has.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use jobvault::db::JobDb;
-use jobvault_core::job_object::decode_job_object;
 use jobvault_tests::{
     Backend, Daemon, Emulator, StoreReader, Workspace, database_versions, eventually, writers,
 };
 use serde_json::json;
-
-fn newest_in_bucket(reader: &StoreReader) -> BTreeMap<String, u64> {
-    let mut newest = BTreeMap::new();
-    for object in reader.list("job-backup/") {
-        let envelope = decode_job_object(&reader.get(&object.name)).unwrap();
-        let held = newest.entry(envelope.id.to_string()).or_insert(0);
-        *held = (*held).max(envelope.seq);
-    }
-    newest
-}
 
 /// 300 commits by an outside writer (Python's `sqlite3`, one transaction
 /// each, 100 jobs changed three times), then SIGTERM at once, with the
@@ -54,7 +42,7 @@ for round in range(3):
     let expected = database_versions(&workspace);
     assert_eq!(expected.len(), 101);
     let reader = StoreReader::connect(&url, Some(&emulator.endpoint()));
-    assert_eq!(newest_in_bucket(&reader), expected, "{log}");
+    assert_eq!(reader.newest_versions(), expected, "{log}");
     let db = JobDb::open(&workspace.db()).unwrap();
     assert_eq!(db.cursor().unwrap().seq, db.newest_seq().unwrap());
     let last = log.lines().last().unwrap_or_default();
@@ -103,6 +91,34 @@ fn a_grace_too_short_names_the_changes_left_and_exits_1() {
         last.contains(
             "the grace ran out: 5 changes committed before the stop are not in the bucket"
         ),
+        "{log}"
+    );
+}
+
+/// The prefix wiped just before the stop: what the drain uploaded is not
+/// all the prefix needs to restore, and the exit says so instead of 0.
+#[test]
+fn a_stop_after_the_prefix_was_wiped_does_not_say_the_changes_are_safe() {
+    let emulator = Emulator::shared();
+    let url = format!("gs://{}/wiped", emulator.new_bucket("drain-wiped"));
+    let workspace = Workspace::new();
+    let jobs: Vec<_> = (0..20)
+        .map(|i| json!({ "id": format!("job-{i}"), "name": "before the wipe" }))
+        .collect();
+    workspace.put_jobs(&jobs);
+    let daemon = Daemon::start(&workspace, Some(&emulator.endpoint()), &url, "10s", &[]);
+    daemon.settled();
+    let reader = StoreReader::connect(&url, Some(&emulator.endpoint()));
+    for object in reader.list("") {
+        jobvault_tests::runtime()
+            .block_on(reader.store().delete(&object.name))
+            .unwrap();
+    }
+    workspace.put_jobs(&[json!({ "id": "after", "name": "after the wipe" })]);
+    let (status, log) = daemon.stop_and_log();
+    assert_eq!(status.code(), Some(1), "{log}");
+    assert!(
+        !log.contains("every change committed before the stop is in the bucket"),
         "{log}"
     );
 }

@@ -134,6 +134,8 @@ pub struct LeaseMachine {
     state: State,
     /// Give the lease back once nothing is in flight.
     releasing: bool,
+    /// Giving it back failed, finding it gone or replaced.
+    release_found: Option<Failure>,
 }
 
 impl LeaseMachine {
@@ -160,6 +162,7 @@ impl LeaseMachine {
                 waiting: None,
             },
             releasing: false,
+            release_found: None,
         }
     }
 
@@ -427,9 +430,18 @@ impl LeaseMachine {
         }
         if let Err(failure) = result {
             warn!(error = %failure, "could not give the lease back; it expires by itself");
+            self.release_found =
+                matches!(failure.kind, FailureKind::NotFound | FailureKind::Conflict)
+                    .then_some(failure);
         }
         self.state = State::Ended(LeaseEnded::Released);
         true
+    }
+
+    /// Giving the lease back found it gone (the prefix wiped) or replaced
+    /// (another holder): what was uploaded may not be there any more.
+    pub fn release_found_it_gone(&self) -> Option<&Failure> {
+        self.release_found.as_ref()
     }
 
     fn decide(&mut self, now: Timestamp, found: FoundLease, out: &mut VecDeque<Command>) {

@@ -148,9 +148,11 @@ enum Mode {
 struct Drain {
     /// The covered sequence at the stop.
     from: Seq,
-    /// A read issued at or after `since` came back complete: every change
-    /// committed before the stop has been read.
-    read: bool,
+    /// The database's newest sequence as the first read issued after the
+    /// stop found it: every change committed before the stop is at or
+    /// below it. Changes committed after it are not waited for, so a
+    /// writer that goes on does not hold the stop up, nor count as left.
+    target: Option<Seq>,
 }
 
 /// How far a stop's drain got.
@@ -158,13 +160,17 @@ struct Drain {
 pub(crate) struct Drained {
     /// Changes the cursor passed since the stop.
     pub changes: u64,
-    /// Every change committed before the stop is in the bucket and the
-    /// saved cursor passes it, and nothing is in flight.
+    /// Every change committed before the stop is in the bucket, and
+    /// nothing is in flight.
     pub complete: bool,
-    /// Changes read and not yet covered, or more if the database held more.
+    /// The saved cursor passes them too (if not, the next start uploads
+    /// them again).
+    pub saved: bool,
+    /// Changes committed before the stop and not yet in the bucket, as far
+    /// as known.
     pub left: u64,
-    /// The feed was read in full after the stop; if not, `left` counts only
-    /// what was known before it.
+    /// The feed was read after the stop; if not, `left` counts only what
+    /// was known before it.
     pub read_after_stop: bool,
 }
 
@@ -244,7 +250,7 @@ impl Incremental {
         }
         self.mode = Mode::Draining(Drain {
             from: self.covered.seq,
-            read: false,
+            target: None,
         });
         if self.read.is_some() {
             // It may have run before the stop: read again once it reports.
@@ -265,14 +271,21 @@ impl Incremental {
         let Mode::Draining(drain) = self.mode else {
             return None;
         };
+        let covered = drain
+            .target
+            .is_some_and(|target| self.covered.seq >= target);
+        let left = match drain.target {
+            Some(target) => target.saturating_sub(self.covered.seq),
+            None => self.pending(),
+        };
         Some(Drained {
             changes: self.covered.seq.saturating_sub(drain.from),
-            complete: drain.read
-                && self.window.is_empty()
-                && self.covered.seq == self.durable.seq
-                && self.is_quiet(),
-            left: self.pending(),
-            read_after_stop: drain.read,
+            complete: covered && self.is_quiet(),
+            saved: drain
+                .target
+                .is_some_and(|target| self.durable.seq >= target),
+            left,
+            read_after_stop: drain.target.is_some(),
         })
     }
 
@@ -377,8 +390,11 @@ impl Incremental {
             complete: !truncated,
         });
         self.more_to_read = truncated;
-        if let Mode::Draining(drain) = &mut self.mode {
-            drain.read |= !truncated && read.draining;
+        if let Mode::Draining(drain) = &mut self.mode
+            && read.draining
+            && drain.target.is_none()
+        {
+            drain.target = Some(batch.newest);
         }
         self.advance();
         self.save(cx);
@@ -620,7 +636,7 @@ impl Incremental {
     fn read_changes(&mut self, cx: &mut Context) {
         let done = match self.mode {
             Mode::Running => false,
-            Mode::Draining(drain) => drain.read,
+            Mode::Draining(drain) => drain.target.is_some_and(|target| self.frontier >= target),
             Mode::Halted => true,
         };
         if done || self.read.is_some() {

@@ -85,9 +85,18 @@ impl Default for Config {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stopped {
     /// Every change committed before the stop is in the bucket, and the
-    /// saved cursor passes it. `released`: the lease was given back (if
-    /// not, the grace ran out on other work, a snapshot or a listing).
-    Drained { changes: u64, released: bool },
+    /// prefix holds the whole database. `saved`: the cursor passes them
+    /// (if not, the next start uploads them again). `released`: the lease
+    /// was given back (if not, the grace ran out on other work, a snapshot
+    /// or a listing).
+    Drained {
+        changes: u64,
+        saved: bool,
+        released: bool,
+    },
+    /// Every change committed before the stop was uploaded, but the prefix
+    /// cannot be vouched for: it may not restore the database.
+    Unvouched { changes: u64, why: Unvouched },
     /// The grace ran out with `left` changes not in the bucket, or more if
     /// the feed was not read after the stop; the next start uploads them.
     GraceOver {
@@ -95,6 +104,16 @@ pub enum Stopped {
         left: u64,
         read_after_stop: bool,
     },
+}
+
+/// Why a drained stop cannot vouch for the bucket prefix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unvouched {
+    /// The prefix is new to the database (new, wiped, another's) and the
+    /// full snapshot owed to it has not landed.
+    NewDestination,
+    /// Giving the lease back found it gone (the prefix wiped) or replaced.
+    LeaseGone,
 }
 
 /// The first listing looks this far back for the newest snapshot; later ones
@@ -433,10 +452,34 @@ impl Backup {
         if let Some(drained) = drained
             && self.is_quiet()
         {
-            self.stopped = Some(Stopped::Drained {
+            self.stopped = Some(self.drained_outcome(drained, true));
+        }
+    }
+
+    /// A drain that uploaded every change committed before the stop: it
+    /// says so only if the prefix holds the whole database.
+    fn drained_outcome(&self, drained: incremental::Drained, released: bool) -> Stopped {
+        let why = if self.snapshots.owed.is_new_destination() || !self.destination.is_done() {
+            Some(Unvouched::NewDestination)
+        } else if self
+            .lease
+            .as_ref()
+            .is_some_and(|lease| lease.release_found_it_gone().is_some())
+        {
+            Some(Unvouched::LeaseGone)
+        } else {
+            None
+        };
+        match why {
+            Some(why) => Stopped::Unvouched {
                 changes: drained.changes,
-                released: true,
-            });
+                why,
+            },
+            None => Stopped::Drained {
+                changes: drained.changes,
+                saved: drained.saved,
+                released,
+            },
         }
     }
 
@@ -460,10 +503,7 @@ impl Backup {
     /// nothing more starts.
     fn give_up(&mut self) {
         let outcome = match self.incremental.drained() {
-            Some(d) if d.complete => Stopped::Drained {
-                changes: d.changes,
-                released: false,
-            },
+            Some(d) if d.complete => self.drained_outcome(d, false),
             Some(d) => Stopped::GraceOver {
                 changes: d.changes,
                 left: d.left,

@@ -19,7 +19,7 @@ use jobvault::metrics::{self, UploadTimes};
 use jobvault::store::Store;
 use jobvault::triggers::TriggerDir;
 use jobvault_core::lease::{LEASE_OBJECT, LeaseEnded, LeaseMachine};
-use jobvault_core::machine::{Schedule, parse_time_of_day};
+use jobvault_core::machine::{Schedule, Unvouched, parse_time_of_day};
 use jobvault_core::{Config, Metrics, Stopped};
 use tokio::sync::{mpsc, watch};
 use tracing::{error, info, warn};
@@ -64,7 +64,8 @@ pub struct RunArgs {
     /// file; a time missed while the daemon was down is made up at start.
     #[arg(long, value_name = "HH:MM", value_parser = parse_snapshot_at, env = "JOBVAULT_SNAPSHOT_AT")]
     snapshot_at: Option<u32>,
-    /// Take a snapshot once the newest is this old, with no trigger file.
+    /// Take a snapshot once the newest is this old (at least 1min), with no
+    /// trigger file; with --snapshot-at too, whichever is due first.
     #[arg(long, value_name = "DURATION", value_parser = parse_snapshot_every, env = "JOBVAULT_SNAPSHOT_EVERY")]
     snapshot_every: Option<Duration>,
     /// After SIGTERM or SIGINT, how long the daemon has to upload every
@@ -196,12 +197,22 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
 /// The schedule in a few words, for the start's log line.
 fn schedule_text(at: Option<u32>, every: Option<Duration>) -> String {
     let at = at.map(|s| format!("daily at {:02}:{:02} UTC", s / 3600, s % 3600 / 60));
-    let every = every.map(|d| format!("every {}", humantime::format_duration(d)));
+    let every = every.map(|d| format!("every {}", duration_text(d)));
     let parts: Vec<String> = [at, every].into_iter().flatten().collect();
     if parts.is_empty() {
         "trigger files only".to_owned()
     } else {
         parts.join(", ")
+    }
+}
+
+/// A duration as the flags write it (`90min`, `6h`, `45s`): humantime's
+/// `1m` is the very unit they refuse.
+fn duration_text(d: Duration) -> String {
+    match d.as_secs() {
+        s if s % 3600 == 0 => format!("{}h", s / 3600),
+        s if s % 60 == 0 => format!("{}min", s / 60),
+        s => format!("{s}s"),
     }
 }
 
@@ -225,21 +236,37 @@ fn stop_outcome(stopped: Stopped) -> anyhow::Result<ExitCode> {
     match stopped {
         Stopped::Drained {
             changes,
-            released: true,
+            saved,
+            released,
         } => {
             info!(
                 drained = changes,
                 "stopped: every change committed before the stop is in the bucket"
             );
+            if !saved {
+                warn!("the cursor could not be saved past them: the next start uploads them again");
+            }
+            if !released {
+                warn!(
+                    "the grace ran out on other work (a snapshot is taken again at the next start); \
+                     the lease is left to expire"
+                );
+            }
         }
-        Stopped::Drained {
-            changes,
-            released: false,
-        } => {
-            warn!(
-                drained = changes,
-                "stopped: every change committed before the stop is in the bucket; the grace ran out on other \
-                 work (a snapshot is taken again at the next start), and the lease is left to expire"
+        Stopped::Unvouched { changes, why } => {
+            let why = match why {
+                Unvouched::NewDestination => {
+                    "the bucket prefix is new to this database (new, wiped or another's) and the full \
+                     snapshot owed to it has not landed"
+                }
+                Unvouched::LeaseGone => {
+                    "giving the lease back found it gone or replaced: the prefix was wiped, or another \
+                     daemon took it"
+                }
+            };
+            anyhow::bail!(
+                "stopped with every change committed before the stop uploaded ({changes} drained), but \
+                 {why}: the prefix may not restore the database; the next start takes a full snapshot"
             );
         }
         Stopped::GraceOver {
@@ -247,10 +274,17 @@ fn stop_outcome(stopped: Stopped) -> anyhow::Result<ExitCode> {
             left,
             read_after_stop,
         } => {
-            let at_least = if read_after_stop { "" } else { "at least " };
+            if !read_after_stop {
+                anyhow::bail!(
+                    "the grace ran out before the change feed was read after the stop (the lease was \
+                     not held, or the database did not answer): changes committed before the stop may \
+                     not be in the bucket ({left} were known to be pending, {changes} drained); the \
+                     next start uploads them"
+                );
+            }
             anyhow::bail!(
-                "the grace ran out: {at_least}{left} changes committed before the stop are not in the \
-                 bucket ({changes} drained); the next start uploads them (a longer --grace gives them time)"
+                "the grace ran out: {left} changes committed before the stop are not in the bucket \
+                 ({changes} drained); the next start uploads them (a longer --grace gives them time)"
             );
         }
     }

@@ -67,8 +67,8 @@ fn accounted(db: &Db, store: &Store, id: &JobId, seq: Seq) -> bool {
 /// A stop that ends [`Stopped::Drained`] (exit 0) has every job as the
 /// database held it when the stop was asked for in the bucket (or a newer
 /// version), unless no job object can hold that version; one that ends otherwise says so by its exit.
-/// A bucket wiped during the drain excuses it: what it uploaded was there
-/// when it said so.
+/// A bucket wiped before or during the drain makes it say so: its first
+/// snapshot has not landed, or the lease is found gone as it is given back.
 pub struct DrainedStop;
 
 impl Invariant for DrainedStop {
@@ -81,9 +81,6 @@ impl Invariant for DrainedStop {
         else {
             return;
         };
-        if world.wiped_at.is_some_and(|wiped| wiped >= asked_at) {
-            return;
-        }
         // Each job as the database held it at the stop: its newest change.
         let at_stop: BTreeMap<&JobId, &Held> = world
             .db
