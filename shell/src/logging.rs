@@ -13,6 +13,7 @@
 
 use std::ffi::OsString;
 use std::fmt;
+use std::sync::OnceLock;
 
 use jobvault_core::escape::OneLine;
 use serde_json::{Map, Value};
@@ -26,8 +27,13 @@ use tracing_subscriber::registry::LookupSpan;
 
 use crate::clock;
 
+/// Whether [`init`] chose JSON lines, for the lines commands write
+/// themselves ([`say`]).
+static JSON: OnceLock<bool> = OnceLock::new();
+
 /// Sets up logging to stderr through `filter`, as text or as JSON lines.
 pub fn init(filter: EnvFilter, json: bool) {
+    let _ = JSON.set(json);
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -70,6 +76,38 @@ pub fn fatal(json: bool, error: &str) {
     let message = format!("jobvault: error: {error}");
     if json {
         eprintln!("{}", line("ERROR", &message));
+    } else {
+        eprintln!("{}", OneLine(&message));
+    }
+}
+
+/// How bad a line a command writes itself is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Said {
+    Error,
+    Warning,
+    Notice,
+    /// A failed check in a report, printed as it is (`FAIL  what: why`).
+    Failed,
+}
+
+/// A line a command writes on stderr itself, beside its logs: `jobvault:
+/// error: ...` (or `warning:`, or no word for a notice) as text, one JSON
+/// line of that severity under JSON logs.
+pub fn say(said: Said, text: &str) {
+    let message = match said {
+        Said::Error => format!("jobvault: error: {text}"),
+        Said::Warning => format!("jobvault: warning: {text}"),
+        Said::Notice => format!("jobvault: {text}"),
+        Said::Failed => text.to_owned(),
+    };
+    let severity = match said {
+        Said::Error | Said::Failed => "ERROR",
+        Said::Warning => "WARNING",
+        Said::Notice => "NOTICE",
+    };
+    if JSON.get().copied().unwrap_or(false) {
+        eprintln!("{}", line(severity, &message));
     } else {
         eprintln!("{}", OneLine(&message));
     }

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::Args;
 use jobvault::check::{Setup, check as run_checks};
 use jobvault::clock;
+use jobvault::logging::{Said, say};
 
 use super::{BucketArg, DbArg};
 
@@ -54,10 +55,8 @@ pub async fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
         println!("all {} checks passed", checks.len());
         Ok(ExitCode::SUCCESS)
     } else {
-        eprintln!(
-            "jobvault: error: {failed} of {} checks failed",
-            checks.len()
-        );
+        let of = checks.len();
+        say(Said::Error, &format!("{failed} of {of} checks failed"));
         Ok(ExitCode::FAILURE)
     }
 }

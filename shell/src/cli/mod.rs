@@ -23,6 +23,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+use jobvault::logging::{Said, say};
 use jobvault::nothing::{NOTHING_FOUND_EXIT, check_store};
 use jobvault::reads::Reads;
 use jobvault::store::BucketUrl;
@@ -216,7 +217,7 @@ async fn unless_missing(store: &Store, reads: &Reads) -> anyhow::Result<Option<E
     Ok(match check_store(store, reads).await? {
         Ok(()) => None,
         Err(nothing) => {
-            eprintln!("jobvault: error: {nothing}");
+            say(Said::Error, &nothing.to_string());
             Some(ExitCode::from(NOTHING_FOUND_EXIT))
         }
     })

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Args;
 use jobvault::clock;
+use jobvault::logging::{Said, say};
 use jobvault::nothing::{NOTHING_FOUND_EXIT, NothingFound, holds_backups};
 use jobvault::progress;
 use jobvault::retrieve::retrieve as retrieve_jobs;
@@ -61,7 +62,7 @@ pub async fn retrieve(args: RetrieveArgs) -> anyhow::Result<ExitCode> {
     {
         let why = "no job object found (looked under job-backup/)".to_owned();
         let nothing = NothingFound::in_store(&store, &reads, why).await;
-        eprintln!("jobvault: error: {nothing}");
+        say(Said::Error, &nothing.to_string());
         return Ok(ExitCode::from(NOTHING_FOUND_EXIT));
     }
     let deleted = retrieval.jobs.iter().filter(|j| j.body().is_none()).count();
@@ -70,17 +71,18 @@ pub async fn retrieve(args: RetrieveArgs) -> anyhow::Result<ExitCode> {
     } else {
         print_bodies(&retrieval.jobs)?;
         if deleted > 0 {
-            eprintln!("jobvault: deleted jobs left out: {deleted} (--deleted prints them)");
+            say(
+                Said::Notice,
+                &format!("deleted jobs left out: {deleted} (--deleted prints them)"),
+            );
         }
     }
     for skipped in &retrieval.skipped {
-        eprintln!("jobvault: warning: skipped corrupt object {skipped}");
+        say(Said::Warning, &format!("skipped corrupt object {skipped}"));
     }
     if !retrieval.skipped.is_empty() {
-        eprintln!(
-            "jobvault: warning: {} corrupt objects skipped",
-            retrieval.skipped.len()
-        );
+        let skipped = retrieval.skipped.len();
+        say(Said::Warning, &format!("{skipped} corrupt objects skipped"));
     }
     Ok(ExitCode::SUCCESS)
 }

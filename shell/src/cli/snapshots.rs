@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use clap::Args;
 use jobvault::clock;
 use jobvault::inventory::inventory;
+use jobvault::logging::{Said, say};
 use jobvault::nothing::{NOTHING_FOUND_EXIT, NothingFound};
 use jobvault::store::Store;
 use jobvault_core::restore_plan::InventoryEntry;
@@ -53,10 +54,8 @@ pub async fn snapshots(args: SnapshotsArgs) -> anyhow::Result<ExitCode> {
     let found = inventory(&store, clock::now(), args.reads.concurrency(), &reads).await?;
     if found.is_empty() {
         let why = "no snapshot found (looked under db-backup/)".to_owned();
-        eprintln!(
-            "jobvault: error: {}",
-            NothingFound::in_store(&store, &reads, why).await
-        );
+        let nothing = NothingFound::in_store(&store, &reads, why).await;
+        say(Said::Error, &nothing.to_string());
         return Ok(ExitCode::from(NOTHING_FOUND_EXIT));
     }
     let listed: Vec<Listed> = found.iter().map(|e| listed(&store, e)).collect();

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Args;
 use jobvault::clock;
+use jobvault::logging::{Said, say};
 use jobvault::triggers::TriggerDir;
 
 /// Ask the running daemon for a snapshot: drop a trigger file into
@@ -31,9 +32,10 @@ pub fn trigger(args: TriggerArgs) -> anyhow::Result<ExitCode> {
     if created {
         println!("{}", path.display());
     } else {
-        eprintln!(
-            "trigger {} is already waiting; left as it is",
-            path.display()
+        let path = path.display();
+        say(
+            Said::Notice,
+            &format!("trigger {path} is already waiting; left as it is"),
         );
     }
     Ok(ExitCode::SUCCESS)

@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 use clap::Args;
 use jobvault::clock;
+use jobvault::logging::{Said, say};
 use jobvault::nothing::{NOTHING_FOUND_EXIT, NothingFound, holds_backups};
 use jobvault::store::Store;
 use jobvault::verify::verify as run_checks;
@@ -33,7 +34,7 @@ pub async fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
     if !holds_backups(&store, &reads).await? {
         let why = "no snapshot and no job object found (looked under db-backup/ and job-backup/)";
         let nothing = NothingFound::in_store(&store, &reads, why.to_owned()).await;
-        eprintln!("jobvault: error: {nothing}");
+        say(Said::Error, &nothing.to_string());
         return Ok(ExitCode::from(NOTHING_FOUND_EXIT));
     }
     let checks = run_checks(
@@ -50,7 +51,7 @@ pub async fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
             Ok(detail) => println!("ok    {}: {detail}", check.what),
             Err(why) => {
                 failed += 1;
-                eprintln!("FAIL  {}: {why}", check.what);
+                say(Said::Failed, &format!("FAIL  {}: {why}", check.what));
             }
         }
     }
