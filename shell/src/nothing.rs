@@ -31,6 +31,9 @@ pub struct NothingFound {
     pub empty: bool,
     /// Prefixes beside it that hold backups.
     pub neighbours: Vec<String>,
+    /// The bucket itself does not exist: a typo or a missing set-up, never
+    /// "no backup yet".
+    pub no_bucket: bool,
 }
 
 impl fmt::Display for NothingFound {
@@ -70,6 +73,7 @@ impl NothingFound {
             why,
             empty,
             neighbours,
+            no_bucket: false,
         }
     }
 }
@@ -82,9 +86,10 @@ pub async fn check_store(
 ) -> Result<Result<(), NothingFound>, StoreError> {
     match reads.read(|| store.check()).await {
         Ok(()) => Ok(Ok(())),
-        Err(e) if e.kind == FailureKind::NotFound => {
-            Ok(Err(NothingFound::in_store(store, reads, e.message).await))
-        }
+        Err(e) if e.kind == FailureKind::NotFound => Ok(Err(NothingFound {
+            no_bucket: true,
+            ..NothingFound::in_store(store, reads, e.message).await
+        })),
         Err(e) => Err(e),
     }
 }

@@ -258,6 +258,15 @@ fn a_prefix_that_holds_nothing_fails_with_its_own_exit_code_and_names_its_neighb
     assert!(output.status.success(), "{}", stderr(&output));
     assert!(stdout(&output).contains("nothing restored (--if-replica-exists)"));
     assert!(!to.exists());
+    // A bucket that does not exist is no empty replica: a container must not
+    // start on an empty database because of a typo in the bucket's name.
+    let output = backed_up.restore(
+        "gs://no-such-bucket-for-replica",
+        &to,
+        &["--if-replica-exists"],
+    );
+    assert_eq!(output.status.code(), Some(3), "{}", stderr(&output));
+    assert!(!to.exists());
 
     // Before the first backup: the prefix holds backups, none of then.
     let output = backed_up.restore(&backed_up.url, &to, &["--at", "2001-01-01T00:00:00Z"]);

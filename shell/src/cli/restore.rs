@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Args;
 use jobvault::clock;
+use jobvault::logging::{Said, say};
 use jobvault::nothing::{NOTHING_FOUND_EXIT, NothingFound, check_store};
 use jobvault::restore::{RestoreError, RestoreFrom, RestoreOptions, restore as restore_database};
 use jobvault::store::Store;
@@ -30,7 +31,8 @@ pub struct RestoreArgs {
     #[arg(long)]
     force: bool,
     /// If the bucket prefix holds no backup at all, say so and exit 0
-    /// instead of 3 (for a container's first start).
+    /// instead of 3 (for a container's first start). A bucket that does not
+    /// exist still exits 3.
     #[arg(long)]
     if_replica_exists: bool,
     /// If PATH exists, say so and exit 0 without restoring.
@@ -59,13 +61,16 @@ pub struct RestoreArgs {
 /// Says that nothing was found, and exits 3, or 0 if the prefix holds no
 /// backup at all and `--if-replica-exists` allows that.
 fn nothing_restored(nothing: &NothingFound, args: &RestoreArgs) -> ExitCode {
-    if nothing.empty && args.if_replica_exists {
+    // A missing bucket is a mistake to report, not an empty replica: a
+    // container would start on an empty database.
+    if nothing.empty && !nothing.no_bucket && args.if_replica_exists {
         println!("{nothing}; nothing restored (--if-replica-exists)");
         return ExitCode::SUCCESS;
     }
-    eprintln!(
-        "jobvault: error: {nothing}; nothing was written to {}",
-        args.to.display()
+    let to = args.to.display();
+    say(
+        Said::Error,
+        &format!("{nothing}; nothing was written to {to}"),
     );
     ExitCode::from(NOTHING_FOUND_EXIT)
 }
@@ -125,10 +130,13 @@ pub async fn restore(args: RestoreArgs) -> anyhow::Result<ExitCode> {
         None => "rebuilt from the job objects alone instead".to_owned(),
     };
     for unusable in &report.unusable {
-        eprintln!("jobvault: warning: snapshot {unusable} is unusable; {instead}");
+        say(
+            Said::Warning,
+            &format!("snapshot {unusable} is unusable; {instead}"),
+        );
     }
     for skipped in &report.skipped {
-        eprintln!("jobvault: warning: skipped corrupt object {skipped}");
+        say(Said::Warning, &format!("skipped corrupt object {skipped}"));
     }
     match args.at {
         Some(at) => println!("restored {} as it was at {at}", report.path.display()),
