@@ -322,10 +322,18 @@ impl HistoryStatus {
         );
         match self.versioning {
             Some(true) => format!("any instant since {since}; object versioning on"),
-            Some(false) => format!(
-                "the newest state only: object versioning is off \
-                 (gcloud storage buckets update {bucket} --versioning)"
-            ),
+            Some(false) => {
+                // gcloud takes the bucket, not a prefix in it.
+                let name = bucket
+                    .trim_start_matches("gs://")
+                    .split('/')
+                    .next()
+                    .unwrap_or_default();
+                format!(
+                    "the newest state only: object versioning is off \
+                     (gcloud storage buckets update gs://{name} --versioning)"
+                )
+            }
             None if bucket.starts_with("file://") => {
                 "the newest state only: a directory keeps no versions".to_owned()
             }

@@ -377,6 +377,19 @@ impl StoreReader {
         self.list(prefix).into_iter().map(|o| o.name).collect()
     }
 
+    /// The newest version of each job among the job objects, by id: what
+    /// [`database_versions`] should match once every change is in.
+    pub fn newest_versions(&self) -> BTreeMap<String, u64> {
+        let mut newest = BTreeMap::new();
+        for object in self.list("job-backup/") {
+            let envelope = jobvault_core::job_object::decode_job_object(&self.get(&object.name))
+                .expect("a job object decodes");
+            let held = newest.entry(envelope.id.to_string()).or_insert(0);
+            *held = (*held).max(envelope.seq);
+        }
+        newest
+    }
+
     pub fn get(&self, name: &str) -> Vec<u8> {
         runtime()
             .block_on(self.store.get(name))

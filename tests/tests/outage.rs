@@ -1,26 +1,14 @@
 //! The store goes away for a while: nothing written meanwhile may be lost.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use jobvault::db::JobDb;
-use jobvault_core::job_object::decode_job_object;
 use jobvault_tests::{
     Backend, Daemon, Emulator, StoreReader, Workspace, database_versions, eventually,
 };
 use serde_json::json;
 
 const PATIENCE: Duration = Duration::from_secs(60);
-
-fn newest_in_bucket(reader: &StoreReader) -> BTreeMap<String, u64> {
-    let mut newest = BTreeMap::new();
-    for object in reader.list("job-backup/") {
-        let envelope = decode_job_object(&reader.get(&object.name)).unwrap();
-        let held = newest.entry(envelope.id.to_string()).or_insert(0);
-        *held = (*held).max(envelope.seq);
-    }
-    newest
-}
 
 fn metric(daemon: &Daemon, name: &str) -> f64 {
     daemon
@@ -43,7 +31,7 @@ fn every_job_written_while_the_store_was_down_lands_when_it_returns() {
     let daemon = Daemon::start(&workspace, Some(&emulator.endpoint()), &url, "200ms", &[]);
     let reader = StoreReader::connect(&url, Some(&emulator.endpoint()));
     eventually("the first job", PATIENCE, || {
-        (newest_in_bucket(&reader) == database_versions(&workspace)).then_some(())
+        (reader.newest_versions() == database_versions(&workspace)).then_some(())
     });
 
     emulator.stop();
@@ -68,7 +56,7 @@ fn every_job_written_while_the_store_was_down_lands_when_it_returns() {
     let expected = database_versions(&workspace);
     assert_eq!(expected.len(), 9);
     eventually("every version in the bucket", PATIENCE, || {
-        (newest_in_bucket(&reader) == expected).then_some(())
+        (reader.newest_versions() == expected).then_some(())
     });
     eventually("the cursor to catch up", PATIENCE, || {
         let cursor = JobDb::open(&workspace.db()).unwrap().cursor().unwrap();
