@@ -224,16 +224,22 @@ async fn unless_missing(store: &Store, reads: &Reads) -> anyhow::Result<Option<E
 }
 
 /// Completes on SIGINT, SIGTERM or SIGHUP (a terminal or ssh session that
-/// went away: its default would end the process with no clean-up).
-async fn stop_signal() {
+/// went away: its default would end the process with no clean-up). The
+/// handlers are in place once this returns, before the future is first
+/// polled: a signal during a slow start (the store not answering) is kept
+/// for it, not left to kill the process with no drain.
+fn stop_signal() -> impl std::future::Future<Output = ()> {
     use tokio::signal::unix::{SignalKind, signal};
-    let mut terminate =
-        signal(SignalKind::terminate()).expect("installing a SIGTERM handler cannot fail");
-    let mut hangup = signal(SignalKind::hangup()).expect("installing a SIGHUP handler cannot fail");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = terminate.recv() => {}
-        _ = hangup.recv() => {}
+    let install = |kind: SignalKind| signal(kind).expect("installing a signal handler cannot fail");
+    let mut interrupt = install(SignalKind::interrupt());
+    let mut terminate = install(SignalKind::terminate());
+    let mut hangup = install(SignalKind::hangup());
+    async move {
+        tokio::select! {
+            _ = interrupt.recv() => {}
+            _ = terminate.recv() => {}
+            _ = hangup.recv() => {}
+        }
     }
 }
 

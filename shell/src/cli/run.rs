@@ -99,6 +99,7 @@ fn remove_dead_copies() {
 /// and the address file written, all before the core takes the lease; the
 /// core gives it back at a stop.
 pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+    let stop = stop_signal();
     let db_path = args.db.db;
     let mut db = JobDb::open(&db_path)?;
     let canonical = std::fs::canonicalize(&db_path)
@@ -187,7 +188,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             jobvault::clock::now(),
         )),
     };
-    match daemon.run(metrics_tx, requests, stop_signal()).await {
+    match daemon.run(metrics_tx, requests, stop).await {
         Ending::Stopped(stopped) => stop_outcome(stopped),
         Ending::Lease(LeaseEnded::Released) => Ok(ExitCode::SUCCESS),
         Ending::Lease(ended) => anyhow::bail!("{lease_location} {ended}"),
