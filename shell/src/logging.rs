@@ -134,7 +134,9 @@ pub fn json_requested(args: impl IntoIterator<Item = OsString>, env: Option<OsSt
             asked = Some(value.into());
         }
     }
-    asked.or(env).is_some_and(|format| format == "json")
+    asked
+        .or(env)
+        .is_some_and(|format| format.eq_ignore_ascii_case("json"))
 }
 
 /// A JSON line of `severity` with no event behind it.

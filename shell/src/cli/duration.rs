@@ -115,6 +115,12 @@ pub fn parse_interval(text: &str) -> Result<Duration, String> {
     if interval < Duration::from_millis(100) {
         return Err(format!("`{text}` is under the floor of 100ms"));
     }
+    // The waits derived from it (a trigger's retry is six intervals,
+    // doubled up to four times) must stay durations, and a backup that
+    // looks once a day is no continuous backup.
+    if interval > Duration::from_secs(3600) {
+        return Err(format!("`{text}` is over the ceiling of 1h"));
+    }
     Ok(interval)
 }
 
@@ -188,6 +194,12 @@ mod tests {
             parse_interval("50ms")
                 .unwrap_err()
                 .contains("floor of 100ms")
+        );
+        assert!(
+            parse_interval("18446744073709551615s")
+                .unwrap_err()
+                .contains("ceiling of 1h"),
+            "it once overflowed the retry wait and panicked"
         );
     }
 }

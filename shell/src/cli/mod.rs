@@ -44,6 +44,7 @@ pub struct Cli {
         long,
         global = true,
         value_enum,
+        ignore_case = true,
         default_value = "text",
         env = "JOBVAULT_LOG_FORMAT"
     )]
