@@ -1801,3 +1801,35 @@ fn a_drain_aims_at_the_newest_change_its_first_read_saw() {
         })
     );
 }
+
+/// A job rewritten while it waits keeps its place in the upload queue: its
+/// oldest version holds the cursor back, so it goes first.
+#[test]
+fn a_job_rewritten_while_it_waits_keeps_its_place_in_the_queue() {
+    let mut h = Harness::new();
+    start_with_empty_feed(&mut h);
+    h.input(Input::TriggersScanned(Ok(vec![])));
+    h.input(Input::SnapshotsListed(Ok(vec![])));
+    // Four uploads fill the concurrency.
+    let busy: Vec<Envelope> = (11..15)
+        .map(|seq| version(&format!("b{seq}"), seq))
+        .collect();
+    assert_eq!(reads(&h.input(Input::DatabaseChanged)), 1);
+    assert_eq!(uploads(&h.input(batch(busy))).len(), 4);
+    h.input(Input::CursorSaved(Ok(0)));
+    assert_eq!(reads(&h.input(Input::DatabaseChanged)), 1);
+    // Then "hot" at 15, others at 16 and 17, and "hot" again at 18.
+    let later = vec![
+        version("hot", 15),
+        version("c16", 16),
+        version("c17", 17),
+        version("hot", 18),
+    ];
+    h.input(batch_at(h.backup.stored_cursor(), later));
+    let next = uploads(&h.input(uploaded("b11", 11)));
+    assert_eq!(
+        next,
+        [("hot".to_owned(), 18)],
+        "the rewritten job goes at its oldest version's place, 15, not 18"
+    );
+}
