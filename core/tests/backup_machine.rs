@@ -1833,3 +1833,25 @@ fn a_job_rewritten_while_it_waits_keeps_its_place_in_the_queue() {
         "the rewritten job goes at its oldest version's place, 15, not 18"
     );
 }
+
+/// A stop before the first step still checks the prefix's marker, and
+/// vouches for a known one: a stop in the first seconds is no failure.
+#[test]
+fn a_stop_before_the_first_step_checks_the_marker_and_drains() {
+    let mut h = Harness::new();
+    h.stop();
+    let first = h.advance(Duration::ZERO);
+    assert!(has(&first, &Command::CheckDestination), "{first:?}");
+    assert!(!has(&first, &Command::ScanTriggers), "{first:?}");
+    h.input(checked(marker(KNOWN), false));
+    h.input(batch(vec![]));
+    h.input(Input::CursorSaved(Ok(0)));
+    assert_eq!(
+        h.backup.stopped(),
+        Some(Stopped::Drained {
+            changes: 0,
+            saved: true,
+            released: true
+        })
+    );
+}

@@ -31,7 +31,11 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(cli.command.execute()) {
+    let result = runtime.block_on(cli.command.execute());
+    // Blocking work still running (a snapshot's copy the grace gave up
+    // on) must not hold the exit past the grace.
+    runtime.shutdown_background();
+    match result {
         Ok(code) => code,
         Err(e) => {
             jobvault::logging::fatal(json, &format!("{e:#}"));

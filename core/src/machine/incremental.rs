@@ -166,8 +166,9 @@ struct Drain {
 pub(crate) struct Drained {
     /// Changes the cursor passed since the stop.
     pub changes: u64,
-    /// Every change committed before the stop is in the bucket, and
-    /// nothing is in flight.
+    /// Every change committed before the stop is in the bucket.
+    pub covered: bool,
+    /// And nothing is in flight.
     pub complete: bool,
     /// The saved cursor passes them too (if not, the next start uploads
     /// them again).
@@ -286,6 +287,7 @@ impl Incremental {
         };
         Some(Drained {
             changes: self.covered.seq.saturating_sub(drain.from),
+            covered,
             complete: covered && self.is_quiet(),
             saved: drain
                 .target
@@ -774,6 +776,10 @@ impl Incremental {
         self.waiting.clear();
         self.held_until = None;
         self.more_to_read = false;
+        // The target was the old feed's: the next read sets it again.
+        if let Mode::Draining(drain) = &mut self.mode {
+            drain.target = None;
+        }
         if let Some(saving) = &mut self.saving {
             saving.stale = true;
         }

@@ -299,8 +299,10 @@ impl Backup {
         if now >= self.next_tick {
             self.next_tick = now + self.config.interval;
             let mut cx = context!(self, now);
+            // A drain vouches for the prefix only once its marker is
+            // checked: a stop before the first check still makes it.
+            self.destination.tick(now, cx.out);
             if !self.stopping {
-                self.destination.tick(now, cx.out);
                 self.snapshots.tick(&mut cx);
             }
             self.incremental.tick(&mut cx);
@@ -503,7 +505,8 @@ impl Backup {
     /// nothing more starts.
     fn give_up(&mut self) {
         let outcome = match self.incremental.drained() {
-            Some(d) if d.complete => self.drained_outcome(d, false),
+            // Covered, with a save or a later change's upload still out.
+            Some(d) if d.covered => self.drained_outcome(d, false),
             Some(d) => Stopped::GraceOver {
                 changes: d.changes,
                 left: d.left,
