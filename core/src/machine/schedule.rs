@@ -51,10 +51,6 @@ pub fn parse_time_of_day(text: &str) -> Result<u32, NotATimeOfDay> {
 }
 
 impl Schedule {
-    pub fn is_empty(&self) -> bool {
-        self.daily_at.is_none() && self.every.is_none()
-    }
-
     /// The latest due instant at or before `now` that a snapshot landed at
     /// `newest` does not meet, if any.
     pub fn due(&self, now: Timestamp, newest: Option<Timestamp>) -> Option<Timestamp> {

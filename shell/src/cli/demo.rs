@@ -235,7 +235,7 @@ async fn wait_for(store: &Store, object: &str) -> anyhow::Result<u64> {
     }
 }
 
-/// Waits until the cursor covers every change; returns the change counter.
+/// Removes the database and its WAL and shared-memory files: the disaster.
 fn remove_database(path: &Path) -> anyhow::Result<()> {
     for suffix in ["", "-wal", "-shm"] {
         let mut file = path.as_os_str().to_owned();

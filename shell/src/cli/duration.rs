@@ -95,7 +95,6 @@ pub fn parse_keep(text: &str) -> Result<Keep, String> {
     Ok(Keep(Some(keep)))
 }
 
-/// How often the daemon looks: 100 ms at least.
 /// Reads an instant: RFC 3339 (`2026-11-25T03:00:00Z`), or a duration
 /// ago (`2h`, `1d12h`), from now.
 pub fn parse_instant(text: &str) -> Result<Timestamp, String> {
@@ -110,6 +109,7 @@ pub fn parse_instant(text: &str) -> Result<Timestamp, String> {
     Ok(jobvault::clock::now().saturating_sub(ago))
 }
 
+/// How often the daemon looks: 100 ms at least, 1 h at most.
 pub fn parse_interval(text: &str) -> Result<Duration, String> {
     let interval = parse_duration(text)?;
     if interval < Duration::from_millis(100) {
