@@ -1,15 +1,20 @@
 //! The backup state machine, step by step: the original's behaviour and the
 //! defects we fix. Each test drives the machine by hand, as a driver would.
 
+mod bucket;
+
+use std::collections::VecDeque;
 use std::time::Duration;
+
+use bucket::Bucket;
 
 use jobvault_core::destination::{DestinationId, DestinationMarker};
 use jobvault_core::lease::{FoundLease, Holder, Lease, LeaseEnded, LeaseMachine, LeaseState};
 use jobvault_core::machine::{
-    ChangeBatch, FIRST_RETRY, FoundDestination, JobUpload, ListedObject, Owed, Pruned,
-    REFUSED_RETRY, RowId, Schedule, SnapshotOrder, SnapshotReason, Unreadable, Unvouched,
-    trigger_retry_wait,
+    ChangeBatch, FIRST_RETRY, FoundDestination, JobUpload, ListedObject, Owed, REFUSED_RETRY,
+    RowId, Schedule, SnapshotOrder, SnapshotReason, Unreadable, Unvouched, trigger_retry_wait,
 };
+use jobvault_core::restore_plan::Ask;
 use jobvault_core::trigger::TriggerFile;
 use jobvault_core::{
     Backup, Command, Config, Cursor, Envelope, Failure, FailureKind, Input, JobId, Stopped,
@@ -1165,18 +1170,74 @@ fn a_read_that_moves_only_the_time_saves_once_an_interval() {
     assert_eq!(later.time, h.now);
 }
 
-fn prunes(commands: &[Command]) -> usize {
+/// How many prunes the commands start: each reads the history marker first.
+fn prune_starts(commands: &[Command]) -> usize {
     commands
         .iter()
-        .filter(|c| matches!(c, Command::Prune { .. }))
+        .filter(|c| matches!(c, Command::ReadBucket(Ask::ReadHistory)))
         .count()
 }
 
-fn pruned(deleted: u64) -> Input {
-    Input::Pruned(Ok(Pruned {
-        deleted,
-        oldest_restorable: Some(Timestamp::from_unix_seconds(1_000)),
-    }))
+/// A bucket with a quarter's snapshots and job objects: with a 30-day
+/// window at [`START`], October's snapshot is the base, and September's
+/// snapshot and its two job objects go.
+fn a_quarter() -> Bucket {
+    let mut bucket = Bucket::default();
+    for (day, mtime) in [
+        ("2016/09/01", "2016-09-01T03:00:00Z"),
+        ("2016/10/01", "2016-10-01T03:00:00Z"),
+        ("2016/11/15", "2016-11-15T03:00:00Z"),
+    ] {
+        let name = format!("db-backup/{day}/s.bdb");
+        bucket.put(&name, mtime, bucket::snapshot(mtime));
+    }
+    bucket.job("a", "2016/09/02", "2016-09-02T00:00:00Z", 1);
+    bucket.job("b", "2016/09/03", "2016-09-03T00:00:00Z", 2);
+    bucket.job("c", "2016/11/15", "2016-11-15T00:00:00Z", 3);
+    bucket
+}
+
+/// Carries out the prune commands among `commands` against `bucket`, and
+/// those their answers bring, until `prunes` prunes have started; returns
+/// every other command, and the commands of any prune after those.
+fn carry_out_prunes(
+    h: &mut Harness,
+    bucket: &mut Bucket,
+    commands: Vec<Command>,
+    mut prunes: usize,
+) -> Vec<Command> {
+    let mut todo = VecDeque::from(commands);
+    let mut rest = Vec::new();
+    while let Some(command) = todo.pop_front() {
+        let input = match command {
+            Command::ReadBucket(Ask::ReadHistory) if prunes == 0 => {
+                rest.push(command);
+                continue;
+            }
+            Command::ReadBucket(ask) => {
+                prunes -= usize::from(ask == Ask::ReadHistory);
+                let result = Ok(bucket.answer(ask.clone()));
+                Input::BucketRead { ask, result }
+            }
+            Command::WriteHistory(marker) => {
+                bucket.marker = Some(marker.encode());
+                Input::HistoryWritten(Ok(()))
+            }
+            Command::DeleteObject { object } => {
+                bucket.delete(&object);
+                Input::ObjectDeleted {
+                    object,
+                    result: Ok(()),
+                }
+            }
+            other => {
+                rest.push(other);
+                continue;
+            }
+        };
+        todo.extend(h.input(input));
+    }
+    rest
 }
 
 #[test]
@@ -1192,31 +1253,114 @@ fn with_keep_the_daemon_prunes_at_start_and_after_each_snapshot_one_at_a_time() 
     let mut first = h.start();
     first.extend(h.input(Input::TriggersScanned(Ok(vec![]))));
     first.extend(h.input(immediate(1)));
-    assert!(first.contains(&Command::Prune { keep }), "{first:?}");
+    assert_eq!(prune_starts(&first), 1, "{first:?}");
     // A snapshot lands while the first prune is out: the next waits for it.
     let order = snapshot(&first).expect("a snapshot order");
     let landed = h.input(Input::SnapshotTaken {
         object: order.object,
         result: Ok(10),
     });
-    assert_eq!(prunes(&landed), 0, "one prune at a time");
-    assert_eq!(prunes(&h.input(pruned(3))), 1, "the snapshot's prune, now");
+    assert_eq!(prune_starts(&landed), 0, "one prune at a time");
+    let mut bucket = a_quarter();
+    first.extend(landed);
+    let rest = carry_out_prunes(&mut h, &mut bucket, first, 1);
+    assert_eq!(prune_starts(&rest), 1, "the snapshot's prune, now");
     assert_eq!(h.backup.metrics().pruned_objects, 3);
+    assert_eq!(
+        bucket.live(),
+        [
+            "db-backup/2016/10/01/s.bdb",
+            "db-backup/2016/11/15/s.bdb",
+            "job-backup/2016/11/15/c.job"
+        ]
+    );
+    assert!(bucket.marker.is_some(), "the marker was written");
     assert_eq!(h.backup.metrics().keep, Some(keep));
     // A failed prune is tried again at the next listing tick, not at once.
-    let failed = h.input(Input::Pruned(Err(failure("503"))));
-    assert_eq!(prunes(&failed), 0);
-    assert_eq!(prunes(&h.input(batch(vec![]))), 0);
+    let failed = h.input(Input::BucketRead {
+        ask: Ask::ReadHistory,
+        result: Err(failure("503")),
+    });
+    assert_eq!(prune_starts(&failed), 0);
+    assert_eq!(prune_starts(&h.input(batch(vec![]))), 0);
     h.input(Input::SnapshotsListed(Ok(vec![])));
     assert_eq!(
-        prunes(&h.advance(Duration::from_secs(600))),
+        prune_starts(&h.advance(Duration::from_secs(600))),
         1,
         "the next listing tick"
     );
     assert_eq!(
         h.backup.metrics().oldest_restorable,
-        Some(Timestamp::from_unix_seconds(1_000)),
+        Some(Timestamp::parse_rfc3339("2016-10-17T22:04:25.634818978Z").unwrap()),
         "the last prune that worked says how far back"
+    );
+}
+
+#[test]
+fn a_prune_is_store_operations_one_deletion_at_a_time_and_a_failed_one_ends_it() {
+    let mut h = Harness::with(keep_config(), stored_cursor());
+    let mut bucket = a_quarter();
+    let mut todo = VecDeque::from(h.start());
+    let mut deletions = 0;
+    while let Some(command) = todo.pop_front() {
+        let input = match command {
+            Command::ReadBucket(ask) => {
+                let result = Ok(bucket.answer(ask.clone()));
+                Input::BucketRead { ask, result }
+            }
+            Command::WriteHistory(_) => Input::HistoryWritten(Ok(())),
+            Command::DeleteObject { object } => {
+                deletions += 1;
+                assert!(
+                    !todo
+                        .iter()
+                        .any(|c| matches!(c, Command::DeleteObject { .. })),
+                    "one deletion in flight"
+                );
+                // The second deletion finds its object gone: done; the
+                // third is refused: the prune ends there.
+                let result = match deletions {
+                    2 => Err(Failure::new(FailureKind::NotFound, "404")),
+                    3 => Err(failure("503")),
+                    _ => Ok(()),
+                };
+                Input::ObjectDeleted { object, result }
+            }
+            Command::ListSnapshots { .. } => Input::SnapshotsListed(Ok(vec![])),
+            _ => continue,
+        };
+        todo.extend(h.input(input));
+    }
+    assert_eq!(deletions, 3, "the marker, then one deletion after another");
+    assert_eq!(
+        h.backup.metrics().pruned_objects,
+        0,
+        "a failed prune counts nothing"
+    );
+    let later = h.advance(Duration::from_secs(600));
+    assert_eq!(prune_starts(&later), 1, "tried again at the listing tick");
+}
+
+#[test]
+fn a_stop_ends_a_prune_between_its_operations() {
+    let mut h = Harness::with(keep_config(), stored_cursor());
+    let first = h.start();
+    assert_eq!(prune_starts(&first), 1);
+    let stopped = h.stop();
+    assert!(
+        !stopped.iter().any(|c| matches!(c, Command::ReadBucket(_))),
+        "{stopped:?}"
+    );
+    let read = h.input(Input::BucketRead {
+        ask: Ask::ReadHistory,
+        result: Ok(jobvault_core::restore_plan::Answer::History { bytes: None }),
+    });
+    assert!(
+        !read.iter().any(|c| matches!(
+            c,
+            Command::ReadBucket(_) | Command::WriteHistory(_) | Command::DeleteObject { .. }
+        )),
+        "nothing more of the prune after the stop: {read:?}"
     );
 }
 
@@ -1230,7 +1374,7 @@ fn without_keep_the_daemon_never_prunes() {
         result: Ok(10),
     }));
     all.extend(h.advance(Duration::from_secs(600)));
-    assert_eq!(prunes(&all), 0, "{all:?}");
+    assert_eq!(prune_starts(&all), 0, "{all:?}");
 }
 
 // ---------------------------------------------------------- owed snapshots
@@ -1521,20 +1665,20 @@ fn a_prefix_is_not_pruned_before_it_is_known_to_hold_the_database() {
     let mut h = Harness::with(keep_config(), stored_cursor());
     let first = h.advance(Duration::ZERO);
     assert!(
-        !first.iter().any(|c| matches!(c, Command::Prune { .. })),
+        !first.iter().any(|c| matches!(c, Command::ReadBucket(_))),
         "{first:?}"
     );
     let after_check = h.input(checked(marker(0xfeed), true));
     assert!(
         !after_check
             .iter()
-            .any(|c| matches!(c, Command::Prune { .. })),
+            .any(|c| matches!(c, Command::ReadBucket(_))),
         "a new destination: {after_check:?}"
     );
     let mut h = Harness::with(keep_config(), stored_cursor());
     let known = h.start();
     assert!(
-        known.iter().any(|c| matches!(c, Command::Prune { .. })),
+        known.iter().any(|c| matches!(c, Command::ReadBucket(_))),
         "{known:?}"
     );
 }

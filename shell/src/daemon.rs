@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 
 use jobvault_core::job_object::{JobObjectEncoder, encode_job_object};
 use jobvault_core::lease::{LeaseEnded, LeaseMachine};
-use jobvault_core::machine::{JobUpload, Pruned};
+use jobvault_core::machine::JobUpload;
+use jobvault_core::restore_plan::{Ask, OneAsk};
 use jobvault_core::{Backup, Command, Config, Failure, FailureKind, Input, Metrics, Stopped};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
@@ -23,10 +24,11 @@ use crate::commit_watch;
 use crate::control::{BackupRequest, Taken};
 use crate::db::JobDb;
 use crate::destination;
+use crate::drive::Driver;
 use crate::failure::ToFailure;
 use crate::lease;
 use crate::metrics::UploadTimes;
-use crate::prune::{PruneError, carry_out as carry_out_prune, plan_prune};
+use crate::prune;
 use crate::reads::Reads;
 use crate::snapshot::carry_out;
 use crate::store::{Store, error_chain};
@@ -328,9 +330,24 @@ impl Executor {
                 let executor = self.clone();
                 tokio::spawn(async move { executor.list(prefixes).await })
             }
-            Command::Prune { keep } => {
+            Command::ReadBucket(ask) => {
                 let executor = self.clone();
-                tokio::spawn(async move { executor.prune(keep).await })
+                tokio::spawn(async move { executor.read_bucket(ask).await })
+            }
+            Command::WriteHistory(marker) => {
+                let executor = self.clone();
+                tokio::spawn(async move {
+                    let written = prune::write_marker(&executor.store, &marker).await;
+                    Input::HistoryWritten(written.map_err(|e| e.to_failure()))
+                })
+            }
+            Command::DeleteObject { object } => {
+                let executor = self.clone();
+                tokio::spawn(async move {
+                    let deleted = executor.store.delete(&object).await;
+                    let result = deleted.map_err(|e| e.to_failure());
+                    Input::ObjectDeleted { object, result }
+                })
             }
             Command::ImmediateBackupDone { .. } => {
                 unreachable!("a command with no answer has no deadline and is not started")
@@ -338,27 +355,18 @@ impl Executor {
         }
     }
 
-    /// Prunes as the core's prune planner decides, with the lease held.
-    async fn prune(&self, keep: Duration) -> Input {
-        let pruned = async {
-            let plan = plan_prune(
-                &self.store,
-                keep,
-                PRUNE_CONCURRENCY,
-                &Reads::default(),
-                clock::now(),
-            )
-            .await?;
-            let deleted = carry_out_prune(&self.store, &plan, |object| {
-                info!(object = %self.store.location(object), "pruned");
-            })
-            .await?;
-            Ok::<_, PruneError>(Pruned {
-                deleted: deleted as u64,
-                oldest_restorable: plan.oldest_restorable(),
-            })
-        };
-        Input::Pruned(pruned.await.map_err(|e| e.to_failure()))
+    /// One read of a prune's plan, its reads made again as the core's
+    /// read retry decides, a listing gathered whole.
+    async fn read_bucket(&self, ask: Ask) -> Input {
+        let mut one = OneAsk::new(ask.clone());
+        let driven = Driver::new(&self.store, 1, &Reads::default())
+            .drive(&mut one)
+            .await;
+        let result = driven.map_err(|e| e.to_failure()).and_then(|()| {
+            one.into_answer()
+                .ok_or_else(|| Failure::new(FailureKind::Internal, "the read ended with no answer"))
+        });
+        Input::BucketRead { ask, result }
     }
 
     async fn list(&self, prefixes: Vec<String>) -> Input {
@@ -435,10 +443,6 @@ async fn supervise(command: &Command, deadline: Duration, mut work: JoinHandle<I
         .expect("only commands that expect an answer are supervised")
 }
 
-/// Listings and deletions a daemon's prune keeps in flight: fewer than a
-/// restore, so that uploads keep their share of the connection.
-const PRUNE_CONCURRENCY: usize = 8;
-
 /// A command in a few words, naming what it works on.
 fn describe(command: &Command) -> String {
     match command {
@@ -460,7 +464,9 @@ fn describe(command: &Command) -> String {
         }
         Command::DeleteLease { .. } => "give the lease back".to_owned(),
         Command::RecordDestination { id } => format!("record destination {id}"),
-        Command::Prune { .. } => "prune the bucket".to_owned(),
+        Command::ReadBucket(ask) => format!("read the bucket for a prune: {ask:?}"),
+        Command::WriteHistory(_) => "write the history marker".to_owned(),
+        Command::DeleteObject { object } => format!("delete {object}"),
         Command::ImmediateBackupDone { id, .. } => format!("answer backup request {id}"),
     }
 }

@@ -66,12 +66,23 @@ impl ToFailure for SnapshotError {
     }
 }
 
+impl ToFailure for DriveError {
+    fn kind(&self) -> FailureKind {
+        match self {
+            DriveError::Store(e) => e.kind,
+            DriveError::Corrupt { .. } => FailureKind::Corrupt,
+            DriveError::NotRestorable { .. } => FailureKind::Rejected,
+            DriveError::Planner(_) | DriveError::Snapshot(_) => FailureKind::Internal,
+        }
+    }
+}
+
 impl ToFailure for PruneError {
     fn kind(&self) -> FailureKind {
         match self {
-            PruneError::Store(e) | PruneError::Drive(DriveError::Store(e)) => e.kind,
-            PruneError::Drive(DriveError::Corrupt { .. }) => FailureKind::Corrupt,
-            PruneError::Drive(_) | PruneError::Plan(_) => FailureKind::Internal,
+            PruneError::Store(e) => e.kind,
+            PruneError::Drive(e) => e.kind(),
+            PruneError::Plan(_) => FailureKind::Internal,
         }
     }
 }

@@ -1,14 +1,17 @@
-//! Carrying out a prune the core planned ([`PrunePlanner`]): the history
-//! marker first, then each deletion, oldest first. A deletion that finds
-//! the object gone counts as done, so a prune cut short is simply run again.
+//! Planning and carrying out `jobvault prune`: the core's
+//! [`PrunePlanner`] driven against the store, then the plan's steps as the
+//! core's [`Deletion`] orders them (the marker first, a deletion that finds
+//! nothing counting as done). The daemon's prunes take the same steps as
+//! commands of its core.
 
 use std::time::Duration;
 
-use jobvault_core::history::HISTORY_OBJECT;
-use jobvault_core::prune::{PrunePlan, PrunePlanner};
-use jobvault_core::{FailureKind, Timestamp};
+use jobvault_core::Timestamp;
+use jobvault_core::history::{HISTORY_OBJECT, HistoryMarker};
+use jobvault_core::prune::{Deletion, PrunePlan, PrunePlanner, PruneStep};
 
 use crate::drive::{DriveError, Driver};
+use crate::failure::ToFailure;
 use crate::reads::Reads;
 use crate::small_object;
 use crate::store::{Store, StoreError};
@@ -20,7 +23,7 @@ pub enum PruneError {
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("prune plan: {0}")]
-    Plan(String),
+    Plan(#[from] jobvault_core::restore_plan::PlanError),
 }
 
 /// Plans the prune of what no restore to the last `keep` needs.
@@ -35,26 +38,37 @@ pub async fn plan_prune(
     Driver::new(store, concurrency, reads)
         .drive(&mut planner)
         .await?;
-    planner
-        .finish()
-        .map_err(|e| PruneError::Plan(e.to_string()))
+    Ok(planner.finish()?)
 }
 
-/// Writes the plan's marker, then deletes what it names; `deleted` is told
-/// each object as it goes. Returns how many were deleted.
+/// Writes the history marker.
+pub async fn write_marker(store: &Store, marker: &HistoryMarker) -> Result<(), StoreError> {
+    small_object::write(store, HISTORY_OBJECT, &marker.encode(), marker.pruned_at).await
+}
+
+/// Takes the plan's steps; `deleted` is told each object as it goes.
+/// Returns how many were deleted.
 pub async fn carry_out(
     store: &Store,
     plan: &PrunePlan,
     mut deleted: impl FnMut(&str),
-) -> Result<usize, PruneError> {
-    if let Some(marker) = &plan.marker {
-        small_object::write(store, HISTORY_OBJECT, &marker.encode(), marker.pruned_at).await?;
-    }
-    for object in &plan.delete {
-        match store.delete(object).await {
-            Err(e) if e.kind != FailureKind::NotFound => return Err(e.into()),
-            _ => deleted(object),
+) -> Result<u64, PruneError> {
+    let mut deletion = Deletion::new(plan);
+    while let Some(step) = deletion.poll_step() {
+        let result = match &step {
+            PruneStep::WriteMarker(marker) => write_marker(store, marker).await,
+            PruneStep::Delete(object) => store.delete(object).await,
+        };
+        let failure = result.as_ref().err().map(ToFailure::to_failure);
+        if deletion.step_done(&step, failure).is_some() {
+            return Err(result.expect_err("only a failed step fails").into());
+        }
+        if let PruneStep::Delete(object) = &step {
+            deleted(object);
         }
     }
-    Ok(plan.delete.len())
+    match deletion.outcome() {
+        Some(Ok(count)) => Ok(count),
+        outcome => unreachable!("the steps ran out with {outcome:?}"),
+    }
 }

@@ -216,7 +216,7 @@ pub async fn restore(
             let applied = db.apply_versions(&plan.retrieved.jobs)?;
             let cursor = db.mark_backed_up(|newest, counter| plan.cursor(newest, counter, now))?;
             let abandoned = plan.abandoned().map(|(id, seq)| (id.clone(), seq));
-            let written_again = db.write_again(abandoned, now)?;
+            let written_again = db.write_again(abandoned)?;
             db.integrity_check()?.map_err(RestoreError::Integrity)?;
             let total = db.count()?;
             Ok((applied, total, cursor, written_again))

@@ -57,11 +57,12 @@ impl History {
         if self.rng.u8(0..3) != 0 {
             return;
         }
-        if let Some(at) = self.past_instant(world, now) {
+        if let Some((at, kept)) = self.past_instant(world, now) {
             let result = restore_at(&world.store, at, now, faults, &mut self.rng);
             checkers.observe(
                 Observation::PastRestored {
                     at,
+                    kept,
                     result: &result,
                 },
                 world,
@@ -74,13 +75,20 @@ impl History {
         self.start = since;
     }
 
-    /// An instant inside the window whose every change is in the bucket:
-    /// before the stored cursor's time, less twice the clock's error.
-    fn past_instant(&mut self, world: &World, now: Timestamp) -> Option<Timestamp> {
+    /// An instant whose every change is in the bucket: before the stored
+    /// cursor's time, less twice the clock's error; inside the window kept
+    /// (`true`), or, one time in three, from before it.
+    fn past_instant(&mut self, world: &World, now: Timestamp) -> Option<(Timestamp, bool)> {
         let start = self.start.filter(|_| self.versioned)?;
-        let oldest = self.keep.map_or(start, |keep| (now - keep).max(start));
+        let window = self.keep.map(|keep| now - keep).filter(|w| *w > start);
         let newest = world.db.stored.time - MAX_CLOCK_ERROR * 2;
+        let (oldest, newest, kept) = match window {
+            Some(window) if self.rng.u8(0..3) == 0 => (start, window.min(newest), false),
+            Some(window) => (window, newest, true),
+            None => (start, newest, true),
+        };
         let span = newest.unix_nanos().checked_sub(oldest.unix_nanos())?;
-        (span > 0).then(|| Timestamp::from_unix_nanos(oldest.unix_nanos() + self.rng.i64(0..span)))
+        let at = Timestamp::from_unix_nanos(oldest.unix_nanos() + self.rng.i64(0..span.max(1)));
+        (span > 0).then_some((at, kept))
     }
 }

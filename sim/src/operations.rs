@@ -8,16 +8,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use jobvault_core::destination::{DestinationId, DestinationMarker};
+use jobvault_core::history::HistoryMarker;
 use jobvault_core::lease::{FoundLease, Lease};
 use jobvault_core::machine::{
-    FoundDestination, JobUpload, Pruned, SnapshotOrder, SnapshotReason, Unreadable,
+    FoundDestination, JobUpload, SnapshotOrder, SnapshotReason, Unreadable,
 };
+use jobvault_core::restore_plan::Ask;
 use jobvault_core::{Command, Cursor, Failure, FailureKind, Input, JobId, Seq};
 
 use crate::faults::FaultKind;
 use crate::invariants::Observation;
 use crate::node::NodeId;
-use crate::restore::{carry_out_prune, plan_prune};
+use crate::restore::read_one;
 use crate::simulation::{Event, Simulation, note};
 use crate::world::{Body, Held};
 
@@ -66,8 +68,10 @@ pub(crate) enum Op {
     List {
         prefixes: Vec<String>,
     },
-    Prune {
-        keep: Duration,
+    ReadBucket(Ask),
+    WriteHistory(HistoryMarker),
+    DeleteObject {
+        object: String,
     },
     CheckDestination,
     RecordDestination {
@@ -244,9 +248,21 @@ impl Simulation {
                 };
                 (Op::List { prefixes }, fate, latency)
             }
-            Command::Prune { keep } => {
+            Command::ReadBucket(ask) => {
                 let latency = self.store_latency();
-                (Op::Prune { keep }, self.store_fate(node), latency)
+                let fate = match self.store_fate(node) {
+                    Fate::Ambiguous => Fate::Ok,
+                    fate => fate,
+                };
+                (Op::ReadBucket(ask), fate, latency)
+            }
+            Command::WriteHistory(marker) => {
+                let latency = self.store_latency();
+                (Op::WriteHistory(marker), self.store_fate(node), latency)
+            }
+            Command::DeleteObject { object } => {
+                let latency = self.store_latency();
+                (Op::DeleteObject { object }, self.store_fate(node), latency)
             }
             Command::CheckDestination => {
                 let latency = self.store_latency();
@@ -371,7 +387,26 @@ impl Simulation {
             Op::List { prefixes } => {
                 Input::SnapshotsListed(result(error).map(|()| self.world.store.list(&prefixes)))
             }
-            Op::Prune { keep } => self.pruned(node, keep, effective, error),
+            Op::ReadBucket(ask) => self.read_bucket(node, ask, error),
+            Op::WriteHistory(marker) => {
+                if effective {
+                    self.world.store.marker = Some(marker.encode());
+                }
+                Input::HistoryWritten(result(error))
+            }
+            Op::DeleteObject { object } => {
+                let found = self.world.store.objects.contains_key(&object);
+                if effective {
+                    self.world.store.delete(&object);
+                }
+                let error =
+                    error.or((!found).then_some((FailureKind::NotFound, "404 No such object")));
+                note!(self, "delete {object}: {error:?}");
+                Input::ObjectDeleted {
+                    object,
+                    result: result(error),
+                }
+            }
             Op::CheckDestination => {
                 let found = effective.then(|| self.find_or_create_destination(node));
                 Input::DestinationChecked(result(error).map(|()| found.expect("effective")))
@@ -477,48 +512,22 @@ impl Simulation {
         Input::CursorSaved(result(error).map(|()| set_aside))
     }
 
-    fn pruned(
-        &mut self,
-        node: NodeId,
-        keep: Duration,
-        effective: bool,
-        error: Option<(FailureKind, &str)>,
-    ) -> Input {
-        let (planned, failed_reads) = plan_prune(
+    /// A read of a prune's plan, made against the bucket as it is now.
+    fn read_bucket(&mut self, node: NodeId, ask: Ask, error: Option<(FailureKind, &str)>) -> Input {
+        if let Some((kind, why)) = error {
+            let result = Err(Failure::new(kind, why));
+            return Input::BucketRead { ask, result };
+        }
+        let (answered, failed_reads) = read_one(
             &self.world.store,
+            ask.clone(),
             self.local_now(node),
-            keep,
             self.read_faults(),
             &mut self.rng.prune,
         );
         self.count_failed_reads(failed_reads);
-        let plan = match planned {
-            Ok(plan) => plan,
-            Err(e) => {
-                note!(self, "prune: its plan failed: {e}");
-                let why = format!("the prune's plan failed: {e}");
-                return Input::Pruned(Err(Failure::new(FailureKind::Transient, why)));
-            }
-        };
-        // A prune that failed stopped somewhere: after the marker, a few
-        // deletions, or before anything.
-        let steps = if effective {
-            usize::MAX
-        } else {
-            self.rng.prune.usize(0..=plan.delete.len() + 1)
-        };
-        carry_out_prune(&mut self.world.store, &plan, steps);
-        note!(
-            self,
-            "prune: {} objects to delete, {} steps carried out",
-            plan.delete.len(),
-            steps.min(plan.delete.len() + 1)
-        );
-        let pruned = Pruned {
-            deleted: plan.delete.len() as u64,
-            oldest_restorable: plan.oldest_restorable(),
-        };
-        Input::Pruned(result(error).map(|()| pruned))
+        let result = answered.map_err(|e| Failure::new(FailureKind::Transient, e.to_string()));
+        Input::BucketRead { ask, result }
     }
 
     /// The prefix's marker, created with a fresh id if there is none, as the
@@ -700,7 +709,9 @@ pub(crate) fn hash_command(hasher: &mut DefaultHasher, command: &Command) {
         Command::UploadJob(upload) => (6u8, &upload.object, upload.envelope.seq).hash(hasher),
         Command::SaveCursor { new, .. } => (7u8, new.seq, new.time).hash(hasher),
         Command::ListSnapshots { prefixes } => (8u8, prefixes).hash(hasher),
-        Command::Prune { keep } => (10u8, keep).hash(hasher),
+        Command::ReadBucket(ask) => (10u8, format!("{ask:?}")).hash(hasher),
+        Command::WriteHistory(marker) => (16u8, marker.restorable_from).hash(hasher),
+        Command::DeleteObject { object } => (17u8, object).hash(hasher),
         Command::CheckDestination => 11u8.hash(hasher),
         Command::RecordDestination { id } => (12u8, id).hash(hasher),
         Command::ReadLease => 13u8.hash(hasher),

@@ -1,6 +1,7 @@
-//! Restores and prunes of the simulated bucket, planned by the core's
-//! [`RestorePlanner`] and [`PrunePlanner`]: the very planners `jobvault
-//! restore` and `jobvault prune` run. Only the carrying out is simulated:
+//! Restores of the simulated bucket, planned by the core's
+//! [`RestorePlanner`]: the very planner `jobvault restore` runs, and the
+//! reads a daemon's prune asks for ([`read_one`]). Only the carrying out is
+//! simulated:
 //! listings and downloads come from the world, answers go back in an order
 //! drawn from the seed, and the plan is applied to the snapshot's rows and
 //! tombstones as the shell applies it to SQLite: a newer body replaces a row
@@ -16,12 +17,11 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
-use jobvault_core::prune::{PrunePlan, PrunePlanner};
 use jobvault_core::read_retry::{
     DEFAULT_READ_PATIENCE, IDLE_READ_TIMEOUT, ReadAgain, ReadGaveUp, ReadRetry,
 };
 use jobvault_core::restore_plan::{
-    Answer, Ask, ChosenSnapshot, OnCorrupt, PlanError, Planner, RestorePlanner, supersedes,
+    Answer, Ask, ChosenSnapshot, OnCorrupt, OneAsk, PlanError, Planner, RestorePlanner, supersedes,
 };
 use jobvault_core::{Envelope, Failure, FailureKind, JobId, Timestamp};
 
@@ -91,34 +91,21 @@ pub fn restore_at(
     carry_out(store, planner, now, faults, rng)
 }
 
-/// Plans a prune of `store` as `jobvault prune --keep` would at local `now`,
-/// its reads meeting `faults`; also says how many reads failed.
-pub fn plan_prune(
+/// Answers one read of a daemon's prune ([`jobvault_core::Command::ReadBucket`])
+/// as the shell's driver does, its reads meeting `faults` at local `now`;
+/// also says how many reads failed.
+pub fn read_one(
     store: &Store,
+    ask: Ask,
     now: Timestamp,
-    keep: Duration,
     faults: ReadFaults,
     rng: &mut fastrand::Rng,
-) -> (Result<PrunePlan, Failed>, u64) {
-    let mut planner = PrunePlanner::new(now, keep);
+) -> (Result<Answer, Failed>, u64) {
+    let mut one = OneAsk::new(ask);
     let mut bucket = Bucket::new(store, now, faults);
-    let planned = drive(&mut bucket, &mut planner, rng).and_then(|()| Ok(planner.finish()?));
-    (planned, bucket.failed_reads)
-}
-
-/// Carries out the first `done` steps of a plan (all of them: `usize::MAX`):
-/// the marker, then the deletions, as the shell does; a crash stops it
-/// anywhere.
-pub fn carry_out_prune(store: &mut Store, plan: &PrunePlan, done: usize) {
-    if done == 0 {
-        return;
-    }
-    if let Some(marker) = plan.marker {
-        store.marker = Some(marker.encode());
-    }
-    for object in plan.delete.iter().take(done - 1) {
-        store.delete(object);
-    }
+    let driven = drive(&mut bucket, &mut one, rng);
+    let answer = driven.map(|()| one.into_answer().expect("a drive ends complete"));
+    (answer, bucket.failed_reads)
 }
 
 fn carry_out(

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use jobvault::db::JobDb;
 use jobvault_core::object_name::snapshot_object;
-use jobvault_core::{Envelope, JobId, Timestamp};
+use jobvault_core::{Change, Cursor, Envelope, JobId, Timestamp};
 use jobvault_tests::{
     Daemon, Emulator, StoreReader, Workspace, bodies, body, eventually, gunzip, jobvault, stderr,
     stdout,
@@ -128,6 +128,40 @@ fn restore_at_each_instant_gives_the_jobs_as_they_were_then() {
     let output = restore(&emulator.endpoint(), &url, &newest, None);
     assert!(output.status.success(), "{}", stderr(&output));
     assert_eq!(bodies(&newest), expected, "{}", stdout(&output));
+}
+
+#[test]
+fn jobs_written_again_after_a_restore_of_the_past_are_numbered_and_stamped_like_any_change() {
+    let workspace = Workspace::new();
+    let (mut db, _) = JobDb::init(&workspace.db(), jobvault::clock::now()).unwrap();
+    db.put(&[body("a", "a then"), body("b", "b then")]).unwrap();
+    db.delete(&[JobId::new("b").unwrap()]).unwrap();
+    // The bucket holds later versions of both, from the abandoned future;
+    // the cursor is marked past them, as restore marks it.
+    let future = db.newest_seq().unwrap() + 5;
+    db.mark_backed_up(|_, _| Cursor {
+        seq: future,
+        time: jobvault::clock::now(),
+    })
+    .unwrap();
+    let abandoned = [("a", future - 1), ("b", future)];
+    let before = jobvault::clock::now() - Duration::from_millis(1);
+    let again = abandoned.map(|(id, seq)| (JobId::new(id).unwrap(), seq));
+    assert_eq!(db.write_again(again.into_iter()).unwrap(), 2);
+    let written = db.changes(future, 10, u64::MAX).unwrap().jobs;
+    let ids: Vec<_> = written.iter().map(|e| e.id.as_str()).collect();
+    assert_eq!(ids, ["a", "b"], "each a change after the cursor");
+    assert_eq!(written[1].change, Change::Deleted, "b again as a tombstone");
+    for envelope in &written {
+        // SQLite's clock, to the millisecond, as the triggers stamp: the
+        // tombstone is not stamped by another clock.
+        assert_eq!(
+            envelope.modified.unix_nanos() % 1_000_000,
+            0,
+            "{envelope:?}"
+        );
+        assert!(envelope.modified >= before, "{envelope:?}");
+    }
 }
 
 #[test]

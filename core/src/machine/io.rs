@@ -11,9 +11,11 @@ use super::set_aside::Unreadable;
 use crate::Seq;
 use crate::destination::{DestinationId, DestinationMarker};
 use crate::envelope::Envelope;
+use crate::history::HistoryMarker;
 use crate::job_id::JobId;
 use crate::lease::{FoundLease, Lease};
 use crate::object_name::Framing;
+use crate::restore_plan::{Answer, Ask};
 use crate::timestamp::Timestamp;
 use crate::trigger::TriggerFile;
 
@@ -209,10 +211,16 @@ pub enum Command {
     /// Record in the database, beside the cursor, that the cursor belongs
     /// to destination `id`; answer with [`Input::DestinationRecorded`].
     RecordDestination { id: DestinationId },
-    /// Prune what no restore to the last `keep` needs, as
-    /// [`crate::prune::PrunePlanner`] plans it; answer with
-    /// [`Input::Pruned`].
-    Prune { keep: Duration },
+    /// Carry out one read of a prune's plan ([`crate::prune::PrunePlanner`]'s
+    /// ask), a listing read whole, each read made again as the core's read
+    /// retry ([`crate::read_retry`]) decides; answer with
+    /// [`Input::BucketRead`].
+    ReadBucket(Ask),
+    /// Write the bucket's history marker ([`crate::history`]); answer with
+    /// [`Input::HistoryWritten`].
+    WriteHistory(HistoryMarker),
+    /// Delete the live object `object`; answer with [`Input::ObjectDeleted`].
+    DeleteObject { object: String },
     /// Tell whoever made immediate-backup request `id` how it went. Every
     /// request gets exactly one.
     ImmediateBackupDone {
@@ -261,15 +269,6 @@ pub struct ListedObject {
     pub generation: Option<i64>,
 }
 
-/// What a prune did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Pruned {
-    pub deleted: u64,
-    /// The oldest instant the bucket restores once pruned
-    /// ([`crate::prune::PrunePlan::oldest_restorable`]).
-    pub oldest_restorable: Option<Timestamp>,
-}
-
 /// A report from the driver: the result of a command, or a request.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Input {
@@ -314,7 +313,16 @@ pub enum Input {
         id: u64,
         name: String,
     },
-    Pruned(Result<Pruned, Failure>),
+    /// The answer to [`Command::ReadBucket`] `ask`.
+    BucketRead {
+        ask: Ask,
+        result: Result<Answer, Failure>,
+    },
+    HistoryWritten(Result<(), Failure>),
+    ObjectDeleted {
+        object: String,
+        result: Result<(), Failure>,
+    },
     /// Something committed to the job database since the driver last said
     /// so: a writer, or jobvault's own cursor save (the driver cannot tell
     /// them apart; a read that finds nothing costs one indexed query). The
@@ -348,8 +356,7 @@ impl Command {
     /// command with no answer has no deadline.
     pub fn deadline(&self) -> Option<Duration> {
         match self {
-            // A prune lists the whole bucket and may delete a day's objects.
-            Command::TakeSnapshot(_) | Command::Prune { .. } => Some(SNAPSHOT_DEADLINE),
+            Command::TakeSnapshot(_) => Some(SNAPSHOT_DEADLINE),
             Command::ImmediateBackupDone { .. } => None,
             Command::ReadLease | Command::WriteLease { .. } | Command::DeleteLease { .. } => {
                 Some(LEASE_DEADLINE)
@@ -366,7 +373,8 @@ impl Command {
             self,
             Command::UploadJob(_)
                 | Command::TakeSnapshot(_)
-                | Command::Prune { .. }
+                | Command::WriteHistory(_)
+                | Command::DeleteObject { .. }
                 | Command::SaveCursor { .. }
                 | Command::CheckDestination
                 | Command::RecordDestination { .. }
@@ -411,7 +419,15 @@ impl Command {
             Command::WriteLease { .. } => Input::LeaseWritten(Err(failure)),
             Command::DeleteLease { .. } => Input::LeaseDeleted(Err(failure)),
             Command::ListSnapshots { .. } => Input::SnapshotsListed(Err(failure)),
-            Command::Prune { .. } => Input::Pruned(Err(failure)),
+            Command::ReadBucket(ask) => Input::BucketRead {
+                ask: ask.clone(),
+                result: Err(failure),
+            },
+            Command::WriteHistory(_) => Input::HistoryWritten(Err(failure)),
+            Command::DeleteObject { object } => Input::ObjectDeleted {
+                object: object.clone(),
+                result: Err(failure),
+            },
             Command::ImmediateBackupDone { .. } => return None,
         })
     }

@@ -13,6 +13,7 @@ mod incremental;
 mod io;
 mod metrics;
 mod owed;
+mod pruning;
 mod retention;
 mod schedule;
 mod set_aside;
@@ -27,8 +28,8 @@ pub use backoff::{FIRST_RETRY, REFUSED_RETRY};
 pub use incremental::OBJECT_WRITE_SPACING;
 pub use io::{
     CHANGE_POLL, COMMAND_DEADLINE, ChangeBatch, Command, Cursor, Failure, FailureKind,
-    FoundDestination, Input, JobUpload, ListedObject, Owed, Pruned, SNAPSHOT_DEADLINE,
-    SnapshotOrder, SnapshotReason,
+    FoundDestination, Input, JobUpload, ListedObject, Owed, SNAPSHOT_DEADLINE, SnapshotOrder,
+    SnapshotReason,
 };
 pub use metrics::{Metrics, PerKind};
 pub use schedule::{NotATimeOfDay, Schedule, parse_time_of_day};
@@ -351,9 +352,19 @@ impl Backup {
                 }
                 self.snapshots.on_snapshot_taken(&mut cx, &object, result);
             }
-            Input::Pruned(result) => {
-                if !self.retention.on_pruned(cx.metrics, result) {
-                    cx.unexpected(format_args!("prune report with none outstanding"));
+            Input::BucketRead { ask, result } => {
+                if !self.retention.on_read(cx.metrics, &ask, result) {
+                    cx.unexpected(format_args!("prune read with none outstanding: {ask:?}"));
+                }
+            }
+            Input::HistoryWritten(result) => {
+                if !self.retention.on_step(cx.metrics, None, result) {
+                    cx.unexpected(format_args!("history marker written with none outstanding"));
+                }
+            }
+            Input::ObjectDeleted { object, result } => {
+                if !self.retention.on_step(cx.metrics, Some(&object), result) {
+                    cx.unexpected(format_args!("deletion of {object} with none outstanding"));
                 }
             }
             Input::ChangesRead(result) => self.incremental.on_changes_read(&mut cx, result),
@@ -532,7 +543,7 @@ impl Backup {
             let holds_the_database =
                 self.destination.is_done() && !self.snapshots.owed.is_new_destination();
             if !self.stopping && self.working() && holds_the_database {
-                self.retention.poll(&mut self.out);
+                self.retention.poll(self.now, &mut self.out);
             }
             let command = self.out.pop_front()?;
             let held_back = self

@@ -3,21 +3,28 @@
 //! base go; one prune at a time. A prune that fails is tried again at the
 //! next snapshot-listing tick rather than at once, so a store that refuses
 //! is not asked every second. What a prune deletes is the prune planner's
-//! business ([`crate::prune`]); this decides only when.
+//! business ([`crate::prune`]), and its store operations are
+//! [`super::pruning`]'s; this decides only when.
 
+use std::collections::VecDeque;
 use std::time::Duration;
 
 use tracing::warn;
 
-use super::io::{Command, Failure, Pruned};
+use super::io::{Command, Failure};
 use super::metrics::Metrics;
+use super::pruning::Pruning;
+use crate::restore_plan::{Answer, Ask};
+use crate::timestamp::Timestamp;
 
 #[derive(Debug)]
 pub(crate) struct Retention {
     /// `None`: the daemon never prunes.
     keep: Option<Duration>,
     due: bool,
-    outstanding: bool,
+    running: Option<Pruning>,
+    /// The daemon is stopping: the prune running issues nothing more.
+    stopped: bool,
     failed: bool,
 }
 
@@ -26,7 +33,8 @@ impl Retention {
         Retention {
             keep,
             due: keep.is_some(),
-            outstanding: false,
+            running: None,
+            stopped: false,
             failed: false,
         }
     }
@@ -42,24 +50,64 @@ impl Retention {
         }
     }
 
-    /// Issues the prune that is due, if none is in flight.
-    pub fn poll(&mut self, out: &mut std::collections::VecDeque<Command>) {
+    /// Starts the prune that is due, if none is running, and issues what
+    /// the one running can do now.
+    pub fn poll(&mut self, now: Timestamp, out: &mut VecDeque<Command>) {
         if let Some(keep) = self.keep
             && self.due
-            && !self.outstanding
+            && self.running.is_none()
         {
             self.due = false;
-            self.outstanding = true;
-            out.push_back(Command::Prune { keep });
+            self.running = Some(Pruning::new(now, keep));
+        }
+        if let Some(running) = &mut self.running {
+            running.poll(out);
         }
     }
 
-    /// Returns whether the report answered a prune in flight.
-    pub fn on_pruned(&mut self, metrics: &mut Metrics, result: Result<Pruned, Failure>) -> bool {
-        if !std::mem::take(&mut self.outstanding) {
-            return false;
-        }
-        match result {
+    /// Takes in a read of the running prune; returns whether one was out.
+    pub fn on_read(
+        &mut self,
+        metrics: &mut Metrics,
+        ask: &Ask,
+        result: Result<Answer, Failure>,
+    ) -> bool {
+        let answered = self
+            .running
+            .as_mut()
+            .is_some_and(|running| running.on_read(ask, result));
+        self.end_if_over(metrics);
+        answered
+    }
+
+    /// Takes in the report of the marker's write (`object`: `None`) or of a
+    /// deletion; returns whether it answers the running prune's step.
+    pub fn on_step(
+        &mut self,
+        metrics: &mut Metrics,
+        object: Option<&str>,
+        result: Result<(), Failure>,
+    ) -> bool {
+        let answered = self
+            .running
+            .as_mut()
+            .is_some_and(|running| running.on_step(object, result));
+        self.end_if_over(metrics);
+        answered
+    }
+
+    fn end_if_over(&mut self, metrics: &mut Metrics) {
+        let Some(running) = &self.running else {
+            return;
+        };
+        let Some(outcome) = running.outcome() else {
+            if self.stopped && running.is_quiet() {
+                self.running = None;
+            }
+            return;
+        };
+        self.running = None;
+        match outcome {
             Ok(pruned) => {
                 self.failed = false;
                 metrics.pruned_objects += pruned.deleted;
@@ -70,14 +118,19 @@ impl Retention {
                 self.failed = true;
             }
         }
-        true
     }
 
+    /// Nothing new starts; the prune running ends once what it has in
+    /// flight reports.
     pub fn stop(&mut self) {
         self.due = false;
+        self.stopped = true;
+        if self.running.as_ref().is_some_and(Pruning::is_quiet) {
+            self.running = None;
+        }
     }
 
     pub fn is_quiet(&self) -> bool {
-        !self.outstanding
+        self.running.is_none()
     }
 }

@@ -24,6 +24,7 @@ mod ask;
 mod inventory;
 mod jobs;
 mod newest;
+mod one_ask;
 mod overlap;
 mod past;
 mod range;
@@ -34,6 +35,7 @@ pub use ask::{Answer, Ask, ChosenSnapshot, PlanError, Planner};
 pub use inventory::{InventoryEntry, SnapshotInventory};
 pub use jobs::{JobSearch, OnCorrupt, Retrieved, Skipped};
 pub use newest::NewestSearch;
+pub use one_ask::OneAsk;
 pub use range::RangeListing;
 
 use crate::machine::ListedObject;

@@ -504,35 +504,32 @@ impl JobDb {
         Ok(cursor)
     }
 
-    /// Writes again, as new changes stamped `now`, each job whose version in
-    /// the bucket (`newest`, its sequence) would win over what the database
-    /// holds ([`supersedes`]): its row as it is, or a tombstone where it has
-    /// none. Returns how many. Used after a restore of the past, with
-    /// tracking on, after the cursor is marked.
+    /// Writes again, as new changes, each job whose version in the bucket
+    /// (`newest`, its sequence) would win over what the database holds
+    /// ([`supersedes`]): its row as it is, or a tombstone where it has none.
+    /// The tracking triggers, or [`schema::tombstone_again`] where there is
+    /// no row to touch, give each its sequence and SQLite's time, as for any
+    /// other change. Returns how many. Used after a restore of the past,
+    /// with tracking on, after the cursor is marked.
     pub fn write_again(
         &mut self,
         newest: impl Iterator<Item = (JobId, Seq)>,
-        now: Timestamp,
     ) -> Result<usize, DbError> {
         let sqlite = sqlite_error(&self.path);
-        let tx = self.conn.transaction().map_err(sqlite)?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(sqlite)?;
         let mut written = 0;
         for (id, seq) in newest {
             if !supersedes(seq, held_seq(&tx, &id).map_err(sqlite)?) {
                 continue;
             }
-            // The update trigger gives the row the next sequence and `now`.
             let updated = tx
                 .execute("UPDATE jobs SET body = body WHERE id = ?1", [id.as_str()])
                 .map_err(sqlite)?;
             if updated == 0 {
-                let next = read_meta(&tx, COUNTER).map_err(sqlite)? + 1;
-                write_meta(&tx, COUNTER, next).map_err(sqlite)?;
-                tx.execute(
-                    "INSERT OR REPLACE INTO deleted_jobs (id, seq, db_modified) VALUES (?1, ?2, ?3)",
-                    params![id.as_str(), next, now.unix_nanos()],
-                )
-                .map_err(sqlite)?;
+                schema::tombstone_again(&tx, id.as_str()).map_err(sqlite)?;
             }
             written += 1;
         }

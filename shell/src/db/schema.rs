@@ -94,6 +94,21 @@ const COUNTER: &str = "(SELECT value FROM meta WHERE key = 'change_counter')";
 
 const BUMP: &str = "UPDATE meta SET value = value + 1 WHERE key = 'change_counter';";
 
+/// Records the deletion of job `id` again, as the next change, as the
+/// delete trigger records one: its sequence from the same counter, its time
+/// from SQLite's clock. For a job that has no row to delete: after a restore
+/// of the past, a tombstone the bucket holds a newer version of.
+pub(super) fn tombstone_again(conn: &Connection, id: &str) -> rusqlite::Result<()> {
+    conn.execute(BUMP, [])?;
+    conn.execute(
+        &format!(
+            "INSERT OR REPLACE INTO deleted_jobs (id, seq, db_modified) VALUES (?1, {COUNTER}, {NOW})"
+        ),
+        [id],
+    )?;
+    Ok(())
+}
+
 /// The triggers restore drops while it writes versions as they were backed
 /// up, with their own sequences: those that assign sequences, and the rules
 /// of version 3 (a version in the bucket is restored as it was stored).

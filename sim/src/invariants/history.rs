@@ -1,7 +1,9 @@
 //! Invariant 9: after any prune, a restore to an instant inside the window
 //! equals the database as it was then, job for job, for every job whose
 //! state then reached the bucket; the world keeps every change it ever
-//! committed to know.
+//! committed to know. A restore to an instant before the window either
+//! refuses, as the history marker says it must, or equals the past too: a
+//! prune that deleted before writing its marker, then stopped, is caught.
 //!
 //! A version the bucket never held cannot come back: one replaced within
 //! the second before its upload (one write per object per second), or while
@@ -25,18 +27,20 @@ pub type PastResult = Result<Restored, Failed>;
 
 impl Invariant for PastRestores {
     fn observe(&mut self, seen: &Observation, world: &World, verdicts: &mut Verdicts) {
-        let Observation::PastRestored { at, result } = seen else {
+        let Observation::PastRestored { at, kept, result } = seen else {
             return;
         };
         match result {
             Ok(restored) => equals_the_past(world, *at, restored, verdicts),
+            // Given up by a prune, and said so: right.
+            Err(Failed::Plan(PlanError::NotRestorable(_))) if !kept => {}
             // Right only if the database then held nothing that reached
             // the bucket: judged as an empty restore.
             Err(Failed::Plan(PlanError::NothingToRestore(_))) => {
                 equals_the_past(world, *at, &Restored::default(), verdicts)
             }
             Err(e) => verdicts.violation(format!(
-                "a restore to {at}, inside the window kept, was refused: {e}"
+                "a restore to {at} (inside the window kept: {kept}) failed: {e}"
             )),
         }
     }

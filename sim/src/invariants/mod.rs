@@ -94,9 +94,12 @@ pub enum Observation<'a> {
     Quiesced(&'a Restored),
     /// The system quiesced; the holder's count of rows set aside.
     SetAsideCounted { counted: u64 },
-    /// A restore to local time `at`, inside the window the bucket keeps.
+    /// A restore to local time `at`, in the bucket's history.
     PastRestored {
         at: Timestamp,
+        /// Inside the window kept; before it, a prune may have given the
+        /// instant up, and the restore must then refuse.
+        kept: bool,
         result: &'a history::PastResult,
     },
 }

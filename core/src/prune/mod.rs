@@ -21,6 +21,8 @@
 //! prune cut short leaves a bucket that restores as before, and a restore
 //! to an instant the prune gave up refuses rather than comes back short.
 
+mod deletion;
+
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -33,6 +35,8 @@ use crate::restore_plan::{
 };
 use crate::retrieval::newest_object;
 use crate::timestamp::Timestamp;
+
+pub use deletion::{Deletion, PruneStep};
 
 /// The base is taken this much before the window's start: a snapshot's copy
 /// is taken a moment after its mtime, so its contents run a little past it.
