@@ -1,11 +1,10 @@
 //! Restores of the simulated bucket, planned by the core's
 //! [`RestorePlanner`]: the very planner `jobvault restore` runs, and the
 //! reads a daemon's prune asks for ([`read_one`]). Only the carrying out is
-//! simulated:
-//! listings and downloads come from the world, answers go back in an order
-//! drawn from the seed, and the plan is applied to the snapshot's rows and
-//! tombstones as the shell applies it to SQLite: a newer body replaces a row
-//! or a tombstone, a newer tombstone deletes.
+//! simulated: listings and downloads come from the world, answers go back
+//! in an order drawn from the seed, and the plan's versions go on top of the
+//! snapshot's rows and tombstones through the core's [`apply_versions`],
+//! the step the shell takes in SQLite.
 //!
 //! Reads fail at the day's `store-read-failure` rate (a 5xx or 429, a body
 //! cut part way, a stall ended by the idle timeout), and each failed read is
@@ -14,6 +13,7 @@
 //! a copy of it.
 
 use std::collections::{BTreeMap, VecDeque};
+use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,9 +21,10 @@ use jobvault_core::read_retry::{
     DEFAULT_READ_PATIENCE, IDLE_READ_TIMEOUT, ReadAgain, ReadGaveUp, ReadRetry,
 };
 use jobvault_core::restore_plan::{
-    Answer, Ask, ChosenSnapshot, OnCorrupt, OneAsk, PlanError, Planner, RestorePlanner, supersedes,
+    Answer, Ask, ChosenSnapshot, OnCorrupt, OneAsk, PlanError, Planner, RestorePlanner,
+    RestoreTarget, apply_versions,
 };
-use jobvault_core::{Envelope, Failure, FailureKind, JobId, Timestamp};
+use jobvault_core::{Envelope, Failure, FailureKind, JobId, Seq, Timestamp};
 
 use crate::world::{Body, Held, Store};
 
@@ -132,17 +133,7 @@ fn carry_out(
     } else {
         BTreeMap::new()
     };
-    for envelope in plan.retrieved.jobs {
-        if supersedes(envelope.seq, versions.get(&envelope.id).map(|h| h.seq)) {
-            let held = Held {
-                seq: envelope.seq,
-                body: envelope.body().map(Arc::from),
-                modified: envelope.modified,
-                bad: false,
-            };
-            versions.insert(envelope.id, held);
-        }
-    }
+    let Ok(_) = apply_versions(&mut Building(&mut versions), &plan.retrieved.jobs);
     Ok(Restored {
         versions,
         snapshot: plan.snapshot,
@@ -151,6 +142,29 @@ fn carry_out(
         failed_reads: bucket.failed_reads,
         unusable: plan.unusable.into_iter().map(|u| u.object).collect(),
     })
+}
+
+/// The simulated database a restore builds, for the core's
+/// [`apply_versions`]: the step the shell takes in SQLite.
+struct Building<'v>(&'v mut BTreeMap<JobId, Held>);
+
+impl RestoreTarget for Building<'_> {
+    type Error = Infallible;
+
+    fn held(&mut self, id: &JobId) -> Result<Option<Seq>, Infallible> {
+        Ok(self.0.get(id).map(|h| h.seq))
+    }
+
+    fn write(&mut self, version: &Envelope) -> Result<(), Infallible> {
+        let held = Held {
+            seq: version.seq,
+            body: version.body().map(Arc::from),
+            modified: version.modified,
+            bad: false,
+        };
+        self.0.insert(version.id.clone(), held);
+        Ok(())
+    }
 }
 
 /// The simulated bucket as a planner's driver sees it, and what the driver

@@ -20,6 +20,7 @@
 //! (`verify`, `status`), [`RangeListing`] (`status`, `verify`) and
 //! [`JobSearch`] (`retrieve`).
 
+mod apply;
 mod ask;
 mod inventory;
 mod jobs;
@@ -31,6 +32,7 @@ mod range;
 
 use std::time::Duration;
 
+pub use apply::{RestoreTarget, apply_versions};
 pub use ask::{Answer, Ask, ChosenSnapshot, PlanError, Planner};
 pub use inventory::{InventoryEntry, SnapshotInventory};
 pub use jobs::{JobSearch, OnCorrupt, Retrieved, Skipped};

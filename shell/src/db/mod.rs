@@ -22,9 +22,11 @@ use std::time::Duration;
 use jobvault_core::destination::DestinationId;
 use jobvault_core::envelope::{MAX_BODY_BYTES, check_body};
 use jobvault_core::machine::{ChangeBatch, RowId, Unreadable};
-use jobvault_core::restore_plan::supersedes;
+use jobvault_core::restore_plan::{RestoreTarget, apply_versions, supersedes};
 use jobvault_core::{Change, Cursor, Envelope, JobId, Seq, Timestamp};
-use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
+use rusqlite::{
+    Connection, OpenFlags, OptionalExtension, Transaction, TransactionBehavior, params,
+};
 
 pub use schema::CURRENT_VERSION;
 
@@ -558,15 +560,7 @@ impl JobDb {
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(sqlite_error(&path))?;
         let applied = schema::untracked(&tx, sqlite_error(&path), |tx| {
-            let mut applied = 0;
-            for envelope in versions {
-                let held = held_seq(tx, &envelope.id).map_err(sqlite_error(&path))?;
-                if supersedes(envelope.seq, held) {
-                    apply(tx, envelope).map_err(|e| refused_or(&path, envelope.id.as_str(), e))?;
-                    applied += 1;
-                }
-            }
-            Ok(applied)
+            apply_versions(&mut Building { tx, path: &path }, versions)
         })?;
         tx.commit().map_err(sqlite_error(&path))?;
         Ok(applied)
@@ -735,8 +729,26 @@ fn held_seq(conn: &Connection, id: &JobId) -> rusqlite::Result<Option<Seq>> {
     )
 }
 
-/// Writes one backed-up change: the row and no tombstone, or the reverse.
-fn apply(conn: &Connection, envelope: &Envelope) -> rusqlite::Result<()> {
+/// The database restore builds, inside its transaction.
+struct Building<'t> {
+    tx: &'t Transaction<'t>,
+    path: &'t Path,
+}
+
+impl RestoreTarget for Building<'_> {
+    type Error = DbError;
+
+    fn held(&mut self, id: &JobId) -> Result<Option<Seq>, DbError> {
+        held_seq(self.tx, id).map_err(sqlite_error(self.path))
+    }
+
+    /// The row and no tombstone, or the reverse.
+    fn write(&mut self, envelope: &Envelope) -> Result<(), DbError> {
+        write_version(self.tx, envelope).map_err(|e| refused_or(self.path, envelope.id.as_str(), e))
+    }
+}
+
+fn write_version(conn: &Connection, envelope: &Envelope) -> rusqlite::Result<()> {
     let (id, seq, modified) = (
         envelope.id.as_str(),
         envelope.seq,
