@@ -14,7 +14,9 @@ use jobvault_core::job_object::{JobObjectEncoder, encode_job_object};
 use jobvault_core::lease::{LeaseEnded, LeaseMachine};
 use jobvault_core::machine::JobUpload;
 use jobvault_core::restore_plan::{Ask, OneAsk};
-use jobvault_core::{Backup, Command, Config, Failure, FailureKind, Input, Metrics, Stopped};
+use jobvault_core::{
+    Backup, Command, Config, Cursor, Failure, FailureKind, Input, Metrics, Stopped,
+};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tracing::{debug, error, info, warn};
@@ -85,13 +87,10 @@ impl Daemon {
         mut requests: mpsc::Receiver<BackupRequest>,
         shutdown: impl Future<Output = ()>,
     ) -> Ending {
-        let stored = match self.db.cursor() {
-            Ok(cursor) => cursor,
-            Err(e) => {
-                error!(error = %error_chain(&e), "cannot read the incremental cursor; starting from the beginning of the change feed");
-                Default::default()
-            }
-        };
+        let stored = self.db.cursor().unwrap_or_else(|e| {
+            error!(error = %error_chain(&e), "cannot read the incremental cursor; starting from the beginning of the change feed");
+            Cursor::UNREAD
+        });
         let recorded = self.db.recorded_destination().unwrap_or_else(|e| {
             error!(error = %error_chain(&e), "cannot read which destination the cursor belongs to; treating the destination as new");
             None

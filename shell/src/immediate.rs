@@ -1,12 +1,13 @@
-//! An immediate snapshot with no daemon running: `jobvault backup` drives
-//! the same core the daemon does, in-process, for that one request. The core
-//! names the snapshot and frames it with the database's incremental time;
-//! this only carries out its one command.
+//! An immediate snapshot with no daemon running: `jobvault backup` plans it
+//! as the daemon's core plans one ([`plan_snapshot`]: named
+//! `<name>-HH:MM:SS`, framed with the database's incremental time) and
+//! carries out that one order.
 
 use std::path::Path;
 use std::sync::Arc;
 
-use jobvault_core::{Backup, Command, Config, Cursor, Failure, FailureKind, Input};
+use jobvault_core::machine::{SnapshotReason, immediate_base_name, plan_snapshot};
+use jobvault_core::{Cursor, Failure, FailureKind, Input};
 use tracing::warn;
 
 use crate::clock;
@@ -27,32 +28,15 @@ pub async fn snapshot_here(
     let stored = JobDb::open(db_path)
         .and_then(|db| db.cursor())
         .unwrap_or_else(|e| {
-            // The copy holds everything committed before it is taken, so it
-            // stands for now at the least.
-            warn!(error = %e, "cannot read the incremental backup time; the snapshot's gzip mtime is now instead");
-            Cursor { seq: 0, time: now }
+            warn!(error = %e, "cannot read the incremental backup time; the snapshot's header carries none, and a restore takes the cursor inside it");
+            Cursor::UNREAD
         });
-    let mut core = Backup::new(Config::default(), stored, now);
-    let request = Input::ImmediateBackupRequested {
-        id: 1,
-        name: name.to_owned(),
-    };
-    core.handle_input(request, now);
-    loop {
-        match core.poll_command() {
-            Some(Command::TakeSnapshot(order)) => {
-                let taken = carry_out(db_path, store, order, Some(progress.clone())).await;
-                core.handle_input(taken, clock::now());
-            }
-            Some(Command::ImmediateBackupDone { object, result, .. }) => {
-                return result.map(|bytes| Taken { object, bytes });
-            }
-            other => {
-                return Err(Failure::new(
-                    FailureKind::Internal,
-                    format!("an immediate backup asked for {other:?}"),
-                ));
-            }
-        }
+    let basename = immediate_base_name(name, now);
+    let reason = SnapshotReason::Immediate { id: 1 };
+    let order = plan_snapshot(&basename, reason, now, stored.time)
+        .map_err(|invalid| Failure::new(FailureKind::Rejected, invalid.to_string()))?;
+    match carry_out(db_path, store, order, Some(progress)).await {
+        Input::SnapshotTaken { object, result } => result.map(|bytes| Taken { object, bytes }),
+        other => unreachable!("a snapshot is answered as one: {other:?}"),
     }
 }

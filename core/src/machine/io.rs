@@ -31,6 +31,19 @@ pub struct Cursor {
     pub time: Timestamp,
 }
 
+impl Cursor {
+    /// What the daemon and `jobvault backup` go on from when the stored
+    /// cursor cannot be read: it claims nothing. The feed is read from its
+    /// start, and the machine takes up the stored cursor from the first read
+    /// that brings it ([`ChangeBatch::stored`]). A snapshot framed with it
+    /// has no time in its header, so a restore takes the time from the
+    /// cursor stored inside the snapshot's database, as SQLite holds it.
+    pub const UNREAD: Cursor = Cursor {
+        seq: 0,
+        time: Timestamp::UNIX_EPOCH,
+    };
+}
+
 /// What kind of failure a driver reports: what the core can act on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum FailureKind {

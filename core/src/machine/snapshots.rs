@@ -26,16 +26,15 @@ pub fn immediate_base_name(name: &str, now: Timestamp) -> String {
 }
 
 /// Plans a snapshot named `basename`, uploaded now. Its gzip mtime is the
-/// incremental backup time, from which a restore retrieves later jobs; when
-/// that time could not be read, `now` is used instead (the caller warns).
+/// incremental backup time, from which a restore retrieves later jobs.
 pub fn plan_snapshot(
     basename: &str,
     reason: SnapshotReason,
     now: Timestamp,
-    incremental_time: Option<Timestamp>,
+    incremental_time: Timestamp,
 ) -> Result<SnapshotOrder, InvalidName> {
     let object = snapshot_object(now, basename)?;
-    let framing = Framing::for_object(&object, incremental_time.unwrap_or(now));
+    let framing = Framing::for_object(&object, incremental_time);
     Ok(SnapshotOrder {
         object,
         framing,
@@ -502,7 +501,7 @@ impl Snapshots {
 
     /// Starts a snapshot; returns whether it started (its name may be invalid).
     fn take_snapshot(&mut self, cx: &mut Context, basename: &str, reason: SnapshotReason) -> bool {
-        match plan_snapshot(basename, reason.clone(), cx.now, Some(cx.incremental_time)) {
+        match plan_snapshot(basename, reason.clone(), cx.now, cx.incremental_time) {
             Ok(order) => {
                 self.stage = Stage::Snapshotting { reason };
                 cx.out.push_back(Command::TakeSnapshot(order));
