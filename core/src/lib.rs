@@ -7,6 +7,7 @@
 //! random number. The shell executes what this crate decides against the real
 //! world; the simulator executes it against a seeded, faulty one.
 
+pub mod checks;
 pub mod destination;
 pub mod envelope;
 pub mod escape;

@@ -20,6 +20,7 @@ use std::io;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
+use jobvault_core::job_id::InvalidName;
 use jobvault_core::listen::{
     CONTROL_ACK_DEADLINE, CONTROL_ANSWER_PATIENCE, CONTROL_CONNECTIONS, CONTROL_LINE_BYTES,
     CONTROL_REQUEST_DEADLINE,
@@ -108,7 +109,7 @@ impl BackupDesk {
     async fn take(&self, line: &[u8]) -> Result<Taken, (u16, String)> {
         let ask: BackupAsk =
             serde_json::from_slice(line).map_err(|e| (400, format!("bad request: {e}")))?;
-        check_immediate_name(&ask.name).map_err(|why| (400, why))?;
+        check_immediate_name(&ask.name).map_err(|why| (400, why.to_string()))?;
         if ask.db != self.db {
             return Err((409, format!("this daemon backs up {}", self.db.display())));
         }
@@ -135,9 +136,9 @@ impl BackupDesk {
 }
 
 /// Whether `name` makes a valid snapshot name, `<name>-HH:MM:SS`.
-pub fn check_immediate_name(name: &str) -> Result<(), String> {
+pub fn check_immediate_name(name: &str) -> Result<(), InvalidName> {
     let basename = immediate_base_name(name, Timestamp::UNIX_EPOCH);
-    jobvault_core::job_id::check_base_name("name", &basename).map_err(|e| e.to_string())
+    jobvault_core::job_id::check_base_name("name", &basename)
 }
 
 /// The socket beside the database where its daemon takes requests.

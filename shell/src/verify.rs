@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use futures::{StreamExt, stream};
 use jobvault_core::Timestamp;
+use jobvault_core::checks::Check;
 use jobvault_core::job_object::decode_job_object;
 use jobvault_core::object_name::{ObjectKind, day_prefix, parse_object_name};
 
@@ -16,33 +17,6 @@ use crate::restore::{RestoreError, TempDatabase, download_snapshot};
 use crate::store::Store;
 
 const DAY: Duration = Duration::from_secs(86_400);
-
-/// One check and how it went: what was found, or why it failed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Check {
-    pub what: String,
-    pub result: Result<String, String>,
-    /// Passed, but something a user will miss later is off.
-    pub warning: bool,
-}
-
-impl Check {
-    pub(crate) fn new(what: impl Into<String>, result: Result<String, String>) -> Self {
-        Check {
-            what: what.into(),
-            result,
-            warning: false,
-        }
-    }
-
-    /// A check that passes with a warning: `detail` says what is missed.
-    pub(crate) fn warning(what: impl Into<String>, detail: String) -> Self {
-        Check {
-            warning: true,
-            ..Check::new(what, Ok(detail))
-        }
-    }
-}
 
 /// Runs every check. Only a store that cannot be read at all is an error;
 /// anything wrong with the backups is a failed check.
@@ -56,9 +30,9 @@ pub async fn verify(
     reads.read(|| store.check()).await?;
     let mut checks = Vec::new();
     match find_newest(store, ObjectKind::Snapshot, reads).await? {
-        None => checks.push(Check::new(
+        None => checks.push(Check::failed(
             "snapshot",
-            Err("no snapshot in the bucket".to_owned()),
+            "no snapshot in the bucket".to_owned(),
         )),
         Some(newest) => checks.extend(check_snapshot(store, &newest.name, reads).await?),
     }
@@ -77,9 +51,9 @@ async fn check_snapshot(
     let copy = match TempDatabase::in_tmpdir(".jobvault-verify-") {
         Ok(copy) => copy,
         Err(e) => {
-            checks.push(Check::new(
+            checks.push(Check::failed(
                 location,
-                Err(format!("cannot create a temporary file: {e}")),
+                format!("cannot create a temporary file: {e}"),
             ));
             return Ok(checks);
         }
@@ -88,9 +62,9 @@ async fn check_snapshot(
         Ok(downloaded) => downloaded,
         Err(RestoreError::Store(e)) => return Err(e.into()),
         Err(e) => {
-            checks.push(Check::new(
+            checks.push(Check::failed(
                 format!("{location} gzip stream"),
-                Err(e.to_string()),
+                e.to_string(),
             ));
             return Ok(checks);
         }
@@ -98,9 +72,9 @@ async fn check_snapshot(
     let base = object.rsplit('/').next().unwrap_or(object);
     match downloaded.gzip {
         Some((name, mtime)) => {
-            checks.push(Check::new(
+            checks.push(Check::passed(
                 format!("{location} gzip stream"),
-                Ok(format!("{} bytes, CRC ok", downloaded.received)),
+                format!("{} bytes, CRC ok", downloaded.received),
             ));
             let header = if name != base {
                 Err(format!("the gzip header names {name:?}, not {base:?}"))
@@ -112,15 +86,15 @@ async fn check_snapshot(
             };
             checks.push(Check::new(format!("{location} gzip header"), header));
         }
-        None => checks.push(Check::new(
+        None => checks.push(Check::passed(
             format!("{location} gzip stream"),
-            Ok("served decompressed by the store; its CRC was checked there".to_owned()),
+            "served decompressed by the store; its CRC was checked there".to_owned(),
         )),
     }
     let path = copy.path().to_owned();
     let database = tokio::task::spawn_blocking(move || database_checks(&path, &location))
         .await
-        .unwrap_or_else(|e| vec![Check::new("database checks", Err(e.to_string()))]);
+        .unwrap_or_else(|e| vec![Check::failed("database checks", e.to_string())]);
     checks.extend(database);
     Ok(checks)
 }
@@ -129,7 +103,7 @@ async fn check_snapshot(
 fn database_checks(path: &std::path::Path, location: &str) -> Vec<Check> {
     let db = match JobDb::open(path) {
         Ok(db) => db,
-        Err(e) => return vec![Check::new(format!("{location} SQLite"), Err(e.to_string()))],
+        Err(e) => return vec![Check::failed(format!("{location} SQLite"), e.to_string())],
     };
     let integrity = db
         .integrity_check()
@@ -164,9 +138,9 @@ async fn check_recent_jobs(
     }
     recent.retain(|o| parse_object_name(&o.name).is_ok_and(|p| p.kind == ObjectKind::Job));
     if recent.is_empty() {
-        return Ok(vec![Check::new(
+        return Ok(vec![Check::passed(
             "job objects",
-            Ok("none in the bucket yet".to_owned()),
+            "none in the bucket yet".to_owned(),
         )]);
     }
     recent.sort_by_key(|o| std::cmp::Reverse(o.updated));
@@ -190,7 +164,7 @@ async fn check_recent_jobs(
         .filter_map(|(name, result)| {
             result
                 .err()
-                .map(|why| Check::new(store.location(&name), Err(why)))
+                .map(|why| Check::failed(store.location(&name), why))
         })
         .collect();
     let failed = checks.len();

@@ -6,7 +6,8 @@ use std::path::Path;
 
 use crate::db::{CURRENT_VERSION, JobDb};
 use crate::snapshot::{copy_size, free_bytes};
-use crate::verify::Check;
+use jobvault_core::checks::Check;
+use jobvault_core::trigger::TRIGGER_DIR;
 
 /// The database exists, has the current schema and takes a write lock.
 pub(super) fn database(path: &Path) -> Check {
@@ -38,7 +39,7 @@ pub(super) fn database(path: &Path) -> Check {
 /// `<workdir>/trigger-backup/` exists or can be made, and takes a file. What
 /// the check makes, it removes.
 pub(super) fn trigger_directory(workdir: &Path) -> Check {
-    let dir = workdir.join("trigger-backup");
+    let dir = workdir.join(TRIGGER_DIR);
     let made = first_missing(&dir);
     let result = fs::create_dir_all(&dir)
         .and_then(|()| {

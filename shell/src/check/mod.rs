@@ -13,7 +13,7 @@ use std::path::Path;
 use jobvault_core::Timestamp;
 
 use crate::store::{BucketUrl, Store};
-use crate::verify::Check;
+use jobvault_core::checks::Check;
 
 /// What to check: the flags `jobvault run` would be given.
 #[derive(Debug)]
@@ -29,11 +29,11 @@ pub struct Setup<'a> {
 pub async fn check(setup: &Setup<'_>, now: impl Fn() -> Timestamp) -> Vec<Check> {
     let mut checks = match Store::connect(setup.bucket.clone()).await {
         Ok(store) => {
-            let mut checks = vec![Check::new("credentials", Ok(store.credentials()))];
+            let mut checks = vec![Check::passed("credentials", store.credentials())];
             checks.extend(store::check(&store, &now).await);
             checks
         }
-        Err(e) => vec![Check::new("credentials", Err(e.to_string()))],
+        Err(e) => vec![Check::failed("credentials", e.to_string())],
     };
     checks.push(local::database(setup.db));
     checks.push(local::trigger_directory(setup.workdir));

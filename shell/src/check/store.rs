@@ -7,7 +7,7 @@ use jobvault_core::restore_plan::RESTORE_CLOCK_ALLOWANCE;
 
 use crate::small_object::{gzip, json_of};
 use crate::store::{BucketUrl, Store};
-use crate::verify::Check;
+use jobvault_core::checks::Check;
 
 /// The largest clock difference with the store this check passes. A restore
 /// tolerates half its allowance (5 minutes), but the lease needs much less:
@@ -22,13 +22,13 @@ const MAX_CLOCK_SKEW: std::time::Duration = std::time::Duration::from_secs(5);
 pub(super) async fn check(store: &Store, now: &impl Fn() -> Timestamp) -> Vec<Check> {
     if let Err(e) = store.check().await {
         return vec![
-            Check::new("bucket", Err(e.to_string())),
-            Check::new("object permissions", Err("not tried: no bucket".to_owned())),
+            Check::failed("bucket", e.to_string()),
+            Check::failed("object permissions", "not tried: no bucket".to_owned()),
         ];
     }
-    let mut checks = vec![Check::new(
+    let mut checks = vec![Check::passed(
         "bucket",
-        Ok(format!("{} can be listed", store.url())),
+        format!("{} can be listed", store.url()),
     )];
     checks.extend(probe(store, now).await);
     checks.push(versioning(store).await);
@@ -52,16 +52,16 @@ async fn probe(store: &Store, now: &impl Fn() -> Timestamp) -> Vec<Check> {
         // The write may have landed though its answer was lost: nothing is
         // left behind either way.
         let _ = store.delete(&name).await;
-        let not_tried = || Err("not tried: the probe could not be created".to_owned());
+        let not_tried = |what| Check::failed(what, "not tried: the probe could not be created");
         return vec![
-            Check::new("create objects", Err(e.to_string())),
-            Check::new("read objects", not_tried()),
-            Check::new("list objects", not_tried()),
-            Check::new("delete objects", not_tried()),
+            Check::failed("create objects", e.to_string()),
+            not_tried("read objects"),
+            not_tried("list objects"),
+            not_tried("delete objects"),
         ];
     }
     let after = now();
-    let mut checks = vec![Check::new("create objects", Ok(store.location(&name)))];
+    let mut checks = vec![Check::passed("create objects", store.location(&name))];
     checks.push(read(store, &name, &body).await);
     let listed = store.list(&name).await;
     checks.push(Check::new(
@@ -140,7 +140,7 @@ async fn versioning(store: &Store) -> Check {
                  can give only the newest state; `gcloud storage buckets update gs://{bucket} \
                  --versioning` turns it on"
             );
-            return Check::warning("object versioning", detail);
+            return Check::warned("object versioning", detail);
         }
         Ok(None) => Ok("not applicable: a local directory".to_owned()),
         Err(e) => Err(e.to_string()),

@@ -12,7 +12,7 @@ use jobvault::immediate::snapshot_here;
 use jobvault::progress;
 use jobvault::store::Store;
 use jobvault_core::Failure;
-use jobvault_core::job_id::check_base_name;
+use jobvault_core::job_id::{InvalidName, check_base_name};
 use tracing::{info, warn};
 
 use super::{BucketArg, DbArg};
@@ -33,12 +33,12 @@ pub struct BackupArgs {
     name: String,
 }
 
-pub(super) fn parse_name(name: &str) -> Result<String, String> {
-    check_base_name("name", name).map_err(|e| e.to_string())?;
+pub(super) fn parse_name(name: &str) -> Result<String, InvalidName> {
+    check_base_name("name", name)?;
     Ok(name.to_owned())
 }
 
-fn parse_snapshot_name(name: &str) -> Result<String, String> {
+fn parse_snapshot_name(name: &str) -> Result<String, InvalidName> {
     check_immediate_name(name)?;
     Ok(name.to_owned())
 }

@@ -6,8 +6,8 @@ use std::process::ExitCode;
 use clap::Args;
 use jobvault::check::{Setup, check as run_checks};
 use jobvault::clock;
-use jobvault::logging::{Said, say};
 
+use super::report::report;
 use super::{BucketArg, DbArg};
 
 /// Try the setup as `jobvault run` will use it: the credentials found, the
@@ -33,30 +33,5 @@ pub async fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
         workdir: &args.workdir,
     };
     let checks = run_checks(&setup, clock::now).await;
-    let mut failed = 0;
-    let warned = checks.iter().filter(|c| c.warning).count();
-    for check in &checks {
-        match &check.result {
-            Ok(detail) if check.warning => println!("WARN  {}: {detail}", check.what),
-            Ok(detail) => println!("ok    {}: {detail}", check.what),
-            Err(why) => {
-                failed += 1;
-                println!("FAIL  {}: {why}", check.what);
-            }
-        }
-    }
-    if failed == 0 && warned > 0 {
-        println!(
-            "all {} checks passed, {warned} with a warning",
-            checks.len()
-        );
-        Ok(ExitCode::SUCCESS)
-    } else if failed == 0 {
-        println!("all {} checks passed", checks.len());
-        Ok(ExitCode::SUCCESS)
-    } else {
-        let of = checks.len();
-        say(Said::Error, &format!("{failed} of {of} checks failed"));
-        Ok(ExitCode::FAILURE)
-    }
+    Ok(report(&checks))
 }

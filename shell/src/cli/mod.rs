@@ -9,6 +9,7 @@ mod generate;
 mod init;
 mod jobs;
 mod prune;
+mod report;
 mod restore;
 mod retrieve;
 mod run;

@@ -9,11 +9,13 @@ use jobvault::nothing::{NOTHING_FOUND_EXIT, NothingFound, holds_backups};
 use jobvault::store::Store;
 use jobvault::verify::verify as run_checks;
 
+use super::report::report;
 use super::{BucketArg, ReadArgs, unless_missing};
 
 /// Download the newest snapshot and check it (gzip CRC and header, SQLite
 /// integrity_check, every job decodes), and decode a sample of recent job
-/// objects. Exit 0 only if every check passes; one line per failure.
+/// objects. One line per check on stdout; exit 0 only if every check passes,
+/// and otherwise say on stderr how many failed.
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
     #[command(flatten)]
@@ -45,20 +47,5 @@ pub async fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
         &reads,
     )
     .await?;
-    let mut failed = 0;
-    for check in &checks {
-        match &check.result {
-            Ok(detail) => println!("ok    {}: {detail}", check.what),
-            Err(why) => {
-                failed += 1;
-                say(Said::Failed, &format!("FAIL  {}: {why}", check.what));
-            }
-        }
-    }
-    if failed == 0 {
-        println!("all {} checks passed", checks.len());
-        Ok(ExitCode::SUCCESS)
-    } else {
-        Ok(ExitCode::FAILURE)
-    }
+    Ok(report(&checks))
 }
