@@ -47,6 +47,69 @@ impl ObjectKind {
     }
 }
 
+/// The name of an object in the bucket, relative to the store's prefix:
+/// one jobvault made ([`snapshot_object`], [`job_object`]), or one a listing
+/// found (which may be anyone's). A type of its own so that a command's
+/// object cannot be mixed up with a trigger's name, a job id or a
+/// location; it reads as the `str` it is.
+#[derive(
+    Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(transparent)]
+pub struct ObjectName(String);
+
+impl ObjectName {
+    /// A name as the store listed it.
+    pub fn listed(name: impl Into<String>) -> Self {
+        ObjectName(name.into())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub fn into_string(self) -> String {
+        self.0
+    }
+}
+
+impl std::ops::Deref for ObjectName {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::borrow::Borrow<str> for ObjectName {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for ObjectName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl PartialEq<str> for ObjectName {
+    fn eq(&self, other: &str) -> bool {
+        self.0 == other
+    }
+}
+
+impl PartialEq<String> for ObjectName {
+    fn eq(&self, other: &String) -> bool {
+        self.0 == *other
+    }
+}
+
+impl PartialEq<&str> for ObjectName {
+    fn eq(&self, other: &&str) -> bool {
+        self.0 == *other
+    }
+}
+
 /// The folder holding the objects of `kind` uploaded on `day`'s UTC day,
 /// with a trailing slash: `job-backup/2016/11/16/`.
 pub fn day_prefix(kind: ObjectKind, day: Timestamp) -> String {
@@ -54,17 +117,20 @@ pub fn day_prefix(kind: ObjectKind, day: Timestamp) -> String {
 }
 
 /// `db-backup/YYYY/MM/DD/<basename>.bdb` for a snapshot uploaded at `at`.
-pub fn snapshot_object(at: Timestamp, basename: &str) -> Result<String, InvalidName> {
+pub fn snapshot_object(at: Timestamp, basename: &str) -> Result<ObjectName, InvalidName> {
     check_base_name("snapshot name", basename)?;
-    Ok(format!(
+    Ok(ObjectName(format!(
         "{}{basename}.{SNAPSHOT_EXTENSION}",
         day_prefix(ObjectKind::Snapshot, at)
-    ))
+    )))
 }
 
 /// `job-backup/YYYY/MM/DD/<id>.job` for a job uploaded at `at`.
-pub fn job_object(at: Timestamp, id: &JobId) -> String {
-    format!("{}{id}.{JOB_EXTENSION}", day_prefix(ObjectKind::Job, at))
+pub fn job_object(at: Timestamp, id: &JobId) -> ObjectName {
+    ObjectName(format!(
+        "{}{id}.{JOB_EXTENSION}",
+        day_prefix(ObjectKind::Job, at)
+    ))
 }
 
 /// An object name taken apart.

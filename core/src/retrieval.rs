@@ -251,7 +251,7 @@ mod tests {
     #[test]
     fn the_newest_object_is_the_latest_upload() {
         let listed = |name: &str, secs: i64| ListedObject {
-            name: name.to_owned(),
+            name: crate::object_name::ObjectName::listed(name),
             updated: Timestamp::from_unix_seconds(secs),
             size: 1,
             generation: None,

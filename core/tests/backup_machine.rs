@@ -14,6 +14,7 @@ use jobvault_core::machine::{
     ChangeBatch, FIRST_RETRY, FoundDestination, JobUpload, ListedObject, Owed, REFUSED_RETRY,
     RowId, Schedule, SnapshotOrder, SnapshotReason, Unreadable, Unvouched, trigger_retry_wait,
 };
+use jobvault_core::object_name::ObjectName;
 use jobvault_core::restore_plan::Ask;
 use jobvault_core::trigger::TriggerFile;
 use jobvault_core::{
@@ -451,7 +452,7 @@ fn an_immediate_backup_is_named_after_the_time_without_subseconds() {
         commands,
         [Command::ImmediateBackupDone {
             id: 7,
-            object: order.object,
+            object: Some(order.object),
             result: Ok(10)
         }]
     );
@@ -1121,7 +1122,7 @@ fn a_report_that_answers_nothing_is_counted() {
     assert_eq!(h.backup.metrics().unexpected_reports, 0);
     h.input(uploaded("never-sent", 99));
     h.input(Input::SnapshotTaken {
-        object: "db-backup/2016/11/16/never-taken.bdb".to_owned(),
+        object: ObjectName::listed("db-backup/2016/11/16/never-taken.bdb"),
         result: Ok(1),
     });
     h.input(Input::TriggerDeleted {
@@ -1146,7 +1147,7 @@ fn every_command_that_expects_an_answer_has_a_deadline_and_a_failure_answer() {
     }
     let done = Command::ImmediateBackupDone {
         id: 1,
-        object: "x".to_owned(),
+        object: None,
         result: Ok(1),
     };
     assert_eq!((done.deadline(), done.failed(timeout)), (None, None));
@@ -1639,7 +1640,7 @@ fn the_marker_is_checked_again_at_every_listing_and_a_wiped_one_owes_a_snapshot(
     start_with_empty_feed(&mut h);
     h.input(Input::TriggersScanned(Ok(vec![])));
     h.input(Input::SnapshotsListed(Ok(vec![ListedObject {
-        name: "db-backup/2016/11/16/nightly.bdb".to_owned(),
+        name: ObjectName::listed("db-backup/2016/11/16/nightly.bdb"),
         updated: h.now,
         size: 1,
         generation: None,
@@ -1844,7 +1845,7 @@ fn a_scheduled_snapshot_is_taken_once_listed_due_and_retried_as_a_trigger_is() {
     start_with_empty_feed(&mut h);
     h.input(Input::TriggersScanned(Ok(vec![])));
     let commands = h.input(Input::SnapshotsListed(Ok(vec![ListedObject {
-        name: "db-backup/2016/11/16/nightly.bdb".to_owned(),
+        name: ObjectName::listed("db-backup/2016/11/16/nightly.bdb"),
         updated: Timestamp::parse_rfc3339("2016-11-16T02:00:00Z").unwrap(),
         size: 1,
         generation: None,

@@ -5,6 +5,7 @@ mod bucket;
 
 use bucket::{Bucket, Content, at, snapshot, version};
 use jobvault_core::object_name::ObjectKind;
+use jobvault_core::object_name::ObjectName;
 use jobvault_core::restore_plan::{
     Answer, Ask, JobSearch, NewestSearch, OnCorrupt, PlanError, Planner, RESTORE_CLOCK_ALLOWANCE,
     RestorePlanner, SnapshotInventory, supersedes,
@@ -115,7 +116,7 @@ fn job_objects_are_listed_while_the_snapshot_downloads() {
         asked,
         [
             Ask::FetchSnapshot {
-                object: "db-backup/2016/11/16/s.bdb".to_owned(),
+                object: ObjectName::listed("db-backup/2016/11/16/s.bdb"),
                 stored: 1,
             },
             Ask::ListObjects {
@@ -397,7 +398,7 @@ fn a_corrupt_job_object_fails_the_plan_or_is_skipped() {
     assert_eq!(
         error,
         PlanError::Corrupt {
-            object: "job-backup/2016/11/16/bad.job".to_owned(),
+            object: ObjectName::listed("job-backup/2016/11/16/bad.job"),
             why: "gzip stream is corrupt".to_owned()
         }
     );
@@ -425,7 +426,7 @@ fn an_object_holding_another_job_is_corrupt() {
     search.handle_answer(listing).unwrap();
     let error = search
         .handle_answer(Answer::JobFetched {
-            object: "job-backup/2016/11/16/a.job".to_owned(),
+            object: ObjectName::listed("job-backup/2016/11/16/a.job"),
             generation: None,
             result: Ok(version("b", 1)),
         })
@@ -512,7 +513,7 @@ fn the_inventory_lists_every_snapshot_generation_with_the_time_inside() {
         let seen: Vec<(String, Timestamp, Option<Timestamp>, bool)> = inventory
             .finish()
             .into_iter()
-            .map(|e| (e.object, e.uploaded, e.time, e.live))
+            .map(|e| (e.object.into_string(), e.uploaded, e.time, e.live))
             .collect();
         let b = "db-backup/2016/11/15/b.bdb".to_owned();
         assert_eq!(
@@ -545,7 +546,7 @@ fn the_inventory_lists_every_snapshot_generation_with_the_time_inside() {
 fn a_restore_from_a_named_snapshot_takes_it_and_the_jobs_since_it() {
     let now = at("2016-11-16T00:00:00Z");
     let mut bucket = two_snapshots_the_newest(snapshot("2016-11-15T03:00:00Z"));
-    let named = "db-backup/2016/11/14/a.bdb".to_owned();
+    let named = ObjectName::listed("db-backup/2016/11/14/a.bdb");
     let mut planner = RestorePlanner::from_snapshot(named.clone(), now, OnCorrupt::Fail);
     bucket.drive(&mut planner, true).unwrap();
     let plan = planner.finish().unwrap();
@@ -553,7 +554,7 @@ fn a_restore_from_a_named_snapshot_takes_it_and_the_jobs_since_it() {
     assert_eq!(plan.retrieved.jobs.len(), 2);
 
     let mut planner = RestorePlanner::from_snapshot(
-        "db-backup/2016/11/14/none.bdb".to_owned(),
+        ObjectName::listed("db-backup/2016/11/14/none.bdb"),
         now,
         OnCorrupt::Fail,
     );
@@ -567,7 +568,7 @@ fn a_restore_from_a_named_snapshot_takes_it_and_the_jobs_since_it() {
     let mut bucket = two_snapshots_the_newest(Content::Unusable {
         gzip_mtime: at("2016-11-15T03:00:00Z"),
     });
-    let named = "db-backup/2016/11/15/b.bdb".to_owned();
+    let named = ObjectName::listed("db-backup/2016/11/15/b.bdb");
     let mut planner = RestorePlanner::from_snapshot(named, now, OnCorrupt::Fail);
     let refused = bucket.drive(&mut planner, false).unwrap_err();
     assert!(refused.to_string().contains("is unusable"), "{refused}");

@@ -26,6 +26,7 @@ use jobvault_core::listen::{
     CONTROL_REQUEST_DEADLINE,
 };
 use jobvault_core::machine::immediate_base_name;
+use jobvault_core::object_name::ObjectName;
 use jobvault_core::{Failure, FailureKind, Timestamp};
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
@@ -50,7 +51,7 @@ pub struct BackupAsk {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Taken {
     /// The object name, without the store's prefix.
-    pub object: String,
+    pub object: ObjectName,
     pub bytes: u64,
 }
 
@@ -365,7 +366,7 @@ mod tests {
             let request = received.recv().await.unwrap();
             assert_eq!(request.name, "nightly");
             let taken = Taken {
-                object: "db-backup/2026/11/25/nightly-01:02:03.bdb".to_owned(),
+                object: ObjectName::listed("db-backup/2026/11/25/nightly-01:02:03.bdb"),
                 bytes: 42,
             };
             request.reply.send(Ok(taken)).unwrap();

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use jobvault_core::job_object::{JobObjectEncoder, encode_job_object};
 use jobvault_core::lease::{LeaseEnded, LeaseMachine};
 use jobvault_core::machine::JobUpload;
+use jobvault_core::object_name::ObjectName;
 use jobvault_core::restore_plan::{Ask, OneAsk};
 use jobvault_core::{
     Backup, Command, Config, Cursor, Failure, FailureKind, Input, Metrics, Stopped,
@@ -178,12 +179,18 @@ impl Waiting {
         self.next
     }
 
-    fn answer(&mut self, id: u64, object: String, result: Result<u64, Failure>) {
+    fn answer(&mut self, id: u64, object: Option<ObjectName>, result: Result<u64, Failure>) {
+        let named = object.as_ref().map(ObjectName::as_str).unwrap_or_default();
         match &result {
-            Ok(bytes) => info!(object, bytes, "immediate snapshot done"),
-            Err(e) => error!(object, error = %e, "immediate snapshot failed"),
+            Ok(bytes) => info!(object = named, bytes, "immediate snapshot done"),
+            Err(e) => error!(object = named, error = %e, "immediate snapshot failed"),
         }
-        let taken = result.map(|bytes| Taken { object, bytes });
+        let taken = result.and_then(|bytes| {
+            let object = object.ok_or_else(|| {
+                Failure::new(FailureKind::Internal, "a snapshot taken without a name")
+            })?;
+            Ok(Taken { object, bytes })
+        });
         match self.replies.remove(&id) {
             // The requester may have gone away; the snapshot stands.
             Some(reply) => drop(reply.send(taken)),

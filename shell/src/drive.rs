@@ -16,6 +16,7 @@ use indicatif::ProgressBar;
 use jobvault_core::job_object::decode_job_object;
 use jobvault_core::machine::ListedObject;
 use jobvault_core::object_name::ObjectKind;
+use jobvault_core::object_name::ObjectName;
 use jobvault_core::restore_plan::{Answer, Ask, NewestSearch, PlanError, Planner, RangeListing};
 use jobvault_core::{Cursor, FailureKind, Timestamp};
 
@@ -65,7 +66,7 @@ struct ListingAt {
     /// The objects of this page handed over so far, by name and
     /// generation: a page read again after a failure hands over only the
     /// others.
-    handed: BTreeSet<(String, Option<i64>)>,
+    handed: BTreeSet<(ObjectName, Option<i64>)>,
 }
 
 impl ListingAt {
@@ -258,7 +259,7 @@ impl<'a> Driver<'a> {
         Ok((answer, None))
     }
 
-    async fn fetch_snapshot(&self, object: String, stored: u64) -> Result<Answer, DriveError> {
+    async fn fetch_snapshot(&self, object: ObjectName, stored: u64) -> Result<Answer, DriveError> {
         let Some(dest) = self.snapshot_to else {
             return Err(DriveError::Planner(format!(
                 "asked to fetch {object} with nowhere to put it"

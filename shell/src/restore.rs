@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use flate2::read::GzDecoder;
 use futures::StreamExt;
+use jobvault_core::object_name::ObjectName;
 use jobvault_core::read_retry::ReadAgain;
 use jobvault_core::restore_plan::{OnCorrupt, PlanError, RestorePlanner, Skipped};
 use jobvault_core::{Cursor, Timestamp};
@@ -93,7 +94,7 @@ fn io_error(what: impl Into<String>) -> impl FnOnce(io::Error) -> RestoreError {
 /// The snapshot a restore started from.
 #[derive(Debug, Clone)]
 pub struct RestoredSnapshot {
-    pub object: String,
+    pub object: ObjectName,
     pub uploaded: Timestamp,
     /// The incremental backup time it was taken at: the gzip mtime, or the
     /// cursor stored inside it when the store served it decompressed.
@@ -142,7 +143,7 @@ pub enum RestoreFrom {
     /// The state at an instant.
     Instant(Timestamp),
     /// The named snapshot and the job objects since it.
-    Snapshot(String),
+    Snapshot(ObjectName),
 }
 
 impl RestoreOptions {

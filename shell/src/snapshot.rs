@@ -25,6 +25,7 @@ use flate2::Compression;
 use jobvault_core::Input;
 use jobvault_core::machine::SnapshotOrder;
 use jobvault_core::object_name::Framing;
+use jobvault_core::object_name::ObjectName;
 use tokio::sync::mpsc;
 use tracing::info;
 
@@ -45,7 +46,7 @@ pub type ProgressFn = Arc<dyn Fn(u64) + Send + Sync>;
 /// A snapshot that was uploaded.
 #[derive(Debug, Clone)]
 pub struct SnapshotReport {
-    pub object: String,
+    pub object: ObjectName,
     /// Size of the database copy.
     pub database_bytes: u64,
     /// Size of the object (gzip).

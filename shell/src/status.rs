@@ -8,6 +8,7 @@
 use std::time::Duration;
 
 use jobvault_core::machine::ListedObject;
+use jobvault_core::object_name::ObjectName;
 use jobvault_core::object_name::{ObjectKind, parse_object_name};
 use jobvault_core::retrieval::newest_object;
 use jobvault_core::{FailureKind, Timestamp};
@@ -32,7 +33,7 @@ const DAY: Duration = Duration::from_secs(86_400);
 
 #[derive(Debug, Clone, Serialize)]
 pub struct ObjectStatus {
-    pub object: String,
+    pub object: ObjectName,
     pub time: String,
     pub age_seconds: u64,
     pub size: u64,

@@ -8,6 +8,7 @@ use futures::{StreamExt, stream};
 use jobvault_core::Timestamp;
 use jobvault_core::checks::Check;
 use jobvault_core::job_object::decode_job_object;
+use jobvault_core::object_name::ObjectName;
 use jobvault_core::object_name::{ObjectKind, day_prefix, parse_object_name};
 
 use crate::db::JobDb;
@@ -146,7 +147,7 @@ async fn check_recent_jobs(
     recent.sort_by_key(|o| std::cmp::Reverse(o.updated));
     recent.truncate(sample);
     let total = recent.len();
-    let results: Vec<(String, Result<(), String>)> = stream::iter(recent)
+    let results: Vec<(ObjectName, Result<(), String>)> = stream::iter(recent)
         .map(|object| async move {
             let decoded = match store.get(&object.name).await {
                 Ok(bytes) => decode_job_object(&bytes)

@@ -13,6 +13,7 @@ use jobvault_core::lease::{FoundLease, Lease};
 use jobvault_core::machine::{
     FoundDestination, JobUpload, SnapshotOrder, SnapshotReason, Unreadable,
 };
+use jobvault_core::object_name::ObjectName;
 use jobvault_core::restore_plan::Ask;
 use jobvault_core::{Command, Cursor, Failure, FailureKind, Input, JobId, Seq};
 
@@ -71,7 +72,7 @@ pub(crate) enum Op {
     ReadBucket(Ask),
     WriteHistory(HistoryMarker),
     DeleteObject {
-        object: String,
+        object: ObjectName,
     },
     CheckDestination,
     RecordDestination {
@@ -297,7 +298,7 @@ impl Simulation {
                 (op, self.store_fate(node), latency)
             }
             Command::ImmediateBackupDone { id, object, result } => {
-                note!(self, "immediate backup {id} {object}: {result:?}");
+                note!(self, "immediate backup {id} {object:?}: {result:?}");
                 let waiting = self.nodes[node].process.immediate_waiting.remove(&id);
                 self.observe(Observation::ImmediateAnswered { id, waiting });
                 return None;

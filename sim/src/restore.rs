@@ -17,6 +17,7 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
+use jobvault_core::object_name::ObjectName;
 use jobvault_core::read_retry::{
     DEFAULT_READ_PATIENCE, IDLE_READ_TIMEOUT, ReadAgain, ReadGaveUp, ReadRetry,
 };
@@ -42,7 +43,7 @@ pub struct Restored {
     /// Reads that failed and were made again.
     pub failed_reads: u64,
     /// Snapshots the restore found unusable and passed over.
-    pub unusable: Vec<String>,
+    pub unusable: Vec<ObjectName>,
 }
 
 /// Why a restore or prune of the simulated bucket failed.

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use jobvault_core::destination::{DestinationId, DestinationMarker};
 use jobvault_core::lease::Lease;
 use jobvault_core::machine::{ChangeBatch, ListedObject, RowId, Unreadable};
+use jobvault_core::object_name::ObjectName;
 use jobvault_core::trigger::TriggerFile;
 use jobvault_core::{Cursor, Envelope, JobId, Seq, Timestamp};
 
@@ -259,10 +260,10 @@ pub struct Object {
 #[derive(Debug, Default)]
 pub struct Store {
     /// The live objects.
-    pub objects: BTreeMap<String, Object>,
+    pub objects: BTreeMap<ObjectName, Object>,
     /// With versioning on: every replaced or deleted generation, oldest
     /// first.
-    pub noncurrent: BTreeMap<String, Vec<Object>>,
+    pub noncurrent: BTreeMap<ObjectName, Vec<Object>>,
     pub versioned: bool,
     /// The history marker's bytes.
     pub marker: Option<Vec<u8>>,
@@ -278,13 +279,13 @@ pub struct Store {
     pub job_writes: u64,
     pub snapshot_writes: u64,
     /// The snapshot the store wrote last, in true time.
-    pub newest_snapshot: Option<String>,
+    pub newest_snapshot: Option<ObjectName>,
 }
 
 impl Store {
     /// Writes an object. Returns the sequence of the job version it
     /// replaced, if it replaced one.
-    pub fn put(&mut self, name: String, body: Body, updated: Timestamp) -> Option<Seq> {
+    pub fn put(&mut self, name: ObjectName, body: Body, updated: Timestamp) -> Option<Seq> {
         let mut replaced = None;
         if let Body::Job { id, held } = &body {
             let seq = &held.seq;
@@ -325,13 +326,13 @@ impl Store {
     }
 
     /// Deletes the live object, as a prune does.
-    pub fn delete(&mut self, name: &str) {
+    pub fn delete(&mut self, name: &ObjectName) {
         if let Some(old) = self.objects.remove(name) {
-            self.keep_noncurrent(name.to_owned(), old);
+            self.keep_noncurrent(name.clone(), old);
         }
     }
 
-    fn keep_noncurrent(&mut self, name: String, old: Object) {
+    fn keep_noncurrent(&mut self, name: ObjectName, old: Object) {
         if self.versioned {
             self.noncurrent.entry(name).or_default().push(old);
         }
@@ -362,7 +363,10 @@ impl Store {
     }
 
     /// Objects whose names start with `prefix`.
-    pub fn under<'a>(&'a self, prefix: &'a str) -> impl Iterator<Item = (&'a String, &'a Object)> {
+    pub fn under<'a>(
+        &'a self,
+        prefix: &'a str,
+    ) -> impl Iterator<Item = (&'a ObjectName, &'a Object)> {
         self.objects
             .range::<str, _>((Bound::Included(prefix), Bound::Unbounded))
             .take_while(move |(name, _)| name.starts_with(prefix))
@@ -374,7 +378,7 @@ impl Store {
 
     /// Like [`Store::list`]; with `versions`, the noncurrent generations too.
     pub fn list_generations(&self, prefixes: &[String], versions: bool) -> Vec<ListedObject> {
-        let listed = |name: &String, object: &Object| ListedObject {
+        let listed = |name: &ObjectName, object: &Object| ListedObject {
             name: name.clone(),
             updated: object.updated,
             size: 1,

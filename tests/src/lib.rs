@@ -374,7 +374,10 @@ impl StoreReader {
     }
 
     pub fn names(&self, prefix: &str) -> Vec<String> {
-        self.list(prefix).into_iter().map(|o| o.name).collect()
+        self.list(prefix)
+            .into_iter()
+            .map(|o| o.name.into_string())
+            .collect()
     }
 
     /// The newest version of each job among the job objects, by id: what
@@ -409,7 +412,7 @@ impl StoreReader {
         runtime()
             .block_on(self.store.put(&name, bytes, &framing))
             .expect("the job object is written");
-        name
+        name.into_string()
     }
 
     /// Writes `database` as the snapshot `name`, gzipped with `mtime` in

@@ -203,7 +203,7 @@ fn version(id: &str, seq: u64, modified: Timestamp) -> Envelope {
 fn put_snapshot(reader: &StoreReader, mtime: Timestamp, database: &[u8]) -> String {
     let name = snapshot_object(mtime, &format!("old-{}", mtime.unix_seconds())).unwrap();
     reader.put_snapshot(&name, mtime, database);
-    name
+    name.into_string()
 }
 
 fn prune(endpoint: &str, url: &str, extra: &[&str]) -> Output {

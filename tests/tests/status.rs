@@ -74,13 +74,14 @@ fn status_of_a_bucket_that_cannot_be_read_exits_4_naming_it() {
 fn status_of_a_stale_bucket_warns() {
     let dir = tempfile::tempdir().unwrap();
     let now = jobvault::clock::now();
-    let snapshot = dir
+    let snapshot = dir.path().join(
+        snapshot_object(now - Duration::from_secs(30 * 3600), "nightly")
+            .unwrap()
+            .as_str(),
+    );
+    let job = dir
         .path()
-        .join(snapshot_object(now - Duration::from_secs(30 * 3600), "nightly").unwrap());
-    let job = dir.path().join(job_object(
-        now - Duration::from_secs(7200),
-        &JobId::new("j").unwrap(),
-    ));
+        .join(job_object(now - Duration::from_secs(7200), &JobId::new("j").unwrap()).as_str());
     for (path, age) in [(&snapshot, 30 * 3600), (&job, 7200)] {
         fs::create_dir_all(path.parent().unwrap()).unwrap();
         fs::write(path, b"x").unwrap();

@@ -75,10 +75,7 @@ fn verify_passes_a_sound_snapshot_and_fails_a_damaged_one() {
         );
         // The report on stdout, the count of failures as the error.
         let report = stdout(&damaged);
-        let failures: String = report
-            .lines()
-            .filter(|l| l.starts_with("FAIL  "))
-            .collect();
+        let failures: String = report.lines().filter(|l| l.starts_with("FAIL  ")).collect();
         assert!(!failures.is_empty(), "{report}");
         let error = stderr(&damaged);
         assert!(

@@ -14,7 +14,7 @@ use crate::envelope::Envelope;
 use crate::history::HistoryMarker;
 use crate::job_id::JobId;
 use crate::lease::{FoundLease, Lease};
-use crate::object_name::Framing;
+use crate::object_name::{Framing, ObjectName};
 use crate::restore_plan::{Answer, Ask};
 use crate::timestamp::Timestamp;
 use crate::trigger::TriggerFile;
@@ -154,7 +154,7 @@ impl Owed {
 /// Take a consistent copy of the database, gzip it and upload it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SnapshotOrder {
-    pub object: String,
+    pub object: ObjectName,
     pub framing: Framing,
     pub reason: SnapshotReason,
 }
@@ -162,7 +162,7 @@ pub struct SnapshotOrder {
 /// Upload one job version.
 #[derive(Debug, Clone, PartialEq)]
 pub struct JobUpload {
-    pub object: String,
+    pub object: ObjectName,
     pub framing: Framing,
     pub envelope: Envelope,
 }
@@ -233,12 +233,14 @@ pub enum Command {
     /// [`Input::HistoryWritten`].
     WriteHistory(HistoryMarker),
     /// Delete the live object `object`; answer with [`Input::ObjectDeleted`].
-    DeleteObject { object: String },
+    DeleteObject { object: ObjectName },
     /// Tell whoever made immediate-backup request `id` how it went. Every
     /// request gets exactly one.
     ImmediateBackupDone {
         id: u64,
-        object: String,
+        /// The snapshot taken, or the one tried; `None` when none was
+        /// tried (the machine was stopping).
+        object: Option<ObjectName>,
         result: Result<u64, Failure>,
     },
 }
@@ -273,7 +275,7 @@ pub struct ChangeBatch {
 /// One object found by a listing.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ListedObject {
-    pub name: String,
+    pub name: ObjectName,
     /// When the store last wrote the object.
     pub updated: Timestamp,
     pub size: u64,
@@ -300,7 +302,7 @@ pub enum Input {
     },
     /// The snapshot `object` was uploaded (its size in bytes) or failed.
     SnapshotTaken {
-        object: String,
+        object: ObjectName,
         result: Result<u64, Failure>,
     },
     ChangesRead(Result<ChangeBatch, Failure>),
@@ -333,7 +335,7 @@ pub enum Input {
     },
     HistoryWritten(Result<(), Failure>),
     ObjectDeleted {
-        object: String,
+        object: ObjectName,
         result: Result<(), Failure>,
     },
     /// Something committed to the job database since the driver last said

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use super::io::{Cursor, ListedObject};
-use crate::object_name::{ObjectKind, parse_object_name};
+use crate::object_name::{ObjectKind, ObjectName, parse_object_name};
 use crate::timestamp::Timestamp;
 
 const DAY: Duration = Duration::from_secs(86_400);
@@ -90,7 +90,7 @@ pub struct Metrics {
 #[derive(Debug, Default)]
 pub(crate) struct SnapshotLedger {
     /// Object name → upload time, for snapshots of the last two days.
-    recent: BTreeMap<String, Timestamp>,
+    recent: BTreeMap<ObjectName, Timestamp>,
 }
 
 impl SnapshotLedger {
@@ -107,8 +107,8 @@ impl SnapshotLedger {
         }
     }
 
-    pub fn record(&mut self, object: &str, at: Timestamp) {
-        self.recent.insert(object.to_owned(), at);
+    pub fn record(&mut self, object: &ObjectName, at: Timestamp) {
+        self.recent.insert(object.clone(), at);
     }
 
     pub fn newest(&self) -> Option<Timestamp> {

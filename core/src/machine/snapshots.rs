@@ -16,7 +16,7 @@ use super::io::{Command, Failure, FailureKind, SnapshotOrder, SnapshotReason};
 use super::owed::OwedSnapshot;
 use super::schedule::{Attempts, Schedule};
 use crate::job_id::InvalidName;
-use crate::object_name::{Framing, ObjectKind, snapshot_object};
+use crate::object_name::{Framing, ObjectKind, ObjectName, snapshot_object};
 use crate::timestamp::Timestamp;
 use crate::trigger::{RETRY_COUNT, TriggerFile, sort_triggers};
 
@@ -47,7 +47,7 @@ pub fn plan_snapshot(
 pub(crate) fn refused_for_stopping(id: u64) -> Command {
     Command::ImmediateBackupDone {
         id,
-        object: String::new(),
+        object: None,
         result: Err(Failure::new(
             FailureKind::Rejected,
             "jobvault is shutting down",
@@ -157,7 +157,7 @@ impl Snapshots {
             self.stage = Stage::Idle;
             out.push_back(Command::ImmediateBackupDone {
                 id,
-                object: String::new(),
+                object: None,
                 result: Err(Failure::new(
                     FailureKind::Rejected,
                     "jobvault stopped before the snapshot finished: its grace ran out",
@@ -289,7 +289,7 @@ impl Snapshots {
     pub fn on_snapshot_taken(
         &mut self,
         cx: &mut Context,
-        object: &str,
+        object: &ObjectName,
         result: Result<u64, Failure>,
     ) {
         let reason = match std::mem::take(&mut self.stage) {
@@ -314,13 +314,13 @@ impl Snapshots {
             }
             Err(failure) => {
                 cx.metrics.upload_errors.add(ObjectKind::Snapshot, 1);
-                error!(object, error = %failure, "snapshot failed");
+                error!(%object, error = %failure, "snapshot failed");
             }
         }
         match reason {
             SnapshotReason::Trigger { name, attempt } => {
                 if result.is_ok() {
-                    debug!(trigger = %name, object, "automatic snapshot complete");
+                    debug!(trigger = %name, %object, "automatic snapshot complete");
                     self.serve(cx, name);
                 } else if attempt >= RETRY_COUNT {
                     error!(trigger = %name, attempts = attempt, "automatic snapshot failed {attempt} times; retries exhausted");
@@ -335,7 +335,7 @@ impl Snapshots {
             SnapshotReason::Immediate { id } => {
                 cx.out.push_back(Command::ImmediateBackupDone {
                     id,
-                    object: object.to_owned(),
+                    object: Some(object.clone()),
                     result,
                 });
             }
@@ -512,7 +512,7 @@ impl Snapshots {
                 if let SnapshotReason::Immediate { id } = reason {
                     cx.out.push_back(Command::ImmediateBackupDone {
                         id,
-                        object: basename.to_owned(),
+                        object: None,
                         result: Err(Failure::new(FailureKind::Rejected, invalid.to_string())),
                     });
                 }

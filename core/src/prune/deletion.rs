@@ -9,6 +9,7 @@ use std::collections::VecDeque;
 use super::PrunePlan;
 use crate::history::HistoryMarker;
 use crate::machine::{Failure, FailureKind};
+use crate::object_name::ObjectName;
 
 /// One store operation of a prune.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -16,14 +17,14 @@ pub enum PruneStep {
     /// Write the history marker ([`crate::history::HISTORY_OBJECT`]).
     WriteMarker(HistoryMarker),
     /// Delete the live object of this name.
-    Delete(String),
+    Delete(ObjectName),
 }
 
 /// The steps of one plan still to take, one in flight at a time.
 #[derive(Debug)]
 pub struct Deletion {
     marker: Option<HistoryMarker>,
-    delete: VecDeque<String>,
+    delete: VecDeque<ObjectName>,
     in_flight: bool,
     deleted: u64,
     failed: Option<Failure>,
@@ -100,7 +101,7 @@ mod tests {
             restorable_from: None,
             marker: marker.then(|| HistoryMarker::new(at, at)),
             oldest_snapshot: None,
-            delete: delete.iter().map(|d| (*d).to_owned()).collect(),
+            delete: delete.iter().map(|d| ObjectName::listed(*d)).collect(),
             young_snapshots: Vec::new(),
         }
     }
@@ -113,7 +114,7 @@ mod tests {
         assert_eq!(deletion.poll_step(), None, "the marker is not reported yet");
         assert_eq!(deletion.step_done(&marker, None), None);
         let a = deletion.poll_step().expect("a deletion");
-        assert_eq!(a, PruneStep::Delete("a".to_owned()));
+        assert_eq!(a, PruneStep::Delete(ObjectName::listed("a")));
         let gone = Failure::new(FailureKind::NotFound, "404");
         assert_eq!(deletion.step_done(&a, Some(gone)), None, "gone is deleted");
         let b = deletion.poll_step().expect("b");

@@ -28,7 +28,7 @@ use std::time::Duration;
 
 use crate::history::HistoryMarker;
 use crate::machine::ListedObject;
-use crate::object_name::{ObjectKind, parse_object_name};
+use crate::object_name::{ObjectKind, ObjectName, parse_object_name};
 use crate::restore_plan::{
     Answer, Ask, PlanError, Planner, RESTORE_CLOCK_ALLOWANCE, RangeListing, read_history,
     unexpected,
@@ -45,7 +45,7 @@ pub const BASE_MARGIN: Duration = Duration::from_secs(3600);
 /// The snapshot kept as the base for the window's oldest instant.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Base {
-    pub object: String,
+    pub object: ObjectName,
     pub time: Timestamp,
 }
 
@@ -64,10 +64,10 @@ pub struct PrunePlan {
     /// The time of the oldest snapshot kept (the base, when there is one).
     pub oldest_snapshot: Option<Timestamp>,
     /// The objects to delete, oldest first.
-    pub delete: Vec<String>,
+    pub delete: Vec<ObjectName>,
     /// The snapshots among them uploaded less than a day ago: a window that
     /// short is more often a typo than a wish, so `prune` asks first.
-    pub young_snapshots: Vec<String>,
+    pub young_snapshots: Vec<ObjectName>,
 }
 
 /// A snapshot with the time its header gave.
@@ -75,7 +75,7 @@ pub struct PrunePlan {
 struct Timed {
     /// The gzip mtime, or, without one, the start of its day folder.
     time: Timestamp,
-    object: String,
+    object: ObjectName,
     uploaded: Timestamp,
     /// The header gave the time.
     known: bool,
@@ -108,11 +108,11 @@ enum Phase {
     },
     Times {
         queue: Vec<Ask>,
-        waiting: BTreeMap<String, Timestamp>,
+        waiting: BTreeMap<ObjectName, Timestamp>,
         timed: Vec<Timed>,
         /// The newest upload, which a restore of the newest state starts
         /// from: never deleted, whatever its time says.
-        newest: Option<String>,
+        newest: Option<ObjectName>,
     },
     Jobs {
         listing: RangeListing,
@@ -130,8 +130,8 @@ pub struct PrunePlanner {
     history: Option<Timestamp>,
     base: Option<Base>,
     oldest_snapshot: Option<Timestamp>,
-    delete: Vec<String>,
-    young_snapshots: Vec<String>,
+    delete: Vec<ObjectName>,
+    young_snapshots: Vec<ObjectName>,
 }
 
 /// A snapshot uploaded less than this long ago is young: deleting it asks

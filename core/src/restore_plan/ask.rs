@@ -9,6 +9,7 @@
 use crate::Cursor;
 use crate::envelope::Envelope;
 use crate::machine::ListedObject;
+use crate::object_name::ObjectName;
 use crate::timestamp::Timestamp;
 
 /// Something a planner needs from the bucket.
@@ -25,17 +26,17 @@ pub enum Ask {
     /// [`Answer::SnapshotFetched`], or [`Answer::SnapshotUnusable`] if its
     /// bytes do not hold a sound database. `stored` is its size as the
     /// listing gave it (gzip): the least room the database will need.
-    FetchSnapshot { object: String, stored: u64 },
+    FetchSnapshot { object: ObjectName, stored: u64 },
     /// Read the gzip header of a snapshot (its first bytes only): the live
     /// one, or the given generation; answer with [`Answer::SnapshotTime`].
     SnapshotTime {
-        object: String,
+        object: ObjectName,
         generation: Option<i64>,
     },
     /// Download and decode one job object: the live one, or the given
     /// generation; answer with [`Answer::JobFetched`].
     FetchJob {
-        object: String,
+        object: ObjectName,
         generation: Option<i64>,
     },
     /// Whether the bucket keeps noncurrent generations; answer with
@@ -85,7 +86,7 @@ pub enum Answer {
         more: bool,
     },
     SnapshotFetched {
-        object: String,
+        object: ObjectName,
         /// The gzip header's mtime; `None` when the header has none or the
         /// store served the object decompressed.
         gzip_mtime: Option<Timestamp>,
@@ -96,7 +97,7 @@ pub enum Answer {
         newest_change: Option<Timestamp>,
     },
     SnapshotTime {
-        object: String,
+        object: ObjectName,
         generation: Option<i64>,
         /// As in [`Answer::SnapshotFetched`].
         gzip_mtime: Option<Timestamp>,
@@ -106,12 +107,12 @@ pub enum Answer {
     /// without a cursor. (A store that would not serve it is the driver's
     /// failure, not this.)
     SnapshotUnusable {
-        object: String,
+        object: ObjectName,
         why: String,
     },
     /// The object's envelope, or why its bytes do not hold one.
     JobFetched {
-        object: String,
+        object: ObjectName,
         generation: Option<i64>,
         result: Result<Envelope, String>,
     },
@@ -129,7 +130,7 @@ pub enum Answer {
 pub enum PlanError {
     /// A job object does not hold a job, and corrupt objects are not skipped.
     #[error("{object}: {why}")]
-    Corrupt { object: String, why: String },
+    Corrupt { object: ObjectName, why: String },
     /// The bucket cannot give what was asked for, and why, in one line.
     #[error("{0}")]
     NotRestorable(String),
@@ -157,7 +158,7 @@ pub trait Planner {
 /// A snapshot chosen by a planner, with the time it stands for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChosenSnapshot {
-    pub object: String,
+    pub object: ObjectName,
     /// When the store wrote it.
     pub uploaded: Timestamp,
     /// The incremental backup time it was taken at: every job version

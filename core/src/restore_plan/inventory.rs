@@ -9,13 +9,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use super::ask::{Answer, Ask, PlanError, Planner, unexpected};
 use super::range::RangeListing;
 use crate::machine::ListedObject;
-use crate::object_name::{ObjectKind, parse_object_name};
+use crate::object_name::{ObjectKind, ObjectName, parse_object_name};
 use crate::timestamp::Timestamp;
 
 /// One snapshot generation in the bucket.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InventoryEntry {
-    pub object: String,
+    pub object: ObjectName,
     /// `None` when the listing did not say (a bucket without versioning).
     pub generation: Option<i64>,
     pub uploaded: Timestamp,
@@ -47,7 +47,7 @@ enum Phase {
     },
     Headers {
         queue: Vec<Ask>,
-        waiting: BTreeMap<(String, Option<i64>), InventoryEntry>,
+        waiting: BTreeMap<(ObjectName, Option<i64>), InventoryEntry>,
     },
     Done,
 }
@@ -82,7 +82,7 @@ impl SnapshotInventory {
         let is_snapshot = |o: &ListedObject| {
             parse_object_name(&o.name).is_ok_and(|p| p.kind == ObjectKind::Snapshot)
         };
-        let live_names: BTreeSet<String> = live
+        let live_names: BTreeSet<ObjectName> = live
             .iter()
             .filter(|o| is_snapshot(o))
             .map(|o| o.name.clone())
@@ -94,7 +94,7 @@ impl SnapshotInventory {
                 .map(|o| entry(o, true))
                 .collect(),
             Some(every) => {
-                let mut newest: BTreeMap<String, i64> = BTreeMap::new();
+                let mut newest: BTreeMap<ObjectName, i64> = BTreeMap::new();
                 for o in every.iter().filter(|o| is_snapshot(o)) {
                     let generation = o.generation.unwrap_or_default();
                     let top = newest.entry(o.name.clone()).or_insert(generation);

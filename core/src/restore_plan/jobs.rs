@@ -17,7 +17,7 @@ use super::range::RangeListing;
 use crate::Seq;
 use crate::envelope::Envelope;
 use crate::job_id::JobId;
-use crate::object_name::{ObjectKind, parse_object_name};
+use crate::object_name::{ObjectKind, ObjectName, parse_object_name};
 use crate::retrieval::{NewestWins, uploaded_since};
 use crate::timestamp::Timestamp;
 
@@ -38,7 +38,7 @@ pub struct JobSearch {
     listing: RangeListing,
     fetches: VecDeque<Ask>,
     /// Objects (and generations) whose fetch is queued or in flight.
-    fetching: BTreeSet<(String, Option<i64>)>,
+    fetching: BTreeSet<(ObjectName, Option<i64>)>,
     newest: NewestWins,
     skipped: Vec<Skipped>,
     newest_seen: Seq,
@@ -57,7 +57,7 @@ struct History {
 /// An object left out because it does not hold a job.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Skipped {
-    pub object: String,
+    pub object: ObjectName,
     pub why: String,
 }
 
@@ -138,7 +138,7 @@ impl JobSearch {
 
     fn on_fetched(
         &mut self,
-        object: String,
+        object: ObjectName,
         generation: Option<i64>,
         result: Result<Envelope, String>,
     ) -> Result<(), PlanError> {

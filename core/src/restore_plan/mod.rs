@@ -41,7 +41,7 @@ pub use one_ask::OneAsk;
 pub use range::RangeListing;
 
 use crate::machine::ListedObject;
-use crate::object_name::ObjectKind;
+use crate::object_name::{ObjectKind, ObjectName};
 use crate::timestamp::Timestamp;
 use crate::{Cursor, Seq};
 pub(crate) use ask::unexpected;
@@ -120,7 +120,7 @@ enum Phase {
     /// Restoring from a snapshot named by the user: its listing, for when
     /// it was uploaded.
     FindNamed {
-        object: String,
+        object: ObjectName,
         asked: bool,
         listed: Vec<ListedObject>,
     },
@@ -182,7 +182,7 @@ impl RestorePlanner {
     /// since its time: a state other than the newest, chosen from
     /// [`SnapshotInventory`]. Refused if there is no such snapshot or it is
     /// unusable.
-    pub fn from_snapshot(object: String, now: Timestamp, on_corrupt: OnCorrupt) -> Self {
+    pub fn from_snapshot(object: ObjectName, now: Timestamp, on_corrupt: OnCorrupt) -> Self {
         RestorePlanner {
             phase: Phase::FindNamed {
                 object,
@@ -414,7 +414,7 @@ impl RestorePlanner {
         else {
             return Err(unexpected(&answer));
         };
-        if prefix != *object {
+        if prefix != object.as_str() {
             return Err(PlanError::Unexpected(format!("listing of {prefix}")));
         }
         listed.extend(objects);
@@ -470,7 +470,7 @@ impl Planner for RestorePlanner {
             Phase::FindNamed { object, asked, .. } => (!*asked).then(|| {
                 *asked = true;
                 Ask::ListObjects {
-                    prefix: object.clone(),
+                    prefix: object.to_string(),
                     versions: false,
                 }
             }),

@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 
 use super::ask::{Answer, Ask, Listing, PlanError, Planner, unexpected};
 use crate::machine::ListedObject;
-use crate::object_name::ObjectKind;
+use crate::object_name::{ObjectKind, ObjectName};
 use crate::retrieval::{folder_in_range, newest_object};
 use crate::timestamp::Timestamp;
 
@@ -30,7 +30,7 @@ pub struct NewestSearch {
     /// Days listed since (and including) the first that held one.
     days_with_hits: u32,
     /// Objects passed over as if absent: snapshots found unusable.
-    excluded: BTreeSet<String>,
+    excluded: BTreeSet<ObjectName>,
 }
 
 impl NewestSearch {
@@ -51,7 +51,7 @@ impl NewestSearch {
 
     /// Searches for the newest object of `kind` that is not one of
     /// `excluded`: the next older one once the newest proved unusable.
-    pub fn excluding(kind: ObjectKind, excluded: BTreeSet<String>) -> Self {
+    pub fn excluding(kind: ObjectKind, excluded: BTreeSet<ObjectName>) -> Self {
         NewestSearch {
             excluded,
             ..NewestSearch::new(kind)

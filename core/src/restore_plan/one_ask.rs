@@ -72,7 +72,7 @@ mod tests {
 
     fn object(name: &str) -> ListedObject {
         ListedObject {
-            name: name.to_owned(),
+            name: crate::object_name::ObjectName::listed(name),
             updated: Timestamp::UNIX_EPOCH,
             size: 1,
             generation: None,

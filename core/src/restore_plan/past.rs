@@ -15,7 +15,7 @@ use super::RESTORE_CLOCK_ALLOWANCE;
 use super::ask::{Answer, Ask, PlanError, unexpected};
 use crate::history::{HISTORY_OBJECT, restorable_from};
 use crate::machine::ListedObject;
-use crate::object_name::{ObjectKind, parse_object_name};
+use crate::object_name::{ObjectKind, ObjectName, parse_object_name};
 use crate::timestamp::Timestamp;
 
 /// What a restore of the past learns before it lists anything: whether the
@@ -61,7 +61,7 @@ impl Setup {
 /// bucket's history starts; a marker that does not decode is corrupt.
 pub(crate) fn read_history(bytes: Option<&[u8]>) -> Result<Option<Timestamp>, PlanError> {
     restorable_from(bytes).map_err(|e| PlanError::Corrupt {
-        object: HISTORY_OBJECT.to_owned(),
+        object: ObjectName::listed(HISTORY_OBJECT),
         why: e.to_string(),
     })
 }

@@ -8,6 +8,7 @@
 use std::collections::BTreeMap;
 
 use jobvault_core::machine::ListedObject;
+use jobvault_core::object_name::ObjectName;
 use jobvault_core::restore_plan::{Answer, Ask, PlanError, Planner};
 use jobvault_core::{Cursor, Envelope, JobId, Timestamp};
 
@@ -143,7 +144,7 @@ impl Bucket {
                 &[]
             };
             listed.extend(shown.iter().map(|g| ListedObject {
-                name: name.clone(),
+                name: ObjectName::listed(name.clone()),
                 updated: g.updated,
                 size: 1,
                 generation: versions.then_some(g.generation),

@@ -67,7 +67,7 @@ async fn probe(store: &Store, now: &impl Fn() -> Timestamp) -> Vec<Check> {
     checks.push(Check::new(
         "list objects",
         match &listed {
-            Ok(found) if found.iter().any(|o| o.name == name) => {
+            Ok(found) if found.iter().any(|o| o.name == *name) => {
                 Ok("the probe is listed".to_owned())
             }
             Ok(_) => Err("the probe is not in a listing of its own name".to_owned()),
@@ -75,7 +75,7 @@ async fn probe(store: &Store, now: &impl Fn() -> Timestamp) -> Vec<Check> {
         },
     ));
     if let Ok(found) = &listed
-        && let Some(probe) = found.iter().find(|o| o.name == name)
+        && let Some(probe) = found.iter().find(|o| o.name == *name)
     {
         checks.push(clock(probe.updated, before, after));
     }

@@ -11,6 +11,7 @@ use jobvault::nothing::{NOTHING_FOUND_EXIT, NothingFound, check_store};
 use jobvault::restore::{RestoreError, RestoreFrom, RestoreOptions, restore as restore_database};
 use jobvault::store::Store;
 use jobvault_core::Timestamp;
+use jobvault_core::object_name::ObjectName;
 
 use super::duration::parse_instant;
 use super::{BucketArg, ReadArgs, on_corrupt, until_signal};
@@ -78,15 +79,13 @@ fn nothing_restored(nothing: &NothingFound, args: &RestoreArgs) -> ExitCode {
 /// A snapshot's object name, from itself or its full location.
 /// The name under the prefix: as `snapshots` lists it, or with the
 /// prefix as `backup` prints it, or the full location.
-fn snapshot_name(store: &Store, name: &str) -> String {
+fn snapshot_name(store: &Store, name: &str) -> ObjectName {
     let (location, in_bucket) = (store.location(""), store.object_name(""));
-    name.strip_prefix(&location)
-        .or_else(|| {
-            name.strip_prefix(&in_bucket)
-                .filter(|_| !in_bucket.is_empty())
-        })
-        .unwrap_or(name)
-        .to_owned()
+    let relative = name.strip_prefix(&location).or_else(|| {
+        name.strip_prefix(&in_bucket)
+            .filter(|_| !in_bucket.is_empty())
+    });
+    ObjectName::listed(relative.unwrap_or(name))
 }
 
 pub async fn restore(args: RestoreArgs) -> anyhow::Result<ExitCode> {

@@ -14,6 +14,7 @@ use futures::TryStreamExt;
 use futures::stream::{BoxStream, StreamExt};
 use jobvault_core::Timestamp;
 use jobvault_core::machine::ListedObject;
+use jobvault_core::object_name::ObjectName;
 use tempfile::NamedTempFile;
 use time::OffsetDateTime;
 
@@ -127,7 +128,7 @@ impl FileStore {
                     Timestamp::from_offset_date_time(OffsetDateTime::from(t))
                 });
                 objects.push(ListedObject {
-                    name,
+                    name: ObjectName::listed(name),
                     updated,
                     size: meta.len(),
                     generation: None,

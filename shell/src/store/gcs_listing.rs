@@ -15,6 +15,7 @@ use std::fmt;
 use futures::TryStreamExt;
 use jobvault_core::Timestamp;
 use jobvault_core::machine::ListedObject;
+use jobvault_core::object_name::ObjectName;
 use serde::Deserialize;
 use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use tokio::sync::mpsc;
@@ -121,7 +122,7 @@ impl Item {
     fn listed(self, naming: &Naming) -> Option<ListedObject> {
         let name = self.name.strip_prefix(&naming.prefix)?.to_owned();
         Some(ListedObject {
-            name,
+            name: ObjectName::listed(name),
             updated: self
                 .updated
                 .or(self.time_created)

@@ -180,7 +180,7 @@ fn bare_upload_rate(endpoint: &str, bucket: &str, jobs: usize, concurrency: usiz
     let reader = StoreReader::connect(&format!("gs://{bucket}"), Some(endpoint));
     let mut rng = fastrand::Rng::with_seed(7);
     let now = jobvault::clock::now();
-    let objects: Vec<(String, Vec<u8>, Framing)> = (0..jobs)
+    let objects: Vec<(jobvault_core::object_name::ObjectName, Vec<u8>, Framing)> = (0..jobs)
         .map(|n| {
             let (id, body) = realistic_job(n, &mut rng);
             let name = job_object(now, &id);
