@@ -4,7 +4,9 @@
 /// Parsing a trigger's content never panics, and a count it accepts is
 /// written back the same. Returns the parsed count.
 pub fn check_trigger_content(data: &[u8]) -> Option<u32> {
-    use jobvault_core::trigger::{TriggerFile, format_attempts, parse_attempts, sort_triggers};
+    use jobvault_core::trigger::{
+        TriggerFile, TriggerName, format_attempts, parse_attempts, sort_triggers,
+    };
     let parsed = parse_attempts(data).ok();
     if let Some(n) = parsed {
         assert_eq!(parse_attempts(format_attempts(n).as_bytes()), Ok(n));
@@ -12,7 +14,7 @@ pub fn check_trigger_content(data: &[u8]) -> Option<u32> {
     // The same bytes as a file name: sorting never loses a file.
     let name = String::from_utf8_lossy(data).into_owned();
     let files = [TriggerFile {
-        name: name.clone(),
+        name: TriggerName::found(name.clone()),
         name_is_text: std::str::from_utf8(data).is_ok(),
         modified: jobvault_core::Timestamp::UNIX_EPOCH,
         content: Ok(data.to_vec()),

@@ -24,12 +24,50 @@ pub const RETRY_COUNT: u32 = 3;
 /// A valid trigger's content is a small number; more bytes than this is not one.
 pub const MAX_TRIGGER_BYTES: usize = 32;
 
+/// The name of a file in the trigger directory, as the shell's scan found
+/// it (for a name that is not UTF-8, its bytes escaped): what the
+/// commands on trigger files name, and what a served trigger's snapshot is
+/// named after. A type of its own so that it cannot be taken for an object
+/// name or a path.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct TriggerName(String);
+
+impl TriggerName {
+    /// A name as the scan found it.
+    pub fn found(name: impl Into<String>) -> Self {
+        TriggerName(name.into())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::ops::Deref for TriggerName {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::borrow::Borrow<str> for TriggerName {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for TriggerName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 /// A file found in the trigger directory, as the shell read it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TriggerFile {
     /// The file's name; for a name that is not UTF-8, its bytes escaped
     /// ([`crate::escape::escape_bytes`]), and `name_is_text` is false.
-    pub name: String,
+    pub name: TriggerName,
     pub name_is_text: bool,
     pub modified: Timestamp,
     /// The first bytes of the file (the shell reads at most
@@ -85,7 +123,7 @@ pub fn is_hidden(name: &str) -> bool {
 /// A trigger that can be served.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ValidTrigger {
-    pub name: String,
+    pub name: TriggerName,
     pub modified: Timestamp,
     pub attempts: u32,
 }
@@ -96,7 +134,7 @@ pub struct ValidTrigger {
 pub struct SortedTriggers {
     /// Oldest first (by modification time, then name): the order to serve them.
     pub valid: Vec<ValidTrigger>,
-    pub malformed: Vec<(String, MalformedTrigger)>,
+    pub malformed: Vec<(TriggerName, MalformedTrigger)>,
 }
 
 /// Sorts scanned files into valid triggers, oldest first, and malformed ones.
@@ -138,7 +176,7 @@ mod tests {
 
     fn file(name: &str, secs: i64, content: &str) -> TriggerFile {
         TriggerFile {
-            name: name.to_owned(),
+            name: TriggerName::found(name),
             name_is_text: true,
             modified: Timestamp::from_unix_seconds(secs),
             content: Ok(content.as_bytes().to_vec()),
@@ -185,7 +223,7 @@ mod tests {
         assert_eq!(order, ["b", "a", "c"]);
         assert_eq!(sorted.valid[0].attempts, 1);
         assert_eq!(sorted.malformed.len(), 1);
-        assert_eq!(sorted.malformed[0].0, "bad");
+        assert_eq!(sorted.malformed[0].0.as_str(), "bad");
     }
 
     #[test]

@@ -16,7 +16,7 @@ use jobvault_core::machine::{
 };
 use jobvault_core::object_name::ObjectName;
 use jobvault_core::restore_plan::Ask;
-use jobvault_core::trigger::TriggerFile;
+use jobvault_core::trigger::{MalformedTrigger, TriggerFile, TriggerName};
 use jobvault_core::{
     Backup, Command, Config, Cursor, Envelope, Failure, FailureKind, Input, JobId, Stopped,
     Timestamp,
@@ -110,7 +110,7 @@ fn failure(text: &str) -> Failure {
 
 fn trigger(name: &str, secs: i64, content: &str) -> TriggerFile {
     TriggerFile {
-        name: name.to_owned(),
+        name: TriggerName::found(name),
         name_is_text: true,
         modified: Timestamp::from_unix_seconds(1_479_000_000 + secs),
         content: Ok(content.as_bytes().to_vec()),
@@ -252,12 +252,12 @@ fn an_empty_trigger_is_attempted_uploaded_and_deleted() {
     assert_eq!(
         commands,
         [Command::WriteTriggerAttempts {
-            name: "nightly".into(),
+            name: TriggerName::found("nightly"),
             attempts: 1
         }]
     );
     let commands = h.input(Input::TriggerAttemptsWritten {
-        name: "nightly".into(),
+        name: TriggerName::found("nightly"),
         result: Ok(()),
     });
     let order = snapshot(&commands).expect("a snapshot order");
@@ -269,7 +269,7 @@ fn an_empty_trigger_is_attempted_uploaded_and_deleted() {
     assert_eq!(
         order.reason,
         SnapshotReason::Trigger {
-            name: "nightly".into(),
+            name: TriggerName::found("nightly"),
             attempt: 1
         }
     );
@@ -280,7 +280,7 @@ fn an_empty_trigger_is_attempted_uploaded_and_deleted() {
     assert_eq!(
         commands,
         [Command::DeleteTrigger {
-            name: "nightly".into()
+            name: TriggerName::found("nightly")
         }]
     );
     let metrics = h.backup.metrics();
@@ -313,7 +313,7 @@ fn a_snapshot_to_a_missing_bucket_uses_up_the_triggers_three_attempts() {
             has(
                 &commands,
                 &Command::WriteTriggerAttempts {
-                    name: "t".into(),
+                    name: TriggerName::found("t"),
                     attempts: attempt
                 }
             ),
@@ -321,7 +321,7 @@ fn a_snapshot_to_a_missing_bucket_uses_up_the_triggers_three_attempts() {
         );
         content = attempt.to_string();
         let order = snapshot(&h.input(Input::TriggerAttemptsWritten {
-            name: "t".into(),
+            name: TriggerName::found("t"),
             result: Ok(()),
         }))
         .expect("a snapshot order");
@@ -332,7 +332,12 @@ fn a_snapshot_to_a_missing_bucket_uses_up_the_triggers_three_attempts() {
                 "gs://gone: the bucket does not exist",
             )),
         });
-        let deleted = has(&after, &Command::DeleteTrigger { name: "t".into() });
+        let deleted = has(
+            &after,
+            &Command::DeleteTrigger {
+                name: TriggerName::found("t"),
+            },
+        );
         assert_eq!(deleted, attempt == 3, "attempt {attempt}: {after:?}");
     }
     let metrics = h.backup.metrics();
@@ -346,7 +351,12 @@ fn a_trigger_already_at_the_retry_count_is_deleted_without_an_attempt() {
     let mut h = Harness::new();
     start_with_empty_feed(&mut h);
     let commands = h.input(Input::TriggersScanned(Ok(vec![trigger("t", 0, "3")])));
-    assert_eq!(commands, [Command::DeleteTrigger { name: "t".into() }]);
+    assert_eq!(
+        commands,
+        [Command::DeleteTrigger {
+            name: TriggerName::found("t")
+        }]
+    );
     assert_eq!(h.backup.metrics().trigger_attempts, 0);
 }
 
@@ -362,18 +372,17 @@ fn a_malformed_trigger_is_quarantined_and_a_good_one_still_served() {
         commands,
         [
             Command::QuarantineTrigger {
-                name: "broken".into(),
-                reason: "its content \"three\" is not an attempt count (a whole number, or empty)"
-                    .into()
+                name: TriggerName::found("broken"),
+                reason: MalformedTrigger::NotACount("three".to_owned())
             },
             Command::WriteTriggerAttempts {
-                name: "good".into(),
+                name: TriggerName::found("good"),
                 attempts: 1
             },
         ]
     );
     h.input(Input::TriggerQuarantined {
-        name: "broken".into(),
+        name: TriggerName::found("broken"),
         result: Ok(()),
     });
     assert_eq!(h.backup.metrics().triggers_quarantined, 1);
@@ -392,7 +401,7 @@ fn the_oldest_trigger_is_served_first_and_hidden_files_are_ignored() {
     assert_eq!(
         commands,
         [Command::WriteTriggerAttempts {
-            name: "c".into(),
+            name: TriggerName::found("c"),
             attempts: 2
         }]
     );
@@ -404,7 +413,7 @@ fn no_attempt_is_made_when_it_cannot_be_recorded() {
     start_with_empty_feed(&mut h);
     h.input(Input::TriggersScanned(Ok(vec![trigger("t", 0, "")])));
     let commands = h.input(Input::TriggerAttemptsWritten {
-        name: "t".into(),
+        name: TriggerName::found("t"),
         result: Err(failure("read-only file system")),
     });
     assert!(snapshot(&commands).is_none(), "{commands:?}");
@@ -417,7 +426,7 @@ fn a_served_trigger_whose_deletion_failed_is_not_attempted_again() {
     start_with_empty_feed(&mut h);
     h.input(Input::TriggersScanned(Ok(vec![trigger("t", 0, "")])));
     let order = snapshot(&h.input(Input::TriggerAttemptsWritten {
-        name: "t".into(),
+        name: TriggerName::found("t"),
         result: Ok(()),
     }))
     .unwrap();
@@ -426,12 +435,17 @@ fn a_served_trigger_whose_deletion_failed_is_not_attempted_again() {
         result: Ok(1),
     });
     h.input(Input::TriggerDeleted {
-        name: "t".into(),
+        name: TriggerName::found("t"),
         result: Err(failure("permission denied")),
     });
     h.step();
     let commands = h.input(Input::TriggersScanned(Ok(vec![trigger("t", 0, "1")])));
-    assert_eq!(commands, [Command::DeleteTrigger { name: "t".into() }]);
+    assert_eq!(
+        commands,
+        [Command::DeleteTrigger {
+            name: TriggerName::found("t")
+        }]
+    );
 }
 
 #[test]
@@ -487,7 +501,7 @@ fn an_immediate_backup_waits_for_a_running_snapshot() {
     start_with_empty_feed(&mut h);
     h.input(Input::TriggersScanned(Ok(vec![trigger("t", 0, "")])));
     let order = snapshot(&h.input(Input::TriggerAttemptsWritten {
-        name: "t".into(),
+        name: TriggerName::found("t"),
         result: Ok(()),
     }))
     .unwrap();
@@ -1126,7 +1140,7 @@ fn a_report_that_answers_nothing_is_counted() {
         result: Ok(1),
     });
     h.input(Input::TriggerDeleted {
-        name: "never-asked".to_owned(),
+        name: TriggerName::found("never-asked"),
         result: Ok(()),
     });
     assert_eq!(h.backup.metrics().unexpected_reports, 3);

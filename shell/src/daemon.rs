@@ -502,7 +502,7 @@ mod tests {
     #[tokio::test]
     async fn a_command_whose_task_panics_is_answered_with_a_failure() {
         let command = Command::DeleteTrigger {
-            name: "nightly".to_owned(),
+            name: jobvault_core::trigger::TriggerName::found("nightly"),
         };
         let work = tokio::spawn(async { panic!("the task failed on purpose") });
         let answer = supervise(&command, Duration::from_secs(60), work).await;

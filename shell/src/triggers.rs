@@ -13,7 +13,8 @@ use jobvault_core::Timestamp;
 use jobvault_core::escape::escape_bytes;
 use jobvault_core::job_id::{InvalidName, check_base_name};
 use jobvault_core::trigger::{
-    MAX_TRIGGER_BYTES, QUARANTINE_DIR, TRIGGER_DIR, TriggerFile, format_attempts, is_hidden,
+    MAX_TRIGGER_BYTES, QUARANTINE_DIR, TRIGGER_DIR, TriggerFile, TriggerName, format_attempts,
+    is_hidden,
 };
 use time::OffsetDateTime;
 
@@ -92,7 +93,7 @@ impl TriggerDir {
             };
             let modified = meta.modified().map_err(io_at(&path))?;
             files.push(TriggerFile {
-                name,
+                name: TriggerName::found(name),
                 name_is_text,
                 modified: Timestamp::from_offset_date_time(OffsetDateTime::from(modified)),
                 content,

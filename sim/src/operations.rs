@@ -15,6 +15,7 @@ use jobvault_core::machine::{
 };
 use jobvault_core::object_name::ObjectName;
 use jobvault_core::restore_plan::Ask;
+use jobvault_core::trigger::TriggerName;
 use jobvault_core::{Command, Cursor, Failure, FailureKind, Input, JobId, Seq};
 
 use crate::faults::FaultKind;
@@ -41,14 +42,14 @@ pub(crate) enum Fate {
 pub(crate) enum Op {
     Scan,
     WriteTrigger {
-        name: String,
+        name: TriggerName,
         attempts: u32,
     },
     DeleteTrigger {
-        name: String,
+        name: TriggerName,
     },
     Quarantine {
-        name: String,
+        name: TriggerName,
     },
     Snapshot {
         order: SnapshotOrder,
@@ -172,7 +173,7 @@ impl Simulation {
                 // A scheduled snapshot's attempts are counted per process
                 // and due instant: a restart is a new chance.
                 let trigger = match &order.reason {
-                    SnapshotReason::Trigger { name, .. } => Some(name.clone()),
+                    SnapshotReason::Trigger { name, .. } => Some(name.to_string()),
                     SnapshotReason::Scheduled { due, .. } => {
                         Some(format!("scheduled for {due} by {process:?}"))
                     }
@@ -323,11 +324,11 @@ impl Simulation {
             Op::Scan => Input::TriggersScanned(result(error).map(|()| self.world.dir.scan())),
             Op::WriteTrigger { name, attempts } => {
                 let error = error.or_else(|| {
-                    (!self.world.dir.files.contains_key(&name))
+                    (!self.world.dir.files.contains_key(name.as_str()))
                         .then_some((FailureKind::NotFound, "trigger file vanished"))
                 });
                 if error.is_none()
-                    && let Some(file) = self.world.dir.files.get_mut(&name)
+                    && let Some(file) = self.world.dir.files.get_mut(name.as_str())
                 {
                     file.1 = attempts.to_string().into_bytes();
                 }
@@ -338,7 +339,7 @@ impl Simulation {
             }
             Op::DeleteTrigger { name } => {
                 if effective {
-                    self.world.dir.files.remove(&name);
+                    self.world.dir.files.remove(name.as_str());
                 }
                 Input::TriggerDeleted {
                     name,
@@ -346,8 +347,8 @@ impl Simulation {
                 }
             }
             Op::Quarantine { name } => {
-                if effective && self.world.dir.files.remove(&name).is_some() {
-                    self.world.dir.quarantined.insert(name.clone());
+                if effective && self.world.dir.files.remove(name.as_str()).is_some() {
+                    self.world.dir.quarantined.insert(name.to_string());
                 }
                 Input::TriggerQuarantined {
                     name,

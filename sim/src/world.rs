@@ -11,6 +11,7 @@ use jobvault_core::lease::Lease;
 use jobvault_core::machine::{ChangeBatch, ListedObject, RowId, Unreadable};
 use jobvault_core::object_name::ObjectName;
 use jobvault_core::trigger::TriggerFile;
+use jobvault_core::trigger::TriggerName;
 use jobvault_core::{Cursor, Envelope, JobId, Seq, Timestamp};
 
 /// One change to one job as the database holds it: a body, or a tombstone.
@@ -446,7 +447,7 @@ impl TriggerDir {
         self.files
             .iter()
             .map(|(name, (modified, content))| TriggerFile {
-                name: name.clone(),
+                name: TriggerName::found(name.clone()),
                 name_is_text: true,
                 modified: *modified,
                 content: Ok(content.clone()),

@@ -17,7 +17,7 @@ use crate::lease::{FoundLease, Lease};
 use crate::object_name::{Framing, ObjectName};
 use crate::restore_plan::{Answer, Ask};
 use crate::timestamp::Timestamp;
-use crate::trigger::TriggerFile;
+use crate::trigger::{MalformedTrigger, TriggerFile, TriggerName};
 
 /// The durable incremental state, kept in the job database.
 ///
@@ -118,7 +118,7 @@ impl fmt::Display for Failure {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SnapshotReason {
     /// Attempt number `attempt` (from 1) at serving the trigger file `name`.
-    Trigger { name: String, attempt: u32 },
+    Trigger { name: TriggerName, attempt: u32 },
     /// Someone asked for a backup now: request `id`.
     Immediate { id: u64 },
     /// Attempt number `attempt` (from 1) at the snapshot the schedule made
@@ -174,12 +174,15 @@ pub enum Command {
     ScanTriggers,
     /// Write `attempts` into the trigger file; answer with
     /// [`Input::TriggerAttemptsWritten`].
-    WriteTriggerAttempts { name: String, attempts: u32 },
+    WriteTriggerAttempts { name: TriggerName, attempts: u32 },
     /// Remove the trigger file; answer with [`Input::TriggerDeleted`].
-    DeleteTrigger { name: String },
+    DeleteTrigger { name: TriggerName },
     /// Move the trigger file to the quarantine directory; answer with
     /// [`Input::TriggerQuarantined`].
-    QuarantineTrigger { name: String, reason: String },
+    QuarantineTrigger {
+        name: TriggerName,
+        reason: MalformedTrigger,
+    },
     /// Answer with [`Input::SnapshotTaken`].
     TakeSnapshot(SnapshotOrder),
     /// Read the changes whose sequence is above `after`, in sequence
@@ -289,15 +292,15 @@ pub struct ListedObject {
 pub enum Input {
     TriggersScanned(Result<Vec<TriggerFile>, Failure>),
     TriggerAttemptsWritten {
-        name: String,
+        name: TriggerName,
         result: Result<(), Failure>,
     },
     TriggerDeleted {
-        name: String,
+        name: TriggerName,
         result: Result<(), Failure>,
     },
     TriggerQuarantined {
-        name: String,
+        name: TriggerName,
         result: Result<(), Failure>,
     },
     /// The snapshot `object` was uploaded (its size in bytes) or failed.

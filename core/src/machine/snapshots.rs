@@ -18,7 +18,7 @@ use super::schedule::{Attempts, Schedule};
 use crate::job_id::InvalidName;
 use crate::object_name::{Framing, ObjectKind, ObjectName, snapshot_object};
 use crate::timestamp::Timestamp;
-use crate::trigger::{RETRY_COUNT, TriggerFile, sort_triggers};
+use crate::trigger::{RETRY_COUNT, TriggerFile, TriggerName, sort_triggers};
 
 /// The base name of an immediate snapshot: `<name>-HH:MM:SS` in UTC.
 pub fn immediate_base_name(name: &str, now: Timestamp) -> String {
@@ -61,7 +61,7 @@ enum Stage {
     Idle,
     Scanning,
     RecordingAttempt {
-        name: String,
+        name: TriggerName,
         attempt: u32,
     },
     Snapshotting {
@@ -80,13 +80,13 @@ pub(crate) struct Snapshots {
     last_immediate: Option<(String, u32)>,
     /// Triggers served (snapshot taken or retries exhausted) but not yet
     /// deleted: never attempted again.
-    served: BTreeSet<String>,
-    deleting: BTreeSet<String>,
-    quarantining: BTreeSet<String>,
+    served: BTreeSet<TriggerName>,
+    deleting: BTreeSet<TriggerName>,
+    quarantining: BTreeSet<TriggerName>,
     pub(crate) owed: OwedSnapshot,
     stopping: bool,
     /// Triggers whose last attempt failed, and when the next may start.
-    retry_at: BTreeMap<String, Timestamp>,
+    retry_at: BTreeMap<TriggerName, Timestamp>,
     /// The wait after a first failed attempt ([`trigger_retry_wait`]).
     retry_wait: Duration,
     schedule: Schedule,
@@ -206,10 +206,8 @@ impl Snapshots {
         for (name, why) in sorted.malformed {
             if self.quarantining.insert(name.clone()) {
                 error!(trigger = %name, reason = %why, "malformed trigger file; moving it to the quarantine directory");
-                cx.out.push_back(Command::QuarantineTrigger {
-                    name,
-                    reason: why.to_string(),
-                });
+                cx.out
+                    .push_back(Command::QuarantineTrigger { name, reason: why });
             }
         }
         for name in &self.served {
@@ -261,7 +259,7 @@ impl Snapshots {
             ));
             return;
         };
-        if recording != name {
+        if recording.as_str() != name {
             cx.unexpected(format_args!(
                 "trigger {name}: attempts written for another trigger"
             ));
@@ -413,7 +411,7 @@ impl Snapshots {
     }
 
     /// Marks a trigger as done with and deletes it.
-    fn serve(&mut self, cx: &mut Context, name: String) {
+    fn serve(&mut self, cx: &mut Context, name: TriggerName) {
         self.retry_at.remove(&name);
         if self.deleting.insert(name.clone()) {
             cx.out
