@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use jobvault_core::job_object::{JobObjectEncoder, encode_job_object};
 use jobvault_core::lease::{LeaseEnded, LeaseMachine};
 use jobvault_core::machine::JobUpload;
-use jobvault_core::object_name::ObjectName;
+use jobvault_core::object_name::{ObjectKind, ObjectName};
 use jobvault_core::restore_plan::{Ask, OneAsk};
 use jobvault_core::{
     Backup, Command, Config, Cursor, Failure, FailureKind, Input, Metrics, Stopped,
@@ -323,7 +323,9 @@ impl Executor {
                     let started = Instant::now();
                     let input = carry_out(&executor.db_path, &executor.store, order, None).await;
                     if matches!(input, Input::SnapshotTaken { result: Ok(_), .. }) {
-                        executor.upload_times.observe("snapshot", started.elapsed());
+                        executor
+                            .upload_times
+                            .observe(ObjectKind::Snapshot, started.elapsed());
                     }
                     input
                 })
@@ -413,7 +415,7 @@ impl Executor {
         let seq = upload.envelope.seq;
         if result.is_ok() {
             let took = started.elapsed();
-            self.upload_times.observe("job", took);
+            self.upload_times.observe(ObjectKind::Job, took);
             debug!(object = %upload.object, seq, bytes, seconds = took.as_secs_f64(), "job uploaded");
         }
         Input::JobUploaded {

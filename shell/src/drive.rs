@@ -9,7 +9,7 @@
 //! objects mean is the planner's business.
 
 use std::collections::BTreeSet;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use futures::stream::{FuturesUnordered, StreamExt};
 use indicatif::ProgressBar;
@@ -25,7 +25,7 @@ use jobvault_core::history::HISTORY_OBJECT;
 use crate::db::{DbError, JobDb};
 use crate::failure::ToFailure;
 use crate::reads::Reads;
-use crate::restore::download_snapshot;
+use crate::restore::{RestoreError, download_snapshot};
 use crate::small_object;
 use crate::store::{ListPage, PagePart, Store, StoreError, error_chain};
 
@@ -40,11 +40,34 @@ pub enum DriveError {
     /// The bucket does not hold what was asked for.
     #[error("{bucket}: {why}")]
     NotRestorable { bucket: String, why: String },
-    #[error("planner: {0}")]
-    Planner(String),
-    /// The snapshot could not be downloaded or opened.
-    #[error("{0}")]
-    Snapshot(String),
+    /// The driver answered something not asked: a driver bug.
+    #[error("planner")]
+    Planner(#[source] PlanError),
+    /// The planner waits for answers to nothing: a planner bug.
+    #[error("the planner stalled with nothing to ask")]
+    Stalled,
+    #[error("asked to fetch {object} with nowhere to put it")]
+    NowhereToPut { object: ObjectName },
+    /// The snapshot could not be downloaded (the store, or this machine).
+    #[error("downloading the snapshot")]
+    Download(#[source] Box<RestoreError>),
+    #[error("checking the snapshot failed")]
+    CheckTask(#[source] tokio::task::JoinError),
+    /// This machine cannot open what it downloaded (a full disk, an I/O
+    /// error), which says nothing about the snapshot.
+    #[error("{location} cannot be checked here")]
+    CheckHere {
+        location: String,
+        #[source]
+        source: DbError,
+    },
+    #[error("{} has {free} bytes free, and {location} takes {stored} bytes even compressed", folder.display())]
+    NoRoom {
+        folder: PathBuf,
+        free: u64,
+        location: String,
+        stored: u64,
+    },
 }
 
 /// What the driver does next: carry out a planner's ask, or go on with a
@@ -139,9 +162,7 @@ impl<'a> Driver<'a> {
         if planner.is_complete() {
             Ok(())
         } else {
-            Err(DriveError::Planner(
-                "stalled with nothing to ask".to_owned(),
-            ))
+            Err(DriveError::Stalled)
         }
     }
 
@@ -261,9 +282,7 @@ impl<'a> Driver<'a> {
 
     async fn fetch_snapshot(&self, object: ObjectName, stored: u64) -> Result<Answer, DriveError> {
         let Some(dest) = self.snapshot_to else {
-            return Err(DriveError::Planner(format!(
-                "asked to fetch {object} with nowhere to put it"
-            )));
+            return Err(DriveError::NowhereToPut { object });
         };
         room_for(dest, stored, &self.store.location(&object))?;
         let downloaded = match download_snapshot(self.store, &object, dest, &self.reads).await {
@@ -272,12 +291,12 @@ impl<'a> Driver<'a> {
                 let why = error_chain(&e);
                 return Ok(Answer::SnapshotUnusable { object, why });
             }
-            Err(e) => return Err(DriveError::Snapshot(error_chain(&e))),
+            Err(e) => return Err(DriveError::Download(Box::new(e))),
         };
         let path = dest.to_owned();
         let checked = tokio::task::spawn_blocking(move || open_snapshot(&path))
             .await
-            .map_err(|e| DriveError::Snapshot(format!("checking the snapshot failed: {e}")))?;
+            .map_err(DriveError::CheckTask)?;
         let location = self.store.location(&object);
         Ok(match checked {
             Ok(Ok((stored_cursor, newest_change))) => Answer::SnapshotFetched {
@@ -287,11 +306,7 @@ impl<'a> Driver<'a> {
                 newest_change,
             },
             Ok(Err(why)) => Answer::SnapshotUnusable { object, why },
-            Err(local) => {
-                return Err(DriveError::Snapshot(format!(
-                    "{location} cannot be checked here: {local}"
-                )));
-            }
+            Err(source) => return Err(DriveError::CheckHere { location, source }),
         })
     }
 
@@ -307,7 +322,7 @@ impl<'a> Driver<'a> {
                     why,
                 }
             }
-            PlanError::Unexpected(what) => DriveError::Planner(what),
+            unexpected @ PlanError::Unexpected(_) => DriveError::Planner(unexpected),
         }
     }
 }
@@ -324,10 +339,12 @@ fn room_for(dest: &Path, stored: u64, location: &str) -> Result<(), DriveError> 
     };
     let free = stats.f_bavail.saturating_mul(stats.f_frsize);
     if free < stored {
-        return Err(DriveError::Snapshot(format!(
-            "{} has {free} bytes free, and {location} takes {stored} bytes even compressed",
-            folder.display()
-        )));
+        return Err(DriveError::NoRoom {
+            folder: folder.to_owned(),
+            free,
+            location: location.to_owned(),
+            stored,
+        });
     }
     Ok(())
 }

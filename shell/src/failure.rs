@@ -72,7 +72,13 @@ impl ToFailure for DriveError {
             DriveError::Store(e) => e.kind,
             DriveError::Corrupt { .. } => FailureKind::Corrupt,
             DriveError::NotRestorable { .. } => FailureKind::Rejected,
-            DriveError::Planner(_) | DriveError::Snapshot(_) => FailureKind::Internal,
+            DriveError::Planner(_)
+            | DriveError::Stalled
+            | DriveError::NowhereToPut { .. }
+            | DriveError::Download(_)
+            | DriveError::CheckTask(_)
+            | DriveError::CheckHere { .. }
+            | DriveError::NoRoom { .. } => FailureKind::Internal,
         }
     }
 }

@@ -21,6 +21,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use jobvault_core::listen::{
     METRICS_CONNECTION_DEADLINE, METRICS_CONNECTIONS, METRICS_HEADER_DEADLINE,
 };
+use jobvault_core::object_name::ObjectKind;
 use jobvault_core::{Metrics, Timestamp};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
@@ -40,7 +41,7 @@ use crate::listener::Bounded;
 #[derive(Debug, Clone)]
 pub struct UploadTimes(Family<KindLabel, Histogram, fn() -> Histogram>);
 
-/// `kind="job"` or `kind="snapshot"`.
+/// `kind="job"` or `kind="snapshot"` ([`ObjectKind::label`]).
 type KindLabel = [(&'static str, &'static str); 1];
 
 /// Upload time buckets, in seconds: a job object takes tens of milliseconds,
@@ -56,10 +57,10 @@ impl UploadTimes {
         }))
     }
 
-    /// Records one successful upload of a `kind` ("job" or "snapshot").
-    pub fn observe(&self, kind: &'static str, took: std::time::Duration) {
+    /// Records one successful upload of an object of `kind`.
+    pub fn observe(&self, kind: ObjectKind, took: std::time::Duration) {
         self.0
-            .get_or_create(&[("kind", kind)])
+            .get_or_create(&[("kind", kind.label())])
             .observe(took.as_secs_f64());
     }
 }
@@ -102,8 +103,11 @@ fn counter_by_kind(
     per_kind: jobvault_core::machine::PerKind,
 ) -> std::fmt::Result {
     let mut metric = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
-    for (kind, value) in [("snapshot", per_kind.snapshot), ("job", per_kind.job)] {
-        let labels = [("kind", kind)];
+    for (kind, value) in [
+        (ObjectKind::Snapshot, per_kind.snapshot),
+        (ObjectKind::Job, per_kind.job),
+    ] {
+        let labels = [("kind", kind.label())];
         ConstCounter::new(value).encode(metric.encode_family(&labels)?)?;
     }
     Ok(())
@@ -361,7 +365,7 @@ mod tests {
         };
         let (_tx, rx) = watch::channel(metrics);
         let times = UploadTimes::new();
-        times.observe("job", std::time::Duration::from_millis(30));
+        times.observe(ObjectKind::Job, std::time::Duration::from_millis(30));
         let text = render("scheduler", rx, &times);
         assert!(
             text.contains(

@@ -49,8 +49,8 @@ pub enum RestoreError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Drive(#[from] DriveError),
-    #[error("restore plan: {0}")]
-    Plan(String),
+    #[error("restore plan")]
+    Plan(#[from] PlanError),
     #[error(transparent)]
     Db(#[from] DbError),
     #[error("{what}: {source}")]
@@ -61,8 +61,8 @@ pub enum RestoreError {
     },
     #[error("the restored database fails PRAGMA integrity_check: {0}")]
     Integrity(String),
-    #[error("restore task failed: {0}")]
-    Task(String),
+    #[error("restore task failed")]
+    Task(#[from] tokio::task::JoinError),
 }
 
 impl RestoreError {
@@ -195,7 +195,7 @@ pub async fn restore(
                 .await
                 .into());
         }
-        Err(e) => return Err(RestoreError::Plan(e.to_string())),
+        Err(e) => return Err(e.into()),
     };
     if plan.snapshot.is_none() {
         temp.discard_rejected_snapshot()?;
@@ -222,8 +222,7 @@ pub async fn restore(
             let total = db.count()?;
             Ok((applied, total, cursor, written_again))
         })
-        .await
-        .map_err(|e| RestoreError::Task(e.to_string()))??
+        .await??
     };
 
     temp.persist(to, options.force)?;
@@ -336,9 +335,7 @@ async fn download_once(
     });
     feed.await;
     progress.finish_and_clear();
-    let gzip = writer
-        .await
-        .map_err(|e| RestoreError::Task(e.to_string()))??;
+    let gzip = writer.await??;
     Ok(DownloadedSnapshot {
         gzip,
         received: received.load(Ordering::Relaxed),
