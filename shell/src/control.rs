@@ -49,7 +49,7 @@ pub struct BackupAsk {
 
 /// A snapshot taken on request.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct Taken {
+pub struct BackupTaken {
     /// The object name, without the store's prefix.
     pub object: ObjectName,
     pub bytes: u64,
@@ -59,7 +59,7 @@ pub struct Taken {
 #[derive(Debug)]
 pub struct BackupRequest {
     pub name: String,
-    pub reply: oneshot::Sender<Result<Taken, Failure>>,
+    pub reply: oneshot::Sender<Result<BackupTaken, Failure>>,
 }
 
 /// What the daemon's listener needs to serve `POST /backup`.
@@ -76,7 +76,7 @@ pub struct BackupDesk {
 pub struct Answer {
     pub status: u16,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub taken: Option<Taken>,
+    pub taken: Option<BackupTaken>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
@@ -107,7 +107,7 @@ impl BackupDesk {
         }
     }
 
-    async fn take(&self, line: &[u8]) -> Result<Taken, (u16, String)> {
+    async fn take(&self, line: &[u8]) -> Result<BackupTaken, (u16, String)> {
         let ask: BackupAsk =
             serde_json::from_slice(line).map_err(|e| (400, format!("bad request: {e}")))?;
         check_immediate_name(&ask.name).map_err(|why| (400, why.to_string()))?;
@@ -258,7 +258,7 @@ pub enum Asked {
     /// snapshot here, beside it, and say so.
     Unreached(String),
     /// The daemon took it, or says why it could not.
-    Answered(Result<Taken, Failure>),
+    Answered(Result<BackupTaken, Failure>),
 }
 
 /// Asks the daemon of `ask.db`, if one runs, for a snapshot.
@@ -365,7 +365,7 @@ mod tests {
         let daemon = tokio::spawn(async move {
             let request = received.recv().await.unwrap();
             assert_eq!(request.name, "nightly");
-            let taken = Taken {
+            let taken = BackupTaken {
                 object: ObjectName::listed("db-backup/2026/11/25/nightly-01:02:03.bdb"),
                 bytes: 42,
             };

@@ -24,7 +24,7 @@ use tracing::{debug, error, info, warn};
 
 use crate::clock;
 use crate::commit_watch;
-use crate::control::{BackupRequest, Taken};
+use crate::control::{BackupRequest, BackupTaken};
 use crate::db::JobDb;
 use crate::destination;
 use crate::drive::Driver;
@@ -33,7 +33,7 @@ use crate::lease;
 use crate::metrics::UploadTimes;
 use crate::prune;
 use crate::reads::Reads;
-use crate::snapshot::carry_out;
+use crate::snapshot::execute_order;
 use crate::store::{Store, error_chain};
 use crate::triggers::TriggerDir;
 
@@ -169,11 +169,11 @@ impl Daemon {
 #[derive(Debug, Default)]
 struct Waiting {
     next: u64,
-    replies: std::collections::BTreeMap<u64, oneshot::Sender<Result<Taken, Failure>>>,
+    replies: std::collections::BTreeMap<u64, oneshot::Sender<Result<BackupTaken, Failure>>>,
 }
 
 impl Waiting {
-    fn add(&mut self, reply: oneshot::Sender<Result<Taken, Failure>>) -> u64 {
+    fn add(&mut self, reply: oneshot::Sender<Result<BackupTaken, Failure>>) -> u64 {
         self.next += 1;
         self.replies.insert(self.next, reply);
         self.next
@@ -189,7 +189,7 @@ impl Waiting {
             let object = object.ok_or_else(|| {
                 Failure::new(FailureKind::Internal, "a snapshot taken without a name")
             })?;
-            Ok(Taken { object, bytes })
+            Ok(BackupTaken { object, bytes })
         });
         match self.replies.remove(&id) {
             // The requester may have gone away; the snapshot stands.
@@ -321,7 +321,8 @@ impl Executor {
                 let executor = self.clone();
                 tokio::spawn(async move {
                     let started = Instant::now();
-                    let input = carry_out(&executor.db_path, &executor.store, order, None).await;
+                    let input =
+                        execute_order(&executor.db_path, &executor.store, order, None).await;
                     if matches!(input, Input::SnapshotTaken { result: Ok(_), .. }) {
                         executor
                             .upload_times

@@ -11,9 +11,9 @@ use jobvault_core::{Cursor, Failure, FailureKind, Input};
 use tracing::warn;
 
 use crate::clock;
-use crate::control::Taken;
+use crate::control::BackupTaken;
 use crate::db::JobDb;
-use crate::snapshot::carry_out;
+use crate::snapshot::execute_order;
 use crate::store::Store;
 
 /// Takes a snapshot of `db_path` named `<name>-HH:MM:SS`; `progress` hears
@@ -23,7 +23,7 @@ pub async fn snapshot_here(
     store: &Store,
     name: &str,
     progress: Arc<dyn Fn(u64) + Send + Sync>,
-) -> Result<Taken, Failure> {
+) -> Result<BackupTaken, Failure> {
     let now = clock::now();
     let stored = JobDb::open(db_path)
         .and_then(|db| db.cursor())
@@ -35,8 +35,10 @@ pub async fn snapshot_here(
     let reason = SnapshotReason::Immediate { id: 1 };
     let order = plan_snapshot(&basename, reason, now, stored.time)
         .map_err(|invalid| Failure::new(FailureKind::Rejected, invalid.to_string()))?;
-    match carry_out(db_path, store, order, Some(progress)).await {
-        Input::SnapshotTaken { object, result } => result.map(|bytes| Taken { object, bytes }),
+    match execute_order(db_path, store, order, Some(progress)).await {
+        Input::SnapshotTaken { object, result } => {
+            result.map(|bytes| BackupTaken { object, bytes })
+        }
         other => unreachable!("a snapshot is answered as one: {other:?}"),
     }
 }

@@ -48,7 +48,7 @@ pub async fn write_marker(store: &Store, marker: &HistoryMarker) -> Result<(), S
 
 /// Takes the plan's steps; `deleted` is told each object as it goes.
 /// Returns how many were deleted.
-pub async fn carry_out(
+pub async fn take_steps(
     store: &Store,
     plan: &PrunePlan,
     mut deleted: impl FnMut(&str),

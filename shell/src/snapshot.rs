@@ -136,7 +136,7 @@ impl Drop for SideFiles {
 
 /// Carries out the core's snapshot order and reports how it went, as the
 /// core takes it: the daemon and an in-process `backup` both come here.
-pub async fn carry_out(
+pub async fn execute_order(
     db_path: &Path,
     store: &Store,
     order: SnapshotOrder,

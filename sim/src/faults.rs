@@ -185,7 +185,7 @@ impl fmt::Display for FaultCounts {
 
 /// The faults and the workload of one seed.
 #[derive(Debug, Clone)]
-pub struct FaultPlan {
+pub struct DayPlan {
     doses: BTreeMap<FaultKind, Dose>,
     /// Typical store round trip.
     pub store_latency: Duration,
@@ -195,7 +195,7 @@ pub struct FaultPlan {
     pub bursts: u32,
 }
 
-impl FaultPlan {
+impl DayPlan {
     /// Draws the plan of `seed` with only the `enabled` kinds of fault. About
     /// one seed in eight is calm, so that the fault-free paths are exercised
     /// as often as the faulty ones. Each kind draws its dose from a stream of
@@ -210,7 +210,7 @@ impl FaultPlan {
                 (kind, if on { dose } else { dose.none() })
             })
             .collect();
-        FaultPlan {
+        DayPlan {
             doses,
             store_latency: Duration::from_millis(rng.u64(5..120)),
             immediate_requests: rng.u32(0..=2),

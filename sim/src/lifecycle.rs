@@ -183,7 +183,7 @@ impl Simulation {
                 note!(self, "node {node} cut off from the store for {length:?}");
                 self.nodes[node].cut_off_until = Some(self.now + length);
             }
-            // `FaultPlan::one_offs` yields only counts; a rate is applied
+            // `DayPlan::one_offs` yields only counts; a rate is applied
             // where the operations it hits are carried out.
             rate => unreachable!("{rate:?} is a rate, applied to each operation it can hit"),
         }

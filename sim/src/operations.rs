@@ -23,7 +23,7 @@ use crate::invariants::Observation;
 use crate::node::NodeId;
 use crate::restore::read_one;
 use crate::simulation::{Event, Simulation, note};
-use crate::world::{Body, Held};
+use crate::world::{Body, JobVersion};
 
 /// The result the world will report for an operation, decided when it starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,7 +53,7 @@ pub(crate) enum Op {
     },
     Snapshot {
         order: SnapshotOrder,
-        versions: Arc<BTreeMap<JobId, Held>>,
+        versions: Arc<BTreeMap<JobId, JobVersion>>,
         stored: Cursor,
     },
     Read {
@@ -462,7 +462,7 @@ impl Simulation {
         if effective {
             let body = Body::Job {
                 id: id.clone(),
-                held: Held {
+                held: JobVersion {
                     seq,
                     body: upload.envelope.body().map(Arc::from),
                     modified: upload.envelope.modified,

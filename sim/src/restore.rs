@@ -27,14 +27,14 @@ use jobvault_core::restore_plan::{
 };
 use jobvault_core::{Envelope, Failure, FailureKind, JobId, Seq, Timestamp};
 
-use crate::world::{Body, Held, Store};
+use crate::world::{Body, JobVersion, Store};
 
 /// What a restore produced; empty by default, as a restore of a bucket
 /// that holds nothing.
 #[derive(Debug, Default)]
 pub struct Restored {
     /// Every row and tombstone in the restored database.
-    pub versions: BTreeMap<JobId, Held>,
+    pub versions: BTreeMap<JobId, JobVersion>,
     pub snapshot: Option<ChosenSnapshot>,
     /// When the store wrote each job object the restore fetched.
     pub fetched_uploads: Vec<Timestamp>,
@@ -77,7 +77,7 @@ pub fn restore(
     rng: &mut fastrand::Rng,
 ) -> Result<Restored, Failed> {
     let planner = RestorePlanner::new(now, OnCorrupt::Fail);
-    carry_out(store, planner, now, faults, rng)
+    restore_with(store, planner, now, faults, rng)
 }
 
 /// Restores `store` as it was at local time `at`, as `jobvault restore --at`
@@ -90,7 +90,7 @@ pub fn restore_at(
     rng: &mut fastrand::Rng,
 ) -> Result<Restored, Failed> {
     let planner = RestorePlanner::at(at, now, OnCorrupt::Fail);
-    carry_out(store, planner, now, faults, rng)
+    restore_with(store, planner, now, faults, rng)
 }
 
 /// Answers one read of a daemon's prune ([`jobvault_core::Command::ReadBucket`])
@@ -110,7 +110,7 @@ pub fn read_one(
     (answer, bucket.failed_reads)
 }
 
-fn carry_out(
+fn restore_with(
     store: &Store,
     mut planner: RestorePlanner,
     now: Timestamp,
@@ -147,7 +147,7 @@ fn carry_out(
 
 /// The simulated database a restore builds, for the core's
 /// [`apply_versions`]: the step the shell takes in SQLite.
-struct Building<'v>(&'v mut BTreeMap<JobId, Held>);
+struct Building<'v>(&'v mut BTreeMap<JobId, JobVersion>);
 
 impl RestoreTarget for Building<'_> {
     type Error = Infallible;
@@ -157,7 +157,7 @@ impl RestoreTarget for Building<'_> {
     }
 
     fn write(&mut self, version: &Envelope) -> Result<(), Infallible> {
-        let held = Held {
+        let held = JobVersion {
             seq: version.seq,
             body: version.body().map(Arc::from),
             modified: version.modified,
@@ -173,7 +173,7 @@ impl RestoreTarget for Building<'_> {
 /// the clock its waits move on.
 struct Bucket<'a> {
     store: &'a Store,
-    snapshot: BTreeMap<JobId, Held>,
+    snapshot: BTreeMap<JobId, JobVersion>,
     fetched_uploads: Vec<Timestamp>,
     faults: ReadFaults,
     served_decompressed: u64,
@@ -327,7 +327,7 @@ impl<'a> Bucket<'a> {
 }
 
 type SnapshotParts<'s> = (
-    &'s Arc<BTreeMap<JobId, Held>>,
+    &'s Arc<BTreeMap<JobId, JobVersion>>,
     Timestamp,
     jobvault_core::Cursor,
 );

@@ -7,7 +7,7 @@ use std::time::Duration;
 use jobvault_core::machine::Schedule;
 use jobvault_core::{Config, Timestamp};
 
-use crate::faults::{FaultKind, FaultPlan};
+use crate::faults::{DayPlan, FaultKind};
 use crate::history::History;
 
 /// How far apart two hosts' clocks may be: `check` holds each to 5 s of the
@@ -32,7 +32,7 @@ pub enum Topology {
 /// The seed's settings.
 #[derive(Debug)]
 pub struct Settings {
-    pub plan: FaultPlan,
+    pub plan: DayPlan,
     pub config: Config,
     pub history: History,
     pub topology: Topology,
@@ -42,7 +42,7 @@ pub struct Settings {
 
 impl Settings {
     pub fn draw(seed: u64, rng: &mut fastrand::Rng, enabled: &BTreeSet<FaultKind>) -> Self {
-        let plan = FaultPlan::draw(seed, rng, enabled);
+        let plan = DayPlan::draw(seed, rng, enabled);
         let concurrency = rng.usize(1..=32);
         let max_pending = rng.usize(16..=512);
         let start = Timestamp::from_unix_seconds(1_700_000_000 + rng.i64(0..86_400 * 365));

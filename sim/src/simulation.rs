@@ -17,7 +17,7 @@ use std::time::Duration;
 use jobvault_core::machine::{CHANGE_POLL, SNAPSHOT_DEADLINE};
 use jobvault_core::{Config, Input, JobId, Timestamp};
 
-use crate::faults::{FaultCounts, FaultKind, FaultPlan};
+use crate::faults::{DayPlan, FaultCounts, FaultKind};
 use crate::history::History;
 use crate::invariants::{Checkers, Observation};
 use crate::lifecycle::Ending;
@@ -164,7 +164,7 @@ impl Ord for Scheduled {
 pub(crate) struct Simulation {
     pub(crate) seed: u64,
     pub(crate) rng: Streams,
-    pub(crate) plan: FaultPlan,
+    pub(crate) plan: DayPlan,
     pub(crate) history: History,
     pub(crate) config: Config,
     pub(crate) topology: Topology,

@@ -16,7 +16,7 @@ use jobvault_core::{Cursor, Envelope, JobId, Seq, Timestamp};
 
 /// One change to one job as the database holds it: a body, or a tombstone.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Held {
+pub struct JobVersion {
     pub seq: Seq,
     /// `None`: the job was deleted.
     pub body: Option<Arc<str>>,
@@ -30,7 +30,7 @@ pub struct Held {
 /// The newest change to one job.
 #[derive(Debug, Clone)]
 pub struct Row {
-    pub held: Held,
+    pub held: JobVersion,
     /// True (simulation) time of the commit.
     pub committed: Timestamp,
 }
@@ -75,7 +75,7 @@ pub struct Db {
     pub deletes: u64,
     /// Every change ever committed, in commit order: what the database was
     /// at any instant.
-    pub history: Vec<(JobId, Held)>,
+    pub history: Vec<(JobId, JobVersion)>,
 }
 
 impl Db {
@@ -120,7 +120,7 @@ impl Db {
         }
         self.by_seq.insert(seq, id.clone());
         self.by_commit.insert((committed, seq), id.clone());
-        let held = Held {
+        let held = JobVersion {
             seq,
             bad: bad && body.is_some(),
             body,
@@ -135,8 +135,8 @@ impl Db {
     /// Every row and tombstone as they were at local time `at`: of each job,
     /// the newest change stamped at or before it (what `restore --at` is
     /// documented to give).
-    pub fn versions_at(&self, at: Timestamp) -> BTreeMap<JobId, Held> {
-        let mut then: BTreeMap<JobId, Held> = BTreeMap::new();
+    pub fn versions_at(&self, at: Timestamp) -> BTreeMap<JobId, JobVersion> {
+        let mut then: BTreeMap<JobId, JobVersion> = BTreeMap::new();
         for (id, held) in self.history.iter().filter(|(_, h)| h.modified <= at) {
             if then.get(id).is_none_or(|had| had.seq < held.seq) {
                 then.insert(id.clone(), held.clone());
@@ -213,7 +213,7 @@ impl Db {
     }
 
     /// Every row and tombstone: what a snapshot holds.
-    pub fn versions(&self) -> BTreeMap<JobId, Held> {
+    pub fn versions(&self) -> BTreeMap<JobId, JobVersion> {
         self.rows
             .iter()
             .map(|(id, row)| (id.clone(), row.held.clone()))
@@ -228,7 +228,7 @@ impl Db {
 
 /// The jobs among `held` that exist, with their bodies.
 pub fn living<'a>(
-    held: impl Iterator<Item = (&'a JobId, &'a Held)>,
+    held: impl Iterator<Item = (&'a JobId, &'a JobVersion)>,
 ) -> BTreeMap<&'a JobId, &'a Arc<str>> {
     held.filter_map(|(id, held)| held.body.as_ref().map(|body| (id, body)))
         .collect()
@@ -238,14 +238,14 @@ pub fn living<'a>(
 #[derive(Debug, Clone)]
 pub enum Body {
     Snapshot {
-        versions: Arc<BTreeMap<JobId, Held>>,
+        versions: Arc<BTreeMap<JobId, JobVersion>>,
         gzip_mtime: Timestamp,
         /// The cursor stored in the database when it was copied.
         stored: Cursor,
     },
     Job {
         id: JobId,
-        held: Held,
+        held: JobVersion,
     },
 }
 

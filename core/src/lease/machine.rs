@@ -9,7 +9,7 @@
 //! [`Command::ReadLease`], [`Command::WriteLease`] (always with a generation
 //! precondition) and [`Command::DeleteLease`].
 //!
-//! Taking: read the lease, decide ([`decide_take`]), write it on the
+//! Taking: read the lease, decide ([`decide_claim`]), write it on the
 //! generation read; a write that loses a race reads again at once; store
 //! trouble is retried after a doubling, jittered wait (1 s to 1 min). A
 //! lease someone else holds ends the machine ([`LeaseEnded::Refused`]).
@@ -30,7 +30,7 @@ use std::time::Duration;
 
 use tracing::{info, warn};
 
-use super::{Held, Holder, Lease, LeaseState, Take, decide_take, renewal, still_ours};
+use super::{Claim, HeldElsewhere, Holder, Lease, LeaseState, decide_claim, renewal, still_ours};
 use crate::machine::{Command, Failure, FailureKind};
 use crate::timestamp::Timestamp;
 
@@ -55,7 +55,7 @@ pub enum LeaseEnded {
     /// Given back at a graceful stop.
     Released,
     /// Someone else holds it: the daemon must not run.
-    Refused(Held),
+    Refused(HeldElsewhere),
     /// Taken over by `Some` holder, or removed by someone: stop.
     Lost(Option<Holder>),
     /// The lease cannot be taken as it is: the object is not a lease, or
@@ -467,15 +467,15 @@ impl LeaseMachine {
             .lease
             .as_ref()
             .map(|(lease, generation)| (lease, *generation));
-        let generation = match decide_take(found_lease, &self.me, now, runs_here, self.takeover) {
-            Take::Create => 0,
-            Take::Replace { generation, why } => {
+        let generation = match decide_claim(found_lease, &self.me, now, runs_here, self.takeover) {
+            Claim::Create => 0,
+            Claim::Replace { generation, why } => {
                 if let Some((old, _)) = &found.lease {
                     info!(holder = %format!("{} pid {}", old.holder.host, old.holder.pid), why, "taking over the lease");
                 }
                 generation
             }
-            Take::Refuse(held) => {
+            Claim::Refuse(held) => {
                 self.state = State::Ended(LeaseEnded::Refused(held));
                 return;
             }

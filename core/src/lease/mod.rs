@@ -98,18 +98,18 @@ pub fn renewal(interval: Duration) -> (Duration, Duration) {
 
 /// What a daemon starting up does about the lease it found.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Take {
+pub enum Claim {
     /// There is none: create it, if still none.
     Create,
     /// Replace it, if still at this generation.
     Replace { generation: i64, why: &'static str },
     /// Someone else holds it.
-    Refuse(Held),
+    Refuse(HeldElsewhere),
 }
 
 /// A lease another daemon holds, and for how long yet.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Held {
+pub struct HeldElsewhere {
     pub holder: Holder,
     pub renewed_ago: Duration,
     pub expires_in: Duration,
@@ -122,7 +122,7 @@ pub struct Held {
 /// clocks' disagreement, not a moment to wait for.
 pub const MAX_AHEAD: Duration = Duration::from_secs(5);
 
-impl fmt::Display for Held {
+impl fmt::Display for HeldElsewhere {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.ahead > MAX_AHEAD {
             return write!(
@@ -155,15 +155,15 @@ pub type RunsHere = Option<bool>;
 
 /// Decides whether `me` takes the lease `found` (with its generation) at
 /// `now`.
-pub fn decide_take(
+pub fn decide_claim(
     found: Option<(&Lease, i64)>,
     me: &Holder,
     now: Timestamp,
     runs_here: RunsHere,
     takeover: bool,
-) -> Take {
+) -> Claim {
     let Some((lease, generation)) = found else {
-        return Take::Create;
+        return Claim::Create;
     };
     let expires = lease.renewed + lease.expiry;
     let why = if takeover {
@@ -173,14 +173,14 @@ pub fn decide_take(
     } else if now >= expires {
         "it expired"
     } else {
-        return Take::Refuse(Held {
+        return Claim::Refuse(HeldElsewhere {
             holder: lease.holder.clone(),
             renewed_ago: now.duration_since(lease.renewed),
             expires_in: expires.duration_since(now),
             ahead: lease.renewed.duration_since(now),
         });
     };
-    Take::Replace { generation, why }
+    Claim::Replace { generation, why }
 }
 
 /// A renewal was refused by its precondition; the lease now reads `current`.
@@ -241,16 +241,16 @@ mod tests {
     #[test]
     fn no_lease_is_created() {
         assert_eq!(
-            decide_take(None, &holder("a", 1), at(0), None, false),
-            Take::Create
+            decide_claim(None, &holder("a", 1), at(0), None, false),
+            Claim::Create
         );
     }
 
     #[test]
     fn a_renewal_ahead_of_this_clock_is_named_as_the_skew_it_is() {
         let found = lease(holder("b", 7), at(86_400));
-        let Take::Refuse(held) =
-            decide_take(Some((&found, 5)), &holder("a", 1), at(10), None, false)
+        let Claim::Refuse(held) =
+            decide_claim(Some((&found, 5)), &holder("a", 1), at(10), None, false)
         else {
             panic!("a lease renewed in the future is refused");
         };
@@ -266,7 +266,7 @@ mod tests {
     fn a_live_holder_elsewhere_keeps_it_until_it_expires() {
         let found = lease(holder("b", 7), at(100));
         let me = holder("a", 1);
-        let Take::Refuse(held) = decide_take(Some((&found, 5)), &me, at(110), None, false) else {
+        let Claim::Refuse(held) = decide_claim(Some((&found, 5)), &me, at(110), None, false) else {
             panic!("a fresh lease of another host is refused");
         };
         assert_eq!(
@@ -279,12 +279,12 @@ mod tests {
             "{text}"
         );
         assert!(matches!(
-            decide_take(Some((&found, 5)), &me, at(160), None, false),
-            Take::Replace { generation: 5, .. }
+            decide_claim(Some((&found, 5)), &me, at(160), None, false),
+            Claim::Replace { generation: 5, .. }
         ));
         assert!(matches!(
-            decide_take(Some((&found, 5)), &me, at(110), None, true),
-            Take::Replace { generation: 5, .. }
+            decide_claim(Some((&found, 5)), &me, at(110), None, true),
+            Claim::Replace { generation: 5, .. }
         ));
     }
 
@@ -293,12 +293,12 @@ mod tests {
         let found = lease(holder("a", 7), at(100));
         let me = holder("a", 9);
         assert!(matches!(
-            decide_take(Some((&found, 3)), &me, at(101), Some(false), false),
-            Take::Replace { generation: 3, .. }
+            decide_claim(Some((&found, 3)), &me, at(101), Some(false), false),
+            Claim::Replace { generation: 3, .. }
         ));
         assert!(matches!(
-            decide_take(Some((&found, 3)), &me, at(101), Some(true), false),
-            Take::Refuse(_)
+            decide_claim(Some((&found, 3)), &me, at(101), Some(true), false),
+            Claim::Refuse(_)
         ));
     }
 

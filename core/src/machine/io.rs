@@ -151,7 +151,7 @@ impl Owed {
     }
 }
 
-/// Take a consistent copy of the database, gzip it and upload it.
+/// Claim a consistent copy of the database, gzip it and upload it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SnapshotOrder {
     pub object: ObjectName,
@@ -324,7 +324,7 @@ pub enum Input {
     LeaseWritten(Result<i64, Failure>),
     LeaseDeleted(Result<(), Failure>),
     SnapshotsListed(Result<Vec<ListedObject>, Failure>),
-    /// Take a snapshot now, named `<name>-HH:MM:SS`; `id` (the driver's
+    /// Claim a snapshot now, named `<name>-HH:MM:SS`; `id` (the driver's
     /// choice, unique among requests outstanding) names the request in the
     /// [`Command::ImmediateBackupDone`] that answers it.
     ImmediateBackupRequested {

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, anyhow};
 use clap::Args;
-use jobvault::control::{Asked, BackupAsk, Taken, ask_daemon, check_immediate_name};
+use jobvault::control::{Asked, BackupAsk, BackupTaken, ask_daemon, check_immediate_name};
 use jobvault::db::JobDb;
 use jobvault::immediate::snapshot_here;
 use jobvault::progress;
@@ -17,7 +17,7 @@ use tracing::{info, warn};
 
 use super::{BucketArg, DbArg};
 
-/// Take a snapshot now and print its object name.
+/// Claim a snapshot now and print its object name.
 ///
 /// While a daemon runs for the database and bucket, it takes the snapshot
 /// (after any triggered one in progress, and counted in its metrics);
@@ -73,7 +73,7 @@ pub async fn backup(args: BackupArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// The snapshot taken in this process, with a progress bar on a terminal.
-async fn take_here(db_path: &Path, store: &Store, name: &str) -> Result<Taken, Failure> {
+async fn take_here(db_path: &Path, store: &Store, name: &str) -> Result<BackupTaken, Failure> {
     let size = std::fs::metadata(db_path).map(|m| m.len()).ok();
     let bar = progress::bytes("snapshot", size);
     let shown = bar.clone();

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Args;
 use jobvault::clock;
-use jobvault::prune::{carry_out, plan_prune};
+use jobvault::prune::{plan_prune, take_steps};
 use jobvault::store::Store;
 
 use super::duration::{Keep, parse_keep};
@@ -75,7 +75,7 @@ pub async fn prune(args: PruneArgs) -> anyhow::Result<ExitCode> {
             println!("{verb} {}", store.location(object));
         }
     } else {
-        carry_out(&store, &plan, |object| {
+        take_steps(&store, &plan, |object| {
             println!("{verb} {}", store.location(object))
         })
         .await

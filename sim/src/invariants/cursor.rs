@@ -11,7 +11,7 @@ use jobvault_core::destination::DestinationId;
 use jobvault_core::{Cursor, JobId, Seq, Stopped, Timestamp};
 
 use super::{Invariant, Observation, Verdicts};
-use crate::world::{Db, Held, Store, World};
+use crate::world::{Db, JobVersion, Store, World};
 
 #[derive(Default)]
 pub struct HonestCursor {
@@ -82,7 +82,7 @@ impl Invariant for DrainedStop {
             return;
         };
         // Each job as the database held it at the stop: its newest change.
-        let at_stop: BTreeMap<&JobId, &Held> = world
+        let at_stop: BTreeMap<&JobId, &JobVersion> = world
             .db
             .history
             .iter()

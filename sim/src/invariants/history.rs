@@ -18,7 +18,7 @@ use jobvault_core::{JobId, Timestamp};
 
 use super::{Invariant, Observation, Verdicts};
 use crate::restore::{Failed, Restored};
-use crate::world::{Body, Held, World};
+use crate::world::{Body, JobVersion, World};
 
 pub struct PastRestores;
 
@@ -49,11 +49,11 @@ impl Invariant for PastRestores {
 fn equals_the_past(world: &World, at: Timestamp, restored: &Restored, verdicts: &mut Verdicts) {
     let then = world.db.versions_at(at);
     let base = base_versions(world, restored);
-    let recorded = |id: &JobId, held: &Held| {
+    let recorded = |id: &JobId, held: &JobVersion| {
         world.store.landed.contains(&(id.clone(), held.seq))
             || base.is_some_and(|b| b.get(id).is_some_and(|h| h.seq == held.seq))
     };
-    let living = |held: Option<&Held>| held.and_then(|h| h.body.clone());
+    let living = |held: Option<&JobVersion>| held.and_then(|h| h.body.clone());
     let ids = then.keys().chain(restored.versions.keys());
     let differences: Vec<String> = ids
         .filter(|id| then.get(*id).is_none_or(|held| recorded(id, held)))
@@ -73,7 +73,10 @@ fn equals_the_past(world: &World, at: Timestamp, restored: &Restored, verdicts: 
 }
 
 /// The rows of the snapshot the restore started from.
-fn base_versions<'w>(world: &'w World, restored: &Restored) -> Option<&'w BTreeMap<JobId, Held>> {
+fn base_versions<'w>(
+    world: &'w World,
+    restored: &Restored,
+) -> Option<&'w BTreeMap<JobId, JobVersion>> {
     let object = world
         .store
         .objects
