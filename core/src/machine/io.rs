@@ -1,8 +1,12 @@
 //! What crosses the boundary between the core and whoever drives it.
 //!
 //! The driver executes every [`Command`] and reports back with the matching
-//! [`Input`]. Reports carry enough to identify the command they answer, so
-//! commands may complete in any order.
+//! [`Input`], so commands may complete in any order. A report names what it
+//! answers (a trigger, an object, a job version, a prune's read) where the
+//! machine may have several such commands out at once; where it has at most
+//! one out at a time (a read of the change feed, a cursor save, a lease or
+//! destination-marker operation, a listing, a history marker write), the
+//! report's kind alone says what it answers.
 
 use std::fmt;
 use std::time::Duration;
@@ -364,8 +368,10 @@ pub const SNAPSHOT_DEADLINE: Duration = Duration::from_secs(3600);
 /// a hung renewal is given up while the gate (open for half the expiry
 /// since the last renewal that got through) still holds.
 pub const LEASE_DEADLINE: Duration = Duration::from_secs(10);
-/// How long any other command may take. Store requests are retried inside
-/// the driver for a minute or so; SQLite waits ten seconds for a lock.
+/// How long any other command may take. The driver makes a store request
+/// once (a snapshot's resumable upload sends a failed chunk again, up to 5
+/// times; a prune's reads are made again as the read retry decides); SQLite
+/// waits ten seconds for a lock.
 pub const COMMAND_DEADLINE: Duration = Duration::from_secs(5 * 60);
 
 impl Command {
