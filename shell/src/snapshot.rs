@@ -27,6 +27,7 @@ use jobvault_core::machine::SnapshotOrder;
 use jobvault_core::object_name::Framing;
 use jobvault_core::object_name::ObjectName;
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 use tracing::info;
 
 use crate::db::{DbError, JobDb};
@@ -187,9 +188,12 @@ pub async fn take_snapshot(
     let database_bytes = {
         let db_path = db_path.to_owned();
         let copy_path = copy_path.clone();
+        // Cancelled when this future is dropped: at the snapshot's deadline.
+        let cancel = CancellationToken::new();
+        let _give_up_when_dropped = cancel.clone().drop_guard();
         run_blocking(move || {
             JobDb::open(&db_path)?
-                .snapshot_to(&copy_path)
+                .snapshot_to(&copy_path, &cancel)
                 .map_err(|source| SnapshotError::Copy { tmp, source })?;
             std::fs::metadata(&copy_path)
                 .map(|meta| meta.len())

@@ -106,7 +106,7 @@ fn a_large_snapshot_survives_a_failed_chunk_and_comes_back_byte_identical() {
     let local = workspace.path().join("local-copy.db");
     JobDb::open(&workspace.db())
         .unwrap()
-        .snapshot_to(&local)
+        .snapshot_to(&local, &Default::default())
         .unwrap();
     let expected = std::fs::read(&local).unwrap();
     assert_eq!(restored.len(), expected.len());
@@ -186,4 +186,45 @@ fn a_snapshot_upload_and_download_longer_than_one_requests_limit_go_through() {
     );
     let jobs = |db: &std::path::Path| JobDb::open(db).unwrap().list().unwrap();
     assert_eq!(jobs(&to), jobs(&workspace.db()));
+}
+
+/// A copy another connection keeps locked: the snapshot waits for it no
+/// longer than it is wanted. (In production the locked side would be the
+/// job database, whose writers the copy waits for; a WAL database cannot be
+/// held against a reader that has it open, so the test locks the copy's
+/// file instead, with the sqlite3 CLI inside an exclusive transaction.)
+#[test]
+fn a_snapshot_given_up_stops_waiting_for_a_locked_database() {
+    let workspace = Workspace::new();
+    JobDb::init(&workspace.db(), jobvault::clock::now()).unwrap();
+    let db = JobDb::open(&workspace.db()).unwrap();
+    let copy = workspace.path().join("copy.db");
+    let mut holder = std::process::Command::new("sqlite3")
+        .arg(&copy)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("the sqlite3 CLI");
+    let mut stdin = holder.stdin.take().unwrap();
+    use std::io::{BufRead, Write};
+    writeln!(
+        stdin,
+        "BEGIN EXCLUSIVE; CREATE TABLE held (x); SELECT 'locked';"
+    )
+    .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(holder.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line.trim(), "locked");
+
+    let cancel = tokio_util::sync::CancellationToken::new();
+    cancel.cancel();
+    let refused = db.snapshot_to(&copy, &cancel).unwrap_err().to_string();
+    assert!(
+        refused.contains("given up while the database was locked"),
+        "{refused}"
+    );
+    drop(stdin);
+    holder.wait().unwrap();
 }

@@ -231,15 +231,20 @@ pub(super) fn foreign_jobs(conn: &Connection) -> rusqlite::Result<Option<String>
     Ok(Some(columns.join(", ")))
 }
 
+/// Whether `conn` holds a table `name`: a database of an older schema may
+/// lack one (the first release had no `deleted_jobs`).
+pub(super) fn has_table(conn: &Connection, name: &str) -> rusqlite::Result<bool> {
+    conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1)",
+        [name],
+        |row| row.get(0),
+    )
+}
+
 /// The version of the schema in `conn`: 0 for an empty database, 1 for the
 /// first release's.
 pub(super) fn version(conn: &Connection) -> rusqlite::Result<u32> {
-    let has_jobs: bool = conn.query_row(
-        "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'jobs')",
-        [],
-        |row| row.get(0),
-    )?;
-    if !has_jobs {
+    if !has_table(conn, "jobs")? {
         return Ok(0);
     }
     let stored: Option<i64> = conn

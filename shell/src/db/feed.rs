@@ -1,0 +1,189 @@
+//! The daemon's side: the change feed, the cursor and what it records
+//! beside it (the destination, the rows set aside), and the counter SQLite
+//! moves on every commit.
+
+use jobvault_core::destination::DestinationId;
+use jobvault_core::envelope::MAX_BODY_BYTES;
+use jobvault_core::machine::{ChangeBatch, RowId, Unreadable};
+use jobvault_core::{Cursor, Envelope, Seq};
+use rusqlite::{TransactionBehavior, params};
+
+use super::meta::{
+    COUNTER, CURSOR_DESTINATION, count_set_aside, newest_seq, read_cursor, read_meta, write_cursor,
+    write_meta,
+};
+use super::rows::{decode, text_ref};
+use super::{DbError, InDb, JobDb};
+
+/// The change feed: bodies and tombstones after a sequence, in order, with
+/// each body's size; a body over ?3 bytes is not read. `octet_length`
+/// reads the size without a copy of the body (`length(CAST(...))` made
+/// two).
+pub(super) const CHANGES: &str = "
+    SELECT id, seq, db_modified,
+           CASE WHEN octet_length(body) <= ?3 THEN body END,
+           octet_length(body)
+        FROM jobs WHERE seq > ?1
+    UNION ALL
+    SELECT id, seq, db_modified, NULL, NULL FROM deleted_jobs WHERE seq > ?1
+    ORDER BY seq LIMIT ?2";
+
+/// Records a row as set aside if the database still holds that version of
+/// it (a writer may have changed it since the daemon read it).
+pub(super) const SET_ASIDE: &str = "
+    INSERT OR REPLACE INTO set_aside_jobs (id, seq, why)
+        SELECT CAST(?1 AS TEXT), ?2, ?3
+        WHERE EXISTS (SELECT 1 FROM jobs WHERE id = CAST(?1 AS TEXT) AND seq = ?2)
+           OR EXISTS (SELECT 1 FROM deleted_jobs WHERE id = CAST(?1 AS TEXT) AND seq = ?2)";
+
+impl JobDb {
+    /// The highest change sequence of any job; 0 when there is none.
+    pub fn newest_seq(&self) -> Result<Seq, DbError> {
+        newest_seq(&self.conn).in_db(&self.path)
+    }
+
+    /// SQLite's `data_version`: it moves when another connection commits.
+    /// In WAL mode reading it touches only shared memory.
+    pub fn data_version(&self) -> Result<i64, DbError> {
+        self.conn
+            .pragma_query_value(None, "data_version", |row| row.get(0))
+            .in_db(&self.path)
+    }
+
+    /// The change feed: the stored cursor and the changes (bodies and
+    /// tombstones) after `after`, in sequence order, read in one
+    /// transaction: up to `limit` of them, and bodies of up to `max_bytes`
+    /// in all, but at least one change. A row no job object can hold is
+    /// handed over as [`Unreadable`], not read as an error.
+    pub fn changes(
+        &mut self,
+        after: Seq,
+        limit: usize,
+        max_bytes: u64,
+    ) -> Result<ChangeBatch, DbError> {
+        let tx = self.conn.transaction().in_db(&self.path)?;
+        let cursor = read_cursor(&tx).in_db(&self.path)?;
+        let newest = read_meta(&tx, COUNTER).in_db(&self.path)?;
+        let set_aside = count_set_aside(&tx).in_db(&self.path)?;
+        let mut feed = ChangeBatch {
+            stored: cursor,
+            jobs: Vec::new(),
+            unreadable: Vec::new(),
+            set_aside,
+            newest,
+            complete: true,
+        };
+        {
+            let mut statement = tx.prepare_cached(CHANGES).in_db(&self.path)?;
+            let mut rows = statement
+                .query(params![after, limit as i64, MAX_BODY_BYTES as i64])
+                .in_db(&self.path)?;
+            let (mut read, mut bytes) = (0, 0);
+            while let Some(row) = rows.next().in_db(&self.path)? {
+                let size: Option<i64> = row.get(4).in_db(&self.path)?;
+                bytes += size.unwrap_or(0) as u64;
+                if read > 0 && bytes > max_bytes {
+                    feed.complete = false;
+                    break;
+                }
+                read += 1;
+                // Decoded from SQLite's own buffer: one copy of the body.
+                match feed_row(row, size).in_db(&self.path)? {
+                    Ok(envelope) => feed.jobs.push(envelope),
+                    Err(unreadable) => feed.unreadable.push(unreadable),
+                }
+            }
+            feed.complete &= read < limit;
+        }
+        tx.finish().in_db(&self.path)?;
+        Ok(feed)
+    }
+
+    /// The rows recorded as set aside: how many, and the first few.
+    pub fn set_aside(&self) -> Result<(u64, Vec<Unreadable>), DbError> {
+        let count = count_set_aside(&self.conn).in_db(&self.path)?;
+        let mut statement = self
+            .conn
+            .prepare("SELECT CAST(id AS BLOB), seq, why FROM set_aside_jobs ORDER BY seq LIMIT 5")
+            .in_db(&self.path)?;
+        let first = statement
+            .query_map([], |row| {
+                Ok(Unreadable {
+                    id: RowId(row.get(0)?),
+                    seq: row.get(1)?,
+                    why: row.get(2)?,
+                    deleted: false,
+                })
+            })
+            .in_db(&self.path)?
+            .collect::<Result<_, _>>()
+            .in_db(&self.path)?;
+        Ok((count, first))
+    }
+
+    pub fn cursor(&self) -> Result<Cursor, DbError> {
+        read_cursor(&self.conn).in_db(&self.path)
+    }
+
+    /// The destination the cursor belongs to, if the database records one.
+    pub fn recorded_destination(&self) -> Result<Option<DestinationId>, DbError> {
+        read_meta(&self.conn, CURSOR_DESTINATION)
+            .map(DestinationId::new)
+            .in_db(&self.path)
+    }
+
+    /// Records that the cursor belongs to destination `id`.
+    pub fn record_destination(&mut self, id: DestinationId) -> Result<(), DbError> {
+        write_meta(&self.conn, CURSOR_DESTINATION, id.get()).in_db(&self.path)
+    }
+
+    /// Stores `new` as the cursor if the database still holds `expected`,
+    /// and records each row of `set_aside` the database still holds at
+    /// that change. Returns how many rows it then records as set aside.
+    pub fn save_cursor(
+        &mut self,
+        expected: Cursor,
+        new: Cursor,
+        set_aside: &[Unreadable],
+    ) -> Result<u64, DbError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .in_db(&self.path)?;
+        if read_cursor(&tx).in_db(&self.path)? != expected {
+            return Err(DbError::CursorChanged {
+                path: self.path.clone(),
+            });
+        }
+        write_cursor(&tx, new).in_db(&self.path)?;
+        for row in set_aside {
+            tx.prepare_cached(SET_ASIDE)
+                .and_then(|mut s| s.execute(params![row.id.0, row.seq, row.why]))
+                .in_db(&self.path)?;
+        }
+        let recorded = count_set_aside(&tx).in_db(&self.path)?;
+        tx.commit().in_db(&self.path)?;
+        Ok(recorded)
+    }
+}
+
+/// A row of the change feed ([`CHANGES`]) as a job version, or as the row
+/// no job object can hold: one whose body the feed did not read for its
+/// size, too.
+pub(super) fn feed_row(
+    row: &rusqlite::Row,
+    size: Option<i64>,
+) -> rusqlite::Result<Result<Envelope, Unreadable>> {
+    let id = text_ref(row, 0)?.expect("ids are NOT NULL");
+    let (seq, db_modified) = (row.get(1)?, row.get(2)?);
+    let body = text_ref(row, 3)?;
+    Ok(match (size, body) {
+        (Some(size), None) => Err(Unreadable {
+            seq,
+            id: RowId(id.to_vec()),
+            why: format!("its body is {size} bytes, over the limit of {MAX_BODY_BYTES}"),
+            deleted: false,
+        }),
+        _ => decode(id, seq, db_modified, body),
+    })
+}
