@@ -72,3 +72,54 @@ pub async fn take_steps(
         outcome => unreachable!("the steps ran out with {outcome:?}"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use jobvault_core::prune::PrunePlan;
+
+    use super::*;
+
+    /// The steps against a store held in memory (their order is the core's
+    /// `Deletion`'s, tested there): the marker is written, an object
+    /// already gone counts as deleted, and the objects the plan keeps stay.
+    #[tokio::test]
+    async fn the_marker_is_written_and_an_object_already_gone_counts_as_deleted() {
+        let store = Store::in_memory("prune");
+        let framing = jobvault_core::object_name::Framing::for_object("x", Timestamp::UNIX_EPOCH);
+        for name in [
+            "db-backup/2026/01/01/old.bdb",
+            "db-backup/2026/02/01/base.bdb",
+        ] {
+            store.put(name, b"bytes".to_vec(), &framing).await.unwrap();
+        }
+        let at = Timestamp::from_unix_seconds(1_780_000_000);
+        let plan = PrunePlan {
+            window_start: at,
+            base: None,
+            restorable_from: Some(at),
+            marker: Some(HistoryMarker::new(at, at)),
+            oldest_snapshot: None,
+            delete: [
+                "db-backup/2026/01/01/old.bdb",
+                "job-backup/2026/01/02/gone.job",
+            ]
+            .map(jobvault_core::object_name::ObjectName::listed)
+            .to_vec(),
+            young_snapshots: Vec::new(),
+        };
+        let mut told = Vec::new();
+        let deleted = take_steps(&store, &plan, |object| told.push(object.to_owned()))
+            .await
+            .unwrap();
+        assert_eq!(deleted, 2, "the one already gone counts");
+        assert_eq!(told.len(), 2);
+        let left: Vec<_> = store
+            .list("")
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|o| o.name)
+            .collect();
+        assert_eq!(left, ["db-backup/2026/02/01/base.bdb", HISTORY_OBJECT]);
+    }
+}

@@ -494,7 +494,18 @@ fn a_truncated_newest_snapshot_is_passed_over_loudly_and_verify_fails_on_it() {
         .output()
         .unwrap();
     assert_eq!(output.status.code(), Some(1), "{}", stdout(&output));
-    assert!(stderr(&output).contains(&bad), "{}", stderr(&output));
+    let failed = stdout(&output);
+    assert!(
+        failed
+            .lines()
+            .any(|l| l.starts_with("FAIL  ") && l.contains(&bad)),
+        "{failed}"
+    );
+    assert!(
+        stderr(&output).contains("checks failed"),
+        "{}",
+        stderr(&output)
+    );
 }
 
 #[test]

@@ -133,7 +133,7 @@ async fn versioning(store: &Store) -> Check {
         Ok(Some(false)) => {
             let bucket = match store.url() {
                 BucketUrl::Gcs { bucket, .. } => bucket.as_str(),
-                BucketUrl::File { .. } => "BUCKET",
+                BucketUrl::File { .. } | BucketUrl::Memory { .. } => "BUCKET",
             };
             let detail = format!(
                 "off: the bucket keeps only the newest version of each object, so `restore --at` \

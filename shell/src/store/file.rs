@@ -9,16 +9,17 @@ use std::fs;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
-use bytes::Bytes;
 use futures::TryStreamExt;
-use futures::stream::{BoxStream, StreamExt};
+use futures::stream::StreamExt;
 use jobvault_core::Timestamp;
 use jobvault_core::machine::ListedObject;
-use jobvault_core::object_name::ObjectName;
+use jobvault_core::object_name::{Framing, ObjectName};
 use tempfile::NamedTempFile;
 use time::OffsetDateTime;
 
-use super::{BackendError, ChunkReceiver, file_generations};
+use super::backend::{Backend, BackendError, BackendStream};
+use super::gcs_listing::PageParts;
+use super::{ChunkReceiver, file_generations};
 use jobvault_core::FailureKind;
 
 /// Streamed reads hand out pieces of this size.
@@ -37,8 +38,11 @@ impl FileStore {
     fn path(&self, name: &str) -> PathBuf {
         self.root.join(name)
     }
+}
 
-    pub async fn check(&self) -> Result<(), BackendError> {
+#[async_trait::async_trait]
+impl Backend for FileStore {
+    async fn check(&self) -> Result<(), BackendError> {
         let root = self.root.clone();
         blocking(move || match fs::metadata(&root) {
             Ok(meta) if meta.is_dir() => Ok(()),
@@ -54,7 +58,7 @@ impl FileStore {
         .await
     }
 
-    pub async fn put(&self, name: &str, body: Vec<u8>) -> Result<(), BackendError> {
+    async fn put(&self, name: &str, body: Vec<u8>, _framing: &Framing) -> Result<(), BackendError> {
         let path = self.path(name);
         blocking(move || {
             let mut file = create_temp_beside(&path)?;
@@ -64,10 +68,11 @@ impl FileStore {
         .await
     }
 
-    pub async fn put_chunks(
+    async fn put_chunks(
         &self,
         name: &str,
         mut chunks: ChunkReceiver,
+        _framing: &Framing,
     ) -> Result<u64, BackendError> {
         let path = self.path(name);
         let mut file = {
@@ -79,11 +84,11 @@ impl FileStore {
             let chunk = match chunks.recv().await {
                 Some(Ok(chunk)) => chunk,
                 Some(Err(e)) => {
-                    return Err(BackendError::new(format!(
+                    return Err(BackendError::transient(format!(
                         "reading the data to write failed: {e}"
                     )));
                 }
-                None => return Err(BackendError::new("the data to write ended early")),
+                None => return Err(BackendError::transient("the data to write ended early")),
             };
             size += chunk.bytes.len() as u64;
             file = blocking(move || {
@@ -99,7 +104,7 @@ impl FileStore {
         Ok(size)
     }
 
-    pub async fn list(&self, prefix: &str) -> Result<Vec<ListedObject>, BackendError> {
+    async fn list(&self, prefix: &str) -> Result<Vec<ListedObject>, BackendError> {
         let root = self.root.clone();
         let prefix = prefix.to_owned();
         blocking(move || {
@@ -139,22 +144,24 @@ impl FileStore {
         .await
     }
 
-    pub async fn list_folders(&self, prefix: &str) -> Result<Vec<String>, BackendError> {
+    async fn list_folders(&self, prefix: &str) -> Result<Vec<String>, BackendError> {
         subfolders(self.root.join(prefix), prefix.to_owned()).await
-    }
-
-    pub fn root(&self) -> &Path {
-        &self.root
     }
 
     /// The directories in the directory `folder` (an absolute path ending in
     /// `/`), as absolute paths ending in `/`.
-    pub async fn folders_of(&self, folder: &str) -> Result<Vec<String>, BackendError> {
+    async fn folders_of(&self, folder: &str) -> Result<Vec<String>, BackendError> {
         subfolders(PathBuf::from(folder), folder.to_owned()).await
     }
 
-    /// The object's bytes; with `first`, only that many from the start.
-    pub async fn get(&self, name: &str, first: Option<u64>) -> Result<Vec<u8>, BackendError> {
+    /// The object's bytes (a directory keeps only the live one); with
+    /// `first`, only that many from the start.
+    async fn get(
+        &self,
+        name: &str,
+        _generation: Option<i64>,
+        first: Option<u64>,
+    ) -> Result<Vec<u8>, BackendError> {
         let path = self.path(name);
         blocking(move || {
             let mut bytes = Vec::new();
@@ -167,33 +174,30 @@ impl FileStore {
         .await
     }
 
-    pub async fn get_versioned(&self, name: &str) -> Result<Option<(Vec<u8>, i64)>, BackendError> {
+    async fn get_versioned(&self, name: &str) -> Result<Option<(Vec<u8>, i64)>, BackendError> {
         let path = self.path(name);
         blocking(move || file_generations::read(&path)).await
     }
 
-    pub async fn put_if(
+    async fn put_if(
         &self,
         name: &str,
         body: Vec<u8>,
-        if_generation: Option<i64>,
+        _framing: &Framing,
+        if_generation: i64,
     ) -> Result<i64, BackendError> {
         let path = self.path(name);
-        blocking(move || file_generations::write(&path, &body, if_generation)).await
+        blocking(move || file_generations::write(&path, &body, Some(if_generation))).await
     }
 
-    pub async fn delete_if(
-        &self,
-        name: &str,
-        if_generation: Option<i64>,
-    ) -> Result<(), BackendError> {
+    async fn delete_if(&self, name: &str, if_generation: i64) -> Result<(), BackendError> {
         let path = self.path(name);
-        blocking(move || file_generations::delete(&path, if_generation)).await
+        blocking(move || file_generations::delete(&path, Some(if_generation))).await
     }
 
     /// Deletes an object, and the folders it leaves empty, as a bucket has
     /// no folders of its own.
-    pub async fn delete(&self, name: &str) -> Result<(), BackendError> {
+    async fn delete(&self, name: &str) -> Result<(), BackendError> {
         let (root, path) = (self.root.clone(), self.path(name));
         blocking(move || {
             fs::remove_file(&path).map_err(io_error)?;
@@ -209,11 +213,12 @@ impl FileStore {
 
     /// The object's bytes from byte `from` on; a directory keeps no
     /// generations, so none is served.
-    pub async fn get_stream_from(
+    async fn get_stream_from(
         &self,
         name: &str,
+        _generation: Option<i64>,
         from: u64,
-    ) -> Result<(BoxStream<'static, Result<Bytes, BackendError>>, Option<i64>), BackendError> {
+    ) -> Result<(BackendStream, Option<i64>), BackendError> {
         use tokio::io::AsyncSeekExt;
         let mut file = tokio::fs::File::open(self.path(name))
             .await
@@ -224,6 +229,27 @@ impl FileStore {
         let pieces = tokio_util::io::ReaderStream::with_capacity(file, READ_PIECE);
         Ok((pieces.map_err(io_error).boxed(), None))
     }
+
+    async fn list_page(
+        &self,
+        prefix: &str,
+        _versions: bool,
+        _token: Option<String>,
+    ) -> Result<PageParts, BackendError> {
+        Ok(PageParts::whole(Backend::list(self, prefix).await?))
+    }
+
+    async fn versioning(&self) -> Result<Option<bool>, BackendError> {
+        Ok(None)
+    }
+
+    fn own_prefix(&self) -> String {
+        format!("{}/", self.root.display())
+    }
+
+    fn credentials(&self) -> String {
+        "none needed: a local directory".to_owned()
+    }
 }
 
 async fn blocking<T: Send + 'static>(
@@ -231,7 +257,7 @@ async fn blocking<T: Send + 'static>(
 ) -> Result<T, BackendError> {
     tokio::task::spawn_blocking(work)
         .await
-        .map_err(|e| BackendError::new(format!("file store task failed: {e}")))?
+        .map_err(|e| BackendError::transient(format!("file store task failed: {e}")))?
 }
 
 fn create_temp_beside(path: &Path) -> Result<NamedTempFile, BackendError> {

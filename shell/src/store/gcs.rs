@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use bytes::Bytes;
-use futures::stream::{BoxStream, StreamExt};
+use futures::stream::StreamExt;
 use gcloud_storage::client::google_cloud_auth::project::Config as AuthConfig;
 use gcloud_storage::client::google_cloud_auth::token::DefaultTokenSourceProvider;
 use gcloud_storage::client::{Client, ClientConfig};
@@ -27,8 +27,9 @@ use jobvault_core::read_retry::IDLE_READ_TIMEOUT;
 use token_source::{TokenSource, TokenSourceProvider};
 use tracing::warn;
 
+use super::backend::{Backend, BackendError, BackendStream, status_kind};
 use super::gcs_listing::{self, Naming, PagePart, PageParts};
-use super::{BackendError, Chunk, ChunkReceiver, error_chain, status_kind};
+use super::{Chunk, ChunkReceiver, error_chain};
 use jobvault_core::FailureKind;
 
 /// How many times one chunk of a resumable upload is sent before the upload
@@ -176,16 +177,6 @@ impl GcsStore {
         })
     }
 
-    /// Which credentials this connection uses.
-    pub fn credentials(&self) -> String {
-        describe_credentials(self.emulator.as_deref())
-    }
-
-    /// Empty or ending in `/`.
-    pub fn prefix(&self) -> &str {
-        &self.prefix
-    }
-
     fn full_name(&self, name: &str) -> String {
         format!("{}{name}", self.prefix)
     }
@@ -206,57 +197,6 @@ impl GcsStore {
             bucket: self.bucket.clone(),
             ..UploadObjectRequest::default()
         }
-    }
-
-    /// Lists at most the lease object: a listing of the whole bucket, even
-    /// of one result, made the emulator read the metadata of every object
-    /// (4.7 s in a bucket of a day of 100,000 job objects), and GCS needs
-    /// the same permission for either. On the reads' client: a store that
-    /// goes silent is cut after a minute, not five, so that a short
-    /// `--read-patience` holds from the first request on.
-    pub async fn check(&self) -> Result<(), BackendError> {
-        let mut url = self.objects_url.clone();
-        url.query_pairs_mut()
-            .append_pair("prefix", &self.full_name(LEASE_OBJECT))
-            .append_pair("maxResults", "1");
-        let response = self.send(self.reads_http.get(url)).await?;
-        let status = response.status();
-        let body = response
-            .bytes()
-            .await
-            .map_err(|e| BackendError::new(error_chain(&e)))?;
-        if status.is_success() {
-            return Ok(());
-        }
-        Err(self.refused(status, &body))
-    }
-
-    /// Uploads an object in one request: a `multipart/related` body of the
-    /// metadata and the bytes, as the JSON API documents it. (The crate's
-    /// multipart upload sends `multipart/form-data` with an untyped data
-    /// part, which the emulator stores without a content type.)
-    pub async fn put(
-        &self,
-        name: &str,
-        body: Vec<u8>,
-        framing: &Framing,
-    ) -> Result<(), BackendError> {
-        self.upload(name, body, framing, None).await.map(drop)
-    }
-
-    /// Uploads an object in one request, only if its generation is
-    /// `if_generation` (0: only if there is none), when given. Returns the
-    /// generation written.
-    pub async fn put_if(
-        &self,
-        name: &str,
-        body: Vec<u8>,
-        framing: &Framing,
-        if_generation: i64,
-    ) -> Result<i64, BackendError> {
-        self.upload(name, body, framing, Some(if_generation))
-            .await?
-            .ok_or_else(|| BackendError::new("the store did not say which generation it wrote"))
     }
 
     /// One upload request; the generation written, if the store said.
@@ -319,16 +259,16 @@ impl GcsStore {
         mut request: reqwest::RequestBuilder,
     ) -> Result<reqwest::Response, BackendError> {
         if let Some(token) = &self.token {
-            let token = token
-                .token()
-                .await
-                .map_err(|e| BackendError::new(format!("cannot get an access token: {e}")))?;
+            let token = token.token().await.map_err(|e| {
+                let why = format!("cannot get an access token: {e}");
+                BackendError::with_kind(FailureKind::Permission, why)
+            })?;
             request = request.header(reqwest::header::AUTHORIZATION, token);
         }
         request
             .send()
             .await
-            .map_err(|e| BackendError::new(error_chain(&e)))
+            .map_err(|e| BackendError::transient(error_chain(&e)))
     }
 
     /// The error a request answered with `status` and `body` stands for.
@@ -363,7 +303,148 @@ impl GcsStore {
         }
     }
 
-    pub async fn put_chunks(
+    /// Checks the CRC32C the store computed for what it stored against the
+    /// one of the bytes sent. GCS itself refuses an upload whose declared
+    /// CRC32C does not match; a store that does not (the emulator) is caught
+    /// here, and the damaged object is deleted (that generation only, so a
+    /// newer one another writer put there stays) rather than left to fail a
+    /// restore.
+    async fn confirm_stored(
+        &self,
+        name: &str,
+        sent: u32,
+        stored: Option<&str>,
+        generation: Option<i64>,
+    ) -> Result<(), BackendError> {
+        let Some(stored) = stored else {
+            return Ok(());
+        };
+        if stored == crc32c_base64(sent) {
+            return Ok(());
+        }
+        let deleted = match self.delete_if_at(name, generation).await {
+            Ok(()) => "deleted it",
+            Err(_) => "could not delete it",
+        };
+        Err(BackendError::with_kind(
+            FailureKind::Corrupt,
+            format!(
+                "the store holds other bytes than were sent (CRC32C {stored}, sent {}); {deleted}",
+                crc32c_base64(sent)
+            ),
+        ))
+    }
+
+    /// The folders directly under `full` (a name in the bucket, not under
+    /// the prefix: "" is the bucket's top), by their names in the bucket.
+    pub async fn list_folders_of(&self, full: String) -> Result<Vec<String>, BackendError> {
+        let mut folders = Vec::new();
+        let mut token = None;
+        loop {
+            let request = ListObjectsRequest {
+                bucket: self.bucket.clone(),
+                prefix: Some(full.clone()),
+                delimiter: Some("/".to_owned()),
+                page_token: token,
+                ..ListObjectsRequest::default()
+            };
+            let page = self
+                .client
+                .list_objects(&request)
+                .await
+                .map_err(backend_error)?;
+            folders.extend(page.prefixes.unwrap_or_default());
+            match page.next_page_token.filter(|token| !token.is_empty()) {
+                Some(next) => token = Some(next),
+                None => return Ok(folders),
+            }
+        }
+    }
+
+    fn get_request(&self, name: &str) -> GetObjectRequest {
+        GetObjectRequest {
+            bucket: self.bucket.clone(),
+            object: self.full_name(name),
+            ..GetObjectRequest::default()
+        }
+    }
+
+    /// Deletes an object, only if its generation is `if_generation`, when
+    /// given.
+    async fn delete_if_at(
+        &self,
+        name: &str,
+        if_generation: Option<i64>,
+    ) -> Result<(), BackendError> {
+        let request = DeleteObjectRequest {
+            bucket: self.bucket.clone(),
+            object: self.full_name(name),
+            if_generation_match: if_generation,
+            ..DeleteObjectRequest::default()
+        };
+        self.client
+            .delete_object(&request)
+            .await
+            .map_err(backend_error)
+    }
+}
+
+#[async_trait::async_trait]
+impl Backend for GcsStore {
+    /// Which credentials this connection uses.
+    fn credentials(&self) -> String {
+        describe_credentials(self.emulator.as_deref())
+    }
+
+    /// Lists at most the lease object: a listing of the whole bucket, even
+    /// of one result, made the emulator read the metadata of every object
+    /// (4.7 s in a bucket of a day of 100,000 job objects), and GCS needs
+    /// the same permission for either. On the reads' client: a store that
+    /// goes silent is cut after a minute, not five, so that a short
+    /// `--read-patience` holds from the first request on.
+    async fn check(&self) -> Result<(), BackendError> {
+        let mut url = self.objects_url.clone();
+        url.query_pairs_mut()
+            .append_pair("prefix", &self.full_name(LEASE_OBJECT))
+            .append_pair("maxResults", "1");
+        let response = self.send(self.reads_http.get(url)).await?;
+        let status = response.status();
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| BackendError::transient(error_chain(&e)))?;
+        if status.is_success() {
+            return Ok(());
+        }
+        Err(self.refused(status, &body))
+    }
+
+    /// Uploads an object in one request: a `multipart/related` body of the
+    /// metadata and the bytes, as the JSON API documents it. (The crate's
+    /// multipart upload sends `multipart/form-data` with an untyped data
+    /// part, which the emulator stores without a content type.)
+    async fn put(&self, name: &str, body: Vec<u8>, framing: &Framing) -> Result<(), BackendError> {
+        self.upload(name, body, framing, None).await.map(drop)
+    }
+
+    /// Uploads an object in one request, only if its generation is
+    /// `if_generation` (0: only if there is none), when given. Returns the
+    /// generation written.
+    async fn put_if(
+        &self,
+        name: &str,
+        body: Vec<u8>,
+        framing: &Framing,
+        if_generation: i64,
+    ) -> Result<i64, BackendError> {
+        self.upload(name, body, framing, Some(if_generation))
+            .await?
+            .ok_or_else(|| {
+                BackendError::transient("the store did not say which generation it wrote")
+            })
+    }
+
+    async fn put_chunks(
         &self,
         name: &str,
         mut chunks: ChunkReceiver,
@@ -401,42 +482,10 @@ impl GcsStore {
         }
     }
 
-    /// Checks the CRC32C the store computed for what it stored against the
-    /// one of the bytes sent. GCS itself refuses an upload whose declared
-    /// CRC32C does not match; a store that does not (the emulator) is caught
-    /// here, and the damaged object is deleted (that generation only, so a
-    /// newer one another writer put there stays) rather than left to fail a
-    /// restore.
-    async fn confirm_stored(
-        &self,
-        name: &str,
-        sent: u32,
-        stored: Option<&str>,
-        generation: Option<i64>,
-    ) -> Result<(), BackendError> {
-        let Some(stored) = stored else {
-            return Ok(());
-        };
-        if stored == crc32c_base64(sent) {
-            return Ok(());
-        }
-        let deleted = match self.delete_if(name, generation).await {
-            Ok(()) => "deleted it",
-            Err(_) => "could not delete it",
-        };
-        Err(BackendError::with_kind(
-            FailureKind::Corrupt,
-            format!(
-                "the store holds other bytes than were sent (CRC32C {stored}, sent {}); {deleted}",
-                crc32c_base64(sent)
-            ),
-        ))
-    }
-
     /// One page of the objects under `prefix`, from `token`; with
     /// `versions`, every generation of each, noncurrent ones too. Its parts
     /// are handed over as they are parsed (see [`gcs_listing`]).
-    pub async fn list_page(
+    async fn list_page(
         &self,
         prefix: &str,
         versions: bool,
@@ -474,7 +523,7 @@ impl GcsStore {
     }
 
     /// The live objects under `prefix`.
-    pub async fn list(&self, prefix: &str) -> Result<Vec<ListedObject>, BackendError> {
+    async fn list(&self, prefix: &str) -> Result<Vec<ListedObject>, BackendError> {
         let mut listed = Vec::new();
         let mut token = None;
         loop {
@@ -492,7 +541,7 @@ impl GcsStore {
         }
     }
 
-    pub async fn list_folders(&self, prefix: &str) -> Result<Vec<String>, BackendError> {
+    async fn list_folders(&self, prefix: &str) -> Result<Vec<String>, BackendError> {
         let folders = self.list_folders_of(self.full_name(prefix)).await?;
         Ok(folders
             .into_iter()
@@ -500,43 +549,9 @@ impl GcsStore {
             .collect())
     }
 
-    /// The folders directly under `full` (a name in the bucket, not under
-    /// the prefix: "" is the bucket's top), by their names in the bucket.
-    pub async fn list_folders_of(&self, full: String) -> Result<Vec<String>, BackendError> {
-        let mut folders = Vec::new();
-        let mut token = None;
-        loop {
-            let request = ListObjectsRequest {
-                bucket: self.bucket.clone(),
-                prefix: Some(full.clone()),
-                delimiter: Some("/".to_owned()),
-                page_token: token,
-                ..ListObjectsRequest::default()
-            };
-            let page = self
-                .client
-                .list_objects(&request)
-                .await
-                .map_err(backend_error)?;
-            folders.extend(page.prefixes.unwrap_or_default());
-            match page.next_page_token.filter(|token| !token.is_empty()) {
-                Some(next) => token = Some(next),
-                None => return Ok(folders),
-            }
-        }
-    }
-
-    fn get_request(&self, name: &str) -> GetObjectRequest {
-        GetObjectRequest {
-            bucket: self.bucket.clone(),
-            object: self.full_name(name),
-            ..GetObjectRequest::default()
-        }
-    }
-
     /// The bytes of the live object, or of `generation`; with `first`,
     /// only that many from the start.
-    pub async fn get(
+    async fn get(
         &self,
         name: &str,
         generation: Option<i64>,
@@ -556,7 +571,7 @@ impl GcsStore {
     /// An object's bytes and generation, `None` if there is no such object.
     /// The bytes are those of that generation, however the object changes
     /// meanwhile.
-    pub async fn get_versioned(&self, name: &str) -> Result<Option<(Vec<u8>, i64)>, BackendError> {
+    async fn get_versioned(&self, name: &str) -> Result<Option<(Vec<u8>, i64)>, BackendError> {
         let object = match self.client.get_object(&self.get_request(name)).await {
             Ok(object) => object,
             Err(e) => {
@@ -580,31 +595,12 @@ impl GcsStore {
         Ok(Some((bytes, object.generation)))
     }
 
-    pub async fn delete(&self, name: &str) -> Result<(), BackendError> {
-        self.delete_if(name, None).await
-    }
-
-    /// Deletes an object, only if its generation is `if_generation`, when
-    /// given.
-    pub async fn delete_if(
-        &self,
-        name: &str,
-        if_generation: Option<i64>,
-    ) -> Result<(), BackendError> {
-        let request = DeleteObjectRequest {
-            bucket: self.bucket.clone(),
-            object: self.full_name(name),
-            if_generation_match: if_generation,
-            ..DeleteObjectRequest::default()
-        };
-        self.client
-            .delete_object(&request)
-            .await
-            .map_err(backend_error)
+    async fn delete(&self, name: &str) -> Result<(), BackendError> {
+        self.delete_if_at(name, None).await
     }
 
     /// Whether the bucket keeps noncurrent versions of objects.
-    pub async fn versioning(&self) -> Result<bool, BackendError> {
+    async fn versioning(&self) -> Result<Option<bool>, BackendError> {
         let request = GetBucketRequest {
             bucket: self.bucket.clone(),
             ..GetBucketRequest::default()
@@ -614,19 +610,19 @@ impl GcsStore {
             .get_bucket(&request)
             .await
             .map_err(backend_error)?;
-        Ok(bucket.versioning.is_some_and(|v| v.enabled))
+        Ok(Some(bucket.versioning.is_some_and(|v| v.enabled)))
     }
 
     /// The bytes of the live object, or of `generation`, from byte `from`
     /// on, as they arrive; with the generation the store served. Sent by
     /// jobvault itself, for the generation header and the ranged read, on
     /// the client that times out only when no byte comes.
-    pub async fn get_stream_from(
+    async fn get_stream_from(
         &self,
         name: &str,
         generation: Option<i64>,
         from: u64,
-    ) -> Result<(BoxStream<'static, Result<Bytes, BackendError>>, Option<i64>), BackendError> {
+    ) -> Result<(BackendStream, Option<i64>), BackendError> {
         let mut url = self.objects_url.clone();
         url.path_segments_mut()
             .expect("an http URL has path segments")
@@ -665,18 +661,30 @@ impl GcsStore {
         };
         let body = response
             .bytes_stream()
-            .map(|piece| piece.map_err(|e| BackendError::new(error_chain(&e))));
+            .map(|piece| piece.map_err(|e| BackendError::transient(error_chain(&e))));
         Ok((skip_bytes(body, skip).boxed(), served))
+    }
+
+    async fn delete_if(&self, name: &str, if_generation: i64) -> Result<(), BackendError> {
+        self.delete_if_at(name, Some(if_generation)).await
+    }
+
+    async fn folders_of(&self, folder: &str) -> Result<Vec<String>, BackendError> {
+        self.list_folders_of(folder.to_owned()).await
+    }
+
+    fn own_prefix(&self) -> String {
+        self.prefix.clone()
     }
 }
 
 async fn next_chunk(chunks: &mut ChunkReceiver) -> Result<Chunk, BackendError> {
     match chunks.recv().await {
         Some(Ok(chunk)) => Ok(chunk),
-        Some(Err(e)) => Err(BackendError::new(format!(
+        Some(Err(e)) => Err(BackendError::transient(format!(
             "reading the data to upload failed: {e}"
         ))),
-        None => Err(BackendError::new("the data to upload ended early")),
+        None => Err(BackendError::transient("the data to upload ended early")),
     }
 }
 
@@ -717,7 +725,7 @@ async fn send_chunk(
         warn!(attempt, offset = from, error = %last_error, "a chunk of a resumable upload failed; sending it again");
         tokio::time::sleep(Duration::from_millis(250 << attempt.min(5))).await;
     }
-    Err(BackendError::new(format!(
+    Err(BackendError::transient(format!(
         "a chunk at byte {offset} failed {CHUNK_ATTEMPTS} times: {last_error}"
     )))
 }

@@ -47,7 +47,7 @@ impl PageParts {
     /// The next part; after [`PagePart::End`] or an error, nothing follows.
     pub async fn next(&mut self) -> Result<PagePart, BackendError> {
         self.parts.recv().await.unwrap_or_else(|| {
-            Err(BackendError::new(
+            Err(BackendError::transient(
                 "the listing ended before its page was complete",
             ))
         })
@@ -98,7 +98,7 @@ fn parse_into(source: impl std::io::Read, naming: &Naming, sender: &Sender) {
     let page = PageSeed { naming, sender };
     let part = match page.deserialize(&mut deserializer) {
         Ok(next_page) => Ok(PagePart::End { next_page }),
-        Err(e) => Err(BackendError::new(format!(
+        Err(e) => Err(BackendError::transient(format!(
             "cannot read a listing page: {e}"
         ))),
     };

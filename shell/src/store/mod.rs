@@ -3,11 +3,13 @@
 //! Object names given to a store are those of the core (`db-backup/...`,
 //! `job-backup/...`); the store adds and strips its own prefix.
 
+mod backend;
 mod blocking_body;
 mod file;
 mod file_generations;
 mod gcs;
 mod gcs_listing;
+mod memory;
 mod url;
 
 use std::collections::VecDeque;
@@ -18,6 +20,8 @@ use jobvault_core::FailureKind;
 use jobvault_core::machine::ListedObject;
 use jobvault_core::object_name::{Framing, JOB_DIR, SNAPSHOT_DIR};
 use tokio::sync::mpsc;
+
+use backend::{Backend, BackendError};
 
 pub(crate) use blocking_body::bridge;
 pub use gcs_listing::PagePart;
@@ -71,17 +75,11 @@ impl ListPage {
     }
 }
 
-#[derive(Debug)]
-enum Backend {
-    Gcs(Box<gcs::GcsStore>),
-    File(file::FileStore),
-}
-
 /// A bucket or a directory holding backups.
 #[derive(Debug)]
 pub struct Store {
     url: BucketUrl,
-    backend: Backend,
+    backend: Box<dyn Backend>,
 }
 
 impl Store {
@@ -102,8 +100,8 @@ impl Store {
         url: BucketUrl,
         emulator: Option<String>,
     ) -> Result<Store, StoreError> {
-        let backend = match &url {
-            BucketUrl::Gcs { bucket, prefix } => Backend::Gcs(Box::new(
+        let backend: Box<dyn Backend> = match &url {
+            BucketUrl::Gcs { bucket, prefix } => Box::new(
                 gcs::GcsStore::connect(bucket.clone(), prefix.clone(), emulator)
                     .await
                     .map_err(|message| StoreError {
@@ -111,10 +109,21 @@ impl Store {
                         message,
                         kind: FailureKind::Permission,
                     })?,
-            )),
-            BucketUrl::File { root } => Backend::File(file::FileStore::new(root.clone())),
+            ),
+            BucketUrl::File { root } => Box::new(file::FileStore::new(root.clone())),
+            BucketUrl::Memory { name } => return Ok(Store::in_memory(name)),
         };
         Ok(Store { url, backend })
+    }
+
+    /// An empty store held in memory, named `name` in messages: for tests.
+    pub fn in_memory(name: &str) -> Store {
+        Store {
+            url: BucketUrl::Memory {
+                name: name.to_owned(),
+            },
+            backend: Box::new(memory::MemoryStore::default()),
+        }
     }
 
     pub fn url(&self) -> &BucketUrl {
@@ -125,7 +134,7 @@ impl Store {
     pub fn object_name(&self, name: &str) -> String {
         match &self.url {
             BucketUrl::Gcs { prefix, .. } => format!("{prefix}{name}"),
-            BucketUrl::File { .. } => name.to_owned(),
+            BucketUrl::File { .. } | BucketUrl::Memory { .. } => name.to_owned(),
         }
     }
 
@@ -144,10 +153,7 @@ impl Store {
 
     /// Checks that the bucket exists and can be listed.
     pub async fn check(&self) -> Result<(), StoreError> {
-        let result = match &self.backend {
-            Backend::Gcs(gcs) => gcs.check().await,
-            Backend::File(file) => file.check().await,
-        };
+        let result = self.backend.check().await;
         result.map_err(|e| self.error(None, e))
     }
 
@@ -158,10 +164,7 @@ impl Store {
         body: Vec<u8>,
         framing: &Framing,
     ) -> Result<(), StoreError> {
-        let result = match &self.backend {
-            Backend::Gcs(gcs) => gcs.put(name, body, framing).await,
-            Backend::File(file) => file.put(name, body).await,
-        };
+        let result = self.backend.put(name, body, framing).await;
         result.map_err(|e| self.error(Some(name), e))
     }
 
@@ -172,19 +175,13 @@ impl Store {
         chunks: ChunkReceiver,
         framing: &Framing,
     ) -> Result<u64, StoreError> {
-        let result = match &self.backend {
-            Backend::Gcs(gcs) => gcs.put_chunks(name, chunks, framing).await,
-            Backend::File(file) => file.put_chunks(name, chunks).await,
-        };
+        let result = self.backend.put_chunks(name, chunks, framing).await;
         result.map_err(|e| self.error(Some(name), e))
     }
 
     /// Every object whose name starts with `prefix`.
     pub async fn list(&self, prefix: &str) -> Result<Vec<ListedObject>, StoreError> {
-        let result = match &self.backend {
-            Backend::Gcs(gcs) => gcs.list(prefix).await,
-            Backend::File(file) => file.list(prefix).await,
-        };
+        let result = self.backend.list(prefix).await;
         result.map_err(|e| self.error(Some(prefix), e))
     }
 
@@ -198,10 +195,7 @@ impl Store {
         versions: bool,
         token: Option<String>,
     ) -> Result<ListPage, StoreError> {
-        let result = match &self.backend {
-            Backend::Gcs(gcs) => gcs.list_page(prefix, versions, token).await,
-            Backend::File(file) => file.list(prefix).await.map(PageParts::whole),
-        };
+        let result = self.backend.list_page(prefix, versions, token).await;
         Ok(ListPage {
             parts: result.map_err(|e| self.error(Some(prefix), e))?,
             location: self.location(prefix),
@@ -211,10 +205,7 @@ impl Store {
     /// The folders directly under `prefix` (which ends in `/`), each with a
     /// trailing `/`.
     pub async fn list_folders(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
-        let result = match &self.backend {
-            Backend::Gcs(gcs) => gcs.list_folders(prefix).await,
-            Backend::File(file) => file.list_folders(prefix).await,
-        };
+        let result = self.backend.list_folders(prefix).await;
         result.map_err(|e| self.error(Some(prefix), e))
     }
 
@@ -232,19 +223,13 @@ impl Store {
         generation: Option<i64>,
         first: Option<u64>,
     ) -> Result<Vec<u8>, StoreError> {
-        let result = match &self.backend {
-            Backend::Gcs(gcs) => gcs.get(name, generation, first).await,
-            Backend::File(file) => file.get(name, first).await,
-        };
+        let result = self.backend.get(name, generation, first).await;
         result.map_err(|e| self.error(Some(name), e))
     }
 
     /// An object's bytes and generation; `None` if there is no such object.
     pub async fn get_versioned(&self, name: &str) -> Result<Option<(Vec<u8>, i64)>, StoreError> {
-        let result = match &self.backend {
-            Backend::Gcs(gcs) => gcs.get_versioned(name).await,
-            Backend::File(file) => file.get_versioned(name).await,
-        };
+        let result = self.backend.get_versioned(name).await;
         result.map_err(|e| self.error(Some(name), e))
     }
 
@@ -258,42 +243,32 @@ impl Store {
         framing: &Framing,
         if_generation: i64,
     ) -> Result<i64, StoreError> {
-        let result = match &self.backend {
-            Backend::Gcs(gcs) => gcs.put_if(name, body, framing, if_generation).await,
-            Backend::File(file) => file.put_if(name, body, Some(if_generation)).await,
-        };
+        let result = self
+            .backend
+            .put_if(name, body, framing, if_generation)
+            .await;
         result.map_err(|e| self.error(Some(name), e))
     }
 
     /// Deletes an object only if its generation is `if_generation`.
     pub async fn delete_if(&self, name: &str, if_generation: i64) -> Result<(), StoreError> {
-        let result = match &self.backend {
-            Backend::Gcs(gcs) => gcs.delete_if(name, Some(if_generation)).await,
-            Backend::File(file) => file.delete_if(name, Some(if_generation)).await,
-        };
+        let result = self.backend.delete_if(name, if_generation).await;
         result.map_err(|e| self.error(Some(name), e))
     }
 
     /// Deletes an object.
     pub async fn delete(&self, name: &str) -> Result<(), StoreError> {
-        let result = match &self.backend {
-            Backend::Gcs(gcs) => gcs.delete(name).await,
-            Backend::File(file) => file.delete(name).await,
-        };
+        let result = self.backend.delete(name).await;
         result.map_err(|e| self.error(Some(name), e))
     }
 
     /// Whether the bucket keeps noncurrent versions of objects; `None` for a
     /// directory, which has no versions.
     pub async fn versioning(&self) -> Result<Option<bool>, StoreError> {
-        match &self.backend {
-            Backend::Gcs(gcs) => gcs
-                .versioning()
-                .await
-                .map(Some)
-                .map_err(|e| self.error(None, e)),
-            Backend::File(_) => Ok(None),
-        }
+        self.backend
+            .versioning()
+            .await
+            .map_err(|e| self.error(None, e))
     }
 
     /// Prefixes near this one that hold jobvault backups, for the message
@@ -304,10 +279,7 @@ impl Store {
     /// (`prod` for `prd`). At most [`NEIGHBOURS_LOOKED_AT`] listings each
     /// below and beside.
     pub async fn neighbours_with_backups(&self, max: usize) -> Result<Vec<String>, StoreError> {
-        let own = match &self.backend {
-            Backend::Gcs(gcs) => gcs.prefix().to_owned(),
-            Backend::File(file) => format!("{}/", file.root().display()),
-        };
+        let own = self.backend.own_prefix();
         let parent = parent_folder(&own);
         let mut found = Vec::new();
         let own_name = own
@@ -353,19 +325,15 @@ impl Store {
     /// The folders in `folder`: a name in the bucket (not under the
     /// prefix), or an absolute path ending in `/` for a directory.
     async fn folders_of(&self, folder: &str) -> Result<Vec<String>, StoreError> {
-        match &self.backend {
-            Backend::Gcs(gcs) => gcs.list_folders_of(folder.to_owned()).await,
-            Backend::File(file) => file.folders_of(folder).await,
-        }
-        .map_err(|e| self.error(None, e))
+        self.backend
+            .folders_of(folder)
+            .await
+            .map_err(|e| self.error(None, e))
     }
 
     /// Which credentials this store uses.
     pub fn credentials(&self) -> String {
-        match &self.backend {
-            Backend::Gcs(gcs) => gcs.credentials(),
-            Backend::File(_) => "none needed: a local directory".to_owned(),
-        }
+        self.backend.credentials()
     }
 
     /// An object's bytes from byte `from` on, as a stream, for objects too
@@ -378,10 +346,7 @@ impl Store {
         from: u64,
     ) -> Result<(ByteStream, Option<i64>), StoreError> {
         let location = self.location(name);
-        let result = match &self.backend {
-            Backend::Gcs(gcs) => gcs.get_stream_from(name, generation, from).await,
-            Backend::File(file) => file.get_stream_from(name, from).await,
-        };
+        let result = self.backend.get_stream_from(name, generation, from).await;
         let (stream, served) = result.map_err(|e| self.error(Some(name), e))?;
         let stream = futures::StreamExt::map(stream, move |item| {
             item.map_err(|e| StoreError {
@@ -420,42 +385,6 @@ fn parent_folder(prefix: &str) -> Option<String> {
     )
 }
 
-/// An error inside a backend, before the store adds the location.
-#[derive(Debug)]
-struct BackendError {
-    message: String,
-    kind: FailureKind,
-}
-
-impl BackendError {
-    /// A failure worth retrying: the network, a timeout, a server error.
-    fn new(message: impl Into<String>) -> Self {
-        BackendError::with_kind(FailureKind::Transient, message)
-    }
-
-    fn not_found(message: impl Into<String>) -> Self {
-        BackendError::with_kind(FailureKind::NotFound, message)
-    }
-
-    fn with_kind(kind: FailureKind, message: impl Into<String>) -> Self {
-        BackendError {
-            message: message.into(),
-            kind,
-        }
-    }
-}
-
-/// What an HTTP status from the store means, as GCS documents its errors.
-fn status_kind(status: u16) -> FailureKind {
-    match status {
-        401 | 403 => FailureKind::Permission,
-        404 => FailureKind::NotFound,
-        409 | 412 => FailureKind::Conflict,
-        408 | 429 | 500.. => FailureKind::Transient,
-        _ => FailureKind::Rejected,
-    }
-}
-
 /// Formats an error with its chain of causes on one line.
 pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
@@ -469,25 +398,4 @@ pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     text
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn http_statuses_mean_what_gcs_documents() {
-        let kinds: Vec<FailureKind> = [401, 403, 404, 408, 409, 412, 429, 500, 503, 400]
-            .into_iter()
-            .map(status_kind)
-            .collect();
-        use FailureKind::*;
-        assert_eq!(
-            kinds,
-            [
-                Permission, Permission, NotFound, Transient, Conflict, Conflict, Transient,
-                Transient, Transient, Rejected
-            ]
-        );
-    }
 }

@@ -11,6 +11,9 @@ pub enum BucketUrl {
     Gcs { bucket: String, prefix: String },
     /// A local directory standing in for a bucket.
     File { root: PathBuf },
+    /// A store held in memory, for tests ([`super::Store::in_memory`]);
+    /// never parsed from an argument.
+    Memory { name: String },
 }
 
 impl BucketUrl {
@@ -20,6 +23,7 @@ impl BucketUrl {
         match self {
             BucketUrl::Gcs { bucket, .. } => format!("gs://{bucket}/{folder}"),
             BucketUrl::File { .. } => format!("file://{folder}"),
+            BucketUrl::Memory { name } => format!("memory://{name}/{folder}"),
         }
     }
 }
@@ -84,6 +88,7 @@ impl fmt::Display for BucketUrl {
                 write!(f, "gs://{bucket}/{}", prefix.trim_end_matches('/'))
             }
             BucketUrl::File { root } => write!(f, "file://{}", root.display()),
+            BucketUrl::Memory { name } => write!(f, "memory://{name}"),
         }
     }
 }
