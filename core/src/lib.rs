@@ -7,6 +7,37 @@
 //! random number. The shell executes what this crate decides against the real
 //! world; the simulator executes it against a seeded, faulty one.
 
+/// What a name held as a `String` of its own type reads as: the `str` it
+/// is (`Deref`, `Borrow<str>` for map lookups, `Display`, `as_str`).
+macro_rules! reads_as_str {
+    ($name:ident) => {
+        impl $name {
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl std::ops::Deref for $name {
+            type Target = str;
+            fn deref(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl std::borrow::Borrow<str> for $name {
+            fn borrow(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+    };
+}
+
 pub mod checks;
 pub mod destination;
 pub mod envelope;

@@ -64,33 +64,12 @@ impl ObjectName {
         ObjectName(name.into())
     }
 
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-
     pub fn into_string(self) -> String {
         self.0
     }
 }
 
-impl std::ops::Deref for ObjectName {
-    type Target = str;
-    fn deref(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::borrow::Borrow<str> for ObjectName {
-    fn borrow(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Display for ObjectName {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+reads_as_str!(ObjectName);
 
 impl PartialEq<str> for ObjectName {
     fn eq(&self, other: &str) -> bool {

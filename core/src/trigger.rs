@@ -37,30 +37,9 @@ impl TriggerName {
     pub fn found(name: impl Into<String>) -> Self {
         TriggerName(name.into())
     }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
 }
 
-impl std::ops::Deref for TriggerName {
-    type Target = str;
-    fn deref(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::borrow::Borrow<str> for TriggerName {
-    fn borrow(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Display for TriggerName {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+reads_as_str!(TriggerName);
 
 /// A file found in the trigger directory, as the shell read it.
 #[derive(Debug, Clone, PartialEq, Eq)]

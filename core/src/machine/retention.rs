@@ -72,12 +72,7 @@ impl Retention {
         ask: &Ask,
         result: Result<Answer, Failure>,
     ) -> bool {
-        let answered = self
-            .running
-            .as_mut()
-            .is_some_and(|running| running.on_read(ask, result));
-        self.end_if_over(metrics);
-        answered
+        self.report(metrics, |running| running.on_read(ask, result))
     }
 
     /// Takes in the report of the marker's write (`object`: `None`) or of a
@@ -88,10 +83,12 @@ impl Retention {
         object: Option<&str>,
         result: Result<(), Failure>,
     ) -> bool {
-        let answered = self
-            .running
-            .as_mut()
-            .is_some_and(|running| running.on_step(object, result));
+        self.report(metrics, |running| running.on_step(object, result))
+    }
+
+    /// Hands a report to the running prune, and ends it if it is over.
+    fn report(&mut self, metrics: &mut Metrics, take: impl FnOnce(&mut Pruning) -> bool) -> bool {
+        let answered = self.running.as_mut().is_some_and(take);
         self.end_if_over(metrics);
         answered
     }

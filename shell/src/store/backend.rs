@@ -34,13 +34,16 @@ pub(super) trait Backend: std::fmt::Debug + Send + Sync {
     /// Every live object whose name starts with `prefix`.
     async fn list(&self, prefix: &str) -> Result<Vec<ListedObject>, BackendError>;
     /// One page of a listing from `token`, handed over in parts; with
-    /// `versions`, noncurrent generations too.
+    /// `versions`, noncurrent generations too. A store that keeps no
+    /// generations and does not page hands over its whole listing.
     async fn list_page(
         &self,
         prefix: &str,
-        versions: bool,
-        token: Option<String>,
-    ) -> Result<PageParts, BackendError>;
+        _versions: bool,
+        _token: Option<String>,
+    ) -> Result<PageParts, BackendError> {
+        Ok(PageParts::whole(self.list(prefix).await?))
+    }
     /// The folders directly under `prefix`, each ending in `/`.
     async fn list_folders(&self, prefix: &str) -> Result<Vec<String>, BackendError>;
     /// The folders in `folder`, named as [`Backend::own_prefix`] names its

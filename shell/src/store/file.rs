@@ -18,7 +18,6 @@ use tempfile::NamedTempFile;
 use time::OffsetDateTime;
 
 use super::backend::{Backend, BackendError, BackendStream};
-use super::gcs_listing::PageParts;
 use super::{ChunkReceiver, file_generations};
 use jobvault_core::FailureKind;
 
@@ -228,15 +227,6 @@ impl Backend for FileStore {
             .map_err(io_error)?;
         let pieces = tokio_util::io::ReaderStream::with_capacity(file, READ_PIECE);
         Ok((pieces.map_err(io_error).boxed(), None))
-    }
-
-    async fn list_page(
-        &self,
-        prefix: &str,
-        _versions: bool,
-        _token: Option<String>,
-    ) -> Result<PageParts, BackendError> {
-        Ok(PageParts::whole(Backend::list(self, prefix).await?))
     }
 
     async fn versioning(&self) -> Result<Option<bool>, BackendError> {

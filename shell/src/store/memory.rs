@@ -15,7 +15,6 @@ use jobvault_core::{FailureKind, Timestamp};
 
 use super::ChunkReceiver;
 use super::backend::{Backend, BackendError, BackendStream};
-use super::gcs_listing::PageParts;
 use crate::clock;
 
 #[derive(Debug)]
@@ -126,15 +125,6 @@ impl Backend for MemoryStore {
             })
             .collect();
         Ok(listed)
-    }
-
-    async fn list_page(
-        &self,
-        prefix: &str,
-        _versions: bool,
-        _token: Option<String>,
-    ) -> Result<PageParts, BackendError> {
-        Ok(PageParts::whole(Backend::list(self, prefix).await?))
     }
 
     async fn list_folders(&self, prefix: &str) -> Result<Vec<String>, BackendError> {
