@@ -155,7 +155,7 @@ impl Owed {
     }
 }
 
-/// Claim a consistent copy of the database, gzip it and upload it.
+/// Take a consistent copy of the database, gzip it and upload it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SnapshotOrder {
     pub object: ObjectName,
@@ -328,7 +328,7 @@ pub enum Input {
     LeaseWritten(Result<i64, Failure>),
     LeaseDeleted(Result<(), Failure>),
     SnapshotsListed(Result<Vec<ListedObject>, Failure>),
-    /// Claim a snapshot now, named `<name>-HH:MM:SS`; `id` (the driver's
+    /// Take a snapshot now, named `<name>-HH:MM:SS`; `id` (the driver's
     /// choice, unique among requests outstanding) names the request in the
     /// [`Command::ImmediateBackupDone`] that answers it.
     ImmediateBackupRequested {

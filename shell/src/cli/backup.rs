@@ -17,7 +17,7 @@ use tracing::{info, warn};
 
 use super::{BucketArg, DbArg};
 
-/// Claim a snapshot now and print its object name.
+/// Take a snapshot now and print its object name.
 ///
 /// While a daemon runs for the database and bucket, it takes the snapshot
 /// (after any triggered one in progress, and counted in its metrics);

@@ -51,7 +51,7 @@ pub struct RunArgs {
     /// Where to serve Prometheus metrics (/metrics).
     #[arg(long, default_value = "127.0.0.1:9464", env = "JOBVAULT_METRICS_ADDR")]
     metrics_addr: SocketAddr,
-    /// Claim the bucket prefix's lease even if another daemon holds it: only
+    /// Take the bucket prefix's lease even if another daemon holds it: only
     /// when that daemon is gone for good (its host is down). The one flag not
     /// read from the environment: left set, every restart would take over.
     #[arg(long)]
@@ -60,11 +60,11 @@ pub struct RunArgs {
     /// snapshot (as `jobvault prune --keep` does); `off` never deletes.
     #[arg(long, value_name = "DURATION", default_value = "30d", value_parser = parse_keep, env = "JOBVAULT_KEEP")]
     keep: Keep,
-    /// Claim a snapshot every day at this time, UTC (HH:MM), with no trigger
+    /// Take a snapshot every day at this time, UTC (HH:MM), with no trigger
     /// file; a time missed while the daemon was down is made up at start.
     #[arg(long, value_name = "HH:MM", value_parser = parse_snapshot_at, env = "JOBVAULT_SNAPSHOT_AT")]
     snapshot_at: Option<u32>,
-    /// Claim a snapshot once the newest is this old (at least 1min), with no
+    /// Take a snapshot once the newest is this old (at least 1min), with no
     /// trigger file; with --snapshot-at too, whichever is due first.
     #[arg(long, value_name = "DURATION", value_parser = parse_snapshot_every, env = "JOBVAULT_SNAPSHOT_EVERY")]
     snapshot_every: Option<Duration>,
