@@ -446,8 +446,11 @@ impl Snapshots {
         if self.stopping || !self.listed || !matches!(self.stage, Stage::Idle) {
             return false;
         }
+        // Nothing due: the attempts at the last due instant are kept, for a
+        // clock stepped back before it makes it due again, and it must not
+        // count them from zero (found by seed 429). A snapshot that lands
+        // clears them.
         let Some(due) = self.schedule.due(cx.now, cx.metrics.last_snapshot) else {
-            self.scheduled = None;
             return false;
         };
         let attempts = self.scheduled.filter(|a| a.due == due).unwrap_or(Attempts {
