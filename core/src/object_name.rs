@@ -48,8 +48,9 @@ impl ObjectKind {
 }
 
 /// The name of an object in the bucket, relative to the store's prefix:
-/// one jobvault made ([`snapshot_object`], [`job_object`]), or one a listing
-/// found (which may be anyone's). A type of its own so that a command's
+/// one jobvault made ([`snapshot_object`], [`job_object`]), one a listing
+/// found (which may be anyone's), or one a user named (`restore
+/// --snapshot`), taken as given ([`ObjectName::listed`]). A type of its own so that a command's
 /// object cannot be mixed up with a trigger's name, a job id or a
 /// location; it reads as the `str` it is.
 #[derive(

@@ -87,8 +87,6 @@ pub enum Said {
     Error,
     Warning,
     Notice,
-    /// A failed check in a report, printed as it is (`FAIL  what: why`).
-    Failed,
 }
 
 /// A line a command writes on stderr itself, beside its logs: `jobvault:
@@ -99,10 +97,9 @@ pub fn say(said: Said, text: &str) {
         Said::Error => format!("jobvault: error: {text}"),
         Said::Warning => format!("jobvault: warning: {text}"),
         Said::Notice => format!("jobvault: {text}"),
-        Said::Failed => text.to_owned(),
     };
     let severity = match said {
-        Said::Error | Said::Failed => "ERROR",
+        Said::Error => "ERROR",
         Said::Warning => "WARNING",
         Said::Notice => "NOTICE",
     };

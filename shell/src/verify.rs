@@ -15,7 +15,7 @@ use crate::db::JobDb;
 use crate::drive::{DriveError, find_newest, list_range};
 use crate::reads::Reads;
 use crate::restore::{RestoreError, TempDatabase, download_snapshot};
-use crate::store::Store;
+use crate::store::{Store, error_chain};
 
 const DAY: Duration = Duration::from_secs(86_400);
 
@@ -65,7 +65,7 @@ async fn check_snapshot(
         Err(e) => {
             checks.push(Check::failed(
                 format!("{location} gzip stream"),
-                e.to_string(),
+                error_chain(&e),
             ));
             return Ok(checks);
         }

@@ -336,7 +336,6 @@ fn every_alert_has_a_severity_and_a_section_of_the_runbook() {
     );
 }
 
-/// One alerting rule, as much of it as the tests read.
 /// The README's table of alerts names exactly the alerts of
 /// `deploy/alerts.yml`: it once listed 7 of 9.
 #[test]
@@ -356,6 +355,7 @@ fn the_readme_lists_every_alert_and_no_other() {
     );
 }
 
+/// One alerting rule, as much of it as the tests read.
 #[derive(Debug, Default)]
 struct Alert {
     name: String,

@@ -245,8 +245,9 @@ pub enum Command {
     /// request gets exactly one.
     ImmediateBackupDone {
         id: u64,
-        /// The snapshot taken, or the one tried; `None` when none was
-        /// tried (the machine was stopping).
+        /// The snapshot taken or tried; `None` when there is none to name:
+        /// the request was refused before one was planned, its name was
+        /// invalid, or the grace ran out while it was taken.
         object: Option<ObjectName>,
         result: Result<u64, Failure>,
     },
@@ -368,6 +369,11 @@ pub const SNAPSHOT_DEADLINE: Duration = Duration::from_secs(3600);
 /// a hung renewal is given up while the gate (open for half the expiry
 /// since the last renewal that got through) still holds.
 pub const LEASE_DEADLINE: Duration = Duration::from_secs(10);
+/// How long a prune's read may take: longer than the read retry's patience
+/// ([`crate::read_retry::DEFAULT_READ_PATIENCE`]), so that the retry, not the
+/// deadline, decides when a store that answers nothing is given up.
+pub const BUCKET_READ_DEADLINE: Duration =
+    Duration::from_secs(crate::read_retry::DEFAULT_READ_PATIENCE.as_secs() + 5 * 60);
 /// How long any other command may take. The driver makes a store request
 /// once (a snapshot's resumable upload sends a failed chunk again, up to 5
 /// times; a prune's reads are made again as the read retry decides); SQLite
@@ -381,6 +387,7 @@ impl Command {
     pub fn deadline(&self) -> Option<Duration> {
         match self {
             Command::TakeSnapshot(_) => Some(SNAPSHOT_DEADLINE),
+            Command::ReadBucket(_) => Some(BUCKET_READ_DEADLINE),
             Command::ImmediateBackupDone { .. } => None,
             Command::ReadLease | Command::WriteLease { .. } | Command::DeleteLease { .. } => {
                 Some(LEASE_DEADLINE)

@@ -384,6 +384,7 @@ impl Backup {
                         warn!(destination = %id, because = %why, "this bucket prefix is not the one the database was backed up to: taking a full snapshot now");
                     }
                     self.snapshots.owed.owe_destination(id);
+                    self.retention.destination_changed(cx.metrics);
                     self.snapshots.start_next(&mut cx);
                 }
                 Ok(Some(Destination::Known)) => self.owe_first_once_known(),
@@ -543,7 +544,8 @@ impl Backup {
             let holds_the_database =
                 self.destination.is_done() && !self.snapshots.owed.is_new_destination();
             if !self.stopping && self.working() && holds_the_database {
-                self.retention.poll(self.now, &mut self.out);
+                self.retention
+                    .poll(self.now, &mut self.metrics, &mut self.out);
             }
             let command = self.out.pop_front()?;
             let held_back = self

@@ -12,6 +12,7 @@ use std::time::Duration;
 use tracing::info;
 
 use super::io::{Command, Failure, FailureKind};
+use crate::object_name::ObjectName;
 use crate::prune::{Deletion, PrunePlanner, PruneStep};
 use crate::restore_plan::{Answer, Ask, Planner};
 use crate::timestamp::Timestamp;
@@ -45,7 +46,8 @@ enum Phase {
 #[derive(Debug)]
 pub(crate) struct Pruning {
     phase: Phase,
-    reads: usize,
+    /// The reads out, each answered by the report that names it.
+    reads: Vec<Ask>,
     failed: Option<Failure>,
 }
 
@@ -53,7 +55,7 @@ impl Pruning {
     pub fn new(now: Timestamp, keep: Duration) -> Self {
         Pruning {
             phase: Phase::Planning(PrunePlanner::new(now, keep)),
-            reads: 0,
+            reads: Vec::new(),
             failed: None,
         }
     }
@@ -65,10 +67,14 @@ impl Pruning {
         }
         match &mut self.phase {
             Phase::Planning(planner) => {
-                while self.reads < PRUNE_READS {
+                while self.reads.len() < PRUNE_READS {
                     let Some(ask) = planner.poll_ask() else { break };
-                    self.reads += 1;
+                    self.reads.push(ask.clone());
                     out.push_back(Command::ReadBucket(ask));
+                }
+                if self.reads.is_empty() && !planner.is_complete() {
+                    let stalled = "the prune's planner stalled with nothing to ask";
+                    self.failed = Some(Failure::new(FailureKind::Internal, stalled));
                 }
             }
             Phase::Unplanned => {}
@@ -91,10 +97,13 @@ impl Pruning {
         let Phase::Planning(planner) = &mut self.phase else {
             return false;
         };
-        let Some(left) = self.reads.checked_sub(1) else {
+        let Some(at) = self.reads.iter().position(|out| out == ask) else {
             return false;
         };
-        self.reads = left;
+        self.reads.swap_remove(at);
+        if self.failed.is_some() {
+            return true;
+        }
         let answered = result.and_then(|answer| {
             planner.handle_answer(answer).map_err(|e| {
                 let why = format!("the prune's plan failed at {ask:?}: {e}");
@@ -103,7 +112,7 @@ impl Pruning {
         });
         if let Err(failure) = answered {
             self.failed.get_or_insert(failure);
-        } else if self.reads == 0 && planner.is_complete() {
+        } else if self.reads.is_empty() && planner.is_complete() {
             self.start_deleting();
         }
         true
@@ -130,7 +139,7 @@ impl Pruning {
 
     /// Takes in the report of the marker's write (`object`: `None`) or of
     /// a deletion; returns whether it answers the step in flight.
-    pub fn on_step(&mut self, object: Option<&str>, result: Result<(), Failure>) -> bool {
+    pub fn on_step(&mut self, object: Option<&ObjectName>, result: Result<(), Failure>) -> bool {
         let Phase::Deleting { deletion, step, .. } = &mut self.phase else {
             return false;
         };
@@ -154,6 +163,12 @@ impl Pruning {
             }
         }
         true
+    }
+
+    /// Issues nothing more: the prune ends with `failure` once what it has
+    /// in flight reports.
+    pub fn give_up(&mut self, failure: Failure) {
+        self.failed.get_or_insert(failure);
     }
 
     /// How the prune ended, once it has and nothing of it is in flight.
@@ -181,6 +196,6 @@ impl Pruning {
 
     /// Nothing of the prune is in flight.
     pub fn is_quiet(&self) -> bool {
-        self.reads == 0 && !matches!(&self.phase, Phase::Deleting { step: Some(_), .. })
+        self.reads.is_empty() && !matches!(&self.phase, Phase::Deleting { step: Some(_), .. })
     }
 }

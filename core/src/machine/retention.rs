@@ -11,9 +11,10 @@ use std::time::Duration;
 
 use tracing::warn;
 
-use super::io::{Command, Failure};
+use super::io::{Command, Failure, FailureKind};
 use super::metrics::Metrics;
 use super::pruning::Pruning;
+use crate::object_name::ObjectName;
 use crate::restore_plan::{Answer, Ask};
 use crate::timestamp::Timestamp;
 
@@ -52,7 +53,7 @@ impl Retention {
 
     /// Starts the prune that is due, if none is running, and issues what
     /// the one running can do now.
-    pub fn poll(&mut self, now: Timestamp, out: &mut VecDeque<Command>) {
+    pub fn poll(&mut self, now: Timestamp, metrics: &mut Metrics, out: &mut VecDeque<Command>) {
         if let Some(keep) = self.keep
             && self.due
             && self.running.is_none()
@@ -63,6 +64,7 @@ impl Retention {
         if let Some(running) = &mut self.running {
             running.poll(out);
         }
+        self.end_if_over(metrics);
     }
 
     /// Takes in a read of the running prune; returns whether one was out.
@@ -80,7 +82,7 @@ impl Retention {
     pub fn on_step(
         &mut self,
         metrics: &mut Metrics,
-        object: Option<&str>,
+        object: Option<&ObjectName>,
         result: Result<(), Failure>,
     ) -> bool {
         self.report(metrics, |running| running.on_step(object, result))
@@ -115,6 +117,17 @@ impl Retention {
                 self.failed = true;
             }
         }
+    }
+
+    /// The prefix turned out new (wiped, recreated): the plan of the prune
+    /// running was made of another bucket's contents, so it deletes nothing
+    /// more and fails; the next starts once the prefix holds the database.
+    pub fn destination_changed(&mut self, metrics: &mut Metrics) {
+        if let Some(running) = &mut self.running {
+            let why = "the bucket prefix changed under the prune";
+            running.give_up(Failure::new(FailureKind::Conflict, why));
+        }
+        self.end_if_over(metrics);
     }
 
     /// Nothing new starts; the prune running ends once what it has in

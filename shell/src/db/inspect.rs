@@ -2,7 +2,7 @@
 //! a consistent copy for a snapshot.
 
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use jobvault_core::envelope::check_body;
 use jobvault_core::{Change, Timestamp};
@@ -51,22 +51,25 @@ impl JobDb {
     /// Writes a consistent copy of the database to `dest` with SQLite's
     /// online backup API, in one step: one read transaction, so in WAL mode
     /// writers carry on while it runs. While another connection's lock
-    /// keeps the step from starting it is tried again every 50 ms, for at
-    /// most [`BUSY_TIMEOUT`] in all, and not once `cancel` is cancelled (the
-    /// snapshot's deadline passed: the step itself cannot be stopped, the
-    /// waiting can). It once waited for ever, on a thread nothing could stop.
+    /// keeps the step from starting it is tried again every 50 ms until
+    /// [`BUSY_TIMEOUT`] has passed since the first try (a try may itself
+    /// wait up to that long in SQLite's busy handler on the database; the
+    /// copy's own connection does not wait), and not once `cancel` is
+    /// cancelled (the snapshot's deadline passed: a step cannot be stopped,
+    /// the waiting between steps can). It once waited for ever, on a thread
+    /// nothing could stop.
     pub fn snapshot_to(&self, dest: &Path, cancel: &CancellationToken) -> Result<(), DbError> {
         let mut target = Connection::open(dest).in_db(&self.path)?;
+        target.busy_timeout(Duration::ZERO).in_db(&self.path)?;
         let backup = rusqlite::backup::Backup::new(&self.conn, &mut target).in_db(&self.path)?;
-        let mut waited = Duration::ZERO;
+        let started = Instant::now();
         while backup.step(-1).in_db(&self.path)? != StepResult::Done {
             let why = if cancel.is_cancelled() {
                 "the snapshot was given up while the database was locked"
-            } else if waited >= BUSY_TIMEOUT {
+            } else if started.elapsed() >= BUSY_TIMEOUT {
                 "the database stayed locked for the whole busy timeout"
             } else {
                 std::thread::sleep(BUSY_RETRY);
-                waited += BUSY_RETRY;
                 continue;
             };
             let busy = rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY);

@@ -2,8 +2,10 @@
 //! equals the database as it was then, job for job, for every job whose
 //! state then reached the bucket; the world keeps every change it ever
 //! committed to know. A restore to an instant before the window either
-//! refuses, as the history marker says it must, or equals the past too: a
-//! prune that deleted before writing its marker, then stopped, is caught.
+//! equals the past too, or refuses, and then only for an instant before
+//! where the history marker says the bucket's history starts. (A prune that
+//! deleted before writing its marker would be caught where a restore then
+//! came back short; the simulated day does not reach that case, DESIGN §6.)
 //!
 //! A version the bucket never held cannot come back: one replaced within
 //! the second before its upload (one write per object per second), or while
@@ -13,6 +15,7 @@
 
 use std::collections::BTreeMap;
 
+use jobvault_core::history::HistoryMarker;
 use jobvault_core::restore_plan::PlanError;
 use jobvault_core::{JobId, Timestamp};
 
@@ -32,8 +35,18 @@ impl Invariant for PastRestores {
         };
         match result {
             Ok(restored) => equals_the_past(world, *at, restored, verdicts),
-            // Given up by a prune, and said so: right.
-            Err(Failed::Plan(PlanError::NotRestorable(_))) if !kept => {}
+            // Given up by a prune, and said so: right, if the marker says so.
+            Err(Failed::Plan(PlanError::NotRestorable(why))) if !kept => {
+                let from =
+                    world.store.marker.as_deref().and_then(|bytes| {
+                        HistoryMarker::decode(bytes).ok().map(|m| m.restorable_from)
+                    });
+                verdicts.check(from.is_some_and(|from| *at < from), || {
+                    format!(
+                        "a restore to {at} refused ({why}), but the history marker says {from:?}"
+                    )
+                });
+            }
             // Right only if the database then held nothing that reached
             // the bucket: judged as an empty restore.
             Err(Failed::Plan(PlanError::NothingToRestore(_))) => {
