@@ -104,6 +104,15 @@ fn stored_cursor() -> Cursor {
     }
 }
 
+/// A stop that drained `changes`, saved the cursor and gave the lease back.
+fn drained(changes: u64) -> Stopped {
+    Stopped::Drained {
+        changes,
+        saved: true,
+        released: true,
+    }
+}
+
 fn failure(text: &str) -> Failure {
     Failure::new(FailureKind::Transient, text)
 }
@@ -867,14 +876,7 @@ fn a_stop_reads_the_feed_once_more_and_then_no_commit_brings_a_read() {
     h.input(Input::TriggersScanned(Ok(vec![])));
     h.input(Input::SnapshotsListed(Ok(vec![])));
     h.input(Input::CursorSaved(Ok(0)));
-    assert_eq!(
-        h.backup.stopped(),
-        Some(Stopped::Drained {
-            changes: 0,
-            saved: true,
-            released: true
-        })
-    );
+    assert_eq!(h.backup.stopped(), Some(drained(0)));
 }
 
 #[test]
@@ -890,14 +892,7 @@ fn a_read_out_at_the_stop_is_followed_by_one_issued_after_it() {
     h.input(Input::TriggersScanned(Ok(vec![])));
     h.input(Input::SnapshotsListed(Ok(vec![])));
     h.input(Input::CursorSaved(Ok(0)));
-    assert_eq!(
-        h.backup.stopped(),
-        Some(Stopped::Drained {
-            changes: 1,
-            saved: true,
-            released: true
-        })
-    );
+    assert_eq!(h.backup.stopped(), Some(drained(1)));
 }
 
 #[test]
@@ -1038,14 +1033,7 @@ fn a_stop_drains_every_change_committed_before_it_and_nothing_else_starts() {
     assert_eq!(save.seq, 17);
     assert_eq!(h.backup.stopped(), None, "until the cursor is saved");
     h.input(Input::CursorSaved(Ok(0)));
-    assert_eq!(
-        h.backup.stopped(),
-        Some(Stopped::Drained {
-            changes: 7,
-            saved: true,
-            released: true
-        })
-    );
+    assert_eq!(h.backup.stopped(), Some(drained(7)));
     assert!(h.backup.is_quiet());
 }
 
@@ -1951,14 +1939,7 @@ fn a_drain_aims_at_the_newest_change_its_first_read_saw() {
     let save = saved(&h.input(uploaded("a", 11))).expect("the drain saves");
     assert_eq!(save.seq, 11);
     h.input(Input::CursorSaved(Ok(0)));
-    assert_eq!(
-        h.backup.stopped(),
-        Some(Stopped::Drained {
-            changes: 1,
-            saved: true,
-            released: true
-        })
-    );
+    assert_eq!(h.backup.stopped(), Some(drained(1)));
 }
 
 /// A job rewritten while it waits keeps its place in the upload queue: its
@@ -2005,12 +1986,5 @@ fn a_stop_before_the_first_step_checks_the_marker_and_drains() {
     h.input(checked(marker(KNOWN), false));
     h.input(batch(vec![]));
     h.input(Input::CursorSaved(Ok(0)));
-    assert_eq!(
-        h.backup.stopped(),
-        Some(Stopped::Drained {
-            changes: 0,
-            saved: true,
-            released: true
-        })
-    );
+    assert_eq!(h.backup.stopped(), Some(drained(0)));
 }
