@@ -49,6 +49,7 @@ pub mod job_id;
 pub mod job_object;
 pub mod lease;
 pub mod listen;
+pub mod locked_copy;
 pub mod machine;
 pub mod object_name;
 pub mod prune;

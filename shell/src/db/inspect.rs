@@ -5,6 +5,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use jobvault_core::envelope::check_body;
+use jobvault_core::locked_copy::{LockedCopy, after_locked};
 use jobvault_core::{Change, Timestamp};
 use rusqlite::Connection;
 use rusqlite::backup::StepResult;
@@ -12,9 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::rows::raw_row;
 
-/// How long a snapshot's copy waits before it tries a locked database again.
-const BUSY_RETRY: Duration = Duration::from_millis(50);
-use super::{BUSY_TIMEOUT, DbError, InDb, JobDb, schema};
+use super::{DbError, InDb, JobDb, schema};
 
 impl JobDb {
     /// Reads every job, one row at a time, without holding them, checking
@@ -50,27 +49,25 @@ impl JobDb {
 
     /// Writes a consistent copy of the database to `dest` with SQLite's
     /// online backup API, in one step: one read transaction, so in WAL mode
-    /// writers carry on while it runs. While another connection's lock
-    /// keeps the step from starting it is tried again every 50 ms until
-    /// [`BUSY_TIMEOUT`] has passed since the first try (a try may itself
-    /// wait up to that long in SQLite's busy handler on the database; the
-    /// copy's own connection does not wait), and not once `cancel` is
-    /// cancelled (the snapshot's deadline passed: a step cannot be stopped,
-    /// the waiting between steps can). It once waited for ever, on a thread
-    /// nothing could stop.
+    /// writers carry on while it runs. While another connection's lock keeps
+    /// the step from starting, whether and when to try again is the core's
+    /// ([`after_locked`]), told the time since the first try and whether
+    /// `cancel` is cancelled (the snapshot's deadline passed: a step cannot
+    /// be stopped, the waiting between steps can). A try may itself wait in
+    /// SQLite's busy handler on the database; the copy's own connection
+    /// does not wait.
     pub fn snapshot_to(&self, dest: &Path, cancel: &CancellationToken) -> Result<(), DbError> {
         let mut target = Connection::open(dest).in_db(&self.path)?;
         target.busy_timeout(Duration::ZERO).in_db(&self.path)?;
         let backup = rusqlite::backup::Backup::new(&self.conn, &mut target).in_db(&self.path)?;
         let started = Instant::now();
         while backup.step(-1).in_db(&self.path)? != StepResult::Done {
-            let why = if cancel.is_cancelled() {
-                "the snapshot was given up while the database was locked"
-            } else if started.elapsed() >= BUSY_TIMEOUT {
-                "the database stayed locked for the whole busy timeout"
-            } else {
-                std::thread::sleep(BUSY_RETRY);
-                continue;
+            let why = match after_locked(started.elapsed(), cancel.is_cancelled()) {
+                LockedCopy::TryAgainAfter(wait) => {
+                    std::thread::sleep(wait);
+                    continue;
+                }
+                LockedCopy::GiveUp(why) => why,
             };
             let busy = rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY);
             let error = rusqlite::Error::SqliteFailure(busy, Some(why.to_owned()));

@@ -33,17 +33,14 @@ mod schema;
 mod writer;
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use jobvault_core::Timestamp;
+use jobvault_core::locked_copy::BUSY_TIMEOUT;
 use rusqlite::{Connection, OpenFlags, TransactionBehavior, params};
 
 use meta::CURSOR_TIME;
 
 pub use schema::CURRENT_VERSION;
-
-/// How long a statement waits for another connection's lock before failing.
-const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What went wrong with the job database. Every variant names the file.
 #[derive(Debug, thiserror::Error)]
