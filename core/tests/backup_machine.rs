@@ -1589,9 +1589,11 @@ fn a_leased_machine_does_nothing_but_take_the_lease_until_it_holds_it() {
 #[test]
 fn writes_wait_for_the_lease_gate_and_a_lost_lease_stops_the_machine() {
     let (mut h, _) = leased();
-    // The renewal at 10 s fails, and the one at 20 s; at 30 s the gate is
-    // closed: the upload of a changed job is answered at once, not issued.
-    for _ in 0..2 {
+    // The renewal at 60 s fails, and its retries at 70 s and 80 s; at 90 s
+    // the gate is closed: the upload of a changed job is answered at once,
+    // not issued.
+    h.advance(Duration::from_secs(50));
+    for _ in 0..3 {
         let commands = h.step();
         assert!(
             commands

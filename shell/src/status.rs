@@ -46,6 +46,9 @@ pub struct DaemonStatus {
     pub pid: u32,
     pub database: String,
     pub renewed_seconds_ago: u64,
+    /// How long the lease lasts unrenewed; its holder writes nothing once
+    /// half of it has passed since the last renewal that got through.
+    pub expiry_seconds: u64,
     /// Every change up to this sequence is in the bucket.
     pub cursor_seq: u64,
     /// When the daemon last had every change in the bucket.
@@ -212,6 +215,7 @@ fn daemon_status(lease: &Lease, now: Timestamp) -> DaemonStatus {
         pid: lease.holder.pid,
         database: lease.holder.db.clone(),
         renewed_seconds_ago: now.duration_since(lease.renewed).as_secs(),
+        expiry_seconds: lease.expiry.as_secs(),
         cursor_seq: lease.state.cursor_seq,
         caught_up: caught_up.map(Timestamp::rfc3339),
         caught_up_seconds_ago: caught_up.map(|at| now.duration_since(at).as_secs()),
@@ -230,12 +234,15 @@ fn daemon_warnings(daemon: &DaemonStatus) -> Vec<String> {
         ));
     }
     let renewed = Duration::from_secs(daemon.renewed_seconds_ago);
-    if renewed > Duration::from_secs(60) {
+    let gate = Duration::from_secs(daemon.expiry_seconds / 2);
+    if renewed > gate {
         warnings.push(format!(
-            "the daemon on {} (pid {}) last renewed its lease {} ago: is it running?",
+            "the daemon on {} (pid {}) last renewed its lease {} ago, and writes nothing \
+             once {} have passed: is it running?",
             daemon.host,
             daemon.pid,
-            human_age(renewed)
+            human_age(renewed),
+            human_age(gate)
         ));
     }
     match daemon.caught_up_seconds_ago.map(Duration::from_secs) {

@@ -30,7 +30,9 @@ use std::time::Duration;
 
 use tracing::{info, warn};
 
-use super::{Claim, HeldElsewhere, Holder, Lease, LeaseState, decide_claim, renewal, still_ours};
+use super::{
+    Claim, HeldElsewhere, Holder, Lease, LeaseState, Renewal, decide_claim, renewal, still_ours,
+};
 use crate::machine::{Command, Failure, FailureKind};
 use crate::timestamp::Timestamp;
 
@@ -128,8 +130,7 @@ enum HeldStep {
 pub struct LeaseMachine {
     me: Holder,
     takeover: bool,
-    every: Duration,
-    expiry: Duration,
+    renewal: Renewal,
     version: String,
     state: State,
     /// Give the lease back once nothing is in flight.
@@ -149,12 +150,10 @@ impl LeaseMachine {
         version: &str,
         now: Timestamp,
     ) -> Self {
-        let (every, expiry) = renewal(interval);
         LeaseMachine {
             me,
             takeover,
-            every,
-            expiry,
+            renewal: renewal(interval),
             version: version.to_owned(),
             state: State::Taking {
                 step: TakeStep::Due(now),
@@ -208,7 +207,9 @@ impl LeaseMachine {
                 FailureKind::Transient,
                 "not written: a renewal of the lease was refused; checking whether it is still ours",
             )),
-            State::Held { sent, .. } if *sent <= now && now < *sent + self.expiry / 2 => Ok(()),
+            State::Held { sent, .. } if *sent <= now && now < *sent + self.renewal.expiry / 2 => {
+                Ok(())
+            }
             State::Held { sent, .. } => Err(Failure::new(
                 FailureKind::Transient,
                 format!(
@@ -263,10 +264,10 @@ impl LeaseMachine {
             } => {
                 // A clock stepped back makes the last sending look future:
                 // renew now rather than after the jump.
-                *next_renewal = (*next_renewal).min(now + self.every);
+                *next_renewal = (*next_renewal).min(now + self.renewal.every);
                 if *step == HeldStep::Doubting && now >= *next_renewal {
                     *step = HeldStep::Rereading;
-                    *next_renewal = now + self.every;
+                    *next_renewal = now + self.renewal.retry;
                     out.push_back(Command::ReadLease);
                 } else if *step == HeldStep::Idle && (now >= *next_renewal || now < *sent) {
                     *step = HeldStep::Renewing { sent: now };
@@ -409,9 +410,10 @@ impl LeaseMachine {
             return;
         };
         *step = HeldStep::Idle;
-        *next_renewal = sent + self.every;
+        *next_renewal = sent + self.renewal.retry;
         match result {
             Ok(written) => {
+                *next_renewal = sent + self.renewal.every;
                 *generation = written;
                 *last_sent = sent;
                 lease.renewed = sent;
@@ -438,10 +440,12 @@ impl LeaseMachine {
         true
     }
 
-    /// Giving the lease back found it gone (the prefix wiped) or replaced
-    /// (another holder): what was uploaded may not be there any more.
-    pub fn release_found_it_gone(&self) -> Option<&Failure> {
-        self.release_found.as_ref()
+    /// The lease was found gone (the prefix wiped) or replaced (another
+    /// holder), while held or when given back: what was uploaded may not be
+    /// there any more. A renewal once a minute finds a wipe that late, so a
+    /// stop's drain may be what finds it.
+    pub fn found_gone(&self) -> bool {
+        self.release_found.is_some() || matches!(self.state, State::Ended(LeaseEnded::Lost(_)))
     }
 
     fn decide(&mut self, now: Timestamp, found: FoundLease, out: &mut VecDeque<Command>) {
@@ -488,7 +492,7 @@ impl LeaseMachine {
         let lease = Lease {
             holder: self.me.clone(),
             renewed: now,
-            expiry: self.expiry,
+            expiry: self.renewal.expiry,
             state: LeaseState {
                 version: self.version.clone(),
                 ..LeaseState::default()
@@ -507,12 +511,12 @@ impl LeaseMachine {
             lease: Lease {
                 holder: self.me.clone(),
                 renewed: sent,
-                expiry: self.expiry,
+                expiry: self.renewal.expiry,
                 state: LeaseState::default(),
             },
             generation,
             sent,
-            next_renewal: sent + self.every,
+            next_renewal: sent + self.renewal.every,
             step: HeldStep::Idle,
         };
     }
@@ -585,8 +589,9 @@ mod tests {
     use super::super::test_support::{at, holder};
     use super::*;
 
-    /// A machine for host `a` with a 10 s interval: renewals every 10 s, an
-    /// expiry of 60 s, so the gate stays open 30 s after a renewal.
+    /// A machine for host `a` with a 10 s interval: renewals every 60 s,
+    /// retried after 10 s, an expiry of 180 s, so the gate stays open 90 s
+    /// after a renewal.
     fn machine() -> (LeaseMachine, VecDeque<Command>) {
         let lease = LeaseMachine::new(holder("a", 1), Duration::from_secs(10), false, "1.0", at(0));
         (lease, VecDeque::new())
@@ -634,8 +639,8 @@ mod tests {
     fn a_lease_is_taken_renewed_and_given_back() {
         let (mut lease, mut out) = taken();
         assert_eq!(lease.may_write(at(1)), Ok(()));
-        assert!(step(&mut lease, at(5), &mut out).is_empty(), "not due yet");
-        let renewal = step(&mut lease, at(10), &mut out);
+        assert!(step(&mut lease, at(30), &mut out).is_empty(), "not due yet");
+        let renewal = step(&mut lease, at(60), &mut out);
         let [
             Command::WriteLease {
                 lease: written,
@@ -645,44 +650,54 @@ mod tests {
         else {
             panic!("{renewal:?}");
         };
-        assert_eq!(written.renewed, at(10));
-        lease.on_written(at(10), Ok(8), &mut out);
+        assert_eq!(written.renewed, at(60));
+        lease.on_written(at(60), Ok(8), &mut out);
+        assert!(
+            step(&mut lease, at(70), &mut out).is_empty(),
+            "renewed a minute on"
+        );
         assert_eq!(
-            lease.may_write(at(39)),
+            lease.may_write(at(149)),
             Ok(()),
-            "open 30 s after the renewal's sending"
+            "open 90 s after the renewal's sending"
         );
         lease.release(&mut out);
         assert_eq!(
             out.drain(..).collect::<Vec<_>>(),
             [Command::DeleteLease { if_generation: 8 }]
         );
-        assert!(lease.may_write(at(40)).is_err());
+        assert!(lease.may_write(at(150)).is_err());
         assert!(lease.on_deleted(Ok(())));
         assert_eq!(lease.ended(), Some(&LeaseEnded::Released));
     }
 
     #[test]
-    fn the_gate_closes_half_an_expiry_after_the_last_renewal_that_got_through() {
+    fn a_failed_renewal_is_tried_again_soon_and_the_gate_closes_half_an_expiry_after_the_last_that_got_through()
+     {
         let (mut lease, mut out) = taken();
-        for t in [10, 20] {
-            step(&mut lease, at(t), &mut out);
+        for t in [60, 70, 80] {
+            assert_eq!(step(&mut lease, at(t - 1), &mut out), []);
+            let renewal = step(&mut lease, at(t), &mut out);
+            assert!(
+                matches!(renewal[..], [Command::WriteLease { .. }]),
+                "{t}: {renewal:?}"
+            );
             lease.on_written(
                 at(t),
                 Err(Failure::new(FailureKind::Transient, "503")),
                 &mut out,
             );
         }
-        assert_eq!(lease.may_write(at(29)), Ok(()));
-        let closed = lease.may_write(at(30)).unwrap_err();
+        assert_eq!(lease.may_write(at(89)), Ok(()));
+        let closed = lease.may_write(at(90)).unwrap_err();
         assert!(
-            closed.message.contains("could not be renewed for 30 s"),
+            closed.message.contains("could not be renewed for 90 s"),
             "{closed}"
         );
         // A renewal that gets through opens it again.
-        step(&mut lease, at(30), &mut out);
-        lease.on_written(at(30), Ok(9), &mut out);
-        assert_eq!(lease.may_write(at(31)), Ok(()));
+        step(&mut lease, at(90), &mut out);
+        lease.on_written(at(90), Ok(9), &mut out);
+        assert_eq!(lease.may_write(at(91)), Ok(()));
     }
 
     #[test]
@@ -701,39 +716,39 @@ mod tests {
     #[test]
     fn a_refused_renewal_goes_on_only_while_the_lease_names_us() {
         let (mut lease, mut out) = taken();
-        step(&mut lease, at(10), &mut out);
+        step(&mut lease, at(60), &mut out);
         lease.on_written(
-            at(10),
+            at(60),
             Err(Failure::new(FailureKind::Conflict, "412")),
             &mut out,
         );
         assert_eq!(out.pop_front(), Some(Command::ReadLease));
         assert!(
-            lease.may_write(at(10)).is_err(),
+            lease.may_write(at(60)).is_err(),
             "nothing written while in doubt"
         );
         lease.on_read(
-            at(10),
+            at(60),
             Err(Failure::new(FailureKind::Transient, "503")),
             &mut out,
         );
-        assert!(lease.may_write(at(11)).is_err(), "still in doubt");
-        assert_eq!(step(&mut lease, at(20), &mut out), [Command::ReadLease]);
-        let ours = held_by(holder("a", 1), at(10));
-        lease.on_read(at(20), found(Some((ours, 9))), &mut out);
+        assert!(lease.may_write(at(61)).is_err(), "still in doubt");
+        assert_eq!(step(&mut lease, at(70), &mut out), [Command::ReadLease]);
+        let ours = held_by(holder("a", 1), at(60));
+        lease.on_read(at(70), found(Some((ours, 9))), &mut out);
         assert!(lease.is_held());
-        assert_eq!(lease.may_write(at(20)), Ok(()));
-        step(&mut lease, at(30), &mut out);
+        assert_eq!(lease.may_write(at(70)), Ok(()));
+        step(&mut lease, at(80), &mut out);
         lease.on_written(
-            at(30),
+            at(80),
             Err(Failure::new(FailureKind::Conflict, "412")),
             &mut out,
         );
         out.clear();
-        let theirs = held_by(holder("b", 2), at(29));
-        lease.on_read(at(30), found(Some((theirs, 10))), &mut out);
+        let theirs = held_by(holder("b", 2), at(79));
+        lease.on_read(at(80), found(Some((theirs, 10))), &mut out);
         assert_eq!(lease.ended(), Some(&LeaseEnded::Lost(Some(holder("b", 2)))));
-        assert!(lease.may_write(at(31)).is_err());
+        assert!(lease.may_write(at(81)).is_err());
     }
 
     #[test]

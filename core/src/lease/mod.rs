@@ -89,11 +89,38 @@ pub struct LeaseState {
     pub jobs_set_aside: u64,
 }
 
-/// How often a daemon with `interval` renews its lease, and how long the
-/// lease lasts unrenewed: a few renewals, and never under half a minute.
-pub fn renewal(interval: Duration) -> (Duration, Duration) {
-    let every = interval.clamp(Duration::from_secs(5), Duration::from_secs(60));
-    (every, (every * 6).max(Duration::from_secs(30)))
+/// How a daemon keeps its lease.
+///
+/// The period trades store writes against how stale the lease may look: it
+/// was the interval (every 10 s by default, 360 writes an hour, most of an
+/// idle daemon's writes and more than a general replicator makes at rest).
+/// Now it is six intervals, at most a minute: 60 writes an hour. The price
+/// is paid only when a daemon dies on another host: the next one waits out
+/// a longer expiry (3 min by default; a restart on the same host, or
+/// `--takeover`, takes it at once), and the state `status` reads from the
+/// lease is up to a renewal old. A renewal that failed is tried again after
+/// a sixth of the period, so as many tries fit before the gate closes (half
+/// the expiry) as before.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Renewal {
+    /// How often the lease is renewed.
+    pub every: Duration,
+    /// How soon a renewal, or a read of the lease, that failed is tried again.
+    pub retry: Duration,
+    /// How long the lease lasts unrenewed.
+    pub expiry: Duration,
+}
+
+/// How a daemon with `interval` keeps its lease: renewed every six
+/// intervals, from 5 s to a minute, lasting three renewals and never under
+/// half a minute.
+pub fn renewal(interval: Duration) -> Renewal {
+    let every = (interval * 6).clamp(Duration::from_secs(5), Duration::from_secs(60));
+    Renewal {
+        every,
+        retry: every / 6,
+        expiry: (every * 3).max(Duration::from_secs(30)),
+    }
 }
 
 /// What a daemon starting up does about the lease it found.
@@ -327,14 +354,19 @@ mod tests {
     }
 
     #[test]
-    fn renewal_keeps_to_a_few_intervals() {
+    fn renewal_keeps_to_a_minute_at_the_default_and_a_few_seconds_in_tests() {
+        let at_default = renewal(Duration::from_secs(10));
+        assert_eq!(at_default.every, Duration::from_secs(60));
+        assert_eq!(at_default.retry, Duration::from_secs(10));
+        assert_eq!(at_default.expiry, Duration::from_secs(180));
+        let short = renewal(Duration::from_millis(200));
+        assert_eq!(short.every, Duration::from_secs(5));
+        assert_eq!(short.expiry, Duration::from_secs(30));
+        let long = renewal(Duration::from_secs(600));
         assert_eq!(
-            renewal(Duration::from_secs(10)),
-            (Duration::from_secs(10), Duration::from_secs(60))
-        );
-        assert_eq!(
-            renewal(Duration::from_millis(200)),
-            (Duration::from_secs(5), Duration::from_secs(30))
+            long.every,
+            Duration::from_secs(60),
+            "never under once a minute"
         );
     }
 

@@ -113,7 +113,8 @@ pub enum Unvouched {
     /// The prefix is new to the database (new, wiped, another's) and the
     /// full snapshot owed to it has not landed.
     NewDestination,
-    /// Giving the lease back found it gone (the prefix wiped) or replaced.
+    /// The lease was found gone (the prefix wiped) or replaced, while held
+    /// or when given back.
     LeaseGone,
 }
 
@@ -475,11 +476,7 @@ impl Backup {
     fn drained_outcome(&self, drained: incremental::Drained, released: bool) -> Stopped {
         let why = if self.snapshots.owed.is_new_destination() || !self.destination.is_done() {
             Some(Unvouched::NewDestination)
-        } else if self
-            .lease
-            .as_ref()
-            .is_some_and(|lease| lease.release_found_it_gone().is_some())
-        {
+        } else if self.lease.as_ref().is_some_and(LeaseMachine::found_gone) {
             Some(Unvouched::LeaseGone)
         } else {
             None

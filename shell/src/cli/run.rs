@@ -261,8 +261,8 @@ fn stop_outcome(stopped: Stopped) -> anyhow::Result<ExitCode> {
                      snapshot owed to it has not landed"
                 }
                 Unvouched::LeaseGone => {
-                    "giving the lease back found it gone or replaced: the prefix was wiped, or another \
-                     daemon took it"
+                    "the lease was found gone or replaced: the prefix was wiped, or another daemon \
+                     took it"
                 }
             };
             anyhow::bail!(

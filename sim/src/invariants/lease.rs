@@ -30,7 +30,7 @@ pub struct OneWriter {
 
 impl OneWriter {
     pub fn new(config: &Config) -> Self {
-        let (_, expiry) = renewal(config.interval);
+        let expiry = renewal(config.interval).expiry;
         OneWriter {
             after_wipe: expiry / 2,
         }
