@@ -6,47 +6,124 @@
 //! replicator gets it there within a second. SQLite's `data_version` moves
 //! whenever another connection commits, and in WAL mode reading it touches
 //! only shared memory. A thread of its own, with a connection of its own,
-//! reads it every [`CHANGE_POLL`] and reports [`Input::DatabaseChanged`]
-//! when it moved; what to do about it is the core's. The interval stays the
-//! fallback: if the watcher cannot read, nothing is lost, only later.
+//! reads it when the core's [`next_look`] says, woken by inotify on the
+//! database's directory where it can be set up, and reports
+//! [`Input::DatabaseChanged`] when it moved; what to do about it is the
+//! core's. A fixed 50 ms poll used to cost most of an idle daemon's CPU.
+//! The interval stays the fallback: if the watcher cannot read, nothing is
+//! lost, only later.
 
 use std::path::Path;
 
 use jobvault_core::Input;
-use jobvault_core::machine::CHANGE_POLL;
+use jobvault_core::commit_watch::{NextLook, Watch, next_look};
 use tokio::sync::mpsc::UnboundedSender;
 use tracing::warn;
 
 use crate::db::{DbError, JobDb};
 use crate::store::error_chain;
 
+#[cfg(target_os = "linux")]
+mod notices;
+#[cfg(target_os = "linux")]
+use notices::Notices;
+
 /// Starts watching the database at `path`, reporting to `inputs` until
-/// they close.
-pub fn spawn(path: &Path, inputs: UnboundedSender<Input>) -> Result<(), DbError> {
+/// they close; returns how it learns of commits.
+pub fn spawn(path: &Path, inputs: UnboundedSender<Input>) -> Result<Watch, DbError> {
     let db = JobDb::open(path)?;
-    let mut seen = db.data_version()?;
+    let seen = db.data_version()?;
+    let notices = watch_files(path);
+    let watch = if notices.is_some() {
+        Watch::Notified
+    } else {
+        Watch::Polled
+    };
     std::thread::Builder::new()
         .name("jobvault-watch".to_owned())
         .spawn(move || {
-            let mut failing = false;
-            while !inputs.is_closed() {
-                std::thread::sleep(CHANGE_POLL);
-                match db.data_version() {
-                    Ok(version) => {
-                        failing = false;
-                        if version != seen {
-                            seen = version;
-                            let _ = inputs.send(Input::DatabaseChanged);
-                        }
-                    }
-                    Err(e) if !failing => {
-                        failing = true;
-                        warn!(error = %error_chain(&e), "cannot look for commits to the job database; changes are read at each interval until it can");
-                    }
-                    Err(_) => {}
-                }
+            Watcher {
+                db,
+                seen,
+                failing: false,
             }
+            .run(watch, notices, &inputs)
         })
         .expect("a thread can be started");
-    Ok(())
+    Ok(watch)
+}
+
+#[cfg(target_os = "linux")]
+fn watch_files(path: &Path) -> Option<Notices> {
+    Notices::watch(path)
+        .inspect_err(|e| {
+            warn!(error = %e, "cannot have the OS say when the job database changes; looking every 50 ms instead");
+        })
+        .ok()
+}
+
+/// No notices but on Linux: the watcher polls.
+#[cfg(not(target_os = "linux"))]
+fn watch_files(_path: &Path) -> Option<Notices> {
+    None
+}
+
+#[cfg(not(target_os = "linux"))]
+enum Notices {}
+
+#[cfg(not(target_os = "linux"))]
+impl Notices {
+    fn wait(&self, _timeout: std::time::Duration) -> bool {
+        match *self {}
+    }
+
+    fn drain(&self) -> bool {
+        match *self {}
+    }
+}
+
+struct Watcher {
+    db: JobDb,
+    seen: i64,
+    failing: bool,
+}
+
+impl Watcher {
+    fn run(mut self, watch: Watch, notices: Option<Notices>, inputs: &UnboundedSender<Input>) {
+        let mut next = next_look(watch, false, false);
+        while !inputs.is_closed() {
+            let noticed = match (next, &notices) {
+                (NextLook::AtNoticeOr(longest), Some(notices)) => notices.wait(longest),
+                (NextLook::After(wait), notices) | (NextLook::AtNoticeOr(wait), notices) => {
+                    std::thread::sleep(wait);
+                    // What came in meanwhile is covered by this look.
+                    notices.as_ref().is_some_and(Notices::drain)
+                }
+            };
+            let found = self.look();
+            if found {
+                let _ = inputs.send(Input::DatabaseChanged);
+            }
+            next = next_look(watch, noticed, found);
+        }
+    }
+
+    /// Whether something committed since the last look.
+    fn look(&mut self) -> bool {
+        match self.db.data_version() {
+            Ok(version) => {
+                self.failing = false;
+                let moved = version != self.seen;
+                self.seen = version;
+                moved
+            }
+            Err(e) => {
+                if !self.failing {
+                    warn!(error = %error_chain(&e), "cannot look for commits to the job database; changes are read at each interval until it can");
+                }
+                self.failing = true;
+                false
+            }
+        }
+    }
 }

@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use jobvault_core::commit_watch::Watch;
 use jobvault_core::job_object::{JobObjectEncoder, encode_job_object};
 use jobvault_core::lease::{LeaseEnded, LeaseMachine};
 use jobvault_core::machine::JobUpload;
@@ -110,8 +111,14 @@ impl Daemon {
             core = core.leased(lease);
         }
         let (inputs, mut reports) = mpsc::unbounded_channel();
-        if let Err(e) = commit_watch::spawn(&self.db_path, inputs.clone()) {
-            warn!(error = %error_chain(&e), "cannot watch the job database for commits; changes are read at each interval");
+        match commit_watch::spawn(&self.db_path, inputs.clone()) {
+            Ok(Watch::Notified) => info!("watching the job database for commits: told by the OS"),
+            Ok(Watch::Polled) => {
+                info!("watching the job database for commits: looking every 50 ms")
+            }
+            Err(e) => {
+                warn!(error = %error_chain(&e), "cannot watch the job database for commits; changes are read at each interval");
+            }
         }
         let executor = Executor {
             db_path: self.db_path,

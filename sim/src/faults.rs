@@ -17,6 +17,7 @@ use std::fmt;
 use std::time::Duration;
 
 use clap::ValueEnum;
+use jobvault_core::commit_watch::Watch;
 
 use crate::rng::stream;
 
@@ -55,8 +56,10 @@ pub enum FaultKind {
     /// A store or database call never answers; a store write may have
     /// landed. The driver answers it at the command's deadline.
     Hang,
-    /// The watcher misses a commit (it could not read the database for a
-    /// look): the change waits for a later look or the next interval.
+    /// The watcher misses a commit: with notices from the OS, the OS dropped
+    /// the notice and the watcher's fallback look finds it; while polling,
+    /// the look failed and the change waits for a later look or the next
+    /// interval.
     MissedCommit,
     /// The store serves a snapshot a restore reads decompressed, without
     /// its gzip header (GCS's decompressive transcoding): its time is then
@@ -193,6 +196,9 @@ pub struct DayPlan {
     /// Mean time between job writes outside bursts.
     pub write_interval: Duration,
     pub bursts: u32,
+    /// How the daemons learn of commits: in one seed in four the OS gives
+    /// no notices and they poll.
+    pub watch: Watch,
 }
 
 impl DayPlan {
@@ -216,6 +222,11 @@ impl DayPlan {
             immediate_requests: rng.u32(0..=2),
             write_interval: Duration::from_millis(rng.u64(2_000..60_000)),
             bursts: rng.u32(0..=4),
+            watch: if stream(seed, "watch").u8(0..4) == 0 {
+                Watch::Polled
+            } else {
+                Watch::Notified
+            },
         }
     }
 

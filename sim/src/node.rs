@@ -53,8 +53,9 @@ pub struct Process {
     /// daemon's save) the running core has not reacted to yet: the only
     /// reasons for it to reset its change feed.
     pub unexplained_rewinds: u64,
-    /// The commit watcher has seen a commit and reports it at its next look.
-    pub commit_noticed: bool,
+    /// The first commit the watcher has not looked at since, and when its
+    /// next look is: it reports the commits then.
+    pub look_pending: Option<(Timestamp, Timestamp)>,
 }
 
 impl Node {

@@ -14,7 +14,8 @@ use std::collections::{BTreeSet, BinaryHeap};
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::time::Duration;
 
-use jobvault_core::machine::{CHANGE_POLL, SNAPSHOT_DEADLINE};
+use jobvault_core::commit_watch::{NextLook, next_look};
+use jobvault_core::machine::SNAPSHOT_DEADLINE;
 use jobvault_core::{Config, Input, JobId, Timestamp};
 
 use crate::faults::{DayPlan, FaultCounts, FaultKind};
@@ -36,6 +37,8 @@ pub(crate) const DAY: Duration = Duration::from_secs(86_400);
 const QUIESCE_LIMIT: Duration = SNAPSHOT_DEADLINE.saturating_add(HOUR);
 /// A day takes well under a million events; many more means a livelock.
 const MAX_EVENTS: u64 = 10_000_000;
+/// How soon after a write the OS's notice wakes a daemon's watcher.
+const NOTICE_LATENCY: Duration = Duration::from_millis(1);
 
 /// What one seed did and found.
 #[derive(Debug, Default)]
@@ -524,8 +527,13 @@ impl Simulation {
                 }
             }
             Event::WatcherLooks(node, generation) => {
-                if self.runs(node, generation) {
-                    self.nodes[node].process.commit_noticed = false;
+                if self.runs(node, generation)
+                    && let Some((since, _)) = self.nodes[node].process.look_pending.take()
+                {
+                    self.observe(Observation::CommitLooked {
+                        waited: self.now.duration_since(since),
+                        watch: self.plan.watch,
+                    });
                     self.deliver(node, Input::DatabaseChanged);
                 }
             }
@@ -662,22 +670,36 @@ impl Simulation {
     }
 
     /// Something committed to the database: each running core's watcher
-    /// reports it at its next look, unless it misses it.
+    /// reports it at its next look, which the core's [`next_look`] places.
+    /// With notices from the OS the look follows the notice at once; a
+    /// missed commit is a notice the OS dropped (the look comes at the
+    /// fallback) or, while polling, a look that failed (the interval's read
+    /// finds it).
     pub(crate) fn commit_seen(&mut self) {
         for node in 0..self.nodes.len() {
-            let process = &self.nodes[node].process;
-            if process.core.is_none() || process.commit_noticed {
+            if self.nodes[node].process.core.is_none() {
                 continue;
             }
-            if self.rng.watch.f64() < self.plan.rate(FaultKind::MissedCommit) {
+            let missed = self.rng.watch.f64() < self.plan.rate(FaultKind::MissedCommit);
+            if missed {
                 self.outcome.faults.add(FaultKind::MissedCommit);
+            }
+            let within = |longest: Duration| longest.as_micros() as u64;
+            let wait = match next_look(self.plan.watch, false, false) {
+                NextLook::After(_) if missed => continue,
+                NextLook::After(poll) => within(poll),
+                NextLook::AtNoticeOr(fallback) if missed => within(fallback),
+                NextLook::AtNoticeOr(_) => within(NOTICE_LATENCY),
+            };
+            let look = self.now + Duration::from_micros(self.rng.watch.u64(1..=wait));
+            let process = &mut self.nodes[node].process;
+            let (since, due) = process.look_pending.unwrap_or((self.now, look));
+            if process.look_pending.is_some() && due <= look {
                 continue;
             }
-            self.nodes[node].process.commit_noticed = true;
-            let look =
-                Duration::from_micros(self.rng.watch.u64(1..=CHANGE_POLL.as_micros() as u64));
-            let generation = self.nodes[node].process.generation;
-            self.after(look, Event::WatcherLooks(node, generation));
+            process.look_pending = Some((since, look));
+            let generation = process.generation;
+            self.at(look, Event::WatcherLooks(node, generation));
         }
     }
 

@@ -371,14 +371,16 @@ fn sigterm_finishes_work_in_flight_and_exits_zero() {
 
 /// A commit wakes the daemon: with an interval of an hour, a job written by
 /// an outside writer after the first step still reaches the bucket, because
-/// the daemon notices the commit instead of waiting for the next step.
+/// the daemon notices the commit instead of waiting for the next step. On
+/// Linux the OS says when the database changes (inotify), so an idle daemon
+/// does not poll.
 #[test]
 fn a_commit_is_noticed_without_waiting_for_the_interval() {
     let emulator = Emulator::shared();
     let url = format!("gs://{}", emulator.new_bucket("noticed"));
     let workspace = Workspace::new();
     workspace.put_jobs(&[job("first", "F")]);
-    let _daemon = Daemon::start(&workspace, Some(&emulator.endpoint()), &url, "1h", &[]);
+    let daemon = Daemon::start(&workspace, Some(&emulator.endpoint()), &url, "1h", &[]);
     let reader = StoreReader::connect(&url, Some(&emulator.endpoint()));
     let day = today();
     eventually("the first step's upload", PATIENCE, || {
@@ -403,6 +405,11 @@ fn a_commit_is_noticed_without_waiting_for_the_interval() {
         },
     );
     assert_eq!(landed.body(), Some(r#"{"id": "later", "name": "L"}"#));
+    let (_, log) = daemon.stop_and_log();
+    assert!(
+        log.contains("watching the job database for commits: told by the OS"),
+        "{log}"
+    );
 }
 
 /// A job of megabytes is compressed off the daemon's one thread; it still

@@ -349,17 +349,12 @@ pub enum Input {
     /// Something committed to the job database since the driver last said
     /// so: a writer, or jobvault's own cursor save (the driver cannot tell
     /// them apart; a read that finds nothing costs one indexed query). The
-    /// driver looks every [`CHANGE_POLL`] and says so at most once a look.
+    /// driver looks when [`crate::commit_watch`] says and says so at most
+    /// once a look.
     /// It answers nothing and asks for a read of the change feed now, so a
     /// change reaches the bucket without waiting for the next interval.
     DatabaseChanged,
 }
-
-/// How often the driver looks for commits to the job database
-/// ([`Input::DatabaseChanged`]): a look reads one counter SQLite keeps in
-/// shared memory, so this is cheap, and it bounds the time from a commit to
-/// its upload starting.
-pub const CHANGE_POLL: Duration = Duration::from_millis(50);
 
 /// How long a snapshot may take: a 1 GiB database takes about 15 s, so an
 /// hour is room for a hundred times that. Triggered and immediate snapshots

@@ -27,9 +27,8 @@ use tracing::{info, warn};
 pub use backoff::{FIRST_RETRY, REFUSED_RETRY};
 pub use incremental::OBJECT_WRITE_SPACING;
 pub use io::{
-    CHANGE_POLL, COMMAND_DEADLINE, ChangeBatch, Command, Cursor, Failure, FailureKind,
-    FoundDestination, Input, JobUpload, ListedObject, Owed, SNAPSHOT_DEADLINE, SnapshotOrder,
-    SnapshotReason,
+    COMMAND_DEADLINE, ChangeBatch, Command, Cursor, Failure, FailureKind, FoundDestination, Input,
+    JobUpload, ListedObject, Owed, SNAPSHOT_DEADLINE, SnapshotOrder, SnapshotReason,
 };
 pub use metrics::{Metrics, PerKind};
 pub use schedule::{NotATimeOfDay, Schedule, parse_time_of_day};

@@ -20,7 +20,9 @@ mod store;
 pub use restore::MAX_CLOCK_ERROR;
 
 use std::collections::BTreeSet;
+use std::time::Duration;
 
+use jobvault_core::commit_watch::Watch;
 use jobvault_core::lease::Holder;
 use jobvault_core::{Command, Config, Cursor, Seq, Stopped, Timestamp};
 
@@ -92,6 +94,9 @@ pub enum Observation<'a> {
     Restored(&'a Restored),
     /// A restore after the faults stopped and the system quiesced.
     Quiesced(&'a Restored),
+    /// A daemon's watcher looked for commits, `waited` after the first it
+    /// had not looked at, learning of commits by `watch`.
+    CommitLooked { waited: Duration, watch: Watch },
     /// The system quiesced; the holder's count of rows set aside.
     SetAsideCounted { counted: u64 },
     /// A restore to local time `at`, in the bucket's history.
@@ -157,6 +162,7 @@ impl Checkers {
             Box::new(store::ObjectWriteSpacing::default()),
             Box::new(store::RefusingStoreSpared::new(config)),
             Box::new(recovery_point::RecoveryPoint::new(calm)),
+            Box::new(recovery_point::PromptLook),
             Box::new(history::PastRestores),
             Box::new(lease::OneWriter::new(config)),
             Box::new(lease::OneDaemonPerHost),

@@ -12,6 +12,8 @@
 
 use std::time::Duration;
 
+use jobvault_core::commit_watch::Watch;
+
 use super::{Invariant, Observation, Verdicts};
 use crate::world::{Body, World};
 
@@ -61,6 +63,31 @@ impl Invariant for RecoveryPoint {
                 });
             }
             _ => {}
+        }
+    }
+}
+
+/// The longest a running daemon may take to look at a commit.
+pub const LOOK_BOUND: Duration = Duration::from_secs(1);
+
+/// A commit is looked at within [`LOOK_BOUND`], on any day: the first step
+/// of the recovery point. With notices from the OS the look follows the
+/// notice; when the OS dropped it (the missed-commit fault), the watcher's
+/// fallback look must still come in time, which a fallback as long as the
+/// interval would not. A look that failed while polling is not one: that
+/// commit waits for the interval's read, and is not reported.
+pub struct PromptLook;
+
+impl Invariant for PromptLook {
+    fn observe(&mut self, seen: &Observation, _world: &World, verdicts: &mut Verdicts) {
+        if let Observation::CommitLooked { waited, watch } = seen {
+            verdicts.check(*waited <= LOOK_BOUND, || {
+                let how = match watch {
+                    Watch::Notified => "with notices from the OS",
+                    Watch::Polled => "polling",
+                };
+                format!("a commit was looked at {waited:?} after it, {how}; at most {LOOK_BOUND:?}")
+            });
         }
     }
 }
