@@ -12,7 +12,8 @@ use jobvault_core::destination::{DestinationId, DestinationMarker};
 use jobvault_core::lease::{FoundLease, Holder, Lease, LeaseEnded, LeaseMachine, LeaseState};
 use jobvault_core::machine::{
     ChangeBatch, FIRST_RETRY, FoundDestination, JobUpload, ListedObject, Owed, REFUSED_RETRY,
-    RowId, Schedule, SnapshotOrder, SnapshotReason, Unreadable, Unvouched, trigger_retry_wait,
+    RowId, SEQ_SAVE_SPACING, Schedule, SnapshotOrder, SnapshotReason, Unreadable, Unvouched,
+    trigger_retry_wait,
 };
 use jobvault_core::object_name::ObjectName;
 use jobvault_core::restore_plan::Ask;
@@ -659,6 +660,11 @@ fn a_failed_upload_holds_the_cursor_and_is_retried() {
     h.input(batch(vec![]));
     h.input(Input::CursorSaved(Ok(0)));
     let commands = h.input(uploaded("b", 12));
+    assert!(
+        saved(&commands).is_none(),
+        "a save went less than a second ago: {commands:?}"
+    );
+    let commands = h.advance(SEQ_SAVE_SPACING);
     assert_eq!(saved(&commands).map(|c| c.seq), Some(13));
     assert_eq!(h.backup.metrics().upload_errors.job, 1);
 }

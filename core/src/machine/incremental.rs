@@ -119,6 +119,9 @@ pub(crate) struct Incremental {
     uploads_in_flight: usize,
     read: Option<ReadInFlight>,
     saving: Option<Saving>,
+    /// When the last save was issued: a cursor whose sequence moved is
+    /// saved at most every [`SEQ_SAVE_SPACING`] while running.
+    last_save: Option<Timestamp>,
     /// The last batch was cut by its limit: read again as soon as there is room.
     more_to_read: bool,
     /// A commit was noticed while a read was in flight, which may have run
@@ -184,6 +187,14 @@ pub(crate) struct Drained {
 /// GCS allows about one write a second to one object name.
 pub const OBJECT_WRITE_SPACING: Duration = Duration::from_secs(1);
 
+/// How often, at most, a running daemon saves a cursor whose sequence
+/// moved. Each save is a commit the watcher notices, which brings a read
+/// of the feed, whose uploads move the cursor again: while uploads flowed
+/// the daemon saved and read as fast as SQLite let it, a tenth of its CPU.
+/// A crash now uploads up to a second of changes again; a stop's drain
+/// saves at once.
+pub const SEQ_SAVE_SPACING: Duration = Duration::from_secs(1);
+
 impl Incremental {
     pub fn new(stored: Cursor, config: &Config) -> Self {
         Incremental {
@@ -205,6 +216,7 @@ impl Incremental {
             uploads_in_flight: 0,
             read: None,
             saving: None,
+            last_save: None,
             more_to_read: false,
             changed_while_reading: false,
             mode: Mode::Running,
@@ -297,9 +309,17 @@ impl Incremental {
         })
     }
 
+    /// When uploads held back may go, or a save held back is due.
+    pub fn next_wake(&self) -> Option<Timestamp> {
+        [self.uploads_due(), self.save_due()]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
     /// When uploads held back (by the store's backoff, or by the one write a
     /// second per object) may go, if any are and there is room for them.
-    pub fn next_wake(&self) -> Option<Timestamp> {
+    fn uploads_due(&self) -> Option<Timestamp> {
         if self.mode == Mode::Halted || self.uploads_in_flight >= self.concurrency {
             return None;
         }
@@ -314,8 +334,19 @@ impl Incremental {
         }
     }
 
-    /// Starts the uploads whose wait is over.
+    /// When a save of a cursor whose sequence moved, held back by
+    /// [`SEQ_SAVE_SPACING`], is due.
+    fn save_due(&self) -> Option<Timestamp> {
+        let owed = self.mode == Mode::Running
+            && self.saving.is_none()
+            && self.covered.seq != self.durable.seq;
+        owed.then_some(self.last_save?.saturating_add(SEQ_SAVE_SPACING))
+    }
+
+    /// Saves the cursor if its save is due, and starts the uploads whose
+    /// wait is over.
     pub fn wake(&mut self, cx: &mut Context) {
+        self.save(cx);
         self.backoff.open_if_due(cx.now);
         if !self.backoff.is_open(cx.now) {
             return;
@@ -678,20 +709,28 @@ impl Incremental {
         });
     }
 
-    /// Saves the cursor if it moved: at once if its sequence did, and once
-    /// an interval if only its time did. A save is a commit the driver
+    /// Saves the cursor if it moved: if its sequence did, at once while
+    /// stopping and at most every [`SEQ_SAVE_SPACING`] while running, and
+    /// once an interval if only its time did. A save is a commit the driver
     /// notices ([`super::Input::DatabaseChanged`]), and the read it brings
     /// moves the time again: saving every such move would go round for as
     /// long as the daemon runs. An older time is only more cautious (a
     /// restore looks further back).
     fn save(&mut self, cx: &mut Context) {
         let time_only = self.covered.seq == self.durable.seq;
+        // A clock stepped back before the last save does not hold this one.
+        let spaced = self.mode == Mode::Running
+            && self.last_save.is_some_and(|last| {
+                last <= cx.now && cx.now < last.saturating_add(SEQ_SAVE_SPACING)
+            });
         if self.saving.is_some()
             || self.covered == self.durable
             || (time_only && self.covered.time < self.durable.time + self.time_only_saves)
+            || (!time_only && spaced)
         {
             return;
         }
+        self.last_save = Some(cx.now);
         self.saving = Some(Saving {
             cursor: self.covered,
             stale: false,

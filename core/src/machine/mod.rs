@@ -25,7 +25,7 @@ use std::time::Duration;
 use tracing::{info, warn};
 
 pub use backoff::{FIRST_RETRY, REFUSED_RETRY};
-pub use incremental::OBJECT_WRITE_SPACING;
+pub use incremental::{OBJECT_WRITE_SPACING, SEQ_SAVE_SPACING};
 pub use io::{
     COMMAND_DEADLINE, ChangeBatch, Command, Cursor, Failure, FailureKind, FoundDestination, Input,
     JobUpload, ListedObject, Owed, SNAPSHOT_DEADLINE, SnapshotOrder, SnapshotReason,
