@@ -9,10 +9,11 @@ use jobvault::db::JobDb;
 use jobvault_core::Envelope;
 use jobvault_core::job_object::encode_job_object;
 use jobvault_core::object_name::{Framing, ObjectName, job_object};
-use jobvault_tests::{Daemon, StoreReader, Workspace, runtime};
+use jobvault_tests::{Daemon, StoreReader, Workspace};
 
 use super::setup::{
-    LATENCY, cpu_seconds, database_with_jobs, emulator_with_proxy, realistic_job, wait_for_cursor,
+    LATENCY, cpu_seconds, database_with_jobs, emulator_with_proxy, realistic_job, run_within,
+    wait_for_cursor,
 };
 use super::targets::Figure;
 use super::verdict::Measured;
@@ -102,7 +103,8 @@ pub fn bare_upload_rate(
         .collect();
     let started = Instant::now();
     let cpu = cpu_seconds(std::process::id());
-    let uploads = runtime().block_on(tokio::time::timeout(
+    run_within(
+        "the plain loop of uploads",
         UPLOADS_TIMEOUT,
         stream::iter(objects)
             .map(|(name, body, framing)| {
@@ -111,8 +113,7 @@ pub fn bare_upload_rate(
             })
             .buffer_unordered(concurrency)
             .collect::<Vec<()>>(),
-    ));
-    assert!(uploads.is_ok(), "the plain loop of uploads timed out");
+    );
     (
         jobs as f64 / started.elapsed().as_secs_f64(),
         cpu_seconds(std::process::id()) - cpu,

@@ -6,11 +6,11 @@ use std::time::{Duration, Instant};
 
 use futures::{StreamExt, stream};
 use jobvault::db::JobDb;
-use jobvault_tests::{Chaos, Daemon, StoreReader, Workspace, jobvault, runtime};
+use jobvault_tests::{Chaos, Daemon, StoreReader, Workspace, jobvault};
 
 use super::setup::{
-    LATENCY, bounded, database_of_size, emulator_with_proxy, mark_backed_up, put_jobs, timed,
-    versions, wait_for_cursor,
+    LATENCY, bounded, database_of_size, emulator_with_proxy, mark_backed_up, put_jobs, run_within,
+    timed, versions, wait_for_cursor,
 };
 use super::targets::Figure;
 use super::verdict::Measured;
@@ -123,7 +123,8 @@ fn fetch_all_jobs(url: &str, endpoint: &str) -> (f64, usize) {
     let reader = StoreReader::connect(url, Some(endpoint));
     let names = reader.names("job-backup/");
     let started = Instant::now();
-    let fetched = runtime().block_on(tokio::time::timeout(
+    let fetched = run_within(
+        "the downloads of every job object",
         Duration::from_secs(30 * 60),
         stream::iter(&names)
             .map(|name| {
@@ -132,7 +133,6 @@ fn fetch_all_jobs(url: &str, endpoint: &str) -> (f64, usize) {
             })
             .buffer_unordered(128)
             .count(),
-    ));
-    let fetched = fetched.expect("the downloads finish within half an hour");
+    );
     (started.elapsed().as_secs_f64(), fetched)
 }

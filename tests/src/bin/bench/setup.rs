@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use jobvault::db::JobDb;
 use jobvault::sample;
 use jobvault_core::{Cursor, JobId, Timestamp};
-use jobvault_tests::{Backend, Emulator, Proxy, Workspace, free_port};
+use jobvault_tests::{Backend, Emulator, Proxy, Workspace, free_port, runtime};
 
 /// What the proxy adds to every store request: about GCS's latency.
 pub const LATENCY: Duration = Duration::from_millis(20);
@@ -38,6 +38,13 @@ pub fn wait_for<T>(
         );
         std::thread::sleep(every);
     }
+}
+
+/// Runs `work` on the shared runtime; panics naming `what` after `timeout`.
+pub fn run_within<T>(what: &str, timeout: Duration, work: impl Future<Output = T>) -> T {
+    runtime()
+        .block_on(async { tokio::time::timeout(timeout, work).await })
+        .unwrap_or_else(|_| panic!("timed out after {timeout:?}: {what}"))
 }
 
 /// Waits until the daemon's cursor at `db` covers sequence `seq`.
