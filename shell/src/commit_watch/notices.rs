@@ -22,15 +22,17 @@ pub struct Notices {
 }
 
 impl Notices {
+    /// Watches the directory of the file `db` names: through a symbolic
+    /// link, SQLite writes beside the file it points to.
     pub fn watch(db: &Path) -> io::Result<Notices> {
+        let db = &std::fs::canonicalize(db)?;
         let name = db
             .file_name()
             .ok_or_else(|| io::Error::other("the database path names no file"))?
             .to_owned();
-        let dir = match db.parent() {
-            Some(dir) if !dir.as_os_str().is_empty() => dir,
-            _ => Path::new("."),
-        };
+        let dir = db
+            .parent()
+            .ok_or_else(|| io::Error::other("the database path has no directory"))?;
         let fd = inotify::init(CreateFlags::CLOEXEC | CreateFlags::NONBLOCK)?;
         let events = WatchFlags::MODIFY
             | WatchFlags::CREATE
