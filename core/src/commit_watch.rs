@@ -10,9 +10,12 @@
 //! [`NOTICED_FALLBACK`], for a notice the OS dropped (its queue overflowed)
 //! or a write it cannot see; the poll stays where there is no such notice
 //! ([`Watch::Polled`]). A notice comes with the write of a commit's pages,
-//! which may come a moment before SQLite's index in shared memory shows the
-//! commit, so a notice whose look found nothing is followed by one more look
-//! [`NOTICE_SETTLE`] later.
+//! a moment before SQLite's index in shared memory shows the commit, so the
+//! driver looks [`NOTICE_SETTLE`] after a notice (the commit's other writes
+//! come in meanwhile), and once more [`NOTICE_RECHECK`] later if that look
+//! found nothing (a commit waiting on its `fsync`). Looking at once and again
+//! 5 ms later cost two looks a commit, a fifth of the daemon's CPU at 50
+//! commits a second.
 
 use std::time::Duration;
 
@@ -25,10 +28,13 @@ pub const CHANGE_POLL: Duration = Duration::from_millis(50);
 /// dropped notice costs a commit at most.
 pub const NOTICED_FALLBACK: Duration = Duration::from_secs(1);
 
+/// How long after a notice the driver looks: the commit's index in shared
+/// memory trails the write that raised the notice by microseconds.
+pub const NOTICE_SETTLE: Duration = Duration::from_millis(2);
+
 /// How soon after a look that a notice brought and that found nothing the
-/// driver looks once more: the commit's index in shared memory trails the
-/// write that raised the notice by microseconds.
-pub const NOTICE_SETTLE: Duration = Duration::from_millis(5);
+/// driver looks once more: the commit may have waited on its `fsync`.
+pub const NOTICE_RECHECK: Duration = Duration::from_millis(20);
 
 /// What the driver has to learn of commits with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,7 +60,7 @@ pub enum NextLook {
 pub fn next_look(watch: Watch, noticed: bool, found: bool) -> NextLook {
     match watch {
         Watch::Polled => NextLook::After(CHANGE_POLL),
-        Watch::Notified if noticed && !found => NextLook::After(NOTICE_SETTLE),
+        Watch::Notified if noticed && !found => NextLook::After(NOTICE_RECHECK),
         Watch::Notified => NextLook::AtNoticeOr(NOTICED_FALLBACK),
     }
 }
@@ -75,7 +81,7 @@ mod tests {
         );
         assert_eq!(
             next_look(Watch::Notified, true, false),
-            NextLook::After(NOTICE_SETTLE)
+            NextLook::After(NOTICE_RECHECK)
         );
     }
 

@@ -16,7 +16,7 @@
 use std::path::Path;
 
 use jobvault_core::Input;
-use jobvault_core::commit_watch::{NextLook, Watch, next_look};
+use jobvault_core::commit_watch::{NOTICE_SETTLE, NextLook, Watch, next_look};
 use tokio::sync::mpsc::UnboundedSender;
 use tracing::warn;
 
@@ -93,7 +93,14 @@ impl Watcher {
         let mut next = next_look(watch, false, false);
         while !inputs.is_closed() {
             let noticed = match (next, &notices) {
-                (NextLook::AtNoticeOr(longest), Some(notices)) => notices.wait(longest),
+                (NextLook::AtNoticeOr(longest), Some(notices)) => {
+                    let noticed = notices.wait(longest);
+                    if noticed {
+                        std::thread::sleep(NOTICE_SETTLE);
+                        notices.drain();
+                    }
+                    noticed
+                }
                 (NextLook::After(wait), notices) | (NextLook::AtNoticeOr(wait), notices) => {
                     std::thread::sleep(wait);
                     // What came in meanwhile is covered by this look.

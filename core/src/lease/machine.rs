@@ -115,8 +115,11 @@ enum TakeStep {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum HeldStep {
     Idle,
+    /// A renewal is out, sent at `sent`, saying the daemon last caught up
+    /// at `caught_up`.
     Renewing {
         sent: Timestamp,
+        caught_up: Option<Timestamp>,
     },
     /// A renewal was refused by its precondition: is the lease still ours?
     /// Nothing is written until a read says so.
@@ -135,8 +138,9 @@ pub struct LeaseMachine {
     state: State,
     /// Give the lease back once nothing is in flight.
     releasing: bool,
-    /// Giving it back failed, finding it gone or replaced.
-    release_found: Option<Failure>,
+    /// Giving it back failed: it was found gone or replaced, or the store
+    /// did not say.
+    release_failed: Option<Failure>,
 }
 
 impl LeaseMachine {
@@ -161,7 +165,7 @@ impl LeaseMachine {
                 waiting: None,
             },
             releasing: false,
-            release_found: None,
+            release_failed: None,
         }
     }
 
@@ -269,8 +273,15 @@ impl LeaseMachine {
                     *step = HeldStep::Rereading;
                     *next_renewal = now + self.renewal.retry;
                     out.push_back(Command::ReadLease);
-                } else if *step == HeldStep::Idle && (now >= *next_renewal || now < *sent) {
-                    *step = HeldStep::Renewing { sent: now };
+                } else if *step == HeldStep::Idle
+                    && (now >= *next_renewal
+                        || now < *sent
+                        || first_caught_up(&lease.state, &content))
+                {
+                    *step = HeldStep::Renewing {
+                        sent: now,
+                        caught_up: content.caught_up,
+                    };
                     let renewed = Lease {
                         renewed: now,
                         state: LeaseState {
@@ -384,9 +395,9 @@ impl LeaseMachine {
                 Err(failure) => self.take_failed(now, failure),
             },
             State::Held {
-                step: HeldStep::Renewing { sent },
+                step: HeldStep::Renewing { sent, caught_up },
                 ..
-            } => self.renewed(sent, result, out),
+            } => self.renewed((sent, caught_up), result, out),
             _ => return false,
         }
         self.release_if_idle(out);
@@ -395,7 +406,7 @@ impl LeaseMachine {
 
     fn renewed(
         &mut self,
-        sent: Timestamp,
+        (sent, caught_up): (Timestamp, Option<Timestamp>),
         result: Result<i64, Failure>,
         out: &mut VecDeque<Command>,
     ) {
@@ -417,6 +428,7 @@ impl LeaseMachine {
                 *generation = written;
                 *last_sent = sent;
                 lease.renewed = sent;
+                lease.state.caught_up = caught_up;
             }
             Err(failure) if failure.kind == FailureKind::Conflict => {
                 *step = HeldStep::Rereading;
@@ -432,20 +444,19 @@ impl LeaseMachine {
         }
         if let Err(failure) = result {
             warn!(error = %failure, "could not give the lease back; it expires by itself");
-            self.release_found =
-                matches!(failure.kind, FailureKind::NotFound | FailureKind::Conflict)
-                    .then_some(failure);
+            self.release_failed = Some(failure);
         }
         self.state = State::Ended(LeaseEnded::Released);
         true
     }
 
     /// The lease was found gone (the prefix wiped) or replaced (another
-    /// holder), while held or when given back: what was uploaded may not be
-    /// there any more. A renewal once a minute finds a wipe that late, so a
-    /// stop's drain may be what finds it.
+    /// holder) while held, or giving it back failed, so that it was not seen
+    /// to be ours at the end: what was uploaded may not be there any more.
+    /// A renewal once a minute finds a wipe that late, so a stop may be what
+    /// finds it, and a giving back that failed (a 429) must not hide it.
     pub fn found_gone(&self) -> bool {
-        self.release_found.is_some() || matches!(self.state, State::Ended(LeaseEnded::Lost(_)))
+        self.release_failed.is_some() || matches!(self.state, State::Ended(LeaseEnded::Lost(_)))
     }
 
     fn decide(&mut self, now: Timestamp, found: FoundLease, out: &mut VecDeque<Command>) {
@@ -584,6 +595,14 @@ impl LeaseMachine {
     }
 }
 
+/// Whether the daemon has just caught up for the first time since the
+/// lease was written: renewed at once then, so that `status`, which reads
+/// the state from the lease, does not say "not caught up yet" for the
+/// minute until the next renewal.
+fn first_caught_up(written: &LeaseState, now: &LeaseState) -> bool {
+    written.caught_up.is_none() && now.caught_up.is_some()
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::test_support::{at, holder};
@@ -698,6 +717,26 @@ mod tests {
         step(&mut lease, at(90), &mut out);
         lease.on_written(at(90), Ok(9), &mut out);
         assert_eq!(lease.may_write(at(91)), Ok(()));
+    }
+
+    #[test]
+    fn the_first_catch_up_is_written_at_once_not_a_minute_later() {
+        let (mut lease, mut out) = taken();
+        let caught_up = LeaseState {
+            caught_up: Some(at(3)),
+            ..LeaseState::default()
+        };
+        lease.handle_timeout(at(3), caught_up.clone(), &mut out);
+        let Some(Command::WriteLease { lease: written, .. }) = out.pop_front() else {
+            panic!("no renewal: {out:?}");
+        };
+        assert_eq!(written.state.caught_up, Some(at(3)));
+        lease.on_written(at(3), Ok(8), &mut out);
+        lease.handle_timeout(at(4), caught_up, &mut out);
+        assert!(
+            out.is_empty(),
+            "once written, the next renewal is a minute on: {out:?}"
+        );
     }
 
     #[test]

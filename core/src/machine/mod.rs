@@ -112,8 +112,8 @@ pub enum Unvouched {
     /// The prefix is new to the database (new, wiped, another's) and the
     /// full snapshot owed to it has not landed.
     NewDestination,
-    /// The lease was found gone (the prefix wiped) or replaced, while held
-    /// or when given back.
+    /// The lease was found gone (the prefix wiped) or replaced while held,
+    /// or could not be given back, so it was not seen to be ours at the end.
     LeaseGone,
 }
 

@@ -261,13 +261,14 @@ fn stop_outcome(stopped: Stopped) -> anyhow::Result<ExitCode> {
                      snapshot owed to it has not landed"
                 }
                 Unvouched::LeaseGone => {
-                    "the lease was found gone or replaced: the prefix was wiped, or another daemon \
-                     took it"
+                    "the lease was found gone or replaced, or could not be given back: the prefix \
+                     may have been wiped, or another daemon taken it"
                 }
             };
             anyhow::bail!(
                 "stopped with every change committed before the stop uploaded ({changes} drained), but \
-                 {why}: the prefix may not restore the database; the next start takes a full snapshot"
+                 {why}: the prefix may not restore the database; the next start takes a full snapshot \
+                 if the prefix is new to the database"
             );
         }
         Stopped::GraceOver {

@@ -43,10 +43,13 @@ impl JobDb {
     }
 
     /// SQLite's `data_version`: it moves when another connection commits.
-    /// In WAL mode reading it touches only shared memory.
+    /// In WAL mode reading it touches only shared memory. The statement is
+    /// kept: the watcher reads it at every commit, and preparing it each
+    /// time cost more than the read.
     pub fn data_version(&self) -> Result<i64, DbError> {
         self.conn
-            .pragma_query_value(None, "data_version", |row| row.get(0))
+            .prepare_cached("PRAGMA data_version")
+            .and_then(|mut statement| statement.query_row([], |row| row.get(0)))
             .in_db(&self.path)
     }
 

@@ -68,7 +68,8 @@ fn accounted(db: &Db, store: &Store, id: &JobId, seq: Seq) -> bool {
 /// database held it when the stop was asked for in the bucket (or a newer
 /// version), unless no job object can hold that version; one that ends otherwise says so by its exit.
 /// A bucket wiped before or during the drain makes it say so: its first
-/// snapshot has not landed, or the lease is found gone as it is given back.
+/// snapshot has not landed, or the lease is found gone (while held, or as
+/// it is given back), or giving it back fails, so it is not seen at the end.
 pub struct DrainedStop;
 
 impl Invariant for DrainedStop {
