@@ -136,5 +136,8 @@ pub fn parse_override(text: &str) -> Result<(Figure, f64), String> {
     let value = value
         .parse::<f64>()
         .map_err(|e| format!("`{value}` is not a number: {e}"))?;
+    if !value.is_finite() || value < 0.0 {
+        return Err(format!("`{value}` is not a finite number of at least 0"));
+    }
     Ok((figure, value))
 }
