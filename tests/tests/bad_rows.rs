@@ -112,3 +112,41 @@ fn a_body_over_the_limit_is_set_aside_without_being_read_whole() {
     );
     assert_eq!(JobDb::open(&db).unwrap().set_aside().unwrap().0, 1);
 }
+
+/// A body SQLite's JSON reader accepts (it stops at a NUL byte) but a
+/// restore would refuse is set aside, not uploaded: one such object in the
+/// bucket failed every restore and retrieve of its prefix.
+#[test]
+fn a_body_with_a_trailing_nul_is_set_aside_and_the_prefix_still_restores() {
+    let emulator = Emulator::shared();
+    let url = format!("gs://{}", emulator.new_bucket("nul-body"));
+    let workspace = Workspace::new();
+    workspace.put_jobs(&[serde_json::json!({"id": "good", "name": "good"})]);
+    let daemon = Daemon::start(&workspace, Some(&emulator.endpoint()), &url, "200ms", &[]);
+    let db = workspace.db();
+    sqlite3(
+        &db,
+        r#"INSERT INTO jobs (id, body) VALUES ('nul', '{"id":"nul"}' || char(0));"#,
+    );
+    caught_up(&db);
+    let set_aside = set_aside(&db);
+    assert!(
+        set_aside.starts_with("nul|2|its body cannot be restored"),
+        "{set_aside}"
+    );
+    daemon.stop();
+    let restored = workspace.path().join("restored.db");
+    let output = jobvault_tests::jobvault(Some(&emulator.endpoint()))
+        .args(["restore", "--bucket", &url, "--to"])
+        .arg(&restored)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        jobvault_tests::stderr(&output)
+    );
+    let jobs = JobDb::open(&restored).unwrap().list().unwrap();
+    let ids: Vec<_> = jobs.iter().map(|e| e.id.to_string()).collect();
+    assert_eq!(ids, ["good"]);
+}

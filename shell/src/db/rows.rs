@@ -1,5 +1,6 @@
 //! Rows as SQLite holds them, read as bytes, and as job versions.
 
+use jobvault_core::envelope::check_body;
 use jobvault_core::machine::{RowId, Unreadable};
 use jobvault_core::{Envelope, JobId, Seq, Timestamp};
 
@@ -26,7 +27,13 @@ pub(super) fn decode(
     let modified = Timestamp::from_unix_nanos(db_modified);
     match body.map(std::str::from_utf8) {
         None => Ok(Envelope::deleted(job, seq, modified)),
-        Some(Ok(body)) => Ok(Envelope::written(job, seq, modified, body)),
+        // What the database's rules let through (SQLite's JSON reader stops
+        // at a NUL byte) but a restore would refuse must not reach the
+        // bucket: one such object failed every restore of its prefix.
+        Some(Ok(body)) => match check_body(&job, body) {
+            Ok(()) => Ok(Envelope::written(job, seq, modified, body)),
+            Err(e) => Err(unreadable(format!("its body cannot be restored: {e}"))),
+        },
         Some(Err(_)) => Err(unreadable("its body is not UTF-8 text".to_owned())),
     }
 }

@@ -124,7 +124,10 @@ mod tests {
         assert!(parse_override("upload-cpu").is_err());
         assert!(parse_override("upload-cpu=fast").is_err());
         for bad in ["NaN", "inf", "1e400", "-1"] {
-            assert!(parse_override(&format!("upload-cpu={bad}")).is_err(), "{bad}");
+            assert!(
+                parse_override(&format!("upload-cpu={bad}")).is_err(),
+                "{bad}"
+            );
         }
     }
 }
