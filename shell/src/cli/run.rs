@@ -42,7 +42,8 @@ pub struct RunArgs {
     /// Names the database in the metrics' `database` label.
     #[arg(long, default_value = "task-scheduler", value_parser = parse_name, env = "JOBVAULT_NAME")]
     name: String,
-    /// How often triggers and job changes are checked.
+    /// How often triggers are checked and the change feed is read whether or
+    /// not a commit was noticed.
     #[arg(long, default_value = "10s", value_parser = parse_interval, env = "JOBVAULT_INTERVAL")]
     interval: Duration,
     /// Job uploads in flight at most.
