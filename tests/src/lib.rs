@@ -100,7 +100,18 @@ pub fn stderr(output: &Output) -> String {
 
 /// Polls `check` every 50 ms until it gives a value; panics naming `what`
 /// after `timeout`.
-pub fn eventually<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Option<T>) -> T {
+pub fn eventually<T>(what: &str, timeout: Duration, check: impl FnMut() -> Option<T>) -> T {
+    eventually_every(what, timeout, Duration::from_millis(50), check)
+}
+
+/// Polls `check` every `every` until it gives a value; panics naming `what`
+/// after `timeout`.
+pub fn eventually_every<T>(
+    what: &str,
+    timeout: Duration,
+    every: Duration,
+    mut check: impl FnMut() -> Option<T>,
+) -> T {
     let deadline = Instant::now() + timeout;
     loop {
         if let Some(value) = check() {
@@ -110,7 +121,7 @@ pub fn eventually<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> O
             Instant::now() < deadline,
             "timed out after {timeout:?} waiting for {what}"
         );
-        std::thread::sleep(Duration::from_millis(50));
+        std::thread::sleep(every);
     }
 }
 

@@ -6,9 +6,9 @@ use std::time::{Duration, Instant};
 
 use jobvault::db::JobDb;
 use jobvault_core::object_name::job_object;
-use jobvault_tests::{Daemon, StoreReader, Workspace, runtime};
+use jobvault_tests::{Daemon, StoreReader, Workspace, eventually_every, runtime};
 
-use super::setup::{cpu_seconds, database_with_jobs, emulator_with_proxy, realistic_job, wait_for};
+use super::setup::{cpu_seconds, database_with_jobs, emulator_with_proxy, realistic_job};
 use super::targets::Figure;
 use super::verdict::Measured;
 
@@ -35,7 +35,7 @@ pub fn run() -> Measured {
         let name = job_object(jobvault::clock::now(), &job.0);
         db.put(&[job]).unwrap();
         let committed = Instant::now();
-        wait_for(
+        eventually_every(
             &format!("{name} in the bucket"),
             Duration::from_secs(60),
             Duration::from_millis(2),

@@ -6,39 +6,18 @@
 
 use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use jobvault::db::JobDb;
 use jobvault::sample;
 use jobvault_core::{Cursor, JobId, Timestamp};
-use jobvault_tests::{Backend, Emulator, Proxy, Workspace, free_port, runtime};
+use jobvault_tests::{Backend, Emulator, Proxy, Workspace, eventually_every, free_port, runtime};
 
 /// What the proxy adds to every store request: about GCS's latency.
 pub const LATENCY: Duration = Duration::from_millis(20);
 
 /// How long one command a section runs may take before the bench gives up.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(30 * 60);
-
-/// Polls `check` every `every` until it gives a value; panics naming
-/// `what` after `timeout`.
-pub fn wait_for<T>(
-    what: &str,
-    timeout: Duration,
-    every: Duration,
-    mut check: impl FnMut() -> Option<T>,
-) -> T {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(value) = check() {
-            return value;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for {what}"
-        );
-        std::thread::sleep(every);
-    }
-}
 
 /// Runs `work` on the shared runtime; panics naming `what` after `timeout`.
 pub fn run_within<T>(what: &str, timeout: Duration, work: impl Future<Output = T>) -> T {
@@ -49,7 +28,7 @@ pub fn run_within<T>(what: &str, timeout: Duration, work: impl Future<Output = T
 
 /// Waits until the daemon's cursor at `db` covers sequence `seq`.
 pub fn wait_for_cursor(db: &JobDb, seq: u64, timeout: Duration) {
-    wait_for(
+    eventually_every(
         &format!("the daemon's cursor to reach {seq}"),
         timeout,
         Duration::from_millis(20),
@@ -113,18 +92,24 @@ pub fn emulator_with_proxy() -> (Emulator, Proxy, tempfile::TempDir) {
 /// `command` run under `timeout`: killed if still running after half an
 /// hour, so that it fails the bench instead of hanging it.
 pub fn bounded(command: Command) -> Command {
-    let mut bounded = Command::new("timeout");
-    bounded
-        .args(["--signal=KILL", &format!("{}s", COMMAND_TIMEOUT.as_secs())])
+    let timeout = format!("{}s", COMMAND_TIMEOUT.as_secs());
+    wrapped("timeout", &["--signal=KILL", &timeout], &command)
+}
+
+/// `program` with `args`, running `command` with its environment.
+fn wrapped(program: &str, args: &[&str], command: &Command) -> Command {
+    let mut wrapper = Command::new(program);
+    wrapper
+        .args(args)
         .arg(command.get_program())
         .args(command.get_args());
     for (key, value) in command.get_envs() {
         match value {
-            Some(value) => bounded.env(key, value),
-            None => bounded.env_remove(key),
+            Some(value) => wrapper.env(key, value),
+            None => wrapper.env_remove(key),
         };
     }
-    bounded
+    wrapper
 }
 
 /// Wall seconds and peak memory (KiB) of a command, from GNU time; it runs
@@ -132,17 +117,12 @@ pub fn bounded(command: Command) -> Command {
 pub fn timed(command: Command) -> (f64, u64) {
     let command = bounded(command);
     let report = tempfile::NamedTempFile::new().unwrap();
-    let mut time = Command::new("/usr/bin/time");
-    time.args(["-f", "%e %M", "-o"])
-        .arg(report.path())
-        .arg(command.get_program())
-        .args(command.get_args());
-    for (key, value) in command.get_envs() {
-        match value {
-            Some(value) => time.env(key, value),
-            None => time.env_remove(key),
-        };
-    }
+    let report_path = report.path().to_str().expect("temporary paths are UTF-8");
+    let mut time = wrapped(
+        "/usr/bin/time",
+        &["-f", "%e %M", "-o", report_path],
+        &command,
+    );
     let status = time.stdout(std::process::Stdio::null()).status().unwrap();
     assert!(status.success(), "{command:?} failed");
     let text = std::fs::read_to_string(report.path()).unwrap();

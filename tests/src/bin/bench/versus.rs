@@ -22,12 +22,12 @@ use std::time::{Duration, Instant};
 
 use jobvault_core::JobId;
 use jobvault_core::object_name::job_object;
-use jobvault_tests::{Proxy, StoreReader, Workspace, jobvault, runtime};
+use jobvault_tests::{Proxy, StoreReader, Workspace, eventually_every, jobvault, runtime};
 use rusqlite::Connection;
 
 use super::setup::{
     LATENCY, cpu_seconds, database_of_size, emulator_with_proxy, mark_backed_up, realistic_job,
-    timed, wait_for,
+    timed,
 };
 use super::targets::Figure;
 use super::verdict::Measured;
@@ -178,7 +178,7 @@ fn lag(tool: &dyn Tool, writer: &Writer) -> [f64; 3] {
             let (id, body) = realistic_job(10_000_000 + n, &mut rng);
             writer.insert(id.as_str(), &body);
             let committed = Instant::now();
-            wait_for(
+            eventually_every(
                 &format!("{}: job {id} in the bucket", tool.name()),
                 Duration::from_secs(60),
                 Duration::from_millis(2),
@@ -304,7 +304,7 @@ impl Tool for Jobvault {
             .stderr(log)
             .spawn()
             .expect("jobvault run starts");
-        wait_for(
+        eventually_every(
             "jobvault's lease in the bucket (it has settled)",
             SETTLE,
             Duration::from_millis(50),
@@ -397,7 +397,7 @@ impl Tool for Litestream {
         // Settled once its first snapshot (level 9) and its first
         // compaction (level 1, a full copy of the database too) are in the
         // bucket.
-        wait_for(
+        eventually_every(
             "Litestream's first snapshot and compaction in the bucket",
             SETTLE,
             Duration::from_millis(50),
@@ -448,7 +448,7 @@ fn terminate(mut child: Child) {
         .status()
         .unwrap();
     assert!(sent.success());
-    wait_for(
+    eventually_every(
         "the daemon to exit after SIGTERM",
         Duration::from_secs(120),
         Duration::from_millis(50),
