@@ -67,15 +67,16 @@ struct Args {
     /// are in the verdict table). Repeatable.
     #[arg(long = "target", value_name = "NAME=VALUE", value_parser = targets::parse_override)]
     targets: Vec<(Figure, f64)>,
-    /// Size of the snapshot and restore databases, in MiB.
-    #[arg(long, default_value_t = 256)]
+    /// Size of the snapshot and restore databases, in MiB (at least 4: the
+    /// snapshot section also measures a quarter of it).
+    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u64).range(4..))]
     database_mib: u64,
     /// Size of the database `restore-at-scale` snapshots, in MiB.
-    #[arg(long, default_value_t = 1024)]
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..))]
     scale_mib: u64,
     /// How many jobs `restore-at-scale` changes after its snapshot.
-    #[arg(long, default_value_t = 100_000)]
-    scale_jobs: usize,
+    #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..))]
+    scale_jobs: u64,
 }
 
 const SECTIONS: [Which; 9] = [
@@ -126,7 +127,7 @@ fn measure(section: Which, args: &Args) -> Measured {
         Which::Retrieve => retrieve::run(),
         Which::RecoveryPoint => recovery_point::run(),
         Which::Restore => restore::run(args.database_mib),
-        Which::RestoreAtScale => restore_at_scale::run(args.scale_mib, args.scale_jobs),
+        Which::RestoreAtScale => restore_at_scale::run(args.scale_mib, args.scale_jobs as usize),
         Which::Writes => writes::run(),
         Which::Memory => memory::run(),
         Which::VersusLitestream => versus::run(args.database_mib),
