@@ -90,28 +90,31 @@ struct Watcher {
 
 impl Watcher {
     fn run(mut self, watch: Watch, notices: Option<Notices>, inputs: &UnboundedSender<Input>) {
-        let mut next = next_look(watch, false, false);
+        let (mut after_notice, mut found) = (None, false);
         while !inputs.is_closed() {
-            let noticed = match (next, &notices) {
+            after_notice = match (next_look(watch, after_notice, found), &notices) {
                 (NextLook::AtNoticeOr(longest), Some(notices)) => {
                     let noticed = notices.wait(longest);
                     if noticed {
                         std::thread::sleep(NOTICE_SETTLE);
                         notices.drain();
                     }
-                    noticed
+                    noticed.then_some(0)
                 }
                 (NextLook::After(wait), notices) | (NextLook::AtNoticeOr(wait), notices) => {
                     std::thread::sleep(wait);
-                    // What came in meanwhile is covered by this look.
-                    notices.as_ref().is_some_and(Notices::drain)
+                    // What came in meanwhile is covered by this look, and a
+                    // new notice starts the rechecks again.
+                    match (notices.as_ref().is_some_and(Notices::drain), after_notice) {
+                        (true, _) => Some(0),
+                        (false, rechecks) => rechecks.map(|k| k + 1),
+                    }
                 }
             };
-            let found = self.look();
+            found = self.look();
             if found {
                 let _ = inputs.send(Input::DatabaseChanged);
             }
-            next = next_look(watch, noticed, found);
         }
     }
 

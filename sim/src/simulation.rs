@@ -685,7 +685,7 @@ impl Simulation {
                 self.outcome.faults.add(FaultKind::MissedCommit);
             }
             let within = |longest: Duration| longest.as_micros() as u64;
-            let wait = match next_look(self.plan.watch, false, false) {
+            let wait = match next_look(self.plan.watch, None, false) {
                 NextLook::After(_) if missed => continue,
                 NextLook::After(poll) => within(poll),
                 NextLook::AtNoticeOr(fallback) if missed => within(fallback),
