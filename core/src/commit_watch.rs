@@ -53,13 +53,23 @@ pub enum Watch {
     Polled,
 }
 
+/// Waiting for a notice: what a driver with notices does but after one that
+/// found nothing.
+const AT_NOTICE: NextLook = NextLook::AtNotice {
+    settle: NOTICE_SETTLE,
+    or_after: NOTICED_FALLBACK,
+};
+
 /// When the driver looks next.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NextLook {
     /// After this long, notice or not.
     After(Duration),
-    /// At the next notice, or after this long without one.
-    AtNoticeOr(Duration),
+    /// `settle` after the next notice, or after `or_after` without one.
+    AtNotice {
+        settle: Duration,
+        or_after: Duration,
+    },
 }
 
 /// The next look after one that `found` a commit or not, and that a notice
@@ -72,7 +82,7 @@ pub fn next_look(watch: Watch, after_notice: Option<u32>, found: bool) -> NextLo
         (Watch::Notified, Some(rechecks)) if !found && rechecks < NOTICE_RECHECKS => {
             NextLook::After(NOTICE_RECHECK * 2u32.pow(rechecks))
         }
-        (Watch::Notified, _) => NextLook::AtNoticeOr(NOTICED_FALLBACK),
+        (Watch::Notified, _) => AT_NOTICE,
     }
 }
 
@@ -82,14 +92,8 @@ mod tests {
 
     #[test]
     fn with_notices_the_driver_waits_for_one_and_rechecks_a_notice_that_found_nothing() {
-        assert_eq!(
-            next_look(Watch::Notified, Some(0), true),
-            NextLook::AtNoticeOr(NOTICED_FALLBACK)
-        );
-        assert_eq!(
-            next_look(Watch::Notified, None, false),
-            NextLook::AtNoticeOr(NOTICED_FALLBACK)
-        );
+        assert_eq!(next_look(Watch::Notified, Some(0), true), AT_NOTICE);
+        assert_eq!(next_look(Watch::Notified, None, false), AT_NOTICE);
         let waits: Vec<_> = (0..NOTICE_RECHECKS)
             .map(|k| next_look(Watch::Notified, Some(k), false))
             .collect();
@@ -103,7 +107,7 @@ mod tests {
         assert!(total < NOTICED_FALLBACK, "{total:?}");
         assert_eq!(
             next_look(Watch::Notified, Some(NOTICE_RECHECKS), false),
-            NextLook::AtNoticeOr(NOTICED_FALLBACK),
+            AT_NOTICE,
             "a notice that brought no commit is given up"
         );
     }

@@ -16,7 +16,7 @@
 use std::path::Path;
 
 use jobvault_core::Input;
-use jobvault_core::commit_watch::{NOTICE_SETTLE, NextLook, Watch, next_look};
+use jobvault_core::commit_watch::{NextLook, Watch, next_look};
 use tokio::sync::mpsc::UnboundedSender;
 use tracing::warn;
 
@@ -93,15 +93,16 @@ impl Watcher {
         let (mut after_notice, mut found) = (None, false);
         while !inputs.is_closed() {
             after_notice = match (next_look(watch, after_notice, found), &notices) {
-                (NextLook::AtNoticeOr(longest), Some(notices)) => {
-                    let noticed = notices.wait(longest);
+                (NextLook::AtNotice { settle, or_after }, Some(notices)) => {
+                    let noticed = notices.wait(or_after);
                     if noticed {
-                        std::thread::sleep(NOTICE_SETTLE);
+                        std::thread::sleep(settle);
                         notices.drain();
                     }
                     noticed.then_some(0)
                 }
-                (NextLook::After(wait), notices) | (NextLook::AtNoticeOr(wait), notices) => {
+                (NextLook::After(wait), notices)
+                | (NextLook::AtNotice { or_after: wait, .. }, notices) => {
                     std::thread::sleep(wait);
                     // What came in meanwhile is covered by this look, and a
                     // new notice starts the rechecks again.

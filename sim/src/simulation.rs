@@ -688,8 +688,8 @@ impl Simulation {
             let wait = match next_look(self.plan.watch, None, false) {
                 NextLook::After(_) if missed => continue,
                 NextLook::After(poll) => within(poll),
-                NextLook::AtNoticeOr(fallback) if missed => within(fallback),
-                NextLook::AtNoticeOr(_) => within(NOTICE_LATENCY),
+                NextLook::AtNotice { or_after, .. } if missed => within(or_after),
+                NextLook::AtNotice { settle, .. } => within(settle + NOTICE_LATENCY),
             };
             let look = self.now + Duration::from_micros(self.rng.watch.u64(1..=wait));
             let process = &mut self.nodes[node].process;
