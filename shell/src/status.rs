@@ -366,4 +366,30 @@ mod tests {
             assert_eq!(human_age(Duration::from_secs(secs)), text);
         }
     }
+
+    #[test]
+    fn a_lease_unrenewed_past_half_its_expiry_is_warned_of_and_one_renewed_a_minute_ago_is_not() {
+        let daemon = |renewed_seconds_ago| DaemonStatus {
+            host: "vm".to_owned(),
+            pid: 7,
+            database: "/var/lib/s/jobs.db".to_owned(),
+            renewed_seconds_ago,
+            expiry_seconds: 180,
+            cursor_seq: 1,
+            caught_up: Some("2026-12-04T00:00:00Z".to_owned()),
+            caught_up_seconds_ago: Some(1),
+            jobs_set_aside: 0,
+        };
+        assert!(
+            daemon_warnings(&daemon(75)).is_empty(),
+            "renewed once a minute, a lease 75 s old is a live daemon's"
+        );
+        let warnings = daemon_warnings(&daemon(91));
+        assert!(
+            warnings.len() == 1
+                && warnings[0].contains("1m 31s ago")
+                && warnings[0].contains("1m 30s"),
+            "{warnings:?}"
+        );
+    }
 }

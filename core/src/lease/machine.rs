@@ -140,7 +140,7 @@ pub struct LeaseMachine {
     releasing: bool,
     /// Giving it back failed: it was found gone or replaced, or the store
     /// did not say.
-    release_failed: Option<Failure>,
+    release_failed: bool,
 }
 
 impl LeaseMachine {
@@ -165,7 +165,7 @@ impl LeaseMachine {
                 waiting: None,
             },
             releasing: false,
-            release_failed: None,
+            release_failed: false,
         }
     }
 
@@ -444,7 +444,7 @@ impl LeaseMachine {
         }
         if let Err(failure) = result {
             warn!(error = %failure, "could not give the lease back; it expires by itself");
-            self.release_failed = Some(failure);
+            self.release_failed = true;
         }
         self.state = State::Ended(LeaseEnded::Released);
         true
@@ -456,7 +456,7 @@ impl LeaseMachine {
     /// A renewal once a minute finds a wipe that late, so a stop may be what
     /// finds it, and a giving back that failed (a 429) must not hide it.
     pub fn found_gone(&self) -> bool {
-        self.release_failed.is_some() || matches!(self.state, State::Ended(LeaseEnded::Lost(_)))
+        self.release_failed || matches!(self.state, State::Ended(LeaseEnded::Lost(_)))
     }
 
     fn decide(&mut self, now: Timestamp, found: FoundLease, out: &mut VecDeque<Command>) {

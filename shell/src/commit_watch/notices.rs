@@ -46,10 +46,7 @@ impl Notices {
     /// Waits up to `longest` for a notice; whether one about the database
     /// came.
     pub fn wait(&self, longest: Duration) -> bool {
-        let timeout = Timespec::try_from(longest).unwrap_or(Timespec {
-            tv_sec: 1,
-            tv_nsec: 0,
-        });
+        let timeout = Timespec::try_from(longest).expect("the core's waits fit a timespec");
         let mut fds = [PollFd::new(&self.fd, PollFlags::IN)];
         match poll(&mut fds, Some(&timeout)) {
             Ok(0) => false,
