@@ -18,6 +18,13 @@
 //! looks a commit, a fifth of the daemon's CPU at 50 commits a second; and a
 //! commit whose `fsync` took longer than the one recheck waited for the
 //! fallback (1 to 7% of them from writers at `synchronous=FULL`).
+//!
+//! After a look that found a commit the driver rests [`LOOK_SPACING`]
+//! before it takes the next notice: under a stream of commits one look,
+//! and one read of the change feed, then takes the several that came
+//! meanwhile. Looking at every commit cost a look, a feed read and a wake
+//! of the runtime each, most of the daemon's CPU at 50 commits a second
+//! beside the uploads themselves.
 
 use std::time::Duration;
 
@@ -33,6 +40,12 @@ pub const NOTICED_FALLBACK: Duration = Duration::from_secs(1);
 /// How long after a notice the driver looks: the commit's index in shared
 /// memory trails the write that raised the notice by microseconds.
 pub const NOTICE_SETTLE: Duration = Duration::from_millis(2);
+
+/// How long after a look that found a commit the driver takes no notice:
+/// what a commit in a stream of them may wait on top of [`NOTICE_SETTLE`].
+/// The old poll's period, a twentieth of the recovery point's 0.1 s at p90
+/// twice over; a lone commit, long after the last, does not wait it.
+pub const LOOK_SPACING: Duration = Duration::from_millis(50);
 
 /// How soon after a look that a notice brought and that found nothing the
 /// driver looks once more: the commit may be waiting on its `fsync`. Each
@@ -53,20 +66,32 @@ pub enum Watch {
     Polled,
 }
 
-/// Waiting for a notice: what a driver with notices does but after one that
-/// found nothing.
+/// Waiting for a notice: what a driver with notices does but during the
+/// rechecks of a notice that found nothing.
 const AT_NOTICE: NextLook = NextLook::AtNotice {
+    rest: Duration::ZERO,
     settle: NOTICE_SETTLE,
     or_after: NOTICED_FALLBACK,
 };
+
+/// Waiting for a notice after a look that found a commit: the fallback
+/// still comes [`NOTICED_FALLBACK`] after that look.
+const RESTED_AT_NOTICE: NextLook = NextLook::AtNotice {
+    rest: LOOK_SPACING,
+    settle: NOTICE_SETTLE,
+    or_after: NOTICED_FALLBACK.saturating_sub(LOOK_SPACING),
+};
+const _: () = assert!(LOOK_SPACING.as_micros() < NOTICED_FALLBACK.as_micros());
 
 /// When the driver looks next.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NextLook {
     /// After this long, notice or not.
     After(Duration),
-    /// `settle` after the next notice, or after `or_after` without one.
+    /// After `rest`, `settle` after the next notice (one that came during
+    /// the rest counts), or `or_after` later without one.
     AtNotice {
+        rest: Duration,
         settle: Duration,
         or_after: Duration,
     },
@@ -82,6 +107,7 @@ pub fn next_look(watch: Watch, after_notice: Option<u32>, found: bool) -> NextLo
         (Watch::Notified, Some(rechecks)) if !found && rechecks < NOTICE_RECHECKS => {
             NextLook::After(NOTICE_RECHECK * 2u32.pow(rechecks))
         }
+        (Watch::Notified, _) if found => RESTED_AT_NOTICE,
         (Watch::Notified, _) => AT_NOTICE,
     }
 }
@@ -92,7 +118,6 @@ mod tests {
 
     #[test]
     fn with_notices_the_driver_waits_for_one_and_rechecks_a_notice_that_found_nothing() {
-        assert_eq!(next_look(Watch::Notified, Some(0), true), AT_NOTICE);
         assert_eq!(next_look(Watch::Notified, None, false), AT_NOTICE);
         let waits: Vec<_> = (0..NOTICE_RECHECKS)
             .map(|k| next_look(Watch::Notified, Some(k), false))
@@ -109,6 +134,31 @@ mod tests {
             next_look(Watch::Notified, Some(NOTICE_RECHECKS), false),
             AT_NOTICE,
             "a notice that brought no commit is given up"
+        );
+    }
+
+    #[test]
+    fn after_a_look_that_found_a_commit_the_next_notice_waits_out_the_spacing() {
+        for after_notice in [None, Some(0), Some(NOTICE_RECHECKS)] {
+            let next = next_look(Watch::Notified, after_notice, true);
+            let NextLook::AtNotice {
+                rest,
+                settle,
+                or_after,
+            } = next
+            else {
+                panic!("not waiting for a notice: {next:?}");
+            };
+            assert_eq!((rest, settle), (LOOK_SPACING, NOTICE_SETTLE));
+            assert_eq!(
+                rest + or_after,
+                NOTICED_FALLBACK,
+                "a dropped notice waits no longer"
+            );
+        }
+        assert!(
+            LOOK_SPACING + NOTICE_SETTLE < Duration::from_millis(100),
+            "the spacing leaves room for the upload in the recovery point's 0.1 s"
         );
     }
 

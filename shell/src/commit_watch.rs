@@ -93,7 +93,15 @@ impl Watcher {
         let (mut after_notice, mut found) = (None, false);
         while !inputs.is_closed() {
             after_notice = match (next_look(watch, after_notice, found), &notices) {
-                (NextLook::AtNotice { settle, or_after }, Some(notices)) => {
+                (
+                    NextLook::AtNotice {
+                        rest,
+                        settle,
+                        or_after,
+                    },
+                    Some(notices),
+                ) => {
+                    std::thread::sleep(rest);
                     let noticed = notices.wait(or_after);
                     if noticed {
                         std::thread::sleep(settle);

@@ -53,9 +53,21 @@ pub struct Process {
     /// daemon's save) the running core has not reacted to yet: the only
     /// reasons for it to reset its change feed.
     pub unexplained_rewinds: u64,
-    /// The first commit the watcher has not looked at since, and when its
-    /// next look is: it reports the commits then.
-    pub look_pending: Option<(Timestamp, Timestamp)>,
+    /// The watcher's next look, for the commits it has not looked at.
+    pub look_pending: Option<PendingLook>,
+    /// When the watcher last looked and found a commit.
+    pub looked: Option<Timestamp>,
+}
+
+/// A look the watcher will take: it reports the commits since then.
+#[derive(Debug, Clone, Copy)]
+pub struct PendingLook {
+    /// The first commit it has not looked at.
+    pub since: Timestamp,
+    pub due: Timestamp,
+    /// Nothing was missed since: the OS gave notice of every commit, or
+    /// every poll looked.
+    pub prompt: bool,
 }
 
 impl Node {

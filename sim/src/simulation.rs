@@ -22,7 +22,7 @@ use crate::faults::{DayPlan, FaultCounts, FaultKind};
 use crate::history::History;
 use crate::invariants::{Checkers, Observation};
 use crate::lifecycle::Ending;
-use crate::node::{Node, NodeId};
+use crate::node::{Node, NodeId, PendingLook};
 use crate::operations::{Fate, Op, describe_input};
 use crate::restore::{ReadFaults, Restored, restore};
 use crate::rng::Streams;
@@ -528,11 +528,13 @@ impl Simulation {
             }
             Event::WatcherLooks(node, generation) => {
                 if self.runs(node, generation)
-                    && let Some((since, _)) = self.nodes[node].process.look_pending.take()
+                    && let Some(pending) = self.nodes[node].process.look_pending.take()
                 {
+                    self.nodes[node].process.looked = Some(self.now);
                     self.observe(Observation::CommitLooked {
-                        waited: self.now.duration_since(since),
+                        waited: self.now.duration_since(pending.since),
                         watch: self.plan.watch,
+                        prompt: pending.prompt,
                     });
                     self.deliver(node, Input::DatabaseChanged);
                 }
@@ -671,7 +673,9 @@ impl Simulation {
 
     /// Something committed to the database: each running core's watcher
     /// reports it at its next look, which the core's [`next_look`] places.
-    /// With notices from the OS the look follows the notice at once; a
+    /// With notices from the OS the look follows the notice at once, or
+    /// the rest after the last look that found a commit (every look here
+    /// finds one); a
     /// missed commit is a notice the OS dropped (the look comes at the
     /// fallback) or, while polling, a look that failed (the interval's read
     /// finds it).
@@ -685,19 +689,33 @@ impl Simulation {
                 self.outcome.faults.add(FaultKind::MissedCommit);
             }
             let within = |longest: Duration| longest.as_micros() as u64;
-            let wait = match next_look(self.plan.watch, None, false) {
-                NextLook::After(_) if missed => continue,
-                NextLook::After(poll) => within(poll),
-                NextLook::AtNotice { or_after, .. } if missed => within(or_after),
-                NextLook::AtNotice { settle, .. } => within(settle + NOTICE_LATENCY),
-            };
-            let look = self.now + Duration::from_micros(self.rng.watch.u64(1..=wait));
             let process = &mut self.nodes[node].process;
-            let (since, due) = process.look_pending.unwrap_or((self.now, look));
-            if process.look_pending.is_some() && due <= look {
-                continue;
+            let (rest, wait) = match next_look(self.plan.watch, None, process.looked.is_some()) {
+                NextLook::After(_) if missed => continue,
+                NextLook::After(poll) => (Duration::ZERO, within(poll)),
+                NextLook::AtNotice { rest, or_after, .. } if missed => (rest, within(or_after)),
+                NextLook::AtNotice { rest, settle, .. } => (rest, within(settle + NOTICE_LATENCY)),
+            };
+            let rested = process
+                .looked
+                .map_or(self.now, |looked| self.now.max(looked + rest));
+            let look = rested + Duration::from_micros(self.rng.watch.u64(1..=wait));
+            match &mut process.look_pending {
+                Some(pending) => {
+                    pending.prompt &= !missed;
+                    if pending.due <= look {
+                        continue;
+                    }
+                    pending.due = look;
+                }
+                None => {
+                    process.look_pending = Some(PendingLook {
+                        since: self.now,
+                        due: look,
+                        prompt: !missed,
+                    });
+                }
             }
-            process.look_pending = Some((since, look));
             let generation = process.generation;
             self.at(look, Event::WatcherLooks(node, generation));
         }

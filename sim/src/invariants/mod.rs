@@ -95,8 +95,13 @@ pub enum Observation<'a> {
     /// A restore after the faults stopped and the system quiesced.
     Quiesced(&'a Restored),
     /// A daemon's watcher looked for commits, `waited` after the first it
-    /// had not looked at, learning of commits by `watch`.
-    CommitLooked { waited: Duration, watch: Watch },
+    /// had not looked at, learning of commits by `watch`; `prompt` when it
+    /// missed none of them since (no notice dropped, no poll failed).
+    CommitLooked {
+        waited: Duration,
+        watch: Watch,
+        prompt: bool,
+    },
     /// The system quiesced; the holder's count of rows set aside.
     SetAsideCounted { counted: u64 },
     /// A restore to local time `at`, in the bucket's history.
