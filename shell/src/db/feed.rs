@@ -236,10 +236,31 @@ mod tests {
     #[test]
     fn reads_with_new_bounds_reuse_the_prepared_feed() {
         let (_dir, mut db) = database_with(20);
+        // A writer's ANALYZE gives the planner samples to plan a bound
+        // value with.
+        db.conn.execute_batch("ANALYZE").unwrap();
         for (after, limit) in [(0, 3), (3, 7), (10, 1), (11, 100)] {
             db.changes(after, limit, u64::MAX).unwrap();
         }
         let statement = db.conn.prepare_cached(CHANGES).unwrap();
         assert_eq!(statement.get_status(StatementStatus::RePrepare), 0);
+    }
+
+    #[test]
+    fn the_feed_merges_two_index_scans_in_order_and_sorts_nothing() {
+        let (_dir, db) = database_with(3);
+        let plan: Vec<String> = db
+            .conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {CHANGES}"))
+            .unwrap()
+            .query_map(params![0, MAX_BODY_BYTES as i64], |row| row.get(3))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert!(plan.iter().any(|step| step.contains("MERGE")), "{plan:?}");
+        assert!(
+            !plan.iter().any(|step| step.contains("TEMP B-TREE")),
+            "{plan:?}"
+        );
     }
 }

@@ -36,6 +36,7 @@ use std::path::{Path, PathBuf};
 
 use jobvault_core::Timestamp;
 use jobvault_core::locked_copy::BUSY_TIMEOUT;
+use rusqlite::config::DbConfig;
 use rusqlite::{Connection, OpenFlags, TransactionBehavior, params};
 
 use meta::CURSOR_TIME;
@@ -136,6 +137,11 @@ impl JobDb {
             .in_db(path)?;
         conn.busy_timeout(BUSY_TIMEOUT).in_db(path)?;
         conn.pragma_update(None, "journal_mode", "wal")
+            .in_db(path)?;
+        // Plans that do not depend on bound values: after a writer's ANALYZE
+        // SQLite would otherwise plan the feed with each new cursor, and
+        // prepare it again at every read ([`feed::CHANGES`]).
+        conn.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)
             .in_db(path)?;
         Ok(JobDb {
             path: path.to_owned(),
