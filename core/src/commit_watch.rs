@@ -14,7 +14,8 @@
 //! driver looks [`NOTICE_SETTLE`] after a notice (the commit's other writes
 //! come in meanwhile), and if that look found nothing (a commit waiting on
 //! its `fsync`) again after [`NOTICE_RECHECK`], then after twice that, up to
-//! [`NOTICE_RECHECKS`] times. Looking at once and again 5 ms later cost two
+//! [`NOTICE_RECHECKS`] times, or at the next notice: a commit during a
+//! recheck's wait does not wait it out. Looking at once and again 5 ms later cost two
 //! looks a commit, a fifth of the daemon's CPU at 50 commits a second; and a
 //! commit whose `fsync` took longer than the one recheck waited for the
 //! fallback (1 to 7% of them from writers at `synchronous=FULL`).
@@ -43,13 +44,14 @@ pub const NOTICE_SETTLE: Duration = Duration::from_millis(2);
 
 /// How long after a look that found a commit the driver takes no notice:
 /// what a commit in a stream of them may wait on top of [`NOTICE_SETTLE`].
-/// The old poll's period, a twentieth of the recovery point's 0.1 s at p90
-/// twice over; a lone commit, long after the last, does not wait it.
+/// The old poll's period, half the recovery point's 0.1 s at p90. A commit
+/// within it of the daemon's own cursor save (a commit too, at most once a
+/// second) waits it as well.
 pub const LOOK_SPACING: Duration = Duration::from_millis(50);
 
 /// How soon after a look that a notice brought and that found nothing the
-/// driver looks once more: the commit may be waiting on its `fsync`. Each
-/// recheck that finds nothing doubles the wait.
+/// driver looks once more, or at the next notice: the commit may be waiting
+/// on its `fsync`. Each recheck that finds nothing doubles the wait.
 pub const NOTICE_RECHECK: Duration = Duration::from_millis(20);
 
 /// How many rechecks follow a notice at most: 20 to 320 ms, 620 ms in all,
@@ -105,10 +107,26 @@ pub fn next_look(watch: Watch, after_notice: Option<u32>, found: bool) -> NextLo
     match (watch, after_notice) {
         (Watch::Polled, _) => NextLook::After(CHANGE_POLL),
         (Watch::Notified, Some(rechecks)) if !found && rechecks < NOTICE_RECHECKS => {
-            NextLook::After(NOTICE_RECHECK * 2u32.pow(rechecks))
+            NextLook::AtNotice {
+                rest: Duration::ZERO,
+                settle: NOTICE_SETTLE,
+                or_after: NOTICE_RECHECK * 2u32.pow(rechecks),
+            }
         }
         (Watch::Notified, _) if found => RESTED_AT_NOTICE,
         (Watch::Notified, _) => AT_NOTICE,
+    }
+}
+
+/// What the look after a wait is, for [`next_look`]'s `after_notice`: one a
+/// notice brought (`noticed`), or without one, the next recheck of a notice
+/// whose look found nothing, or neither (the fallback).
+#[must_use]
+pub fn after_wait(after_notice: Option<u32>, found: bool, noticed: bool) -> Option<u32> {
+    match (noticed, found) {
+        (true, _) => Some(0),
+        (false, true) => None,
+        (false, false) => after_notice.map(|rechecks| rechecks.saturating_add(1)),
     }
 }
 
@@ -124,7 +142,11 @@ mod tests {
             .collect();
         assert_eq!(
             waits,
-            [20, 40, 80, 160, 320].map(|ms| NextLook::After(Duration::from_millis(ms)))
+            [20, 40, 80, 160, 320].map(|ms| NextLook::AtNotice {
+                rest: Duration::ZERO,
+                settle: NOTICE_SETTLE,
+                or_after: Duration::from_millis(ms),
+            })
         );
         let total: Duration = (0..NOTICE_RECHECKS)
             .map(|k| NOTICE_RECHECK * 2u32.pow(k))
@@ -135,6 +157,20 @@ mod tests {
             AT_NOTICE,
             "a notice that brought no commit is given up"
         );
+    }
+
+    #[test]
+    fn a_notice_during_a_recheck_starts_the_rechecks_again_and_a_find_ends_them() {
+        assert_eq!(after_wait(Some(2), false, true), Some(0));
+        assert_eq!(after_wait(None, true, true), Some(0));
+        assert_eq!(
+            after_wait(Some(2), false, false),
+            Some(3),
+            "the next recheck"
+        );
+        assert_eq!(after_wait(Some(2), true, false), None, "the fallback");
+        assert_eq!(after_wait(None, false, false), None, "the fallback");
+        assert_eq!(after_wait(Some(u32::MAX), false, false), Some(u32::MAX));
     }
 
     #[test]

@@ -16,7 +16,7 @@
 use std::path::Path;
 
 use jobvault_core::Input;
-use jobvault_core::commit_watch::{NextLook, Watch, next_look};
+use jobvault_core::commit_watch::{NextLook, Watch, after_wait, next_look};
 use tokio::sync::mpsc::UnboundedSender;
 use tracing::warn;
 
@@ -92,7 +92,7 @@ impl Watcher {
     fn run(mut self, watch: Watch, notices: Option<Notices>, inputs: &UnboundedSender<Input>) {
         let (mut after_notice, mut found) = (None, false);
         while !inputs.is_closed() {
-            after_notice = match (next_look(watch, after_notice, found), &notices) {
+            let noticed = match (next_look(watch, after_notice, found), &notices) {
                 (
                     NextLook::AtNotice {
                         rest,
@@ -107,19 +107,18 @@ impl Watcher {
                         std::thread::sleep(settle);
                         notices.drain();
                     }
-                    noticed.then_some(0)
+                    noticed
                 }
-                (NextLook::After(wait), notices)
-                | (NextLook::AtNotice { or_after: wait, .. }, notices) => {
+                (NextLook::AtNotice { rest, or_after, .. }, None) => {
+                    std::thread::sleep(rest + or_after);
+                    false
+                }
+                (NextLook::After(wait), _) => {
                     std::thread::sleep(wait);
-                    // What came in meanwhile is covered by this look, and a
-                    // new notice starts the rechecks again.
-                    match (notices.as_ref().is_some_and(Notices::drain), after_notice) {
-                        (true, _) => Some(0),
-                        (false, rechecks) => rechecks.map(|k| k + 1),
-                    }
+                    false
                 }
             };
+            after_notice = after_wait(after_notice, found, noticed);
             found = self.look();
             if found {
                 let _ = inputs.send(Input::DatabaseChanged);

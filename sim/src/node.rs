@@ -65,8 +65,8 @@ pub struct PendingLook {
     /// The first commit it has not looked at.
     pub since: Timestamp,
     pub due: Timestamp,
-    /// Nothing was missed since: the OS gave notice of every commit, or
-    /// every poll looked.
+    /// The first commit was not missed: the OS gave notice of it, or the
+    /// poll looked.
     pub prompt: bool,
 }
 

@@ -14,7 +14,7 @@ use std::collections::{BTreeSet, BinaryHeap};
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::time::Duration;
 
-use jobvault_core::commit_watch::{NextLook, next_look};
+use jobvault_core::commit_watch::{NOTICED_FALLBACK, NextLook, next_look};
 use jobvault_core::machine::SNAPSHOT_DEADLINE;
 use jobvault_core::{Config, Input, JobId, Timestamp};
 
@@ -690,19 +690,23 @@ impl Simulation {
             }
             let within = |longest: Duration| longest.as_micros() as u64;
             let process = &mut self.nodes[node].process;
-            let (rest, wait) = match next_look(self.plan.watch, None, process.looked.is_some()) {
+            // After a second with no notice the watcher has taken its
+            // fallback look, and rests no more.
+            let resting = process
+                .looked
+                .filter(|&looked| self.now < looked + NOTICED_FALLBACK);
+            let (rest, wait) = match next_look(self.plan.watch, None, resting.is_some()) {
                 NextLook::After(_) if missed => continue,
                 NextLook::After(poll) => (Duration::ZERO, within(poll)),
                 NextLook::AtNotice { rest, or_after, .. } if missed => (rest, within(or_after)),
                 NextLook::AtNotice { rest, settle, .. } => (rest, within(settle + NOTICE_LATENCY)),
             };
-            let rested = process
-                .looked
-                .map_or(self.now, |looked| self.now.max(looked + rest));
+            let rested = resting.map_or(self.now, |looked| self.now.max(looked + rest));
             let look = rested + Duration::from_micros(self.rng.watch.u64(1..=wait));
             match &mut process.look_pending {
+                // Whether the look is prompt is the first commit's: a later
+                // one can only bring it forward.
                 Some(pending) => {
-                    pending.prompt &= !missed;
                     if pending.due <= look {
                         continue;
                     }

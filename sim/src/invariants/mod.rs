@@ -96,7 +96,7 @@ pub enum Observation<'a> {
     Quiesced(&'a Restored),
     /// A daemon's watcher looked for commits, `waited` after the first it
     /// had not looked at, learning of commits by `watch`; `prompt` when it
-    /// missed none of them since (no notice dropped, no poll failed).
+    /// did not miss that one (its notice was not dropped).
     CommitLooked {
         waited: Duration,
         watch: Watch,
