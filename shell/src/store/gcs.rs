@@ -1,5 +1,6 @@
 //! Google Cloud Storage through the JSON API (the `gcloud-storage` crate).
 
+use std::io::Write as _;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -68,6 +69,18 @@ pub(super) struct GcsStore {
     prefix: String,
     /// The emulator talked to anonymously, if any.
     emulator: Option<String>,
+}
+
+/// The metadata part of a multipart upload, written straight into the
+/// request's body.
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct UploadMetadata<'a> {
+    name: &'a str,
+    content_type: &'a str,
+    content_encoding: &'a str,
+    content_disposition: &'a str,
+    crc32c: &'a str,
 }
 
 /// What an upload's answer says that jobvault reads; the rest of the object
@@ -208,25 +221,15 @@ impl GcsStore {
         if_generation: Option<i64>,
     ) -> Result<Option<i64>, BackendError> {
         let sent = crc32c::crc32c(&body);
-        let metadata = serde_json::json!({
-            "name": self.full_name(name),
-            "contentType": Framing::CONTENT_TYPE,
-            "contentEncoding": Framing::CONTENT_ENCODING,
-            "contentDisposition": framing.content_disposition(),
-            "crc32c": crc32c_base64(sent),
-        });
+        let metadata = UploadMetadata {
+            name: &self.full_name(name),
+            content_type: Framing::CONTENT_TYPE,
+            content_encoding: Framing::CONTENT_ENCODING,
+            content_disposition: &framing.content_disposition(),
+            crc32c: &crc32c_base64(sent),
+        };
         let boundary = boundary_absent_from(&body);
-        let mut payload = Vec::with_capacity(body.len() + 512);
-        payload.extend_from_slice(
-            format!(
-                "--{boundary}\r\nContent-Type: application/json; charset=UTF-8\r\n\r\n{metadata}\r\n\
-                 --{boundary}\r\nContent-Type: {}\r\n\r\n",
-                Framing::CONTENT_TYPE
-            )
-            .as_bytes(),
-        );
-        payload.extend_from_slice(&body);
-        payload.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+        let payload = multipart(&boundary, &metadata, &body);
         let mut url = self.upload_url.clone();
         if let Some(generation) = if_generation {
             url.query_pairs_mut()
@@ -754,15 +757,31 @@ fn crc32c_base64(crc: u32) -> String {
     base64::engine::general_purpose::STANDARD.encode(crc.to_be_bytes())
 }
 
-/// A multipart boundary that does not occur in `body`.
+/// The body of a multipart upload: the object's metadata, then its bytes.
+fn multipart(boundary: &str, metadata: &UploadMetadata, body: &[u8]) -> Vec<u8> {
+    const IN_MEMORY: &str = "writing to a Vec cannot fail";
+    let mut payload = Vec::with_capacity(body.len() + 512);
+    let json = "Content-Type: application/json; charset=UTF-8";
+    write!(payload, "--{boundary}\r\n{json}\r\n\r\n").expect(IN_MEMORY);
+    serde_json::to_writer(&mut payload, metadata).expect(IN_MEMORY);
+    let object = Framing::CONTENT_TYPE;
+    write!(
+        payload,
+        "\r\n--{boundary}\r\nContent-Type: {object}\r\n\r\n"
+    )
+    .expect(IN_MEMORY);
+    payload.extend_from_slice(body);
+    write!(payload, "\r\n--{boundary}--\r\n").expect(IN_MEMORY);
+    payload
+}
+
+/// A multipart boundary that does not occur in `body`: nearly always the
+/// first one tried. Comparing it at every offset was 2% of the daemon's
+/// CPU per upload.
 fn boundary_absent_from(body: &[u8]) -> String {
     (0u32..)
         .map(|n| format!("jobvault-boundary-{n:08x}"))
-        .find(|boundary| {
-            !body
-                .windows(boundary.len())
-                .any(|w| w == boundary.as_bytes())
-        })
+        .find(|boundary| memchr::memmem::find(body, boundary.as_bytes()).is_none())
         .expect("some boundary is absent from any finite body")
 }
 
@@ -815,5 +834,18 @@ fn credentials_file_holder(path: &std::path::Path) -> String {
         (Some("authorized_user"), None) => "a user's login".to_owned(),
         (Some(other), None) => format!("credentials of type {other}"),
         (None, None) => "a credentials file of unknown type".to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_body_holding_the_first_boundary_gets_the_next() {
+        let first = boundary_absent_from(b"");
+        assert_eq!(first, "jobvault-boundary-00000000");
+        let body = [b"gzip bytes ".as_slice(), first.as_bytes(), b" more"].concat();
+        assert_eq!(boundary_absent_from(&body), "jobvault-boundary-00000001");
     }
 }
