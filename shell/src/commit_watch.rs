@@ -109,12 +109,8 @@ impl Watcher {
                     }
                     noticed
                 }
-                (NextLook::AtNotice { rest, or_after, .. }, None) => {
-                    std::thread::sleep(rest + or_after);
-                    false
-                }
-                (NextLook::After(wait), _) => {
-                    std::thread::sleep(wait);
+                (next, _) => {
+                    std::thread::sleep(next.longest());
                     false
                 }
             };

