@@ -28,7 +28,22 @@ pub struct Emulator {
     /// sessions): the emulator itself, or a proxy in front of it.
     public_port: u16,
     backend: Backend,
+    /// The port it also serves HTTPS on, with the certificate in
+    /// `tests/fixtures/tls/` (see [`Emulator::start_tls`]).
+    tls_port: Option<u16>,
     process: Option<(Child, ChildStdin)>,
+}
+
+/// The certificate authority that signed the TLS emulator's certificate,
+/// for `SSL_CERT_FILE`.
+pub fn test_ca() -> PathBuf {
+    tls_fixture("ca.pem")
+}
+
+fn tls_fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures/tls")
+        .join(name)
 }
 
 /// The fake-gcs-server binary: `$FAKE_GCS_SERVER`, or installed on demand by
@@ -77,10 +92,33 @@ impl Emulator {
             port,
             public_port,
             backend,
+            tls_port: None,
             process: None,
         };
         emulator.restart();
         emulator
+    }
+
+    /// Serves HTTPS for jobvault, with a certificate for 127.0.0.1 signed by
+    /// [`test_ca`], and plain HTTP on [`Emulator::port`] for the tests' own
+    /// set-up (creating buckets).
+    pub fn start_tls(backend: Backend) -> Emulator {
+        let port = free_port();
+        let mut emulator = Emulator {
+            port,
+            public_port: port,
+            backend,
+            tls_port: Some(free_port()),
+            process: None,
+        };
+        emulator.restart();
+        emulator
+    }
+
+    /// For `STORAGE_EMULATOR_HOST`: the emulator's HTTPS address.
+    pub fn tls_endpoint(&self) -> String {
+        let port = self.tls_port.expect("started with Emulator::start_tls");
+        format!("https://127.0.0.1:{port}")
     }
 
     pub fn port(&self) -> u16 {
@@ -108,21 +146,13 @@ impl Emulator {
     /// Starts the server (again) on the same port.
     pub fn restart(&mut self) {
         self.stop();
-        let public = format!("127.0.0.1:{}", self.public_port);
         let mut args: Vec<String> = vec![
-            "-scheme".into(),
-            "http".into(),
             "-host".into(),
             "127.0.0.1".into(),
-            "-port".into(),
-            self.port.to_string(),
-            "-public-host".into(),
-            public.clone(),
-            "-external-url".into(),
-            format!("http://{public}"),
             "-log-level".into(),
             "error".into(),
         ];
+        args.extend(self.scheme_args());
         match &self.backend {
             Backend::Memory => args.extend(["-backend".into(), "memory".into()]),
             Backend::Filesystem(root) => args.extend([
@@ -147,7 +177,10 @@ impl Emulator {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             let listing = format!("http://127.0.0.1:{}/storage/v1/b", self.port);
-            if http::get(&listing).is_ok_and(|(status, _)| status == 200) {
+            let tls_up = self
+                .tls_port
+                .is_none_or(|port| TcpStream::connect(("127.0.0.1", port)).is_ok());
+            if tls_up && http::get(&listing).is_ok_and(|(status, _)| status == 200) {
                 break;
             }
             if let Ok(Some(status)) = child.try_wait() {
@@ -164,6 +197,45 @@ impl Emulator {
             std::thread::sleep(Duration::from_millis(50));
         }
         self.process = Some((child, stdin));
+    }
+
+    /// Where it listens and what it tells clients to come back to.
+    fn scheme_args(&self) -> Vec<String> {
+        let Some(tls_port) = self.tls_port else {
+            let public = format!("127.0.0.1:{}", self.public_port);
+            return [
+                "-scheme",
+                "http",
+                "-port",
+                &self.port.to_string(),
+                "-public-host",
+                &public,
+                "-external-url",
+                &format!("http://{public}"),
+            ]
+            .map(String::from)
+            .to_vec();
+        };
+        let public = format!("127.0.0.1:{tls_port}");
+        let fixture = |name| tls_fixture(name).display().to_string();
+        [
+            "-scheme",
+            "both",
+            "-port",
+            &tls_port.to_string(),
+            "-port-http",
+            &self.port.to_string(),
+            "-cert-location",
+            &fixture("server.pem"),
+            "-private-key-location",
+            &fixture("server.key"),
+            "-public-host",
+            &public,
+            "-external-url",
+            &format!("https://{public}"),
+        ]
+        .map(String::from)
+        .to_vec()
     }
 
     /// Creates a bucket named `<prefix>-<n>`, unique in this process, and

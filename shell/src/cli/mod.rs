@@ -85,14 +85,16 @@ pub enum Command {
 
 impl Command {
     /// The log level when `RUST_LOG` is not set: the daemon tells what it
-    /// does; one-shot commands stay quiet unless something is wrong.
+    /// does; one-shot commands stay quiet unless something is wrong. The
+    /// platform's certificate verifier logs an error line of its own at
+    /// every handshake it fails; the store's error says the same once.
     pub fn default_log_filter(&self) -> &'static str {
         match self {
-            Command::Run(_) => "info",
+            Command::Run(_) => "info,rustls_platform_verifier=off",
             // The core logs a failed snapshot for the daemon's log; here the
             // error line says it once.
-            Command::Backup(_) => "warn,jobvault_core=off",
-            _ => "warn",
+            Command::Backup(_) => "warn,jobvault_core=off,rustls_platform_verifier=off",
+            _ => "warn,rustls_platform_verifier=off",
         }
     }
 

@@ -30,6 +30,7 @@ use tracing::warn;
 
 use super::backend::{Backend, BackendError, BackendStream, status_kind};
 use super::gcs_listing::{self, Naming, PagePart, PageParts};
+use super::transport::transport_error;
 use super::{Chunk, ChunkReceiver, error_chain};
 use jobvault_core::FailureKind;
 
@@ -268,10 +269,7 @@ impl GcsStore {
             })?;
             request = request.header(reqwest::header::AUTHORIZATION, token);
         }
-        request
-            .send()
-            .await
-            .map_err(|e| BackendError::transient(error_chain(&e)))
+        request.send().await.map_err(|e| transport_error(&e))
     }
 
     /// The error a request answered with `status` and `body` stands for.
@@ -791,8 +789,10 @@ fn backend_error(error: GcsError) -> BackendError {
         GcsError::HttpClient(e) => e.status().map(|s| s.as_u16()),
         _ => None,
     };
-    let kind = status.map_or(FailureKind::Transient, status_kind);
-    BackendError::with_kind(kind, error_chain(&error))
+    match status {
+        Some(status) => BackendError::with_kind(status_kind(status), error_chain(&error)),
+        None => transport_error(&error),
+    }
 }
 
 /// Which credentials a connection to `emulator` (if any) uses, as Application

@@ -10,6 +10,7 @@ mod file_generations;
 mod gcs;
 mod gcs_listing;
 mod memory;
+mod transport;
 mod url;
 
 use std::collections::VecDeque;
