@@ -1,0 +1,122 @@
+//! The keys the daemon encrypts to: X25519 recipients given on the command
+//! line or in a recipients file (one `age1…` a line, `#` comments), as
+//! `age -r` and `age -R` take them.
+
+use std::path::Path;
+
+use age::x25519;
+
+use crate::error::BadRecipient;
+use crate::fingerprint::Fingerprint;
+
+/// One or more X25519 recipients, without repeats.
+#[derive(Debug, Clone)]
+pub struct Recipients {
+    keys: Vec<x25519::Recipient>,
+}
+
+impl Recipients {
+    /// The recipients `texts` name; `None` if there are none.
+    pub fn parse<'a>(
+        texts: impl IntoIterator<Item = &'a str>,
+    ) -> Result<Option<Self>, BadRecipient> {
+        let mut keys: Vec<x25519::Recipient> = Vec::new();
+        for text in texts {
+            let key = parse_one(text.trim(), || format!("--encrypt-to {text:?}"))?;
+            if !keys.iter().any(|k| k.to_string() == key.to_string()) {
+                keys.push(key);
+            }
+        }
+        Ok((!keys.is_empty()).then_some(Recipients { keys }))
+    }
+
+    /// The recipients in the recipients file at `path`; an empty file is an
+    /// error, as it would encrypt to nobody.
+    pub fn from_file(path: &Path) -> Result<Self, BadRecipient> {
+        let text = std::fs::read_to_string(path).map_err(|e| BadRecipient {
+            what: path.display().to_string(),
+            why: format!("cannot read it: {e}"),
+        })?;
+        let mut keys = Vec::new();
+        for (number, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            keys.push(parse_one(line, || {
+                format!("{} line {}", path.display(), number + 1)
+            })?);
+        }
+        if keys.is_empty() {
+            return Err(BadRecipient {
+                what: path.display().to_string(),
+                why: "the file names no recipient".to_owned(),
+            });
+        }
+        Ok(Recipients { keys })
+    }
+
+    /// Both lists together, without repeats.
+    pub fn merged(self, other: Recipients) -> Recipients {
+        let mut keys = self.keys;
+        for key in other.keys {
+            if !keys.iter().any(|k| k.to_string() == key.to_string()) {
+                keys.push(key);
+            }
+        }
+        Recipients { keys }
+    }
+
+    pub(crate) fn keys(&self) -> &[x25519::Recipient] {
+        &self.keys
+    }
+
+    pub fn fingerprints(&self) -> Vec<Fingerprint> {
+        self.keys.iter().map(Fingerprint::of).collect()
+    }
+}
+
+fn parse_one(text: &str, what: impl FnOnce() -> String) -> Result<x25519::Recipient, BadRecipient> {
+    text.parse().map_err(|why: &str| BadRecipient {
+        what: what(),
+        why: why.to_owned(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ONE: &str = "age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p";
+
+    #[test]
+    fn repeats_are_dropped_and_none_is_none() {
+        let recipients = Recipients::parse([ONE, ONE]).unwrap().unwrap();
+        assert_eq!(recipients.keys().len(), 1);
+        assert!(Recipients::parse([]).unwrap().is_none());
+    }
+
+    #[test]
+    fn a_malformed_recipient_is_named() {
+        let error = Recipients::parse(["age1nope"]).unwrap_err();
+        assert!(error.to_string().contains("\"age1nope\""), "{error}");
+        let secret = "AGE-SECRET-KEY-1QQQ";
+        let error = Recipients::parse([secret]).unwrap_err();
+        assert!(
+            error.to_string().contains("not an age X25519 recipient"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn a_recipients_file_names_its_bad_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("recipients.txt");
+        std::fs::write(&path, format!("# ops\n{ONE}\n\nssh-ed25519 AAAA\n")).unwrap();
+        let error = Recipients::from_file(&path).unwrap_err();
+        assert!(error.to_string().contains("line 4"), "{error}");
+        std::fs::write(&path, "# nobody\n").unwrap();
+        let error = Recipients::from_file(&path).unwrap_err();
+        assert!(error.to_string().contains("names no recipient"), "{error}");
+    }
+}

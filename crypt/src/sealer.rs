@@ -1,0 +1,76 @@
+//! The writer's side: every object the daemon writes, encrypted under one
+//! session key wrapped once to the recipients.
+
+use std::collections::HashSet;
+use std::io::{self, Write};
+
+use age::stream::StreamWriter;
+use age::{EncryptError, Encryptor};
+use age_core::format::{FileKey, Stanza};
+
+use crate::fingerprint::Fingerprint;
+use crate::recipients::Recipients;
+use crate::session::SessionKey;
+
+/// Encrypts objects to a set of recipients through a session key of its own.
+pub struct Sealer {
+    session: SessionKey,
+    /// The session key wrapped to the recipients, the same in every object.
+    key_stanza: Stanza,
+    fingerprints: Vec<Fingerprint>,
+}
+
+impl Sealer {
+    /// Draws a session key and wraps it to `recipients`: the one key
+    /// agreement per recipient this sealer makes.
+    pub fn new(recipients: &Recipients) -> Self {
+        let session = SessionKey::draw();
+        let key_stanza = session.key_stanza(recipients);
+        Sealer {
+            session,
+            key_stanza,
+            fingerprints: recipients.fingerprints(),
+        }
+    }
+
+    /// The fingerprints of the keys every object is written to.
+    pub fn fingerprints(&self) -> &[Fingerprint] {
+        &self.fingerprints
+    }
+
+    /// `plain` as an age file.
+    pub fn seal(&self, plain: &[u8]) -> Vec<u8> {
+        let mut sealed = Vec::with_capacity(plain.len() + 512 + self.key_stanza.body.len() * 4 / 3);
+        let mut writer = self
+            .seal_into(&mut sealed)
+            .expect("writing to memory does not fail");
+        writer
+            .write_all(plain)
+            .and_then(|()| writer.finish().map(drop))
+            .expect("writing to memory does not fail");
+        sealed
+    }
+
+    /// A writer that encrypts what is written to it into `output`, for an
+    /// object too large for memory; [`StreamWriter::finish`] ends it.
+    pub fn seal_into<W: Write>(&self, output: W) -> io::Result<StreamWriter<W>> {
+        let encryptor = Encryptor::with_recipients(std::iter::once(self as &dyn age::Recipient))
+            .expect("a sealer is a recipient of its own");
+        encryptor.wrap_output(output)
+    }
+}
+
+impl age::Recipient for Sealer {
+    fn wrap_file_key(
+        &self,
+        file_key: &FileKey,
+    ) -> Result<(Vec<Stanza>, HashSet<String>), EncryptError> {
+        let key_stanza = Stanza {
+            tag: self.key_stanza.tag.clone(),
+            args: self.key_stanza.args.clone(),
+            body: self.key_stanza.body.clone(),
+        };
+        let stanzas = vec![key_stanza, self.session.wrap(file_key)];
+        Ok((stanzas, HashSet::new()))
+    }
+}
