@@ -194,11 +194,20 @@ pub struct Framing {
     pub gzip_name: String,
     /// The gzip header's modification time.
     pub gzip_mtime: Timestamp,
+    /// The gzip member goes up encrypted, as an age file: the store must
+    /// neither be told it is gzip nor asked to transcode it.
+    pub sealed: bool,
 }
 
 impl Framing {
     pub const CONTENT_TYPE: &'static str = "application/octet-stream";
     pub const CONTENT_ENCODING: &'static str = "gzip";
+    /// The content type of an encrypted object.
+    pub const SEALED_CONTENT_TYPE: &'static str = "application/x-age-encryption";
+    /// The custom metadata field that names an encrypted object's format,
+    /// and its value.
+    pub const ENCRYPTION_FIELD: &'static str = "jobvault-encryption";
+    pub const ENCRYPTION_FORMAT: &'static str = "age-v1";
 
     /// Framing for `object` with the given gzip modification time.
     pub fn for_object(object: &str, gzip_mtime: Timestamp) -> Self {
@@ -206,7 +215,30 @@ impl Framing {
         Framing {
             gzip_name: base.to_owned(),
             gzip_mtime,
+            sealed: false,
         }
+    }
+
+    /// The same framing, for the object encrypted.
+    pub fn sealed(self) -> Self {
+        Framing {
+            sealed: true,
+            ..self
+        }
+    }
+
+    pub fn content_type(&self) -> &'static str {
+        if self.sealed {
+            Self::SEALED_CONTENT_TYPE
+        } else {
+            Self::CONTENT_TYPE
+        }
+    }
+
+    /// `gzip`, unless the object is encrypted: a store that transcoded it
+    /// would try to gunzip an age file.
+    pub fn content_encoding(&self) -> Option<&'static str> {
+        (!self.sealed).then_some(Self::CONTENT_ENCODING)
     }
 
     /// `attachment; filename="<base name>"`, so a browser download keeps the name.

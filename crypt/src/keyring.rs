@@ -30,6 +30,14 @@ pub struct Keyring {
     sessions: Mutex<HashMap<Vec<u8>, Arc<SessionKey>>>,
 }
 
+impl std::fmt::Debug for Keyring {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Keyring")
+            .field("fingerprints", &self.fingerprints)
+            .finish_non_exhaustive()
+    }
+}
+
 /// A new identity: its file's text (comments and the secret key, as
 /// `age-keygen` writes it) and its recipient.
 pub fn generate_identity(now_rfc3339: &str) -> (String, x25519::Recipient) {

@@ -60,6 +60,14 @@ impl Sealer {
     }
 }
 
+impl std::fmt::Debug for Sealer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sealer")
+            .field("fingerprints", &self.fingerprints)
+            .finish_non_exhaustive()
+    }
+}
+
 impl age::Recipient for Sealer {
     fn wrap_file_key(
         &self,

@@ -28,6 +28,7 @@ use crate::reads::Reads;
 use crate::restore::{RestoreError, download_snapshot};
 use crate::small_object;
 use crate::store::{ListPage, PagePart, Store, StoreError, error_chain};
+use jobvault_crypt::{AGE_MAGIC, Keyring, OpenError};
 
 /// Why a drive stopped.
 #[derive(Debug, thiserror::Error)]
@@ -37,6 +38,14 @@ pub enum DriveError {
     /// A job object does not hold a job; `object` is its full location.
     #[error("{object}: {why}")]
     Corrupt { object: String, why: String },
+    /// An encrypted object that none of the identities given opens: no
+    /// other object would do better, so the command ends.
+    #[error("{object}: {source}")]
+    NoKey {
+        object: String,
+        #[source]
+        source: OpenError,
+    },
     /// The bucket does not hold what was asked for.
     #[error("{bucket}: {why}")]
     NotRestorable { bucket: String, why: String },
@@ -245,9 +254,15 @@ impl<'a> Driver<'a> {
             }
             Ask::FetchSnapshot { object, stored } => self.fetch_snapshot(object, stored).await?,
             Ask::SnapshotTime { object, generation } => {
-                let head = reads
+                let mut head = reads
                     .read(|| store.get_part(&object, generation, Some(GZIP_HEADER_BYTES)))
                     .await?;
+                if is_sealed_start(&head) {
+                    head = reads
+                        .read(|| store.get_part(&object, generation, Some(SEALED_HEAD_BYTES)))
+                        .await?;
+                    head = opened_start(reads.keyring(), &head);
+                }
                 Answer::SnapshotTime {
                     gzip_mtime: gzip_mtime(&head),
                     object,
@@ -261,7 +276,14 @@ impl<'a> Driver<'a> {
                 if let Some(bar) = self.progress {
                     bar.inc(1);
                 }
-                let result = decode_job_object(&bytes).map_err(|e| e.to_string());
+                let result = match reads.opened(&bytes) {
+                    Ok(plain) => decode_job_object(&plain).map_err(|e| e.to_string()),
+                    Err(damaged @ OpenError::Damaged(_)) => Err(damaged.to_string()),
+                    Err(source) => {
+                        let object = store.location(&object);
+                        return Err(DriveError::NoKey { object, source });
+                    }
+                };
                 Answer::JobFetched {
                     object,
                     generation,
@@ -386,6 +408,33 @@ fn about_the_file(error: DbError) -> Result<Opened, DbError> {
 
 /// A gzip header's fixed part: magic, method, flags, then the mtime.
 const GZIP_HEADER_BYTES: u64 = 10;
+
+/// Enough of an encrypted snapshot to hold its age header (a few hundred
+/// bytes a recipient) and the first 64 KiB chunk of its payload, which
+/// holds the gzip header.
+const SEALED_HEAD_BYTES: u64 = 16 * 1024 + 64 * 1024 + 16;
+
+/// Whether the first bytes of an object are the start of an age file.
+fn is_sealed_start(head: &[u8]) -> bool {
+    let n = head.len().min(AGE_MAGIC.len());
+    n > 0 && head[..n] == AGE_MAGIC[..n]
+}
+
+/// The first plain bytes of the encrypted object that `head` starts; empty
+/// if no identity given opens it. Without an identity (the daemon's
+/// retention never has one) the snapshot's time is unknown, and the planner
+/// takes its day folder's and a margin, as for a header the store served
+/// decompressed.
+fn opened_start(keyring: &Keyring, head: &[u8]) -> Vec<u8> {
+    let mut start = Vec::new();
+    if let Ok(reader) = keyring.open_reader(head) {
+        let _ = std::io::Read::read_to_end(
+            &mut std::io::Read::take(reader, GZIP_HEADER_BYTES),
+            &mut start,
+        );
+    }
+    start
+}
 
 /// The mtime in a gzip header; `None` if `head` is not gzip (the store
 /// served the object decompressed) or the header has none (0).

@@ -72,6 +72,7 @@ impl ToFailure for DriveError {
             DriveError::Store(e) => e.kind,
             DriveError::Corrupt { .. } => FailureKind::Corrupt,
             DriveError::NotRestorable { .. } => FailureKind::Rejected,
+            DriveError::NoKey { .. } => FailureKind::Permission,
             DriveError::Planner(_)
             | DriveError::Stalled
             | DriveError::NowhereToPut { .. }

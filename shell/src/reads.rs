@@ -5,6 +5,7 @@
 //! back, whichever read it was. This only sleeps and asks again; whether and
 //! when is the core's.
 
+use std::borrow::Cow;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -12,17 +13,21 @@ use std::time::Duration;
 
 use jobvault_core::Failure;
 use jobvault_core::read_retry::{DEFAULT_READ_PATIENCE, ReadAgain, ReadGaveUp, ReadRetry};
+use jobvault_crypt::{Keyring, OpenError, is_sealed};
 use tracing::{debug, warn};
 
 use crate::clock;
 use crate::store::StoreError;
 
-/// The read retry policy of one command, shared by all its reads.
+/// The read retry policy of one command, shared by all its reads, and the
+/// identities its reads open encrypted objects with.
 #[derive(Debug, Clone)]
 pub struct Reads {
     policy: Arc<Mutex<ReadRetry>>,
     /// Whether a retry has been said on stderr yet.
     warned: Arc<AtomicBool>,
+    /// `--identity`: none opens plain objects only.
+    keyring: Arc<Keyring>,
 }
 
 impl Default for Reads {
@@ -37,6 +42,30 @@ impl Reads {
         Reads {
             policy: Arc::new(Mutex::new(ReadRetry::new(patience, clock::now()))),
             warned: Arc::new(AtomicBool::new(false)),
+            keyring: Arc::new(Keyring::default()),
+        }
+    }
+
+    /// The same reads, opening encrypted objects with `keyring`.
+    pub fn with_keyring(self, keyring: Keyring) -> Self {
+        Reads {
+            keyring: Arc::new(keyring),
+            ..self
+        }
+    }
+
+    pub fn keyring(&self) -> &Keyring {
+        &self.keyring
+    }
+
+    /// An object's bytes as written before encryption: opened if they are
+    /// an age file, as they are otherwise (objects from before encryption
+    /// was turned on).
+    pub fn opened<'b>(&self, bytes: &'b [u8]) -> Result<Cow<'b, [u8]>, OpenError> {
+        if is_sealed(bytes) {
+            self.keyring.open(bytes).map(Cow::Owned)
+        } else {
+            Ok(Cow::Borrowed(bytes))
         }
     }
 

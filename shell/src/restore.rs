@@ -23,6 +23,7 @@ use jobvault_core::object_name::ObjectName;
 use jobvault_core::read_retry::ReadAgain;
 use jobvault_core::restore_plan::{OnCorrupt, PlanError, RestorePlanner, Skipped};
 use jobvault_core::{Cursor, Timestamp};
+use jobvault_crypt::{Keyring, OpenError, is_sealed};
 use tracing::warn;
 
 use crate::db::{DbError, JobDb};
@@ -53,12 +54,10 @@ pub enum RestoreError {
     Plan(#[from] PlanError),
     #[error(transparent)]
     Db(#[from] DbError),
-    #[error("{what}: {source}")]
-    Io {
-        what: String,
-        #[source]
-        source: io::Error,
-    },
+    /// Its text holds the I/O error's; it is not a `source`, which would
+    /// print it twice in a chain.
+    #[error("{what}: {error}")]
+    Io { what: String, error: io::Error },
     #[error("the restored database fails PRAGMA integrity_check: {0}")]
     Integrity(String),
     #[error("restore task failed")]
@@ -70,7 +69,7 @@ impl RestoreError {
     /// of a database (cut short, a bad CRC, neither gzip nor SQLite), as
     /// opposed to the store, the disk or the restore failing.
     pub fn is_unusable_snapshot(&self) -> bool {
-        let RestoreError::Io { source, .. } = self else {
+        let RestoreError::Io { error: source, .. } = self else {
             return false;
         };
         let from_store = source
@@ -88,7 +87,7 @@ impl RestoreError {
 
 fn io_error(what: impl Into<String>) -> impl FnOnce(io::Error) -> RestoreError {
     let what = what.into();
-    move |source| RestoreError::Io { what, source }
+    move |error| RestoreError::Io { what, error }
 }
 
 /// The snapshot a restore started from.
@@ -330,8 +329,10 @@ async fn download_once(
     // Opened here, not on the thread: a restore that fails while the
     // download runs removes the file, and must not find it made again.
     let out = File::create(dest).map_err(io_error(format!("cannot create {}", dest.display())))?;
+    let reads = reads.clone();
     let writer = tokio::task::spawn_blocking(move || {
-        decode_snapshot(source, out).map_err(io_error(format!("{location} cannot be restored")))
+        decode_snapshot(source, out, reads.keyring())
+            .map_err(io_error(format!("{location} cannot be restored")))
     });
     feed.await;
     progress.finish_and_clear();
@@ -424,13 +425,39 @@ fn resumed<'a>(
     })
 }
 
-/// Writes the database held by `source` (gzip, or a plain SQLite file) to
-/// `dest`; returns the gzip header's name and mtime if it was gzip.
+/// Writes the database held by `source` (gzip, or a plain SQLite file,
+/// either maybe encrypted) to `dest`; returns the gzip header's name and
+/// mtime if it was gzip.
 pub fn decode_snapshot(
     source: impl Read,
     dest: File,
+    keyring: &Keyring,
 ) -> io::Result<Option<(String, Option<Timestamp>)>> {
     let mut source = BufReader::with_capacity(1 << 20, source);
+    if is_sealed(source.fill_buf()?) {
+        let opened = keyring.open_reader(source).map_err(open_error)?;
+        return decode_plain(BufReader::with_capacity(1 << 20, opened), dest);
+    }
+    decode_plain(source, dest)
+}
+
+/// An encrypted snapshot that does not open: damaged, it is passed over as
+/// any corrupt snapshot is ([`RestoreError::is_unusable_snapshot`]); with no
+/// key to it, no other snapshot would open either.
+fn open_error(error: OpenError) -> io::Error {
+    let kind = match error {
+        OpenError::Damaged(_) => io::ErrorKind::InvalidData,
+        OpenError::NoMatchingIdentity { .. } | OpenError::NoIdentity { .. } => {
+            io::ErrorKind::PermissionDenied
+        }
+    };
+    io::Error::new(kind, error)
+}
+
+fn decode_plain(
+    mut source: impl BufRead,
+    dest: File,
+) -> io::Result<Option<(String, Option<Timestamp>)>> {
     let start = source.fill_buf()?;
     let mut out = io::BufWriter::with_capacity(1 << 20, dest);
     let gzip = if start.starts_with(&[0x1f, 0x8b]) {

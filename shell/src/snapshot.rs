@@ -15,12 +15,11 @@
 //! it, however the attempt ends.
 
 use std::fs::File;
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use flate2::Compression;
 use jobvault_core::Input;
 use jobvault_core::machine::SnapshotOrder;
@@ -34,7 +33,7 @@ use crate::db::{DbError, JobDb};
 use crate::failure::ToFailure;
 use crate::leftovers;
 use crate::parallel_gzip;
-use crate::store::{CHUNK_BYTES, Chunk, Store, StoreError};
+use crate::store::{Chunk, ChunkSink, Store, StoreError};
 
 /// Compression threads at most. Each holds a few MiB in flight, so four
 /// keep a snapshot well under 64 MiB on any machine, and leave the other
@@ -243,7 +242,7 @@ async fn run_blocking<T: Send + 'static>(
         .map_err(|e| SnapshotError::Task(e.to_string()))?
 }
 
-/// Gzips the file at `source` into chunks of [`CHUNK_BYTES`], the last one
+/// Gzips the file at `source` into chunks of [`crate::store::CHUNK_BYTES`], the last one
 /// marked. Blocking: run it off the async runtime.
 pub fn gzip_into_chunks(
     source: &Path,
@@ -256,10 +255,7 @@ pub fn gzip_into_chunks(
         read: 0,
         progress,
     };
-    let mut sink = ChunkSink {
-        pending: Vec::with_capacity(CHUNK_BYTES + (1 << 16)),
-        chunks,
-    };
+    let mut sink = ChunkSink::new(chunks);
     let header = parallel_gzip::Header {
         name: framing.gzip_name.as_bytes(),
         mtime: framing.gzip_mtime.gzip_mtime(),
@@ -276,47 +272,6 @@ pub fn gzip_into_chunks(
     )?;
     sink.finish()?;
     Ok(input.read)
-}
-
-/// Collects compressed bytes and sends them on in whole chunks.
-struct ChunkSink<'a> {
-    pending: Vec<u8>,
-    chunks: &'a mpsc::Sender<io::Result<Chunk>>,
-}
-
-impl ChunkSink<'_> {
-    fn send(&self, bytes: Vec<u8>, last: bool) -> io::Result<()> {
-        self.chunks
-            .blocking_send(Ok(Chunk {
-                bytes: Bytes::from(bytes),
-                last,
-            }))
-            .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "the upload stopped"))
-    }
-
-    /// Sends what is left as the last chunk.
-    fn finish(mut self) -> io::Result<()> {
-        let rest = std::mem::take(&mut self.pending);
-        self.send(rest, true)
-    }
-}
-
-impl Write for ChunkSink<'_> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.pending.extend_from_slice(buf);
-        // Strictly more than a chunk: the last chunk is never empty unless
-        // the whole object is.
-        while self.pending.len() > CHUNK_BYTES {
-            let rest = self.pending.split_off(CHUNK_BYTES);
-            let full = std::mem::replace(&mut self.pending, rest);
-            self.send(full, false)?;
-        }
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
 }
 
 struct ProgressReader {

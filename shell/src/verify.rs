@@ -150,9 +150,11 @@ async fn check_recent_jobs(
     let results: Vec<(ObjectName, Result<(), String>)> = stream::iter(recent)
         .map(|object| async move {
             let decoded = match store.get(&object.name).await {
-                Ok(bytes) => decode_job_object(&bytes)
-                    .map(drop)
-                    .map_err(|e| e.to_string()),
+                Ok(bytes) => reads
+                    .opened(&bytes)
+                    .map_err(|e| e.to_string())
+                    .and_then(|plain| decode_job_object(&plain).map_err(|e| e.to_string()))
+                    .map(drop),
                 Err(e) => Err(e.message),
             };
             (object.name, decoded)

@@ -11,7 +11,7 @@ fn help(args: &[&str]) -> String {
 
 #[test]
 fn help_of_every_command() {
-    let commands: [&[&str]; 17] = [
+    let commands: [&[&str]; 18] = [
         &[],
         &["init"],
         &["run"],
@@ -24,6 +24,7 @@ fn help_of_every_command() {
         &["status"],
         &["verify"],
         &["check"],
+        &["keygen"],
         &["jobs"],
         &["jobs", "put"],
         &["jobs", "get"],

@@ -15,7 +15,7 @@ use jobvault_core::Failure;
 use jobvault_core::job_id::{InvalidName, check_base_name};
 use tracing::{info, warn};
 
-use super::{BucketArg, DbArg};
+use super::{BucketArg, DbArg, EncryptArgs};
 
 /// Take a snapshot now and print its object name.
 ///
@@ -28,6 +28,8 @@ pub struct BackupArgs {
     db: DbArg,
     #[command(flatten)]
     bucket: BucketArg,
+    #[command(flatten)]
+    encrypt: EncryptArgs,
     /// The snapshot is named <NAME>-HH:MM:SS (UTC).
     #[arg(long, default_value = "task-scheduler", value_parser = parse_snapshot_name)]
     name: String,
@@ -48,7 +50,9 @@ pub async fn backup(args: BackupArgs) -> anyhow::Result<ExitCode> {
     JobDb::open(&db_path)?;
     let canonical = std::fs::canonicalize(&db_path)
         .with_context(|| format!("job database {} cannot be opened", db_path.display()))?;
-    let store = Store::connect(args.bucket.bucket).await?;
+    let store = args
+        .encrypt
+        .apply(Store::connect(args.bucket.bucket).await?)?;
     let ask = BackupAsk {
         db: canonical,
         bucket: store.url().to_string(),

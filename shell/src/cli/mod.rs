@@ -8,6 +8,7 @@ mod duration;
 mod generate;
 mod init;
 mod jobs;
+mod keygen;
 mod prune;
 mod report;
 mod restore;
@@ -31,6 +32,7 @@ use jobvault::store::BucketUrl;
 use jobvault::store::Store;
 use jobvault_core::Envelope;
 use jobvault_core::restore_plan::OnCorrupt;
+use jobvault_crypt::{Keyring, Recipients, Sealer};
 
 /// Keeps a job database safe in Google Cloud Storage: scheduled snapshots,
 /// every job change in the bucket within seconds, one-command restore.
@@ -76,6 +78,7 @@ pub enum Command {
     #[command(after_help = EXIT_CODES)]
     Verify(verify::VerifyArgs),
     Check(check::CheckArgs),
+    Keygen(keygen::KeygenArgs),
     #[command(subcommand)]
     Jobs(jobs::JobsCommand),
     Demo(demo::DemoArgs),
@@ -128,6 +131,7 @@ impl Command {
             Command::Status(args) => status::status(args).await,
             Command::Verify(args) => verify::verify(args).await,
             Command::Check(args) => check::check(args).await,
+            Command::Keygen(args) => keygen::keygen(args),
             Command::Jobs(command) => jobs::jobs(command),
             Command::Demo(args) => demo::demo(args).await,
             Command::Completions(args) => generate::completions(args),
@@ -152,6 +156,55 @@ pub struct BucketArg {
     pub bucket: BucketUrl,
 }
 
+/// `--encrypt-to RECIPIENT` and `--encrypt-to-file FILE`, for commands
+/// that write job objects or snapshots.
+#[derive(Debug, Clone, Args)]
+pub struct EncryptArgs {
+    /// Encrypt every job object and snapshot written to this age X25519
+    /// recipient (age1…, as `jobvault keygen` or `age-keygen` prints it);
+    /// repeatable, and any one recipient's identity reads the backups. The
+    /// lease and markers stay in the clear; object names, sizes and times
+    /// stay visible.
+    #[arg(
+        long,
+        value_name = "RECIPIENT",
+        env = "JOBVAULT_ENCRYPT_TO",
+        value_delimiter = ',',
+        value_parser = parse_recipient
+    )]
+    encrypt_to: Vec<String>,
+    /// Encrypt to the recipients in this file as well: one age1… a line,
+    /// `#` comments (the file `age -R` reads).
+    #[arg(long, value_name = "FILE", env = "JOBVAULT_ENCRYPT_TO_FILE")]
+    encrypt_to_file: Option<PathBuf>,
+}
+
+impl EncryptArgs {
+    /// `store`, encrypting what it writes if recipients were given.
+    pub fn apply(&self, store: Store) -> anyhow::Result<Store> {
+        let given = Recipients::parse(self.encrypt_to.iter().map(String::as_str))?;
+        let from_file = self
+            .encrypt_to_file
+            .as_deref()
+            .map(Recipients::from_file)
+            .transpose()?;
+        let recipients = match (given, from_file) {
+            (Some(given), Some(file)) => given.merged(file),
+            (given, file) => match given.or(file) {
+                Some(recipients) => recipients,
+                None => return Ok(store),
+            },
+        };
+        Ok(store.sealing_with(Sealer::new(&recipients)))
+    }
+}
+
+fn parse_recipient(text: &str) -> Result<String, String> {
+    Recipients::parse([text])
+        .map(|_| text.trim().to_owned())
+        .map_err(|e| e.why)
+}
+
 /// `--concurrency N` and `--read-patience DURATION`, for commands that list
 /// and fetch many objects. A restore of 100,000 job objects at 20 ms a
 /// request is the latency times the count over the concurrency (`bench
@@ -170,6 +223,11 @@ pub struct ReadArgs {
     /// (403, no such bucket or object) ends the command at once.
     #[arg(long, value_name = "DURATION", default_value = "10min", value_parser = duration::parse_duration)]
     read_patience: Duration,
+    /// An age identity file (`jobvault keygen`, `age-keygen`) to open
+    /// encrypted objects with; repeatable, for keys rotated over time.
+    /// Objects written in the clear need none.
+    #[arg(long, value_name = "FILE", env = "JOBVAULT_IDENTITY")]
+    identity: Vec<PathBuf>,
 }
 
 impl ReadArgs {
@@ -177,9 +235,21 @@ impl ReadArgs {
         usize::from(self.concurrency)
     }
 
-    /// The retry policy of this command's reads.
-    pub fn reads(&self) -> Reads {
-        Reads::new(self.read_patience)
+    /// The retry policy of this command's reads, and the identities they
+    /// open encrypted objects with. An identity file others may read is
+    /// used, with a warning.
+    pub fn reads(&self) -> anyhow::Result<Reads> {
+        let keyring = Keyring::load(&self.identity)?;
+        for path in keyring.exposed_files() {
+            say(
+                Said::Warning,
+                &format!(
+                    "{}: the identity file is readable by others than its owner; chmod 600 it",
+                    path.display()
+                ),
+            );
+        }
+        Ok(Reads::new(self.read_patience).with_keyring(keyring))
     }
 }
 

@@ -39,7 +39,7 @@ pub struct PruneArgs {
 
 pub async fn prune(args: PruneArgs) -> anyhow::Result<ExitCode> {
     let store = Store::connect(args.bucket.bucket).await?;
-    let reads = args.reads.reads();
+    let reads = args.reads.reads()?;
     reads.read(|| store.check()).await?;
     let Keep(Some(keep)) = args.keep else {
         let verb = if args.dry_run {

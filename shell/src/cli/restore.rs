@@ -97,7 +97,7 @@ pub async fn restore(args: RestoreArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let store = Store::connect(args.bucket.bucket.clone()).await?;
-    let reads = args.reads.reads();
+    let reads = args.reads.reads()?;
     if let Err(nothing) = check_store(&store, &reads).await? {
         return Ok(nothing_restored(&nothing, &args));
     }

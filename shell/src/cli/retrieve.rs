@@ -40,7 +40,7 @@ pub struct RetrieveArgs {
 
 pub async fn retrieve(args: RetrieveArgs) -> anyhow::Result<ExitCode> {
     let store = Store::connect(args.bucket.bucket).await?;
-    let reads = args.reads.reads();
+    let reads = args.reads.reads()?;
     if let Some(missing) = unless_missing(&store, &reads).await? {
         return Ok(missing);
     }

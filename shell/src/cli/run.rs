@@ -26,7 +26,7 @@ use tracing::{error, info, warn};
 
 use super::backup::parse_name;
 use super::duration::{Keep, parse_duration, parse_interval, parse_keep};
-use super::{BucketArg, DbArg, stop_signal};
+use super::{BucketArg, DbArg, EncryptArgs, stop_signal};
 
 /// Back up continuously: a snapshot for every trigger file, every changed job
 /// in the bucket within an interval, metrics for alerting.
@@ -36,6 +36,8 @@ pub struct RunArgs {
     db: DbArg,
     #[command(flatten)]
     bucket: BucketArg,
+    #[command(flatten)]
+    encrypt: EncryptArgs,
     /// Work directory; trigger files are read from <DIR>/trigger-backup/.
     #[arg(long, value_name = "DIR", env = "JOBVAULT_WORKDIR")]
     workdir: PathBuf,
@@ -76,6 +78,17 @@ pub struct RunArgs {
     grace: Duration,
 }
 
+/// The fingerprints of the keys objects are encrypted to, or `none`.
+fn encrypted_to(store: &Store) -> String {
+    store.sealer().map_or_else(
+        || "none".to_owned(),
+        |sealer| {
+            let fingerprints: Vec<_> = sealer.fingerprints().iter().map(|f| f.as_str()).collect();
+            fingerprints.join(",")
+        },
+    )
+}
+
 /// Removes the snapshot copies that crashed jobvault processes left in
 /// `TMPDIR`. A failure here is worth a warning, not a refusal to run.
 fn remove_dead_copies() {
@@ -105,7 +118,10 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let mut db = JobDb::open(&db_path)?;
     let canonical = std::fs::canonicalize(&db_path)
         .with_context(|| format!("cannot resolve {}", db_path.display()))?;
-    let store = Arc::new(Store::connect(args.bucket.bucket).await?);
+    let store = Arc::new(
+        args.encrypt
+            .apply(Store::connect(args.bucket.bucket).await?)?,
+    );
     let me = lease::me(&canonical);
     let _one_daemon = DbLock::take(
         &canonical,
@@ -160,6 +176,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         schedule = %schedule_text(args.snapshot_at, args.snapshot_every),
         interval_seconds = args.interval.as_secs_f64(),
         metrics = %format!("http://{metrics_addr}/metrics"),
+        encrypted_to = %encrypted_to(&store),
         control = %control.as_ref().map_or(Cow::Borrowed("none"), |c| c.path().to_string_lossy()),
         "jobvault running"
     );

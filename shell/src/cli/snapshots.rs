@@ -47,7 +47,7 @@ struct Listed<'a> {
 
 pub async fn snapshots(args: SnapshotsArgs) -> anyhow::Result<ExitCode> {
     let store = Store::connect(args.bucket.bucket).await?;
-    let reads = args.reads.reads();
+    let reads = args.reads.reads()?;
     if let Some(missing) = unless_missing(&store, &reads).await? {
         return Ok(missing);
     }

@@ -37,7 +37,7 @@ pub async fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
     let store = Store::connect(args.bucket.bucket)
         .await
         .map_err(|e| Unreadable(e.into()))?;
-    let reads = args.reads.reads();
+    let reads = args.reads.reads()?;
     let status = read_status(&store, clock::now(), args.reads.concurrency(), &reads)
         .await
         .map_err(|e| Unreadable(e.into()))?;

@@ -29,7 +29,7 @@ pub struct VerifyArgs {
 
 pub async fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
     let store = Store::connect(args.bucket.bucket).await?;
-    let reads = args.reads.reads();
+    let reads = args.reads.reads()?;
     if let Some(missing) = unless_missing(&store, &reads).await? {
         return Ok(missing);
     }

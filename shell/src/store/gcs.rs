@@ -79,9 +79,28 @@ pub(super) struct GcsStore {
 struct UploadMetadata<'a> {
     name: &'a str,
     content_type: &'a str,
-    content_encoding: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    content_encoding: Option<&'a str>,
     content_disposition: &'a str,
     crc32c: &'a str,
+    /// Custom metadata: the format of an encrypted object.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    metadata: Option<Encryption>,
+}
+
+/// `{"jobvault-encryption": "age-v1"}`, on an encrypted object.
+#[derive(serde::Serialize)]
+struct Encryption {
+    #[serde(rename = "jobvault-encryption")]
+    format: &'static str,
+}
+
+impl Encryption {
+    fn of(framing: &Framing) -> Option<Self> {
+        framing.sealed.then_some(Encryption {
+            format: Framing::ENCRYPTION_FORMAT,
+        })
+    }
 }
 
 /// What an upload's answer says that jobvault reads; the rest of the object
@@ -199,9 +218,15 @@ impl GcsStore {
         Object {
             name: self.full_name(name),
             bucket: self.bucket.clone(),
-            content_type: Some(Framing::CONTENT_TYPE.to_owned()),
-            content_encoding: Some(Framing::CONTENT_ENCODING.to_owned()),
+            content_type: Some(framing.content_type().to_owned()),
+            content_encoding: framing.content_encoding().map(str::to_owned),
             content_disposition: Some(framing.content_disposition()),
+            metadata: Encryption::of(framing).map(|e| {
+                std::collections::HashMap::from([(
+                    Framing::ENCRYPTION_FIELD.to_owned(),
+                    e.format.to_owned(),
+                )])
+            }),
             ..Object::default()
         }
     }
@@ -224,10 +249,11 @@ impl GcsStore {
         let sent = crc32c::crc32c(&body);
         let metadata = UploadMetadata {
             name: &self.full_name(name),
-            content_type: Framing::CONTENT_TYPE,
-            content_encoding: Framing::CONTENT_ENCODING,
+            content_type: framing.content_type(),
+            content_encoding: framing.content_encoding(),
             content_disposition: &framing.content_disposition(),
             crc32c: &crc32c_base64(sent),
+            metadata: Encryption::of(framing),
         };
         let boundary = boundary_absent_from(&body);
         let payload = multipart(&boundary, &metadata, &body);
@@ -762,7 +788,7 @@ fn multipart(boundary: &str, metadata: &UploadMetadata, body: &[u8]) -> Vec<u8> 
     let json = "Content-Type: application/json; charset=UTF-8";
     write!(payload, "--{boundary}\r\n{json}\r\n\r\n").expect(IN_MEMORY);
     serde_json::to_writer(&mut payload, metadata).expect(IN_MEMORY);
-    let object = Framing::CONTENT_TYPE;
+    let object = metadata.content_type;
     write!(
         payload,
         "\r\n--{boundary}\r\nContent-Type: {object}\r\n\r\n"

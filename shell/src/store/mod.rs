@@ -5,26 +5,31 @@
 
 mod backend;
 mod blocking_body;
+mod chunk_sink;
 mod file;
 mod file_generations;
 mod gcs;
 mod gcs_listing;
 mod memory;
+mod sealing;
 mod transport;
 mod url;
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::stream::BoxStream;
 use jobvault_core::FailureKind;
 use jobvault_core::machine::ListedObject;
-use jobvault_core::object_name::{Framing, JOB_DIR, SNAPSHOT_DIR};
+use jobvault_core::object_name::{Framing, JOB_DIR, SNAPSHOT_DIR, parse_object_name};
+use jobvault_crypt::Sealer;
 use tokio::sync::mpsc;
 
 use backend::{Backend, BackendError};
 
 pub(crate) use blocking_body::bridge;
+pub use chunk_sink::ChunkSink;
 pub use gcs_listing::PagePart;
 use gcs_listing::PageParts;
 
@@ -81,6 +86,8 @@ impl ListPage {
 pub struct Store {
     url: BucketUrl,
     backend: Box<dyn Backend>,
+    /// Encrypts every job object and snapshot written, if set.
+    sealer: Option<Arc<Sealer>>,
 }
 
 impl Store {
@@ -114,7 +121,11 @@ impl Store {
             BucketUrl::File { root } => Box::new(file::FileStore::new(root.clone())),
             BucketUrl::Memory { name } => return Ok(Store::in_memory(name)),
         };
-        Ok(Store { url, backend })
+        Ok(Store {
+            url,
+            backend,
+            sealer: None,
+        })
     }
 
     /// An empty store held in memory, named `name` in messages: for tests.
@@ -124,7 +135,22 @@ impl Store {
                 name: name.to_owned(),
             },
             backend: Box::new(memory::MemoryStore::default()),
+            sealer: None,
         }
+    }
+
+    /// The same store, writing every job object and snapshot encrypted by
+    /// `sealer`.
+    pub fn sealing_with(self, sealer: Sealer) -> Store {
+        Store {
+            sealer: Some(Arc::new(sealer)),
+            ..self
+        }
+    }
+
+    /// The encryption objects are written with, if any.
+    pub fn sealer(&self) -> Option<&Sealer> {
+        self.sealer.as_deref()
     }
 
     pub fn url(&self) -> &BucketUrl {
@@ -158,14 +184,30 @@ impl Store {
         result.map_err(|e| self.error(None, e))
     }
 
-    /// Uploads a small object held in memory (already gzipped).
+    /// The encryption `name` is written with: the store's, for an object
+    /// that holds jobs (a job object, a snapshot). jobvault's own small
+    /// objects (the history marker) hold none and stay readable without a
+    /// key, to `status` and to the daemon's retention.
+    fn sealer_for(&self, name: &str) -> Option<&Arc<Sealer>> {
+        let holds_jobs = parse_object_name(name).is_ok();
+        self.sealer.as_ref().filter(|_| holds_jobs)
+    }
+
+    /// Uploads a small object held in memory (already gzipped), encrypted
+    /// if it holds jobs and the store seals.
     pub async fn put(
         &self,
         name: &str,
         body: Vec<u8>,
         framing: &Framing,
     ) -> Result<(), StoreError> {
-        let result = self.backend.put(name, body, framing).await;
+        let result = match self.sealer_for(name) {
+            Some(sealer) => {
+                let sealed = framing.clone().sealed();
+                self.backend.put(name, sealer.seal(&body), &sealed).await
+            }
+            None => self.backend.put(name, body, framing).await,
+        };
         result.map_err(|e| self.error(Some(name), e))
     }
 
@@ -176,7 +218,14 @@ impl Store {
         chunks: ChunkReceiver,
         framing: &Framing,
     ) -> Result<u64, StoreError> {
-        let result = self.backend.put_chunks(name, chunks, framing).await;
+        let result = match self.sealer_for(name) {
+            Some(sealer) => {
+                let chunks = sealing::sealed_chunks(Arc::clone(sealer), chunks);
+                let sealed = framing.clone().sealed();
+                self.backend.put_chunks(name, chunks, &sealed).await
+            }
+            None => self.backend.put_chunks(name, chunks, framing).await,
+        };
         result.map_err(|e| self.error(Some(name), e))
     }
 

@@ -1,0 +1,257 @@
+//! Encrypted backups end to end: the real daemon with `--encrypt-to`
+//! against the emulator, identities made by `jobvault keygen`, and the read
+//! commands with and without `--identity`.
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::time::Duration;
+
+use jobvault_tests::{
+    Daemon, Emulator, StoreReader, Workspace, bodies, eventually, http_get, jobvault, stderr,
+    stdout,
+};
+use serde_json::json;
+
+const PATIENCE: Duration = Duration::from_secs(60);
+const AGE_MAGIC: &[u8] = b"age-encryption.org/v1\n";
+/// A word in every job body, to look for in the raw objects.
+const SECRET: &str = "launch-codes";
+
+/// An identity made by `jobvault keygen` in `dir`, and its recipient.
+fn keygen(dir: &Path, name: &str) -> (PathBuf, String) {
+    let path = dir.join(name);
+    let output = jobvault(None)
+        .args(["keygen", "--out"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    (path, stdout(&output).trim().to_owned())
+}
+
+fn jobs(names: &[&str]) -> Vec<serde_json::Value> {
+    names
+        .iter()
+        .map(|id| json!({ "id": id, "name": format!("{SECRET} for {id}") }))
+        .collect()
+}
+
+/// Runs the daemon encrypting to `recipients` until `ids` are in the
+/// bucket, then stops it.
+fn back_up(
+    emulator: &Emulator,
+    workspace: &Workspace,
+    url: &str,
+    recipients: &[&str],
+    ids: &[&str],
+) {
+    workspace.put_jobs(&[]);
+    let mut extra = Vec::new();
+    for recipient in recipients {
+        extra.extend(["--encrypt-to", recipient]);
+    }
+    let daemon = Daemon::start(workspace, Some(&emulator.endpoint()), url, "200ms", &extra);
+    daemon.settled();
+    workspace.put_jobs(&jobs(ids));
+    let reader = StoreReader::connect(url, Some(&emulator.endpoint()));
+    eventually("the jobs uploaded", PATIENCE, || {
+        let names = reader.names("job-backup/");
+        ids.iter()
+            .all(|id| names.iter().any(|n| n.ends_with(&format!("/{id}.job"))))
+            .then_some(())
+    });
+    assert!(daemon.stop().success());
+}
+
+fn command(emulator: &Emulator, args: &[&str], identities: &[&Path]) -> Output {
+    let mut command = jobvault(Some(&emulator.endpoint()));
+    command.args(args);
+    for identity in identities {
+        command.arg("--identity").arg(identity);
+    }
+    command.output().unwrap()
+}
+
+fn restore(emulator: &Emulator, url: &str, to: &Path, identities: &[&Path]) -> Output {
+    let to = to.to_str().unwrap();
+    command(
+        emulator,
+        &["restore", "--bucket", url, "--to", to],
+        identities,
+    )
+}
+
+/// The object's resource as the JSON API serves it.
+fn resource(emulator: &Emulator, url: &str, name: &str) -> serde_json::Value {
+    let bucket = url.trim_start_matches("gs://");
+    let name = name.replace('/', "%2F");
+    let (status, body) = http_get(&format!(
+        "http://127.0.0.1:{}/storage/v1/b/{bucket}/o/{name}",
+        emulator.port()
+    ))
+    .unwrap();
+    assert_eq!(status, 200, "{body}");
+    serde_json::from_str(&body).unwrap()
+}
+
+#[test]
+fn an_encrypting_daemon_writes_age_files_that_only_its_identity_restores() {
+    let emulator = Emulator::start(jobvault_tests::Backend::Memory);
+    let url = format!("gs://{}", emulator.new_versioned_bucket("sealed"));
+    let workspace = Workspace::new();
+    let (identity, recipient) = keygen(workspace.path(), "ops.key");
+    workspace.put_jobs(&jobs(&["j0"]));
+    back_up(&emulator, &workspace, &url, &[&recipient], &["j1", "j2"]);
+
+    let reader = StoreReader::connect(&url, Some(&emulator.endpoint()));
+    let objects: Vec<String> = ["db-backup/", "job-backup/"]
+        .iter()
+        .flat_map(|prefix| reader.names(prefix))
+        .collect();
+    assert!(objects.len() >= 3, "a snapshot and two jobs: {objects:?}");
+    for name in &objects {
+        let raw = reader.get(name);
+        assert!(raw.starts_with(AGE_MAGIC), "{name} is an age file");
+        assert!(
+            !raw.windows(SECRET.len()).any(|w| w == SECRET.as_bytes()),
+            "{name} shows a job's body"
+        );
+        let resource = resource(&emulator, &url, name);
+        assert_eq!(resource["contentType"], "application/x-age-encryption");
+        assert_eq!(resource["metadata"]["jobvault-encryption"], "age-v1");
+        assert!(resource.get("contentEncoding").is_none(), "{resource}");
+    }
+
+    let target = workspace.path().join("restored.db");
+    let output = restore(&emulator, &url, &target, &[&identity]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(bodies(&target), bodies(&workspace.db()));
+    assert_eq!(bodies(&target).len(), 3);
+
+    let output = command(
+        &emulator,
+        &["retrieve", "--bucket", &url, "--since", "1h"],
+        &[&identity],
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(stdout(&output).contains(&format!("{SECRET} for j2")));
+
+    let output = command(&emulator, &["verify", "--bucket", &url], &[&identity]);
+    assert!(
+        output.status.success(),
+        "{}{}",
+        stdout(&output),
+        stderr(&output)
+    );
+
+    let now = jobvault::clock::now().rfc3339();
+    let at = workspace.path().join("at.db");
+    let output = command(
+        &emulator,
+        &[
+            "restore",
+            "--bucket",
+            &url,
+            "--at",
+            &now,
+            "--to",
+            at.to_str().unwrap(),
+        ],
+        &[&identity],
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(bodies(&at), bodies(&workspace.db()));
+}
+
+#[test]
+fn without_its_identity_a_restore_fails_in_one_line_naming_the_key_and_writes_nothing() {
+    let emulator = Emulator::start(jobvault_tests::Backend::Memory);
+    let url = format!("gs://{}", emulator.new_bucket("locked"));
+    let workspace = Workspace::new();
+    let (_, recipient) = keygen(workspace.path(), "ops.key");
+    let (stranger, _) = keygen(workspace.path(), "stranger.key");
+    back_up(&emulator, &workspace, &url, &[&recipient], &["j1"]);
+    let fingerprint = std::fs::read_to_string(workspace.path().join("ops.key"))
+        .unwrap()
+        .lines()
+        .find_map(|line| line.strip_prefix("# fingerprint: ").map(str::to_owned))
+        .unwrap();
+
+    for identities in [vec![], vec![stranger.as_path()]] {
+        let target = workspace.path().join("restored.db");
+        let output = restore(&emulator, &url, &target, &identities);
+        let said = stderr(&output);
+        assert_eq!(output.status.code(), Some(1), "{said}");
+        assert_eq!(said.lines().count(), 1, "{said}");
+        assert!(said.contains(&fingerprint), "names the key: {said}");
+        assert!(said.contains("db-backup/"), "names the object: {said}");
+        assert!(!target.exists(), "nothing written at --to");
+    }
+}
+
+#[test]
+fn a_bucket_of_plain_then_encrypted_objects_under_two_keys_restores_whole() {
+    let emulator = Emulator::start(jobvault_tests::Backend::Memory);
+    let url = format!("gs://{}", emulator.new_bucket("mixed"));
+    let workspace = Workspace::new();
+    let (old, old_recipient) = keygen(workspace.path(), "old.key");
+    let (new, new_recipient) = keygen(workspace.path(), "new.key");
+    back_up(&emulator, &workspace, &url, &[], &["plain"]);
+    back_up(&emulator, &workspace, &url, &[&old_recipient], &["old"]);
+    back_up(&emulator, &workspace, &url, &[&new_recipient], &["new"]);
+
+    let target = workspace.path().join("restored.db");
+    let output = restore(&emulator, &url, &target, &[&old, &new]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(bodies(&target), bodies(&workspace.db()));
+    assert_eq!(bodies(&target).len(), 3);
+
+    // The old key alone no longer opens what the new one was written to.
+    let output = restore(
+        &emulator,
+        &url,
+        &workspace.path().join("old-only.db"),
+        &[&old],
+    );
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+}
+
+#[test]
+fn a_tampered_job_object_is_named_and_can_be_skipped() {
+    let emulator = Emulator::start(jobvault_tests::Backend::Memory);
+    let url = format!("gs://{}", emulator.new_bucket("tampered"));
+    let workspace = Workspace::new();
+    let (identity, recipient) = keygen(workspace.path(), "ops.key");
+    back_up(&emulator, &workspace, &url, &[&recipient], &["j1", "j2"]);
+
+    let reader = StoreReader::connect(&url, Some(&emulator.endpoint()));
+    let name = reader
+        .names("job-backup/")
+        .into_iter()
+        .find(|n| n.ends_with("/j2.job"))
+        .unwrap();
+    let mut bytes = reader.get(&name);
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    let framing = jobvault_core::object_name::Framing::for_object(&name, jobvault::clock::now());
+    jobvault_tests::runtime()
+        .block_on(reader.store().put(&name, bytes, &framing))
+        .unwrap();
+
+    let target = workspace.path().join("restored.db");
+    let output = restore(&emulator, &url, &target, &[&identity]);
+    let said = stderr(&output);
+    assert_eq!(output.status.code(), Some(1), "{said}");
+    assert!(said.contains(&name), "names the object: {said}");
+    assert!(said.contains("does not authenticate"), "{said}");
+    assert!(!target.exists());
+
+    let to = target.to_str().unwrap();
+    let output = command(
+        &emulator,
+        &["restore", "--bucket", &url, "--to", to, "--skip-corrupt"],
+        &[&identity],
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(bodies(&target).contains_key("j1"));
+}
