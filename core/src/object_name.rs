@@ -113,6 +113,14 @@ pub fn job_object(at: Timestamp, id: &JobId) -> ObjectName {
     ))
 }
 
+/// Whether the object `name` holds jobs (a job object or a snapshot): what
+/// `run --encrypt-to` encrypts. jobvault's own objects beside them (the
+/// lease, the destination and history markers) hold none, and stay
+/// readable without a key to `status` and to the daemon's retention.
+pub fn holds_jobs(name: &str) -> bool {
+    parse_object_name(name).is_ok()
+}
+
 /// An object name taken apart.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ParsedObject {
@@ -254,6 +262,21 @@ mod tests {
 
     fn at(text: &str) -> Timestamp {
         Timestamp::parse_rfc3339(text).unwrap()
+    }
+
+    #[test]
+    fn job_objects_and_snapshots_hold_jobs_and_jobvaults_own_objects_do_not() {
+        let day = at("2026-12-05T03:00:00Z");
+        let id = JobId::new("j1").unwrap();
+        assert!(holds_jobs(&job_object(day, &id)));
+        assert!(holds_jobs(&snapshot_object(day, "nightly").unwrap()));
+        for own in [
+            crate::lease::LEASE_OBJECT,
+            crate::history::HISTORY_OBJECT,
+            crate::destination::DESTINATION_OBJECT,
+        ] {
+            assert!(!holds_jobs(own), "{own}");
+        }
     }
 
     #[test]

@@ -64,7 +64,9 @@ pub enum FaultKind {
     /// The store serves a snapshot a restore reads decompressed, without
     /// its gzip header (GCS's decompressive transcoding): its time is then
     /// the cursor stored inside. Each read of a header or a whole snapshot
-    /// is hit on its own.
+    /// is hit on its own. The same input stands for an encrypted snapshot
+    /// read without an identity, as the daemon's retention reads them: the
+    /// core sees no time in its header either.
     SnapshotDecompressed,
     /// A read of a restore or a prune fails: a 5xx or 429, a body cut part
     /// way, or no byte until the idle timeout. It is made again as the

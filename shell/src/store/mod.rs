@@ -22,7 +22,7 @@ use bytes::Bytes;
 use futures::stream::BoxStream;
 use jobvault_core::FailureKind;
 use jobvault_core::machine::ListedObject;
-use jobvault_core::object_name::{Framing, JOB_DIR, SNAPSHOT_DIR, parse_object_name};
+use jobvault_core::object_name::{Framing, JOB_DIR, SNAPSHOT_DIR, holds_jobs};
 use jobvault_crypt::Sealer;
 use tokio::sync::mpsc;
 
@@ -184,13 +184,10 @@ impl Store {
         result.map_err(|e| self.error(None, e))
     }
 
-    /// The encryption `name` is written with: the store's, for an object
-    /// that holds jobs (a job object, a snapshot). jobvault's own small
-    /// objects (the history marker) hold none and stay readable without a
-    /// key, to `status` and to the daemon's retention.
+    /// The encryption `name` is written with: the store's, if the object
+    /// holds jobs ([`holds_jobs`]).
     fn sealer_for(&self, name: &str) -> Option<&Arc<Sealer>> {
-        let holds_jobs = parse_object_name(name).is_ok();
-        self.sealer.as_ref().filter(|_| holds_jobs)
+        self.sealer.as_ref().filter(|_| holds_jobs(name))
     }
 
     /// Uploads a small object held in memory (already gzipped), encrypted
