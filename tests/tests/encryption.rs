@@ -255,3 +255,35 @@ fn a_tampered_job_object_is_named_and_can_be_skipped() {
     assert!(output.status.success(), "{}", stderr(&output));
     assert!(bodies(&target).contains_key("j1"));
 }
+
+#[test]
+fn check_proves_that_the_identities_read_back_what_the_recipients_encrypt() {
+    let emulator = Emulator::start(jobvault_tests::Backend::Memory);
+    let url = format!("gs://{}", emulator.new_bucket("check"));
+    let workspace = Workspace::new();
+    workspace.put_jobs(&[]);
+    let (identity, recipient) = keygen(workspace.path(), "ops.key");
+    let (stranger, _) = keygen(workspace.path(), "stranger.key");
+    let db = workspace.db();
+    let workdir = workspace.workdir();
+    let args = [
+        "check",
+        "--db",
+        db.to_str().unwrap(),
+        "--bucket",
+        &url,
+        "--workdir",
+        workdir.to_str().unwrap(),
+        "--encrypt-to",
+        &recipient,
+    ];
+    let output = command(&emulator, &args, &[&identity]);
+    let report = stdout(&output);
+    assert!(output.status.success(), "{report}{}", stderr(&output));
+    assert!(report.contains("ok    encryption:"), "{report}");
+
+    let output = command(&emulator, &args, &[&stranger]);
+    let report = stdout(&output);
+    assert_eq!(output.status.code(), Some(1), "{report}");
+    assert!(report.contains("FAIL  encryption:"), "{report}");
+}

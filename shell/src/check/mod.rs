@@ -3,14 +3,18 @@
 //! each part of the setup is tried once, as the daemon will use it, and
 //! reported on one line: the credentials found, the bucket and what it
 //! allows (through a probe object, removed afterwards), the store's clock,
-//! versioning, the database, the trigger directory and room in `TMPDIR`.
+//! versioning, the database, the trigger directory and room in `TMPDIR`;
+//! and, with `--encrypt-to` and `--identity`, that the keys read back what
+//! they encrypt.
 
+mod encryption;
 mod local;
 mod store;
 
 use std::path::Path;
 
 use jobvault_core::Timestamp;
+use jobvault_crypt::{Keyring, Sealer};
 
 use crate::store::{BucketUrl, Store};
 use jobvault_core::checks::Check;
@@ -21,6 +25,9 @@ pub struct Setup<'a> {
     pub db: &'a Path,
     pub bucket: &'a BucketUrl,
     pub workdir: &'a Path,
+    /// `--encrypt-to`, and the identities to read it back with.
+    pub sealer: Option<&'a Sealer>,
+    pub keyring: &'a Keyring,
 }
 
 /// Runs every check, in the order an operator would fix things. Nothing is
@@ -38,5 +45,6 @@ pub async fn check(setup: &Setup<'_>, now: impl Fn() -> Timestamp) -> Vec<Check>
     checks.push(local::database(setup.db));
     checks.push(local::trigger_directory(setup.workdir));
     checks.push(local::room_for_a_snapshot(setup.db, &std::env::temp_dir()));
+    checks.extend(encryption::round_trip(setup.sealer, setup.keyring));
     checks
 }

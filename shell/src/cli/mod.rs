@@ -182,6 +182,14 @@ pub struct EncryptArgs {
 impl EncryptArgs {
     /// `store`, encrypting what it writes if recipients were given.
     pub fn apply(&self, store: Store) -> anyhow::Result<Store> {
+        Ok(match self.sealer()? {
+            Some(sealer) => store.sealing_with(sealer),
+            None => store,
+        })
+    }
+
+    /// What encrypts objects to the recipients given, if any were.
+    pub fn sealer(&self) -> anyhow::Result<Option<Sealer>> {
         let given = Recipients::parse(self.encrypt_to.iter().map(String::as_str))?;
         let from_file = self
             .encrypt_to_file
@@ -189,13 +197,10 @@ impl EncryptArgs {
             .map(Recipients::from_file)
             .transpose()?;
         let recipients = match (given, from_file) {
-            (Some(given), Some(file)) => given.merged(file),
-            (given, file) => match given.or(file) {
-                Some(recipients) => recipients,
-                None => return Ok(store),
-            },
+            (Some(given), Some(file)) => Some(given.merged(file)),
+            (given, file) => given.or(file),
         };
-        Ok(store.sealing_with(Sealer::new(&recipients)))
+        Ok(recipients.map(|recipients| Sealer::new(&recipients)))
     }
 }
 
@@ -239,18 +244,25 @@ impl ReadArgs {
     /// open encrypted objects with. An identity file others may read is
     /// used, with a warning.
     pub fn reads(&self) -> anyhow::Result<Reads> {
-        let keyring = Keyring::load(&self.identity)?;
-        for path in keyring.exposed_files() {
-            say(
-                Said::Warning,
-                &format!(
-                    "{}: the identity file is readable by others than its owner; chmod 600 it",
-                    path.display()
-                ),
-            );
-        }
+        let keyring = load_identities(&self.identity)?;
         Ok(Reads::new(self.read_patience).with_keyring(keyring))
     }
+}
+
+/// The identities in the files `--identity` names; a file others may read
+/// is used, with a warning.
+fn load_identities(paths: &[PathBuf]) -> anyhow::Result<Keyring> {
+    let keyring = Keyring::load(paths)?;
+    for path in keyring.exposed_files() {
+        say(
+            Said::Warning,
+            &format!(
+                "{}: the identity file is readable by others than its owner; chmod 600 it",
+                path.display()
+            ),
+        );
+    }
+    Ok(keyring)
 }
 
 /// The exit statuses every command documents in its `--help`.

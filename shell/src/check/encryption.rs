@@ -1,0 +1,44 @@
+//! Whether the keys given to `run --encrypt-to` are ones the operator can
+//! read back with: a probe sealed to the recipients and opened with the
+//! identities given, in memory. A typo in a recipient would otherwise show
+//! only at the first restore.
+
+use jobvault_core::checks::Check;
+use jobvault_crypt::{Keyring, Sealer};
+
+const PROBE: &[u8] = b"jobvault check: encryption probe";
+
+/// The check line, if encryption or identities were given at all.
+pub fn round_trip(sealer: Option<&Sealer>, keyring: &Keyring) -> Option<Check> {
+    let identities = keyring.fingerprints();
+    let Some(sealer) = sealer else {
+        return (!identities.is_empty()).then(|| {
+            Check::warned(
+                "encryption",
+                "--identity given but no --encrypt-to: backups will be written in the clear",
+            )
+        });
+    };
+    let written_to = joined(sealer.fingerprints().iter().map(|f| f.as_str()));
+    if identities.is_empty() {
+        return Some(Check::warned(
+            "encryption",
+            format!(
+                "objects will be encrypted to {written_to}; give --identity to prove that a key \
+                 you hold reads them"
+            ),
+        ));
+    }
+    let result = match keyring.open(&sealer.seal(PROBE)) {
+        Ok(plain) if plain == PROBE => Ok(format!(
+            "objects will be encrypted to {written_to}, and the identities given read them back"
+        )),
+        Ok(_) => Err("the probe reads back different bytes".to_owned()),
+        Err(e) => Err(e.to_string()),
+    };
+    Some(Check::new("encryption", result))
+}
+
+fn joined<'a>(items: impl Iterator<Item = &'a str>) -> String {
+    items.collect::<Vec<_>>().join(", ")
+}
