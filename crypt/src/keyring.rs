@@ -26,7 +26,7 @@ pub struct Keyring {
     fingerprints: Vec<Fingerprint>,
     /// Identity files that others than their owner may read.
     exposed: Vec<PathBuf>,
-    /// Session keys by the `jobvault-session-key` stanza's body.
+    /// Session keys by the bodies of their `jobvault-session-key` stanzas.
     sessions: Mutex<HashMap<Vec<u8>, Arc<SessionKey>>>,
 }
 
@@ -155,27 +155,27 @@ impl Keyring {
         })
     }
 
-    /// The session key a `jobvault-session-key` stanza's `body` holds;
-    /// `None` if no identity here opens it.
-    fn session(&self, body: &[u8]) -> Result<Option<Arc<SessionKey>>, DecryptError> {
+    /// The session key the `jobvault-session-key` stanzas hold; `None` if
+    /// no identity here opens any of them.
+    fn session(&self, key_stanzas: &[&Stanza]) -> Result<Option<Arc<SessionKey>>, DecryptError> {
+        let id: Vec<u8> = key_stanzas
+            .iter()
+            .flat_map(|s| s.body.iter().copied())
+            .collect();
         let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(key) = sessions.get(body) {
+        if let Some(key) = sessions.get(&id) {
             return Ok(Some(key.clone()));
         }
-        let identities = self
-            .identities
-            .iter()
-            .map(|i| i.as_ref() as &dyn age::Identity);
-        let mut reader = match Decryptor::new_buffered(body)?.decrypt(identities) {
-            Ok(reader) => reader,
-            Err(DecryptError::NoMatchingKeys) => return Ok(None),
-            Err(e) => return Err(e),
+        let unwrapped = key_stanzas.iter().find_map(|stanza| {
+            self.identities
+                .iter()
+                .find_map(|identity| SessionKey::unwrap_with(stanza, identity.as_ref()))
+        });
+        let Some(key) = unwrapped.transpose()? else {
+            return Ok(None);
         };
-        let mut bytes = Vec::new();
-        reader.read_to_end(&mut bytes)?;
-        let key = SessionKey::from_bytes(&bytes).ok_or(DecryptError::KeyDecryptionFailed)?;
         let key = Arc::new(key);
-        sessions.insert(body.to_vec(), key.clone());
+        sessions.insert(id, key.clone());
         Ok(Some(key))
     }
 }
@@ -193,16 +193,21 @@ impl age::Identity for SessionIdentity<'_> {
     }
 
     fn unwrap_stanzas(&self, stanzas: &[Stanza]) -> Option<Result<FileKey, DecryptError>> {
-        let key_stanza = stanzas.iter().find(|s| s.tag == SESSION_KEY_TAG)?;
-        *self.written_to.borrow_mut() = key_stanza
-            .args
+        let key_stanzas: Vec<&Stanza> = stanzas
             .iter()
-            .filter_map(|arg| Fingerprint::parse(arg))
+            .filter(|s| s.tag == SESSION_KEY_TAG)
+            .collect();
+        if key_stanzas.is_empty() {
+            return None;
+        }
+        *self.written_to.borrow_mut() = key_stanzas
+            .iter()
+            .filter_map(|s| s.args.first().and_then(|arg| Fingerprint::parse(arg)))
             .collect();
         let Some(wrapped) = stanzas.iter().find(|s| s.tag == SESSION_TAG) else {
             return Some(Err(DecryptError::InvalidHeader));
         };
-        match self.keyring.session(&key_stanza.body) {
+        match self.keyring.session(&key_stanzas) {
             Ok(Some(session)) => Some(session.unwrap(wrapped)),
             Ok(None) => None,
             Err(e) => Some(Err(e)),

@@ -16,7 +16,7 @@ use crate::session::SessionKey;
 pub struct Sealer {
     session: SessionKey,
     /// The session key wrapped to the recipients, the same in every object.
-    key_stanza: Stanza,
+    key_stanzas: Vec<Stanza>,
     fingerprints: Vec<Fingerprint>,
 }
 
@@ -25,10 +25,10 @@ impl Sealer {
     /// agreement per recipient this sealer makes.
     pub fn new(recipients: &Recipients) -> Self {
         let session = SessionKey::draw();
-        let key_stanza = session.key_stanza(recipients);
+        let key_stanzas = session.key_stanzas(recipients);
         Sealer {
             session,
-            key_stanza,
+            key_stanzas,
             fingerprints: recipients.fingerprints(),
         }
     }
@@ -40,7 +40,7 @@ impl Sealer {
 
     /// `plain` as an age file.
     pub fn seal(&self, plain: &[u8]) -> Vec<u8> {
-        let mut sealed = Vec::with_capacity(plain.len() + 512 + self.key_stanza.body.len() * 4 / 3);
+        let mut sealed = Vec::with_capacity(plain.len() + 512 + 128 * self.key_stanzas.len());
         let mut writer = self
             .seal_into(&mut sealed)
             .expect("writing to memory does not fail");
@@ -73,12 +73,16 @@ impl age::Recipient for Sealer {
         &self,
         file_key: &FileKey,
     ) -> Result<(Vec<Stanza>, HashSet<String>), EncryptError> {
-        let key_stanza = Stanza {
-            tag: self.key_stanza.tag.clone(),
-            args: self.key_stanza.args.clone(),
-            body: self.key_stanza.body.clone(),
-        };
-        let stanzas = vec![key_stanza, self.session.wrap(file_key)];
+        let mut stanzas: Vec<Stanza> = self
+            .key_stanzas
+            .iter()
+            .map(|stanza| Stanza {
+                tag: stanza.tag.clone(),
+                args: stanza.args.clone(),
+                body: stanza.body.clone(),
+            })
+            .collect();
+        stanzas.push(self.session.wrap(file_key));
         Ok((stanzas, HashSet::new()))
     }
 }

@@ -3,8 +3,8 @@
 //! format: objects written with them must stay readable, so they never
 //! change (the frozen sample in `tests/sealed_frozen.rs` holds them).
 
-use age::secrecy::{ExposeSecret, SecretBox};
-use age::{DecryptError, Encryptor};
+use age::secrecy::ExposeSecret;
+use age::{DecryptError, Identity, Recipient};
 use age_core::format::{FILE_KEY_BYTES, FileKey, Stanza};
 use age_core::primitives::{aead_decrypt, aead_encrypt, hkdf};
 use base64::Engine as _;
@@ -13,64 +13,65 @@ use rand::RngCore as _;
 use rand::rngs::OsRng;
 
 use crate::Recipients;
+use crate::fingerprint::Fingerprint;
 
-/// The stanza holding the session key, as an age file to the recipients;
-/// its arguments are their fingerprints.
+/// A stanza holding the session key wrapped to one recipient, as age's own
+/// X25519 stanza wraps a file key; its arguments are the recipient's
+/// fingerprint and the X25519 stanza's own (the ephemeral share).
 pub const SESSION_KEY_TAG: &str = "jobvault-session-key";
 /// The stanza holding the object's file key, wrapped under the session key;
 /// its one argument is the salt.
 pub const SESSION_TAG: &str = "jobvault-session";
+/// The tag of age's X25519 stanza, which a session key stanza carries.
+const X25519_TAG: &str = "X25519";
 /// HKDF's label for the key that wraps a file key.
 const WRAP_LABEL: &[u8] = b"jobvault.session/v1";
-const SALT_BYTES: usize = 32;
-const SESSION_KEY_BYTES: usize = 32;
+const SALT_BYTES: usize = 16;
 
-/// A session key: drawn when the daemon starts, kept only in its memory.
-pub(crate) struct SessionKey(SecretBox<[u8; SESSION_KEY_BYTES]>);
+/// A session key: drawn when the daemon starts, kept only in its memory. It
+/// is as long as an age file key, and wrapped to recipients the same way.
+pub(crate) struct SessionKey(FileKey);
 
 impl SessionKey {
     pub(crate) fn draw() -> Self {
-        SessionKey(SecretBox::init_with_mut(
-            |key: &mut [u8; SESSION_KEY_BYTES]| {
-                OsRng.fill_bytes(key);
-            },
-        ))
+        SessionKey(FileKey::init_with_mut(|key| OsRng.fill_bytes(key)))
     }
 
-    /// The session key in a `jobvault-session-key` stanza's body, if it
-    /// holds one.
-    pub(crate) fn from_bytes(bytes: &[u8]) -> Option<Self> {
-        let bytes: &[u8; SESSION_KEY_BYTES] = bytes.try_into().ok()?;
-        Some(SessionKey(SecretBox::init_with_mut(
-            |key: &mut [u8; SESSION_KEY_BYTES]| {
-                key.copy_from_slice(bytes);
-            },
-        )))
-    }
-
-    /// The `jobvault-session-key` stanza: this key, encrypted to
-    /// `recipients`.
-    pub(crate) fn key_stanza(&self, recipients: &Recipients) -> Stanza {
-        let keys = recipients.keys().iter().map(|k| k as &dyn age::Recipient);
-        let encryptor = Encryptor::with_recipients(keys)
-            .expect("one or more X25519 recipients always go together");
-        let mut body = Vec::new();
-        let mut writer = encryptor
-            .wrap_output(&mut body)
-            .expect("writing to memory does not fail");
-        std::io::Write::write_all(&mut writer, self.0.expose_secret())
-            .and_then(|()| writer.finish().map(drop))
-            .expect("writing to memory does not fail");
-        let args = recipients
-            .fingerprints()
-            .iter()
-            .map(|f| f.as_str().to_owned())
-            .collect();
-        Stanza {
-            tag: SESSION_KEY_TAG.to_owned(),
-            args,
-            body,
+    /// The `jobvault-session-key` stanzas: this key wrapped to each of
+    /// `recipients`, one X25519 key agreement each.
+    pub(crate) fn key_stanzas(&self, recipients: &Recipients) -> Vec<Stanza> {
+        let mut stanzas = Vec::new();
+        for recipient in recipients.keys() {
+            let (wrapped, _) = recipient
+                .wrap_file_key(&self.0)
+                .expect("an X25519 recipient always wraps a file key");
+            for stanza in wrapped {
+                let mut args = vec![Fingerprint::of(recipient).as_str().to_owned()];
+                args.extend(stanza.args);
+                stanzas.push(Stanza {
+                    tag: SESSION_KEY_TAG.to_owned(),
+                    args,
+                    body: stanza.body,
+                });
+            }
         }
+        stanzas
+    }
+
+    /// The session key a `jobvault-session-key` stanza holds, if `identity`
+    /// is the recipient it was wrapped to.
+    pub(crate) fn unwrap_with(
+        stanza: &Stanza,
+        identity: &dyn Identity,
+    ) -> Option<Result<Self, DecryptError>> {
+        let x25519 = Stanza {
+            tag: X25519_TAG.to_owned(),
+            args: stanza.args.get(1..)?.to_vec(),
+            body: stanza.body.clone(),
+        };
+        identity
+            .unwrap_stanza(&x25519)
+            .map(|key| key.map(SessionKey))
     }
 
     /// The `jobvault-session` stanza: `file_key` wrapped under a key derived

@@ -61,15 +61,29 @@ pub fn run() -> Measured {
 /// Runs the daemon over a database of `jobs` jobs until its cursor covers
 /// them all; returns jobs per second and the daemon's CPU seconds.
 fn daemon_rate(endpoint: &str, bucket: &str, jobs: usize, concurrency: u16) -> (f64, f64) {
+    daemon_rate_with(endpoint, bucket, jobs, concurrency, &[])
+}
+
+/// [`daemon_rate`], with `extra` arguments to `run`.
+pub fn daemon_rate_with(
+    endpoint: &str,
+    bucket: &str,
+    jobs: usize,
+    concurrency: u16,
+    extra: &[&str],
+) -> (f64, f64) {
     let workspace = Workspace::new();
     database_with_jobs(&workspace, jobs);
     let started = Instant::now();
+    let mut args = vec!["--concurrency".to_owned(), concurrency.to_string()];
+    args.extend(extra.iter().map(|a| a.to_string()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let daemon = Daemon::start(
         &workspace,
         Some(endpoint),
         &format!("gs://{bucket}"),
         "1s",
-        &["--concurrency", &concurrency.to_string()],
+        &args,
     );
     let db = JobDb::open(&workspace.db()).unwrap();
     wait_for_cursor(&db, jobs as u64, UPLOADS_TIMEOUT);

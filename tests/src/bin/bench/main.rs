@@ -22,6 +22,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, ValueEnum};
 
+mod encryption;
 mod incremental;
 mod memory;
 mod recovery_point;
@@ -50,6 +51,7 @@ enum Which {
     Writes,
     VersusLitestream,
     Memory,
+    Encryption,
 }
 
 /// Measures jobvault against its targets; exits 1 when one is missed.
@@ -79,7 +81,7 @@ struct Args {
     scale_jobs: u64,
 }
 
-const SECTIONS: [Which; 9] = [
+const SECTIONS: [Which; 10] = [
     Which::Incremental,
     Which::Snapshot,
     Which::Retrieve,
@@ -88,6 +90,7 @@ const SECTIONS: [Which; 9] = [
     Which::RestoreAtScale,
     Which::Writes,
     Which::Memory,
+    Which::Encryption,
     Which::VersusLitestream,
 ];
 
@@ -131,5 +134,6 @@ fn measure(section: Which, args: &Args) -> Measured {
         Which::Writes => writes::run(),
         Which::Memory => memory::run(),
         Which::VersusLitestream => versus::run(args.database_mib),
+        Which::Encryption => encryption::run(args.database_mib),
     }
 }

@@ -27,6 +27,9 @@ pub enum Figure {
     VersusLoadCpuRatio,
     VersusIdleWritesRatio,
     VersusSnapshotSeconds,
+    EncryptedUploadCpu,
+    EncryptedSnapshot,
+    EncryptedRestore,
 }
 
 /// Which side of its bound a figure must be on.
@@ -107,6 +110,9 @@ pub const TARGETS: &[Target] = &[
     row(VersusLoadCpuRatio, "versus-load-cpu", "CPU at 50 updates/s, jobvault / Litestream (x)", AtMost(1.0)),
     row(VersusIdleWritesRatio, "versus-idle-writes", "store writes while idle, jobvault / Litestream (x)", AtMost(1.0)),
     row(VersusSnapshotSeconds, "versus-snapshot", "snapshot end to end beside Litestream (s)", AtMost(3.5)),
+    row(EncryptedUploadCpu, "encrypted-upload-cpu", "daemon CPU per job upload, encrypted vs plain (x)", AtMost(1.1)),
+    row(EncryptedSnapshot, "encrypted-snapshot", "snapshot end to end, encrypted vs plain (x)", AtMost(1.1)),
+    row(EncryptedRestore, "encrypted-restore", "restore of that snapshot, encrypted vs plain (x)", AtMost(1.1)),
 ];
 
 /// The row of `figure`.
