@@ -71,13 +71,24 @@ pub async fn snapshots(args: SnapshotsArgs) -> anyhow::Result<ExitCode> {
         println!(
             "{:<30}  {:<30}  {:>12}  {:>18}  {:<10}  {}",
             entry.uploaded,
-            entry.time_inside.as_deref().unwrap_or("none in header"),
+            entry.time_inside.as_deref().unwrap_or("unknown"),
             entry.size,
             entry
                 .generation
                 .map_or_else(|| "-".to_owned(), |g| g.to_string()),
             if entry.live { "live" } else { "noncurrent" },
             entry.name
+        );
+    }
+    if listed.iter().any(|entry| entry.time_inside.is_none()) {
+        let why = if reads.keyring().fingerprints().is_empty() {
+            "the store served its header decompressed, or it is encrypted and no --identity was given"
+        } else {
+            "the store served its header decompressed, or no --identity given opens it"
+        };
+        say(
+            Said::Notice,
+            &format!("a snapshot's time inside is unknown when {why}"),
         );
     }
     Ok(ExitCode::SUCCESS)
