@@ -228,3 +228,60 @@ fn a_snapshot_given_up_stops_waiting_for_a_locked_database() {
     drop(stdin);
     holder.wait().unwrap();
 }
+
+#[test]
+fn an_encrypted_snapshot_of_many_chunks_survives_a_failed_chunk_and_restores() {
+    let workspace = Workspace::new();
+    large_database(&workspace, 8);
+    let identity = workspace.path().join("ops.key");
+    let keygen = jobvault(None)
+        .args(["keygen", "--out"])
+        .arg(&identity)
+        .output()
+        .unwrap();
+    assert!(keygen.status.success());
+    let recipient = String::from_utf8(keygen.stdout).unwrap().trim().to_owned();
+
+    let proxy_port = free_port();
+    let emulator = Emulator::start_on(free_port(), proxy_port, Backend::Memory);
+    let proxy = Proxy::start(proxy_port, emulator.address(), Duration::ZERO);
+    let url = format!("gs://{}/sealed", emulator.new_bucket("large-sealed"));
+    proxy.fail_next_chunks(1);
+    let output = jobvault(Some(&proxy.endpoint()))
+        .args([
+            "backup",
+            "--encrypt-to",
+            &recipient,
+            "--bucket",
+            &url,
+            "--db",
+        ])
+        .arg(workspace.db())
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let failed = proxy.seen().into_iter().filter(|seen| seen.failed).count();
+    assert_eq!(failed, 1, "a chunk failed and was sent again");
+
+    let target = workspace.path().join("restored.db");
+    let output = jobvault(Some(&emulator.endpoint()))
+        .args(["restore", "--bucket", &url, "--to"])
+        .arg(&target)
+        .arg("--identity")
+        .arg(&identity)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let restored = JobDb::open(&target).unwrap().list().unwrap();
+    let source = JobDb::open(&workspace.db()).unwrap().list().unwrap();
+    assert_eq!(restored.len(), 8 * 64);
+    assert!(restored == source, "the restored jobs differ");
+}
