@@ -17,6 +17,18 @@ const AGE_MAGIC: &[u8] = b"age-encryption.org/v1\n";
 /// A word in every job body, to look for in the raw objects.
 const SECRET: &str = "launch-codes";
 
+/// An emulator, a bucket named after `name` (with object versioning if
+/// `versioned`) and a workspace.
+fn setup(name: &str, versioned: bool) -> (Emulator, String, Workspace) {
+    let emulator = Emulator::start(jobvault_tests::Backend::Memory);
+    let bucket = if versioned {
+        emulator.new_versioned_bucket(name)
+    } else {
+        emulator.new_bucket(name)
+    };
+    (emulator, format!("gs://{bucket}"), Workspace::new())
+}
+
 /// An identity made by `jobvault keygen` in `dir`, and its recipient.
 fn keygen(dir: &Path, name: &str) -> (PathBuf, String) {
     let path = dir.join(name);
@@ -96,9 +108,7 @@ fn resource(emulator: &Emulator, url: &str, name: &str) -> serde_json::Value {
 
 #[test]
 fn an_encrypting_daemon_writes_age_files_that_only_its_identity_restores() {
-    let emulator = Emulator::start(jobvault_tests::Backend::Memory);
-    let url = format!("gs://{}", emulator.new_versioned_bucket("sealed"));
-    let workspace = Workspace::new();
+    let (emulator, url, workspace) = setup("sealed", true);
     let (identity, recipient) = keygen(workspace.path(), "ops.key");
     workspace.put_jobs(&jobs(&["j0"]));
     back_up(&emulator, &workspace, &url, &[&recipient], &["j1", "j2"]);
@@ -165,9 +175,7 @@ fn an_encrypting_daemon_writes_age_files_that_only_its_identity_restores() {
 
 #[test]
 fn without_its_identity_a_restore_fails_in_one_line_naming_the_key_and_writes_nothing() {
-    let emulator = Emulator::start(jobvault_tests::Backend::Memory);
-    let url = format!("gs://{}", emulator.new_bucket("locked"));
-    let workspace = Workspace::new();
+    let (emulator, url, workspace) = setup("locked", false);
     let (_, recipient) = keygen(workspace.path(), "ops.key");
     let (stranger, _) = keygen(workspace.path(), "stranger.key");
     back_up(&emulator, &workspace, &url, &[&recipient], &["j1"]);
@@ -191,9 +199,7 @@ fn without_its_identity_a_restore_fails_in_one_line_naming_the_key_and_writes_no
 
 #[test]
 fn a_bucket_of_plain_then_encrypted_objects_under_two_keys_restores_whole() {
-    let emulator = Emulator::start(jobvault_tests::Backend::Memory);
-    let url = format!("gs://{}", emulator.new_bucket("mixed"));
-    let workspace = Workspace::new();
+    let (emulator, url, workspace) = setup("mixed", false);
     let (old, old_recipient) = keygen(workspace.path(), "old.key");
     let (new, new_recipient) = keygen(workspace.path(), "new.key");
     back_up(&emulator, &workspace, &url, &[], &["plain"]);
@@ -218,9 +224,7 @@ fn a_bucket_of_plain_then_encrypted_objects_under_two_keys_restores_whole() {
 
 #[test]
 fn a_tampered_job_object_is_named_and_can_be_skipped() {
-    let emulator = Emulator::start(jobvault_tests::Backend::Memory);
-    let url = format!("gs://{}", emulator.new_bucket("tampered"));
-    let workspace = Workspace::new();
+    let (emulator, url, workspace) = setup("tampered", false);
     let (identity, recipient) = keygen(workspace.path(), "ops.key");
     back_up(&emulator, &workspace, &url, &[&recipient], &["j1", "j2"]);
 
@@ -258,9 +262,7 @@ fn a_tampered_job_object_is_named_and_can_be_skipped() {
 
 #[test]
 fn check_proves_that_the_identities_read_back_what_the_recipients_encrypt() {
-    let emulator = Emulator::start(jobvault_tests::Backend::Memory);
-    let url = format!("gs://{}", emulator.new_bucket("check"));
-    let workspace = Workspace::new();
+    let (emulator, url, workspace) = setup("check", false);
     workspace.put_jobs(&[]);
     let (identity, recipient) = keygen(workspace.path(), "ops.key");
     let (stranger, _) = keygen(workspace.path(), "stranger.key");

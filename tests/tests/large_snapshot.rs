@@ -42,6 +42,17 @@ fn large_database(workspace: &Workspace, batches: usize) -> u64 {
     std::fs::metadata(workspace.db()).unwrap().len()
 }
 
+/// Runs `command` and fails the test, with its stderr, unless it succeeds.
+fn succeeded(command: &mut std::process::Command) -> std::process::Output {
+    let output = command.output().unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
+
 #[test]
 fn a_large_snapshot_survives_a_failed_chunk_and_comes_back_byte_identical() {
     let workspace = Workspace::new();
@@ -55,15 +66,10 @@ fn a_large_snapshot_survives_a_failed_chunk_and_comes_back_byte_identical() {
     let url = format!("gs://{bucket}/big");
     proxy.fail_next_chunks(1);
 
-    let output = jobvault(Some(&proxy.endpoint()))
-        .args(["backup", "--bucket", &url, "--db"])
-        .arg(workspace.db())
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
+    let output = succeeded(
+        jobvault(Some(&proxy.endpoint()))
+            .args(["backup", "--bucket", &url, "--db"])
+            .arg(workspace.db()),
     );
     let object = String::from_utf8(output.stdout).unwrap().trim().to_owned();
 
@@ -234,12 +240,7 @@ fn an_encrypted_snapshot_of_many_chunks_survives_a_failed_chunk_and_restores() {
     let workspace = Workspace::new();
     large_database(&workspace, 8);
     let identity = workspace.path().join("ops.key");
-    let keygen = jobvault(None)
-        .args(["keygen", "--out"])
-        .arg(&identity)
-        .output()
-        .unwrap();
-    assert!(keygen.status.success());
+    let keygen = succeeded(jobvault(None).args(["keygen", "--out"]).arg(&identity));
     let recipient = String::from_utf8(keygen.stdout).unwrap().trim().to_owned();
 
     let proxy_port = free_port();
@@ -247,38 +248,28 @@ fn an_encrypted_snapshot_of_many_chunks_survives_a_failed_chunk_and_restores() {
     let proxy = Proxy::start(proxy_port, emulator.address(), Duration::ZERO);
     let url = format!("gs://{}/sealed", emulator.new_bucket("large-sealed"));
     proxy.fail_next_chunks(1);
-    let output = jobvault(Some(&proxy.endpoint()))
-        .args([
-            "backup",
-            "--encrypt-to",
-            &recipient,
-            "--bucket",
-            &url,
-            "--db",
-        ])
-        .arg(workspace.db())
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
+    succeeded(
+        jobvault(Some(&proxy.endpoint()))
+            .args([
+                "backup",
+                "--encrypt-to",
+                &recipient,
+                "--bucket",
+                &url,
+                "--db",
+            ])
+            .arg(workspace.db()),
     );
     let failed = proxy.seen().into_iter().filter(|seen| seen.failed).count();
     assert_eq!(failed, 1, "a chunk failed and was sent again");
 
     let target = workspace.path().join("restored.db");
-    let output = jobvault(Some(&emulator.endpoint()))
-        .args(["restore", "--bucket", &url, "--to"])
-        .arg(&target)
-        .arg("--identity")
-        .arg(&identity)
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
+    succeeded(
+        jobvault(Some(&emulator.endpoint()))
+            .args(["restore", "--bucket", &url, "--to"])
+            .arg(&target)
+            .arg("--identity")
+            .arg(&identity),
     );
     let restored = JobDb::open(&target).unwrap().list().unwrap();
     let source = JobDb::open(&workspace.db()).unwrap().list().unwrap();

@@ -60,15 +60,20 @@ fn output_within(mut command: Command, limit: Duration) -> Output {
     child.wait_with_output().unwrap()
 }
 
-#[test]
-fn with_the_authority_trusted_a_backup_and_a_restore_go_over_tls() {
-    let (emulator, workspace, url) = setup();
-    let mut backup = over_tls(&emulator, Some(&test_ca()));
+/// `jobvault backup` over TLS, the test authority trusted.
+fn back_up_trusting_the_authority(emulator: &Emulator, workspace: &Workspace, url: &str) {
+    let mut backup = over_tls(emulator, Some(&test_ca()));
     backup
-        .args(["backup", "--bucket", &url, "--db"])
+        .args(["backup", "--bucket", url, "--db"])
         .arg(workspace.db());
     let output = output_within(backup, AT_ONCE);
     assert!(output.status.success(), "{}", stderr(&output));
+}
+
+#[test]
+fn with_the_authority_trusted_a_backup_and_a_restore_go_over_tls() {
+    let (emulator, workspace, url) = setup();
+    back_up_trusting_the_authority(&emulator, &workspace, &url);
 
     let target = workspace.path().join("restored.db");
     let mut restore = over_tls(&emulator, Some(&test_ca()));
@@ -84,11 +89,7 @@ fn with_the_authority_trusted_a_backup_and_a_restore_go_over_tls() {
 #[test]
 fn an_untrusted_certificate_ends_a_restore_at_once_with_one_line() {
     let (emulator, workspace, url) = setup();
-    let mut backup = over_tls(&emulator, Some(&test_ca()));
-    backup
-        .args(["backup", "--bucket", &url, "--db"])
-        .arg(workspace.db());
-    assert!(output_within(backup, AT_ONCE).status.success());
+    back_up_trusting_the_authority(&emulator, &workspace, &url);
 
     let target = workspace.path().join("restored.db");
     let mut restore = over_tls(&emulator, None);
