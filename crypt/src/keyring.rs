@@ -197,18 +197,26 @@ impl age::Identity for SessionIdentity<'_> {
             .iter()
             .filter(|s| s.tag == SESSION_KEY_TAG)
             .collect();
-        if key_stanzas.is_empty() {
-            return None;
-        }
-        *self.written_to.borrow_mut() = key_stanzas
+        let wrapped = stanzas.iter().find(|s| s.tag == SESSION_TAG);
+        let wrapped = match (key_stanzas.is_empty(), wrapped) {
+            (true, None) => return None,
+            (false, Some(wrapped)) => wrapped,
+            // One of the two kinds without the other: the header was cut.
+            _ => return Some(Err(DecryptError::InvalidHeader)),
+        };
+        let written_to: Vec<Fingerprint> = key_stanzas
             .iter()
             .filter_map(|s| s.args.first().and_then(|arg| Fingerprint::parse(arg)))
             .collect();
-        let Some(wrapped) = stanzas.iter().find(|s| s.tag == SESSION_TAG) else {
-            return Some(Err(DecryptError::InvalidHeader));
-        };
+        let ours = written_to
+            .iter()
+            .any(|f| self.keyring.fingerprints.contains(f));
+        *self.written_to.borrow_mut() = written_to;
         match self.keyring.session(&key_stanzas) {
             Ok(Some(session)) => Some(session.unwrap(wrapped)),
+            // Written to a key held here, and it does not open: the stanza
+            // was changed, which says nothing about the keys.
+            Ok(None) if ours => Some(Err(DecryptError::KeyDecryptionFailed)),
             Ok(None) => None,
             Err(e) => Some(Err(e)),
         }

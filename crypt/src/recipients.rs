@@ -77,10 +77,27 @@ impl Recipients {
 }
 
 fn parse_one(text: &str, what: impl FnOnce() -> String) -> Result<x25519::Recipient, BadRecipient> {
+    if is_secret_key(text) {
+        // Named without its text: an error line ends up in logs.
+        return Err(BadRecipient {
+            what: "--encrypt-to".to_owned(),
+            why: SECRET_GIVEN.to_owned(),
+        });
+    }
     text.parse().map_err(|why: &str| BadRecipient {
         what: what(),
         why: why.to_owned(),
     })
+}
+
+const SECRET_GIVEN: &str = "it was given a secret key (AGE-SECRET-KEY-1…), which must not be on \
+    this host; give its recipient, which `jobvault keygen` printed (`age-keygen -y FILE` prints it again)";
+
+/// Whether `text` is an identity rather than a recipient.
+pub fn is_secret_key(text: &str) -> bool {
+    text.trim()
+        .get(..15)
+        .is_some_and(|start| start.eq_ignore_ascii_case("AGE-SECRET-KEY-"))
 }
 
 #[cfg(test)]
@@ -100,11 +117,12 @@ mod tests {
     fn a_malformed_recipient_is_named() {
         let error = Recipients::parse(["age1nope"]).unwrap_err();
         assert!(error.to_string().contains("\"age1nope\""), "{error}");
-        let secret = "AGE-SECRET-KEY-1QQQ";
-        let error = Recipients::parse([secret]).unwrap_err();
+        let secret = "AGE-SECRET-KEY-1QQQSECRET";
+        let error = Recipients::parse([secret]).unwrap_err().to_string();
+        assert!(error.contains("secret key"), "{error}");
         assert!(
-            error.to_string().contains("not an age X25519 recipient"),
-            "{error}"
+            !error.contains("QQQSECRET"),
+            "the key is not repeated: {error}"
         );
     }
 

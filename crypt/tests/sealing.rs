@@ -102,13 +102,16 @@ fn a_tampered_or_cut_object_does_not_open() {
     let mut payload_changed = sealed.clone();
     let last = payload_changed.len() - 1;
     payload_changed[last] ^= 1;
-    // A byte of the session key's stanza, inside its base64 body.
+    // A byte of the session key's stanza: its share, then its body.
+    let mut share_changed = sealed.clone();
+    share_changed[60] ^= 1;
     let mut header_changed = sealed.clone();
     header_changed[100] ^= 1;
     let cut = &sealed[..sealed.len() - 100];
     let header_only = &sealed[..sealed.len() - big.len()];
     for (what, bytes) in [
         ("a changed payload", &payload_changed[..]),
+        ("a changed share", &share_changed[..]),
         ("a changed header", &header_changed[..]),
         ("a cut payload", cut),
         ("a header alone", header_only),

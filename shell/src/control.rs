@@ -45,6 +45,12 @@ pub struct BackupAsk {
     pub bucket: String,
     /// The snapshot is named `<name>-HH:MM:SS`.
     pub name: String,
+    /// The fingerprints of the keys the snapshot must be encrypted to,
+    /// sorted; none for a snapshot in the clear. A daemon that encrypts
+    /// otherwise refuses, so `backup --encrypt-to` never lands in the clear
+    /// or to other keys than it names.
+    #[serde(default)]
+    pub encrypted_to: Vec<String>,
 }
 
 /// A snapshot taken on request.
@@ -67,6 +73,8 @@ pub struct BackupRequest {
 pub struct BackupDesk {
     pub db: PathBuf,
     pub bucket: String,
+    /// The fingerprints of the keys this daemon encrypts to, sorted.
+    pub encrypted_to: Vec<String>,
     pub requests: mpsc::Sender<BackupRequest>,
 }
 
@@ -117,6 +125,12 @@ impl BackupDesk {
         if ask.bucket != self.bucket {
             return Err((409, format!("this daemon backs up to {}", self.bucket)));
         }
+        if ask.encrypted_to != self.encrypted_to {
+            return Err((
+                409,
+                format!("this daemon {}", encryption(&self.encrypted_to)),
+            ));
+        }
         let (reply, answer) = oneshot::channel();
         let request = BackupRequest {
             name: ask.name,
@@ -133,6 +147,15 @@ impl BackupDesk {
                 FailureKind::Rejected => stopped(),
                 _ => (500, failure.to_string()),
             })
+    }
+}
+
+/// How a daemon writes, for a refusal.
+fn encryption(fingerprints: &[String]) -> String {
+    if fingerprints.is_empty() {
+        "writes in the clear (no --encrypt-to)".to_owned()
+    } else {
+        format!("encrypts to other keys: {}", fingerprints.join(", "))
     }
 }
 
@@ -345,6 +368,7 @@ mod tests {
         let desk = BackupDesk {
             db: PathBuf::from("/var/lib/jobs.db"),
             bucket: "gs://backups".to_owned(),
+            encrypted_to: Vec::new(),
             requests,
         };
         (desk, received)
@@ -355,7 +379,17 @@ mod tests {
             db: PathBuf::from(db),
             bucket: bucket.to_owned(),
             name: name.to_owned(),
+            encrypted_to: Vec::new(),
         };
+        serde_json::to_vec(&ask).unwrap()
+    }
+
+    /// A request for a snapshot encrypted to a key, to a daemon that
+    /// writes in the clear.
+    fn encrypted_ask() -> Vec<u8> {
+        let mut ask: BackupAsk =
+            serde_json::from_slice(&ask("/var/lib/jobs.db", "gs://backups", "n")).unwrap();
+        ask.encrypted_to = vec!["5f069c01cd81".to_owned()];
         serde_json::to_vec(&ask).unwrap()
     }
 
@@ -387,6 +421,7 @@ mod tests {
             (ask("/var/lib/jobs.db", "gs://elsewhere", "n"), 409),
             (ask("/var/lib/jobs.db", "gs://backups", "a/b"), 400),
             (b"not json".to_vec(), 400),
+            (encrypted_ask(), 409),
         ];
         for (body, expected) in cases {
             let answer = desk.serve(&body).await;

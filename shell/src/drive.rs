@@ -40,12 +40,8 @@ pub enum DriveError {
     Corrupt { object: String, why: String },
     /// An encrypted object that none of the identities given opens: no
     /// other object would do better, so the command ends.
-    #[error("{object}: {source}")]
-    NoKey {
-        object: String,
-        #[source]
-        source: OpenError,
-    },
+    #[error("{object}: {error}")]
+    NoKey { object: String, error: OpenError },
     /// The bucket does not hold what was asked for.
     #[error("{bucket}: {why}")]
     NotRestorable { bucket: String, why: String },
@@ -279,9 +275,9 @@ impl<'a> Driver<'a> {
                 let result = match reads.opened(&bytes) {
                     Ok(plain) => decode_job_object(&plain).map_err(|e| e.to_string()),
                     Err(damaged @ OpenError::Damaged(_)) => Err(damaged.to_string()),
-                    Err(source) => {
+                    Err(error) => {
                         let object = store.location(&object);
-                        return Err(DriveError::NoKey { object, source });
+                        return Err(DriveError::NoKey { object, error });
                     }
                 };
                 Answer::JobFetched {

@@ -289,3 +289,36 @@ fn check_proves_that_the_identities_read_back_what_the_recipients_encrypt() {
     assert_eq!(output.status.code(), Some(1), "{report}");
     assert!(report.contains("FAIL  encryption:"), "{report}");
 }
+
+#[test]
+fn backup_asking_for_encryption_beside_a_plain_daemon_takes_an_encrypted_snapshot_itself() {
+    let (emulator, url, workspace) = setup("beside", false);
+    workspace.put_jobs(&jobs(&["j1"]));
+    let (_, recipient) = keygen(workspace.path(), "ops.key");
+    let daemon = Daemon::start(&workspace, Some(&emulator.endpoint()), &url, "200ms", &[]);
+    daemon.settled();
+    let db = workspace.db();
+    let output = command(
+        &emulator,
+        &[
+            "backup",
+            "--encrypt-to",
+            &recipient,
+            "--bucket",
+            &url,
+            "--db",
+            db.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("writes in the clear"),
+        "says why it did not go through the daemon: {}",
+        stderr(&output)
+    );
+    let object = stdout(&output).trim().to_owned();
+    let reader = StoreReader::connect(&url, Some(&emulator.endpoint()));
+    assert!(reader.get(&object).starts_with(AGE_MAGIC), "{object}");
+    assert!(daemon.stop().success());
+}

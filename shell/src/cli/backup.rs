@@ -57,6 +57,7 @@ pub async fn backup(args: BackupArgs) -> anyhow::Result<ExitCode> {
         db: canonical,
         bucket: store.url().to_string(),
         name: args.name,
+        encrypted_to: store.encrypted_to(),
     };
     let taken = match ask_daemon(&ask).await {
         Asked::Answered(taken) => taken,

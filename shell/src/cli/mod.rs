@@ -32,7 +32,7 @@ use jobvault::store::BucketUrl;
 use jobvault::store::Store;
 use jobvault_core::Envelope;
 use jobvault_core::restore_plan::OnCorrupt;
-use jobvault_crypt::{Keyring, Recipients, Sealer};
+use jobvault_crypt::{Keyring, Recipients, Sealer, is_secret_key};
 
 /// Keeps a job database safe in Google Cloud Storage: scheduled snapshots,
 /// every job change in the bucket within seconds, one-command restore.
@@ -204,7 +204,13 @@ impl EncryptArgs {
     }
 }
 
+/// Checks a recipient as the arguments are read (a typo is a usage error),
+/// except a secret key given by mistake: the parser's error would repeat
+/// it, so it is refused later, in words that do not.
 fn parse_recipient(text: &str) -> Result<String, String> {
+    if is_secret_key(text) {
+        return Ok(text.to_owned());
+    }
     Recipients::parse([text])
         .map(|_| text.trim().to_owned())
         .map_err(|e| e.why)

@@ -80,13 +80,12 @@ pub struct RunArgs {
 
 /// The fingerprints of the keys objects are encrypted to, or `none`.
 fn encrypted_to(store: &Store) -> String {
-    store.sealer().map_or_else(
-        || "none".to_owned(),
-        |sealer| {
-            let fingerprints: Vec<_> = sealer.fingerprints().iter().map(|f| f.as_str()).collect();
-            fingerprints.join(",")
-        },
-    )
+    let fingerprints = store.encrypted_to();
+    if fingerprints.is_empty() {
+        "none".to_owned()
+    } else {
+        fingerprints.join(",")
+    }
 }
 
 /// Removes the snapshot copies that crashed jobvault processes left in
@@ -148,6 +147,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let desk = BackupDesk {
         db: canonical.clone(),
         bucket: store.url().to_string(),
+        encrypted_to: store.encrypted_to(),
         requests: requests_tx,
     };
     let upload_times = UploadTimes::new();

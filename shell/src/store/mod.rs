@@ -153,6 +153,17 @@ impl Store {
         self.sealer.as_deref()
     }
 
+    /// The fingerprints of the keys objects are written to, sorted; none
+    /// when they are written in the clear.
+    pub fn encrypted_to(&self) -> Vec<String> {
+        let mut fingerprints: Vec<String> = self
+            .sealer()
+            .map(|s| s.fingerprints().iter().map(|f| f.to_string()).collect())
+            .unwrap_or_default();
+        fingerprints.sort();
+        fingerprints
+    }
+
     pub fn url(&self) -> &BucketUrl {
         &self.url
     }

@@ -18,28 +18,72 @@ use super::error_chain;
 /// The error a request that failed before any answer stands for.
 pub(super) fn transport_error(error: &(dyn Error + 'static)) -> BackendError {
     let chain = error_chain(error);
-    if untrusted_certificate(error) {
-        let why = format!(
-            "{chain}: the store's TLS certificate is not trusted here; if a proxy or a \
-             private certificate authority stands in between, set SSL_CERT_FILE to a file \
-             holding its CA certificate"
-        );
-        return BackendError::with_kind(FailureKind::Permission, why);
+    match tls_refusal(error).map(advice) {
+        Some(advice) => {
+            BackendError::with_kind(FailureKind::Permission, format!("{chain}: {advice}"))
+        }
+        None => BackendError::transient(chain),
     }
-    BackendError::transient(chain)
 }
 
-/// Whether rustls rejected the peer's certificate anywhere in `error`'s
-/// chain.
-fn untrusted_certificate(error: &(dyn Error + 'static)) -> bool {
-    std::iter::successors(Some(error), |&e| e.source()).any(|e| {
-        unwrapped(e).any(|e| {
+/// The TLS failure in `error`'s chain that no retry mends: the peer's
+/// certificate refused, or a peer that does not speak TLS at all.
+fn tls_refusal<'a>(error: &'a (dyn Error + 'static)) -> Option<&'a rustls::Error> {
+    std::iter::successors(Some(error), |&e| e.source())
+        .flat_map(unwrapped)
+        .filter_map(|e| e.downcast_ref::<rustls::Error>())
+        .find(|e| {
             matches!(
-                e.downcast_ref::<rustls::Error>(),
-                Some(rustls::Error::InvalidCertificate(_) | rustls::Error::NoCertificatesPresented)
+                e,
+                rustls::Error::InvalidCertificate(_)
+                    | rustls::Error::NoCertificatesPresented
+                    | rustls::Error::InvalidMessage(_)
             )
         })
-    })
+}
+
+/// What to do about `refusal`, in words that fit its cause.
+fn advice(refusal: &rustls::Error) -> String {
+    use rustls::CertificateError as Cert;
+    let rustls::Error::InvalidCertificate(certificate) = refusal else {
+        return match refusal {
+            rustls::Error::InvalidMessage(_) => "the store did not answer in TLS; if it serves \
+                plain HTTP (an emulator), name it with http://"
+                .to_owned(),
+            _ => "the store presented no TLS certificate".to_owned(),
+        };
+    };
+    match certificate {
+        Cert::NotValidForName | Cert::NotValidForNameContext { .. } => {
+            "the store's TLS certificate is for another name: check the host jobvault reaches \
+             (STORAGE_EMULATOR_HOST, a proxy)"
+                .to_owned()
+        }
+        Cert::Expired
+        | Cert::ExpiredContext { .. }
+        | Cert::NotValidYet
+        | Cert::NotValidYetContext { .. } => "the store's TLS certificate is expired or not yet \
+            valid: check this host's clock, then the certificate"
+            .to_owned(),
+        _ => untrusted_advice(std::env::var_os("SSL_CERT_FILE")),
+    }
+}
+
+/// For a certificate no authority here vouches for: where to add one, or
+/// why the one added did not help.
+fn untrusted_advice(ssl_cert_file: Option<std::ffi::OsString>) -> String {
+    let base = "the store's TLS certificate is not trusted here";
+    match ssl_cert_file.filter(|path| !path.is_empty()) {
+        Some(path) => format!(
+            "{base}; SSL_CERT_FILE={} is set, but holds no authority that signed it (or \
+             cannot be read)",
+            std::path::Path::new(&path).display()
+        ),
+        None => format!(
+            "{base}; if a proxy or a private certificate authority stands in between, set \
+             SSL_CERT_FILE to a file holding its CA certificate"
+        ),
+    }
 }
 
 /// `error`, and the errors inside it if it is an `io::Error`: hyper hands
@@ -81,6 +125,33 @@ mod tests {
             failure.message.contains("SSL_CERT_FILE"),
             "{}",
             failure.message
+        );
+    }
+
+    #[test]
+    fn the_advice_fits_the_cause() {
+        let refused = |error: rustls::Error| {
+            let error = Connect(std::io::Error::other(error));
+            let failure = transport_error(&error);
+            assert_eq!(failure.kind, FailureKind::Permission);
+            failure.message
+        };
+        let name = refused(rustls::Error::InvalidCertificate(
+            rustls::CertificateError::NotValidForName,
+        ));
+        assert!(name.contains("another name"), "{name}");
+        let expired = refused(rustls::Error::InvalidCertificate(
+            rustls::CertificateError::Expired,
+        ));
+        assert!(expired.contains("clock"), "{expired}");
+        let plain = refused(rustls::Error::InvalidMessage(
+            rustls::InvalidMessage::InvalidContentType,
+        ));
+        assert!(plain.contains("http://"), "{plain}");
+        let set = untrusted_advice(Some("/etc/proxy-ca.pem".into()));
+        assert!(
+            set.contains("SSL_CERT_FILE=/etc/proxy-ca.pem is set"),
+            "{set}"
         );
     }
 
