@@ -1,46 +1,84 @@
-//! Snapshot copies that dead jobvault processes left in `TMPDIR`.
+//! Temporary files that dead jobvault processes left behind.
 //!
-//! A snapshot copies the database to a temporary file first (SQLite's backup
-//! API writes a database file), and removes it on every path a process that
-//! keeps running takes. A `kill -9`, an OOM kill or a power cut in the middle
-//! leaves the copy, and its `-journal`, behind, one more with every crash,
-//! until the disk is full. Each copy's name carries the pid of the process
-//! that made it, so a daemon starting up removes the copies of processes that
-//! are gone, and only those: a copy whose process runs (another daemon, a
-//! `jobvault backup`, or an unrelated process that took a dead one's pid) is
-//! left alone, as is every file not named like a copy. A copy under the
-//! starting daemon's own pid is a dead process's too (it has made none yet):
-//! in a container the daemon is pid 1 after every restart.
+//! A snapshot copies the database to a temporary file in `TMPDIR` first
+//! (SQLite's backup API writes a database file); a restore builds the
+//! database in a temporary file beside its target, and `verify` in `TMPDIR`.
+//! Each is removed on every path a process that keeps running takes. A
+//! `kill -9`, an OOM kill or a power cut in the middle leaves it, and its
+//! `-journal`, behind: one more with every crash, until the disk is full, and
+//! for a restore from an encrypted bucket a decrypted copy of the jobs that
+//! nobody is watching. Each name carries the pid of the process that made it,
+//! so the next process of the kind removes the files of processes that are
+//! gone, and only those: a file whose process runs (another daemon, a
+//! `jobvault backup`, a second restore, or an unrelated process that took a
+//! dead one's pid) is left alone, as is every file not named like one. A file
+//! under the starting process's own pid is a dead process's too (it has made
+//! none yet): in a container the daemon is pid 1 after every restart.
 
 use std::io;
 use std::path::{Path, PathBuf};
 
-/// The start of every snapshot copy's file name; the pid and a `-` follow.
-const PREFIX: &str = ".jobvault-snapshot-";
-
-/// The file name prefix for a snapshot copy made by this process.
-pub fn copy_prefix() -> String {
-    format!("{PREFIX}{}-", std::process::id())
+/// A kind of temporary file a jobvault process makes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Leftover {
+    /// A snapshot's copy of the database, in `TMPDIR`.
+    SnapshotCopy,
+    /// The database a restore builds beside its target.
+    RestoreDatabase,
+    /// The database `verify` builds in `TMPDIR`.
+    VerifyDatabase,
 }
 
-/// What [`remove_dead_copies`] did.
+impl Leftover {
+    /// The start of every such file's name; the pid and a `-` follow.
+    fn prefix(self) -> &'static str {
+        match self {
+            Leftover::SnapshotCopy => ".jobvault-snapshot-",
+            Leftover::RestoreDatabase => ".jobvault-restore-",
+            Leftover::VerifyDatabase => ".jobvault-verify-",
+        }
+    }
+
+    /// The file name prefix for such a file made by this process.
+    pub fn own_prefix(self) -> String {
+        format!("{}{}-", self.prefix(), std::process::id())
+    }
+
+    /// What the log calls it.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Leftover::SnapshotCopy => "a snapshot copy",
+            Leftover::RestoreDatabase => "a restore's unfinished database",
+            Leftover::VerifyDatabase => "a verify's database",
+        }
+    }
+
+    /// The pid in such a file's name, if it is one.
+    fn pid_in(self, name: &str) -> Option<i32> {
+        let rest = name.strip_prefix(self.prefix())?;
+        let (pid, _) = rest.split_once('-')?;
+        pid.parse().ok()
+    }
+}
+
+/// What [`remove_dead`] did.
 #[derive(Debug, Default)]
 pub struct Cleared {
     pub removed: Vec<PathBuf>,
-    /// Copies that could not be removed, and why; the others were still
+    /// Files that could not be removed, and why; the others were still
     /// tried.
     pub failed: Vec<(PathBuf, io::Error)>,
 }
 
-/// Removes from `dir` the snapshot copies (and their `-journal`, `-wal` and
-/// `-shm` files) of processes that no longer run, and those under this
+/// Removes from `dir` the files of this kind (and their `-journal`, `-wal`
+/// and `-shm` files) of processes that no longer run, and those under this
 /// process's pid: call it before this process makes any.
-pub fn remove_dead_copies(dir: &Path) -> io::Result<Cleared> {
+pub fn remove_dead(kind: Leftover, dir: &Path) -> io::Result<Cleared> {
     let own = std::process::id() as i32;
     let mut cleared = Cleared::default();
     for entry in std::fs::read_dir(dir)? {
         let entry = entry?;
-        let Some(pid) = entry.file_name().to_str().and_then(copy_pid) else {
+        let Some(pid) = entry.file_name().to_str().and_then(|n| kind.pid_in(n)) else {
             continue;
         };
         if !entry.file_type()?.is_file() || (pid != own && is_running(pid)) {
@@ -48,7 +86,7 @@ pub fn remove_dead_copies(dir: &Path) -> io::Result<Cleared> {
         }
         match std::fs::remove_file(entry.path()) {
             Ok(()) => cleared.removed.push(entry.path()),
-            // Another daemon starting up got there first.
+            // Another process starting up got there first.
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => cleared.failed.push((entry.path(), e)),
         }
@@ -57,11 +95,23 @@ pub fn remove_dead_copies(dir: &Path) -> io::Result<Cleared> {
     Ok(cleared)
 }
 
-/// The pid in a snapshot copy's file name, if it is one.
-fn copy_pid(name: &str) -> Option<i32> {
-    let rest = name.strip_prefix(PREFIX)?;
-    let (pid, _) = rest.split_once('-')?;
-    pid.parse().ok()
+/// [`remove_dead`], warning of what it removed (a crash went unnoticed
+/// before) or could not: a failure here is not a reason to stop.
+pub fn clear(kind: Leftover, dir: &Path) {
+    let what = kind.describe();
+    match remove_dead(kind, dir) {
+        Ok(cleared) => {
+            for path in cleared.removed {
+                tracing::warn!(file = %path.display(), "removed {what} a crashed jobvault left");
+            }
+            for (path, e) in cleared.failed {
+                tracing::warn!(file = %path.display(), error = %e, "cannot remove {what} a crashed jobvault left");
+            }
+        }
+        Err(e) => {
+            tracing::warn!(dir = %dir.display(), error = %e, "cannot look for {what} a crashed jobvault left")
+        }
+    }
 }
 
 /// Whether a process with this pid runs (or cannot be told apart from one
@@ -99,18 +149,24 @@ mod tests {
 
     #[test]
     fn names_are_read_for_their_pid() {
-        assert_eq!(copy_pid(".jobvault-snapshot-4242-Ab3xyz"), Some(4242));
+        let copy = Leftover::SnapshotCopy;
+        assert_eq!(copy.pid_in(".jobvault-snapshot-4242-Ab3xyz"), Some(4242));
         assert_eq!(
-            copy_pid(".jobvault-snapshot-4242-Ab3xyz-journal"),
+            copy.pid_in(".jobvault-snapshot-4242-Ab3xyz-journal"),
             Some(4242)
         );
+        assert_eq!(
+            Leftover::RestoreDatabase.pid_in(".jobvault-restore-4242-Ab3xyz-wal"),
+            Some(4242)
+        );
+        assert_eq!(copy.pid_in(".jobvault-restore-4242-Ab3xyz"), None);
         for other in [
             ".jobvault-snapshot-Ab3xyz",
             "jobvault-snapshot-4242-x",
             ".jobvault-snapshot--x",
             "notes.txt",
         ] {
-            assert_eq!(copy_pid(other), None, "{other}");
+            assert_eq!(copy.pid_in(other), None, "{other}");
         }
     }
 
@@ -119,11 +175,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         // The test runner that started us runs.
         let parent = rustix::process::getppid().expect("a test has a parent");
-        let live = format!("{PREFIX}{}-abc", parent.as_raw_nonzero());
+        let live = format!(".jobvault-restore-{}-abc", parent.as_raw_nonzero());
         // An earlier process that had our pid (a container's pid 1).
-        let ours = format!("{}abc", copy_prefix());
+        let ours = format!("{}abc", Leftover::RestoreDatabase.own_prefix());
         // A pid above the kernel's limit (4194304) never runs.
-        let dead = ".jobvault-snapshot-2147483000-abc";
+        let dead = ".jobvault-restore-2147483000-abc";
         let names = [
             live.clone(),
             format!("{live}-journal"),
@@ -131,11 +187,14 @@ mod tests {
             dead.to_owned(),
             format!("{dead}-journal"),
             "unrelated.db".to_owned(),
+            ".jobvault-snapshot-2147483000-abc".to_owned(),
         ];
         for name in &names {
             std::fs::write(dir.path().join(name), b"x").unwrap();
         }
-        let removed = remove_dead_copies(dir.path()).unwrap().removed;
+        let removed = remove_dead(Leftover::RestoreDatabase, dir.path())
+            .unwrap()
+            .removed;
         let mut expected = vec![
             dir.path().join(&ours),
             dir.path().join(dead),
@@ -153,7 +212,9 @@ mod tests {
             [
                 live.clone(),
                 format!("{live}-journal"),
-                "unrelated.db".to_owned()
+                // Another kind's file, even of a dead process.
+                ".jobvault-snapshot-2147483000-abc".to_owned(),
+                "unrelated.db".to_owned(),
             ]
         );
     }

@@ -31,7 +31,7 @@ use tracing::info;
 
 use crate::db::{DbError, JobDb};
 use crate::failure::ToFailure;
-use crate::leftovers;
+use crate::leftovers::Leftover;
 use crate::parallel_gzip;
 use crate::store::{Chunk, ChunkSink, Store, StoreError};
 
@@ -173,7 +173,7 @@ pub async fn take_snapshot(
     let tmp = std::env::temp_dir();
     room_for_copy(db_path, &tmp)?;
     let copy = tempfile::Builder::new()
-        .prefix(&leftovers::copy_prefix())
+        .prefix(&Leftover::SnapshotCopy.own_prefix())
         .tempfile()
         .map_err(|source| SnapshotError::Io {
             what: format!(

@@ -49,7 +49,7 @@ async fn check_snapshot(
     let location = store.location(object);
     let mut checks = Vec::new();
     // Removed with SQLite's files beside it, however the checks end.
-    let copy = match TempDatabase::in_tmpdir(".jobvault-verify-") {
+    let copy = match TempDatabase::in_tmpdir() {
         Ok(copy) => copy,
         Err(e) => {
             checks.push(Check::failed(

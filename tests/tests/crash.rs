@@ -1,11 +1,14 @@
-//! `kill -9` in the middle of a snapshot leaves the database copy in TMPDIR.
-//! The next daemon removes it, and only what dead jobvault processes left.
+//! `kill -9` in the middle of a snapshot leaves the database copy in TMPDIR;
+//! in the middle of a restore, the unfinished database beside the target.
+//! The next daemon, or restore, removes it, and only what dead jobvault
+//! processes left.
 
 use std::fs;
 use std::time::Duration;
 
 use jobvault_tests::{
-    Backend, Daemon, Emulator, Proxy, StoreReader, Workspace, eventually, free_port,
+    Backend, Daemon, Emulator, Proxy, StoreReader, Workspace, eventually, free_port, jobvault,
+    stderr,
 };
 use serde_json::json;
 
@@ -74,5 +77,62 @@ fn a_restarted_daemon_removes_the_snapshot_copy_a_killed_one_left_and_nothing_el
             .contains("removed a snapshot copy a crashed jobvault left"),
         "{}",
         second.log()
+    );
+}
+
+#[test]
+fn a_restore_removes_the_unfinished_database_a_killed_restore_left_beside_its_target() {
+    let workspace = Workspace::new();
+    let jobs: Vec<_> = (0..500)
+        .map(|n| json!({ "id": format!("job-{n}"), "name": format!("{n}").repeat(2000) }))
+        .collect();
+    workspace.put_jobs(&jobs);
+    let emulator = Emulator::start(Backend::Memory);
+    let url = format!("gs://{}", emulator.new_bucket("killed-restore"));
+    let backup = jobvault(Some(&emulator.endpoint()))
+        .args(["backup", "--bucket", &url, "--db"])
+        .arg(workspace.db())
+        .output()
+        .unwrap();
+    assert!(backup.status.success(), "{}", stderr(&backup));
+
+    let folder = workspace.path().join("restored");
+    fs::create_dir(&folder).unwrap();
+    let running = format!(".jobvault-restore-{}-running", std::process::id());
+    fs::write(folder.join(&running), b"in use").unwrap();
+    // A slow link: the snapshot arrives 4 KiB every half second.
+    let proxy = Proxy::start(free_port(), emulator.address(), Duration::ZERO);
+    proxy.trickle_downloads(Some((4096, Duration::from_millis(500))));
+    let mut first = jobvault(Some(&proxy.endpoint()))
+        .args(["restore", "--bucket", &url, "--to"])
+        .arg(folder.join("first.db"))
+        .spawn()
+        .unwrap();
+    let unfinished = format!(".jobvault-restore-{}-", first.id());
+    eventually("the killed restore's unfinished database", PATIENCE, || {
+        names(&folder)
+            .iter()
+            .any(|name| name.starts_with(&unfinished))
+            .then_some(())
+    });
+    first.kill().unwrap();
+    first.wait().unwrap();
+    let after_kill = names(&folder);
+    assert!(
+        after_kill.iter().any(|name| name.starts_with(&unfinished)),
+        "the killed restore's database is left: {after_kill:?}"
+    );
+
+    let second = jobvault(Some(&emulator.endpoint()))
+        .args(["restore", "--bucket", &url, "--to"])
+        .arg(folder.join("second.db"))
+        .output()
+        .unwrap();
+    assert!(second.status.success(), "{}", stderr(&second));
+    assert_eq!(names(&folder), [running, "second.db".to_owned()]);
+    assert!(
+        stderr(&second).contains("removed a restore's unfinished database a crashed jobvault left"),
+        "{}",
+        stderr(&second)
     );
 }

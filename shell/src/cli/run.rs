@@ -14,7 +14,7 @@ use jobvault::daemon::{Daemon, Ending};
 use jobvault::db::JobDb;
 use jobvault::db_lock::{DbLock, LockHolder};
 use jobvault::lease;
-use jobvault::leftovers;
+use jobvault::leftovers::{self, Leftover};
 use jobvault::metrics::{self, UploadTimes};
 use jobvault::store::Store;
 use jobvault::triggers::TriggerDir;
@@ -88,25 +88,6 @@ fn encrypted_to(store: &Store) -> String {
     }
 }
 
-/// Removes the snapshot copies that crashed jobvault processes left in
-/// `TMPDIR`. A failure here is worth a warning, not a refusal to run.
-fn remove_dead_copies() {
-    let dir = std::env::temp_dir();
-    match leftovers::remove_dead_copies(&dir) {
-        Ok(cleared) => {
-            for path in cleared.removed {
-                info!(file = %path.display(), "removed a snapshot copy a crashed jobvault left");
-            }
-            for (path, e) in cleared.failed {
-                warn!(file = %path.display(), error = %e, "cannot remove a snapshot copy a crashed jobvault left");
-            }
-        }
-        Err(e) => {
-            warn!(dir = %dir.display(), error = %e, "cannot clear crashed jobvault's snapshot copies")
-        }
-    }
-}
-
 /// Starts in an order where a failure leaves nothing behind: the database
 /// opened and locked, the trigger directory made, the metrics listener bound
 /// and the address file written, all before the core takes the lease; the
@@ -139,7 +120,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             "upgraded the job database's schema; every writer's change is tracked from now on"
         );
     }
-    remove_dead_copies();
+    leftovers::clear(Leftover::SnapshotCopy, &std::env::temp_dir());
     let triggers = TriggerDir::new(&args.workdir);
     triggers.create()?;
     let (metrics_tx, metrics_rx) = watch::channel(Metrics::default());

@@ -6,7 +6,10 @@
 //! restore being dropped when a signal ends it. It reaches the target only
 //! by [`TempDatabase::persist`]: a rename that replaces nothing unless
 //! asked to, so a file that appears at the target while the restore runs is
-//! kept, and a replaced database's mode and owner carry over.
+//! kept, and a replaced database's mode and owner carry over. It is readable
+//! by its owner only until then (it may hold jobs decrypted from the
+//! bucket), and a `kill -9` that leaves it is cleared by the next restore
+//! into the same folder (`leftovers.rs`).
 
 use std::fs::{self, File, Permissions};
 use std::io;
@@ -18,6 +21,7 @@ use tempfile::NamedTempFile;
 use tracing::warn;
 
 use super::{RestoreError, io_error};
+use crate::leftovers::{self, Leftover};
 
 /// SQLite's files beside a database.
 const SIDE_FILES: [&str; 3] = ["-wal", "-shm", "-journal"];
@@ -29,15 +33,19 @@ pub struct TempDatabase {
 }
 
 impl TempDatabase {
-    /// Creates it in `to`'s folder: a folder that does not exist or cannot
-    /// be written fails here, before anything is fetched.
+    /// Creates it in `to`'s folder, after removing what restores killed
+    /// there left: a folder that does not exist or cannot be written fails
+    /// here, before anything is fetched.
     pub fn beside(to: &Path) -> Result<Self, RestoreError> {
         let folder = match to.parent() {
             Some(parent) if !parent.as_os_str().is_empty() => parent.to_owned(),
             _ => PathBuf::from("."),
         };
+        if folder.is_dir() {
+            leftovers::clear(Leftover::RestoreDatabase, &folder);
+        }
         let file = tempfile::Builder::new()
-            .prefix(".jobvault-restore-")
+            .prefix(&Leftover::RestoreDatabase.own_prefix())
             .tempfile_in(&folder)
             .map_err(io_error(format!(
                 "cannot create a temporary file in {}",
@@ -46,10 +54,14 @@ impl TempDatabase {
         Ok(TempDatabase { file })
     }
 
-    /// Creates it in `TMPDIR`, named `<prefix>…`: for a copy that is only
-    /// read and checked (`verify`).
-    pub fn in_tmpdir(prefix: &str) -> io::Result<Self> {
-        let file = tempfile::Builder::new().prefix(prefix).tempfile()?;
+    /// Creates it in `TMPDIR`, after removing what killed `verify`s left
+    /// there: for a copy that is only read and checked.
+    pub fn in_tmpdir() -> io::Result<Self> {
+        let kind = Leftover::VerifyDatabase;
+        leftovers::clear(kind, &std::env::temp_dir());
+        let file = tempfile::Builder::new()
+            .prefix(&kind.own_prefix())
+            .tempfile()?;
         Ok(TempDatabase { file })
     }
 
