@@ -1593,6 +1593,30 @@ fn a_leased_machine_does_nothing_but_take_the_lease_until_it_holds_it() {
 }
 
 #[test]
+fn a_lease_the_store_refuses_is_counted_with_refused_uploads() {
+    let mut h = Harness::new();
+    let lease = LeaseMachine::new(me(), Duration::from_secs(10), false, "1.0", h.now);
+    h.backup = Backup::new(config(), stored_cursor(), h.now)
+        .recorded(DestinationId::new(KNOWN))
+        .leased(lease);
+    assert_eq!(h.advance(Duration::ZERO), [Command::ReadLease]);
+    h.input(Input::LeaseRead(Err(failure("503 Service Unavailable"))));
+    assert_eq!(h.backup.metrics().store_refusals, 0, "a 503 is not refused");
+    let mut refusals = 0;
+    for _ in 0..100 {
+        if h.step().contains(&Command::ReadLease) {
+            refusals += 1;
+            h.input(Input::LeaseRead(Err(Failure::new(
+                FailureKind::Permission,
+                "gs://b/db-backup/lease.json: 403 Forbidden",
+            ))));
+        }
+    }
+    assert!(refusals >= 2, "the lease is asked for again: {refusals}");
+    assert_eq!(h.backup.metrics().store_refusals, refusals);
+}
+
+#[test]
 fn writes_wait_for_the_lease_gate_and_a_lost_lease_stops_the_machine() {
     let (mut h, _) = leased();
     // The renewal at 60 s fails, and its retries at 70 s and 80 s; at 90 s

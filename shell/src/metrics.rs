@@ -222,7 +222,7 @@ impl Collector for Exporter {
         counter(
             e,
             "jobvault_store_refusals",
-            "Job uploads the store refused (permission denied, or no such bucket); each pauses uploads for 5 minutes.",
+            "Job uploads and lease writes the store refused (permission denied, no such bucket, an untrusted certificate); nothing is written while they last.",
             m.store_refusals,
         )?;
         counter(

@@ -68,8 +68,10 @@ pub struct Metrics {
     pub uploads: PerKind,
     pub upload_bytes: PerKind,
     pub upload_errors: PerKind,
-    /// Job uploads the store refused: permission denied, or no such bucket.
-    /// Each pauses uploads for five minutes.
+    /// Job uploads and lease reads and writes the store refused: permission
+    /// denied, no such bucket, a certificate not trusted. Each refused
+    /// upload pauses uploads for five minutes; while the lease is refused,
+    /// nothing is written.
     pub store_refusals: u64,
     /// Snapshot attempts started from trigger files.
     pub trigger_attempts: u64,

@@ -407,6 +407,9 @@ impl Backup {
         let Some(lease) = &mut self.lease else {
             return context!(self, now).unexpected(format_args!("a lease report with no lease"));
         };
+        if is_refusal(&input) {
+            self.metrics.store_refusals += 1;
+        }
         let expected = match input {
             Input::LeaseRead(result) => lease.on_read(now, result, &mut self.out),
             Input::LeaseWritten(result) => lease.on_written(now, result, &mut self.out),
@@ -669,5 +672,17 @@ impl Backup {
                 warn!(error = %failure, "listing snapshots for the metrics failed; retrying later");
             }
         }
+    }
+}
+
+/// A lease report the store refused (permission denied, no such bucket, a
+/// certificate not trusted): counted with the refused uploads, since while
+/// the lease is refused nothing is written at all.
+fn is_refusal(input: &Input) -> bool {
+    match input {
+        Input::LeaseRead(Err(failure))
+        | Input::LeaseWritten(Err(failure))
+        | Input::LeaseDeleted(Err(failure)) => failure.kind.is_refusal(),
+        _ => false,
     }
 }
