@@ -14,6 +14,7 @@ use age_core::format::{FileKey, Stanza};
 
 use crate::error::{BadIdentities, OpenError};
 use crate::fingerprint::Fingerprint;
+use crate::key_file;
 use crate::session::{SESSION_KEY_TAG, SESSION_TAG, SessionKey};
 
 type BoxedIdentity = Box<dyn age::Identity + Send + Sync>;
@@ -67,7 +68,10 @@ impl Keyring {
             path: path.to_owned(),
             why: e.to_string(),
         };
-        let metadata = std::fs::metadata(path).map_err(unreadable)?;
+        let metadata = key_file::check(path).map_err(|why| BadIdentities::Unreadable {
+            path: path.to_owned(),
+            why,
+        })?;
         let file =
             IdentityFile::from_file(path.display().to_string()).map_err(|e| match e.kind() {
                 std::io::ErrorKind::InvalidData => BadIdentities::NotIdentities {

@@ -35,6 +35,7 @@
 
 mod error;
 mod fingerprint;
+mod key_file;
 mod keyring;
 mod recipients;
 mod sealer;

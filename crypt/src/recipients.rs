@@ -8,6 +8,7 @@ use age::x25519;
 
 use crate::error::BadRecipient;
 use crate::fingerprint::Fingerprint;
+use crate::key_file;
 
 /// One or more X25519 recipients, without repeats.
 #[derive(Debug, Clone)]
@@ -33,10 +34,12 @@ impl Recipients {
     /// The recipients in the recipients file at `path`; an empty file is an
     /// error, as it would encrypt to nobody.
     pub fn from_file(path: &Path) -> Result<Self, BadRecipient> {
-        let text = std::fs::read_to_string(path).map_err(|e| BadRecipient {
+        let cannot_read = |why| BadRecipient {
             what: path.display().to_string(),
-            why: format!("cannot read it: {e}"),
-        })?;
+            why: format!("cannot read it: {why}"),
+        };
+        key_file::check(path).map_err(cannot_read)?;
+        let text = std::fs::read_to_string(path).map_err(|e| cannot_read(e.to_string()))?;
         let mut keys = Vec::new();
         for (number, line) in text.lines().enumerate() {
             let line = line.trim();

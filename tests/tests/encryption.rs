@@ -212,6 +212,20 @@ fn a_bucket_of_plain_then_encrypted_objects_under_two_keys_restores_whole() {
     assert_eq!(bodies(&target), bodies(&workspace.db()));
     assert_eq!(bodies(&target).len(), 3);
 
+    // Both from the environment, as PATH lists folders.
+    let from_env = workspace.path().join("from-env.db");
+    let output = jobvault(Some(&emulator.endpoint()))
+        .args(["restore", "--bucket", &url, "--to"])
+        .arg(&from_env)
+        .env(
+            "JOBVAULT_IDENTITY",
+            format!("{}:{}", old.display(), new.display()),
+        )
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(bodies(&from_env), bodies(&workspace.db()));
+
     // The old key alone no longer opens what the new one was written to.
     let output = restore(
         &emulator,

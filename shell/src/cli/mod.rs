@@ -235,9 +235,15 @@ pub struct ReadArgs {
     #[arg(long, value_name = "DURATION", default_value = "10min", value_parser = duration::parse_duration)]
     read_patience: Duration,
     /// An age identity file (`jobvault keygen`, `age-keygen`) to open
-    /// encrypted objects with; repeatable, for keys rotated over time.
-    /// Objects written in the clear need none.
-    #[arg(long, value_name = "FILE", env = "JOBVAULT_IDENTITY")]
+    /// encrypted objects with; repeatable, for keys rotated over time
+    /// (several files are separated by `:`, as in PATH). Objects written in
+    /// the clear need none.
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "JOBVAULT_IDENTITY",
+        value_delimiter = ':'
+    )]
     identity: Vec<PathBuf>,
 }
 
