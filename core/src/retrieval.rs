@@ -255,6 +255,7 @@ mod tests {
             updated: Timestamp::from_unix_seconds(secs),
             size: 1,
             generation: None,
+            sealed: false,
         };
         let objects = [
             listed("db-backup/2016/11/16/a.bdb", 20),

@@ -1678,6 +1678,7 @@ fn the_marker_is_checked_again_at_every_listing_and_a_wiped_one_owes_a_snapshot(
         updated: h.now,
         size: 1,
         generation: None,
+        sealed: false,
     }])));
     // Ten minutes on, the next listing: the marker is read again at the
     // step after it, and found missing (the bucket was wiped, its lease
@@ -1693,6 +1694,54 @@ fn the_marker_is_checked_again_at_every_listing_and_a_wiped_one_owes_a_snapshot(
         order.expect("a snapshot for the wiped prefix").reason,
         SnapshotReason::Owed(Owed::NewDestination(DestinationId::new(0xbeef).unwrap()))
     );
+}
+
+/// The first listing finds `newest` (sealed or not) and an older sealed
+/// snapshot, for a daemon that encrypts or not; returns whether it raised
+/// `encryption_dropped`, then and after a later listing.
+fn encryption_dropped(encrypts: bool, newest_sealed: bool) -> (bool, bool) {
+    let mut h = Harness::with(
+        Config {
+            encrypts,
+            ..config()
+        },
+        stored_cursor(),
+    );
+    start_with_empty_feed(&mut h);
+    let start = h.now;
+    let snapshot = |name: &str, age: u64, sealed| ListedObject {
+        name: ObjectName::listed(name),
+        updated: start - Duration::from_secs(age),
+        size: 1,
+        generation: None,
+        sealed,
+    };
+    h.input(Input::SnapshotsListed(Ok(vec![
+        snapshot("db-backup/2016/11/15/nightly.bdb", 86_400, true),
+        snapshot("db-backup/2016/11/16/nightly.bdb", 60, newest_sealed),
+        // Not a snapshot: a job object is not looked at.
+        snapshot("job-backup/2016/11/16/a.job", 0, !newest_sealed),
+    ])));
+    let at_start = h.backup.metrics().encryption_dropped;
+    h.advance(Duration::from_secs(600));
+    h.input(Input::SnapshotsListed(Ok(vec![snapshot(
+        "db-backup/2016/11/16/later.bdb",
+        0,
+        false,
+    )])));
+    (at_start, h.backup.metrics().encryption_dropped)
+}
+
+#[test]
+fn a_plain_daemon_on_a_prefix_whose_newest_snapshot_is_encrypted_says_so_for_its_life() {
+    assert_eq!(encryption_dropped(false, true), (true, true));
+    assert_eq!(
+        encryption_dropped(false, false),
+        (false, false),
+        "the newest is plain: encryption was turned off before, or never on"
+    );
+    assert_eq!(encryption_dropped(true, true), (false, false));
+    assert_eq!(encryption_dropped(true, false), (false, false));
 }
 
 #[test]
@@ -1883,6 +1932,7 @@ fn a_scheduled_snapshot_is_taken_once_listed_due_and_retried_as_a_trigger_is() {
         updated: Timestamp::parse_rfc3339("2016-11-16T02:00:00Z").unwrap(),
         size: 1,
         generation: None,
+        sealed: false,
     }])));
     assert!(
         snapshot(&commands).is_none(),

@@ -147,6 +147,12 @@ impl Collector for Exporter {
             "1 while the bucket prefix is new to this database (created, wiped, or another database's) and no snapshot of it has landed there yet.",
             f64::from(u8::from(m.new_destination)),
         )?;
+        gauge(
+            e,
+            "jobvault_encryption_dropped",
+            "1 when this daemon writes in the clear and the prefix's newest snapshot was encrypted when it started (--encrypt-to lost?).",
+            f64::from(u8::from(m.encryption_dropped)),
+        )?;
         counter(
             e,
             "jobvault_jobs_backed_up",

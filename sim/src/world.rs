@@ -384,6 +384,7 @@ impl Store {
             updated: object.updated,
             size: 1,
             generation: versions.then_some(object.generation),
+            sealed: false,
         };
         let mut found: Vec<ListedObject> = prefixes
             .iter()

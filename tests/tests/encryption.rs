@@ -7,8 +7,8 @@ use std::process::Output;
 use std::time::Duration;
 
 use jobvault_tests::{
-    Daemon, Emulator, StoreReader, Workspace, bodies, eventually, http_get, jobvault, stderr,
-    stdout,
+    Daemon, Emulator, StoreReader, Workspace, bodies, eventually, gauge, http_get, jobvault,
+    stderr, stdout,
 };
 use serde_json::json;
 
@@ -335,4 +335,42 @@ fn backup_asking_for_encryption_beside_a_plain_daemon_takes_an_encrypted_snapsho
     let reader = StoreReader::connect(&url, Some(&emulator.endpoint()));
     assert!(reader.get(&object).starts_with(AGE_MAGIC), "{object}");
     assert!(daemon.stop().success());
+}
+
+#[test]
+fn a_daemon_started_without_its_recipients_on_an_encrypted_prefix_raises_an_alarm() {
+    let (emulator, url, workspace) = setup("dropped", false);
+    let (_, recipient) = keygen(workspace.path(), "ops.key");
+    back_up(&emulator, &workspace, &url, &[&recipient], &["j1"]);
+    let reader = StoreReader::connect(&url, Some(&emulator.endpoint()));
+    assert!(
+        !reader.names("db-backup/").is_empty(),
+        "an encrypted snapshot"
+    );
+
+    let plain = Daemon::start(&workspace, Some(&emulator.endpoint()), &url, "200ms", &[]);
+    eventually("jobvault_encryption_dropped at 1", PATIENCE, || {
+        (gauge(&plain.scrape(), "jobvault_encryption_dropped") == Some(1.0)).then_some(())
+    });
+    let (status, log) = plain.stop_and_log();
+    assert!(status.success(), "{log}");
+    assert!(
+        log.contains("is --encrypt-to (JOBVAULT_ENCRYPT_TO) missing?"),
+        "{log}"
+    );
+
+    // With its recipient again, the daemon says nothing of the kind.
+    let again = Daemon::start(
+        &workspace,
+        Some(&emulator.endpoint()),
+        &url,
+        "200ms",
+        &["--encrypt-to", &recipient],
+    );
+    again.settled();
+    assert_eq!(
+        gauge(&again.scrape(), "jobvault_encryption_dropped"),
+        Some(0.0)
+    );
+    assert!(again.stop().success());
 }

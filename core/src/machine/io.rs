@@ -290,6 +290,9 @@ pub struct ListedObject {
     /// Which generation of the object this is, when the listing asked for
     /// every generation; `None` otherwise.
     pub generation: Option<i64>,
+    /// Its content type says it is encrypted (an age file); `false` where
+    /// the store keeps no content type (`file://`).
+    pub sealed: bool,
 }
 
 /// A report from the driver: the result of a command, or a request.

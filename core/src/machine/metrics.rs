@@ -50,6 +50,9 @@ pub struct Metrics {
     /// The destination is new to the database (created, wiped, or another
     /// database's) and no snapshot of this one has landed in it yet.
     pub new_destination: bool,
+    /// This daemon writes in the clear, and when it started the prefix's
+    /// newest snapshot was encrypted: `--encrypt-to` was most likely lost.
+    pub encryption_dropped: bool,
     /// Job versions uploaded.
     pub jobs_backed_up: u64,
     /// Times the change feed had to be rescanned since the last snapshot.

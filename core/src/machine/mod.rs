@@ -22,7 +22,7 @@ mod snapshots;
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 pub use backoff::{FIRST_RETRY, REFUSED_RETRY};
 pub use incremental::{OBJECT_WRITE_SPACING, SEQ_SAVE_SPACING};
@@ -37,7 +37,7 @@ pub use snapshots::{immediate_base_name, plan_snapshot, trigger_retry_wait};
 
 use crate::destination::{Destination, DestinationId};
 use crate::lease::{LeaseEnded, LeaseMachine, LeaseState};
-use crate::object_name::ObjectKind;
+use crate::object_name::{ObjectKind, parse_object_name};
 use crate::retrieval::day_prefixes;
 use crate::timestamp::Timestamp;
 use destination_check::DestinationCheck;
@@ -65,6 +65,8 @@ pub struct Config {
     pub keep: Option<Duration>,
     /// Snapshots taken with no trigger file; the default schedules none.
     pub schedule: Schedule,
+    /// Whether what this daemon writes is encrypted (`--encrypt-to`).
+    pub encrypts: bool,
 }
 
 impl Default for Config {
@@ -77,6 +79,7 @@ impl Default for Config {
             listing_interval: Duration::from_secs(600),
             keep: None,
             schedule: Schedule::default(),
+            encrypts: false,
         }
     }
 }
@@ -422,11 +425,40 @@ impl Backup {
         if let Some(ended) = self.lease_ended().filter(|e| **e != LeaseEnded::Released)
             && !self.halted()
         {
-            tracing::error!(lease = %ended, "stopping");
+            error!(lease = %ended, "stopping");
             self.halt();
         }
         self.drain_once_held(now);
         self.release_when_quiet();
+    }
+
+    /// A daemon that writes in the clear to a prefix whose newest snapshot
+    /// is encrypted was most likely started without its `--encrypt-to`: a
+    /// unit file or an environment that lost it. Litestream's users called
+    /// an encryption setting silently ignored a critical security issue;
+    /// here the first listing says it once, as an error, and raises
+    /// `encryption_dropped` for the daemon's life (alert
+    /// `JobvaultEncryptionDropped`). It writes on: refusing would stop the
+    /// backup of a database for a setting that may be meant.
+    fn say_if_encryption_dropped(&mut self, listed: &[ListedObject]) {
+        if self.config.encrypts {
+            return;
+        }
+        let newest = listed
+            .iter()
+            .filter(|object| {
+                parse_object_name(&object.name).is_ok_and(|p| p.kind == ObjectKind::Snapshot)
+            })
+            .max_by_key(|object| object.updated);
+        if let Some(newest) = newest.filter(|object| object.sealed) {
+            self.metrics.encryption_dropped = true;
+            error!(
+                snapshot = %newest.name,
+                "the prefix's newest snapshot is encrypted but this daemon writes in the clear: \
+                 is --encrypt-to (JOBVAULT_ENCRYPT_TO) missing? Every change from now on goes to \
+                 the bucket unencrypted"
+            );
+        }
     }
 
     /// Owes a first snapshot when the first listing found none in the last
@@ -659,6 +691,9 @@ impl Backup {
         match result {
             Ok(objects) => {
                 self.ledger.refresh(&objects, issued_at);
+                if !self.listed_once {
+                    self.say_if_encryption_dropped(&objects);
+                }
                 if !self.listed_once && self.ledger.newest().is_none() {
                     self.found_no_snapshot = true;
                     self.owe_first_once_known();

@@ -76,6 +76,7 @@ mod tests {
             updated: Timestamp::UNIX_EPOCH,
             size: 1,
             generation: None,
+            sealed: false,
         }
     }
 

@@ -148,6 +148,7 @@ impl Bucket {
                 updated: g.updated,
                 size: 1,
                 generation: versions.then_some(g.generation),
+                sealed: false,
             }));
         }
         listed

@@ -162,6 +162,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         "jobvault running"
     );
     let lease_location = store.location(LEASE_OBJECT);
+    let encrypts = store.sealer().is_some();
     let daemon = Daemon {
         db_path,
         db,
@@ -175,6 +176,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
                 daily_at: args.snapshot_at,
                 every: args.snapshot_every,
             },
+            encrypts,
             ..Config::default()
         },
         grace: args.grace,

@@ -136,6 +136,8 @@ impl Backend for FileStore {
                     updated,
                     size: meta.len(),
                     generation: None,
+                    // The file store keeps no content type.
+                    sealed: false,
                 });
             }
             Ok(objects)

@@ -5,17 +5,17 @@
 //! but the emulator sends a listing whole: a day of 100,000 job objects came
 //! as one page of 125 MB, held as about 300 MiB, and nothing could be
 //! fetched until all of it was parsed. Here a page is parsed on a blocking
-//! thread as its bytes arrive, each object into the four fields jobvault
+//! thread as its bytes arrive, each object into the fields jobvault
 //! reads, and handed over in batches of [`BATCH`]: memory is bounded by the
 //! batch whatever the store's page size, and fetches start with the first
-//! batch. GCS is asked (`fields`) to send only those four fields.
+//! batch. GCS is asked (`fields`) to send only those fields.
 
 use std::fmt;
 
 use futures::TryStreamExt;
 use jobvault_core::Timestamp;
 use jobvault_core::machine::ListedObject;
-use jobvault_core::object_name::ObjectName;
+use jobvault_core::object_name::{Framing, ObjectName};
 use serde::Deserialize;
 use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use tokio::sync::mpsc;
@@ -26,7 +26,8 @@ use super::{BackendError, bridge, error_chain};
 pub const BATCH: usize = 1000;
 
 /// What a listing page's response is asked to hold.
-pub const FIELDS: &str = "nextPageToken,items(name,updated,timeCreated,size,generation)";
+pub const FIELDS: &str =
+    "nextPageToken,items(name,updated,timeCreated,size,generation,contentType)";
 
 /// A part of a listing page, in order.
 #[derive(Debug)]
@@ -115,6 +116,7 @@ struct Item {
     time_created: Option<Timestamp>,
     size: Option<String>,
     generation: Option<String>,
+    content_type: Option<String>,
 }
 
 impl Item {
@@ -132,6 +134,7 @@ impl Item {
                 .versions
                 .then(|| self.generation.and_then(|g| g.parse().ok()))
                 .flatten(),
+            sealed: self.content_type.as_deref() == Some(Framing::SEALED_CONTENT_TYPE),
         })
     }
 }

@@ -122,6 +122,7 @@ impl Backend for MemoryStore {
                 updated: stored.updated,
                 size: stored.bytes.len() as u64,
                 generation: None,
+                sealed: jobvault_crypt::is_sealed(&stored.bytes),
             })
             .collect();
         Ok(listed)
