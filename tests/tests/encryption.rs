@@ -338,6 +338,34 @@ fn backup_asking_for_encryption_beside_a_plain_daemon_takes_an_encrypted_snapsho
 }
 
 #[test]
+fn backup_without_recipients_beside_an_encrypting_daemon_says_its_snapshot_is_unencrypted() {
+    let (emulator, url, workspace) = setup("plain-beside", false);
+    workspace.put_jobs(&jobs(&["j1"]));
+    let (_, recipient) = keygen(workspace.path(), "ops.key");
+    let daemon = Daemon::start(
+        &workspace,
+        Some(&emulator.endpoint()),
+        &url,
+        "200ms",
+        &["--encrypt-to", &recipient],
+    );
+    daemon.settled();
+    let db = workspace.db();
+    let output = command(
+        &emulator,
+        &["backup", "--bucket", &url, "--db", db.to_str().unwrap()],
+        &[],
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("this snapshot is written unencrypted"),
+        "{}",
+        stderr(&output)
+    );
+    assert!(daemon.stop().success());
+}
+
+#[test]
 fn a_daemon_started_without_its_recipients_on_an_encrypted_prefix_raises_an_alarm() {
     let (emulator, url, workspace) = setup("dropped", false);
     let (_, recipient) = keygen(workspace.path(), "ops.key");

@@ -66,7 +66,15 @@ pub async fn backup(args: BackupArgs) -> anyhow::Result<ExitCode> {
             take_here(&db_path, &store, &ask.name).await
         }
         Asked::Unreached(why) => {
-            warn!("taking the snapshot here, beside the daemon: {why}");
+            // A daemon that encrypts refused a backup that does not: the
+            // whole database goes up readable, which the refusal alone did
+            // not say.
+            let unencrypted = if ask.encrypted_to.is_empty() {
+                "; this snapshot is written unencrypted (no --encrypt-to or JOBVAULT_ENCRYPT_TO here)"
+            } else {
+                ""
+            };
+            warn!("taking the snapshot here, beside the daemon: {why}{unencrypted}");
             take_here(&db_path, &store, &ask.name).await
         }
     };
