@@ -98,6 +98,19 @@ pub fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
+/// Takes a snapshot of `db` with `jobvault backup` to `url` (through the
+/// emulator at `emulator_endpoint`, if any); fails the test if it fails, and
+/// returns the object it printed.
+pub fn back_up_once(emulator_endpoint: Option<&str>, url: &str, db: &Path) -> String {
+    let output = jobvault(emulator_endpoint)
+        .args(["backup", "--bucket", url, "--db"])
+        .arg(db)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    stdout(&output).trim().to_owned()
+}
+
 /// Polls `check` every 50 ms until it gives a value; panics naming `what`
 /// after `timeout`.
 pub fn eventually<T>(what: &str, timeout: Duration, check: impl FnMut() -> Option<T>) -> T {

@@ -5,7 +5,7 @@ use std::process::Output;
 
 use jobvault::db::JobDb;
 use jobvault_tests::{
-    Emulator, StoreReader, Workspace, jobvault, run_with_stdin, stderr, stdout, today,
+    Emulator, StoreReader, Workspace, back_up_once, jobvault, run_with_stdin, stderr, stdout, today,
 };
 
 /// Exit status 1 and exactly one line on stderr that contains `needle`.
@@ -203,12 +203,7 @@ fn prune_keep_off_deletes_nothing_as_run_keep_off_does() {
     let workspace = Workspace::new();
     workspace.put_jobs(&[serde_json::json!({ "id": "a", "name": "A" })]);
     let url = format!("gs://{bucket}");
-    let backup = jobvault(Some(&emulator.endpoint()))
-        .args(["backup", "--bucket", &url, "--db"])
-        .arg(workspace.db())
-        .output()
-        .unwrap();
-    assert!(backup.status.success(), "{}", stderr(&backup));
+    back_up_once(Some(&emulator.endpoint()), &url, &workspace.db());
     let output = jobvault(Some(&emulator.endpoint()))
         .args(["prune", "--bucket", &url, "--keep", "off"])
         .output()

@@ -7,8 +7,8 @@ use std::fs;
 use std::time::Duration;
 
 use jobvault_tests::{
-    Backend, Daemon, Emulator, Proxy, StoreReader, Workspace, eventually, free_port, jobvault,
-    stderr,
+    Backend, Daemon, Emulator, Proxy, StoreReader, Workspace, back_up_once, eventually, free_port,
+    jobvault, stderr,
 };
 use serde_json::json;
 
@@ -89,12 +89,7 @@ fn a_restore_removes_the_unfinished_database_a_killed_restore_left_beside_its_ta
     workspace.put_jobs(&jobs);
     let emulator = Emulator::start(Backend::Memory);
     let url = format!("gs://{}", emulator.new_bucket("killed-restore"));
-    let backup = jobvault(Some(&emulator.endpoint()))
-        .args(["backup", "--bucket", &url, "--db"])
-        .arg(workspace.db())
-        .output()
-        .unwrap();
-    assert!(backup.status.success(), "{}", stderr(&backup));
+    back_up_once(Some(&emulator.endpoint()), &url, &workspace.db());
 
     let folder = workspace.path().join("restored");
     fs::create_dir(&folder).unwrap();

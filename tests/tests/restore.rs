@@ -8,8 +8,8 @@ use jobvault::db::JobDb;
 use jobvault_core::object_name::{Framing, job_object, snapshot_object};
 use jobvault_core::{Envelope, JobId, Timestamp};
 use jobvault_tests::{
-    Backend, Daemon, Emulator, StoreReader, Workspace, body, eventually, jobvault, runtime, stderr,
-    stdout,
+    Backend, Daemon, Emulator, StoreReader, Workspace, back_up_once, body, eventually, jobvault,
+    runtime, stderr, stdout,
 };
 
 const PATIENCE: Duration = Duration::from_secs(180);
@@ -158,12 +158,7 @@ fn restore_with_force_replaces_the_file_and_drops_its_stale_wal() {
     let workspace = Workspace::new();
     workspace.put_jobs(&[serde_json::json!({ "id": "a", "name": "A" })]);
     let url = format!("file://{}", workspace.path().join("bucket").display());
-    let backup = jobvault(None)
-        .args(["backup", "--bucket", &url, "--db"])
-        .arg(workspace.db())
-        .output()
-        .unwrap();
-    assert!(backup.status.success(), "{}", stderr(&backup));
+    back_up_once(None, &url, &workspace.db());
     // An old database with a WAL SQLite would replay into whatever file
     // takes its name.
     let target = workspace.path().join("old.db");

@@ -4,7 +4,9 @@ use std::process::Output;
 
 use jobvault_core::Timestamp;
 use jobvault_core::object_name::Framing;
-use jobvault_tests::{Emulator, StoreReader, Workspace, jobvault, runtime, stderr, stdout};
+use jobvault_tests::{
+    Emulator, StoreReader, Workspace, back_up_once, jobvault, runtime, stderr, stdout,
+};
 
 /// A bucket holding one snapshot of a few jobs, made by `jobvault backup`.
 fn bucket_with_a_snapshot(emulator: &Emulator, name: &str) -> (String, String) {
@@ -15,13 +17,8 @@ fn bucket_with_a_snapshot(emulator: &Emulator, name: &str) -> (String, String) {
         serde_json::json!({ "id": "a", "name": "A" }),
         serde_json::json!({ "id": "b", "name": "B" }),
     ]);
-    let output = jobvault(Some(&emulator.endpoint()))
-        .args(["backup", "--bucket", &url, "--db"])
-        .arg(workspace.db())
-        .output()
-        .unwrap();
-    assert!(output.status.success(), "{}", stderr(&output));
-    (url, stdout(&output).trim().to_owned())
+    let object = back_up_once(Some(&emulator.endpoint()), &url, &workspace.db());
+    (url, object)
 }
 
 /// `jobvault verify` with a `TMPDIR` of its own, which it must leave empty:
