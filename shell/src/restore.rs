@@ -83,6 +83,15 @@ impl RestoreError {
                     | io::ErrorKind::UnexpectedEof
             )
     }
+
+    /// The reason an encrypted snapshot did not open, if that is what this
+    /// says.
+    pub fn open_error(&self) -> Option<&OpenError> {
+        let RestoreError::Io { error, .. } = self else {
+            return None;
+        };
+        error.get_ref()?.downcast_ref::<OpenError>()
+    }
 }
 
 fn io_error(what: impl Into<String>) -> impl FnOnce(io::Error) -> RestoreError {
@@ -282,6 +291,8 @@ pub struct DownloadedSnapshot {
     pub gzip: Option<(String, Option<Timestamp>)>,
     /// Bytes received from the store.
     pub received: u64,
+    /// Whether it was an age file, opened and authenticated.
+    pub sealed: bool,
 }
 
 /// Streams the snapshot into `dest`, gunzipping it (the CRC is checked at
@@ -336,10 +347,11 @@ async fn download_once(
     });
     feed.await;
     progress.finish_and_clear();
-    let gzip = writer.await??;
+    let Decoded { gzip, sealed } = writer.await??;
     Ok(DownloadedSnapshot {
         gzip,
         received: received.load(Ordering::Relaxed),
+        sealed,
     })
 }
 
@@ -425,20 +437,29 @@ fn resumed<'a>(
     })
 }
 
+/// What decoding a snapshot's bytes found them to be.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decoded {
+    /// The gzip header's name and mtime if it was gzip.
+    pub gzip: Option<(String, Option<Timestamp>)>,
+    /// Whether it was an age file (opened and authenticated).
+    pub sealed: bool,
+}
+
 /// Writes the database held by `source` (gzip, or a plain SQLite file,
-/// either maybe encrypted) to `dest`; returns the gzip header's name and
-/// mtime if it was gzip.
-pub fn decode_snapshot(
-    source: impl Read,
-    dest: File,
-    keyring: &Keyring,
-) -> io::Result<Option<(String, Option<Timestamp>)>> {
+/// either maybe encrypted) to `dest`.
+pub fn decode_snapshot(source: impl Read, dest: File, keyring: &Keyring) -> io::Result<Decoded> {
     let mut source = BufReader::with_capacity(1 << 20, source);
     if is_sealed(source.fill_buf()?) {
         let opened = keyring.open_reader(source).map_err(open_error)?;
-        return decode_plain(BufReader::with_capacity(1 << 20, opened), dest);
+        let gzip = decode_plain(BufReader::with_capacity(1 << 20, opened), dest)?;
+        return Ok(Decoded { gzip, sealed: true });
     }
-    decode_plain(source, dest)
+    let gzip = decode_plain(source, dest)?;
+    Ok(Decoded {
+        gzip,
+        sealed: false,
+    })
 }
 
 /// An encrypted snapshot that does not open: damaged, it is passed over as

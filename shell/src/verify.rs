@@ -10,6 +10,7 @@ use jobvault_core::checks::Check;
 use jobvault_core::job_object::decode_job_object;
 use jobvault_core::object_name::ObjectName;
 use jobvault_core::object_name::{ObjectKind, day_prefix, parse_object_name};
+use jobvault_crypt::OpenError;
 
 use crate::db::JobDb;
 use crate::drive::{DriveError, find_newest, list_range};
@@ -63,13 +64,21 @@ async fn check_snapshot(
         Ok(downloaded) => downloaded,
         Err(RestoreError::Store(e)) => return Err(e.into()),
         Err(e) => {
-            checks.push(Check::failed(
-                format!("{location} gzip stream"),
-                error_chain(&e),
-            ));
+            let what = if e.open_error().is_some() {
+                "encryption"
+            } else {
+                "gzip stream"
+            };
+            checks.push(Check::failed(format!("{location} {what}"), error_chain(&e)));
             return Ok(checks);
         }
     };
+    if downloaded.sealed {
+        checks.push(Check::passed(
+            format!("{location} encryption"),
+            "age, opened and authenticated".to_owned(),
+        ));
+    }
     let base = object.rsplit('/').next().unwrap_or(object);
     match downloaded.gzip {
         Some((name, mtime)) => {
@@ -147,40 +156,70 @@ async fn check_recent_jobs(
     recent.sort_by_key(|o| std::cmp::Reverse(o.updated));
     recent.truncate(sample);
     let total = recent.len();
-    let results: Vec<(ObjectName, Result<(), String>)> = stream::iter(recent)
+    let results: Vec<(ObjectName, Result<(), Unread>)> = stream::iter(recent)
         .map(|object| async move {
             let decoded = match store.get(&object.name).await {
                 Ok(bytes) => reads
                     .opened(&bytes)
-                    .map_err(|e| e.to_string())
-                    .and_then(|plain| decode_job_object(&plain).map_err(|e| e.to_string()))
+                    .map_err(Unread::from)
+                    .and_then(|plain| {
+                        decode_job_object(&plain).map_err(|e| Unread::Undecodable(e.to_string()))
+                    })
                     .map(drop),
-                Err(e) => Err(e.message),
+                Err(e) => Err(Unread::Undecodable(e.message)),
             };
             (object.name, decoded)
         })
         .buffer_unordered(concurrency.max(1))
         .collect()
         .await;
-    let mut checks: Vec<Check> = results
-        .into_iter()
-        .filter_map(|(name, result)| {
-            result
-                .err()
-                .map(|why| Check::failed(store.location(&name), why))
-        })
-        .collect();
-    let failed = checks.len();
-    checks.insert(
-        0,
-        Check::new(
-            "recent job objects",
-            if failed == 0 {
-                Ok(format!("{total} of the newest decode"))
-            } else {
-                Err(format!("{failed} of the {total} newest do not decode"))
-            },
-        ),
-    );
+    let (mut undecodable, mut locked) = (0, 0);
+    let mut checks: Vec<Check> = Vec::new();
+    for (name, result) in results {
+        match result {
+            Ok(()) => {}
+            // One names the keys; the rest would say the same.
+            Err(Unread::Locked(why)) => {
+                locked += 1;
+                if locked == 1 {
+                    checks.push(Check::failed(store.location(&name), why));
+                }
+            }
+            Err(Unread::Undecodable(why)) => {
+                undecodable += 1;
+                checks.push(Check::failed(store.location(&name), why));
+            }
+        }
+    }
+    let summary = match (undecodable, locked) {
+        (0, 0) => Ok(format!("{total} of the newest decode")),
+        (n, 0) => Err(format!("{n} of the {total} newest do not decode")),
+        (0, k) => Err(format!(
+            "{k} of the {total} newest are encrypted to a key no --identity given holds"
+        )),
+        (n, k) => Err(format!(
+            "{n} of the {total} newest do not decode, and {k} are encrypted to a key no --identity given holds"
+        )),
+    };
+    checks.insert(0, Check::new("recent job objects", summary));
     Ok(checks)
+}
+
+/// Why a job object was not read.
+enum Unread {
+    /// Encrypted, and no identity given opens it.
+    Locked(String),
+    /// Damaged, not a job object, or not downloaded.
+    Undecodable(String),
+}
+
+impl From<OpenError> for Unread {
+    fn from(error: OpenError) -> Self {
+        match error {
+            OpenError::Damaged(_) => Unread::Undecodable(error.to_string()),
+            OpenError::NoIdentity { .. } | OpenError::NoMatchingIdentity { .. } => {
+                Unread::Locked(error.to_string())
+            }
+        }
+    }
 }

@@ -153,6 +153,11 @@ fn an_encrypting_daemon_writes_age_files_that_only_its_identity_restores() {
         stdout(&output),
         stderr(&output)
     );
+    assert!(
+        stdout(&output).contains(" encryption: age, opened and authenticated"),
+        "{}",
+        stdout(&output)
+    );
 
     let now = jobvault::clock::now().rfc3339();
     let at = workspace.path().join("at.db");
@@ -194,6 +199,20 @@ fn without_its_identity_a_restore_fails_in_one_line_naming_the_key_and_writes_no
         assert!(said.contains(&fingerprint), "names the key: {said}");
         assert!(said.contains("db-backup/"), "names the object: {said}");
         assert!(!target.exists(), "nothing written at --to");
+
+        let output = command(&emulator, &["verify", "--bucket", &url], &identities);
+        let said = stdout(&output);
+        assert_eq!(output.status.code(), Some(1), "{said}{}", stderr(&output));
+        let snapshot = said.lines().find(|l| l.contains("db-backup/")).unwrap();
+        assert!(
+            snapshot.starts_with("FAIL") && snapshot.contains(" encryption: "),
+            "the snapshot fails as encrypted, not as gzip: {said}"
+        );
+        assert!(snapshot.contains(&fingerprint), "names the key: {said}");
+        assert!(
+            said.contains("FAIL  recent job objects: 1 of the 1 newest are encrypted to a key no --identity given holds"),
+            "{said}"
+        );
     }
 }
 
