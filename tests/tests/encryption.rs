@@ -75,6 +75,15 @@ fn back_up(
     assert!(daemon.stop().success());
 }
 
+/// The fingerprint keygen wrote into an identity file's comments.
+fn fingerprint(identity: &Path) -> String {
+    std::fs::read_to_string(identity)
+        .unwrap()
+        .lines()
+        .find_map(|line| line.strip_prefix("# fingerprint: ").map(str::to_owned))
+        .unwrap()
+}
+
 fn command(emulator: &Emulator, args: &[&str], identities: &[&Path]) -> Output {
     let mut command = jobvault(Some(&emulator.endpoint()));
     command.args(args);
@@ -184,11 +193,7 @@ fn without_its_identity_a_restore_fails_in_one_line_naming_the_key_and_writes_no
     let (_, recipient) = keygen(workspace.path(), "ops.key");
     let (stranger, _) = keygen(workspace.path(), "stranger.key");
     back_up(&emulator, &workspace, &url, &[&recipient], &["j1"]);
-    let fingerprint = std::fs::read_to_string(workspace.path().join("ops.key"))
-        .unwrap()
-        .lines()
-        .find_map(|line| line.strip_prefix("# fingerprint: ").map(str::to_owned))
-        .unwrap();
+    let fingerprint = fingerprint(&workspace.path().join("ops.key"));
 
     for identities in [vec![], vec![stranger.as_path()]] {
         let target = workspace.path().join("restored.db");
@@ -321,6 +326,21 @@ fn check_proves_that_the_identities_read_back_what_the_recipients_encrypt() {
     let report = stdout(&output);
     assert_eq!(output.status.code(), Some(1), "{report}");
     assert!(report.contains("FAIL  encryption:"), "{report}");
+
+    // Two recipients, one identity: the round trip passes, and the key
+    // it did not prove is named.
+    let (_, offline) = keygen(workspace.path(), "offline.key");
+    let offline_fingerprint = fingerprint(&workspace.path().join("offline.key"));
+    let two = [&args[..], &["--encrypt-to", &offline]].concat();
+    let output = command(&emulator, &two, &[&identity]);
+    let report = stdout(&output);
+    assert!(output.status.success(), "{report}{}", stderr(&output));
+    let line = report.lines().find(|l| l.contains("encryption:")).unwrap();
+    assert!(line.starts_with("WARN"), "{report}");
+    assert!(
+        line.contains(&format!("none is for {offline_fingerprint}")),
+        "{report}"
+    );
 }
 
 #[test]

@@ -29,14 +29,41 @@ pub fn round_trip(sealer: Option<&Sealer>, keyring: &Keyring) -> Option<Check> {
             ),
         ));
     }
-    let result = match keyring.open(&sealer.seal(PROBE)) {
-        Ok(plain) if plain == PROBE => Ok(format!(
-            "objects will be encrypted to {written_to}, and the identities given read them back"
-        )),
-        Ok(_) => Err("the probe reads back different bytes".to_owned()),
-        Err(e) => Err(e.to_string()),
-    };
-    Some(Check::new("encryption", result))
+    match keyring.open(&sealer.seal(PROBE)) {
+        Ok(plain) if plain == PROBE => {}
+        Ok(_) => {
+            return Some(Check::failed(
+                "encryption",
+                "the probe reads back different bytes",
+            ));
+        }
+        Err(e) => return Some(Check::failed("encryption", e.to_string())),
+    }
+    let unproven: Vec<&str> = sealer
+        .fingerprints()
+        .iter()
+        .filter(|f| !identities.contains(f))
+        .map(|f| f.as_str())
+        .collect();
+    Some(if unproven.is_empty() {
+        Check::passed(
+            "encryption",
+            format!(
+                "objects will be encrypted to {written_to}, and the identities given read them back"
+            ),
+        )
+    } else {
+        // One key proven is enough to restore; the others may be kept
+        // offline, but a wrong one would only show when it is needed.
+        Check::warned(
+            "encryption",
+            format!(
+                "objects will be encrypted to {written_to}; the identities given read them back, \
+                 but none is for {}: give its identity too to prove it",
+                unproven.join(", ")
+            ),
+        )
+    })
 }
 
 fn joined<'a>(items: impl Iterator<Item = &'a str>) -> String {
