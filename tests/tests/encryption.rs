@@ -218,6 +218,15 @@ fn without_its_identity_a_restore_fails_in_one_line_naming_the_key_and_writes_no
             said.contains("FAIL  recent job objects: 1 of the 1 newest are encrypted to a key no --identity given holds"),
             "{said}"
         );
+
+        let output = command(&emulator, &["snapshots", "--bucket", &url], &identities);
+        let why = if identities.is_empty() {
+            "it is encrypted; give its identity with --identity"
+        } else {
+            "it is encrypted, and no --identity given opens it"
+        };
+        assert!(output.status.success(), "{}", stderr(&output));
+        assert!(stderr(&output).contains(why), "{}", stderr(&output));
     }
 }
 

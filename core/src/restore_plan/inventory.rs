@@ -27,6 +27,8 @@ pub struct InventoryEntry {
     /// The live generation, which a plain read gets; `false` for a
     /// noncurrent one.
     pub live: bool,
+    /// Its content type says it is encrypted.
+    pub sealed: bool,
 }
 
 #[derive(Debug)]
@@ -143,6 +145,7 @@ fn entry(listed: ListedObject, live: bool) -> InventoryEntry {
         size: listed.size,
         time: None,
         live,
+        sealed: listed.sealed,
     }
 }
 

@@ -40,7 +40,7 @@ struct Listed<'a> {
     uploaded: String,
     /// `null` when the header holds none (or came decompressed).
     time_inside: Option<String>,
-    /// Bytes stored (gzip).
+    /// Bytes stored (gzip, maybe encrypted).
     size: u64,
     live: bool,
 }
@@ -65,7 +65,7 @@ pub async fn snapshots(args: SnapshotsArgs) -> anyhow::Result<ExitCode> {
     }
     println!(
         "{:<30}  {:<30}  {:>12}  {:>18}  {:<10}  name",
-        "uploaded", "time inside", "size (gzip)", "generation", "state"
+        "uploaded", "time inside", "size", "generation", "state"
     );
     for entry in &listed {
         println!(
@@ -80,18 +80,33 @@ pub async fn snapshots(args: SnapshotsArgs) -> anyhow::Result<ExitCode> {
             entry.name
         );
     }
-    if listed.iter().any(|entry| entry.time_inside.is_none()) {
-        let why = if reads.keyring().fingerprints().is_empty() {
-            "the store served its header decompressed, or it is encrypted and no --identity was given"
-        } else {
-            "the store served its header decompressed, or no --identity given opens it"
-        };
+    let mut unknown: Vec<&str> = found
+        .iter()
+        .filter(|entry| entry.time.is_none())
+        .map(|entry| why_no_time(entry, !reads.keyring().fingerprints().is_empty()))
+        .collect();
+    unknown.sort_unstable();
+    unknown.dedup();
+    for why in unknown {
         say(
             Said::Notice,
-            &format!("a snapshot's time inside is unknown when {why}"),
+            &format!("a snapshot's time inside is unknown: {why}"),
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Why the time inside `entry` could not be read.
+fn why_no_time(entry: &InventoryEntry, identities: bool) -> &'static str {
+    match (entry.size, entry.sealed, identities) {
+        (0, _, _) => "the object is empty",
+        (_, true, false) => "it is encrypted; give its identity with --identity",
+        (_, true, true) => "it is encrypted, and no --identity given opens it, or it is damaged",
+        (_, false, _) => {
+            "the store served its header decompressed, or it is encrypted (a store that keeps \
+             no content type cannot say) and no --identity given opens it"
+        }
+    }
 }
 
 fn listed<'a>(store: &Store, entry: &'a InventoryEntry) -> Listed<'a> {
