@@ -589,10 +589,12 @@ impl Backend for GcsStore {
             ..self.get_request(name)
         };
         let range = first.map_or_else(Range::default, |n| Range(Some(0), Some(n - 1)));
-        self.client
-            .download_object(&request, &range)
-            .await
-            .map_err(backend_error)
+        match self.client.download_object(&request, &range).await {
+            // The store refuses any range of an empty object: it holds no
+            // bytes to give, which is what the reader needs to judge it by.
+            Err(e) if first.is_some() && http_status(&e) == Some(416) => Ok(Vec::new()),
+            result => result.map_err(backend_error),
+        }
     }
 
     /// An object's bytes and generation, `None` if there is no such object.
@@ -809,13 +811,16 @@ fn boundary_absent_from(body: &[u8]) -> String {
         .expect("some boundary is absent from any finite body")
 }
 
-fn backend_error(error: GcsError) -> BackendError {
-    let status = match &error {
+fn http_status(error: &GcsError) -> Option<u16> {
+    match error {
         GcsError::Response(response) => Some(response.code),
         GcsError::HttpClient(e) => e.status().map(|s| s.as_u16()),
         _ => None,
-    };
-    match status {
+    }
+}
+
+fn backend_error(error: GcsError) -> BackendError {
+    match http_status(&error) {
         Some(status) => BackendError::with_kind(status_kind(status), error_chain(&error)),
         None => transport_error(&error),
     }
