@@ -37,6 +37,15 @@ pub struct ObjectStatus {
     pub time: String,
     pub age_seconds: u64,
     pub size: u64,
+    /// Its content type says it is encrypted (age); always `false` on a
+    /// `file://` store, which keeps no content type.
+    pub encrypted: bool,
+}
+
+impl ObjectStatus {
+    fn encrypted_note(&self) -> &'static str {
+        if self.encrypted { ", encrypted (age)" } else { "" }
+    }
 }
 
 /// The daemon holding the bucket prefix's lease, as its lease says.
@@ -92,6 +101,7 @@ fn describe(object: &ListedObject, now: Timestamp) -> ObjectStatus {
         time: object.updated.rfc3339(),
         age_seconds: now.duration_since(object.updated).as_secs(),
         size: object.size,
+        encrypted: object.sealed,
     }
 }
 
@@ -274,9 +284,10 @@ impl Status {
         let mut out = format!("bucket              {}\n", self.bucket);
         match &self.newest_snapshot {
             Some(s) => out.push_str(&format!(
-                "newest snapshot     {} ({} bytes)\n                    uploaded {}, {} ago\n",
+                "newest snapshot     {} ({} bytes{})\n                    uploaded {}, {} ago\n",
                 s.object,
                 s.size,
+                s.encrypted_note(),
                 s.time,
                 human_age(Duration::from_secs(s.age_seconds))
             )),
@@ -305,9 +316,10 @@ impl Status {
                 ));
             }
             (None, Some(j)) => out.push_str(&format!(
-                "newest job upload   {}, {} ago\n",
+                "newest job upload   {}, {} ago{}\n",
                 j.time,
-                human_age(Duration::from_secs(j.age_seconds))
+                human_age(Duration::from_secs(j.age_seconds)),
+                j.encrypted_note()
             )),
             (None, None) => out.push_str("newest job upload   none\n"),
         }

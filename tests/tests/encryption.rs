@@ -168,6 +168,13 @@ fn an_encrypting_daemon_writes_age_files_that_only_its_identity_restores() {
         stdout(&output)
     );
 
+    let output = command(&emulator, &["status", "--bucket", &url], &[]);
+    assert!(
+        stdout(&output).contains("bytes, encrypted (age))"),
+        "status says the newest snapshot is encrypted: {}",
+        stdout(&output)
+    );
+
     let now = jobvault::clock::now().rfc3339();
     let at = workspace.path().join("at.db");
     let output = command(
