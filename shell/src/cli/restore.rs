@@ -156,17 +156,26 @@ pub async fn restore(args: RestoreArgs) -> anyhow::Result<ExitCode> {
         None => println!("  snapshot      none in the bucket; rebuilt from job objects alone"),
     }
     println!(
-        "  applied       {} changes newer than the snapshot, deletions included",
-        report.applied
+        "  applied       {} newer than the snapshot, deletions included",
+        counted(report.applied, "change")
     );
     println!("  total jobs    {}", report.total_jobs);
     if args.at.is_some() {
         println!(
-            "  written again {} jobs changed since, as new changes: start `jobvault run` on it \
+            "  written again {} changed since, as new changes: start `jobvault run` on it \
              so that a later restore gives this state, not what came after",
-            report.written_again
+            counted(report.written_again, "job")
         );
     }
     println!("  took          {:.2} s", report.elapsed.as_secs_f64());
     Ok(ExitCode::SUCCESS)
+}
+
+/// `1 job`, `2 jobs`.
+fn counted(n: usize, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
 }
