@@ -44,7 +44,11 @@ pub struct ObjectStatus {
 
 impl ObjectStatus {
     fn encrypted_note(&self) -> &'static str {
-        if self.encrypted { ", encrypted (age)" } else { "" }
+        if self.encrypted {
+            ", encrypted (age)"
+        } else {
+            ""
+        }
     }
 }
 

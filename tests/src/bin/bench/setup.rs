@@ -44,8 +44,11 @@ pub fn realistic_job(n: usize, rng: &mut fastrand::Rng) -> (JobId, String) {
 
 pub fn database_with_jobs(workspace: &Workspace, jobs: usize) {
     let (mut db, _) = JobDb::init(&workspace.db(), jobvault::clock::now()).unwrap();
-    put_jobs(&mut db, jobs, 0x2545_f491_4f6c_dd1d);
+    put_jobs(&mut db, jobs, JOBS_SEED);
 }
+
+/// The seed of the jobs [`database_with_jobs`] writes.
+pub const JOBS_SEED: u64 = 0x2545_f491_4f6c_dd1d;
 
 /// Writes jobs 0 to `jobs` (new bodies for those that exist), a thousand a
 /// commit, with bodies drawn from `seed`.
