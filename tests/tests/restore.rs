@@ -267,3 +267,59 @@ fn a_body_that_sqlite_versions_read_differently_restores_as_stored() {
     assert!(output.status.success(), "{}", stderr(&output));
     assert_eq!(all_jobs(&target)["esc"].body(), Some(body));
 }
+
+/// A database backed up to one prefix, then to another: the second's job
+/// objects hold only what changed after its first snapshot. With that
+/// snapshot gone, a restore gives what the job objects hold and warns that
+/// jobs may be missing.
+#[test]
+fn without_a_snapshot_a_restore_rebuilds_from_job_objects_and_warns_that_jobs_may_be_missing() {
+    let emulator = Emulator::start(Backend::Memory);
+    let endpoint = emulator.endpoint();
+    let bucket = emulator.new_bucket("alone");
+    let workspace = Workspace::new();
+    let reader = |url: &str| StoreReader::connect(url, Some(&endpoint));
+    let uploaded = |url: &str, id: &str| {
+        eventually(&format!("{id} uploaded"), PATIENCE, || {
+            let names = reader(url).names("job-backup/");
+            names
+                .iter()
+                .any(|n| n.ends_with(&format!("/{id}.job")))
+                .then_some(())
+        })
+    };
+    let (first, second) = (
+        format!("gs://{bucket}/first"),
+        format!("gs://{bucket}/second"),
+    );
+    workspace.put_jobs(&[serde_json::json!({"id": "early", "name": "before the move"})]);
+    let daemon = Daemon::start(&workspace, Some(&endpoint), &first, "200ms", &[]);
+    uploaded(&first, "early");
+    assert!(daemon.stop().success());
+    let daemon = Daemon::start(&workspace, Some(&endpoint), &second, "200ms", &[]);
+    daemon.settled();
+    workspace.put_jobs(&[serde_json::json!({"id": "late", "name": "after the move"})]);
+    uploaded(&second, "late");
+    assert!(daemon.stop().success());
+    let second_store = reader(&second);
+    for snapshot in second_store.names("db-backup/") {
+        runtime()
+            .block_on(second_store.store().delete(&snapshot))
+            .unwrap();
+    }
+
+    let target = workspace.path().join("restored.db");
+    let output = jobvault(Some(&endpoint))
+        .args(["restore", "--bucket", &second, "--to"])
+        .arg(&target)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(all_jobs(&target).into_keys().collect::<Vec<_>>(), ["late"]);
+    assert!(
+        stderr(&output).contains("no usable snapshot: rebuilt from job objects alone")
+            && stderr(&output).contains("missing"),
+        "{}",
+        stderr(&output)
+    );
+}

@@ -137,6 +137,15 @@ pub async fn restore(args: RestoreArgs) -> anyhow::Result<ExitCode> {
     for skipped in &report.skipped {
         say(Said::Warning, &format!("skipped corrupt object {skipped}"));
     }
+    if report.snapshot.is_none() && args.at.is_none() {
+        say(
+            Said::Warning,
+            "no usable snapshot: rebuilt from job objects alone. They hold every job only if this \
+             prefix has had the database's backups since its first job; if a daemon started here \
+             on a database backed up before (elsewhere, or restored), the jobs that did not change \
+             since are missing. Compare the job count with what you expect",
+        );
+    }
     match args.at {
         Some(at) => println!("restored {} as it was at {at}", report.path.display()),
         None => println!("restored {}", report.path.display()),
