@@ -36,7 +36,7 @@ pub enum DriveError {
     #[error(transparent)]
     Store(#[from] StoreError),
     /// A job object does not hold a job; `object` is its full location.
-    #[error("{object}: {why}")]
+    #[error("{object}: {why} (--skip-corrupt leaves it out, with a warning naming it)")]
     Corrupt { object: String, why: String },
     /// An encrypted object that none of the identities given opens: no
     /// other object would do better, so the command ends.

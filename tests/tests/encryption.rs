@@ -302,6 +302,7 @@ fn a_tampered_job_object_is_named_and_can_be_skipped() {
     assert_eq!(output.status.code(), Some(1), "{said}");
     assert!(said.contains(&name), "names the object: {said}");
     assert!(said.contains("does not authenticate"), "{said}");
+    assert!(said.contains("--skip-corrupt leaves it out"), "{said}");
     assert!(!target.exists());
 
     let to = target.to_str().unwrap();
