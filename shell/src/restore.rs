@@ -451,7 +451,7 @@ pub struct Decoded {
 pub fn decode_snapshot(source: impl Read, dest: File, keyring: &Keyring) -> io::Result<Decoded> {
     let mut source = BufReader::with_capacity(1 << 20, source);
     if is_sealed(source.fill_buf()?) {
-        let opened = keyring.open_reader(source).map_err(open_error)?;
+        let opened = Authenticating(keyring.open_reader(source).map_err(open_error)?);
         let gzip = decode_plain(BufReader::with_capacity(1 << 20, opened), dest)?;
         return Ok(Decoded { gzip, sealed: true });
     }
@@ -473,6 +473,26 @@ fn open_error(error: OpenError) -> io::Error {
         }
     };
     io::Error::new(kind, error)
+}
+
+/// What an age file opens to. An error of the file's own (a chunk that
+/// does not authenticate, the payload cut short) is said to be one, as the
+/// header's are; one from the store beneath passes through as it came.
+struct Authenticating<R>(R);
+
+impl<R: Read> Read for Authenticating<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.0.read(buf).map_err(|error| {
+            let from_store = error
+                .get_ref()
+                .is_some_and(|inner| inner.downcast_ref::<StoreError>().is_some());
+            if from_store {
+                error
+            } else {
+                open_error(OpenError::Damaged(error.to_string()))
+            }
+        })
+    }
 }
 
 fn decode_plain(

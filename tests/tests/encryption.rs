@@ -316,6 +316,45 @@ fn a_tampered_job_object_is_named_and_can_be_skipped() {
 }
 
 #[test]
+fn a_snapshot_tampered_inside_its_payload_fails_verify_as_encryption_and_restore_passes_it_over() {
+    let (emulator, url, workspace) = setup("tampered-snapshot", false);
+    let (identity, recipient) = keygen(workspace.path(), "ops.key");
+    back_up(&emulator, &workspace, &url, &[&recipient], &["j1"]);
+    let reader = StoreReader::connect(&url, Some(&emulator.endpoint()));
+    let snapshot = reader.names("db-backup/").pop().unwrap();
+    // The header still opens; a byte of the payload's last chunk does not.
+    let mut bytes = reader.get(&snapshot);
+    let last = bytes.len() - 20;
+    bytes[last] ^= 1;
+    let framing =
+        jobvault_core::object_name::Framing::for_object(&snapshot, jobvault::clock::now());
+    jobvault_tests::runtime()
+        .block_on(reader.store().put(&snapshot, bytes, &framing))
+        .unwrap();
+
+    let output = command(&emulator, &["verify", "--bucket", &url], &[&identity]);
+    let said = stdout(&output);
+    assert_eq!(output.status.code(), Some(1), "{said}");
+    let line = said.lines().find(|l| l.contains(&snapshot)).unwrap();
+    assert!(
+        line.starts_with("FAIL")
+            && line.contains(" encryption: ")
+            && line.contains("does not authenticate"),
+        "{said}"
+    );
+
+    let target = workspace.path().join("restored.db");
+    let output = restore(&emulator, &url, &target, &[&identity]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("is unusable"),
+        "{}",
+        stderr(&output)
+    );
+    assert!(bodies(&target).contains_key("j1"));
+}
+
+#[test]
 fn check_proves_that_the_identities_read_back_what_the_recipients_encrypt() {
     let (emulator, url, workspace) = setup("check", false);
     workspace.put_jobs(&[]);
