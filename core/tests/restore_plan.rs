@@ -8,7 +8,7 @@ use jobvault_core::object_name::ObjectKind;
 use jobvault_core::object_name::ObjectName;
 use jobvault_core::restore_plan::{
     Answer, Ask, JobSearch, NewestSearch, OnCorrupt, PlanError, Planner, RESTORE_CLOCK_ALLOWANCE,
-    RestorePlanner, SnapshotInventory, supersedes,
+    RestorePlanner, SnapshotInventory, WithoutSnapshot, supersedes,
 };
 use jobvault_core::{Cursor, Timestamp};
 
@@ -256,7 +256,8 @@ fn with_no_snapshot_every_job_folder_is_discovered_and_read() {
     bucket.job("a", "2014/01/02", "2014-01-02T00:00:00Z", 1);
     bucket.job("a", "2016/11/16", "2016-11-16T00:00:00Z", 5);
     bucket.job("b", "2015/06/30", "2015-06-30T00:00:00Z", 3);
-    let mut planner = RestorePlanner::new(at("2016-11-16T14:00:00Z"), OnCorrupt::Fail);
+    let mut planner = RestorePlanner::new(at("2016-11-16T14:00:00Z"), OnCorrupt::Fail)
+        .without_snapshot(WithoutSnapshot::FromJobObjects);
     bucket.drive(&mut planner, true).unwrap();
     let plan = planner.finish().unwrap();
     assert!(plan.snapshot.is_none());
@@ -334,7 +335,10 @@ fn with_every_snapshot_unusable_the_job_objects_serve_only_if_nothing_was_pruned
         unusable(),
     );
     let now = at("2016-11-16T00:00:00Z");
-    let mut planner = RestorePlanner::new(now, OnCorrupt::Fail);
+    let alone = || {
+        RestorePlanner::new(now, OnCorrupt::Fail).without_snapshot(WithoutSnapshot::FromJobObjects)
+    };
+    let mut planner = alone();
     bucket.drive(&mut planner, false).unwrap();
     let plan = planner.finish().unwrap();
     assert_eq!(plan.snapshot, None);
@@ -344,13 +348,65 @@ fn with_every_snapshot_unusable_the_job_objects_serve_only_if_nothing_was_pruned
 
     bucket.marker =
         Some(jobvault_core::history::HistoryMarker::new(at("2016-11-10T00:00:00Z"), now).encode());
-    let mut planner = RestorePlanner::new(now, OnCorrupt::Fail);
+    let mut planner = alone();
     let refused = bucket.drive(&mut planner, false).unwrap_err();
     let PlanError::NotRestorable(why) = refused else {
         panic!("{refused:?}");
     };
     assert!(why.contains("db-backup/2016/11/15/b.bdb"), "{why}");
     assert!(why.contains("a prune has deleted"), "{why}");
+}
+
+#[test]
+fn with_no_usable_snapshot_the_job_objects_alone_are_refused_unless_asked_for() {
+    let unusable = || Content::Unusable {
+        gzip_mtime: at("2016-11-15T03:00:00Z"),
+    };
+    let now = at("2016-11-16T00:00:00Z");
+    let mut every_unusable = two_snapshots_the_newest(unusable());
+    every_unusable.put(
+        "db-backup/2016/11/14/a.bdb",
+        "2016-11-14T03:00:05Z",
+        unusable(),
+    );
+    let mut none = two_snapshots_the_newest(unusable());
+    none.delete("db-backup/2016/11/14/a.bdb");
+    none.delete("db-backup/2016/11/15/b.bdb");
+    for (mut bucket, found) in [
+        (
+            every_unusable,
+            "2 in the bucket, each unusable: db-backup/2016/11/15/b.bdb, db-backup/2016/11/14/a.bdb",
+        ),
+        (
+            none,
+            "no snapshot in the bucket (looked under db-backup/), only 2 job objects",
+        ),
+    ] {
+        for reverse in [false, true] {
+            let mut planner = RestorePlanner::new(now, OnCorrupt::Fail);
+            let refused = bucket
+                .drive(&mut planner, reverse)
+                .and_then(|()| planner.finish().map(drop))
+                .unwrap_err();
+            let PlanError::NoUsableSnapshot(why) = refused else {
+                panic!("{refused:?}");
+            };
+            assert!(why.contains(found), "{why}");
+            assert!(why.contains("--from-job-objects"), "{why}");
+        }
+    }
+}
+
+#[test]
+fn a_bucket_with_neither_snapshot_nor_job_object_has_nothing_to_restore() {
+    let mut bucket = Bucket::default();
+    let mut planner = RestorePlanner::new(at("2016-11-16T00:00:00Z"), OnCorrupt::Fail);
+    bucket.drive(&mut planner, false).unwrap();
+    let nothing = planner.finish().unwrap_err();
+    assert!(
+        matches!(nothing, PlanError::NothingToRestore(_)),
+        "{nothing:?}"
+    );
 }
 
 #[test]

@@ -328,18 +328,19 @@ impl<'a> Driver<'a> {
         })
     }
 
-    fn plan_error(&self, error: PlanError) -> DriveError {
+    /// The planner's refusal, named after the bucket it was made of.
+    pub(crate) fn plan_error(&self, error: PlanError) -> DriveError {
         match error {
             PlanError::Corrupt { object, why } => DriveError::Corrupt {
                 object: self.store.location(&object),
                 why,
             },
-            PlanError::NotRestorable(why) | PlanError::NothingToRestore(why) => {
-                DriveError::NotRestorable {
-                    bucket: self.store.url().to_string(),
-                    why,
-                }
-            }
+            PlanError::NotRestorable(why)
+            | PlanError::NoUsableSnapshot(why)
+            | PlanError::NothingToRestore(why) => DriveError::NotRestorable {
+                bucket: self.store.url().to_string(),
+                why,
+            },
             unexpected @ PlanError::Unexpected(_) => DriveError::Planner(unexpected),
         }
     }

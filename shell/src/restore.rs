@@ -21,7 +21,7 @@ use flate2::read::GzDecoder;
 use futures::StreamExt;
 use jobvault_core::object_name::ObjectName;
 use jobvault_core::read_retry::ReadAgain;
-use jobvault_core::restore_plan::{OnCorrupt, PlanError, RestorePlanner, Skipped};
+use jobvault_core::restore_plan::{OnCorrupt, PlanError, RestorePlanner, Skipped, WithoutSnapshot};
 use jobvault_core::{Cursor, Timestamp};
 use jobvault_crypt::{Keyring, OpenError, is_sealed};
 use tracing::warn;
@@ -139,6 +139,8 @@ pub struct RestoreOptions {
     pub force: bool,
     pub concurrency: usize,
     pub on_corrupt: OnCorrupt,
+    /// With no usable snapshot: refuse, or rebuild from job objects alone.
+    pub without_snapshot: WithoutSnapshot,
     pub from: RestoreFrom,
     pub reads: Reads,
 }
@@ -162,6 +164,7 @@ impl RestoreOptions {
             force: false,
             concurrency,
             on_corrupt: OnCorrupt::Fail,
+            without_snapshot: WithoutSnapshot::Refuse,
             from: RestoreFrom::Newest,
             reads: Reads::default(),
         }
@@ -183,7 +186,9 @@ pub async fn restore(
     let temp = TempDatabase::beside(to)?;
 
     let mut planner = match &options.from {
-        RestoreFrom::Newest => RestorePlanner::new(now, options.on_corrupt),
+        RestoreFrom::Newest => {
+            RestorePlanner::new(now, options.on_corrupt).without_snapshot(options.without_snapshot)
+        }
         RestoreFrom::Instant(at) => RestorePlanner::at(*at, now, options.on_corrupt),
         RestoreFrom::Snapshot(object) => {
             RestorePlanner::from_snapshot(object.clone(), now, options.on_corrupt)
@@ -203,7 +208,7 @@ pub async fn restore(
                 .await
                 .into());
         }
-        Err(e) => return Err(e.into()),
+        Err(e) => return Err(driver.plan_error(e).into()),
     };
     if plan.snapshot.is_none() {
         temp.discard_rejected_snapshot()?;

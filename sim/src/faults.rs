@@ -84,6 +84,11 @@ pub enum FaultKind {
     /// unusable (cut short, a bad CRC), while another remains: the restore
     /// falls back to the next older one.
     SnapshotUnusable,
+    /// Every snapshot an extra restore of the newest state downloads is
+    /// unusable. It must refuse, not rebuild from the job objects alone:
+    /// after a wiped bucket is refilled, a job unchanged since is in the
+    /// refill's snapshot only.
+    EverySnapshotUnusable,
     /// A writer without the database's rules (an older schema, triggers
     /// dropped) writes a row no job object can hold, among good ones: the
     /// daemon sets it aside and goes on.
@@ -145,6 +150,7 @@ impl FaultKind {
             FaultKind::SnapshotDecompressed => rate(rng, 0.5),
             FaultKind::StoreReadFailure => rate(rng, 0.3),
             FaultKind::SnapshotUnusable => rate(rng, 0.5),
+            FaultKind::EverySnapshotUnusable => rate(rng, 0.5),
             FaultKind::BadRow => rate(rng, 0.05),
             FaultKind::BucketWiped => count(rng, 1),
             FaultKind::HostCutOff => count(rng, 2),

@@ -65,6 +65,8 @@ pub struct ReadFaults {
     /// The chance that the first snapshot downloaded is unusable, when
     /// another remains.
     pub unusable: f64,
+    /// Every snapshot downloaded is unusable.
+    pub every_unusable: bool,
 }
 
 /// Restores the newest state of `store` as `jobvault restore` would at the
@@ -228,9 +230,12 @@ impl<'a> Bucket<'a> {
         Some(Failure::new(kind, message))
     }
 
-    /// Whether this snapshot download is the unusable one: the first, drawn
-    /// at the day's rate, while the bucket holds another snapshot.
+    /// Whether this snapshot download is unusable: every one, or the
+    /// first, drawn at the day's rate, while the bucket holds another.
     fn draws_unusable(&mut self, rng: &mut fastrand::Rng) -> bool {
+        if self.faults.every_unusable {
+            return true;
+        }
         if std::mem::replace(&mut self.unusable_drawn, true) {
             return false;
         }

@@ -24,6 +24,9 @@ pub struct Streams {
     pub watch: fastrand::Rng,
     /// The order in which a restore's answers come back.
     pub restore: fastrand::Rng,
+    /// Whether an hourly check also restores with every snapshot unusable,
+    /// and the order of that restore's answers.
+    pub without_snapshot: fastrand::Rng,
     /// The order of a prune's answers, and where a failed one stopped.
     pub prune: fastrand::Rng,
 }
@@ -45,6 +48,7 @@ impl Streams {
             delivery: stream("delivery"),
             watch: stream("watch"),
             restore: stream("restore"),
+            without_snapshot: stream("without snapshot"),
             prune: stream("prune"),
         }
     }

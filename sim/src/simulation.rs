@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use jobvault_core::commit_watch::{NOTICED_FALLBACK, NextLook, next_look};
 use jobvault_core::machine::SNAPSHOT_DEADLINE;
+use jobvault_core::restore_plan::PlanError;
 use jobvault_core::{Config, Input, JobId, Timestamp};
 
 use crate::faults::{DayPlan, FaultCounts, FaultKind};
@@ -24,7 +25,7 @@ use crate::invariants::{Checkers, Observation};
 use crate::lifecycle::Ending;
 use crate::node::{Node, NodeId, PendingLook};
 use crate::operations::{Fate, Op, describe_input};
-use crate::restore::{ReadFaults, Restored, restore};
+use crate::restore::{Failed, ReadFaults, Restored, restore};
 use crate::rng::Streams;
 use crate::settings::{MAX_HOST_SKEW, Settings, Topology};
 use crate::world::{Statement, World};
@@ -301,7 +302,9 @@ impl Simulation {
     }
 
     /// A restore of the newest state, as `jobvault restore` makes it; one
-    /// that fails is a violation.
+    /// that fails is a violation, but for one refusing a bucket that holds
+    /// job objects and no snapshot while faults go on (a wiped bucket not
+    /// refilled yet).
     fn restore_newest(&mut self) -> Option<Restored> {
         let faults = ReadFaults {
             unusable: self.plan.rate(FaultKind::SnapshotUnusable),
@@ -320,8 +323,46 @@ impl Simulation {
                 self.count_failed_reads(restored.failed_reads);
                 Some(restored)
             }
+            Err(Failed::Plan(PlanError::NoUsableSnapshot(_)))
+                if !self.quiescing && self.world.store.newest_snapshot.is_none() =>
+            {
+                None
+            }
             Err(e) => {
                 self.violation(format_args!("a restore of the newest state failed: {e}"));
+                None
+            }
+        }
+    }
+
+    /// At the day's `every-snapshot-unusable` rate, a restore of the newest
+    /// state that finds every snapshot unusable. Refusing is right; one that
+    /// rebuilds from the job objects alone is judged as any restore is.
+    fn restore_without_snapshot(&mut self) -> Option<Restored> {
+        let rate = self.plan.rate(FaultKind::EverySnapshotUnusable);
+        if self.rng.without_snapshot.f64() >= rate {
+            return None;
+        }
+        self.outcome.faults.add(FaultKind::EverySnapshotUnusable);
+        let faults = ReadFaults {
+            every_unusable: true,
+            ..self.read_faults()
+        };
+        let now = self.world.local(self.now);
+        match restore(
+            &self.world.store,
+            now,
+            faults,
+            &mut self.rng.without_snapshot,
+        ) {
+            Ok(restored) => Some(restored),
+            Err(Failed::Plan(PlanError::NoUsableSnapshot(_) | PlanError::NothingToRestore(_))) => {
+                None
+            }
+            Err(e) => {
+                self.violation(format_args!(
+                    "a restore with every snapshot unusable failed otherwise than refusing: {e}"
+                ));
                 None
             }
         }
@@ -335,6 +376,7 @@ impl Simulation {
             failing: self.plan.rate(FaultKind::StoreReadFailure),
             decompressed: self.plan.rate(FaultKind::SnapshotDecompressed),
             unusable: 0.0,
+            every_unusable: false,
         }
     }
 
@@ -547,6 +589,9 @@ impl Simulation {
             Event::Immediate => self.request_immediate(),
             Event::HourlyCheck => {
                 if let Some(restored) = self.restore_newest() {
+                    self.observe(Observation::Restored(&restored));
+                }
+                if let Some(restored) = self.restore_without_snapshot() {
                     self.observe(Observation::Restored(&restored));
                 }
                 let now = self.world.local(self.now);

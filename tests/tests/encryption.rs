@@ -317,6 +317,8 @@ fn a_tampered_job_object_is_named_and_can_be_skipped() {
 
 #[test]
 fn a_snapshot_tampered_inside_its_payload_fails_verify_as_encryption_and_restore_passes_it_over() {
+    // The only snapshot: passed over, it leaves the job objects alone, which
+    // restore refuses unless asked.
     let (emulator, url, workspace) = setup("tampered-snapshot", false);
     let (identity, recipient) = keygen(workspace.path(), "ops.key");
     back_up(&emulator, &workspace, &url, &[&recipient], &["j1"]);
@@ -345,6 +347,26 @@ fn a_snapshot_tampered_inside_its_payload_fails_verify_as_encryption_and_restore
 
     let target = workspace.path().join("restored.db");
     let output = restore(&emulator, &url, &target, &[&identity]);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains(&format!("each unusable: {snapshot}")),
+        "{}",
+        stderr(&output)
+    );
+    assert!(!target.exists());
+    let to = target.to_str().unwrap();
+    let output = command(
+        &emulator,
+        &[
+            "restore",
+            "--bucket",
+            &url,
+            "--to",
+            to,
+            "--from-job-objects",
+        ],
+        &[&identity],
+    );
     assert!(output.status.success(), "{}", stderr(&output));
     assert!(
         stderr(&output).contains("is unusable"),

@@ -260,7 +260,7 @@ fn a_body_that_sqlite_versions_read_differently_restores_as_stored() {
 
     let target = workspace.path().join("restored.db");
     let output = jobvault(None)
-        .args(["restore", "--bucket", &url, "--to"])
+        .args(["restore", "--from-job-objects", "--bucket", &url, "--to"])
         .arg(&target)
         .output()
         .unwrap();
@@ -270,10 +270,11 @@ fn a_body_that_sqlite_versions_read_differently_restores_as_stored() {
 
 /// A database backed up to one prefix, then to another: the second's job
 /// objects hold only what changed after its first snapshot. With that
-/// snapshot gone, a restore gives what the job objects hold and warns that
-/// jobs may be missing.
+/// snapshot damaged, or deleted, a restore refuses rather than give what the
+/// job objects hold, and `--force` leaves a good database where it is;
+/// `--from-job-objects` gives it, and warns that jobs may be missing.
 #[test]
-fn without_a_snapshot_a_restore_rebuilds_from_job_objects_and_warns_that_jobs_may_be_missing() {
+fn without_a_usable_snapshot_a_restore_refuses_the_job_objects_alone_unless_asked_for() {
     let emulator = Emulator::start(Backend::Memory);
     let endpoint = emulator.endpoint();
     let bucket = emulator.new_bucket("alone");
@@ -302,24 +303,70 @@ fn without_a_snapshot_a_restore_rebuilds_from_job_objects_and_warns_that_jobs_ma
     uploaded(&second, "late");
     assert!(daemon.stop().success());
     let second_store = reader(&second);
-    for snapshot in second_store.names("db-backup/") {
-        runtime()
-            .block_on(second_store.store().delete(&snapshot))
-            .unwrap();
-    }
+    let snapshots = second_store.names("db-backup/");
+    let [snapshot] = snapshots.as_slice() else {
+        panic!("one snapshot, not {snapshots:?}");
+    };
+    let whole = second_store.get(snapshot);
+    let framing = Framing::for_object(snapshot, Timestamp::UNIX_EPOCH);
+    runtime()
+        .block_on(
+            second_store
+                .store()
+                .put(snapshot, whole[..whole.len() / 2].to_vec(), &framing),
+        )
+        .unwrap();
 
+    let good = workspace.path().join("good.db");
+    fs::copy(workspace.db(), &good).unwrap();
+    let before = fs::read(&good).unwrap();
+    let restore = |extra: &[&str]| {
+        jobvault(Some(&endpoint))
+            .args(["restore", "--bucket", &second, "--to"])
+            .arg(&good)
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let refused = restore(&["--force"]);
+    assert_eq!(refused.status.code(), Some(1), "{}", stderr(&refused));
+    assert!(
+        stderr(&refused).contains(&format!("1 in the bucket, each unusable: {snapshot}"))
+            && stderr(&refused).contains("--from-job-objects"),
+        "{}",
+        stderr(&refused)
+    );
+    assert_eq!(fs::read(&good).unwrap(), before, "--force replaced it");
+
+    let rebuilt = restore(&["--force", "--from-job-objects"]);
+    assert!(rebuilt.status.success(), "{}", stderr(&rebuilt));
+    assert_eq!(all_jobs(&good).into_keys().collect::<Vec<_>>(), ["late"]);
+    assert!(
+        stderr(&rebuilt).contains("no usable snapshot: rebuilt from job objects alone")
+            && stderr(&rebuilt).contains("missing"),
+        "{}",
+        stderr(&rebuilt)
+    );
+    assert!(
+        stdout(&rebuilt).contains("none usable (1 passed over)"),
+        "{}",
+        stdout(&rebuilt)
+    );
+
+    runtime()
+        .block_on(second_store.store().delete(snapshot))
+        .unwrap();
     let target = workspace.path().join("restored.db");
-    let output = jobvault(Some(&endpoint))
+    let refused = jobvault(Some(&endpoint))
         .args(["restore", "--bucket", &second, "--to"])
         .arg(&target)
         .output()
         .unwrap();
-    assert!(output.status.success(), "{}", stderr(&output));
-    assert_eq!(all_jobs(&target).into_keys().collect::<Vec<_>>(), ["late"]);
+    assert_eq!(refused.status.code(), Some(1), "{}", stderr(&refused));
     assert!(
-        stderr(&output).contains("no usable snapshot: rebuilt from job objects alone")
-            && stderr(&output).contains("missing"),
+        stderr(&refused).contains("no snapshot in the bucket"),
         "{}",
-        stderr(&output)
+        stderr(&refused)
     );
+    assert!(!target.exists());
 }

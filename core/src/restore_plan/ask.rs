@@ -134,6 +134,12 @@ pub enum PlanError {
     /// The bucket cannot give what was asked for, and why, in one line.
     #[error("{0}")]
     NotRestorable(String),
+    /// No snapshot is usable (none is in the bucket, or every one proved
+    /// unusable) and the job objects alone were not asked for: they may
+    /// lack every job that only a snapshot holds. What was found, in one
+    /// line.
+    #[error("{0}")]
+    NoUsableSnapshot(String),
     /// The bucket holds no backup at all (of the instant asked for, if
     /// any): what was looked for, in one line. A restore that found nothing
     /// fails rather than write an empty database.

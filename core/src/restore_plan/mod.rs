@@ -5,8 +5,10 @@
 //! with an allowance for clocks), and which version of each job wins. A
 //! snapshot that downloads unusable (its gzip stream cut short, its CRC or
 //! SQLite's check failing) is passed over for the next older one and the job
-//! objects since it, and the plan names it; with none left, the job objects
-//! alone serve only if no prune ever deleted any. A
+//! objects since it, and the plan names it; with none left, or none in the
+//! bucket, it refuses unless asked to rebuild from the job objects alone
+//! (see [`without_snapshot`]), and even then only if no prune ever deleted
+//! any. A
 //! restore of the past ([`RestorePlanner::at`]) adds a fourth: whether the
 //! bucket still holds that past at all (see [`past`]). A restore of the
 //! newest state fetches its job objects while its snapshot downloads (see
@@ -29,6 +31,7 @@ mod one_ask;
 mod overlap;
 mod past;
 mod range;
+mod without_snapshot;
 
 use std::time::Duration;
 
@@ -39,6 +42,7 @@ pub use jobs::{JobSearch, OnCorrupt, Retrieved, Skipped};
 pub use newest::NewestSearch;
 pub use one_ask::OneAsk;
 pub use range::RangeListing;
+pub use without_snapshot::WithoutSnapshot;
 
 use crate::machine::ListedObject;
 use crate::object_name::{ObjectKind, ObjectName};
@@ -57,8 +61,8 @@ pub const RESTORE_CLOCK_ALLOWANCE: Duration = Duration::from_secs(10 * 60);
 /// What a restore starts from and what it puts on top.
 #[derive(Debug)]
 pub struct RestorePlan {
-    /// `None` when the bucket holds no snapshot: the database is rebuilt
-    /// from job objects alone.
+    /// `None` when no snapshot was usable and the job objects alone were
+    /// asked for, or a restore of the past starts before the first.
     pub snapshot: Option<ChosenSnapshot>,
     /// Job objects uploaded at or after this were fetched.
     pub since: Timestamp,
@@ -140,8 +144,8 @@ enum Phase {
         asked: bool,
     },
     Jobs(JobSearch),
-    /// Every snapshot proved unusable: whether a prune ever deleted job
-    /// objects, which the job objects alone would then lack.
+    /// No snapshot is usable and the job objects alone were asked for:
+    /// whether a prune ever deleted job objects, which they would then lack.
     JobsAlone {
         asked: bool,
     },
@@ -153,6 +157,7 @@ enum Phase {
 pub struct RestorePlanner {
     now: Timestamp,
     on_corrupt: OnCorrupt,
+    without_snapshot: WithoutSnapshot,
     past: Option<Past>,
     phase: Phase,
     snapshot: Option<ChosenSnapshot>,
@@ -168,6 +173,7 @@ impl RestorePlanner {
         RestorePlanner {
             now,
             on_corrupt,
+            without_snapshot: WithoutSnapshot::default(),
             past: None,
             phase: Phase::FindNewest(NewestSearch::new(ObjectKind::Snapshot)),
             snapshot: None,
@@ -205,6 +211,15 @@ impl RestorePlanner {
         }
     }
 
+    /// What to do when no snapshot is usable (by default, refuse).
+    #[must_use]
+    pub fn without_snapshot(self, without_snapshot: WithoutSnapshot) -> Self {
+        RestorePlanner {
+            without_snapshot,
+            ..self
+        }
+    }
+
     /// The plan, once [`Planner::is_complete`]. A bucket that gave no
     /// snapshot and no job version (of the instant asked for) has nothing
     /// to restore: an empty database is never passed off as its backup.
@@ -224,6 +239,13 @@ impl RestorePlanner {
                 "every snapshot is unusable ({}) and no job object was found",
                 names.join(", ")
             )));
+        }
+        if plan.snapshot.is_none()
+            && self.past.is_none()
+            && self.without_snapshot == WithoutSnapshot::Refuse
+            && !plan.retrieved.jobs.is_empty()
+        {
+            return Err(without_snapshot::none_in_bucket(plan.retrieved.jobs.len()));
         }
         if plan.snapshot.is_none() && plan.retrieved.jobs.is_empty() {
             return Err(PlanError::NothingToRestore(match &self.past {
@@ -250,16 +272,23 @@ impl RestorePlanner {
     }
 
     /// Fetches the next candidate, or, with none left, starts from no
-    /// snapshot where the past allows that.
+    /// snapshot where the past, or the choice made
+    /// [`without_snapshot`](Self::without_snapshot), allows that. With
+    /// none in the bucket and the job objects alone not asked for, they are
+    /// still fetched: [`finish`](Self::finish) refuses if there are any,
+    /// and says there is nothing to restore if not.
     fn next_candidate(&mut self, mut candidates: Vec<ListedObject>) -> Result<(), PlanError> {
         if candidates.is_empty() {
-            match &self.past {
-                Some(past) => past.may_start_from_nothing()?,
-                None if !self.unusable.is_empty() => {
+            match (&self.past, self.without_snapshot) {
+                (Some(past), _) => past.may_start_from_nothing()?,
+                (None, WithoutSnapshot::FromJobObjects) => {
                     self.phase = Phase::JobsAlone { asked: false };
                     return Ok(());
                 }
-                None => {}
+                (None, WithoutSnapshot::Refuse) if !self.unusable.is_empty() => {
+                    return Err(without_snapshot::every_unusable(&self.unusable));
+                }
+                (None, WithoutSnapshot::Refuse) => {}
             }
             self.retrieve_since(Timestamp::UNIX_EPOCH);
         } else {
@@ -440,8 +469,8 @@ impl RestorePlanner {
         self.phase = Phase::FindNewest(NewestSearch::excluding(ObjectKind::Snapshot, excluded));
     }
 
-    /// With every snapshot unusable: the job objects alone, if no prune
-    /// deleted any.
+    /// With no usable snapshot: the job objects alone, if no prune deleted
+    /// any.
     fn on_history(&mut self, answer: Answer) -> Result<(), PlanError> {
         let (Phase::JobsAlone { asked: true }, Answer::History { bytes }) = (&self.phase, &answer)
         else {
@@ -449,11 +478,13 @@ impl RestorePlanner {
         };
         if let Some(from) = read_history(bytes.as_deref())? {
             let names: Vec<&str> = self.unusable.iter().map(|u| u.object.as_str()).collect();
+            let found = match names.len() {
+                0 => "no snapshot in the bucket".to_owned(),
+                n => format!("no usable snapshot ({n} unusable: {})", names.join(", ")),
+            };
             return Err(PlanError::NotRestorable(format!(
-                "no usable snapshot ({} unusable: {}), and a prune has deleted the job objects a \
-                 restore without one needs (the bucket restored {} and later)",
-                names.len(),
-                names.join(", "),
+                "{found}, and a prune has deleted the job objects a restore without one needs \
+                 (the bucket restored {} and later)",
                 from.rfc3339()
             )));
         }

@@ -12,6 +12,7 @@ use jobvault::restore::{RestoreError, RestoreFrom, RestoreOptions, restore as re
 use jobvault::store::Store;
 use jobvault_core::Timestamp;
 use jobvault_core::object_name::ObjectName;
+use jobvault_core::restore_plan::WithoutSnapshot;
 
 use super::duration::parse_instant;
 use super::{BucketArg, ReadArgs, on_corrupt, until_signal};
@@ -19,7 +20,12 @@ use super::{BucketArg, ReadArgs, on_corrupt, until_signal};
 /// Rebuild the job database from the bucket: the newest snapshot, then every
 /// job uploaded since it, applied where newer. `jobvault run` can continue
 /// from the result. PATH appears only complete and checked; a restore that
-/// fails or is interrupted leaves nothing behind.
+/// fails or is stopped (Ctrl-C, SIGTERM) leaves nothing behind.
+///
+/// One killed outright (kill -9) leaves its temporary file beside PATH,
+/// readable by its owner only, and the next restore into that folder
+/// removes it. With no usable snapshot it fails rather than rebuild from
+/// job objects alone (see --from-job-objects).
 #[derive(Debug, Args)]
 pub struct RestoreArgs {
     #[command(flatten)]
@@ -42,6 +48,13 @@ pub struct RestoreArgs {
     /// Warn about corrupt job objects and go on, instead of failing.
     #[arg(long)]
     skip_corrupt: bool,
+    /// When no snapshot is usable (every one damaged, or none in the
+    /// bucket), rebuild from the job objects alone instead of failing. They
+    /// lack every job unchanged since this prefix's first snapshot if the
+    /// database came to it already backed up (restored, moved, or a wiped
+    /// bucket refilled): compare the job count with what you expect.
+    #[arg(long, conflicts_with_all = ["at", "snapshot"])]
+    from_job_objects: bool,
     /// Restore the database as it was at this instant (RFC 3339, e.g.
     /// 2026-11-30T13:59:00Z, or a duration ago: 2h, 1d) rather than its
     /// newest state. Needs object versioning on the bucket for any instant
@@ -110,6 +123,11 @@ pub async fn restore(args: RestoreArgs) -> anyhow::Result<ExitCode> {
         force: args.force,
         concurrency: args.reads.concurrency(),
         on_corrupt: on_corrupt(args.skip_corrupt),
+        without_snapshot: if args.from_job_objects {
+            WithoutSnapshot::FromJobObjects
+        } else {
+            WithoutSnapshot::Refuse
+        },
         from: start,
         reads,
     };
@@ -140,10 +158,11 @@ pub async fn restore(args: RestoreArgs) -> anyhow::Result<ExitCode> {
     if report.snapshot.is_none() && args.at.is_none() {
         say(
             Said::Warning,
-            "no usable snapshot: rebuilt from job objects alone. They hold every job only if this \
-             prefix has had the database's backups since its first job; if a daemon started here \
-             on a database backed up before (elsewhere, or restored), the jobs that did not change \
-             since are missing. Compare the job count with what you expect",
+            "no usable snapshot: rebuilt from job objects alone (--from-job-objects). They hold \
+             every job only if this prefix has had the database's backups since its first job; if \
+             a daemon started here on a database backed up before (elsewhere, or restored), the \
+             jobs that did not change since are missing. Compare the job count with what you \
+             expect",
         );
     }
     match args.at {
@@ -162,7 +181,13 @@ pub async fn restore(args: RestoreArgs) -> anyhow::Result<ExitCode> {
                 snapshot.time, snapshot.uploaded
             );
         }
-        None => println!("  snapshot      none in the bucket; rebuilt from job objects alone"),
+        None if report.unusable.is_empty() => {
+            println!("  snapshot      none in the bucket; rebuilt from job objects alone");
+        }
+        None => println!(
+            "  snapshot      none usable ({} passed over); rebuilt from job objects alone",
+            report.unusable.len()
+        ),
     }
     println!(
         "  applied       {} newer than the snapshot, deletions included",

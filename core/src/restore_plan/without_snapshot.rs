@@ -1,0 +1,51 @@
+//! Whether a restore with no usable snapshot may rebuild from the job
+//! objects alone.
+//!
+//! Job objects hold every job only if the prefix has had the database's
+//! backups since its first job. A daemon pointed at a prefix with a
+//! database that was already backed up (restored from another prefix,
+//! moved, or refilling a wiped bucket) snapshots it and then uploads only
+//! what changes: a job unchanged since is in the snapshot alone. With that
+//! snapshot damaged, the job objects gave a database missing those jobs,
+//! with exit 0, and `--force` put it in place of a good one. Nothing in the
+//! bucket says whether the job objects are whole, so the restore refuses
+//! unless asked ([`WithoutSnapshot::FromJobObjects`], the CLI's
+//! `--from-job-objects`), and the refusal says what it found. A restore of
+//! the past is not concerned: starting from no snapshot there is a matter
+//! of the instant asked for (see `past.rs`).
+
+use crate::restore_plan::{PlanError, Skipped};
+
+/// What a restore of the newest state does when no snapshot is usable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WithoutSnapshot {
+    /// Fail with [`PlanError::NoUsableSnapshot`].
+    #[default]
+    Refuse,
+    /// Rebuild from the job objects alone, if no prune deleted any.
+    FromJobObjects,
+}
+
+/// Why the job objects alone are not trusted, and the way round.
+const ALONE: &str = "the job objects alone lack every job that only a snapshot holds (a database \
+                     restored or moved here, or a wiped bucket refilled, is in the bucket whole \
+                     only in snapshots); restore --from-job-objects rebuilds from them anyway";
+
+/// The refusal when every snapshot in the bucket proved unusable.
+pub(crate) fn every_unusable(unusable: &[Skipped]) -> PlanError {
+    let names: Vec<&str> = unusable.iter().map(|u| u.object.as_str()).collect();
+    PlanError::NoUsableSnapshot(format!(
+        "no usable snapshot ({} in the bucket, each unusable: {}), and {ALONE}",
+        names.len(),
+        names.join(", ")
+    ))
+}
+
+/// The refusal when the bucket holds job objects and no snapshot.
+pub(crate) fn none_in_bucket(jobs: usize) -> PlanError {
+    PlanError::NoUsableSnapshot(format!(
+        "no snapshot in the bucket (looked under db-backup/), only {jobs} job object{}, and \
+         {ALONE}",
+        if jobs == 1 { "" } else { "s" }
+    ))
+}
