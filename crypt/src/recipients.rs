@@ -23,7 +23,7 @@ impl Recipients {
     ) -> Result<Option<Self>, BadRecipient> {
         let mut keys: Vec<x25519::Recipient> = Vec::new();
         for text in texts {
-            let key = parse_one(text.trim(), || format!("--encrypt-to {text:?}"))?;
+            let key = parse_one(text.trim(), "--encrypt-to".to_owned(), Some(text))?;
             if !keys.iter().any(|k| k.to_string() == key.to_string()) {
                 keys.push(key);
             }
@@ -46,9 +46,8 @@ impl Recipients {
             if line.is_empty() || line.starts_with('#') {
                 continue;
             }
-            keys.push(parse_one(line, || {
-                format!("{} line {}", path.display(), number + 1)
-            })?);
+            let what = format!("{} line {}", path.display(), number + 1);
+            keys.push(parse_one(line, what, None)?);
         }
         if keys.is_empty() {
             return Err(BadRecipient {
@@ -79,16 +78,25 @@ impl Recipients {
     }
 }
 
-fn parse_one(text: &str, what: impl FnOnce() -> String) -> Result<x25519::Recipient, BadRecipient> {
-    if is_secret_key(text) {
-        // Named without its text: an error line ends up in logs.
+/// One recipient; `what` names where it came from, and `shown` is the text
+/// to quote in an error, if any. Text holding a secret key is never quoted:
+/// an error line ends up in logs.
+fn parse_one(
+    text: &str,
+    what: String,
+    shown: Option<&str>,
+) -> Result<x25519::Recipient, BadRecipient> {
+    if holds_secret_key(text) {
         return Err(BadRecipient {
-            what: "--encrypt-to".to_owned(),
+            what,
             why: SECRET_GIVEN.to_owned(),
         });
     }
     text.parse().map_err(|why: &str| BadRecipient {
-        what: what(),
+        what: match shown {
+            Some(shown) => format!("{what} {shown:?}"),
+            None => what,
+        },
         why: why.to_owned(),
     })
 }
@@ -96,11 +104,10 @@ fn parse_one(text: &str, what: impl FnOnce() -> String) -> Result<x25519::Recipi
 const SECRET_GIVEN: &str = "it was given a secret key (AGE-SECRET-KEY-1…), which must not be on \
     this host; give its recipient, which `jobvault keygen` printed (`age-keygen -y FILE` prints it again)";
 
-/// Whether `text` is an identity rather than a recipient.
-pub fn is_secret_key(text: &str) -> bool {
-    text.trim()
-        .get(..15)
-        .is_some_and(|start| start.eq_ignore_ascii_case("AGE-SECRET-KEY-"))
+/// Whether `text` holds an identity (anywhere: `age1… AGE-SECRET-KEY-1…`
+/// pasted into one value is a secret all the same).
+pub fn holds_secret_key(text: &str) -> bool {
+    text.to_ascii_uppercase().contains("AGE-SECRET-KEY-")
 }
 
 #[cfg(test)]
@@ -121,12 +128,20 @@ mod tests {
         let error = Recipients::parse(["age1nope"]).unwrap_err();
         assert!(error.to_string().contains("\"age1nope\""), "{error}");
         let secret = "AGE-SECRET-KEY-1QQQSECRET";
-        let error = Recipients::parse([secret]).unwrap_err().to_string();
-        assert!(error.contains("secret key"), "{error}");
-        assert!(
-            !error.contains("QQQSECRET"),
-            "the key is not repeated: {error}"
-        );
+        for pasted in [
+            secret.to_owned(),
+            format!("{ONE} {secret}"),
+            format!("recipient={}", secret.to_lowercase()),
+        ] {
+            let error = Recipients::parse([pasted.as_str()])
+                .unwrap_err()
+                .to_string();
+            assert!(error.contains("secret key"), "{error}");
+            assert!(
+                !error.to_uppercase().contains("QQQSECRET"),
+                "the key is not repeated: {error}"
+            );
+        }
     }
 
     #[test]
@@ -136,6 +151,13 @@ mod tests {
         std::fs::write(&path, format!("# ops\n{ONE}\n\nssh-ed25519 AAAA\n")).unwrap();
         let error = Recipients::from_file(&path).unwrap_err();
         assert!(error.to_string().contains("line 4"), "{error}");
+        std::fs::write(&path, format!("{ONE}\nAGE-SECRET-KEY-1QQQSECRET\n")).unwrap();
+        let error = Recipients::from_file(&path).unwrap_err().to_string();
+        assert!(
+            error.contains("recipients.txt line 2") && error.contains("secret key"),
+            "the file is named, not --encrypt-to: {error}"
+        );
+        assert!(!error.contains("QQQSECRET"), "{error}");
         std::fs::write(&path, "# nobody\n").unwrap();
         let error = Recipients::from_file(&path).unwrap_err();
         assert!(error.to_string().contains("names no recipient"), "{error}");

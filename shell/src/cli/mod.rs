@@ -32,7 +32,7 @@ use jobvault::store::BucketUrl;
 use jobvault::store::Store;
 use jobvault_core::Envelope;
 use jobvault_core::restore_plan::OnCorrupt;
-use jobvault_crypt::{Keyring, Recipients, Sealer, is_secret_key};
+use jobvault_crypt::{Keyring, Recipients, Sealer, holds_secret_key};
 
 /// Keeps a job database safe in Google Cloud Storage: scheduled snapshots,
 /// every job change in the bucket within seconds, one-command restore.
@@ -208,7 +208,7 @@ impl EncryptArgs {
 /// except a secret key given by mistake: the parser's error would repeat
 /// it, so it is refused later, in words that do not.
 fn parse_recipient(text: &str) -> Result<String, String> {
-    if is_secret_key(text) {
+    if holds_secret_key(text) {
         return Ok(text.to_owned());
     }
     Recipients::parse([text])
