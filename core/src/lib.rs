@@ -39,6 +39,7 @@ macro_rules! reads_as_str {
 }
 
 pub mod checks;
+pub mod cleartext;
 pub mod commit_watch;
 pub mod destination;
 pub mod envelope;

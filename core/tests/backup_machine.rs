@@ -1696,10 +1696,10 @@ fn the_marker_is_checked_again_at_every_listing_and_a_wiped_one_owes_a_snapshot(
     );
 }
 
-/// The first listing finds `newest` (sealed or not) and an older sealed
-/// snapshot, for a daemon that encrypts or not; returns whether it raised
+/// The first listing finds a newest snapshot and an older one, each sealed
+/// or not, for a daemon that encrypts or not; returns whether it raised
 /// `encryption_dropped`, then and after a later listing.
-fn encryption_dropped(encrypts: bool, newest_sealed: bool) -> (bool, bool) {
+fn encryption_dropped(encrypts: bool, newest_sealed: bool, older_sealed: bool) -> (bool, bool) {
     let mut h = Harness::with(
         Config {
             encrypts,
@@ -1717,10 +1717,10 @@ fn encryption_dropped(encrypts: bool, newest_sealed: bool) -> (bool, bool) {
         sealed,
     };
     h.input(Input::SnapshotsListed(Ok(vec![
-        snapshot("db-backup/2016/11/15/nightly.bdb", 86_400, true),
+        snapshot("db-backup/2016/11/10/nightly.bdb", 6 * 86_400, older_sealed),
         snapshot("db-backup/2016/11/16/nightly.bdb", 60, newest_sealed),
         // Not a snapshot: a job object is not looked at.
-        snapshot("job-backup/2016/11/16/a.job", 0, !newest_sealed),
+        snapshot("job-backup/2016/11/16/a.job", 0, true),
     ])));
     let at_start = h.backup.metrics().encryption_dropped;
     h.advance(Duration::from_secs(600));
@@ -1733,15 +1733,21 @@ fn encryption_dropped(encrypts: bool, newest_sealed: bool) -> (bool, bool) {
 }
 
 #[test]
-fn a_plain_daemon_on_a_prefix_whose_newest_snapshot_is_encrypted_says_so_for_its_life() {
-    assert_eq!(encryption_dropped(false, true), (true, true));
+fn a_plain_daemon_on_a_prefix_holding_an_encrypted_snapshot_says_so_for_its_life() {
+    assert_eq!(encryption_dropped(false, true, true), (true, true));
     assert_eq!(
-        encryption_dropped(false, false),
-        (false, false),
-        "the newest is plain: encryption was turned off before, or never on"
+        encryption_dropped(false, false, true),
+        (true, true),
+        "a plain writer's snapshot newest does not clear it"
     );
-    assert_eq!(encryption_dropped(true, true), (false, false));
-    assert_eq!(encryption_dropped(true, false), (false, false));
+    assert_eq!(
+        encryption_dropped(false, false, false),
+        (false, false),
+        "never encrypted"
+    );
+    for (newest, older) in [(true, true), (false, true), (false, false)] {
+        assert_eq!(encryption_dropped(true, newest, older), (false, false));
+    }
 }
 
 #[test]

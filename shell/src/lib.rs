@@ -6,6 +6,7 @@
 //! command line.
 
 pub mod check;
+pub mod cleartext;
 pub mod clock;
 pub mod commit_watch;
 pub mod control;

@@ -7,6 +7,7 @@
 
 use std::time::Duration;
 
+use jobvault_core::cleartext::{SEALED_LOOKBACK, plain_after_sealed};
 use jobvault_core::machine::ListedObject;
 use jobvault_core::object_name::ObjectName;
 use jobvault_core::object_name::{ObjectKind, parse_object_name};
@@ -109,8 +110,9 @@ fn describe(object: &ListedObject, now: Timestamp) -> ObjectStatus {
     }
 }
 
-/// Reads the state of the bucket. Lists today's and yesterday's folders;
-/// walks further back only when they hold nothing.
+/// Reads the state of the bucket. Lists the last week's snapshot folders
+/// and the last day's job folders; walks further back only when they hold
+/// nothing.
 pub async fn status(
     store: &Store,
     now: Timestamp,
@@ -119,10 +121,11 @@ pub async fn status(
 ) -> Result<Status, DriveError> {
     reads.read(|| store.check()).await?;
     let day_ago = now - DAY;
+    // A week, for encrypted snapshots beside a plain newest one.
     let recent_snapshots = list_range(
         store,
         ObjectKind::Snapshot,
-        day_ago,
+        now - SEALED_LOOKBACK,
         now,
         concurrency,
         reads,
@@ -186,6 +189,13 @@ pub async fn status(
                 ));
             }
         }
+    }
+    if let Some(sealed) = plain_after_sealed(&recent_snapshots) {
+        warnings.push(format!(
+            "the newest snapshot is unencrypted, though {} is encrypted: a daemon or `backup` \
+             without --encrypt-to (JOBVAULT_ENCRYPT_TO) writes in the clear",
+            sealed.name
+        ));
     }
     if let Some(job) = &newest_job {
         let age = now.duration_since(job.updated);

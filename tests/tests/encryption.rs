@@ -504,6 +504,51 @@ fn a_daemon_started_without_its_recipients_on_an_encrypted_prefix_raises_an_alar
         "{log}"
     );
 
+    // With no daemon, `backup` without its recipients writes a plain
+    // snapshot, now the newest, and says so; `status` and `check` say it
+    // too, and a plain daemon started again still raises the alarm.
+    let db = workspace.db();
+    let db = db.to_str().unwrap();
+    let backup = command(&emulator, &["backup", "--bucket", &url, "--db", db], &[]);
+    assert!(backup.status.success(), "{}", stderr(&backup));
+    assert!(
+        stderr(&backup).contains("but this snapshot is written in the clear"),
+        "{}",
+        stderr(&backup)
+    );
+    let status = command(&emulator, &["status", "--bucket", &url], &[]);
+    assert_eq!(status.status.code(), Some(1), "{}", stdout(&status));
+    assert!(
+        stdout(&status).contains("the newest snapshot is unencrypted, though"),
+        "{}",
+        stdout(&status)
+    );
+    let workdir = workspace.workdir();
+    let check = command(
+        &emulator,
+        &[
+            "check",
+            "--bucket",
+            &url,
+            "--db",
+            db,
+            "--workdir",
+            workdir.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_eq!(check.status.code(), Some(1), "{}", stdout(&check));
+    assert!(
+        stdout(&check).contains("is encrypted, but no --encrypt-to (JOBVAULT_ENCRYPT_TO) is given"),
+        "{}",
+        stdout(&check)
+    );
+    let plain = Daemon::start(&workspace, Some(&emulator.endpoint()), &url, "200ms", &[]);
+    eventually("jobvault_encryption_dropped at 1 again", PATIENCE, || {
+        (gauge(&plain.scrape(), "jobvault_encryption_dropped") == Some(1.0)).then_some(())
+    });
+    assert!(plain.stop().success());
+
     // With its recipient again, the daemon says nothing of the kind.
     let again = Daemon::start(
         &workspace,

@@ -35,9 +35,10 @@ pub use schedule::{NotATimeOfDay, Schedule, parse_time_of_day};
 pub use set_aside::{RowId, Unreadable};
 pub use snapshots::{immediate_base_name, plan_snapshot, trigger_retry_wait};
 
+use crate::cleartext::{SEALED_LOOKBACK, plain_writer_beside};
 use crate::destination::{Destination, DestinationId};
 use crate::lease::{LeaseEnded, LeaseMachine, LeaseState};
-use crate::object_name::{ObjectKind, parse_object_name};
+use crate::object_name::ObjectKind;
 use crate::retrieval::day_prefixes;
 use crate::timestamp::Timestamp;
 use destination_check::DestinationCheck;
@@ -120,9 +121,10 @@ pub enum Unvouched {
     LeaseGone,
 }
 
-/// The first listing looks this far back for the newest snapshot; later ones
-/// only need the last 24 hours (the day folders of today and yesterday).
-const FIRST_LISTING_LOOKBACK: Duration = Duration::from_secs(7 * 86_400);
+/// The first listing looks this far back for the newest snapshot, and for
+/// encrypted ones; later ones only need the last 24 hours (the day folders
+/// of today and yesterday).
+const FIRST_LISTING_LOOKBACK: Duration = SEALED_LOOKBACK;
 const DAY: Duration = Duration::from_secs(86_400);
 
 /// What a sub-machine needs to act: the time, where to put commands and
@@ -432,31 +434,20 @@ impl Backup {
         self.release_when_quiet();
     }
 
-    /// A daemon that writes in the clear to a prefix whose newest snapshot
-    /// is encrypted was most likely started without its `--encrypt-to`: a
-    /// unit file or an environment that lost it. Litestream's users called
-    /// an encryption setting silently ignored a critical security issue;
-    /// here the first listing says it once, as an error, and raises
-    /// `encryption_dropped` for the daemon's life (alert
-    /// `JobvaultEncryptionDropped`). It writes on: refusing would stop the
-    /// backup of a database for a setting that may be meant.
+    /// A daemon that writes in the clear to a prefix holding encrypted
+    /// snapshots (see [`crate::cleartext`]) was most likely started without
+    /// its `--encrypt-to`. The first listing, a week long, says it once, as
+    /// an error, and raises `encryption_dropped` for the daemon's life
+    /// (alert `JobvaultEncryptionDropped`). It writes on: refusing would
+    /// stop the backup of a database for a setting that may be meant.
     fn say_if_encryption_dropped(&mut self, listed: &[ListedObject]) {
-        if self.config.encrypts {
-            return;
-        }
-        let newest = listed
-            .iter()
-            .filter(|object| {
-                parse_object_name(&object.name).is_ok_and(|p| p.kind == ObjectKind::Snapshot)
-            })
-            .max_by_key(|object| object.updated);
-        if let Some(newest) = newest.filter(|object| object.sealed) {
+        if let Some(sealed) = plain_writer_beside(self.config.encrypts, listed) {
             self.metrics.encryption_dropped = true;
             error!(
-                snapshot = %newest.name,
-                "the prefix's newest snapshot is encrypted but this daemon writes in the clear: \
-                 is --encrypt-to (JOBVAULT_ENCRYPT_TO) missing? Every change from now on goes to \
-                 the bucket unencrypted"
+                snapshot = %sealed.name,
+                "the prefix holds encrypted snapshots but this daemon writes in the clear: is \
+                 --encrypt-to (JOBVAULT_ENCRYPT_TO) missing? Every change from now on goes to the \
+                 bucket unencrypted"
             );
         }
     }

@@ -1,12 +1,39 @@
 //! Whether the keys given to `run --encrypt-to` are ones the operator can
 //! read back with: a probe sealed to the recipients and opened with the
 //! identities given, in memory. A typo in a recipient would otherwise show
-//! only at the first restore.
+//! only at the first restore. And, with no `--encrypt-to`, whether the
+//! prefix was encrypted: the daemon would write beside it in the clear.
 
+use jobvault_core::Timestamp;
 use jobvault_core::checks::Check;
+use jobvault_core::cleartext::plain_writer_beside;
 use jobvault_crypt::{Keyring, Sealer};
 
+use crate::cleartext::recent_snapshots;
+use crate::store::Store;
+
 const PROBE: &[u8] = b"jobvault check: encryption probe";
+
+/// A failed line if the prefix holds an encrypted snapshot of the last
+/// week: `--encrypt-to` is most likely missing from this setup.
+pub async fn plain_beside_sealed(store: &Store, now: Timestamp) -> Option<Check> {
+    match recent_snapshots(store, now).await {
+        Ok(listed) => plain_writer_beside(false, &listed).map(|sealed| {
+            Check::failed(
+                "encryption",
+                format!(
+                    "{} is encrypted, but no --encrypt-to (JOBVAULT_ENCRYPT_TO) is given: the \
+                     daemon would write every change in the clear",
+                    store.location(&sealed.name)
+                ),
+            )
+        }),
+        Err(e) => Some(Check::warned(
+            "encryption",
+            format!("cannot tell whether the prefix holds encrypted snapshots: {e}"),
+        )),
+    }
+}
 
 /// The check line, if encryption or identities were given at all.
 pub fn round_trip(sealer: Option<&Sealer>, keyring: &Keyring) -> Option<Check> {

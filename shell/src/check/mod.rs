@@ -5,7 +5,8 @@
 //! allows (through a probe object, removed afterwards), the store's clock,
 //! versioning, the database, the trigger directory and room in `TMPDIR`;
 //! and, with `--encrypt-to` and `--identity`, that the keys read back what
-//! they encrypt.
+//! they encrypt; without `--encrypt-to`, that the prefix holds no encrypted
+//! snapshot the daemon would then write beside in the clear.
 
 mod encryption;
 mod local;
@@ -38,6 +39,9 @@ pub async fn check(setup: &Setup<'_>, now: impl Fn() -> Timestamp) -> Vec<Check>
         Ok(store) => {
             let mut checks = vec![Check::passed("credentials", store.credentials())];
             checks.extend(store::check(&store, &now).await);
+            if setup.sealer.is_none() {
+                checks.extend(encryption::plain_beside_sealed(&store, now()).await);
+            }
             checks
         }
         Err(e) => vec![Check::failed("credentials", e.to_string())],

@@ -6,16 +6,20 @@ use std::sync::Arc;
 
 use anyhow::{Context, anyhow};
 use clap::Args;
+use jobvault::cleartext::recent_snapshots;
+use jobvault::clock;
 use jobvault::control::{Asked, BackupAsk, BackupTaken, ask_daemon, check_immediate_name};
 use jobvault::db::JobDb;
 use jobvault::immediate::snapshot_here;
+use jobvault::leftovers::{self, Leftover};
 use jobvault::progress;
 use jobvault::store::Store;
 use jobvault_core::Failure;
+use jobvault_core::cleartext::plain_writer_beside;
 use jobvault_core::job_id::{InvalidName, check_base_name};
 use tracing::{info, warn};
 
-use super::{BucketArg, DbArg, EncryptArgs};
+use super::{BucketArg, DbArg, EncryptArgs, until_signal};
 
 /// Take a snapshot now and print its object name.
 ///
@@ -59,11 +63,12 @@ pub async fn backup(args: BackupArgs) -> anyhow::Result<ExitCode> {
         name: args.name,
         encrypted_to: store.encrypted_to(),
     };
+    say_if_plain_beside_sealed(&store, ask.encrypted_to.is_empty()).await;
     let taken = match ask_daemon(&ask).await {
         Asked::Answered(taken) => taken,
         Asked::NoDaemon(why) => {
             info!("taking the snapshot here: {why}");
-            take_here(&db_path, &store, &ask.name).await
+            take_here(&db_path, &store, &ask.name).await?
         }
         Asked::Unreached(why) => {
             // A daemon that encrypts refused a backup that does not: the
@@ -75,7 +80,7 @@ pub async fn backup(args: BackupArgs) -> anyhow::Result<ExitCode> {
                 ""
             };
             warn!("taking the snapshot here, beside the daemon: {why}{unencrypted}");
-            take_here(&db_path, &store, &ask.name).await
+            take_here(&db_path, &store, &ask.name).await?
         }
     };
     let taken = taken
@@ -85,13 +90,43 @@ pub async fn backup(args: BackupArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Warns when this snapshot would go up in the clear to a prefix holding
+/// encrypted ones: `--encrypt-to` most likely lost on the way here. It is
+/// taken all the same, as the daemon writes on (see
+/// [`jobvault_core::cleartext`]).
+async fn say_if_plain_beside_sealed(store: &Store, plain: bool) {
+    if !plain {
+        return;
+    }
+    // A listing that fails says nothing here: the upload meets the same
+    // store and says why.
+    let Ok(listed) = recent_snapshots(store, clock::now()).await else {
+        return;
+    };
+    if let Some(sealed) = plain_writer_beside(false, &listed) {
+        warn!(
+            "{} is encrypted, but this snapshot is written in the clear: is --encrypt-to \
+             (JOBVAULT_ENCRYPT_TO) missing?",
+            store.location(&sealed.name)
+        );
+    }
+}
+
 /// The snapshot taken in this process, with a progress bar on a terminal.
-async fn take_here(db_path: &Path, store: &Store, name: &str) -> Result<BackupTaken, Failure> {
+/// Its copy of the database in TMPDIR (in the clear, whatever the upload)
+/// is removed however it ends, a signal included; those of killed processes
+/// are removed first.
+async fn take_here(
+    db_path: &Path,
+    store: &Store,
+    name: &str,
+) -> anyhow::Result<Result<BackupTaken, Failure>> {
+    leftovers::clear(Leftover::SnapshotCopy, &std::env::temp_dir());
     let size = std::fs::metadata(db_path).map(|m| m.len()).ok();
     let bar = progress::bytes("snapshot", size);
     let shown = bar.clone();
     let progress = Arc::new(move |n| shown.set_position(n));
-    let taken = snapshot_here(db_path, store, name, progress).await;
+    let taken = until_signal(snapshot_here(db_path, store, name, progress)).await;
     bar.finish_and_clear();
     taken
 }
