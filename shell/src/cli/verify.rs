@@ -10,7 +10,7 @@ use jobvault::store::Store;
 use jobvault::verify::verify as run_checks;
 
 use super::report::report;
-use super::{BucketArg, ReadArgs, unless_missing};
+use super::{BucketArg, ReadArgs, unless_missing, until_signal};
 
 /// Download the newest snapshot and check it (gzip CRC and header, SQLite
 /// integrity_check, every job decodes), and decode a sample of recent job
@@ -39,13 +39,15 @@ pub async fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
         say(Said::Error, &nothing.to_string());
         return Ok(ExitCode::from(NOTHING_FOUND_EXIT));
     }
-    let checks = run_checks(
+    // Stopped by a signal, the checks are dropped, and with them the
+    // snapshot's copy in TMPDIR: decrypted, it holds every job.
+    let checks = until_signal(run_checks(
         &store,
         clock::now(),
         args.reads.concurrency(),
         args.sample,
         &reads,
-    )
-    .await?;
+    ))
+    .await??;
     Ok(report(&checks))
 }
