@@ -427,6 +427,108 @@ fn a_file_that_appears_at_the_target_during_the_restore_is_kept() {
     );
 }
 
+/// `verify` builds the snapshot's database in TMPDIR (decrypted, if it was
+/// encrypted): stopped by a signal, it removes it.
+#[test]
+fn sigterm_or_sigint_mid_verify_leaves_nothing_in_tmpdir() {
+    let backed_up = BackedUp::new(500, "prod");
+    for signal in ["-TERM", "-INT"] {
+        let tmp = tempfile::tempdir().unwrap();
+        let copies = || {
+            fs::read_dir(tmp.path())
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect::<Vec<_>>()
+        };
+        backed_up.proxy.set_delay(Duration::from_millis(300));
+        let child = backed_up
+            .jobvault()
+            .args(["verify", "--bucket", &backed_up.url])
+            .env("TMPDIR", tmp.path())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        eventually("verify's copy of the snapshot", PATIENCE, || {
+            copies()
+                .iter()
+                .any(|name| name.starts_with(".jobvault-verify-"))
+                .then_some(())
+        });
+        let sent = Command::new("kill")
+            .args([signal, &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(sent.success());
+        let output = child.wait_with_output().unwrap();
+        backed_up.proxy.set_delay(Duration::ZERO);
+        assert_eq!(
+            output.status.code(),
+            Some(1),
+            "{signal}: {}",
+            stderr(&output)
+        );
+        assert!(
+            stderr(&output).contains("interrupted"),
+            "{}",
+            stderr(&output)
+        );
+        assert!(copies().is_empty(), "{signal}: {:?}", copies());
+    }
+}
+
+/// `backup` copies the database to TMPDIR (in the clear, whatever it
+/// uploads): stopped by a signal, it removes the copy.
+#[test]
+fn sigterm_or_sigint_mid_backup_leaves_nothing_in_tmpdir() {
+    let backed_up = BackedUp::new(500, "prod");
+    let db = backed_up.workspace.db();
+    for signal in ["-TERM", "-INT"] {
+        let tmp = tempfile::tempdir().unwrap();
+        let copies = || {
+            fs::read_dir(tmp.path())
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect::<Vec<_>>()
+        };
+        backed_up.proxy.set_delay(Duration::from_millis(300));
+        let child = backed_up
+            .jobvault()
+            .args(["backup", "--bucket", &backed_up.url, "--db"])
+            .arg(&db)
+            .env("TMPDIR", tmp.path())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        eventually("backup's copy of the database", PATIENCE, || {
+            copies()
+                .iter()
+                .any(|name| name.starts_with(".jobvault-snapshot-"))
+                .then_some(())
+        });
+        let sent = Command::new("kill")
+            .args([signal, &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(sent.success());
+        let output = child.wait_with_output().unwrap();
+        backed_up.proxy.set_delay(Duration::ZERO);
+        assert_eq!(
+            output.status.code(),
+            Some(1),
+            "{signal}: {}",
+            stderr(&output)
+        );
+        assert!(
+            stderr(&output).contains("interrupted"),
+            "{}",
+            stderr(&output)
+        );
+        assert!(copies().is_empty(), "{signal}: {:?}", copies());
+    }
+}
+
 #[test]
 fn sigterm_sigint_or_sighup_mid_restore_leaves_no_temporary_file() {
     let backed_up = BackedUp::new(500, "prod");
