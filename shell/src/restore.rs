@@ -238,7 +238,10 @@ pub async fn restore(
         .await??
     };
 
-    temp.persist(to, options.force)?;
+    // Given an identity, the file holds what was kept encrypted: with
+    // nothing replaced, it is its owner's alone.
+    let private = !options.reads.keyring().fingerprints().is_empty();
+    temp.persist(to, options.force, private)?;
     Ok(RestoreReport {
         path: to.to_owned(),
         snapshot,

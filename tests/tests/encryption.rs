@@ -2,6 +2,7 @@
 //! against the emulator, identities made by `jobvault keygen`, and the read
 //! commands with and without `--identity`.
 
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::Duration;
@@ -146,6 +147,12 @@ fn an_encrypting_daemon_writes_age_files_that_only_its_identity_restores() {
     assert!(output.status.success(), "{}", stderr(&output));
     assert_eq!(bodies(&target), bodies(&workspace.db()));
     assert_eq!(bodies(&target).len(), 3);
+    let mode = std::fs::metadata(&target).unwrap().permissions().mode();
+    assert_eq!(
+        mode & 0o077,
+        0,
+        "decrypted, it is its owner's alone: {mode:o}"
+    );
 
     let output = command(
         &emulator,

@@ -85,15 +85,18 @@ impl TempDatabase {
     /// left alone. A database being replaced gives the new one its mode and
     /// owner, and loses its WAL and shared-memory files first (SQLite would
     /// replay the old WAL into the new file); with nothing to replace, the
-    /// file gets the mode the umask allows, as any new file would.
-    pub fn persist(self, to: &Path, force: bool) -> Result<(), RestoreError> {
+    /// file gets the mode the umask allows, as any new file would, or, if
+    /// `private` (decrypted from the bucket), 0600 at most.
+    pub fn persist(self, to: &Path, force: bool, private: bool) -> Result<(), RestoreError> {
         let file = self.file.as_file();
         file.sync_all()
             .map_err(io_error(format!("cannot flush {}", self.path().display())))?;
         match fs::metadata(to) {
             Ok(replaced) if force => take_mode_and_owner(file, self.path(), &replaced)?,
             _ => file
-                .set_permissions(Permissions::from_mode(0o666 & !umask()))
+                .set_permissions(Permissions::from_mode(
+                    if private { 0o600 } else { 0o666 } & !umask(),
+                ))
                 .map_err(io_error(format!(
                     "cannot set the mode of {}",
                     self.path().display()
