@@ -52,6 +52,19 @@ pub fn generate_identity(now_rfc3339: &str) -> (String, x25519::Recipient) {
     (text, recipient)
 }
 
+const RECIPIENT_GIVEN: &str = "it holds a recipient (age1…), the public half of a key; \
+    --identity takes the file `jobvault keygen --out` wrote, whose key line starts \
+    AGE-SECRET-KEY-1";
+
+/// Whether the key file at `path` holds a recipient line: the public key
+/// given where the identity was meant.
+fn holds_recipient(path: &Path) -> bool {
+    std::fs::read_to_string(path).is_ok_and(|text| {
+        text.lines()
+            .any(|line| line.trim().parse::<x25519::Recipient>().is_ok())
+    })
+}
+
 impl Keyring {
     /// The identities in the files at `paths` (age identity files, as
     /// `age-keygen` and `jobvault keygen` write them).
@@ -76,7 +89,11 @@ impl Keyring {
             IdentityFile::from_file(path.display().to_string()).map_err(|e| match e.kind() {
                 std::io::ErrorKind::InvalidData => BadIdentities::NotIdentities {
                     path: path.to_owned(),
-                    why: e.to_string(),
+                    why: if holds_recipient(path) {
+                        RECIPIENT_GIVEN.to_owned()
+                    } else {
+                        e.to_string()
+                    },
                 },
                 _ => unreadable(e),
             })?;

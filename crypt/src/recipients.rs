@@ -97,9 +97,16 @@ fn parse_one(
             Some(shown) => format!("{what} {shown:?}"),
             None => what,
         },
-        why: why.to_owned(),
+        why: if text.starts_with("ssh-") {
+            SSH_GIVEN.to_owned()
+        } else {
+            why.to_owned()
+        },
     })
 }
+
+const SSH_GIVEN: &str = "it is an SSH key; backups are encrypted to age X25519 recipients only \
+    (age1…, from `jobvault keygen` or `age-keygen`)";
 
 const SECRET_GIVEN: &str = "it was given a secret key (AGE-SECRET-KEY-1…), which must not be on \
     this host; give its recipient, which `jobvault keygen` printed (`age-keygen -y FILE` prints it again)";
@@ -151,6 +158,7 @@ mod tests {
         std::fs::write(&path, format!("# ops\n{ONE}\n\nssh-ed25519 AAAA\n")).unwrap();
         let error = Recipients::from_file(&path).unwrap_err();
         assert!(error.to_string().contains("line 4"), "{error}");
+        assert!(error.to_string().contains("an SSH key"), "{error}");
         std::fs::write(&path, format!("{ONE}\nAGE-SECRET-KEY-1QQQSECRET\n")).unwrap();
         let error = Recipients::from_file(&path).unwrap_err().to_string();
         assert!(

@@ -159,7 +159,10 @@ fn identity_files_are_checked_and_loose_ones_noticed() {
     let comments = dir.path().join("comments.txt");
     std::fs::write(&comments, "# nothing here\n").unwrap();
     for (path, says) in [
-        (recipients_file, "not an age identity file"),
+        (
+            recipients_file,
+            "it holds a recipient (age1…), the public half",
+        ),
         (comments, "holds no identity"),
         (dir.path().join("missing.key"), "cannot read"),
     ] {
