@@ -306,7 +306,11 @@ impl<'a> Driver<'a> {
         let downloaded = match download_snapshot(self.store, &object, dest, &self.reads).await {
             Ok(downloaded) => downloaded,
             Err(e) if e.is_unusable_snapshot() => {
-                let why = error_chain(&e);
+                // The object is named beside the answer: only the why here.
+                let why = match &e {
+                    RestoreError::Io { error, .. } => error_chain(error),
+                    other => error_chain(other),
+                };
                 return Ok(Answer::SnapshotUnusable { object, why });
             }
             Err(e) => return Err(DriveError::Download(Box::new(e))),

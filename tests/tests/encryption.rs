@@ -376,7 +376,7 @@ fn a_snapshot_tampered_inside_its_payload_fails_verify_as_encryption_and_restore
     );
     assert!(output.status.success(), "{}", stderr(&output));
     assert!(
-        stderr(&output).contains("is unusable"),
+        stderr(&output).contains(&format!("unusable snapshot {url}/{snapshot}: ")),
         "{}",
         stderr(&output)
     );

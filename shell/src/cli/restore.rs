@@ -149,7 +149,7 @@ pub async fn restore(args: RestoreArgs) -> anyhow::Result<ExitCode> {
     for unusable in &report.unusable {
         say(
             Said::Warning,
-            &format!("snapshot {unusable} is unusable; {instead}"),
+            &format!("unusable snapshot {unusable}; {instead}"),
         );
     }
     for skipped in &report.skipped {
