@@ -181,6 +181,13 @@ pub async fn status(
     match &newest_snapshot {
         None => warnings.push("no snapshot in the bucket".to_owned()),
         Some(snapshot) => {
+            if snapshot.size == 0 {
+                warnings.push(format!(
+                    "the newest snapshot {} is empty (0 bytes): a restore passes it over for the \
+                     one before, and `jobvault verify` fails it",
+                    snapshot.name
+                ));
+            }
             let age = now.duration_since(snapshot.updated);
             if age > SNAPSHOT_WARN_AGE {
                 warnings.push(format!(

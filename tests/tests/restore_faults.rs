@@ -622,6 +622,15 @@ fn a_truncated_or_empty_newest_snapshot_is_passed_over_loudly_and_verify_fails_o
         "{}",
         stderr(&output)
     );
+
+    let output = backed_up
+        .jobvault()
+        .args(["status", "--bucket", &backed_up.url])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1), "{}", stdout(&output));
+    let said = format!("{}{}", stdout(&output), stderr(&output));
+    assert!(said.contains("is empty (0 bytes)"), "{said}");
 }
 
 #[test]
