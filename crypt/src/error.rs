@@ -51,3 +51,18 @@ pub enum OpenError {
     #[error("an encrypted object that does not authenticate (cut short or tampered with): {0}")]
     Damaged(String),
 }
+
+impl OpenError {
+    /// The reading of an age file failed: in words of our own, as Rust's
+    /// "failed to fill whole buffer" says nothing to an operator.
+    pub fn damaged_by(error: &std::io::Error) -> OpenError {
+        OpenError::Damaged(match error.kind() {
+            std::io::ErrorKind::UnexpectedEof => "it ends early".to_owned(),
+            _ => error
+                .to_string()
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" "),
+        })
+    }
+}

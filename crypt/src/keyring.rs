@@ -141,7 +141,7 @@ impl Keyring {
         let mut plain = Vec::with_capacity(sealed.len());
         reader
             .read_to_end(&mut plain)
-            .map_err(|e| OpenError::Damaged(one_line(&e.to_string())))?;
+            .map_err(|e| OpenError::damaged_by(&e))?;
         Ok(plain)
     }
 
@@ -264,7 +264,7 @@ fn damaged(error: &DecryptError) -> OpenError {
         DecryptError::InvalidMac => "its header's MAC does not match".to_owned(),
         DecryptError::DecryptionFailed => "its payload does not decrypt".to_owned(),
         DecryptError::KeyDecryptionFailed => "its key stanza does not decrypt".to_owned(),
-        DecryptError::Io(e) => one_line(&e.to_string()),
+        DecryptError::Io(e) => return OpenError::damaged_by(e),
         other => one_line(&format!("{other:?}")),
     };
     OpenError::Damaged(why)

@@ -115,12 +115,20 @@ fn a_tampered_or_cut_object_does_not_open() {
         ("a changed header", &header_changed[..]),
         ("a cut payload", cut),
         ("a header alone", header_only),
+        ("the first line alone", &sealed[..22]),
     ] {
         match keyring.open(bytes) {
-            Err(OpenError::Damaged(why)) => assert!(!why.contains('\n'), "{what}: {why}"),
+            Err(OpenError::Damaged(why)) => {
+                assert!(!why.contains('\n'), "{what}: {why}");
+                assert!(!why.contains("fill whole buffer"), "{what}: {why}");
+            }
             other => panic!("{what}: {other:?}"),
         }
     }
+    let Err(OpenError::Damaged(why)) = keyring.open(&sealed[..22]) else {
+        panic!("a header cut after its first line opens");
+    };
+    assert_eq!(why, "it ends early");
 
     // Streamed, the first 64 KiB chunks are handed out before the cut is
     // seen: the reader's error comes at the end, so a caller keeps nothing

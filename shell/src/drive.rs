@@ -27,7 +27,7 @@ use crate::failure::ToFailure;
 use crate::reads::Reads;
 use crate::restore::{RestoreError, download_snapshot};
 use crate::small_object;
-use crate::store::{ListPage, PagePart, Store, StoreError, error_chain};
+use crate::store::{ListPage, PagePart, Store, StoreError};
 use jobvault_crypt::{AGE_MAGIC, Keyring, OpenError};
 
 /// Why a drive stopped.
@@ -306,12 +306,11 @@ impl<'a> Driver<'a> {
         let downloaded = match download_snapshot(self.store, &object, dest, &self.reads).await {
             Ok(downloaded) => downloaded,
             Err(e) if e.is_unusable_snapshot() => {
-                // The object is named beside the answer: only the why here.
-                let why = match &e {
-                    RestoreError::Io { error, .. } => error_chain(error),
-                    other => error_chain(other),
-                };
-                return Ok(Answer::SnapshotUnusable { object, why });
+                // The object is named beside the answer.
+                return Ok(Answer::SnapshotUnusable {
+                    object,
+                    why: e.why(),
+                });
             }
             Err(e) => return Err(DriveError::Download(Box::new(e))),
         };

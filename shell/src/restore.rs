@@ -31,7 +31,7 @@ use crate::drive::{DriveError, Driver};
 use crate::nothing::NothingFound;
 use crate::progress;
 use crate::reads::Reads;
-use crate::store::{ByteStream, Store, StoreError, bridge};
+use crate::store::{ByteStream, Store, StoreError, bridge, error_chain};
 pub(crate) use temp_database::TempDatabase;
 
 const SQLITE_MAGIC: &[u8] = b"SQLite format 3\0";
@@ -86,6 +86,15 @@ impl RestoreError {
 
     /// The reason an encrypted snapshot did not open, if that is what this
     /// says.
+    /// Why, for a line that names the object already: an I/O error's
+    /// own words, without the "X cannot be restored" it came wrapped in.
+    pub fn why(&self) -> String {
+        match self {
+            RestoreError::Io { error, .. } => error_chain(error),
+            other => error_chain(other),
+        }
+    }
+
     pub fn open_error(&self) -> Option<&OpenError> {
         let RestoreError::Io { error, .. } = self else {
             return None;
@@ -497,7 +506,7 @@ impl<R: Read> Read for Authenticating<R> {
             if from_store {
                 error
             } else {
-                open_error(OpenError::Damaged(error.to_string()))
+                open_error(OpenError::damaged_by(&error))
             }
         })
     }

@@ -16,7 +16,7 @@ use crate::db::JobDb;
 use crate::drive::{DriveError, find_newest, list_range};
 use crate::reads::Reads;
 use crate::restore::{RestoreError, TempDatabase, download_snapshot};
-use crate::store::{Store, error_chain};
+use crate::store::Store;
 
 const DAY: Duration = Duration::from_secs(86_400);
 
@@ -69,7 +69,7 @@ async fn check_snapshot(
             } else {
                 "gzip stream"
             };
-            checks.push(Check::failed(format!("{location} {what}"), error_chain(&e)));
+            checks.push(Check::failed(format!("{location} {what}"), e.why()));
             return Ok(checks);
         }
     };
