@@ -74,7 +74,7 @@ mod tests {
         assert_eq!(plain_after_sealed(&listed), Some(&sealed));
         let newest_sealed = snapshot("db-backup/1970/01/01/c.bdb", 3, true);
         assert_eq!(plain_after_sealed(&[plain.clone(), newest_sealed]), None);
-        assert_eq!(plain_after_sealed(&[plain.clone()]), None);
+        assert_eq!(plain_after_sealed(std::slice::from_ref(&plain)), None);
         assert_eq!(plain_after_sealed(&[]), None);
         assert_eq!(
             plain_writer_beside(false, &[sealed.clone(), plain.clone()]),
