@@ -56,13 +56,11 @@ const RECIPIENT_GIVEN: &str = "it holds a recipient (age1…), the public half o
     --identity takes the file `jobvault keygen --out` wrote, whose key line starts \
     AGE-SECRET-KEY-1";
 
-/// Whether the key file at `path` holds a recipient line: the public key
-/// given where the identity was meant.
-fn holds_recipient(path: &Path) -> bool {
-    std::fs::read_to_string(path).is_ok_and(|text| {
-        text.lines()
-            .any(|line| line.trim().parse::<x25519::Recipient>().is_ok())
-    })
+/// Whether a key file's text holds a recipient line: the public key given
+/// where the identity was meant.
+fn holds_recipient(text: &str) -> bool {
+    text.lines()
+        .any(|line| line.trim().parse::<x25519::Recipient>().is_ok())
 }
 
 impl Keyring {
@@ -77,26 +75,22 @@ impl Keyring {
     }
 
     fn add_file(&mut self, path: &Path) -> Result<(), BadIdentities> {
-        let unreadable = |e: std::io::Error| BadIdentities::Unreadable {
-            path: path.to_owned(),
-            why: e.to_string(),
-        };
-        let metadata = key_file::check(path).map_err(|why| BadIdentities::Unreadable {
+        let unreadable = |why: String| BadIdentities::Unreadable {
             path: path.to_owned(),
             why,
-        })?;
-        let file =
-            IdentityFile::from_file(path.display().to_string()).map_err(|e| match e.kind() {
-                std::io::ErrorKind::InvalidData => BadIdentities::NotIdentities {
-                    path: path.to_owned(),
-                    why: if holds_recipient(path) {
-                        RECIPIENT_GIVEN.to_owned()
-                    } else {
-                        e.to_string()
-                    },
+        };
+        let (metadata, text) = key_file::read(path).map_err(unreadable)?;
+        let file = IdentityFile::from_buffer(text.as_bytes()).map_err(|e| match e.kind() {
+            std::io::ErrorKind::InvalidData => BadIdentities::NotIdentities {
+                path: path.to_owned(),
+                why: if holds_recipient(&text) {
+                    RECIPIENT_GIVEN.to_owned()
+                } else {
+                    e.to_string()
                 },
-                _ => unreadable(e),
-            })?;
+            },
+            _ => unreadable(e.to_string()),
+        })?;
         // Without plugins, age fails to list recipients only for a file
         // with no identity in it.
         let mut recipients = Vec::new();

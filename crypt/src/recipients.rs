@@ -38,8 +38,7 @@ impl Recipients {
             what: path.display().to_string(),
             why: format!("cannot read it: {why}"),
         };
-        key_file::check(path).map_err(cannot_read)?;
-        let text = std::fs::read_to_string(path).map_err(|e| cannot_read(e.to_string()))?;
+        let (_, text) = key_file::read(path).map_err(cannot_read)?;
         let mut keys = Vec::new();
         for (number, line) in text.lines().enumerate() {
             let line = line.trim();

@@ -162,6 +162,18 @@ fn an_encrypting_daemon_writes_age_files_that_only_its_identity_restores() {
     assert!(output.status.success(), "{}", stderr(&output));
     assert!(stdout(&output).contains(&format!("{SECRET} for j2")));
 
+    // The identity from a pipe, so that it need not be on disk.
+    let output = std::process::Command::new("bash")
+        .arg("-c")
+        .arg(r#""$0" retrieve --bucket "$1" --since 1h --identity <(cat "$2")"#)
+        .arg(jobvault_tests::jobvault_bin())
+        .args([url.as_str(), identity.to_str().unwrap()])
+        .env("STORAGE_EMULATOR_HOST", emulator.endpoint())
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(stdout(&output).contains(&format!("{SECRET} for j2")));
+
     let output = command(&emulator, &["verify", "--bucket", &url], &[&identity]);
     assert!(
         output.status.success(),
