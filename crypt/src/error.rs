@@ -25,6 +25,13 @@ pub enum BadIdentities {
     NotIdentities { path: PathBuf, why: String },
     #[error("{}: the file holds no identity (AGE-SECRET-KEY-1…)", path.display())]
     Empty { path: PathBuf },
+    /// The key itself where its file's path goes: never repeated, as an
+    /// error line ends up in logs.
+    #[error(
+        "--identity was given a secret key (AGE-SECRET-KEY-1…) instead of the path of a file \
+         holding it; give a file readable by its owner only, or a pipe: --identity <(…)"
+    )]
+    SecretForPath,
 }
 
 /// Why an encrypted object could not be read.

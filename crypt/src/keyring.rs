@@ -15,6 +15,7 @@ use age_core::format::{FileKey, Stanza};
 use crate::error::{BadIdentities, OpenError};
 use crate::fingerprint::Fingerprint;
 use crate::key_file;
+use crate::recipients::holds_secret_key;
 use crate::session::{SESSION_KEY_TAG, SESSION_TAG, SessionKey};
 
 type BoxedIdentity = Box<dyn age::Identity + Send + Sync>;
@@ -75,6 +76,9 @@ impl Keyring {
     }
 
     fn add_file(&mut self, path: &Path) -> Result<(), BadIdentities> {
+        if holds_secret_key(&path.to_string_lossy()) {
+            return Err(BadIdentities::SecretForPath);
+        }
         let unreadable = |why: String| BadIdentities::Unreadable {
             path: path.to_owned(),
             why,

@@ -44,7 +44,7 @@ pub mod session;
 pub use error::{BadIdentities, BadRecipient, OpenError};
 pub use fingerprint::Fingerprint;
 pub use keyring::{Keyring, generate_identity};
-pub use recipients::{Recipients, holds_secret_key};
+pub use recipients::{Recipients, holds_secret_key, redact_secret_keys};
 pub use sealer::Sealer;
 
 /// How every age file (binary, not armored) begins.

@@ -34,6 +34,14 @@ impl Recipients {
     /// The recipients in the recipients file at `path`; an empty file is an
     /// error, as it would encrypt to nobody.
     pub fn from_file(path: &Path) -> Result<Self, BadRecipient> {
+        if holds_secret_key(&path.to_string_lossy()) {
+            return Err(BadRecipient {
+                what: "--encrypt-to-file".to_owned(),
+                why: "it was given a secret key (AGE-SECRET-KEY-1…) where the path of a file of \
+                      recipients goes; the key must not be on this host"
+                    .to_owned(),
+            });
+        }
         let cannot_read = |why| BadRecipient {
             what: path.display().to_string(),
             why: format!("cannot read it: {why}"),
@@ -110,10 +118,40 @@ const SSH_GIVEN: &str = "it is an SSH key; backups are encrypted to age X25519 r
 const SECRET_GIVEN: &str = "it was given a secret key (AGE-SECRET-KEY-1…), which must not be on \
     this host; give its recipient, which `jobvault keygen` printed (`age-keygen -y FILE` prints it again)";
 
+/// What every identity starts with, in any case.
+const SECRET_MARKER: &str = "AGE-SECRET-KEY-";
+
 /// Whether `text` holds an identity (anywhere: `age1… AGE-SECRET-KEY-1…`
 /// pasted into one value is a secret all the same).
 pub fn holds_secret_key(text: &str) -> bool {
-    text.to_ascii_uppercase().contains("AGE-SECRET-KEY-")
+    text.to_ascii_uppercase().contains(SECRET_MARKER)
+}
+
+/// `text` with each identity in it cut to `AGE-SECRET-KEY-1…`: for
+/// messages made by others (the argument parser's) that quote what was
+/// typed.
+pub fn redact_secret_keys(text: &str) -> String {
+    // ASCII upper-casing keeps every byte offset.
+    let upper = text.to_ascii_uppercase();
+    let mut redacted = String::with_capacity(text.len());
+    let mut rest = 0;
+    while let Some(found) = upper[rest..].find(SECRET_MARKER) {
+        let start = rest + found;
+        let key = start + SECRET_MARKER.len();
+        let key_end = upper[key..]
+            .find(|c: char| !c.is_ascii_alphanumeric())
+            .map_or(upper.len(), |n| key + n);
+        redacted.push_str(&text[rest..start]);
+        // `AGE-SECRET-KEY-1…`, as messages name the kind, is no key.
+        if key_end - key > 1 {
+            redacted.push_str("AGE-SECRET-KEY-1…");
+        } else {
+            redacted.push_str(&text[start..key_end]);
+        }
+        rest = key_end;
+    }
+    redacted.push_str(&text[rest..]);
+    redacted
 }
 
 #[cfg(test)]
@@ -148,6 +186,18 @@ mod tests {
                 "the key is not repeated: {error}"
             );
         }
+    }
+
+    #[test]
+    fn keys_are_cut_short_wherever_they_are_quoted() {
+        let said = "unexpected argument '--age-secret-key-1QQQSECRET' and AGE-SECRET-KEY-1QQ2, \
+                    as AGE-SECRET-KEY-1… names them";
+        assert_eq!(
+            redact_secret_keys(said),
+            "unexpected argument '--AGE-SECRET-KEY-1…' and AGE-SECRET-KEY-1…, as \
+             AGE-SECRET-KEY-1… names them"
+        );
+        assert_eq!(redact_secret_keys("nothing"), "nothing");
     }
 
     #[test]

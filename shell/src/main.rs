@@ -55,11 +55,17 @@ fn argument_error(e: &clap::Error) -> ExitCode {
         std::env::args_os(),
         std::env::var_os("JOBVAULT_LOG_FORMAT"),
     );
-    if !e.use_stderr() || !json {
+    let code = ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(2));
+    if !e.use_stderr() {
         let _ = e.print();
-        return ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(2));
+        return code;
     }
-    let usage = e.render().to_string();
+    // A key pasted as an argument is cut short wherever clap quotes it.
+    let usage = jobvault_crypt::redact_secret_keys(&e.render().to_string());
+    if !json {
+        eprint!("{usage}");
+        return code;
+    }
     jobvault::logging::usage(usage.trim_end());
     ExitCode::from(2)
 }

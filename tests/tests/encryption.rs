@@ -583,3 +583,82 @@ fn a_daemon_started_without_its_recipients_on_an_encrypted_prefix_raises_an_alar
     );
     assert!(again.stop().success());
 }
+
+/// A secret key pasted where a recipient or a file's path goes, whole or in
+/// part (a double-click selects `1…` alone), is refused and never repeated:
+/// error lines end up in logs.
+#[test]
+fn a_secret_key_pasted_anywhere_is_refused_without_being_repeated() {
+    let workspace = Workspace::new();
+    workspace.put_jobs(&jobs(&["j1"]));
+    let (identity, recipient) = keygen(workspace.path(), "ops.key");
+    let secret = std::fs::read_to_string(&identity)
+        .unwrap()
+        .lines()
+        .find(|l| l.starts_with("AGE-SECRET-KEY-"))
+        .unwrap()
+        .to_owned();
+    let payload = secret.trim_start_matches("AGE-SECRET-KEY-");
+    let url = format!("file://{}", workspace.path().join("bucket").display());
+    let db = workspace.db();
+    let db = db.to_str().unwrap();
+    let backup = |args: &[&str], env: &[(&str, &str)]| {
+        let mut command = jobvault(None);
+        command
+            .args(["backup", "--db", db, "--bucket", &url])
+            .args(args);
+        for (name, value) in env {
+            command.env(name, value);
+        }
+        command.output().unwrap()
+    };
+    let cases: Vec<(Vec<String>, Vec<(&str, String)>, i32)> = vec![
+        (vec!["--encrypt-to".into(), secret.clone()], vec![], 2),
+        (vec!["--encrypt-to".into(), payload.to_owned()], vec![], 2),
+        (
+            vec!["--encrypt-to".into(), format!("{recipient} {secret}")],
+            vec![],
+            2,
+        ),
+        (
+            vec![],
+            vec![("JOBVAULT_ENCRYPT_TO", format!("recipient={payload}"))],
+            2,
+        ),
+        (vec![format!("--{secret}")], vec![], 2),
+        (vec!["--encrypt-to-file".into(), secret.clone()], vec![], 1),
+        (
+            vec!["--encrypt-to".into(), payload.to_owned()],
+            vec![("JOBVAULT_LOG_FORMAT", "json".to_owned())],
+            2,
+        ),
+    ];
+    for (args, env, code) in &cases {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let env: Vec<(&str, &str)> = env.iter().map(|(n, v)| (*n, v.as_str())).collect();
+        let output = backup(&args, &env);
+        let said = format!("{}{}", stdout(&output), stderr(&output));
+        assert_eq!(
+            output.status.code(),
+            Some(*code),
+            "{args:?} {env:?}: {said}"
+        );
+        assert!(!said.is_empty(), "{args:?}: says why");
+        assert!(
+            !said.contains(payload),
+            "{args:?} {env:?} repeats the key: {said}"
+        );
+    }
+    let output = jobvault(None)
+        .args(["verify", "--bucket", &url])
+        .env(
+            "JOBVAULT_IDENTITY",
+            format!("{}:{secret}", identity.display()),
+        )
+        .output()
+        .unwrap();
+    let said = stderr(&output);
+    assert_eq!(output.status.code(), Some(1), "{said}");
+    assert!(said.contains("instead of the path"), "{said}");
+    assert!(!said.contains(payload), "repeats the key: {said}");
+}

@@ -170,7 +170,7 @@ pub struct EncryptArgs {
         value_name = "RECIPIENT",
         env = "JOBVAULT_ENCRYPT_TO",
         value_delimiter = ',',
-        value_parser = parse_recipient
+        value_parser = RecipientParser
     )]
     encrypt_to: Vec<String>,
     /// Encrypt to the recipients in this file as well: one age1… a line,
@@ -204,16 +204,42 @@ impl EncryptArgs {
     }
 }
 
-/// Checks a recipient as the arguments are read (a typo is a usage error),
-/// except a secret key given by mistake: the parser's error would repeat
-/// it, so it is refused later, in words that do not.
-fn parse_recipient(text: &str) -> Result<String, String> {
-    if holds_secret_key(text) {
-        return Ok(text.to_owned());
+/// Checks a recipient as the arguments are read (a typo is a usage error,
+/// exit 2) without ever quoting it: a value may be a key pasted whole or
+/// in part (its payload alone, `1…` as a double-click selects it), and
+/// clap's own "invalid value" error repeats what it refuses.
+#[derive(Debug, Clone, Copy)]
+struct RecipientParser;
+
+impl clap::builder::TypedValueParser for RecipientParser {
+    type Value = String;
+
+    fn parse_ref(
+        &self,
+        _: &clap::Command,
+        _: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<String, clap::Error> {
+        let refused = |why: &str| {
+            clap::Error::raw(
+                clap::error::ErrorKind::ValueValidation,
+                format!("--encrypt-to (or JOBVAULT_ENCRYPT_TO): {why}\n"),
+            )
+        };
+        let text = value
+            .to_str()
+            .ok_or_else(|| refused("a value is not UTF-8"))?;
+        Recipients::parse([text])
+            .map(|_| text.trim().to_owned())
+            .map_err(|e| match holds_secret_key(text) {
+                true => refused(&e.why),
+                false => refused(&format!(
+                    "a value is not an age X25519 recipient (age1…): {}; it is not repeated \
+                     here, in case it is a key",
+                    e.why
+                )),
+            })
     }
-    Recipients::parse([text])
-        .map(|_| text.trim().to_owned())
-        .map_err(|e| e.why)
 }
 
 /// `--concurrency N` and `--read-patience DURATION`, for commands that list
