@@ -8,7 +8,9 @@ use std::time::Duration;
 use bucket::{Bucket, Content, at};
 use jobvault_core::history::HistoryMarker;
 use jobvault_core::prune::PrunePlanner;
-use jobvault_core::restore_plan::{OnCorrupt, PlanError, RestorePlanner, Retrieved};
+use jobvault_core::restore_plan::{
+    OnCorrupt, PlanError, RestorePlanner, Retrieved, WithoutSnapshot,
+};
 use jobvault_core::{Cursor, Timestamp};
 
 const DAY: Duration = Duration::from_secs(86_400);
@@ -95,6 +97,40 @@ fn without_versioning_a_past_overwritten_since_is_refused() {
     // After the newest upload, nothing was overwritten: it restores.
     let found = restore_at(&mut bucket, "2016-11-16T19:00:00Z", false).unwrap();
     assert_eq!(seqs(&found), [("a".to_owned(), 4), ("b".to_owned(), 2)]);
+}
+
+/// With the day's one snapshot damaged, a restore of the past has nothing
+/// to start from but the job objects: refused unless asked for, as a
+/// restore of the newest state is.
+#[test]
+fn with_no_usable_snapshot_the_past_from_job_objects_alone_is_refused_unless_asked_for() {
+    let mut bucket = a_day_of_history(true);
+    bucket.put(
+        "db-backup/2016/11/16/s.bdb",
+        "2016-11-16T09:00:05Z",
+        Content::Unusable {
+            gzip_mtime: at("2016-11-16T09:00:00Z"),
+        },
+    );
+    let error = restore_at(&mut bucket, "2016-11-16T19:00:00Z", false).unwrap_err();
+    let PlanError::NoUsableSnapshot(why) = error else {
+        panic!("{error:?}")
+    };
+    assert!(
+        why.contains("1 unusable: db-backup/2016/11/16/s.bdb")
+            && why.contains("--from-job-objects"),
+        "{why}"
+    );
+    let now = at("2016-11-16T20:00:00Z");
+    let mut planner = RestorePlanner::at(at("2016-11-16T19:00:00Z"), now, OnCorrupt::Fail)
+        .without_snapshot(WithoutSnapshot::FromJobObjects);
+    bucket.drive(&mut planner, false).unwrap();
+    let plan = planner.finish().unwrap();
+    assert_eq!(plan.snapshot, None);
+    assert_eq!(
+        seqs(&plan.retrieved),
+        [("a".to_owned(), 4), ("b".to_owned(), 2)]
+    );
 }
 
 #[test]

@@ -198,7 +198,8 @@ pub async fn restore(
         RestoreFrom::Newest => {
             RestorePlanner::new(now, options.on_corrupt).without_snapshot(options.without_snapshot)
         }
-        RestoreFrom::Instant(at) => RestorePlanner::at(*at, now, options.on_corrupt),
+        RestoreFrom::Instant(at) => RestorePlanner::at(*at, now, options.on_corrupt)
+            .without_snapshot(options.without_snapshot),
         RestoreFrom::Snapshot(object) => {
             RestorePlanner::from_snapshot(object.clone(), now, options.on_corrupt)
         }

@@ -23,7 +23,7 @@ use jobvault_core::read_retry::{
 };
 use jobvault_core::restore_plan::{
     Answer, Ask, ChosenSnapshot, OnCorrupt, OneAsk, PlanError, Planner, RestorePlanner,
-    RestoreTarget, apply_versions,
+    RestoreTarget, WithoutSnapshot, apply_versions,
 };
 use jobvault_core::{Envelope, Failure, FailureKind, JobId, Seq, Timestamp};
 
@@ -91,7 +91,12 @@ pub fn restore_at(
     faults: ReadFaults,
     rng: &mut fastrand::Rng,
 ) -> Result<Restored, Failed> {
-    let planner = RestorePlanner::at(at, now, OnCorrupt::Fail);
+    // The history checks judge what a restore of the past holds, from an
+    // instant before the first snapshot too: it starts from no snapshot as
+    // `--from-job-objects` asks. Refusing without it is judged by the
+    // newest-state restores (`every-snapshot-unusable`).
+    let planner = RestorePlanner::at(at, now, OnCorrupt::Fail)
+        .without_snapshot(WithoutSnapshot::FromJobObjects);
     restore_with(store, planner, now, faults, rng)
 }
 

@@ -183,13 +183,22 @@ fn without_versioning_a_past_instant_is_refused_in_one_line() {
         "{error}"
     );
     assert!(!to.exists(), "nothing is half-written");
-    // An instant after the newest upload needs no history.
-    let output = restore(
-        &emulator.endpoint(),
-        &url,
-        &to,
-        Some(jobvault::clock::now()),
+    // An instant after the newest upload needs no history; with no
+    // snapshot, only the job objects, it needs --from-job-objects.
+    let after = Some(jobvault::clock::now());
+    let output = restore(&emulator.endpoint(), &url, &to, after);
+    assert_eq!(output.status.code(), Some(1), "{}", stdout(&output));
+    assert!(
+        stderr(&output).contains("--from-job-objects"),
+        "{}",
+        stderr(&output)
     );
+    let output = jobvault(Some(&emulator.endpoint()))
+        .args(["restore", "--from-job-objects", "--bucket", &url, "--to"])
+        .arg(&to)
+        .args(["--at", &after.unwrap().rfc3339()])
+        .output()
+        .unwrap();
     assert!(output.status.success(), "{}", stderr(&output));
 }
 

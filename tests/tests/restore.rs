@@ -337,6 +337,15 @@ fn without_a_usable_snapshot_a_restore_refuses_the_job_objects_alone_unless_aske
         stderr(&refused)
     );
     assert_eq!(fs::read(&good).unwrap(), before, "--force replaced it");
+    let now = jobvault::clock::now().rfc3339();
+    let refused = restore(&["--force", "--at", &now]);
+    assert_eq!(refused.status.code(), Some(1), "{}", stderr(&refused));
+    assert!(
+        stderr(&refused).contains("1 unusable") && stderr(&refused).contains("--from-job-objects"),
+        "{}",
+        stderr(&refused)
+    );
+    assert_eq!(fs::read(&good).unwrap(), before, "--force --at replaced it");
 
     let rebuilt = restore(&["--force", "--from-job-objects"]);
     assert!(rebuilt.status.success(), "{}", stderr(&rebuilt));

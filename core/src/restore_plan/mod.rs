@@ -241,11 +241,14 @@ impl RestorePlanner {
             )));
         }
         if plan.snapshot.is_none()
-            && self.past.is_none()
             && self.without_snapshot == WithoutSnapshot::Refuse
             && !plan.retrieved.jobs.is_empty()
         {
-            return Err(without_snapshot::none_in_bucket(plan.retrieved.jobs.len()));
+            let jobs = plan.retrieved.jobs.len();
+            return Err(match &self.past {
+                None => without_snapshot::none_in_bucket(jobs),
+                Some(past) => without_snapshot::none_for_instant(past, &plan.unusable, jobs),
+            });
         }
         if plan.snapshot.is_none() && plan.retrieved.jobs.is_empty() {
             return Err(PlanError::NothingToRestore(match &self.past {

@@ -73,7 +73,7 @@ pub(super) struct Past {
     pub versioned: bool,
     restorable_from: Option<Timestamp>,
     /// Candidates fetched and found to hold changes after `at`.
-    rejected: usize,
+    pub rejected: usize,
 }
 
 impl Past {

@@ -11,9 +11,11 @@
 //! bucket says whether the job objects are whole, so the restore refuses
 //! unless asked ([`WithoutSnapshot::FromJobObjects`], the CLI's
 //! `--from-job-objects`), and the refusal says what it found. A restore of
-//! the past is not concerned: starting from no snapshot there is a matter
-//! of the instant asked for (see `past.rs`).
+//! the past that finds no snapshot to start from (none from by then, or
+//! every one unusable) is refused alike: `--at` a moment ago was the same
+//! loss by another door.
 
+use crate::restore_plan::past::Past;
 use crate::restore_plan::{PlanError, Skipped};
 
 /// What a restore of the newest state does when no snapshot is usable.
@@ -38,6 +40,23 @@ pub(crate) fn every_unusable(unusable: &[Skipped]) -> PlanError {
         "no usable snapshot ({} in the bucket, each unusable: {}), and {ALONE}",
         names.len(),
         names.join(", ")
+    ))
+}
+
+/// The refusal when a restore of the past found no snapshot to start from
+/// and `jobs` job versions from by then.
+pub(crate) fn none_for_instant(past: &Past, unusable: &[Skipped], jobs: usize) -> PlanError {
+    let names: Vec<&str> = unusable.iter().map(|u| u.object.as_str()).collect();
+    let unusable = match names.len() {
+        0 => String::new(),
+        n => format!(", {n} unusable: {}", names.join(", ")),
+    };
+    PlanError::NoUsableSnapshot(format!(
+        "no snapshot to restore {} from ({} tried hold later changes{unusable}), only {jobs} job \
+         version{} from by then, and {ALONE}",
+        past.at.rfc3339(),
+        past.rejected,
+        if jobs == 1 { "" } else { "s" }
     ))
 }
 

@@ -49,11 +49,12 @@ pub struct RestoreArgs {
     #[arg(long)]
     skip_corrupt: bool,
     /// When no snapshot is usable (every one damaged, or none in the
-    /// bucket), rebuild from the job objects alone instead of failing. They
-    /// lack every job unchanged since this prefix's first snapshot if the
-    /// database came to it already backed up (restored, moved, or a wiped
-    /// bucket refilled): compare the job count with what you expect.
-    #[arg(long, conflicts_with_all = ["at", "snapshot"])]
+    /// bucket; with --at, none from by then), rebuild from the job objects
+    /// alone instead of failing. They lack every job unchanged since this
+    /// prefix's first snapshot if the database came to it already backed up
+    /// (restored, moved, or a wiped bucket refilled): compare the job count
+    /// with what you expect.
+    #[arg(long, conflicts_with = "snapshot")]
     from_job_objects: bool,
     /// Restore the database as it was at this instant (RFC 3339, e.g.
     /// 2026-11-30T13:59:00Z, or a duration ago: 2h, 1d) rather than its
