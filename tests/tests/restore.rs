@@ -332,7 +332,8 @@ fn without_a_usable_snapshot_a_restore_refuses_the_job_objects_alone_unless_aske
     assert_eq!(refused.status.code(), Some(1), "{}", stderr(&refused));
     assert!(
         stderr(&refused).contains(&format!("1 in the bucket, each unusable: {snapshot}"))
-            && stderr(&refused).contains("--from-job-objects"),
+            && stderr(&refused).contains("--from-job-objects")
+            && stderr(&refused).contains("#GENERATION"),
         "{}",
         stderr(&refused)
     );
@@ -357,7 +358,8 @@ fn without_a_usable_snapshot_a_restore_refuses_the_job_objects_alone_unless_aske
         stderr(&rebuilt)
     );
     assert!(
-        stdout(&rebuilt).contains("none usable (1 passed over)"),
+        stdout(&rebuilt).contains("none usable (1 passed over)")
+            && stdout(&rebuilt).contains("applied       1 change from job objects"),
         "{}",
         stdout(&rebuilt)
     );

@@ -31,7 +31,10 @@ pub enum WithoutSnapshot {
 /// Why the job objects alone are not trusted, and the way round.
 const ALONE: &str = "the job objects alone lack every job that only a snapshot holds (a database \
                      restored or moved here, or a wiped bucket refilled, is in the bucket whole \
-                     only in snapshots); restore --from-job-objects rebuilds from them anyway";
+                     only in snapshots). On a bucket with object versioning, `jobvault snapshots` \
+                     lists earlier generations, and `gcloud storage cp 'gs://…/NAME#GENERATION' \
+                     gs://…/NAME` makes one live again. restore --from-job-objects rebuilds from \
+                     the job objects anyway";
 
 /// The refusal when every snapshot in the bucket proved unusable.
 pub(crate) fn every_unusable(unusable: &[Skipped]) -> PlanError {

@@ -190,8 +190,12 @@ pub async fn restore(args: RestoreArgs) -> anyhow::Result<ExitCode> {
             report.unusable.len()
         ),
     }
+    let over = match report.snapshot {
+        Some(_) => "newer than the snapshot",
+        None => "from job objects",
+    };
     println!(
-        "  applied       {} newer than the snapshot, deletions included",
+        "  applied       {} {over}, deletions included",
         counted(report.applied, "change")
     );
     println!("  total jobs    {}", report.total_jobs);
