@@ -29,23 +29,31 @@ pub fn plain_writer_beside(encrypts: bool, listed: &[ListedObject]) -> Option<&L
     newest(listed, |object| object.sealed)
 }
 
-/// The newest encrypted snapshot in `listed`, if the newest snapshot of all
-/// is in the clear: what `status` warns about.
-pub fn plain_after_sealed(listed: &[ListedObject]) -> Option<&ListedObject> {
-    let newest_is_plain = newest(listed, |_| true).is_some_and(|object| !object.sealed);
-    newest_is_plain
-        .then(|| newest(listed, |object| object.sealed))
-        .flatten()
+/// The newest snapshot in `listed` written in the clear after an encrypted
+/// one, with the oldest encrypted one: what `status` and `check` warn
+/// about while it is in the listing, though encrypted ones came after it
+/// (it stays readable in the bucket until pruned). Plain snapshots from
+/// before the first encrypted one are how a bucket turns encryption on.
+pub fn plain_after_sealed(listed: &[ListedObject]) -> Option<(&ListedObject, &ListedObject)> {
+    let first_sealed = snapshots(listed)
+        .filter(|object| object.sealed)
+        .min_by_key(|object| (object.updated, &object.name))?;
+    let plain = snapshots(listed)
+        .filter(|object| !object.sealed && object.updated > first_sealed.updated)
+        .max_by_key(|object| (object.updated, &object.name))?;
+    Some((plain, first_sealed))
 }
 
 fn newest(listed: &[ListedObject], keep: impl Fn(&ListedObject) -> bool) -> Option<&ListedObject> {
-    listed
-        .iter()
-        .filter(|object| {
-            parse_object_name(&object.name).is_ok_and(|p| p.kind == ObjectKind::Snapshot)
-        })
+    snapshots(listed)
         .filter(|object| keep(object))
         .max_by_key(|object| (object.updated, &object.name))
+}
+
+fn snapshots(listed: &[ListedObject]) -> impl Iterator<Item = &ListedObject> {
+    listed.iter().filter(|object| {
+        parse_object_name(&object.name).is_ok_and(|p| p.kind == ObjectKind::Snapshot)
+    })
 }
 
 #[cfg(test)]
@@ -65,15 +73,26 @@ mod tests {
     }
 
     #[test]
-    fn status_warns_only_when_the_newest_snapshot_is_plain_beside_an_encrypted_one() {
+    fn status_warns_of_a_plain_snapshot_written_after_an_encrypted_one() {
+        let before = snapshot("db-backup/1970/01/01/0.bdb", 0, false);
         let sealed = snapshot("db-backup/1970/01/01/a.bdb", 1, true);
         let plain = snapshot("db-backup/1970/01/01/b.bdb", 2, false);
         // A job object is not a snapshot, whatever it is.
         let job = snapshot("job-backup/1970/01/01/j.job", 3, false);
-        let listed = [sealed.clone(), plain.clone(), job];
-        assert_eq!(plain_after_sealed(&listed), Some(&sealed));
+        let listed = [before.clone(), sealed.clone(), plain.clone(), job];
+        assert_eq!(plain_after_sealed(&listed), Some((&plain, &sealed)));
         let newest_sealed = snapshot("db-backup/1970/01/01/c.bdb", 3, true);
-        assert_eq!(plain_after_sealed(&[plain.clone(), newest_sealed]), None);
+        let again = [sealed.clone(), plain.clone(), newest_sealed.clone()];
+        assert_eq!(
+            plain_after_sealed(&again),
+            Some((&plain, &sealed)),
+            "encrypted again since, the plain one is still there"
+        );
+        assert_eq!(
+            plain_after_sealed(&[before.clone(), newest_sealed]),
+            None,
+            "plain before encryption was turned on"
+        );
         assert_eq!(plain_after_sealed(std::slice::from_ref(&plain)), None);
         assert_eq!(plain_after_sealed(&[]), None);
         assert_eq!(

@@ -197,11 +197,12 @@ pub async fn status(
             }
         }
     }
-    if let Some(sealed) = plain_after_sealed(&recent_snapshots) {
+    if let Some((plain, sealed)) = plain_after_sealed(&recent_snapshots) {
         warnings.push(format!(
-            "the newest snapshot is unencrypted, though {} is encrypted: a daemon or `backup` \
-             without --encrypt-to (JOBVAULT_ENCRYPT_TO) writes in the clear",
-            sealed.name
+            "snapshot {} is unencrypted, though {} before it is encrypted: a daemon or `backup` \
+             without --encrypt-to (JOBVAULT_ENCRYPT_TO) wrote it, and it stays readable in the \
+             bucket until pruned or deleted",
+            plain.name, sealed.name
         ));
     }
     if let Some(job) = &newest_job {

@@ -538,7 +538,7 @@ fn a_daemon_started_without_its_recipients_on_an_encrypted_prefix_raises_an_alar
     let status = command(&emulator, &["status", "--bucket", &url], &[]);
     assert_eq!(status.status.code(), Some(1), "{}", stdout(&status));
     assert!(
-        stdout(&status).contains("the newest snapshot is unencrypted, though"),
+        stdout(&status).contains("is unencrypted, though"),
         "{}",
         stdout(&status)
     );
@@ -559,6 +559,27 @@ fn a_daemon_started_without_its_recipients_on_an_encrypted_prefix_raises_an_alar
     assert_eq!(check.status.code(), Some(1), "{}", stdout(&check));
     assert!(
         stdout(&check).contains("is encrypted, but no --encrypt-to (JOBVAULT_ENCRYPT_TO) is given"),
+        "{}",
+        stdout(&check)
+    );
+    // With its recipient, check still says the plain snapshot is there.
+    let check = command(
+        &emulator,
+        &[
+            "check",
+            "--bucket",
+            &url,
+            "--db",
+            db,
+            "--workdir",
+            workdir.to_str().unwrap(),
+            "--encrypt-to",
+            &recipient,
+        ],
+        &[],
+    );
+    assert!(
+        stdout(&check).contains("is unencrypted, though"),
         "{}",
         stdout(&check)
     );

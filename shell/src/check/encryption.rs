@@ -6,7 +6,7 @@
 
 use jobvault_core::Timestamp;
 use jobvault_core::checks::Check;
-use jobvault_core::cleartext::plain_writer_beside;
+use jobvault_core::cleartext::{plain_after_sealed, plain_writer_beside};
 use jobvault_crypt::{Keyring, Sealer};
 
 use crate::cleartext::recent_snapshots;
@@ -15,19 +15,34 @@ use crate::store::Store;
 const PROBE: &[u8] = b"jobvault check: encryption probe";
 
 /// A failed line if the prefix holds an encrypted snapshot of the last
-/// week: `--encrypt-to` is most likely missing from this setup.
-pub async fn plain_beside_sealed(store: &Store, now: Timestamp) -> Option<Check> {
+/// week and this setup does not encrypt (`--encrypt-to` is most likely
+/// missing); a warning if a snapshot was written in the clear after an
+/// encrypted one, and is still there.
+pub async fn plain_beside_sealed(store: &Store, encrypts: bool, now: Timestamp) -> Option<Check> {
     match recent_snapshots(store, now).await {
-        Ok(listed) => plain_writer_beside(false, &listed).map(|sealed| {
-            Check::failed(
-                "encryption",
-                format!(
-                    "{} is encrypted, but no --encrypt-to (JOBVAULT_ENCRYPT_TO) is given: the \
-                     daemon would write every change in the clear",
-                    store.location(&sealed.name)
-                ),
-            )
-        }),
+        Ok(listed) => {
+            if let Some(sealed) = plain_writer_beside(encrypts, &listed) {
+                return Some(Check::failed(
+                    "encryption",
+                    format!(
+                        "{} is encrypted, but no --encrypt-to (JOBVAULT_ENCRYPT_TO) is given: \
+                         the daemon would write every change in the clear",
+                        store.location(&sealed.name)
+                    ),
+                ));
+            }
+            plain_after_sealed(&listed).map(|(plain, sealed)| {
+                Check::warned(
+                    "encryption",
+                    format!(
+                        "{} is unencrypted, though {} before it is encrypted; it stays readable \
+                         in the bucket until pruned or deleted",
+                        store.location(&plain.name),
+                        sealed.name
+                    ),
+                )
+            })
+        }
         Err(e) => Some(Check::warned(
             "encryption",
             format!("cannot tell whether the prefix holds encrypted snapshots: {e}"),

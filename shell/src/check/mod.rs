@@ -39,9 +39,8 @@ pub async fn check(setup: &Setup<'_>, now: impl Fn() -> Timestamp) -> Vec<Check>
         Ok(store) => {
             let mut checks = vec![Check::passed("credentials", store.credentials())];
             checks.extend(store::check(&store, &now).await);
-            if setup.sealer.is_none() {
-                checks.extend(encryption::plain_beside_sealed(&store, now()).await);
-            }
+            let encrypts = setup.sealer.is_some();
+            checks.extend(encryption::plain_beside_sealed(&store, encrypts, now()).await);
             checks
         }
         Err(e) => vec![Check::failed("credentials", e.to_string())],
