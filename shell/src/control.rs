@@ -128,7 +128,10 @@ impl BackupDesk {
         if ask.encrypted_to != self.encrypted_to {
             return Err((
                 409,
-                format!("this daemon {}", encryption(&self.encrypted_to)),
+                format!(
+                    "this daemon {}",
+                    encryption(&self.encrypted_to, &ask.encrypted_to)
+                ),
             ));
         }
         let (reply, answer) = oneshot::channel();
@@ -150,12 +153,19 @@ impl BackupDesk {
     }
 }
 
-/// How a daemon writes, for a refusal.
-fn encryption(fingerprints: &[String]) -> String {
-    if fingerprints.is_empty() {
-        "writes in the clear (no --encrypt-to)".to_owned()
-    } else {
-        format!("encrypts to other keys: {}", fingerprints.join(", "))
+/// How a daemon writes, against what the backup asked, for a refusal.
+fn encryption(daemon: &[String], asked: &[String]) -> String {
+    match (daemon.is_empty(), asked.is_empty()) {
+        (true, _) => "writes in the clear (no --encrypt-to)".to_owned(),
+        (false, true) => format!(
+            "encrypts to {}, and this backup has no --encrypt-to",
+            daemon.join(", ")
+        ),
+        (false, false) => format!(
+            "encrypts to {}, not to the keys this backup was given ({})",
+            daemon.join(", "),
+            asked.join(", ")
+        ),
     }
 }
 

@@ -494,7 +494,8 @@ fn backup_without_recipients_beside_an_encrypting_daemon_says_its_snapshot_is_un
     );
     assert!(output.status.success(), "{}", stderr(&output));
     assert!(
-        stderr(&output).contains("this snapshot is written unencrypted"),
+        stderr(&output).contains("and this backup has no --encrypt-to")
+            && stderr(&output).contains("this snapshot is written unencrypted"),
         "{}",
         stderr(&output)
     );
