@@ -398,11 +398,38 @@ fn open_snapshot(path: &Path) -> Result<Opened, DbError> {
 }
 
 /// An error opening or reading a downloaded snapshot: the snapshot's fault
-/// (not a database, damaged, not a job database), or this machine's.
+/// (not a database, damaged, not a job database: a foreign SQLite file
+/// fails with "no such table"), or this machine's.
 fn about_the_file(error: DbError) -> Result<Opened, DbError> {
-    match error.kind() {
-        FailureKind::Transient | FailureKind::Permission | FailureKind::Timeout => Err(error),
-        _ => Ok(Err(format!("it does not open as a job database: {error}"))),
+    if is_this_machines(&error) {
+        Err(error)
+    } else {
+        Ok(Err(format!("it does not open as a job database: {error}")))
+    }
+}
+
+/// Whether SQLite's error says nothing of the file: the disk, memory,
+/// permissions, a lock.
+fn is_this_machines(error: &DbError) -> bool {
+    use rusqlite::ErrorCode;
+    match error {
+        DbError::Sqlite { source, .. } => matches!(
+            source.sqlite_error_code(),
+            Some(
+                ErrorCode::SystemIoFailure
+                    | ErrorCode::DiskFull
+                    | ErrorCode::OutOfMemory
+                    | ErrorCode::PermissionDenied
+                    | ErrorCode::ReadOnly
+                    | ErrorCode::CannotOpen
+                    | ErrorCode::DatabaseBusy
+                    | ErrorCode::DatabaseLocked
+            )
+        ),
+        _ => matches!(
+            error.kind(),
+            FailureKind::Transient | FailureKind::Permission | FailureKind::Timeout
+        ),
     }
 }
 

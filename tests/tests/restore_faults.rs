@@ -568,10 +568,18 @@ fn a_truncated_or_empty_newest_snapshot_is_passed_over_loudly_and_verify_fails_o
     let reader = StoreReader::connect(&backed_up.url, Some(&direct));
     let good = reader.names("db-backup/").pop().unwrap();
     let whole = reader.get(&good);
-    // A newer snapshot whose gzip stream ends half way, then an empty one
-    // (the store refuses any range of it with a 416).
+    // A newer snapshot whose gzip stream ends half way, then a sound SQLite
+    // file that is no job database, then an empty one (the store refuses
+    // any range of it with a 416).
+    let other = tempfile::tempdir().unwrap();
+    let other_db = other.path().join("other.db");
+    jobvault_tests::writers::sqlite3(&other_db, "CREATE TABLE t(x); INSERT INTO t VALUES (1);");
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    std::io::Write::write_all(&mut gz, &fs::read(&other_db).unwrap()).unwrap();
+    let foreign = gz.finish().unwrap();
     for (name, bytes) in [
         ("zz-truncated", &whole[..whole.len() / 2]),
+        ("zz-foreign", &foreign[..]),
         ("zz-empty", &[][..]),
     ] {
         let bad = good.replace("nightly", name);
