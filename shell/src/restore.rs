@@ -28,7 +28,7 @@ use tracing::warn;
 
 use crate::db::{DbError, JobDb};
 use crate::drive::{DriveError, Driver};
-use crate::nothing::NothingFound;
+use crate::nothing::{NothingFound, holds_backups};
 use crate::progress;
 use crate::reads::Reads;
 use crate::store::{ByteStream, Store, StoreError, bridge, error_chain};
@@ -192,6 +192,18 @@ pub async fn restore(
 ) -> Result<RestoreReport, RestoreError> {
     let started = Instant::now();
     check_target(to, options.force)?;
+    // A snapshot named in an empty prefix is nothing to restore (exit 3),
+    // as the newest state of one is, not a name mistyped.
+    if matches!(options.from, RestoreFrom::Snapshot(_))
+        && !holds_backups(store, &options.reads).await?
+    {
+        let why = "no snapshot and no job object found (looked under db-backup/ and job-backup/)";
+        return Err(
+            NothingFound::in_store(store, &options.reads, why.to_owned())
+                .await
+                .into(),
+        );
+    }
     let temp = TempDatabase::beside(to)?;
 
     let mut planner = match &options.from {

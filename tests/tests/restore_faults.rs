@@ -254,6 +254,15 @@ fn a_prefix_that_holds_nothing_fails_with_its_own_exit_code_and_names_its_neighb
         );
     }
 
+    let output = backed_up.restore(&typo, &to, &["--snapshot", "db-backup/2026/12/04/n.bdb"]);
+    assert_eq!(
+        output.status.code(),
+        Some(3),
+        "a snapshot named in an empty prefix: {}",
+        stderr(&output)
+    );
+    assert!(!to.exists());
+
     let output = backed_up.restore(&typo, &to, &["--if-replica-exists"]);
     assert!(output.status.success(), "{}", stderr(&output));
     assert!(stdout(&output).contains("nothing restored (--if-replica-exists)"));
