@@ -397,6 +397,43 @@ fn with_no_usable_snapshot_the_job_objects_alone_are_refused_unless_asked_for() 
     }
 }
 
+/// A database swapped under the daemon (or restored from another prefix)
+/// starts the prefix's backups again with a `new-destination-` snapshot:
+/// with it unusable, the snapshot before it and the job objects since give
+/// the database from before the swap, so the restore refuses to fall back
+/// unless asked.
+#[test]
+fn an_unusable_snapshot_where_the_backups_started_again_is_not_fallen_back_past() {
+    let mut bucket = two_snapshots_the_newest(Content::Unusable {
+        gzip_mtime: at("2016-11-15T03:00:00Z"),
+    });
+    bucket.delete("db-backup/2016/11/15/b.bdb");
+    bucket.put(
+        "db-backup/2016/11/15/new-destination-03:00:00.bdb",
+        "2016-11-15T03:00:05Z",
+        Content::Unusable {
+            gzip_mtime: at("2016-11-15T03:00:00Z"),
+        },
+    );
+    let now = at("2016-11-16T00:00:00Z");
+    for reverse in [false, true] {
+        let mut planner = RestorePlanner::new(now, OnCorrupt::Fail);
+        let refused = bucket.drive(&mut planner, reverse).unwrap_err();
+        let PlanError::NoUsableSnapshot(why) = refused else {
+            panic!("{refused:?}");
+        };
+        assert!(
+            why.contains("new-destination-03:00:00.bdb") && why.contains("started again"),
+            "{why}"
+        );
+        let mut planner = RestorePlanner::new(now, OnCorrupt::Fail)
+            .without_snapshot(WithoutSnapshot::FromJobObjects);
+        bucket.drive(&mut planner, reverse).unwrap();
+        let plan = planner.finish().unwrap();
+        assert_eq!(plan.snapshot.unwrap().object, "db-backup/2016/11/14/a.bdb");
+    }
+}
+
 #[test]
 fn a_bucket_with_neither_snapshot_nor_job_object_has_nothing_to_restore() {
     let mut bucket = Bucket::default();

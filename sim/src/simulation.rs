@@ -15,7 +15,7 @@ use std::hash::{DefaultHasher, Hash, Hasher};
 use std::time::Duration;
 
 use jobvault_core::commit_watch::{NOTICED_FALLBACK, NextLook, next_look};
-use jobvault_core::machine::SNAPSHOT_DEADLINE;
+use jobvault_core::machine::{NEW_DESTINATION_BASE, SNAPSHOT_DEADLINE};
 use jobvault_core::restore_plan::PlanError;
 use jobvault_core::{Config, Input, JobId, Timestamp};
 
@@ -302,9 +302,12 @@ impl Simulation {
     }
 
     /// A restore of the newest state, as `jobvault restore` makes it; one
-    /// that fails is a violation, but for one refusing a bucket that holds
-    /// job objects and no snapshot while faults go on (a wiped bucket not
-    /// refilled yet).
+    /// that fails is a violation, but for one refusing, while faults go on,
+    /// a bucket that holds job objects and no snapshot (a wiped bucket not
+    /// refilled yet), or whose newest snapshot, drawn unusable, is where
+    /// the backups started again (a retried owed snapshot that landed twice
+    /// looks the same as a database swapped in: the restore cannot tell,
+    /// and refuses to fall back past it).
     fn restore_newest(&mut self) -> Option<Restored> {
         let faults = ReadFaults {
             unusable: self.plan.rate(FaultKind::SnapshotUnusable),
@@ -324,7 +327,7 @@ impl Simulation {
                 Some(restored)
             }
             Err(Failed::Plan(PlanError::NoUsableSnapshot(_)))
-                if !self.quiescing && self.world.store.newest_snapshot.is_none() =>
+                if !self.quiescing && self.newest_snapshot_is_none_or_a_restart() =>
             {
                 None
             }
@@ -333,6 +336,15 @@ impl Simulation {
                 None
             }
         }
+    }
+
+    fn newest_snapshot_is_none_or_a_restart(&self) -> bool {
+        let restart = format!("/{NEW_DESTINATION_BASE}-");
+        self.world
+            .store
+            .newest_snapshot
+            .as_ref()
+            .is_none_or(|name| name.as_str().contains(&restart))
     }
 
     /// At the day's `every-snapshot-unusable` rate, a restore of the newest

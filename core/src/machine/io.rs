@@ -145,11 +145,16 @@ pub enum Owed {
     NoSnapshot,
 }
 
+/// The base name of the snapshot a destination new to the database is
+/// owed: where the prefix's backups start again from a database that came
+/// from elsewhere (see `restore_plan/without_snapshot.rs`).
+pub const NEW_DESTINATION_BASE: &str = "new-destination";
+
 impl Owed {
     /// The base name of the snapshot, before its `-HH:MM:SS`.
     pub fn base_name(self) -> &'static str {
         match self {
-            Owed::NewDestination(_) => "new-destination",
+            Owed::NewDestination(_) => NEW_DESTINATION_BASE,
             Owed::NoSnapshot => "first",
         }
     }

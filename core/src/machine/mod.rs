@@ -28,7 +28,8 @@ pub use backoff::{FIRST_RETRY, REFUSED_RETRY};
 pub use incremental::{OBJECT_WRITE_SPACING, SEQ_SAVE_SPACING};
 pub use io::{
     COMMAND_DEADLINE, ChangeBatch, Command, Cursor, Failure, FailureKind, FoundDestination, Input,
-    JobUpload, ListedObject, Owed, SNAPSHOT_DEADLINE, SnapshotOrder, SnapshotReason,
+    JobUpload, ListedObject, NEW_DESTINATION_BASE, Owed, SNAPSHOT_DEADLINE, SnapshotOrder,
+    SnapshotReason,
 };
 pub use metrics::{Metrics, PerKind};
 pub use schedule::{NotATimeOfDay, Schedule, parse_time_of_day};

@@ -295,6 +295,7 @@ impl RestorePlanner {
             }
             self.retrieve_since(Timestamp::UNIX_EPOCH);
         } else {
+            self.may_fall_back()?;
             candidates.sort_by(|a, b| (a.updated, &a.name).cmp(&(b.updated, &b.name)));
             self.phase = Phase::FetchSnapshot {
                 candidates,
@@ -465,6 +466,22 @@ impl RestorePlanner {
         Ok(())
     }
 
+    /// Before falling back to an older snapshot: refused past one where the
+    /// backups started again (see [`without_snapshot::is_restart`]), unless
+    /// the job objects alone were asked for.
+    fn may_fall_back(&self) -> Result<(), PlanError> {
+        match self
+            .unusable
+            .iter()
+            .find(|u| without_snapshot::is_restart(&u.object))
+        {
+            Some(restart) if self.without_snapshot == WithoutSnapshot::Refuse => {
+                Err(without_snapshot::restart_unusable(restart))
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// Restoring the newest state: looks for the newest snapshot not found
     /// unusable yet.
     fn find_older(&mut self) {
@@ -551,6 +568,7 @@ impl Planner for RestorePlanner {
                 if search.is_complete() {
                     match search.newest().cloned() {
                         Some(candidate) => {
+                            self.may_fall_back()?;
                             self.phase = Phase::ReadTime {
                                 candidate,
                                 asked: false,
