@@ -684,3 +684,41 @@ fn a_secret_key_pasted_anywhere_is_refused_without_being_repeated() {
     assert!(said.contains("instead of the path"), "{said}");
     assert!(!said.contains(payload), "repeats the key: {said}");
 }
+
+/// A directory store keeps no content type: a snapshot's first bytes say
+/// whether it is encrypted, so a plain `backup` beside encrypted ones is
+/// flagged there too.
+#[test]
+fn a_plain_snapshot_beside_encrypted_ones_is_flagged_in_a_directory_store_too() {
+    let workspace = Workspace::new();
+    workspace.put_jobs(&jobs(&["j1"]));
+    let (_, recipient) = keygen(workspace.path(), "ops.key");
+    let url = format!("file://{}", workspace.path().join("bucket").display());
+    let db = workspace.db();
+    let backup = |extra: &[&str]| {
+        jobvault(None)
+            .args(["backup", "--db", db.to_str().unwrap(), "--bucket", &url])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let sealed = backup(&["--encrypt-to", &recipient, "--name", "sealed"]);
+    assert!(sealed.status.success(), "{}", stderr(&sealed));
+    let plain = backup(&["--name", "plain"]);
+    assert!(plain.status.success(), "{}", stderr(&plain));
+    assert!(
+        stderr(&plain).contains("but this snapshot is written in the clear"),
+        "{}",
+        stderr(&plain)
+    );
+    let status = jobvault(None)
+        .args(["status", "--bucket", &url])
+        .output()
+        .unwrap();
+    assert_eq!(status.status.code(), Some(1), "{}", stdout(&status));
+    assert!(
+        stdout(&status).contains("is unencrypted, though"),
+        "{}",
+        stdout(&status)
+    );
+}
