@@ -634,7 +634,9 @@ fn a_secret_key_pasted_anywhere_is_refused_without_being_repeated() {
         }
         command.output().unwrap()
     };
-    let cases: Vec<(Vec<String>, Vec<(&str, String)>, i32)> = vec![
+    // Arguments, environment, exit code.
+    type Case<'a> = (Vec<String>, Vec<(&'a str, String)>, i32);
+    let cases: Vec<Case> = vec![
         (vec!["--encrypt-to".into(), secret.clone()], vec![], 2),
         (vec!["--encrypt-to".into(), payload.to_owned()], vec![], 2),
         (

@@ -185,8 +185,8 @@ fn without_versioning_a_past_instant_is_refused_in_one_line() {
     assert!(!to.exists(), "nothing is half-written");
     // An instant after the newest upload needs no history; with no
     // snapshot, only the job objects, it needs --from-job-objects.
-    let after = Some(jobvault::clock::now());
-    let output = restore(&emulator.endpoint(), &url, &to, after);
+    let after = jobvault::clock::now();
+    let output = restore(&emulator.endpoint(), &url, &to, Some(after));
     assert_eq!(output.status.code(), Some(1), "{}", stdout(&output));
     assert!(
         stderr(&output).contains("--from-job-objects"),
@@ -196,7 +196,7 @@ fn without_versioning_a_past_instant_is_refused_in_one_line() {
     let output = jobvault(Some(&emulator.endpoint()))
         .args(["restore", "--from-job-objects", "--bucket", &url, "--to"])
         .arg(&to)
-        .args(["--at", &after.unwrap().rfc3339()])
+        .args(["--at", &after.rfc3339()])
         .output()
         .unwrap();
     assert!(output.status.success(), "{}", stderr(&output));
