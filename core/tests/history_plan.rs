@@ -99,12 +99,12 @@ fn without_versioning_a_past_overwritten_since_is_refused() {
     assert_eq!(seqs(&found), [("a".to_owned(), 4), ("b".to_owned(), 2)]);
 }
 
-/// With the day's one snapshot damaged, a restore of the past has nothing
-/// to start from but the job objects: refused unless asked for, as a
-/// restore of the newest state is.
+/// With the day's one snapshot damaged (and no versioning to keep the
+/// good one), a restore of the past has nothing to start from but the job
+/// objects: refused unless asked for, as a restore of the newest state is.
 #[test]
 fn with_no_usable_snapshot_the_past_from_job_objects_alone_is_refused_unless_asked_for() {
-    let mut bucket = a_day_of_history(true);
+    let mut bucket = a_day_of_history(false);
     bucket.put(
         "db-backup/2016/11/16/s.bdb",
         "2016-11-16T09:00:05Z",
@@ -131,6 +131,34 @@ fn with_no_usable_snapshot_the_past_from_job_objects_alone_is_refused_unless_ask
         seqs(&plan.retrieved),
         [("a".to_owned(), 4), ("b".to_owned(), 2)]
     );
+}
+
+/// On a versioned bucket, a snapshot overwritten since (here by damaged
+/// bytes) is still a base for the instants after it was taken: its
+/// noncurrent generation is fetched.
+#[test]
+fn an_overwritten_snapshot_generation_is_the_base_of_a_past_restore() {
+    let mut bucket = a_day_of_history(true);
+    bucket.put(
+        "db-backup/2016/11/16/s.bdb",
+        "2016-11-16T15:00:05Z",
+        Content::Unusable {
+            gzip_mtime: at("2016-11-16T15:00:00Z"),
+        },
+    );
+    for reverse in [false, true] {
+        let now = at("2016-11-16T20:00:00Z");
+        let mut planner = RestorePlanner::at(at("2016-11-16T12:30:00Z"), now, OnCorrupt::Fail);
+        bucket.drive(&mut planner, reverse).unwrap();
+        let plan = planner.finish().unwrap();
+        let base = plan.snapshot.expect("the noncurrent generation");
+        assert_eq!(base.object, "db-backup/2016/11/16/s.bdb");
+        assert_eq!(base.time, at("2016-11-16T09:00:00Z"));
+        assert_eq!(
+            seqs(&plan.retrieved),
+            [("a".to_owned(), 3), ("b".to_owned(), 2)]
+        );
+    }
 }
 
 #[test]

@@ -118,6 +118,7 @@ fn job_objects_are_listed_while_the_snapshot_downloads() {
             Ask::FetchSnapshot {
                 object: ObjectName::listed("db-backup/2016/11/16/s.bdb"),
                 stored: 1,
+                generation: None,
             },
             Ask::ListObjects {
                 prefix: "job-backup/2016/11/16/".to_owned(),

@@ -248,7 +248,11 @@ impl<'a> Driver<'a> {
             Ask::ListObjects { prefix, versions } => {
                 return self.read_on(ListingAt::new(prefix, versions, None)).await;
             }
-            Ask::FetchSnapshot { object, stored } => self.fetch_snapshot(object, stored).await?,
+            Ask::FetchSnapshot {
+                object,
+                stored,
+                generation,
+            } => self.fetch_snapshot(object, stored, generation).await?,
             Ask::SnapshotTime { object, generation } => {
                 let mut head = reads
                     .read(|| store.get_part(&object, generation, Some(GZIP_HEADER_BYTES)))
@@ -298,22 +302,28 @@ impl<'a> Driver<'a> {
         Ok((answer, None))
     }
 
-    async fn fetch_snapshot(&self, object: ObjectName, stored: u64) -> Result<Answer, DriveError> {
+    async fn fetch_snapshot(
+        &self,
+        object: ObjectName,
+        stored: u64,
+        generation: Option<i64>,
+    ) -> Result<Answer, DriveError> {
         let Some(dest) = self.snapshot_to else {
             return Err(DriveError::NowhereToPut { object });
         };
         room_for(dest, stored, &self.store.location(&object))?;
-        let downloaded = match download_snapshot(self.store, &object, dest, &self.reads).await {
-            Ok(downloaded) => downloaded,
-            Err(e) if e.is_unusable_snapshot() => {
-                // The object is named beside the answer.
-                return Ok(Answer::SnapshotUnusable {
-                    object,
-                    why: e.why(),
-                });
-            }
-            Err(e) => return Err(DriveError::Download(Box::new(e))),
-        };
+        let downloaded =
+            match download_snapshot(self.store, &object, generation, dest, &self.reads).await {
+                Ok(downloaded) => downloaded,
+                Err(e) if e.is_unusable_snapshot() => {
+                    // The object is named beside the answer.
+                    return Ok(Answer::SnapshotUnusable {
+                        object,
+                        why: e.why(),
+                    });
+                }
+                Err(e) => return Err(DriveError::Download(Box::new(e))),
+            };
         let path = dest.to_owned();
         let checked = tokio::task::spawn_blocking(move || open_snapshot(&path))
             .await

@@ -112,6 +112,8 @@ fn io_error(what: impl Into<String>) -> impl FnOnce(io::Error) -> RestoreError {
 #[derive(Debug, Clone)]
 pub struct RestoredSnapshot {
     pub object: ObjectName,
+    /// The generation read, where a restore of the past named one.
+    pub generation: Option<i64>,
     pub uploaded: Timestamp,
     /// The incremental backup time it was taken at: the gzip mtime, or the
     /// cursor stored inside it when the store served it decompressed.
@@ -237,6 +239,7 @@ pub async fn restore(
     }
     let snapshot = plan.snapshot.as_ref().map(|chosen| RestoredSnapshot {
         object: chosen.object.clone(),
+        generation: chosen.generation,
         uploaded: chosen.uploaded,
         time: chosen.time,
         bytes: file_size(temp.path()),
@@ -329,17 +332,18 @@ pub struct DownloadedSnapshot {
 /// the end) or copying it as is if the store served it decompressed. A body
 /// cut part way is read on from the byte reached, at the generation first
 /// served; if that generation is gone (the object was replaced), the
-/// download starts over.
+/// download starts over. A `generation` asked for is read or fails.
 pub async fn download_snapshot(
     store: &Store,
     object: &str,
+    generation: Option<i64>,
     dest: &Path,
     reads: &Reads,
 ) -> Result<DownloadedSnapshot, RestoreError> {
     loop {
         let replaced = AtomicBool::new(false);
-        match download_once(store, object, dest, reads, &replaced).await {
-            Err(e) if replaced.load(Ordering::Relaxed) => {
+        match download_once(store, object, generation, dest, reads, &replaced).await {
+            Err(e) if replaced.load(Ordering::Relaxed) && generation.is_none() => {
                 warn!(object = %store.location(object), error = %e, "the snapshot was replaced while it downloaded; downloading it again");
             }
             done => return done,
@@ -350,6 +354,7 @@ pub async fn download_snapshot(
 async fn download_once(
     store: &Store,
     object: &str,
+    generation: Option<i64>,
     dest: &Path,
     reads: &Reads,
     replaced: &AtomicBool,
@@ -358,7 +363,7 @@ async fn download_once(
     let received = Arc::new(AtomicU64::new(0));
     let pieces = {
         let (progress, received) = (progress.clone(), Arc::clone(&received));
-        resumed(store, object, reads, replaced).inspect(move |piece| {
+        resumed(store, object, generation, reads, replaced).inspect(move |piece| {
             if let Ok(bytes) = piece {
                 let total = received.fetch_add(bytes.len() as u64, Ordering::Relaxed);
                 progress.set_position(total + bytes.len() as u64);
@@ -402,12 +407,13 @@ struct Resumed {
 fn resumed<'a>(
     store: &'a Store,
     object: &'a str,
+    generation: Option<i64>,
     reads: &'a Reads,
     replaced: &'a AtomicBool,
 ) -> impl futures::Stream<Item = Result<Bytes, StoreError>> + Send + 'a {
     let start = Resumed {
         body: None,
-        generation: None,
+        generation,
         offset: 0,
         attempt: 0,
         ended: false,

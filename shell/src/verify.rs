@@ -60,7 +60,7 @@ async fn check_snapshot(
             return Ok(checks);
         }
     };
-    let downloaded = match download_snapshot(store, object, copy.path(), reads).await {
+    let downloaded = match download_snapshot(store, object, None, copy.path(), reads).await {
         Ok(downloaded) => downloaded,
         Err(RestoreError::Store(e)) => return Err(e.into()),
         Err(e) => {

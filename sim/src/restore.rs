@@ -292,8 +292,10 @@ impl<'a> Bucket<'a> {
                     why: "incomplete deflate stream".to_owned(),
                 }
             }
-            Ask::FetchSnapshot { object, .. } => {
-                let (versions, gzip_mtime, stored) = snapshot(store, &object);
+            Ask::FetchSnapshot {
+                object, generation, ..
+            } => {
+                let (versions, gzip_mtime, stored) = snapshot(store, &object, generation);
                 self.snapshot = (**versions).clone();
                 Answer::SnapshotFetched {
                     newest_change: versions.values().map(|h| h.modified).max(),
@@ -303,7 +305,7 @@ impl<'a> Bucket<'a> {
                 }
             }
             Ask::SnapshotTime { object, generation } => Answer::SnapshotTime {
-                gzip_mtime: self.gzip_mtime(snapshot(store, &object).1, rng),
+                gzip_mtime: self.gzip_mtime(snapshot(store, &object, generation).1, rng),
                 object,
                 generation,
             },
@@ -342,14 +344,14 @@ type SnapshotParts<'s> = (
     jobvault_core::Cursor,
 );
 
-fn snapshot<'s>(store: &'s Store, object: &str) -> SnapshotParts<'s> {
+fn snapshot<'s>(store: &'s Store, object: &str, generation: Option<i64>) -> SnapshotParts<'s> {
     let Some(Body::Snapshot {
         versions,
         gzip_mtime,
         stored,
-    }) = store.objects.get(object).map(|o| &o.body)
+    }) = store.generation(object, generation).map(|o| &o.body)
     else {
-        panic!("the planner asked for {object} as a snapshot");
+        panic!("the planner asked for {object} {generation:?} as a snapshot");
     };
     (versions, *gzip_mtime, *stored)
 }

@@ -480,3 +480,38 @@ fn the_daemon_prunes_by_default_and_reports_how_far_back_the_bucket_restores() {
     );
     assert!(daemon.log().contains("pruned"), "{}", daemon.log());
 }
+
+/// A snapshot overwritten since (here by damaged bytes) is still the base
+/// of a restore to an instant when it was live: its noncurrent generation
+/// is read, and the summary names it.
+#[test]
+fn restore_at_reads_a_snapshot_generation_overwritten_since() {
+    let emulator = Emulator::shared();
+    let bucket = emulator.new_versioned_bucket("overwritten");
+    let url = format!("gs://{bucket}");
+    let workspace = Workspace::new();
+    workspace.put_jobs(&[serde_json::json!({"id": "a", "name": "kept"})]);
+    let db = workspace.db();
+    let output = jobvault(Some(&emulator.endpoint()))
+        .args(["backup", "--db", db.to_str().unwrap(), "--bucket", &url])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    let name = stdout(&output).trim().to_owned();
+    let at = jobvault::clock::now();
+    let reader = StoreReader::connect(&url, Some(&emulator.endpoint()));
+    let framing = jobvault_core::object_name::Framing::for_object(&name, at);
+    jobvault_tests::runtime()
+        .block_on(reader.store().put(&name, b"garbage".to_vec(), &framing))
+        .unwrap();
+
+    let to = workspace.path().join("past.db");
+    let output = restore(&emulator.endpoint(), &url, &to, Some(at));
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(bodies(&to).contains_key("a"));
+    assert!(
+        stdout(&output).contains(&format!("{name}#")),
+        "names the generation: {}",
+        stdout(&output)
+    );
+}

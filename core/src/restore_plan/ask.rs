@@ -22,11 +22,16 @@ pub enum Ask {
     /// generation of each (noncurrent ones too) when `versions`; answer with
     /// [`Answer::Objects`], a page at a time if the store pages.
     ListObjects { prefix: String, versions: bool },
-    /// Download the snapshot into the database being built; answer with
-    /// [`Answer::SnapshotFetched`], or [`Answer::SnapshotUnusable`] if its
-    /// bytes do not hold a sound database. `stored` is its size as the
-    /// listing gave it (gzip): the least room the database will need.
-    FetchSnapshot { object: ObjectName, stored: u64 },
+    /// Download the snapshot (the live one, or the given generation) into
+    /// the database being built; answer with [`Answer::SnapshotFetched`],
+    /// or [`Answer::SnapshotUnusable`] if its bytes do not hold a sound
+    /// database. `stored` is its size as the listing gave it (gzip): the
+    /// least room the database will need.
+    FetchSnapshot {
+        object: ObjectName,
+        stored: u64,
+        generation: Option<i64>,
+    },
     /// Read the gzip header of a snapshot (its first bytes only): the live
     /// one, or the given generation; answer with [`Answer::SnapshotTime`].
     SnapshotTime {
@@ -165,6 +170,10 @@ pub trait Planner {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChosenSnapshot {
     pub object: ObjectName,
+    /// The generation fetched, where the listing named one (a restore of
+    /// the past on a versioned bucket, which may take a noncurrent one);
+    /// `None`: the live object.
+    pub generation: Option<i64>,
     /// When the store wrote it.
     pub uploaded: Timestamp,
     /// The incremental backup time it was taken at: every job version

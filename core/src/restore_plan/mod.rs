@@ -360,6 +360,7 @@ impl RestorePlanner {
         let time = snapshot_time(possible(gzip_mtime, candidate.updated), stored_cursor);
         self.snapshot = Some(ChosenSnapshot {
             object,
+            generation: candidate.generation,
             uploaded: candidate.updated,
             time,
         });
@@ -549,6 +550,7 @@ impl Planner for RestorePlanner {
                 Ask::FetchSnapshot {
                     object: candidate.name.clone(),
                     stored: candidate.size,
+                    generation: candidate.generation,
                 }
             }),
             Phase::Jobs(jobs) => jobs.poll_ask(),
@@ -566,8 +568,14 @@ impl Planner for RestorePlanner {
                 if let (Some(versioned), Some(from)) = (setup.versioned, setup.restorable_from) {
                     let past = self.past.as_mut().expect("only the past sets up");
                     past.set_up(versioned, from)?;
-                    let listing =
-                        RangeListing::new(ObjectKind::Snapshot, Timestamp::UNIX_EPOCH, self.now);
+                    // With versioning, a snapshot overwritten or deleted
+                    // since may be the one the instant needs.
+                    let (since, now) = (Timestamp::UNIX_EPOCH, self.now);
+                    let listing = if versioned {
+                        RangeListing::with_versions(ObjectKind::Snapshot, since, now)
+                    } else {
+                        RangeListing::new(ObjectKind::Snapshot, since, now)
+                    };
                     self.phase = Phase::ListSnapshots(listing);
                 }
                 Ok(())

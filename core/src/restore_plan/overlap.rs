@@ -89,6 +89,7 @@ impl Overlapped {
             } if self.fetch_asked && !answered && object == self.candidate.name => {
                 self.chosen = Some(ChosenSnapshot {
                     object,
+                    generation: None,
                     uploaded: self.candidate.updated,
                     // Served decompressed, it may still be the object whose
                     // header was read, or one that replaced it: the earlier
@@ -115,6 +116,7 @@ impl Planner for Overlapped {
             return Some(Ask::FetchSnapshot {
                 object: self.candidate.name.clone(),
                 stored: self.candidate.size,
+                generation: None,
             });
         }
         self.jobs.poll_ask()

@@ -191,7 +191,9 @@ impl Bucket {
                 prefix,
                 more: false,
             },
-            Ask::FetchSnapshot { object, .. } => match self.content(&object, None) {
+            Ask::FetchSnapshot {
+                object, generation, ..
+            } => match self.content(&object, generation) {
                 Content::Snapshot {
                     gzip_mtime,
                     stored,

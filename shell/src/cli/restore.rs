@@ -8,7 +8,9 @@ use clap::Args;
 use jobvault::clock;
 use jobvault::logging::{Said, say};
 use jobvault::nothing::{NOTHING_FOUND_EXIT, NothingFound, check_store};
-use jobvault::restore::{RestoreError, RestoreFrom, RestoreOptions, restore as restore_database};
+use jobvault::restore::{
+    RestoreError, RestoreFrom, RestoreOptions, RestoredSnapshot, restore as restore_database,
+};
 use jobvault::store::Store;
 use jobvault_core::Timestamp;
 use jobvault_core::object_name::ObjectName;
@@ -143,7 +145,7 @@ pub async fn restore(args: RestoreArgs) -> anyhow::Result<ExitCode> {
     let instead = match &report.snapshot {
         Some(snapshot) => format!(
             "restored from {} and the job objects since it instead",
-            store.location(&snapshot.object)
+            located(&store, snapshot)
         ),
         None => "rebuilt from the job objects alone instead".to_owned(),
     };
@@ -174,7 +176,7 @@ pub async fn restore(args: RestoreArgs) -> anyhow::Result<ExitCode> {
         Some(snapshot) => {
             println!(
                 "  snapshot      {} ({} bytes)",
-                store.location(&snapshot.object),
+                located(&store, snapshot),
                 snapshot.bytes
             );
             println!(
@@ -208,6 +210,16 @@ pub async fn restore(args: RestoreArgs) -> anyhow::Result<ExitCode> {
     }
     println!("  took          {:.2} s", report.elapsed.as_secs_f64());
     Ok(ExitCode::SUCCESS)
+}
+
+/// The snapshot's location, with `#GENERATION` where one was read (as
+/// `gcloud storage` names a generation).
+fn located(store: &Store, snapshot: &RestoredSnapshot) -> String {
+    let location = store.location(&snapshot.object);
+    match snapshot.generation {
+        Some(generation) => format!("{location}#{generation}"),
+        None => location,
+    }
 }
 
 /// `1 job`, `2 jobs`.

@@ -85,15 +85,14 @@ fn equals_the_past(world: &World, at: Timestamp, restored: &Restored, verdicts: 
     });
 }
 
-/// The rows of the snapshot the restore started from.
+/// The rows of the snapshot the restore started from: the generation it
+/// read, which on a versioned bucket may be one overwritten since.
 fn base_versions<'w>(
     world: &'w World,
     restored: &Restored,
 ) -> Option<&'w BTreeMap<JobId, JobVersion>> {
-    let object = world
-        .store
-        .objects
-        .get(&restored.snapshot.as_ref()?.object)?;
+    let chosen = restored.snapshot.as_ref()?;
+    let object = world.store.generation(&chosen.object, chosen.generation)?;
     match &object.body {
         Body::Snapshot { versions, .. } => Some(versions),
         Body::Job { .. } => None,
