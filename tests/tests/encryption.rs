@@ -544,19 +544,13 @@ fn a_daemon_started_without_its_recipients_on_an_encrypted_prefix_raises_an_alar
         stdout(&status)
     );
     let workdir = workspace.workdir();
-    let check = command(
-        &emulator,
-        &[
-            "check",
-            "--bucket",
-            &url,
-            "--db",
-            db,
-            "--workdir",
-            workdir.to_str().unwrap(),
-        ],
-        &[],
-    );
+    let check_with = |extra: &[&str]| {
+        let mut args = vec!["check", "--bucket", &url, "--db", db, "--workdir"];
+        args.push(workdir.to_str().unwrap());
+        args.extend(extra);
+        command(&emulator, &args, &[])
+    };
+    let check = check_with(&[]);
     assert_eq!(check.status.code(), Some(1), "{}", stdout(&check));
     assert!(
         stdout(&check).contains("is encrypted, but no --encrypt-to (JOBVAULT_ENCRYPT_TO) is given"),
@@ -564,21 +558,7 @@ fn a_daemon_started_without_its_recipients_on_an_encrypted_prefix_raises_an_alar
         stdout(&check)
     );
     // With its recipient, check still says the plain snapshot is there.
-    let check = command(
-        &emulator,
-        &[
-            "check",
-            "--bucket",
-            &url,
-            "--db",
-            db,
-            "--workdir",
-            workdir.to_str().unwrap(),
-            "--encrypt-to",
-            &recipient,
-        ],
-        &[],
-    );
+    let check = check_with(&["--encrypt-to", &recipient]);
     assert!(
         stdout(&check).contains("is unencrypted, though"),
         "{}",

@@ -436,11 +436,10 @@ fn a_file_that_appears_at_the_target_during_the_restore_is_kept() {
     );
 }
 
-/// `verify` builds the snapshot's database in TMPDIR (decrypted, if it was
-/// encrypted): stopped by a signal, it removes it.
-#[test]
-fn sigterm_or_sigint_mid_verify_leaves_nothing_in_tmpdir() {
-    let backed_up = BackedUp::new(500, "prod");
+/// Runs jobvault with `args` through the slowed proxy and a TMPDIR of its
+/// own, waits for its copy (a file named `copy...`), stops it with each of
+/// SIGTERM and SIGINT, and checks that it said so and left nothing behind.
+fn signalled_mid_copy_leaves_nothing_in_tmpdir(backed_up: &BackedUp, args: &[&str], copy: &str) {
     for signal in ["-TERM", "-INT"] {
         let tmp = tempfile::tempdir().unwrap();
         let copies = || {
@@ -452,16 +451,16 @@ fn sigterm_or_sigint_mid_verify_leaves_nothing_in_tmpdir() {
         backed_up.proxy.set_delay(Duration::from_millis(300));
         let child = backed_up
             .jobvault()
-            .args(["verify", "--bucket", &backed_up.url])
+            .args(args)
             .env("TMPDIR", tmp.path())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        eventually("verify's copy of the snapshot", PATIENCE, || {
+        eventually(&format!("the copy {copy}..."), PATIENCE, || {
             copies()
                 .iter()
-                .any(|name| name.starts_with(".jobvault-verify-"))
+                .any(|name| name.starts_with(copy))
                 .then_some(())
         });
         let sent = Command::new("kill")
@@ -471,71 +470,31 @@ fn sigterm_or_sigint_mid_verify_leaves_nothing_in_tmpdir() {
         assert!(sent.success());
         let output = child.wait_with_output().unwrap();
         backed_up.proxy.set_delay(Duration::ZERO);
-        assert_eq!(
-            output.status.code(),
-            Some(1),
-            "{signal}: {}",
-            stderr(&output)
-        );
-        assert!(
-            stderr(&output).contains("interrupted"),
-            "{}",
-            stderr(&output)
-        );
-        assert!(copies().is_empty(), "{signal}: {:?}", copies());
+        let said = stderr(&output);
+        assert_eq!(output.status.code(), Some(1), "{args:?} {signal}: {said}");
+        assert!(said.contains("interrupted"), "{said}");
+        assert!(copies().is_empty(), "{args:?} {signal}: {:?}", copies());
     }
 }
 
-/// `backup` copies the database to TMPDIR (in the clear, whatever it
-/// uploads): stopped by a signal, it removes the copy.
+/// `verify` builds the snapshot's database in TMPDIR (decrypted, if it was
+/// encrypted), and `backup` copies the database there (in the clear,
+/// whatever it uploads): stopped by a signal, each removes its copy.
 #[test]
-fn sigterm_or_sigint_mid_backup_leaves_nothing_in_tmpdir() {
+fn sigterm_or_sigint_mid_verify_or_backup_leaves_nothing_in_tmpdir() {
     let backed_up = BackedUp::new(500, "prod");
+    let url = backed_up.url.clone();
+    signalled_mid_copy_leaves_nothing_in_tmpdir(
+        &backed_up,
+        &["verify", "--bucket", &url],
+        ".jobvault-verify-",
+    );
     let db = backed_up.workspace.db();
-    for signal in ["-TERM", "-INT"] {
-        let tmp = tempfile::tempdir().unwrap();
-        let copies = || {
-            fs::read_dir(tmp.path())
-                .unwrap()
-                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-                .collect::<Vec<_>>()
-        };
-        backed_up.proxy.set_delay(Duration::from_millis(300));
-        let child = backed_up
-            .jobvault()
-            .args(["backup", "--bucket", &backed_up.url, "--db"])
-            .arg(&db)
-            .env("TMPDIR", tmp.path())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        eventually("backup's copy of the database", PATIENCE, || {
-            copies()
-                .iter()
-                .any(|name| name.starts_with(".jobvault-snapshot-"))
-                .then_some(())
-        });
-        let sent = Command::new("kill")
-            .args([signal, &child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(sent.success());
-        let output = child.wait_with_output().unwrap();
-        backed_up.proxy.set_delay(Duration::ZERO);
-        assert_eq!(
-            output.status.code(),
-            Some(1),
-            "{signal}: {}",
-            stderr(&output)
-        );
-        assert!(
-            stderr(&output).contains("interrupted"),
-            "{}",
-            stderr(&output)
-        );
-        assert!(copies().is_empty(), "{signal}: {:?}", copies());
-    }
+    signalled_mid_copy_leaves_nothing_in_tmpdir(
+        &backed_up,
+        &["backup", "--bucket", &url, "--db", db.to_str().unwrap()],
+        ".jobvault-snapshot-",
+    );
 }
 
 #[test]
