@@ -332,8 +332,10 @@ impl Status {
                     || "not yet".to_owned(),
                     |age| format!("{} ago", human_age(Duration::from_secs(age))),
                 );
+                // The lease says it: as of its renewal, not now.
                 out.push_str(&format!(
-                    "jobs in the bucket  every change up to {}; all caught up {caught_up}\n",
+                    "jobs in the bucket  every change up to {}; all caught up {caught_up} (as \
+                     of the lease's renewal)\n",
                     d.cursor_seq
                 ));
             }
