@@ -122,9 +122,24 @@ const SECRET_GIVEN: &str = "it was given a secret key (AGE-SECRET-KEY-1…), whi
 const SECRET_MARKER: &str = "AGE-SECRET-KEY-";
 
 /// Whether `text` holds an identity (anywhere: `age1… AGE-SECRET-KEY-1…`
-/// pasted into one value is a secret all the same).
+/// pasted into one value is a secret all the same), or is one's payload
+/// alone (a double-click on a key selects `1…` without its prefix).
 pub fn holds_secret_key(text: &str) -> bool {
-    text.to_ascii_uppercase().contains(SECRET_MARKER)
+    text.to_ascii_uppercase().contains(SECRET_MARKER) || is_key_payload(text)
+}
+
+/// Bech32's alphabet, in which an identity's payload is written.
+const BECH32: &str = "qpzry9x8gf2tvdw0s3jn54khce6mua7l";
+
+/// Whether `text` is a run of bech32 as long as an identity's payload (`1`
+/// and 58 more, in either case): no path, name or recipient is.
+fn is_key_payload(text: &str) -> bool {
+    let text = text.trim();
+    let payload = text.strip_prefix('1').unwrap_or(text);
+    payload.len() >= 58
+        && payload
+            .chars()
+            .all(|c| BECH32.contains(c.to_ascii_lowercase()))
 }
 
 /// `text` with each identity in it cut to `AGE-SECRET-KEY-1…`: for
@@ -172,17 +187,26 @@ mod tests {
         let error = Recipients::parse(["age1nope"]).unwrap_err();
         assert!(error.to_string().contains("\"age1nope\""), "{error}");
         let secret = "AGE-SECRET-KEY-1QQQSECRET";
+        // A payload's length and alphabet, as a double-click selects it.
+        let payload = format!(
+            "1{}",
+            "QQQSECRET".repeat(7).replace(['E', 'C', 'S', 'T'], "Q")
+        );
+        assert!(!holds_secret_key(ONE), "a recipient is no key");
         for pasted in [
             secret.to_owned(),
             format!("{ONE} {secret}"),
             format!("recipient={}", secret.to_lowercase()),
+            payload.clone(),
+            payload.to_lowercase(),
         ] {
             let error = Recipients::parse([pasted.as_str()])
                 .unwrap_err()
                 .to_string();
             assert!(error.contains("secret key"), "{error}");
             assert!(
-                !error.to_uppercase().contains("QQQSECRET"),
+                !error.to_uppercase().contains("QQQSECRET")
+                    && !error.to_uppercase().contains("QQQQQQ"),
                 "the key is not repeated: {error}"
             );
         }

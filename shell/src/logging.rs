@@ -16,6 +16,7 @@ use std::fmt;
 use std::sync::OnceLock;
 
 use jobvault_core::escape::OneLine;
+use jobvault_crypt::redact_secret_keys;
 use serde_json::{Map, Value};
 use tracing::field::{Field, Visit};
 use tracing::{Event, Level, Subscriber};
@@ -73,7 +74,8 @@ impl<'writer> FormatFields<'writer> for EscapedFields {
 /// error: ...` with control characters escaped (a path from outside once
 /// forged a line with it), or, for JSON logs, a JSON line of severity ERROR.
 pub fn fatal(json: bool, error: &str) {
-    let message = format!("jobvault: error: {error}");
+    // A key pasted where a path or a name goes comes back in the error.
+    let message = format!("jobvault: error: {}", redact_secret_keys(error));
     if json {
         eprintln!("{}", line("ERROR", &message));
     } else {
@@ -93,6 +95,7 @@ pub enum Said {
 /// error: ...` (or `warning:`, or no word for a notice) as text, one JSON
 /// line of that severity under JSON logs.
 pub fn say(said: Said, text: &str) {
+    let text = redact_secret_keys(text);
     let message = match said {
         Said::Error => format!("jobvault: error: {text}"),
         Said::Warning => format!("jobvault: warning: {text}"),
