@@ -85,6 +85,24 @@ impl DbLock {
     }
 }
 
+/// Who holds the lock of the database at `db`, if a daemon does: a file
+/// replaced under a running daemon leaves it backing up the old one, which
+/// no one reads again, while it reports itself caught up.
+pub fn holder(db: &Path) -> Result<Option<String>, DbLockError> {
+    let io = |source: std::io::Error| DbLockError::Io {
+        path: db.to_owned(),
+        source,
+    };
+    let database = File::open(db).map_err(io)?;
+    // Shared, and released as the file closes: a daemon's exclusive lock
+    // refuses it; this process holds no SQLite lock on the file to lose.
+    match flock(&database, FlockOperation::NonBlockingLockShared) {
+        Ok(()) => Ok(None),
+        Err(e) if e == rustix::io::Errno::WOULDBLOCK => Ok(Some(describe(&lock_file(db)))),
+        Err(e) => Err(io(e.into())),
+    }
+}
+
 /// The holder as its file names it; the file may be mid-write, gone, or
 /// written for another path of the same database (a hard link).
 fn describe(info: &Path) -> String {

@@ -44,6 +44,12 @@ pub enum RestoreError {
     IsDirectory(PathBuf),
     #[error("{0} is {1}, not a database file: --force replaces only a regular file")]
     NotAFile(PathBuf, &'static str),
+    #[error(
+        "{} is backed up by a running jobvault ({holder}): stop it first; replaced under it, the \
+         file it backs up is the old one, which no one reads again",
+        path.display()
+    )]
+    DaemonRuns { path: PathBuf, holder: String },
     #[error(transparent)]
     NothingFound(#[from] NothingFound),
     #[error(transparent)]
@@ -298,7 +304,13 @@ fn check_target(to: &Path, force: bool) -> Result<(), RestoreError> {
     }
     let kind = found.file_type();
     match () {
-        () if kind.is_file() => Ok(()),
+        () if kind.is_file() => match crate::db_lock::holder(to) {
+            Ok(Some(holder)) => Err(RestoreError::DaemonRuns {
+                path: to.to_owned(),
+                holder,
+            }),
+            _ => Ok(()),
+        },
         // A rename would replace the link, and leave the file it points
         // to, which whoever opens the path reads, as it was.
         () if kind.is_symlink() => Err(RestoreError::NotAFile(

@@ -381,3 +381,40 @@ fn without_a_usable_snapshot_a_restore_refuses_the_job_objects_alone_unless_aske
     );
     assert!(!target.exists());
 }
+
+/// `restore --force` over the database of a running daemon would leave the
+/// daemon backing up the file it replaced, which no one reads again, while
+/// it reports itself caught up: refused, naming the daemon.
+#[test]
+fn restore_force_refuses_the_database_a_running_daemon_backs_up() {
+    let emulator = Emulator::start(Backend::Memory);
+    let endpoint = emulator.endpoint();
+    let url = format!("gs://{}", emulator.new_bucket("swapped"));
+    let workspace = Workspace::new();
+    workspace.put_jobs(&[serde_json::json!({"id": "a", "name": "kept"})]);
+    let daemon = Daemon::start(&workspace, Some(&endpoint), &url, "200ms", &[]);
+    daemon.settled();
+    let inode = || std::os::unix::fs::MetadataExt::ino(&fs::metadata(workspace.db()).unwrap());
+    let before = inode();
+    let output = jobvault(Some(&endpoint))
+        .args(["restore", "--force", "--bucket", &url, "--to"])
+        .arg(workspace.db())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("is backed up by a running jobvault (pid"),
+        "{}",
+        stderr(&output)
+    );
+    assert_eq!(inode(), before, "the file was replaced");
+    assert!(daemon.stop().success());
+
+    let output = jobvault(Some(&endpoint))
+        .args(["restore", "--force", "--bucket", &url, "--to"])
+        .arg(workspace.db())
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_ne!(inode(), before, "replaced once the daemon stopped");
+}
