@@ -65,11 +65,12 @@ impl OpenError {
     pub fn damaged_by(error: &std::io::Error) -> OpenError {
         OpenError::Damaged(match error.kind() {
             std::io::ErrorKind::UnexpectedEof => "it ends early".to_owned(),
-            _ => error
-                .to_string()
-                .split_whitespace()
-                .collect::<Vec<_>>()
-                .join(" "),
+            _ => one_line(&error.to_string()),
         })
     }
+}
+
+/// A message of others' (age's, the OS's) on one line: they may span lines.
+pub(crate) fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
 }

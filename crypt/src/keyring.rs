@@ -12,7 +12,7 @@ use age::secrecy::ExposeSecret as _;
 use age::{DecryptError, Decryptor, IdentityFile, x25519};
 use age_core::format::{FileKey, Stanza};
 
-use crate::error::{BadIdentities, OpenError};
+use crate::error::{BadIdentities, OpenError, one_line};
 use crate::fingerprint::Fingerprint;
 use crate::key_file;
 use crate::recipients::holds_secret_key;
@@ -266,8 +266,4 @@ fn damaged(error: &DecryptError) -> OpenError {
         other => one_line(&format!("{other:?}")),
     };
     OpenError::Damaged(why)
-}
-
-fn one_line(text: &str) -> String {
-    text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
