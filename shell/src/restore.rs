@@ -56,8 +56,6 @@ pub enum RestoreError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Drive(#[from] DriveError),
-    #[error("restore plan")]
-    Plan(#[from] PlanError),
     #[error(transparent)]
     Db(#[from] DbError),
     /// Its text holds the I/O error's; it is not a `source`, which would
