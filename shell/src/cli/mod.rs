@@ -231,13 +231,16 @@ impl clap::builder::TypedValueParser for RecipientParser {
             .ok_or_else(|| refused("a value is not UTF-8"))?;
         Recipients::parse([text])
             .map(|_| text.trim().to_owned())
-            .map_err(|e| match holds_secret_key(text) {
-                true => refused(&e.why),
-                false => refused(&format!(
-                    "a value is not an age X25519 recipient (age1…): {}; it is not repeated \
-                     here, in case it is a key",
-                    e.why
-                )),
+            .map_err(|e| {
+                if holds_secret_key(text) {
+                    refused(&e.why)
+                } else {
+                    refused(&format!(
+                        "a value is not an age X25519 recipient (age1…): {}; it is not repeated \
+                         here, in case it is a key",
+                        e.why
+                    ))
+                }
             })
     }
 }
