@@ -243,10 +243,9 @@ impl RestorePlanner {
             phase => return Err(PlanError::Unexpected(format!("finish while in {phase:?}"))),
         };
         if plan.snapshot.is_none() && plan.retrieved.jobs.is_empty() && !plan.unusable.is_empty() {
-            let names: Vec<&str> = plan.unusable.iter().map(|u| u.object.as_str()).collect();
             return Err(PlanError::NotRestorable(format!(
                 "every snapshot is unusable ({}) and no job object was found",
-                names.join(", ")
+                without_snapshot::named(&plan.unusable)
             )));
         }
         if plan.snapshot.is_none()
@@ -507,10 +506,12 @@ impl RestorePlanner {
             return Err(unexpected(&answer));
         };
         if let Some(from) = read_history(bytes.as_deref())? {
-            let names: Vec<&str> = self.unusable.iter().map(|u| u.object.as_str()).collect();
-            let found = match names.len() {
+            let found = match self.unusable.len() {
                 0 => "no snapshot in the bucket".to_owned(),
-                n => format!("no usable snapshot ({n} unusable: {})", names.join(", ")),
+                n => format!(
+                    "no usable snapshot ({n} unusable: {})",
+                    without_snapshot::named(&self.unusable)
+                ),
             };
             return Err(PlanError::NotRestorable(format!(
                 "{found}, and a prune has deleted the job objects a restore without one needs \

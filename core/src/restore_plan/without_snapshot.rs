@@ -20,7 +20,7 @@ use crate::object_name::ObjectName;
 use crate::restore_plan::past::Past;
 use crate::restore_plan::{PlanError, Skipped};
 
-/// What a restore of the newest state does when no snapshot is usable.
+/// What a restore does when no snapshot is usable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum WithoutSnapshot {
     /// Fail with [`PlanError::NoUsableSnapshot`].
@@ -41,13 +41,18 @@ const VERSIONS: &str = "on a bucket with object versioning, `jobvault snapshots`
                         generations, and `gcloud storage cp 'gs://…/NAME#GENERATION' gs://…/NAME` \
                         makes one live again";
 
+/// The names of the snapshots passed over, for a message.
+pub(crate) fn named(unusable: &[Skipped]) -> String {
+    let names: Vec<&str> = unusable.iter().map(|u| u.object.as_str()).collect();
+    names.join(", ")
+}
+
 /// The refusal when every snapshot in the bucket proved unusable.
 pub(crate) fn every_unusable(unusable: &[Skipped]) -> PlanError {
-    let names: Vec<&str> = unusable.iter().map(|u| u.object.as_str()).collect();
     PlanError::NoUsableSnapshot(format!(
         "no usable snapshot ({} in the bucket, each unusable: {}), and {ALONE}{VERSIONS}",
-        names.len(),
-        names.join(", ")
+        unusable.len(),
+        named(unusable)
     ))
 }
 
@@ -77,10 +82,9 @@ pub(crate) fn restart_unusable(unusable: &Skipped) -> PlanError {
 /// The refusal when a restore of the past found no snapshot to start from
 /// and `jobs` job versions from by then.
 pub(crate) fn none_for_instant(past: &Past, unusable: &[Skipped], jobs: usize) -> PlanError {
-    let names: Vec<&str> = unusable.iter().map(|u| u.object.as_str()).collect();
-    let unusable = match names.len() {
+    let unusable = match unusable.len() {
         0 => String::new(),
-        n => format!(", {n} unusable: {}", names.join(", ")),
+        n => format!(", {n} unusable: {}", named(unusable)),
     };
     PlanError::NoUsableSnapshot(format!(
         "no snapshot to restore {} from ({} tried hold later changes{unusable}), only {jobs} job \
