@@ -1668,6 +1668,48 @@ fn writes_wait_for_the_lease_gate_and_a_lost_lease_stops_the_machine() {
     assert_eq!(h.backup.poll_timeout(), None, "stopped");
 }
 
+/// A database renamed over under a running daemon: the defect was a daemon
+/// that read the old file on and reported itself caught up, while the new
+/// file's jobs went nowhere. It halts: no more reads of the feed, no new
+/// snapshot, the lease given back once its upload in flight reports.
+#[test]
+fn a_replaced_database_halts_the_machine_and_gives_the_lease_back() {
+    let (mut h, first) = leased();
+    assert!(has(&first, &Command::ScanTriggers), "{first:?}");
+    let commands = h.input(batch(vec![version("a", 11)]));
+    assert_eq!(uploads(&commands).len(), 1, "{commands:?}");
+    assert!(!h.backup.database_replaced());
+    let after = h.input(Input::DatabaseReplaced);
+    assert!(h.backup.database_replaced());
+    assert!(after.is_empty(), "nothing new starts: {after:?}");
+    let later = h.input(Input::DatabaseChanged);
+    assert!(later.is_empty(), "a commit is not read for: {later:?}");
+    // The upload in flight lands, and the cursor of the old file is saved
+    // in it (no one reads it again).
+    let saved = h.input(Input::JobUploaded {
+        id: JobId::new("a".to_owned()).unwrap(),
+        seq: 11,
+        result: Ok(1),
+    });
+    assert!(
+        matches!(saved[..], [Command::SaveCursor { .. }]),
+        "{saved:?}"
+    );
+    h.input(Input::CursorSaved(Ok(0)));
+    // The first step's trigger scan and listing, out all along, report.
+    h.input(Input::TriggersScanned(Ok(vec![])));
+    let released = h.input(Input::SnapshotsListed(Ok(vec![])));
+    assert!(
+        matches!(released[..], [Command::DeleteLease { .. }]),
+        "only the lease is given back: {released:?}"
+    );
+    h.input(Input::LeaseDeleted(Ok(())));
+    assert!(h.backup.is_quiet());
+    assert_eq!(h.backup.stopped(), None, "not a stop: the driver exits 1");
+    let step = h.step();
+    assert!(step.is_empty(), "{step:?}");
+}
+
 #[test]
 fn the_marker_is_checked_again_at_every_listing_and_a_wiped_one_owes_a_snapshot() {
     let mut h = Harness::new();

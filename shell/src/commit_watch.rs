@@ -12,8 +12,16 @@
 //! core's. A fixed 50 ms poll used to cost most of an idle daemon's CPU.
 //! The interval stays the fallback: if the watcher cannot read, nothing is
 //! lost, only later.
+//!
+//! Each look also checks that the path still names the file the watcher
+//! opened. A database renamed over by hand (a restore moved into place, a
+//! copy) left the daemon reading the old file and reporting itself caught
+//! up while writers filled the new one; it now reports
+//! [`Input::DatabaseReplaced`] and the core halts.
 
-use std::path::Path;
+use std::io;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
 
 use jobvault_core::Input;
 use jobvault_core::commit_watch::{NextLook, Watch, after_wait, next_look};
@@ -33,6 +41,10 @@ use notices::Notices;
 pub fn spawn(path: &Path, inputs: UnboundedSender<Input>) -> Result<Watch, DbError> {
     let db = JobDb::open(path)?;
     let seen = db.data_version()?;
+    let opened = Opened::at(path).map_err(|source| DbError::Io {
+        path: path.to_owned(),
+        source,
+    })?;
     let notices = watch_files(path);
     let watch = if notices.is_some() {
         Watch::Notified
@@ -44,6 +56,7 @@ pub fn spawn(path: &Path, inputs: UnboundedSender<Input>) -> Result<Watch, DbErr
         .spawn(move || {
             Watcher {
                 db,
+                opened,
                 seen,
                 failing: false,
             }
@@ -82,8 +95,37 @@ impl Notices {
     }
 }
 
+/// The file a path named when the watcher opened it.
+struct Opened {
+    path: PathBuf,
+    device: u64,
+    inode: u64,
+}
+
+impl Opened {
+    fn at(path: &Path) -> io::Result<Opened> {
+        let meta = std::fs::metadata(path)?;
+        Ok(Opened {
+            path: path.to_owned(),
+            device: meta.dev(),
+            inode: meta.ino(),
+        })
+    }
+
+    /// Whether the path names another file now, or none. A path that
+    /// cannot be looked at (a folder's permission taken away) is not
+    /// taken for replaced.
+    fn replaced(&self) -> bool {
+        match std::fs::metadata(&self.path) {
+            Ok(meta) => (meta.dev(), meta.ino()) != (self.device, self.inode),
+            Err(e) => e.kind() == io::ErrorKind::NotFound,
+        }
+    }
+}
+
 struct Watcher {
     db: JobDb,
+    opened: Opened,
     seen: i64,
     failing: bool,
 }
@@ -115,6 +157,10 @@ impl Watcher {
                 }
             };
             after_notice = after_wait(after_notice, found, noticed);
+            if self.opened.replaced() {
+                let _ = inputs.send(Input::DatabaseReplaced);
+                return;
+            }
             found = self.look();
             if found {
                 let _ = inputs.send(Input::DatabaseChanged);

@@ -62,6 +62,9 @@ pub enum Ending {
     Stopped(Stopped),
     /// The lease was refused or lost, and the work in flight reported.
     Lease(LeaseEnded),
+    /// The database's path names another file now, and the work in flight
+    /// reported.
+    Replaced,
 }
 
 /// What the daemon shares with the tasks that execute commands.
@@ -142,6 +145,11 @@ impl Daemon {
                 }
             }
             metrics.send_replace(core.metrics());
+            // Before the stop's outcome or the lease: a stop under way when
+            // the file was replaced ends as this, its drain abandoned.
+            if core.database_replaced() && core.is_quiet() {
+                return Ending::Replaced;
+            }
             if let Some(stopped) = core.stopped() {
                 return Ending::Stopped(stopped);
             }

@@ -40,6 +40,10 @@ impl ToFailure for DbError {
             | DbError::NewerSchema { .. }
             | DbError::ForeignJobs { .. } => FailureKind::Rejected,
             DbError::Sqlite { source, .. } => sqlite_kind(source),
+            DbError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
+                FailureKind::NotFound
+            }
+            DbError::Io { .. } => FailureKind::Transient,
         }
     }
 }

@@ -89,6 +89,12 @@ pub enum FaultKind {
     /// after a wiped bucket is refilled, a job unchanged since is in the
     /// refill's snapshot only.
     EverySnapshotUnusable,
+    /// A file is renamed over the job database under the running daemons
+    /// (a restore or a copy moved into place by hand): writers write the
+    /// new file, while each daemon reads the one it opened until its
+    /// watcher's next look says the path names another file. It must stop,
+    /// and its restart back the new file up.
+    DatabaseReplaced,
     /// A writer without the database's rules (an older schema, triggers
     /// dropped) writes a row no job object can hold, among good ones: the
     /// daemon sets it aside and goes on.
@@ -154,6 +160,7 @@ impl FaultKind {
             FaultKind::BadRow => rate(rng, 0.05),
             FaultKind::BucketWiped => count(rng, 1),
             FaultKind::HostCutOff => count(rng, 2),
+            FaultKind::DatabaseReplaced => count(rng, 1),
         }
     }
 }

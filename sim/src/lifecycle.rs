@@ -24,6 +24,8 @@ pub enum Ending {
     Stopped(Stopped),
     /// Its lease refused or lost (as it says), its work in flight reported.
     Lease(String),
+    /// Its database's path named another file, its work in flight reported.
+    Replaced,
 }
 
 /// How long systemd waits for it before it kills it (`TimeoutStopSec`).
@@ -83,6 +85,7 @@ impl Simulation {
                 });
             }
             Ending::Lease(why) => note!(self, "node {node}: core exited: the lease {why}"),
+            Ending::Replaced => note!(self, "node {node}: core exited: its database was replaced"),
         }
         let unanswered = std::mem::take(&mut self.nodes[node].process.immediate_waiting);
         self.observe(Observation::Exited {
@@ -176,6 +179,7 @@ impl Simulation {
                 self.world.wiped_at = Some(self.now);
                 self.history.restart(None);
             }
+            FaultKind::DatabaseReplaced => self.replace_database(),
             FaultKind::HostCutOff => {
                 self.outcome.faults.add(FaultKind::HostCutOff);
                 let node = self.rng.lifecycle.usize(0..self.nodes.len());
@@ -224,6 +228,37 @@ impl Simulation {
         note!(self, "local clock error now {} ns", self.world.clock_error);
         for node in &mut self.nodes {
             node.process.wake = None;
+        }
+    }
+
+    /// Someone renames a file over the database: a restore of it (which
+    /// records no destination) or a copy (which records the same). Each
+    /// running daemon keeps the file it opened, and its watcher says so at
+    /// its next look.
+    fn replace_database(&mut self) {
+        self.outcome.faults.add(FaultKind::DatabaseReplaced);
+        let restored = self.rng.lifecycle.bool();
+        note!(
+            self,
+            "a file is renamed over the database (a restore: {restored})"
+        );
+        for node in 0..self.nodes.len() {
+            if !self.nodes[node].is_running() {
+                continue;
+            }
+            let process = &mut self.nodes[node].process;
+            process.opened.get_or_insert_with(|| self.world.db.clone());
+            let (generation, look) = (process.generation, self.rng.lifecycle.u64(0..1_000));
+            let input = Box::new(Input::DatabaseReplaced);
+            let event = Event::Deliver {
+                node,
+                generation,
+                input,
+            };
+            self.after(Duration::from_millis(look), event);
+        }
+        if restored {
+            self.world.db.destination = None;
         }
     }
 

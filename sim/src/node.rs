@@ -7,6 +7,8 @@ use jobvault_core::destination::DestinationId;
 use jobvault_core::lease::{Holder, LeaseMachine};
 use jobvault_core::{Backup, Config, Cursor, Input, Seq, Timestamp};
 
+use crate::world::Db;
+
 /// Which daemon: an index into the simulation's nodes.
 pub type NodeId = usize;
 
@@ -57,6 +59,9 @@ pub struct Process {
     pub look_pending: Option<PendingLook>,
     /// When the watcher last looked and found a commit.
     pub looked: Option<Timestamp>,
+    /// The database file this process opened, once another was renamed
+    /// over its path: the process reads and writes it, and nobody else.
+    pub opened: Option<Db>,
 }
 
 /// A look the watcher will take: it reports the commits since then.

@@ -23,7 +23,7 @@ use crate::invariants::Observation;
 use crate::node::NodeId;
 use crate::restore::read_one;
 use crate::simulation::{Event, Simulation, note};
-use crate::world::{Body, JobVersion};
+use crate::world::{Body, Db, JobVersion};
 
 /// The result the world will report for an operation, decided when it starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -187,10 +187,10 @@ impl Simulation {
                     };
                     self.checkers.observe(attempt, &self.world);
                 }
-                let versions = Arc::new(self.world.db.versions());
+                let versions = Arc::new(self.db_of(node).versions());
                 let latency = Duration::from_millis(self.rng.latency.u64(500..30_000));
                 let fate = self.store_fate(node);
-                let stored = self.world.db.stored;
+                let stored = self.db_of(node).stored;
                 let op = Op::Snapshot {
                     order,
                     versions,
@@ -378,7 +378,7 @@ impl Simulation {
                 limit,
                 max_bytes,
             } => Input::ChangesRead(
-                result(error).map(|()| self.world.db.changes(after, limit, max_bytes)),
+                result(error).map(|()| self.db_of(node).changes(after, limit, max_bytes)),
             ),
             Op::Upload(upload) => self.uploaded(upload, effective, error),
             Op::Save {
@@ -412,6 +412,12 @@ impl Simulation {
             Op::CheckDestination => {
                 let found = effective.then(|| self.find_or_create_destination(node));
                 Input::DestinationChecked(result(error).map(|()| found.expect("effective")))
+            }
+            Op::RecordDestination { id } if self.nodes[node].process.opened.is_some() => {
+                if effective {
+                    self.db_of(node).destination = Some(id);
+                }
+                Input::DestinationRecorded(result(error))
             }
             Op::RecordDestination { id } => {
                 if effective {
@@ -494,6 +500,9 @@ impl Simulation {
         effective: bool,
         error: Option<(FailureKind, &str)>,
     ) -> Input {
+        if let Some(opened) = &mut self.nodes[node].process.opened {
+            return saved_in_replaced(opened, (expected, new), set_aside, effective, error);
+        }
         let unchanged = self.world.db.stored == expected;
         if effective && unchanged {
             self.world.db.record_set_aside(set_aside);
@@ -512,6 +521,13 @@ impl Simulation {
             error.or((!unchanged).then_some((FailureKind::Conflict, "the stored cursor changed")));
         let set_aside = self.world.db.set_aside.len() as u64;
         Input::CursorSaved(result(error).map(|()| set_aside))
+    }
+
+    /// The database node `node`'s process reads and writes: the world's,
+    /// unless another file was renamed over it since the process opened it.
+    fn db_of(&mut self, node: NodeId) -> &mut Db {
+        let process = &mut self.nodes[node].process;
+        process.opened.as_mut().unwrap_or(&mut self.world.db)
     }
 
     /// A read of a prune's plan, made against the bucket as it is now.
@@ -758,4 +774,24 @@ pub(crate) fn describe_input(input: &Input) -> String {
         }
         other => format!("{other:?}"),
     }
+}
+
+/// A cursor save into a file renamed over since: nobody else reads it, and
+/// what the checkers watch is the file at the path.
+fn saved_in_replaced(
+    opened: &mut Db,
+    (expected, new): (Cursor, Cursor),
+    set_aside: &[Unreadable],
+    effective: bool,
+    error: Option<(FailureKind, &str)>,
+) -> Input {
+    let unchanged = opened.stored == expected;
+    if effective && unchanged {
+        opened.record_set_aside(set_aside);
+        opened.stored = new;
+    }
+    let error =
+        error.or((!unchanged).then_some((FailureKind::Conflict, "the stored cursor changed")));
+    let set_aside = opened.set_aside.len() as u64;
+    Input::CursorSaved(result(error).map(|()| set_aside))
 }

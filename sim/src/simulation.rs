@@ -482,6 +482,7 @@ impl Simulation {
             return;
         };
         let ending = match (core.stopped(), core.lease_ended()) {
+            _ if core.database_replaced() => core.is_quiet().then_some(Ending::Replaced),
             (Some(stopped), _) => Some(Ending::Stopped(stopped)),
             (None, Some(ended)) if core.is_quiet() => Some(Ending::Lease(ended.to_string())),
             _ => None,

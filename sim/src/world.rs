@@ -52,7 +52,7 @@ pub enum Statement {
 /// The job database: the newest change to every job, the change counter and
 /// the stored cursor. The sequence of each change is assigned as the
 /// database's triggers assign it (`shell/src/db/schema.rs`).
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Db {
     /// Every job ever written: its row, or its tombstone.
     pub rows: BTreeMap<JobId, Row>,

@@ -340,6 +340,13 @@ impl Daemon {
         let mut child = self.child.take().expect("running");
         eventually("the daemon to exit", timeout, || child.try_wait().unwrap())
     }
+
+    /// Waits for the daemon to exit by itself; its status and whole log.
+    pub fn exited_and_log(self, timeout: Duration) -> (ExitStatus, String) {
+        let log = self.log.clone();
+        let status = self.exited(timeout);
+        (status, fs::read_to_string(log).unwrap_or_default())
+    }
 }
 
 /// Every job in the database at `db`: its id and body.

@@ -170,3 +170,54 @@ fn a_wiped_bucket_is_refilled_after_the_daemon_restarts() {
         Some(0.0)
     );
 }
+
+/// A restored database renamed over the one a daemon backs up: the daemon
+/// read the old file on and reported itself caught up while the new one's
+/// jobs went nowhere. It now exits 1 naming why, and its restart backs the
+/// new file up from a full snapshot (a restore records no destination).
+#[test]
+fn a_database_renamed_over_under_the_daemon_stops_it_and_its_restart_takes_the_new_file() {
+    let emulator = Emulator::shared();
+    let url = format!("gs://{}", emulator.new_bucket("replaced"));
+    let workspace = Workspace::new();
+    workspace.put_jobs(&jobs(0..3));
+    let daemon = Daemon::start(&workspace, Some(&emulator.endpoint()), &url, "1s", &[]);
+    daemon.settled();
+    let from_bucket = restored(emulator, &url, &workspace, "restored.db");
+    assert_eq!(from_bucket.len(), 3);
+    std::fs::rename(workspace.path().join("restored.db"), workspace.db()).unwrap();
+    let (status, log) = daemon.exited_and_log(Duration::from_secs(30));
+    assert_eq!(status.code(), Some(1), "{log}");
+    let db = workspace.db().display().to_string();
+    assert!(
+        log.contains(&format!(
+            "job database {db} was replaced or removed while jobvault ran"
+        )),
+        "{log}"
+    );
+    // The old file's WAL and its index are still at the path's side files
+    // (no connection of the new file has opened them yet): SQLite would
+    // read them as the new file's. `restore --force` removes them too.
+    for side in ["-wal", "-shm"] {
+        let mut path = workspace.db().into_os_string();
+        path.push(side);
+        let _ = std::fs::remove_file(path);
+    }
+    let reader = StoreReader::connect(&url, Some(&emulator.endpoint()));
+    let newest = |reader: &StoreReader| reader.list("db-backup/").iter().map(|o| o.updated).max();
+    let before = newest(&reader);
+    let again = Daemon::start(&workspace, Some(&emulator.endpoint()), &url, "1s", &[]);
+    // Within the same second it has the first one's name, and replaces it.
+    eventually(
+        "a snapshot of the new file",
+        Duration::from_secs(30),
+        || (newest(&reader) > before).then_some(()),
+    );
+    assert!(
+        again
+            .log()
+            .contains("first backup of this database to this bucket prefix"),
+        "{}",
+        again.log()
+    );
+}

@@ -362,6 +362,12 @@ pub enum Input {
     /// It answers nothing and asks for a read of the change feed now, so a
     /// change reaches the bucket without waiting for the next interval.
     DatabaseChanged,
+    /// The database's path no longer names the file the daemon opened: a
+    /// file was renamed over it (a restore or a copy moved into place by
+    /// hand) or it was removed. Writers that open the path from now on
+    /// write a file the daemon does not read. It answers nothing; the
+    /// machine halts ([`crate::machine::Backup::database_replaced`]).
+    DatabaseReplaced,
 }
 
 /// How long a snapshot may take: a 1 GiB database takes about 15 s, so an

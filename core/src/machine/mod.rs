@@ -166,6 +166,9 @@ pub struct Backup {
     /// The prefix's lease; `None` for a process that owns its store alone
     /// (the demo's directory, a `backup` with no daemon).
     lease: Option<LeaseMachine>,
+    /// The database's path names another file now
+    /// ([`Input::DatabaseReplaced`]).
+    replaced: bool,
     /// The time of the latest call: commands the lease holds back are
     /// answered at it.
     now: Timestamp,
@@ -221,6 +224,7 @@ impl Backup {
             grace_until: None,
             stopped: None,
             lease: None,
+            replaced: false,
             now,
         }
     }
@@ -405,6 +409,7 @@ impl Backup {
                 }
             }
             Input::DatabaseChanged => self.incremental.on_database_changed(&mut cx),
+            Input::DatabaseReplaced => self.on_database_replaced(),
         }
         self.release_when_quiet();
     }
@@ -433,6 +438,33 @@ impl Backup {
         }
         self.drain_once_held(now);
         self.release_when_quiet();
+    }
+
+    /// The database file was replaced under the daemon. Everything it read
+    /// from then on came from a file nobody writes, and the "caught up" it
+    /// reported was about that file while the jobs committed to the new
+    /// one went nowhere. It halts as when the lease is lost: the process
+    /// exits 1 once its work in flight reports, and its restart (systemd's
+    /// `Restart=`) opens the file now at the path and checks it like any
+    /// other (a restored one records no destination: a full snapshot
+    /// comes first).
+    fn on_database_replaced(&mut self) {
+        if self.replaced {
+            return;
+        }
+        self.replaced = true;
+        error!(
+            "the job database's path names another file now (one was renamed over it, or it was \
+             removed): stopping, so that the file at the path is backed up from the start"
+        );
+        self.halt();
+    }
+
+    /// Whether the database's path names another file than the one the
+    /// machine read ([`Input::DatabaseReplaced`]): it has halted, and the
+    /// driver exits with an error once [`Backup::is_quiet`].
+    pub fn database_replaced(&self) -> bool {
+        self.replaced
     }
 
     /// A daemon that writes in the clear to a prefix holding encrypted
@@ -520,10 +552,11 @@ impl Backup {
         }
     }
 
-    /// Whether the machine starts nothing more: the lease is gone, or the
-    /// stop is over.
+    /// Whether the machine starts nothing more: the lease is gone, the
+    /// database replaced, or the stop is over.
     fn halted(&self) -> bool {
         self.stopped.is_some()
+            || self.replaced
             || self
                 .lease_ended()
                 .is_some_and(|e| *e != LeaseEnded::Released)

@@ -164,7 +164,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let lease_location = store.location(LEASE_OBJECT);
     let encrypts = store.sealer().is_some();
     let daemon = Daemon {
-        db_path,
+        db_path: db_path.clone(),
         db,
         store,
         triggers,
@@ -193,6 +193,12 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         Ending::Stopped(stopped) => stop_outcome(stopped),
         Ending::Lease(LeaseEnded::Released) => Ok(ExitCode::SUCCESS),
         Ending::Lease(ended) => anyhow::bail!("{lease_location} {ended}"),
+        Ending::Replaced => anyhow::bail!(
+            "job database {} was replaced or removed while jobvault ran (a file renamed over it, \
+             or deleted), and the jobs written to the file now there were not being backed up: \
+             start jobvault run again to back that file up (systemd's Restart= does)",
+            db_path.display()
+        ),
     }
 }
 

@@ -52,6 +52,12 @@ pub enum DbError {
     )]
     Missing { path: PathBuf },
     #[error("job database {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("job database {path}: {source}")]
     Sqlite {
         path: PathBuf,
         #[source]
