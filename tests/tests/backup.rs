@@ -143,3 +143,29 @@ fn backup_through_a_daemon_of_a_directory_bucket_goes_through_it() {
     assert_eq!(snapshots_uploaded(&daemon), 2, "the daemon's core took it");
     assert!(daemon.stop().success());
 }
+
+/// Another database's snapshot in a prefix a live daemon backs up was the
+/// prefix's newest, and a restore gave that database's jobs with the
+/// daemon's changes on top. It is refused, naming the holder.
+#[test]
+fn backup_of_another_database_into_a_prefix_a_daemon_holds_is_refused() {
+    let emulator = Emulator::shared();
+    let bucket = emulator.new_bucket("held-for-another");
+    let workspace = workspace_with_a_job();
+    let _daemon = start_daemon(emulator, &workspace, &bucket);
+    let reader = StoreReader::connect(&format!("gs://{bucket}"), Some(&emulator.endpoint()));
+    let before = reader.names("db-backup/");
+
+    let other = workspace_with_a_job();
+    let output = backup(emulator, &other, &bucket);
+    assert_eq!(output.status.code(), Some(1), "{}", stdout(&output));
+    let said = stderr(&output);
+    let held_for = std::fs::canonicalize(workspace.db()).unwrap();
+    assert!(
+        said.contains(&format!("for {}", held_for.display()))
+            && said.contains("give this database a prefix of its own"),
+        "{said}"
+    );
+    assert_eq!(said.trim().lines().count(), 1, "{said}");
+    assert_eq!(reader.names("db-backup/"), before, "nothing was uploaded");
+}

@@ -210,6 +210,26 @@ pub fn decide_claim(
     Claim::Replace { generation, why }
 }
 
+/// Whether a snapshot of `me`'s database, taken by no daemon (`jobvault
+/// backup` finding none to ask), must stay out of the prefix whose lease is
+/// `found`: a live daemon of another database holds it. Taken anyway, it
+/// was the prefix's newest snapshot, and a restore gave that other
+/// database's jobs with this one's changes on top. A daemon of this
+/// database on this machine that `backup` could not reach is not another.
+pub fn held_for_another(
+    found: Option<(&Lease, i64)>,
+    me: &Holder,
+    now: Timestamp,
+    runs_here: RunsHere,
+) -> Option<HeldElsewhere> {
+    match decide_claim(found, me, now, runs_here, false) {
+        Claim::Refuse(held) if !(me.same_machine(&held.holder) && held.holder.db == me.db) => {
+            Some(held)
+        }
+        _ => None,
+    }
+}
+
 /// A renewal was refused by its precondition; the lease now reads `current`.
 /// Still ours if it names us (our renewal landed, and its answer was lost).
 pub fn still_ours(current: Option<&Lease>, me: &Holder) -> bool {
@@ -263,6 +283,37 @@ mod tests {
             expiry: Duration::from_secs(60),
             state: LeaseState::default(),
         }
+    }
+
+    #[test]
+    fn a_backup_stays_out_of_a_prefix_another_databases_live_daemon_holds() {
+        let me = holder("a", 1);
+        let other_db = Holder {
+            db: "/srv/other.db".to_owned(),
+            ..holder("a", 2)
+        };
+        let live = lease(other_db, at(0));
+        let held = held_for_another(Some((&live, 3)), &me, at(10), Some(true));
+        assert_eq!(held.map(|h| h.holder.db).as_deref(), Some("/srv/other.db"));
+        // The same path on another machine is another database.
+        let elsewhere = lease(holder("b", 2), at(0));
+        assert!(held_for_another(Some((&elsewhere, 3)), &me, at(10), None).is_some());
+        // This database's own daemon, unreached, is not another.
+        let mine = lease(holder("a", 2), at(0));
+        assert_eq!(
+            held_for_another(Some((&mine, 3)), &me, at(10), Some(true)),
+            None
+        );
+        // Nobody holds an expired lease, or one whose holder is gone.
+        assert_eq!(
+            held_for_another(Some((&live, 3)), &me, at(61), Some(true)),
+            None
+        );
+        assert_eq!(
+            held_for_another(Some((&live, 3)), &me, at(10), Some(false)),
+            None
+        );
+        assert_eq!(held_for_another(None, &me, at(10), None), None);
     }
 
     #[test]

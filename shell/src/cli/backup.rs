@@ -11,12 +11,14 @@ use jobvault::clock;
 use jobvault::control::{Asked, BackupAsk, BackupTaken, ask_daemon, check_immediate_name};
 use jobvault::db::JobDb;
 use jobvault::immediate::snapshot_here;
+use jobvault::lease;
 use jobvault::leftovers::{self, Leftover};
 use jobvault::progress;
 use jobvault::store::Store;
 use jobvault_core::Failure;
 use jobvault_core::cleartext::plain_writer_beside;
 use jobvault_core::job_id::{InvalidName, check_base_name};
+use jobvault_core::lease::{LEASE_OBJECT, held_for_another};
 use tracing::{info, warn};
 
 use super::{BucketArg, DbArg, EncryptArgs, until_signal};
@@ -67,6 +69,7 @@ pub async fn backup(args: BackupArgs) -> anyhow::Result<ExitCode> {
     let taken = match ask_daemon(&ask).await {
         Asked::Answered(taken) => taken,
         Asked::NoDaemon(why) => {
+            refuse_if_held_for_another(&store, &ask.db).await?;
             info!("taking the snapshot here: {why}");
             take_here(&db_path, &store, &ask.name).await?
         }
@@ -79,6 +82,7 @@ pub async fn backup(args: BackupArgs) -> anyhow::Result<ExitCode> {
             } else {
                 ""
             };
+            refuse_if_held_for_another(&store, &ask.db).await?;
             warn!("taking the snapshot here, beside the daemon: {why}{unencrypted}");
             take_here(&db_path, &store, &ask.name).await?
         }
@@ -88,6 +92,33 @@ pub async fn backup(args: BackupArgs) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("snapshot of {} failed", db_path.display()))?;
     println!("{}", store.object_name(&taken.object));
     Ok(ExitCode::SUCCESS)
+}
+
+/// Refuses a snapshot into a prefix that a live daemon of another database
+/// holds (see [`held_for_another`]). A lease that cannot be read says
+/// nothing here: the upload meets the same store and says why.
+async fn refuse_if_held_for_another(store: &Store, db: &Path) -> anyhow::Result<()> {
+    let Ok(found) = lease::find(store).await else {
+        return Ok(());
+    };
+    let lease = found
+        .lease
+        .as_ref()
+        .map(|(lease, generation)| (lease, *generation));
+    match held_for_another(lease, &lease::me(db), clock::now(), found.holder_runs) {
+        None => Ok(()),
+        Some(held) => Err(anyhow!(
+            "{} backs up another database: {} is held by jobvault on host {} (pid {}) for {}. \
+             A snapshot of {} there would be restored in place of that database's backups: give \
+             this database a prefix of its own",
+            store.url(),
+            store.location(LEASE_OBJECT),
+            held.holder.host,
+            held.holder.pid,
+            held.holder.db,
+            db.display()
+        )),
+    }
 }
 
 /// Warns when this snapshot would go up in the clear to a prefix holding
