@@ -196,6 +196,27 @@ fn durations_that_could_be_misread_are_refused_by_every_flag() {
     }
 }
 
+/// A mistyped year gave today's jobs as the past asked for (or no job
+/// since), with exit 0.
+#[test]
+fn an_instant_in_the_future_is_refused_by_restore_and_retrieve() {
+    let restore = ["restore", "--bucket", "gs://b", "--to", "x.db"];
+    let retrieve = ["retrieve", "--bucket", "gs://b"];
+    for (command, flag) in [(&restore[..], "--at"), (&retrieve[..], "--since")] {
+        let output = jobvault(None)
+            .args(command)
+            .args([flag, "2099-11-30T13:59:00Z"])
+            .output()
+            .unwrap();
+        let text = stderr(&output);
+        assert_eq!(output.status.code(), Some(2), "{command:?}: {text}");
+        assert!(
+            text.contains("2099-11-30T13:59:00Z is in the future") && text.contains(flag),
+            "{command:?}: {text}"
+        );
+    }
+}
+
 #[test]
 fn prune_keep_off_deletes_nothing_as_run_keep_off_does() {
     let emulator = Emulator::shared();

@@ -41,6 +41,7 @@ pub use inventory::{InventoryEntry, SnapshotInventory};
 pub use jobs::{JobSearch, OnCorrupt, Retrieved, Skipped};
 pub use newest::NewestSearch;
 pub use one_ask::OneAsk;
+pub use past::check_instant;
 pub use range::RangeListing;
 pub use without_snapshot::WithoutSnapshot;
 

@@ -57,6 +57,22 @@ impl Setup {
     }
 }
 
+/// Refuses an instant later than `now` by more than the clock allowance. A
+/// restore to it gave the newest state with exit 0, and a retrieval since
+/// it nothing: a mistyped year or month, taken for the past asked for. Within the
+/// allowance it is a clock that disagrees, and the newest state is what it
+/// asks for.
+pub fn check_instant(at: Timestamp, now: Timestamp) -> Result<(), String> {
+    if at <= now + RESTORE_CLOCK_ALLOWANCE {
+        return Ok(());
+    }
+    Err(format!(
+        "{} is in the future (it is {} now)",
+        at.rfc3339(),
+        now.rfc3339()
+    ))
+}
+
 /// Where the history marker fetched (`None`: there is none) says the
 /// bucket's history starts; a marker that does not decode is corrupt.
 pub(crate) fn read_history(bytes: Option<&[u8]>) -> Result<Option<Timestamp>, PlanError> {
@@ -139,5 +155,27 @@ impl Past {
             ))),
             None => Ok(()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn an_instant_in_the_future_is_refused_beyond_the_clock_allowance() {
+        let now = Timestamp::parse_rfc3339("2026-12-05T12:00:00Z").unwrap();
+        assert_eq!(check_instant(now, now), Ok(()));
+        assert_eq!(check_instant(now + RESTORE_CLOCK_ALLOWANCE, now), Ok(()));
+        let typo = Timestamp::parse_rfc3339("2027-11-05T12:00:00Z").unwrap();
+        let why = check_instant(typo, now).unwrap_err();
+        assert!(
+            why.starts_with("2027-11-05T12:00:00Z is in the future"),
+            "{why}"
+        );
+        let just_past = now + RESTORE_CLOCK_ALLOWANCE + Duration::from_secs(1);
+        assert!(check_instant(just_past, now).is_err());
     }
 }

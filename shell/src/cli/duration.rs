@@ -9,6 +9,7 @@
 use std::time::Duration;
 
 use jobvault_core::Timestamp;
+use jobvault_core::restore_plan::check_instant;
 
 /// The units a duration may use, and what each is worth in seconds
 /// (milliseconds are handled on their own).
@@ -96,9 +97,11 @@ pub fn parse_keep(text: &str) -> Result<Keep, String> {
 }
 
 /// Reads an instant: RFC 3339 (`2026-11-25T03:00:00Z`), or a duration
-/// ago (`2h`, `1d12h`), from now.
+/// ago (`2h`, `1d12h`), from now; not one in the future
+/// ([`check_instant`]).
 pub fn parse_instant(text: &str) -> Result<Timestamp, String> {
     if let Ok(at) = Timestamp::parse_rfc3339(text) {
+        check_instant(at, jobvault::clock::now())?;
         return Ok(at);
     }
     let ago = parse_duration(text).map_err(|why| {
