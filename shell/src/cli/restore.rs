@@ -180,7 +180,7 @@ pub async fn restore(args: RestoreArgs) -> anyhow::Result<ExitCode> {
                 snapshot.bytes
             );
             println!(
-                "  taken at      {} (uploaded {})",
+                "  time inside   {} (uploaded {})",
                 snapshot.time, snapshot.uploaded
             );
         }
