@@ -20,6 +20,9 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => return argument_error(&e),
     };
+    if !cli.command.writes_to_unix_sockets() {
+        end_quietly_when_the_reader_goes();
+    }
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new(cli.command.default_log_filter()));
     let json = cli.log_format == cli::LogFormat::Json;
@@ -45,6 +48,20 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         }
+    }
+}
+
+/// Output piped into a reader that stops early (`jobvault snapshots |
+/// head`) ends the command as it ends `cat`, by SIGPIPE, where Rust's
+/// default (the signal ignored) made the next `println!` panic with exit
+/// 101. TCP writes are unaffected (std sends them with `MSG_NOSIGNAL`);
+/// Unix sockets are not, so the daemon and `backup`, which talk over one,
+/// keep the signal ignored and take a peer gone as an error.
+fn end_quietly_when_the_reader_goes() {
+    // SAFETY: restores the default disposition of one signal, before any
+    // thread is started; no handler runs.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }
 

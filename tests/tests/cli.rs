@@ -350,3 +350,41 @@ fn backup_leaves_nothing_in_tmpdir_whether_it_succeeds_or_fails() {
         assert!(left.is_empty(), "left in TMPDIR: {left:?}");
     }
 }
+
+/// `jobvault jobs list | head -1`: the reader goes away, and the command
+/// ends as `cat` does, by SIGPIPE, silently. Before, the next print failed
+/// (an error line and exit 1, or a panic and exit 101 where `println!`
+/// printed).
+#[test]
+fn output_into_a_reader_that_stops_early_ends_by_sigpipe_and_says_nothing() {
+    use std::io::Read;
+    use std::os::unix::process::ExitStatusExt;
+    use std::process::Stdio;
+    const SIGPIPE: i32 = 13;
+
+    let workspace = Workspace::new();
+    // More than a pipe's 64 KiB buffer, so the command is still writing
+    // when the reader goes.
+    let jobs: Vec<_> = (0..3000)
+        .map(|n| serde_json::json!({ "id": format!("job-{n}"), "name": "x".repeat(60) }))
+        .collect();
+    workspace.put_jobs(&jobs);
+    let mut child = jobvault(None)
+        .args(["jobs", "list", "--db"])
+        .arg(workspace.db())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = [0; 16];
+    child.stdout.take().unwrap().read_exact(&mut first).unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(
+        output.status.signal(),
+        Some(SIGPIPE),
+        "{:?}: {}",
+        output.status,
+        stderr(&output)
+    );
+    assert_eq!(stderr(&output), "");
+}

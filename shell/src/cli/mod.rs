@@ -101,6 +101,13 @@ impl Command {
         }
     }
 
+    /// Whether the command writes to a Unix socket (the daemon's control
+    /// socket, served by `run`, asked by `backup`), where a peer gone must
+    /// be an error, not SIGPIPE.
+    pub fn writes_to_unix_sockets(&self) -> bool {
+        matches!(self, Command::Run(_) | Command::Backup(_))
+    }
+
     /// The async runtime the command runs on. The daemon runs on one
     /// thread: it waits on the store and the database far more than it
     /// computes, its heavy work (SQLite, snapshot compression) runs on
