@@ -41,3 +41,11 @@ pub fn post_json(url: &str, body: &serde_json::Value) -> Result<Response, String
         .map_err(|e| e.to_string())?;
     send(request)
 }
+
+pub fn patch_json(url: &str, body: &serde_json::Value) -> Result<Response, String> {
+    let request = Request::patch(url)
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(body.to_string())))
+        .map_err(|e| e.to_string())?;
+    send(request)
+}

@@ -23,7 +23,7 @@ use jobvault_core::object_name::{Framing, job_object};
 use jobvault_core::{Envelope, Timestamp};
 
 pub use emulator::{Backend, Emulator, emulator_binary, free_port, test_ca};
-pub use http::{get as http_get, post_json as http_post_json};
+pub use http::{get as http_get, patch_json as http_patch_json, post_json as http_post_json};
 pub use proxy::{Chaos, Proxy, Seen};
 
 /// A runtime for the async parts the tests use (store reads, the proxy).

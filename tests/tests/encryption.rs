@@ -683,6 +683,45 @@ fn a_secret_key_pasted_anywhere_is_refused_without_being_repeated() {
 /// A directory store keeps no content type: a snapshot's first bytes say
 /// whether it is encrypted, so a plain `backup` beside encrypted ones is
 /// flagged there too.
+/// An encrypted snapshot whose content type was changed by hand still
+/// counts as encrypted: its metadata says so. Read as plain, it silenced
+/// the warnings of a backup that dropped encryption.
+#[test]
+fn a_snapshot_whose_content_type_was_changed_still_counts_as_encrypted() {
+    let (emulator, url, workspace) = setup("retyped", false);
+    workspace.put_jobs(&jobs(&["j1"]));
+    let (_, recipient) = keygen(workspace.path(), "ops.key");
+    let db = workspace.db();
+    let backup = |extra: &[&str]| {
+        let mut args = vec!["backup", "--db", db.to_str().unwrap(), "--bucket", &url];
+        args.extend(extra);
+        command(&emulator, &args, &[])
+    };
+    let sealed = backup(&["--encrypt-to", &recipient, "--name", "sealed"]);
+    assert!(sealed.status.success(), "{}", stderr(&sealed));
+    let bucket = url.strip_prefix("gs://").unwrap();
+    let printed = stdout(&sealed);
+    let object = printed.trim();
+    let object = object.strip_prefix(&format!("{url}/")).unwrap_or(object);
+    let (status, body) = jobvault_tests::http_patch_json(
+        &format!(
+            "{}/storage/v1/b/{bucket}/o/{}",
+            emulator.endpoint(),
+            object.replace('/', "%2F")
+        ),
+        &json!({ "contentType": "application/octet-stream" }),
+    )
+    .unwrap();
+    assert_eq!(status, 200, "{body}");
+    let plain = backup(&["--name", "plain"]);
+    assert!(plain.status.success(), "{}", stderr(&plain));
+    assert!(
+        stderr(&plain).contains("but this snapshot is written in the clear"),
+        "{}",
+        stderr(&plain)
+    );
+}
+
 #[test]
 fn a_plain_snapshot_beside_encrypted_ones_is_flagged_in_a_directory_store_too() {
     let workspace = Workspace::new();

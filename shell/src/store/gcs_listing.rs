@@ -27,7 +27,7 @@ pub const BATCH: usize = 1000;
 
 /// What a listing page's response is asked to hold.
 pub const FIELDS: &str =
-    "nextPageToken,items(name,updated,timeCreated,size,generation,contentType)";
+    "nextPageToken,items(name,updated,timeCreated,size,generation,contentType,metadata)";
 
 /// A part of a listing page, in order.
 #[derive(Debug)]
@@ -117,11 +117,33 @@ struct Item {
     size: Option<String>,
     generation: Option<String>,
     content_type: Option<String>,
+    metadata: Option<Metadata>,
+}
+
+/// The custom metadata jobvault reads: the format an encrypted object is
+/// sealed in.
+#[derive(Deserialize)]
+struct Metadata {
+    #[serde(rename = "jobvault-encryption")]
+    encryption: Option<String>,
 }
 
 impl Item {
+    /// Sealed, as its content type or its metadata says: either may be
+    /// changed by hand (`gcloud storage objects update --content-type`), and
+    /// an encrypted snapshot read as plain silenced the alarm of a daemon
+    /// that dropped encryption.
+    fn sealed(&self) -> bool {
+        self.content_type.as_deref() == Some(Framing::SEALED_CONTENT_TYPE)
+            || self
+                .metadata
+                .as_ref()
+                .is_some_and(|m| m.encryption.is_some())
+    }
+
     /// `None` for an object outside jobvault's prefix.
     fn listed(self, naming: &Naming) -> Option<ListedObject> {
+        let sealed = self.sealed();
         let name = self.name.strip_prefix(&naming.prefix)?.to_owned();
         Some(ListedObject {
             name: ObjectName::listed(name),
@@ -134,7 +156,7 @@ impl Item {
                 .versions
                 .then(|| self.generation.and_then(|g| g.parse().ok()))
                 .flatten(),
-            sealed: self.content_type.as_deref() == Some(Framing::SEALED_CONTENT_TYPE),
+            sealed,
         })
     }
 }
