@@ -125,6 +125,9 @@ impl BackupDesk {
         if ask.bucket != self.bucket {
             return Err((409, format!("this daemon backs up to {}", self.bucket)));
         }
+        if ask.encrypted_to.is_empty() && !self.encrypted_to.is_empty() {
+            return Err((CLEARTEXT_REFUSED, cleartext_refused(&self.encrypted_to)));
+        }
         if ask.encrypted_to != self.encrypted_to {
             return Err((
                 409,
@@ -153,20 +156,32 @@ impl BackupDesk {
     }
 }
 
+/// The status of a refusal the backup must not take the snapshot after:
+/// any other it takes itself, beside the daemon (409).
+const CLEARTEXT_REFUSED: u16 = 422;
+
+/// A backup with no recipients beside a daemon that encrypts: taken beside
+/// it, the whole database went to the bucket in the clear with exit 0 and a
+/// warning a newcomer did not see, so it is refused.
+fn cleartext_refused(daemon: &[String]) -> String {
+    format!(
+        "this daemon encrypts to {}, and this backup has no --encrypt-to: taken without the \
+         daemon, the snapshot would put the whole database in the bucket in the clear. Give \
+         --encrypt-to (or JOBVAULT_ENCRYPT_TO) the daemon's recipients, and it takes the snapshot",
+        daemon.join(", ")
+    )
+}
+
 /// How a daemon writes, against what the backup asked, for a refusal.
 fn encryption(daemon: &[String], asked: &[String]) -> String {
-    match (daemon.is_empty(), asked.is_empty()) {
-        (true, _) => "writes in the clear (no --encrypt-to)".to_owned(),
-        (false, true) => format!(
-            "encrypts to {}, and this backup has no --encrypt-to",
-            daemon.join(", ")
-        ),
-        (false, false) => format!(
-            "encrypts to {}, not to the keys this backup was given ({})",
-            daemon.join(", "),
-            asked.join(", ")
-        ),
+    if daemon.is_empty() {
+        return "writes in the clear (no --encrypt-to)".to_owned();
     }
+    format!(
+        "encrypts to {}, not to the keys this backup was given ({})",
+        daemon.join(", "),
+        asked.join(", ")
+    )
 }
 
 /// Whether `name` makes a valid snapshot name, `<name>-HH:MM:SS`.

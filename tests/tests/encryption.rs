@@ -473,8 +473,11 @@ fn backup_asking_for_encryption_beside_a_plain_daemon_takes_an_encrypted_snapsho
     assert!(daemon.stop().success());
 }
 
+/// A backup with no recipients beside a daemon that encrypts was taken
+/// beside it, in the clear, with exit 0 and a warning a newcomer missed. It
+/// is refused, naming the daemon's keys, and nothing is uploaded.
 #[test]
-fn backup_without_recipients_beside_an_encrypting_daemon_says_its_snapshot_is_unencrypted() {
+fn backup_without_recipients_beside_an_encrypting_daemon_is_refused() {
     let (emulator, url, workspace) = setup("plain-beside", false);
     workspace.put_jobs(&jobs(&["j1"]));
     let (_, recipient) = keygen(workspace.path(), "ops.key");
@@ -486,19 +489,37 @@ fn backup_without_recipients_beside_an_encrypting_daemon_says_its_snapshot_is_un
         &["--encrypt-to", &recipient],
     );
     daemon.settled();
+    let reader = StoreReader::connect(&url, Some(&emulator.endpoint()));
+    let before = reader.names("db-backup/");
     let db = workspace.db();
     let output = command(
         &emulator,
         &["backup", "--bucket", &url, "--db", db.to_str().unwrap()],
         &[],
     );
-    assert!(output.status.success(), "{}", stderr(&output));
+    let said = stderr(&output);
+    assert_eq!(output.status.code(), Some(1), "{said}");
     assert!(
-        stderr(&output).contains("and this backup has no --encrypt-to")
-            && stderr(&output).contains("this snapshot is written unencrypted"),
-        "{}",
-        stderr(&output)
+        said.contains("and this backup has no --encrypt-to")
+            && said.contains("the whole database in the bucket in the clear"),
+        "{said}"
     );
+    assert_eq!(said.trim().lines().count(), 1, "{said}");
+    assert_eq!(reader.names("db-backup/"), before, "nothing was uploaded");
+    let with_keys = command(
+        &emulator,
+        &[
+            "backup",
+            "--encrypt-to",
+            &recipient,
+            "--bucket",
+            &url,
+            "--db",
+            db.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(with_keys.status.success(), "{}", stderr(&with_keys));
     assert!(daemon.stop().success());
 }
 

@@ -65,25 +65,16 @@ pub async fn backup(args: BackupArgs) -> anyhow::Result<ExitCode> {
         name: args.name,
         encrypted_to: store.encrypted_to(),
     };
-    say_if_plain_beside_sealed(&store, ask.encrypted_to.is_empty()).await;
     let taken = match ask_daemon(&ask).await {
         Asked::Answered(taken) => taken,
         Asked::NoDaemon(why) => {
-            refuse_if_held_for_another(&store, &ask.db).await?;
+            before_taking_here(&store, &ask).await?;
             info!("taking the snapshot here: {why}");
             take_here(&db_path, &store, &ask.name).await?
         }
         Asked::Unreached(why) => {
-            // A daemon that encrypts refused a backup that does not: the
-            // whole database goes up readable, which the refusal alone did
-            // not say.
-            let unencrypted = if ask.encrypted_to.is_empty() {
-                "; this snapshot is written unencrypted (no --encrypt-to or JOBVAULT_ENCRYPT_TO here)"
-            } else {
-                ""
-            };
-            refuse_if_held_for_another(&store, &ask.db).await?;
-            warn!("taking the snapshot here, beside the daemon: {why}{unencrypted}");
+            before_taking_here(&store, &ask).await?;
+            warn!("taking the snapshot here, beside the daemon: {why}");
             take_here(&db_path, &store, &ask.name).await?
         }
     };
@@ -92,6 +83,15 @@ pub async fn backup(args: BackupArgs) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("snapshot of {} failed", db_path.display()))?;
     println!("{}", store.object_name(&taken.object));
     Ok(ExitCode::SUCCESS)
+}
+
+/// What the prefix says before this process takes the snapshot itself: it
+/// refuses a prefix another database's daemon holds, and warns of a plain
+/// snapshot among encrypted ones.
+async fn before_taking_here(store: &Store, ask: &BackupAsk) -> anyhow::Result<()> {
+    refuse_if_held_for_another(store, &ask.db).await?;
+    say_if_plain_beside_sealed(store, ask.encrypted_to.is_empty()).await;
+    Ok(())
 }
 
 /// Refuses a snapshot into a prefix that a live daemon of another database

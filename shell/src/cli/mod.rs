@@ -169,9 +169,9 @@ pub struct BucketArg {
 pub struct EncryptArgs {
     /// Encrypt every job object and snapshot written to this age X25519
     /// recipient (age1…, as `jobvault keygen` or `age-keygen` prints it);
-    /// repeatable, and any one recipient's identity reads the backups. The
-    /// lease and markers stay in the clear; object names, sizes and times
-    /// stay visible.
+    /// repeatable (in the environment, separated by commas), and any one
+    /// recipient's identity reads the backups. The lease and markers stay
+    /// in the clear; object names, sizes and times stay visible.
     #[arg(
         long,
         value_name = "RECIPIENT",
