@@ -329,13 +329,13 @@ impl Status {
                     human_age(Duration::from_secs(d.renewed_seconds_ago))
                 ));
                 let caught_up = d.caught_up_seconds_ago.map_or_else(
-                    || "not yet".to_owned(),
-                    |age| format!("{} ago", human_age(Duration::from_secs(age))),
+                    || "not caught up yet".to_owned(),
+                    |age| format!("all caught up {} ago", human_age(Duration::from_secs(age))),
                 );
                 // The lease says it: as of its renewal, not now.
                 out.push_str(&format!(
-                    "jobs in the bucket  every change up to {}; all caught up {caught_up} (as \
-                     of the lease's renewal)\n",
+                    "jobs in the bucket  every change up to {}; {caught_up} (as of the lease's \
+                     renewal)\n",
                     d.cursor_seq
                 ));
             }
