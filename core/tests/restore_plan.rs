@@ -669,6 +669,30 @@ fn the_inventory_lists_every_snapshot_generation_with_the_time_inside() {
     }
 }
 
+/// A snapshot deleted from a versioned bucket, alone in its day: the day's
+/// folder is in a listing of versions only, and `snapshots` found nothing
+/// where the runbook sends the operator to find it.
+#[test]
+fn the_inventory_finds_a_deleted_snapshot_alone_in_its_folder() {
+    let mut bucket = two_snapshots_the_newest(snapshot("2016-11-15T03:00:00Z"));
+    bucket.versioned = true;
+    bucket.delete("db-backup/2016/11/15/b.bdb");
+    let mut inventory = SnapshotInventory::new(at("2016-11-16T00:00:00Z"));
+    bucket.drive(&mut inventory, false).unwrap();
+    let seen: Vec<(String, bool)> = inventory
+        .finish()
+        .into_iter()
+        .map(|e| (e.object.into_string(), e.live))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("db-backup/2016/11/15/b.bdb".to_owned(), false),
+            ("db-backup/2016/11/14/a.bdb".to_owned(), true),
+        ]
+    );
+}
+
 #[test]
 fn a_restore_from_a_named_snapshot_takes_it_and_the_jobs_since_it() {
     let now = at("2016-11-16T00:00:00Z");

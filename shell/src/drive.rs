@@ -241,8 +241,8 @@ impl<'a> Driver<'a> {
     async fn answer(&self, ask: Ask) -> Result<(Answer, Option<Request>), DriveError> {
         let (store, reads) = (self.store, &self.reads);
         let answer = match ask {
-            Ask::ListFolders { folder } => {
-                let folders = reads.read(|| store.list_folders(&folder)).await?;
+            Ask::ListFolders { folder, versions } => {
+                let folders = reads.read(|| store.list_folders(&folder, versions)).await?;
                 Answer::Folders { folder, folders }
             }
             Ask::ListObjects { prefix, versions } => {

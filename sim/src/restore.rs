@@ -277,8 +277,8 @@ impl<'a> Bucket<'a> {
     fn answer(&mut self, ask: Ask, rng: &mut fastrand::Rng) -> Answer {
         let store = self.store;
         match ask {
-            Ask::ListFolders { folder } => Answer::Folders {
-                folders: store.folders(&folder),
+            Ask::ListFolders { folder, versions } => Answer::Folders {
+                folders: store.folders(&folder, versions),
                 folder,
             },
             Ask::ListObjects { prefix, versions } => Answer::Objects {

@@ -405,11 +405,19 @@ impl Store {
         found
     }
 
-    /// The folders directly under `folder`, as a delimiter listing gives them.
-    pub fn folders(&self, folder: &str) -> Vec<String> {
+    /// The folders directly under `folder`, as a delimiter listing gives
+    /// them: with `versions`, those holding only noncurrent generations too.
+    pub fn folders(&self, folder: &str, versions: bool) -> Vec<String> {
+        let noncurrent = self
+            .noncurrent
+            .keys()
+            .filter(|name| versions && name.as_str().starts_with(folder))
+            .map(ObjectName::as_str);
         let found: BTreeSet<String> = self
             .under(folder)
-            .filter_map(|(name, _)| {
+            .map(|(name, _)| name.as_str())
+            .chain(noncurrent)
+            .filter_map(|name| {
                 let rest = &name[folder.len()..];
                 rest.find('/')
                     .map(|end| format!("{folder}{}", &rest[..=end]))

@@ -515,3 +515,55 @@ fn restore_at_reads_a_snapshot_generation_overwritten_since() {
         stdout(&output)
     );
 }
+
+/// Every backup deleted from a versioned bucket: the runbook sends the
+/// operator to `snapshots` for the generations kept, which found nothing
+/// (the day folders hold no live object), and a restore said "nothing
+/// found", with `--if-replica-exists` exiting 0 on an empty database.
+#[test]
+fn backups_deleted_from_a_versioned_bucket_are_listed_and_never_taken_for_none() {
+    let emulator = Emulator::shared();
+    let bucket = emulator.new_versioned_bucket("deleted");
+    let url = format!("gs://{bucket}");
+    let workspace = Workspace::new();
+    workspace.put_jobs(&[serde_json::json!({"id": "a", "name": "kept"})]);
+    let db = workspace.db();
+    let output = jobvault(Some(&emulator.endpoint()))
+        .args(["backup", "--db", db.to_str().unwrap(), "--bucket", &url])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    let reader = StoreReader::connect(&url, Some(&emulator.endpoint()));
+    let names = reader.names("db-backup/");
+    for name in &names {
+        jobvault_tests::runtime()
+            .block_on(reader.store().delete(name))
+            .unwrap();
+    }
+    assert!(reader.names("db-backup/").is_empty());
+
+    let listed = jobvault(Some(&emulator.endpoint()))
+        .args(["snapshots", "--bucket", &url])
+        .output()
+        .unwrap();
+    assert!(listed.status.success(), "{}", stderr(&listed));
+    assert!(
+        stdout(&listed).contains(&names[0]) && stdout(&listed).contains("noncurrent"),
+        "{}",
+        stdout(&listed)
+    );
+
+    let to = workspace.path().join("restored.db");
+    let restored = jobvault(Some(&emulator.endpoint()))
+        .args(["restore", "--bucket", &url, "--if-replica-exists", "--to"])
+        .arg(&to)
+        .output()
+        .unwrap();
+    assert_eq!(restored.status.code(), Some(3), "{}", stdout(&restored));
+    assert!(
+        stderr(&restored).contains("only noncurrent generations are left"),
+        "{}",
+        stderr(&restored)
+    );
+    assert!(!to.exists());
+}

@@ -17,7 +17,7 @@ use crate::timestamp::Timestamp;
 pub enum Ask {
     /// List the folders directly under `folder` (a delimiter listing);
     /// answer with [`Answer::Folders`].
-    ListFolders { folder: String },
+    ListFolders { folder: String, versions: bool },
     /// List the objects whose names start with `prefix`, with every
     /// generation of each (noncurrent ones too) when `versions`; answer with
     /// [`Answer::Objects`], a page at a time if the store pages.
@@ -64,7 +64,7 @@ impl Ask {
     /// The listing this asks for; `None` for a fetch.
     pub(crate) fn listing(&self) -> Option<Listing> {
         match self {
-            Ask::ListFolders { folder } => Some(Listing::Folders(folder.clone())),
+            Ask::ListFolders { folder, .. } => Some(Listing::Folders(folder.clone())),
             Ask::ListObjects { prefix, .. } => Some(Listing::Objects(prefix.clone())),
             Ask::FetchSnapshot { .. }
             | Ask::SnapshotTime { .. }

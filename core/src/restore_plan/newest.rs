@@ -40,6 +40,7 @@ impl NewestSearch {
             levels: Vec::new(),
             asked: Some(Ask::ListFolders {
                 folder: format!("{}/", kind.dir()),
+                versions: false,
             }),
             outstanding: None,
             day: Vec::new(),
@@ -85,7 +86,10 @@ impl NewestSearch {
                     versions: false,
                 }
             } else {
-                Ask::ListFolders { folder }
+                Ask::ListFolders {
+                    folder,
+                    versions: false,
+                }
             });
             return;
         }

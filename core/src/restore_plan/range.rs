@@ -43,8 +43,12 @@ impl RangeListing {
                 .into_iter()
                 .map(|prefix| Ask::ListObjects { prefix, versions })
                 .collect(),
+            // A folder holding only noncurrent generations (its objects
+            // deleted or overwritten since) is in a listing of versions
+            // only: `snapshots` did not see them, nor `--at`.
             ListingPlan::Discover => [Ask::ListFolders {
                 folder: format!("{}/", kind.dir()),
+                versions,
             }]
             .into(),
         };
@@ -88,7 +92,10 @@ impl RangeListing {
                                 versions: self.versions,
                             }
                         } else {
-                            Ask::ListFolders { folder: found }
+                            Ask::ListFolders {
+                                folder: found,
+                                versions: self.versions,
+                            }
                         };
                         self.outstanding.extend(ask.listing());
                         self.queue.push_back(ask);

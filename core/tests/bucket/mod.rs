@@ -165,9 +165,15 @@ impl Bucket {
             .content
     }
 
-    fn folders(&self, folder: &str) -> Vec<String> {
-        let mut folders: Vec<String> = self
-            .live()
+    /// With `versions`, the folders of deleted objects too, as GCS lists
+    /// them.
+    fn folders(&self, folder: &str, versions: bool) -> Vec<String> {
+        let names: Vec<String> = if versions {
+            self.objects.keys().cloned().collect()
+        } else {
+            self.live()
+        };
+        let mut folders: Vec<String> = names
             .iter()
             .filter_map(|name| name.strip_prefix(folder))
             .filter_map(|rest| {
@@ -182,8 +188,8 @@ impl Bucket {
     pub fn answer(&mut self, ask: Ask) -> Answer {
         self.asks.push(ask.clone());
         match ask {
-            Ask::ListFolders { folder } => Answer::Folders {
-                folders: self.folders(&folder),
+            Ask::ListFolders { folder, versions } => Answer::Folders {
+                folders: self.folders(&folder, versions),
                 folder,
             },
             Ask::ListObjects { prefix, versions } => Answer::Objects {

@@ -44,8 +44,10 @@ pub(super) trait Backend: std::fmt::Debug + Send + Sync {
     ) -> Result<PageParts, BackendError> {
         Ok(PageParts::whole(self.list(prefix).await?))
     }
-    /// The folders directly under `prefix`, each ending in `/`.
-    async fn list_folders(&self, prefix: &str) -> Result<Vec<String>, BackendError>;
+    /// The folders directly under `prefix`, each ending in `/`; with
+    /// `versions`, those holding only noncurrent generations too.
+    async fn list_folders(&self, prefix: &str, versions: bool)
+    -> Result<Vec<String>, BackendError>;
     /// The folders in `folder`, named as [`Backend::own_prefix`] names its
     /// own: in the whole bucket, not under the prefix.
     async fn folders_of(&self, folder: &str) -> Result<Vec<String>, BackendError>;

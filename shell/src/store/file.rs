@@ -145,7 +145,12 @@ impl Backend for FileStore {
         .await
     }
 
-    async fn list_folders(&self, prefix: &str) -> Result<Vec<String>, BackendError> {
+    /// A directory keeps no noncurrent generation.
+    async fn list_folders(
+        &self,
+        prefix: &str,
+        _versions: bool,
+    ) -> Result<Vec<String>, BackendError> {
         subfolders(self.root.join(prefix), prefix.to_owned()).await
     }
 

@@ -364,7 +364,11 @@ impl GcsStore {
 
     /// The folders directly under `full` (a name in the bucket, not under
     /// the prefix: "" is the bucket's top), by their names in the bucket.
-    pub async fn list_folders_of(&self, full: String) -> Result<Vec<String>, BackendError> {
+    pub async fn list_folders_of(
+        &self,
+        full: String,
+        versions: bool,
+    ) -> Result<Vec<String>, BackendError> {
         let mut folders = Vec::new();
         let mut token = None;
         loop {
@@ -372,6 +376,7 @@ impl GcsStore {
                 bucket: self.bucket.clone(),
                 prefix: Some(full.clone()),
                 delimiter: Some("/".to_owned()),
+                versions: versions.then_some(true),
                 page_token: token,
                 ..ListObjectsRequest::default()
             };
@@ -568,8 +573,14 @@ impl Backend for GcsStore {
         }
     }
 
-    async fn list_folders(&self, prefix: &str) -> Result<Vec<String>, BackendError> {
-        let folders = self.list_folders_of(self.full_name(prefix)).await?;
+    async fn list_folders(
+        &self,
+        prefix: &str,
+        versions: bool,
+    ) -> Result<Vec<String>, BackendError> {
+        let folders = self
+            .list_folders_of(self.full_name(prefix), versions)
+            .await?;
         Ok(folders
             .into_iter()
             .filter_map(|folder| folder.strip_prefix(&self.prefix).map(str::to_owned))
@@ -699,7 +710,7 @@ impl Backend for GcsStore {
     }
 
     async fn folders_of(&self, folder: &str) -> Result<Vec<String>, BackendError> {
-        self.list_folders_of(folder.to_owned()).await
+        self.list_folders_of(folder.to_owned(), false).await
     }
 
     fn own_prefix(&self) -> String {

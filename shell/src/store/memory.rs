@@ -128,7 +128,11 @@ impl Backend for MemoryStore {
         Ok(listed)
     }
 
-    async fn list_folders(&self, prefix: &str) -> Result<Vec<String>, BackendError> {
+    async fn list_folders(
+        &self,
+        prefix: &str,
+        _versions: bool,
+    ) -> Result<Vec<String>, BackendError> {
         Ok(folders(&self.names(), prefix))
     }
 

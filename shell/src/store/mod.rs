@@ -262,8 +262,12 @@ impl Store {
 
     /// The folders directly under `prefix` (which ends in `/`), each with a
     /// trailing `/`.
-    pub async fn list_folders(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
-        let result = self.backend.list_folders(prefix).await;
+    pub async fn list_folders(
+        &self,
+        prefix: &str,
+        versions: bool,
+    ) -> Result<Vec<String>, StoreError> {
+        let result = self.backend.list_folders(prefix, versions).await;
         result.map_err(|e| self.error(Some(prefix), e))
     }
 
