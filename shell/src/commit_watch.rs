@@ -36,22 +36,42 @@ mod notices;
 #[cfg(target_os = "linux")]
 use notices::Notices;
 
+/// The watcher's thread, and how it learns of commits.
+pub struct Watching {
+    pub watch: Watch,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Watching {
+    /// Waits for the thread to end, its connection to the database closed:
+    /// it looks no more once the receiver of its reports is gone, within
+    /// its longest wait (a second).
+    pub async fn finish(self) {
+        let _ = tokio::task::spawn_blocking(move || self.thread.join()).await;
+    }
+}
+
 /// Starts watching the database at `path`, reporting to `inputs` until
-/// they close; returns how it learns of commits.
-pub fn spawn(path: &Path, inputs: UnboundedSender<Input>) -> Result<Watch, DbError> {
+/// they close.
+pub fn spawn(path: &Path, inputs: UnboundedSender<Input>) -> Result<Watching, DbError> {
     let db = JobDb::open(path)?;
     let seen = db.data_version()?;
-    let opened = Opened::at(path).map_err(|source| DbError::Io {
-        path: path.to_owned(),
-        source,
-    })?;
+    // Absolute, not canonical: a relative path would follow the working
+    // directory if it were renamed (a trial's was, and the daemon went on
+    // with the moved file), and a symbolic link retargeted is a replacement.
+    let opened = std::path::absolute(path)
+        .and_then(|absolute| Opened::at(&absolute))
+        .map_err(|source| DbError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
     let notices = watch_files(path);
     let watch = if notices.is_some() {
         Watch::Notified
     } else {
         Watch::Polled
     };
-    std::thread::Builder::new()
+    let thread = std::thread::Builder::new()
         .name("jobvault-watch".to_owned())
         .spawn(move || {
             Watcher {
@@ -63,7 +83,7 @@ pub fn spawn(path: &Path, inputs: UnboundedSender<Input>) -> Result<Watch, DbErr
             .run(watch, notices, &inputs)
         })
         .expect("a thread can be started");
-    Ok(watch)
+    Ok(Watching { watch, thread })
 }
 
 #[cfg(target_os = "linux")]

@@ -114,15 +114,23 @@ impl Daemon {
             core = core.leased(lease);
         }
         let (inputs, mut reports) = mpsc::unbounded_channel();
-        match commit_watch::spawn(&self.db_path, inputs.clone()) {
-            Ok(Watch::Notified) => info!("watching the job database for commits: told by the OS"),
-            Ok(Watch::Polled) => {
-                info!("watching the job database for commits: looking every 50 ms")
+        let watching = match commit_watch::spawn(&self.db_path, inputs.clone()) {
+            Ok(watching) => {
+                match watching.watch {
+                    Watch::Notified => {
+                        info!("watching the job database for commits: told by the OS")
+                    }
+                    Watch::Polled => {
+                        info!("watching the job database for commits: looking every 50 ms")
+                    }
+                }
+                Some(watching)
             }
             Err(e) => {
                 warn!(error = %error_chain(&e), "cannot watch the job database for commits; changes are read at each interval");
+                None
             }
-        }
+        };
         let executor = Executor {
             db_path: self.db_path,
             db: Arc::new(Mutex::new(self.db)),
@@ -135,7 +143,7 @@ impl Daemon {
         tokio::pin!(shutdown);
         let mut asked_to_stop = false;
         let mut waiting = Waiting::default();
-        loop {
+        let ending = loop {
             while let Some(command) = core.poll_command() {
                 match command {
                     Command::ImmediateBackupDone { id, object, result } => {
@@ -148,16 +156,16 @@ impl Daemon {
             // Before the stop's outcome or the lease: a stop under way when
             // the file was replaced ends as this, its drain abandoned.
             if core.database_replaced() && core.is_quiet() {
-                return Ending::Replaced;
+                break Ending::Replaced;
             }
             if let Some(stopped) = core.stopped() {
-                return Ending::Stopped(stopped);
+                break Ending::Stopped(stopped);
             }
             // The lease refused or lost: work in flight is bounded by its
             // commands' deadlines.
             if let Some(ended) = core.lease_ended().filter(|_| core.is_quiet()) {
                 info!("all work in flight finished; exiting");
-                return Ending::Lease(ended.clone());
+                break Ending::Lease(ended.clone());
             }
             let wake = core
                 .poll_timeout()
@@ -176,7 +184,18 @@ impl Daemon {
                     asked_to_stop = true;
                 }
             }
+        };
+        // SQLite checkpoints the WAL into the database and removes it when
+        // the last connection closes. A daemon that exited with its two
+        // open left `jobs.db-wal` behind after a clean stop, and a restored
+        // file moved into place, as the runbook says, read it as its own:
+        // a hostile trial's restore came back as the state it undid.
+        drop(reports);
+        drop(executor);
+        if let Some(watching) = watching {
+            watching.finish().await;
         }
+        ending
     }
 }
 

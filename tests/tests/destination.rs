@@ -191,7 +191,7 @@ fn a_database_renamed_over_under_the_daemon_stops_it_and_its_restart_takes_the_n
     let db = workspace.db().display().to_string();
     assert!(
         log.contains(&format!(
-            "job database {db} was replaced or removed while jobvault ran"
+            "job database {db} was replaced while jobvault ran"
         )),
         "{log}"
     );

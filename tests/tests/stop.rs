@@ -122,3 +122,33 @@ fn a_stop_after_the_prefix_was_wiped_does_not_say_the_changes_are_safe() {
         "{log}"
     );
 }
+
+/// A clean stop closes the daemon's connections, so SQLite folds the WAL
+/// into the database and removes it. Left behind, it was read as the WAL of
+/// a restored file moved into place, as the runbook says: a hostile trial's
+/// restore of the state before a bad deploy came back as the bad deploy.
+#[test]
+fn a_clean_stop_leaves_no_wal_for_a_restored_file_to_read() {
+    let emulator = Emulator::shared();
+    let url = format!("gs://{}", emulator.new_bucket("wal-left"));
+    let workspace = Workspace::new();
+    workspace.put_jobs(&[json!({ "id": "a", "name": "good" })]);
+    let daemon = Daemon::start(&workspace, Some(&emulator.endpoint()), &url, "1s", &[]);
+    daemon.settled();
+    // Committed while the daemon's connections are open: it stays in the
+    // WAL, not folded in by the writer's own close.
+    workspace.put_jobs(&[json!({ "id": "a", "name": "bad deploy" })]);
+    let mut wal = workspace.db().into_os_string();
+    wal.push("-wal");
+    let wal = std::path::PathBuf::from(wal);
+    assert!(wal.exists(), "the writer leaves the WAL to the daemon");
+    let (status, log) = daemon.stop_and_log();
+    assert!(status.success(), "{log}");
+    assert!(!wal.exists(), "the WAL is folded in and removed");
+    let stored = JobDb::open(&workspace.db()).unwrap();
+    let body = stored
+        .get(&jobvault_core::JobId::new("a").unwrap())
+        .unwrap()
+        .unwrap();
+    assert!(body.body().unwrap().contains("bad deploy"));
+}

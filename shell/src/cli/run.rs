@@ -193,10 +193,16 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         Ending::Stopped(stopped) => stop_outcome(stopped),
         Ending::Lease(LeaseEnded::Released) => Ok(ExitCode::SUCCESS),
         Ending::Lease(ended) => anyhow::bail!("{lease_location} {ended}"),
+        Ending::Replaced if !db_path.exists() => anyhow::bail!(
+            "job database {} was removed while jobvault ran: `jobvault restore --to {}` brings it \
+             back from the bucket",
+            db_path.display(),
+            db_path.display()
+        ),
         Ending::Replaced => anyhow::bail!(
-            "job database {} was replaced or removed while jobvault ran (a file renamed over it, \
-             or deleted), and the jobs written to the file now there were not being backed up: \
-             start jobvault run again to back that file up (systemd's Restart= does)",
+            "job database {} was replaced while jobvault ran (a file renamed over it), and the \
+             jobs written to the file now there were not being backed up: start jobvault run \
+             again to back that file up (systemd's Restart= does)",
             db_path.display()
         ),
     }
