@@ -37,7 +37,7 @@ pub fn init(filter: EnvFilter, json: bool) {
     let _ = JSON.set(json);
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(|| RedactedStderr);
     if json {
         builder.event_format(CloudLoggingJson).init();
         std::panic::set_hook(Box::new(|panic| {
@@ -51,6 +51,23 @@ pub fn init(filter: EnvFilter, json: bool) {
             .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
             .fmt_fields(EscapedFields::default())
             .init();
+    }
+}
+
+/// stderr, with every age secret key cut from each line: a key pasted into
+/// a path (`--workdir`, `--db`) came back whole in the daemon's start line.
+/// tracing writes each event in one call.
+struct RedactedStderr;
+
+impl std::io::Write for RedactedStderr {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let redacted = redact_secret_keys(&String::from_utf8_lossy(buf));
+        std::io::stderr().write_all(redacted.as_bytes())?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
     }
 }
 

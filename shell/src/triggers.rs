@@ -16,6 +16,7 @@ use jobvault_core::trigger::{
     MAX_TRIGGER_BYTES, QUARANTINE_DIR, TRIGGER_DIR, TriggerFile, TriggerName, format_attempts,
     is_hidden,
 };
+use jobvault_crypt::holds_secret_key;
 use time::OffsetDateTime;
 
 /// What went wrong with a trigger file or the trigger directory; every
@@ -86,6 +87,11 @@ impl TriggerDir {
                 continue;
             }
             let content = match read_start(&path) {
+                // Served, it would name a snapshot after the key, in the
+                // bucket and the logs: quarantined as unreadable.
+                Ok(_) if holds_secret_key(&name) => {
+                    Err("its name looks like an age secret key".to_owned())
+                }
                 Ok(content) => Ok(content),
                 // Served and deleted between the listing and the read.
                 Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
@@ -214,6 +220,18 @@ mod tests {
             files[1].content.as_ref().unwrap().len(),
             MAX_TRIGGER_BYTES + 1
         );
+    }
+
+    /// Served, such a trigger named a snapshot after the key.
+    #[test]
+    fn a_trigger_named_like_a_secret_key_is_listed_unreadable() {
+        let (_work, triggers) = dir();
+        let key = format!("AGE-SECRET-KEY-1{}", "Q".repeat(58));
+        fs::write(triggers.path().join(&key), "").unwrap();
+        let files = triggers.scan().unwrap();
+        assert_eq!(files.len(), 1);
+        let why = files[0].content.as_ref().unwrap_err();
+        assert!(why.contains("looks like an age secret key"), "{why}");
     }
 
     #[test]

@@ -777,3 +777,58 @@ fn a_plain_snapshot_beside_encrypted_ones_is_flagged_in_a_directory_store_too() 
         stdout(&status)
     );
 }
+
+/// A key pasted where a name goes was uploaded as a snapshot's name, or a
+/// trigger's, and logged whole with a path that held it.
+#[test]
+fn a_secret_key_never_names_a_snapshot_or_a_trigger_and_is_cut_from_logs() {
+    let workspace = Workspace::new();
+    let (identity, _) = keygen(workspace.path(), "ops.key");
+    let secret = std::fs::read_to_string(&identity)
+        .unwrap()
+        .lines()
+        .find(|l| l.starts_with("AGE-SECRET-KEY-"))
+        .unwrap()
+        .to_owned();
+    let payload = secret.trim_start_matches("AGE-SECRET-KEY-").to_owned();
+    let url = format!("file://{}", workspace.path().join("bucket").display());
+    std::fs::create_dir_all(workspace.path().join("bucket")).unwrap();
+    let workdir = workspace.workdir();
+    let workdir = workdir.to_str().unwrap();
+    for args in [
+        vec![
+            "backup", "--bucket", &url, "--db", "x.db", "--name", &secret,
+        ],
+        vec!["trigger", "--workdir", workdir, &secret],
+    ] {
+        let output = jobvault(None).args(&args).output().unwrap();
+        let said = stderr(&output);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {said}");
+        assert!(said.contains("looks like an age secret key"), "{said}");
+        assert!(!said.contains(&payload), "{args:?} repeats the key: {said}");
+    }
+    assert!(!workspace.triggers().exists(), "no trigger was dropped");
+    // In a path: what the command logs cuts it.
+    let folder = workspace.path().join(format!("d-{secret}"));
+    std::fs::create_dir_all(&folder).unwrap();
+    let db = folder.join("jobs.db");
+    let init = jobvault(None)
+        .args(["init", "--db"])
+        .arg(&db)
+        .output()
+        .unwrap();
+    assert!(init.status.success(), "{}", stderr(&init));
+    let output = jobvault(None)
+        .args(["backup", "--bucket", &url, "--db"])
+        .arg(&db)
+        .env("RUST_LOG", "info")
+        .output()
+        .unwrap();
+    let said = stderr(&output);
+    assert!(output.status.success(), "{said}");
+    assert!(
+        said.contains("AGE-SECRET-KEY-1…"),
+        "it logs the path: {said}"
+    );
+    assert!(!said.contains(&payload), "the log repeats the key: {said}");
+}

@@ -21,7 +21,7 @@ use jobvault_core::job_id::{InvalidName, check_base_name};
 use jobvault_core::lease::{LEASE_OBJECT, held_for_another};
 use tracing::{info, warn};
 
-use super::{BucketArg, DbArg, EncryptArgs, until_signal};
+use super::{BucketArg, DbArg, EncryptArgs, NoKeys, until_signal};
 
 /// Take a snapshot now and print its object name.
 ///
@@ -37,7 +37,7 @@ pub struct BackupArgs {
     #[command(flatten)]
     encrypt: EncryptArgs,
     /// The snapshot is named <NAME>-HH:MM:SS (UTC).
-    #[arg(long, default_value = "task-scheduler", value_parser = parse_snapshot_name)]
+    #[arg(long, default_value = "task-scheduler", value_parser = NoKeys(parse_snapshot_name))]
     name: String,
 }
 

@@ -252,6 +252,37 @@ impl clap::builder::TypedValueParser for RecipientParser {
     }
 }
 
+/// A value parser that refuses, without repeating it, a value holding an
+/// age secret key, then parses as `P` does: for names, which go into object
+/// names, metric labels and logs (a trial's key given as `backup --name`
+/// was uploaded as a snapshot's name), where clap's own refusals quote the
+/// value.
+#[derive(Clone)]
+pub(crate) struct NoKeys<P>(pub P);
+
+impl<P: clap::builder::TypedValueParser> clap::builder::TypedValueParser for NoKeys<P> {
+    type Value = P::Value;
+
+    fn parse_ref(
+        &self,
+        command: &clap::Command,
+        arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<P::Value, clap::Error> {
+        if value.to_str().is_some_and(holds_secret_key) {
+            let named = arg.map_or_else(|| "a value".to_owned(), ToString::to_string);
+            return Err(clap::Error::raw(
+                clap::error::ErrorKind::ValueValidation,
+                format!(
+                    "{named} holds what looks like an age secret key (AGE-SECRET-KEY-1…); it is \
+                     not repeated here, and a key never goes in a name\n"
+                ),
+            ));
+        }
+        self.0.parse_ref(command, arg, value)
+    }
+}
+
 /// `--concurrency N` and `--read-patience DURATION`, for commands that list
 /// and fetch many objects. A restore of 100,000 job objects at 20 ms a
 /// request is the latency times the count over the concurrency (`bench

@@ -26,7 +26,7 @@ use tracing::{error, info, warn};
 
 use super::backup::parse_name;
 use super::duration::{Keep, parse_duration, parse_interval, parse_keep};
-use super::{BucketArg, DbArg, EncryptArgs, stop_signal};
+use super::{BucketArg, DbArg, EncryptArgs, NoKeys, stop_signal};
 
 /// Back up continuously: a snapshot for every trigger file, every changed job
 /// in the bucket within an interval, metrics for alerting.
@@ -42,7 +42,7 @@ pub struct RunArgs {
     #[arg(long, value_name = "DIR", env = "JOBVAULT_WORKDIR")]
     workdir: PathBuf,
     /// Names the database in the metrics' `database` label.
-    #[arg(long, default_value = "task-scheduler", value_parser = parse_name, env = "JOBVAULT_NAME")]
+    #[arg(long, default_value = "task-scheduler", value_parser = NoKeys(parse_name), env = "JOBVAULT_NAME")]
     name: String,
     /// How often triggers are checked and the change feed is read whether or
     /// not a commit was noticed.

@@ -9,6 +9,8 @@ use jobvault::clock;
 use jobvault::logging::{Said, say};
 use jobvault::triggers::TriggerDir;
 
+use super::NoKeys;
+
 /// Ask the running daemon for a snapshot: drop a trigger file into
 /// <workdir>/trigger-backup/. The daemon serves it within one interval.
 #[derive(Debug, Args)]
@@ -17,6 +19,7 @@ pub struct TriggerArgs {
     #[arg(long, value_name = "DIR", env = "JOBVAULT_WORKDIR")]
     workdir: PathBuf,
     /// The snapshot's base name [default: scheduled-HH:MM:SS, in UTC].
+    #[arg(value_parser = NoKeys(clap::builder::StringValueParser::new()))]
     name: Option<String>,
 }
 
