@@ -169,3 +169,19 @@ fn backup_of_another_database_into_a_prefix_a_daemon_holds_is_refused() {
     assert_eq!(said.trim().lines().count(), 1, "{said}");
     assert_eq!(reader.names("db-backup/"), before, "nothing was uploaded");
 }
+
+/// The daemon's own database by a hard link is not another database: it
+/// was refused as one.
+#[test]
+fn backup_of_the_daemons_database_by_a_hard_link_is_taken() {
+    let emulator = Emulator::shared();
+    let bucket = emulator.new_bucket("hard-link");
+    let workspace = workspace_with_a_job();
+    let _daemon = start_daemon(emulator, &workspace, &bucket);
+    let linked = Workspace::new();
+    std::fs::hard_link(workspace.db(), linked.db()).unwrap();
+    let output = backup(emulator, &linked, &bucket);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let reader = StoreReader::connect(&format!("gs://{bucket}"), Some(&emulator.endpoint()));
+    assert_eq!(taken_later(&reader), [stdout(&output).trim()]);
+}

@@ -215,15 +215,20 @@ pub fn decide_claim(
 /// `found`: a live daemon of another database holds it. Taken anyway, it
 /// was the prefix's newest snapshot, and a restore gave that other
 /// database's jobs with this one's changes on top. A daemon of this
-/// database on this machine that `backup` could not reach is not another.
+/// database on this machine that `backup` could not reach is not another:
+/// its path is this one's, or names the same file (`same_file`, as the
+/// shell found: a hard link was refused as another database).
 pub fn held_for_another(
     found: Option<(&Lease, i64)>,
     me: &Holder,
     now: Timestamp,
     runs_here: RunsHere,
+    same_file: bool,
 ) -> Option<HeldElsewhere> {
     match decide_claim(found, me, now, runs_here, false) {
-        Claim::Refuse(held) if !(me.same_machine(&held.holder) && held.holder.db == me.db) => {
+        Claim::Refuse(held)
+            if !(me.same_machine(&held.holder) && (held.holder.db == me.db || same_file)) =>
+        {
             Some(held)
         }
         _ => None,
@@ -293,27 +298,32 @@ mod tests {
             ..holder("a", 2)
         };
         let live = lease(other_db, at(0));
-        let held = held_for_another(Some((&live, 3)), &me, at(10), Some(true));
+        let held = held_for_another(Some((&live, 3)), &me, at(10), Some(true), false);
         assert_eq!(held.map(|h| h.holder.db).as_deref(), Some("/srv/other.db"));
+        // A hard link to this database is not another.
+        assert_eq!(
+            held_for_another(Some((&live, 3)), &me, at(10), Some(true), true),
+            None
+        );
         // The same path on another machine is another database.
         let elsewhere = lease(holder("b", 2), at(0));
-        assert!(held_for_another(Some((&elsewhere, 3)), &me, at(10), None).is_some());
+        assert!(held_for_another(Some((&elsewhere, 3)), &me, at(10), None, true).is_some());
         // This database's own daemon, unreached, is not another.
         let mine = lease(holder("a", 2), at(0));
         assert_eq!(
-            held_for_another(Some((&mine, 3)), &me, at(10), Some(true)),
+            held_for_another(Some((&mine, 3)), &me, at(10), Some(true), false),
             None
         );
         // Nobody holds an expired lease, or one whose holder is gone.
         assert_eq!(
-            held_for_another(Some((&live, 3)), &me, at(61), Some(true)),
+            held_for_another(Some((&live, 3)), &me, at(61), Some(true), false),
             None
         );
         assert_eq!(
-            held_for_another(Some((&live, 3)), &me, at(10), Some(false)),
+            held_for_another(Some((&live, 3)), &me, at(10), Some(false), false),
             None
         );
-        assert_eq!(held_for_another(None, &me, at(10), None), None);
+        assert_eq!(held_for_another(None, &me, at(10), None, false), None);
     }
 
     #[test]

@@ -105,7 +105,9 @@ async fn refuse_if_held_for_another(store: &Store, db: &Path) -> anyhow::Result<
         .lease
         .as_ref()
         .map(|(lease, generation)| (lease, *generation));
-    match held_for_another(lease, &lease::me(db), clock::now(), found.holder_runs) {
+    let same_file = lease.is_some_and(|(lease, _)| same_file(Path::new(&lease.holder.db), db));
+    let me = lease::me(db);
+    match held_for_another(lease, &me, clock::now(), found.holder_runs, same_file) {
         None => Ok(()),
         Some(held) => Err(anyhow!(
             "{} backs up another database: {} is held by jobvault on host {} (pid {}) for {}. \
@@ -118,6 +120,16 @@ async fn refuse_if_held_for_another(store: &Store, db: &Path) -> anyhow::Result<
             held.holder.db,
             db.display()
         )),
+    }
+}
+
+/// Whether two paths name one file (a hard link, or a path the holder
+/// wrote another way); a path that cannot be looked at names none.
+fn same_file(a: &Path, b: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (std::fs::metadata(a), std::fs::metadata(b)) {
+        (Ok(a), Ok(b)) => (a.dev(), a.ino()) == (b.dev(), b.ino()),
+        _ => false,
     }
 }
 
