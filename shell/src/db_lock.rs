@@ -109,7 +109,7 @@ fn describe(info: &Path) -> String {
     let text = std::fs::read_to_string(info).unwrap_or_default();
     match serde_json::from_str::<LockHolder>(&text) {
         Ok(h) => format!("pid {} on host {}, to {}", h.pid, h.host, h.destination),
-        Err(_) => "another process (by another path, or still starting)".to_owned(),
+        Err(_) => "in another process (one that opened the database by another path, or is still starting)".to_owned(),
     }
 }
 
@@ -148,7 +148,7 @@ mod tests {
         for path in [&db, &linked] {
             let refused = DbLock::take(path, &me("gs://b18")).unwrap_err().to_string();
             assert!(
-                refused.contains("by another path, or still starting"),
+                refused.contains("by another path, or is still starting"),
                 "{refused}"
             );
         }
