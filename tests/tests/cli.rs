@@ -388,3 +388,18 @@ fn output_into_a_reader_that_stops_early_ends_by_sigpipe_and_says_nothing() {
     );
     assert_eq!(stderr(&output), "");
 }
+
+/// `keygen --out -` made a file named `-` where `age-keygen` would write
+/// to stdout.
+#[test]
+fn keygen_refuses_dash_for_its_identity_file() {
+    let workspace = Workspace::new();
+    let output = jobvault(None)
+        .args(["keygen", "--out", "-"])
+        .current_dir(workspace.path())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    assert!(stderr(&output).contains("to a file only"));
+    assert!(!workspace.path().join("-").exists());
+}

@@ -22,8 +22,20 @@ use jobvault_crypt::{Fingerprint, generate_identity};
 #[derive(Debug, Args)]
 pub struct KeygenArgs {
     /// The identity file to create; an existing file is never replaced.
-    #[arg(long, short, value_name = "FILE")]
+    #[arg(long, short, value_name = "FILE", value_parser = parse_out)]
     out: PathBuf,
+}
+
+/// `-` is no file: `age-keygen -o -` writes the key to stdout, and here it
+/// made a file named `-` in the working directory, mixed with the
+/// recipient's line.
+fn parse_out(text: &str) -> Result<PathBuf, String> {
+    if text == "-" {
+        return Err(
+            "the identity goes to a file only (mode 0600), never to stdout; name one".into(),
+        );
+    }
+    Ok(PathBuf::from(text))
 }
 
 pub fn keygen(args: KeygenArgs) -> anyhow::Result<ExitCode> {
