@@ -21,6 +21,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use crate::machine::FoundDestination;
 use crate::timestamp::Timestamp;
 
 /// The marker's object name, under the prefix.
@@ -153,20 +154,22 @@ impl fmt::Display for NewBecause {
     }
 }
 
-/// Decides whether `marker` (the prefix's, `created` if this daemon just
-/// wrote it) is the destination the database `recorded`.
-pub fn assess(
-    marker: &DestinationMarker,
-    created: bool,
-    recorded: Option<DestinationId>,
-) -> Destination {
+/// Decides whether the marker `found` (written by this check if `created`,
+/// over another's if `replaced`) is the destination the database
+/// `recorded`.
+pub fn assess(found: &FoundDestination, recorded: Option<DestinationId>) -> Destination {
     let why = match recorded {
-        _ if created => NewBecause::NoMarker,
-        Some(recorded) if recorded == marker.id => return Destination::Known,
+        _ if found.created && found.replaced.is_none() => NewBecause::NoMarker,
+        Some(recorded) if !found.created && recorded == found.marker.id => {
+            return Destination::Known;
+        }
         Some(other) => NewBecause::Other(other),
         None => NewBecause::NoneRecorded,
     };
-    Destination::New { id: marker.id, why }
+    Destination::New {
+        id: found.marker.id,
+        why,
+    }
 }
 
 #[cfg(test)]
@@ -181,11 +184,22 @@ mod tests {
         DestinationMarker::new(id(raw), Timestamp::from_unix_seconds(1_700_000_000))
     }
 
+    fn found(raw: u64, created: bool, replaced: Option<u64>) -> FoundDestination {
+        FoundDestination {
+            marker: marker(raw),
+            created,
+            replaced: replaced.map(id),
+        }
+    }
+
     #[test]
     fn only_the_recorded_id_of_a_marker_found_is_known() {
-        assert_eq!(assess(&marker(7), false, Some(id(7))), Destination::Known);
         assert_eq!(
-            assess(&marker(7), true, Some(id(7))),
+            assess(&found(7, false, None), Some(id(7))),
+            Destination::Known
+        );
+        assert_eq!(
+            assess(&found(7, true, None), Some(id(7))),
             Destination::New {
                 id: id(7),
                 why: NewBecause::NoMarker
@@ -193,18 +207,26 @@ mod tests {
             "a marker just created is new, whatever the database says"
         );
         assert_eq!(
-            assess(&marker(7), false, Some(id(8))),
+            assess(&found(7, false, None), Some(id(8))),
             Destination::New {
                 id: id(7),
                 why: NewBecause::Other(id(8))
             }
         );
         assert_eq!(
-            assess(&marker(7), false, None),
+            assess(&found(7, false, None), None),
             Destination::New {
                 id: id(7),
                 why: NewBecause::NoneRecorded
             }
+        );
+        assert_eq!(
+            assess(&found(9, true, Some(7)), Some(id(8))),
+            Destination::New {
+                id: id(9),
+                why: NewBecause::Other(id(8))
+            },
+            "a marker written over another's is new for why it was written over"
         );
     }
 

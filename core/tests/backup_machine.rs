@@ -67,7 +67,7 @@ impl Harness {
         let mut commands = self.advance(Duration::ZERO);
         if let Some(at) = commands
             .iter()
-            .position(|c| *c == Command::CheckDestination)
+            .position(|c| matches!(c, Command::CheckDestination { .. }))
         {
             commands.remove(at);
             commands.extend(self.input(checked(marker(KNOWN), false)));
@@ -1393,7 +1393,20 @@ fn marker(raw: u64) -> DestinationMarker {
 }
 
 fn checked(marker: DestinationMarker, created: bool) -> Input {
-    Input::DestinationChecked(Ok(FoundDestination { marker, created }))
+    Input::DestinationChecked(Ok(FoundDestination {
+        marker,
+        created,
+        replaced: None,
+    }))
+}
+
+/// Whether `commands` hold a check of the destination marker, keeping the
+/// id it names.
+fn checks_destination(commands: &[Command]) -> Option<Option<DestinationId>> {
+    commands.iter().find_map(|c| match c {
+        Command::CheckDestination { keep } => Some(*keep),
+        _ => None,
+    })
 }
 
 /// A machine whose first step found the prefix's marker missing and
@@ -1403,7 +1416,10 @@ fn new_destination(triggers: Vec<TriggerFile>) -> (Harness, DestinationId, Vec<C
     let mut h = Harness::new();
     let id = DestinationId::new(0xfeed).unwrap();
     let first = h.advance(Duration::ZERO);
-    assert_eq!(first[0], Command::CheckDestination, "{first:?}");
+    assert!(
+        matches!(first[0], Command::CheckDestination { .. }),
+        "{first:?}"
+    );
     assert!(has(&first, &Command::ScanTriggers));
     let mut commands = h.input(checked(marker(0xfeed), true));
     commands.extend(h.input(Input::TriggersScanned(Ok(triggers))));
@@ -1439,7 +1455,7 @@ fn a_failed_check_is_made_again_and_vouches_for_nothing_meanwhile() {
     h.input(batch(vec![]));
     h.input(Input::CursorSaved(Ok(0)));
     assert_eq!(h.backup.metrics().incremental_alive, None);
-    assert!(has(&h.step(), &Command::CheckDestination));
+    assert!(checks_destination(&h.step()).is_some());
 }
 
 #[test]
@@ -1479,6 +1495,12 @@ fn a_new_destination_gets_a_snapshot_first_and_records_its_id_once_it_lands() {
     assert!(h.input(Input::DestinationRecorded(Ok(()))).is_empty());
     assert!(!h.backup.metrics().new_destination);
     assert!(h.backup.metrics().incremental_alive.is_some());
+    // The checks after it keep the new marker, and only it: another
+    // database's daemon that wrote over it would find it its own.
+    h.input(Input::SnapshotsListed(Ok(vec![])));
+    let mut later = h.advance(Duration::from_secs(600));
+    later.extend(h.step());
+    assert_eq!(checks_destination(&later), Some(Some(id)), "{later:?}");
 }
 
 #[test]
@@ -1727,7 +1749,11 @@ fn the_marker_is_checked_again_at_every_listing_and_a_wiped_one_owes_a_snapshot(
     // spared).
     h.advance(Duration::from_secs(600));
     let commands = h.step();
-    assert!(has(&commands, &Command::CheckDestination), "{commands:?}");
+    assert_eq!(
+        checks_destination(&commands),
+        Some(DestinationId::new(KNOWN)),
+        "the check keeps the marker the database records: {commands:?}"
+    );
     let mut owed = h.input(checked(marker(0xbeef), true));
     assert!(h.backup.metrics().new_destination);
     owed.extend(h.input(Input::TriggersScanned(Ok(vec![]))));
@@ -2111,7 +2137,7 @@ fn a_stop_before_the_first_step_checks_the_marker_and_drains() {
     let mut h = Harness::new();
     h.stop();
     let first = h.advance(Duration::ZERO);
-    assert!(has(&first, &Command::CheckDestination), "{first:?}");
+    assert!(checks_destination(&first).is_some(), "{first:?}");
     assert!(!has(&first, &Command::ScanTriggers), "{first:?}");
     h.input(checked(marker(KNOWN), false));
     h.input(batch(vec![]));

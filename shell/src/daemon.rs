@@ -344,11 +344,10 @@ impl Executor {
                     Input::LeaseDeleted(lease::delete(&executor.store, if_generation).await)
                 })
             }
-            Command::CheckDestination => {
+            Command::CheckDestination { keep } => {
                 let executor = self.clone();
                 tokio::spawn(async move {
-                    let found = destination::find_or_create(&executor.store).await;
-                    Input::DestinationChecked(found)
+                    Input::DestinationChecked(destination::check(&executor.store, keep).await)
                 })
             }
             Command::TakeSnapshot(order) => {
@@ -500,7 +499,7 @@ fn describe(command: &Command) -> String {
         Command::UploadJob(upload) => format!("upload {}", upload.object),
         Command::SaveCursor { new, .. } => format!("save the cursor at {}", new.seq),
         Command::ListSnapshots { .. } => "list snapshots".to_owned(),
-        Command::CheckDestination => "read the destination marker".to_owned(),
+        Command::CheckDestination { .. } => "read the destination marker".to_owned(),
         Command::ReadLease => "read the lease".to_owned(),
         Command::WriteLease { if_generation, .. } => {
             format!("write the lease at generation {if_generation}")

@@ -1,6 +1,6 @@
-//! The prefix's destination marker, read or created for the core's check
-//! ([`jobvault_core::destination`]). The id is drawn here: the core draws
-//! no random numbers.
+//! The prefix's destination marker, read, created or written over for the
+//! core's check ([`jobvault_core::destination`]). The id is drawn here: the
+//! core draws no random numbers.
 
 use jobvault_core::destination::{DESTINATION_OBJECT, DestinationId, DestinationMarker};
 use jobvault_core::machine::FoundDestination;
@@ -12,31 +12,49 @@ use crate::failure::ToFailure;
 use crate::small_object::{gzip, json_of};
 use crate::store::Store;
 
-/// Reads the marker; if there is none, creates one (only if there is still
-/// none: of two daemons racing, one writes and both read what it wrote).
-pub async fn find_or_create(store: &Store) -> Result<FoundDestination, Failure> {
-    if let Some(marker) = read(store).await? {
-        return Ok(FoundDestination {
-            marker,
-            created: false,
-        });
-    }
+/// [`jobvault_core::Command::CheckDestination`]: the marker, made this
+/// database's. Unless it names `keep`, a fresh one is written in its place,
+/// only at the generation read (0: only if there is still none). Of two
+/// racing, one writes, and the other answers with what it wrote.
+pub async fn check(
+    store: &Store,
+    keep: Option<DestinationId>,
+) -> Result<FoundDestination, Failure> {
+    let found = read(store).await?;
+    let replaced = match &found {
+        Some((marker, _)) if Some(marker.id) == keep => {
+            return Ok(FoundDestination {
+                marker: marker.clone(),
+                created: false,
+                replaced: None,
+            });
+        }
+        Some((marker, _)) => Some(marker.id),
+        None => None,
+    };
+    let generation = found.as_ref().map_or(0, |(_, generation)| *generation);
     let marker = DestinationMarker::new(fresh_id(), clock::now());
     let framing = Framing::for_object(DESTINATION_OBJECT, marker.created);
     match store
-        .put_if(DESTINATION_OBJECT, gzip(&marker.encode()), &framing, 0)
+        .put_if(
+            DESTINATION_OBJECT,
+            gzip(&marker.encode()),
+            &framing,
+            generation,
+        )
         .await
     {
         Ok(_) => Ok(FoundDestination {
             marker,
             created: true,
+            replaced,
         }),
         Err(e) if e.kind == FailureKind::Conflict => {
-            let marker = read(store).await?.ok_or_else(|| {
+            let (marker, _) = read(store).await?.ok_or_else(|| {
                 Failure::new(
                     FailureKind::Transient,
                     format!(
-                        "{} was created and is gone",
+                        "{} was written and is gone",
                         store.location(DESTINATION_OBJECT)
                     ),
                 )
@@ -44,16 +62,18 @@ pub async fn find_or_create(store: &Store) -> Result<FoundDestination, Failure> 
             Ok(FoundDestination {
                 marker,
                 created: false,
+                replaced: None,
             })
         }
         Err(e) => Err(e.to_failure()),
     }
 }
 
-/// The marker, if the prefix holds one. One that cannot be read is an error
-/// that names it: replacing it would make every database's cursor new.
-pub async fn read(store: &Store) -> Result<Option<DestinationMarker>, Failure> {
-    let Some((bytes, _)) = store
+/// The marker and its generation, if the prefix holds one. One that cannot
+/// be read is an error that names it: replacing it would make every
+/// database's cursor new.
+pub async fn read(store: &Store) -> Result<Option<(DestinationMarker, i64)>, Failure> {
+    let Some((bytes, generation)) = store
         .get_versioned(DESTINATION_OBJECT)
         .await
         .map_err(|e| e.to_failure())?
@@ -61,7 +81,7 @@ pub async fn read(store: &Store) -> Result<Option<DestinationMarker>, Failure> {
         return Ok(None);
     };
     DestinationMarker::decode(&json_of(bytes))
-        .map(Some)
+        .map(|marker| Some((marker, generation)))
         .map_err(|e| {
             Failure::new(
                 FailureKind::Corrupt,

@@ -75,7 +75,9 @@ pub(crate) enum Op {
     DeleteObject {
         object: ObjectName,
     },
-    CheckDestination,
+    CheckDestination {
+        keep: Option<DestinationId>,
+    },
     RecordDestination {
         id: DestinationId,
     },
@@ -266,9 +268,13 @@ impl Simulation {
                 let latency = self.store_latency();
                 (Op::DeleteObject { object }, self.store_fate(node), latency)
             }
-            Command::CheckDestination => {
+            Command::CheckDestination { keep } => {
                 let latency = self.store_latency();
-                (Op::CheckDestination, self.store_fate(node), latency)
+                (
+                    Op::CheckDestination { keep },
+                    self.store_fate(node),
+                    latency,
+                )
             }
             Command::RecordDestination { id } => {
                 let fate = self.rate_fate(FaultKind::DbWrite, "disk I/O error");
@@ -409,8 +415,8 @@ impl Simulation {
                     result: result(error),
                 }
             }
-            Op::CheckDestination => {
-                let found = effective.then(|| self.find_or_create_destination(node));
+            Op::CheckDestination { keep } => {
+                let found = effective.then(|| self.check_destination(node, keep));
                 Input::DestinationChecked(result(error).map(|()| found.expect("effective")))
             }
             Op::RecordDestination { id } if self.nodes[node].process.opened.is_some() => {
@@ -550,20 +556,25 @@ impl Simulation {
 
     /// The prefix's marker, created with a fresh id if there is none, as the
     /// daemon's driver does.
-    fn find_or_create_destination(&mut self, node: NodeId) -> FoundDestination {
-        if let Some(marker) = &self.world.store.destination {
+    /// The marker, made the database's: unless it names `keep`, a fresh
+    /// one in its place.
+    fn check_destination(&mut self, node: NodeId, keep: Option<DestinationId>) -> FoundDestination {
+        let found = self.world.store.destination.clone();
+        if let Some(marker) = found.as_ref().filter(|m| Some(m.id) == keep) {
             return FoundDestination {
                 marker: marker.clone(),
                 created: false,
+                replaced: None,
             };
         }
         let id = DestinationId::new(self.rng.fate.u64(1..=i64::MAX as u64)).expect("in range");
         let marker = DestinationMarker::new(id, self.local_now(node));
-        note!(self, "destination marker {id} created");
+        note!(self, "destination marker {id} written over {found:?}");
         self.world.store.destination = Some(marker.clone());
         FoundDestination {
             marker,
             created: true,
+            replaced: found.map(|m| m.id),
         }
     }
 
@@ -730,7 +741,10 @@ pub(crate) fn hash_command(hasher: &mut DefaultHasher, command: &Command) {
         Command::ReadBucket(ask) => (10u8, format!("{ask:?}")).hash(hasher),
         Command::WriteHistory(marker) => (16u8, marker.restorable_from).hash(hasher),
         Command::DeleteObject { object } => (17u8, object).hash(hasher),
-        Command::CheckDestination => 11u8.hash(hasher),
+        Command::CheckDestination { keep } => {
+            11u8.hash(hasher);
+            keep.map(DestinationId::get).hash(hasher);
+        }
         Command::RecordDestination { id } => (12u8, id).hash(hasher),
         Command::ReadLease => 13u8.hash(hasher),
         Command::WriteLease {

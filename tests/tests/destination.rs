@@ -221,3 +221,57 @@ fn a_database_renamed_over_under_the_daemon_stops_it_and_its_restart_takes_the_n
         again.log()
     );
 }
+
+/// Two databases that take turns on one prefix: each adopted the other's
+/// marker, so the first, back, went on uploading changes on top of the
+/// second's full snapshot, and a restore gave both databases' jobs, exit 0.
+/// Each now writes its own marker over the other's, and a daemon back on
+/// the prefix takes its full snapshot again. (A directory bucket, so that
+/// the turns can be dated an hour apart: a restore applies the job objects
+/// from ten minutes before its snapshot, whichever database uploaded them.)
+#[test]
+fn databases_taking_turns_on_a_prefix_restore_as_the_last_one_only() {
+    let first = Workspace::new();
+    first.put_jobs(&jobs(0..3));
+    let second = Workspace::new();
+    second.put_jobs(
+        &(0..6)
+            .map(|n| json!({ "id": format!("other-{n}"), "name": "other" }))
+            .collect::<Vec<_>>(),
+    );
+    let root = first.path().join("bucket");
+    std::fs::create_dir_all(&root).unwrap();
+    let url = format!("file://{}", root.display());
+    for workspace in [&first, &second] {
+        let daemon = Daemon::start(workspace, None, &url, "200ms", &[]);
+        daemon.settled();
+        assert!(daemon.stop().success());
+    }
+    let an_hour_ago = jobvault::clock::now().unix_seconds() - 3600;
+    for folder in ["db-backup", "job-backup"] {
+        let touched = std::process::Command::new("find")
+            .arg(root.join(folder))
+            .args(["-type", "f", "-exec", "touch", "-d"])
+            .arg(format!("@{an_hour_ago}"))
+            .args(["{}", "+"])
+            .status()
+            .unwrap();
+        assert!(touched.success());
+    }
+    let daemon = Daemon::start(&first, None, &url, "200ms", &[]);
+    daemon.settled();
+    first.put_jobs(&[json!({ "id": "job-1", "name": "changed" })]);
+    assert!(daemon.stop().success());
+    let to = first.path().join("restored.db");
+    let output = jobvault(None)
+        .args(["restore", "--bucket", &url, "--to"])
+        .arg(&to)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(
+        bodies(&to),
+        bodies(&first.db()),
+        "the first database, and only it"
+    );
+}

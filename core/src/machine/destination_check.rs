@@ -1,9 +1,15 @@
 //! Finding out, at start, whether the database's cursor belongs to the
 //! destination ([`crate::destination`]).
 //!
-//! The driver reads the prefix's marker, creating it if there is none
-//! ([`Command::CheckDestination`]); the machine compares it with the id the
-//! database records ([`assess`]). A check that fails is made again after a
+//! The driver reads the prefix's marker and makes it this database's
+//! ([`Command::CheckDestination`]): unless it names the id the database
+//! records, it writes one with a fresh id in its place. Two databases that
+//! took turns on one prefix each adopted the other's marker: the second's
+//! full snapshot became the newest, the first went on uploading its changes
+//! as if the prefix held it, and a restore gave both databases' jobs mixed,
+//! exit 0. With the marker replaced, the first finds it new again and takes
+//! its own full snapshot. The machine compares what the driver found with
+//! the id the database records ([`assess`]). A check that fails is made again after a
 //! doubling wait. Until a check has answered, what the bucket holds is not
 //! known to match the cursor, so the machine does not report itself caught
 //! up. The check is made again at every snapshot listing (10 min): a wipe
@@ -80,7 +86,9 @@ impl DestinationCheck {
             && not_before.is_none_or(|at| now >= at)
         {
             self.state = State::InFlight;
-            out.push_back(Command::CheckDestination);
+            out.push_back(Command::CheckDestination {
+                keep: self.expected,
+            });
         }
     }
 
@@ -97,7 +105,7 @@ impl DestinationCheck {
             Ok(found) => {
                 self.state = State::Done;
                 self.checked = true;
-                let destination = assess(&found.marker, found.created, self.expected);
+                let destination = assess(&found, self.expected);
                 if let Destination::New { id, .. } = destination {
                     self.expected = Some(id);
                 }

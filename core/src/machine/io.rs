@@ -229,10 +229,12 @@ pub enum Command {
     /// Delete the lease only if it is at `if_generation`; answer with
     /// [`Input::LeaseDeleted`].
     DeleteLease { if_generation: i64 },
-    /// Read the prefix's destination marker, creating one with a fresh
-    /// random id (only if there is still none) when it is missing; answer
-    /// with [`Input::DestinationChecked`].
-    CheckDestination,
+    /// Read the prefix's destination marker and make it this database's:
+    /// unless it names `keep`, write one with a fresh random id in its
+    /// place (only at the generation read, or only if there is still none
+    /// where it is missing: of two racing, one writes and both read what it
+    /// wrote); answer with [`Input::DestinationChecked`].
+    CheckDestination { keep: Option<DestinationId> },
     /// Record in the database, beside the cursor, that the cursor belongs
     /// to destination `id`; answer with [`Input::DestinationRecorded`].
     RecordDestination { id: DestinationId },
@@ -258,12 +260,14 @@ pub enum Command {
     },
 }
 
-/// The prefix's destination marker, as the driver found it or created it.
+/// The prefix's destination marker, as the driver found it or wrote it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FoundDestination {
     pub marker: DestinationMarker,
-    /// The driver wrote it: there was none.
+    /// The driver wrote it: there was none, or it named another id.
     pub created: bool,
+    /// The id of the marker it wrote over, if it wrote over one.
+    pub replaced: Option<DestinationId>,
 }
 
 /// A batch of the change feed.
@@ -416,7 +420,7 @@ impl Command {
                 | Command::WriteHistory(_)
                 | Command::DeleteObject { .. }
                 | Command::SaveCursor { .. }
-                | Command::CheckDestination
+                | Command::CheckDestination { .. }
                 | Command::RecordDestination { .. }
                 | Command::WriteTriggerAttempts { .. }
                 | Command::DeleteTrigger { .. }
@@ -454,7 +458,7 @@ impl Command {
             },
             Command::SaveCursor { .. } => Input::CursorSaved(Err(failure)),
             Command::RecordDestination { .. } => Input::DestinationRecorded(Err(failure)),
-            Command::CheckDestination => Input::DestinationChecked(Err(failure)),
+            Command::CheckDestination { .. } => Input::DestinationChecked(Err(failure)),
             Command::ReadLease => Input::LeaseRead(Err(failure)),
             Command::WriteLease { .. } => Input::LeaseWritten(Err(failure)),
             Command::DeleteLease { .. } => Input::LeaseDeleted(Err(failure)),
