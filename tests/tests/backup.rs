@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::Output;
 
 use jobvault::control::socket_path;
-use jobvault_tests::{Daemon, Emulator, StoreReader, Workspace, jobvault, stderr, stdout};
+use jobvault_tests::{Daemon, Emulator, StoreReader, Workspace, bodies, jobvault, stderr, stdout};
 
 fn backup(emulator: &Emulator, workspace: &Workspace, bucket: &str) -> Output {
     jobvault(Some(&emulator.endpoint()))
@@ -184,4 +184,40 @@ fn backup_of_the_daemons_database_by_a_hard_link_is_taken() {
     assert!(output.status.success(), "{}", stderr(&output));
     let reader = StoreReader::connect(&format!("gs://{bucket}"), Some(&emulator.endpoint()));
     assert_eq!(taken_later(&reader), [stdout(&output).trim()]);
+}
+
+/// Another database's snapshot taken with no daemon running became the
+/// prefix's newest, and the first database's daemon, back, went on on top
+/// of it: a restore gave the other database's jobs. The backup writes its
+/// own destination marker, so the daemon back takes its full snapshot.
+#[test]
+fn backup_of_another_database_while_no_daemon_runs_makes_the_daemon_back_start_again() {
+    let emulator = Emulator::shared();
+    let bucket = emulator.new_bucket("turn-by-backup");
+    let url = format!("gs://{bucket}");
+    let workspace = workspace_with_a_job();
+    let daemon = start_daemon(emulator, &workspace, &bucket);
+    assert!(daemon.stop().success());
+    let other = Workspace::new();
+    other.put_jobs(&[serde_json::json!({ "id": "foreign", "name": "F" })]);
+    let output = backup(emulator, &other, &bucket);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let daemon = Daemon::start(&workspace, Some(&emulator.endpoint()), &url, "200ms", &[]);
+    daemon.settled();
+    assert!(
+        daemon
+            .log()
+            .contains("this bucket prefix is not the one the database was backed up to"),
+        "{}",
+        daemon.log()
+    );
+    assert!(daemon.stop().success());
+    let to = workspace.path().join("restored.db");
+    let restored = jobvault(Some(&emulator.endpoint()))
+        .args(["restore", "--bucket", &url, "--to"])
+        .arg(&to)
+        .output()
+        .unwrap();
+    assert!(restored.status.success(), "{}", stderr(&restored));
+    assert_eq!(bodies(&to), bodies(&workspace.db()));
 }

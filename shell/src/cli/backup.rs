@@ -10,6 +10,7 @@ use jobvault::cleartext::recent_snapshots;
 use jobvault::clock;
 use jobvault::control::{Asked, BackupAsk, BackupTaken, ask_daemon, check_immediate_name};
 use jobvault::db::JobDb;
+use jobvault::destination;
 use jobvault::immediate::snapshot_here;
 use jobvault::lease;
 use jobvault::leftovers::{self, Leftover};
@@ -17,6 +18,7 @@ use jobvault::progress;
 use jobvault::store::Store;
 use jobvault_core::Failure;
 use jobvault_core::cleartext::plain_writer_beside;
+use jobvault_core::destination::{Destination, DestinationId, assess};
 use jobvault_core::job_id::{InvalidName, check_base_name};
 use jobvault_core::lease::{LEASE_OBJECT, held_for_another};
 use tracing::{info, warn};
@@ -69,8 +71,17 @@ pub async fn backup(args: BackupArgs) -> anyhow::Result<ExitCode> {
         Asked::Answered(taken) => taken,
         Asked::NoDaemon(why) => {
             before_taking_here(&store, &ask).await?;
+            let claimed = claim_destination(&db_path, &store).await?;
             info!("taking the snapshot here: {why}");
-            take_here(&db_path, &store, &ask.name).await?
+            let taken = take_here(&db_path, &store, &ask.name).await?;
+            if let (Ok(_), Some(id)) = (&taken, claimed) {
+                // Unrecorded, the daemon's next start finds the prefix new
+                // and takes a full snapshot of its own: nothing is lost.
+                if let Err(e) = JobDb::open(&db_path).and_then(|mut db| db.record_destination(id)) {
+                    warn!(error = %e, "the snapshot landed, but the database cannot record its destination");
+                }
+            }
+            taken
         }
         Asked::Unreached(why) => {
             before_taking_here(&store, &ask).await?;
@@ -92,6 +103,25 @@ async fn before_taking_here(store: &Store, ask: &BackupAsk) -> anyhow::Result<()
     refuse_if_held_for_another(store, &ask.db).await?;
     say_if_plain_beside_sealed(store, ask.encrypted_to.is_empty()).await;
     Ok(())
+}
+
+/// Makes the prefix's destination marker this database's, as a daemon's
+/// start does ([`jobvault_core::destination`]); the id to record once the
+/// snapshot lands, if the prefix is new to the database. Another
+/// database's snapshot taken here with no daemon running became the
+/// prefix's newest, and the first database's daemon, back, found the marker
+/// its own and went on uploading changes on top of it: a restore gave the
+/// other database's jobs, exit 0. With the marker written over, that daemon
+/// takes its full snapshot again.
+async fn claim_destination(db: &Path, store: &Store) -> anyhow::Result<Option<DestinationId>> {
+    let recorded = JobDb::open(db)?.recorded_destination()?;
+    let found = destination::check(store, recorded)
+        .await
+        .map_err(|failure| anyhow!(failure.message))?;
+    Ok(match assess(&found, recorded) {
+        Destination::Known => None,
+        Destination::New { id, .. } => Some(id),
+    })
 }
 
 /// Refuses a snapshot into a prefix that a live daemon of another database
