@@ -65,6 +65,13 @@ fn a_large_snapshot_survives_a_failed_chunk_and_comes_back_byte_identical() {
     let bucket = emulator.new_bucket("large");
     let url = format!("gs://{bucket}/big");
     proxy.fail_next_chunks(1);
+    // Before the backup, which then records the prefix's destination in
+    // the database.
+    let local = workspace.path().join("local-copy.db");
+    JobDb::open(&workspace.db())
+        .unwrap()
+        .snapshot_to(&local, &Default::default())
+        .unwrap();
 
     let output = succeeded(
         jobvault(Some(&proxy.endpoint()))
@@ -109,11 +116,6 @@ fn a_large_snapshot_survives_a_failed_chunk_and_comes_back_byte_identical() {
 
     let reader = StoreReader::connect(&format!("gs://{bucket}"), Some(&emulator.endpoint()));
     let (_, restored) = gunzip(&reader.get(&object));
-    let local = workspace.path().join("local-copy.db");
-    JobDb::open(&workspace.db())
-        .unwrap()
-        .snapshot_to(&local, &Default::default())
-        .unwrap();
     let expected = std::fs::read(&local).unwrap();
     assert_eq!(restored.len(), expected.len());
     assert!(

@@ -18,7 +18,7 @@ use jobvault::progress;
 use jobvault::store::Store;
 use jobvault_core::Failure;
 use jobvault_core::cleartext::plain_writer_beside;
-use jobvault_core::destination::{Destination, DestinationId, assess};
+use jobvault_core::destination::{Destination, assess};
 use jobvault_core::job_id::{InvalidName, check_base_name};
 use jobvault_core::lease::{LEASE_OBJECT, held_for_another};
 use tracing::{info, warn};
@@ -71,14 +71,14 @@ pub async fn backup(args: BackupArgs) -> anyhow::Result<ExitCode> {
         Asked::Answered(taken) => taken,
         Asked::NoDaemon(why) => {
             before_taking_here(&store, &ask).await?;
-            let claimed = claim_destination(&db_path, &store).await?;
             info!("taking the snapshot here: {why}");
             let taken = take_here(&db_path, &store, &ask.name).await?;
-            if let (Ok(_), Some(id)) = (&taken, claimed) {
-                // Unrecorded, the daemon's next start finds the prefix new
-                // and takes a full snapshot of its own: nothing is lost.
-                if let Err(e) = JobDb::open(&db_path).and_then(|mut db| db.record_destination(id)) {
-                    warn!(error = %e, "the snapshot landed, but the database cannot record its destination");
+            if taken.is_ok() {
+                // Unclaimed, a daemon of another database that backed the
+                // prefix up goes on on top of this snapshot at its next
+                // start; said, not failed: the snapshot landed.
+                if let Err(e) = claim_destination(&db_path, &store).await {
+                    warn!(error = %format!("{e:#}"), "the snapshot landed, but the prefix's destination marker cannot be made this database's");
                 }
             }
             taken
@@ -105,23 +105,23 @@ async fn before_taking_here(store: &Store, ask: &BackupAsk) -> anyhow::Result<()
     Ok(())
 }
 
-/// Makes the prefix's destination marker this database's, as a daemon's
-/// start does ([`jobvault_core::destination`]); the id to record once the
-/// snapshot lands, if the prefix is new to the database. Another
-/// database's snapshot taken here with no daemon running became the
-/// prefix's newest, and the first database's daemon, back, found the marker
-/// its own and went on uploading changes on top of it: a restore gave the
-/// other database's jobs, exit 0. With the marker written over, that daemon
-/// takes its full snapshot again.
-async fn claim_destination(db: &Path, store: &Store) -> anyhow::Result<Option<DestinationId>> {
+/// Makes the prefix's destination marker this database's, once its
+/// snapshot landed, as a daemon's start does
+/// ([`jobvault_core::destination`]), and records a new one in the
+/// database. Another database's snapshot taken here with no daemon running
+/// became the prefix's newest, and the first database's daemon, back, found
+/// the marker its own and went on uploading changes on top of it: a restore
+/// gave the other database's jobs, exit 0. With the marker written over,
+/// that daemon takes its full snapshot again.
+async fn claim_destination(db: &Path, store: &Store) -> anyhow::Result<()> {
     let recorded = JobDb::open(db)?.recorded_destination()?;
     let found = destination::check(store, recorded)
         .await
         .map_err(|failure| anyhow!(failure.message))?;
-    Ok(match assess(&found, recorded) {
-        Destination::Known => None,
-        Destination::New { id, .. } => Some(id),
-    })
+    if let Destination::New { id, .. } = assess(&found, recorded) {
+        JobDb::open(db)?.record_destination(id)?;
+    }
+    Ok(())
 }
 
 /// Refuses a snapshot into a prefix that a live daemon of another database
