@@ -534,7 +534,15 @@ fn a_truncated_or_empty_newest_snapshot_is_passed_over_loudly_and_verify_fails_o
     let backed_up = BackedUp::new(3_000, "prod");
     let direct = format!("http://{}", backed_up.emulator.address());
     let reader = StoreReader::connect(&backed_up.url, Some(&direct));
-    let good = reader.names("db-backup/").pop().unwrap();
+    // The newest upload: the nightly one, or, when the trigger was served
+    // before the destination check answered, the start's own.
+    let good = reader
+        .list("db-backup/")
+        .into_iter()
+        .max_by_key(|o| o.updated)
+        .unwrap()
+        .name
+        .into_string();
     let whole = reader.get(&good);
     // A newer snapshot whose gzip stream ends half way, then a sound SQLite
     // file that is no job database, then an empty one (the store refuses
@@ -550,7 +558,8 @@ fn a_truncated_or_empty_newest_snapshot_is_passed_over_loudly_and_verify_fails_o
         ("zz-foreign", &foreign[..]),
         ("zz-empty", &[][..]),
     ] {
-        let bad = good.replace("nightly", name);
+        let folder = &good[..good.rfind('/').unwrap()];
+        let bad = format!("{folder}/{name}.bdb");
         let framing = jobvault_core::object_name::Framing::for_object(&bad, jobvault::clock::now());
         jobvault_tests::runtime()
             .block_on(reader.store().put(&bad, bytes.to_vec(), &framing))
