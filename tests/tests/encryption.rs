@@ -94,6 +94,42 @@ fn command(emulator: &Emulator, args: &[&str], identities: &[&Path]) -> Output {
     command.output().unwrap()
 }
 
+/// A plain backup that went through, warning of the encrypted snapshots
+/// beside it.
+fn taken_with_a_cleartext_warning(plain: &Output) {
+    let said = stderr(plain);
+    assert!(plain.status.success(), "{said}");
+    assert!(
+        said.contains("but this snapshot is written in the clear"),
+        "{said}"
+    );
+}
+
+/// The secret key line of the identity file at `identity`.
+fn secret_key(identity: &Path) -> String {
+    std::fs::read_to_string(identity)
+        .unwrap()
+        .lines()
+        .find(|l| l.starts_with("AGE-SECRET-KEY-"))
+        .unwrap()
+        .to_owned()
+}
+
+/// `jobvault backup` of `db` to `url`, encrypted to `recipient`.
+fn encrypted_backup(emulator: &Emulator, recipient: &str, url: &str, db: &Path) -> Output {
+    let db = db.to_str().unwrap();
+    let args = [
+        "backup",
+        "--encrypt-to",
+        recipient,
+        "--bucket",
+        url,
+        "--db",
+        db,
+    ];
+    command(emulator, &args, &[])
+}
+
 fn restore(emulator: &Emulator, url: &str, to: &Path, identities: &[&Path]) -> Output {
     let to = to.to_str().unwrap();
     command(
@@ -448,19 +484,7 @@ fn backup_asking_for_encryption_beside_a_plain_daemon_takes_an_encrypted_snapsho
     let daemon = Daemon::start(&workspace, Some(&emulator.endpoint()), &url, "200ms", &[]);
     daemon.settled();
     let db = workspace.db();
-    let output = command(
-        &emulator,
-        &[
-            "backup",
-            "--encrypt-to",
-            &recipient,
-            "--bucket",
-            &url,
-            "--db",
-            db.to_str().unwrap(),
-        ],
-        &[],
-    );
+    let output = encrypted_backup(&emulator, &recipient, &url, &db);
     assert!(output.status.success(), "{}", stderr(&output));
     assert!(
         stderr(&output).contains("writes in the clear"),
@@ -506,19 +530,7 @@ fn backup_without_recipients_beside_an_encrypting_daemon_is_refused() {
     );
     assert_eq!(said.trim().lines().count(), 1, "{said}");
     assert_eq!(reader.names("db-backup/"), before, "nothing was uploaded");
-    let with_keys = command(
-        &emulator,
-        &[
-            "backup",
-            "--encrypt-to",
-            &recipient,
-            "--bucket",
-            &url,
-            "--db",
-            db.to_str().unwrap(),
-        ],
-        &[],
-    );
+    let with_keys = encrypted_backup(&emulator, &recipient, &url, &db);
     assert!(with_keys.status.success(), "{}", stderr(&with_keys));
     assert!(daemon.stop().success());
 }
@@ -615,12 +627,7 @@ fn a_secret_key_pasted_anywhere_is_refused_without_being_repeated() {
     let workspace = Workspace::new();
     workspace.put_jobs(&jobs(&["j1"]));
     let (identity, recipient) = keygen(workspace.path(), "ops.key");
-    let secret = std::fs::read_to_string(&identity)
-        .unwrap()
-        .lines()
-        .find(|l| l.starts_with("AGE-SECRET-KEY-"))
-        .unwrap()
-        .to_owned();
+    let secret = secret_key(&identity);
     let payload = secret.trim_start_matches("AGE-SECRET-KEY-");
     let url = format!("file://{}", workspace.path().join("bucket").display());
     let db = workspace.db();
@@ -734,13 +741,7 @@ fn a_snapshot_whose_content_type_was_changed_still_counts_as_encrypted() {
     )
     .unwrap();
     assert_eq!(status, 200, "{body}");
-    let plain = backup(&["--name", "plain"]);
-    assert!(plain.status.success(), "{}", stderr(&plain));
-    assert!(
-        stderr(&plain).contains("but this snapshot is written in the clear"),
-        "{}",
-        stderr(&plain)
-    );
+    taken_with_a_cleartext_warning(&backup(&["--name", "plain"]));
 }
 
 #[test]
@@ -759,13 +760,7 @@ fn a_plain_snapshot_beside_encrypted_ones_is_flagged_in_a_directory_store_too() 
     };
     let sealed = backup(&["--encrypt-to", &recipient, "--name", "sealed"]);
     assert!(sealed.status.success(), "{}", stderr(&sealed));
-    let plain = backup(&["--name", "plain"]);
-    assert!(plain.status.success(), "{}", stderr(&plain));
-    assert!(
-        stderr(&plain).contains("but this snapshot is written in the clear"),
-        "{}",
-        stderr(&plain)
-    );
+    taken_with_a_cleartext_warning(&backup(&["--name", "plain"]));
     let status = jobvault(None)
         .args(["status", "--bucket", &url])
         .output()
@@ -784,12 +779,7 @@ fn a_plain_snapshot_beside_encrypted_ones_is_flagged_in_a_directory_store_too() 
 fn a_secret_key_never_names_a_snapshot_or_a_trigger_and_is_cut_from_logs() {
     let workspace = Workspace::new();
     let (identity, _) = keygen(workspace.path(), "ops.key");
-    let secret = std::fs::read_to_string(&identity)
-        .unwrap()
-        .lines()
-        .find(|l| l.starts_with("AGE-SECRET-KEY-"))
-        .unwrap()
-        .to_owned();
+    let secret = secret_key(&identity);
     let payload = secret.trim_start_matches("AGE-SECRET-KEY-").to_owned();
     let url = format!("file://{}", workspace.path().join("bucket").display());
     std::fs::create_dir_all(workspace.path().join("bucket")).unwrap();

@@ -11,8 +11,8 @@ use jobvault::db::JobDb;
 use jobvault_core::object_name::snapshot_object;
 use jobvault_core::{Change, Cursor, Envelope, JobId, Timestamp};
 use jobvault_tests::{
-    Daemon, Emulator, StoreReader, Workspace, bodies, body, eventually, gunzip, jobvault, stderr,
-    stdout,
+    Daemon, Emulator, StoreReader, Workspace, back_up_once, bodies, body, eventually, gunzip,
+    jobvault, stderr, stdout,
 };
 
 const PATIENCE: Duration = Duration::from_secs(60);
@@ -491,13 +491,7 @@ fn restore_at_reads_a_snapshot_generation_overwritten_since() {
     let url = format!("gs://{bucket}");
     let workspace = Workspace::new();
     workspace.put_jobs(&[serde_json::json!({"id": "a", "name": "kept"})]);
-    let db = workspace.db();
-    let output = jobvault(Some(&emulator.endpoint()))
-        .args(["backup", "--db", db.to_str().unwrap(), "--bucket", &url])
-        .output()
-        .unwrap();
-    assert!(output.status.success(), "{}", stderr(&output));
-    let name = stdout(&output).trim().to_owned();
+    let name = back_up_once(Some(&emulator.endpoint()), &url, &workspace.db());
     let at = jobvault::clock::now();
     let reader = StoreReader::connect(&url, Some(&emulator.endpoint()));
     let framing = jobvault_core::object_name::Framing::for_object(&name, at);
@@ -527,12 +521,7 @@ fn backups_deleted_from_a_versioned_bucket_are_listed_and_never_taken_for_none()
     let url = format!("gs://{bucket}");
     let workspace = Workspace::new();
     workspace.put_jobs(&[serde_json::json!({"id": "a", "name": "kept"})]);
-    let db = workspace.db();
-    let output = jobvault(Some(&emulator.endpoint()))
-        .args(["backup", "--db", db.to_str().unwrap(), "--bucket", &url])
-        .output()
-        .unwrap();
-    assert!(output.status.success(), "{}", stderr(&output));
+    back_up_once(Some(&emulator.endpoint()), &url, &workspace.db());
     let reader = StoreReader::connect(&url, Some(&emulator.endpoint()));
     let names = reader.names("db-backup/");
     for name in &names {
