@@ -713,7 +713,7 @@ fn a_restore_from_a_named_snapshot_takes_it_and_the_jobs_since_it() {
     assert!(
         refused
             .to_string()
-            .contains("no snapshot db-backup/2016/11/14/none.bdb")
+            .contains("no live snapshot db-backup/2016/11/14/none.bdb")
     );
 
     let mut bucket = two_snapshots_the_newest(Content::Unusable {

@@ -474,6 +474,21 @@ fn check_proves_that_the_identities_read_back_what_the_recipients_encrypt() {
         line.contains(&format!("none is for {offline_fingerprint}")),
         "{report}"
     );
+    // Both identities through JOBVAULT_IDENTITY, as PATH lists them: both
+    // keys proved (check alone took the list for one file's name).
+    let both = format!(
+        "{}:{}",
+        identity.display(),
+        workspace.path().join("offline.key").display()
+    );
+    let output = jobvault(Some(&emulator.endpoint()))
+        .args(&two)
+        .env("JOBVAULT_IDENTITY", both)
+        .output()
+        .unwrap();
+    let report = stdout(&output);
+    assert!(output.status.success(), "{report}{}", stderr(&output));
+    assert!(report.contains("ok    encryption:"), "{report}");
 }
 
 #[test]

@@ -700,7 +700,7 @@ fn snapshots_lists_every_snapshot_and_restore_takes_the_one_named() {
     );
     assert_eq!(output.status.code(), Some(1));
     assert!(
-        stderr(&output).contains("no snapshot db-backup/2001/01/01/x.bdb"),
+        stderr(&output).contains("no live snapshot db-backup/2001/01/01/x.bdb"),
         "{}",
         stderr(&output)
     );

@@ -466,7 +466,9 @@ impl RestorePlanner {
         }
         let Some(candidate) = listed.iter().find(|o| o.name == *object).cloned() else {
             return Err(PlanError::NotRestorable(format!(
-                "no snapshot {object} in the bucket (`jobvault snapshots` lists them)"
+                "no live snapshot {object} in the bucket (`jobvault snapshots` lists every one; \
+                 on a bucket with object versioning, `gcloud storage cp \
+                 'gs://…/NAME#GENERATION' gs://…/NAME` makes a noncurrent one live)"
             )));
         };
         self.phase = Phase::ReadTime {

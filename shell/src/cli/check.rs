@@ -28,9 +28,15 @@ pub struct CheckArgs {
     #[command(flatten)]
     encrypt: EncryptArgs,
     /// An age identity file that should read back what --encrypt-to
-    /// encrypts; repeatable. Checked in memory; keep it off the daemon's
-    /// host and run check with it where the key lives.
-    #[arg(long, value_name = "FILE", env = "JOBVAULT_IDENTITY")]
+    /// encrypts; repeatable (several files are separated by `:`, as in
+    /// PATH, as for every command). Checked in memory; keep it off the
+    /// daemon's host and run check with it where the key lives.
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "JOBVAULT_IDENTITY",
+        value_delimiter = ':'
+    )]
     identity: Vec<PathBuf>,
 }
 
