@@ -215,20 +215,15 @@ pub fn decide_claim(
 /// `found`: a live daemon of another database holds it. Taken anyway, it
 /// was the prefix's newest snapshot, and a restore gave that other
 /// database's jobs with this one's changes on top. A daemon of this
-/// database on this machine that `backup` could not reach is not another:
-/// its path is this one's, or names the same file (`same_file`, as the
-/// shell found: a hard link was refused as another database).
+/// database on this machine that `backup` could not reach is not another.
 pub fn held_for_another(
     found: Option<(&Lease, i64)>,
     me: &Holder,
     now: Timestamp,
     runs_here: RunsHere,
-    same_file: bool,
 ) -> Option<HeldElsewhere> {
     match decide_claim(found, me, now, runs_here, false) {
-        Claim::Refuse(held)
-            if !(me.same_machine(&held.holder) && (held.holder.db == me.db || same_file)) =>
-        {
+        Claim::Refuse(held) if !(me.same_machine(&held.holder) && held.holder.db == me.db) => {
             Some(held)
         }
         _ => None,
@@ -298,32 +293,27 @@ mod tests {
             ..holder("a", 2)
         };
         let live = lease(other_db, at(0));
-        let held = held_for_another(Some((&live, 3)), &me, at(10), Some(true), false);
+        let held = held_for_another(Some((&live, 3)), &me, at(10), Some(true));
         assert_eq!(held.map(|h| h.holder.db).as_deref(), Some("/srv/other.db"));
-        // A hard link to this database is not another.
-        assert_eq!(
-            held_for_another(Some((&live, 3)), &me, at(10), Some(true), true),
-            None
-        );
         // The same path on another machine is another database.
         let elsewhere = lease(holder("b", 2), at(0));
-        assert!(held_for_another(Some((&elsewhere, 3)), &me, at(10), None, true).is_some());
+        assert!(held_for_another(Some((&elsewhere, 3)), &me, at(10), None).is_some());
         // This database's own daemon, unreached, is not another.
         let mine = lease(holder("a", 2), at(0));
         assert_eq!(
-            held_for_another(Some((&mine, 3)), &me, at(10), Some(true), false),
+            held_for_another(Some((&mine, 3)), &me, at(10), Some(true)),
             None
         );
         // Nobody holds an expired lease, or one whose holder is gone.
         assert_eq!(
-            held_for_another(Some((&live, 3)), &me, at(61), Some(true), false),
+            held_for_another(Some((&live, 3)), &me, at(61), Some(true)),
             None
         );
         assert_eq!(
-            held_for_another(Some((&live, 3)), &me, at(10), Some(false), false),
+            held_for_another(Some((&live, 3)), &me, at(10), Some(false)),
             None
         );
-        assert_eq!(held_for_another(None, &me, at(10), None, false), None);
+        assert_eq!(held_for_another(None, &me, at(10), None), None);
     }
 
     #[test]

@@ -55,6 +55,7 @@ fn parse_snapshot_name(name: &str) -> Result<String, InvalidName> {
 
 pub async fn backup(args: BackupArgs) -> anyhow::Result<ExitCode> {
     let db_path = args.db.db;
+    refuse_a_second_name(&db_path)?;
     JobDb::open(&db_path)?;
     let canonical = std::fs::canonicalize(&db_path)
         .with_context(|| format!("job database {} cannot be opened", db_path.display()))?;
@@ -96,6 +97,25 @@ pub async fn backup(args: BackupArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Refuses a database file with more than one name (hard links), before
+/// anything opens it. SQLite keeps its WAL by name: a backup by a second
+/// name beside a daemon read the file without the daemon's WAL, and its
+/// own WAL, replayed later, put a stale page in the database (a hostile
+/// trial's daemon then reused change numbers, caught up by its account).
+fn refuse_a_second_name(db: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    match std::fs::metadata(db) {
+        Ok(meta) if meta.nlink() > 1 => Err(anyhow!(
+            "job database {} is one of {} names (hard links) of one file: SQLite keeps a WAL \
+             per name, so a process using another name than the scheduler and the daemon do \
+             corrupts it; back it up by the name they use, and remove the others",
+            db.display(),
+            meta.nlink()
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// What the prefix says before this process takes the snapshot itself: it
 /// refuses a prefix another database's daemon holds, and warns of a plain
 /// snapshot among encrypted ones.
@@ -135,9 +155,7 @@ async fn refuse_if_held_for_another(store: &Store, db: &Path) -> anyhow::Result<
         .lease
         .as_ref()
         .map(|(lease, generation)| (lease, *generation));
-    let same_file = lease.is_some_and(|(lease, _)| same_file(Path::new(&lease.holder.db), db));
-    let me = lease::me(db);
-    match held_for_another(lease, &me, clock::now(), found.holder_runs, same_file) {
+    match held_for_another(lease, &lease::me(db), clock::now(), found.holder_runs) {
         None => Ok(()),
         Some(held) => Err(anyhow!(
             "{} backs up another database: {} is held by jobvault on host {} (pid {}) for {}. \
@@ -150,16 +168,6 @@ async fn refuse_if_held_for_another(store: &Store, db: &Path) -> anyhow::Result<
             held.holder.db,
             db.display()
         )),
-    }
-}
-
-/// Whether two paths name one file (a hard link, or a path the holder
-/// wrote another way); a path that cannot be looked at names none.
-fn same_file(a: &Path, b: &Path) -> bool {
-    use std::os::unix::fs::MetadataExt;
-    match (std::fs::metadata(a), std::fs::metadata(b)) {
-        (Ok(a), Ok(b)) => (a.dev(), a.ino()) == (b.dev(), b.ino()),
-        _ => false,
     }
 }
 
