@@ -202,7 +202,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         Ending::Replaced => anyhow::bail!(
             "job database {} was replaced while jobvault ran (a file renamed over it), and the \
              jobs written to the file now there were not being backed up: start jobvault run \
-             again to back that file up (systemd's Restart= does)",
+             again to back that file up (systemd's Restart= does). Changes to the old file not \
+             yet uploaded stay in it only. If its -wal and -shm are still beside the new file, \
+             SQLite reads them as the new file's: stop every writer and move them away first",
             db_path.display()
         ),
     }
