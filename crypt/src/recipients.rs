@@ -142,10 +142,35 @@ fn is_key_payload(text: &str) -> bool {
             .all(|c| BECH32.contains(c.to_ascii_lowercase()))
 }
 
-/// `text` with each identity in it cut to `AGE-SECRET-KEY-1…`: for
-/// messages made by others (the argument parser's) that quote what was
-/// typed.
+/// `text` with each identity in it cut to `AGE-SECRET-KEY-1…`, and each
+/// run of bech32 as long as an identity's payload cut to `…`: for messages
+/// made by others (the argument parser's) that quote what was typed, and
+/// log lines (a trigger file named with a payload alone was quarantined,
+/// and its name logged whole).
 pub fn redact_secret_keys(text: &str) -> String {
+    redact_payloads(&redact_marked(text))
+}
+
+/// Cuts each run of bech32 (and `1`) as long as an identity's payload.
+fn redact_payloads(text: &str) -> String {
+    let in_run = |c: char| c == '1' || BECH32.contains(c.to_ascii_lowercase());
+    let mut redacted = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find(in_run) {
+        let end = rest[start..]
+            .find(|c: char| !in_run(c))
+            .map_or(rest.len(), |n| start + n);
+        redacted.push_str(&rest[..start]);
+        let run = &rest[start..end];
+        redacted.push_str(if is_key_payload(run) { "…" } else { run });
+        rest = &rest[end..];
+    }
+    redacted.push_str(rest);
+    redacted
+}
+
+/// Cuts each identity, found by its marker, to `AGE-SECRET-KEY-1…`.
+fn redact_marked(text: &str) -> String {
     // ASCII upper-casing keeps every byte offset.
     let upper = text.to_ascii_uppercase();
     let mut redacted = String::with_capacity(text.len());
@@ -222,6 +247,13 @@ mod tests {
              AGE-SECRET-KEY-1… names them"
         );
         assert_eq!(redact_secret_keys("nothing"), "nothing");
+        let payload = format!("1{}", "QQQSECRETQQQ".repeat(5));
+        assert_eq!(
+            redact_secret_keys(&format!("trigger={payload} to=/w/{payload}")),
+            "trigger=… to=/w/…"
+        );
+        let short = "a0fd618807a93663";
+        assert_eq!(redact_secret_keys(short), short, "ids stay");
     }
 
     #[test]
