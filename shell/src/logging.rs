@@ -35,9 +35,13 @@ static JSON: OnceLock<bool> = OnceLock::new();
 /// Sets up logging to stderr through `filter`, as text or as JSON lines.
 pub fn init(filter: EnvFilter, json: bool) {
     let _ = JSON.set(json);
+    // A line that cannot be written is dropped: tracing's own report of it
+    // is an `eprintln!` to the same stderr, which panicked when stderr was
+    // a closed pipe and took the daemon down with exit 101.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(|| RedactedStderr);
+        .with_writer(|| RedactedStderr)
+        .log_internal_errors(false);
     if json {
         builder.event_format(CloudLoggingJson).init();
         std::panic::set_hook(Box::new(|panic| {

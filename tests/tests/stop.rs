@@ -152,3 +152,49 @@ fn a_clean_stop_leaves_no_wal_for_a_restored_file_to_read() {
         .unwrap();
     assert!(body.body().unwrap().contains("bad deploy"));
 }
+
+/// stderr a pipe whose reader went away (a log shipper that died): the
+/// next log line's failure was reported by tracing with an `eprintln!` to
+/// the same stderr, which panicked and stopped the daemon, exit 101. Lines
+/// that cannot be written are dropped now, and backing up goes on.
+#[test]
+fn a_daemon_whose_stderr_reader_went_away_goes_on_backing_up() {
+    use std::io::Read;
+    use std::process::Stdio;
+
+    let workspace = Workspace::new();
+    workspace.put_jobs(&[json!({ "id": "first", "name": "F" })]);
+    let root = workspace.path().join("bucket");
+    std::fs::create_dir_all(&root).unwrap();
+    let url = format!("file://{}", root.display());
+    let mut daemon = jobvault_tests::jobvault(None)
+        .args(["run", "--bucket", &url, "--interval", "200ms", "--db"])
+        .arg(workspace.db())
+        .arg("--workdir")
+        .arg(workspace.workdir())
+        .args(["--metrics-addr", "127.0.0.1:0"])
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = [0; 16];
+    daemon
+        .stderr
+        .take()
+        .unwrap()
+        .read_exact(&mut first)
+        .unwrap();
+    workspace.put_jobs(&[json!({ "id": "after", "name": "A" })]);
+    let reader = StoreReader::connect(&url, None);
+    eventually("the job written after", Duration::from_secs(30), || {
+        assert_eq!(daemon.try_wait().unwrap(), None, "the daemon exited");
+        reader
+            .names("job-backup/")
+            .iter()
+            .any(|name| name.ends_with("/after.job"))
+            .then_some(())
+    });
+    daemon.kill().unwrap();
+    daemon.wait().unwrap();
+}
