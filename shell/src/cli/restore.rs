@@ -61,7 +61,8 @@ pub struct RestoreArgs {
     /// Restore the database as it was at this instant (RFC 3339, e.g.
     /// 2026-11-30T13:59:00Z, or a duration ago: 2h, 1d) rather than its
     /// newest state. Needs object versioning on the bucket for any instant
-    /// before the newest upload.
+    /// before the newest upload. One more than 10 minutes ahead of this
+    /// host's clock is refused (within that, the clocks may disagree).
     #[arg(long, value_name = "TIME", value_parser = parse_instant, conflicts_with = "snapshot")]
     at: Option<Timestamp>,
     /// Start from this snapshot (a name `jobvault snapshots` lists, e.g.
