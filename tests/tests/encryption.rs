@@ -713,19 +713,16 @@ fn a_secret_key_pasted_anywhere_is_refused_without_being_repeated() {
             "repeats the key: {said}"
         );
     }
-    // Where any path goes, the key is cut from the error that names it.
+    // Where a path goes, it is refused as an argument.
     let output = jobvault(None)
         .args(["backup", "--bucket", &url, "--db", &secret])
         .output()
         .unwrap();
     let said = stderr(&output);
-    assert_eq!(output.status.code(), Some(1), "{said}");
+    assert_eq!(output.status.code(), Some(2), "{said}");
     assert!(!said.contains(payload), "repeats the key: {said}");
 }
 
-/// A directory store keeps no content type: a snapshot's first bytes say
-/// whether it is encrypted, so a plain `backup` beside encrypted ones is
-/// flagged there too.
 /// An encrypted snapshot whose content type was changed by hand still
 /// counts as encrypted: its metadata says so. Read as plain, it silenced
 /// the warnings of a backup that dropped encryption.
@@ -759,6 +756,9 @@ fn a_snapshot_whose_content_type_was_changed_still_counts_as_encrypted() {
     taken_with_a_cleartext_warning(&backup(&["--name", "plain"]));
 }
 
+/// A directory store keeps no content type: a snapshot's first bytes say
+/// whether it is encrypted, so a plain `backup` beside encrypted ones is
+/// flagged there too.
 #[test]
 fn a_plain_snapshot_beside_encrypted_ones_is_flagged_in_a_directory_store_too() {
     let workspace = Workspace::new();
@@ -788,11 +788,14 @@ fn a_plain_snapshot_beside_encrypted_ones_is_flagged_in_a_directory_store_too() 
     );
 }
 
-/// A key pasted where a name goes was uploaded as a snapshot's name, or a
-/// trigger's, and logged whole with a path that held it.
+/// A key pasted where a name, a path or a URL goes was uploaded as a
+/// snapshot's name, or a trigger's, printed with the path, and logged.
+/// Given alone as a trigger file's name, it is quarantined and its name is
+/// cut from the log.
 #[test]
 fn a_secret_key_never_names_a_snapshot_or_a_trigger_and_is_cut_from_logs() {
     let workspace = Workspace::new();
+    workspace.put_jobs(&jobs(&["j1"]));
     let (identity, _) = keygen(workspace.path(), "ops.key");
     let secret = secret_key(&identity);
     let payload = secret.trim_start_matches("AGE-SECRET-KEY-").to_owned();
@@ -800,11 +803,16 @@ fn a_secret_key_never_names_a_snapshot_or_a_trigger_and_is_cut_from_logs() {
     std::fs::create_dir_all(workspace.path().join("bucket")).unwrap();
     let workdir = workspace.workdir();
     let workdir = workdir.to_str().unwrap();
+    let keyed_url = format!("gs://b1/{secret}");
+    let keyed_path = format!("r-{secret}.db");
     for args in [
         vec![
             "backup", "--bucket", &url, "--db", "x.db", "--name", &secret,
         ],
         vec!["trigger", "--workdir", workdir, &secret],
+        vec!["status", "--bucket", &keyed_url],
+        vec!["restore", "--bucket", &url, "--to", &keyed_path],
+        vec!["init", "--db", &keyed_path],
     ] {
         let output = jobvault(None).args(&args).output().unwrap();
         let said = stderr(&output);
@@ -813,27 +821,25 @@ fn a_secret_key_never_names_a_snapshot_or_a_trigger_and_is_cut_from_logs() {
         assert!(!said.contains(&payload), "{args:?} repeats the key: {said}");
     }
     assert!(!workspace.triggers().exists(), "no trigger was dropped");
-    // In a path: what the command logs cuts it.
-    let folder = workspace.path().join(format!("d-{secret}"));
-    std::fs::create_dir_all(&folder).unwrap();
-    let db = folder.join("jobs.db");
-    let init = jobvault(None)
-        .args(["init", "--db"])
-        .arg(&db)
-        .output()
-        .unwrap();
-    assert!(init.status.success(), "{}", stderr(&init));
-    let output = jobvault(None)
-        .args(["backup", "--bucket", &url, "--db"])
-        .arg(&db)
-        .env("RUST_LOG", "info")
-        .output()
-        .unwrap();
-    let said = stderr(&output);
-    assert!(output.status.success(), "{said}");
+    // The payload alone as a trigger file's name, dropped by hand.
+    let bare = payload.trim_start_matches('1').to_lowercase();
+    let daemon = Daemon::start(&workspace, None, &url, "200ms", &[]);
+    workspace.trigger(&bare, "");
+    eventually("the trigger quarantined", PATIENCE, || {
+        daemon.log().contains("quarantine directory").then_some(())
+    });
+    let (status, log) = daemon.stop_and_log();
+    assert!(status.success(), "{log}");
     assert!(
-        said.contains("AGE-SECRET-KEY-1…"),
-        "it logs the path: {said}"
+        !log.to_lowercase().contains(&bare),
+        "the log repeats the key: {log}"
     );
-    assert!(!said.contains(&payload), "the log repeats the key: {said}");
+    let names: Vec<String> = ["db-backup/", "job-backup/"]
+        .iter()
+        .flat_map(|prefix| StoreReader::connect(&url, None).names(prefix))
+        .collect();
+    assert!(
+        names.iter().all(|n| !n.to_lowercase().contains(&bare)),
+        "{names:?}"
+    );
 }

@@ -4,11 +4,12 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Args;
+use clap::builder::PathBufValueParser;
 use jobvault::check::{Setup, check as run_checks};
 use jobvault::clock;
 
 use super::report::report;
-use super::{BucketArg, DbArg, EncryptArgs, load_identities};
+use super::{BucketArg, DbArg, EncryptArgs, NoKeys, load_identities};
 
 /// Try the setup as `jobvault run` will use it: the credentials found, the
 /// bucket and whether it lets jobvault create, read, list and delete objects
@@ -23,7 +24,7 @@ pub struct CheckArgs {
     #[command(flatten)]
     bucket: BucketArg,
     /// The daemon's work directory; trigger files go to <DIR>/trigger-backup/.
-    #[arg(long, value_name = "DIR", env = "JOBVAULT_WORKDIR")]
+    #[arg(long, value_name = "DIR", env = "JOBVAULT_WORKDIR", value_parser = NoKeys(PathBufValueParser::new()))]
     workdir: PathBuf,
     #[command(flatten)]
     encrypt: EncryptArgs,

@@ -24,6 +24,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use clap::builder::PathBufValueParser;
 use clap::{Args, Parser, Subcommand};
 use jobvault::logging::{Said, say};
 use jobvault::nothing::{NOTHING_FOUND_EXIT, check_store};
@@ -151,7 +152,7 @@ impl Command {
 #[derive(Debug, Clone, Args)]
 pub struct DbArg {
     /// The job database (SQLite).
-    #[arg(long, value_name = "PATH", env = "JOBVAULT_DB")]
+    #[arg(long, value_name = "PATH", env = "JOBVAULT_DB", value_parser = NoKeys(PathBufValueParser::new()))]
     pub db: PathBuf,
 }
 
@@ -159,7 +160,7 @@ pub struct DbArg {
 #[derive(Debug, Clone, Args)]
 pub struct BucketArg {
     /// Where backups live: gs://bucket[/prefix], or file:///dir for a local directory.
-    #[arg(long, value_name = "URL", env = "JOBVAULT_BUCKET")]
+    #[arg(long, value_name = "URL", env = "JOBVAULT_BUCKET", value_parser = NoKeys(|url: &str| url.parse::<BucketUrl>()))]
     pub bucket: BucketUrl,
 }
 
@@ -255,8 +256,9 @@ impl clap::builder::TypedValueParser for RecipientParser {
 /// A value parser that refuses, without repeating it, a value holding an
 /// age secret key, then parses as `P` does: for names, which go into object
 /// names, metric labels and logs (a trial's key given as `backup --name`
-/// was uploaded as a snapshot's name), where clap's own refusals quote the
-/// value.
+/// was uploaded as a snapshot's name), and for paths and URLs, which
+/// commands print (`status`, `restore`), where clap's own refusals quote
+/// the value.
 #[derive(Clone)]
 pub(crate) struct NoKeys<P>(pub P);
 
@@ -275,7 +277,8 @@ impl<P: clap::builder::TypedValueParser> clap::builder::TypedValueParser for NoK
                 clap::error::ErrorKind::ValueValidation,
                 format!(
                     "{named} holds what looks like an age secret key (AGE-SECRET-KEY-1…); it is \
-                     not repeated here, and a key never goes in a name\n"
+                     not repeated here, and a key goes in an identity file, never on a command \
+                     line\n"
                 ),
             ));
         }

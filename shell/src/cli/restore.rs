@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Args;
+use clap::builder::PathBufValueParser;
 use jobvault::clock;
 use jobvault::logging::{Said, say};
 use jobvault::nothing::{NOTHING_FOUND_EXIT, NothingFound, check_store};
@@ -17,7 +18,7 @@ use jobvault_core::object_name::ObjectName;
 use jobvault_core::restore_plan::WithoutSnapshot;
 
 use super::duration::parse_instant;
-use super::{BucketArg, ReadArgs, on_corrupt, until_signal};
+use super::{BucketArg, NoKeys, ReadArgs, on_corrupt, until_signal};
 
 /// Rebuild the job database from the bucket: the newest snapshot, then every
 /// job uploaded since it, applied where newer. `jobvault run` can continue
@@ -33,7 +34,7 @@ pub struct RestoreArgs {
     #[command(flatten)]
     bucket: BucketArg,
     /// Where to write the database.
-    #[arg(long, value_name = "PATH")]
+    #[arg(long, value_name = "PATH", value_parser = NoKeys(PathBufValueParser::new()))]
     to: PathBuf,
     /// Replace PATH if it exists (stop whatever uses it first); the new
     /// file keeps the replaced one's mode and owner.

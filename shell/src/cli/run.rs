@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
+use clap::builder::PathBufValueParser;
 use jobvault::control::{BackupDesk, ControlSocket};
 use jobvault::daemon::{Daemon, Ending};
 use jobvault::db::JobDb;
@@ -39,7 +40,7 @@ pub struct RunArgs {
     #[command(flatten)]
     encrypt: EncryptArgs,
     /// Work directory; trigger files are read from <DIR>/trigger-backup/.
-    #[arg(long, value_name = "DIR", env = "JOBVAULT_WORKDIR")]
+    #[arg(long, value_name = "DIR", env = "JOBVAULT_WORKDIR", value_parser = NoKeys(PathBufValueParser::new()))]
     workdir: PathBuf,
     /// Names the database in the metrics' `database` label.
     #[arg(long, default_value = "task-scheduler", value_parser = NoKeys(parse_name), env = "JOBVAULT_NAME")]

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Args;
+use clap::builder::PathBufValueParser;
 use jobvault::clock;
 use jobvault::logging::{Said, say};
 use jobvault::triggers::TriggerDir;
@@ -16,7 +17,7 @@ use super::NoKeys;
 #[derive(Debug, Args)]
 pub struct TriggerArgs {
     /// The daemon's work directory.
-    #[arg(long, value_name = "DIR", env = "JOBVAULT_WORKDIR")]
+    #[arg(long, value_name = "DIR", env = "JOBVAULT_WORKDIR", value_parser = NoKeys(PathBufValueParser::new()))]
     workdir: PathBuf,
     /// The snapshot's base name [default: scheduled-HH:MM:SS, in UTC].
     #[arg(value_parser = NoKeys(clap::builder::StringValueParser::new()))]
