@@ -403,3 +403,20 @@ fn keygen_refuses_dash_for_its_identity_file() {
     assert!(stderr(&output).contains("to a file only"));
     assert!(!workspace.path().join("-").exists());
 }
+
+/// An empty JOBVAULT_ENCRYPT_TO (an environment file's template left
+/// blank) was refused as "invalid Bech32 encoding".
+#[test]
+fn an_empty_recipient_is_named_as_empty() {
+    let output = jobvault(None)
+        .args(["backup", "--db", "x.db", "--bucket", "file:///nowhere"])
+        .env("JOBVAULT_ENCRYPT_TO", "")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("a value is empty"),
+        "{}",
+        stderr(&output)
+    );
+}

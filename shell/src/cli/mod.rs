@@ -237,6 +237,11 @@ impl clap::builder::TypedValueParser for RecipientParser {
         let text = value
             .to_str()
             .ok_or_else(|| refused("a value is not UTF-8"))?;
+        if text.trim().is_empty() {
+            return Err(refused(
+                "a value is empty (unset JOBVAULT_ENCRYPT_TO to write in the clear)",
+            ));
+        }
         Recipients::parse([text])
             .map(|_| text.trim().to_owned())
             .map_err(|e| {
