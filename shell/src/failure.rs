@@ -38,7 +38,8 @@ impl ToFailure for DbError {
             DbError::Refused { .. }
             | DbError::UpgradeRefused { .. }
             | DbError::NewerSchema { .. }
-            | DbError::ForeignJobs { .. } => FailureKind::Rejected,
+            | DbError::ForeignJobs { .. }
+            | DbError::SecondName { .. } => FailureKind::Rejected,
             DbError::Sqlite { source, .. } => sqlite_kind(source),
             DbError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
                 FailureKind::NotFound

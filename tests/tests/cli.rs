@@ -420,3 +420,31 @@ fn an_empty_recipient_is_named_as_empty() {
         stderr(&output)
     );
 }
+
+/// A database file with a second name (hard link): a daemon on one name
+/// never saw what writers committed under the other, and reported itself
+/// caught up. Every command refuses it before SQLite opens it.
+#[test]
+fn a_database_with_a_second_name_is_refused_by_every_command() {
+    let workspace = Workspace::new();
+    workspace.put_jobs(&[serde_json::json!({ "id": "a", "name": "A" })]);
+    let linked = workspace.path().join("linked.db");
+    fs::hard_link(workspace.db(), &linked).unwrap();
+    for db in [&workspace.db(), &linked] {
+        let output = run_with_stdin(
+            {
+                let mut command = jobvault(None);
+                command.args(["jobs", "put", "--db"]).arg(db);
+                command
+            },
+            "{\"id\":\"b\",\"name\":\"B\"}\n",
+        );
+        assert_runtime_error(&output, "2 names (hard links)");
+    }
+    let mut wal = linked.into_os_string();
+    wal.push("-wal");
+    assert!(
+        !std::path::Path::new(&wal).exists(),
+        "SQLite never opened it"
+    );
+}

@@ -55,7 +55,6 @@ fn parse_snapshot_name(name: &str) -> Result<String, InvalidName> {
 
 pub async fn backup(args: BackupArgs) -> anyhow::Result<ExitCode> {
     let db_path = args.db.db;
-    refuse_a_second_name(&db_path)?;
     JobDb::open(&db_path)?;
     let canonical = std::fs::canonicalize(&db_path)
         .with_context(|| format!("job database {} cannot be opened", db_path.display()))?;
@@ -95,25 +94,6 @@ pub async fn backup(args: BackupArgs) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("snapshot of {} failed", db_path.display()))?;
     println!("{}", store.object_name(&taken.object));
     Ok(ExitCode::SUCCESS)
-}
-
-/// Refuses a database file with more than one name (hard links), before
-/// anything opens it. SQLite keeps its WAL by name: a backup by a second
-/// name beside a daemon read the file without the daemon's WAL, and its
-/// own WAL, replayed later, put a stale page in the database (a hostile
-/// trial's daemon then reused change numbers, caught up by its account).
-fn refuse_a_second_name(db: &Path) -> anyhow::Result<()> {
-    use std::os::unix::fs::MetadataExt;
-    match std::fs::metadata(db) {
-        Ok(meta) if meta.nlink() > 1 => Err(anyhow!(
-            "job database {} is one of {} names (hard links) of one file: SQLite keeps a WAL \
-             per name, so a process using another name than the scheduler and the daemon do \
-             corrupts it; back it up by the name they use, and remove the others",
-            db.display(),
-            meta.nlink()
-        )),
-        _ => Ok(()),
-    }
 }
 
 /// What the prefix says before this process takes the snapshot itself: it

@@ -32,6 +32,7 @@ mod rows;
 mod schema;
 mod writer;
 
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use jobvault_core::Timestamp;
@@ -51,6 +52,12 @@ pub enum DbError {
          `jobvault restore --to {path}` brings one back from the bucket"
     )]
     Missing { path: PathBuf },
+    #[error(
+        "job database {path} is one of {names} names (hard links) of one file: SQLite keeps a \
+         WAL per name, so processes that use different names miss each other's changes and \
+         corrupt the file; use one name, and remove the others"
+    )]
+    SecondName { path: PathBuf, names: u64 },
     #[error("job database {path}: {source}")]
     Io {
         path: PathBuf,
@@ -138,7 +145,19 @@ impl JobDb {
         Ok((db, change))
     }
 
+    /// A file with a second name (a hard link) is refused before SQLite
+    /// opens it: a daemon on one name never saw what writers committed
+    /// under the other (their WAL is the other name's), and reported itself
+    /// caught up; a backup by a link replayed a stale page into the file.
     fn open_with(path: &Path, flags: OpenFlags) -> Result<Self, DbError> {
+        if let Ok(meta) = std::fs::metadata(path)
+            && meta.nlink() > 1
+        {
+            return Err(DbError::SecondName {
+                path: path.to_owned(),
+                names: meta.nlink(),
+            });
+        }
         let conn = Connection::open_with_flags(path, flags | OpenFlags::SQLITE_OPEN_NO_MUTEX)
             .in_db(path)?;
         conn.busy_timeout(BUSY_TIMEOUT).in_db(path)?;
