@@ -122,11 +122,13 @@ impl BackupDesk {
         if ask.db != self.db {
             return Err((409, format!("this daemon backs up {}", self.db.display())));
         }
-        if ask.bucket != self.bucket {
-            return Err((409, format!("this daemon backs up to {}", self.bucket)));
-        }
+        // Whatever the bucket: a copy in the clear elsewhere reads as well
+        // as one beside the encrypted backups.
         if ask.encrypted_to.is_empty() && !self.encrypted_to.is_empty() {
             return Err((CLEARTEXT_REFUSED, cleartext_refused(&self.encrypted_to)));
+        }
+        if ask.bucket != self.bucket {
+            return Err((409, format!("this daemon backs up to {}", self.bucket)));
         }
         if ask.encrypted_to != self.encrypted_to {
             return Err((
@@ -166,8 +168,8 @@ const CLEARTEXT_REFUSED: u16 = 422;
 fn cleartext_refused(daemon: &[String]) -> String {
     format!(
         "this daemon encrypts to {}, and this backup has no --encrypt-to: taken without the \
-         daemon, the snapshot would put the whole database in the bucket in the clear. Give \
-         --encrypt-to (or JOBVAULT_ENCRYPT_TO) the daemon's recipients, and it takes the snapshot",
+         daemon, the snapshot would put the whole database in a bucket in the clear. Give \
+         --encrypt-to (or JOBVAULT_ENCRYPT_TO) the daemon's recipients",
         daemon.join(", ")
     )
 }

@@ -540,11 +540,26 @@ fn backup_without_recipients_beside_an_encrypting_daemon_is_refused() {
     assert_eq!(output.status.code(), Some(1), "{said}");
     assert!(
         said.contains("and this backup has no --encrypt-to")
-            && said.contains("the whole database in the bucket in the clear"),
+            && said.contains("the whole database in a bucket in the clear"),
         "{said}"
     );
     assert_eq!(said.trim().lines().count(), 1, "{said}");
     assert_eq!(reader.names("db-backup/"), before, "nothing was uploaded");
+    // Nor to another bucket: a copy in the clear reads as well anywhere.
+    let elsewhere = format!("file://{}", workspace.path().join("elsewhere").display());
+    let output = command(
+        &emulator,
+        &[
+            "backup",
+            "--bucket",
+            &elsewhere,
+            "--db",
+            db.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    assert!(!workspace.path().join("elsewhere").exists());
     let with_keys = encrypted_backup(&emulator, &recipient, &url, &db);
     assert!(with_keys.status.success(), "{}", stderr(&with_keys));
     assert!(daemon.stop().success());
