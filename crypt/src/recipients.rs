@@ -125,21 +125,36 @@ const SECRET_MARKER: &str = "AGE-SECRET-KEY-";
 /// pasted into one value is a secret all the same), or is one's payload
 /// alone (a double-click on a key selects `1…` without its prefix).
 pub fn holds_secret_key(text: &str) -> bool {
-    text.to_ascii_uppercase().contains(SECRET_MARKER) || is_key_payload(text)
+    text.to_ascii_uppercase().contains(SECRET_MARKER) || !payload_runs(text).is_empty()
 }
 
 /// Bech32's alphabet, in which an identity's payload is written.
 const BECH32: &str = "qpzry9x8gf2tvdw0s3jn54khce6mua7l";
 
-/// Whether `text` is a run of bech32 as long as an identity's payload (`1`
-/// and 58 more, in either case): no path, name or recipient is.
-fn is_key_payload(text: &str) -> bool {
-    let text = text.trim();
-    let payload = text.strip_prefix('1').unwrap_or(text);
-    payload.len() >= 58
-        && payload
-            .chars()
-            .all(|c| BECH32.contains(c.to_ascii_lowercase()))
+/// How long an identity's payload is after its `1`; a recipient's is as
+/// long, after `age1`.
+const PAYLOAD_LEN: usize = 58;
+
+/// The byte ranges of the runs of bech32, in either case, as long as an
+/// identity's payload, but a recipient's (after `age1`): a payload with
+/// anything around it (`x1…`, `1….db`, in a bucket URL) was missed when
+/// only a whole value was looked at. No path, name or id holds such a run.
+fn payload_runs(text: &str) -> Vec<std::ops::Range<usize>> {
+    let bech32 = |c: char| BECH32.contains(c.to_ascii_lowercase());
+    let mut runs = Vec::new();
+    let mut at = 0;
+    while let Some(found) = text[at..].find(bech32) {
+        let start = at + found;
+        let end = text[start..]
+            .find(|c: char| !bech32(c))
+            .map_or(text.len(), |n| start + n);
+        let recipient = text[..start].to_ascii_lowercase().ends_with("age1");
+        if end - start >= PAYLOAD_LEN && !recipient {
+            runs.push(start..end);
+        }
+        at = end;
+    }
+    runs
 }
 
 /// `text` with each identity in it cut to `AGE-SECRET-KEY-1…`, and each
@@ -148,24 +163,15 @@ fn is_key_payload(text: &str) -> bool {
 /// log lines (a trigger file named with a payload alone was quarantined,
 /// and its name logged whole).
 pub fn redact_secret_keys(text: &str) -> String {
-    redact_payloads(&redact_marked(text))
-}
-
-/// Cuts each run of bech32 (and `1`) as long as an identity's payload.
-fn redact_payloads(text: &str) -> String {
-    let in_run = |c: char| c == '1' || BECH32.contains(c.to_ascii_lowercase());
-    let mut redacted = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(start) = rest.find(in_run) {
-        let end = rest[start..]
-            .find(|c: char| !in_run(c))
-            .map_or(rest.len(), |n| start + n);
-        redacted.push_str(&rest[..start]);
-        let run = &rest[start..end];
-        redacted.push_str(if is_key_payload(run) { "…" } else { run });
-        rest = &rest[end..];
+    let marked = redact_marked(text);
+    let mut redacted = String::with_capacity(marked.len());
+    let mut rest = 0;
+    for run in payload_runs(&marked) {
+        redacted.push_str(&marked[rest..run.start]);
+        redacted.push('…');
+        rest = run.end;
     }
-    redacted.push_str(rest);
+    redacted.push_str(&marked[rest..]);
     redacted
 }
 
@@ -249,11 +255,14 @@ mod tests {
         assert_eq!(redact_secret_keys("nothing"), "nothing");
         let payload = format!("1{}", "QQQSECRETQQQ".repeat(5));
         assert_eq!(
-            redact_secret_keys(&format!("trigger={payload} to=/w/{payload}")),
-            "trigger=… to=/w/…"
+            redact_secret_keys(&format!("trigger={payload} to=/w/x{payload}.db")),
+            "trigger=1… to=/w/x1….db"
         );
         let short = "a0fd618807a93663";
         assert_eq!(redact_secret_keys(short), short, "ids stay");
+        assert_eq!(redact_secret_keys(ONE), ONE, "a recipient stays");
+        assert!(holds_secret_key(&format!("gs://b1/x{payload}")));
+        assert!(!holds_secret_key(&format!("--encrypt-to {ONE}")));
     }
 
     #[test]
