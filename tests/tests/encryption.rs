@@ -820,6 +820,9 @@ fn a_secret_key_never_names_a_snapshot_or_a_trigger_and_is_cut_from_logs() {
     let workdir = workdir.to_str().unwrap();
     let keyed_url = format!("gs://b1/{secret}");
     let keyed_path = format!("r-{secret}.db");
+    // The payload alone, with anything around it.
+    let wrapped_url = format!("gs://b1/x{payload}");
+    let wrapped_name = format!("x{}", payload.to_lowercase());
     for args in [
         vec![
             "backup", "--bucket", &url, "--db", "x.db", "--name", &secret,
@@ -828,6 +831,8 @@ fn a_secret_key_never_names_a_snapshot_or_a_trigger_and_is_cut_from_logs() {
         vec!["status", "--bucket", &keyed_url],
         vec!["restore", "--bucket", &url, "--to", &keyed_path],
         vec!["init", "--db", &keyed_path],
+        vec!["status", "--bucket", &wrapped_url],
+        vec!["trigger", "--workdir", workdir, &wrapped_name],
     ] {
         let output = jobvault(None).args(&args).output().unwrap();
         let said = stderr(&output);
