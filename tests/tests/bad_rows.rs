@@ -150,3 +150,30 @@ fn a_body_with_a_trailing_nul_is_set_aside_and_the_prefix_still_restores() {
     let ids: Vec<_> = jobs.iter().map(|e| e.id.to_string()).collect();
     assert_eq!(ids, ["good"]);
 }
+
+/// A job id holding an age secret key would name the job's object in the
+/// bucket, readable in any listing, encrypted or not: a hostile trial's key
+/// became `job-backup/…/AGE-SECRET-KEY-1….job`. The row is set aside.
+#[test]
+fn a_row_whose_id_is_a_secret_key_is_set_aside_and_names_no_object() {
+    let emulator = Emulator::shared();
+    let url = format!("gs://{}", emulator.new_bucket("key-id"));
+    let workspace = Workspace::new();
+    workspace.put_jobs(&[serde_json::json!({"id": "good", "name": "good"})]);
+    let daemon = Daemon::start(&workspace, Some(&emulator.endpoint()), &url, "200ms", &[]);
+    let db = workspace.db();
+    let key = format!("AGE-SECRET-KEY-1{}", "Q".repeat(58));
+    sqlite3(
+        &db,
+        &format!(r#"INSERT INTO jobs (id, body) VALUES ('{key}', '{{"id":"{key}"}}');"#),
+    );
+    caught_up(&db);
+    let set_aside = set_aside(&db);
+    assert!(
+        set_aside.contains("its id looks like an age secret key"),
+        "{set_aside}"
+    );
+    let names = StoreReader::connect(&url, Some(&emulator.endpoint())).names("job-backup/");
+    assert!(names.iter().all(|n| !n.contains("QQQQ")), "{names:?}");
+    assert!(daemon.stop().success());
+}

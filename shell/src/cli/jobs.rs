@@ -8,6 +8,7 @@ use clap::Subcommand;
 use jobvault::clock;
 use jobvault::db::JobDb;
 use jobvault_core::{Job, JobId};
+use jobvault_crypt::holds_secret_key;
 
 use super::{DbArg, print_bodies};
 
@@ -68,6 +69,12 @@ fn parse_job_lines(input: impl BufRead) -> anyhow::Result<Vec<(JobId, String)>> 
             continue;
         }
         let job = parse_job(line).with_context(|| format!("stdin line {number}"))?;
+        if holds_secret_key(job.id.as_str()) {
+            bail!(
+                "stdin line {number}: its id looks like an age secret key (not repeated here); \
+                 an id names the job's object in the bucket"
+            );
+        }
         jobs.push((job.id, line.to_owned()));
     }
     Ok(jobs)
@@ -107,6 +114,15 @@ mod tests {
             .map(|(id, l)| (id.as_str(), l.as_str()))
             .collect();
         assert_eq!(lines, [("a", first), ("b", second)]);
+    }
+
+    #[test]
+    fn an_id_that_is_a_secret_key_is_refused_unrepeated() {
+        let key = format!("AGE-SECRET-KEY-1{}", "Q".repeat(58));
+        let input = format!("{{\"id\":\"{key}\",\"name\":\"A\"}}\n");
+        let error = format!("{:#}", parse_job_lines(input.as_bytes()).unwrap_err());
+        assert!(error.contains("looks like an age secret key"), "{error}");
+        assert!(!error.contains("QQQQ"), "{error}");
     }
 
     #[test]

@@ -3,6 +3,7 @@
 use jobvault_core::envelope::check_body;
 use jobvault_core::machine::{RowId, Unreadable};
 use jobvault_core::{Envelope, JobId, Seq, Timestamp};
+use jobvault_crypt::holds_secret_key;
 
 use super::{DbError, JobDb};
 
@@ -23,6 +24,13 @@ pub(super) fn decode(
     let Ok(text) = std::str::from_utf8(id) else {
         return Err(unreadable("its id is not UTF-8 text".to_owned()));
     };
+    // An id names the job's object: a key in it would be in the bucket's
+    // listing, encrypted or not.
+    if holds_secret_key(text) {
+        return Err(unreadable(
+            "its id looks like an age secret key, and would name an object".to_owned(),
+        ));
+    }
     let job = JobId::new(text).map_err(|e| unreadable(e.to_string()))?;
     let modified = Timestamp::from_unix_nanos(db_modified);
     match body.map(std::str::from_utf8) {
