@@ -439,6 +439,17 @@ fn a_file_that_appears_at_the_target_during_the_restore_is_kept() {
 /// Runs jobvault with `args` through the slowed proxy and a TMPDIR of its
 /// own, waits for its copy (a file named `copy...`), stops it with each of
 /// SIGTERM and SIGINT, and checks that it said so and left nothing behind.
+/// Sends `signal` (`-TERM`, …) to `child` with `kill`; what it printed as
+/// it ended.
+fn signalled(child: std::process::Child, signal: &str) -> std::process::Output {
+    let sent = Command::new("kill")
+        .args([signal, &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    child.wait_with_output().unwrap()
+}
+
 fn signalled_mid_copy_leaves_nothing_in_tmpdir(backed_up: &BackedUp, args: &[&str], copy: &str) {
     for signal in ["-TERM", "-INT"] {
         let tmp = tempfile::tempdir().unwrap();
@@ -463,12 +474,7 @@ fn signalled_mid_copy_leaves_nothing_in_tmpdir(backed_up: &BackedUp, args: &[&st
                 .any(|name| name.starts_with(copy))
                 .then_some(())
         });
-        let sent = Command::new("kill")
-            .args([signal, &child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(sent.success());
-        let output = child.wait_with_output().unwrap();
+        let output = signalled(child, signal);
         backed_up.proxy.set_delay(Duration::ZERO);
         let said = stderr(&output);
         assert_eq!(output.status.code(), Some(1), "{args:?} {signal}: {said}");
@@ -502,13 +508,7 @@ fn sigterm_sigint_or_sighup_mid_restore_leaves_no_temporary_file() {
     let backed_up = BackedUp::new(500, "prod");
     for signal in ["-TERM", "-INT", "-HUP"] {
         let (folder, to) = restored_folder();
-        let child = slow_restore(&backed_up, &to);
-        let sent = Command::new("kill")
-            .args([signal, &child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(sent.success());
-        let output = child.wait_with_output().unwrap();
+        let output = signalled(slow_restore(&backed_up, &to), signal);
         assert_eq!(
             output.status.code(),
             Some(1),
