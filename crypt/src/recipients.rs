@@ -148,7 +148,8 @@ fn payload_runs(text: &str) -> Vec<std::ops::Range<usize>> {
         let end = text[start..]
             .find(|c: char| !bech32(c))
             .map_or(text.len(), |n| start + n);
-        let recipient = text[..start].to_ascii_lowercase().ends_with("age1");
+        let recipient =
+            text.as_bytes()[start.saturating_sub(4)..start].eq_ignore_ascii_case(b"age1");
         if end - start >= PAYLOAD_LEN && !recipient {
             runs.push(start..end);
         }
