@@ -114,12 +114,13 @@ async fn before_taking_here(store: &Store, ask: &BackupAsk) -> anyhow::Result<()
 /// gave the other database's jobs, exit 0. With the marker written over,
 /// that daemon takes its full snapshot again.
 async fn claim_destination(db: &Path, store: &Store) -> anyhow::Result<()> {
-    let recorded = JobDb::open(db)?.recorded_destination()?;
+    let mut db = JobDb::open(db)?;
+    let recorded = db.recorded_destination()?;
     let found = destination::check(store, recorded)
         .await
         .map_err(|failure| anyhow!(failure.message))?;
     if let Destination::New { id, .. } = assess(&found, recorded) {
-        JobDb::open(db)?.record_destination(id)?;
+        db.record_destination(id)?;
     }
     Ok(())
 }
