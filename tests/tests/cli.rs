@@ -431,15 +431,14 @@ fn a_database_with_a_second_name_is_refused_by_every_command() {
     let linked = workspace.path().join("linked.db");
     fs::hard_link(workspace.db(), &linked).unwrap();
     for db in [&workspace.db(), &linked] {
-        let output = run_with_stdin(
-            {
-                let mut command = jobvault(None);
-                command.args(["jobs", "put", "--db"]).arg(db);
-                command
-            },
-            "{\"id\":\"b\",\"name\":\"B\"}\n",
-        );
-        assert_runtime_error(&output, "2 names (hard links)");
+        for command in [["jobs", "put"], ["jobs", "list"], ["init", ""]] {
+            let mut run = jobvault(None);
+            run.args(command.iter().filter(|a| !a.is_empty()))
+                .arg("--db")
+                .arg(db);
+            let output = run_with_stdin(run, "{\"id\":\"b\",\"name\":\"B\"}\n");
+            assert_runtime_error(&output, "2 names (hard links)");
+        }
     }
     let mut wal = linked.into_os_string();
     wal.push("-wal");
