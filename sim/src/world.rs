@@ -408,11 +408,12 @@ impl Store {
     /// The folders directly under `folder`, as a delimiter listing gives
     /// them: with `versions`, those holding only noncurrent generations too.
     pub fn folders(&self, folder: &str, versions: bool) -> Vec<String> {
-        let noncurrent = self
-            .noncurrent
-            .keys()
-            .filter(|name| versions && name.as_str().starts_with(folder))
-            .map(ObjectName::as_str);
+        // Without versions the noncurrent names are not walked at all.
+        let noncurrent = versions
+            .then(|| self.noncurrent.keys().map(ObjectName::as_str))
+            .into_iter()
+            .flatten()
+            .filter(|name| name.starts_with(folder));
         let found: BTreeSet<String> = self
             .under(folder)
             .map(|(name, _)| name.as_str())
