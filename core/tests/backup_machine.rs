@@ -142,6 +142,18 @@ fn batch(jobs: Vec<Envelope>) -> Input {
     batch_at(stored_cursor(), jobs)
 }
 
+/// A read of the feed that found nothing after `newest`, the counter.
+fn nothing_after(newest: u64) -> Input {
+    Input::ChangesRead(Ok(ChangeBatch {
+        stored: stored_cursor(),
+        newest,
+        complete: true,
+        jobs: vec![],
+        unreadable: vec![],
+        set_aside: 0,
+    }))
+}
+
 fn batch_at(stored: Cursor, jobs: Vec<Envelope>) -> Input {
     Input::ChangesRead(Ok(ChangeBatch {
         stored,
@@ -657,7 +669,7 @@ fn a_failed_upload_holds_the_cursor_and_is_retried() {
         Some(11),
         "only up to the failed job"
     );
-    h.input(batch(vec![]));
+    h.input(nothing_after(13));
     h.input(Input::CursorSaved(Ok(0)));
     let commands = h.input(uploaded("b", 12));
     assert!(
@@ -709,6 +721,59 @@ fn a_changed_cursor_in_the_database_resets_the_feed_to_it() {
     let metrics = h.backup.metrics();
     assert_eq!(metrics.feed_resets_since_snapshot, 1);
     assert_eq!(metrics.cursor, rewound);
+}
+
+/// `cp older.db jobs.db` under a running daemon: the counter is below a
+/// change already read. Without the raise, the copy's next changes took
+/// sequences the bucket held for the versions it left behind.
+#[test]
+fn a_database_gone_back_to_an_older_copy_raises_its_counter_and_starts_the_prefix_over() {
+    let mut h = Harness::new();
+    h.start();
+    h.input(batch(vec![version("a", 11), version("b", 12)]));
+    h.input(uploaded("a", 11));
+    h.input(uploaded("b", 12));
+    h.input(Input::CursorSaved(Ok(0)));
+    h.input(Input::DatabaseChanged);
+    let copied = Cursor {
+        seq: 5,
+        time: Timestamp::UNIX_EPOCH,
+    };
+    let commands = h.input(Input::ChangesRead(Ok(ChangeBatch {
+        stored: copied,
+        newest: 8,
+        complete: true,
+        jobs: vec![version("c", 7)],
+        unreadable: vec![],
+        set_aside: 0,
+    })));
+    assert_eq!(commands, [Command::RaiseCounter { past: 12 }]);
+    assert!(
+        h.step()
+            .iter()
+            .all(|c| !matches!(c, Command::ReadChanges { .. })),
+        "no read until the counter is raised"
+    );
+    let commands = h.input(Input::CounterRaised(Ok(())));
+    assert!(
+        matches!(commands.as_slice(), [Command::ReadChanges { after: 5, .. }]),
+        "{commands:?}"
+    );
+    assert!(has(&h.step(), &Command::CheckDestination { keep: None }));
+    assert_eq!(h.backup.metrics().incremental_alive, None, "not caught up");
+}
+
+/// A raise that failed is made again at the next step.
+#[test]
+fn a_failed_raise_of_the_counter_is_made_again() {
+    let mut h = Harness::new();
+    h.start();
+    h.input(batch(vec![version("a", 11)]));
+    h.input(Input::DatabaseChanged);
+    let commands = h.input(nothing_after(10));
+    assert_eq!(commands, [Command::RaiseCounter { past: 11 }]);
+    h.input(Input::CounterRaised(Err(failure("database is locked"))));
+    assert!(has(&h.step(), &Command::RaiseCounter { past: 11 }));
 }
 
 #[test]
@@ -894,7 +959,7 @@ fn a_read_out_at_the_stop_is_followed_by_one_issued_after_it() {
     assert_eq!(reads(&commands), 1, "it may have run before the stop");
     assert_eq!(uploads(&commands), [("a".to_owned(), 11)]);
     h.input(uploaded("a", 11));
-    h.input(batch(vec![]));
+    h.input(nothing_after(11));
     h.input(Input::TriggersScanned(Ok(vec![])));
     h.input(Input::SnapshotsListed(Ok(vec![])));
     h.input(Input::CursorSaved(Ok(0)));
@@ -1082,7 +1147,7 @@ fn a_read_that_ran_before_a_save_but_reports_after_it_is_no_reset() {
     h.step();
     h.input(Input::CursorSaved(Ok(0)));
     assert_eq!(h.backup.metrics().cursor, save);
-    let commands = h.input(batch(vec![]));
+    let commands = h.input(nothing_after(11));
     assert_eq!(
         h.backup.metrics().feed_resets_since_snapshot,
         0,

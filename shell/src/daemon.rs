@@ -323,6 +323,10 @@ impl Executor {
                 let recorded = x.db().record_destination(id);
                 Input::DestinationRecorded(recorded.map_err(|e| e.to_failure()))
             }),
+            Command::RaiseCounter { past } => self.blocking(move |x| {
+                let raised = x.db().raise_counter(past);
+                Input::CounterRaised(raised.map_err(|e| e.to_failure()))
+            }),
             Command::ReadLease => {
                 let executor = self.clone();
                 tokio::spawn(async move { Input::LeaseRead(lease::find(&executor.store).await) })
@@ -506,6 +510,7 @@ fn describe(command: &Command) -> String {
         }
         Command::DeleteLease { .. } => "give the lease back".to_owned(),
         Command::RecordDestination { id } => format!("record destination {id}"),
+        Command::RaiseCounter { past } => format!("raise the change counter to {past}"),
         Command::ReadBucket(ask) => format!("read the bucket for a prune: {ask:?}"),
         Command::WriteHistory(_) => "write the history marker".to_owned(),
         Command::DeleteObject { object } => format!("delete {object}"),

@@ -95,6 +95,13 @@ pub enum FaultKind {
     /// watcher's next look says the path names another file. It must stop,
     /// and its restart back the new file up.
     DatabaseReplaced,
+    /// A copy of the database taken earlier in the day is written over it
+    /// in place under the running daemons (`cp`, `sqlite3 .restore`): the
+    /// same file, its change counter back where the copy had it. A daemon
+    /// must raise the counter past what it read and start the prefix over,
+    /// so that no sequence names two versions and a restore gives the
+    /// copy, not the versions it left behind.
+    DatabaseWentBack,
     /// A writer without the database's rules (an older schema, triggers
     /// dropped) writes a row no job object can hold, among good ones: the
     /// daemon sets it aside and goes on.
@@ -161,6 +168,7 @@ impl FaultKind {
             FaultKind::BucketWiped => count(rng, 1),
             FaultKind::HostCutOff => count(rng, 2),
             FaultKind::DatabaseReplaced => count(rng, 1),
+            FaultKind::DatabaseWentBack => count(rng, 1),
         }
     }
 }

@@ -180,6 +180,7 @@ impl Simulation {
                 self.history.restart(None);
             }
             FaultKind::DatabaseReplaced => self.replace_database(),
+            FaultKind::DatabaseWentBack => self.database_went_back(),
             FaultKind::HostCutOff => {
                 self.outcome.faults.add(FaultKind::HostCutOff);
                 let node = self.rng.lifecycle.usize(0..self.nodes.len());
@@ -260,6 +261,45 @@ impl Simulation {
         if restored {
             self.world.db.destination = None;
         }
+    }
+
+    /// Someone copies the database aside, and later writes the copy back
+    /// over it in place. A daemon notices at its next read of the feed, so
+    /// the copy goes back only while every node's daemon runs on the
+    /// database's own file: a daemon starting on the copy has read nothing
+    /// newer to compare it with (a limit DESIGN states), and one reading a
+    /// file renamed away is stopping.
+    fn database_went_back(&mut self) {
+        let Some(copy) = self.world.copy.take() else {
+            self.world.copy = Some(self.world.db.clone());
+            let back = Duration::from_secs(self.rng.went_back.u64(60..7200));
+            note!(self, "a copy of the database is taken");
+            self.after(back, Event::Fault(FaultKind::DatabaseWentBack));
+            return;
+        };
+        let all_on_it = self
+            .nodes
+            .iter()
+            .all(|node| node.is_running() && node.process.opened.is_none());
+        if !all_on_it || copy.counter == self.world.db.counter {
+            return;
+        }
+        self.outcome.faults.add(FaultKind::DatabaseWentBack);
+        note!(
+            self,
+            "the copy is written over the database: counter {} back to {}",
+            self.world.db.counter,
+            copy.counter
+        );
+        self.world
+            .abandoned
+            .push(copy.counter + 1..=self.world.db.counter);
+        self.world.db = copy;
+        self.history.restart(None);
+        for node in &mut self.nodes {
+            node.process.unexplained_rewinds += 1;
+        }
+        self.commit_seen();
     }
 
     /// Someone rewinds the cursor stored in the database.

@@ -55,6 +55,7 @@ pub(crate) enum Op {
         order: SnapshotOrder,
         versions: Arc<BTreeMap<JobId, JobVersion>>,
         stored: Cursor,
+        counter: Seq,
     },
     Read {
         after: Seq,
@@ -80,6 +81,9 @@ pub(crate) enum Op {
     },
     RecordDestination {
         id: DestinationId,
+    },
+    RaiseCounter {
+        past: Seq,
     },
     ReadLease,
     WriteLease {
@@ -192,11 +196,12 @@ impl Simulation {
                 let versions = Arc::new(self.db_of(node).versions());
                 let latency = Duration::from_millis(self.rng.latency.u64(500..30_000));
                 let fate = self.store_fate(node);
-                let stored = self.db_of(node).stored;
+                let (stored, counter) = (self.db_of(node).stored, self.db_of(node).counter);
                 let op = Op::Snapshot {
                     order,
                     versions,
                     stored,
+                    counter,
                 };
                 (op, fate, latency)
             }
@@ -279,6 +284,10 @@ impl Simulation {
             Command::RecordDestination { id } => {
                 let fate = self.rate_fate(FaultKind::DbWrite, "disk I/O error");
                 (Op::RecordDestination { id }, fate, db_latency)
+            }
+            Command::RaiseCounter { past } => {
+                let fate = self.rate_fate(FaultKind::DbWrite, "disk I/O error");
+                (Op::RaiseCounter { past }, fate, db_latency)
             }
             Command::ReadLease => {
                 let latency = self.store_latency();
@@ -365,12 +374,14 @@ impl Simulation {
                 order,
                 versions,
                 stored,
+                counter,
             } => {
                 if effective {
                     let body = Body::Snapshot {
                         versions,
                         gzip_mtime: order.framing.gzip_mtime,
                         stored,
+                        counter,
                     };
                     self.world.store.put(order.object.clone(), body, self.now);
                 }
@@ -418,6 +429,14 @@ impl Simulation {
             Op::CheckDestination { keep } => {
                 let found = effective.then(|| self.check_destination(node, keep));
                 Input::DestinationChecked(result(error).map(|()| found.expect("effective")))
+            }
+            Op::RaiseCounter { past } => {
+                if effective {
+                    let db = self.db_of(node);
+                    db.counter = db.counter.max(past);
+                    db.destination = None;
+                }
+                Input::CounterRaised(result(error))
             }
             Op::RecordDestination { id } if self.nodes[node].process.opened.is_some() => {
                 if effective {
@@ -746,6 +765,7 @@ pub(crate) fn hash_command(hasher: &mut DefaultHasher, command: &Command) {
             keep.map(DestinationId::get).hash(hasher);
         }
         Command::RecordDestination { id } => (12u8, id).hash(hasher),
+        Command::RaiseCounter { past } => (18u8, past).hash(hasher),
         Command::ReadLease => 13u8.hash(hasher),
         Command::WriteLease {
             lease,

@@ -136,12 +136,12 @@ fn restore_with(
         planned => planned?,
     };
     // A restore of the past may fetch a snapshot and then choose none.
-    let mut versions = if plan.snapshot.is_some() {
-        bucket.snapshot
+    let (mut versions, counter) = if plan.snapshot.is_some() {
+        (bucket.snapshot, bucket.snapshot_counter)
     } else {
-        BTreeMap::new()
+        (BTreeMap::new(), 0)
     };
-    let Ok(_) = apply_versions(&mut Building(&mut versions), &plan.retrieved.jobs);
+    let Ok(_) = apply_versions(&mut Building(&mut versions, counter), &plan.retrieved.jobs);
     Ok(Restored {
         versions,
         snapshot: plan.snapshot,
@@ -154,10 +154,14 @@ fn restore_with(
 
 /// The simulated database a restore builds, for the core's
 /// [`apply_versions`]: the step the shell takes in SQLite.
-struct Building<'v>(&'v mut BTreeMap<JobId, JobVersion>);
+struct Building<'v>(&'v mut BTreeMap<JobId, JobVersion>, Seq);
 
 impl RestoreTarget for Building<'_> {
     type Error = Infallible;
+
+    fn counter(&mut self) -> Result<Seq, Infallible> {
+        Ok(self.1)
+    }
 
     fn held(&mut self, id: &JobId) -> Result<Option<Seq>, Infallible> {
         Ok(self.0.get(id).map(|h| h.seq))
@@ -181,6 +185,8 @@ impl RestoreTarget for Building<'_> {
 struct Bucket<'a> {
     store: &'a Store,
     snapshot: BTreeMap<JobId, JobVersion>,
+    /// The change counter of the snapshot fetched last.
+    snapshot_counter: Seq,
     fetched_uploads: Vec<Timestamp>,
     faults: ReadFaults,
     served_decompressed: u64,
@@ -199,6 +205,7 @@ impl<'a> Bucket<'a> {
         Bucket {
             store,
             snapshot: BTreeMap::new(),
+            snapshot_counter: 0,
             fetched_uploads: Vec::new(),
             faults,
             served_decompressed: 0,
@@ -295,8 +302,9 @@ impl<'a> Bucket<'a> {
             Ask::FetchSnapshot {
                 object, generation, ..
             } => {
-                let (versions, gzip_mtime, stored) = snapshot(store, &object, generation);
+                let (versions, gzip_mtime, stored, counter) = snapshot(store, &object, generation);
                 self.snapshot = (**versions).clone();
+                self.snapshot_counter = counter;
                 Answer::SnapshotFetched {
                     newest_change: versions.values().map(|h| h.modified).max(),
                     gzip_mtime: self.gzip_mtime(gzip_mtime, rng),
@@ -342,6 +350,7 @@ type SnapshotParts<'s> = (
     &'s Arc<BTreeMap<JobId, JobVersion>>,
     Timestamp,
     jobvault_core::Cursor,
+    Seq,
 );
 
 fn snapshot<'s>(store: &'s Store, object: &str, generation: Option<i64>) -> SnapshotParts<'s> {
@@ -349,11 +358,12 @@ fn snapshot<'s>(store: &'s Store, object: &str, generation: Option<i64>) -> Snap
         versions,
         gzip_mtime,
         stored,
+        counter,
     }) = store.generation(object, generation).map(|o| &o.body)
     else {
         panic!("the planner asked for {object} {generation:?} as a snapshot");
     };
-    (versions, *gzip_mtime, *stored)
+    (versions, *gzip_mtime, *stored, *counter)
 }
 
 /// What the driver still owes a planner: an ask (with the attempt at it

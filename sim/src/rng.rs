@@ -29,6 +29,8 @@ pub struct Streams {
     pub without_snapshot: fastrand::Rng,
     /// The order of a prune's answers, and where a failed one stopped.
     pub prune: fastrand::Rng,
+    /// When a copy of the database is taken, and when it is written back.
+    pub went_back: fastrand::Rng,
 }
 
 /// The stream named `name` of `seed`.
@@ -50,6 +52,7 @@ impl Streams {
             restore: stream("restore"),
             without_snapshot: stream("without snapshot"),
             prune: stream("prune"),
+            went_back: stream("went back"),
         }
     }
 }

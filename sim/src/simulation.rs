@@ -434,7 +434,14 @@ impl Simulation {
         let plan = self.plan.clone();
         for (kind, count) in plan.one_offs() {
             for _ in 0..count {
-                let delay = self.random_time_in_day();
+                // Drawn apart, so that the seeds' other events stay where
+                // they were before the fault was added.
+                let delay = match kind {
+                    FaultKind::DatabaseWentBack => {
+                        Duration::from_millis(self.rng.went_back.u64(0..DAY.as_millis() as u64))
+                    }
+                    _ => self.random_time_in_day(),
+                };
                 self.after(delay, Event::Fault(kind));
             }
         }

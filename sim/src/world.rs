@@ -3,7 +3,7 @@
 //! them; faults and timing live in the simulation that drives them.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::ops::Bound;
+use std::ops::{Bound, RangeInclusive};
 use std::sync::Arc;
 
 use jobvault_core::destination::{DestinationId, DestinationMarker};
@@ -242,6 +242,8 @@ pub enum Body {
         gzip_mtime: Timestamp,
         /// The cursor stored in the database when it was copied.
         stored: Cursor,
+        /// The database's change counter when it was copied.
+        counter: Seq,
     },
     Job {
         id: JobId,
@@ -485,6 +487,11 @@ pub struct World {
     pub refusing_until: Option<Timestamp>,
     /// When the bucket was last wiped.
     pub wiped_at: Option<Timestamp>,
+    /// A copy of the database taken by hand, to be written back over it.
+    pub copy: Option<Db>,
+    /// The sequences the database left behind when a copy went back over
+    /// it: the versions numbered there in the bucket are no one's newest.
+    pub abandoned: Vec<RangeInclusive<Seq>>,
 }
 
 impl World {

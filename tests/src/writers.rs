@@ -108,7 +108,7 @@ pub fn caught_up(db: &Path) {
         Duration::from_secs(60),
         || {
             let db = JobDb::open(db).unwrap();
-            (db.cursor().unwrap().seq == db.newest_seq().unwrap()).then_some(())
+            (db.cursor().unwrap().seq >= db.newest_seq().unwrap()).then_some(())
         },
     );
 }

@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use jobvault_tests::writers::{caught_up, python, sqlite3};
 use jobvault_tests::{
     Daemon, Emulator, StoreReader, Workspace, bodies, eventually, gauge, jobvault, runtime, stderr,
     stdout,
@@ -220,6 +221,69 @@ fn a_database_renamed_over_under_the_daemon_stops_it_and_its_restart_takes_the_n
         "{}",
         again.log()
     );
+}
+
+/// An older copy written over the database in place under the daemon (the
+/// sqlite3 CLI's `.restore`, the same file): the daemon kept its file and
+/// took the older cursor for one changed by someone, and the copy's next
+/// change reused a sequence the bucket held for a version the copy left
+/// behind. A restore gave those versions, and a job the copy never held,
+/// exit 0. Now the daemon raises the counter past what it read and starts
+/// the prefix over, and a restore gives the copy and what came after it.
+#[test]
+fn an_older_copy_written_over_the_database_in_place_is_what_a_restore_gives() {
+    let emulator = Emulator::shared();
+    let url = format!("gs://{}", emulator.new_bucket("went-back"));
+    let workspace = Workspace::new();
+    workspace.put_jobs(&jobs(0..3));
+    let copy = workspace.path().join("copy.db");
+    sqlite3(&workspace.db(), &format!(".backup '{}'", copy.display()));
+    let daemon = Daemon::start(&workspace, Some(&emulator.endpoint()), &url, "1s", &[]);
+    daemon.settled();
+    workspace.put_jobs(&[
+        json!({ "id": "job-0", "name": "changed after the copy" }),
+        json!({ "id": "job-3", "name": "new after the copy" }),
+        json!({ "id": "job-4", "name": "new after the copy" }),
+    ]);
+    caught_up(&workspace.db());
+    sqlite3(&workspace.db(), &format!(".restore '{}'", copy.display()));
+    let written = python(
+        &workspace.db(),
+        "import json, sqlite3, sys\n\
+         db = sqlite3.connect(sys.argv[1])\n\
+         body = json.dumps({'id': 'job-5', 'name': 'after going back'})\n\
+         db.execute('INSERT INTO jobs (id, body) VALUES (?, ?)', ('job-5', body))\n\
+         db.commit()",
+    );
+    assert!(written.status.success(), "{}", stderr(&written));
+    eventually(
+        "the daemon to notice the older copy",
+        Duration::from_secs(30),
+        || {
+            daemon
+                .log()
+                .contains("went back to an older copy")
+                .then_some(())
+        },
+    );
+    let reader = StoreReader::connect(&url, Some(&emulator.endpoint()));
+    eventually(
+        "a full snapshot of the copy, to a fresh destination",
+        Duration::from_secs(30),
+        || {
+            let started = snapshots(&reader)
+                .iter()
+                .filter(|name| name.contains("/new-destination-"))
+                .count();
+            (started == 2).then_some(())
+        },
+    );
+    daemon.settled();
+    caught_up(&workspace.db());
+    let from_bucket = restored(emulator, &url, &workspace, "restored.db");
+    assert_eq!(from_bucket, bodies(&workspace.db()));
+    assert!(from_bucket.contains_key("job-5"), "{from_bucket:?}");
+    assert!(!from_bucket.contains_key("job-3"), "{from_bucket:?}");
 }
 
 /// Two databases that take turns on one prefix: each adopted the other's

@@ -46,6 +46,9 @@ pub(crate) struct DestinationCheck {
     state: State,
     /// A check has answered.
     checked: bool,
+    /// The check out was asked before [`Self::start_over`]: its answer is
+    /// not taken.
+    stale: bool,
     failures: u32,
 }
 
@@ -56,6 +59,7 @@ impl DestinationCheck {
             expected: recorded,
             state: State::Due(None),
             checked: false,
+            stale: false,
             failures: 0,
         }
     }
@@ -74,6 +78,19 @@ impl DestinationCheck {
     pub fn recheck(&mut self) {
         if self.state == State::Done {
             self.state = State::Due(None);
+        }
+    }
+
+    /// The database no longer matches what the prefix holds (it went back
+    /// to an older copy): checked again as if it recorded no destination,
+    /// so a fresh marker is written and a full snapshot owed.
+    pub fn start_over(&mut self) {
+        self.expected = None;
+        self.checked = false;
+        self.failures = 0;
+        match self.state {
+            State::InFlight => self.stale = true,
+            State::Due(_) | State::Done => self.state = State::Due(None),
         }
     }
 
@@ -100,6 +117,10 @@ impl DestinationCheck {
     ) -> Result<Option<Destination>, ()> {
         if self.state != State::InFlight {
             return Err(());
+        }
+        if std::mem::take(&mut self.stale) {
+            self.state = State::Due(None);
+            return Ok(None);
         }
         match result {
             Ok(found) => {

@@ -29,6 +29,7 @@ use tracing::{debug, error, info, warn};
 use super::backoff::{Change, StoreBackoff};
 use super::io::{ChangeBatch, Command, Cursor, Failure, JobUpload};
 use super::set_aside::{Named, SetAside, Unreadable};
+use super::went_back::Raise;
 use super::{Config, Context};
 use crate::Seq;
 use crate::envelope::Envelope;
@@ -140,6 +141,12 @@ pub(crate) struct Incremental {
     starts_swept_at: Option<Timestamp>,
     /// The earliest time a job held back by that limit may go.
     held_until: Option<Timestamp>,
+    /// The database went back to an older copy: the feed waits until its
+    /// counter is raised ([`super::went_back`]).
+    raise: Option<Raise>,
+    /// The counter was raised since the owner last asked: the prefix no
+    /// longer holds this database.
+    started_over: bool,
 }
 
 /// Whether the backup goes on, drains for a stop, or has stopped.
@@ -226,6 +233,8 @@ impl Incremental {
             recent_starts: BTreeMap::new(),
             starts_swept_at: None,
             held_until: None,
+            raise: None,
+            started_over: false,
         }
     }
 
@@ -258,7 +267,10 @@ impl Incremental {
 
     /// Nothing in flight: the process may exit without losing work.
     pub fn is_quiet(&self) -> bool {
-        self.uploads_in_flight == 0 && self.read.is_none() && self.saving.is_none()
+        self.uploads_in_flight == 0
+            && self.read.is_none()
+            && self.saving.is_none()
+            && !self.raise.is_some_and(|raise| raise.in_flight())
     }
 
     /// Starts a stop's drain: the feed is read once more, and every change
@@ -370,6 +382,7 @@ impl Incremental {
         for id in std::mem::take(&mut self.waiting) {
             self.make_ready(&id);
         }
+        self.raise_counter(cx);
         self.read_changes(cx);
         self.save(cx);
         self.start_uploads(cx);
@@ -401,6 +414,10 @@ impl Incremental {
                 return;
             }
         };
+        let read_before = self.newest.max(self.frontier);
+        if batch.newest < read_before {
+            return self.went_back(cx, batch, read_before);
+        }
         // Any cursor but ours means someone else changed it.
         if !read.expected.contains(&batch.stored) {
             self.reset(cx, batch.stored);
@@ -420,6 +437,12 @@ impl Incremental {
             self.held_bytes += bytes;
             self.slots.entry(id).or_default().refs += 1;
             self.offer(envelope);
+        }
+        // A read not cut short saw every change up to the counter: none is
+        // numbered between the last it gave and the counter, which passes
+        // the newest change only once raised ([`super::went_back`]).
+        if !truncated {
+            self.frontier = self.frontier.max(batch.newest);
         }
         self.newest = batch.newest;
         self.set_aside_found(batch.unreadable, before, batch.set_aside);
@@ -687,7 +710,7 @@ impl Incremental {
             Mode::Draining(drain) => drain.target.is_some_and(|target| self.frontier >= target),
             Mode::Halted => true,
         };
-        if done || self.read.is_some() {
+        if done || self.read.is_some() || self.raise.is_some() {
             return;
         }
         let limit = self.max_pending - self.window.len();
@@ -802,6 +825,62 @@ impl Incremental {
             expected_seq = self.durable.seq,
             "the database's incremental cursor changed underneath jobvault; rescanning the change feed from it"
         );
+        self.start_again(cx, stored);
+    }
+
+    /// The database's counter is below a sequence read before: it went
+    /// back to an older copy ([`super::went_back`]). Nothing more is read
+    /// until the counter is raised past `read_before`.
+    fn went_back(&mut self, cx: &mut Context, batch: ChangeBatch, read_before: Seq) {
+        error!(
+            counter = batch.newest,
+            read_before,
+            "the job database went back to an older copy (its change counter is below a change already \
+             read from it: copied over in place, or sqlite3 .restore); numbering its next changes after \
+             what the bucket holds and taking a full snapshot to a fresh destination, so that a restore \
+             gives this copy; what it left behind stays in the bucket's history (restore --at)"
+        );
+        self.start_again(cx, batch.stored);
+        self.newest = read_before;
+        self.raise = Some(Raise::new(read_before));
+        self.raise_counter(cx);
+    }
+
+    fn raise_counter(&mut self, cx: &mut Context) {
+        if self.mode == Mode::Halted {
+            return;
+        }
+        if let Some(command) = self.raise.as_mut().and_then(Raise::command) {
+            cx.out.push_back(command);
+        }
+    }
+
+    pub fn on_counter_raised(&mut self, cx: &mut Context, result: Result<(), Failure>) {
+        let Some(raise) = self.raise.as_mut().filter(|raise| raise.in_flight()) else {
+            cx.unexpected(format_args!("counter raised with no raise outstanding"));
+            return;
+        };
+        if raise.on_raised(&result) {
+            info!(
+                past = raise.past,
+                "the job database's change counter is raised; reading its changes again"
+            );
+            self.raise = None;
+            self.started_over = true;
+            self.read_changes(cx);
+        } else if let Err(failure) = result {
+            warn!(error = %failure, "raising the job database's change counter failed; retrying at the next step");
+        }
+    }
+
+    /// Whether the counter was raised since the last call: the owner makes
+    /// the prefix new.
+    pub fn take_started_over(&mut self) -> bool {
+        std::mem::take(&mut self.started_over)
+    }
+
+    /// Forgets the window and reads the feed again from `stored`.
+    fn start_again(&mut self, cx: &mut Context, stored: Cursor) {
         cx.metrics.feed_resets_since_snapshot += 1;
         cx.metrics.cursor = stored;
         self.durable = stored;

@@ -238,6 +238,11 @@ pub enum Command {
     /// Record in the database, beside the cursor, that the cursor belongs
     /// to destination `id`; answer with [`Input::DestinationRecorded`].
     RecordDestination { id: DestinationId },
+    /// Raise the database's change counter to `past` unless it is there
+    /// already, so that its next change is numbered above it, and forget
+    /// the destination it records (its cursor no longer speaks for the
+    /// prefix), in one transaction; answer with [`Input::CounterRaised`].
+    RaiseCounter { past: Seq },
     /// Carry out one read of a prune's plan ([`crate::prune::PrunePlanner`]'s
     /// ask), a listing read whole, each read made again as the core's read
     /// retry ([`crate::read_retry`]) decides; answer with
@@ -336,6 +341,7 @@ pub enum Input {
     /// set aside.
     CursorSaved(Result<u64, Failure>),
     DestinationRecorded(Result<(), Failure>),
+    CounterRaised(Result<(), Failure>),
     DestinationChecked(Result<FoundDestination, Failure>),
     LeaseRead(Result<FoundLease, Failure>),
     LeaseWritten(Result<i64, Failure>),
@@ -422,6 +428,7 @@ impl Command {
                 | Command::SaveCursor { .. }
                 | Command::CheckDestination { .. }
                 | Command::RecordDestination { .. }
+                | Command::RaiseCounter { .. }
                 | Command::WriteTriggerAttempts { .. }
                 | Command::DeleteTrigger { .. }
                 | Command::QuarantineTrigger { .. }
@@ -458,6 +465,7 @@ impl Command {
             },
             Command::SaveCursor { .. } => Input::CursorSaved(Err(failure)),
             Command::RecordDestination { .. } => Input::DestinationRecorded(Err(failure)),
+            Command::RaiseCounter { .. } => Input::CounterRaised(Err(failure)),
             Command::CheckDestination { .. } => Input::DestinationChecked(Err(failure)),
             Command::ReadLease => Input::LeaseRead(Err(failure)),
             Command::WriteLease { .. } => Input::LeaseWritten(Err(failure)),

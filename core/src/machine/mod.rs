@@ -18,6 +18,7 @@ mod retention;
 mod schedule;
 mod set_aside;
 mod snapshots;
+mod went_back;
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -382,6 +383,12 @@ impl Backup {
                 self.incremental.on_job_uploaded(&mut cx, &id, seq, result);
             }
             Input::CursorSaved(result) => self.incremental.on_cursor_saved(&mut cx, result),
+            Input::CounterRaised(result) => {
+                self.incremental.on_counter_raised(&mut cx, result);
+                if self.incremental.take_started_over() {
+                    self.destination.start_over();
+                }
+            }
             Input::DestinationRecorded(result) => {
                 self.snapshots.on_destination_recorded(&mut cx, result);
             }

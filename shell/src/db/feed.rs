@@ -144,6 +144,23 @@ impl JobDb {
         write_meta(&self.conn, CURSOR_DESTINATION, id.get()).in_db(&self.path)
     }
 
+    /// Raises the change counter to `past` unless it is higher (the next
+    /// change is numbered above it; writers' own bumps are kept), and
+    /// forgets the destination the cursor belongs to, in one transaction.
+    pub fn raise_counter(&mut self, past: Seq) -> Result<(), DbError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .in_db(&self.path)?;
+        tx.execute(
+            "UPDATE meta SET value = MAX(value, ?1) WHERE key = ?2",
+            params![past as i64, COUNTER],
+        )
+        .in_db(&self.path)?;
+        write_meta(&tx, CURSOR_DESTINATION, 0).in_db(&self.path)?;
+        tx.commit().in_db(&self.path)
+    }
+
     /// Stores `new` as the cursor if the database still holds `expected`,
     /// and records each row of `set_aside` the database still holds at
     /// that change. Returns how many rows it then records as set aside.

@@ -126,6 +126,10 @@ pub(super) struct Building<'t> {
 impl RestoreTarget for Building<'_> {
     type Error = DbError;
 
+    fn counter(&mut self) -> Result<Seq, DbError> {
+        read_meta(self.tx, COUNTER).in_db(self.path)
+    }
+
     fn held(&mut self, id: &JobId) -> Result<Option<Seq>, DbError> {
         held_seq(self.tx, id).in_db(self.path)
     }

@@ -7,14 +7,18 @@ use crate::world::World;
 pub struct NewestWins;
 
 impl Invariant for NewestWins {
-    fn observe(&mut self, seen: &Observation, _: &World, verdicts: &mut Verdicts) {
+    fn observe(&mut self, seen: &Observation, world: &World, verdicts: &mut Verdicts) {
         if let Observation::JobWritten {
             object,
             seq,
             replaced,
         } = seen
         {
-            let older = replaced.is_some_and(|replaced| replaced > *seq);
+            // A version a copy written back over the database left behind
+            // is no longer the job's newest.
+            let older = replaced.is_some_and(|replaced| {
+                replaced > *seq && !world.abandoned.iter().any(|gone| gone.contains(&replaced))
+            });
             verdicts.check(!older, || {
                 format!(
                     "{object}: version {seq} overwrote the newer version {}",

@@ -1,0 +1,60 @@
+//! A database that went back to an older copy under a running daemon.
+//!
+//! `cp older.db jobs.db` or `sqlite3 jobs.db ".restore older.db"` writes an
+//! older state into the file the daemon reads: the same file, so the
+//! watcher's check for a file renamed over it does not see it. The change
+//! counter goes back with it. The daemon took it for a cursor changed by
+//! someone, read the feed again from the older cursor, and uploaded the
+//! next changes under sequences the bucket already held for the versions
+//! the copy had abandoned. A restore kept those, being higher, over the
+//! copy's own, and brought back jobs the copy did not hold, exit 0, while
+//! the daemon reported itself caught up.
+//!
+//! Now a read whose counter is below a sequence the daemon has read before
+//! stops the feed. The daemon raises the counter past that sequence
+//! ([`Command::RaiseCounter`]), so no sequence is used twice, reads the feed
+//! again from the stored cursor, and treats the prefix as new: a fresh
+//! marker and a full snapshot, which holds the raised counter. A restore
+//! leaves out every version numbered at or below its snapshot's counter
+//! ([`crate::restore_plan::apply_versions`]), so the abandoned versions
+//! stay history (`restore --at` an instant before the copy still finds
+//! them) and never win over the copy.
+
+use super::io::{Command, Failure};
+use crate::Seq;
+
+/// A raise of the change counter owed after the database went back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Raise {
+    /// The highest sequence read before: the counter goes at least here.
+    pub past: Seq,
+    in_flight: bool,
+}
+
+impl Raise {
+    pub fn new(past: Seq) -> Self {
+        Raise {
+            past,
+            in_flight: false,
+        }
+    }
+
+    pub fn in_flight(&self) -> bool {
+        self.in_flight
+    }
+
+    /// The command to send, unless one is out.
+    #[must_use]
+    pub fn command(&mut self) -> Option<Command> {
+        (!self.in_flight).then(|| {
+            self.in_flight = true;
+            Command::RaiseCounter { past: self.past }
+        })
+    }
+
+    /// Whether the counter is raised; a failure makes it due again.
+    pub fn on_raised(&mut self, result: &Result<(), Failure>) -> bool {
+        self.in_flight = false;
+        result.is_ok()
+    }
+}
