@@ -697,21 +697,22 @@ fn when_every_upload_fails_nothing_moves_and_everything_stays_pending() {
     assert_eq!(uploads(&commands), [("a".into(), 11), ("b".into(), 12)]);
 }
 
+/// A cursor someone moved ahead: the feed is read again from it.
 #[test]
-fn a_changed_cursor_in_the_database_resets_the_feed_to_it() {
+fn a_cursor_moved_ahead_in_the_database_resets_the_feed_to_it() {
     let mut h = Harness::new();
     h.start();
-    let rewound = Cursor {
-        seq: 3,
+    let ahead = Cursor {
+        seq: 12,
         time: Timestamp::UNIX_EPOCH,
     };
-    let commands = h.input(batch_at(rewound, vec![version("a", 11)]));
+    let commands = h.input(batch_at(ahead, vec![version("a", 13)]));
     assert!(uploads(&commands).is_empty(), "the stale batch is dropped");
     assert!(
         matches!(
             commands.as_slice(),
             [Command::ReadChanges {
-                after: 3,
+                after: 12,
                 limit: 8,
                 ..
             }]
@@ -720,7 +721,23 @@ fn a_changed_cursor_in_the_database_resets_the_feed_to_it() {
     );
     let metrics = h.backup.metrics();
     assert_eq!(metrics.feed_resets_since_snapshot, 1);
-    assert_eq!(metrics.cursor, rewound);
+    assert_eq!(metrics.cursor, ahead);
+}
+
+/// A cursor behind the one saved, with the counter where it was: an older
+/// copy that was written to since, or whose writer was quick. Taken for a
+/// reset, its changes took sequences the bucket held for others.
+#[test]
+fn a_cursor_behind_the_saved_one_is_a_database_gone_back() {
+    let mut h = Harness::new();
+    h.start();
+    let rewound = Cursor {
+        seq: 3,
+        time: Timestamp::UNIX_EPOCH,
+    };
+    let commands = h.input(batch_at(rewound, vec![version("a", 11)]));
+    assert_eq!(commands, [Command::RaiseCounter { past: 10 }]);
+    assert_eq!(h.backup.metrics().cursor, rewound);
 }
 
 /// `cp older.db jobs.db` under a running daemon: the counter is below a

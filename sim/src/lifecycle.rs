@@ -297,7 +297,7 @@ impl Simulation {
         self.world.db = copy;
         self.history.restart(None);
         for node in &mut self.nodes {
-            node.process.unexplained_rewinds += 1;
+            node.process.unseen_went_back += 1;
         }
         self.commit_seen();
     }

@@ -55,6 +55,10 @@ pub struct Process {
     /// daemon's save) the running core has not reacted to yet: the only
     /// reasons for it to reset its change feed.
     pub unexplained_rewinds: u64,
+    /// Copies written back over the database this node's daemon has not
+    /// yet found: a restart finds one through the lease, so the count
+    /// outlives the process.
+    pub unseen_went_back: u64,
     /// The watcher's next look, for the commits it has not looked at.
     pub look_pending: Option<PendingLook>,
     /// When the watcher last looked and found a commit.
@@ -123,6 +127,7 @@ impl Node {
         self.process = Process {
             core: Some(core),
             generation: self.process.generation + 1,
+            unseen_went_back: self.process.unseen_went_back,
             ..Process::default()
         };
     }
@@ -131,6 +136,7 @@ impl Node {
     pub fn exit(&mut self) {
         self.process = Process {
             generation: self.process.generation + 1,
+            unseen_went_back: self.process.unseen_went_back,
             ..Process::default()
         };
     }

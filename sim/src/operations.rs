@@ -16,7 +16,7 @@ use jobvault_core::machine::{
 use jobvault_core::object_name::ObjectName;
 use jobvault_core::restore_plan::Ask;
 use jobvault_core::trigger::TriggerName;
-use jobvault_core::{Command, Cursor, Failure, FailureKind, Input, JobId, Seq};
+use jobvault_core::{Command, Cursor, Failure, FailureKind, Input, JobId, Seq, Timestamp};
 
 use crate::faults::FaultKind;
 use crate::invariants::Observation;
@@ -56,6 +56,7 @@ pub(crate) enum Op {
         versions: Arc<BTreeMap<JobId, JobVersion>>,
         stored: Cursor,
         counter: Seq,
+        went_back_at: Option<Timestamp>,
     },
     Read {
         after: Seq,
@@ -196,12 +197,14 @@ impl Simulation {
                 let versions = Arc::new(self.db_of(node).versions());
                 let latency = Duration::from_millis(self.rng.latency.u64(500..30_000));
                 let fate = self.store_fate(node);
-                let (stored, counter) = (self.db_of(node).stored, self.db_of(node).counter);
+                let db = self.db_of(node);
+                let (stored, counter, went_back_at) = (db.stored, db.counter, db.went_back_at);
                 let op = Op::Snapshot {
                     order,
                     versions,
                     stored,
                     counter,
+                    went_back_at,
                 };
                 (op, fate, latency)
             }
@@ -375,6 +378,7 @@ impl Simulation {
                 versions,
                 stored,
                 counter,
+                went_back_at,
             } => {
                 if effective {
                     let body = Body::Snapshot {
@@ -382,6 +386,7 @@ impl Simulation {
                         gzip_mtime: order.framing.gzip_mtime,
                         stored,
                         counter,
+                        went_back_at,
                     };
                     self.world.store.put(order.object.clone(), body, self.now);
                 }
@@ -432,9 +437,11 @@ impl Simulation {
             }
             Op::RaiseCounter { past } => {
                 if effective {
+                    let local = self.world.local(self.now);
                     let db = self.db_of(node);
                     db.counter = db.counter.max(past);
                     db.destination = None;
+                    db.went_back_at = Some(local);
                 }
                 Input::CounterRaised(result(error))
             }

@@ -302,11 +302,12 @@ impl<'a> Bucket<'a> {
             Ask::FetchSnapshot {
                 object, generation, ..
             } => {
-                let (versions, gzip_mtime, stored, counter) = snapshot(store, &object, generation);
+                let (versions, gzip_mtime, stored, counter, newest_change) =
+                    snapshot(store, &object, generation);
                 self.snapshot = (**versions).clone();
                 self.snapshot_counter = counter;
                 Answer::SnapshotFetched {
-                    newest_change: versions.values().map(|h| h.modified).max(),
+                    newest_change,
                     gzip_mtime: self.gzip_mtime(gzip_mtime, rng),
                     object,
                     stored_cursor: stored,
@@ -346,11 +347,13 @@ impl<'a> Bucket<'a> {
     }
 }
 
+/// A snapshot's rows, gzip mtime, stored cursor, counter and newest change.
 type SnapshotParts<'s> = (
     &'s Arc<BTreeMap<JobId, JobVersion>>,
     Timestamp,
     jobvault_core::Cursor,
     Seq,
+    Option<Timestamp>,
 );
 
 fn snapshot<'s>(store: &'s Store, object: &str, generation: Option<i64>) -> SnapshotParts<'s> {
@@ -359,11 +362,19 @@ fn snapshot<'s>(store: &'s Store, object: &str, generation: Option<i64>) -> Snap
         gzip_mtime,
         stored,
         counter,
+        went_back_at,
     }) = store.generation(object, generation).map(|o| &o.body)
     else {
         panic!("the planner asked for {object} {generation:?} as a snapshot");
     };
-    (versions, *gzip_mtime, *stored, *counter)
+    let newest_change = versions.values().map(|h| h.modified).max();
+    (
+        versions,
+        *gzip_mtime,
+        *stored,
+        *counter,
+        newest_change.max(*went_back_at),
+    )
 }
 
 /// What the driver still owes a planner: an ask (with the attempt at it

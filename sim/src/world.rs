@@ -67,6 +67,9 @@ pub struct Db {
     /// `set_aside_jobs`: the rows the daemon recorded as set aside, by id.
     /// A writer's next change to the job deletes its record.
     pub set_aside: BTreeMap<JobId, Seq>,
+    /// `meta.went_back_at`: when a daemon found the database gone back to
+    /// an older copy, on the writers' clock.
+    pub went_back_at: Option<Timestamp>,
     /// Every id ever written, to pick jobs to modify.
     pub ids: Vec<JobId>,
     /// Bodies written so far; each body is unlike every other.
@@ -244,6 +247,8 @@ pub enum Body {
         stored: Cursor,
         /// The database's change counter when it was copied.
         counter: Seq,
+        /// When the database went back to an older copy, as it recorded.
+        went_back_at: Option<Timestamp>,
     },
     Job {
         id: JobId,

@@ -229,61 +229,130 @@ fn a_database_renamed_over_under_the_daemon_stops_it_and_its_restart_takes_the_n
 /// change reused a sequence the bucket held for a version the copy left
 /// behind. A restore gave those versions, and a job the copy never held,
 /// exit 0. Now the daemon raises the counter past what it read and starts
-/// the prefix over, and a restore gives the copy and what came after it.
+/// the prefix over: a restore gives the copy and what came after it, and a
+/// restore to an instant before the copy went back gives what was then.
 #[test]
 fn an_older_copy_written_over_the_database_in_place_is_what_a_restore_gives() {
-    let emulator = Emulator::shared();
-    let url = format!("gs://{}", emulator.new_bucket("went-back"));
-    let workspace = Workspace::new();
-    workspace.put_jobs(&jobs(0..3));
-    let copy = workspace.path().join("copy.db");
-    sqlite3(&workspace.db(), &format!(".backup '{}'", copy.display()));
-    let daemon = Daemon::start(&workspace, Some(&emulator.endpoint()), &url, "1s", &[]);
-    daemon.settled();
-    workspace.put_jobs(&[
-        json!({ "id": "job-0", "name": "changed after the copy" }),
-        json!({ "id": "job-3", "name": "new after the copy" }),
-        json!({ "id": "job-4", "name": "new after the copy" }),
-    ]);
-    caught_up(&workspace.db());
-    sqlite3(&workspace.db(), &format!(".restore '{}'", copy.display()));
-    let written = python(
-        &workspace.db(),
-        "import json, sqlite3, sys\n\
-         db = sqlite3.connect(sys.argv[1])\n\
-         body = json.dumps({'id': 'job-5', 'name': 'after going back'})\n\
-         db.execute('INSERT INTO jobs (id, body) VALUES (?, ?)', ('job-5', body))\n\
-         db.commit()",
+    let went_back = WentBack::new("went-back");
+    let at = jobvault::clock::now();
+    std::thread::sleep(Duration::from_millis(1100));
+    went_back.copied_back();
+    let to = went_back.workspace.path().join("before.db");
+    let output = jobvault(Some(&went_back.emulator.endpoint()))
+        .args([
+            "restore",
+            "--bucket",
+            &went_back.url,
+            "--at",
+            &at.rfc3339(),
+            "--to",
+        ])
+        .arg(&to)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(
+        bodies(&to),
+        went_back.before,
+        "what the copy left behind is history"
     );
-    assert!(written.status.success(), "{}", stderr(&written));
-    eventually(
-        "the daemon to notice the older copy",
-        Duration::from_secs(30),
-        || {
-            daemon
-                .log()
-                .contains("went back to an older copy")
-                .then_some(())
-        },
+}
+
+/// The same, with the copy written to since it was taken: its counter is
+/// back where the database's was, and only its cursor is behind.
+#[test]
+fn an_older_copy_written_to_since_is_found_by_its_cursor() {
+    let went_back = WentBack::new("went-back-written");
+    sqlite3(
+        &went_back.copy,
+        "INSERT INTO jobs (id, body) VALUES ('copy-1', '{\"id\": \"copy-1\", \"name\": \"in the copy\"}');
+         INSERT INTO jobs (id, body) VALUES ('copy-2', '{\"id\": \"copy-2\", \"name\": \"in the copy\"}');
+         UPDATE jobs SET body = '{\"id\": \"job-1\", \"name\": \"changed in the copy\"}' WHERE id = 'job-1';",
     );
-    let reader = StoreReader::connect(&url, Some(&emulator.endpoint()));
-    eventually(
-        "a full snapshot of the copy, to a fresh destination",
-        Duration::from_secs(30),
-        || {
-            let started = snapshots(&reader)
-                .iter()
-                .filter(|name| name.contains("/new-destination-"))
-                .count();
-            (started == 2).then_some(())
-        },
-    );
-    daemon.settled();
-    caught_up(&workspace.db());
-    let from_bucket = restored(emulator, &url, &workspace, "restored.db");
-    assert_eq!(from_bucket, bodies(&workspace.db()));
-    assert!(from_bucket.contains_key("job-5"), "{from_bucket:?}");
-    assert!(!from_bucket.contains_key("job-3"), "{from_bucket:?}");
+    went_back.copied_back();
+}
+
+/// A database backed up by a daemon, a copy of it taken before three
+/// changes, and the state after them.
+struct WentBack {
+    emulator: &'static Emulator,
+    url: String,
+    workspace: Workspace,
+    copy: std::path::PathBuf,
+    daemon: Daemon,
+    before: BTreeMap<String, String>,
+}
+
+impl WentBack {
+    fn new(bucket: &str) -> WentBack {
+        let emulator = Emulator::shared();
+        let url = format!("gs://{}", emulator.new_versioned_bucket(bucket));
+        let workspace = Workspace::new();
+        workspace.put_jobs(&jobs(0..3));
+        let copy = workspace.path().join("copy.db");
+        sqlite3(&workspace.db(), &format!(".backup '{}'", copy.display()));
+        let daemon = Daemon::start(&workspace, Some(&emulator.endpoint()), &url, "1s", &[]);
+        daemon.settled();
+        workspace.put_jobs(&[
+            json!({ "id": "job-0", "name": "changed after the copy" }),
+            json!({ "id": "job-3", "name": "new after the copy" }),
+            json!({ "id": "job-4", "name": "new after the copy" }),
+        ]);
+        caught_up(&workspace.db());
+        let before = bodies(&workspace.db());
+        WentBack {
+            emulator,
+            url,
+            workspace,
+            copy,
+            daemon,
+            before,
+        }
+    }
+
+    /// Writes the copy back over the database, and a job once the copy's
+    /// snapshot has landed (a change after the instant would keep a
+    /// restore to it off that snapshot anyway), and checks that a restore
+    /// gives exactly the database once the daemon is done.
+    fn copied_back(&self) {
+        let db = self.workspace.db();
+        sqlite3(&db, &format!(".restore '{}'", self.copy.display()));
+        eventually(
+            "the daemon to notice the older copy",
+            Duration::from_secs(30),
+            || {
+                let log = self.daemon.log();
+                log.contains("went back to an older copy").then_some(())
+            },
+        );
+        let reader = StoreReader::connect(&self.url, Some(&self.emulator.endpoint()));
+        eventually(
+            "a full snapshot of the copy, to a fresh destination",
+            Duration::from_secs(30),
+            || {
+                let started = snapshots(&reader)
+                    .iter()
+                    .filter(|name| name.contains("/new-destination-"))
+                    .count();
+                (started == 2).then_some(())
+            },
+        );
+        let written = python(
+            &db,
+            "import json, sqlite3, sys\n\
+             db = sqlite3.connect(sys.argv[1])\n\
+             body = json.dumps({'id': 'job-5', 'name': 'after going back'})\n\
+             db.execute('INSERT INTO jobs (id, body) VALUES (?, ?)', ('job-5', body))\n\
+             db.commit()",
+        );
+        assert!(written.status.success(), "{}", stderr(&written));
+        self.daemon.settled();
+        caught_up(&db);
+        let from_bucket = restored(self.emulator, &self.url, &self.workspace, "restored.db");
+        assert_eq!(from_bucket, bodies(&db));
+        assert!(from_bucket.contains_key("job-5"), "{from_bucket:?}");
+        assert!(!from_bucket.contains_key("job-3"), "{from_bucket:?}");
+    }
 }
 
 /// Two databases that take turns on one prefix: each adopted the other's

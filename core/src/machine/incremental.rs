@@ -253,6 +253,15 @@ impl Incremental {
         (self.window.len(), self.held_bytes)
     }
 
+    /// The bucket holds changes up to `seq` of this database, as a lease
+    /// found at start says (its holder's cursor): a first read whose
+    /// counter is below it finds the database gone back to an older copy
+    /// while no daemon ran on it ([`super::went_back`]). A lease of another
+    /// database only makes the prefix start over, which it would anyway.
+    pub fn bucket_holds(&mut self, seq: Seq) {
+        self.newest = self.newest.max(seq);
+    }
+
     pub fn set_aside(&self) -> u64 {
         self.set_aside.count()
     }
@@ -415,7 +424,9 @@ impl Incremental {
             }
         };
         let read_before = self.newest.max(self.frontier);
-        if batch.newest < read_before {
+        let cursor_back =
+            batch.stored.seq < self.durable.seq && !read.expected.contains(&batch.stored);
+        if batch.newest < read_before || cursor_back {
             return self.went_back(cx, batch, read_before);
         }
         // Any cursor but ours means someone else changed it.
@@ -835,10 +846,13 @@ impl Incremental {
         error!(
             counter = batch.newest,
             read_before,
-            "the job database went back to an older copy (its change counter is below a change already \
-             read from it: copied over in place, or sqlite3 .restore); numbering its next changes after \
-             what the bucket holds and taking a full snapshot to a fresh destination, so that a restore \
-             gives this copy; what it left behind stays in the bucket's history (restore --at)"
+            stored_seq = batch.stored.seq,
+            saved_seq = self.durable.seq,
+            "the job database went back to an older copy (its change counter or its cursor is behind \
+             what jobvault read from it: copied over in place, sqlite3 .restore, or edited by hand); \
+             numbering its next changes after what the bucket holds and taking a full snapshot to a \
+             fresh destination, so that a restore gives this copy; what it left behind stays in the \
+             bucket's history (restore --at)"
         );
         self.start_again(cx, batch.stored);
         self.newest = read_before;

@@ -39,7 +39,7 @@ pub use snapshots::{immediate_base_name, plan_snapshot, trigger_retry_wait};
 
 use crate::cleartext::{SEALED_LOOKBACK, plain_writer_beside};
 use crate::destination::{Destination, DestinationId};
-use crate::lease::{LeaseEnded, LeaseMachine, LeaseState};
+use crate::lease::{FoundLease, LeaseEnded, LeaseMachine, LeaseState};
 use crate::object_name::ObjectKind;
 use crate::retrieval::day_prefixes;
 use crate::timestamp::Timestamp;
@@ -429,7 +429,16 @@ impl Backup {
             self.metrics.store_refusals += 1;
         }
         let expected = match input {
-            Input::LeaseRead(result) => lease.on_read(now, result, &mut self.out),
+            Input::LeaseRead(result) => {
+                if let Ok(FoundLease {
+                    lease: Some((found, _)),
+                    ..
+                }) = &result
+                {
+                    self.incremental.bucket_holds(found.state.cursor_seq);
+                }
+                lease.on_read(now, result, &mut self.out)
+            }
             Input::LeaseWritten(result) => lease.on_written(now, result, &mut self.out),
             Input::LeaseDeleted(result) => lease.on_deleted(result),
             _ => unreachable!("only lease reports are passed here"),

@@ -10,8 +10,10 @@
 //! copy's own, and brought back jobs the copy did not hold, exit 0, while
 //! the daemon reported itself caught up.
 //!
-//! Now a read whose counter is below a sequence the daemon has read before
-//! stops the feed. The daemon raises the counter past that sequence
+//! Now a read whose counter is below a sequence the daemon has read before,
+//! or whose stored cursor is behind the one it saved, stops the feed (a
+//! copy written to since, or a writer quick after the copy, brings the
+//! counter back up; its cursor stays behind). The daemon raises the counter past that sequence
 //! ([`Command::RaiseCounter`]), so no sequence is used twice, reads the feed
 //! again from the stored cursor, and treats the prefix as new: a fresh
 //! marker and a full snapshot, which holds the raised counter. A restore

@@ -9,10 +9,11 @@ use jobvault_core::{Cursor, Envelope, Seq};
 use rusqlite::{TransactionBehavior, params};
 
 use super::meta::{
-    COUNTER, CURSOR_DESTINATION, count_set_aside, newest_seq, read_cursor, read_meta, write_cursor,
-    write_meta,
+    COUNTER, CURSOR_DESTINATION, WENT_BACK_AT, count_set_aside, newest_seq, read_cursor, read_meta,
+    write_cursor, write_meta,
 };
 use super::rows::{decode, text_ref};
+use super::schema::NOW;
 use super::{DbError, InDb, JobDb};
 
 /// The change feed: bodies and tombstones after a sequence, in order, with
@@ -145,8 +146,9 @@ impl JobDb {
     }
 
     /// Raises the change counter to `past` unless it is higher (the next
-    /// change is numbered above it; writers' own bumps are kept), and
-    /// forgets the destination the cursor belongs to, in one transaction.
+    /// change is numbered above it; writers' own bumps are kept), forgets
+    /// the destination the cursor belongs to, and records when, in one
+    /// transaction.
     pub fn raise_counter(&mut self, past: Seq) -> Result<(), DbError> {
         let tx = self
             .conn
@@ -158,6 +160,14 @@ impl JobDb {
         )
         .in_db(&self.path)?;
         write_meta(&tx, CURSOR_DESTINATION, 0).in_db(&self.path)?;
+        tx.execute(
+            &format!(
+                "INSERT INTO meta (key, value) VALUES (?1, {NOW})
+                 ON CONFLICT(key) DO UPDATE SET value = excluded.value"
+            ),
+            [WENT_BACK_AT],
+        )
+        .in_db(&self.path)?;
         tx.commit().in_db(&self.path)
     }
 

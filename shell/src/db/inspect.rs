@@ -11,6 +11,7 @@ use rusqlite::Connection;
 use rusqlite::backup::StepResult;
 use tokio_util::sync::CancellationToken;
 
+use super::meta::WENT_BACK_AT;
 use super::rows::raw_row;
 
 use super::{DbError, InDb, JobDb, schema};
@@ -127,13 +128,21 @@ impl JobDb {
     }
 }
 
+/// The newest change of the rows and tombstones, or when the database went
+/// back to an older copy if later: a snapshot of the copy stands for the
+/// database from then on, not from its newest row, so a restore to an
+/// instant before takes an older base and the versions the copy left
+/// behind.
 pub(super) fn newest_change(conn: &Connection) -> rusqlite::Result<Option<Timestamp>> {
     let sql = if schema::has_table(conn, "deleted_jobs")? {
-        "SELECT MAX(m) FROM (SELECT MAX(db_modified) AS m FROM jobs
-                             UNION ALL SELECT MAX(db_modified) FROM deleted_jobs)"
+        format!(
+            "SELECT MAX(m) FROM (SELECT MAX(db_modified) AS m FROM jobs
+                                 UNION ALL SELECT MAX(db_modified) FROM deleted_jobs
+                                 UNION ALL SELECT value FROM meta WHERE key = '{WENT_BACK_AT}')"
+        )
     } else {
-        "SELECT MAX(db_modified) FROM jobs"
+        "SELECT MAX(db_modified) FROM jobs".to_owned()
     };
-    let nanos: Option<i64> = conn.query_row(sql, [], |row| row.get(0))?;
+    let nanos: Option<i64> = conn.query_row(&sql, [], |row| row.get(0))?;
     Ok(nanos.map(Timestamp::from_unix_nanos))
 }

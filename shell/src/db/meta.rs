@@ -14,6 +14,11 @@ pub(super) const CURSOR_TIME: &str = "cursor_time";
 /// none recorded.
 pub(super) const CURSOR_DESTINATION: &str = "cursor_destination";
 
+/// When the daemon found the database gone back to an older copy, on the
+/// clock that stamps `db_modified`: the copy is the database from then on,
+/// so a snapshot of it stands for no instant before ([`super::inspect`]).
+pub(super) const WENT_BACK_AT: &str = "went_back_at";
+
 /// The newest sequence of any row or tombstone; 0 when there is none.
 pub(super) fn newest_seq(conn: &Connection) -> rusqlite::Result<Seq> {
     conn.query_row(

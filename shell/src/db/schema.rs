@@ -87,7 +87,8 @@ const OTHER_TABLES: &str = "
 ";
 
 /// Now, in Unix nanoseconds, to the millisecond.
-const NOW: &str = "(CAST(ROUND((julianday('now') - 2440587.5) * 86400000.0) AS INTEGER) * 1000000)";
+pub(super) const NOW: &str =
+    "(CAST(ROUND((julianday('now') - 2440587.5) * 86400000.0) AS INTEGER) * 1000000)";
 
 /// The next change sequence, once the counter has been bumped.
 const COUNTER: &str = "(SELECT value FROM meta WHERE key = 'change_counter')";
