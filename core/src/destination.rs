@@ -138,6 +138,9 @@ pub enum NewBecause {
     /// The database records another: it was backed up elsewhere, or
     /// restored and pointed at a new prefix.
     Other(DestinationId),
+    /// The database went back to an older copy under the daemon, which
+    /// starts the prefix over ([`crate::machine`]'s `went_back`).
+    WentBack,
 }
 
 impl fmt::Display for NewBecause {
@@ -150,6 +153,7 @@ impl fmt::Display for NewBecause {
             NewBecause::Other(other) => {
                 write!(f, "the database's cursor belongs to destination {other}")
             }
+            NewBecause::WentBack => f.write_str("the database went back to an older copy"),
         }
     }
 }

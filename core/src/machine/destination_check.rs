@@ -22,7 +22,7 @@ use std::time::Duration;
 use tracing::{error, warn};
 
 use super::io::{Command, Failure, FoundDestination};
-use crate::destination::{Destination, DestinationId, assess};
+use crate::destination::{Destination, DestinationId, NewBecause, assess};
 use crate::timestamp::Timestamp;
 
 const FIRST_WAIT: Duration = Duration::from_secs(1);
@@ -49,6 +49,8 @@ pub(crate) struct DestinationCheck {
     /// The check out was asked before [`Self::start_over`]: its answer is
     /// not taken.
     stale: bool,
+    /// Since [`Self::start_over`], until a check says the destination is new.
+    starting_over: bool,
     failures: u32,
 }
 
@@ -60,6 +62,7 @@ impl DestinationCheck {
             state: State::Due(None),
             checked: false,
             stale: false,
+            starting_over: false,
             failures: 0,
         }
     }
@@ -88,6 +91,7 @@ impl DestinationCheck {
         self.expected = None;
         self.checked = false;
         self.failures = 0;
+        self.starting_over = true;
         match self.state {
             State::InFlight => self.stale = true,
             State::Due(_) | State::Done => self.state = State::Due(None),
@@ -126,9 +130,12 @@ impl DestinationCheck {
             Ok(found) => {
                 self.state = State::Done;
                 self.checked = true;
-                let destination = assess(&found, self.expected);
-                if let Destination::New { id, .. } = destination {
-                    self.expected = Some(id);
+                let mut destination = assess(&found, self.expected);
+                if let Destination::New { id, why } = &mut destination {
+                    self.expected = Some(*id);
+                    if std::mem::take(&mut self.starting_over) {
+                        *why = NewBecause::WentBack;
+                    }
                 }
                 Ok(Some(destination))
             }

@@ -38,7 +38,7 @@ pub use set_aside::{RowId, Unreadable};
 pub use snapshots::{immediate_base_name, plan_snapshot, trigger_retry_wait};
 
 use crate::cleartext::{SEALED_LOOKBACK, plain_writer_beside};
-use crate::destination::{Destination, DestinationId};
+use crate::destination::{Destination, DestinationId, NewBecause};
 use crate::lease::{FoundLease, LeaseEnded, LeaseMachine, LeaseState};
 use crate::object_name::ObjectKind;
 use crate::retrieval::day_prefixes;
@@ -395,7 +395,9 @@ impl Backup {
             Input::DestinationChecked(result) => match self.destination.on_checked(now, result) {
                 Err(()) => cx.unexpected(format_args!("destination check with none outstanding")),
                 Ok(Some(Destination::New { id, why })) => {
-                    if self.destination.recorded().is_none() {
+                    if why == NewBecause::WentBack {
+                        warn!(destination = %id, "the job database went back to an older copy: taking a full snapshot of it to a fresh destination now");
+                    } else if self.destination.recorded().is_none() {
                         info!(destination = %id, because = %why, "first backup of this database to this bucket prefix: taking a full snapshot now");
                     } else {
                         warn!(destination = %id, because = %why, "this bucket prefix is not the one the database was backed up to: taking a full snapshot now");

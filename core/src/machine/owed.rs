@@ -73,7 +73,7 @@ impl OwedSnapshot {
         if let Some(owed) = self.owed.take() {
             info!(
                 snapshot = owed.base_name(),
-                "the snapshot taken at start landed: the bucket prefix holds the whole database"
+                "the full snapshot owed to the bucket prefix landed: it holds the whole database"
             );
         }
         self.failures = 0;
