@@ -251,6 +251,12 @@ impl Collector for Exporter {
         )?;
         counter(
             e,
+            "jobvault_database_went_back",
+            "Times the job database was found gone back to an older copy written over it in place: the prefix starts over with a full snapshot of the copy.",
+            m.went_back,
+        )?;
+        counter(
+            e,
             "jobvault_unexpected_reports",
             "Reports that answered nothing outstanding and were dropped (a bug if not zero).",
             m.unexpected_reports,

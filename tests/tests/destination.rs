@@ -325,6 +325,11 @@ impl WentBack {
                 log.contains("went back to an older copy").then_some(())
             },
         );
+        assert_eq!(
+            gauge(&self.daemon.scrape(), "jobvault_database_went_back_total"),
+            Some(1.0),
+            "the alert's counter"
+        );
         let reader = StoreReader::connect(&self.url, Some(&self.emulator.endpoint()));
         eventually(
             "a full snapshot of the copy, to a fresh destination",

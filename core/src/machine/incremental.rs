@@ -854,6 +854,7 @@ impl Incremental {
              fresh destination, so that a restore gives this copy; what it left behind stays in the \
              bucket's history (restore --at)"
         );
+        cx.metrics.went_back += 1;
         self.start_again(cx, batch.stored);
         self.newest = read_before;
         self.raise = Some(Raise::new(read_before));

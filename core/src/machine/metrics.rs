@@ -66,6 +66,9 @@ pub struct Metrics {
     pub jobs_set_aside: u64,
     /// Reports that answered nothing outstanding, and were dropped.
     pub unexpected_reports: u64,
+    /// Times the database was found gone back to an older copy
+    /// ([`super::went_back`]).
+    pub went_back: u64,
     /// The cursor last stored in the database.
     pub cursor: Cursor,
     pub uploads: PerKind,
