@@ -19,10 +19,22 @@ fn restored(
     workspace: &Workspace,
     name: &str,
 ) -> BTreeMap<String, String> {
+    restored_with(emulator, url, workspace, name, &[])
+}
+
+/// The same, with more arguments to `restore`.
+fn restored_with(
+    emulator: &Emulator,
+    url: &str,
+    workspace: &Workspace,
+    name: &str,
+    args: &[&str],
+) -> BTreeMap<String, String> {
     let to = workspace.path().join(name);
     let output = jobvault(Some(&emulator.endpoint()))
         .args(["restore", "--bucket", url, "--to"])
         .arg(&to)
+        .args(args)
         .output()
         .unwrap();
     assert!(output.status.success(), "{}", stderr(&output));
@@ -237,23 +249,15 @@ fn an_older_copy_written_over_the_database_in_place_is_what_a_restore_gives() {
     let at = jobvault::clock::now();
     std::thread::sleep(Duration::from_millis(1100));
     went_back.copied_back();
-    let to = went_back.workspace.path().join("before.db");
-    let output = jobvault(Some(&went_back.emulator.endpoint()))
-        .args([
-            "restore",
-            "--bucket",
-            &went_back.url,
-            "--at",
-            &at.rfc3339(),
-            "--to",
-        ])
-        .arg(&to)
-        .output()
-        .unwrap();
-    assert!(output.status.success(), "{}", stderr(&output));
+    let before = restored_with(
+        went_back.emulator,
+        &went_back.url,
+        &went_back.workspace,
+        "before.db",
+        &["--at", &at.rfc3339()],
+    );
     assert_eq!(
-        bodies(&to),
-        went_back.before,
+        before, went_back.before,
         "what the copy left behind is history"
     );
 }
