@@ -11,9 +11,9 @@ use bucket::Bucket;
 use jobvault_core::destination::{DestinationId, DestinationMarker};
 use jobvault_core::lease::{FoundLease, Holder, Lease, LeaseEnded, LeaseMachine, LeaseState};
 use jobvault_core::machine::{
-    ChangeBatch, FIRST_RETRY, FoundDestination, JobUpload, ListedObject, Owed, REFUSED_RETRY,
-    RowId, SEQ_SAVE_SPACING, Schedule, SnapshotOrder, SnapshotReason, Unreadable, Unvouched,
-    trigger_retry_wait,
+    ChangeBatch, FIRST_RETRY, FoundDestination, JobUpload, LEASED_MARGIN, ListedObject, Owed,
+    REFUSED_RETRY, RowId, SEQ_SAVE_SPACING, Schedule, SnapshotOrder, SnapshotReason, Unreadable,
+    Unvouched, trigger_retry_wait,
 };
 use jobvault_core::object_name::ObjectName;
 use jobvault_core::restore_plan::Ask;
@@ -1684,6 +1684,64 @@ fn leased() -> (Harness, Vec<Command>) {
     let first = h.start();
     assert!(has(&first, &Command::ScanTriggers), "{first:?}");
     (h, first)
+}
+
+/// A machine that takes over the lease a killed daemon of an earlier boot
+/// left, whose cursor was at `cursor_seq`; returns its first step.
+fn taking_over(cursor_seq: u64) -> (Harness, Vec<Command>) {
+    let mut h = Harness::new();
+    let lease = LeaseMachine::new(me(), Duration::from_secs(10), false, "1.0", h.now);
+    h.backup = Backup::new(config(), stored_cursor(), h.now)
+        .recorded(DestinationId::new(KNOWN))
+        .leased(lease);
+    h.advance(Duration::ZERO);
+    let left = Lease {
+        holder: Holder {
+            boot: "an earlier boot".to_owned(),
+            ..me()
+        },
+        renewed: h.now,
+        expiry: Duration::from_secs(60),
+        state: LeaseState {
+            cursor_seq,
+            ..LeaseState::default()
+        },
+    };
+    h.input(Input::LeaseRead(Ok(FoundLease {
+        lease: Some((left, 4)),
+        holder_runs: None,
+        unreadable: None,
+    })));
+    h.input(Input::LeaseWritten(Ok(5)));
+    let first = h.start();
+    (h, first)
+}
+
+/// A daemon killed before it read the copy written back over its database:
+/// its restart finds the copy behind the cursor of the lease it left, by
+/// the counter or by the cursor (a copy written to since).
+#[test]
+fn a_copy_gone_back_while_no_daemon_read_it_is_found_through_the_lease() {
+    for (counter, why) in [(12, "the counter is behind"), (25, "the cursor is behind")] {
+        let (mut h, first) = taking_over(20);
+        assert!(
+            first
+                .iter()
+                .any(|c| matches!(c, Command::ReadChanges { after: 10, .. })),
+            "{first:?}"
+        );
+        let commands = h.input(nothing_after(counter));
+        let past = 20 + LEASED_MARGIN;
+        assert_eq!(commands, [Command::RaiseCounter { past }], "{why}");
+    }
+    let (mut h, _) = taking_over(10);
+    let commands = h.input(nothing_after(12));
+    assert!(
+        !commands
+            .iter()
+            .any(|c| matches!(c, Command::RaiseCounter { .. })),
+        "a lease at the stored cursor is no copy: {commands:?}"
+    );
 }
 
 #[test]

@@ -297,7 +297,7 @@ impl Simulation {
         self.world.db = copy;
         self.history.restart(None);
         for node in &mut self.nodes {
-            node.process.unseen_went_back += 1;
+            node.process.unexplained_rewinds += 1;
         }
         self.commit_seen();
     }
@@ -313,7 +313,8 @@ impl Simulation {
             seq: self.rng.lifecycle.u64(0..stored.seq),
             time: stored.time - Duration::from_secs(self.rng.lifecycle.u64(0..3600)),
         };
-        for node in self.nodes.iter_mut().filter(|n| n.is_running()) {
+        // A stopped daemon may find it at its start, through its lease.
+        for node in &mut self.nodes {
             node.process.unexplained_rewinds += 1;
         }
         note!(self, "cursor rewound to {:?}", self.world.db.stored);

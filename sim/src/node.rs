@@ -51,14 +51,12 @@ pub struct Process {
     pub unanswered: BTreeMap<u64, Input>,
     /// Immediate-backup requests the running core has not answered.
     pub immediate_waiting: BTreeSet<u64>,
-    /// Changes of the stored cursor by someone else (a rewind, or another
-    /// daemon's save) the running core has not reacted to yet: the only
-    /// reasons for it to reset its change feed.
+    /// Changes of the stored cursor by someone else (a rewind, another
+    /// daemon's save, a copy written back) the node's daemon has not
+    /// reacted to yet: the only reasons for it to reset its change feed. A
+    /// restart finds one through the lease, so the count outlives the
+    /// process.
     pub unexplained_rewinds: u64,
-    /// Copies written back over the database this node's daemon has not
-    /// yet found: a restart finds one through the lease, so the count
-    /// outlives the process.
-    pub unseen_went_back: u64,
     /// The watcher's next look, for the commits it has not looked at.
     pub look_pending: Option<PendingLook>,
     /// When the watcher last looked and found a commit.
@@ -127,7 +125,7 @@ impl Node {
         self.process = Process {
             core: Some(core),
             generation: self.process.generation + 1,
-            unseen_went_back: self.process.unseen_went_back,
+            unexplained_rewinds: self.process.unexplained_rewinds,
             ..Process::default()
         };
     }
@@ -136,7 +134,7 @@ impl Node {
     pub fn exit(&mut self) {
         self.process = Process {
             generation: self.process.generation + 1,
-            unseen_went_back: self.process.unseen_went_back,
+            unexplained_rewinds: self.process.unexplained_rewinds,
             ..Process::default()
         };
     }

@@ -665,12 +665,8 @@ impl Simulation {
         });
         if metrics.feed_resets_since_snapshot > resets_before {
             let process = &mut self.nodes[node].process;
-            let explained = process.unexplained_rewinds > 0 || process.unseen_went_back > 0;
-            if process.unexplained_rewinds > 0 {
-                process.unexplained_rewinds -= 1;
-            } else {
-                process.unseen_went_back = process.unseen_went_back.saturating_sub(1);
-            }
+            let explained = process.unexplained_rewinds > 0;
+            process.unexplained_rewinds = process.unexplained_rewinds.saturating_sub(1);
             self.observe(Observation::FeedReset { explained });
         }
     }

@@ -276,6 +276,34 @@ fn an_older_copy_written_to_since_is_found_by_its_cursor() {
     went_back.copied_back();
 }
 
+/// The daemon stopped (SIGSTOP) before it read the copy, then killed: its
+/// restart finds the copy through the lease it left, here by the cursor
+/// (the copy was written to since it was taken).
+#[test]
+fn an_older_copy_no_daemon_read_is_found_at_the_restart_through_the_lease() {
+    let mut went_back = WentBack::new("went-back-killed");
+    sqlite3(
+        &went_back.copy,
+        "INSERT INTO jobs (id, body) VALUES ('copy-1', '{\"id\": \"copy-1\", \"name\": \"in the copy\"}');",
+    );
+    let daemon = went_back.daemon.take().expect("running");
+    let frozen = std::process::Command::new("kill")
+        .args(["-STOP", &daemon.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(frozen.success());
+    went_back.copy_back();
+    daemon.kill();
+    let again = Daemon::start(
+        &went_back.workspace,
+        Some(&went_back.emulator.endpoint()),
+        &went_back.url,
+        "1s",
+        &[],
+    );
+    went_back.started_over(&again);
+}
+
 /// A database backed up by a daemon, a copy of it taken before three
 /// changes, and the state after them.
 struct WentBack {
@@ -283,7 +311,8 @@ struct WentBack {
     url: String,
     workspace: Workspace,
     copy: std::path::PathBuf,
-    daemon: Daemon,
+    /// Taken to kill it.
+    daemon: Option<Daemon>,
     before: BTreeMap<String, String>,
 }
 
@@ -309,7 +338,7 @@ impl WentBack {
             url,
             workspace,
             copy,
-            daemon,
+            daemon: Some(daemon),
             before,
         }
     }
@@ -319,18 +348,31 @@ impl WentBack {
     /// restore to it off that snapshot anyway), and checks that a restore
     /// gives exactly the database once the daemon is done.
     fn copied_back(&self) {
+        self.copy_back();
+        self.started_over(self.daemon.as_ref().expect("running"));
+    }
+
+    fn copy_back(&self) {
+        sqlite3(
+            &self.workspace.db(),
+            &format!(".restore '{}'", self.copy.display()),
+        );
+    }
+
+    /// Waits for `daemon` to find the copy and start the prefix over, then
+    /// checks a restore against the database.
+    fn started_over(&self, daemon: &Daemon) {
         let db = self.workspace.db();
-        sqlite3(&db, &format!(".restore '{}'", self.copy.display()));
         eventually(
             "the daemon to notice the older copy",
             Duration::from_secs(30),
             || {
-                let log = self.daemon.log();
+                let log = daemon.log();
                 log.contains("went back to an older copy").then_some(())
             },
         );
         assert_eq!(
-            gauge(&self.daemon.scrape(), "jobvault_database_went_back_total"),
+            gauge(&daemon.scrape(), "jobvault_database_went_back_total"),
             Some(1.0),
             "the alert's counter"
         );
@@ -355,7 +397,7 @@ impl WentBack {
              db.commit()",
         );
         assert!(written.status.success(), "{}", stderr(&written));
-        self.daemon.settled();
+        daemon.settled();
         caught_up(&db);
         let from_bucket = restored(self.emulator, &self.url, &self.workspace, "restored.db");
         assert_eq!(from_bucket, bodies(&db));

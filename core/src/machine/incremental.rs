@@ -147,6 +147,10 @@ pub(crate) struct Incremental {
     /// The counter was raised since the owner last asked: the prefix no
     /// longer holds this database.
     started_over: bool,
+    /// The cursor of the lease found at start ([`Self::bucket_holds`]).
+    leased_cursor: Seq,
+    /// A read of the feed has reported.
+    read_once: bool,
 }
 
 /// Whether the backup goes on, drains for a stop, or has stopped.
@@ -190,6 +194,13 @@ pub(crate) struct Drained {
     /// was known before it.
     pub read_after_stop: bool,
 }
+
+/// How far past the cursor of a lease found at start the counter is raised
+/// when the database went back while no daemon read it: the lease is up to
+/// a renewal (a minute) old, and its holder may have uploaded changes
+/// numbered after it until it died, more than the lease says but never
+/// this many (over 70 million commits a second for a minute).
+pub const LEASED_MARGIN: Seq = 1 << 32;
 
 /// GCS allows about one write a second to one object name.
 pub const OBJECT_WRITE_SPACING: Duration = Duration::from_secs(1);
@@ -235,6 +246,8 @@ impl Incremental {
             held_until: None,
             raise: None,
             started_over: false,
+            leased_cursor: 0,
+            read_once: false,
         }
     }
 
@@ -254,12 +267,17 @@ impl Incremental {
     }
 
     /// The bucket holds changes up to `seq` of this database, as a lease
-    /// found at start says (its holder's cursor): a first read whose
-    /// counter is below it finds the database gone back to an older copy
-    /// while no daemon ran on it ([`super::went_back`]). A lease of another
-    /// database only makes the prefix start over, which it would anyway.
+    /// found at start says (its holder's cursor): a read whose counter or
+    /// stored cursor is below it finds the database gone back to an older
+    /// copy while no daemon read it ([`super::went_back`]). A lease of
+    /// another database only makes the prefix start over, which it would
+    /// anyway. Only before the first read: a lease read later is this
+    /// daemon's own, and after a copy went back it still holds what the
+    /// daemon read before.
     pub fn bucket_holds(&mut self, seq: Seq) {
-        self.newest = self.newest.max(seq);
+        if !self.read_once {
+            self.leased_cursor = self.leased_cursor.max(seq);
+        }
     }
 
     pub fn set_aside(&self) -> u64 {
@@ -423,9 +441,14 @@ impl Incremental {
                 return;
             }
         };
+        self.read_once = true;
         let read_before = self.newest.max(self.frontier);
         let cursor_back =
             batch.stored.seq < self.durable.seq && !read.expected.contains(&batch.stored);
+        let leased = self.leased_cursor;
+        if batch.newest < leased || batch.stored.seq < leased {
+            return self.went_back(cx, batch, leased.saturating_add(LEASED_MARGIN));
+        }
         if batch.newest < read_before || cursor_back {
             return self.went_back(cx, batch, read_before);
         }
@@ -842,10 +865,12 @@ impl Incremental {
     /// The database's counter is below a sequence read before: it went
     /// back to an older copy ([`super::went_back`]). Nothing more is read
     /// until the counter is raised past `read_before`.
-    fn went_back(&mut self, cx: &mut Context, batch: ChangeBatch, read_before: Seq) {
+    /// `past`: what the counter is raised past, above every change of the
+    /// database the bucket may hold.
+    fn went_back(&mut self, cx: &mut Context, batch: ChangeBatch, past: Seq) {
         error!(
             counter = batch.newest,
-            read_before,
+            past,
             stored_seq = batch.stored.seq,
             saved_seq = self.durable.seq,
             "the job database went back to an older copy (its change counter or its cursor is behind \
@@ -855,9 +880,9 @@ impl Incremental {
              bucket's history (restore --at)"
         );
         cx.metrics.went_back += 1;
+        self.leased_cursor = 0;
         self.start_again(cx, batch.stored);
-        self.newest = read_before;
-        self.raise = Some(Raise::new(read_before));
+        self.raise = Some(Raise::new(past));
         self.raise_counter(cx);
     }
 

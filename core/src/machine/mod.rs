@@ -26,7 +26,7 @@ use std::time::Duration;
 use tracing::{error, info, warn};
 
 pub use backoff::{FIRST_RETRY, REFUSED_RETRY};
-pub use incremental::{OBJECT_WRITE_SPACING, SEQ_SAVE_SPACING};
+pub use incremental::{LEASED_MARGIN, OBJECT_WRITE_SPACING, SEQ_SAVE_SPACING};
 pub use io::{
     COMMAND_DEADLINE, ChangeBatch, Command, Cursor, Failure, FailureKind, FoundDestination, Input,
     JobUpload, ListedObject, NEW_DESTINATION_BASE, Owed, SNAPSHOT_DEADLINE, SnapshotOrder,
