@@ -48,6 +48,8 @@ pub struct Outcome {
     pub events: u64,
     pub faults: FaultCounts,
     pub jobs: u64,
+    /// Changes written: not the counter, which a copy gone back takes
+    /// back and its daemon raises.
     pub versions: u64,
     /// Changes that deleted a job.
     pub deletes: u64,
@@ -287,7 +289,6 @@ impl Simulation {
         self.outcome.checks = self.checkers.verdicts.checks;
         self.outcome.violations = std::mem::take(&mut self.checkers.verdicts.violations);
         self.outcome.jobs = self.world.db.living().len() as u64;
-        self.outcome.versions = self.world.db.counter;
         self.outcome.deletes = self.world.db.deletes;
         self.outcome.job_uploads = self.world.store.job_writes;
         self.outcome.snapshots = self.world.store.snapshot_writes;
@@ -724,6 +725,7 @@ impl Simulation {
             .db
             .run(statement, id.clone(), modified, self.now, bad)
         {
+            self.outcome.versions += 1;
             if bad {
                 self.outcome.faults.add(FaultKind::BadRow);
             }
