@@ -255,10 +255,12 @@ impl Incremental {
         self.durable
     }
 
-    /// Changes not yet covered: those held in memory, or, if more, those
-    /// the database held past the cursor when last read.
+    /// Changes not yet covered: those held in memory, and those the
+    /// database held past the last one read when last read. Not the span
+    /// from the cursor to the counter: a counter raised past a copy gone
+    /// back made that billions ([`super::went_back`]).
     pub fn pending(&self) -> u64 {
-        (self.window.len() as u64).max(self.newest.saturating_sub(self.covered.seq))
+        self.window.len() as u64 + self.newest.saturating_sub(self.frontier)
     }
 
     /// Versions held in memory, and the bytes of their bodies.
