@@ -780,6 +780,45 @@ fn a_database_gone_back_to_an_older_copy_raises_its_counter_and_starts_the_prefi
     assert_eq!(h.backup.metrics().incremental_alive, None, "not caught up");
 }
 
+/// A snapshot under way when the copy is found holds the database as it
+/// was, or the copy with its old counter: it must not pay the full
+/// snapshot the prefix is owed once it starts over, or a restore from it
+/// gives the versions the copy left behind.
+#[test]
+fn a_snapshot_under_way_when_the_copy_is_found_pays_nothing_owed() {
+    let mut h = Harness::new();
+    h.start();
+    h.input(batch(vec![version("a", 11)]));
+    h.input(uploaded("a", 11));
+    h.input(Input::CursorSaved(Ok(0)));
+    h.input(Input::TriggersScanned(Ok(vec![])));
+    let under_way = snapshot(&h.input(immediate(1))).expect("the immediate snapshot starts");
+    h.input(Input::DatabaseChanged);
+    assert_eq!(
+        h.input(nothing_after(8)),
+        [Command::RaiseCounter { past: 11 }]
+    );
+    h.input(Input::CounterRaised(Ok(())));
+    assert!(has(&h.step(), &Command::CheckDestination { keep: None }));
+    let fresh = 0x0f0f_0f0f;
+    h.input(checked(marker(fresh), true));
+    let landed = h.input(Input::SnapshotTaken {
+        object: under_way.object,
+        result: Ok(1),
+    });
+    let id = DestinationId::new(fresh).unwrap();
+    assert!(
+        !has(&landed, &Command::RecordDestination { id }),
+        "{landed:?}"
+    );
+    let owed = snapshot(&landed).expect("the owed snapshot starts");
+    assert_eq!(owed.reason, SnapshotReason::Owed(Owed::NewDestination(id)));
+    assert!(
+        h.backup.metrics().new_destination,
+        "not vouched until it lands"
+    );
+}
+
 /// A raise that failed is made again at the next step.
 #[test]
 fn a_failed_raise_of_the_counter_is_made_again() {

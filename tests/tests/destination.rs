@@ -277,8 +277,9 @@ fn an_older_copy_written_to_since_is_found_by_its_cursor() {
 }
 
 /// The daemon stopped (SIGSTOP) before it read the copy, then killed: its
-/// restart finds the copy through the lease it left, here by the cursor
-/// (the copy was written to since it was taken).
+/// restart finds the copy through the lease it left, and raises the
+/// counter past what the killed daemon may have uploaded after its last
+/// renewal (the changes after the copy went in the same minute).
 #[test]
 fn an_older_copy_no_daemon_read_is_found_at_the_restart_through_the_lease() {
     let mut went_back = WentBack::new("went-back-killed");

@@ -108,7 +108,7 @@ pub(crate) struct Incremental {
     /// The sizes in `window`, summed: more than the bodies held, never less,
     /// since a version replaced by a newer one stays in the window.
     held_bytes: u64,
-    /// The database's newest change sequence, as of the last read.
+    /// The database's change counter, as of the last read.
     newest: Seq,
     set_aside: SetAside,
     batches: VecDeque<Batch>,
@@ -147,6 +147,8 @@ pub(crate) struct Incremental {
     /// The counter was raised since the owner last asked: the prefix no
     /// longer holds this database.
     started_over: bool,
+    /// The database was found gone back since the owner last asked.
+    found_gone_back: bool,
     /// The cursor of the lease found at start ([`Self::bucket_holds`]).
     leased_cursor: Seq,
     /// A read of the feed has reported.
@@ -246,6 +248,7 @@ impl Incremental {
             held_until: None,
             raise: None,
             started_over: false,
+            found_gone_back: false,
             leased_cursor: 0,
             read_once: false,
         }
@@ -882,6 +885,7 @@ impl Incremental {
              bucket's history (restore --at)"
         );
         cx.metrics.went_back += 1;
+        self.found_gone_back = true;
         self.leased_cursor = 0;
         self.start_again(cx, batch.stored);
         self.raise = Some(Raise::new(past));
@@ -919,6 +923,18 @@ impl Incremental {
     /// the prefix new.
     pub fn take_started_over(&mut self) -> bool {
         std::mem::take(&mut self.started_over)
+    }
+
+    /// Whether the database was found gone back since the last call: the
+    /// owner lets no snapshot under way pay what the prefix is owed.
+    pub fn take_found_gone_back(&mut self) -> bool {
+        std::mem::take(&mut self.found_gone_back)
+    }
+
+    /// What the counter is being raised past, while it is: the bucket may
+    /// hold changes up to there, whatever the cursor says meanwhile.
+    pub fn raising_past(&self) -> Option<Seq> {
+        self.raise.map(|raise| raise.past)
     }
 
     /// Forgets the window and reads the feed again from `stored`.

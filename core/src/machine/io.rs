@@ -287,7 +287,8 @@ pub struct ChangeBatch {
     pub unreadable: Vec<Unreadable>,
     /// How many rows the database records as set aside.
     pub set_aside: u64,
-    /// The database's newest change sequence.
+    /// The database's change counter: no change is numbered above it, and
+    /// a read not cut short gave every change numbered up to it.
     pub newest: Seq,
     /// The read took every change there was: it stopped at neither of its
     /// limits.

@@ -378,7 +378,12 @@ impl Backup {
                     cx.unexpected(format_args!("deletion of {object} with none outstanding"));
                 }
             }
-            Input::ChangesRead(result) => self.incremental.on_changes_read(&mut cx, result),
+            Input::ChangesRead(result) => {
+                self.incremental.on_changes_read(&mut cx, result);
+                if self.incremental.take_found_gone_back() {
+                    self.snapshots.went_back();
+                }
+            }
             Input::JobUploaded { id, seq, result } => {
                 self.incremental.on_job_uploaded(&mut cx, &id, seq, result);
             }
@@ -386,6 +391,7 @@ impl Backup {
             Input::CounterRaised(result) => {
                 self.incremental.on_counter_raised(&mut cx, result);
                 if self.incremental.take_started_over() {
+                    self.snapshots.went_back();
                     self.destination.start_over();
                 }
             }
@@ -515,9 +521,16 @@ impl Backup {
 
     /// What a renewal writes into the lease, for `status`.
     fn lease_content(&self) -> LeaseState {
+        // While the counter is raised, the copy's cursor must not stand in
+        // the lease for what the bucket holds: a restart would miss the copy.
+        let cursor_seq = self
+            .metrics
+            .cursor
+            .seq
+            .max(self.incremental.raising_past().unwrap_or(0));
         LeaseState {
             version: String::new(),
-            cursor_seq: self.metrics.cursor.seq,
+            cursor_seq,
             cursor_time: self.metrics.cursor.time,
             caught_up: self.metrics().incremental_alive,
             newest_snapshot: self.metrics.last_snapshot,
@@ -687,8 +700,11 @@ impl Backup {
 
     pub fn metrics(&self) -> Metrics {
         let new_destination = self.snapshots.owed.is_new_destination();
-        // Until then what the bucket holds is not known to match the cursor.
-        let vouched = self.destination.is_done() && !new_destination;
+        // Until then what the bucket holds is not known to match the cursor,
+        // nor while a copy gone back has its counter raised.
+        let vouched = self.destination.is_done()
+            && !new_destination
+            && self.incremental.raising_past().is_none();
         Metrics {
             pending_jobs: self.incremental.pending(),
             jobs_set_aside: self.incremental.set_aside(),

@@ -66,6 +66,8 @@ enum Stage {
     },
     Snapshotting {
         reason: SnapshotReason,
+        /// [`Snapshots::epoch`] when it started.
+        epoch: u64,
     },
 }
 
@@ -94,6 +96,11 @@ pub(crate) struct Snapshots {
     scheduled: Option<Attempts>,
     /// The first listing is in: the newest snapshot is known.
     listed: bool,
+    /// Moved on when the database is found gone back to an older copy and
+    /// when its counter is raised: a snapshot started before the raise
+    /// holds the database as it was, or the copy with its old counter, and
+    /// must not pay the snapshot the prefix is owed ([`super::went_back`]).
+    epoch: u64,
 }
 
 /// How long a trigger waits after its first failed attempt, for a daemon
@@ -152,6 +159,7 @@ impl Snapshots {
     pub fn abandon(&mut self, out: &mut VecDeque<Command>) {
         if let Stage::Snapshotting {
             reason: SnapshotReason::Immediate { id },
+            ..
         } = self.stage
         {
             self.stage = Stage::Idle;
@@ -290,8 +298,8 @@ impl Snapshots {
         object: &ObjectName,
         result: Result<u64, Failure>,
     ) {
-        let reason = match std::mem::take(&mut self.stage) {
-            Stage::Snapshotting { reason } => reason,
+        let (reason, epoch) = match std::mem::take(&mut self.stage) {
+            Stage::Snapshotting { reason, epoch } => (reason, epoch),
             other => {
                 self.stage = other;
                 cx.unexpected(format_args!(
@@ -308,7 +316,11 @@ impl Snapshots {
                 cx.metrics.last_snapshot = cx.metrics.last_snapshot.max(Some(cx.now));
                 cx.ledger.record(object, cx.now);
                 cx.metrics.snapshots_last_24h = cx.ledger.count_last_24h(cx.now);
-                self.owed.landed(cx.out);
+                if epoch == self.epoch {
+                    self.owed.landed(cx.out);
+                } else {
+                    info!(%object, "a snapshot started before the database went back landed: it pays nothing owed");
+                }
             }
             Err(failure) => {
                 cx.metrics.upload_errors.add(ObjectKind::Snapshot, 1);
@@ -422,6 +434,12 @@ impl Snapshots {
 
     /// Starts what waits, if the stage is idle: an owed snapshot that is
     /// due, else a requested one.
+    /// The database was found gone back, or its counter raised since: no
+    /// snapshot under way pays what is owed.
+    pub fn went_back(&mut self) {
+        self.epoch += 1;
+    }
+
     pub fn start_next(&mut self, cx: &mut Context) {
         if !self.start_owed(cx) && !self.start_scheduled(cx) {
             self.start_immediate(cx);
@@ -504,7 +522,10 @@ impl Snapshots {
     fn take_snapshot(&mut self, cx: &mut Context, basename: &str, reason: SnapshotReason) -> bool {
         match plan_snapshot(basename, reason.clone(), cx.now, cx.incremental_time) {
             Ok(order) => {
-                self.stage = Stage::Snapshotting { reason };
+                self.stage = Stage::Snapshotting {
+                    reason,
+                    epoch: self.epoch,
+                };
                 cx.out.push_back(Command::TakeSnapshot(order));
                 true
             }

@@ -13,7 +13,10 @@
 //! Now a read whose counter is below a sequence the daemon has read before,
 //! or whose stored cursor is behind the one it saved, stops the feed (a
 //! copy written to since, or a writer quick after the copy, brings the
-//! counter back up; its cursor stays behind). The daemon raises the counter past that sequence
+//! counter back up; its cursor stays behind). So does a read, before any
+//! other, whose counter or cursor is below the cursor of the lease found
+//! at start: a daemon killed before it read the copy left that lease. The
+//! daemon raises the counter past what the bucket may hold
 //! ([`Command::RaiseCounter`]), so no sequence is used twice, reads the feed
 //! again from the stored cursor, and treats the prefix as new: a fresh
 //! marker and a full snapshot, which holds the raised counter. A restore
@@ -28,7 +31,9 @@ use crate::Seq;
 /// A raise of the change counter owed after the database went back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Raise {
-    /// The highest sequence read before: the counter goes at least here.
+    /// Above every change of the database the bucket may hold: the highest
+    /// read, or the cursor of the lease found at start plus
+    /// [`super::LEASED_MARGIN`]. The counter goes at least here.
     pub past: Seq,
     in_flight: bool,
 }
