@@ -798,6 +798,7 @@ fn a_snapshot_under_way_when_the_copy_is_found_pays_nothing_owed() {
         h.input(nothing_after(8)),
         [Command::RaiseCounter { past: 11 }]
     );
+    let raised_at = h.now;
     h.input(Input::CounterRaised(Ok(())));
     assert!(has(&h.step(), &Command::CheckDestination { keep: None }));
     let fresh = 0x0f0f_0f0f;
@@ -813,6 +814,10 @@ fn a_snapshot_under_way_when_the_copy_is_found_pays_nothing_owed() {
     );
     let owed = snapshot(&landed).expect("the owed snapshot starts");
     assert_eq!(owed.reason, SnapshotReason::Owed(Owed::NewDestination(id)));
+    assert!(
+        owed.framing.gzip_mtime >= raised_at,
+        "framed no earlier than the raise, not with the copy's old cursor"
+    );
     assert!(
         h.backup.metrics().new_destination,
         "not vouched until it lands"

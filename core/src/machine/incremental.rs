@@ -149,6 +149,8 @@ pub(crate) struct Incremental {
     started_over: bool,
     /// The database was found gone back since the owner last asked.
     found_gone_back: bool,
+    /// When the counter of a copy gone back was last raised.
+    raised_at: Option<Timestamp>,
     /// The cursor of the lease found at start ([`Self::bucket_holds`]).
     leased_cursor: Seq,
     /// A read of the feed has reported.
@@ -249,6 +251,7 @@ impl Incremental {
             raise: None,
             started_over: false,
             found_gone_back: false,
+            raised_at: None,
             leased_cursor: 0,
             read_once: false,
         }
@@ -256,6 +259,17 @@ impl Incremental {
 
     pub fn durable(&self) -> Cursor {
         self.durable
+    }
+
+    /// The time that frames a snapshot: the stored cursor's, or when the
+    /// counter of a copy gone back was raised if later. The copy's cursor
+    /// may be days old; its start-over snapshot, framed so, sorted before
+    /// the snapshots it replaces, and a prune could keep one of those as a
+    /// base and delete it. Everything committed before the raise is in any
+    /// snapshot taken after it.
+    pub fn framing_time(&self) -> Timestamp {
+        self.raised_at
+            .map_or(self.durable.time, |at| self.durable.time.max(at))
     }
 
     /// Changes not yet covered: those held in memory, and those the
@@ -912,6 +926,7 @@ impl Incremental {
                 "the job database's change counter is raised; reading its changes again"
             );
             self.raise = None;
+            self.raised_at = Some(cx.now);
             self.started_over = true;
             self.read_changes(cx);
         } else if let Err(failure) = result {

@@ -193,7 +193,7 @@ macro_rules! context {
             out: &mut $self.out,
             metrics: &mut $self.metrics,
             ledger: &mut $self.ledger,
-            incremental_time: $self.incremental.durable().time,
+            incremental_time: $self.incremental.framing_time(),
         }
     };
 }
