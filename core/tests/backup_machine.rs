@@ -824,6 +824,34 @@ fn a_snapshot_under_way_when_the_copy_is_found_pays_nothing_owed() {
     );
 }
 
+/// A snapshot that lands while the raise is still owed (here the one a
+/// first listing made owed, taken as the raise keeps failing) holds the
+/// copy's old counter: it pays nothing, and the owed one is taken again.
+#[test]
+fn a_snapshot_landing_while_the_raise_is_owed_pays_nothing() {
+    let mut h = Harness::new();
+    h.start();
+    h.input(batch(vec![version("a", 11)]));
+    h.input(Input::TriggersScanned(Ok(vec![])));
+    h.input(Input::DatabaseChanged);
+    assert_eq!(
+        h.input(nothing_after(8)),
+        [Command::RaiseCounter { past: 11 }]
+    );
+    h.input(Input::CounterRaised(Err(failure("database is locked"))));
+    let mut listed = h.input(Input::SnapshotsListed(Ok(vec![])));
+    listed.extend(h.step());
+    let taken = snapshot(&listed).expect("the first listing found none: one is owed");
+    assert_eq!(taken.reason, SnapshotReason::Owed(Owed::NoSnapshot));
+    let mut again = h.input(Input::SnapshotTaken {
+        object: taken.object,
+        result: Ok(1),
+    });
+    again.extend(h.step());
+    let again = snapshot(&again).expect("still owed");
+    assert_eq!(again.reason, SnapshotReason::Owed(Owed::NoSnapshot));
+}
+
 /// A raise that failed is made again at the next step.
 #[test]
 fn a_failed_raise_of_the_counter_is_made_again() {

@@ -361,6 +361,12 @@ impl Backup {
                 if result.is_ok() {
                     self.retention.snapshot_landed();
                 }
+                // Taken while the counter of a copy gone back is still to
+                // be raised, it holds the copy's old counter: it pays
+                // nothing owed (a start owed for another reason included).
+                if self.incremental.raising_past().is_some() {
+                    self.snapshots.went_back();
+                }
                 self.snapshots.on_snapshot_taken(&mut cx, &object, result);
             }
             Input::BucketRead { ask, result } => {
