@@ -144,11 +144,6 @@ pub(crate) struct Incremental {
     /// The database went back to an older copy: the feed waits until its
     /// counter is raised ([`super::went_back`]).
     raise: Option<Raise>,
-    /// The counter was raised since the owner last asked: the prefix no
-    /// longer holds this database.
-    started_over: bool,
-    /// The database was found gone back since the owner last asked.
-    found_gone_back: bool,
     /// When the counter of a copy gone back was last raised.
     raised_at: Option<Timestamp>,
     /// The cursor of the lease found at start ([`Self::bucket_holds`]).
@@ -249,8 +244,6 @@ impl Incremental {
             starts_swept_at: None,
             held_until: None,
             raise: None,
-            started_over: false,
-            found_gone_back: false,
             raised_at: None,
             leased_cursor: 0,
             read_once: false,
@@ -881,11 +874,9 @@ impl Incremental {
         self.start_again(cx, stored);
     }
 
-    /// The database's counter is below a sequence read before: it went
-    /// back to an older copy ([`super::went_back`]). Nothing more is read
-    /// until the counter is raised past `read_before`.
-    /// `past`: what the counter is raised past, above every change of the
-    /// database the bucket may hold.
+    /// The database went back to an older copy ([`super::went_back`]).
+    /// Nothing more is read until the counter is raised past `past`, above
+    /// every change of the database the bucket may hold.
     fn went_back(&mut self, cx: &mut Context, batch: ChangeBatch, past: Seq) {
         error!(
             counter = batch.newest,
@@ -899,7 +890,6 @@ impl Incremental {
              bucket's history (restore --at)"
         );
         cx.metrics.went_back += 1;
-        self.found_gone_back = true;
         self.leased_cursor = 0;
         self.start_again(cx, batch.stored);
         self.raise = Some(Raise::new(past));
@@ -915,10 +905,12 @@ impl Incremental {
         }
     }
 
-    pub fn on_counter_raised(&mut self, cx: &mut Context, result: Result<(), Failure>) {
+    /// Whether the counter is raised: the owner then makes the prefix new.
+    #[must_use]
+    pub fn on_counter_raised(&mut self, cx: &mut Context, result: Result<(), Failure>) -> bool {
         let Some(raise) = self.raise.as_mut().filter(|raise| raise.in_flight()) else {
             cx.unexpected(format_args!("counter raised with no raise outstanding"));
-            return;
+            return false;
         };
         if raise.on_raised(&result) {
             info!(
@@ -927,23 +919,13 @@ impl Incremental {
             );
             self.raise = None;
             self.raised_at = Some(cx.now);
-            self.started_over = true;
             self.read_changes(cx);
-        } else if let Err(failure) = result {
+            return true;
+        }
+        if let Err(failure) = result {
             warn!(error = %failure, "raising the job database's change counter failed; retrying at the next step");
         }
-    }
-
-    /// Whether the counter was raised since the last call: the owner makes
-    /// the prefix new.
-    pub fn take_started_over(&mut self) -> bool {
-        std::mem::take(&mut self.started_over)
-    }
-
-    /// Whether the database was found gone back since the last call: the
-    /// owner lets no snapshot under way pay what the prefix is owed.
-    pub fn take_found_gone_back(&mut self) -> bool {
-        std::mem::take(&mut self.found_gone_back)
+        false
     }
 
     /// What the counter is being raised past, while it is: the bucket may

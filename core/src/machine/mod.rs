@@ -384,19 +384,13 @@ impl Backup {
                     cx.unexpected(format_args!("deletion of {object} with none outstanding"));
                 }
             }
-            Input::ChangesRead(result) => {
-                self.incremental.on_changes_read(&mut cx, result);
-                if self.incremental.take_found_gone_back() {
-                    self.snapshots.went_back();
-                }
-            }
+            Input::ChangesRead(result) => self.incremental.on_changes_read(&mut cx, result),
             Input::JobUploaded { id, seq, result } => {
                 self.incremental.on_job_uploaded(&mut cx, &id, seq, result);
             }
             Input::CursorSaved(result) => self.incremental.on_cursor_saved(&mut cx, result),
             Input::CounterRaised(result) => {
-                self.incremental.on_counter_raised(&mut cx, result);
-                if self.incremental.take_started_over() {
+                if self.incremental.on_counter_raised(&mut cx, result) {
                     self.snapshots.went_back();
                     self.destination.start_over();
                 }

@@ -96,8 +96,8 @@ pub(crate) struct Snapshots {
     scheduled: Option<Attempts>,
     /// The first listing is in: the newest snapshot is known.
     listed: bool,
-    /// Moved on when the database is found gone back to an older copy and
-    /// when its counter is raised: a snapshot started before the raise
+    /// Moved on when the counter of a copy gone back is raised, and when a
+    /// snapshot lands before it is: a snapshot started before the raise
     /// holds the database as it was, or the copy with its old counter, and
     /// must not pay the snapshot the prefix is owed ([`super::went_back`]).
     epoch: u64,
@@ -432,14 +432,14 @@ impl Snapshots {
         self.served.insert(name);
     }
 
-    /// Starts what waits, if the stage is idle: an owed snapshot that is
-    /// due, else a requested one.
-    /// The database was found gone back, or its counter raised since: no
+    /// A copy gone back has its counter raised, or is still to: no
     /// snapshot under way pays what is owed.
     pub fn went_back(&mut self) {
         self.epoch += 1;
     }
 
+    /// Starts what waits, if the stage is idle: an owed snapshot that is
+    /// due, else a requested one.
     pub fn start_next(&mut self, cx: &mut Context) {
         if !self.start_owed(cx) && !self.start_scheduled(cx) {
             self.start_immediate(cx);
