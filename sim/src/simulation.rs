@@ -280,7 +280,7 @@ impl Simulation {
                     .check(&self.world, now, faults, &mut self.checkers);
                 let counted = self.holder_metrics().map_or(0, |m| m.jobs_set_aside);
                 self.observe(Observation::SetAsideCounted { counted });
-                if let Some(restored) = self.restore_newest() {
+                if let Some(restored) = self.restore_newest(true) {
                     self.observe(Observation::Quiesced(&restored));
                 }
                 break;
@@ -303,13 +303,14 @@ impl Simulation {
     }
 
     /// A restore of the newest state, as `jobvault restore` makes it; one
-    /// that fails is a violation, but for one refusing, while faults go on,
-    /// a bucket that holds job objects and no snapshot (a wiped bucket not
-    /// refilled yet), or whose newest snapshot, drawn unusable, is where
+    /// that fails is a violation, but for one refusing, before the `last`
+    /// check once quiet, a bucket that holds job objects and no snapshot (a
+    /// wiped bucket not refilled yet: an hourly check just after the
+    /// faults stopped found one), or whose newest snapshot, drawn unusable, is where
     /// the backups started again (a retried owed snapshot that landed twice
     /// looks the same as a database swapped in: the restore cannot tell,
     /// and refuses to fall back past it).
-    fn restore_newest(&mut self) -> Option<Restored> {
+    fn restore_newest(&mut self, last: bool) -> Option<Restored> {
         let faults = ReadFaults {
             unusable: self.plan.rate(FaultKind::SnapshotUnusable),
             ..self.read_faults()
@@ -328,7 +329,7 @@ impl Simulation {
                 Some(restored)
             }
             Err(Failed::Plan(PlanError::NoUsableSnapshot(_)))
-                if !self.quiescing && self.newest_snapshot_is_none_or_a_restart() =>
+                if !last && self.newest_snapshot_is_none_or_a_restart() =>
             {
                 None
             }
@@ -609,7 +610,7 @@ impl Simulation {
             Event::TriggerDirBack => self.world.dir.exists = true,
             Event::Immediate => self.request_immediate(),
             Event::HourlyCheck => {
-                if let Some(restored) = self.restore_newest() {
+                if let Some(restored) = self.restore_newest(false) {
                     self.observe(Observation::Restored(&restored));
                 }
                 if let Some(restored) = self.restore_without_snapshot() {
