@@ -1761,6 +1761,20 @@ fn leased() -> (Harness, Vec<Command>) {
 /// A machine that takes over the lease a killed daemon of an earlier boot
 /// left, whose cursor was at `cursor_seq`; returns its first step.
 fn taking_over(cursor_seq: u64) -> (Harness, Vec<Command>) {
+    let left = Holder {
+        boot: "an earlier boot".to_owned(),
+        ..me()
+    };
+    taking_over_from(left, None, cursor_seq)
+}
+
+/// A machine that takes the lease `holder` left, given back at `released`
+/// if at all, whose cursor was at `cursor_seq`; returns its first step.
+fn taking_over_from(
+    holder: Holder,
+    released: Option<Timestamp>,
+    cursor_seq: u64,
+) -> (Harness, Vec<Command>) {
     let mut h = Harness::new();
     let lease = LeaseMachine::new(me(), Duration::from_secs(10), false, "1.0", h.now);
     h.backup = Backup::new(config(), stored_cursor(), h.now)
@@ -1768,16 +1782,14 @@ fn taking_over(cursor_seq: u64) -> (Harness, Vec<Command>) {
         .leased(lease);
     h.advance(Duration::ZERO);
     let left = Lease {
-        holder: Holder {
-            boot: "an earlier boot".to_owned(),
-            ..me()
-        },
+        holder,
         renewed: h.now,
         expiry: Duration::from_secs(60),
         state: LeaseState {
             cursor_seq,
             ..LeaseState::default()
         },
+        released,
     };
     h.input(Input::LeaseRead(Ok(FoundLease {
         lease: Some((left, 4)),
@@ -1814,6 +1826,67 @@ fn a_copy_gone_back_while_no_daemon_read_it_is_found_through_the_lease() {
             .any(|c| matches!(c, Command::RaiseCounter { .. })),
         "a lease at the stored cursor is no copy: {commands:?}"
     );
+}
+
+/// A copy put back while no daemon ran, after a stop that gave the lease
+/// back (on another host, here): the start takes the lease at once and
+/// finds the copy behind the cursor the stop left in it.
+#[test]
+fn a_copy_put_back_after_a_clean_stop_is_found_through_the_lease_given_back() {
+    let elsewhere = Holder {
+        host: "b".to_owned(),
+        machine: "machine-b".to_owned(),
+        ..me()
+    };
+    let given_back = Some(Timestamp::from_unix_seconds(1_700_000_000));
+    let (mut h, first) = taking_over_from(elsewhere, given_back, 20);
+    assert!(
+        first
+            .iter()
+            .any(|c| matches!(c, Command::ReadChanges { after: 10, .. })),
+        "taken at once: {first:?}"
+    );
+    let commands = h.input(nothing_after(12));
+    let past = 20 + LEASED_MARGIN;
+    assert_eq!(commands, [Command::RaiseCounter { past }]);
+}
+
+/// A commit noticed while the lease is still being taken (the store down
+/// at the start) is not read: a read then left the lease's cursor
+/// unchecked, and a copy put back while no daemon ran went unnoticed.
+#[test]
+fn a_commit_noticed_before_the_lease_is_held_is_read_only_after_it() {
+    let mut h = Harness::new();
+    let lease = LeaseMachine::new(me(), Duration::from_secs(10), false, "1.0", h.now);
+    h.backup = Backup::new(config(), stored_cursor(), h.now)
+        .recorded(DestinationId::new(KNOWN))
+        .leased(lease);
+    h.advance(Duration::ZERO);
+    let noticed = h.input(Input::DatabaseChanged);
+    assert!(noticed.is_empty(), "nothing read yet: {noticed:?}");
+    let left = Lease {
+        holder: Holder {
+            boot: "an earlier boot".to_owned(),
+            ..me()
+        },
+        renewed: h.now,
+        expiry: Duration::from_secs(60),
+        state: LeaseState {
+            cursor_seq: 20,
+            ..LeaseState::default()
+        },
+        released: None,
+    };
+    h.input(Input::LeaseRead(Ok(FoundLease {
+        lease: Some((left, 4)),
+        holder_runs: None,
+        unreadable: None,
+    })));
+    h.input(Input::LeaseWritten(Ok(5)));
+    h.start();
+    let commands = h.input(nothing_after(12));
+    let past = 20 + LEASED_MARGIN;
+    assert_eq!(commands, [Command::RaiseCounter { past }]);
 }
 
 #[test]
@@ -1889,6 +1962,7 @@ fn writes_wait_for_the_lease_gate_and_a_lost_lease_stops_the_machine() {
         renewed: h.now,
         expiry: Duration::from_secs(60),
         state: LeaseState::default(),
+        released: None,
     };
     h.input(Input::LeaseRead(Ok(FoundLease {
         lease: Some((theirs, 9)),
@@ -1934,10 +2008,10 @@ fn a_replaced_database_halts_the_machine_and_gives_the_lease_back() {
     h.input(Input::TriggersScanned(Ok(vec![])));
     let released = h.input(Input::SnapshotsListed(Ok(vec![])));
     assert!(
-        matches!(released[..], [Command::DeleteLease { .. }]),
+        matches!(released[..], [Command::ReleaseLease { .. }]),
         "only the lease is given back: {released:?}"
     );
-    h.input(Input::LeaseDeleted(Ok(())));
+    h.input(Input::LeaseReleased(Ok(())));
     assert!(h.backup.is_quiet());
     assert_eq!(h.backup.stopped(), None, "not a stop: the driver exits 1");
     let step = h.step();

@@ -342,10 +342,14 @@ impl Executor {
                     )
                 })
             }
-            Command::DeleteLease { if_generation } => {
+            Command::ReleaseLease {
+                lease: given_back,
+                if_generation,
+            } => {
                 let executor = self.clone();
                 tokio::spawn(async move {
-                    Input::LeaseDeleted(lease::delete(&executor.store, if_generation).await)
+                    let written = lease::write(&executor.store, &given_back, if_generation).await;
+                    Input::LeaseReleased(written.map(drop))
                 })
             }
             Command::CheckDestination { keep } => {
@@ -508,7 +512,7 @@ fn describe(command: &Command) -> String {
         Command::WriteLease { if_generation, .. } => {
             format!("write the lease at generation {if_generation}")
         }
-        Command::DeleteLease { .. } => "give the lease back".to_owned(),
+        Command::ReleaseLease { .. } => "give the lease back".to_owned(),
         Command::RecordDestination { id } => format!("record destination {id}"),
         Command::RaiseCounter { past } => format!("raise the change counter to {past}"),
         Command::ReadBucket(ask) => format!("read the bucket for a prune: {ask:?}"),

@@ -1,6 +1,6 @@
 //! The lease's commands carried out against the store: read it (and whether
-//! its holder still runs on this machine), write it on a generation, delete
-//! it on a generation. When to do each, the gate, the take retry and the
+//! its holder still runs on this machine), write it on a generation (also
+//! to give it back). When to do each, the gate, the take retry and the
 //! renewal are the core's ([`jobvault_core::lease::LeaseMachine`]).
 
 use std::path::Path;
@@ -103,14 +103,6 @@ pub async fn write(store: &Store, lease: &Lease, if_generation: i64) -> Result<i
     let framing = Framing::for_object(LEASE_OBJECT, lease.renewed);
     store
         .put_if(LEASE_OBJECT, gzip(&body), &framing, if_generation)
-        .await
-        .map_err(|e| e.to_failure())
-}
-
-/// [`jobvault_core::Command::DeleteLease`].
-pub async fn delete(store: &Store, if_generation: i64) -> Result<(), Failure> {
-    store
-        .delete_if(LEASE_OBJECT, if_generation)
         .await
         .map_err(|e| e.to_failure())
 }

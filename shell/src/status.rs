@@ -72,6 +72,19 @@ pub struct DaemonStatus {
     pub jobs_set_aside: u64,
 }
 
+/// The daemon that last held the prefix's lease and gave it back at its
+/// stop, as the lease it left says.
+#[derive(Debug, Clone, Serialize)]
+pub struct LastStop {
+    pub host: String,
+    pub pid: u32,
+    pub database: String,
+    pub stopped: String,
+    pub stopped_seconds_ago: u64,
+    /// Every change up to this sequence was in the bucket at the stop.
+    pub cursor_seq: u64,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Status {
     pub bucket: String,
@@ -79,6 +92,8 @@ pub struct Status {
     pub snapshots_last_24h: usize,
     /// From the lease, when a daemon holds it.
     pub daemon: Option<DaemonStatus>,
+    /// From the lease, when the daemon that held it gave it back.
+    pub last_stop: Option<LastStop>,
     /// From a listing, when no daemon holds the lease.
     pub newest_job_upload: Option<ObjectStatus>,
     pub history: HistoryStatus,
@@ -141,14 +156,15 @@ pub async fn status(
         None => find_newest(store, ObjectKind::Snapshot, reads).await?,
     };
     let mut warnings = Vec::new();
-    let daemon = match lease::read(store).await {
-        Ok(found) => found.map(|(lease, _)| daemon_status(&lease, now)),
+    let (daemon, last_stop) = match lease::read(store).await {
+        Ok(Some((lease, _))) if lease.released.is_some() => (None, Some(last_stop(&lease, now))),
+        Ok(found) => (found.map(|(lease, _)| daemon_status(&lease, now)), None),
         Err(LeaseError::Store(e)) => return Err(e.into()),
         Err(unreadable) => {
             warnings.push(format!(
                 "{unreadable}: no daemon can take it until one runs with --takeover"
             ));
-            None
+            (None, None)
         }
     };
     let newest_job = match &daemon {
@@ -219,6 +235,7 @@ pub async fn status(
         newest_snapshot: newest_snapshot.map(|o| describe(&o, now)),
         snapshots_last_24h,
         daemon,
+        last_stop,
         newest_job_upload: newest_job.map(|o| describe(&o, now)),
         history,
         warnings,
@@ -252,6 +269,18 @@ fn daemon_status(lease: &Lease, now: Timestamp) -> DaemonStatus {
         caught_up: caught_up.map(Timestamp::rfc3339),
         caught_up_seconds_ago: caught_up.map(|at| now.duration_since(at).as_secs()),
         jobs_set_aside: lease.state.jobs_set_aside,
+    }
+}
+
+fn last_stop(lease: &Lease, now: Timestamp) -> LastStop {
+    let stopped = lease.released.unwrap_or(lease.renewed);
+    LastStop {
+        host: lease.holder.host.clone(),
+        pid: lease.holder.pid,
+        database: lease.holder.db.clone(),
+        stopped: stopped.rfc3339(),
+        stopped_seconds_ago: now.duration_since(stopped).as_secs(),
+        cursor_seq: lease.state.cursor_seq,
     }
 }
 
@@ -339,13 +368,7 @@ impl Status {
                     d.cursor_seq
                 ));
             }
-            (None, Some(j)) => out.push_str(&format!(
-                "newest job upload   {}, {} ago{}\n",
-                j.time,
-                human_age(Duration::from_secs(j.age_seconds)),
-                j.encrypted_note()
-            )),
-            (None, None) => out.push_str("newest job upload   none\n"),
+            (None, newest_job) => self.render_no_daemon(&mut out, newest_job.as_ref()),
         }
         out.push_str(&format!(
             "restorable          {}\n",
@@ -355,6 +378,31 @@ impl Status {
             out.push_str(&format!("WARNING: {warning}\n"));
         }
         out
+    }
+
+    /// The lines for a prefix no daemon holds: who last did, and the
+    /// newest job upload.
+    fn render_no_daemon(&self, out: &mut String, newest_job: Option<&ObjectStatus>) {
+        if let Some(last) = &self.last_stop {
+            out.push_str(&format!(
+                "last daemon         {} pid {} ({}), stopped {} ago with every change up to \
+                 {} in the bucket\n",
+                last.host,
+                last.pid,
+                last.database,
+                human_age(Duration::from_secs(last.stopped_seconds_ago)),
+                last.cursor_seq
+            ));
+        }
+        match newest_job {
+            Some(j) => out.push_str(&format!(
+                "newest job upload   {}, {} ago{}\n",
+                j.time,
+                human_age(Duration::from_secs(j.age_seconds)),
+                j.encrypted_note()
+            )),
+            None => out.push_str("newest job upload   none\n"),
+        }
     }
 }
 

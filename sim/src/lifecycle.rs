@@ -14,6 +14,7 @@ use crate::invariants::{MAX_CLOCK_ERROR, Observation};
 use crate::node::NodeId;
 use crate::settings::MAX_HOST_SKEW;
 use crate::simulation::{Event, Simulation, note};
+use crate::world::Db;
 
 /// How long a stopping jobvault has to drain (its `--grace`).
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
@@ -52,6 +53,10 @@ impl Simulation {
         let now = self.local_now(node);
         let (stored, recorded) = (self.world.db.stored, self.world.db.destination);
         note!(self, "node {node}: start core at cursor {stored:?}");
+        if self.world.raise_owed {
+            // Found before, by a daemon stopped before its raise: found again.
+            self.nodes[node].process.unexplained_rewinds += 1;
+        }
         let set_aside = self.world.db.set_aside.len() as u64;
         self.nodes[node].start(&self.config, stored, recorded, set_aside, now);
         self.outcome.daemons += 1;
@@ -66,6 +71,10 @@ impl Simulation {
     /// The daemon's process ended by itself: a graceful stop, or a lease
     /// refused or lost. systemd starts it again.
     pub(crate) fn exited(&mut self, node: NodeId, ended: Ending) {
+        let gave_back = matches!(ended, Ending::Stopped(Stopped::Drained { .. }))
+            && self.world.store.lease.as_ref().is_some_and(|(lease, _)| {
+                lease.released.is_some() && lease.holder == self.nodes[node].holder()
+            });
         match ended {
             Ending::Stopped(outcome) => {
                 note!(self, "node {node}: core stopped ({outcome:?})");
@@ -92,6 +101,9 @@ impl Simulation {
             unanswered: &unanswered,
         });
         self.nodes[node].exit();
+        if gave_back {
+            self.copy_back_after_stop(node);
+        }
         self.after_exit(node);
     }
 
@@ -261,6 +273,14 @@ impl Simulation {
         if restored {
             self.world.db.destination = None;
         }
+        // The daemon saves its cursor into the file renamed away until it
+        // halts, and gives the lease back with it: the file at the path
+        // may hold an older cursor, which the restart takes for a copy
+        // gone back (the prefix started over: a full snapshot, never a
+        // change lost).
+        for node in &mut self.nodes {
+            node.process.unexplained_rewinds += 1;
+        }
     }
 
     /// Someone copies the database aside, and later writes the copy back
@@ -284,6 +304,46 @@ impl Simulation {
         if !all_on_it || copy.counter == self.world.db.counter {
             return;
         }
+        if self.rng.went_back.bool() {
+            note!(
+                self,
+                "the copy is written over the database under its daemons"
+            );
+            self.put_copy_back(copy);
+        } else {
+            note!(
+                self,
+                "the service is stopped, to put the copy back while it is down"
+            );
+            self.world.copy = Some(copy);
+            for node in 0..self.nodes.len() {
+                self.shut_down(node);
+            }
+        }
+    }
+
+    /// After a drained stop that gave the lease back, with no other daemon
+    /// running, the copy taken earlier, if any, is put back before the
+    /// service starts again, as a disk restored from an image is. The lease
+    /// given back holds the cursor the stop left, which the start compares
+    /// with the copy's counter. (A crash, or a stop whose giving back
+    /// failed, leaves a lease up to a renewal old: a copy whose counter is
+    /// at or above its cursor is not found, a gap DESIGN names.)
+    fn copy_back_after_stop(&mut self, node: NodeId) {
+        let counter = self.world.db.counter;
+        if self.nodes.iter().any(|n| n.is_running()) {
+            return;
+        }
+        if let Some(copy) = self.world.copy.take_if(|copy| copy.counter != counter) {
+            note!(
+                self,
+                "node {node}: the copy is put back while no daemon runs"
+            );
+            self.put_copy_back(copy);
+        }
+    }
+
+    fn put_copy_back(&mut self, copy: Db) {
         self.outcome.faults.add(FaultKind::DatabaseWentBack);
         note!(
             self,
@@ -294,6 +354,7 @@ impl Simulation {
         self.world
             .abandoned
             .push(copy.counter + 1..=self.world.db.counter);
+        self.world.raise_owed = true;
         self.world.db = copy;
         self.history.restart(None);
         for node in &mut self.nodes {
@@ -317,6 +378,7 @@ impl Simulation {
         for node in &mut self.nodes {
             node.process.unexplained_rewinds += 1;
         }
+        self.world.raise_owed = true;
         note!(self, "cursor rewound to {:?}", self.world.db.stored);
         self.commit_seen();
     }

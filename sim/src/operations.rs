@@ -91,7 +91,8 @@ pub(crate) enum Op {
         lease: Lease,
         if_generation: i64,
     },
-    DeleteLease {
+    ReleaseLease {
+        lease: Lease,
         if_generation: i64,
     },
 }
@@ -311,9 +312,15 @@ impl Simulation {
                 };
                 (op, self.store_fate(node), latency)
             }
-            Command::DeleteLease { if_generation } => {
+            Command::ReleaseLease {
+                lease,
+                if_generation,
+            } => {
                 let latency = self.store_latency();
-                let op = Op::DeleteLease { if_generation };
+                let op = Op::ReleaseLease {
+                    lease,
+                    if_generation,
+                };
                 (op, self.store_fate(node), latency)
             }
             Command::ImmediateBackupDone { id, object, result } => {
@@ -442,6 +449,7 @@ impl Simulation {
                     db.counter = db.counter.max(past);
                     db.destination = None;
                     db.went_back_at = Some(local);
+                    self.world.raise_owed = false;
                 }
                 Input::CounterRaised(result(error))
             }
@@ -474,17 +482,17 @@ impl Simulation {
                     (None, None) => unreachable!("only a failed write has no effect"),
                 })
             }
-            Op::DeleteLease { if_generation } => {
-                let current = self.world.store.lease.as_ref().map(|(_, g)| *g);
-                let matches = current == Some(if_generation);
-                if effective && matches {
-                    self.world.store.lease = None;
-                }
-                let error = error.or((!matches).then_some((
-                    FailureKind::Conflict,
-                    "412 Precondition Failed (the lease changed)",
-                )));
-                Input::LeaseDeleted(result(error))
+            Op::ReleaseLease {
+                lease,
+                if_generation,
+            } => {
+                let written = effective.then(|| self.write_lease(node, lease, if_generation));
+                Input::LeaseReleased(match (written, error) {
+                    (Some(Err(conflict)), _) => Err(conflict),
+                    (_, Some((kind, why))) => Err(Failure::new(kind, why)),
+                    (Some(Ok(_)), None) => Ok(()),
+                    (None, None) => unreachable!("only a failed write has no effect"),
+                })
             }
         }
     }
@@ -639,13 +647,14 @@ impl Simulation {
                 "412 Precondition Failed (the lease changed)",
             ));
         }
-        let previous = self
+        let held_by = self
             .world
             .store
             .lease
             .as_ref()
+            .filter(|(l, _)| l.released.is_none())
             .map(|(l, _)| l.holder.clone());
-        if previous.is_some_and(|p| p != lease.holder) {
+        if held_by.is_some_and(|p| p != lease.holder) {
             self.outcome.takeovers += 1;
             note!(self, "node {node} takes the lease over");
         }
@@ -778,7 +787,10 @@ pub(crate) fn hash_command(hasher: &mut DefaultHasher, command: &Command) {
             lease,
             if_generation,
         } => (14u8, lease.renewed, if_generation).hash(hasher),
-        Command::DeleteLease { if_generation } => (15u8, if_generation).hash(hasher),
+        Command::ReleaseLease {
+            lease,
+            if_generation,
+        } => (15u8, lease.renewed, if_generation).hash(hasher),
         Command::ImmediateBackupDone { object, .. } => (9u8, object).hash(hasher),
     }
 }

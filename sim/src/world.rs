@@ -497,6 +497,10 @@ pub struct World {
     /// The sequences the database left behind when a copy went back over
     /// it: the versions numbered there in the bucket are no one's newest.
     pub abandoned: Vec<RangeInclusive<Seq>>,
+    /// The database went back (a copy, a cursor rewound) and no daemon has
+    /// raised its counter since: a start may find it again, having found it
+    /// once and been stopped before its raise.
+    pub raise_owed: bool,
 }
 
 impl World {

@@ -305,6 +305,28 @@ fn an_older_copy_no_daemon_read_is_found_at_the_restart_through_the_lease() {
     went_back.started_over(&again);
 }
 
+/// Stopped cleanly, the copy put back while no daemon ran (a disk
+/// restored from an image), then started: the lease the stop gave back
+/// holds the cursor it left, above the copy's counter, and the start finds
+/// the copy. The stop used to delete the lease, and the daemon went on
+/// from the copy's cursor, numbering its changes as the versions the copy
+/// left behind, with every signal green.
+#[test]
+fn an_older_copy_put_back_while_the_daemon_was_stopped_is_found_at_its_start() {
+    let mut went_back = WentBack::new("went-back-stopped");
+    let daemon = went_back.daemon.take().expect("running");
+    assert!(daemon.stop().success());
+    went_back.copy_back();
+    let again = Daemon::start(
+        &went_back.workspace,
+        Some(&went_back.emulator.endpoint()),
+        &went_back.url,
+        "1s",
+        &[],
+    );
+    went_back.started_over(&again);
+}
+
 /// A database backed up by a daemon, a copy of it taken before three
 /// changes, and the state after them.
 struct WentBack {

@@ -66,6 +66,10 @@ fn a_second_daemon_on_the_prefix_exits_naming_the_holder() {
     );
 }
 
+/// A stop gives the lease back by writing it so, with the cursor the
+/// daemon leaves: the next start, from any host, takes it at once and
+/// compares its database with that cursor (a copy put back while no
+/// daemon ran is below it), and `status` names the last daemon.
 #[test]
 fn a_restart_after_kill_9_takes_the_lease_at_once_and_a_stop_gives_it_back() {
     let emulator = Emulator::shared();
@@ -88,8 +92,31 @@ fn a_restart_after_kill_9_takes_the_lease_at_once_and_a_stop_gives_it_back() {
     );
     let held = lease(&reader).unwrap();
     assert_eq!(held["holder"]["pid"], second.pid());
+    let second_pid = second.pid();
     assert!(second.stop().success());
-    assert_eq!(lease(&reader), None, "a graceful stop gives the lease back");
+    let given_back = lease(&reader).expect("a graceful stop leaves the lease, given back");
+    assert!(given_back["released"].is_string(), "{given_back}");
+    assert_eq!(given_back["holder"]["pid"], second_pid);
+    assert_eq!(given_back["state"]["cursor_seq"], 1, "{given_back}");
+    let status = jobvault(Some(&emulator.endpoint()))
+        .args(["status", "--bucket", &url])
+        .output()
+        .unwrap();
+    let said = stdout(&status);
+    assert!(
+        said.contains("last daemon")
+            && said.contains(&format!("pid {second_pid}"))
+            && said.contains("every change up to 1 in the bucket"),
+        "{said}"
+    );
+
+    let third = Daemon::start(&workspace, Some(&emulator.endpoint()), &url, "200ms", &[]);
+    assert!(
+        third.log().contains("its holder gave it back"),
+        "{}",
+        third.log()
+    );
+    assert!(third.stop().success());
 }
 
 #[test]

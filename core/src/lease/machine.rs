@@ -7,7 +7,7 @@
 //! is for) had never been tried by it. Now the machine decides and the
 //! driver carries out three commands, each answered with its input:
 //! [`Command::ReadLease`], [`Command::WriteLease`] (always with a generation
-//! precondition) and [`Command::DeleteLease`].
+//! precondition) and [`Command::ReleaseLease`].
 //!
 //! Taking: read the lease, decide ([`decide_claim`]), write it on the
 //! generation read; a write that loses a race reads again at once; store
@@ -22,8 +22,10 @@
 //! the expiry, by its own clock, so hosts must agree on the time within the
 //! other half (`check` holds each to 5 s of the store's). A clock that reads
 //! earlier than that sending stepped back: the gate closes and a renewal
-//! goes at once. Releasing: once the daemon is quiet, delete the lease at
-//! its generation.
+//! goes at once. Releasing: once the daemon is quiet, write the lease at
+//! its generation as given back, with the state the daemon leaves the
+//! bucket in ([`Lease::released`]): the next start takes it at once and
+//! reads that state's cursor.
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -100,9 +102,17 @@ enum State {
         next_renewal: Timestamp,
         step: HeldStep,
     },
-    /// The delete is in flight.
+    /// The lease given back is being written.
     Releasing,
     Ended(LeaseEnded),
+}
+
+/// What the lease says once given back: when, and what the daemon leaves
+/// the bucket holding (its cursor, for the next start to compare).
+#[derive(Debug, Clone)]
+struct Farewell {
+    at: Timestamp,
+    state: LeaseState,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -136,8 +146,8 @@ pub struct LeaseMachine {
     renewal: Renewal,
     version: String,
     state: State,
-    /// Give the lease back once nothing is in flight.
-    releasing: bool,
+    /// Give the lease back once nothing is in flight, saying this.
+    releasing: Option<Farewell>,
     /// Giving it back failed: it was found gone or replaced, or the store
     /// did not say.
     release_failed: bool,
@@ -164,7 +174,7 @@ impl LeaseMachine {
                 failures: 0,
                 waiting: None,
             },
-            releasing: false,
+            releasing: None,
             release_failed: false,
         }
     }
@@ -300,10 +310,10 @@ impl LeaseMachine {
         }
     }
 
-    /// Once the daemon is quiet: give the lease back (or, if it is not
-    /// held, just end).
-    pub fn release(&mut self, out: &mut VecDeque<Command>) {
-        self.releasing = true;
+    /// Once the daemon is quiet: give the lease back at `now`, leaving
+    /// `state` in it (or, if it is not held, just end).
+    pub fn release(&mut self, now: Timestamp, state: LeaseState, out: &mut VecDeque<Command>) {
+        self.releasing = Some(Farewell { at: now, state });
         self.release_if_idle(out);
     }
 
@@ -331,7 +341,7 @@ impl LeaseMachine {
         if taking {
             self.set_take_step(TakeStep::Due(now));
             match result {
-                _ if self.releasing => self.state = State::Ended(LeaseEnded::Released),
+                _ if self.releasing.is_some() => self.state = State::Ended(LeaseEnded::Released),
                 Ok(found) => self.decide(now, found, out),
                 Err(failure) => self.take_failed(now, failure),
             }
@@ -438,7 +448,7 @@ impl LeaseMachine {
         }
     }
 
-    pub fn on_deleted(&mut self, result: Result<(), Failure>) -> bool {
+    pub fn on_released(&mut self, result: Result<(), Failure>) -> bool {
         if !matches!(self.state, State::Releasing) {
             return false;
         }
@@ -508,6 +518,7 @@ impl LeaseMachine {
                 version: self.version.clone(),
                 ..LeaseState::default()
             },
+            released: None,
         };
         self.set_take_step(TakeStep::Writing { sent: now });
         out.push_back(Command::WriteLease {
@@ -524,6 +535,7 @@ impl LeaseMachine {
                 renewed: sent,
                 expiry: self.renewal.expiry,
                 state: LeaseState::default(),
+                released: None,
             },
             generation,
             sent,
@@ -572,16 +584,26 @@ impl LeaseMachine {
     }
 
     fn release_if_idle(&mut self, out: &mut VecDeque<Command>) {
-        if !self.releasing {
+        let Some(farewell) = &self.releasing else {
             return;
-        }
+        };
         match &self.state {
             State::Held {
+                lease,
                 generation,
                 step: HeldStep::Idle,
                 ..
             } => {
-                out.push_back(Command::DeleteLease {
+                out.push_back(Command::ReleaseLease {
+                    lease: Lease {
+                        renewed: farewell.at,
+                        released: Some(farewell.at),
+                        state: LeaseState {
+                            version: self.version.clone(),
+                            ..farewell.state.clone()
+                        },
+                        ..lease.clone()
+                    },
                     if_generation: *generation,
                 });
                 self.state = State::Releasing;
@@ -635,6 +657,7 @@ mod tests {
             renewed,
             expiry: Duration::from_secs(60),
             state: LeaseState::default(),
+            released: None,
         }
     }
 
@@ -680,13 +703,26 @@ mod tests {
             Ok(()),
             "open 90 s after the renewal's sending"
         );
-        lease.release(&mut out);
-        assert_eq!(
-            out.drain(..).collect::<Vec<_>>(),
-            [Command::DeleteLease { if_generation: 8 }]
-        );
+        let left = LeaseState {
+            cursor_seq: 42,
+            ..LeaseState::default()
+        };
+        lease.release(at(149), left, &mut out);
+        let released = out.drain(..).collect::<Vec<_>>();
+        let [
+            Command::ReleaseLease {
+                lease: given_back,
+                if_generation: 8,
+            },
+        ] = &released[..]
+        else {
+            panic!("{released:?}");
+        };
+        assert_eq!(given_back.released, Some(at(149)));
+        assert_eq!(given_back.state.cursor_seq, 42, "the cursor it leaves");
+        assert_eq!(given_back.holder, holder("a", 1));
         assert!(lease.may_write(at(150)).is_err());
-        assert!(lease.on_deleted(Ok(())));
+        assert!(lease.on_released(Ok(())));
         assert_eq!(lease.ended(), Some(&LeaseEnded::Released));
     }
 
@@ -874,7 +910,7 @@ mod tests {
     fn a_release_while_taking_ends_without_taking() {
         let (mut lease, mut out) = machine();
         step(&mut lease, at(0), &mut out);
-        lease.release(&mut out);
+        lease.release(at(0), LeaseState::default(), &mut out);
         lease.on_read(at(0), found(None), &mut out);
         assert!(out.is_empty(), "{out:?}");
         assert_eq!(lease.ended(), Some(&LeaseEnded::Released));

@@ -10,7 +10,7 @@
 //! snapshot), so `status` can read one object.
 //!
 //! This module decides; the shell reads and writes the object. A lease is
-//! taken when there is none, when its holder ran on this host and no longer
+//! taken when there is none, when its holder gave it back, when its holder ran on this host and no longer
 //! runs (a restart after a crash must not wait), when it expired (not renewed
 //! for [`Lease::expiry`]), or with `--takeover`. A renewal refused by its
 //! precondition is lost only if the lease names another holder: a renewal
@@ -71,6 +71,16 @@ pub struct Lease {
     #[serde(with = "seconds")]
     pub expiry: Duration,
     pub state: LeaseState,
+    /// When its holder gave it back at a stop: nobody holds it, and its
+    /// state is what the holder left the bucket holding. A start reads the
+    /// cursor in it as any lease's ([`crate::machine`]): a database put
+    /// back from an older copy while no daemon ran (a disk restored from
+    /// an image) has its counter below it. Deleted at the stop, as it was,
+    /// the lease took that cursor with it, and the daemon went on from the
+    /// copy's, numbering new changes as the versions the copy left behind.
+    /// Absent in the leases of earlier releases, which deleted it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub released: Option<Timestamp>,
 }
 
 /// The holder's state, for `status`.
@@ -193,7 +203,9 @@ pub fn decide_claim(
         return Claim::Create;
     };
     let expires = lease.renewed + lease.expiry;
-    let why = if takeover {
+    let why = if lease.released.is_some() {
+        "its holder gave it back"
+    } else if takeover {
         "--takeover"
     } else if me.same_machine(&lease.holder) && runs_here == Some(false) {
         "its holder ran on this host and no longer runs"
@@ -282,6 +294,7 @@ mod tests {
             renewed,
             expiry: Duration::from_secs(60),
             state: LeaseState::default(),
+            released: None,
         }
     }
 
@@ -314,6 +327,25 @@ mod tests {
             None
         );
         assert_eq!(held_for_another(None, &me, at(10), None), None);
+    }
+
+    #[test]
+    fn a_lease_given_back_is_taken_at_once_from_anywhere() {
+        let mut given_back = lease(holder("b", 7), at(0));
+        given_back.released = Some(at(0));
+        let claim = decide_claim(Some((&given_back, 4)), &holder("a", 1), at(1), None, false);
+        assert_eq!(
+            claim,
+            Claim::Replace {
+                generation: 4,
+                why: "its holder gave it back"
+            }
+        );
+        // The same lease not given back: its holder on another host is
+        // alive as far as anyone here can tell.
+        given_back.released = None;
+        let claim = decide_claim(Some((&given_back, 4)), &holder("a", 1), at(1), None, false);
+        assert!(matches!(claim, Claim::Refuse(_)), "{claim:?}");
     }
 
     #[test]

@@ -226,9 +226,10 @@ pub enum Command {
     /// only if there is none); answer with [`Input::LeaseWritten`] and the
     /// generation written, or a conflict.
     WriteLease { lease: Lease, if_generation: i64 },
-    /// Delete the lease only if it is at `if_generation`; answer with
-    /// [`Input::LeaseDeleted`].
-    DeleteLease { if_generation: i64 },
+    /// Give the lease back: write `lease` (saying it was released) only if
+    /// the lease object is at `if_generation`; answer with
+    /// [`Input::LeaseReleased`].
+    ReleaseLease { lease: Lease, if_generation: i64 },
     /// Read the prefix's destination marker and make it this database's:
     /// unless it names `keep`, write one with a fresh random id in its
     /// place (only at the generation read, or only if there is still none
@@ -346,7 +347,7 @@ pub enum Input {
     DestinationChecked(Result<FoundDestination, Failure>),
     LeaseRead(Result<FoundLease, Failure>),
     LeaseWritten(Result<i64, Failure>),
-    LeaseDeleted(Result<(), Failure>),
+    LeaseReleased(Result<(), Failure>),
     SnapshotsListed(Result<Vec<ListedObject>, Failure>),
     /// Take a snapshot now, named `<name>-HH:MM:SS`; `id` (the driver's
     /// choice, unique among requests outstanding) names the request in the
@@ -409,7 +410,7 @@ impl Command {
             Command::TakeSnapshot(_) => Some(SNAPSHOT_DEADLINE),
             Command::ReadBucket(_) => Some(BUCKET_READ_DEADLINE),
             Command::ImmediateBackupDone { .. } => None,
-            Command::ReadLease | Command::WriteLease { .. } | Command::DeleteLease { .. } => {
+            Command::ReadLease | Command::WriteLease { .. } | Command::ReleaseLease { .. } => {
                 Some(LEASE_DEADLINE)
             }
             _ => Some(COMMAND_DEADLINE),
@@ -470,7 +471,7 @@ impl Command {
             Command::CheckDestination { .. } => Input::DestinationChecked(Err(failure)),
             Command::ReadLease => Input::LeaseRead(Err(failure)),
             Command::WriteLease { .. } => Input::LeaseWritten(Err(failure)),
-            Command::DeleteLease { .. } => Input::LeaseDeleted(Err(failure)),
+            Command::ReleaseLease { .. } => Input::LeaseReleased(Err(failure)),
             Command::ListSnapshots { .. } => Input::SnapshotsListed(Err(failure)),
             Command::ReadBucket(ask) => Input::BucketRead {
                 ask: ask.clone(),

@@ -336,9 +336,16 @@ impl Backup {
     /// Takes in a report from the driver.
     pub fn handle_input(&mut self, input: Input, now: Timestamp) {
         self.now = now;
+        // No read of the feed before the lease is held: the first step then
+        // reads it anyway, and a read before it left the cursor of the lease
+        // found unchecked, so a copy put back while no daemon ran went
+        // unnoticed (the simulator, with the store down at a start).
+        if matches!(input, Input::DatabaseChanged) && !self.working() {
+            return;
+        }
         let mut cx = context!(self, now);
         match input {
-            Input::LeaseRead(_) | Input::LeaseWritten(_) | Input::LeaseDeleted(_) => {
+            Input::LeaseRead(_) | Input::LeaseWritten(_) | Input::LeaseReleased(_) => {
                 return self.on_lease_input(input, now);
             }
             Input::TriggersScanned(result) => {
@@ -448,7 +455,7 @@ impl Backup {
                 lease.on_read(now, result, &mut self.out)
             }
             Input::LeaseWritten(result) => lease.on_written(now, result, &mut self.out),
-            Input::LeaseDeleted(result) => lease.on_deleted(result),
+            Input::LeaseReleased(result) => lease.on_released(result),
             _ => unreachable!("only lease reports are passed here"),
         };
         if !expected {
@@ -550,8 +557,11 @@ impl Backup {
         if !done || !self.work_is_quiet() {
             return;
         }
+        // What it leaves in the bucket: the next start compares the
+        // database's counter with this cursor ([`went_back`]).
+        let left = self.lease_content();
         if let Some(lease) = &mut self.lease {
-            lease.release(&mut self.out);
+            lease.release(self.now, left, &mut self.out);
         }
         if let Some(drained) = drained
             && self.is_quiet()
@@ -776,7 +786,7 @@ fn is_refusal(input: &Input) -> bool {
     match input {
         Input::LeaseRead(Err(failure))
         | Input::LeaseWritten(Err(failure))
-        | Input::LeaseDeleted(Err(failure)) => failure.kind.is_refusal(),
+        | Input::LeaseReleased(Err(failure)) => failure.kind.is_refusal(),
         _ => false,
     }
 }

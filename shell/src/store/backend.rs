@@ -70,8 +70,6 @@ pub(super) trait Backend: std::fmt::Debug + Send + Sync {
         framing: &Framing,
         if_generation: i64,
     ) -> Result<i64, BackendError>;
-    /// Deletes an object only if it is at `if_generation`.
-    async fn delete_if(&self, name: &str, if_generation: i64) -> Result<(), BackendError>;
     async fn delete(&self, name: &str) -> Result<(), BackendError>;
     /// Whether noncurrent versions are kept; `None` where there are none.
     async fn versioning(&self) -> Result<Option<bool>, BackendError>;

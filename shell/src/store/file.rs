@@ -196,11 +196,6 @@ impl Backend for FileStore {
         blocking(move || file_generations::write(&path, &body, Some(if_generation))).await
     }
 
-    async fn delete_if(&self, name: &str, if_generation: i64) -> Result<(), BackendError> {
-        let path = self.path(name);
-        blocking(move || file_generations::delete(&path, Some(if_generation))).await
-    }
-
     /// Deletes an object, and the folders it leaves empty, as a bucket has
     /// no folders of its own.
     async fn delete(&self, name: &str) -> Result<(), BackendError> {

@@ -98,13 +98,3 @@ fn newer_than(path: &Path, found: i64) -> io::Result<i64> {
         path.display()
     )))
 }
-
-/// Deletes the file at `path` if its generation is `wanted` (when given).
-pub(super) fn delete(path: &Path, wanted: Option<i64>) -> Result<(), BackendError> {
-    let _locked = lock(path).map_err(io_error)?;
-    let found = generation(path).map_err(io_error)?;
-    if let Some(wanted) = wanted.filter(|wanted| *wanted != found) {
-        return Err(precondition_failed(found, wanted));
-    }
-    fs::remove_file(path).map_err(io_error)
-}

@@ -705,10 +705,6 @@ impl Backend for GcsStore {
         Ok((skip_bytes(body, skip).boxed(), served))
     }
 
-    async fn delete_if(&self, name: &str, if_generation: i64) -> Result<(), BackendError> {
-        self.delete_if_at(name, Some(if_generation)).await
-    }
-
     async fn folders_of(&self, folder: &str) -> Result<Vec<String>, BackendError> {
         self.list_folders_of(folder.to_owned(), false).await
     }

@@ -168,18 +168,6 @@ impl Backend for MemoryStore {
         self.write(name, body, Some(if_generation))
     }
 
-    async fn delete_if(&self, name: &str, if_generation: i64) -> Result<(), BackendError> {
-        let mut held = self.objects.lock().expect("never left poisoned");
-        match held.0.get(name).map(|o| o.generation) {
-            None => Err(BackendError::not_found("no such object")),
-            Some(current) if current != if_generation => Err(conflict(current)),
-            Some(_) => {
-                held.0.remove(name);
-                Ok(())
-            }
-        }
-    }
-
     async fn delete(&self, name: &str) -> Result<(), BackendError> {
         let mut held = self.objects.lock().expect("never left poisoned");
         match held.0.remove(name) {

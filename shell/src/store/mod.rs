@@ -312,12 +312,6 @@ impl Store {
         result.map_err(|e| self.error(Some(name), e))
     }
 
-    /// Deletes an object only if its generation is `if_generation`.
-    pub async fn delete_if(&self, name: &str, if_generation: i64) -> Result<(), StoreError> {
-        let result = self.backend.delete_if(name, if_generation).await;
-        result.map_err(|e| self.error(Some(name), e))
-    }
-
     /// Deletes an object.
     pub async fn delete(&self, name: &str) -> Result<(), StoreError> {
         let result = self.backend.delete(name).await;
