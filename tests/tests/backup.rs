@@ -202,14 +202,41 @@ fn backup_of_a_database_with_a_second_name_is_refused() {
 /// prefix's newest, and the first database's daemon, back, went on on top
 /// of it: a restore gave the other database's jobs. The backup writes its
 /// own destination marker, so the daemon back takes its full snapshot.
+/// (Here no daemon ever ran: after one, the lease it gave back says how far
+/// the bucket goes, and a backup of a database behind it is refused.)
+/// After a daemon gave the lease back, a backup of another database (its
+/// counter below the lease's cursor) is refused: its snapshot would be
+/// restored with the first database's newer versions on top.
+#[test]
+fn backup_of_another_database_after_a_daemon_gave_the_lease_back_is_refused() {
+    let emulator = Emulator::shared();
+    let bucket = emulator.new_bucket("behind-the-lease");
+    let workspace = workspace_with_a_job();
+    workspace.put_jobs(&[serde_json::json!({ "id": "second", "name": "S" })]);
+    let daemon = start_daemon(emulator, &workspace, &bucket);
+    assert!(daemon.stop().success());
+    let reader = StoreReader::connect(&format!("gs://{bucket}"), Some(&emulator.endpoint()));
+    let before = reader.names("db-backup/");
+    let other = Workspace::new();
+    other.put_jobs(&[serde_json::json!({ "id": "foreign", "name": "F" })]);
+    let output = backup(emulator, &other, &bucket);
+    let said = stderr(&output);
+    assert_eq!(output.status.code(), Some(1), "{said}");
+    assert!(
+        said.contains("is behind what") && said.contains("give it a prefix of its own"),
+        "{said}"
+    );
+    assert_eq!(reader.names("db-backup/"), before, "nothing was uploaded");
+}
+
 #[test]
 fn backup_of_another_database_while_no_daemon_runs_makes_the_daemon_back_start_again() {
     let emulator = Emulator::shared();
     let bucket = emulator.new_bucket("turn-by-backup");
     let url = format!("gs://{bucket}");
     let workspace = workspace_with_a_job();
-    let daemon = start_daemon(emulator, &workspace, &bucket);
-    assert!(daemon.stop().success());
+    let first = backup(emulator, &workspace, &bucket);
+    assert!(first.status.success(), "{}", stderr(&first));
     let other = Workspace::new();
     other.put_jobs(&[serde_json::json!({ "id": "foreign", "name": "F" })]);
     let output = backup(emulator, &other, &bucket);

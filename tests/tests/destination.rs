@@ -317,6 +317,24 @@ fn an_older_copy_put_back_while_the_daemon_was_stopped_is_found_at_its_start() {
     let daemon = went_back.daemon.take().expect("running");
     assert!(daemon.stop().success());
     went_back.copy_back();
+    // No daemon to ask: `backup` takes the snapshot itself, and refuses the
+    // copy rather than put it under the newer versions (a hostile trial's
+    // restore then gave a job the copy never held).
+    let reader = StoreReader::connect(&went_back.url, Some(&went_back.emulator.endpoint()));
+    let before = snapshots(&reader);
+    let backup = jobvault(Some(&went_back.emulator.endpoint()))
+        .args(["backup", "--bucket", &went_back.url, "--db"])
+        .arg(went_back.workspace.db())
+        .output()
+        .unwrap();
+    assert_eq!(backup.status.code(), Some(1), "{}", stderr(&backup));
+    let said = stderr(&backup);
+    let last = said.lines().last().unwrap_or_default();
+    assert!(
+        last.contains("is behind what") && last.contains("jobvault-lease.json says"),
+        "{said}"
+    );
+    assert_eq!(snapshots(&reader), before, "no snapshot of the copy");
     let again = Daemon::start(
         &went_back.workspace,
         Some(&went_back.emulator.endpoint()),

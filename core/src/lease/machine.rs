@@ -292,12 +292,15 @@ impl LeaseMachine {
                         sent: now,
                         caught_up: content.caught_up,
                     };
+                    // Never given back while held, whatever a read of it
+                    // said (one edited by hand let another daemon in).
                     let renewed = Lease {
                         renewed: now,
                         state: LeaseState {
                             version: self.version.clone(),
                             ..content
                         },
+                        released: None,
                         ..lease.clone()
                     };
                     out.push_back(Command::WriteLease {
@@ -786,6 +789,29 @@ mod tests {
         );
         lease.on_written(at(-100), Ok(8), &mut out);
         assert_eq!(lease.may_write(at(-99)), Ok(()));
+    }
+
+    /// A lease that names us but reads as given back (edited by hand) is
+    /// renewed as held: left so, another daemon took it while we wrote.
+    #[test]
+    fn a_renewal_never_writes_the_lease_as_given_back() {
+        let (mut lease, mut out) = taken();
+        step(&mut lease, at(60), &mut out);
+        lease.on_written(
+            at(60),
+            Err(Failure::new(FailureKind::Conflict, "412")),
+            &mut out,
+        );
+        out.clear();
+        let mut edited = held_by(holder("a", 1), at(60));
+        edited.released = Some(at(61));
+        lease.on_read(at(62), found(Some((edited, 9))), &mut out);
+        assert!(lease.is_held());
+        let renewal = step(&mut lease, at(70), &mut out);
+        let [Command::WriteLease { lease: written, .. }] = &renewal[..] else {
+            panic!("{renewal:?}");
+        };
+        assert_eq!(written.released, None);
     }
 
     #[test]

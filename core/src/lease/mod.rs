@@ -22,6 +22,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::Seq;
 use crate::timestamp::Timestamp;
 
 mod machine;
@@ -242,6 +243,19 @@ pub fn held_for_another(
     }
 }
 
+/// How far the bucket holds changes, as the lease `found` says, when a
+/// database whose change counter is `counter` and stored cursor `stored` is
+/// behind it: it went back to an older copy while no daemon ran, or it is
+/// another database. A snapshot of it taken with no daemon (`jobvault
+/// backup`) became the prefix's newest with its old counter, and a restore
+/// applied the versions numbered past it on top: jobs the copy never held,
+/// exit 0 (a hostile trial). A daemon started on it raises its counter
+/// first ([`crate::machine`]).
+pub fn behind_lease(found: Option<&Lease>, counter: Seq, stored: Seq) -> Option<Seq> {
+    let holds = found?.state.cursor_seq;
+    (counter < holds || stored < holds).then_some(holds)
+}
+
 /// A renewal was refused by its precondition; the lease now reads `current`.
 /// Still ours if it names us (our renewal landed, and its answer was lost).
 pub fn still_ours(current: Option<&Lease>, me: &Holder) -> bool {
@@ -346,6 +360,25 @@ mod tests {
         given_back.released = None;
         let claim = decide_claim(Some((&given_back, 4)), &holder("a", 1), at(1), None, false);
         assert!(matches!(claim, Claim::Refuse(_)), "{claim:?}");
+    }
+
+    #[test]
+    fn a_database_below_the_cursor_a_lease_holds_is_behind_it() {
+        let mut left = lease(holder("b", 7), at(0));
+        left.state.cursor_seq = 8;
+        assert_eq!(behind_lease(Some(&left), 6, 5), Some(8), "an older copy");
+        assert_eq!(
+            behind_lease(Some(&left), 10, 5),
+            Some(8),
+            "a copy written to since: its cursor stays behind"
+        );
+        assert_eq!(behind_lease(Some(&left), 8, 8), None, "the same database");
+        assert_eq!(
+            behind_lease(Some(&left), 12, 9),
+            None,
+            "written to since the stop"
+        );
+        assert_eq!(behind_lease(None, 0, 0), None, "no lease says nothing");
     }
 
     #[test]

@@ -20,7 +20,7 @@ use jobvault_core::Failure;
 use jobvault_core::cleartext::plain_writer_beside;
 use jobvault_core::destination::{Destination, assess};
 use jobvault_core::job_id::{InvalidName, check_base_name};
-use jobvault_core::lease::{LEASE_OBJECT, held_for_another};
+use jobvault_core::lease::{LEASE_OBJECT, Lease, behind_lease, held_for_another};
 use tracing::{info, warn};
 
 use super::{BucketArg, DbArg, EncryptArgs, NoKeys, until_signal};
@@ -100,7 +100,7 @@ pub async fn backup(args: BackupArgs) -> anyhow::Result<ExitCode> {
 /// refuses a prefix another database's daemon holds, and warns of a plain
 /// snapshot among encrypted ones.
 async fn before_taking_here(store: &Store, ask: &BackupAsk) -> anyhow::Result<()> {
-    refuse_if_held_for_another(store, &ask.db).await?;
+    refuse_if_held_or_behind(store, &ask.db).await?;
     say_if_plain_beside_sealed(store, ask.encrypted_to.is_empty()).await;
     Ok(())
 }
@@ -126,9 +126,11 @@ async fn claim_destination(db: &Path, store: &Store) -> anyhow::Result<()> {
 }
 
 /// Refuses a snapshot into a prefix that a live daemon of another database
-/// holds (see [`held_for_another`]). A lease that cannot be read says
-/// nothing here: the upload meets the same store and says why.
-async fn refuse_if_held_for_another(store: &Store, db: &Path) -> anyhow::Result<()> {
+/// holds (see [`held_for_another`]), or of a database behind what the
+/// prefix's lease says the bucket holds (see [`behind_lease`]). A lease
+/// that cannot be read says nothing here: the upload meets the same store
+/// and says why.
+async fn refuse_if_held_or_behind(store: &Store, db: &Path) -> anyhow::Result<()> {
     let Ok(found) = lease::find(store).await else {
         return Ok(());
     };
@@ -136,6 +138,7 @@ async fn refuse_if_held_for_another(store: &Store, db: &Path) -> anyhow::Result<
         .lease
         .as_ref()
         .map(|(lease, generation)| (lease, *generation));
+    refuse_if_behind(store, db, lease.map(|(lease, _)| lease))?;
     match held_for_another(lease, &lease::me(db), clock::now(), found.holder_runs) {
         None => Ok(()),
         Some(held) => Err(anyhow!(
@@ -150,6 +153,29 @@ async fn refuse_if_held_for_another(store: &Store, db: &Path) -> anyhow::Result<
             db.display()
         )),
     }
+}
+
+/// Refuses a snapshot of a database whose change counter or cursor is below
+/// the cursor the prefix's lease holds: an older copy put back, or another
+/// database. Its snapshot, with its old counter, would be restored with the
+/// newer versions applied on top.
+fn refuse_if_behind(store: &Store, path: &Path, lease: Option<&Lease>) -> anyhow::Result<()> {
+    let db = JobDb::open(path)?;
+    let (counter, cursor) = (db.counter()?, db.cursor()?);
+    let Some(holds) = behind_lease(lease, counter, cursor.seq) else {
+        return Ok(());
+    };
+    Err(anyhow!(
+        "{} is behind what {} holds: its change counter is {counter} and its cursor {}, and \
+         {} says the bucket holds every change up to {holds}. It is an older copy put back (or \
+         another database), and a snapshot of it here would be restored with the newer versions \
+         on top: start `jobvault run` on it, which numbers its changes past the bucket's and \
+         takes a full snapshot, or restore from the bucket first, or give it a prefix of its own",
+        path.display(),
+        store.url(),
+        cursor.seq,
+        store.location(LEASE_OBJECT)
+    ))
 }
 
 /// Warns when this snapshot would go up in the clear to a prefix holding

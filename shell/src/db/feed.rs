@@ -133,6 +133,11 @@ impl JobDb {
         read_cursor(&self.conn).in_db(&self.path)
     }
 
+    /// The change counter: the sequence the last change took.
+    pub fn counter(&self) -> Result<Seq, DbError> {
+        read_meta(&self.conn, COUNTER).in_db(&self.path)
+    }
+
     /// The destination the cursor belongs to, if the database records one.
     pub fn recorded_destination(&self) -> Result<Option<DestinationId>, DbError> {
         read_meta(&self.conn, CURSOR_DESTINATION)
