@@ -1758,14 +1758,55 @@ fn leased() -> (Harness, Vec<Command>) {
     (h, first)
 }
 
+/// A leased machine that has asked for the lease and holds nothing yet.
+fn leasing() -> Harness {
+    let mut h = Harness::new();
+    let lease = LeaseMachine::new(me(), Duration::from_secs(10), false, "1.0", h.now);
+    h.backup = Backup::new(config(), stored_cursor(), h.now)
+        .recorded(DestinationId::new(KNOWN))
+        .leased(lease);
+    assert_eq!(h.advance(Duration::ZERO), [Command::ReadLease]);
+    h
+}
+
+/// The lease `holder` left, given back at `released` if at all, with its
+/// cursor at `cursor_seq`.
+fn left_by(holder: Holder, released: Option<Timestamp>, cursor_seq: u64) -> Lease {
+    Lease {
+        holder,
+        renewed: Timestamp::from_unix_seconds(1_700_000_000),
+        expiry: Duration::from_secs(60),
+        state: LeaseState {
+            cursor_seq,
+            ..LeaseState::default()
+        },
+        released,
+    }
+}
+
+/// A daemon of this host's earlier boot: certainly gone.
+fn earlier_boot() -> Holder {
+    Holder {
+        boot: "an earlier boot".to_owned(),
+        ..me()
+    }
+}
+
+/// `h` finds `left` and takes it; returns its first step.
+fn takes(h: &mut Harness, left: Lease) -> Vec<Command> {
+    h.input(Input::LeaseRead(Ok(FoundLease {
+        lease: Some((left, 4)),
+        holder_runs: None,
+        unreadable: None,
+    })));
+    h.input(Input::LeaseWritten(Ok(5)));
+    h.start()
+}
+
 /// A machine that takes over the lease a killed daemon of an earlier boot
 /// left, whose cursor was at `cursor_seq`; returns its first step.
 fn taking_over(cursor_seq: u64) -> (Harness, Vec<Command>) {
-    let left = Holder {
-        boot: "an earlier boot".to_owned(),
-        ..me()
-    };
-    taking_over_from(left, None, cursor_seq)
+    taking_over_from(earlier_boot(), None, cursor_seq)
 }
 
 /// A machine that takes the lease `holder` left, given back at `released`
@@ -1775,29 +1816,8 @@ fn taking_over_from(
     released: Option<Timestamp>,
     cursor_seq: u64,
 ) -> (Harness, Vec<Command>) {
-    let mut h = Harness::new();
-    let lease = LeaseMachine::new(me(), Duration::from_secs(10), false, "1.0", h.now);
-    h.backup = Backup::new(config(), stored_cursor(), h.now)
-        .recorded(DestinationId::new(KNOWN))
-        .leased(lease);
-    h.advance(Duration::ZERO);
-    let left = Lease {
-        holder,
-        renewed: h.now,
-        expiry: Duration::from_secs(60),
-        state: LeaseState {
-            cursor_seq,
-            ..LeaseState::default()
-        },
-        released,
-    };
-    h.input(Input::LeaseRead(Ok(FoundLease {
-        lease: Some((left, 4)),
-        holder_runs: None,
-        unreadable: None,
-    })));
-    h.input(Input::LeaseWritten(Ok(5)));
-    let first = h.start();
+    let mut h = leasing();
+    let first = takes(&mut h, left_by(holder, released, cursor_seq));
     (h, first)
 }
 
@@ -1856,34 +1876,10 @@ fn a_copy_put_back_after_a_clean_stop_is_found_through_the_lease_given_back() {
 /// unchecked, and a copy put back while no daemon ran went unnoticed.
 #[test]
 fn a_commit_noticed_before_the_lease_is_held_is_read_only_after_it() {
-    let mut h = Harness::new();
-    let lease = LeaseMachine::new(me(), Duration::from_secs(10), false, "1.0", h.now);
-    h.backup = Backup::new(config(), stored_cursor(), h.now)
-        .recorded(DestinationId::new(KNOWN))
-        .leased(lease);
-    h.advance(Duration::ZERO);
+    let mut h = leasing();
     let noticed = h.input(Input::DatabaseChanged);
     assert!(noticed.is_empty(), "nothing read yet: {noticed:?}");
-    let left = Lease {
-        holder: Holder {
-            boot: "an earlier boot".to_owned(),
-            ..me()
-        },
-        renewed: h.now,
-        expiry: Duration::from_secs(60),
-        state: LeaseState {
-            cursor_seq: 20,
-            ..LeaseState::default()
-        },
-        released: None,
-    };
-    h.input(Input::LeaseRead(Ok(FoundLease {
-        lease: Some((left, 4)),
-        holder_runs: None,
-        unreadable: None,
-    })));
-    h.input(Input::LeaseWritten(Ok(5)));
-    h.start();
+    takes(&mut h, left_by(earlier_boot(), None, 20));
     let commands = h.input(nothing_after(12));
     let past = 20 + LEASED_MARGIN;
     assert_eq!(commands, [Command::RaiseCounter { past }]);
@@ -1901,12 +1897,7 @@ fn a_leased_machine_does_nothing_but_take_the_lease_until_it_holds_it() {
 
 #[test]
 fn a_lease_the_store_refuses_is_counted_with_refused_uploads() {
-    let mut h = Harness::new();
-    let lease = LeaseMachine::new(me(), Duration::from_secs(10), false, "1.0", h.now);
-    h.backup = Backup::new(config(), stored_cursor(), h.now)
-        .recorded(DestinationId::new(KNOWN))
-        .leased(lease);
-    assert_eq!(h.advance(Duration::ZERO), [Command::ReadLease]);
+    let mut h = leasing();
     h.input(Input::LeaseRead(Err(failure("503 Service Unavailable"))));
     assert_eq!(h.backup.metrics().store_refusals, 0, "a 503 is not refused");
     let mut refusals = 0;

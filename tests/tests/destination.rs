@@ -295,14 +295,7 @@ fn an_older_copy_no_daemon_read_is_found_at_the_restart_through_the_lease() {
     assert!(frozen.success());
     went_back.copy_back();
     daemon.kill();
-    let again = Daemon::start(
-        &went_back.workspace,
-        Some(&went_back.emulator.endpoint()),
-        &went_back.url,
-        "1s",
-        &[],
-    );
-    went_back.started_over(&again);
+    went_back.started_again();
 }
 
 /// Stopped cleanly, the copy put back while no daemon ran (a disk
@@ -335,14 +328,7 @@ fn an_older_copy_put_back_while_the_daemon_was_stopped_is_found_at_its_start() {
         "{said}"
     );
     assert_eq!(snapshots(&reader), before, "no snapshot of the copy");
-    let again = Daemon::start(
-        &went_back.workspace,
-        Some(&went_back.emulator.endpoint()),
-        &went_back.url,
-        "1s",
-        &[],
-    );
-    went_back.started_over(&again);
+    went_back.started_again();
 }
 
 /// A database backed up by a daemon, a copy of it taken before three
@@ -398,6 +384,19 @@ impl WentBack {
             &self.workspace.db(),
             &format!(".restore '{}'", self.copy.display()),
         );
+    }
+
+    /// Starts a daemon on the database again, and checks that it finds
+    /// the copy ([`WentBack::started_over`]).
+    fn started_again(&self) {
+        let again = Daemon::start(
+            &self.workspace,
+            Some(&self.emulator.endpoint()),
+            &self.url,
+            "1s",
+            &[],
+        );
+        self.started_over(&again);
     }
 
     /// Waits for `daemon` to find the copy and start the prefix over, then
