@@ -157,7 +157,9 @@ pub async fn status(
     };
     let mut warnings = Vec::new();
     let (daemon, last_stop) = match lease::read(store).await {
-        Ok(Some((lease, _))) if lease.released.is_some() => (None, Some(last_stop(&lease, now))),
+        Ok(Some((lease, _))) if let Some(stopped) = lease.released => {
+            (None, Some(last_stop(&lease, stopped, now)))
+        }
         Ok(found) => (found.map(|(lease, _)| daemon_status(&lease, now)), None),
         Err(LeaseError::Store(e)) => return Err(e.into()),
         Err(unreadable) => {
@@ -272,8 +274,8 @@ fn daemon_status(lease: &Lease, now: Timestamp) -> DaemonStatus {
     }
 }
 
-fn last_stop(lease: &Lease, now: Timestamp) -> LastStop {
-    let stopped = lease.released.unwrap_or(lease.renewed);
+/// The daemon that gave `lease` back at `stopped`.
+fn last_stop(lease: &Lease, stopped: Timestamp, now: Timestamp) -> LastStop {
     LastStop {
         host: lease.holder.host.clone(),
         pid: lease.holder.pid,

@@ -284,11 +284,11 @@ impl Simulation {
     }
 
     /// Someone copies the database aside, and later writes the copy back
-    /// over it in place. A daemon notices at its next read of the feed, so
-    /// the copy goes back only while every node's daemon runs on the
-    /// database's own file: a daemon starting on the copy has read nothing
-    /// newer to compare it with (a limit DESIGN states), and one reading a
-    /// file renamed away is stopping.
+    /// over it in place: while every node's daemon runs on the database's
+    /// own file (one reading a file renamed away is stopping), which a
+    /// daemon notices at its next read of the feed; or, in one case of
+    /// two, once the service is stopped ([`Self::copy_back_after_stop`]),
+    /// which its start finds through the lease the stop gave back.
     fn database_went_back(&mut self) {
         let Some(copy) = self.world.copy.take() else {
             self.world.copy = Some(self.world.db.clone());

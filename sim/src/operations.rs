@@ -475,24 +475,14 @@ impl Simulation {
                 if_generation,
             } => {
                 let written = effective.then(|| self.write_lease(node, lease, if_generation));
-                Input::LeaseWritten(match (written, error) {
-                    (Some(Err(conflict)), _) => Err(conflict),
-                    (_, Some((kind, why))) => Err(Failure::new(kind, why)),
-                    (Some(Ok(generation)), None) => Ok(generation),
-                    (None, None) => unreachable!("only a failed write has no effect"),
-                })
+                Input::LeaseWritten(lease_written(written, error))
             }
             Op::ReleaseLease {
                 lease,
                 if_generation,
             } => {
                 let written = effective.then(|| self.write_lease(node, lease, if_generation));
-                Input::LeaseReleased(match (written, error) {
-                    (Some(Err(conflict)), _) => Err(conflict),
-                    (_, Some((kind, why))) => Err(Failure::new(kind, why)),
-                    (Some(Ok(_)), None) => Ok(()),
-                    (None, None) => unreachable!("only a failed write has no effect"),
-                })
+                Input::LeaseReleased(lease_written(written, error).map(drop))
             }
         }
     }
@@ -748,6 +738,21 @@ impl Simulation {
         } else {
             base.mul_f64(0.5 + self.rng.latency.f64())
         }
+    }
+}
+
+/// What a write of the lease answers: its precondition's refusal, the
+/// fate's failure, or the generation written (`written` is `None` when the
+/// write had no effect, which only a failed one has).
+fn lease_written(
+    written: Option<Result<i64, Failure>>,
+    error: Option<(FailureKind, &str)>,
+) -> Result<i64, Failure> {
+    match (written, error) {
+        (Some(Err(conflict)), _) => Err(conflict),
+        (_, Some((kind, why))) => Err(Failure::new(kind, why)),
+        (Some(Ok(generation)), None) => Ok(generation),
+        (None, None) => unreachable!("only a failed write has no effect"),
     }
 }
 

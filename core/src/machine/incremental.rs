@@ -281,9 +281,11 @@ impl Incremental {
     /// The bucket holds changes up to `seq` of this database, as a lease
     /// found at start says (its holder's cursor): a read whose counter or
     /// stored cursor is below it finds the database gone back to an older
-    /// copy while no daemon read it ([`super::went_back`]). A lease of
-    /// another database only makes the prefix start over, which it would
-    /// anyway. Only before the first read: a lease read later is this
+    /// copy while no daemon read it ([`super::went_back`]): killed before
+    /// its next read, or stopped and given back the lease with its cursor.
+    /// A database new to the prefix, below another's lease, is taken for
+    /// such a copy: the raise and start-over it gets are what it needs,
+    /// the error line's "older copy" is not. Only before the first read: a lease read later is this
     /// daemon's own, and after a copy went back it still holds what the
     /// daemon read before.
     pub fn bucket_holds(&mut self, seq: Seq) {
