@@ -138,9 +138,11 @@ async fn refuse_if_held_or_behind(store: &Store, db: &Path) -> anyhow::Result<()
         .lease
         .as_ref()
         .map(|(lease, generation)| (lease, *generation));
-    refuse_if_behind(store, db, lease.map(|(lease, _)| lease))?;
+    // Held first: a live holder is the more precise why, and the lease of a
+    // daemon that has renewed since its first upload is ahead of any other
+    // database too.
     match held_for_another(lease, &lease::me(db), clock::now(), found.holder_runs) {
-        None => Ok(()),
+        None => refuse_if_behind(store, db, lease.map(|(lease, _)| lease)),
         Some(held) => Err(anyhow!(
             "{} backs up another database: {} is held by jobvault on host {} (pid {}) for {}. \
              A snapshot of {} there would be restored in place of that database's backups: give \
