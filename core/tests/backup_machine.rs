@@ -1965,6 +1965,20 @@ fn writes_wait_for_the_lease_gate_and_a_lost_lease_stops_the_machine() {
         Some(LeaseEnded::Lost(Some(_)))
     ));
     assert_eq!(h.backup.poll_timeout(), None, "stopped");
+    // A snapshot asked for now is refused at once, not left waiting for an
+    // exit that drops it (the lost lease never halted the machine before).
+    let asked = h.input(Input::ImmediateBackupRequested {
+        id: 3,
+        name: "task-scheduler".to_owned(),
+    });
+    assert!(
+        matches!(
+            &asked[..],
+            [Command::ImmediateBackupDone { id: 3, object: None, result: Err(f) }]
+                if f.kind == FailureKind::Rejected
+        ),
+        "{asked:?}"
+    );
 }
 
 /// A database renamed over under a running daemon: the defect was a daemon

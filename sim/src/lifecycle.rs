@@ -116,9 +116,13 @@ impl Simulation {
 
     /// `jobvault backup` asks a running daemon for a snapshot.
     pub(crate) fn request_immediate(&mut self) {
-        let Some(node) = self.pick_running() else {
-            return;
-        };
+        if let Some(node) = self.pick_running() {
+            self.request_immediate_of(node);
+        }
+    }
+
+    /// `jobvault backup` asks node `node`'s running daemon for a snapshot.
+    pub(crate) fn request_immediate_of(&mut self, node: NodeId) {
         let now = self.local_now(node);
         let id = self.next_op;
         self.next_op += 1;

@@ -51,6 +51,8 @@ pub struct Process {
     pub unanswered: BTreeMap<u64, Input>,
     /// Immediate-backup requests the running core has not answered.
     pub immediate_waiting: BTreeSet<u64>,
+    /// Someone asked for a snapshot once the core's lease had ended.
+    pub asked_after_lease_ended: bool,
     /// Changes of the stored cursor by someone else (a rewind, another
     /// daemon's save, a copy written back) the node's daemon has not
     /// reacted to yet: the only reasons for it to reset its change feed. A

@@ -500,6 +500,14 @@ impl Simulation {
             self.exited(node, ending);
             return;
         }
+        // Someone runs `jobvault backup` as the daemon stops for its lease:
+        // it is answered, not left to an exit that drops it (a lost lease
+        // never halted the core, and a request then waited for the exit).
+        if core.lease_ended().is_some() && !self.nodes[node].process.asked_after_lease_ended {
+            self.nodes[node].process.asked_after_lease_ended = true;
+            self.request_immediate_of(node);
+            return self.pump(node);
+        }
         if let Some(due) = core.poll_timeout() {
             let ahead = due.unix_nanos() - self.local_now(node).unix_nanos();
             let due = self.now + Duration::from_nanos(ahead.max(0) as u64);

@@ -437,6 +437,7 @@ impl Backup {
     }
 
     fn on_lease_input(&mut self, input: Input, now: Timestamp) {
+        let was_halted = self.halted();
         let Some(lease) = &mut self.lease else {
             return context!(self, now).unexpected(format_args!("a lease report with no lease"));
         };
@@ -461,8 +462,10 @@ impl Backup {
         if !expected {
             context!(self, now).unexpected(format_args!("a lease report with none outstanding"));
         }
+        // Asking `halted()` after the report, which counts a lost lease,
+        // never halted: requests that came after were left unanswered.
         if let Some(ended) = self.lease_ended().filter(|e| **e != LeaseEnded::Released)
-            && !self.halted()
+            && !was_halted
         {
             error!(lease = %ended, "stopping");
             self.halt();
