@@ -393,8 +393,7 @@ fn a_snapshot_uploaded_after_the_window_starts_is_never_its_base() {
             "db-backup/2016/11/04/late.bdb",
             snapshot_at("2016-11-04T01:00:00Z", "2016-11-04T01:00:00Z"),
         ),
-        // Its header came decompressed: its time is only its day folder's
-        // start, day 4 at 00:00.
+        // Its header came decompressed: its time is its upload's.
         (
             "db-backup/2016/11/04/decompressed.bdb",
             Content::Snapshot {
@@ -420,6 +419,35 @@ fn a_snapshot_uploaded_after_the_window_starts_is_never_its_base() {
         let (base, _) = restore_in(&mut bucket, "2016-11-04T12:30:00Z", now);
         assert_eq!(base, "db-backup/2016/11/03/s.bdb", "{name}");
     }
+}
+
+/// A snapshot whose header came decompressed is as old as its upload, not
+/// its day folder's start: taken so, one uploaded hours after the base, in
+/// the base's day folder, sorted before it and was deleted (the simulator:
+/// the first snapshot after the database went back to a copy).
+#[test]
+fn a_snapshot_whose_header_came_decompressed_is_as_old_as_its_upload() {
+    let now = at("2016-11-06T12:00:00Z");
+    let name = "db-backup/2016/11/03/decompressed.bdb";
+    let mut bucket = a_month(true);
+    bucket.put(
+        name,
+        "2016-11-03T09:00:00Z",
+        Content::Snapshot {
+            gzip_mtime: None,
+            stored: Cursor::default(),
+            newest_change: Some(at("2016-11-03T08:59:00Z")),
+        },
+    );
+    let (_, before) = restore_in(&mut bucket, "2016-11-05T12:30:00Z", now);
+    let plan = prune(&mut bucket, now, 2 * DAY);
+    assert!(!plan.delete.iter().any(|o| o == name), "{:?}", plan.delete);
+    bucket.marker = plan.marker.map(|m| m.encode());
+    for object in &plan.delete {
+        bucket.delete(object);
+    }
+    let (_, after) = restore_in(&mut bucket, "2016-11-05T12:30:00Z", now);
+    assert_eq!(after, before);
 }
 
 #[test]

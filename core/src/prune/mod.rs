@@ -11,10 +11,11 @@
 //! breaks every restore once snapshots have failed for longer than its age.
 //!
 //! Ages are what names and headers say: a job object's day folder (its
-//! upload day), a snapshot's gzip mtime (its incremental time). A restore to
+//! upload day), a snapshot's gzip mtime (its incremental time), or, where
+//! its header came decompressed, its upload time, which its contents are no
+//! newer than. A restore to
 //! the window's start takes only snapshots uploaded by then, so the base is
-//! also one uploaded before the window: one planned early but uploaded late,
-//! or whose header came decompressed (its age then only its day folder's),
+//! also one uploaded before the window: one planned early but uploaded late
 //! chosen as base would leave that instant with no snapshot at all (found by
 //! the simulator once its prunes read through decompressing stores). Before any
 //! deletion the plan writes the history marker ([`crate::history`]), so a
@@ -73,7 +74,11 @@ pub struct PrunePlan {
 /// A snapshot with the time its header gave.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 struct Timed {
-    /// The gzip mtime, or, without one, the start of its day folder.
+    /// The gzip mtime, or, without one, its upload time. Its day folder's
+    /// start, taken before, sorted a snapshot of an hour ago before the
+    /// base and deleted it: the first one after the database went back to
+    /// a copy, so that a restore passing over the next as unusable fell
+    /// back to one of the state the copy abandoned (the simulator).
     time: Timestamp,
     object: ObjectName,
     uploaded: Timestamp,
@@ -86,9 +91,8 @@ impl Timed {
     /// to `start` takes only snapshots uploaded by then (and holding nothing
     /// later), so one uploaded after it cannot be the base, whatever its
     /// mtime: a snapshot planned early and uploaded late (the store refused
-    /// it for hours), or one whose header came decompressed and whose time
-    /// is only its day folder's. Without a known time, the upload must be a
-    /// margin before too: the contents run up to the upload.
+    /// it for hours). Without a known time, the upload must be a margin
+    /// before too: the contents run up to the upload.
     fn may_be_base(&self, start: Timestamp) -> bool {
         let latest_upload = if self.known {
             start
@@ -307,9 +311,7 @@ impl Planner for PrunePlanner {
                 },
             ) if waiting.contains_key(&object) => {
                 let uploaded = waiting.remove(&object).expect("just looked up");
-                let time = gzip_mtime.unwrap_or_else(|| {
-                    parse_object_name(&object).map_or(Timestamp::UNIX_EPOCH, |p| p.day)
-                });
+                let time = gzip_mtime.unwrap_or(uploaded);
                 timed.push(Timed {
                     time,
                     object,
