@@ -274,20 +274,25 @@ impl Backup {
     /// When [`Backup::handle_timeout`] should next be called; `None` once
     /// stopped. A listing that is due while the last one is still out is
     /// not a reason to wake: the wake-up would find nothing to do, and come
-    /// back at once, for as long as the listing takes.
+    /// back at once, for as long as the listing takes. Never more than an
+    /// interval after the latest call: a clock stepped back since a time
+    /// was planned would put it off by the step (a renewal carrying the
+    /// cursor waited four minutes in the simulator).
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Timestamp> {
         let lease_due = self.lease.as_ref().and_then(LeaseMachine::poll_timeout);
         let grace_due = self.grace_until.filter(|_| self.stopped.is_none());
+        let ceiling = self.now + self.config.interval;
         if self.halted() || !self.working() {
-            return [lease_due, grace_due].into_iter().flatten().min();
+            let due = [lease_due, grace_due].into_iter().flatten().min();
+            return due.map(|due| due.min(ceiling));
         }
         let listing_due = (!self.stopping && self.listing.is_none()).then_some(self.next_listing);
         let uploads_due = self.incremental.next_wake();
         let due = [listing_due, uploads_due, lease_due, grace_due]
             .into_iter()
             .flatten()
-            .fold(self.next_tick, Timestamp::min);
+            .fold(self.next_tick.min(ceiling), Timestamp::min);
         Some(due)
     }
 
