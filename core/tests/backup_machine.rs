@@ -1871,6 +1871,44 @@ fn a_copy_put_back_after_a_clean_stop_is_found_through_the_lease_given_back() {
     assert_eq!(commands, [Command::RaiseCounter { past }]);
 }
 
+/// The cursor is saved at most once a second, and not at all while the
+/// database fails its saves, so the bucket holds changes past it. The lease
+/// says how far (`highest_seq`): a copy numbered in between, put back while
+/// no daemon ran, went unnoticed when the lease carried the cursor alone,
+/// and a restore mixed it with the versions it never held (the simulator).
+#[test]
+fn a_copy_numbered_past_the_cursor_saved_is_found_through_what_the_lease_says_was_read() {
+    let (mut h, _) = leased();
+    h.input(batch(vec![version("a", 11), version("b", 15)]));
+    h.input(uploaded("a", 11));
+    let save = h.input(uploaded("b", 15));
+    assert!(
+        save.iter().any(|c| matches!(c, Command::SaveCursor { .. })),
+        "{save:?}"
+    );
+    h.input(Input::CursorSaved(Err(failure("disk I/O error"))));
+    let said = h.backup.lease_content();
+    assert_eq!((said.cursor_seq, said.highest_seq), (10, 15));
+
+    let mut left = left_by(earlier_boot(), None, 10);
+    left.state.highest_seq = 15;
+    let mut h = leasing();
+    takes(&mut h, left.clone());
+    let commands = h.input(nothing_after(12));
+    let past = 15 + LEASED_MARGIN;
+    assert_eq!(commands, [Command::RaiseCounter { past }], "a copy at 12");
+
+    let mut h = leasing();
+    takes(&mut h, left);
+    let commands = h.input(nothing_after(15));
+    assert!(
+        !commands
+            .iter()
+            .any(|c| matches!(c, Command::RaiseCounter { .. })),
+        "the database itself, its saves lost with the daemon: {commands:?}"
+    );
+}
+
 /// A commit noticed while the lease is still being taken (the store down
 /// at the start) is not read: a read then left the lease's cursor
 /// unchecked, and a copy put back while no daemon ran went unnoticed.
@@ -1917,7 +1955,14 @@ fn a_lease_the_store_refuses_is_counted_with_refused_uploads() {
 #[test]
 fn writes_wait_for_the_lease_gate_and_a_lost_lease_stops_the_machine() {
     let (mut h, _) = leased();
-    // The renewal at 60 s fails, and its retries at 70 s and 80 s; at 90 s
+    // The stored cursor goes into the lease a retry's wait after the take.
+    let renewal = h.advance(Duration::from_secs(10));
+    assert!(
+        matches!(&renewal[..], [Command::WriteLease { lease, .. }] if lease.state.cursor_seq == 10),
+        "{renewal:?}"
+    );
+    h.input(Input::LeaseWritten(Ok(2)));
+    // The renewal at 70 s fails, and its retries at 80 s and 90 s; at 100 s
     // the gate is closed: the upload of a changed job is answered at once,
     // not issued.
     h.advance(Duration::from_secs(50));

@@ -53,8 +53,13 @@ impl Simulation {
         let now = self.local_now(node);
         let (stored, recorded) = (self.world.db.stored, self.world.db.destination);
         note!(self, "node {node}: start core at cursor {stored:?}");
-        if self.world.raise_owed {
-            // Found before, by a daemon stopped before its raise: found again.
+        let behind_lease = self.world.store.lease.as_ref().is_some_and(|(lease, _)| {
+            lease.state.cursor_seq > stored.seq && self.world.db.went_back_at.is_some()
+        });
+        if self.world.raise_owed || behind_lease {
+            // Found before, by a daemon stopped before its raise, or after
+            // it but before its cursor passed the lease's again (a grace
+            // cut, a crash): found again, a full snapshot more.
             self.nodes[node].process.unexplained_rewinds += 1;
         }
         let set_aside = self.world.db.set_aside.len() as u64;

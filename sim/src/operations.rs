@@ -111,6 +111,14 @@ impl Simulation {
                 true_time: self.now,
             });
         }
+        if let Command::WriteLease { lease, .. } | Command::ReleaseLease { lease, .. } = &command {
+            let writer = self.nodes[node].holder();
+            self.observe(Observation::LeaseWriteIssued {
+                writer: &writer,
+                progress: crate::simulation::progress(&lease.state),
+                true_time: self.now,
+            });
+        }
         // What the deadline answers, made now: cheaper than keeping a copy of
         // the command (an upload's whole body).
         let deadline = command.deadline().map(|deadline| {

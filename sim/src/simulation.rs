@@ -15,9 +15,10 @@ use std::hash::{DefaultHasher, Hash, Hasher};
 use std::time::Duration;
 
 use jobvault_core::commit_watch::{NOTICED_FALLBACK, NextLook, next_look};
+use jobvault_core::lease::LeaseState;
 use jobvault_core::machine::{NEW_DESTINATION_BASE, SNAPSHOT_DEADLINE};
 use jobvault_core::restore_plan::PlanError;
-use jobvault_core::{Config, Input, JobId, Timestamp};
+use jobvault_core::{Config, Input, JobId, Seq, Timestamp};
 
 use crate::faults::{DayPlan, FaultCounts, FaultKind};
 use crate::history::History;
@@ -668,10 +669,22 @@ impl Simulation {
             return;
         };
         let resets_before = core.metrics().feed_resets_since_snapshot;
+        let lease_trouble = matches!(
+            input,
+            Input::LeaseRead(Err(_)) | Input::LeaseWritten(Err(_)) | Input::LeaseReleased(Err(_))
+        );
         core.handle_input(input, now);
         let metrics = core.metrics();
+        let said = progress(&core.lease_content());
         self.observe(Observation::Reported {
             unexpected: metrics.unexpected_reports,
+        });
+        let writer = self.nodes[node].holder();
+        self.observe(Observation::LeaseKept {
+            writer: &writer,
+            progress: said,
+            lease_trouble,
+            true_time: self.now,
         });
         if metrics.feed_resets_since_snapshot > resets_before {
             let process = &mut self.nodes[node].process;
@@ -855,4 +868,9 @@ impl Simulation {
         let line = format!("{} (local {}) {what}", self.now, self.world.local(self.now));
         self.outcome.trace.push(line);
     }
+}
+
+/// A lease's cursor and the highest change it says the bucket may hold.
+pub(crate) fn progress(state: &LeaseState) -> (Seq, Seq) {
+    (state.cursor_seq, state.highest_seq)
 }

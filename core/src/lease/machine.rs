@@ -13,7 +13,8 @@
 //! generation read; a write that loses a race reads again at once; store
 //! trouble is retried after a doubling, jittered wait (1 s to 1 min). A
 //! lease someone else holds ends the machine ([`LeaseEnded::Refused`]).
-//! Holding: renew every period with the daemon's state; a renewal refused by
+//! Holding: renew every period with the daemon's state, and a retry's wait
+//! after the last renewal once its cursor moved; a renewal refused by
 //! its precondition reads the lease again and goes on only if it still names
 //! us (the refused write had landed, its answer lost); otherwise, or if the
 //! lease is gone, the lease is lost ([`LeaseEnded::Lost`]). The gate is open
@@ -35,6 +36,7 @@ use tracing::{info, warn};
 use super::{
     Claim, HeldElsewhere, Holder, Lease, LeaseState, Renewal, decide_claim, renewal, still_ours,
 };
+use crate::Seq;
 use crate::machine::{Command, Failure, FailureKind};
 use crate::timestamp::Timestamp;
 
@@ -125,17 +127,41 @@ enum TakeStep {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum HeldStep {
     Idle,
-    /// A renewal is out, sent at `sent`, saying the daemon last caught up
-    /// at `caught_up`.
+    /// A renewal is out, sent at `sent`, saying `progress`.
     Renewing {
         sent: Timestamp,
-        caught_up: Option<Timestamp>,
+        progress: Progress,
     },
     /// A renewal was refused by its precondition: is the lease still ours?
     /// Nothing is written until a read says so.
     Rereading,
     /// That read failed: read again at the next renewal.
     Doubting,
+}
+
+/// What a renewal says of the daemon's progress, kept once it lands to
+/// tell when the next must go sooner than the period.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Progress {
+    caught_up: Option<Timestamp>,
+    cursor_seq: Seq,
+    highest_seq: Seq,
+}
+
+impl Progress {
+    fn of(state: &LeaseState) -> Self {
+        Progress {
+            caught_up: state.caught_up,
+            cursor_seq: state.cursor_seq,
+            highest_seq: state.highest_seq,
+        }
+    }
+
+    fn write_into(self, state: &mut LeaseState) {
+        state.caught_up = self.caught_up;
+        state.cursor_seq = self.cursor_seq;
+        state.highest_seq = self.highest_seq;
+    }
 }
 
 /// One daemon's lease on its bucket prefix.
@@ -286,11 +312,13 @@ impl LeaseMachine {
                 } else if *step == HeldStep::Idle
                     && (now >= *next_renewal
                         || now < *sent
-                        || first_caught_up(&lease.state, &content))
+                        || first_caught_up(&lease.state, &content)
+                        || (cursor_moved(&lease.state, &content)
+                            && now >= *sent + self.renewal.retry))
                 {
                     *step = HeldStep::Renewing {
                         sent: now,
-                        caught_up: content.caught_up,
+                        progress: Progress::of(&content),
                     };
                     // Never given back while held, whatever a read of it
                     // said (one edited by hand let another daemon in).
@@ -408,9 +436,9 @@ impl LeaseMachine {
                 Err(failure) => self.take_failed(now, failure),
             },
             State::Held {
-                step: HeldStep::Renewing { sent, caught_up },
+                step: HeldStep::Renewing { sent, progress },
                 ..
-            } => self.renewed((sent, caught_up), result, out),
+            } => self.renewed(sent, progress, result, out),
             _ => return false,
         }
         self.release_if_idle(out);
@@ -419,7 +447,8 @@ impl LeaseMachine {
 
     fn renewed(
         &mut self,
-        (sent, caught_up): (Timestamp, Option<Timestamp>),
+        sent: Timestamp,
+        progress: Progress,
         result: Result<i64, Failure>,
         out: &mut VecDeque<Command>,
     ) {
@@ -441,7 +470,7 @@ impl LeaseMachine {
                 *generation = written;
                 *last_sent = sent;
                 lease.renewed = sent;
-                lease.state.caught_up = caught_up;
+                progress.write_into(&mut lease.state);
             }
             Err(failure) if failure.kind == FailureKind::Conflict => {
                 *step = HeldStep::Rereading;
@@ -628,6 +657,16 @@ fn first_caught_up(written: &LeaseState, now: &LeaseState) -> bool {
     written.caught_up.is_none() && now.caught_up.is_some()
 }
 
+/// Whether the daemon's cursor, or the changes the bucket may hold, went
+/// past what the lease last said: a renewal then goes a retry's wait after
+/// the last, not a minute, since a daemon that dies without giving the
+/// lease back leaves them for the next start to find a copy put back by.
+/// At a minute's staleness a copy taken up to a minute before a crash went
+/// unnoticed, and a restore mixed it with the versions it never held.
+fn cursor_moved(written: &LeaseState, now: &LeaseState) -> bool {
+    now.cursor_seq > written.cursor_seq || now.highest_seq > written.highest_seq
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::test_support::{at, holder};
@@ -775,6 +814,38 @@ mod tests {
         assert!(
             out.is_empty(),
             "once written, the next renewal is a minute on: {out:?}"
+        );
+    }
+
+    /// A daemon killed without giving the lease back leaves the cursor of
+    /// its last renewal: a copy put back then whose counter is at or above
+    /// it is not found. So a cursor that moved is written within a retry's
+    /// wait (10 s here), not the renewal's minute; one that did not move
+    /// waits the minute.
+    #[test]
+    fn a_cursor_that_moved_is_written_within_a_retry_not_a_minute() {
+        let (mut lease, mut out) = taken();
+        let at_seq = |seq| LeaseState {
+            cursor_seq: seq,
+            ..LeaseState::default()
+        };
+        lease.handle_timeout(at(5), at_seq(40), &mut out);
+        assert!(out.is_empty(), "not before the retry's wait: {out:?}");
+        lease.handle_timeout(at(10), at_seq(40), &mut out);
+        let Some(Command::WriteLease { lease: written, .. }) = out.pop_front() else {
+            panic!("no renewal for a cursor that moved: {out:?}");
+        };
+        assert_eq!(written.state.cursor_seq, 40);
+        lease.on_written(at(10), Ok(8), &mut out);
+        lease.handle_timeout(at(25), at_seq(40), &mut out);
+        assert!(
+            out.is_empty(),
+            "written, the cursor waits the minute: {out:?}"
+        );
+        lease.handle_timeout(at(25), at_seq(41), &mut out);
+        assert!(
+            matches!(out.pop_front(), Some(Command::WriteLease { lease, .. }) if lease.state.cursor_seq == 41),
+            "moved again: written again"
         );
     }
 

@@ -98,6 +98,28 @@ pub struct LeaseState {
     /// the leases of earlier releases).
     #[serde(default)]
     pub jobs_set_aside: u64,
+    /// The highest change of its database the bucket may hold: read for
+    /// upload, or the counter being raised past. The cursor alone lagged
+    /// it by the saves not made yet (one a second, or every one while the
+    /// database failed them): a copy numbered in between, put back after a
+    /// stop, went unnoticed, and a restore mixed it with the versions it
+    /// never held (the simulator). Absent in the leases of earlier
+    /// releases, whose cursor stands for it ([`LeaseState::bucket_may_hold`]).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub highest_seq: Seq,
+}
+
+impl LeaseState {
+    /// The highest change of the holder's database the bucket may hold: a
+    /// database whose counter is below it went back to an older copy.
+    pub fn bucket_may_hold(&self) -> Seq {
+        self.highest_seq.max(self.cursor_seq)
+    }
+}
+
+/// serde's `skip_serializing_if` passes a reference.
+fn is_zero(seq: &Seq) -> bool {
+    *seq == 0
 }
 
 /// How a daemon keeps its lease.
@@ -111,12 +133,16 @@ pub struct LeaseState {
 /// `--takeover`, takes it at once), and the state `status` reads from the
 /// lease is up to a renewal old. A renewal that failed is tried again after
 /// a sixth of the period, so as many tries fit before the gate closes (half
-/// the expiry) as before.
+/// the expiry) as before. While changes land, the cursor the lease carries
+/// is renewed as soon as that retry's wait allows (10 s by default, at most
+/// 360 writes an hour on top of a churn's uploads, none at rest): it is
+/// what a start compares a database put back after a crash with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Renewal {
     /// How often the lease is renewed.
     pub every: Duration,
-    /// How soon a renewal, or a read of the lease, that failed is tried again.
+    /// How soon a renewal, or a read of the lease, that failed is tried
+    /// again; and how soon after the last one a cursor that moved is.
     pub retry: Duration,
     /// How long the lease lasts unrenewed.
     pub expiry: Duration,
@@ -252,8 +278,9 @@ pub fn held_for_another(
 /// exit 0 (a hostile trial). A daemon started on it raises its counter
 /// first ([`crate::machine`]).
 pub fn behind_lease(found: Option<&Lease>, counter: Seq, stored: Seq) -> Option<Seq> {
-    let holds = found?.state.cursor_seq;
-    (counter < holds || stored < holds).then_some(holds)
+    let state = &found?.state;
+    let holds = state.bucket_may_hold();
+    (counter < holds || stored < state.cursor_seq).then_some(holds)
 }
 
 /// A renewal was refused by its precondition; the lease now reads `current`.
@@ -379,6 +406,13 @@ mod tests {
             "written to since the stop"
         );
         assert_eq!(behind_lease(None, 0, 0), None, "no lease says nothing");
+        left.state.highest_seq = 11;
+        assert_eq!(
+            behind_lease(Some(&left), 10, 8),
+            Some(11),
+            "below a change read past the cursor saved"
+        );
+        assert_eq!(behind_lease(Some(&left), 11, 8), None, "its saves lost");
     }
 
     #[test]

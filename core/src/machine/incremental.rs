@@ -34,6 +34,7 @@ use super::{Config, Context};
 use crate::Seq;
 use crate::envelope::Envelope;
 use crate::job_id::JobId;
+use crate::lease::LeaseState;
 use crate::object_name::{Framing, ObjectKind, job_object};
 use crate::timestamp::Timestamp;
 
@@ -146,10 +147,25 @@ pub(crate) struct Incremental {
     raise: Option<Raise>,
     /// When the counter of a copy gone back was last raised.
     raised_at: Option<Timestamp>,
-    /// The cursor of the lease found at start ([`Self::bucket_holds`]).
-    leased_cursor: Seq,
+    /// The lease found at start: the highest change it says the bucket
+    /// may hold, and its cursor ([`Self::bucket_holds`]).
+    leased: Leased,
+    /// The highest change a read has reached, over resets: the bucket may
+    /// hold up to it whatever the cursor says.
+    highest_read: Seq,
     /// A read of the feed has reported.
     read_once: bool,
+}
+
+/// What the lease found at start says of the bucket.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Leased {
+    /// The highest change of the database it may hold: a counter below it
+    /// went back.
+    highest: Seq,
+    /// Its holder's cursor: a stored cursor below it went back (a copy
+    /// written to since brings its counter back up).
+    cursor: Seq,
 }
 
 /// Whether the backup goes on, drains for a stop, or has stopped.
@@ -245,7 +261,8 @@ impl Incremental {
             held_until: None,
             raise: None,
             raised_at: None,
-            leased_cursor: 0,
+            leased: Leased::default(),
+            highest_read: stored.seq,
             read_once: false,
         }
     }
@@ -288,10 +305,26 @@ impl Incremental {
     /// the error line's "older copy" is not. Only before the first read: a lease read later is this
     /// daemon's own, and after a copy went back it still holds what the
     /// daemon read before.
-    pub fn bucket_holds(&mut self, seq: Seq) {
+    pub fn bucket_holds(&mut self, found: &LeaseState) {
         if !self.read_once {
-            self.leased_cursor = self.leased_cursor.max(seq);
+            self.leased.highest = self.leased.highest.max(found.bucket_may_hold());
+            self.leased.cursor = self.leased.cursor.max(found.cursor_seq);
         }
+    }
+
+    /// The highest change of the database the bucket may hold, for the
+    /// lease to say ([`LeaseState::highest_seq`]): the highest read, the
+    /// counter being raised past, and before the first read the lease
+    /// found at start, which a renewal must not replace with less.
+    pub fn bucket_may_hold(&self) -> Seq {
+        let leased = if self.read_once {
+            0
+        } else {
+            self.leased.highest
+        };
+        self.highest_read
+            .max(self.raising_past().unwrap_or(0))
+            .max(leased)
     }
 
     pub fn set_aside(&self) -> u64 {
@@ -459,9 +492,9 @@ impl Incremental {
         let read_before = self.newest.max(self.frontier);
         let cursor_back =
             batch.stored.seq < self.durable.seq && !read.expected.contains(&batch.stored);
-        let leased = self.leased_cursor;
-        if batch.newest < leased || batch.stored.seq < leased {
-            return self.went_back(cx, batch, leased.saturating_add(LEASED_MARGIN));
+        let leased = self.leased;
+        if batch.newest < leased.highest || batch.stored.seq < leased.cursor {
+            return self.went_back(cx, batch, leased.highest.saturating_add(LEASED_MARGIN));
         }
         if batch.newest < read_before || cursor_back {
             return self.went_back(cx, batch, read_before);
@@ -494,6 +527,7 @@ impl Incremental {
         }
         self.newest = batch.newest;
         self.set_aside_found(batch.unreadable, before, batch.set_aside);
+        self.highest_read = self.highest_read.max(self.frontier);
         self.batches.push_back(Batch {
             read_at: read.read_at,
             last_seq: self.frontier,
@@ -892,7 +926,7 @@ impl Incremental {
              bucket's history (restore --at)"
         );
         cx.metrics.went_back += 1;
-        self.leased_cursor = 0;
+        self.leased = Leased::default();
         self.start_again(cx, batch.stored);
         self.raise = Some(Raise::new(past));
         self.raise_counter(cx);

@@ -29,8 +29,8 @@ pub use backoff::{FIRST_RETRY, REFUSED_RETRY};
 pub use incremental::{LEASED_MARGIN, OBJECT_WRITE_SPACING, SEQ_SAVE_SPACING};
 pub use io::{
     COMMAND_DEADLINE, ChangeBatch, Command, Cursor, Failure, FailureKind, FoundDestination, Input,
-    JobUpload, ListedObject, NEW_DESTINATION_BASE, Owed, SNAPSHOT_DEADLINE, SnapshotOrder,
-    SnapshotReason,
+    JobUpload, LEASE_DEADLINE, ListedObject, NEW_DESTINATION_BASE, Owed, SNAPSHOT_DEADLINE,
+    SnapshotOrder, SnapshotReason,
 };
 pub use metrics::{Metrics, PerKind};
 pub use schedule::{NotATimeOfDay, Schedule, parse_time_of_day};
@@ -456,7 +456,7 @@ impl Backup {
                     ..
                 }) = &result
                 {
-                    self.incremental.bucket_holds(found.state.cursor_seq);
+                    self.incremental.bucket_holds(&found.state);
                 }
                 lease.on_read(now, result, &mut self.out)
             }
@@ -535,14 +535,14 @@ impl Backup {
     }
 
     /// What a renewal writes into the lease, for `status`.
-    fn lease_content(&self) -> LeaseState {
-        // While the counter is raised, the copy's cursor must not stand in
-        // the lease for what the bucket holds: a restart would miss the copy.
-        let cursor_seq = self
-            .metrics
-            .cursor
-            .seq
-            .max(self.incremental.raising_past().unwrap_or(0));
+    /// What a renewal of the lease says now.
+    #[must_use]
+    pub fn lease_content(&self) -> LeaseState {
+        // The cursor saved, and beside it what the bucket may hold beyond
+        // it (changes read, a counter being raised past): the next start
+        // compares the database's counter with the one, its stored cursor
+        // with the other ([`went_back`]).
+        let cursor_seq = self.metrics.cursor.seq;
         LeaseState {
             version: String::new(),
             cursor_seq,
@@ -550,6 +550,7 @@ impl Backup {
             caught_up: self.metrics().incremental_alive,
             newest_snapshot: self.metrics.last_snapshot,
             jobs_set_aside: self.incremental.set_aside(),
+            highest_seq: self.incremental.bucket_may_hold().max(cursor_seq),
         }
     }
 

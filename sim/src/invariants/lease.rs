@@ -16,8 +16,9 @@
 
 use std::time::Duration;
 
-use jobvault_core::Config;
-use jobvault_core::lease::renewal;
+use jobvault_core::lease::{Holder, renewal};
+use jobvault_core::machine::LEASE_DEADLINE;
+use jobvault_core::{Config, Seq, Timestamp};
 
 use super::{Invariant, Observation, Verdicts};
 use crate::operations::describe_command;
@@ -79,4 +80,116 @@ impl Invariant for OneDaemonPerHost {
             });
         }
     }
+}
+
+/// The lease's cursor keeps up with the bucket while its holder writes.
+///
+/// A daemon that dies without giving the lease back (killed, its grace cut,
+/// its giving back failed) leaves the cursor of its last renewal, and the
+/// next start finds a copy put back in the meantime only if the copy's
+/// counter is below it. So a holder that learns the bucket holds changes
+/// past the cursor its lease last said issues a write of the lease saying
+/// so within `bound`: a retry's wait after its last renewal, the next tick
+/// that checks it, and a renewal in flight answered by its deadline. A
+/// lease read or write that failed excuses the wait before it (the renewal
+/// is retried on its own clock). Checked at each write the holder issues
+/// to what daemons share: only a holder with its gate open issues one, and
+/// a daemon that died issues none.
+pub struct LeaseFollowsCursor {
+    bound: Duration,
+    holders: Vec<(Holder, Kept)>,
+}
+
+/// One holder's lease cursor, as far as the checker follows it.
+#[derive(Debug, Default)]
+struct Kept {
+    /// What its last lease write issued said (cursor, highest change).
+    issued: (Seq, Seq),
+    /// What its core knew of last.
+    known: (Seq, Seq),
+    /// Since when its core has known of a cursor past `issued`.
+    behind_since: Option<Timestamp>,
+}
+
+impl LeaseFollowsCursor {
+    pub fn new(config: &Config) -> Self {
+        LeaseFollowsCursor {
+            bound: renewal(config.interval).retry + config.interval + LEASE_DEADLINE,
+            holders: Vec::new(),
+        }
+    }
+
+    fn kept(&mut self, writer: &Holder) -> &mut Kept {
+        let at = match self.holders.iter().position(|(h, _)| h == writer) {
+            Some(at) => at,
+            None => {
+                self.holders.push((writer.clone(), Kept::default()));
+                self.holders.len() - 1
+            }
+        };
+        &mut self.holders[at].1
+    }
+}
+
+impl Invariant for LeaseFollowsCursor {
+    /// Times are the host's clock's, as the holder's are: a clock stepped
+    /// back postpones its next tick by the step, which no renewal can help.
+    fn observe(&mut self, seen: &Observation, world: &World, verdicts: &mut Verdicts) {
+        match *seen {
+            Observation::LeaseKept {
+                writer,
+                progress,
+                lease_trouble,
+                true_time,
+            } => {
+                let kept = self.kept(writer);
+                if lease_trouble {
+                    kept.behind_since = None;
+                }
+                kept.known = progress;
+                if !ahead(progress, kept.issued) {
+                    // Gone back under it (a wiped bucket refilled from
+                    // the start): the lease covers it.
+                    kept.behind_since = None;
+                } else if kept.behind_since.is_none() {
+                    kept.behind_since = Some(world.local(true_time));
+                }
+            }
+            Observation::LeaseWriteIssued {
+                writer,
+                progress,
+                true_time,
+            } => {
+                let kept = self.kept(writer);
+                kept.issued = progress;
+                // Anything newer waits for the next renewal's turn.
+                kept.behind_since = ahead(kept.known, progress).then_some(world.local(true_time));
+            }
+            Observation::SharedWrite {
+                writer, true_time, ..
+            } => {
+                let bound = self.bound;
+                let local = world.local(true_time);
+                let kept = self.kept(writer);
+                let behind = kept.behind_since.filter(|since| local >= *since + bound);
+                verdicts.check(behind.is_none(), || {
+                    format!(
+                        "{} pid {} writes at {local} (its clock) with its lease saying cursor and \
+                         highest change {:?} while it has known of {:?} for {} s",
+                        writer.host,
+                        writer.pid,
+                        kept.issued,
+                        kept.known,
+                        local.duration_since(behind.expect("checked")).as_secs()
+                    )
+                });
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Whether `known` is past `said` in its cursor or its highest change.
+fn ahead(known: (Seq, Seq), said: (Seq, Seq)) -> bool {
+    known.0 > said.0 || known.1 > said.1
 }

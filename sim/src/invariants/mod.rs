@@ -79,6 +79,22 @@ pub enum Observation<'a> {
     FeedReset { explained: bool },
     /// The core took a report; its count of reports that answered nothing.
     Reported { unexpected: u64 },
+    /// A daemon's core took a report; what a renewal of its lease would say
+    /// then (its cursor, and the highest change the bucket may hold);
+    /// `lease_trouble` if the report was a lease read or write that failed.
+    LeaseKept {
+        writer: &'a Holder,
+        progress: (Seq, Seq),
+        lease_trouble: bool,
+        true_time: Timestamp,
+    },
+    /// A daemon issued a write of the lease (a renewal, or giving it back)
+    /// saying `progress`, as in [`Observation::LeaseKept`].
+    LeaseWriteIssued {
+        writer: &'a Holder,
+        progress: (Seq, Seq),
+        true_time: Timestamp,
+    },
     /// The core answered immediate-backup request `id`; `waiting` if it was.
     ImmediateAnswered { id: u64, waiting: bool },
     /// The core exited after a graceful stop with these requests unanswered.
@@ -171,6 +187,7 @@ impl Checkers {
             Box::new(history::PastRestores),
             Box::new(lease::OneWriter::new(config)),
             Box::new(lease::OneDaemonPerHost),
+            Box::new(lease::LeaseFollowsCursor::new(config)),
         ];
         Checkers {
             invariants,
