@@ -520,6 +520,51 @@ mod tests {
         );
     }
 
+    /// What this release writes, given back: decoded, and written again
+    /// byte for byte (the shell writes it pretty, then gzips it).
+    const FROZEN: &str = include_str!("../../tests/frozen/lease-current.json");
+    /// What releases wrote before the lease was given back at a stop (they
+    /// deleted it) and before `jobs_set_aside` and `highest_seq`.
+    const EARLIER: &str = include_str!("../../tests/frozen/lease-earlier.json");
+
+    #[test]
+    fn the_frozen_samples_decode_and_this_release_writes_the_same() {
+        let current: Lease = serde_json::from_str(FROZEN).unwrap();
+        assert_eq!(
+            (current.state.cursor_seq, current.state.highest_seq),
+            (1200, 1207)
+        );
+        assert_eq!(current.state.bucket_may_hold(), 1207);
+        assert!(current.released.is_some());
+        assert_eq!(
+            serde_json::to_string_pretty(&current).unwrap(),
+            FROZEN.trim_end()
+        );
+
+        let first: Lease = serde_json::from_str(EARLIER).unwrap();
+        assert_eq!(first.released, None);
+        assert_eq!(first.state.jobs_set_aside, 0);
+        assert_eq!(
+            first.state.bucket_may_hold(),
+            1200,
+            "its cursor stands for the highest change"
+        );
+        assert_eq!(
+            first,
+            Lease {
+                released: None,
+                state: LeaseState {
+                    caught_up: None,
+                    newest_snapshot: None,
+                    jobs_set_aside: 0,
+                    highest_seq: 0,
+                    ..current.state.clone()
+                },
+                ..current
+            }
+        );
+    }
+
     #[test]
     fn the_lease_reads_back_as_written() {
         let written = lease(holder("a", 1), at(5));
