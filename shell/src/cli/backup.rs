@@ -157,8 +157,9 @@ async fn refuse_if_held_or_behind(store: &Store, db: &Path) -> anyhow::Result<()
     }
 }
 
-/// Refuses a snapshot of a database whose change counter or cursor is below
-/// the cursor the prefix's lease holds: an older copy put back, or another
+/// Refuses a snapshot of a database whose change counter is below the
+/// highest change the prefix's lease says the bucket may hold, or whose
+/// cursor is below the lease's: an older copy put back, or another
 /// database. Its snapshot, with its old counter, would be restored with the
 /// newer versions applied on top.
 fn refuse_if_behind(store: &Store, path: &Path, lease: Option<&Lease>) -> anyhow::Result<()> {
@@ -169,7 +170,7 @@ fn refuse_if_behind(store: &Store, path: &Path, lease: Option<&Lease>) -> anyhow
     };
     Err(anyhow!(
         "{} is behind what {} holds: its change counter is {counter} and its cursor {}, and \
-         {} says the bucket holds every change up to {holds}. It is an older copy put back (or \
+         {} says the bucket may hold changes up to {holds}. It is an older copy put back (or \
          another database), and a snapshot of it here would be restored with the newer versions \
          on top: start `jobvault run` on it, which numbers its changes past the bucket's and \
          takes a full snapshot, or restore from the bucket first, or give it a prefix of its own",
