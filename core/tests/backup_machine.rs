@@ -824,6 +824,55 @@ fn a_snapshot_under_way_when_the_copy_is_found_pays_nothing_owed() {
     );
 }
 
+/// A snapshot asked for after the raise, before the check that makes the
+/// prefix new, holds the whole database, but its name is not the
+/// `new-destination-…` one a restore stops falling back at: it pays
+/// nothing, and the owed one is taken. One that paid left a restore that
+/// passed it over as unusable to fall back to the state the copy abandoned.
+#[test]
+fn only_a_new_destinations_own_snapshot_pays_it() {
+    let mut h = Harness::new();
+    h.start();
+    h.input(batch(vec![version("a", 11)]));
+    h.input(uploaded("a", 11));
+    h.input(Input::CursorSaved(Ok(0)));
+    h.input(Input::TriggersScanned(Ok(vec![])));
+    h.input(Input::DatabaseChanged);
+    assert_eq!(
+        h.input(nothing_after(8)),
+        [Command::RaiseCounter { past: 11 }]
+    );
+    h.input(Input::CounterRaised(Ok(())));
+    let asked = snapshot(&h.input(immediate(1))).expect("the immediate snapshot starts");
+    assert!(has(&h.step(), &Command::CheckDestination { keep: None }));
+    let fresh = 0x0f0f_0f0f;
+    h.input(checked(marker(fresh), true));
+    let landed = h.input(Input::SnapshotTaken {
+        object: asked.object,
+        result: Ok(1),
+    });
+    let id = DestinationId::new(fresh).unwrap();
+    assert!(
+        !has(&landed, &Command::RecordDestination { id }),
+        "{landed:?}"
+    );
+    let owed = snapshot(&landed).expect("the owed snapshot starts");
+    assert_eq!(owed.reason, SnapshotReason::Owed(Owed::NewDestination(id)));
+    assert!(
+        owed.object.as_str().contains("/new-destination-"),
+        "{}",
+        owed.object
+    );
+    let recorded = h.input(Input::SnapshotTaken {
+        object: owed.object,
+        result: Ok(1),
+    });
+    assert!(
+        has(&recorded, &Command::RecordDestination { id }),
+        "{recorded:?}"
+    );
+}
+
 /// A snapshot that lands while the raise is still owed (here the one a
 /// first listing made owed, taken as the raise keeps failing) holds the
 /// copy's old counter: it pays nothing, and the owed one is taken again.

@@ -7,16 +7,22 @@
 //! ([`crate::destination`]). Now the machine owes a snapshot when the
 //! destination is new to the database, or when the first listing finds none
 //! in the last week. It is taken before any trigger or request and retried,
-//! with a doubling wait, until one lands; any snapshot that lands pays it.
-//! For a new destination the database then records the destination's id,
-//! and only from then does the cursor speak for this destination.
+//! with a doubling wait, until one lands. Any snapshot that lands pays a
+//! first one; a new destination's only its own, named `new-destination-…`,
+//! where a restore stops falling back past unusable snapshots
+//! ([`crate::restore_plan`]). A scheduled snapshot that paid it left no such
+//! name: after the database went back to a copy, a restore that found that
+//! one unusable fell back to one of the state the copy abandoned, and left
+//! out the copy's changes, exit 0 (the simulator). For a new destination the
+//! database then records the destination's id, and only from then does the
+//! cursor speak for this destination.
 
 use std::collections::VecDeque;
 use std::time::Duration;
 
 use tracing::{error, info};
 
-use super::io::{Command, Failure, Owed};
+use super::io::{Command, Failure, Owed, SnapshotReason};
 use crate::destination::DestinationId;
 use crate::timestamp::Timestamp;
 
@@ -68,8 +74,14 @@ impl OwedSnapshot {
         !self.recording
     }
 
-    /// A snapshot landed: whatever was owed is paid.
-    pub fn landed(&mut self, out: &mut VecDeque<Command>) {
+    /// A snapshot taken for `reason` landed: what was owed is paid, a new
+    /// destination's only by its own.
+    pub fn landed(&mut self, reason: &SnapshotReason, out: &mut VecDeque<Command>) {
+        if matches!(self.owed, Some(Owed::NewDestination(_)))
+            && !matches!(reason, SnapshotReason::Owed(_))
+        {
+            return;
+        }
         if let Some(owed) = self.owed.take() {
             info!(
                 snapshot = owed.base_name(),

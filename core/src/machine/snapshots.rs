@@ -317,7 +317,7 @@ impl Snapshots {
                 cx.ledger.record(object, cx.now);
                 cx.metrics.snapshots_last_24h = cx.ledger.count_last_24h(cx.now);
                 if epoch == self.epoch {
-                    self.owed.landed(cx.out);
+                    self.owed.landed(&reason, cx.out);
                 } else {
                     info!(%object, "a snapshot started before the database went back landed: it pays nothing owed");
                 }
