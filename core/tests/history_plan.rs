@@ -450,6 +450,37 @@ fn a_snapshot_whose_header_came_decompressed_is_as_old_as_its_upload() {
     assert_eq!(after, before);
 }
 
+/// The same snapshot as the window's base: its contents may be as old as
+/// its day folder (copied before midnight, uploaded after), so the job
+/// objects from that day on are kept for a restore from it.
+#[test]
+fn a_base_whose_header_came_decompressed_keeps_the_job_objects_from_its_day() {
+    let now = at("2016-11-06T12:00:00Z");
+    let mut bucket = a_month(true);
+    bucket.put(
+        "db-backup/2016/11/03/late.bdb",
+        "2016-11-04T00:15:00Z",
+        Content::Snapshot {
+            gzip_mtime: None,
+            stored: Cursor::default(),
+            newest_change: Some(at("2016-11-03T23:58:00Z")),
+        },
+    );
+    let plan = prune(&mut bucket, now, 2 * DAY);
+    assert_eq!(
+        plan.base.as_ref().map(|b| b.object.as_str()),
+        Some("db-backup/2016/11/03/late.bdb")
+    );
+    assert!(
+        !plan
+            .delete
+            .iter()
+            .any(|o| o == "job-backup/2016/11/03/a.job"),
+        "{:?}",
+        plan.delete
+    );
+}
+
 #[test]
 fn without_versioning_a_version_committed_after_the_instant_is_refused_whatever_the_store_clock() {
     let mut bucket = a_day_of_history(false);

@@ -74,12 +74,17 @@ pub struct PrunePlan {
 /// A snapshot with the time its header gave.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 struct Timed {
-    /// The gzip mtime, or, without one, its upload time. Its day folder's
+    /// The gzip mtime, or, without one, its upload time, which its contents
+    /// are no newer than: what it is kept or deleted by. Its day folder's
     /// start, taken before, sorted a snapshot of an hour ago before the
     /// base and deleted it: the first one after the database went back to
     /// a copy, so that a restore passing over the next as unusable fell
     /// back to one of the state the copy abandoned (the simulator).
     time: Timestamp,
+    /// The gzip mtime, or, without one, its day folder's start, which its
+    /// contents are no older than: as the base, a restore reads the job
+    /// objects from then on, and those are kept.
+    reads_from: Timestamp,
     object: ObjectName,
     uploaded: Timestamp,
     /// The header gave the time.
@@ -240,13 +245,13 @@ impl PrunePlanner {
             return;
         }
         timed.sort();
-        self.oldest_snapshot = timed.first().map(|t| t.time);
+        self.oldest_snapshot = timed.first().map(|t| t.reads_from);
         let start = self.window_start;
         let Some(split) = timed.iter().rposition(|t| t.may_be_base(start)) else {
             self.phase = Phase::Done;
             return;
         };
-        let (time, object) = (timed[split].time, timed[split].object.clone());
+        let (time, object) = (timed[split].reads_from, timed[split].object.clone());
         let deleted = timed[..split]
             .iter()
             .filter(|t| Some(&t.object) != newest.as_ref());
@@ -311,9 +316,10 @@ impl Planner for PrunePlanner {
                 },
             ) if waiting.contains_key(&object) => {
                 let uploaded = waiting.remove(&object).expect("just looked up");
-                let time = gzip_mtime.unwrap_or(uploaded);
+                let day = parse_object_name(&object).map_or(Timestamp::UNIX_EPOCH, |p| p.day);
                 timed.push(Timed {
-                    time,
+                    time: gzip_mtime.unwrap_or(uploaded),
+                    reads_from: gzip_mtime.unwrap_or(day),
                     object,
                     uploaded,
                     known: gzip_mtime.is_some(),
