@@ -302,7 +302,7 @@ fn with_no_snapshot_every_job_folder_is_discovered_and_read() {
         .map(|e| (e.id.to_string(), e.seq))
         .collect();
     assert_eq!(got, [("a".to_owned(), 5), ("b".to_owned(), 3)]);
-    let cursor = plan.cursor(5, 4, at("2016-11-16T14:00:00Z"));
+    let cursor = plan.cursor(5, 4, None, at("2016-11-16T14:00:00Z"));
     assert_eq!(
         cursor,
         Cursor {
@@ -310,6 +310,10 @@ fn with_no_snapshot_every_job_folder_is_discovered_and_read() {
             time: at("2016-11-16T14:00:00Z")
         }
     );
+    // The lease says its daemon read up to 9 and never uploaded 6 to 9: the
+    // restored database continues after them.
+    let leased = plan.cursor(5, 4, Some(9), at("2016-11-16T14:00:00Z"));
+    assert_eq!(leased.seq, 9);
 }
 
 /// Snapshots on the 14th and the 15th, and a job changed between them.

@@ -22,7 +22,7 @@ use futures::StreamExt;
 use jobvault_core::object_name::ObjectName;
 use jobvault_core::read_retry::ReadAgain;
 use jobvault_core::restore_plan::{OnCorrupt, PlanError, RestorePlanner, Skipped, WithoutSnapshot};
-use jobvault_core::{Cursor, Timestamp};
+use jobvault_core::{Cursor, Seq, Timestamp};
 use jobvault_crypt::{Keyring, OpenError, is_sealed};
 use tracing::warn;
 
@@ -249,6 +249,10 @@ pub async fn restore(
         bytes: file_size(temp.path()),
     });
 
+    let leased = match options.from {
+        RestoreFrom::Newest => bucket_may_hold(store).await,
+        RestoreFrom::Instant(_) | RestoreFrom::Snapshot(_) => None,
+    };
     let named = |s: &Skipped| format!("{}: {}", store.location(&s.object), s.why);
     let skipped = plan.retrieved.skipped.iter().map(named).collect();
     let unusable = plan.unusable.iter().map(named).collect();
@@ -257,7 +261,8 @@ pub async fn restore(
         tokio::task::spawn_blocking(move || -> Result<_, RestoreError> {
             let (mut db, _) = JobDb::init(&path, now)?;
             let applied = db.apply_versions(&plan.retrieved.jobs)?;
-            let cursor = db.mark_backed_up(|newest, counter| plan.cursor(newest, counter, now))?;
+            let cursor =
+                db.mark_backed_up(|newest, counter| plan.cursor(newest, counter, leased, now))?;
             let abandoned = plan.abandoned().map(|(id, seq)| (id.clone(), seq));
             let written_again = db.write_again(abandoned)?;
             db.integrity_check()?.map_err(RestoreError::Integrity)?;
@@ -282,6 +287,24 @@ pub async fn restore(
         unusable,
         elapsed: started.elapsed(),
     })
+}
+
+/// What the prefix's lease says the bucket may hold, if it can be read
+/// ([`jobvault_core::restore_plan::RestorePlan::cursor`]). One that cannot
+/// only leaves the next start to take the restore for an older copy, at the
+/// cost of a full snapshot.
+async fn bucket_may_hold(store: &Store) -> Option<Seq> {
+    match crate::lease::find(store).await {
+        Ok(found) => found.lease.map(|(lease, _)| lease.state.bucket_may_hold()),
+        Err(failure) => {
+            warn!(
+                lease = %store.location(jobvault_core::lease::LEASE_OBJECT),
+                error = %failure,
+                "cannot read the lease: the daemon's next start may take this restore for an older copy"
+            );
+            None
+        }
+    }
 }
 
 /// Refuses a target that cannot be written before anything is fetched: a

@@ -80,9 +80,26 @@ impl RestorePlan {
     /// `jobvault run` continues after the newest sequence (or after the
     /// newest the bucket holds, for a restore of the past), and the next
     /// snapshot's time is the restore's.
-    pub fn cursor(&self, newest_seq: Seq, counter: Seq, now: Timestamp) -> Cursor {
+    ///
+    /// `leased`, for a restore of the newest state, is what the prefix's
+    /// lease says the bucket may hold ([`crate::lease::LeaseState::bucket_may_hold`]):
+    /// changes its daemon read and never uploaded, lost with it, count
+    /// there, and a start on a database below it takes it for an older copy
+    /// put back. The restore runbook's step after a crash raised that false
+    /// alarm; the cursor passes them instead. A restore of the past went
+    /// back on purpose, and its start must find it so: `None`.
+    pub fn cursor(
+        &self,
+        newest_seq: Seq,
+        counter: Seq,
+        leased: Option<Seq>,
+        now: Timestamp,
+    ) -> Cursor {
         Cursor {
-            seq: counter.max(newest_seq).max(self.retrieved.newest_seen),
+            seq: counter
+                .max(newest_seq)
+                .max(self.retrieved.newest_seen)
+                .max(leased.unwrap_or(0)),
             time: now,
         }
     }
