@@ -334,10 +334,9 @@ impl Simulation {
     /// After a drained stop that gave the lease back, with no other daemon
     /// running, the copy taken earlier, if any, is put back before the
     /// service starts again, as a disk restored from an image is. The lease
-    /// given back holds the cursor the stop left, which the start compares
-    /// with the copy's counter. (A crash, or a stop whose giving back
-    /// failed, leaves a lease up to a renewal old: a copy whose counter is
-    /// at or above its cursor is not found, a gap DESIGN names.)
+    /// given back holds the cursor and the highest change the stop left,
+    /// which the start compares the copy with ([`Self::copy_back_after_crash`]
+    /// for a lease a crash left).
     fn copy_back_after_stop(&mut self, node: NodeId) {
         let counter = self.world.db.counter;
         if self.nodes.iter().any(|n| n.is_running()) {

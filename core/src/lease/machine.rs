@@ -121,7 +121,11 @@ struct Farewell {
 enum TakeStep {
     Due(Timestamp),
     Reading,
-    Writing { sent: Timestamp },
+    /// The lease written at `sent`, carrying `progress` on.
+    Writing {
+        sent: Timestamp,
+        progress: Progress,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -313,7 +317,7 @@ impl LeaseMachine {
                     && (now >= *next_renewal
                         || now < *sent
                         || first_caught_up(&lease.state, &content)
-                        || (cursor_moved(&lease.state, &content)
+                        || (progress_moved(&lease.state, &content)
                             && now >= *sent + self.renewal.retry))
                 {
                     *step = HeldStep::Renewing {
@@ -424,10 +428,10 @@ impl LeaseMachine {
     ) -> bool {
         match self.state {
             State::Taking {
-                step: TakeStep::Writing { sent },
+                step: TakeStep::Writing { sent, progress },
                 ..
             } => match result {
-                Ok(generation) => self.took(generation, sent),
+                Ok(generation) => self.took(generation, sent, progress),
                 Err(failure) if failure.kind == FailureKind::Conflict => {
                     // Someone wrote it since the read: read again now.
                     self.set_take_step(TakeStep::Reading);
@@ -512,7 +516,7 @@ impl LeaseMachine {
                 return;
             }
             warn!(error = %why, "replacing a lease object that is not a lease (--takeover)");
-            return self.write_taken(now, *generation, out);
+            return self.write_taken(now, *generation, None, out);
         }
         let runs_here = found.lease.as_ref().and_then(|(lease, _)| {
             let holder = &lease.holder;
@@ -537,36 +541,58 @@ impl LeaseMachine {
                 return;
             }
         };
-        self.write_taken(now, generation, out);
+        let left = found.lease.as_ref().map(|(lease, _)| &lease.state);
+        self.write_taken(now, generation, left, out);
     }
 
-    /// Writes the lease for this daemon over the one at `generation`.
-    fn write_taken(&mut self, now: Timestamp, generation: i64, out: &mut VecDeque<Command>) {
+    /// Writes the lease for this daemon over the one at `generation`, which
+    /// `left` what the bucket holds: carried on until this daemon's first
+    /// renewal says its own. Written as nothing, a daemon killed before that
+    /// renewal erased it, and a copy put back then went unnoticed (a review).
+    fn write_taken(
+        &mut self,
+        now: Timestamp,
+        generation: i64,
+        left: Option<&LeaseState>,
+        out: &mut VecDeque<Command>,
+    ) {
+        let progress = Progress {
+            caught_up: None,
+            cursor_seq: left.map_or(0, |state| state.cursor_seq),
+            highest_seq: left.map_or(0, LeaseState::bucket_may_hold),
+        };
+        let mut state = LeaseState {
+            version: self.version.clone(),
+            ..LeaseState::default()
+        };
+        progress.write_into(&mut state);
         let lease = Lease {
             holder: self.me.clone(),
             renewed: now,
             expiry: self.renewal.expiry,
-            state: LeaseState {
-                version: self.version.clone(),
-                ..LeaseState::default()
-            },
+            state,
             released: None,
         };
-        self.set_take_step(TakeStep::Writing { sent: now });
+        self.set_take_step(TakeStep::Writing {
+            sent: now,
+            progress,
+        });
         out.push_back(Command::WriteLease {
             lease,
             if_generation: generation,
         });
     }
 
-    fn took(&mut self, generation: i64, sent: Timestamp) {
+    fn took(&mut self, generation: i64, sent: Timestamp, progress: Progress) {
         info!("took the lease; writing to the store");
+        let mut state = LeaseState::default();
+        progress.write_into(&mut state);
         self.state = State::Held {
             lease: Lease {
                 holder: self.me.clone(),
                 renewed: sent,
                 expiry: self.renewal.expiry,
-                state: LeaseState::default(),
+                state,
                 released: None,
             },
             generation,
@@ -657,14 +683,17 @@ fn first_caught_up(written: &LeaseState, now: &LeaseState) -> bool {
     written.caught_up.is_none() && now.caught_up.is_some()
 }
 
-/// Whether the daemon's cursor, or the changes the bucket may hold, went
-/// past what the lease last said: a renewal then goes a retry's wait after
-/// the last, not a minute, since a daemon that dies without giving the
-/// lease back leaves them for the next start to find a copy put back by.
-/// At a minute's staleness a copy taken up to a minute before a crash went
-/// unnoticed, and a restore mixed it with the versions it never held.
-fn cursor_moved(written: &LeaseState, now: &LeaseState) -> bool {
-    now.cursor_seq > written.cursor_seq || now.highest_seq > written.highest_seq
+/// Whether the daemon's cursor moved, or the changes the bucket may hold
+/// went past, what the lease last said: a renewal then goes a retry's wait
+/// after the last, not a minute, since a daemon that dies without giving
+/// the lease back leaves them for the next start to find a copy put back
+/// by. At a minute's staleness a copy taken up to a minute before a crash
+/// went unnoticed, and a restore mixed it with the versions it never held.
+/// A cursor gone down (a copy found, read again from its cursor) is said
+/// too: left above the database's, a crash had the start find the copy
+/// again.
+fn progress_moved(written: &LeaseState, now: &LeaseState) -> bool {
+    now.cursor_seq != written.cursor_seq || now.highest_seq > written.highest_seq
 }
 
 #[cfg(test)]
@@ -847,6 +876,45 @@ mod tests {
             matches!(out.pop_front(), Some(Command::WriteLease { lease, .. }) if lease.state.cursor_seq == 41),
             "moved again: written again"
         );
+        lease.on_written(at(25), Ok(9), &mut out);
+        // Gone down (a copy found, read again from its cursor): left above
+        // the database's, a crash had the next start find the copy again.
+        lease.handle_timeout(at(35), at_seq(30), &mut out);
+        assert!(
+            matches!(out.pop_front(), Some(Command::WriteLease { lease, .. }) if lease.state.cursor_seq == 30),
+            "gone down: written too"
+        );
+    }
+
+    /// A lease taken over carries what the last one said the bucket holds
+    /// until this daemon's first renewal says its own: written as nothing,
+    /// a daemon killed in between erased it, and a copy put back then went
+    /// unnoticed.
+    #[test]
+    fn a_lease_taken_carries_on_what_the_one_it_replaces_said() {
+        let (mut lease, mut out) = machine();
+        step(&mut lease, at(0), &mut out);
+        let mut left = held_by(holder("b", 2), at(-600));
+        left.released = Some(at(-600));
+        left.state.cursor_seq = 40;
+        left.state.highest_seq = 45;
+        assert!(lease.on_read(at(0), found(Some((left, 3))), &mut out));
+        let Some(Command::WriteLease { lease: written, .. }) = out.pop_front() else {
+            panic!("{out:?}");
+        };
+        assert_eq!(
+            (written.state.cursor_seq, written.state.highest_seq),
+            (40, 45)
+        );
+        assert_eq!(written.state.caught_up, None, "not the last holder's");
+        lease.on_written(at(0), Ok(4), &mut out);
+        let same = LeaseState {
+            cursor_seq: 40,
+            highest_seq: 45,
+            ..LeaseState::default()
+        };
+        lease.handle_timeout(at(20), same, &mut out);
+        assert!(out.is_empty(), "nothing moved: {out:?}");
     }
 
     #[test]

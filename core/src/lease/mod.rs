@@ -73,10 +73,10 @@ pub struct Lease {
     pub expiry: Duration,
     pub state: LeaseState,
     /// When its holder gave it back at a stop: nobody holds it, and its
-    /// state is what the holder left the bucket holding. A start reads the
-    /// cursor in it as any lease's ([`crate::machine`]): a database put
-    /// back from an older copy while no daemon ran (a disk restored from
-    /// an image) has its counter below it. Deleted at the stop, as it was,
+    /// state is what the holder left the bucket holding. A start reads it
+    /// as any lease's ([`crate::machine`]): a database put back from an
+    /// older copy while no daemon ran (a disk restored from an image) has
+    /// its counter below its highest change. Deleted at the stop, as it was,
     /// the lease took that cursor with it, and the daemon went on from the
     /// copy's, numbering new changes as the versions the copy left behind.
     /// Absent in the leases of earlier releases, which deleted it.
@@ -84,7 +84,8 @@ pub struct Lease {
     pub released: Option<Timestamp>,
 }
 
-/// The holder's state, for `status`.
+/// The holder's state: for `status`, and what the next start compares its
+/// database with.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LeaseState {
     pub version: String,

@@ -210,11 +210,12 @@ pub(crate) struct Drained {
     pub read_after_stop: bool,
 }
 
-/// How far past the cursor of a lease found at start the counter is raised
-/// when the database went back while no daemon read it: the lease is up to
-/// a renewal (a minute) old, and its holder may have uploaded changes
-/// numbered after it until it died, more than the lease says but never
-/// this many (over 70 million commits a second for a minute).
+/// How far past the highest change a lease found at start says the bucket
+/// may hold the counter is raised when the database went back while no
+/// daemon read it: that is some seconds old, and its holder's gate stays
+/// open 90 s after its last renewal got through, so it may have uploaded
+/// changes numbered after it until it died, but never this many (over 40
+/// million commits a second for those 90 s).
 pub const LEASED_MARGIN: Seq = 1 << 32;
 
 /// GCS allows about one write a second to one object name.
@@ -295,11 +296,11 @@ impl Incremental {
         (self.window.len(), self.held_bytes)
     }
 
-    /// The bucket holds changes up to `seq` of this database, as a lease
-    /// found at start says (its holder's cursor): a read whose counter or
-    /// stored cursor is below it finds the database gone back to an older
-    /// copy while no daemon read it ([`super::went_back`]): killed before
-    /// its next read, or stopped and given back the lease with its cursor.
+    /// What a lease `found` at start says of the bucket: a read whose
+    /// counter is below the highest change it may hold, or whose stored
+    /// cursor is below the lease's cursor, finds the database gone back to
+    /// an older copy while no daemon read it ([`super::went_back`]): killed
+    /// before its next read, or stopped and given back the lease.
     /// A database new to the prefix, below another's lease, is taken for
     /// such a copy: the raise and start-over it gets are what it needs,
     /// the error line's "older copy" is not. Only before the first read: a lease read later is this

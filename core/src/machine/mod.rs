@@ -534,15 +534,21 @@ impl Backup {
         }
     }
 
-    /// What a renewal writes into the lease, for `status`.
-    /// What a renewal of the lease says now.
+    /// What a renewal of the lease says now: for `status`, and for the next
+    /// start to compare its database with.
     #[must_use]
     pub fn lease_content(&self) -> LeaseState {
-        // The cursor saved, and beside it what the bucket may hold beyond
-        // it (changes read, a counter being raised past): the next start
-        // compares the database's counter with the one, its stored cursor
-        // with the other ([`went_back`]).
-        let cursor_seq = self.metrics.cursor.seq;
+        // The cursor saved, which the next start compares the stored
+        // cursor with, and what the bucket may hold beyond it (changes
+        // read, a counter being raised past), which it compares the counter
+        // with ([`went_back`]). While the counter is raised, the cursor says
+        // at least what it is raised past, as releases before `highest_seq`
+        // read it.
+        let cursor_seq = self
+            .metrics
+            .cursor
+            .seq
+            .max(self.incremental.raising_past().unwrap_or(0));
         LeaseState {
             version: String::new(),
             cursor_seq,
@@ -567,7 +573,7 @@ impl Backup {
             return;
         }
         // What it leaves in the bucket: the next start compares the
-        // database's counter with this cursor ([`went_back`]).
+        // database's counter and cursor with it ([`went_back`]).
         let left = self.lease_content();
         if let Some(lease) = &mut self.lease {
             lease.release(self.now, left, &mut self.out);

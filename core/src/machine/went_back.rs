@@ -14,8 +14,9 @@
 //! or whose stored cursor is behind the one it saved, stops the feed (a
 //! copy written to since, or a writer quick after the copy, brings the
 //! counter back up; its cursor stays behind). So does a read, before any
-//! other, whose counter or cursor is below the cursor of the lease found
-//! at start: a daemon killed before it read the copy left that lease. The
+//! other, whose counter is below the highest change the lease found at
+//! start says the bucket may hold, or whose cursor is below that lease's:
+//! a daemon killed before it read the copy left that lease. The
 //! daemon raises the counter past what the bucket may hold
 //! ([`Command::RaiseCounter`]), so no sequence is used twice, reads the feed
 //! again from the stored cursor, and treats the prefix as new: a fresh
@@ -32,7 +33,7 @@ use crate::Seq;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Raise {
     /// Above every change of the database the bucket may hold: the highest
-    /// read, or the cursor of the lease found at start plus
+    /// read, or the highest change the lease found at start says plus
     /// [`super::LEASED_MARGIN`]. The counter goes at least here.
     pub past: Seq,
     in_flight: bool,
