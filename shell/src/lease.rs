@@ -67,11 +67,14 @@ pub async fn read(store: &Store) -> Result<Option<(Lease, i64)>, LeaseError> {
     let Some((bytes, generation)) = store.get_versioned(LEASE_OBJECT).await? else {
         return Ok(None);
     };
-    let lease = serde_json::from_slice(&json_of(bytes)).map_err(|e| LeaseError::Unreadable {
+    let unreadable = |why: String| LeaseError::Unreadable {
         location: store.location(LEASE_OBJECT),
-        why: e.to_string(),
+        why,
         generation,
-    })?;
+    };
+    let lease: Lease =
+        serde_json::from_slice(&json_of(bytes)).map_err(|e| unreadable(e.to_string()))?;
+    lease.state.check().map_err(unreadable)?;
     Ok(Some((lease, generation)))
 }
 

@@ -293,6 +293,22 @@ fn a_lease_object_that_is_not_a_lease_is_replaced_with_takeover() {
         "{}",
         stdout(&status)
     );
+    // With no daemon, `backup` refuses it too: it cannot check the database
+    // against what the bucket holds (a hostile trial's copy, behind a lease
+    // edited by hand, was snapshotted, and a restore gave jobs it never had).
+    let backup = jobvault(None)
+        .args(["backup", "--bucket", &url, "--db"])
+        .arg(workspace.db())
+        .output()
+        .unwrap();
+    assert_eq!(backup.status.code(), Some(1), "{}", stderr(&backup));
+    let said = stderr(&backup);
+    let last = said.lines().last().unwrap();
+    assert!(
+        last.contains("not a jobvault lease") && last.contains("not taking a snapshot"),
+        "{said}"
+    );
+    assert!(!root.path().join("db-backup").exists(), "no snapshot");
 
     let daemon = Daemon::start(&workspace, None, &url, "200ms", &["--takeover"]);
     daemon.settled();

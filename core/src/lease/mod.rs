@@ -116,7 +116,30 @@ impl LeaseState {
     pub fn bucket_may_hold(&self) -> Seq {
         self.highest_seq.max(self.cursor_seq)
     }
+
+    /// Why the state cannot be a daemon's: a sequence no counter reaches.
+    /// SQLite keeps the counter as a signed 64-bit integer, and a start
+    /// raises it past the highest change plus a margin; a lease edited to
+    /// say 2^64 - 1 had the raise claimed in the log and not made.
+    pub fn check(&self) -> Result<(), String> {
+        match [
+            ("cursor_seq", self.cursor_seq),
+            ("highest_seq", self.highest_seq),
+        ]
+        .into_iter()
+        .find(|(_, seq)| *seq > LARGEST_SEQ)
+        {
+            Some((field, seq)) => Err(format!(
+                "its {field} {seq} is past any database's change counter (at most {LARGEST_SEQ})"
+            )),
+            None => Ok(()),
+        }
+    }
 }
+
+/// The largest sequence a lease may say: a raise past it plus
+/// [`crate::machine::LEASED_MARGIN`] still fits SQLite's signed counter.
+pub const LARGEST_SEQ: Seq = (i64::MAX as u64) - crate::machine::LEASED_MARGIN;
 
 /// serde's `skip_serializing_if` passes a reference.
 fn is_zero(seq: &Seq) -> bool {
@@ -414,6 +437,18 @@ mod tests {
             "below a change read past the cursor saved"
         );
         assert_eq!(behind_lease(Some(&left), 11, 8), None, "its saves lost");
+    }
+
+    #[test]
+    fn a_state_past_any_counter_is_no_daemons() {
+        let mut state = LeaseState {
+            highest_seq: LARGEST_SEQ,
+            ..LeaseState::default()
+        };
+        assert_eq!(state.check(), Ok(()));
+        state.highest_seq = u64::MAX;
+        let why = state.check().unwrap_err();
+        assert!(why.contains("highest_seq 18446744073709551615"), "{why}");
     }
 
     #[test]

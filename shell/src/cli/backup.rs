@@ -127,13 +127,26 @@ async fn claim_destination(db: &Path, store: &Store) -> anyhow::Result<()> {
 
 /// Refuses a snapshot into a prefix that a live daemon of another database
 /// holds (see [`held_for_another`]), or of a database behind what the
-/// prefix's lease says the bucket holds (see [`behind_lease`]). A lease
-/// that cannot be read says nothing here: the upload meets the same store
-/// and says why.
+/// prefix's lease says the bucket holds (see [`behind_lease`]), or whose
+/// lease cannot be read or is not a lease, as `run` does: unchecked, a
+/// hostile trial's copy behind a lease edited by hand was snapshotted, and
+/// a restore then gave jobs the copy never held, exit 0.
 async fn refuse_if_held_or_behind(store: &Store, db: &Path) -> anyhow::Result<()> {
-    let Ok(found) = lease::find(store).await else {
-        return Ok(());
-    };
+    let lease_object = store.location(LEASE_OBJECT);
+    let found = lease::find(store).await.map_err(|failure| {
+        anyhow!(
+            "cannot read {lease_object} ({}), so this database cannot be checked against what \
+             the bucket holds; not taking a snapshot",
+            failure.message
+        )
+    })?;
+    if let Some((_, why)) = &found.unreadable {
+        anyhow::bail!(
+            "{lease_object} holds something that is not a jobvault lease ({why}), so this \
+             database cannot be checked against what the bucket holds; not taking a snapshot \
+             (`jobvault run --takeover` replaces it)"
+        );
+    }
     let lease = found
         .lease
         .as_ref()
