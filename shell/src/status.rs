@@ -83,6 +83,11 @@ pub struct LastStop {
     pub stopped_seconds_ago: u64,
     /// Every change up to this sequence was in the bucket at the stop.
     pub cursor_seq: u64,
+    /// It had every change in the bucket when it stopped: not so when it
+    /// stopped before the full snapshot owed to a prefix new to its
+    /// database (a copy found, a wipe) landed, and `cursor_seq` then says
+    /// nothing of what a restore gives.
+    pub caught_up: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -158,7 +163,16 @@ pub async fn status(
     let mut warnings = Vec::new();
     let (daemon, last_stop) = match lease::read(store).await {
         Ok(Some((lease, _))) if let Some(stopped) = lease.released => {
-            (None, Some(last_stop(&lease, stopped, now)))
+            let last = last_stop(&lease, stopped, now);
+            if !last.caught_up {
+                warnings.push(format!(
+                    "the last daemon ({} pid {}) stopped before it had every change in the \
+                     bucket (a full snapshot owed to the prefix had not landed): a restore may \
+                     not give {}; start `jobvault run` on it",
+                    last.host, last.pid, last.database
+                ));
+            }
+            (None, Some(last))
         }
         Ok(found) => (found.map(|(lease, _)| daemon_status(&lease, now)), None),
         Err(LeaseError::Store(e)) => return Err(e.into()),
@@ -283,6 +297,7 @@ fn last_stop(lease: &Lease, stopped: Timestamp, now: Timestamp) -> LastStop {
         stopped: stopped.rfc3339(),
         stopped_seconds_ago: now.duration_since(stopped).as_secs(),
         cursor_seq: lease.state.cursor_seq,
+        caught_up: lease.state.caught_up.is_some(),
     }
 }
 
@@ -386,14 +401,17 @@ impl Status {
     /// newest job upload.
     fn render_no_daemon(&self, out: &mut String, newest_job: Option<&ObjectStatus>) {
         if let Some(last) = &self.last_stop {
+            let left = if last.caught_up {
+                format!("with every change up to {} in the bucket", last.cursor_seq)
+            } else {
+                "before it had every change in the bucket".to_owned()
+            };
             out.push_str(&format!(
-                "last daemon         {} pid {} ({}), stopped {} ago with every change up to \
-                 {} in the bucket\n",
+                "last daemon         {} pid {} ({}), stopped {} ago {left}\n",
                 last.host,
                 last.pid,
                 last.database,
                 human_age(Duration::from_secs(last.stopped_seconds_ago)),
-                last.cursor_seq
             ));
         }
         match newest_job {

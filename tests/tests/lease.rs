@@ -372,3 +372,45 @@ fn a_restore_after_a_crash_with_uploads_behind_is_not_taken_for_an_older_copy() 
     );
     assert!(again.stop().success());
 }
+
+/// A stop before the full snapshot owed to a prefix new to the database
+/// landed (a copy found, then SIGTERM) gives the lease back not caught up.
+/// `status` said the stop left every change up to the raised cursor in the
+/// bucket, exit 0, while a restore gave another state (a hostile trial).
+#[test]
+fn status_after_a_stop_that_never_caught_up_says_so_and_exits_1() {
+    let emulator = Emulator::shared();
+    let url = format!("gs://{}", emulator.new_bucket("lease-uncaught"));
+    let reader = StoreReader::connect(&url, Some(&emulator.endpoint()));
+    let workspace = Workspace::new();
+    workspace.put_jobs(&[json!({ "id": "a", "name": "A" })]);
+    let daemon = Daemon::start(&workspace, Some(&emulator.endpoint()), &url, "200ms", &[]);
+    daemon.settled();
+    assert!(daemon.stop().success());
+    let status = |expected: i32| {
+        let output = jobvault(Some(&emulator.endpoint()))
+            .args(["status", "--bucket", &url])
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(expected), "{}", stdout(&output));
+        stdout(&output)
+    };
+    assert!(status(0).contains("with every change up to"));
+    // What such a stop gives back: no daemon can be stopped on cue between
+    // finding a copy and its full snapshot landing.
+    let (mut left, generation) = runtime()
+        .block_on(jobvault::lease::read(reader.store()))
+        .unwrap()
+        .expect("given back");
+    left.state.caught_up = None;
+    runtime()
+        .block_on(jobvault::lease::write(reader.store(), &left, generation))
+        .unwrap();
+    let said = status(1);
+    assert!(
+        said.contains("stopped") && said.contains("before it had every change in the bucket"),
+        "{said}"
+    );
+    assert!(!said.contains("with every change up to"), "{said}");
+    assert!(said.contains("WARNING: the last daemon"), "{said}");
+}

@@ -573,8 +573,12 @@ impl Backup {
             return;
         }
         // What it leaves in the bucket: the next start compares the
-        // database's counter and cursor with it ([`went_back`]).
-        let left = self.lease_content();
+        // database's counter and cursor with it ([`went_back`]). Caught up
+        // only if the prefix then holds the whole database, as `status`
+        // reads it: a stop before the snapshot owed to a new prefix landed
+        // was shown as leaving every change in the bucket, exit 0.
+        let mut left = self.lease_content();
+        left.caught_up = (done && drained.is_some() && !self.prefix_new()).then_some(self.now);
         if let Some(lease) = &mut self.lease {
             lease.release(self.now, left, &mut self.out);
         }
@@ -588,7 +592,7 @@ impl Backup {
     /// A drain that uploaded every change committed before the stop: it
     /// says so only if the prefix holds the whole database.
     fn drained_outcome(&self, drained: incremental::Drained, released: bool) -> Stopped {
-        let why = if self.snapshots.owed.is_new_destination() || !self.destination.is_done() {
+        let why = if self.prefix_new() {
             Some(Unvouched::NewDestination)
         } else if self.lease.as_ref().is_some_and(LeaseMachine::found_gone) {
             Some(Unvouched::LeaseGone)
@@ -606,6 +610,12 @@ impl Backup {
                 released,
             },
         }
+    }
+
+    /// Whether the prefix does not hold the whole database yet: unchecked,
+    /// or new to it with its full snapshot owed.
+    fn prefix_new(&self) -> bool {
+        self.snapshots.owed.is_new_destination() || !self.destination.is_done()
     }
 
     /// Whether the machine starts nothing more: the lease is gone, the
