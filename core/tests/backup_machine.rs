@@ -799,7 +799,12 @@ fn a_snapshot_under_way_when_the_copy_is_found_pays_nothing_owed() {
         [Command::RaiseCounter { past: 11 }]
     );
     let raised_at = h.now;
+    assert!(
+        h.backup.metrics().new_destination,
+        "new from the find, not from the check a step later"
+    );
     h.input(Input::CounterRaised(Ok(())));
+    assert!(h.backup.metrics().new_destination);
     assert!(has(&h.step(), &Command::CheckDestination { keep: None }));
     let fresh = 0x0f0f_0f0f;
     h.input(checked(marker(fresh), true));

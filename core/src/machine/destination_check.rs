@@ -98,6 +98,12 @@ impl DestinationCheck {
         }
     }
 
+    /// Since [`Self::start_over`], until a check says the destination is
+    /// new: the prefix already does not hold the database.
+    pub fn is_starting_over(&self) -> bool {
+        self.starting_over
+    }
+
     pub fn is_quiet(&self) -> bool {
         self.state != State::InFlight
     }

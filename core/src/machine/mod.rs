@@ -734,7 +734,12 @@ impl Backup {
     }
 
     pub fn metrics(&self) -> Metrics {
-        let new_destination = self.snapshots.owed.is_new_destination();
+        // A copy found is new to the prefix from then, not from the check
+        // that writes its marker a step later: a hostile trial's restore in
+        // between gave mixed state while the gauge read 0.
+        let new_destination = self.snapshots.owed.is_new_destination()
+            || self.destination.is_starting_over()
+            || self.incremental.raising_past().is_some();
         // Until then what the bucket holds is not known to match the cursor,
         // nor while a copy gone back has its counter raised.
         let vouched = self.destination.is_done()
