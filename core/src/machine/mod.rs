@@ -420,7 +420,11 @@ impl Backup {
                     } else {
                         warn!(destination = %id, because = %why, "this bucket prefix is not the one the database was backed up to: taking a full snapshot now");
                     }
-                    self.snapshots.owed.owe_destination(id);
+                    // A prefix that held nothing has nothing older to fall
+                    // back to: any snapshot pays, and a fresh install with a
+                    // trigger waiting takes one, not two.
+                    let holds_another = why != NewBecause::NoMarker;
+                    self.snapshots.owed.owe_destination(id, holds_another);
                     self.retention.destination_changed(cx.metrics);
                     self.snapshots.start_next(&mut cx);
                 }

@@ -7,8 +7,9 @@
 //! ([`crate::destination`]). Now the machine owes a snapshot when the
 //! destination is new to the database, or when the first listing finds none
 //! in the last week. It is taken before any trigger or request and retried,
-//! with a doubling wait, until one lands. Any snapshot that lands pays a
-//! first one; a new destination's only its own, named `new-destination-…`,
+//! with a doubling wait, until one lands; any snapshot that lands pays it,
+//! but one owed to a prefix that holds another state (a copy found, a
+//! marker of another destination) only its own, named `new-destination-…`,
 //! where a restore stops falling back past unusable snapshots
 //! ([`crate::restore_plan`]). A scheduled snapshot that paid it left no such
 //! name: after the database went back to a copy, a restore that found that
@@ -41,11 +42,16 @@ pub(crate) struct OwedSnapshot {
     unrecorded: Option<DestinationId>,
     /// Its record is in flight.
     recording: bool,
+    /// Only the owed snapshot itself pays it.
+    only_its_own: bool,
 }
 
 impl OwedSnapshot {
-    /// Owes the snapshot of a new destination, in place of a first one.
-    pub fn owe_destination(&mut self, id: DestinationId) {
+    /// Owes the snapshot of a new destination, in place of a first one;
+    /// `only_its_own` when the prefix holds another state, which a restore
+    /// must not fall back to.
+    pub fn owe_destination(&mut self, id: DestinationId, only_its_own: bool) {
+        self.only_its_own = only_its_own;
         self.owed = Some(Owed::NewDestination(id));
         self.unrecorded = Some(id);
     }
@@ -74,10 +80,11 @@ impl OwedSnapshot {
         !self.recording
     }
 
-    /// A snapshot taken for `reason` landed: what was owed is paid, a new
-    /// destination's only by its own.
+    /// A snapshot taken for `reason` landed: what was owed is paid, unless
+    /// only its own may pay it.
     pub fn landed(&mut self, reason: &SnapshotReason, out: &mut VecDeque<Command>) {
-        if matches!(self.owed, Some(Owed::NewDestination(_)))
+        if self.only_its_own
+            && matches!(self.owed, Some(Owed::NewDestination(_)))
             && !matches!(reason, SnapshotReason::Owed(_))
         {
             return;

@@ -53,6 +53,11 @@ fn precondition_failed(found: i64, wanted: i64) -> BackendError {
 
 /// The bytes and generation of the file at `path`, if there is one.
 pub(super) fn read(path: &Path) -> Result<Option<(Vec<u8>, i64)>, BackendError> {
+    // A folder not made yet holds no object, and takes no lock file: the
+    // first write makes it (`backup` reads the lease of a prefix before it).
+    if path.parent().is_some_and(|folder| !folder.exists()) {
+        return Ok(None);
+    }
     let _locked = lock(path).map_err(io_error)?;
     match fs::read(path) {
         Ok(bytes) => Ok(Some((bytes, generation(path).map_err(io_error)?))),
