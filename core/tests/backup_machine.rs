@@ -805,11 +805,26 @@ fn a_snapshot_under_way_when_the_copy_is_found_pays_nothing_owed() {
     );
     h.input(Input::CounterRaised(Ok(())));
     assert!(h.backup.metrics().new_destination);
+    let (_, owed) = lands_paying_nothing(&mut h, under_way.object);
+    assert!(
+        owed.framing.gzip_mtime >= raised_at,
+        "framed no earlier than the raise, not with the copy's old cursor"
+    );
+    assert!(
+        h.backup.metrics().new_destination,
+        "not vouched until it lands"
+    );
+}
+
+/// After a copy was found: the next step's check makes the prefix new, and
+/// `object`, a snapshot other than the owed one, lands: it pays nothing,
+/// the database records no destination yet, and the owed snapshot starts.
+fn lands_paying_nothing(h: &mut Harness, object: ObjectName) -> (DestinationId, SnapshotOrder) {
     assert!(has(&h.step(), &Command::CheckDestination { keep: None }));
     let fresh = 0x0f0f_0f0f;
     h.input(checked(marker(fresh), true));
     let landed = h.input(Input::SnapshotTaken {
-        object: under_way.object,
+        object,
         result: Ok(1),
     });
     let id = DestinationId::new(fresh).unwrap();
@@ -819,14 +834,7 @@ fn a_snapshot_under_way_when_the_copy_is_found_pays_nothing_owed() {
     );
     let owed = snapshot(&landed).expect("the owed snapshot starts");
     assert_eq!(owed.reason, SnapshotReason::Owed(Owed::NewDestination(id)));
-    assert!(
-        owed.framing.gzip_mtime >= raised_at,
-        "framed no earlier than the raise, not with the copy's old cursor"
-    );
-    assert!(
-        h.backup.metrics().new_destination,
-        "not vouched until it lands"
-    );
+    (id, owed)
 }
 
 /// A snapshot asked for after the raise, before the check that makes the
@@ -849,20 +857,7 @@ fn only_a_new_destinations_own_snapshot_pays_it() {
     );
     h.input(Input::CounterRaised(Ok(())));
     let asked = snapshot(&h.input(immediate(1))).expect("the immediate snapshot starts");
-    assert!(has(&h.step(), &Command::CheckDestination { keep: None }));
-    let fresh = 0x0f0f_0f0f;
-    h.input(checked(marker(fresh), true));
-    let landed = h.input(Input::SnapshotTaken {
-        object: asked.object,
-        result: Ok(1),
-    });
-    let id = DestinationId::new(fresh).unwrap();
-    assert!(
-        !has(&landed, &Command::RecordDestination { id }),
-        "{landed:?}"
-    );
-    let owed = snapshot(&landed).expect("the owed snapshot starts");
-    assert_eq!(owed.reason, SnapshotReason::Owed(Owed::NewDestination(id)));
+    let (id, owed) = lands_paying_nothing(&mut h, asked.object);
     assert!(
         owed.object.as_str().contains("/new-destination-"),
         "{}",
