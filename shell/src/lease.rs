@@ -78,6 +78,11 @@ pub async fn read(store: &Store) -> Result<Option<(Lease, i64)>, LeaseError> {
     Ok(Some((lease, generation)))
 }
 
+/// Whether `holder` runs, when it ran on this machine (`None` elsewhere).
+pub fn runs_here(holder: &Holder) -> Option<bool> {
+    (holder.machine == this_machine(&host_name())).then(|| is_running(holder.pid as i32))
+}
+
 /// [`jobvault_core::Command::ReadLease`]: the lease, and whether its holder
 /// runs, when it ran on this machine.
 pub async fn find(store: &Store) -> Result<FoundLease, Failure> {
@@ -88,11 +93,9 @@ pub async fn find(store: &Store) -> Result<FoundLease, Failure> {
             why, generation, ..
         }) => (None, Some((generation, why))),
     };
-    let here = this_machine(&host_name());
     let holder_runs = lease
         .as_ref()
-        .filter(|(lease, _)| lease.holder.machine == here)
-        .map(|(lease, _)| is_running(lease.holder.pid as i32));
+        .and_then(|(lease, _)| runs_here(&lease.holder));
     Ok(FoundLease {
         lease,
         holder_runs,

@@ -174,7 +174,19 @@ pub async fn status(
             }
             (None, Some(last))
         }
-        Ok(found) => (found.map(|(lease, _)| daemon_status(&lease, now)), None),
+        Ok(found) => {
+            if let Some((lease, _)) = &found
+                && lease::runs_here(&lease.holder) == Some(false)
+            {
+                warnings.push(format!(
+                    "the daemon that holds the lease ({} pid {}) is not running on this host: it \
+                     crashed or was killed, and changes since its last renewal may not be in the \
+                     bucket; the next start here takes the lease at once",
+                    lease.holder.host, lease.holder.pid
+                ));
+            }
+            (found.map(|(lease, _)| daemon_status(&lease, now)), None)
+        }
         Err(LeaseError::Store(e)) => return Err(e.into()),
         Err(unreadable) => {
             warnings.push(format!(

@@ -82,6 +82,18 @@ fn a_restart_after_kill_9_takes_the_lease_at_once_and_a_stop_gives_it_back() {
     let first_pid = first.pid();
     first.kill();
     assert_eq!(lease(&reader).unwrap()["holder"]["pid"], first_pid);
+    // `status` on its host says so at once, not 90 s later when the lease
+    // would have been renewed (a newcomer's trial read it as healthy).
+    let status = jobvault(Some(&emulator.endpoint()))
+        .args(["status", "--bucket", &url])
+        .output()
+        .unwrap();
+    assert_eq!(status.status.code(), Some(1), "{}", stdout(&status));
+    assert!(
+        stdout(&status).contains(&format!("pid {first_pid}) is not running on this host")),
+        "{}",
+        stdout(&status)
+    );
 
     let second = Daemon::start(&workspace, Some(&emulator.endpoint()), &url, "200ms", &[]);
     assert!(
