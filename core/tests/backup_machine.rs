@@ -773,10 +773,15 @@ fn a_database_gone_back_to_an_older_copy_raises_its_counter_and_starts_the_prefi
     );
     let commands = h.input(Input::CounterRaised(Ok(())));
     assert!(
-        matches!(commands.as_slice(), [Command::ReadChanges { after: 5, .. }]),
-        "{commands:?}"
+        matches!(
+            commands.as_slice(),
+            [
+                Command::ReadChanges { after: 5, .. },
+                Command::CheckDestination { keep: None }
+            ]
+        ),
+        "read again, and the prefix checked at once, not at the next step: {commands:?}"
     );
-    assert!(has(&h.step(), &Command::CheckDestination { keep: None }));
     assert_eq!(h.backup.metrics().incremental_alive, None, "not caught up");
 }
 
@@ -803,8 +808,9 @@ fn a_snapshot_under_way_when_the_copy_is_found_pays_nothing_owed() {
         h.backup.metrics().new_destination,
         "new from the find, not from the check a step later"
     );
-    h.input(Input::CounterRaised(Ok(())));
+    let raised = h.input(Input::CounterRaised(Ok(())));
     assert!(h.backup.metrics().new_destination);
+    assert!(has(&raised, &Command::CheckDestination { keep: None }));
     let (_, owed) = lands_paying_nothing(&mut h, under_way.object);
     assert!(
         owed.framing.gzip_mtime >= raised_at,
@@ -816,11 +822,11 @@ fn a_snapshot_under_way_when_the_copy_is_found_pays_nothing_owed() {
     );
 }
 
-/// After a copy was found: the next step's check makes the prefix new, and
-/// `object`, a snapshot other than the owed one, lands: it pays nothing,
-/// the database records no destination yet, and the owed snapshot starts.
+/// After a copy was found and the counter raised: the check out since
+/// makes the prefix new, and `object`, a snapshot other than the owed one,
+/// lands: it pays nothing, the database records no destination yet, and
+/// the owed snapshot starts.
 fn lands_paying_nothing(h: &mut Harness, object: ObjectName) -> (DestinationId, SnapshotOrder) {
-    assert!(has(&h.step(), &Command::CheckDestination { keep: None }));
     let fresh = 0x0f0f_0f0f;
     h.input(checked(marker(fresh), true));
     let landed = h.input(Input::SnapshotTaken {
@@ -855,7 +861,8 @@ fn only_a_new_destinations_own_snapshot_pays_it() {
         h.input(nothing_after(8)),
         [Command::RaiseCounter { past: 11 }]
     );
-    h.input(Input::CounterRaised(Ok(())));
+    let raised = h.input(Input::CounterRaised(Ok(())));
+    assert!(has(&raised, &Command::CheckDestination { keep: None }));
     let asked = snapshot(&h.input(immediate(1))).expect("the immediate snapshot starts");
     let (id, owed) = lands_paying_nothing(&mut h, asked.object);
     assert!(

@@ -405,6 +405,10 @@ impl Backup {
                 if self.incremental.on_counter_raised(&mut cx, result) {
                     self.snapshots.went_back();
                     self.destination.start_over();
+                    // At once, not at the next step: until the owed snapshot
+                    // lands the prefix restores another state (a hostile
+                    // trial waited out a 60 s interval).
+                    self.destination.tick(now, cx.out);
                 }
             }
             Input::DestinationRecorded(result) => {
