@@ -338,17 +338,7 @@ impl Simulation {
     /// which the start compares the copy with ([`Self::copy_back_after_crash`]
     /// for a lease a crash left).
     fn copy_back_after_stop(&mut self, node: NodeId) {
-        let counter = self.world.db.counter;
-        if self.nodes.iter().any(|n| n.is_running()) {
-            return;
-        }
-        if let Some(copy) = self.world.copy.take_if(|copy| copy.counter != counter) {
-            note!(
-                self,
-                "node {node}: the copy is put back while no daemon runs"
-            );
-            self.put_copy_back(copy);
-        }
+        self.copy_back_while_none_runs(node, "while no daemon runs");
     }
 
     /// After a crash, with no daemon running, the copy taken earlier, if
@@ -358,7 +348,6 @@ impl Simulation {
     /// the lease had not caught up with is not put back (DESIGN's "not
     /// covered"); `LeaseFollowsCursor` bounds those seconds.
     fn copy_back_after_crash(&mut self, node: NodeId) {
-        let counter = self.world.db.counter;
         let Some((lease, _)) = &self.world.store.lease else {
             return;
         };
@@ -371,11 +360,18 @@ impl Simulation {
         {
             return;
         }
+        self.copy_back_while_none_runs(node, "after the crash, while no daemon runs");
+    }
+
+    /// With no daemon running, puts the copy taken earlier back over the
+    /// database, if there is one and the database has moved on from it.
+    fn copy_back_while_none_runs(&mut self, node: NodeId, when: &str) {
+        let counter = self.world.db.counter;
+        if self.nodes.iter().any(|n| n.is_running()) {
+            return;
+        }
         if let Some(copy) = self.world.copy.take_if(|copy| copy.counter != counter) {
-            note!(
-                self,
-                "node {node}: the copy is put back after the crash, while no daemon runs"
-            );
+            note!(self, "node {node}: the copy is put back {when}");
             self.put_copy_back(copy);
         }
     }
