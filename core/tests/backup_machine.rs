@@ -1859,6 +1859,12 @@ fn takes(h: &mut Harness, left: Lease) -> Vec<Command> {
     h.start()
 }
 
+fn raises_counter(commands: &[Command]) -> bool {
+    commands
+        .iter()
+        .any(|c| matches!(c, Command::RaiseCounter { .. }))
+}
+
 /// A machine that takes over the lease a killed daemon of an earlier boot
 /// left, whose cursor was at `cursor_seq`; returns its first step.
 fn taking_over(cursor_seq: u64) -> (Harness, Vec<Command>) {
@@ -1897,9 +1903,7 @@ fn a_copy_gone_back_while_no_daemon_read_it_is_found_through_the_lease() {
     let (mut h, _) = taking_over(10);
     let commands = h.input(nothing_after(12));
     assert!(
-        !commands
-            .iter()
-            .any(|c| matches!(c, Command::RaiseCounter { .. })),
+        !raises_counter(&commands),
         "a lease at the stored cursor is no copy: {commands:?}"
     );
 }
@@ -1958,9 +1962,7 @@ fn a_copy_numbered_past_the_cursor_saved_is_found_through_what_the_lease_says_wa
     takes(&mut h, left);
     let commands = h.input(nothing_after(15));
     assert!(
-        !commands
-            .iter()
-            .any(|c| matches!(c, Command::RaiseCounter { .. })),
+        !raises_counter(&commands),
         "the database itself, its saves lost with the daemon: {commands:?}"
     );
 }
