@@ -202,9 +202,9 @@ impl Proxy {
         *self.shared.cut_downloads.lock().unwrap() = (n, after);
     }
 
-    /// Flips one byte of the object's data in the next `n` uploads (a
-    /// one-request upload, or the last chunk of a resumable one), then
-    /// forwards them.
+    /// Flips one byte of the object's data in the next `n` uploads but the
+    /// lease's (a one-request upload, or the last chunk of a resumable one),
+    /// then forwards them.
     pub fn corrupt_next_uploads(&self, n: u32) {
         self.shared.corrupt_uploads.store(n, Ordering::SeqCst);
     }
@@ -462,6 +462,7 @@ async fn forward(
     }
     let is_upload = path_and_query.contains("uploadType=multipart") || is_last_chunk(&parts);
     if is_upload
+        && !is_lease
         && shared
             .corrupt_uploads
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))

@@ -32,12 +32,9 @@ fn a_job_object_damaged_on_the_way_is_caught_and_sent_again() {
     workspace.put_jobs(&[]);
     let daemon = Daemon::start(&workspace, Some(&proxy.endpoint()), &url, "200ms", &[]);
     let reader = StoreReader::connect(&url, Some(&emulator.endpoint()));
-    eventually("the lease taken", PATIENCE, || {
-        reader
-            .names("")
-            .contains(&"jobvault-lease.json".to_owned())
-            .then_some(())
-    });
+    // The first snapshot is in: from here on the one upload damaged is the
+    // job's.
+    daemon.settled();
     proxy.corrupt_next_uploads(1);
     workspace.put_jobs(&[json!({ "id": "j1", "name": "Build" })]);
     let db = JobDb::open(&workspace.db()).unwrap();
