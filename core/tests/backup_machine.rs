@@ -2084,6 +2084,105 @@ fn writes_wait_for_the_lease_gate_and_a_lost_lease_stops_the_machine() {
     );
 }
 
+/// A daemon whose lease was taken over (`--takeover`) learned it only at its
+/// next renewal, up to a minute later; a snapshot of its database uploaded
+/// meanwhile was the newest a restore found, and dropped the new holder's
+/// changes (a hostile trial). A snapshot now waits for a renewal sent after
+/// it was asked for: got through, the snapshot goes; refused by its
+/// precondition (the lease taken), the snapshot is refused unsent.
+#[test]
+fn a_snapshot_goes_only_on_a_lease_renewed_after_it_was_asked_for() {
+    let (mut h, _) = leased();
+    h.input(Input::TriggersScanned(Ok(vec![])));
+    h.advance(Duration::from_secs(2));
+    let ask = |h: &mut Harness, id| {
+        h.input(Input::ImmediateBackupRequested {
+            id,
+            name: "before-the-move".to_owned(),
+        })
+    };
+    assert_eq!(
+        ask(&mut h, 1),
+        [],
+        "no snapshot before the lease is renewed"
+    );
+    assert_eq!(
+        h.backup.poll_timeout(),
+        Some(h.now),
+        "the renewal is due now"
+    );
+    let renewal = h.advance(Duration::ZERO);
+    assert!(
+        matches!(
+            &renewal[..],
+            [Command::WriteLease {
+                if_generation: 1,
+                ..
+            }]
+        ),
+        "{renewal:?}"
+    );
+    let order = snapshot(&h.input(Input::LeaseWritten(Ok(2)))).expect("the snapshot goes");
+    h.input(Input::SnapshotTaken {
+        object: order.object,
+        result: Ok(1),
+    });
+
+    h.advance(Duration::from_secs(2));
+    assert_eq!(ask(&mut h, 2), []);
+    let renewal = h.advance(Duration::ZERO);
+    assert!(
+        matches!(
+            &renewal[..],
+            [Command::WriteLease {
+                if_generation: 2,
+                ..
+            }]
+        ),
+        "{renewal:?}"
+    );
+    // Refused by its precondition: the gate closes while the lease is read
+    // again, and the snapshot is answered with why, unsent.
+    let refused = h.input(Input::LeaseWritten(Err(Failure::new(
+        FailureKind::Conflict,
+        "412",
+    ))));
+    assert!(snapshot(&refused).is_none(), "{refused:?}");
+    assert!(
+        matches!(
+            &refused[..],
+            [
+                Command::ReadLease,
+                Command::ImmediateBackupDone {
+                    id: 2,
+                    result: Err(_),
+                    ..
+                }
+            ]
+        ),
+        "{refused:?}"
+    );
+    let theirs = Lease {
+        holder: Holder {
+            host: "b".to_owned(),
+            ..me()
+        },
+        renewed: h.now,
+        expiry: Duration::from_secs(60),
+        state: LeaseState::default(),
+        released: None,
+    };
+    h.input(Input::LeaseRead(Ok(FoundLease {
+        lease: Some((theirs, 3)),
+        holder_runs: None,
+        unreadable: None,
+    })));
+    assert!(matches!(
+        h.backup.lease_ended(),
+        Some(LeaseEnded::Lost(Some(_)))
+    ));
+}
+
 /// A database renamed over under a running daemon: the defect was a daemon
 /// that read the old file on and reported itself caught up, while the new
 /// file's jobs went nowhere. It halts: no more reads of the feed, no new

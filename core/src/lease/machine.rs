@@ -23,7 +23,12 @@
 //! the expiry, by its own clock, so hosts must agree on the time within the
 //! other half (`check` holds each to 5 s of the store's). A clock that reads
 //! earlier than that sending stepped back: the gate closes and a renewal
-//! goes at once. Releasing: once the daemon is quiet, write the lease at
+//! goes at once. A snapshot waits for a renewal sent after it was asked
+//! for ([`LeaseMachine::confirm_after`]): a daemon whose lease was taken
+//! over (`--takeover`) learned it only at its next renewal, up to a minute,
+//! and a snapshot of its database uploaded meanwhile was the newest a
+//! restore found, dropping the new holder's changes (a hostile trial).
+//! Releasing: once the daemon is quiet, write the lease at
 //! its generation as given back, with the state the daemon leaves the
 //! bucket in ([`Lease::released`]): the next start takes it at once and
 //! reads that state's cursor.
@@ -181,6 +186,8 @@ pub struct LeaseMachine {
     /// Giving it back failed: it was found gone or replaced, or the store
     /// did not say.
     release_failed: bool,
+    /// A renewal sent at or after this time is wanted at once.
+    confirm_after: Option<Timestamp>,
 }
 
 impl LeaseMachine {
@@ -206,6 +213,7 @@ impl LeaseMachine {
             },
             releasing: None,
             release_failed: false,
+            confirm_after: None,
         }
     }
 
@@ -233,12 +241,33 @@ impl LeaseMachine {
                 ..
             } => Some(*at),
             State::Held {
+                sent,
                 next_renewal,
-                step: HeldStep::Idle | HeldStep::Doubting,
+                step: HeldStep::Idle,
+                ..
+            } => Some(match self.confirm_after {
+                Some(after) if *sent < after => after.min(*next_renewal),
+                _ => *next_renewal,
+            }),
+            State::Held {
+                next_renewal,
+                step: HeldStep::Doubting,
                 ..
             } => Some(*next_renewal),
             _ => None,
         }
+    }
+
+    /// Asks for a renewal sent at or after `at`, at once (after the one in
+    /// flight, if any): [`Self::confirmed_since`] says when one got through.
+    pub fn confirm_after(&mut self, at: Timestamp) {
+        self.confirm_after = Some(self.confirm_after.map_or(at, |was| was.max(at)));
+    }
+
+    /// Whether the lease is held and a renewal sent at or after `at` got
+    /// through: nobody had taken it over before then.
+    pub fn confirmed_since(&self, at: Timestamp) -> bool {
+        matches!(&self.state, State::Held { sent, .. } if *sent >= at)
     }
 
     /// Whether the daemon may write to the store at `now`, or why not.
@@ -316,6 +345,9 @@ impl LeaseMachine {
                 } else if *step == HeldStep::Idle
                     && (now >= *next_renewal
                         || now < *sent
+                        || self
+                            .confirm_after
+                            .is_some_and(|after| *sent < after && now >= after)
                         || first_caught_up(&lease.state, &content)
                         || (progress_moved(&lease.state, &content)
                             && now >= *sent + self.renewal.retry))
@@ -884,6 +916,41 @@ mod tests {
             matches!(out.pop_front(), Some(Command::WriteLease { lease, .. }) if lease.state.cursor_seq == 30),
             "gone down: written too"
         );
+    }
+
+    /// A confirmation wants a renewal sent at or after its time: at once
+    /// when none is out, after the one in flight when that was sent before.
+    #[test]
+    fn a_confirmation_wants_a_renewal_sent_after_it() {
+        let (mut lease, mut out) = taken();
+        assert!(lease.confirmed_since(at(0)), "the take was sent then");
+        lease.confirm_after(at(20));
+        assert!(!lease.confirmed_since(at(20)));
+        assert_eq!(lease.poll_timeout(), Some(at(20)), "due now, not at 60 s");
+        assert!(step(&mut lease, at(19), &mut out).is_empty());
+        let first = step(&mut lease, at(20), &mut out);
+        assert!(
+            matches!(&first[..], [Command::WriteLease { .. }]),
+            "{first:?}"
+        );
+        lease.confirm_after(at(21));
+        lease.on_written(at(22), Ok(8), &mut out);
+        assert!(lease.confirmed_since(at(20)));
+        assert!(!lease.confirmed_since(at(21)), "that one was sent before");
+        let second = step(&mut lease, at(22), &mut out);
+        assert!(
+            matches!(
+                &second[..],
+                [Command::WriteLease {
+                    if_generation: 8,
+                    ..
+                }]
+            ),
+            "{second:?}"
+        );
+        lease.on_written(at(23), Ok(9), &mut out);
+        assert!(lease.confirmed_since(at(21)));
+        assert_eq!(lease.poll_timeout(), Some(at(82)), "then the period again");
     }
 
     /// A lease taken over carries what the last one said the bucket holds

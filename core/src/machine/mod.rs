@@ -173,6 +173,9 @@ pub struct Backup {
     /// The time of the latest call: commands the lease holds back are
     /// answered at it.
     now: Timestamp,
+    /// A snapshot waiting for a renewal of the lease sent after it was
+    /// asked for at this time ([`LeaseMachine::confirm_after`]).
+    confirming: Option<(Command, Timestamp)>,
 }
 
 impl Context<'_> {
@@ -227,6 +230,7 @@ impl Backup {
             lease: None,
             replaced: false,
             now,
+            confirming: None,
         }
     }
 
@@ -663,6 +667,7 @@ impl Backup {
         self.stopped = Some(outcome);
         self.incremental.halt();
         self.snapshots.abandon(&mut self.out);
+        self.confirming = None;
     }
 
     /// The next command to execute.
@@ -677,20 +682,38 @@ impl Backup {
                 self.retention
                     .poll(self.now, &mut self.metrics, &mut self.out);
             }
-            let command = self.out.pop_front()?;
-            let held_back = self
-                .lease
-                .as_ref()
-                .filter(|_| command.needs_lease())
-                .and_then(|lease| lease.may_write(self.now).err());
-            match held_back {
-                None => return Some(command),
-                Some(failure) => {
+            let (command, confirmed) = match self.confirming.take() {
+                Some((command, asked)) if self.lease_settled_since(asked) => (command, true),
+                waiting => {
+                    self.confirming = waiting;
+                    (self.out.pop_front()?, false)
+                }
+            };
+            let lease = self.lease.as_mut().filter(|_| command.needs_lease());
+            match lease.map(|lease| (lease.may_write(self.now), lease)) {
+                Some((Err(failure), _)) => {
                     let answer = command.failed(failure).expect("a write expects an answer");
                     self.handle_input(answer, self.now);
                 }
+                Some((Ok(()), lease))
+                    if matches!(command, Command::TakeSnapshot(_))
+                        && !confirmed
+                        && !lease.confirmed_since(self.now) =>
+                {
+                    lease.confirm_after(self.now);
+                    self.confirming = Some((command, self.now));
+                }
+                _ => return Some(command),
             }
         }
+    }
+
+    /// Whether a renewal sent at or after `asked` got through, or the gate
+    /// closed meanwhile: the snapshot waiting on it goes, or is refused.
+    fn lease_settled_since(&self, asked: Timestamp) -> bool {
+        self.lease
+            .as_ref()
+            .is_none_or(|lease| lease.confirmed_since(asked) || lease.may_write(self.now).is_err())
     }
 
     /// Stops at `now`, with `grace` to drain: no new snapshot, listing or
