@@ -164,6 +164,62 @@ fn the_lease_carries_the_daemons_state_and_a_takeover_stops_the_old_holder() {
     assert_eq!(lease(&reader).unwrap()["holder"]["pid"], second.pid());
 }
 
+/// A daemon whose lease was taken over learns it only at its next renewal.
+/// A snapshot asked of it meanwhile was uploaded, the newest a restore
+/// found: the restore gave the old database, dropping the new holder's,
+/// while `status` said caught up (a hostile trial). The snapshot now waits
+/// for a renewal, which is refused: nothing of the old database is written,
+/// `backup` fails, and a restore gives the new holder's database.
+#[test]
+fn a_snapshot_asked_of_a_holder_taken_over_is_refused_and_the_restore_is_the_new_holders() {
+    let emulator = Emulator::shared();
+    let url = format!("gs://{}", emulator.new_bucket("taken-over"));
+    let reader = StoreReader::connect(&url, Some(&emulator.endpoint()));
+    let old = Workspace::new();
+    old.put_jobs(&[json!({ "id": "old", "name": "Old" })]);
+    // Renewed every 12 s: the window in which it does not know yet.
+    let first = Daemon::start(&old, Some(&emulator.endpoint()), &url, "2s", &[]);
+    first.settled();
+    let new = Workspace::new();
+    new.put_jobs(&[json!({ "id": "new", "name": "New" })]);
+    let second = Daemon::start(
+        &new,
+        Some(&emulator.endpoint()),
+        &url,
+        "200ms",
+        &["--takeover"],
+    );
+    second.settled();
+    let snapshots_before = reader.names("db-backup/");
+
+    let backup = jobvault(Some(&emulator.endpoint()))
+        .args(["backup", "--bucket", &url, "--db"])
+        .arg(old.db())
+        .output()
+        .unwrap();
+    assert_eq!(backup.status.code(), Some(1), "{}", stdout(&backup));
+    let log = first.log();
+    assert_eq!(
+        first.exited(Duration::from_secs(30)).code(),
+        Some(1),
+        "{log}"
+    );
+    assert_eq!(
+        reader.names("db-backup/"),
+        snapshots_before,
+        "no snapshot of the old database after the takeover: {log}"
+    );
+    let restored = Workspace::new();
+    let restore = jobvault(Some(&emulator.endpoint()))
+        .args(["restore", "--bucket", &url, "--force", "--to"])
+        .arg(restored.db())
+        .output()
+        .unwrap();
+    assert_eq!(restore.status.code(), Some(0), "{}", stderr(&restore));
+    assert_eq!(bodies(&restored.db()), bodies(&new.db()));
+    assert!(second.stop().success());
+}
+
 /// `run` with the database and workdir of `workspace`, writing to `url`,
 /// with `extra` flags; waits for it to exit.
 fn run_once(
