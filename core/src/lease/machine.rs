@@ -40,6 +40,7 @@ use tracing::{info, warn};
 
 use super::{
     Claim, HeldElsewhere, Holder, Lease, LeaseState, Renewal, decide_claim, renewal, still_ours,
+    takeover_fence,
 };
 use crate::Seq;
 use crate::machine::{Command, Failure, FailureKind};
@@ -188,6 +189,9 @@ pub struct LeaseMachine {
     release_failed: bool,
     /// A renewal sent at or after this time is wanted at once.
     confirm_after: Option<Timestamp>,
+    /// Taken over from a holder that may still write: nothing is written
+    /// before this time ([`super::takeover_fence`]).
+    fence: Option<Timestamp>,
 }
 
 impl LeaseMachine {
@@ -214,11 +218,18 @@ impl LeaseMachine {
             releasing: None,
             release_failed: false,
             confirm_after: None,
+            fence: None,
         }
     }
 
     pub fn is_held(&self) -> bool {
         matches!(self.state, State::Held { .. })
+    }
+
+    /// Held, and no write of a holder it was taken over from can come any
+    /// more: the daemon may work.
+    pub fn is_writing(&self) -> bool {
+        self.is_held() && self.fence.is_none()
     }
 
     pub fn ended(&self) -> Option<&LeaseEnded> {
@@ -248,7 +259,8 @@ impl LeaseMachine {
             } => Some(match self.confirm_after {
                 Some(after) if *sent < after => after.min(*next_renewal),
                 _ => *next_renewal,
-            }),
+            })
+            .map(|due| self.fence.map_or(due, |fence| fence.min(due))),
             State::Held {
                 next_renewal,
                 step: HeldStep::Doubting,
@@ -272,6 +284,15 @@ impl LeaseMachine {
 
     /// Whether the daemon may write to the store at `now`, or why not.
     pub fn may_write(&self, now: Timestamp) -> Result<(), Failure> {
+        if let Some(fence) = self.fence.filter(|_| self.is_held()) {
+            return Err(Failure::new(
+                FailureKind::Transient,
+                format!(
+                    "not written: the lease was taken over from a daemon that may still write \
+                     until {fence}"
+                ),
+            ));
+        }
         match &self.state {
             State::Held {
                 step: HeldStep::Rereading | HeldStep::Doubting,
@@ -319,6 +340,12 @@ impl LeaseMachine {
         content: LeaseState,
         out: &mut VecDeque<Command>,
     ) {
+        if self.fence.is_some_and(|fence| now >= fence) {
+            info!(
+                "the daemon the lease was taken over from can write no more; writing to the store"
+            );
+            self.fence = None;
+        }
         match &mut self.state {
             State::Taking { step, .. } => {
                 if let TakeStep::Due(at) = *step
@@ -565,6 +592,9 @@ impl LeaseMachine {
             Claim::Replace { generation, why } => {
                 if let Some((old, _)) = &found.lease {
                     info!(holder = %format!("{} pid {}", old.holder.host, old.holder.pid), why, "taking over the lease");
+                    // A take whose answer was lost reads its own lease
+                    // next: the fence of the one it replaced stands.
+                    self.fence = self.fence.max(takeover_fence(old, now, runs_here));
                 }
                 generation
             }
@@ -616,7 +646,14 @@ impl LeaseMachine {
     }
 
     fn took(&mut self, generation: i64, sent: Timestamp, progress: Progress) {
-        info!("took the lease; writing to the store");
+        match self.fence {
+            Some(until) => warn!(
+                until = %until,
+                "took the lease over from a daemon that may still write until its next renewal \
+                 is refused: writing nothing to the store until then"
+            ),
+            None => info!("took the lease; writing to the store"),
+        }
         let mut state = LeaseState::default();
         progress.write_into(&mut state);
         self.state = State::Held {
@@ -1080,6 +1117,77 @@ mod tests {
             panic!("{:?}", lease.ended());
         };
         assert_eq!(held.holder, holder("b", 2));
+    }
+
+    /// Taken over from a live holder, nothing is written until its gate has
+    /// closed: half its expiry after its last renewal, and the clocks'
+    /// allowance. The lease is renewed meanwhile.
+    #[test]
+    fn a_takeover_writes_nothing_until_the_old_holders_gate_has_closed() {
+        let lease_taking_over = |found_lease: Lease, holder_runs| {
+            let mut lease =
+                LeaseMachine::new(holder("a", 1), Duration::from_secs(10), true, "1.0", at(0));
+            let mut out = VecDeque::new();
+            step(&mut lease, at(40), &mut out);
+            let found = FoundLease {
+                lease: Some((found_lease, 3)),
+                holder_runs,
+                unreadable: None,
+            };
+            lease.on_read(at(40), Ok(found), &mut out);
+            out.clear();
+            lease.on_written(at(40), Ok(4), &mut out);
+            assert!(lease.is_held());
+            lease
+        };
+        // Renewed at 30 s, lasting 60: its gate is open until 60 s, and the
+        // clocks may disagree by 10 s more.
+        let mut lease = lease_taking_over(held_by(holder("b", 2), at(30)), None);
+        assert!(!lease.is_writing());
+        assert!(lease.may_write(at(41)).is_err());
+        assert_eq!(lease.poll_timeout(), Some(at(70)), "woken at the fence");
+        let mut out = VecDeque::new();
+        assert!(step(&mut lease, at(69), &mut out).is_empty());
+        assert!(!lease.is_writing());
+        let renewal = step(&mut lease, at(70), &mut out);
+        assert!(renewal.is_empty(), "renewed at 100 s: {renewal:?}");
+        assert!(lease.is_writing());
+        assert_eq!(lease.may_write(at(70)), Ok(()));
+
+        // A take whose answer was lost reads its own lease next: the fence
+        // of the one it replaced stands (seed 52 of the fault's first runs).
+        let mut lease =
+            LeaseMachine::new(holder("a", 1), Duration::from_secs(10), true, "1.0", at(0));
+        let mut out = VecDeque::new();
+        step(&mut lease, at(40), &mut out);
+        let theirs = held_by(holder("b", 2), at(30));
+        lease.on_read(at(40), found(Some((theirs, 3))), &mut out);
+        let Some(Command::WriteLease { lease: ours, .. }) = out.pop_front() else {
+            panic!("no take: {out:?}");
+        };
+        lease.on_written(
+            at(40),
+            Err(Failure::new(FailureKind::Transient, "reset")),
+            &mut out,
+        );
+        step(&mut lease, at(42), &mut out);
+        let own = FoundLease {
+            lease: Some((ours, 4)),
+            holder_runs: Some(true),
+            unreadable: None,
+        };
+        lease.on_read(at(42), Ok(own), &mut out);
+        out.clear();
+        lease.on_written(at(42), Ok(5), &mut out);
+        assert!(lease.is_held());
+        assert!(!lease.is_writing(), "the old holder's fence stands");
+
+        // A holder that ran here and runs no more writes nothing: no fence.
+        let gone = held_by(holder("a", 9), at(30));
+        assert!(lease_taking_over(gone, Some(false)).is_writing());
+        // Nor one whose gate closed already, with the allowance.
+        let stale = held_by(holder("b", 2), at(0));
+        assert!(lease_taking_over(stale, None).is_writing());
     }
 
     #[test]

@@ -273,6 +273,27 @@ pub fn decide_claim(
     Claim::Replace { generation, why }
 }
 
+/// How far two hosts' clocks may disagree: `check` holds each to 5 s of the
+/// store's.
+pub const HOSTS_CLOCK_ALLOWANCE: Duration = Duration::from_secs(10);
+
+/// Until when a daemon that takes `found` over from a live holder
+/// (`--takeover`) writes nothing, on its own clock at `now`: until the old
+/// holder's gate has closed, half its expiry after its last renewal, with
+/// the clocks' allowance. The old holder learns of the takeover only at its
+/// next renewal, up to a minute, and wrote meanwhile beside the new one: a
+/// version older than the one just uploaded overwrote it, and a restore
+/// mixed two databases (a hostile trial). `None` when no write of the old
+/// holder can come: it gave the lease back, ran on this host and no longer
+/// runs, or its gate closed already.
+pub fn takeover_fence(found: &Lease, now: Timestamp, runs_here: RunsHere) -> Option<Timestamp> {
+    if found.released.is_some() || runs_here == Some(false) {
+        return None;
+    }
+    let fence = found.renewed.min(now) + found.expiry / 2 + HOSTS_CLOCK_ALLOWANCE;
+    (fence > now).then_some(fence)
+}
+
 /// Whether a snapshot of `me`'s database, taken by no daemon (`jobvault
 /// backup` finding none to ask), must stay out of the prefix whose lease is
 /// `found`: a live daemon of another database holds it. Taken anyway, it

@@ -252,7 +252,7 @@ impl Backup {
 
     /// Whether the machine does its work: it holds the lease, or needs none.
     fn working(&self) -> bool {
-        self.lease.as_ref().is_none_or(LeaseMachine::is_held)
+        self.lease.as_ref().is_none_or(LeaseMachine::is_writing)
     }
 
     /// The destination the database records its cursor for (`None`: none
