@@ -80,6 +80,11 @@ pub enum FaultKind {
     /// A host is cut off from the store for a while: every request of its
     /// daemon fails, while another daemon may take the lease over.
     HostCutOff,
+    /// An operator starts the daemon of another host with `--takeover`
+    /// while the lease's holder still runs, and asks the old holder for a
+    /// snapshot soon after (`jobvault backup` on its host): it learns of the
+    /// takeover only at its next renewal.
+    Takeover,
     /// The first snapshot a restore of the newest state downloads is
     /// unusable (cut short, a bad CRC), while another remains: the restore
     /// falls back to the next older one.
@@ -167,6 +172,7 @@ impl FaultKind {
             FaultKind::BadRow => rate(rng, 0.05),
             FaultKind::BucketWiped => count(rng, 1),
             FaultKind::HostCutOff => count(rng, 2),
+            FaultKind::Takeover => count(rng, 2),
             FaultKind::DatabaseReplaced => count(rng, 1),
             FaultKind::DatabaseWentBack => count(rng, 1),
         }

@@ -36,6 +36,11 @@ impl Simulation {
     /// Starts node `node`'s daemon, unless another runs on its host (the
     /// database's lock refuses it: `run` exits 1).
     pub(crate) fn start_core(&mut self, node: NodeId) {
+        self.start_core_with(node, false);
+    }
+
+    /// The same, taking the lease over a live holder with `takeover`.
+    fn start_core_with(&mut self, node: NodeId, takeover: bool) {
         let host = self.nodes[node].host.clone();
         if let Some(other) = self
             .nodes
@@ -63,7 +68,7 @@ impl Simulation {
             self.nodes[node].process.unexplained_rewinds += 1;
         }
         let set_aside = self.world.db.set_aside.len() as u64;
-        self.nodes[node].start(&self.config, stored, recorded, set_aside, now);
+        self.nodes[node].start(&self.config, (stored, recorded), set_aside, takeover, now);
         self.outcome.daemons += 1;
         let running_here = self
             .nodes
@@ -202,6 +207,7 @@ impl Simulation {
             }
             FaultKind::DatabaseReplaced => self.replace_database(),
             FaultKind::DatabaseWentBack => self.database_went_back(),
+            FaultKind::Takeover => self.take_over(),
             FaultKind::HostCutOff => {
                 self.outcome.faults.add(FaultKind::HostCutOff);
                 let node = self.rng.lifecycle.usize(0..self.nodes.len());
@@ -213,6 +219,48 @@ impl Simulation {
             // where the operations it hits are carried out.
             rate => unreachable!("{rate:?} is a rate, applied to each operation it can hit"),
         }
+    }
+
+    /// Starts a stopped daemon of another host with `--takeover` while the
+    /// lease's holder runs, and has `jobvault backup` ask the old holder for
+    /// a snapshot within the next half minute.
+    fn take_over(&mut self) {
+        let Some((lease, _)) = self
+            .world
+            .store
+            .lease
+            .as_ref()
+            .filter(|(l, _)| l.released.is_none())
+        else {
+            return;
+        };
+        let Some(old) = self
+            .nodes
+            .iter()
+            .find(|n| n.is_running() && n.holder() == lease.holder)
+            .map(|n| n.id)
+        else {
+            return;
+        };
+        let Some(new) = self
+            .nodes
+            .iter()
+            .find(|n| n.host != self.nodes[old].host && !n.is_running())
+            .map(|n| n.id)
+        else {
+            return;
+        };
+        self.outcome.faults.add(FaultKind::Takeover);
+        note!(
+            self,
+            "node {new} started with --takeover while node {old} holds the lease"
+        );
+        self.start_core_with(new, true);
+        let asked = Duration::from_millis(self.rng.lifecycle.u64(0..30_000));
+        self.after(
+            asked,
+            Event::ImmediateOf(old, self.nodes[old].process.generation),
+        );
     }
 
     fn shut_down(&mut self, node: NodeId) {

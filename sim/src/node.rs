@@ -108,18 +108,19 @@ impl Node {
         }
     }
 
-    /// Starts a new process from the durable cursor, with a lease to take;
-    /// nothing of the last one's is in flight any more.
+    /// Starts a new process from the durable cursor, with a lease to take
+    /// (over a live holder with `takeover`); nothing of the last one's is in
+    /// flight any more.
     pub fn start(
         &mut self,
         config: &Config,
-        stored: Cursor,
-        recorded: Option<DestinationId>,
+        (stored, recorded): (Cursor, Option<DestinationId>),
         set_aside: u64,
+        takeover: bool,
         now: Timestamp,
     ) {
         self.pid += 1;
-        let lease = LeaseMachine::new(self.holder(), config.interval, false, "sim", now);
+        let lease = LeaseMachine::new(self.holder(), config.interval, takeover, "sim", now);
         let core = Backup::new(config.clone(), stored, now)
             .recorded(recorded)
             .set_aside(set_aside)

@@ -652,9 +652,10 @@ impl Simulation {
             .as_ref()
             .filter(|(l, _)| l.released.is_none())
             .map(|(l, _)| l.holder.clone());
-        if held_by.is_some_and(|p| p != lease.holder) {
+        if let Some(from) = held_by.filter(|p| *p != lease.holder) {
             self.outcome.takeovers += 1;
             note!(self, "node {node} takes the lease over");
+            self.world.taken_from = Some((from, self.now));
         }
         let generation = self.world.store.next_generation();
         self.world.store.lease = Some((lease, generation));

@@ -130,6 +130,8 @@ pub(crate) enum Event {
     Fault(FaultKind),
     TriggerDirBack,
     Immediate,
+    /// `jobvault backup` asks this core generation for a snapshot.
+    ImmediateOf(NodeId, u64),
     HourlyCheck,
     EndOfDay,
 }
@@ -618,6 +620,11 @@ impl Simulation {
             Event::Fault(kind) => self.inject(kind),
             Event::TriggerDirBack => self.world.dir.exists = true,
             Event::Immediate => self.request_immediate(),
+            Event::ImmediateOf(node, generation) => {
+                if self.runs(node, generation) {
+                    self.request_immediate_of(node);
+                }
+            }
             Event::HourlyCheck => {
                 if let Some(restored) = self.restore_newest(false) {
                     self.observe(Observation::Restored(&restored));

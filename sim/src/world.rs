@@ -7,7 +7,7 @@ use std::ops::{Bound, RangeInclusive};
 use std::sync::Arc;
 
 use jobvault_core::destination::{DestinationId, DestinationMarker};
-use jobvault_core::lease::Lease;
+use jobvault_core::lease::{Holder, Lease};
 use jobvault_core::machine::{ChangeBatch, ListedObject, RowId, Unreadable};
 use jobvault_core::object_name::ObjectName;
 use jobvault_core::trigger::TriggerFile;
@@ -492,6 +492,9 @@ pub struct World {
     pub refusing_until: Option<Timestamp>,
     /// When the bucket was last wiped.
     pub wiped_at: Option<Timestamp>,
+    /// The last lease taken from a holder that had not given it back: whose
+    /// it was, and when (true time).
+    pub taken_from: Option<(Holder, Timestamp)>,
     /// A copy of the database taken by hand, to be written back over it.
     pub copy: Option<Db>,
     /// The sequences the database left behind when a copy went back over

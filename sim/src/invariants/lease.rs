@@ -13,28 +13,83 @@
 //! expiry after its last renewal, which was before the wipe. Another daemon
 //! that takes the new lease meanwhile writes beside it: the one window the
 //! lease cannot close, excused here for half an expiry after a wipe.
+//!
+//! Taken over from a live holder (`--takeover`), the lease leaves its old
+//! holder writing until its next renewal is refused, or its gate closes
+//! half an expiry after the last that got through: excused that long
+//! after the take, but for a snapshot. A snapshot waits for a renewal sent
+//! after it was asked for, so the old holder issues one after the take only
+//! while that renewal's answer is on its way, within the lease's deadline;
+//! before, one asked for meanwhile was the newest a restore found. And
+//! writers never take turns back: once a daemon wrote after another, the
+//! other writes no more. The new holder waits out the old one's gate; it
+//! wrote at once, and the two interleaved, an older version overwriting a
+//! newer one (seed 928 of the fault's first runs).
 
 use std::time::Duration;
 
 use jobvault_core::lease::{Holder, renewal};
 use jobvault_core::machine::LEASE_DEADLINE;
-use jobvault_core::{Config, Seq, Timestamp};
+use jobvault_core::{Command, Config, Seq, Timestamp};
 
 use super::{Invariant, Observation, Verdicts};
 use crate::operations::describe_command;
 use crate::world::World;
 
 pub struct OneWriter {
-    /// How long after a wipe two writers are excused.
-    after_wipe: Duration,
+    /// How long after a wipe two writers are excused, and the old holder
+    /// after a takeover.
+    gate: Duration,
+    /// The daemon that issued the last shared write.
+    last: Option<Holder>,
+    /// Daemons another wrote after: they must write no more.
+    retired: Vec<Holder>,
 }
 
 impl OneWriter {
     pub fn new(config: &Config) -> Self {
         let expiry = renewal(config.interval).expiry;
         OneWriter {
-            after_wipe: expiry / 2,
+            gate: expiry / 2,
+            last: None,
+            retired: Vec::new(),
         }
+    }
+
+    /// Checks that `writer` takes no turn back, and records its write.
+    fn turn(&mut self, writer: &Holder, command: &Command, verdicts: &mut Verdicts) {
+        verdicts.check(!self.retired.contains(writer), || {
+            format!(
+                "{} pid {} issued {} after another daemon had written: two writers interleaved",
+                writer.host,
+                writer.pid,
+                describe_command(command)
+            )
+        });
+        if let Some(last) = self.last.replace(writer.clone())
+            && last != *writer
+        {
+            self.retired.push(last);
+        }
+    }
+
+    /// Whether `writer` issues `command` at `true_time` in what is left of
+    /// its gate after its lease was taken over.
+    fn left_over(
+        &self,
+        writer: &Holder,
+        command: &Command,
+        true_time: Timestamp,
+        world: &World,
+    ) -> bool {
+        let excused = match command {
+            Command::TakeSnapshot(_) => LEASE_DEADLINE,
+            _ => self.gate,
+        };
+        world
+            .taken_from
+            .as_ref()
+            .is_some_and(|(from, at)| from == writer && true_time < *at + excused)
     }
 }
 
@@ -50,8 +105,13 @@ impl Invariant for OneWriter {
         };
         if world
             .wiped_at
-            .is_some_and(|wiped| *true_time < wiped + self.after_wipe)
+            .is_some_and(|wiped| *true_time < wiped + self.gate)
         {
+            self.last = Some((*writer).clone());
+            return;
+        }
+        self.turn(writer, command, verdicts);
+        if self.left_over(writer, command, *true_time, world) {
             return;
         }
         let holder = world.store.lease.as_ref().map(|(lease, _)| &lease.holder);
