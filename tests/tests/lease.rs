@@ -167,7 +167,8 @@ fn the_lease_carries_the_daemons_state_and_a_takeover_stops_the_old_holder() {
 /// A daemon whose lease was taken over learns it only at its next renewal.
 /// A snapshot asked of it meanwhile was uploaded, the newest a restore
 /// found: the restore gave the old database, dropping the new holder's,
-/// while `status` said caught up (a hostile trial). The snapshot now waits
+/// while `status` said caught up (a hostile trial). The new holder now
+/// waits out the old one's gate before it writes, and the snapshot waits
 /// for a renewal, which is refused: nothing of the old database is written,
 /// `backup` fails, and a restore gives the new holder's database.
 #[test]
@@ -189,7 +190,15 @@ fn a_snapshot_asked_of_a_holder_taken_over_is_refused_and_the_restore_is_the_new
         "200ms",
         &["--takeover"],
     );
+    // It waits out the first's gate before it writes anything.
     second.settled();
+    assert!(
+        second
+            .log()
+            .contains("writing nothing to the store until then"),
+        "{}",
+        second.log()
+    );
     let snapshots_before = reader.names("db-backup/");
 
     let backup = jobvault(Some(&emulator.endpoint()))
