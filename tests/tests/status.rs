@@ -123,6 +123,8 @@ fn status_reads_the_daemons_lease_instead_of_listing_job_objects() {
     let workspace = Workspace::new();
     workspace.put_jobs(&[serde_json::json!({ "id": "a", "name": "A" })]);
     let daemon = Daemon::start(&workspace, Some(&emulator.endpoint()), &url, "200ms", &[]);
+    // The first snapshot in: until then `status` warns of none.
+    daemon.settled();
     let output = eventually("a lease with the cursor", Duration::from_secs(30), || {
         let output = jobvault(Some(&proxy.endpoint()))
             .args(["status", "--bucket", &url])
