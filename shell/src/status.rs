@@ -399,10 +399,16 @@ impl Status {
             }
             (None, newest_job) => self.render_no_daemon(&mut out, newest_job.as_ref()),
         }
-        out.push_str(&format!(
-            "restorable          {}\n",
-            self.history.render(&self.bucket)
-        ));
+        let restorable = match self.newest_snapshot {
+            // A restore starts from a snapshot: with none, it has nothing
+            // to start from but the job objects (`--from-job-objects`).
+            None => format!(
+                "nothing yet: no snapshot in the bucket; once there is one, {}",
+                self.history.render(&self.bucket)
+            ),
+            Some(_) => self.history.render(&self.bucket),
+        };
+        out.push_str(&format!("restorable          {restorable}\n"));
         for warning in &self.warnings {
             out.push_str(&format!("WARNING: {warning}\n"));
         }
@@ -441,7 +447,7 @@ impl Status {
 impl HistoryStatus {
     fn render(&self, bucket: &str) -> String {
         let since = self.restorable_from.as_ref().map_or_else(
-            || "the bucket's first upload (never pruned)".to_owned(),
+            || "the prefix's first snapshot (never pruned)".to_owned(),
             |from| format!("{from} (what a prune kept)"),
         );
         match self.versioning {
