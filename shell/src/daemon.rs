@@ -293,10 +293,10 @@ impl Executor {
                 let result = x.triggers.delete(&name).map_err(|e| e.to_failure());
                 Input::TriggerDeleted { name, result }
             }),
-            Command::QuarantineTrigger { name, .. } => self.blocking(move |x| {
+            Command::QuarantineTrigger { name, reason } => self.blocking(move |x| {
                 let result = x.triggers.quarantine(&name);
                 if let Ok(to) = &result {
-                    info!(trigger = %name, to = %to.display(), "malformed trigger moved aside");
+                    warn!(trigger = %name, reason = %reason, to = %to.display(), "malformed trigger moved aside");
                 }
                 Input::TriggerQuarantined {
                     name,
