@@ -915,11 +915,14 @@ impl Incremental {
     /// Nothing more is read until the counter is raised past `past`, above
     /// every change of the database the bucket may hold.
     fn went_back(&mut self, cx: &mut Context, batch: ChangeBatch, past: Seq) {
+        // Named for an operator reading the line: what the database says
+        // now, against what jobvault had read and saved from it.
         error!(
-            counter = batch.newest,
-            past,
-            stored_seq = batch.stored.seq,
-            saved_seq = self.durable.seq,
+            database_counter = batch.newest,
+            database_cursor = batch.stored.seq,
+            read_up_to = self.frontier,
+            saved_cursor = self.durable.seq,
+            numbering_after = past,
             "the job database went back to an older copy (its change counter or its cursor is behind \
              what jobvault read from it: copied over in place, sqlite3 .restore, or edited by hand); \
              numbering its next changes after what the bucket holds and taking a full snapshot to a \
