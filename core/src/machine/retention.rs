@@ -9,7 +9,7 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use tracing::warn;
+use tracing::{info, warn};
 
 use super::io::{Command, Failure, FailureKind};
 use super::metrics::Metrics;
@@ -27,6 +27,9 @@ pub(crate) struct Retention {
     /// The daemon is stopping: the prune running issues nothing more.
     stopped: bool,
     failed: bool,
+    /// The prune running was given up because the prefix started over:
+    /// not a failure to warn of (a trial read the warning as one).
+    given_up: bool,
 }
 
 impl Retention {
@@ -37,6 +40,7 @@ impl Retention {
             running: None,
             stopped: false,
             failed: false,
+            given_up: false,
         }
     }
 
@@ -60,6 +64,7 @@ impl Retention {
         {
             self.due = false;
             self.running = Some(Pruning::new(now, keep));
+            self.given_up = false;
         }
         if let Some(running) = &mut self.running {
             running.poll(out);
@@ -112,6 +117,10 @@ impl Retention {
                 metrics.pruned_objects += pruned.deleted;
                 metrics.oldest_restorable = pruned.oldest_restorable.or(metrics.oldest_restorable);
             }
+            Err(failure) if std::mem::take(&mut self.given_up) => {
+                info!(reason = %failure, "the prune under way stopped; the next runs once the prefix holds the database");
+                self.failed = true;
+            }
             Err(failure) => {
                 warn!(error = %failure, "pruning the bucket failed; trying again later");
                 self.failed = true;
@@ -126,6 +135,7 @@ impl Retention {
         if let Some(running) = &mut self.running {
             let why = "the bucket prefix changed under the prune";
             running.give_up(Failure::new(FailureKind::Conflict, why));
+            self.given_up = true;
         }
         self.end_if_over(metrics);
     }
