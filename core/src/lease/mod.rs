@@ -172,11 +172,14 @@ pub struct Renewal {
     pub expiry: Duration,
 }
 
+/// The longest a lease lasts unrenewed: three renewals of a minute.
+pub const LONGEST_EXPIRY: Duration = Duration::from_secs(180);
+
 /// How a daemon with `interval` keeps its lease: renewed every six
 /// intervals, from 5 s to a minute, lasting three renewals and never under
 /// half a minute.
 pub fn renewal(interval: Duration) -> Renewal {
-    let every = (interval * 6).clamp(Duration::from_secs(5), Duration::from_secs(60));
+    let every = (interval * 6).clamp(Duration::from_secs(5), LONGEST_EXPIRY / 3);
     Renewal {
         every,
         retry: every / 6,
@@ -285,12 +288,15 @@ pub const HOSTS_CLOCK_ALLOWANCE: Duration = Duration::from_secs(10);
 /// version older than the one just uploaded overwrote it, and a restore
 /// mixed two databases (a hostile trial). `None` when no write of the old
 /// holder can come: it gave the lease back, ran on this host and no longer
-/// runs, or its gate closed already.
+/// runs, or its gate closed already. An expiry longer than any jobvault
+/// writes (a lease edited by hand) counts as the longest: its holder's gate
+/// closes by then whatever the lease says.
 pub fn takeover_fence(found: &Lease, now: Timestamp, runs_here: RunsHere) -> Option<Timestamp> {
     if found.released.is_some() || runs_here == Some(false) {
         return None;
     }
-    let fence = found.renewed.min(now) + found.expiry / 2 + HOSTS_CLOCK_ALLOWANCE;
+    let expiry = found.expiry.min(LONGEST_EXPIRY);
+    let fence = found.renewed.min(now) + expiry / 2 + HOSTS_CLOCK_ALLOWANCE;
     (fence > now).then_some(fence)
 }
 
@@ -382,6 +388,29 @@ mod tests {
             state: LeaseState::default(),
             released: None,
         }
+    }
+
+    /// The fence ends half the old expiry after the old renewal, with the
+    /// clocks' allowance; a renewal time ahead of this clock counts from
+    /// now, and an expiry edited by hand to years counts as the longest.
+    #[test]
+    fn a_takeover_fence_ends_when_the_old_holders_gate_has_closed() {
+        let live = lease(holder("b", 2), at(0));
+        assert_eq!(takeover_fence(&live, at(5), None), Some(at(40)));
+        assert_eq!(takeover_fence(&live, at(40), None), None, "closed by now");
+        let ahead = lease(holder("b", 2), at(100));
+        assert_eq!(takeover_fence(&ahead, at(5), None), Some(at(45)));
+        let forever = Lease {
+            expiry: Duration::from_secs(10 * 365 * 86_400),
+            ..lease(holder("b", 2), at(0))
+        };
+        assert_eq!(takeover_fence(&forever, at(5), None), Some(at(100)));
+        let given_back = Lease {
+            released: Some(at(1)),
+            ..live.clone()
+        };
+        assert_eq!(takeover_fence(&given_back, at(5), None), None);
+        assert_eq!(takeover_fence(&live, at(5), Some(false)), None, "gone");
     }
 
     #[test]
