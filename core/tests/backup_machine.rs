@@ -2183,6 +2183,39 @@ fn a_snapshot_goes_only_on_a_lease_renewed_after_it_was_asked_for() {
     ));
 }
 
+/// A snapshot waiting for its renewal when the machine halts (its database
+/// renamed over) is refused, not taken of whatever file is at the path once
+/// the renewal lands (a review).
+#[test]
+fn a_snapshot_waiting_for_its_renewal_is_refused_at_a_halt() {
+    let (mut h, _) = leased();
+    h.input(Input::TriggersScanned(Ok(vec![])));
+    let asked = h.input(Input::ImmediateBackupRequested {
+        id: 1,
+        name: "before-the-move".to_owned(),
+    });
+    assert_eq!(asked, []);
+    let renewal = h.advance(Duration::ZERO);
+    assert!(
+        matches!(&renewal[..], [Command::WriteLease { .. }]),
+        "{renewal:?}"
+    );
+    let halted = h.input(Input::DatabaseReplaced);
+    assert!(
+        halted.iter().any(|c| matches!(
+            c,
+            Command::ImmediateBackupDone {
+                id: 1,
+                result: Err(_),
+                ..
+            }
+        )),
+        "{halted:?}"
+    );
+    let after = h.input(Input::LeaseWritten(Ok(2)));
+    assert!(snapshot(&after).is_none(), "{after:?}");
+}
+
 /// A database renamed over under a running daemon: the defect was a daemon
 /// that read the old file on and reported itself caught up, while the new
 /// file's jobs went nowhere. It halts: no more reads of the feed, no new

@@ -24,7 +24,7 @@
 //! other half (`check` holds each to 5 s of the store's). A clock that reads
 //! earlier than that sending stepped back: the gate closes and a renewal
 //! goes at once. A snapshot waits for a renewal sent after it was asked
-//! for ([`LeaseMachine::confirm_after`]): a daemon whose lease was taken
+//! for ([`LeaseMachine::confirm`]): a daemon whose lease was taken
 //! over (`--takeover`) learned it only at its next renewal, up to a minute,
 //! and a snapshot of its database uploaded meanwhile was the newest a
 //! restore found, dropping the new holder's changes (a hostile trial).
@@ -39,8 +39,8 @@ use std::time::Duration;
 use tracing::{info, warn};
 
 use super::{
-    Claim, HeldElsewhere, Holder, Lease, LeaseState, Renewal, decide_claim, renewal, still_ours,
-    takeover_fence,
+    Claim, HeldElsewhere, Holder, LONGEST_FENCE, Lease, LeaseState, Renewal, decide_claim, renewal,
+    still_ours, takeover_fence,
 };
 use crate::Seq;
 use crate::machine::{Command, Failure, FailureKind};
@@ -187,12 +187,24 @@ pub struct LeaseMachine {
     /// Giving it back failed: it was found gone or replaced, or the store
     /// did not say.
     release_failed: bool,
-    /// A renewal sent at or after this time is wanted at once.
-    confirm_after: Option<Timestamp>,
+    /// Lease writes sent (takes and renewals; one is out at a time), and
+    /// how many had been when the last that got through was sent: what a
+    /// [`Confirmation`] counts.
+    sends: u64,
+    confirmed: u64,
+    /// A renewal is wanted at once, asked for at this time.
+    wanted: Option<Timestamp>,
     /// Taken over from a holder that may still write: nothing is written
-    /// before this time ([`super::takeover_fence`]).
+    /// before this time ([`super::takeover_fence`]). Written into the
+    /// lease, so that a restart or a start after a stop waits it out too.
     fence: Option<Timestamp>,
 }
+
+/// A renewal asked for ([`LeaseMachine::confirm`]): confirmed once one sent
+/// after the asking got through. Counted, not timed: by times, a clock
+/// stepped back held a snapshot until it caught up again (a review).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Confirmation(u64);
 
 impl LeaseMachine {
     /// A lease for `me`, renewed as `interval` asks ([`renewal`]), taken
@@ -217,7 +229,9 @@ impl LeaseMachine {
             },
             releasing: None,
             release_failed: false,
-            confirm_after: None,
+            sends: 0,
+            confirmed: 0,
+            wanted: None,
             fence: None,
         }
     }
@@ -252,15 +266,15 @@ impl LeaseMachine {
                 ..
             } => Some(*at),
             State::Held {
-                sent,
                 next_renewal,
                 step: HeldStep::Idle,
                 ..
-            } => Some(match self.confirm_after {
-                Some(after) if *sent < after => after.min(*next_renewal),
-                _ => *next_renewal,
-            })
-            .map(|due| self.fence.map_or(due, |fence| fence.min(due))),
+            } => Some(
+                [self.wanted, self.fence]
+                    .into_iter()
+                    .flatten()
+                    .fold(*next_renewal, Timestamp::min),
+            ),
             State::Held {
                 next_renewal,
                 step: HeldStep::Doubting,
@@ -270,16 +284,19 @@ impl LeaseMachine {
         }
     }
 
-    /// Asks for a renewal sent at or after `at`, at once (after the one in
-    /// flight, if any): [`Self::confirmed_since`] says when one got through.
-    pub fn confirm_after(&mut self, at: Timestamp) {
-        self.confirm_after = Some(self.confirm_after.map_or(at, |was| was.max(at)));
+    /// Asks at `now` for a renewal sent from now on, at once (after the
+    /// one in flight, if any); [`Self::confirmed`] says when one got
+    /// through. A renewal that fails is tried again at the retry's wait, as
+    /// any.
+    pub fn confirm(&mut self, now: Timestamp) -> Confirmation {
+        self.wanted.get_or_insert(now);
+        Confirmation(self.sends)
     }
 
-    /// Whether the lease is held and a renewal sent at or after `at` got
+    /// Whether the lease is held and a renewal sent after `asked` got
     /// through: nobody had taken it over before then.
-    pub fn confirmed_since(&self, at: Timestamp) -> bool {
-        matches!(&self.state, State::Held { sent, .. } if *sent >= at)
+    pub fn confirmed(&self, asked: Confirmation) -> bool {
+        self.is_held() && self.confirmed > asked.0
     }
 
     /// Whether the daemon may write to the store at `now`, or why not.
@@ -340,6 +357,8 @@ impl LeaseMachine {
         content: LeaseState,
         out: &mut VecDeque<Command>,
     ) {
+        // A clock stepped back does not stretch the wait past the longest.
+        self.fence = self.fence.map(|fence| fence.min(now + LONGEST_FENCE));
         if self.fence.is_some_and(|fence| now >= fence) {
             info!(
                 "the daemon the lease was taken over from can write no more; writing to the store"
@@ -372,9 +391,7 @@ impl LeaseMachine {
                 } else if *step == HeldStep::Idle
                     && (now >= *next_renewal
                         || now < *sent
-                        || self
-                            .confirm_after
-                            .is_some_and(|after| *sent < after && now >= after)
+                        || self.wanted.is_some()
                         || first_caught_up(&lease.state, &content)
                         || (progress_moved(&lease.state, &content)
                             && now >= *sent + self.renewal.retry))
@@ -383,12 +400,15 @@ impl LeaseMachine {
                         sent: now,
                         progress: Progress::of(&content),
                     };
+                    self.wanted = None;
+                    self.sends += 1;
                     // Never given back while held, whatever a read of it
                     // said (one edited by hand let another daemon in).
                     let renewed = Lease {
                         renewed: now,
                         state: LeaseState {
                             version: self.version.clone(),
+                            fenced_until: self.fence,
                             ..content
                         },
                         released: None,
@@ -529,6 +549,7 @@ impl LeaseMachine {
         *next_renewal = sent + self.renewal.retry;
         match result {
             Ok(written) => {
+                self.confirmed = self.sends;
                 *next_renewal = sent + self.renewal.every;
                 *generation = written;
                 *last_sent = sent;
@@ -588,13 +609,16 @@ impl LeaseMachine {
             .as_ref()
             .map(|(lease, generation)| (lease, *generation));
         let generation = match decide_claim(found_lease, &self.me, now, runs_here, self.takeover) {
-            Claim::Create => 0,
+            Claim::Create => {
+                self.fence = None;
+                0
+            }
             Claim::Replace { generation, why } => {
                 if let Some((old, _)) = &found.lease {
                     info!(holder = %format!("{} pid {}", old.holder.host, old.holder.pid), why, "taking over the lease");
                     // A take whose answer was lost reads its own lease
-                    // next: the fence of the one it replaced stands.
-                    self.fence = self.fence.max(takeover_fence(old, now, runs_here));
+                    // back, with the fence it wrote.
+                    self.fence = takeover_fence(old, now, runs_here);
                 }
                 generation
             }
@@ -625,6 +649,7 @@ impl LeaseMachine {
         };
         let mut state = LeaseState {
             version: self.version.clone(),
+            fenced_until: self.fence,
             ..LeaseState::default()
         };
         progress.write_into(&mut state);
@@ -639,6 +664,7 @@ impl LeaseMachine {
             sent: now,
             progress,
         });
+        self.sends += 1;
         out.push_back(Command::WriteLease {
             lease,
             if_generation: generation,
@@ -646,11 +672,13 @@ impl LeaseMachine {
     }
 
     fn took(&mut self, generation: i64, sent: Timestamp, progress: Progress) {
+        self.confirmed = self.sends;
+        self.fence = self.fence.filter(|fence| *fence > sent);
         match self.fence {
             Some(until) => warn!(
                 until = %until,
-                "took the lease over from a daemon that may still write until its next renewal \
-                 is refused: writing nothing to the store until then"
+                "took the lease over from a daemon that may still write (until its next renewal \
+                 is refused): writing nothing to the store until then"
             ),
             None => info!("took the lease; writing to the store"),
         }
@@ -727,6 +755,7 @@ impl LeaseMachine {
                         released: Some(farewell.at),
                         state: LeaseState {
                             version: self.version.clone(),
+                            fenced_until: self.fence,
                             ..farewell.state.clone()
                         },
                         ..lease.clone()
@@ -955,25 +984,26 @@ mod tests {
         );
     }
 
-    /// A confirmation wants a renewal sent at or after its time: at once
-    /// when none is out, after the one in flight when that was sent before.
+    /// A confirmation wants a renewal sent after it: at once when none is
+    /// out, after the one in flight when that was sent before. One that
+    /// fails is tried again at the retry's wait, not at once (by times, a
+    /// failing store was asked again as fast as it answered: a review);
+    /// and a clock stepped back does not hold it up.
     #[test]
     fn a_confirmation_wants_a_renewal_sent_after_it() {
         let (mut lease, mut out) = taken();
-        assert!(lease.confirmed_since(at(0)), "the take was sent then");
-        lease.confirm_after(at(20));
-        assert!(!lease.confirmed_since(at(20)));
+        let asked = lease.confirm(at(20));
+        assert!(!lease.confirmed(asked));
         assert_eq!(lease.poll_timeout(), Some(at(20)), "due now, not at 60 s");
-        assert!(step(&mut lease, at(19), &mut out).is_empty());
         let first = step(&mut lease, at(20), &mut out);
         assert!(
             matches!(&first[..], [Command::WriteLease { .. }]),
             "{first:?}"
         );
-        lease.confirm_after(at(21));
+        let later = lease.confirm(at(21));
         lease.on_written(at(22), Ok(8), &mut out);
-        assert!(lease.confirmed_since(at(20)));
-        assert!(!lease.confirmed_since(at(21)), "that one was sent before");
+        assert!(lease.confirmed(asked));
+        assert!(!lease.confirmed(later), "that one was sent before");
         let second = step(&mut lease, at(22), &mut out);
         assert!(
             matches!(
@@ -985,9 +1015,26 @@ mod tests {
             ),
             "{second:?}"
         );
-        lease.on_written(at(23), Ok(9), &mut out);
-        assert!(lease.confirmed_since(at(21)));
-        assert_eq!(lease.poll_timeout(), Some(at(82)), "then the period again");
+        lease.on_written(
+            at(23),
+            Err(Failure::new(FailureKind::Transient, "503")),
+            &mut out,
+        );
+        assert!(!lease.confirmed(later));
+        assert_eq!(
+            lease.poll_timeout(),
+            Some(at(32)),
+            "retried at the retry's wait"
+        );
+        assert!(step(&mut lease, at(23), &mut out).is_empty());
+        // The clock steps back an hour: the retry goes at once, and counts.
+        let retry = step(&mut lease, at(-3600), &mut out);
+        assert!(
+            matches!(&retry[..], [Command::WriteLease { .. }]),
+            "{retry:?}"
+        );
+        lease.on_written(at(-3600), Ok(9), &mut out);
+        assert!(lease.confirmed(later));
     }
 
     /// A lease taken over carries what the last one said the bucket holds

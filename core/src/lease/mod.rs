@@ -27,7 +27,7 @@ use crate::timestamp::Timestamp;
 
 mod machine;
 
-pub use machine::{FoundLease, LeaseEnded, LeaseMachine};
+pub use machine::{Confirmation, FoundLease, LeaseEnded, LeaseMachine};
 
 /// The lease's object name, under the prefix, beside `db-backup/` and
 /// `job-backup/`.
@@ -108,6 +108,13 @@ pub struct LeaseState {
     /// releases, whose cursor stands for it ([`LeaseState::bucket_may_hold`]).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub highest_seq: Seq,
+    /// Taken over from a daemon that may still write, the holder writes
+    /// nothing before this time ([`takeover_fence`]); so does a daemon
+    /// that takes the lease from it meanwhile (a restart after a kill, a
+    /// start after a stop). Kept in memory alone, the wait was skipped by
+    /// both (a review).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fenced_until: Option<Timestamp>,
 }
 
 impl LeaseState {
@@ -280,24 +287,29 @@ pub fn decide_claim(
 /// store's.
 pub const HOSTS_CLOCK_ALLOWANCE: Duration = Duration::from_secs(10);
 
+/// The longest a takeover waits: the longest gate, with the allowance.
+pub const LONGEST_FENCE: Duration =
+    Duration::from_secs(LONGEST_EXPIRY.as_secs() / 2 + HOSTS_CLOCK_ALLOWANCE.as_secs());
+
 /// Until when a daemon that takes `found` over from a live holder
 /// (`--takeover`) writes nothing, on its own clock at `now`: until the old
 /// holder's gate has closed, half its expiry after its last renewal, with
 /// the clocks' allowance. The old holder learns of the takeover only at its
 /// next renewal, up to a minute, and wrote meanwhile beside the new one: a
 /// version older than the one just uploaded overwrote it, and a restore
-/// mixed two databases (a hostile trial). `None` when no write of the old
-/// holder can come: it gave the lease back, ran on this host and no longer
-/// runs, or its gate closed already. An expiry longer than any jobvault
-/// writes (a lease edited by hand) counts as the longest: its holder's gate
-/// closes by then whatever the lease says.
+/// mixed two databases (a hostile trial). No write of the old holder can
+/// come once it gave the lease back, or ran on this host and no longer
+/// runs, or its gate closed; but a fence the old holder itself waited out
+/// ([`LeaseState::fenced_until`]) stands. An expiry longer than any
+/// jobvault writes (a lease edited by hand) counts as the longest: its
+/// holder's gate closes by then whatever the lease says.
 pub fn takeover_fence(found: &Lease, now: Timestamp, runs_here: RunsHere) -> Option<Timestamp> {
-    if found.released.is_some() || runs_here == Some(false) {
-        return None;
-    }
-    let expiry = found.expiry.min(LONGEST_EXPIRY);
-    let fence = found.renewed.min(now) + expiry / 2 + HOSTS_CLOCK_ALLOWANCE;
-    (fence > now).then_some(fence)
+    let its_gate = (found.released.is_none() && runs_here != Some(false)).then(|| {
+        let expiry = found.expiry.min(LONGEST_EXPIRY);
+        found.renewed.min(now) + expiry / 2 + HOSTS_CLOCK_ALLOWANCE
+    });
+    let its_fence = found.state.fenced_until.map(|f| f.min(now + LONGEST_FENCE));
+    its_gate.max(its_fence).filter(|fence| *fence > now)
 }
 
 /// Whether a snapshot of `me`'s database, taken by no daemon (`jobvault
@@ -411,6 +423,18 @@ mod tests {
         };
         assert_eq!(takeover_fence(&given_back, at(5), None), None);
         assert_eq!(takeover_fence(&live, at(5), Some(false)), None, "gone");
+        // A holder that waited out a fence itself, killed or stopped
+        // meanwhile: its successor waits the rest.
+        let fenced = Lease {
+            state: LeaseState {
+                fenced_until: Some(at(90)),
+                ..LeaseState::default()
+            },
+            released: Some(at(1)),
+            ..live.clone()
+        };
+        assert_eq!(takeover_fence(&fenced, at(5), Some(false)), Some(at(90)));
+        assert_eq!(takeover_fence(&fenced, at(90), Some(false)), None);
     }
 
     #[test]
@@ -610,7 +634,8 @@ mod tests {
     /// byte for byte (the shell writes it pretty, then gzips it).
     const FROZEN: &str = include_str!("../../tests/frozen/lease-current.json");
     /// What releases wrote before the lease was given back at a stop (they
-    /// deleted it) and before `jobs_set_aside` and `highest_seq`.
+    /// deleted it) and before `jobs_set_aside`, `highest_seq` and
+    /// `fenced_until`.
     const EARLIER: &str = include_str!("../../tests/frozen/lease-earlier.json");
 
     #[test]
@@ -622,6 +647,10 @@ mod tests {
         );
         assert_eq!(current.state.bucket_may_hold(), 1207);
         assert!(current.released.is_some());
+        assert!(
+            current.state.fenced_until.is_some(),
+            "given back during a fence"
+        );
         assert_eq!(
             serde_json::to_string_pretty(&current).unwrap(),
             FROZEN.trim_end()
@@ -644,6 +673,7 @@ mod tests {
                     newest_snapshot: None,
                     jobs_set_aside: 0,
                     highest_seq: 0,
+                    fenced_until: None,
                     ..current.state.clone()
                 },
                 ..current

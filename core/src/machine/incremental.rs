@@ -922,6 +922,8 @@ impl Incremental {
             database_cursor = batch.stored.seq,
             read_up_to = self.frontier,
             saved_cursor = self.durable.seq,
+            lease_highest = self.leased.highest,
+            lease_cursor = self.leased.cursor,
             numbering_after = past,
             "the job database went back to an older copy (its change counter or its cursor is behind \
              what jobvault read from it: copied over in place, sqlite3 .restore, or edited by hand); \

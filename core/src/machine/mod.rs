@@ -39,7 +39,7 @@ pub use snapshots::{immediate_base_name, plan_snapshot, trigger_retry_wait};
 
 use crate::cleartext::{SEALED_LOOKBACK, plain_writer_beside};
 use crate::destination::{Destination, DestinationId, NewBecause};
-use crate::lease::{FoundLease, LeaseEnded, LeaseMachine, LeaseState};
+use crate::lease::{Confirmation, FoundLease, LeaseEnded, LeaseMachine, LeaseState};
 use crate::object_name::ObjectKind;
 use crate::retrieval::day_prefixes;
 use crate::timestamp::Timestamp;
@@ -174,8 +174,8 @@ pub struct Backup {
     /// answered at it.
     now: Timestamp,
     /// A snapshot waiting for a renewal of the lease sent after it was
-    /// asked for at this time ([`LeaseMachine::confirm_after`]).
-    confirming: Option<(Command, Timestamp)>,
+    /// asked for ([`LeaseMachine::confirm`]).
+    confirming: Option<(Command, Confirmation)>,
 }
 
 impl Context<'_> {
@@ -569,6 +569,7 @@ impl Backup {
             newest_snapshot: self.metrics.last_snapshot,
             jobs_set_aside: self.incremental.set_aside(),
             highest_seq: self.incremental.bucket_may_hold().max(cursor_seq),
+            fenced_until: None,
         }
     }
 
@@ -682,38 +683,61 @@ impl Backup {
                 self.retention
                     .poll(self.now, &mut self.metrics, &mut self.out);
             }
-            let (command, confirmed) = match self.confirming.take() {
-                Some((command, asked)) if self.lease_settled_since(asked) => (command, true),
-                waiting => {
-                    self.confirming = waiting;
-                    (self.out.pop_front()?, false)
-                }
-            };
-            let lease = self.lease.as_mut().filter(|_| command.needs_lease());
-            match lease.map(|lease| (lease.may_write(self.now), lease)) {
-                Some((Err(failure), _)) => {
-                    let answer = command.failed(failure).expect("a write expects an answer");
-                    self.handle_input(answer, self.now);
-                }
-                Some((Ok(()), lease))
-                    if matches!(command, Command::TakeSnapshot(_))
-                        && !confirmed
-                        && !lease.confirmed_since(self.now) =>
-                {
-                    lease.confirm_after(self.now);
-                    self.confirming = Some((command, self.now));
-                }
-                _ => return Some(command),
+            let (command, released) = self.next_command()?;
+            let held_back = self
+                .lease
+                .as_ref()
+                .filter(|_| command.needs_lease())
+                .and_then(|lease| lease.may_write(self.now).err())
+                .or_else(|| {
+                    (released && self.halted()).then(|| {
+                        Failure::new(FailureKind::Rejected, "not taken: jobvault is stopping")
+                    })
+                });
+            if let Some(failure) = held_back {
+                let answer = command.failed(failure).expect("a write expects an answer");
+                self.handle_input(answer, self.now);
+            } else if released {
+                return Some(command);
+            } else if let Some(command) = self.unless_held_for_renewal(command) {
+                return Some(command);
             }
         }
     }
 
-    /// Whether a renewal sent at or after `asked` got through, or the gate
-    /// closed meanwhile: the snapshot waiting on it goes, or is refused.
-    fn lease_settled_since(&self, asked: Timestamp) -> bool {
-        self.lease
-            .as_ref()
-            .is_none_or(|lease| lease.confirmed_since(asked) || lease.may_write(self.now).is_err())
+    /// The snapshot waiting for a renewal of the lease, once one got
+    /// through, the gate closed or the machine halted (`true`); else the
+    /// next command out (`false`).
+    fn next_command(&mut self) -> Option<(Command, bool)> {
+        match self.confirming.take() {
+            Some((command, asked)) if self.renewal_settled(asked) => Some((command, true)),
+            waiting => {
+                self.confirming = waiting;
+                self.out.pop_front().map(|command| (command, false))
+            }
+        }
+    }
+
+    fn renewal_settled(&self, asked: Confirmation) -> bool {
+        self.halted()
+            || self
+                .lease
+                .as_ref()
+                .is_none_or(|lease| lease.confirmed(asked) || lease.may_write(self.now).is_err())
+    }
+
+    /// `command`, unless it is a snapshot: that waits for a renewal of the
+    /// lease sent after it was asked for, asked for now.
+    fn unless_held_for_renewal(&mut self, command: Command) -> Option<Command> {
+        let Some(lease) = self
+            .lease
+            .as_mut()
+            .filter(|_| matches!(command, Command::TakeSnapshot(_)))
+        else {
+            return Some(command);
+        };
+        self.confirming = Some((command, lease.confirm(self.now)));
+        None
     }
 
     /// Stops at `now`, with `grace` to drain: no new snapshot, listing or
