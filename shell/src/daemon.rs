@@ -296,7 +296,7 @@ impl Executor {
             Command::QuarantineTrigger { name, reason } => self.blocking(move |x| {
                 let result = x.triggers.quarantine(&name);
                 if let Ok(to) = &result {
-                    warn!(trigger = %name, reason = %reason, to = %to.display(), "malformed trigger moved aside");
+                    info!(trigger = %name, reason = %reason, to = %to.display(), "malformed trigger moved aside");
                 }
                 Input::TriggerQuarantined {
                     name,

@@ -403,7 +403,7 @@ impl Status {
             // A restore starts from a snapshot: with none, it has nothing
             // to start from but the job objects (`--from-job-objects`).
             None => format!(
-                "nothing yet: no snapshot in the bucket; once there is one, {}",
+                "no snapshot yet (job objects alone, with --from-job-objects); once there is one, {}",
                 self.history.render(&self.bucket)
             ),
             Some(_) => self.history.render(&self.bucket),

@@ -295,9 +295,9 @@ fn stop_outcome(stopped: Stopped) -> anyhow::Result<ExitCode> {
             if !read_after_stop {
                 anyhow::bail!(
                     "the grace ran out before the change feed was read after the stop (the lease was \
-                     not held, or the database did not answer): changes committed before the stop may \
-                     not be in the bucket ({left} were known to be pending, {changes} drained); the \
-                     next start uploads them"
+                     not held, the daemon it was taken over from could still write, or the database \
+                     did not answer): changes committed before the stop may not be in the bucket \
+                     ({left} were known to be pending, {changes} drained); the next start uploads them"
                 );
             }
             anyhow::bail!(
