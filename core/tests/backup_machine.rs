@@ -1095,6 +1095,34 @@ fn a_stop_reads_the_feed_once_more_and_then_no_commit_brings_a_read() {
     assert_eq!(h.backup.stopped(), Some(drained(0)));
 }
 
+/// A drain counts the changes it uploaded, not the sequences it passed: a
+/// counter raised past a copy (by 2^32) was reported as 17,179,869,201
+/// changes drained (a newcomer trial).
+#[test]
+fn a_drain_counts_changes_not_the_sequences_between_them() {
+    let mut h = Harness::new();
+    start_with_empty_feed(&mut h);
+    h.input(Input::TriggersScanned(Ok(vec![])));
+    h.input(Input::SnapshotsListed(Ok(vec![])));
+    assert_eq!(reads(&h.stop()), 1);
+    let far = 1 << 34;
+    let raised = Envelope::written(
+        JobId::new("b").unwrap(),
+        far,
+        Timestamp::from_unix_seconds(1_479_333_100),
+        r#"{"id":"b","name":"job b"}"#.to_owned(),
+    );
+    let commands = h.input(batch(vec![version("a", 11), raised]));
+    assert_eq!(uploads(&commands).len(), 2, "{commands:?}");
+    h.input(uploaded("a", 11));
+    h.input(uploaded("b", far));
+    // The first step's save answers, and the drain's goes.
+    let save = saved(&h.input(Input::CursorSaved(Ok(0)))).expect("the drain saves the cursor");
+    assert_eq!(save.seq, far);
+    h.input(Input::CursorSaved(Ok(0)));
+    assert_eq!(h.backup.stopped(), Some(drained(2)));
+}
+
 #[test]
 fn a_read_out_at_the_stop_is_followed_by_one_issued_after_it() {
     let mut h = Harness::new();

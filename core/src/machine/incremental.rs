@@ -181,8 +181,10 @@ enum Mode {
 /// before the process exits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Drain {
-    /// The covered sequence at the stop.
-    from: Seq,
+    /// The versions covered since the stop: how many changes it drained.
+    /// The sequences it passed counted them until a counter raised past a
+    /// copy (by 2^32) was drained as 17,179,869,201 (a newcomer trial).
+    passed: u64,
     /// The database's newest sequence as the first read issued after the
     /// stop found it: every change committed before the stop is at or
     /// below it. Changes committed after it are not waited for, so a
@@ -355,7 +357,7 @@ impl Incremental {
             return;
         }
         self.mode = Mode::Draining(Drain {
-            from: self.covered.seq,
+            passed: 0,
             target: None,
         });
         if self.read.is_some() {
@@ -385,7 +387,7 @@ impl Incremental {
             None => self.pending(),
         };
         Some(Drained {
-            changes: self.covered.seq.saturating_sub(drain.from),
+            changes: drain.passed,
             covered,
             complete: covered && self.is_quiet(),
             saved: drain
@@ -868,6 +870,9 @@ impl Incremental {
                 .refs -= 1;
             self.forget_if_idle(&id);
             self.covered.seq = seq;
+            if let Mode::Draining(drain) = &mut self.mode {
+                drain.passed += 1;
+            }
         }
         if self.window.is_empty() {
             self.covered.seq = self.frontier;
