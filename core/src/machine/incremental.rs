@@ -930,11 +930,13 @@ impl Incremental {
             lease_highest = self.leased.highest,
             lease_cursor = self.leased.cursor,
             numbering_after = past,
-            "the job database went back to an older copy (its change counter or its cursor is behind \
-             what jobvault read from it: copied over in place, sqlite3 .restore, or edited by hand); \
-             numbering its next changes after what the bucket holds and taking a full snapshot to a \
-             fresh destination, so that a restore gives this copy; what it left behind stays in the \
-             bucket's history (restore --at)"
+            "the job database went back to an older copy, or is another database than the one \
+             the bucket prefix holds (its change counter or its cursor is behind what jobvault read \
+             or the lease says the bucket holds: copied over in place, sqlite3 .restore, edited by \
+             hand, or another database started on the prefix with --takeover); numbering its next \
+             changes after what the bucket holds and taking a full snapshot to a fresh destination, \
+             so that a restore gives this database; what it left behind stays in the bucket's \
+             history (restore --at)"
         );
         cx.metrics.went_back += 1;
         self.leased = Leased::default();
