@@ -237,7 +237,7 @@ impl fmt::Display for HeldElsewhere {
         write!(
             f,
             "held by jobvault on host {} (pid {}, database {}), renewed {} s ago; \
-             stop it, or wait {} s for the lease to expire, or pass --takeover if it is gone",
+             stop it, or pass --takeover if it is gone (unrenewed, the lease expires in {} s)",
             self.holder.host,
             self.holder.pid,
             self.holder.db,
