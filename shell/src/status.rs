@@ -70,6 +70,9 @@ pub struct DaemonStatus {
     pub caught_up_seconds_ago: Option<u64>,
     /// Rows of its database no backup can hold.
     pub jobs_set_aside: u64,
+    /// It took the lease over from a daemon that may still write, and
+    /// writes nothing before this time.
+    pub writes_from: Option<String>,
 }
 
 /// The daemon that last held the prefix's lease and gave it back at its
@@ -297,6 +300,11 @@ fn daemon_status(lease: &Lease, now: Timestamp) -> DaemonStatus {
         caught_up: caught_up.map(Timestamp::rfc3339),
         caught_up_seconds_ago: caught_up.map(|at| now.duration_since(at).as_secs()),
         jobs_set_aside: lease.state.jobs_set_aside,
+        writes_from: lease
+            .state
+            .fenced_until
+            .filter(|until| *until > now)
+            .map(Timestamp::rfc3339),
     }
 }
 
@@ -315,6 +323,14 @@ fn last_stop(lease: &Lease, stopped: Timestamp, now: Timestamp) -> LastStop {
 
 fn daemon_warnings(daemon: &DaemonStatus) -> Vec<String> {
     let mut warnings = Vec::new();
+    if let Some(from) = &daemon.writes_from {
+        warnings.push(format!(
+            "the daemon on {} (pid {}) took the lease over from one that may still write: it \
+             writes nothing until {from}, and what the lease says of the bucket is the old \
+             holder's until then",
+            daemon.host, daemon.pid
+        ));
+    }
     if daemon.jobs_set_aside > 0 {
         warnings.push(format!(
             "{} rows of {} cannot be backed up and are set aside (not UTF-8, over the size \
@@ -501,6 +517,7 @@ mod tests {
             caught_up: Some("2026-12-04T00:00:00Z".to_owned()),
             caught_up_seconds_ago: Some(1),
             jobs_set_aside: 0,
+            writes_from: None,
         };
         assert!(
             daemon_warnings(&daemon(75)).is_empty(),

@@ -190,7 +190,25 @@ fn a_snapshot_asked_of_a_holder_taken_over_is_refused_and_the_restore_is_the_new
         "200ms",
         &["--takeover"],
     );
-    // It waits out the first's gate before it writes anything.
+    // It waits out the first's gate before it writes anything, and status
+    // says so.
+    let waiting = eventually("status naming the wait", Duration::from_secs(20), || {
+        let output = jobvault(Some(&emulator.endpoint()))
+            .args(["status", "--bucket", &url, "--json"])
+            .output()
+            .unwrap();
+        let json: serde_json::Value = serde_json::from_slice(&output.stdout).ok()?;
+        (json["daemon"]["pid"] == second.pid() && json["daemon"]["writes_from"].is_string())
+            .then_some((output.status.code(), json))
+    });
+    assert_eq!(waiting.0, Some(1), "{}", waiting.1);
+    assert!(
+        waiting.1["warnings"]
+            .to_string()
+            .contains("took the lease over"),
+        "{}",
+        waiting.1
+    );
     second.settled();
     assert!(
         second
