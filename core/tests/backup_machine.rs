@@ -2211,6 +2211,58 @@ fn a_snapshot_goes_only_on_a_lease_renewed_after_it_was_asked_for() {
     ));
 }
 
+/// A snapshot under way when the lease is found taken over is dropped
+/// before its upload is committed: it ran to its end, and a snapshot of the
+/// old holder's database landed after the new holder had written, the
+/// newest a restore found (a hostile trial).
+#[test]
+fn a_snapshot_under_way_is_dropped_once_the_lease_is_found_taken() {
+    let (mut h, _) = leased();
+    h.input(Input::TriggersScanned(Ok(vec![])));
+    h.input(Input::ImmediateBackupRequested {
+        id: 1,
+        name: "large".to_owned(),
+    });
+    h.advance(Duration::ZERO);
+    let order = snapshot(&h.input(Input::LeaseWritten(Ok(2)))).expect("the snapshot goes");
+    let renewal = h.advance(Duration::from_secs(60));
+    assert!(
+        renewal
+            .iter()
+            .any(|c| matches!(c, Command::WriteLease { .. })),
+        "{renewal:?}"
+    );
+    let refused = h.input(Input::LeaseWritten(Err(Failure::new(
+        FailureKind::Conflict,
+        "412",
+    ))));
+    assert!(
+        has(
+            &refused,
+            &Command::AbandonSnapshot {
+                object: order.object.clone()
+            }
+        ),
+        "{refused:?}"
+    );
+    let answered = h.input(Input::SnapshotTaken {
+        object: order.object,
+        result: Err(Failure::new(FailureKind::Rejected, "abandoned")),
+    });
+    assert!(
+        answered.iter().any(|c| matches!(
+            c,
+            Command::ImmediateBackupDone {
+                id: 1,
+                result: Err(_),
+                ..
+            }
+        )),
+        "{answered:?}"
+    );
+    assert_eq!(h.backup.metrics().unexpected_reports, 0);
+}
+
 /// A snapshot waiting for its renewal when the machine halts (its database
 /// renamed over) is refused, not taken of whatever file is at the path once
 /// the renewal lands (a review).

@@ -194,6 +194,10 @@ pub enum Command {
     },
     /// Answer with [`Input::SnapshotTaken`].
     TakeSnapshot(SnapshotOrder),
+    /// Drop the snapshot `object` under way, before its upload is
+    /// committed; its [`Input::SnapshotTaken`] comes as a failure (or as
+    /// done, if it was committed first). No answer of its own.
+    AbandonSnapshot { object: ObjectName },
     /// Read the changes whose sequence is above `after`, in sequence
     /// order, together with the stored cursor, in one read transaction: up
     /// to `limit` of them, and bodies of up to `max_bytes` in all (always at
@@ -409,7 +413,7 @@ impl Command {
         match self {
             Command::TakeSnapshot(_) => Some(SNAPSHOT_DEADLINE),
             Command::ReadBucket(_) => Some(BUCKET_READ_DEADLINE),
-            Command::ImmediateBackupDone { .. } => None,
+            Command::ImmediateBackupDone { .. } | Command::AbandonSnapshot { .. } => None,
             Command::ReadLease | Command::WriteLease { .. } | Command::ReleaseLease { .. } => {
                 Some(LEASE_DEADLINE)
             }
@@ -482,7 +486,7 @@ impl Command {
                 object: object.clone(),
                 result: Err(failure),
             },
-            Command::ImmediateBackupDone { .. } => return None,
+            Command::ImmediateBackupDone { .. } | Command::AbandonSnapshot { .. } => return None,
         })
     }
 }

@@ -310,6 +310,7 @@ impl Backup {
         if self.grace_until.is_some_and(|until| now >= until) && self.stopped.is_none() {
             self.give_up();
         }
+        self.abandon_if_barred();
         if self.halted() || !self.working() {
             return;
         }
@@ -487,8 +488,23 @@ impl Backup {
             error!(lease = %ended, "stopping");
             self.halt();
         }
+        self.abandon_if_barred();
         self.drain_once_held(now);
         self.release_when_quiet();
+    }
+
+    /// Drops the snapshot under way once the daemon may not write
+    /// ([`Snapshots::abandon_under_way`]); one still waiting for its
+    /// renewal was never sent, and the gate answers it.
+    fn abandon_if_barred(&mut self) {
+        if self.confirming.is_none()
+            && self
+                .lease
+                .as_ref()
+                .is_some_and(|lease| lease.may_write(self.now).is_err())
+        {
+            self.snapshots.abandon_under_way(&mut self.out);
+        }
     }
 
     /// The database file was replaced under the daemon. Everything it read

@@ -9,7 +9,7 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
 
-use tracing::{debug, error, info};
+use tracing::{debug, error, info, warn};
 
 use super::Context;
 use super::io::{Command, Failure, FailureKind, SnapshotOrder, SnapshotReason};
@@ -68,6 +68,9 @@ enum Stage {
         reason: SnapshotReason,
         /// [`Snapshots::epoch`] when it started.
         epoch: u64,
+        object: ObjectName,
+        /// Asked to be dropped ([`Command::AbandonSnapshot`]).
+        abandoned: bool,
     },
 }
 
@@ -152,6 +155,26 @@ impl Snapshots {
                 .drain(..)
                 .map(|(id, _)| refused_for_stopping(id)),
         );
+    }
+
+    /// The daemon may not write any more (its lease lost, taken over, or
+    /// not renewed for half its expiry): the snapshot under way is dropped
+    /// before its upload is committed. It used to run to its end, and a
+    /// snapshot of the old holder's database landed after the daemon that
+    /// took the lease over had written, the newest a restore found (a
+    /// hostile trial). Its report comes as a failure.
+    pub fn abandon_under_way(&mut self, out: &mut VecDeque<Command>) {
+        if let Stage::Snapshotting {
+            object, abandoned, ..
+        } = &mut self.stage
+            && !*abandoned
+        {
+            *abandoned = true;
+            warn!(snapshot = %object, "dropping the snapshot under way: jobvault may not write to the bucket any more");
+            out.push_back(Command::AbandonSnapshot {
+                object: object.clone(),
+            });
+        }
     }
 
     /// A stop's grace ran out with a snapshot under way: whoever asked for
@@ -299,7 +322,7 @@ impl Snapshots {
         result: Result<u64, Failure>,
     ) {
         let (reason, epoch) = match std::mem::take(&mut self.stage) {
-            Stage::Snapshotting { reason, epoch } => (reason, epoch),
+            Stage::Snapshotting { reason, epoch, .. } => (reason, epoch),
             other => {
                 self.stage = other;
                 cx.unexpected(format_args!(
@@ -525,6 +548,8 @@ impl Snapshots {
                 self.stage = Stage::Snapshotting {
                     reason,
                     epoch: self.epoch,
+                    object: order.object.clone(),
+                    abandoned: false,
                 };
                 cx.out.push_back(Command::TakeSnapshot(order));
                 true
