@@ -20,7 +20,7 @@ use jobvault_core::{
     Backup, Command, Config, Cursor, Failure, FailureKind, Input, Metrics, Stopped,
 };
 use tokio::sync::{mpsc, oneshot, watch};
-use tokio::task::JoinHandle;
+use tokio::task::{AbortHandle, JoinHandle};
 use tracing::{debug, error, info, warn};
 
 use crate::clock;
@@ -77,6 +77,8 @@ struct Executor {
     inputs: mpsc::UnboundedSender<Input>,
     upload_times: UploadTimes,
     encoder: Arc<Mutex<JobObjectEncoder>>,
+    /// The snapshot under way, to drop at [`Command::AbandonSnapshot`].
+    snapshot: Arc<Mutex<Option<AbortHandle>>>,
 }
 
 impl Daemon {
@@ -139,6 +141,7 @@ impl Daemon {
             inputs,
             upload_times: self.upload_times,
             encoder: Default::default(),
+            snapshot: Default::default(),
         };
         tokio::pin!(shutdown);
         let mut asked_to_stop = false;
@@ -149,6 +152,7 @@ impl Daemon {
                     Command::ImmediateBackupDone { id, object, result } => {
                         waiting.answer(id, object, result);
                     }
+                    Command::AbandonSnapshot { .. } => executor.abandon_snapshot(),
                     command => executor.execute(command),
                 }
             }
@@ -271,10 +275,26 @@ impl Executor {
             unreachable!("only immediate-backup answers have no deadline; the loop takes them")
         };
         let work = self.start(command.clone());
+        if matches!(command, Command::TakeSnapshot(_)) {
+            *self.snapshot.lock().unwrap_or_else(|p| p.into_inner()) = Some(work.abort_handle());
+        }
         let executor = self.clone();
         tokio::spawn(async move {
             executor.report(supervise(&command, deadline, work).await);
         });
+    }
+
+    /// Drops the snapshot under way: its supervisor answers it as
+    /// abandoned, unless it was done first.
+    fn abandon_snapshot(&self) {
+        if let Some(task) = self
+            .snapshot
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+        {
+            task.abort();
+        }
     }
 
     fn start(&self, command: Command) -> JoinHandle<Input> {
@@ -399,7 +419,7 @@ impl Executor {
                     Input::ObjectDeleted { object, result }
                 })
             }
-            Command::ImmediateBackupDone { .. } => {
+            Command::ImmediateBackupDone { .. } | Command::AbandonSnapshot { .. } => {
                 unreachable!("a command with no answer has no deadline and is not started")
             }
         }
@@ -475,6 +495,11 @@ impl Executor {
 async fn supervise(command: &Command, deadline: Duration, mut work: JoinHandle<Input>) -> Input {
     let failure = match tokio::time::timeout(deadline, &mut work).await {
         Ok(Ok(input)) => return input,
+        Ok(Err(e)) if e.is_cancelled() => Failure::new(
+            FailureKind::Rejected,
+            "abandoned before its upload was committed: jobvault may not write to the bucket any \
+             more (its lease was taken over, lost, or not renewed)",
+        ),
         Ok(Err(e)) => Failure::new(
             FailureKind::Internal,
             format!("the task carrying out the command failed: {e}"),
@@ -503,6 +528,7 @@ fn describe(command: &Command) -> String {
         Command::DeleteTrigger { name } => format!("delete trigger {name}"),
         Command::QuarantineTrigger { name, .. } => format!("quarantine trigger {name}"),
         Command::TakeSnapshot(order) => format!("take snapshot {}", order.object),
+        Command::AbandonSnapshot { object } => format!("abandon snapshot {object}"),
         Command::ReadChanges { after, .. } => format!("read the changes after {after}"),
         Command::UploadJob(upload) => format!("upload {}", upload.object),
         Command::SaveCursor { new, .. } => format!("save the cursor at {}", new.seq),
