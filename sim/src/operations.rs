@@ -167,11 +167,41 @@ impl Simulation {
         }
     }
 
+    /// The driver drops the snapshot's task: its supervisor answers it now,
+    /// and its upload is never committed (its completion finds it
+    /// answered). One that landed first (a hang that landed) stays.
+    fn abandon_snapshot(&mut self, node: NodeId, object: &ObjectName) {
+        let process = &mut self.nodes[node].process;
+        let under_way = process.unanswered.iter().find_map(|(id, answer)| {
+            matches!(answer, Input::SnapshotTaken { object: o, .. } if o == object).then_some(*id)
+        });
+        let Some(id) = under_way else {
+            return;
+        };
+        process.unanswered.remove(&id);
+        note!(self, "node {node}: snapshot {object} abandoned");
+        let input = Box::new(Input::SnapshotTaken {
+            object: object.clone(),
+            result: Err(Failure::new(FailureKind::Rejected, "abandoned")),
+        });
+        let generation = self.nodes[node].process.generation;
+        let deliver = Event::Deliver {
+            node,
+            generation,
+            input,
+        };
+        self.after(Duration::from_millis(1), deliver);
+    }
+
     /// The operation that carries out `command`, its fate and its latency;
     /// `None` for a command that is only a report to its requester.
     fn operation(&mut self, node: NodeId, command: Command) -> Option<(Op, Fate, Duration)> {
         let db_latency = Duration::from_micros(self.rng.latency.u64(200..5_000));
         Some(match command {
+            Command::AbandonSnapshot { object } => {
+                self.abandon_snapshot(node, &object);
+                return None;
+            }
             Command::ScanTriggers => (Op::Scan, self.dir_fate(), db_latency),
             Command::WriteTriggerAttempts { name, attempts } => (
                 Op::WriteTrigger { name, attempts },
@@ -204,7 +234,13 @@ impl Simulation {
                     self.checkers.observe(attempt, &self.world);
                 }
                 let versions = Arc::new(self.db_of(node).versions());
-                let latency = Duration::from_millis(self.rng.latency.u64(500..30_000));
+                // One in ten is of a large database: up to five minutes,
+                // past a takeover's wait.
+                let latency = if self.rng.latency.u8(0..10) == 0 {
+                    Duration::from_secs(self.rng.latency.u64(60..300))
+                } else {
+                    Duration::from_millis(self.rng.latency.u64(500..30_000))
+                };
                 let fate = self.store_fate(node);
                 let db = self.db_of(node);
                 let (stored, counter, went_back_at) = (db.stored, db.counter, db.went_back_at);
@@ -404,6 +440,11 @@ impl Simulation {
                         went_back_at,
                     };
                     self.world.store.put(order.object.clone(), body, self.now);
+                    let writer = self.nodes[node].holder();
+                    self.observe(Observation::SnapshotLanded {
+                        writer: &writer,
+                        object: order.object.as_str(),
+                    });
                 }
                 Input::SnapshotTaken {
                     object: order.object,
@@ -806,6 +847,7 @@ pub(crate) fn hash_command(hasher: &mut DefaultHasher, command: &Command) {
             if_generation,
         } => (15u8, lease.renewed, if_generation).hash(hasher),
         Command::ImmediateBackupDone { object, .. } => (9u8, object).hash(hasher),
+        Command::AbandonSnapshot { object } => (19u8, object).hash(hasher),
     }
 }
 

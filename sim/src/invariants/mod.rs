@@ -57,6 +57,8 @@ pub enum Observation<'a> {
         command: &'a Command,
         true_time: Timestamp,
     },
+    /// A daemon's snapshot landed in the bucket.
+    SnapshotLanded { writer: &'a Holder, object: &'a str },
     /// The core started an upload; the counts include it. `held`: the
     /// versions it holds in memory, and their bodies' bytes.
     UploadStarted {
