@@ -159,3 +159,50 @@ fn a_403_on_the_lease_too_is_said_once_counted_and_the_lease_taken_once_allowed(
         proxy.seen()
     );
 }
+
+/// A small object written again between the read of its generation and
+/// the read of its bytes (a lease renewed while `status` reads it) is read
+/// again at its new generation: on a bucket without versioning the old one
+/// is gone, and `status` exited 4 on the 404 (a hostile trial, 2 runs of
+/// 81). A writer here rewrites the object as fast as the emulator takes it.
+#[test]
+fn an_object_written_again_between_its_two_reads_is_read_at_its_new_generation() {
+    use jobvault_core::object_name::Framing;
+    use jobvault_tests::{StoreReader, runtime};
+    let emulator = Emulator::shared();
+    let url = format!("gs://{}", emulator.new_bucket("rewritten"));
+    let framing = Framing::for_object("probe.json", jobvault::clock::now());
+    let put = |reader: &StoreReader, n: usize| {
+        runtime()
+            .block_on(
+                reader
+                    .store()
+                    .put("probe.json", n.to_string().into_bytes(), &framing),
+            )
+            .unwrap();
+    };
+    let reader = StoreReader::connect(&url, Some(&emulator.endpoint()));
+    put(&reader, 0);
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let failed = std::thread::scope(|scope| {
+        scope.spawn(|| {
+            let writer = StoreReader::connect(&url, Some(&emulator.endpoint()));
+            let mut n = 1;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                put(&writer, n);
+                n += 1;
+            }
+        });
+        let failed: Vec<String> = (0..300)
+            .filter_map(
+                |_| match runtime().block_on(reader.store().get_versioned("probe.json")) {
+                    Ok(Some(_)) => None,
+                    other => Some(format!("{other:?}")),
+                },
+            )
+            .collect();
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        failed
+    });
+    assert!(failed.is_empty(), "{failed:?}");
+}
