@@ -1842,6 +1842,29 @@ fn leased() -> (Harness, Vec<Command>) {
     (h, first)
 }
 
+/// The read after a refused renewal finds another daemon's lease: lost.
+fn lease_found_taken(h: &mut Harness) {
+    let theirs = Lease {
+        holder: Holder {
+            host: "b".to_owned(),
+            ..me()
+        },
+        renewed: h.now,
+        expiry: Duration::from_secs(60),
+        state: LeaseState::default(),
+        released: None,
+    };
+    h.input(Input::LeaseRead(Ok(FoundLease {
+        lease: Some((theirs, 9)),
+        holder_runs: None,
+        unreadable: None,
+    })));
+    assert!(matches!(
+        h.backup.lease_ended(),
+        Some(LeaseEnded::Lost(Some(_)))
+    ));
+}
+
 /// A leased machine that has asked for the lease and holds nothing yet.
 fn leasing() -> Harness {
     let mut h = Harness::new();
@@ -2076,25 +2099,7 @@ fn writes_wait_for_the_lease_gate_and_a_lost_lease_stops_the_machine() {
         FailureKind::Conflict,
         "412",
     ))));
-    let theirs = Lease {
-        holder: Holder {
-            host: "b".to_owned(),
-            ..me()
-        },
-        renewed: h.now,
-        expiry: Duration::from_secs(60),
-        state: LeaseState::default(),
-        released: None,
-    };
-    h.input(Input::LeaseRead(Ok(FoundLease {
-        lease: Some((theirs, 9)),
-        holder_runs: None,
-        unreadable: None,
-    })));
-    assert!(matches!(
-        h.backup.lease_ended(),
-        Some(LeaseEnded::Lost(Some(_)))
-    ));
+    lease_found_taken(&mut h);
     assert_eq!(h.backup.poll_timeout(), None, "stopped");
     // A snapshot asked for now is refused at once, not left waiting for an
     // exit that drops it (the lost lease never halted the machine before).
@@ -2190,25 +2195,7 @@ fn a_snapshot_goes_only_on_a_lease_renewed_after_it_was_asked_for() {
         ),
         "{refused:?}"
     );
-    let theirs = Lease {
-        holder: Holder {
-            host: "b".to_owned(),
-            ..me()
-        },
-        renewed: h.now,
-        expiry: Duration::from_secs(60),
-        state: LeaseState::default(),
-        released: None,
-    };
-    h.input(Input::LeaseRead(Ok(FoundLease {
-        lease: Some((theirs, 3)),
-        holder_runs: None,
-        unreadable: None,
-    })));
-    assert!(matches!(
-        h.backup.lease_ended(),
-        Some(LeaseEnded::Lost(Some(_)))
-    ));
+    lease_found_taken(&mut h);
 }
 
 /// A snapshot under way when the lease is found taken over is dropped
