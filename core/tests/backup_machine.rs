@@ -1843,7 +1843,8 @@ fn leased() -> (Harness, Vec<Command>) {
 }
 
 /// The read after a refused renewal finds another daemon's lease: lost.
-fn lease_found_taken(h: &mut Harness) {
+/// Returns what the machine does then.
+fn lease_found_taken(h: &mut Harness) -> Vec<Command> {
     let theirs = Lease {
         holder: Holder {
             host: "b".to_owned(),
@@ -1854,7 +1855,7 @@ fn lease_found_taken(h: &mut Harness) {
         state: LeaseState::default(),
         released: None,
     };
-    h.input(Input::LeaseRead(Ok(FoundLease {
+    let commands = h.input(Input::LeaseRead(Ok(FoundLease {
         lease: Some((theirs, 9)),
         holder_runs: None,
         unreadable: None,
@@ -1863,6 +1864,7 @@ fn lease_found_taken(h: &mut Harness) {
         h.backup.lease_ended(),
         Some(LeaseEnded::Lost(Some(_)))
     ));
+    commands
 }
 
 /// A leased machine that has asked for the lease and holds nothing yet.
@@ -2219,18 +2221,24 @@ fn a_snapshot_under_way_is_dropped_once_the_lease_is_found_taken() {
             .any(|c| matches!(c, Command::WriteLease { .. })),
         "{renewal:?}"
     );
-    let refused = h.input(Input::LeaseWritten(Err(Failure::new(
+    let reread = h.input(Input::LeaseWritten(Err(Failure::new(
         FailureKind::Conflict,
         "412",
     ))));
+    assert_eq!(
+        reread,
+        [Command::ReadLease],
+        "not dropped while it may be ours"
+    );
+    let lost = lease_found_taken(&mut h);
     assert!(
         has(
-            &refused,
+            &lost,
             &Command::AbandonSnapshot {
                 object: order.object.clone()
             }
         ),
-        "{refused:?}"
+        "{lost:?}"
     );
     let answered = h.input(Input::SnapshotTaken {
         object: order.object,
@@ -2247,6 +2255,27 @@ fn a_snapshot_under_way_is_dropped_once_the_lease_is_found_taken() {
         )),
         "{answered:?}"
     );
+    assert_eq!(h.backup.metrics().unexpected_reports, 0);
+}
+
+/// Job uploads under way when the lease is found taken are dropped too: an
+/// old holder's upload of a large body on a slow link landed over the new
+/// holder's version of the same job, and a restore lost the newer one (a
+/// hostile trial).
+#[test]
+fn job_uploads_under_way_are_dropped_once_the_lease_is_found_taken() {
+    let (mut h, _) = leased();
+    let started = h.input(batch(vec![version("a", 11), version("b", 12)]));
+    assert_eq!(uploads(&started).len(), 2, "{started:?}");
+    h.advance(Duration::from_secs(60));
+    h.input(Input::LeaseWritten(Err(Failure::new(
+        FailureKind::Conflict,
+        "412",
+    ))));
+    let lost = lease_found_taken(&mut h);
+    assert!(has(&lost, &Command::AbandonUploads), "{lost:?}");
+    h.input(upload_failed("a", 11));
+    h.input(upload_failed("b", 12));
     assert_eq!(h.backup.metrics().unexpected_reports, 0);
 }
 

@@ -299,6 +299,19 @@ impl LeaseMachine {
         self.is_held() && self.confirmed > asked.0
     }
 
+    /// Whether writes under way must be dropped at `now`: the lease is lost
+    /// (taken over, gone) or went unrenewed for half its expiry, so another
+    /// daemon may write. Not while a refused renewal is read again, nor
+    /// after a clock stepped back: the gate closes then, but the lease may
+    /// still be ours.
+    pub fn lost_or_lapsed(&self, now: Timestamp) -> bool {
+        match &self.state {
+            State::Ended(LeaseEnded::Lost(_)) => true,
+            State::Held { sent, .. } => now >= *sent + self.renewal.expiry / 2,
+            _ => false,
+        }
+    }
+
     /// Whether the daemon may write to the store at `now`, or why not.
     pub fn may_write(&self, now: Timestamp) -> Result<(), Failure> {
         if let Some(fence) = self.fence.filter(|_| self.is_held()) {

@@ -198,6 +198,10 @@ pub enum Command {
     /// committed; its [`Input::SnapshotTaken`] comes as a failure (or as
     /// done, if it was committed first). No answer of its own.
     AbandonSnapshot { object: ObjectName },
+    /// Drop every job upload under way, before it is committed; each
+    /// [`Input::JobUploaded`] comes as a failure (or as done, if it was
+    /// committed first). No answer of its own.
+    AbandonUploads,
     /// Read the changes whose sequence is above `after`, in sequence
     /// order, together with the stored cursor, in one read transaction: up
     /// to `limit` of them, and bodies of up to `max_bytes` in all (always at
@@ -413,7 +417,9 @@ impl Command {
         match self {
             Command::TakeSnapshot(_) => Some(SNAPSHOT_DEADLINE),
             Command::ReadBucket(_) => Some(BUCKET_READ_DEADLINE),
-            Command::ImmediateBackupDone { .. } | Command::AbandonSnapshot { .. } => None,
+            Command::ImmediateBackupDone { .. }
+            | Command::AbandonSnapshot { .. }
+            | Command::AbandonUploads => None,
             Command::ReadLease | Command::WriteLease { .. } | Command::ReleaseLease { .. } => {
                 Some(LEASE_DEADLINE)
             }
@@ -486,7 +492,9 @@ impl Command {
                 object: object.clone(),
                 result: Err(failure),
             },
-            Command::ImmediateBackupDone { .. } | Command::AbandonSnapshot { .. } => return None,
+            Command::ImmediateBackupDone { .. }
+            | Command::AbandonSnapshot { .. }
+            | Command::AbandonUploads => return None,
         })
     }
 }

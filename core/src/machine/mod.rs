@@ -176,6 +176,8 @@ pub struct Backup {
     /// A snapshot waiting for a renewal of the lease sent after it was
     /// asked for ([`LeaseMachine::confirm`]).
     confirming: Option<(Command, Confirmation)>,
+    /// The job uploads under way were dropped ([`Command::AbandonUploads`]).
+    uploads_abandoned: bool,
 }
 
 impl Context<'_> {
@@ -231,6 +233,7 @@ impl Backup {
             replaced: false,
             now,
             confirming: None,
+            uploads_abandoned: false,
         }
     }
 
@@ -493,17 +496,36 @@ impl Backup {
         self.release_when_quiet();
     }
 
-    /// Drops the snapshot under way once the daemon may not write
-    /// ([`Snapshots::abandon_under_way`]); one still waiting for its
-    /// renewal was never sent, and the gate answers it.
+    /// Drops the snapshot and the job uploads under way once another daemon
+    /// may write ([`LeaseMachine::lost_or_lapsed`],
+    /// [`Snapshots::abandon_under_way`]); a snapshot still
+    /// waiting for its renewal was never sent, and the gate answers it. An
+    /// old holder's job upload in flight when it learned of a takeover
+    /// landed after the new holder's version of the same job, and a restore
+    /// lost the newer one, every command exiting 0 (a hostile trial, a
+    /// 51 MB body on a slow link).
     fn abandon_if_barred(&mut self) {
-        if self.confirming.is_none()
-            && self
-                .lease
-                .as_ref()
-                .is_some_and(|lease| lease.may_write(self.now).is_err())
+        let in_flight = self.incremental.uploads_in_flight();
+        if in_flight == 0 {
+            self.uploads_abandoned = false;
+        }
+        if !self
+            .lease
+            .as_ref()
+            .is_some_and(|lease| lease.lost_or_lapsed(self.now))
         {
+            return;
+        }
+        if self.confirming.is_none() {
             self.snapshots.abandon_under_way(&mut self.out);
+        }
+        if in_flight > 0 && !self.uploads_abandoned {
+            self.uploads_abandoned = true;
+            warn!(
+                uploads = in_flight,
+                "dropping the job uploads under way: jobvault may not write to the bucket any more"
+            );
+            self.out.push_back(Command::AbandonUploads);
         }
     }
 
