@@ -79,6 +79,8 @@ struct Executor {
     encoder: Arc<Mutex<JobObjectEncoder>>,
     /// The snapshot under way, to drop at [`Command::AbandonSnapshot`].
     snapshot: Arc<Mutex<Option<AbortHandle>>>,
+    /// The job uploads under way, to drop at [`Command::AbandonUploads`].
+    uploads: Arc<Mutex<Vec<AbortHandle>>>,
 }
 
 impl Daemon {
@@ -142,6 +144,7 @@ impl Daemon {
             upload_times: self.upload_times,
             encoder: Default::default(),
             snapshot: Default::default(),
+            uploads: Default::default(),
         };
         tokio::pin!(shutdown);
         let mut asked_to_stop = false;
@@ -153,6 +156,7 @@ impl Daemon {
                         waiting.answer(id, object, result);
                     }
                     Command::AbandonSnapshot { .. } => executor.abandon_snapshot(),
+                    Command::AbandonUploads => executor.abandon_uploads(),
                     command => executor.execute(command),
                 }
             }
@@ -275,8 +279,17 @@ impl Executor {
             unreachable!("only immediate-backup answers have no deadline; the loop takes them")
         };
         let work = self.start(command.clone());
-        if matches!(command, Command::TakeSnapshot(_)) {
-            *self.snapshot.lock().unwrap_or_else(|p| p.into_inner()) = Some(work.abort_handle());
+        match command {
+            Command::TakeSnapshot(_) => {
+                *self.snapshot.lock().unwrap_or_else(|p| p.into_inner()) =
+                    Some(work.abort_handle());
+            }
+            Command::UploadJob(_) => {
+                let mut uploads = self.uploads.lock().unwrap_or_else(|p| p.into_inner());
+                uploads.retain(|upload| !upload.is_finished());
+                uploads.push(work.abort_handle());
+            }
+            _ => {}
         }
         let executor = self.clone();
         tokio::spawn(async move {
@@ -294,6 +307,15 @@ impl Executor {
             .take()
         {
             task.abort();
+        }
+    }
+
+    /// Drops every job upload under way: their supervisors answer them as
+    /// abandoned, unless they were done first.
+    fn abandon_uploads(&self) {
+        let uploads = std::mem::take(&mut *self.uploads.lock().unwrap_or_else(|p| p.into_inner()));
+        for upload in uploads {
+            upload.abort();
         }
     }
 
@@ -419,7 +441,9 @@ impl Executor {
                     Input::ObjectDeleted { object, result }
                 })
             }
-            Command::ImmediateBackupDone { .. } | Command::AbandonSnapshot { .. } => {
+            Command::ImmediateBackupDone { .. }
+            | Command::AbandonSnapshot { .. }
+            | Command::AbandonUploads => {
                 unreachable!("a command with no answer has no deadline and is not started")
             }
         }
@@ -496,7 +520,7 @@ async fn supervise(command: &Command, deadline: Duration, mut work: JoinHandle<I
     let failure = match tokio::time::timeout(deadline, &mut work).await {
         Ok(Ok(input)) => return input,
         Ok(Err(e)) if e.is_cancelled() => Failure::new(
-            FailureKind::Rejected,
+            FailureKind::Transient,
             "abandoned before its upload was committed: jobvault may not write to the bucket any \
              more (its lease was taken over, lost, or not renewed)",
         ),
@@ -529,6 +553,7 @@ fn describe(command: &Command) -> String {
         Command::QuarantineTrigger { name, .. } => format!("quarantine trigger {name}"),
         Command::TakeSnapshot(order) => format!("take snapshot {}", order.object),
         Command::AbandonSnapshot { object } => format!("abandon snapshot {object}"),
+        Command::AbandonUploads => "abandon the job uploads under way".to_owned(),
         Command::ReadChanges { after, .. } => format!("read the changes after {after}"),
         Command::UploadJob(upload) => format!("upload {}", upload.object),
         Command::SaveCursor { new, .. } => format!("save the cursor at {}", new.seq),
