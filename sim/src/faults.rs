@@ -83,7 +83,8 @@ pub enum FaultKind {
     /// An operator starts the daemon of another host with `--takeover`
     /// while the lease's holder still runs, and asks the old holder for a
     /// snapshot soon after (`jobvault backup` on its host): it learns of the
-    /// takeover only at its next renewal.
+    /// takeover only at its next renewal. In one of two, the old holder's
+    /// link turns slow for a minute: its uploads then take minutes.
     Takeover,
     /// The first snapshot a restore of the newest state downloads is
     /// unusable (cut short, a bad CRC), while another remains: the restore

@@ -255,6 +255,11 @@ impl Simulation {
             self,
             "node {new} started with --takeover while node {old} holds the lease"
         );
+        // In one of two, the old holder's link to the store turns slow: its
+        // uploads in flight outlast the new holder's wait.
+        if self.rng.lifecycle.bool() {
+            self.nodes[old].slow_until = Some(self.now + Duration::from_secs(60));
+        }
         self.start_core_with(new, true);
         let asked = Duration::from_millis(self.rng.lifecycle.u64(0..30_000));
         self.after(

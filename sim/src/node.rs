@@ -25,6 +25,8 @@ pub struct Node {
     pub skew: i64,
     /// Store requests from this host fail until then (a partition).
     pub cut_off_until: Option<Timestamp>,
+    /// Its link to the store is slow until then: an upload takes minutes.
+    pub slow_until: Option<Timestamp>,
     /// Restarted after it exits or crashes, as systemd does; a daemon an
     /// admin started by hand is not.
     pub restarts: bool,
@@ -86,6 +88,7 @@ impl Node {
             host: host.to_owned(),
             skew,
             cut_off_until: None,
+            slow_until: None,
             restarts,
             pid: 100 * (id as u32 + 1),
             process: Process::default(),

@@ -193,6 +193,42 @@ impl Simulation {
         self.after(Duration::from_millis(1), deliver);
     }
 
+    /// The driver drops every job upload under way: their supervisors
+    /// answer them now, and none is committed (their completions find them
+    /// answered).
+    fn abandon_uploads(&mut self, node: NodeId) {
+        let process = &mut self.nodes[node].process;
+        let ids: Vec<u64> = process
+            .unanswered
+            .iter()
+            .filter(|(_, answer)| matches!(answer, Input::JobUploaded { .. }))
+            .map(|(id, _)| *id)
+            .collect();
+        let under_way: Vec<(u64, Input)> = ids
+            .into_iter()
+            .filter_map(|id| process.unanswered.remove(&id).map(|answer| (id, answer)))
+            .collect();
+        process.uploads_in_flight -= under_way.len();
+        note!(self, "node {node}: {} uploads abandoned", under_way.len());
+        let generation = self.nodes[node].process.generation;
+        for (_, answer) in under_way {
+            let Input::JobUploaded { id, seq, .. } = answer else {
+                unreachable!("only job uploads were taken")
+            };
+            let input = Box::new(Input::JobUploaded {
+                id,
+                seq,
+                result: Err(Failure::new(FailureKind::Transient, "abandoned")),
+            });
+            let deliver = Event::Deliver {
+                node,
+                generation,
+                input,
+            };
+            self.after(Duration::from_millis(1), deliver);
+        }
+    }
+
     /// The operation that carries out `command`, its fate and its latency;
     /// `None` for a command that is only a report to its requester.
     fn operation(&mut self, node: NodeId, command: Command) -> Option<(Op, Fate, Duration)> {
@@ -200,6 +236,10 @@ impl Simulation {
         Some(match command {
             Command::AbandonSnapshot { object } => {
                 self.abandon_snapshot(node, &object);
+                return None;
+            }
+            Command::AbandonUploads => {
+                self.abandon_uploads(node);
                 return None;
             }
             Command::ScanTriggers => (Op::Scan, self.dir_fate(), db_latency),
@@ -281,7 +321,16 @@ impl Simulation {
                     in_flight,
                     held,
                 });
-                let latency = self.store_latency();
+                // On a slow link (a large body): up to five minutes, past a
+                // takeover's wait.
+                let latency = if self.nodes[node]
+                    .slow_until
+                    .is_some_and(|until| self.now < until)
+                {
+                    Duration::from_secs(self.rng.latency.u64(60..300))
+                } else {
+                    self.store_latency()
+                };
                 (Op::Upload(upload), self.store_fate(node), latency)
             }
             Command::SaveCursor {
@@ -441,7 +490,7 @@ impl Simulation {
                     };
                     self.world.store.put(order.object.clone(), body, self.now);
                     let writer = self.nodes[node].holder();
-                    self.observe(Observation::SnapshotLanded {
+                    self.observe(Observation::Landed {
                         writer: &writer,
                         object: order.object.as_str(),
                     });
@@ -458,7 +507,7 @@ impl Simulation {
             } => Input::ChangesRead(
                 result(error).map(|()| self.db_of(node).changes(after, limit, max_bytes)),
             ),
-            Op::Upload(upload) => self.uploaded(upload, effective, error),
+            Op::Upload(upload) => self.uploaded(node, upload, effective, error),
             Op::Save {
                 expected,
                 new,
@@ -538,6 +587,7 @@ impl Simulation {
 
     fn uploaded(
         &mut self,
+        node: NodeId,
         upload: JobUpload,
         effective: bool,
         error: Option<(FailureKind, &str)>,
@@ -560,6 +610,11 @@ impl Simulation {
                 object,
                 seq,
                 replaced,
+            });
+            let writer = self.nodes[node].holder();
+            self.observe(Observation::Landed {
+                writer: &writer,
+                object,
             });
         }
         Input::JobUploaded {
@@ -848,6 +903,7 @@ pub(crate) fn hash_command(hasher: &mut DefaultHasher, command: &Command) {
         } => (15u8, lease.renewed, if_generation).hash(hasher),
         Command::ImmediateBackupDone { object, .. } => (9u8, object).hash(hasher),
         Command::AbandonSnapshot { object } => (19u8, object).hash(hasher),
+        Command::AbandonUploads => 20u8.hash(hasher),
     }
 }
 

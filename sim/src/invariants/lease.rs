@@ -95,13 +95,14 @@ impl OneWriter {
 
 impl Invariant for OneWriter {
     fn observe(&mut self, seen: &Observation, world: &World, verdicts: &mut Verdicts) {
-        if let Observation::SnapshotLanded { writer, object } = seen {
+        if let Observation::Landed { writer, object } = seen {
             // Dropped once its daemon may not write: it ran to its end and
             // landed after the daemon that took the lease over had written
-            // (a hostile trial).
+            // (hostile trials: a snapshot, and a job object over the new
+            // holder's version of the job).
             verdicts.check(!self.retired.contains(writer), || {
                 format!(
-                    "{} pid {}'s snapshot {object} landed after another daemon had written",
+                    "{} pid {}'s {object} landed after another daemon had written",
                     writer.host, writer.pid
                 )
             });

@@ -57,8 +57,8 @@ pub enum Observation<'a> {
         command: &'a Command,
         true_time: Timestamp,
     },
-    /// A daemon's snapshot landed in the bucket.
-    SnapshotLanded { writer: &'a Holder, object: &'a str },
+    /// A daemon's snapshot or job object landed in the bucket.
+    Landed { writer: &'a Holder, object: &'a str },
     /// The core started an upload; the counts include it. `held`: the
     /// versions it holds in memory, and their bodies' bytes.
     UploadStarted {
