@@ -426,7 +426,7 @@ impl Backup {
                 Err(()) => cx.unexpected(format_args!("destination check with none outstanding")),
                 Ok(Some(Destination::New { id, why })) => {
                     if why == NewBecause::WentBack {
-                        warn!(destination = %id, "the job database went back to an older copy: taking a full snapshot of it to a fresh destination now");
+                        warn!(destination = %id, "the job database went back to an older copy, or is another database than the prefix held: taking a full snapshot of it to a fresh destination now");
                     } else if self.destination.recorded().is_none() {
                         info!(destination = %id, because = %why, "first backup of this database to this bucket prefix: taking a full snapshot now");
                     } else {
