@@ -307,9 +307,15 @@ impl LeaseMachine {
     pub fn lost_or_lapsed(&self, now: Timestamp) -> bool {
         match &self.state {
             State::Ended(LeaseEnded::Lost(_)) => true,
-            State::Held { sent, .. } => now >= *sent + self.renewal.expiry / 2,
+            State::Held { sent, .. } => now >= self.gate_closes(*sent),
             _ => false,
         }
+    }
+
+    /// When the gate opened by a renewal sent at `sent` closes: half the
+    /// expiry later, by the local clock.
+    fn gate_closes(&self, sent: Timestamp) -> Timestamp {
+        sent + self.renewal.expiry / 2
     }
 
     /// Whether the daemon may write to the store at `now`, or why not.
@@ -331,9 +337,7 @@ impl LeaseMachine {
                 FailureKind::Transient,
                 "not written: a renewal of the lease was refused; checking whether it is still ours",
             )),
-            State::Held { sent, .. } if *sent <= now && now < *sent + self.renewal.expiry / 2 => {
-                Ok(())
-            }
+            State::Held { sent, .. } if *sent <= now && now < self.gate_closes(*sent) => Ok(()),
             State::Held { sent, .. } => Err(Failure::new(
                 FailureKind::Transient,
                 format!(
