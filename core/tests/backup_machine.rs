@@ -1842,6 +1842,14 @@ fn leased() -> (Harness, Vec<Command>) {
     (h, first)
 }
 
+/// Whether `commands` answer the immediate-backup request `id` with a
+/// failure.
+fn refused(commands: &[Command], id: u64) -> bool {
+    commands.iter().any(|c| {
+        matches!(c, Command::ImmediateBackupDone { id: answered, result: Err(_), .. } if *answered == id)
+    })
+}
+
 /// The read after a refused renewal finds another daemon's lease: lost.
 /// Returns what the machine does then.
 fn lease_found_taken(h: &mut Harness) -> Vec<Command> {
@@ -2244,17 +2252,7 @@ fn a_snapshot_under_way_is_dropped_once_the_lease_is_found_taken() {
         object: order.object,
         result: Err(Failure::new(FailureKind::Rejected, "abandoned")),
     });
-    assert!(
-        answered.iter().any(|c| matches!(
-            c,
-            Command::ImmediateBackupDone {
-                id: 1,
-                result: Err(_),
-                ..
-            }
-        )),
-        "{answered:?}"
-    );
+    assert!(refused(&answered, 1), "{answered:?}");
     assert_eq!(h.backup.metrics().unexpected_reports, 0);
 }
 
@@ -2297,17 +2295,7 @@ fn a_snapshot_waiting_for_its_renewal_is_refused_at_a_halt() {
         "{renewal:?}"
     );
     let halted = h.input(Input::DatabaseReplaced);
-    assert!(
-        halted.iter().any(|c| matches!(
-            c,
-            Command::ImmediateBackupDone {
-                id: 1,
-                result: Err(_),
-                ..
-            }
-        )),
-        "{halted:?}"
-    );
+    assert!(refused(&halted, 1), "{halted:?}");
     let after = h.input(Input::LeaseWritten(Ok(2)));
     assert!(snapshot(&after).is_none(), "{after:?}");
 }
