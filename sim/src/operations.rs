@@ -167,66 +167,32 @@ impl Simulation {
         }
     }
 
-    /// The driver drops the snapshot's task: its supervisor answers it now,
-    /// and its upload is never committed (its completion finds it
-    /// answered). One that landed first (a hang that landed) stays.
-    fn abandon_snapshot(&mut self, node: NodeId, object: &ObjectName) {
-        let process = &mut self.nodes[node].process;
-        let under_way = process.unanswered.iter().find_map(|(id, answer)| {
-            matches!(answer, Input::SnapshotTaken { object: o, .. } if o == object).then_some(*id)
-        });
-        let Some(id) = under_way else {
-            return;
-        };
-        process.unanswered.remove(&id);
-        note!(self, "node {node}: snapshot {object} abandoned");
-        let input = Box::new(Input::SnapshotTaken {
-            object: object.clone(),
-            result: Err(Failure::new(FailureKind::Rejected, "abandoned")),
-        });
-        let generation = self.nodes[node].process.generation;
-        let deliver = Event::Deliver {
-            node,
-            generation,
-            input,
-        };
-        self.after(Duration::from_millis(1), deliver);
-    }
-
-    /// The driver drops every job upload under way: their supervisors
-    /// answer them now, and none is committed (their completions find them
-    /// answered).
-    fn abandon_uploads(&mut self, node: NodeId) {
+    /// The driver drops the tasks of the commands whose answers `taken`
+    /// picks: their supervisors answer them now, as abandoned, and none is
+    /// committed (their completions find them answered). One that landed
+    /// first (a hang that landed) stays. Returns how many.
+    fn abandon(&mut self, node: NodeId, taken: impl Fn(&Input) -> bool) -> usize {
         let process = &mut self.nodes[node].process;
         let ids: Vec<u64> = process
             .unanswered
             .iter()
-            .filter(|(_, answer)| matches!(answer, Input::JobUploaded { .. }))
+            .filter(|(_, answer)| taken(answer))
             .map(|(id, _)| *id)
             .collect();
-        let under_way: Vec<(u64, Input)> = ids
-            .into_iter()
-            .filter_map(|id| process.unanswered.remove(&id).map(|answer| (id, answer)))
+        let answers: Vec<Input> = ids
+            .iter()
+            .filter_map(|id| process.unanswered.remove(id))
             .collect();
-        process.uploads_in_flight -= under_way.len();
-        note!(self, "node {node}: {} uploads abandoned", under_way.len());
-        let generation = self.nodes[node].process.generation;
-        for (_, answer) in under_way {
-            let Input::JobUploaded { id, seq, .. } = answer else {
-                unreachable!("only job uploads were taken")
-            };
-            let input = Box::new(Input::JobUploaded {
-                id,
-                seq,
-                result: Err(Failure::new(FailureKind::Transient, "abandoned")),
-            });
+        let generation = process.generation;
+        for answer in &answers {
             let deliver = Event::Deliver {
                 node,
                 generation,
-                input,
+                input: Box::new(abandoned(answer)),
             };
             self.after(Duration::from_millis(1), deliver);
         }
+        answers.len()
     }
 
     /// The operation that carries out `command`, its fate and its latency;
@@ -235,11 +201,20 @@ impl Simulation {
         let db_latency = Duration::from_micros(self.rng.latency.u64(200..5_000));
         Some(match command {
             Command::AbandonSnapshot { object } => {
-                self.abandon_snapshot(node, &object);
+                let abandoned = self.abandon(node, |answer| {
+                    matches!(answer, Input::SnapshotTaken { object: o, .. } if *o == object)
+                });
+                note!(
+                    self,
+                    "node {node}: snapshot {object} abandoned ({abandoned})"
+                );
                 return None;
             }
             Command::AbandonUploads => {
-                self.abandon_uploads(node);
+                let abandoned =
+                    self.abandon(node, |answer| matches!(answer, Input::JobUploaded { .. }));
+                self.nodes[node].process.uploads_in_flight -= abandoned;
+                note!(self, "node {node}: {abandoned} uploads abandoned");
                 return None;
             }
             Command::ScanTriggers => (Op::Scan, self.dir_fate(), db_latency),
@@ -865,6 +840,24 @@ fn result(error: Option<(FailureKind, &str)>) -> Result<(), Failure> {
     match error {
         None => Ok(()),
         Some((kind, why)) => Err(Failure::new(kind, why)),
+    }
+}
+
+/// What the driver answers for a task it dropped: as the shell's supervisor
+/// does, a transient failure.
+fn abandoned(answer: &Input) -> Input {
+    let failure = Failure::new(FailureKind::Transient, "abandoned");
+    match answer {
+        Input::SnapshotTaken { object, .. } => Input::SnapshotTaken {
+            object: object.clone(),
+            result: Err(failure),
+        },
+        Input::JobUploaded { id, seq, .. } => Input::JobUploaded {
+            id: id.clone(),
+            seq: *seq,
+            result: Err(failure),
+        },
+        _ => unreachable!("only snapshots and job uploads are abandoned"),
     }
 }
 
