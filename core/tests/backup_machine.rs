@@ -1076,6 +1076,124 @@ fn commits_noticed_during_a_read_cost_one_more_read_not_one_each() {
     );
 }
 
+/// What the watcher reports of a commit read in its look: the read the
+/// machine stood ready to take, answered by `batch` (a [`batch`] input),
+/// begun `ago` before now.
+fn commit_read(h: &Harness, ago: Duration, batch: Input) -> Input {
+    let order = h.backup.read_at_next_commit().expect("a read stands ready");
+    let Input::ChangesRead(result) = batch else {
+        unreachable!("a batch is a read's answer")
+    };
+    Input::CommitRead {
+        order,
+        began: h.now - ago,
+        result,
+    }
+}
+
+/// Started, its first read answered with nothing and the save that brings
+/// answered, and the clock past the spacing of saves: the next upload's
+/// cover is saved at once. Returns the cursor the database then holds.
+fn settled() -> (Harness, Cursor) {
+    let mut h = Harness::new();
+    let stored = saved(&start_with_empty_feed(&mut h)).expect("the read moved the cursor's time");
+    h.input(Input::CursorSaved(Ok(0)));
+    h.now = h.now + SEQ_SAVE_SPACING;
+    (h, stored)
+}
+
+#[test]
+fn a_commit_read_in_the_look_is_taken_as_the_read_dated_when_it_began() {
+    let (mut h, stored) = settled();
+    let ago = Duration::from_millis(30);
+    let read = commit_read(&h, ago, batch_at(stored, vec![version("a", 11)]));
+    let commands = h.input(read);
+    assert_eq!(
+        reads(&commands),
+        0,
+        "the look's read is the read: {commands:?}"
+    );
+    assert_eq!(uploads(&commands), [("a".to_owned(), 11)]);
+    let cursor = saved(&h.input(uploaded("a", 11))).expect("the cursor moves");
+    assert_eq!(
+        cursor.time,
+        h.now - ago,
+        "a commit after the read began is not in it"
+    );
+}
+
+#[test]
+fn a_commit_read_made_before_a_save_was_answered_is_only_a_notice() {
+    let (mut h, stored) = settled();
+    h.input(Input::DatabaseChanged);
+    h.input(batch_at(stored, vec![version("a", 11)]));
+    let saving = saved(&h.input(uploaded("a", 11))).expect("a save is out");
+    // Read in the look while the save was out: the database still held
+    // the cursor the save replaces.
+    let nothing_new = Input::ChangesRead(Ok(ChangeBatch {
+        stored,
+        newest: 11,
+        complete: true,
+        jobs: vec![],
+        unreadable: vec![],
+        set_aside: 0,
+    }));
+    let read = commit_read(&h, Duration::ZERO, nothing_new);
+    h.input(Input::CursorSaved(Ok(0)));
+    let commands = h.input(read);
+    assert_eq!(
+        reads(&commands),
+        1,
+        "read again, as for a notice: {commands:?}"
+    );
+    assert_eq!(
+        h.backup.metrics().feed_resets_since_snapshot,
+        0,
+        "the old cursor it saw is not someone else's"
+    );
+    let commands = h.input(batch_at(saving, vec![version("b", 12)]));
+    assert_eq!(uploads(&commands), [("b".to_owned(), 12)]);
+}
+
+/// The look notices the save's own commit and its read can report before
+/// the save's answer: the cover's time then trails in the database until
+/// a save of the time alone, an interval later.
+#[test]
+fn the_saves_own_commit_read_before_its_answer_leaves_the_daemon_caught_up() {
+    let (mut h, stored) = settled();
+    h.input(Input::DatabaseChanged);
+    h.input(batch_at(stored, vec![version("a", 11)]));
+    let saving = saved(&h.input(uploaded("a", 11))).expect("a save is out");
+    h.now = h.now + Duration::from_millis(10);
+    let nothing_new = Input::ChangesRead(Ok(ChangeBatch {
+        stored: saving,
+        newest: 11,
+        complete: true,
+        jobs: vec![],
+        unreadable: vec![],
+        set_aside: 0,
+    }));
+    let read = commit_read(&h, Duration::ZERO, nothing_new);
+    assert_eq!(h.input(read), [], "nothing to read, upload or save");
+    assert_eq!(h.input(Input::CursorSaved(Ok(0))), []);
+    assert_eq!(h.backup.metrics().incremental_alive, Some(h.now));
+}
+
+#[test]
+fn a_commit_read_while_a_read_is_out_brings_one_more_read() {
+    let mut h = Harness::new();
+    start_with_empty_feed(&mut h);
+    let read = commit_read(&h, Duration::ZERO, batch(vec![version("a", 11)]));
+    assert_eq!(reads(&h.input(Input::DatabaseChanged)), 1);
+    assert_eq!(h.input(read), [], "a read is out");
+    let commands = h.input(batch(vec![version("a", 11)]));
+    assert_eq!(
+        reads(&commands),
+        1,
+        "the look may have seen more than the read"
+    );
+}
+
 #[test]
 fn a_stop_reads_the_feed_once_more_and_then_no_commit_brings_a_read() {
     let mut h = Harness::new();

@@ -13,6 +13,14 @@
 //! The interval stays the fallback: if the watcher cannot read, nothing is
 //! lost, only later.
 //!
+//! A look that finds a commit also reads the change feed, on the same
+//! connection, when the core has said which read it would ask for
+//! ([`jobvault_core::Backup::read_at_next_commit`], handed over in a [`StandingRead`]),
+//! and reports both as [`Input::CommitRead`]. Reported apart, each commit
+//! under load cost the runtime two wake-ups (the notice, then the read's
+//! answer) and a hand-off to the blocking pool, and the read began on a
+//! second connection whose page cache the commit had just emptied.
+//!
 //! Each look also checks that the path still names the file the watcher
 //! opened. A database renamed over by hand (a restore moved into place, a
 //! copy) left the daemon reading the old file and reporting itself caught
@@ -23,12 +31,17 @@ use std::io;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
+use std::sync::{Arc, Mutex};
+
 use jobvault_core::Input;
 use jobvault_core::commit_watch::{NextLook, Watch, after_wait, next_look};
+use jobvault_core::machine::ReadOrder;
 use tokio::sync::mpsc::UnboundedSender;
 use tracing::warn;
 
+use crate::clock;
 use crate::db::{DbError, JobDb};
+use crate::failure::ToFailure;
 use crate::store::error_chain;
 
 #[cfg(target_os = "linux")]
@@ -51,9 +64,17 @@ impl Watching {
     }
 }
 
+/// The read the core would ask for at the next commit, as of its last
+/// step: the driver sets it after each, the watcher takes it at a commit.
+pub type StandingRead = Arc<Mutex<Option<ReadOrder>>>;
+
 /// Starts watching the database at `path`, reporting to `inputs` until
-/// they close.
-pub fn spawn(path: &Path, inputs: UnboundedSender<Input>) -> Result<Watching, DbError> {
+/// they close, with the read `standing` names at each commit found.
+pub fn spawn(
+    path: &Path,
+    inputs: UnboundedSender<Input>,
+    standing: StandingRead,
+) -> Result<Watching, DbError> {
     let db = JobDb::open(path)?;
     let seen = db.data_version()?;
     // Absolute, not canonical: a relative path would follow the working
@@ -79,6 +100,7 @@ pub fn spawn(path: &Path, inputs: UnboundedSender<Input>) -> Result<Watching, Db
                 opened,
                 seen,
                 failing: false,
+                standing,
             }
             .run(watch, notices, &inputs)
         })
@@ -148,6 +170,7 @@ struct Watcher {
     opened: Opened,
     seen: i64,
     failing: bool,
+    standing: StandingRead,
 }
 
 impl Watcher {
@@ -183,8 +206,31 @@ impl Watcher {
             }
             found = self.look();
             if found {
-                let _ = inputs.send(Input::DatabaseChanged);
+                let _ = inputs.send(self.report());
             }
+        }
+    }
+
+    /// What to report of a commit found: the read the core stands ready
+    /// to take, made now, or the notice alone.
+    fn report(&mut self) -> Input {
+        let standing = self
+            .standing
+            .lock()
+            .expect("the standing read is never left poisoned")
+            .clone();
+        let Some(order) = standing else {
+            return Input::DatabaseChanged;
+        };
+        let began = clock::now();
+        let result = self
+            .db
+            .changes(order.after, order.limit, order.max_bytes)
+            .map_err(|e| e.to_failure());
+        Input::CommitRead {
+            order,
+            began,
+            result,
         }
     }
 

@@ -24,7 +24,7 @@ use tokio::task::{AbortHandle, JoinHandle};
 use tracing::{debug, error, info, warn};
 
 use crate::clock;
-use crate::commit_watch;
+use crate::commit_watch::{self, StandingRead};
 use crate::control::{BackupRequest, BackupTaken};
 use crate::db::JobDb;
 use crate::destination;
@@ -118,7 +118,8 @@ impl Daemon {
             core = core.leased(lease);
         }
         let (inputs, mut reports) = mpsc::unbounded_channel();
-        let watching = match commit_watch::spawn(&self.db_path, inputs.clone()) {
+        let standing = StandingRead::default();
+        let watching = match commit_watch::spawn(&self.db_path, inputs.clone(), standing.clone()) {
             Ok(watching) => {
                 match watching.watch {
                     Watch::Notified => {
@@ -160,6 +161,9 @@ impl Daemon {
                     command => executor.execute(command),
                 }
             }
+            *standing
+                .lock()
+                .expect("the standing read is never left poisoned") = core.read_at_next_commit();
             metrics.send_replace(core.metrics());
             // Before the stop's outcome or the lease: a stop under way when
             // the file was replaced ends as this, its drain abandoned.

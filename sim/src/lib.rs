@@ -16,6 +16,7 @@ pub mod rng;
 pub mod settings;
 pub mod simulation;
 pub mod summary;
+mod watcher;
 pub mod world;
 
 pub use simulation::{Outcome, run, run_with};

@@ -634,7 +634,7 @@ impl Simulation {
 
     /// The database node `node`'s process reads and writes: the world's,
     /// unless another file was renamed over it since the process opened it.
-    fn db_of(&mut self, node: NodeId) -> &mut Db {
+    pub(crate) fn db_of(&mut self, node: NodeId) -> &mut Db {
         let process = &mut self.nodes[node].process;
         process.opened.as_mut().unwrap_or(&mut self.world.db)
     }
@@ -784,7 +784,7 @@ impl Simulation {
     /// The fate of a database or trigger directory operation: it fails as
     /// `kind` at that kind's rate, or hangs, with no effect (a statement that
     /// never got its lock).
-    fn rate_fate(&mut self, kind: FaultKind, why: &'static str) -> Fate {
+    pub(crate) fn rate_fate(&mut self, kind: FaultKind, why: &'static str) -> Fate {
         let draw = self.rng.fate.f64();
         let rate = self.plan.rate(kind);
         if draw < rate {
@@ -925,6 +925,17 @@ pub(crate) fn describe_input(input: &Input) -> String {
         Input::ChangesRead(Ok(batch)) => {
             let seqs: Vec<_> = batch.jobs.iter().map(|e| e.seq).collect();
             format!("ChangesRead stored {:?} seqs {seqs:?}", batch.stored)
+        }
+        Input::CommitRead {
+            order,
+            began,
+            result: Ok(batch),
+        } => {
+            let seqs: Vec<_> = batch.jobs.iter().map(|e| e.seq).collect();
+            format!(
+                "CommitRead after {} began {began} stored {:?} seqs {seqs:?}",
+                order.after, batch.stored
+            )
         }
         Input::TriggersScanned(Ok(files)) => {
             let names: Vec<_> = files.iter().map(|f| f.name.as_str()).collect();

@@ -283,6 +283,12 @@ impl Simulation {
                     .check(&self.world, now, faults, &mut self.checkers);
                 let counted = self.holder_metrics().map_or(0, |m| m.jobs_set_aside);
                 self.observe(Observation::SetAsideCounted { counted });
+                if let Some((caught_up, stored_at)) = self.holder_caught_up() {
+                    self.observe(Observation::QuietHolder {
+                        caught_up,
+                        stored_at,
+                    });
+                }
                 if let Some(restored) = self.restore_newest(true) {
                     self.observe(Observation::Quiesced(&restored));
                 }
@@ -611,7 +617,7 @@ impl Simulation {
                         watch: self.plan.watch,
                         prompt: pending.prompt,
                     });
-                    self.deliver(node, Input::DatabaseChanged);
+                    self.report_commit(node);
                 }
             }
             Event::Write => self.write_job(),
@@ -676,6 +682,7 @@ impl Simulation {
             return;
         };
         let resets_before = core.metrics().feed_resets_since_snapshot;
+        let stored_before = core.stored_cursor();
         let lease_trouble = matches!(
             input,
             Input::LeaseRead(Err(_)) | Input::LeaseWritten(Err(_)) | Input::LeaseReleased(Err(_))
@@ -683,6 +690,9 @@ impl Simulation {
         core.handle_input(input, now);
         let metrics = core.metrics();
         let said = progress(&core.lease_content());
+        if core.stored_cursor() != stored_before {
+            self.nodes[node].process.cursor_stored_at = Some(now);
+        }
         self.observe(Observation::Reported {
             unexpected: metrics.unexpected_reports,
         });
@@ -840,6 +850,21 @@ impl Simulation {
             .find(|node| node.holder() == lease.holder)
             .and_then(|node| node.process.core.as_ref())
             .map(|core| core.metrics())
+    }
+
+    /// When the holder last said it was caught up, and when it last took a
+    /// new stored cursor.
+    fn holder_caught_up(&self) -> Option<(Option<Timestamp>, Option<Timestamp>)> {
+        let (lease, _) = self.world.store.lease.as_ref()?;
+        let node = self
+            .nodes
+            .iter()
+            .find(|node| node.holder() == lease.holder)?;
+        let core = node.process.core.as_ref()?;
+        Some((
+            core.metrics().incremental_alive,
+            node.process.cursor_stored_at,
+        ))
     }
 
     /// Quiet at the end of the day: one daemon holds the lease, is caught up

@@ -27,7 +27,7 @@ use std::time::Duration;
 use tracing::{debug, error, info, warn};
 
 use super::backoff::{Change, StoreBackoff};
-use super::io::{ChangeBatch, Command, Cursor, Failure, JobUpload};
+use super::io::{ChangeBatch, Command, Cursor, Failure, JobUpload, ReadOrder};
 use super::set_aside::{Named, SetAside, Unreadable};
 use super::went_back::Raise;
 use super::{Config, Context};
@@ -155,6 +155,16 @@ pub(crate) struct Incremental {
     highest_read: Seq,
     /// A read of the feed has reported.
     read_once: bool,
+}
+
+/// The state a [`ReadOrder`] was made in: what a read's answer is checked
+/// against ([`Incremental::on_changes_read`]). The order's own `after` is
+/// the frontier.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ReadBasis {
+    durable: Cursor,
+    newest: Seq,
+    leased: Leased,
 }
 
 /// What the lease found at start says of the bucket.
@@ -478,6 +488,31 @@ impl Incremental {
         }
     }
 
+    /// A commit was noticed and read in the same look as `order` said: the
+    /// answer of the read this machine would ask for now if that read is
+    /// still `order` (nothing answered since moved what the batch is
+    /// checked against), dated when it began, not when it is taken: a
+    /// commit in between is not in it. Otherwise only the notice counts,
+    /// and the feed is read as for one.
+    pub fn on_commit_read(
+        &mut self,
+        cx: &mut Context,
+        order: &ReadOrder,
+        began: Timestamp,
+        result: Result<ChangeBatch, Failure>,
+    ) {
+        let current = self.read_at_next_commit().is_some_and(|o| o == *order);
+        if !current || result.is_err() {
+            return self.on_database_changed(cx);
+        }
+        self.read = Some(ReadInFlight {
+            read_at: began,
+            expected: self.expected(),
+            draining: false,
+        });
+        self.on_changes_read(cx, result);
+    }
+
     pub fn on_changes_read(&mut self, cx: &mut Context, result: Result<ChangeBatch, Failure>) {
         let Some(read) = self.read.take() else {
             cx.unexpected(format_args!("change feed batch with no read outstanding"));
@@ -789,31 +824,60 @@ impl Incremental {
             && self.held_bytes <= self.max_pending_bytes / 2
     }
 
-    fn read_changes(&mut self, cx: &mut Context) {
+    /// The read a commit noticed now would bring ([`Self::on_database_changed`]),
+    /// while running: a drain asks for its reads itself.
+    pub fn read_at_next_commit(&self) -> Option<ReadOrder> {
+        if self.mode != Mode::Running || !self.has_room_for_a_read() {
+            return None;
+        }
+        self.next_read()
+    }
+
+    /// The read to ask for now, if any.
+    fn next_read(&self) -> Option<ReadOrder> {
         let done = match self.mode {
             Mode::Running => false,
             Mode::Draining(drain) => drain.target.is_some_and(|target| self.frontier >= target),
             Mode::Halted => true,
         };
         if done || self.read.is_some() || self.raise.is_some() {
-            return;
+            return None;
         }
         let limit = self.max_pending - self.window.len();
         let max_bytes = self.max_pending_bytes.saturating_sub(self.held_bytes);
-        if limit == 0 || max_bytes == 0 {
-            return;
-        }
-        let mut expected = vec![self.durable];
-        expected.extend(self.saving.filter(|s| !s.stale).map(|s| s.cursor));
-        self.read = Some(ReadInFlight {
-            read_at: cx.now,
-            expected,
-            draining: matches!(self.mode, Mode::Draining(_)),
-        });
-        cx.out.push_back(Command::ReadChanges {
+        (limit > 0 && max_bytes > 0).then_some(ReadOrder {
             after: self.frontier,
             limit,
             max_bytes,
+            basis: ReadBasis {
+                durable: self.durable,
+                newest: self.newest,
+                leased: self.leased,
+            },
+        })
+    }
+
+    /// Cursors the database may hold when a read runs: the one stored, and
+    /// the one being saved.
+    fn expected(&self) -> Vec<Cursor> {
+        let mut expected = vec![self.durable];
+        expected.extend(self.saving.filter(|s| !s.stale).map(|s| s.cursor));
+        expected
+    }
+
+    fn read_changes(&mut self, cx: &mut Context) {
+        let Some(order) = self.next_read() else {
+            return;
+        };
+        self.read = Some(ReadInFlight {
+            read_at: cx.now,
+            expected: self.expected(),
+            draining: matches!(self.mode, Mode::Draining(_)),
+        });
+        cx.out.push_back(Command::ReadChanges {
+            after: order.after,
+            limit: order.limit,
+            max_bytes: order.max_bytes,
         });
     }
 
@@ -888,8 +952,15 @@ impl Incremental {
         }
     }
 
+    /// Caught up: every change read is in the bucket and the stored
+    /// cursor passes it. Its time may trail the one in memory: a cover
+    /// whose time alone moved is saved once an interval, and a read that
+    /// reported while a save was out (a look's read does, as the save's
+    /// own commit is noticed) moved it past the save's. Asking for the
+    /// times too left a daemon with a 1 h interval not caught up for an
+    /// hour.
     fn note_if_caught_up(&self, cx: &mut Context) {
-        if self.window.is_empty() && self.covered == self.durable && !self.more_to_read {
+        if self.window.is_empty() && self.covered.seq == self.durable.seq && !self.more_to_read {
             cx.metrics.incremental_alive = Some(cx.now);
         }
     }

@@ -11,6 +11,7 @@
 use std::fmt;
 use std::time::Duration;
 
+use super::incremental::ReadBasis;
 use super::set_aside::Unreadable;
 use crate::Seq;
 use crate::destination::{DestinationId, DestinationMarker};
@@ -304,6 +305,23 @@ pub struct ChangeBatch {
     pub complete: bool,
 }
 
+/// The read of the change feed the core would ask for at a commit, for the
+/// driver to make in the look that finds one and report as
+/// [`Input::CommitRead`]: the look and the read then cost one wake-up of
+/// the driver instead of two, and no hand-off to another thread.
+///
+/// It names the state it was made in as well as the read: a batch read
+/// while a save, a read or a raise was being answered may hold a cursor or
+/// a counter the core has moved past, and taken as an answer it would look
+/// like a copy gone back. The core takes it only while that state holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadOrder {
+    pub after: Seq,
+    pub limit: usize,
+    pub max_bytes: u64,
+    pub(crate) basis: ReadBasis,
+}
+
 /// One object found by a listing.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ListedObject {
@@ -382,6 +400,17 @@ pub enum Input {
     /// It answers nothing and asks for a read of the change feed now, so a
     /// change reaches the bucket without waiting for the next interval.
     DatabaseChanged,
+    /// A commit was noticed, and the change feed read in the same look as
+    /// `order` said ([`crate::Backup::read_at_next_commit`]), the read
+    /// beginning at `began`. It answers nothing: the core takes the batch as
+    /// the answer of the read it would ask for now if that read is still
+    /// `order` and began no later than now, and otherwise as
+    /// [`Input::DatabaseChanged`].
+    CommitRead {
+        order: ReadOrder,
+        began: Timestamp,
+        result: Result<ChangeBatch, Failure>,
+    },
     /// The database's path no longer names the file the daemon opened: a
     /// file was renamed over it (a restore or a copy moved into place by
     /// hand) or it was removed. Writers that open the path from now on

@@ -29,8 +29,8 @@ pub use backoff::{FIRST_RETRY, REFUSED_RETRY};
 pub use incremental::{LEASED_MARGIN, OBJECT_WRITE_SPACING, SEQ_SAVE_SPACING};
 pub use io::{
     COMMAND_DEADLINE, ChangeBatch, Command, Cursor, Failure, FailureKind, FoundDestination, Input,
-    JobUpload, LEASE_DEADLINE, ListedObject, NEW_DESTINATION_BASE, Owed, SNAPSHOT_DEADLINE,
-    SnapshotOrder, SnapshotReason,
+    JobUpload, LEASE_DEADLINE, ListedObject, NEW_DESTINATION_BASE, Owed, ReadOrder,
+    SNAPSHOT_DEADLINE, SnapshotOrder, SnapshotReason,
 };
 pub use metrics::{Metrics, PerKind};
 pub use schedule::{NotATimeOfDay, Schedule, parse_time_of_day};
@@ -278,6 +278,16 @@ impl Backup {
         &self.config
     }
 
+    /// The read of the change feed to make in the look that finds the next
+    /// commit, reported with it as [`Input::CommitRead`]; `None`: report
+    /// [`Input::DatabaseChanged`]. It changes with every input and timeout.
+    #[must_use]
+    pub fn read_at_next_commit(&self) -> Option<ReadOrder> {
+        self.working()
+            .then(|| self.incremental.read_at_next_commit())
+            .flatten()
+    }
+
     /// When [`Backup::handle_timeout`] should next be called; `None` once
     /// stopped. A listing that is due while the last one is still out is
     /// not a reason to wake: the wake-up would find nothing to do, and come
@@ -353,7 +363,7 @@ impl Backup {
         // reads it anyway, and a read before it left the cursor of the lease
         // found unchecked, so a copy put back while no daemon ran went
         // unnoticed (the simulator, with the store down at a start).
-        if matches!(input, Input::DatabaseChanged) && !self.working() {
+        if matches!(input, Input::DatabaseChanged | Input::CommitRead { .. }) && !self.working() {
             return;
         }
         let mut cx = context!(self, now);
@@ -452,6 +462,13 @@ impl Backup {
                 }
             }
             Input::DatabaseChanged => self.incremental.on_database_changed(&mut cx),
+            Input::CommitRead {
+                order,
+                began,
+                result,
+            } => self
+                .incremental
+                .on_commit_read(&mut cx, &order, began, result),
             Input::DatabaseReplaced => self.on_database_replaced(),
         }
         self.release_when_quiet();

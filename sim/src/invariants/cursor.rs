@@ -104,6 +104,33 @@ impl Invariant for DrainedStop {
     }
 }
 
+/// Once quiet, a holder that says it is caught up says so as of its last
+/// stored cursor or later: every change it read is in the bucket and the
+/// database holds a cursor past them. (One that has not checked the
+/// prefix's destination yet, its check failing, says nothing.) The alert on that figure pages when it stops
+/// moving; a daemon caught up that did not say so until its next save of
+/// the cursor's time alone (an interval, an hour for some) pages for
+/// nothing, and teaches its operator to ignore it.
+pub struct CaughtUpSaid;
+
+impl Invariant for CaughtUpSaid {
+    fn observe(&mut self, seen: &Observation, _world: &World, verdicts: &mut Verdicts) {
+        let Observation::QuietHolder {
+            caught_up,
+            stored_at,
+        } = *seen
+        else {
+            return;
+        };
+        verdicts.check(caught_up.is_none_or(|at| Some(at) >= stored_at), || {
+            format!(
+                "once quiet, the holder last said it was caught up at {caught_up:?}, before it \
+                 took its stored cursor at {stored_at:?}"
+            )
+        });
+    }
+}
+
 /// Once quiet, the holder counts every row no job object can hold, and the
 /// database records each.
 pub struct SetAsideCounted;

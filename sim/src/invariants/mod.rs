@@ -122,6 +122,13 @@ pub enum Observation<'a> {
     },
     /// The system quiesced; the holder's count of rows set aside.
     SetAsideCounted { counted: u64 },
+    /// The system quiesced; when the holder last said it was caught up
+    /// (`jobvault_incremental_backup_timestamp_seconds`), and when its
+    /// core last took a new stored cursor, by its clock.
+    QuietHolder {
+        caught_up: Option<Timestamp>,
+        stored_at: Option<Timestamp>,
+    },
     /// A restore to local time `at`, in the bucket's history.
     PastRestored {
         at: Timestamp,
@@ -174,6 +181,7 @@ impl Checkers {
             Box::new(restore::NoLostVersion),
             Box::new(cursor::HonestCursor::default()),
             Box::new(cursor::SetAsideCounted),
+            Box::new(cursor::CaughtUpSaid),
             Box::new(cursor::DrainedStop),
             Box::new(process::TriggerAttempts::new(config)),
             Box::new(bucket::NewestWins),
