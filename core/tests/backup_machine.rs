@@ -1081,13 +1081,13 @@ fn commits_noticed_during_a_read_cost_one_more_read_not_one_each() {
 /// begun `ago` before now.
 fn commit_read(h: &Harness, ago: Duration, batch: Input) -> Input {
     let order = h.backup.read_at_next_commit().expect("a read stands ready");
-    let Input::ChangesRead(result) = batch else {
+    let Input::ChangesRead(Ok(batch)) = batch else {
         unreachable!("a batch is a read's answer")
     };
     Input::CommitRead {
         order,
         began: h.now - ago,
-        result,
+        batch,
     }
 }
 

@@ -41,7 +41,6 @@ use tracing::warn;
 
 use crate::clock;
 use crate::db::{DbError, JobDb};
-use crate::failure::ToFailure;
 use crate::store::error_chain;
 
 #[cfg(target_os = "linux")]
@@ -58,14 +57,15 @@ pub struct Watching {
 impl Watching {
     /// Waits for the thread to end, its connection to the database closed:
     /// it looks no more once the receiver of its reports is gone, within
-    /// its longest wait (a second).
+    /// its longest wait (a second) and the read it may be making.
     pub async fn finish(self) {
         let _ = tokio::task::spawn_blocking(move || self.thread.join()).await;
     }
 }
 
 /// The read the core would ask for at the next commit, as of its last
-/// step: the driver sets it after each, the watcher takes it at a commit.
+/// step: the driver sets it after each, the watcher takes it at a commit
+/// (until the next step, a commit is reported alone).
 pub type StandingRead = Arc<Mutex<Option<ReadOrder>>>;
 
 /// Starts watching the database at `path`, reporting to `inputs` until
@@ -204,52 +204,52 @@ impl Watcher {
                 let _ = inputs.send(Input::DatabaseReplaced);
                 return;
             }
-            found = self.look();
-            if found {
-                let _ = inputs.send(self.report());
+            let report = self.look();
+            found = report.is_some();
+            if let Some(report) = report {
+                let _ = inputs.send(report);
             }
         }
     }
 
-    /// What to report of a commit found: the read the core stands ready
-    /// to take, made now, or the notice alone.
-    fn report(&mut self) -> Input {
-        let standing = self
+    /// What to report of a commit since the last look, if one came: with
+    /// the read the core stands ready to take, made in the same
+    /// transaction, or the notice alone. The first look that fails while
+    /// the core stands ready reports a notice: the core's own read then
+    /// says what is wrong, or gets past it (a read of the feed can fail
+    /// where the look alone would not).
+    fn look(&mut self) -> Option<Input> {
+        // Taken: one order brings one read. Copied, every look until the
+        // driver's next step read it again, each batch up to the window's
+        // bytes, and all but one were thrown away (a review).
+        let order = self
             .standing
             .lock()
             .expect("the standing read is never left poisoned")
-            .clone();
-        let Some(order) = standing else {
-            return Input::DatabaseChanged;
-        };
+            .take();
+        let read = order.as_ref().map(|o| (o.after, o.limit, o.max_bytes));
+        // Before the transaction: every commit before it is in the read.
         let began = clock::now();
-        let result = self
-            .db
-            .changes(order.after, order.limit, order.max_bytes)
-            .map_err(|e| e.to_failure());
-        Input::CommitRead {
-            order,
-            began,
-            result,
-        }
-    }
-
-    /// Whether something committed since the last look.
-    fn look(&mut self) -> bool {
-        match self.db.data_version() {
-            Ok(version) => {
-                self.failing = false;
-                let moved = version != self.seen;
-                self.seen = version;
-                moved
-            }
+        let (version, batch) = match self.db.look_and_read(self.seen, read) {
+            Ok(looked) => looked,
             Err(e) => {
-                if !self.failing {
+                let first = !std::mem::replace(&mut self.failing, true);
+                if first {
                     warn!(error = %error_chain(&e), "cannot look for commits to the job database; changes are read at each interval until it can");
                 }
-                self.failing = true;
-                false
+                return order.filter(|_| first).map(|_| Input::DatabaseChanged);
             }
-        }
+        };
+        self.failing = false;
+        let moved = std::mem::replace(&mut self.seen, version) != version;
+        Some(match (order, batch) {
+            (Some(order), Some(batch)) => Input::CommitRead {
+                order,
+                began,
+                batch,
+            },
+            _ => Input::DatabaseChanged,
+        })
+        .filter(|_| moved)
     }
 }

@@ -138,7 +138,7 @@ impl Collector for Exporter {
         gauge(
             e,
             "jobvault_incremental_backup_timestamp_seconds",
-            "When the incremental backup last caught up completely (0 until the destination is checked, and while it is new).",
+            "When the incremental backup last caught up: every change read in the bucket and the database's cursor past it (0 until the destination is checked, and while it is new).",
             seconds(m.incremental_alive),
         )?;
         gauge(

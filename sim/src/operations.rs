@@ -929,7 +929,7 @@ pub(crate) fn describe_input(input: &Input) -> String {
         Input::CommitRead {
             order,
             began,
-            result: Ok(batch),
+            batch,
         } => {
             let seqs: Vec<_> = batch.jobs.iter().map(|e| e.seq).collect();
             format!(

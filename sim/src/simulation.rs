@@ -683,6 +683,7 @@ impl Simulation {
         };
         let resets_before = core.metrics().feed_resets_since_snapshot;
         let stored_before = core.stored_cursor();
+        let said_before = core.metrics().incremental_alive;
         let lease_trouble = matches!(
             input,
             Input::LeaseRead(Err(_)) | Input::LeaseWritten(Err(_)) | Input::LeaseReleased(Err(_))
@@ -690,8 +691,13 @@ impl Simulation {
         core.handle_input(input, now);
         let metrics = core.metrics();
         let said = progress(&core.lease_content());
-        if core.stored_cursor() != stored_before {
-            self.nodes[node].process.cursor_stored_at = Some(now);
+        let stored_moved = core.stored_cursor() != stored_before;
+        let process = &mut self.nodes[node].process;
+        if stored_moved {
+            process.cursor_stored_at = Some(self.now);
+        }
+        if metrics.incremental_alive != said_before {
+            process.caught_up_at = metrics.incremental_alive.map(|_| self.now);
         }
         self.observe(Observation::Reported {
             unexpected: metrics.unexpected_reports,
@@ -852,17 +858,17 @@ impl Simulation {
             .map(|core| core.metrics())
     }
 
-    /// When the holder last said it was caught up, and when it last took a
-    /// new stored cursor.
+    /// When (true time) the holder last said it was caught up, and when it
+    /// last took a new stored cursor.
     fn holder_caught_up(&self) -> Option<(Option<Timestamp>, Option<Timestamp>)> {
         let (lease, _) = self.world.store.lease.as_ref()?;
         let node = self
             .nodes
             .iter()
             .find(|node| node.holder() == lease.holder)?;
-        let core = node.process.core.as_ref()?;
+        let said = node.process.core.as_ref()?.metrics().incremental_alive;
         Some((
-            core.metrics().incremental_alive,
+            said.and(node.process.caught_up_at),
             node.process.cursor_stored_at,
         ))
     }

@@ -9,7 +9,7 @@
 
 use std::time::Duration;
 
-use jobvault_core::{Backup, Failure, Input};
+use jobvault_core::{Backup, Input};
 
 use crate::faults::FaultKind;
 use crate::invariants::Observation;
@@ -29,13 +29,16 @@ impl Simulation {
             local: began,
             true_time,
         });
-        let result = match self.rate_fate(FaultKind::DbRead, "database is locked") {
-            Fate::Ok | Fate::Ambiguous => {
-                Ok(self
+        let input = match self.rate_fate(FaultKind::DbRead, "database is locked") {
+            Fate::Ok | Fate::Ambiguous => Input::CommitRead {
+                batch: self
                     .db_of(node)
-                    .changes(order.after, order.limit, order.max_bytes))
-            }
-            Fate::Fail(kind, why) => Err(Failure::new(kind, why)),
+                    .changes(order.after, order.limit, order.max_bytes),
+                order,
+                began,
+            },
+            // The look failed: it says so, and the core reads for itself.
+            Fate::Fail(..) => Input::DatabaseChanged,
             // The watcher's thread is held in the read: this look reports
             // nothing, and the core reads at its next step.
             Fate::Hang(_) => return,
@@ -48,11 +51,7 @@ impl Simulation {
         } else {
             self.rng.delivery.u64(0..5_000)
         };
-        let input = Box::new(Input::CommitRead {
-            order,
-            began,
-            result,
-        });
+        let input = Box::new(input);
         self.after(
             Duration::from_micros(lag),
             Event::Deliver {

@@ -489,20 +489,22 @@ impl Incremental {
     }
 
     /// A commit was noticed and read in the same look as `order` said: the
-    /// answer of the read this machine would ask for now if that read is
-    /// still `order` (nothing answered since moved what the batch is
-    /// checked against), dated when it began, not when it is taken: a
-    /// commit in between is not in it. Otherwise only the notice counts,
-    /// and the feed is read as for one.
+    /// answer of the read this machine would ask for now if `order` still
+    /// fits it (nothing answered since moved what the batch is checked
+    /// against, and the window has room for it), dated when it began, not
+    /// when it is taken: a commit in between is not in it. Otherwise only
+    /// the notice counts, and the feed is read as for one.
     pub fn on_commit_read(
         &mut self,
         cx: &mut Context,
         order: &ReadOrder,
         began: Timestamp,
-        result: Result<ChangeBatch, Failure>,
+        batch: ChangeBatch,
     ) {
-        let current = self.read_at_next_commit().is_some_and(|o| o == *order);
-        if !current || result.is_err() {
+        if self
+            .read_at_next_commit()
+            .is_none_or(|current| !order.fits(&current))
+        {
             return self.on_database_changed(cx);
         }
         self.read = Some(ReadInFlight {
@@ -510,7 +512,7 @@ impl Incremental {
             expected: self.expected(),
             draining: false,
         });
-        self.on_changes_read(cx, result);
+        self.on_changes_read(cx, Ok(batch));
     }
 
     pub fn on_changes_read(&mut self, cx: &mut Context, result: Result<ChangeBatch, Failure>) {

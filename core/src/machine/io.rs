@@ -322,6 +322,18 @@ pub struct ReadOrder {
     pub(crate) basis: ReadBasis,
 }
 
+impl ReadOrder {
+    /// Whether this order's answer may stand for `current`'s: the same read
+    /// made in the same state. Its limits may be lower than `current`'s
+    /// (uploads answered since left the window more room; rejecting the
+    /// read for that cost a second read at every such commit), never
+    /// higher: only a read fills the window, and a read that adds to it
+    /// moves the frontier, which is `after`.
+    pub(crate) fn fits(&self, current: &ReadOrder) -> bool {
+        self.after == current.after && self.basis == current.basis
+    }
+}
+
 /// One object found by a listing.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ListedObject {
@@ -404,12 +416,12 @@ pub enum Input {
     /// `order` said ([`crate::Backup::read_at_next_commit`]), the read
     /// beginning at `began`. It answers nothing: the core takes the batch as
     /// the answer of the read it would ask for now if that read is still
-    /// `order` and began no later than now, and otherwise as
-    /// [`Input::DatabaseChanged`].
+    /// `order`, and otherwise as [`Input::DatabaseChanged`]. A look whose
+    /// read failed reports that instead.
     CommitRead {
         order: ReadOrder,
         began: Timestamp,
-        result: Result<ChangeBatch, Failure>,
+        batch: ChangeBatch,
     },
     /// The database's path no longer names the file the daemon opened: a
     /// file was renamed over it (a restore or a copy moved into place by

@@ -465,10 +465,10 @@ impl Backup {
             Input::CommitRead {
                 order,
                 began,
-                result,
+                batch,
             } => self
                 .incremental
-                .on_commit_read(&mut cx, &order, began, result),
+                .on_commit_read(&mut cx, &order, began, batch),
             Input::DatabaseReplaced => self.on_database_replaced(),
         }
         self.release_when_quiet();

@@ -53,10 +53,7 @@ impl JobDb {
     /// kept: the watcher reads it at every commit, and preparing it each
     /// time cost more than the read.
     pub fn data_version(&self) -> Result<i64, DbError> {
-        self.conn
-            .prepare_cached("PRAGMA data_version")
-            .and_then(|mut statement| statement.query_row([], |row| row.get(0)))
-            .in_db(&self.path)
+        data_version(&self.conn).in_db(&self.path)
     }
 
     /// The change feed: the stored cursor and the changes (bodies and
@@ -71,40 +68,32 @@ impl JobDb {
         max_bytes: u64,
     ) -> Result<ChangeBatch, DbError> {
         let tx = self.conn.transaction().in_db(&self.path)?;
-        let cursor = read_cursor(&tx).in_db(&self.path)?;
-        let newest = read_meta(&tx, COUNTER).in_db(&self.path)?;
-        let set_aside = count_set_aside(&tx).in_db(&self.path)?;
-        let mut feed = ChangeBatch {
-            stored: cursor,
-            jobs: Vec::new(),
-            unreadable: Vec::new(),
-            set_aside,
-            newest,
-            complete: true,
-        };
-        {
-            let mut statement = tx.prepare_cached(CHANGES).in_db(&self.path)?;
-            let mut rows = statement
-                .query(params![after, MAX_BODY_BYTES as i64])
-                .in_db(&self.path)?;
-            let (mut read, mut bytes) = (0, 0);
-            while let Some(row) = rows.next().in_db(&self.path)? {
-                let size: Option<i64> = row.get(4).in_db(&self.path)?;
-                bytes += size.unwrap_or(0) as u64;
-                if read == limit || (read > 0 && bytes > max_bytes) {
-                    feed.complete = false;
-                    break;
-                }
-                read += 1;
-                // Decoded from SQLite's own buffer: one copy of the body.
-                match feed_row(row, size).in_db(&self.path)? {
-                    Ok(envelope) => feed.jobs.push(envelope),
-                    Err(unreadable) => feed.unreadable.push(unreadable),
-                }
-            }
-        }
+        let feed = read_feed(&tx, after, limit, max_bytes).in_db(&self.path)?;
         tx.finish().in_db(&self.path)?;
         Ok(feed)
+    }
+
+    /// `data_version`, and if it is not `seen`, the change feed as
+    /// [`Self::changes`] reads it for `read` (after, limit, max_bytes), in
+    /// one read transaction: the look that finds a commit reads it without
+    /// a second. Apart, the look's transaction was most of the watcher's
+    /// time (its page cache emptied by the commit, read again), and the
+    /// read's began another.
+    pub fn look_and_read(
+        &mut self,
+        seen: i64,
+        read: Option<(Seq, usize, u64)>,
+    ) -> Result<(i64, Option<ChangeBatch>), DbError> {
+        let tx = self.conn.transaction().in_db(&self.path)?;
+        let version = data_version(&tx).in_db(&self.path)?;
+        let feed = match read.filter(|_| version != seen) {
+            Some((after, limit, max_bytes)) => {
+                Some(read_feed(&tx, after, limit, max_bytes).in_db(&self.path)?)
+            }
+            None => None,
+        };
+        tx.finish().in_db(&self.path)?;
+        Ok((version, feed))
     }
 
     /// The rows recorded as set aside: how many, and the first few.
@@ -227,6 +216,47 @@ pub(super) fn feed_row(
     })
 }
 
+fn data_version(conn: &rusqlite::Connection) -> rusqlite::Result<i64> {
+    conn.prepare_cached("PRAGMA data_version")?
+        .query_row([], |row| row.get(0))
+}
+
+/// The change feed after `after` in the transaction `tx`: see
+/// [`JobDb::changes`].
+fn read_feed(
+    tx: &rusqlite::Transaction,
+    after: Seq,
+    limit: usize,
+    max_bytes: u64,
+) -> rusqlite::Result<ChangeBatch> {
+    let mut feed = ChangeBatch {
+        stored: read_cursor(tx)?,
+        jobs: Vec::new(),
+        unreadable: Vec::new(),
+        set_aside: count_set_aside(tx)?,
+        newest: read_meta(tx, COUNTER)?,
+        complete: true,
+    };
+    let mut statement = tx.prepare_cached(CHANGES)?;
+    let mut rows = statement.query(params![after, MAX_BODY_BYTES as i64])?;
+    let (mut read, mut bytes) = (0, 0);
+    while let Some(row) = rows.next()? {
+        let size: Option<i64> = row.get(4)?;
+        bytes += size.unwrap_or(0) as u64;
+        if read == limit || (read > 0 && bytes > max_bytes) {
+            feed.complete = false;
+            break;
+        }
+        read += 1;
+        // Decoded from SQLite's own buffer: one copy of the body.
+        match feed_row(row, size)? {
+            Ok(envelope) => feed.jobs.push(envelope),
+            Err(unreadable) => feed.unreadable.push(unreadable),
+        }
+    }
+    Ok(feed)
+}
+
 #[cfg(test)]
 mod tests {
     use jobvault_core::JobId;
@@ -263,6 +293,34 @@ mod tests {
         let rest = db.changes(4, 4, u64::MAX).unwrap();
         assert_eq!(rest.jobs.len(), 1);
         assert!(rest.complete);
+    }
+
+    #[test]
+    fn a_look_reads_the_feed_only_when_another_connection_committed() {
+        let (dir, mut watcher) = database_with(2);
+        let seen = watcher.data_version().unwrap();
+        let read = Some((2, 10, u64::MAX));
+        assert_eq!(
+            watcher.look_and_read(seen, read).unwrap(),
+            (seen, None),
+            "nothing committed since"
+        );
+        // A writer of its own, as a service's would be.
+        let writer = rusqlite::Connection::open(dir.path().join("jobs.db")).unwrap();
+        writer
+            .execute(
+                "INSERT INTO jobs (id, body) VALUES ('late', '{\"id\":\"late\"}')",
+                [],
+            )
+            .unwrap();
+        let (version, batch) = watcher.look_and_read(seen, read).unwrap();
+        assert_ne!(version, seen);
+        let seqs: Vec<Seq> = batch.unwrap().jobs.iter().map(|job| job.seq).collect();
+        assert_eq!(seqs, [3], "the commit the look found");
+        assert_eq!(
+            watcher.look_and_read(version, None).unwrap(),
+            (version, None)
+        );
     }
 
     #[test]
