@@ -30,8 +30,7 @@
 use std::io;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use jobvault_core::Input;
 use jobvault_core::commit_watch::{NextLook, Watch, after_wait, next_look};
@@ -64,8 +63,8 @@ impl Watching {
 }
 
 /// The read the core would ask for at the next commit, as of its last
-/// step: the driver sets it after each, the watcher takes it at a commit
-/// (until the next step, a commit is reported alone).
+/// step: the driver sets it after each, the watcher makes it at a commit
+/// and clears it (until the next step, a commit is reported alone).
 pub type StandingRead = Arc<Mutex<Option<ReadOrder>>>;
 
 /// Starts watching the database at `path`, reporting to `inputs` until
@@ -212,6 +211,13 @@ impl Watcher {
         }
     }
 
+    /// The read the core stands ready to take, if any.
+    fn standing(&self) -> MutexGuard<'_, Option<ReadOrder>> {
+        self.standing
+            .lock()
+            .expect("the standing read is never left poisoned")
+    }
+
     /// What to report of a commit since the last look, if one came: with
     /// the read the core stands ready to take, made in the same
     /// transaction, or the notice alone. The first look that fails while
@@ -219,14 +225,7 @@ impl Watcher {
     /// says what is wrong, or gets past it (a read of the feed can fail
     /// where the look alone would not).
     fn look(&mut self) -> Option<Input> {
-        // Taken: one order brings one read. Copied, every look until the
-        // driver's next step read it again, each batch up to the window's
-        // bytes, and all but one were thrown away (a review).
-        let order = self
-            .standing
-            .lock()
-            .expect("the standing read is never left poisoned")
-            .take();
+        let order = self.standing().clone();
         let read = order.as_ref().map(|o| (o.after, o.limit, o.max_bytes));
         // Before the transaction: every commit before it is in the read.
         let began = clock::now();
@@ -242,6 +241,15 @@ impl Watcher {
         };
         self.failing = false;
         let moved = std::mem::replace(&mut self.seen, version) != version;
+        if batch.is_some() {
+            // One order brings one read. Left in place, every look until
+            // the driver's next step read it again, each batch up to the
+            // window's bytes, and all but one were thrown away (a review).
+            let mut standing = self.standing();
+            if *standing == order {
+                *standing = None;
+            }
+        }
         Some(match (order, batch) {
             (Some(order), Some(batch)) => Input::CommitRead {
                 order,
@@ -251,5 +259,52 @@ impl Watcher {
             _ => Input::DatabaseChanged,
         })
         .filter(|_| moved)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use jobvault_core::timestamp::Timestamp;
+    use jobvault_core::{Backup, Config, Cursor, JobId};
+
+    use super::*;
+
+    #[test]
+    fn an_order_is_read_at_the_first_commit_after_it_and_only_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("jobs.db");
+        let (mut writer, _) = JobDb::init(&path, Timestamp::from_unix_seconds(0)).unwrap();
+        let order = Backup::new(
+            Config::default(),
+            Cursor::UNREAD,
+            Timestamp::from_unix_seconds(0),
+        )
+        .read_at_next_commit()
+        .expect("a machine that has read nothing stands ready to");
+        let standing = StandingRead::new(Mutex::new(Some(order.clone())));
+        let db = JobDb::open(&path).unwrap();
+        let mut watcher = Watcher {
+            seen: db.data_version().unwrap(),
+            db,
+            opened: Opened::at(&path).unwrap(),
+            failing: false,
+            standing: standing.clone(),
+        };
+        let put = |writer: &mut JobDb, id: &str| {
+            let body = format!(r#"{{"id":"{id}"}}"#);
+            writer.put(&[(JobId::new(id).unwrap(), body)]).unwrap();
+        };
+
+        assert!(watcher.look().is_none(), "nothing committed");
+        assert_eq!(*standing.lock().unwrap(), Some(order), "kept for a commit");
+        put(&mut writer, "a");
+        let Some(Input::CommitRead { batch, .. }) = watcher.look() else {
+            panic!("the commit comes with its read")
+        };
+        let ids: Vec<String> = batch.jobs.iter().map(|job| job.id.to_string()).collect();
+        assert_eq!(ids, ["a"]);
+        assert_eq!(*standing.lock().unwrap(), None, "one order, one read");
+        put(&mut writer, "b");
+        assert!(matches!(watcher.look(), Some(Input::DatabaseChanged)));
     }
 }
