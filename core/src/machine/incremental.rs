@@ -392,8 +392,12 @@ impl Incremental {
         let covered = drain
             .target
             .is_some_and(|target| self.covered.seq >= target);
+        // Versions read and not in the bucket, and the changes not read yet
+        // (as `pending` counts them), not the sequences between.
         let left = match drain.target {
-            Some(target) => target.saturating_sub(self.covered.seq),
+            Some(target) => {
+                self.window.range(..=target).count() as u64 + target.saturating_sub(self.frontier)
+            }
             None => self.pending(),
         };
         Some(Drained {
