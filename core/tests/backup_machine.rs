@@ -144,8 +144,14 @@ fn batch(jobs: Vec<Envelope>) -> Input {
 
 /// A read of the feed that found nothing after `newest`, the counter.
 fn nothing_after(newest: u64) -> Input {
+    nothing_after_at(stored_cursor(), newest)
+}
+
+/// A read of the feed that found nothing after `newest`, the counter, and
+/// `stored` as the cursor.
+fn nothing_after_at(stored: Cursor, newest: u64) -> Input {
     Input::ChangesRead(Ok(ChangeBatch {
-        stored: stored_cursor(),
+        stored,
         newest,
         complete: true,
         jobs: vec![],
@@ -1102,6 +1108,14 @@ fn settled() -> (Harness, Cursor) {
     (h, stored)
 }
 
+/// Job a's version 11 read on a notice and uploaded: the save of its
+/// cover, returned, is out.
+fn save_out(h: &mut Harness, stored: Cursor) -> Cursor {
+    h.input(Input::DatabaseChanged);
+    h.input(batch_at(stored, vec![version("a", 11)]));
+    saved(&h.input(uploaded("a", 11))).expect("a save is out")
+}
+
 #[test]
 fn a_commit_read_in_the_look_is_taken_as_the_read_dated_when_it_began() {
     let (mut h, stored) = settled();
@@ -1125,20 +1139,10 @@ fn a_commit_read_in_the_look_is_taken_as_the_read_dated_when_it_began() {
 #[test]
 fn a_commit_read_made_before_a_save_was_answered_is_only_a_notice() {
     let (mut h, stored) = settled();
-    h.input(Input::DatabaseChanged);
-    h.input(batch_at(stored, vec![version("a", 11)]));
-    let saving = saved(&h.input(uploaded("a", 11))).expect("a save is out");
+    let saving = save_out(&mut h, stored);
     // Read in the look while the save was out: the database still held
     // the cursor the save replaces.
-    let nothing_new = Input::ChangesRead(Ok(ChangeBatch {
-        stored,
-        newest: 11,
-        complete: true,
-        jobs: vec![],
-        unreadable: vec![],
-        set_aside: 0,
-    }));
-    let read = commit_read(&h, Duration::ZERO, nothing_new);
+    let read = commit_read(&h, Duration::ZERO, nothing_after_at(stored, 11));
     h.input(Input::CursorSaved(Ok(0)));
     let commands = h.input(read);
     assert_eq!(
@@ -1161,19 +1165,9 @@ fn a_commit_read_made_before_a_save_was_answered_is_only_a_notice() {
 #[test]
 fn the_saves_own_commit_read_before_its_answer_leaves_the_daemon_caught_up() {
     let (mut h, stored) = settled();
-    h.input(Input::DatabaseChanged);
-    h.input(batch_at(stored, vec![version("a", 11)]));
-    let saving = saved(&h.input(uploaded("a", 11))).expect("a save is out");
+    let saving = save_out(&mut h, stored);
     h.now = h.now + Duration::from_millis(10);
-    let nothing_new = Input::ChangesRead(Ok(ChangeBatch {
-        stored: saving,
-        newest: 11,
-        complete: true,
-        jobs: vec![],
-        unreadable: vec![],
-        set_aside: 0,
-    }));
-    let read = commit_read(&h, Duration::ZERO, nothing_new);
+    let read = commit_read(&h, Duration::ZERO, nothing_after_at(saving, 11));
     assert_eq!(h.input(read), [], "nothing to read, upload or save");
     assert_eq!(h.input(Input::CursorSaved(Ok(0))), []);
     assert_eq!(h.backup.metrics().incremental_alive, Some(h.now));
