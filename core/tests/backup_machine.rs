@@ -1173,6 +1173,24 @@ fn the_saves_own_commit_read_before_its_answer_leaves_the_daemon_caught_up() {
     assert_eq!(h.backup.metrics().incremental_alive, Some(h.now));
 }
 
+/// A commit noticed while the window had no room for a read waited for
+/// the next notice, and the daemon said it was caught up meanwhile (a
+/// hostile trial).
+#[test]
+fn a_commit_noticed_with_no_room_is_read_once_uploads_make_room() {
+    let (mut h, stored) = settled();
+    h.input(Input::DatabaseChanged);
+    let five: Vec<_> = (11..16)
+        .map(|seq| version(&format!("j{seq}"), seq))
+        .collect();
+    h.input(batch_at(stored, five));
+    assert_eq!(reads(&h.input(Input::DatabaseChanged)), 0, "no room");
+    let answers: Vec<Command> = (11..16)
+        .flat_map(|seq| h.input(uploaded(&format!("j{seq}"), seq)))
+        .collect();
+    assert_eq!(reads(&answers), 1, "{answers:?}");
+}
+
 #[test]
 fn a_commit_read_while_a_read_is_out_brings_one_more_read() {
     let mut h = Harness::new();

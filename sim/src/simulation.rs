@@ -859,14 +859,16 @@ impl Simulation {
     }
 
     /// When (true time) the holder last said it was caught up, and when it
-    /// last took a new stored cursor.
+    /// last took a new stored cursor; `None` while its work is out (a read
+    /// still out says nothing yet).
     fn holder_caught_up(&self) -> Option<(Option<Timestamp>, Option<Timestamp>)> {
         let (lease, _) = self.world.store.lease.as_ref()?;
         let node = self
             .nodes
             .iter()
             .find(|node| node.holder() == lease.holder)?;
-        let said = node.process.core.as_ref()?.metrics().incremental_alive;
+        let core = node.process.core.as_ref().filter(|core| core.is_quiet())?;
+        let said = core.metrics().incremental_alive;
         Some((
             said.and(node.process.caught_up_at),
             node.process.cursor_stored_at,
