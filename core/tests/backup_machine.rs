@@ -1173,6 +1173,22 @@ fn the_saves_own_commit_read_before_its_answer_leaves_the_daemon_caught_up() {
     assert_eq!(h.backup.metrics().incremental_alive, Some(h.now));
 }
 
+/// "Caught up as of T" promises that every change committed before T is
+/// in the bucket. Dated by the clock when the last answer came, it also
+/// promised the commits made since the read that found the last change,
+/// which the watcher may not have noticed yet.
+#[test]
+fn caught_up_is_dated_by_the_read_that_found_the_last_change() {
+    let (mut h, stored) = settled();
+    let read_at = h.now;
+    assert_eq!(reads(&h.input(Input::DatabaseChanged)), 1);
+    h.input(batch_at(stored, vec![version("a", 11)]));
+    h.now = h.now + Duration::from_secs(2);
+    assert!(saved(&h.input(uploaded("a", 11))).is_some());
+    h.input(Input::CursorSaved(Ok(0)));
+    assert_eq!(h.backup.metrics().incremental_alive, Some(read_at));
+}
+
 /// A commit noticed while the window had no room for a read waited for
 /// the next notice, and the daemon said it was caught up meanwhile (a
 /// hostile trial).

@@ -547,7 +547,10 @@ impl Simulation {
                     process.wake = None;
                     let now = self.local_now(node);
                     if let Some(core) = self.nodes[node].process.core.as_mut() {
+                        let said_before = core.metrics().incremental_alive;
                         core.handle_timeout(now);
+                        let said = core.metrics().incremental_alive;
+                        self.caught_up_moved(node, said_before, said);
                     }
                 }
             }
@@ -696,9 +699,7 @@ impl Simulation {
         if stored_moved {
             process.cursor_stored_at = Some(self.now);
         }
-        if metrics.incremental_alive != said_before {
-            process.caught_up_at = metrics.incremental_alive.map(|_| self.now);
-        }
+        self.caught_up_moved(node, said_before, metrics.incremental_alive);
         self.observe(Observation::Reported {
             unexpected: metrics.unexpected_reports,
         });
@@ -714,6 +715,29 @@ impl Simulation {
             let explained = process.unexplained_rewinds > 0;
             process.unexplained_rewinds = process.unexplained_rewinds.saturating_sub(1);
             self.observe(Observation::FeedReset { explained });
+        }
+    }
+
+    /// Records when node `node`'s caught-up figure moved from `before` to
+    /// `said`, and tells the invariants what it claims.
+    fn caught_up_moved(
+        &mut self,
+        node: NodeId,
+        before: Option<Timestamp>,
+        said: Option<Timestamp>,
+    ) {
+        if said == before {
+            return;
+        }
+        self.nodes[node].process.caught_up_at = said.map(|_| self.now);
+        // Until its watcher sees a file renamed over its database (within
+        // a second), a daemon speaks of the file it has open; it then halts.
+        let renamed_away = self.nodes[node].process.opened.is_some();
+        if let Some(local) = said.filter(|_| !renamed_away) {
+            self.observe(Observation::SaidCaughtUp {
+                local,
+                true_time: self.now,
+            });
         }
     }
 

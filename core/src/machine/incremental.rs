@@ -975,9 +975,14 @@ impl Incremental {
     /// own commit is noticed) moved it past the save's. Asking for the
     /// times too left a daemon with a 1 h interval not caught up for an
     /// hour.
+    ///
+    /// Dated by the cover, the time the last complete read began: every
+    /// change committed before it was read, and is in the bucket. Dated by
+    /// the clock when the last upload was answered, it claimed the commits
+    /// made since that read, which the watcher had not noticed yet.
     fn note_if_caught_up(&self, cx: &mut Context) {
         if self.window.is_empty() && self.covered.seq == self.durable.seq && !self.more_to_read {
-            cx.metrics.incremental_alive = Some(cx.now);
+            cx.metrics.incremental_alive = Some(self.covered.time);
         }
     }
 

@@ -44,8 +44,9 @@ pub struct Metrics {
     pub snapshots_last_24h: u64,
     /// When the trigger directory was last checked successfully.
     pub trigger_check_alive: Option<Timestamp>,
-    /// When the incremental backup last caught up completely; `None` while
-    /// the destination is new.
+    /// Every change committed before this time is in the bucket: when the
+    /// last complete read began, once all it found was uploaded and the
+    /// cursor saved past it; `None` while the destination is new.
     pub incremental_alive: Option<Timestamp>,
     /// The destination is new to the database (created, wiped, or another
     /// database's) and no snapshot of this one has landed in it yet.

@@ -131,6 +131,76 @@ impl Invariant for CaughtUpSaid {
     }
 }
 
+/// A daemon that says it is caught up as of a time
+/// (`jobvault_incremental_backup_timestamp_seconds`) has every job version
+/// committed before that time in the bucket (or set aside). An operator
+/// reads that figure as "everything before this is safe"; one dated by the
+/// clock when the last upload was answered claimed the commits its watcher
+/// had not noticed yet. Checked when the figure moves, against the true
+/// time its clock read that value: the issue of the feed read it names, or
+/// else the moment it was said.
+#[derive(Default)]
+pub struct CaughtUpHonest {
+    /// Local time at which each feed read was issued → true time of issue.
+    reads: BTreeMap<Timestamp, Timestamp>,
+    /// Versions committed before this true time were found in the bucket
+    /// (of the destination below); the bucket only grows.
+    checked_commit: Timestamp,
+    vouched: Option<DestinationId>,
+}
+
+impl Invariant for CaughtUpHonest {
+    fn observe(&mut self, seen: &Observation, world: &World, verdicts: &mut Verdicts) {
+        match *seen {
+            Observation::FeedRead { local, true_time } => {
+                self.reads.insert(local, true_time);
+            }
+            Observation::SaidCaughtUp { local, true_time } => {
+                let vouched = world.vouched();
+                if vouched.is_none() {
+                    return;
+                }
+                if vouched != self.vouched {
+                    self.vouched = vouched;
+                    self.checked_commit = Timestamp::UNIX_EPOCH;
+                }
+                let as_of = self
+                    .reads
+                    .get(&local)
+                    .map_or(true_time, |&t| t.min(true_time));
+                if as_of <= self.checked_commit {
+                    return;
+                }
+                let missing = first_unaccounted(world, self.checked_commit, as_of);
+                verdicts.check(missing.is_none(), || {
+                    let ((committed, seq), id) = missing.expect("checked");
+                    format!(
+                        "a daemon said it was caught up as of {local} (true time {as_of}), but \
+                         job {id} version {seq}, committed at {committed}, is not in the bucket"
+                    )
+                });
+                self.checked_commit = as_of;
+            }
+            _ => {}
+        }
+    }
+}
+
+/// The first version committed in `[from, until)` (true times) that is
+/// neither in the bucket nor set aside.
+fn first_unaccounted(
+    world: &World,
+    from: Timestamp,
+    until: Timestamp,
+) -> Option<((Timestamp, Seq), JobId)> {
+    world
+        .db
+        .by_commit
+        .range((Bound::Included((from, 0)), Bound::Excluded((until, 0))))
+        .find(|((_, seq), id)| !accounted(&world.db, &world.store, id, *seq))
+        .map(|(at, id)| (*at, id.clone()))
+}
+
 /// Once quiet, the holder counts every row no job object can hold, and the
 /// database records each.
 pub struct SetAsideCounted;

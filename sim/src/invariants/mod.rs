@@ -129,6 +129,12 @@ pub enum Observation<'a> {
         caught_up: Option<Timestamp>,
         stored_at: Option<Timestamp>,
     },
+    /// A daemon's caught-up figure moved to `local` (its clock) at
+    /// `true_time`.
+    SaidCaughtUp {
+        local: Timestamp,
+        true_time: Timestamp,
+    },
     /// A restore to local time `at`, in the bucket's history.
     PastRestored {
         at: Timestamp,
@@ -182,6 +188,7 @@ impl Checkers {
             Box::new(cursor::HonestCursor::default()),
             Box::new(cursor::SetAsideCounted),
             Box::new(cursor::CaughtUpSaid),
+            Box::new(cursor::CaughtUpHonest::default()),
             Box::new(cursor::DrainedStop),
             Box::new(process::TriggerAttempts::new(config)),
             Box::new(bucket::NewestWins),
