@@ -82,6 +82,21 @@ fn a_missing_or_unreadable_database_is_named() {
         &format!("job database {} does not exist", missing.display()),
     );
 
+    // A path that cannot be looked up is not a missing file: it says why.
+    // (Through a file here, as root searches any directory.)
+    let plain = workspace.path().join("plain");
+    fs::write(&plain, "").unwrap();
+    let beyond = plain.join("jobs.db");
+    let output = jobvault(None)
+        .args(["backup", "--bucket", "file:///tmp/unused", "--db"])
+        .arg(&beyond)
+        .output()
+        .unwrap();
+    assert_runtime_error(
+        &output,
+        &format!("job database {}: Not a directory", beyond.display()),
+    );
+
     let garbage = workspace.path().join("garbage.db");
     fs::write(&garbage, vec![b'x'; 4096]).unwrap();
     let output = jobvault(None)

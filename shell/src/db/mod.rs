@@ -126,7 +126,14 @@ impl JobDb {
     /// Opens an existing job database as it is, whatever its schema
     /// version: reading needs no upgrade.
     pub fn open(path: &Path) -> Result<Self, DbError> {
-        if !path.exists() {
+        // Not `exists()`: it says "no" for a directory that cannot be
+        // searched too, and a hostile trial's database behind one was
+        // reported missing.
+        let present = path.try_exists().map_err(|source| DbError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+        if !present {
             return Err(DbError::Missing {
                 path: path.to_owned(),
             });
