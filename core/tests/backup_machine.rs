@@ -11,9 +11,9 @@ use bucket::Bucket;
 use jobvault_core::destination::{DestinationId, DestinationMarker};
 use jobvault_core::lease::{FoundLease, Holder, Lease, LeaseEnded, LeaseMachine, LeaseState};
 use jobvault_core::machine::{
-    ChangeBatch, FIRST_RETRY, FoundDestination, JobUpload, LEASED_MARGIN, ListedObject, Owed,
-    REFUSED_RETRY, RowId, SEQ_SAVE_SPACING, Schedule, SnapshotOrder, SnapshotReason, Unreadable,
-    Unvouched, trigger_retry_wait,
+    ChangeBatch, FIRST_RETRY, FoundDestination, JobUpload, LEASED_MARGIN, ListedObject,
+    OBJECT_WRITE_SPACING, Owed, REFUSED_RETRY, RowId, SEQ_SAVE_SPACING, Schedule, SnapshotOrder,
+    SnapshotReason, Unreadable, Unvouched, trigger_retry_wait,
 };
 use jobvault_core::object_name::ObjectName;
 use jobvault_core::restore_plan::Ask;
@@ -1189,6 +1189,33 @@ fn caught_up_is_dated_by_the_read_that_found_the_last_change() {
     assert_eq!(h.backup.metrics().incremental_alive, Some(read_at));
 }
 
+/// A job rewritten more often than its object may be written (once a
+/// second) has a version waiting at every moment. Said only once nothing
+/// waited, "caught up" stood still while every change went to the bucket,
+/// and the stall alert would page: a hostile trial's daemon, at 5 updates
+/// a second of one job, said nothing new for 11 minutes.
+#[test]
+fn a_job_rewritten_faster_than_its_object_may_be_written_still_moves_caught_up() {
+    let (mut h, stored) = settled();
+    let first_read = h.now;
+    h.input(Input::DatabaseChanged);
+    let commands = h.input(batch_at(stored, vec![version("a", 11)]));
+    assert_eq!(uploads(&commands), [("a".to_owned(), 11)]);
+    h.now = h.now + Duration::from_millis(300);
+    let second_read = h.now;
+    assert_eq!(reads(&h.input(Input::DatabaseChanged)), 1);
+    h.input(batch_at(stored, vec![version("a", 12)]));
+    h.input(uploaded("a", 11));
+    assert_eq!(h.backup.metrics().incremental_alive, Some(first_read));
+    let due = h.advance(OBJECT_WRITE_SPACING);
+    assert_eq!(uploads(&due), [("a".to_owned(), 12)]);
+    assert_eq!(reads(&h.input(Input::DatabaseChanged)), 1);
+    h.input(batch_at(stored, vec![version("a", 13)]));
+    h.input(uploaded("a", 12));
+    assert_eq!(h.backup.metrics().pending_jobs, 1, "13 waits");
+    assert_eq!(h.backup.metrics().incremental_alive, Some(second_read));
+}
+
 /// A commit noticed while the window had no room for a read waited for
 /// the next notice, and the daemon said it was caught up meanwhile (a
 /// hostile trial).
@@ -2306,7 +2333,20 @@ fn writes_wait_for_the_lease_gate_and_a_lost_lease_stops_the_machine() {
 fn a_snapshot_goes_only_on_a_lease_renewed_after_it_was_asked_for() {
     let (mut h, _) = leased();
     h.input(Input::TriggersScanned(Ok(vec![])));
-    h.advance(Duration::from_secs(2));
+    // Vouched for, the stored cursor says what is in the bucket: the lease
+    // says so at once.
+    let caught_up = h.advance(Duration::from_secs(2));
+    assert!(
+        matches!(
+            &caught_up[..],
+            [Command::WriteLease {
+                if_generation: 1,
+                ..
+            }]
+        ),
+        "{caught_up:?}"
+    );
+    h.input(Input::LeaseWritten(Ok(2)));
     let ask = |h: &mut Harness, id| {
         h.input(Input::ImmediateBackupRequested {
             id,
@@ -2328,13 +2368,13 @@ fn a_snapshot_goes_only_on_a_lease_renewed_after_it_was_asked_for() {
         matches!(
             &renewal[..],
             [Command::WriteLease {
-                if_generation: 1,
+                if_generation: 2,
                 ..
             }]
         ),
         "{renewal:?}"
     );
-    let order = snapshot(&h.input(Input::LeaseWritten(Ok(2)))).expect("the snapshot goes");
+    let order = snapshot(&h.input(Input::LeaseWritten(Ok(3)))).expect("the snapshot goes");
     h.input(Input::SnapshotTaken {
         object: order.object,
         result: Ok(1),
@@ -2347,7 +2387,7 @@ fn a_snapshot_goes_only_on_a_lease_renewed_after_it_was_asked_for() {
         matches!(
             &renewal[..],
             [Command::WriteLease {
-                if_generation: 2,
+                if_generation: 3,
                 ..
             }]
         ),

@@ -138,7 +138,7 @@ impl Collector for Exporter {
         gauge(
             e,
             "jobvault_incremental_backup_timestamp_seconds",
-            "Every change committed before this time is in the bucket: the start of the last complete read of the change feed, once every change read is in the bucket and the database's cursor past it (0 until the destination is checked, and while it is new).",
+            "Every change committed before this time is in the bucket, but rows set aside: when the last read of the change feed whose changes are all there began (0 until the destination is checked, and while it is new).",
             seconds(m.incremental_alive),
         )?;
         gauge(

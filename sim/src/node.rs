@@ -65,12 +65,6 @@ pub struct Process {
     pub look_pending: Option<PendingLook>,
     /// When the watcher last looked and found a commit.
     pub looked: Option<Timestamp>,
-    /// When (true time) the core last took a new stored cursor (a save
-    /// answered, or another's cursor read).
-    pub cursor_stored_at: Option<Timestamp>,
-    /// When (true time) the core last said it was caught up: local times
-    /// do not compare across a clock step.
-    pub caught_up_at: Option<Timestamp>,
     /// The database file this process opened, once another was renamed
     /// over its path: the process reads and writes it, and nobody else.
     pub opened: Option<Db>,

@@ -283,11 +283,8 @@ impl Simulation {
                     .check(&self.world, now, faults, &mut self.checkers);
                 let counted = self.holder_metrics().map_or(0, |m| m.jobs_set_aside);
                 self.observe(Observation::SetAsideCounted { counted });
-                if let Some((caught_up, stored_at)) = self.holder_caught_up() {
-                    self.observe(Observation::QuietHolder {
-                        caught_up,
-                        stored_at,
-                    });
+                if let Some((caught_up, stored)) = self.holder_caught_up() {
+                    self.observe(Observation::QuietHolder { caught_up, stored });
                 }
                 if let Some(restored) = self.restore_newest(true) {
                     self.observe(Observation::Quiesced(&restored));
@@ -685,7 +682,6 @@ impl Simulation {
             return;
         };
         let resets_before = core.metrics().feed_resets_since_snapshot;
-        let stored_before = core.stored_cursor();
         let said_before = core.metrics().incremental_alive;
         let lease_trouble = matches!(
             input,
@@ -694,11 +690,6 @@ impl Simulation {
         core.handle_input(input, now);
         let metrics = core.metrics();
         let said = progress(&core.lease_content());
-        let stored_moved = core.stored_cursor() != stored_before;
-        let process = &mut self.nodes[node].process;
-        if stored_moved {
-            process.cursor_stored_at = Some(self.now);
-        }
         self.caught_up_moved(node, said_before, metrics.incremental_alive);
         self.observe(Observation::Reported {
             unexpected: metrics.unexpected_reports,
@@ -718,8 +709,8 @@ impl Simulation {
         }
     }
 
-    /// Records when node `node`'s caught-up figure moved from `before` to
-    /// `said`, and tells the invariants what it claims.
+    /// Tells the invariants what node `node`'s caught-up figure claims,
+    /// when it moved from `before` to `said`.
     fn caught_up_moved(
         &mut self,
         node: NodeId,
@@ -729,13 +720,14 @@ impl Simulation {
         if said == before {
             return;
         }
-        self.nodes[node].process.caught_up_at = said.map(|_| self.now);
         // Until its watcher sees a file renamed over its database (within
         // a second), a daemon speaks of the file it has open; it then halts.
         let renamed_away = self.nodes[node].process.opened.is_some();
         if let Some(local) = said.filter(|_| !renamed_away) {
+            let local_now = self.local_now(node);
             self.observe(Observation::SaidCaughtUp {
                 local,
+                local_now,
                 true_time: self.now,
             });
         }
@@ -882,21 +874,16 @@ impl Simulation {
             .map(|core| core.metrics())
     }
 
-    /// When (true time) the holder last said it was caught up, and when it
-    /// last took a new stored cursor; `None` while its work is out (a read
-    /// still out says nothing yet).
-    fn holder_caught_up(&self) -> Option<(Option<Timestamp>, Option<Timestamp>)> {
+    /// As of when the holder says it is caught up, and its stored cursor's
+    /// time, by its clock; `None` while its work is out.
+    fn holder_caught_up(&self) -> Option<(Option<Timestamp>, Timestamp)> {
         let (lease, _) = self.world.store.lease.as_ref()?;
         let node = self
             .nodes
             .iter()
             .find(|node| node.holder() == lease.holder)?;
         let core = node.process.core.as_ref().filter(|core| core.is_quiet())?;
-        let said = core.metrics().incremental_alive;
-        Some((
-            said.and(node.process.caught_up_at),
-            node.process.cursor_stored_at,
-        ))
+        Some((core.metrics().incremental_alive, core.stored_cursor().time))
     }
 
     /// Quiet at the end of the day: one daemon holds the lease, is caught up

@@ -597,7 +597,6 @@ impl Incremental {
         self.advance();
         self.save(cx);
         self.start_uploads(cx);
-        self.note_if_caught_up(cx);
         if (truncated || changed_while_reading) && self.has_room_for_a_read() {
             self.read_changes(cx);
         }
@@ -702,7 +701,6 @@ impl Incremental {
                 self.durable = saved;
                 self.set_aside.saved(saved.seq, set_aside);
                 cx.metrics.cursor = saved;
-                self.note_if_caught_up(cx);
                 // A drain saves what its uploads covered since, at once.
                 if matches!(self.mode, Mode::Draining(_)) {
                     self.save(cx);
@@ -968,22 +966,17 @@ impl Incremental {
         }
     }
 
-    /// Caught up: every change read is in the bucket and the stored
-    /// cursor passes it. Its time may trail the one in memory: a cover
-    /// whose time alone moved is saved once an interval, and a read that
-    /// reported while a save was out (a look's read does, as the save's
-    /// own commit is noticed) moved it past the save's. Asking for the
-    /// times too left a daemon with a 1 h interval not caught up for an
-    /// hour.
-    ///
-    /// Dated by the cover, the time the last complete read began: every
-    /// change committed before it was read, and is in the bucket. Dated by
-    /// the clock when the last upload was answered, it claimed the commits
-    /// made since that read, which the watcher had not noticed yet.
-    fn note_if_caught_up(&self, cx: &mut Context) {
-        if self.window.is_empty() && self.covered.seq == self.durable.seq && !self.more_to_read {
-            cx.metrics.incremental_alive = Some(self.covered.time);
-        }
+    /// Every change committed before this time is in the bucket: when the
+    /// last read whose changes are all covered began (`None` on a feed
+    /// never read). It moves with the cover, not only once the window is
+    /// empty and the cursor saved: a job rewritten more often than its
+    /// object may be written (once a second) keeps the window from ever
+    /// emptying, and a hostile trial's daemon, uploading every change,
+    /// said for 11 minutes that it had not caught up. Dated by the clock
+    /// when an answer came instead, it promised the commits made since
+    /// that read, which the watcher may not have noticed yet.
+    pub fn caught_up_to(&self) -> Option<Timestamp> {
+        (self.covered.time != Timestamp::UNIX_EPOCH).then_some(self.covered.time)
     }
 
     fn forget_if_idle(&mut self, id: &JobId) {

@@ -44,9 +44,10 @@ pub struct Metrics {
     pub snapshots_last_24h: u64,
     /// When the trigger directory was last checked successfully.
     pub trigger_check_alive: Option<Timestamp>,
-    /// Every change committed before this time is in the bucket: when the
-    /// last complete read began, once all it found was uploaded and the
-    /// cursor saved past it; `None` while the destination is new.
+    /// Every change committed before this time is in the bucket, but rows
+    /// set aside: when the last read whose changes are all there began;
+    /// `None` while the destination is new or unchecked, and on a feed
+    /// never read.
     pub incremental_alive: Option<Timestamp>,
     /// The destination is new to the database (created, wiped, or another
     /// database's) and no snapshot of this one has landed in it yet.

@@ -860,7 +860,7 @@ impl Backup {
             jobs_set_aside: self.incremental.set_aside(),
             keep: self.config.keep,
             new_destination,
-            incremental_alive: self.metrics.incremental_alive.filter(|_| vouched),
+            incremental_alive: self.incremental.caught_up_to().filter(|_| vouched),
             ..self.metrics.clone()
         }
     }

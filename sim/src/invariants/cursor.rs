@@ -104,10 +104,10 @@ impl Invariant for DrainedStop {
     }
 }
 
-/// Once quiet, a holder that says it is caught up says so as of its last
-/// stored cursor or later: every change it read is in the bucket and the
-/// database holds a cursor past them. (One that has not checked the
-/// prefix's destination yet, its check failing, says nothing.) The alert on that figure pages when it stops
+/// Once quiet, a holder that says it is caught up says so as of its stored
+/// cursor's time or later: everything that cursor passes is in the bucket.
+/// (One that has not checked the prefix's destination yet, its check
+/// failing, says nothing.) The alert on that figure pages when it stops
 /// moving; a daemon caught up that did not say so until its next save of
 /// the cursor's time alone (an interval, an hour for some) pages for
 /// nothing, and teaches its operator to ignore it.
@@ -115,17 +115,13 @@ pub struct CaughtUpSaid;
 
 impl Invariant for CaughtUpSaid {
     fn observe(&mut self, seen: &Observation, _world: &World, verdicts: &mut Verdicts) {
-        let Observation::QuietHolder {
-            caught_up,
-            stored_at,
-        } = *seen
-        else {
+        let Observation::QuietHolder { caught_up, stored } = *seen else {
             return;
         };
-        verdicts.check(caught_up.is_none_or(|at| Some(at) >= stored_at), || {
+        verdicts.check(caught_up.is_none_or(|at| at >= stored), || {
             format!(
-                "once quiet, the holder last said it was caught up at {caught_up:?}, before it \
-                 took its stored cursor at {stored_at:?}"
+                "once quiet, the holder says it is caught up as of {caught_up:?}, before the \
+                 time of the cursor its database stores, {stored}"
             )
         });
     }
@@ -133,12 +129,16 @@ impl Invariant for CaughtUpSaid {
 
 /// A daemon that says it is caught up as of a time
 /// (`jobvault_incremental_backup_timestamp_seconds`) has every job version
-/// committed before that time in the bucket (or set aside). An operator
+/// committed before that time in the bucket, but for rows no job object can
+/// hold: those are set aside as they are read, counted at once
+/// (`jobvault_jobs_set_aside`) and recorded at the next save of the cursor
+/// (`SetAsideCounted` checks the record). An operator
 /// reads that figure as "everything before this is safe"; one dated by the
 /// clock when the last upload was answered claimed the commits its watcher
 /// had not noticed yet. Checked when the figure moves, against the true
 /// time its clock read that value: the issue of the feed read it names, or
-/// else the moment it was said.
+/// else (a cursor someone rewound to a time of their choosing) that time
+/// by the clock's offset when it was said.
 #[derive(Default)]
 pub struct CaughtUpHonest {
     /// Local time at which each feed read was issued → true time of issue.
@@ -155,7 +155,11 @@ impl Invariant for CaughtUpHonest {
             Observation::FeedRead { local, true_time } => {
                 self.reads.insert(local, true_time);
             }
-            Observation::SaidCaughtUp { local, true_time } => {
+            Observation::SaidCaughtUp {
+                local,
+                local_now,
+                true_time,
+            } => {
                 let vouched = world.vouched();
                 if vouched.is_none() {
                     return;
@@ -164,10 +168,13 @@ impl Invariant for CaughtUpHonest {
                     self.vouched = vouched;
                     self.checked_commit = Timestamp::UNIX_EPOCH;
                 }
+                let by_offset = Timestamp::from_unix_nanos(
+                    true_time.unix_nanos() - (local_now.unix_nanos() - local.unix_nanos()).max(0),
+                );
                 let as_of = self
                     .reads
                     .get(&local)
-                    .map_or(true_time, |&t| t.min(true_time));
+                    .map_or(by_offset, |&t| t.min(true_time));
                 if as_of <= self.checked_commit {
                     return;
                 }
@@ -187,7 +194,7 @@ impl Invariant for CaughtUpHonest {
 }
 
 /// The first version committed in `[from, until)` (true times) that is
-/// neither in the bucket nor set aside.
+/// neither in the bucket nor a row no job object can hold.
 fn first_unaccounted(
     world: &World,
     from: Timestamp,
@@ -197,8 +204,15 @@ fn first_unaccounted(
         .db
         .by_commit
         .range((Bound::Included((from, 0)), Bound::Excluded((until, 0))))
-        .find(|((_, seq), id)| !accounted(&world.db, &world.store, id, *seq))
+        .find(|((_, seq), id)| !world.store.covers(id, *seq) && !is_bad(&world.db, id, *seq))
         .map(|(at, id)| (*at, id.clone()))
+}
+
+/// Version `seq` of job `id` is a row no job object can hold.
+fn is_bad(db: &Db, id: &JobId, seq: Seq) -> bool {
+    db.rows
+        .get(id)
+        .is_some_and(|row| row.held.seq == seq && row.held.bad)
 }
 
 /// Once quiet, the holder counts every row no job object can hold, and the

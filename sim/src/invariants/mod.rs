@@ -122,17 +122,18 @@ pub enum Observation<'a> {
     },
     /// The system quiesced; the holder's count of rows set aside.
     SetAsideCounted { counted: u64 },
-    /// The system quiesced; when the holder last said it was caught up
-    /// (`jobvault_incremental_backup_timestamp_seconds`), and when its
-    /// core last took a new stored cursor, by its clock.
+    /// The system quiesced; as of when the holder says it is caught up
+    /// (`jobvault_incremental_backup_timestamp_seconds`), and the time of
+    /// the cursor its database stores, by its clock.
     QuietHolder {
         caught_up: Option<Timestamp>,
-        stored_at: Option<Timestamp>,
+        stored: Timestamp,
     },
     /// A daemon's caught-up figure moved to `local` (its clock) at
-    /// `true_time`.
+    /// `true_time`, when its clock read `local_now`.
     SaidCaughtUp {
         local: Timestamp,
+        local_now: Timestamp,
         true_time: Timestamp,
     },
     /// A restore to local time `at`, in the bucket's history.
