@@ -178,7 +178,10 @@ impl Invariant for CaughtUpHonest {
                 if as_of <= self.checked_commit {
                     return;
                 }
-                let missing = first_unaccounted(world, self.checked_commit, as_of);
+                let (db, store) = (&world.db, &world.store);
+                let missing = first_committed_between(db, self.checked_commit, as_of, |id, seq| {
+                    !store.covers(id, seq) && !is_bad(db, id, seq)
+                });
                 verdicts.check(missing.is_none(), || {
                     let ((committed, seq), id) = missing.expect("checked");
                     format!(
@@ -193,18 +196,23 @@ impl Invariant for CaughtUpHonest {
     }
 }
 
-/// The first version committed in `[from, until)` (true times) that is
-/// neither in the bucket nor a row no job object can hold.
-fn first_unaccounted(
-    world: &World,
+/// The first version committed in `[from, until)` (true times) for which
+/// `missing` holds.
+fn first_committed_between(
+    db: &Db,
     from: Timestamp,
     until: Timestamp,
+    mut missing: impl FnMut(&JobId, Seq) -> bool,
 ) -> Option<((Timestamp, Seq), JobId)> {
-    world
-        .db
-        .by_commit
-        .range((Bound::Included((from, 0)), Bound::Excluded((until, 0))))
-        .find(|((_, seq), id)| !world.store.covers(id, *seq) && !is_bad(&world.db, id, *seq))
+    // `range` panics on a start past its end.
+    (from < until)
+        .then(|| {
+            db.by_commit
+                .range((Bound::Included((from, 0)), Bound::Excluded((until, 0))))
+        })
+        .into_iter()
+        .flatten()
+        .find(|((_, seq), id)| missing(id, *seq))
         .map(|(at, id)| (*at, id.clone()))
 }
 
@@ -274,16 +282,9 @@ impl HonestCursor {
             ));
             return;
         };
-        let unchecked = (self.checked_commit < read_issued).then(|| {
-            db.by_commit.range((
-                Bound::Included((self.checked_commit, 0)),
-                Bound::Excluded((read_issued, 0)),
-            ))
+        let missing = first_committed_between(db, self.checked_commit, read_issued, |id, seq| {
+            !accounted(db, store, id, seq)
         });
-        let missing = unchecked
-            .into_iter()
-            .flatten()
-            .find(|((_, seq), id)| !accounted(db, store, id, *seq));
         verdicts.check(missing.is_none(), || {
             let ((committed, seq), id) = missing.expect("checked");
             format!(
