@@ -2917,6 +2917,37 @@ fn a_drain_aims_at_the_newest_change_its_first_read_saw() {
     assert_eq!(h.backup.stopped(), Some(drained(1)));
 }
 
+/// A row set aside is not in the bucket: a stop that uploaded every other
+/// change says so, not `Drained` (it exited 0 over a row no restore gives).
+#[test]
+fn a_drain_with_a_row_set_aside_does_not_vouch_for_the_prefix() {
+    let mut h = Harness::new();
+    start_with_empty_feed(&mut h);
+    h.input(Input::TriggersScanned(Ok(vec![])));
+    h.input(Input::SnapshotsListed(Ok(vec![])));
+    h.stop();
+    let commands = h.input(Input::ChangesRead(Ok(ChangeBatch {
+        stored: stored_cursor(),
+        newest: 12,
+        complete: true,
+        jobs: vec![version("a", 11)],
+        unreadable: vec![unreadable(b"u\xff", 12)],
+        set_aside: 0,
+    })));
+    assert_eq!(uploads(&commands), [("a".to_owned(), 11)]);
+    h.input(Input::CursorSaved(Ok(0)));
+    let save = saved(&h.input(uploaded("a", 11))).expect("the drain saves");
+    assert_eq!(save.seq, 12);
+    h.input(Input::CursorSaved(Ok(1)));
+    assert_eq!(
+        h.backup.stopped(),
+        Some(Stopped::Unvouched {
+            changes: 1,
+            why: Unvouched::SetAside { rows: 1 }
+        })
+    );
+}
+
 /// A job rewritten while it waits keeps its place in the upload queue: its
 /// oldest version holds the cursor back, so it goes first.
 #[test]

@@ -91,6 +91,9 @@ pub struct LastStop {
     /// database (a copy found, a wipe) landed, and `cursor_seq` then says
     /// nothing of what a restore gives.
     pub caught_up: bool,
+    /// Rows of its database no backup can hold when it stopped: a restore
+    /// does not give them.
+    pub jobs_set_aside: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -174,6 +177,9 @@ pub async fn status(
                      not give {}; start `jobvault run` on it",
                     last.host, last.pid, last.database
                 ));
+            }
+            if last.jobs_set_aside > 0 {
+                warnings.push(set_aside_warning(last.jobs_set_aside, &last.database));
             }
             (None, Some(last))
         }
@@ -318,6 +324,7 @@ fn last_stop(lease: &Lease, stopped: Timestamp, now: Timestamp) -> LastStop {
         stopped_seconds_ago: now.duration_since(stopped).as_secs(),
         cursor_seq: lease.state.cursor_seq,
         caught_up: lease.state.caught_up.is_some(),
+        jobs_set_aside: lease.state.jobs_set_aside,
     }
 }
 
@@ -332,12 +339,7 @@ fn daemon_warnings(daemon: &DaemonStatus) -> Vec<String> {
         ));
     }
     if daemon.jobs_set_aside > 0 {
-        warnings.push(format!(
-            "{} rows of {} cannot be backed up and are set aside (not UTF-8, over the size \
-             limit, or an id no object name can carry); the daemon's log names them, and so \
-             does: sqlite3 {} 'SELECT id, seq, why FROM set_aside_jobs'",
-            daemon.jobs_set_aside, daemon.database, daemon.database
-        ));
+        warnings.push(set_aside_warning(daemon.jobs_set_aside, &daemon.database));
     }
     let renewed = Duration::from_secs(daemon.renewed_seconds_ago);
     let gate = Duration::from_secs(daemon.expiry_seconds / 2);
@@ -360,6 +362,16 @@ fn daemon_warnings(daemon: &DaemonStatus) -> Vec<String> {
         Some(_) => {}
     }
     warnings
+}
+
+/// `rows` rows of `database` no backup holds, and how to name them.
+fn set_aside_warning(rows: u64, database: &str) -> String {
+    format!(
+        "{rows} rows of {database} cannot be backed up and are set aside (not UTF-8, over the \
+         size limit, or an id no object name can carry): a restore does not give them; the \
+         daemon's log names them, and so does: sqlite3 {database} 'SELECT id, seq, why FROM \
+         set_aside_jobs'"
+    )
 }
 
 /// `3d 4h`, `2h 5m`, `12m 3s`, `40s`.

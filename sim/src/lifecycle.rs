@@ -7,6 +7,7 @@ use std::collections::BinaryHeap;
 use std::time::Duration;
 
 use jobvault_core::Stopped;
+use jobvault_core::machine::Unvouched;
 use jobvault_core::{Cursor, Input};
 
 use crate::faults::FaultKind;
@@ -81,15 +82,28 @@ impl Simulation {
     /// The daemon's process ended by itself: a graceful stop, or a lease
     /// refused or lost. systemd starts it again.
     pub(crate) fn exited(&mut self, node: NodeId, ended: Ending) {
-        let gave_back = matches!(ended, Ending::Stopped(Stopped::Drained { .. }))
-            && self.world.store.lease.as_ref().is_some_and(|(lease, _)| {
-                lease.released.is_some() && lease.holder == self.nodes[node].holder()
-            });
+        // A stop over rows set aside drained all the same.
+        let gave_back = matches!(
+            ended,
+            Ending::Stopped(
+                Stopped::Drained { .. }
+                    | Stopped::Unvouched {
+                        why: Unvouched::SetAside { .. },
+                        ..
+                    }
+            )
+        ) && self.world.store.lease.as_ref().is_some_and(|(lease, _)| {
+            lease.released.is_some() && lease.holder == self.nodes[node].holder()
+        });
         match ended {
             Ending::Stopped(outcome) => {
                 note!(self, "node {node}: core stopped ({outcome:?})");
                 match outcome {
                     Stopped::Drained { .. } => self.outcome.stops.drained += 1,
+                    Stopped::Unvouched {
+                        why: Unvouched::SetAside { .. },
+                        ..
+                    } => self.outcome.stops.set_aside += 1,
                     Stopped::Unvouched { .. } => self.outcome.stops.unvouched += 1,
                     Stopped::GraceOver { .. } => self.outcome.stops.grace_over += 1,
                 }

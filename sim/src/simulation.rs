@@ -73,6 +73,8 @@ pub struct Outcome {
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Stops {
     pub drained: u64,
+    /// Drained, but rows set aside are not in the bucket.
+    pub set_aside: u64,
     /// Drained, but the prefix could not be vouched for.
     pub unvouched: u64,
     pub grace_over: u64,

@@ -97,6 +97,7 @@ impl Summary {
         self.checks += other.checks;
         self.stops.drained += other.stops.drained;
         self.stops.grace_over += other.stops.grace_over;
+        self.stops.set_aside += other.stops.set_aside;
         self.stops.unvouched += other.stops.unvouched;
         self.failures.extend(other.failures);
     }
@@ -124,8 +125,9 @@ impl fmt::Display for Summary {
         )?;
         writeln!(
             f,
-            "graceful stops   {} drained, {} drained to a prefix not vouched for, {} out of grace",
-            self.stops.drained, self.stops.unvouched, self.stops.grace_over
+            "graceful stops   {} drained, {} drained but for rows set aside, {} drained to a \
+             prefix not vouched for, {} out of grace",
+            self.stops.drained, self.stops.set_aside, self.stops.unvouched, self.stops.grace_over
         )?;
         writeln!(f, "invariant checks {}", self.checks)?;
         write!(f, "failing seeds    {}", self.failures.len())

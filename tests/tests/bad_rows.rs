@@ -203,5 +203,26 @@ fn a_row_whose_id_is_a_secret_key_is_set_aside_and_names_no_object() {
     );
     let names = StoreReader::connect(&url, Some(&emulator.endpoint())).names("job-backup/");
     assert!(names.iter().all(|n| !n.contains("QQQQ")), "{names:?}");
-    assert!(daemon.stop().success());
+    stop_and_status_say_the_row_is_not_in_the_bucket(daemon, &url);
+}
+
+/// A stop, and `status` after it, with a row set aside: neither says the
+/// database is safe. Both exited 0 ("every change committed before the stop
+/// is in the bucket") over a row no restore gives back.
+fn stop_and_status_say_the_row_is_not_in_the_bucket(daemon: Daemon, url: &str) {
+    let (exit, log) = daemon.stop_and_log();
+    let last = log.lines().last().unwrap_or_default();
+    assert_eq!(exit.code(), Some(1), "{log}");
+    assert!(
+        last.contains("but 1 rows of") && last.contains("set_aside_jobs"),
+        "{last}"
+    );
+    assert!(!log.contains("QQQQ"), "the log repeats the key: {log}");
+    let output = jobvault_tests::jobvault(Some(&Emulator::shared().endpoint()))
+        .args(["status", "--bucket", url])
+        .output()
+        .unwrap();
+    let said = jobvault_tests::stdout(&output);
+    assert_eq!(output.status.code(), Some(1), "{said}");
+    assert!(said.contains("WARNING: 1 rows of"), "{said}");
 }

@@ -121,6 +121,10 @@ pub enum Unvouched {
     /// The lease was found gone (the prefix wiped) or replaced while held,
     /// or could not be given back, so it was not seen to be ours at the end.
     LeaseGone,
+    /// `rows` rows of the database no job object can hold are set aside:
+    /// a restore does not give them. The stop said "every change is in the
+    /// bucket" and exited 0 over them, as did `status` after it.
+    SetAside { rows: u64 },
 }
 
 /// The first listing looks this far back for the newest snapshot, and for
@@ -658,14 +662,17 @@ impl Backup {
     }
 
     /// A drain that uploaded every change committed before the stop: it
-    /// says so only if the prefix holds the whole database.
+    /// says so only if the prefix holds the whole database, rows set aside
+    /// included.
     fn drained_outcome(&self, drained: incremental::Drained, released: bool) -> Stopped {
         let why = if self.prefix_new() {
             Some(Unvouched::NewDestination)
         } else if self.lease.as_ref().is_some_and(LeaseMachine::found_gone) {
             Some(Unvouched::LeaseGone)
         } else {
-            None
+            Some(self.incremental.set_aside())
+                .filter(|rows| *rows > 0)
+                .map(|rows| Unvouched::SetAside { rows })
         };
         match why {
             Some(why) => Stopped::Unvouched {

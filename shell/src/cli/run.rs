@@ -2,7 +2,7 @@
 
 use std::borrow::Cow;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -191,7 +191,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         )),
     };
     match daemon.run(metrics_tx, requests, stop).await {
-        Ending::Stopped(stopped) => stop_outcome(stopped),
+        Ending::Stopped(stopped) => stop_outcome(stopped, &db_path),
         Ending::Lease(LeaseEnded::Released) => Ok(ExitCode::SUCCESS),
         Ending::Lease(ended) => anyhow::bail!("{lease_location} {ended}"),
         Ending::Replaced if !db_path.exists() => anyhow::bail!(
@@ -233,6 +233,30 @@ fn duration_text(d: Duration) -> String {
     }
 }
 
+/// Why a drained stop's prefix may not restore database `db`, and what
+/// mends it.
+fn unvouched(why: Unvouched, db: &Path) -> String {
+    let refilled = "the prefix may not restore the database; the next start takes a full snapshot \
+                    if the prefix is new to the database";
+    match why {
+        Unvouched::NewDestination => format!(
+            "the bucket prefix is new to this database (new, wiped or another's) and the full \
+             snapshot owed to it has not landed: {refilled}"
+        ),
+        Unvouched::LeaseGone => format!(
+            "the lease was found gone or replaced, or could not be given back: the prefix may have \
+             been wiped, or another daemon taken it: {refilled}"
+        ),
+        Unvouched::SetAside { rows } => format!(
+            "{rows} rows of {} no backup can hold are set aside (not UTF-8, over the size limit, or \
+             an id no object name can carry): a restore does not give them; `sqlite3 {} 'SELECT id, \
+             seq, why FROM set_aside_jobs'` names them, and a writer's fix or delete of each clears it",
+            db.display(),
+            db.display()
+        ),
+    }
+}
+
 fn parse_snapshot_at(text: &str) -> Result<u32, String> {
     parse_time_of_day(text).map_err(|e| e.to_string())
 }
@@ -248,8 +272,9 @@ fn parse_snapshot_every(text: &str) -> Result<Duration, String> {
 }
 
 /// Logs how the stop's drain went; exit 0 only if every change committed
-/// before the stop is in the bucket.
-fn stop_outcome(stopped: Stopped) -> anyhow::Result<ExitCode> {
+/// before the stop is in the bucket, and every row of database `db` has a
+/// backup.
+fn stop_outcome(stopped: Stopped, db: &Path) -> anyhow::Result<ExitCode> {
     match stopped {
         Stopped::Drained {
             changes,
@@ -270,23 +295,11 @@ fn stop_outcome(stopped: Stopped) -> anyhow::Result<ExitCode> {
                 );
             }
         }
-        Stopped::Unvouched { changes, why } => {
-            let why = match why {
-                Unvouched::NewDestination => {
-                    "the bucket prefix is new to this database (new, wiped or another's) and the full \
-                     snapshot owed to it has not landed"
-                }
-                Unvouched::LeaseGone => {
-                    "the lease was found gone or replaced, or could not be given back: the prefix \
-                     may have been wiped, or another daemon taken it"
-                }
-            };
-            anyhow::bail!(
-                "stopped with every change committed before the stop uploaded ({changes} drained), but \
-                 {why}: the prefix may not restore the database; the next start takes a full snapshot \
-                 if the prefix is new to the database"
-            );
-        }
+        Stopped::Unvouched { changes, why } => anyhow::bail!(
+            "stopped with every change committed before the stop uploaded ({changes} drained), but \
+             {}",
+            unvouched(why, db)
+        ),
         Stopped::GraceOver {
             changes,
             left,
