@@ -150,6 +150,7 @@ impl Daemon {
         tokio::pin!(shutdown);
         let mut asked_to_stop = false;
         let mut waiting = Waiting::default();
+        let mut called = clock::LastCall::starting();
         let ending = loop {
             while let Some(command) = core.poll_command() {
                 match command {
@@ -179,20 +180,18 @@ impl Daemon {
                 info!("all work in flight finished; exiting");
                 break Ending::Lease(ended.clone());
             }
-            let wake = core
-                .poll_timeout()
-                .map(|at| tokio::time::Instant::now() + at.duration_since(clock::now()));
+            let wake = core.poll_timeout().map(|at| called.wake_at(at));
             tokio::select! {
-                Some(input) = reports.recv() => core.handle_input(input, clock::now()),
+                Some(input) = reports.recv() => core.handle_input(input, called.now()),
                 Some(request) = requests.recv() => {
                     let id = waiting.add(request.reply);
                     let input = Input::ImmediateBackupRequested { id, name: request.name };
-                    core.handle_input(input, clock::now());
+                    core.handle_input(input, called.now());
                 }
-                () = sleep_until(wake) => core.handle_timeout(clock::now()),
+                () = sleep_until(wake) => core.handle_timeout(called.now()),
                 () = &mut shutdown, if !asked_to_stop => {
                     info!(grace_seconds = self.grace.as_secs_f64(), "stopping: no new work; uploading every change committed before the stop");
-                    core.stop(clock::now(), self.grace);
+                    core.stop(called.now(), self.grace);
                     asked_to_stop = true;
                 }
             }

@@ -57,6 +57,7 @@ impl Simulation {
             return;
         }
         let now = self.local_now(node);
+        let called = (now, self.now);
         let (stored, recorded) = (self.world.db.stored, self.world.db.destination);
         note!(self, "node {node}: start core at cursor {stored:?}");
         let behind_lease = self.world.store.lease.as_ref().is_some_and(|(lease, _)| {
@@ -70,6 +71,7 @@ impl Simulation {
         }
         let set_aside = self.world.db.set_aside.len() as u64;
         self.nodes[node].start(&self.config, (stored, recorded), set_aside, takeover, now);
+        self.nodes[node].process.called = called;
         self.outcome.daemons += 1;
         let running_here = self
             .nodes
@@ -147,7 +149,7 @@ impl Simulation {
 
     /// `jobvault backup` asks node `node`'s running daemon for a snapshot.
     pub(crate) fn request_immediate_of(&mut self, node: NodeId) {
-        let now = self.local_now(node);
+        let now = self.call_time(node);
         let id = self.next_op;
         self.next_op += 1;
         let process = &mut self.nodes[node].process;
@@ -293,7 +295,7 @@ impl Simulation {
             self.request_immediate();
         }
         note!(self, "node {node}: graceful stop requested");
-        let now = self.local_now(node);
+        let now = self.call_time(node);
         let process = &mut self.nodes[node].process;
         let core = process.core.as_mut().expect("picked a running node");
         core.stop(now, SHUTDOWN_GRACE);

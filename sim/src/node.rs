@@ -43,6 +43,10 @@ pub struct Process {
     pub generation: u64,
     /// The wake-up the core asked for, and its token.
     pub wake: Option<(Timestamp, u64)>,
+    /// The core's latest call: its clock's reading, and the true time. A
+    /// wake-up is timed from it, as the daemon times it on the monotonic
+    /// clock, not from the clock as it reads when the wake-up is set.
+    pub called: (Timestamp, Timestamp),
     /// Asked to stop at this true time, when the database's change counter
     /// stood here, and given a grace period.
     pub stopping: Option<(Timestamp, Seq)>,

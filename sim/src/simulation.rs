@@ -305,6 +305,13 @@ impl Simulation {
     }
 
     /// What node `node`'s clock reads now.
+    /// The time node `node`'s core is called with, now: its clock's.
+    pub(crate) fn call_time(&mut self, node: NodeId) -> Timestamp {
+        let local = self.local_now(node);
+        self.nodes[node].process.called = (local, self.now);
+        local
+    }
+
     pub(crate) fn local_now(&self, node: NodeId) -> Timestamp {
         let local = self.world.local(self.now);
         Timestamp::from_unix_nanos(local.unix_nanos() + self.nodes[node].skew)
@@ -517,8 +524,11 @@ impl Simulation {
             return self.pump(node);
         }
         if let Some(due) = core.poll_timeout() {
-            let ahead = due.unix_nanos() - self.local_now(node).unix_nanos();
-            let due = self.now + Duration::from_nanos(ahead.max(0) as u64);
+            let (local, true_time) = self.nodes[node].process.called;
+            let ahead = due.unix_nanos() - local.unix_nanos();
+            let due = self
+                .now
+                .max(true_time + Duration::from_nanos(ahead.max(0) as u64));
             if self.nodes[node]
                 .process
                 .wake
@@ -544,12 +554,11 @@ impl Simulation {
                 let process = &mut self.nodes[node].process;
                 if process.wake.is_some_and(|(_, t)| t == token) {
                     process.wake = None;
-                    let now = self.local_now(node);
+                    let now = self.call_time(node);
                     if let Some(core) = self.nodes[node].process.core.as_mut() {
-                        let said_before = core.metrics().incremental_alive;
                         core.handle_timeout(now);
                         let said = core.metrics().incremental_alive;
-                        self.caught_up_moved(node, said_before, said);
+                        self.says_caught_up(node, said);
                     }
                 }
             }
@@ -679,12 +688,11 @@ impl Simulation {
 
     pub(crate) fn deliver(&mut self, node: NodeId, input: Input) {
         note!(self, "node {node} input {}", describe_input(&input));
-        let now = self.local_now(node);
+        let now = self.call_time(node);
         let Some(core) = self.nodes[node].process.core.as_mut() else {
             return;
         };
         let resets_before = core.metrics().feed_resets_since_snapshot;
-        let said_before = core.metrics().incremental_alive;
         let lease_trouble = matches!(
             input,
             Input::LeaseRead(Err(_)) | Input::LeaseWritten(Err(_)) | Input::LeaseReleased(Err(_))
@@ -692,7 +700,7 @@ impl Simulation {
         core.handle_input(input, now);
         let metrics = core.metrics();
         let said = progress(&core.lease_content());
-        self.caught_up_moved(node, said_before, metrics.incremental_alive);
+        self.says_caught_up(node, metrics.incremental_alive);
         self.observe(Observation::Reported {
             unexpected: metrics.unexpected_reports,
         });
@@ -711,17 +719,10 @@ impl Simulation {
         }
     }
 
-    /// Tells the invariants what node `node`'s caught-up figure claims,
-    /// when it moved from `before` to `said`.
-    fn caught_up_moved(
-        &mut self,
-        node: NodeId,
-        before: Option<Timestamp>,
-        said: Option<Timestamp>,
-    ) {
-        if said == before {
-            return;
-        }
+    /// Tells the invariants what node `node`'s caught-up figure claims
+    /// after a call: by the clock as it reads now, which a step moves
+    /// under a figure that stands still.
+    fn says_caught_up(&mut self, node: NodeId, said: Option<Timestamp>) {
         // Until its watcher sees a file renamed over its database (within
         // a second), a daemon speaks of the file it has open; it then halts.
         let renamed_away = self.nodes[node].process.opened.is_some();

@@ -66,6 +66,9 @@ struct Batch {
     /// When the read was issued: every commit before it is in this batch or an
     /// earlier one, unless the batch was cut short by its limit.
     read_at: Timestamp,
+    /// [`Incremental::steps_back`] when it was issued: a step back of the
+    /// clock since leaves `read_at` ahead of it.
+    steps_back: u64,
     /// The highest sequence read so far when this batch arrived.
     last_seq: Seq,
     /// The batch held everything there was (it was not cut by the limit).
@@ -82,6 +85,7 @@ struct Saving {
 #[derive(Debug, Clone)]
 struct ReadInFlight {
     read_at: Timestamp,
+    steps_back: u64,
     /// Cursors the database may hold when the read runs: the one stored when
     /// it was issued, and any we saved while it was in flight. Its result may
     /// arrive after a save's even if it ran before the save committed.
@@ -101,6 +105,18 @@ pub(crate) struct Incremental {
     durable: Cursor,
     /// How far the bucket is complete in memory; saved when it moves.
     covered: Cursor,
+    /// When the last read whose changes are all covered began, as the
+    /// clock reads now: [`Self::caught_up_to`]. Not `covered.time`, which
+    /// never goes back: after a clock stepped forward and back, that stays
+    /// ahead of the clock, and said 4,000 rows not yet uploaded were safe.
+    /// Nor the stored cursor's time before this process's first read: that
+    /// may be dated by a clock since stepped back.
+    caught_up: Timestamp,
+    /// The clock's latest reading, and how many times it was seen to step
+    /// back: reads issued before a step are not dated on the clock as it
+    /// reads since.
+    clock: Timestamp,
+    steps_back: u64,
     /// The highest sequence read from the feed.
     frontier: Seq,
     /// Sequence → job id and size of every version read and not yet
@@ -251,6 +267,9 @@ impl Incremental {
             time_only_saves: config.interval,
             durable: stored,
             covered: stored,
+            caught_up: Timestamp::UNIX_EPOCH,
+            clock: Timestamp::UNIX_EPOCH,
+            steps_back: 0,
             frontier: stored.seq,
             window: BTreeMap::new(),
             held_bytes: 0,
@@ -523,6 +542,7 @@ impl Incremental {
         }
         self.read = Some(ReadInFlight {
             read_at: began,
+            steps_back: self.steps_back,
             expected: self.expected(),
             draining: false,
         });
@@ -584,6 +604,7 @@ impl Incremental {
         self.highest_read = self.highest_read.max(self.frontier);
         self.batches.push_back(Batch {
             read_at: read.read_at,
+            steps_back: read.steps_back,
             last_seq: self.frontier,
             complete: !truncated,
         });
@@ -885,6 +906,7 @@ impl Incremental {
         };
         self.read = Some(ReadInFlight {
             read_at: cx.now,
+            steps_back: self.steps_back,
             expected: self.expected(),
             draining: matches!(self.mode, Mode::Draining(_)),
         });
@@ -961,22 +983,44 @@ impl Incremental {
             }
             if batch.complete {
                 self.covered.time = self.covered.time.max(batch.read_at);
+                if batch.steps_back == self.steps_back {
+                    self.caught_up = batch.read_at;
+                }
             }
             self.batches.pop_front();
         }
     }
 
     /// Every change committed before this time is in the bucket: when the
-    /// last read whose changes are all covered began (`None` on a feed
-    /// never read). It moves with the cover, not only once the window is
+    /// last read whose changes are all covered began (`None` before this
+    /// process's first such read or after a feed reset, and since the
+    /// clock, reading `now`, stepped back before it). It moves with the cover, not only once the window is
     /// empty and the cursor saved: a job rewritten more often than its
     /// object may be written (once a second) keeps the window from ever
     /// emptying, and a hostile trial's daemon, uploading every change,
     /// said for 11 minutes that it had not caught up. Dated by the clock
     /// when an answer came instead, it promised the commits made since
     /// that read, which the watcher may not have noticed yet.
-    pub fn caught_up_to(&self) -> Option<Timestamp> {
-        (self.covered.time != Timestamp::UNIX_EPOCH).then_some(self.covered.time)
+    pub fn caught_up_to(&self, now: Timestamp) -> Option<Timestamp> {
+        (self.caught_up != Timestamp::UNIX_EPOCH && self.caught_up <= now).then_some(self.caught_up)
+    }
+
+    /// The clock reads `now`. One that reads before its last reading, or
+    /// before the caught-up time, stepped back: a time it read before is
+    /// ahead of it, so an alert on the figure's age cannot fire, and by the
+    /// clock as it reads now the figure promises commits no read has seen.
+    /// It says nothing until a read begun since is covered (the next step
+    /// reads the feed). A step back shorter than the gap between two calls
+    /// is not seen: the promise then reaches past the truth by at most that
+    /// step.
+    pub fn clock_reads(&mut self, now: Timestamp) {
+        if now < self.clock {
+            self.steps_back += 1;
+        }
+        if now < self.clock || self.caught_up > now {
+            self.caught_up = Timestamp::UNIX_EPOCH;
+        }
+        self.clock = now;
     }
 
     fn forget_if_idle(&mut self, id: &JobId) {
@@ -1074,6 +1118,7 @@ impl Incremental {
         cx.metrics.cursor = stored;
         self.durable = stored;
         self.covered = stored;
+        self.caught_up = Timestamp::UNIX_EPOCH;
         self.frontier = stored.seq;
         self.window.clear();
         self.held_bytes = 0;

@@ -317,9 +317,15 @@ impl Backup {
         Some(due)
     }
 
+    /// Every call says the time.
+    fn clock_reads(&mut self, now: Timestamp) {
+        self.now = now;
+        self.incremental.clock_reads(now);
+    }
+
     /// Runs whatever is due at `now`.
     pub fn handle_timeout(&mut self, now: Timestamp) {
-        self.now = now;
+        self.clock_reads(now);
         let content = self.lease_content();
         if let Some(lease) = &mut self.lease {
             lease.handle_timeout(now, content, &mut self.out);
@@ -362,7 +368,7 @@ impl Backup {
 
     /// Takes in a report from the driver.
     pub fn handle_input(&mut self, input: Input, now: Timestamp) {
-        self.now = now;
+        self.clock_reads(now);
         // No read of the feed before the lease is held: the first step then
         // reads it anyway, and a read before it left the cursor of the lease
         // found unchecked, so a copy put back while no daemon ran went
@@ -811,7 +817,7 @@ impl Backup {
         if self.stopping {
             return;
         }
-        self.now = now;
+        self.clock_reads(now);
         self.grace_until = Some(now + grace);
         self.no_new_work();
         self.drain_once_held(now);
@@ -867,7 +873,7 @@ impl Backup {
             jobs_set_aside: self.incremental.set_aside(),
             keep: self.config.keep,
             new_destination,
-            incremental_alive: self.incremental.caught_up_to().filter(|_| vouched),
+            incremental_alive: self.incremental.caught_up_to(self.now).filter(|_| vouched),
             ..self.metrics.clone()
         }
     }

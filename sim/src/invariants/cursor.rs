@@ -6,9 +6,10 @@
 
 use std::collections::BTreeMap;
 use std::ops::Bound;
+use std::time::Duration;
 
 use jobvault_core::destination::DestinationId;
-use jobvault_core::{Cursor, JobId, Seq, Stopped, Timestamp};
+use jobvault_core::{Config, Cursor, JobId, Seq, Stopped, Timestamp};
 
 use super::{Invariant, Observation, Verdicts};
 use crate::world::{Db, JobVersion, Store, World};
@@ -137,18 +138,34 @@ impl Invariant for CaughtUpSaid {
 /// (`SetAsideCounted` checks the record). An operator
 /// reads that figure as "everything before this is safe"; one dated by the
 /// clock when the last upload was answered claimed the commits its watcher
-/// had not noticed yet. Checked when the figure moves, against the true
-/// time its clock read that value: the issue of the feed read it names, or
-/// else (a cursor someone rewound to a time of their choosing) that time
-/// by the clock's offset when it was said.
-#[derive(Default)]
+/// had not noticed yet. Checked after every call of the core, against the
+/// later of two true times: the issue of the feed read it names, and the
+/// figure by the clock's offset now, as the operator's alert reads it (a
+/// clock stepped forward and back left the figure ahead of the clock, and
+/// said 4,000 rows not uploaded were safe; a hostile trial). A step back
+/// shorter than the gap between two calls (an interval at most) cannot be
+/// told from time passing, so the second reading is allowed that much.
 pub struct CaughtUpHonest {
+    /// The longest a clock may step back unseen: the longest gap between
+    /// two calls of the core.
+    unseen_step: Duration,
     /// Local time at which each feed read was issued → true time of issue.
     reads: BTreeMap<Timestamp, Timestamp>,
     /// Versions committed before this true time were found in the bucket
     /// (of the destination below); the bucket only grows.
     checked_commit: Timestamp,
     vouched: Option<DestinationId>,
+}
+
+impl CaughtUpHonest {
+    pub fn new(config: &Config) -> Self {
+        CaughtUpHonest {
+            unseen_step: config.interval,
+            reads: BTreeMap::new(),
+            checked_commit: Timestamp::UNIX_EPOCH,
+            vouched: None,
+        }
+    }
 }
 
 impl Invariant for CaughtUpHonest {
@@ -173,10 +190,9 @@ impl Invariant for CaughtUpHonest {
                 let by_offset = Timestamp::from_unix_nanos(
                     true_time.unix_nanos() - (local_now.unix_nanos() - local.unix_nanos()).max(0),
                 );
-                let as_of = self
-                    .reads
-                    .get(&local)
-                    .map_or(by_offset, |&t| t.min(true_time));
+                let as_of = self.reads.get(&local).map_or(by_offset, |&read| {
+                    read.max(by_offset - self.unseen_step).min(true_time)
+                });
                 if as_of <= self.checked_commit {
                     return;
                 }

@@ -205,9 +205,10 @@ impl LeaseFollowsCursor {
 }
 
 impl Invariant for LeaseFollowsCursor {
-    /// Times are the host's clock's, as the holder's are: a clock stepped
-    /// back postpones its next tick by the step, which no renewal can help.
-    fn observe(&mut self, seen: &Observation, world: &World, verdicts: &mut Verdicts) {
+    /// Times are true times: the daemon times its wake-ups from its last
+    /// call on the monotonic clock, so a clock stepped back no longer
+    /// postpones its next tick by the step.
+    fn observe(&mut self, seen: &Observation, _world: &World, verdicts: &mut Verdicts) {
         match *seen {
             Observation::LeaseKept {
                 writer,
@@ -225,7 +226,7 @@ impl Invariant for LeaseFollowsCursor {
                     // the start): the lease covers it.
                     kept.behind_since = None;
                 } else if kept.behind_since.is_none() {
-                    kept.behind_since = Some(world.local(true_time));
+                    kept.behind_since = Some(true_time);
                 }
             }
             Observation::LeaseWriteIssued {
@@ -236,24 +237,25 @@ impl Invariant for LeaseFollowsCursor {
                 let kept = self.kept(writer);
                 kept.issued = progress;
                 // Anything newer waits for the next renewal's turn.
-                kept.behind_since = ahead(kept.known, progress).then_some(world.local(true_time));
+                kept.behind_since = ahead(kept.known, progress).then_some(true_time);
             }
             Observation::SharedWrite {
                 writer, true_time, ..
             } => {
                 let bound = self.bound;
-                let local = world.local(true_time);
                 let kept = self.kept(writer);
-                let behind = kept.behind_since.filter(|since| local >= *since + bound);
+                let behind = kept
+                    .behind_since
+                    .filter(|since| true_time >= *since + bound);
                 verdicts.check(behind.is_none(), || {
                     format!(
-                        "{} pid {} writes at {local} (its clock) with its lease saying cursor and \
+                        "{} pid {} writes at {true_time} with its lease saying cursor and \
                          highest change {:?} while it has known of {:?} for {} s",
                         writer.host,
                         writer.pid,
                         kept.issued,
                         kept.known,
-                        local.duration_since(behind.expect("checked")).as_secs()
+                        true_time.duration_since(behind.expect("checked")).as_secs()
                     )
                 });
             }

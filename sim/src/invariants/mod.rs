@@ -129,8 +129,8 @@ pub enum Observation<'a> {
         caught_up: Option<Timestamp>,
         stored: Timestamp,
     },
-    /// A daemon's caught-up figure moved to `local` (its clock) at
-    /// `true_time`, when its clock read `local_now`.
+    /// A daemon's caught-up figure read `local` (its clock) after a call
+    /// at `true_time`, when its clock read `local_now`.
     SaidCaughtUp {
         local: Timestamp,
         local_now: Timestamp,
@@ -189,7 +189,7 @@ impl Checkers {
             Box::new(cursor::HonestCursor::default()),
             Box::new(cursor::SetAsideCounted),
             Box::new(cursor::CaughtUpSaid),
-            Box::new(cursor::CaughtUpHonest::default()),
+            Box::new(cursor::CaughtUpHonest::new(config)),
             Box::new(cursor::DrainedStop),
             Box::new(process::TriggerAttempts::new(config)),
             Box::new(bucket::NewestWins),
