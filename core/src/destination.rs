@@ -141,6 +141,9 @@ pub enum NewBecause {
     /// The database went back to an older copy under the daemon, which
     /// starts the prefix over ([`crate::machine`]'s `went_back`).
     WentBack,
+    /// The prefix's backups were deleted while its markers stayed: a
+    /// listing lacked the newest snapshot ([`crate::machine`]'s `listing`).
+    BackupsDeleted,
 }
 
 impl fmt::Display for NewBecause {
@@ -154,6 +157,9 @@ impl fmt::Display for NewBecause {
                 write!(f, "the database's cursor belongs to destination {other}")
             }
             NewBecause::WentBack => f.write_str("the database went back to an older copy"),
+            NewBecause::BackupsDeleted => {
+                f.write_str("the prefix's backups were deleted, its markers kept")
+            }
         }
     }
 }

@@ -2593,6 +2593,48 @@ fn a_replaced_database_halts_the_machine_and_gives_the_lease_back() {
     assert!(step.is_empty(), "{step:?}");
 }
 
+/// Every backup deleted while the prefix's markers stayed went unnoticed:
+/// the marker and the lease were found as they were, and a stop exited 0
+/// over an empty prefix (a hostile trial). A listing that lacks the newest
+/// snapshot known starts the prefix over.
+#[test]
+fn a_listing_without_the_newest_snapshot_starts_the_prefix_over() {
+    let mut h = Harness::new();
+    start_with_empty_feed(&mut h);
+    h.input(Input::TriggersScanned(Ok(vec![])));
+    h.input(Input::SnapshotsListed(Ok(vec![ListedObject {
+        name: ObjectName::listed("db-backup/2016/11/16/nightly.bdb"),
+        updated: h.now,
+        size: 1,
+        generation: None,
+        sealed: false,
+    }])));
+    assert_eq!(h.backup.metrics().last_snapshot, Some(h.now));
+    let listing = h.advance(Duration::from_secs(600));
+    assert!(
+        listing
+            .iter()
+            .any(|c| matches!(c, Command::ListSnapshots { .. })),
+        "{listing:?}"
+    );
+    let commands = h.input(Input::SnapshotsListed(Ok(vec![])));
+    assert_eq!(
+        checks_destination(&commands),
+        Some(None),
+        "checked as new, at once: {commands:?}"
+    );
+    let metrics = h.backup.metrics();
+    assert!(metrics.new_destination);
+    assert_eq!(metrics.incremental_alive, None);
+    assert_eq!(metrics.last_snapshot, None, "not the deleted one");
+    let mut owed = h.input(checked(marker(0xbeef), true));
+    owed.extend(h.input(Input::TriggersScanned(Ok(vec![]))));
+    assert_eq!(
+        snapshot(&owed).expect("a full snapshot").reason,
+        SnapshotReason::Owed(Owed::NewDestination(DestinationId::new(0xbeef).unwrap()))
+    );
+}
+
 #[test]
 fn the_marker_is_checked_again_at_every_listing_and_a_wiped_one_owes_a_snapshot() {
     let mut h = Harness::new();

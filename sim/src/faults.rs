@@ -77,6 +77,11 @@ pub enum FaultKind {
     /// it. The daemon finds its lease gone at its next renewal and stops;
     /// it is restarted.
     BucketWiped,
+    /// Every backup under the prefix is deleted (a cleanup script, a
+    /// lifecycle rule), its lease and destination marker kept: the daemon
+    /// finds both as they were, and must notice from its listings that the
+    /// prefix no longer holds the database, and refill it.
+    BackupsDeleted,
     /// A host is cut off from the store for a while: every request of its
     /// daemon fails, while another daemon may take the lease over.
     HostCutOff,
@@ -172,6 +177,7 @@ impl FaultKind {
             FaultKind::EverySnapshotUnusable => rate(rng, 0.5),
             FaultKind::BadRow => rate(rng, 0.05),
             FaultKind::BucketWiped => count(rng, 1),
+            FaultKind::BackupsDeleted => count(rng, 1),
             FaultKind::HostCutOff => count(rng, 2),
             FaultKind::Takeover => count(rng, 2),
             FaultKind::DatabaseReplaced => count(rng, 1),

@@ -221,6 +221,12 @@ impl Simulation {
                 self.world.wiped_at = Some(self.now);
                 self.history.restart(None);
             }
+            FaultKind::BackupsDeleted => {
+                self.outcome.faults.add(FaultKind::BackupsDeleted);
+                note!(self, "every backup is deleted, the lease and marker kept");
+                self.world.store.delete_backups(self.world.db.counter);
+                self.history.restart(None);
+            }
             FaultKind::DatabaseReplaced => self.replace_database(),
             FaultKind::DatabaseWentBack => self.database_went_back(),
             FaultKind::Takeover => self.take_over(),

@@ -674,6 +674,7 @@ impl Simulation {
         let marker = DestinationMarker::new(id, self.local_now(node));
         note!(self, "destination marker {id} written over {found:?}");
         self.world.store.destination = Some(marker.clone());
+        self.world.store.emptied_under_marker = None;
         FoundDestination {
             marker,
             created: true,

@@ -288,6 +288,11 @@ pub struct Store {
     pub snapshot_writes: u64,
     /// The snapshot the store wrote last, in true time.
     pub newest_snapshot: Option<ObjectName>,
+    /// Its backups were deleted under its marker, when the database's
+    /// change counter stood here: the marker vouches for nothing until a
+    /// fresh one is written, or a snapshot copied at or past that counter
+    /// holds every version the deleted objects held.
+    pub emptied_under_marker: Option<Seq>,
 }
 
 impl Store {
@@ -308,8 +313,14 @@ impl Store {
             let newest = self.newest.entry(id.clone()).or_default();
             *newest = (*newest).max(*seq);
             self.landed.insert((id.clone(), *seq));
-        } else if let Body::Snapshot { versions, .. } = &body {
+        } else if let Body::Snapshot {
+            versions, counter, ..
+        } = &body
+        {
             self.snapshot_writes += 1;
+            if self.emptied_under_marker.is_some_and(|at| *counter >= at) {
+                self.emptied_under_marker = None;
+            }
             self.newest_snapshot = Some(name.clone());
             for (id, held) in versions.iter() {
                 let newest = self.newest.entry(id.clone()).or_default();
@@ -368,6 +379,19 @@ impl Store {
             generations: self.generations,
             ..Store::default()
         };
+    }
+
+    /// Deletes every backup, keeping the lease, the destination marker and
+    /// the history marker, when the database's change counter is `counter`.
+    pub fn delete_backups(&mut self, counter: Seq) {
+        let kept = (
+            self.marker.take(),
+            self.destination.take(),
+            self.lease.take(),
+        );
+        self.wipe();
+        (self.marker, self.destination, self.lease) = kept;
+        self.emptied_under_marker = Some(counter);
     }
 
     /// Objects whose names start with `prefix`.
@@ -508,12 +532,15 @@ pub struct World {
 
 impl World {
     /// The destination the database's cursor speaks for: the one it records,
-    /// if the bucket's marker names it.
+    /// if the bucket's marker names it and still holds its backups. From a
+    /// deletion of the backups under the marker until a daemon writes a
+    /// fresh one, none: no daemon can know before its next listing.
     pub fn vouched(&self) -> Option<DestinationId> {
         let marker = self.store.destination.as_ref();
         self.db
             .destination
             .filter(|id| marker.is_some_and(|m| m.id == *id))
+            .filter(|_| self.store.emptied_under_marker.is_none())
     }
 
     /// Whether the store refuses jobvault at true time `now`.

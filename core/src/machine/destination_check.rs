@@ -49,8 +49,9 @@ pub(crate) struct DestinationCheck {
     /// The check out was asked before [`Self::start_over`]: its answer is
     /// not taken.
     stale: bool,
-    /// Since [`Self::start_over`], until a check says the destination is new.
-    starting_over: bool,
+    /// Since [`Self::start_over`], until a check says the destination is
+    /// new: why.
+    starting_over: Option<NewBecause>,
     failures: u32,
 }
 
@@ -62,7 +63,7 @@ impl DestinationCheck {
             state: State::Due(None),
             checked: false,
             stale: false,
-            starting_over: false,
+            starting_over: None,
             failures: 0,
         }
     }
@@ -85,13 +86,14 @@ impl DestinationCheck {
     }
 
     /// The database no longer matches what the prefix holds (it went back
-    /// to an older copy): checked again as if it recorded no destination,
-    /// so a fresh marker is written and a full snapshot owed.
-    pub fn start_over(&mut self) {
+    /// to an older copy, or the prefix's backups were deleted): checked
+    /// again as if it recorded no destination, so a fresh marker is
+    /// written and a full snapshot owed.
+    pub fn start_over(&mut self, because: NewBecause) {
         self.expected = None;
         self.checked = false;
         self.failures = 0;
-        self.starting_over = true;
+        self.starting_over = Some(because);
         match self.state {
             State::InFlight => self.stale = true,
             State::Due(_) | State::Done => self.state = State::Due(None),
@@ -101,7 +103,7 @@ impl DestinationCheck {
     /// Since [`Self::start_over`], until a check says the destination is
     /// new: the prefix already does not hold the database.
     pub fn is_starting_over(&self) -> bool {
-        self.starting_over
+        self.starting_over.is_some()
     }
 
     pub fn is_quiet(&self) -> bool {
@@ -139,8 +141,8 @@ impl DestinationCheck {
                 let mut destination = assess(&found, self.expected);
                 if let Destination::New { id, why } = &mut destination {
                     self.expected = Some(*id);
-                    if std::mem::take(&mut self.starting_over) {
-                        *why = NewBecause::WentBack;
+                    if let Some(because) = self.starting_over.take() {
+                        *why = because;
                     }
                 }
                 Ok(Some(destination))

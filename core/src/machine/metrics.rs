@@ -121,6 +121,14 @@ impl SnapshotLedger {
         self.recent.insert(object.clone(), at);
     }
 
+    /// The newest snapshot known, by upload time.
+    pub fn newest_name(&self) -> Option<&ObjectName> {
+        self.recent
+            .iter()
+            .max_by_key(|(_, updated)| **updated)
+            .map(|(name, _)| name)
+    }
+
     pub fn newest(&self) -> Option<Timestamp> {
         self.recent.values().copied().max()
     }

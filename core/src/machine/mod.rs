@@ -11,6 +11,7 @@ mod backoff;
 mod destination_check;
 mod incremental;
 mod io;
+mod listing;
 mod metrics;
 mod owed;
 mod pruning;
@@ -40,11 +41,12 @@ pub use snapshots::{immediate_base_name, plan_snapshot, trigger_retry_wait};
 use crate::cleartext::{SEALED_LOOKBACK, plain_writer_beside};
 use crate::destination::{Destination, DestinationId, NewBecause};
 use crate::lease::{Confirmation, FoundLease, LeaseEnded, LeaseMachine, LeaseState};
-use crate::object_name::ObjectKind;
+use crate::object_name::{ObjectKind, ObjectName};
 use crate::retrieval::day_prefixes;
 use crate::timestamp::Timestamp;
 use destination_check::DestinationCheck;
 use incremental::Incremental;
+use listing::Listing;
 use metrics::SnapshotLedger;
 use retention::Retention;
 use snapshots::{Snapshots, refused_for_stopping};
@@ -158,7 +160,7 @@ pub struct Backup {
     next_tick: Timestamp,
     next_listing: Timestamp,
     /// When the outstanding snapshot listing was issued.
-    listing: Option<Timestamp>,
+    listing: Option<Listing>,
     listed_once: bool,
     /// The first listing found no snapshot: a first one is owed once the
     /// destination is known.
@@ -432,7 +434,7 @@ impl Backup {
             Input::CounterRaised(result) => {
                 if self.incremental.on_counter_raised(&mut cx, result) {
                     self.snapshots.went_back();
-                    self.destination.start_over();
+                    self.destination.start_over(NewBecause::WentBack);
                     // At once, not at the next step: until the owed snapshot
                     // lands the prefix restores another state (a hostile
                     // trial waited out a 60 s interval).
@@ -447,6 +449,8 @@ impl Backup {
                 Ok(Some(Destination::New { id, why })) => {
                     if why == NewBecause::WentBack {
                         warn!(destination = %id, "the job database went back to an older copy, or is another database than the prefix held: taking a full snapshot of it to a fresh destination now");
+                    } else if why == NewBecause::BackupsDeleted {
+                        warn!(destination = %id, because = %why, "taking a full snapshot to a fresh destination now");
                     } else if self.destination.recorded().is_none() {
                         info!(destination = %id, because = %why, "first backup of this database to this bucket prefix: taking a full snapshot now");
                     } else {
@@ -899,20 +903,42 @@ impl Backup {
         } else {
             FIRST_LISTING_LOOKBACK
         };
-        self.listing = Some(now);
+        let listing = Listing::new(
+            now,
+            day_prefixes(ObjectKind::Snapshot, now - lookback, now),
+            self.ledger.newest_name().cloned(),
+        );
         self.out.push_back(Command::ListSnapshots {
-            prefixes: day_prefixes(ObjectKind::Snapshot, now - lookback, now),
+            prefixes: listing.prefixes().to_vec(),
         });
+        self.listing = Some(listing);
+    }
+
+    /// The newest snapshot known is gone from a folder a listing covered:
+    /// the prefix's backups were deleted while its markers stayed
+    /// ([`listing`]). It is checked again as new: a fresh marker, and a
+    /// full snapshot owed.
+    fn backups_deleted(&mut self, now: Timestamp, lost: &ObjectName) {
+        if self.destination.is_starting_over() {
+            return;
+        }
+        error!(snapshot = %lost, "the newest snapshot is gone from the bucket prefix, which no prune deletes: the prefix's backups were deleted; starting it over");
+        self.destination.start_over(NewBecause::BackupsDeleted);
+        self.destination.tick(now, &mut self.out);
     }
 
     fn on_snapshots_listed(&mut self, now: Timestamp, result: Result<Vec<ListedObject>, Failure>) {
-        let Some(issued_at) = self.listing.take() else {
+        let Some(listing) = self.listing.take() else {
             context!(self, now).unexpected(format_args!("snapshot listing with none outstanding"));
             return;
         };
         match result {
             Ok(objects) => {
-                self.ledger.refresh(&objects, issued_at);
+                let lost = listing.lost(&objects).cloned();
+                self.ledger.refresh(&objects, listing.issued_at);
+                if let Some(lost) = &lost {
+                    self.backups_deleted(now, lost);
+                }
                 if !self.listed_once {
                     self.say_if_encryption_dropped(&objects);
                 }
@@ -922,7 +948,10 @@ impl Backup {
                 }
                 self.listed_once = true;
                 self.snapshots.listed();
-                self.metrics.last_snapshot = self.metrics.last_snapshot.max(self.ledger.newest());
+                self.metrics.last_snapshot = match lost {
+                    Some(_) => self.ledger.newest(),
+                    None => self.metrics.last_snapshot.max(self.ledger.newest()),
+                };
                 self.metrics.snapshots_last_24h = self.ledger.count_last_24h(now);
             }
             Err(failure) => {
