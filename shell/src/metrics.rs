@@ -138,7 +138,7 @@ impl Collector for Exporter {
         gauge(
             e,
             "jobvault_incremental_backup_timestamp_seconds",
-            "Every change committed before this time is in the bucket, but rows set aside: when the last read of the change feed whose changes are all there began (0 until the destination is checked, and while it is new).",
+            "Every change committed before this time is in the bucket, but rows set aside: when the last read of the change feed whose changes are all there began (0 until the destination is checked, while it is new, until the first read is in, and after the clock is seen to step back until a read since is in).",
             seconds(m.incremental_alive),
         )?;
         gauge(
