@@ -2971,15 +2971,22 @@ fn a_drain_to_a_prefix_whose_first_snapshot_has_not_landed_does_not_vouch_for_it
     );
 }
 
-/// A writer that goes on during the drain neither holds the stop up nor
-/// counts as left: the drain aims at the newest change its first read saw.
-#[test]
-fn a_drain_aims_at_the_newest_change_its_first_read_saw() {
+/// A machine past its first step, its triggers scanned and snapshots
+/// listed, asked to stop.
+fn stopping() -> Harness {
     let mut h = Harness::new();
     start_with_empty_feed(&mut h);
     h.input(Input::TriggersScanned(Ok(vec![])));
     h.input(Input::SnapshotsListed(Ok(vec![])));
     h.stop();
+    h
+}
+
+/// A writer that goes on during the drain neither holds the stop up nor
+/// counts as left: the drain aims at the newest change its first read saw.
+#[test]
+fn a_drain_aims_at_the_newest_change_its_first_read_saw() {
+    let mut h = stopping();
     // Cut by its limit only because a writer went on committing after the
     // database's newest was read: nothing before the stop is left unread.
     let commands = h.input(Input::ChangesRead(Ok(ChangeBatch {
@@ -3005,11 +3012,7 @@ fn a_drain_aims_at_the_newest_change_its_first_read_saw() {
 /// change says so, not `Drained` (it exited 0 over a row no restore gives).
 #[test]
 fn a_drain_with_a_row_set_aside_does_not_vouch_for_the_prefix() {
-    let mut h = Harness::new();
-    start_with_empty_feed(&mut h);
-    h.input(Input::TriggersScanned(Ok(vec![])));
-    h.input(Input::SnapshotsListed(Ok(vec![])));
-    h.stop();
+    let mut h = stopping();
     let commands = h.input(Input::ChangesRead(Ok(ChangeBatch {
         stored: stored_cursor(),
         newest: 12,
