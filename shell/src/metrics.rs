@@ -115,7 +115,7 @@ fn counter_by_kind(
 
 impl Collector for Exporter {
     fn encode(&self, mut encoder: DescriptorEncoder) -> std::fmt::Result {
-        let m = self.metrics.borrow().clone();
+        let m = self.metrics.borrow().clone().seen_at(crate::clock::now());
         let e = &mut encoder;
         gauge(
             e,

@@ -95,6 +95,22 @@ pub struct Metrics {
     pub keep: Option<Duration>,
 }
 
+impl Metrics {
+    /// The metrics as a scrape at `now` shows them, between two calls of
+    /// the core: a caught-up time ahead of the clock is withdrawn. The
+    /// clock stepped back since the core's last call, which withdraws it
+    /// only at its next one; a hostile trial's scrapes read it 118 s in
+    /// the future for 7.5 s after a step back (an idle daemon's next
+    /// wake-up), and said a burst committed then was safe.
+    #[must_use]
+    pub fn seen_at(self, now: Timestamp) -> Metrics {
+        Metrics {
+            incremental_alive: self.incremental_alive.filter(|at| *at <= now),
+            ..self
+        }
+    }
+}
+
 /// Snapshots known from listings and from our own uploads, to count those of
 /// the last 24 hours without listing every snapshot ever written.
 #[derive(Debug, Default)]
@@ -140,5 +156,25 @@ impl SnapshotLedger {
             .values()
             .filter(|updated| **updated > since)
             .count() as u64
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_caught_up_time_ahead_of_the_scrape_is_withdrawn() {
+        let read = Timestamp::parse_rfc3339("2026-12-06T12:02:00Z").unwrap();
+        let metrics = Metrics {
+            incremental_alive: Some(read),
+            ..Metrics::default()
+        };
+        let stepped_back = read - Duration::from_secs(118);
+        assert_eq!(
+            metrics.clone().seen_at(stepped_back).incremental_alive,
+            None
+        );
+        assert_eq!(metrics.seen_at(read).incremental_alive, Some(read));
     }
 }
