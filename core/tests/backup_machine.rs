@@ -1992,6 +1992,46 @@ fn a_new_destination_gets_a_snapshot_first_and_records_its_id_once_it_lands() {
     assert_eq!(checks_destination(&later), Some(Some(id)), "{later:?}");
 }
 
+/// The first listing, answered before the marker check, found no
+/// snapshot; the check then found the prefix new, and its own snapshot is
+/// the first. A later check finding the marker known owed another "first"
+/// one all the same (a hostile trial's, 78 s after the new destination's).
+#[test]
+fn a_new_destinations_snapshot_is_the_first_whichever_answer_came_first() {
+    let mut h = Harness::new();
+    let first = h.advance(Duration::ZERO);
+    assert!(
+        first
+            .iter()
+            .any(|c| matches!(c, Command::ListSnapshots { .. })),
+        "{first:?}"
+    );
+    h.input(Input::SnapshotsListed(Ok(vec![])));
+    let mut owed = h.input(checked(marker(0xfeed), true));
+    owed.extend(h.input(Input::TriggersScanned(Ok(vec![]))));
+    let order = snapshot(&owed).expect("the new destination's snapshot");
+    h.input(Input::SnapshotTaken {
+        object: order.object.clone(),
+        result: Ok(1),
+    });
+    h.input(Input::DestinationRecorded(Ok(())));
+    let mut later = h.advance(Duration::from_secs(600));
+    later.extend(h.input(Input::SnapshotsListed(Ok(vec![ListedObject {
+        name: order.object,
+        updated: h.now,
+        size: 1,
+        generation: None,
+        sealed: false,
+    }]))));
+    later.extend(h.input(Input::TriggersScanned(Ok(vec![]))));
+    later.extend(h.step());
+    assert!(checks_destination(&later).is_some(), "{later:?}");
+    let mut after = h.input(checked(marker(0xfeed), false));
+    after.extend(h.input(Input::TriggersScanned(Ok(vec![]))));
+    after.extend(h.step());
+    assert_eq!(snapshot(&after), None, "{after:?}");
+}
+
 #[test]
 fn an_owed_snapshot_that_fails_is_retried_after_a_doubling_wait() {
     let (mut h, id, commands) = new_destination(vec![]);

@@ -461,6 +461,10 @@ impl Backup {
                     // trigger waiting takes one, not two.
                     let holds_another = why != NewBecause::NoMarker;
                     self.snapshots.owed.owe_destination(id, holds_another);
+                    // Its snapshot is the first: a listing that found none
+                    // before this answer owes no other once a later check
+                    // finds the marker known.
+                    self.found_no_snapshot = false;
                     self.retention.destination_changed(cx.metrics);
                     self.snapshots.start_next(&mut cx);
                 }
