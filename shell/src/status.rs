@@ -189,7 +189,8 @@ pub async fn status(
             {
                 warnings.push(format!(
                     "the daemon that holds the lease ({} pid {}) is not running on this host: it \
-                     crashed or was killed, and changes since its last renewal may not be in the \
+                     stopped without giving the lease back (its grace ran out), crashed or was \
+                     killed, and changes since its last renewal may not be in the \
                      bucket; the next start here takes the lease at once",
                     lease.holder.host, lease.holder.pid
                 ));
