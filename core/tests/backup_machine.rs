@@ -2633,12 +2633,9 @@ fn a_replaced_database_halts_the_machine_and_gives_the_lease_back() {
     assert!(step.is_empty(), "{step:?}");
 }
 
-/// Every backup deleted while the prefix's markers stayed went unnoticed:
-/// the marker and the lease were found as they were, and a stop exited 0
-/// over an empty prefix (a hostile trial). A listing that lacks the newest
-/// snapshot known starts the prefix over.
-#[test]
-fn a_listing_without_the_newest_snapshot_starts_the_prefix_over() {
+/// A machine past its first step whose first listing found `nightly.bdb`,
+/// uploaded now.
+fn nightly_listed() -> Harness {
     let mut h = Harness::new();
     start_with_empty_feed(&mut h);
     h.input(Input::TriggersScanned(Ok(vec![])));
@@ -2649,6 +2646,16 @@ fn a_listing_without_the_newest_snapshot_starts_the_prefix_over() {
         generation: None,
         sealed: false,
     }])));
+    h
+}
+
+/// Every backup deleted while the prefix's markers stayed went unnoticed:
+/// the marker and the lease were found as they were, and a stop exited 0
+/// over an empty prefix (a hostile trial). A listing that lacks the newest
+/// snapshot known starts the prefix over.
+#[test]
+fn a_listing_without_the_newest_snapshot_starts_the_prefix_over() {
+    let mut h = nightly_listed();
     assert_eq!(h.backup.metrics().last_snapshot, Some(h.now));
     let listing = h.advance(Duration::from_secs(600));
     assert!(
@@ -2677,16 +2684,7 @@ fn a_listing_without_the_newest_snapshot_starts_the_prefix_over() {
 
 #[test]
 fn the_marker_is_checked_again_at_every_listing_and_a_wiped_one_owes_a_snapshot() {
-    let mut h = Harness::new();
-    start_with_empty_feed(&mut h);
-    h.input(Input::TriggersScanned(Ok(vec![])));
-    h.input(Input::SnapshotsListed(Ok(vec![ListedObject {
-        name: ObjectName::listed("db-backup/2016/11/16/nightly.bdb"),
-        updated: h.now,
-        size: 1,
-        generation: None,
-        sealed: false,
-    }])));
+    let mut h = nightly_listed();
     // Ten minutes on, the next listing: the marker is read again at the
     // step after it, and found missing (the bucket was wiped, its lease
     // spared).
