@@ -994,13 +994,14 @@ impl Incremental {
     /// Every change committed before this time is in the bucket: when the
     /// last read whose changes are all covered began (`None` before this
     /// process's first such read or after a feed reset, and since the
-    /// clock, reading `now`, stepped back before it). It moves with the cover, not only once the window is
-    /// empty and the cursor saved: a job rewritten more often than its
-    /// object may be written (once a second) keeps the window from ever
-    /// emptying, and a hostile trial's daemon, uploading every change,
-    /// said for 11 minutes that it had not caught up. Dated by the clock
-    /// when an answer came instead, it promised the commits made since
-    /// that read, which the watcher may not have noticed yet.
+    /// clock, reading `now`, stepped back before it). It moves with the
+    /// cover, not only once the window is empty and the cursor saved: a
+    /// job rewritten more often than its object may be written (once a
+    /// second) keeps the window from ever emptying, and a hostile trial's
+    /// daemon, uploading every change, said for 11 minutes that it had not
+    /// caught up. Dated by the clock when an answer came instead, it
+    /// promised the commits made since that read, which the watcher may
+    /// not have noticed yet.
     pub fn caught_up_to(&self, now: Timestamp) -> Option<Timestamp> {
         (self.caught_up != Timestamp::UNIX_EPOCH && self.caught_up <= now).then_some(self.caught_up)
     }
@@ -1014,10 +1015,9 @@ impl Incremental {
     /// is not seen: the promise then reaches past the truth by at most that
     /// step.
     pub fn clock_reads(&mut self, now: Timestamp) {
-        if now < self.clock {
-            self.steps_back += 1;
-        }
-        if now < self.clock || self.caught_up > now {
+        let stepped_back = now < self.clock;
+        self.steps_back += u64::from(stepped_back);
+        if stepped_back || self.caught_up > now {
             self.caught_up = Timestamp::UNIX_EPOCH;
         }
         self.clock = now;

@@ -684,9 +684,8 @@ impl Backup {
         } else if self.lease.as_ref().is_some_and(LeaseMachine::found_gone) {
             Some(Unvouched::LeaseGone)
         } else {
-            Some(self.incremental.set_aside())
-                .filter(|rows| *rows > 0)
-                .map(|rows| Unvouched::SetAside { rows })
+            let rows = self.incremental.set_aside();
+            (rows > 0).then_some(Unvouched::SetAside { rows })
         };
         match why {
             Some(why) => Stopped::Unvouched {
