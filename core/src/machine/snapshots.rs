@@ -97,6 +97,12 @@ pub(crate) struct Snapshots {
     schedule: Schedule,
     /// The attempts at the schedule's last due instant.
     scheduled: Option<Attempts>,
+    /// The due instant the last scheduled snapshot that landed served: not
+    /// due again, even once a listing finds the snapshot deleted and the
+    /// newest-snapshot time drops (the full snapshot the prefix is then owed
+    /// refills it). The schedule took a fourth attempt at the instant after
+    /// three that ended in one landing (simulator seed 312).
+    served_due: Option<Timestamp>,
     /// The first listing is in: the newest snapshot is known.
     listed: bool,
     /// Moved on when the counter of a copy gone back is raised, and when a
@@ -375,7 +381,10 @@ impl Snapshots {
             SnapshotReason::Scheduled { due, attempt } => {
                 let retry_at = self.retry_time(cx.now, attempt);
                 match (&result, &mut self.scheduled) {
-                    (Ok(_), _) => self.scheduled = None,
+                    (Ok(_), _) => {
+                        self.scheduled = None;
+                        self.served_due = Some(due);
+                    }
                     (Err(_), Some(attempts)) if attempts.due == due => {
                         if attempt >= RETRY_COUNT {
                             error!(due = %due, attempts = attempt, "scheduled snapshot failed {attempt} times; retries exhausted until the next due time");
@@ -491,7 +500,11 @@ impl Snapshots {
         // clock stepped back before it makes it due again, and it must not
         // count them from zero (found by seed 429). A snapshot that lands
         // clears them.
-        let Some(due) = self.schedule.due(cx.now, cx.metrics.last_snapshot) else {
+        let Some(due) = self
+            .schedule
+            .due(cx.now, cx.metrics.last_snapshot)
+            .filter(|&due| Some(due) != self.served_due)
+        else {
             return false;
         };
         let attempts = self.scheduled.filter(|a| a.due == due).unwrap_or(Attempts {
