@@ -2902,27 +2902,106 @@ fn has_read(commands: &[Command], bytes: u64) -> bool {
         .any(|c| matches!(c, Command::ReadChanges { max_bytes, .. } if *max_bytes == bytes))
 }
 
+/// The deletion of a job whose id no object name can carry: no job object
+/// can record it, so the snapshots taken while the job lived hold it, and a
+/// restore from one brought it back after a stop that exited 0 (a hostile
+/// trial). The machine owes a snapshot, and the cursor stays below the
+/// deletion until one copied after it lands: a restart reads it again.
 #[test]
-fn a_deletion_no_object_could_hold_is_passed_and_not_recorded() {
+fn a_deletion_no_object_can_name_owes_a_snapshot_and_holds_the_cursor_until_it_lands() {
     let mut h = Harness::new();
     h.start();
-    let gone = Unreadable {
-        deleted: true,
-        ..unreadable(b"b\xe2\x82\xac\xb0", 11)
+    h.input(Input::ChangesRead(Ok(ChangeBatch {
+        stored: stored_cursor(),
+        jobs: vec![version("a", 11)],
+        unreadable: vec![nameless_deletion(12)],
+        set_aside: 0,
+        newest: 12,
+        complete: true,
+    })));
+    let commands = h.input(Input::TriggersScanned(Ok(vec![])));
+    let order = snapshot(&commands).expect("a snapshot is owed, first of all");
+    assert_eq!(order.reason, SnapshotReason::Owed(Owed::AfterDeletion));
+    let commands = h.input(uploaded("a", 11));
+    let Some(Command::SaveCursor { new, set_aside, .. }) = commands.last() else {
+        panic!("no save in {commands:?}");
     };
-    let commands = h.input(Input::ChangesRead(Ok(ChangeBatch {
+    assert_eq!(
+        (new.seq, set_aside.len()),
+        (11, 0),
+        "held below the deletion"
+    );
+    h.input(Input::CursorSaved(Ok(0)));
+    assert_eq!(h.backup.metrics().pending_jobs, 1);
+    h.input(Input::SnapshotTaken {
+        object: order.object,
+        result: Ok(1),
+    });
+    let commands = h.step();
+    assert_eq!(saved(&commands).map(|c| c.seq), Some(12), "{commands:?}");
+}
+
+/// A snapshot under way when the deletion is read may have copied the job:
+/// it pays nothing, and the next one is taken.
+#[test]
+fn a_snapshot_started_before_a_nameless_deletion_does_not_pay_for_it() {
+    let mut h = Harness::new();
+    h.start();
+    h.input(Input::TriggersScanned(Ok(vec![])));
+    let first = snapshot(&h.input(Input::ImmediateBackupRequested {
+        id: 1,
+        name: "manual".to_owned(),
+    }))
+    .expect("the requested snapshot starts");
+    h.input(Input::ChangesRead(Ok(ChangeBatch {
         stored: stored_cursor(),
         jobs: vec![],
-        unreadable: vec![gone],
+        unreadable: vec![nameless_deletion(11)],
         set_aside: 0,
         newest: 11,
         complete: true,
     })));
-    let Some(Command::SaveCursor { new, set_aside, .. }) = commands.last() else {
-        panic!("no save in {commands:?}");
-    };
-    assert_eq!((new.seq, set_aside.len()), (11, 0));
-    assert_eq!(h.backup.metrics().jobs_set_aside, 0);
+    let commands = h.input(Input::SnapshotTaken {
+        object: first.object,
+        result: Ok(1),
+    });
+    assert_eq!(
+        saved(&commands),
+        None,
+        "the cursor stays below the deletion"
+    );
+    let owed = snapshot(&commands).expect("the owed snapshot starts next");
+    assert_eq!(owed.reason, SnapshotReason::Owed(Owed::AfterDeletion));
+}
+
+/// A stop before the owed snapshot lands says the prefix would bring the
+/// job back, instead of exiting 0.
+#[test]
+fn a_drain_over_a_nameless_deletion_not_snapshotted_does_not_vouch() {
+    let mut h = stopping();
+    h.input(Input::ChangesRead(Ok(ChangeBatch {
+        stored: stored_cursor(),
+        newest: 11,
+        complete: true,
+        jobs: vec![],
+        unreadable: vec![nameless_deletion(11)],
+        set_aside: 0,
+    })));
+    h.input(Input::CursorSaved(Ok(0)));
+    assert_eq!(
+        h.backup.stopped(),
+        Some(Stopped::Unvouched {
+            changes: 0,
+            why: Unvouched::DeletionsUnsnapshotted { rows: 1 }
+        })
+    );
+}
+
+fn nameless_deletion(seq: u64) -> Unreadable {
+    Unreadable {
+        deleted: true,
+        ..unreadable(b"b\xe2\x82\xac\xb0", seq)
+    }
 }
 
 // ---------------------------------------------------------------- schedule

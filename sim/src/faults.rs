@@ -117,6 +117,12 @@ pub enum FaultKind {
     /// dropped) writes a row no job object can hold, among good ones: the
     /// daemon sets it aside and goes on.
     BadRow,
+    /// Such a writer inserts a job whose id no object name can carry: each
+    /// of its rows is set aside, and its deletion, which no job object can
+    /// record, reaches the bucket only in a snapshot taken after it. A
+    /// restore from an older one brought the job back after a stop that
+    /// exited 0 (a hostile trial).
+    NamelessId,
 }
 
 /// How much of one fault a day gets.
@@ -176,6 +182,7 @@ impl FaultKind {
             FaultKind::SnapshotUnusable => rate(rng, 0.5),
             FaultKind::EverySnapshotUnusable => rate(rng, 0.5),
             FaultKind::BadRow => rate(rng, 0.05),
+            FaultKind::NamelessId => rate(rng, 0.05),
             FaultKind::BucketWiped => count(rng, 1),
             FaultKind::BackupsDeleted => count(rng, 1),
             FaultKind::HostCutOff => count(rng, 2),

@@ -84,13 +84,14 @@ impl Simulation {
     /// The daemon's process ended by itself: a graceful stop, or a lease
     /// refused or lost. systemd starts it again.
     pub(crate) fn exited(&mut self, node: NodeId, ended: Ending) {
-        // A stop over rows set aside drained all the same.
+        // A stop over rows set aside, or over deletions no snapshot holds
+        // yet, drained all the same.
         let gave_back = matches!(
             ended,
             Ending::Stopped(
                 Stopped::Drained { .. }
                     | Stopped::Unvouched {
-                        why: Unvouched::SetAside { .. },
+                        why: Unvouched::SetAside { .. } | Unvouched::DeletionsUnsnapshotted { .. },
                         ..
                     }
             )

@@ -746,6 +746,10 @@ impl Simulation {
         let (id, statement) = if self.world.db.ids.is_empty() || self.rng.workload.u8(0..10) < 3 {
             let id = JobId::new(format!("{:08x}", self.world.db.counter + 1))
                 .expect("hex ids are valid");
+            if self.rng.workload.f64() < self.plan.rate(FaultKind::NamelessId) {
+                self.outcome.faults.add(FaultKind::NamelessId);
+                self.world.db.nameless.insert(id.clone());
+            }
             let statement = [Statement::Insert, Statement::Upsert][self.rng.workload.usize(0..2)];
             (id, statement)
         } else {

@@ -72,6 +72,10 @@ pub struct Db {
     pub went_back_at: Option<Timestamp>,
     /// Every id ever written, to pick jobs to modify.
     pub ids: Vec<JobId>,
+    /// The ids among them that no object name can carry
+    /// ([`crate::faults::FaultKind::NamelessId`]): every row of such a job
+    /// is bad, and so is its tombstone, which the feed gives as deleted.
+    pub nameless: BTreeSet<JobId>,
     /// Bodies written so far; each body is unlike every other.
     pub bodies: u64,
     /// Changes that deleted a job.
@@ -125,7 +129,7 @@ impl Db {
         self.by_commit.insert((committed, seq), id.clone());
         let held = JobVersion {
             seq,
-            bad: bad && body.is_some(),
+            bad: (bad || self.nameless.contains(&id)) && body.is_some(),
             body,
             modified,
         };
@@ -173,11 +177,16 @@ impl Db {
             }
             read += 1;
             match &held.body {
-                _ if held.bad => batch.unreadable.push(Unreadable {
+                _ if held.bad || self.nameless.contains(id) => batch.unreadable.push(Unreadable {
                     seq: held.seq,
                     id: RowId(id.as_str().as_bytes().to_vec()),
-                    why: "its body is not UTF-8 text".to_owned(),
-                    deleted: false,
+                    why: if self.nameless.contains(id) {
+                        "its id names no object"
+                    } else {
+                        "its body is not UTF-8 text"
+                    }
+                    .to_owned(),
+                    deleted: held.body.is_none(),
                 }),
                 Some(body) => batch.jobs.push(Envelope::written(
                     id.clone(),

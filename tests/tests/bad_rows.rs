@@ -226,3 +226,54 @@ fn stop_and_status_say_the_row_is_not_in_the_bucket(daemon: Daemon, url: &str) {
     assert_eq!(output.status.code(), Some(1), "{said}");
     assert!(said.contains("WARNING: 1 rows of"), "{said}");
 }
+
+/// A job whose id no object name can carry, deleted after a snapshot held
+/// it: no job object can record the deletion, so the daemon takes a
+/// snapshot for it (`after-deletion-…`) and keeps its cursor below the
+/// deletion until that lands. Before, the stop exited 0 and a restore
+/// brought the deleted job back (a hostile trial).
+#[test]
+fn a_deleted_job_whose_id_names_no_object_is_not_restored() {
+    let emulator = Emulator::shared();
+    let url = format!("gs://{}", emulator.new_bucket("nameless-deleted"));
+    let workspace = Workspace::new();
+    workspace.put_jobs(&[serde_json::json!({"id": "good", "name": "good"})]);
+    let db = workspace.db();
+    let key = format!("AGE-SECRET-KEY-1{}", "Q".repeat(58));
+    sqlite3(
+        &db,
+        &format!(r#"INSERT INTO jobs (id, body) VALUES ('{key}', '{{"id":"{key}"}}');"#),
+    );
+    let daemon = Daemon::start(&workspace, Some(&emulator.endpoint()), &url, "200ms", &[]);
+    // Its first snapshot holds the row.
+    daemon.settled();
+    sqlite3(&db, &format!("DELETE FROM jobs WHERE id = '{key}';"));
+    let reader = StoreReader::connect(&url, Some(&emulator.endpoint()));
+    jobvault_tests::eventually(
+        "a snapshot taken for the deletion",
+        std::time::Duration::from_secs(60),
+        || {
+            let names = reader.names("db-backup/");
+            names
+                .iter()
+                .any(|n| n.contains("/after-deletion-"))
+                .then_some(())
+        },
+    );
+    caught_up(&db);
+    let (exit, log) = daemon.stop_and_log();
+    assert_eq!(exit.code(), Some(0), "{log}");
+    let restored = workspace.path().join("restored.db");
+    let output = jobvault_tests::jobvault(Some(&emulator.endpoint()))
+        .args(["restore", "--bucket", &url, "--to"])
+        .arg(&restored)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        jobvault_tests::stderr(&output)
+    );
+    let ids = sqlite3(&restored, "SELECT id FROM jobs ORDER BY id;");
+    assert_eq!(ids.trim(), "good", "the deleted job came back");
+}

@@ -128,6 +128,15 @@ pub(crate) struct Incremental {
     /// The database's change counter, as of the last read.
     newest: Seq,
     set_aside: SetAside,
+    /// Deletions of jobs no object name can carry, read since the machine
+    /// last took the count: each owes a snapshot.
+    nameless_deletions: u64,
+    /// The sequences of those deletions no snapshot holds yet. The cursor
+    /// stays below the first: only a snapshot copied after it puts it in
+    /// the bucket, and a restart reads it again and owes the snapshot again
+    /// (a cursor saved past it forgot it at a crash, and a restore brought
+    /// the job back; the simulator).
+    unsnapshotted: BTreeSet<Seq>,
     batches: VecDeque<Batch>,
     slots: BTreeMap<JobId, Slot>,
     /// Uploads to start, oldest version first so the cursor moves soonest.
@@ -275,6 +284,8 @@ impl Incremental {
             held_bytes: 0,
             newest: stored.seq,
             set_aside: SetAside::default(),
+            nameless_deletions: 0,
+            unsnapshotted: BTreeSet::new(),
             batches: VecDeque::new(),
             slots: BTreeMap::new(),
             ready: BTreeSet::new(),
@@ -320,7 +331,9 @@ impl Incremental {
     /// from the cursor to the counter: a counter raised past a copy gone
     /// back made that billions ([`super::went_back`]).
     pub fn pending(&self) -> u64 {
-        self.window.len() as u64 + self.newest.saturating_sub(self.frontier)
+        self.window.len() as u64
+            + self.unsnapshotted.len() as u64
+            + self.newest.saturating_sub(self.frontier)
     }
 
     /// Versions held in memory, and the bytes of their bodies.
@@ -362,6 +375,19 @@ impl Incremental {
 
     pub fn set_aside(&self) -> u64 {
         self.set_aside.count()
+    }
+
+    /// The deletions of jobs no object name can carry read since the last
+    /// call: a snapshot is owed for them.
+    pub fn take_nameless_deletions(&mut self) -> u64 {
+        std::mem::take(&mut self.nameless_deletions)
+    }
+
+    /// A snapshot copied after every deletion read so far landed: the
+    /// cursor may pass them.
+    pub fn deletions_snapshotted(&mut self) {
+        self.unsnapshotted.clear();
+        self.advance();
     }
 
     pub fn set_aside_recorded(&mut self, recorded: u64) {
@@ -411,7 +437,7 @@ impl Incremental {
         };
         let covered = drain
             .target
-            .is_some_and(|target| self.covered.seq >= target);
+            .is_some_and(|target| self.uploaded_through(target));
         // Versions read and not in the bucket, and the changes not read yet
         // (as `pending` counts them), not the sequences between.
         let left = match drain.target {
@@ -837,11 +863,14 @@ impl Incremental {
         let last = gone.iter().chain(&found).map(|row| row.seq).max();
         self.frontier = self.frontier.max(last.unwrap_or(0));
         if !gone.is_empty() {
-            info!(
+            warn!(
                 rows = gone.len(),
                 found = %Named(&gone),
-                "deletions of jobs no job object could hold: nothing to back up; passed"
+                "deletions of jobs no job object can name: the snapshots taken while they lived \
+                 hold them, so a snapshot is owed"
             );
+            self.nameless_deletions += gone.len() as u64;
+            self.unsnapshotted.extend(gone.iter().map(|row| row.seq));
         }
         if !found.is_empty() {
             warn!(
@@ -953,13 +982,27 @@ impl Incremental {
         });
     }
 
+    /// Every version up to `target` is uploaded: the cursor passes it, or
+    /// only deletions no snapshot holds yet keep it below
+    /// ([`Self::unsnapshotted`], which the machine reports at a stop).
+    fn uploaded_through(&self, target: Seq) -> bool {
+        self.covered.seq >= target
+            || (!self.unsnapshotted.is_empty()
+                && self.frontier >= target
+                && self
+                    .window
+                    .range(..=target)
+                    .all(|(seq, (id, _))| self.slots[id].uploaded >= Some(*seq)))
+    }
+
     /// Moves `covered` over the window's prefix of versions in the bucket, and
     /// its time over the batches that prefix completes.
     fn advance(&mut self) {
+        let held = self.unsnapshotted.first().map_or(Seq::MAX, |seq| seq - 1);
         while let Some(entry) = self.window.first_entry() {
             let seq = *entry.key();
             let slot = &self.slots[&entry.get().0];
-            if slot.uploaded < Some(seq) {
+            if slot.uploaded < Some(seq) || seq > held {
                 break;
             }
             let (id, bytes) = entry.remove();
@@ -975,7 +1018,7 @@ impl Incremental {
             }
         }
         if self.window.is_empty() {
-            self.covered.seq = self.frontier;
+            self.covered.seq = self.frontier.min(held);
         }
         while let Some(batch) = self.batches.front() {
             if batch.last_seq > self.covered.seq {
@@ -1121,6 +1164,7 @@ impl Incremental {
         self.caught_up = Timestamp::UNIX_EPOCH;
         self.frontier = stored.seq;
         self.window.clear();
+        self.unsnapshotted.clear();
         self.held_bytes = 0;
         self.set_aside.forget_unsaved();
         self.batches.clear();

@@ -144,6 +144,11 @@ pub enum Owed {
     /// The destination holds no snapshot from the last week: `status` and
     /// the stale-snapshot alert would stay red until the first trigger.
     NoSnapshot,
+    /// A job whose id no object name can carry was deleted: no job object
+    /// records the deletion, so the snapshots taken while it lived hold it,
+    /// and a restore from one would bring it back
+    /// ([`super::set_aside::Unreadable::deleted`]).
+    AfterDeletion,
 }
 
 /// The base name of the snapshot a destination new to the database is
@@ -157,6 +162,7 @@ impl Owed {
         match self {
             Owed::NewDestination(_) => NEW_DESTINATION_BASE,
             Owed::NoSnapshot => "first",
+            Owed::AfterDeletion => "after-deletion",
         }
     }
 }

@@ -127,6 +127,9 @@ pub enum Unvouched {
     /// a restore does not give them. The stop said "every change is in the
     /// bucket" and exited 0 over them, as did `status` after it.
     SetAside { rows: u64 },
+    /// `rows` jobs no object name can carry were deleted, and the snapshot
+    /// owed for them has not landed: a restore brings them back.
+    DeletionsUnsnapshotted { rows: u64 },
 }
 
 /// The first listing looks this far back for the newest snapshot, and for
@@ -410,6 +413,9 @@ impl Backup {
                     self.snapshots.went_back();
                 }
                 self.snapshots.on_snapshot_taken(&mut cx, &object, result);
+                if self.snapshots.owed.deletions_unsnapshotted() == 0 {
+                    self.incremental.deletions_snapshotted();
+                }
             }
             Input::BucketRead { ask, result } => {
                 if !self.retention.on_read(cx.metrics, &ask, result) {
@@ -489,7 +495,18 @@ impl Backup {
                 .on_commit_read(&mut cx, &order, began, batch),
             Input::DatabaseReplaced => self.on_database_replaced(),
         }
+        self.owe_for_nameless_deletions(now);
         self.release_when_quiet();
+    }
+
+    /// Deletions of jobs no object name can carry, read by a feed read just
+    /// answered, owe a snapshot: no job object can record them.
+    fn owe_for_nameless_deletions(&mut self, now: Timestamp) {
+        let rows = self.incremental.take_nameless_deletions();
+        if rows > 0 {
+            self.snapshots
+                .owe_after_deletion(&mut context!(self, now), rows);
+        }
     }
 
     fn on_lease_input(&mut self, input: Input, now: Timestamp) {
@@ -664,7 +681,11 @@ impl Backup {
         // reads it: a stop before the snapshot owed to a new prefix landed
         // was shown as leaving every change in the bucket, exit 0.
         let mut left = self.lease_content();
-        left.caught_up = (done && drained.is_some() && !self.prefix_new()).then_some(self.now);
+        left.caught_up = (done
+            && drained.is_some()
+            && !self.prefix_new()
+            && self.snapshots.owed.deletions_unsnapshotted() == 0)
+            .then_some(self.now);
         if let Some(lease) = &mut self.lease {
             lease.release(self.now, left, &mut self.out);
         }
@@ -683,9 +704,12 @@ impl Backup {
             Some(Unvouched::NewDestination)
         } else if self.lease.as_ref().is_some_and(LeaseMachine::found_gone) {
             Some(Unvouched::LeaseGone)
-        } else {
+        } else if self.incremental.set_aside() > 0 {
             let rows = self.incremental.set_aside();
-            (rows > 0).then_some(Unvouched::SetAside { rows })
+            Some(Unvouched::SetAside { rows })
+        } else {
+            let rows = self.snapshots.owed.deletions_unsnapshotted();
+            (rows > 0).then_some(Unvouched::DeletionsUnsnapshotted { rows })
         };
         match why {
             Some(why) => Stopped::Unvouched {

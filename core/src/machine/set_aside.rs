@@ -48,9 +48,13 @@ pub struct Unreadable {
     pub id: RowId,
     /// Which rule it breaks, in the driver's words.
     pub why: String,
-    /// A tombstone: the job is gone from the database, so no backup lacks
-    /// it. The cursor passes it and nothing records it (a writer could
-    /// never clear such a record: the id is refused at insert).
+    /// A tombstone: the job is gone from the database. The cursor passes it
+    /// and nothing records it (a writer could never clear such a record:
+    /// the id is refused at insert), but no job object can say it is gone
+    /// either, and the snapshots taken while it lived hold it: the machine
+    /// owes a snapshot ([`super::io::Owed::AfterDeletion`]). A restore
+    /// brought such a job back after a stop that exited 0 (a hostile
+    /// trial).
     pub deleted: bool,
 }
 

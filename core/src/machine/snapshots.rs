@@ -470,6 +470,14 @@ impl Snapshots {
         self.epoch += 1;
     }
 
+    /// `rows` jobs no object name can carry were deleted: a snapshot is
+    /// owed, and none under way pays it, since its copy may hold them.
+    pub fn owe_after_deletion(&mut self, cx: &mut Context, rows: u64) {
+        self.epoch += 1;
+        self.owed.owe_after_deletion(rows);
+        self.start_next(cx);
+    }
+
     /// Starts what waits, if the stage is idle: an owed snapshot that is
     /// due, else a requested one.
     pub fn start_next(&mut self, cx: &mut Context) {

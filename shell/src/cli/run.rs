@@ -254,6 +254,12 @@ fn unvouched(why: Unvouched, db: &Path) -> String {
             db.display(),
             db.display()
         ),
+        Unvouched::DeletionsUnsnapshotted { rows } => format!(
+            "{rows} jobs of {} whose ids no object name can carry were deleted, and the snapshot \
+             owed for them has not landed: a restore brings them back until one does; `jobvault \
+             backup` takes one now",
+            db.display()
+        ),
     }
 }
 

@@ -60,9 +60,12 @@ impl Invariant for HonestCursor {
     }
 }
 
-/// Version `seq` of job `id` is in the bucket, or recorded as set aside.
+/// Version `seq` of job `id` is in the bucket, or recorded as set aside, or
+/// of a job whose id no object can name: the cursor passes its deletion,
+/// which reaches the bucket with the snapshot owed for it (`DrainedStop`
+/// and a restore once quiesced check that).
 fn accounted(db: &Db, store: &Store, id: &JobId, seq: Seq) -> bool {
-    store.covers(id, seq) || db.set_aside.get(id) == Some(&seq)
+    store.covers(id, seq) || db.set_aside.get(id) == Some(&seq) || db.nameless.contains(id)
 }
 
 /// A stop that ends [`Stopped::Drained`] (exit 0) has every job as the
@@ -234,11 +237,15 @@ fn first_committed_between(
         .map(|(at, id)| (*at, id.clone()))
 }
 
-/// Version `seq` of job `id` is a row no job object can hold.
+/// Version `seq` of job `id` is a row no job object can hold, or of a job
+/// whose id no object can name (its deletion is in the bucket only once the
+/// snapshot owed for it lands).
 fn is_bad(db: &Db, id: &JobId, seq: Seq) -> bool {
-    db.rows
-        .get(id)
-        .is_some_and(|row| row.held.seq == seq && row.held.bad)
+    db.nameless.contains(id)
+        || db
+            .rows
+            .get(id)
+            .is_some_and(|row| row.held.seq == seq && row.held.bad)
 }
 
 /// Once quiet, the holder counts every row no job object can hold, and the
