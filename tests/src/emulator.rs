@@ -66,12 +66,17 @@ pub fn emulator_binary() -> PathBuf {
         .clone()
 }
 
-/// A port nobody listens on right now.
+/// A port nobody listens on right now, below the kernel's ephemeral range
+/// (32768 to 60999 by default). One the kernel hands out for `127.0.0.1:0`
+/// comes from that range, where the local end of any outgoing connection
+/// can take it before the server binds it: a test's proxy failed with
+/// "Address already in use".
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
+    const BELOW_EPHEMERAL: std::ops::Range<u16> = 20_000..32_000;
+    std::iter::repeat_with(|| fastrand::u16(BELOW_EPHEMERAL))
+        .take(1_000)
+        .find(|&port| TcpListener::bind(("127.0.0.1", port)).is_ok())
+        .expect("a free port below the ephemeral range")
 }
 
 impl Emulator {
