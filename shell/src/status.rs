@@ -368,11 +368,20 @@ fn daemon_warnings(daemon: &DaemonStatus) -> Vec<String> {
 /// `rows` rows of `database` no backup holds, and how to name them.
 fn set_aside_warning(rows: u64, database: &str) -> String {
     format!(
-        "{rows} rows of {database} cannot be backed up and are set aside (not UTF-8, over the \
+        "{} of {database} cannot be backed up and are set aside (not UTF-8, over the \
          size limit, or an id no object name can carry): a restore does not give them; the \
          daemon's log names them, and so does: sqlite3 {database} 'SELECT id, seq, why FROM \
-         set_aside_jobs'"
+         set_aside_jobs'",
+        counted(rows, "row")
     )
+}
+
+/// `1 row`, `2 rows`.
+pub fn counted(n: u64, noun: &str) -> String {
+    match n {
+        1 => format!("1 {noun}"),
+        n => format!("{n} {noun}s"),
+    }
 }
 
 /// `3d 4h`, `2h 5m`, `12m 3s`, `40s`.

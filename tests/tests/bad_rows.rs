@@ -63,7 +63,7 @@ fn a_row_that_is_not_utf8_is_set_aside_and_later_changes_still_reach_the_bucket(
     jobvault_tests::eventually(
         "status to name the row set aside",
         std::time::Duration::from_secs(30),
-        || status().contains("WARNING: 1 rows of").then_some(()),
+        || status().contains("WARNING: 1 row of").then_some(()),
     );
 
     // The writer mends the row: its record goes, and the job is backed up.
@@ -214,7 +214,7 @@ fn stop_and_status_say_the_row_is_not_in_the_bucket(daemon: Daemon, url: &str) {
     let last = log.lines().last().unwrap_or_default();
     assert_eq!(exit.code(), Some(1), "{log}");
     assert!(
-        last.contains("but 1 rows of") && last.contains("set_aside_jobs"),
+        last.contains("but 1 row of") && last.contains("set_aside_jobs"),
         "{last}"
     );
     assert!(!log.contains("QQQQ"), "the log repeats the key: {log}");
@@ -224,7 +224,7 @@ fn stop_and_status_say_the_row_is_not_in_the_bucket(daemon: Daemon, url: &str) {
         .unwrap();
     let said = jobvault_tests::stdout(&output);
     assert_eq!(output.status.code(), Some(1), "{said}");
-    assert!(said.contains("WARNING: 1 rows of"), "{said}");
+    assert!(said.contains("WARNING: 1 row of"), "{said}");
 }
 
 /// A job whose id no object name can carry, deleted after a snapshot held

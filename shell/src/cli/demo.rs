@@ -100,7 +100,8 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
         let _ = stopped.await;
     }));
     println!(
-        "2. started the daemon (checking every 500ms) and a writer changing jobs all the time"
+        "2. started the daemon (checking every 500ms; a new bucket gets a full snapshot at once) \
+         and a writer changing jobs all the time"
     );
 
     let writing = Arc::new(AtomicBool::new(true));
@@ -191,7 +192,10 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
     );
     println!();
     println!("  job versions written    {versions}");
-    println!("  objects in the bucket   {job_objects} job, {snapshots} snapshot");
+    println!(
+        "  objects in the bucket   {job_objects} job, {snapshots} snapshot (the daemon's own \
+         first one of a new bucket, then the triggered one)"
+    );
     println!("  snapshot size           {size} bytes");
     println!(
         "  restore time            {:.2} s",

@@ -17,6 +17,7 @@ use jobvault::db_lock::{DbLock, LockHolder};
 use jobvault::lease;
 use jobvault::leftovers::{self, Leftover};
 use jobvault::metrics::{self, UploadTimes};
+use jobvault::status::counted;
 use jobvault::store::Store;
 use jobvault::triggers::TriggerDir;
 use jobvault_core::lease::{LEASE_OBJECT, LeaseEnded, LeaseMachine};
@@ -248,16 +249,18 @@ fn unvouched(why: Unvouched, db: &Path) -> String {
              been wiped, or another daemon taken it: {refilled}"
         ),
         Unvouched::SetAside { rows } => format!(
-            "{rows} rows of {} no backup can hold are set aside (not UTF-8, over the size limit, or \
+            "{} of {} no backup can hold are set aside (not UTF-8, over the size limit, or \
              an id no object name can carry): a restore does not give them; `sqlite3 {} 'SELECT id, \
              seq, why FROM set_aside_jobs'` names them, and a writer's fix or delete of each clears it",
+            counted(rows, "row"),
             db.display(),
             db.display()
         ),
         Unvouched::DeletionsUnsnapshotted { rows } => format!(
-            "{rows} jobs of {} whose ids no object name can carry were deleted, and the snapshot \
-             owed for them has not landed: a restore brings them back until one does; `jobvault \
-             backup` takes one now",
+            "{} of {} whose ids no object name can carry deleted, and the snapshot owed for them \
+             has not landed: a restore gives them back until one does; `jobvault backup` takes \
+             one now",
+            counted(rows, "job"),
             db.display()
         ),
     }
