@@ -21,6 +21,7 @@ use jobvault_core::history::{HISTORY_OBJECT, restorable_from};
 
 use crate::drive::{DriveError, find_newest, list_range};
 use crate::lease::{self, LeaseError};
+use crate::nothing::NothingFound;
 use crate::reads::Reads;
 use crate::small_object;
 use crate::store::Store;
@@ -233,7 +234,10 @@ pub async fn status(
         warnings.extend(daemon_warnings(daemon));
     }
     match &newest_snapshot {
-        None => warnings.push("no snapshot in the bucket".to_owned()),
+        None => {
+            let empty = daemon.is_none() && last_stop.is_none() && newest_job.is_none();
+            warnings.push(no_snapshot_warning(store, reads, empty).await);
+        }
         Some(snapshot) => {
             if snapshot.size == 0 {
                 warnings.push(format!(
@@ -278,6 +282,24 @@ pub async fn status(
         history,
         warnings,
     })
+}
+
+/// That the prefix holds no snapshot; if it holds nothing at all, with the
+/// prefixes beside it that hold backups, as `restore` names them: a
+/// mistyped prefix read as a daemon never started.
+async fn no_snapshot_warning(store: &Store, reads: &Reads, empty: bool) -> String {
+    let warning = "no snapshot in the bucket".to_owned();
+    if !empty {
+        return warning;
+    }
+    let nothing = NothingFound::in_store(store, reads, String::new()).await;
+    match nothing.neighbours.as_slice() {
+        [] => warning,
+        found => format!(
+            "{warning} prefix; prefixes beside it that hold backups: {}",
+            found.join(", ")
+        ),
+    }
 }
 
 /// The newest job object, from a listing of the last day (further back only

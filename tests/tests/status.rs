@@ -154,3 +154,35 @@ fn status_reads_the_daemons_lease_instead_of_listing_job_objects() {
         proxy.seen()
     );
 }
+
+/// A mistyped prefix holds nothing: `status` says which prefixes beside it
+/// hold backups, as `restore` does, instead of only "no snapshot" (read as
+/// a daemon never started).
+#[test]
+fn status_of_a_mistyped_prefix_names_the_prefixes_beside_it_that_hold_backups() {
+    let emulator = Emulator::shared();
+    let bucket = emulator.new_bucket("typo");
+    let workspace = jobvault_tests::Workspace::new();
+    workspace.put_jobs(&[serde_json::json!({"id": "a", "name": "a"})]);
+    let output = jobvault(Some(&emulator.endpoint()))
+        .args([
+            "backup",
+            "--bucket",
+            &format!("gs://{bucket}/prod/eu"),
+            "--db",
+        ])
+        .arg(workspace.db())
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    let output = jobvault(Some(&emulator.endpoint()))
+        .args(["status", "--bucket", &format!("gs://{bucket}/prod/ue")])
+        .output()
+        .unwrap();
+    let said = stdout(&output);
+    assert_eq!(output.status.code(), Some(1), "{said}");
+    assert!(
+        said.contains(&format!("hold backups: gs://{bucket}/prod/eu")),
+        "{said}"
+    );
+}
