@@ -2974,6 +2974,44 @@ fn a_snapshot_started_before_a_nameless_deletion_does_not_pay_for_it() {
     assert_eq!(owed.reason, SnapshotReason::Owed(Owed::AfterDeletion));
 }
 
+/// Deletions that go on while snapshots are taken: each landing pays for
+/// the deletions read before it started, and the next snapshot for the
+/// rest. A snapshot under way paid nothing once any deletion came after its
+/// start, so a writer deleting such jobs more often than a snapshot takes
+/// held the cursor for good.
+#[test]
+fn deletions_during_a_snapshot_are_paid_by_the_next_and_the_cursor_moves_on() {
+    let mut h = Harness::new();
+    h.start();
+    h.input(Input::TriggersScanned(Ok(vec![])));
+    let nameless_read = |h: &mut Harness, seq| {
+        h.input(Input::ChangesRead(Ok(ChangeBatch {
+            stored: h.backup.stored_cursor(),
+            jobs: vec![],
+            unreadable: vec![nameless_deletion(seq)],
+            set_aside: 0,
+            newest: seq,
+            complete: true,
+        })))
+    };
+    let first = snapshot(&nameless_read(&mut h, 11)).expect("owed at once");
+    assert_eq!(reads(&h.input(Input::DatabaseChanged)), 1);
+    nameless_read(&mut h, 12);
+    let commands = h.input(Input::SnapshotTaken {
+        object: first.object,
+        result: Ok(1),
+    });
+    let second = snapshot(&commands).expect("owed again for the deletion at 12");
+    assert_eq!(second.reason, SnapshotReason::Owed(Owed::AfterDeletion));
+    assert_eq!(saved(&h.step()).map(|c| c.seq), Some(11));
+    h.input(Input::CursorSaved(Ok(0)));
+    h.input(Input::SnapshotTaken {
+        object: second.object,
+        result: Ok(1),
+    });
+    assert_eq!(saved(&h.step()).map(|c| c.seq), Some(12));
+}
+
 /// A stop before the owed snapshot lands says the prefix would bring the
 /// job back, instead of exiting 0.
 #[test]

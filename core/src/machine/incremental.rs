@@ -128,10 +128,8 @@ pub(crate) struct Incremental {
     /// The database's change counter, as of the last read.
     newest: Seq,
     set_aside: SetAside,
-    /// Deletions of jobs no object name can carry, read since the machine
-    /// last took the count: each owes a snapshot.
-    nameless_deletions: u64,
-    /// The sequences of those deletions no snapshot holds yet. The cursor
+    /// The sequences of deletions of jobs no object name can carry that no
+    /// snapshot holds yet: each owes a snapshot copied after it. The cursor
     /// stays below the first: only a snapshot copied after it puts it in
     /// the bucket, and a restart reads it again and owes the snapshot again
     /// (a cursor saved past it forgot it at a crash, and a restore brought
@@ -284,7 +282,6 @@ impl Incremental {
             held_bytes: 0,
             newest: stored.seq,
             set_aside: SetAside::default(),
-            nameless_deletions: 0,
             unsnapshotted: BTreeSet::new(),
             batches: VecDeque::new(),
             slots: BTreeMap::new(),
@@ -377,16 +374,24 @@ impl Incremental {
         self.set_aside.count()
     }
 
-    /// The deletions of jobs no object name can carry read since the last
-    /// call: a snapshot is owed for them.
-    pub fn take_nameless_deletions(&mut self) -> u64 {
-        std::mem::take(&mut self.nameless_deletions)
+    /// Deletions of jobs no object name can carry that no snapshot holds
+    /// yet: a snapshot is owed for them.
+    pub fn unsnapshotted(&self) -> u64 {
+        self.unsnapshotted.len() as u64
     }
 
-    /// A snapshot copied after every deletion read so far landed: the
-    /// cursor may pass them.
-    pub fn deletions_snapshotted(&mut self) {
-        self.unsnapshotted.clear();
+    /// The last of those deletions: a snapshot started now is copied after
+    /// it, and holds every one up to it.
+    pub fn deletions_read_through(&self) -> Seq {
+        self.unsnapshotted.last().copied().unwrap_or(0)
+    }
+
+    /// A snapshot started once the deletions up to `through` were read
+    /// landed: the cursor may pass them. One started before a deletion pays
+    /// nothing for it, so deletions that go on during snapshots are paid
+    /// by the next snapshot each, not held for good.
+    pub fn deletions_snapshotted(&mut self, through: Seq) {
+        self.unsnapshotted.retain(|&seq| seq > through);
         self.advance();
     }
 
@@ -869,7 +874,6 @@ impl Incremental {
                 "deletions of jobs no job object can name: the snapshots taken while they lived \
                  hold them, so a snapshot is owed"
             );
-            self.nameless_deletions += gone.len() as u64;
             self.unsnapshotted.extend(gone.iter().map(|row| row.seq));
         }
         if !found.is_empty() {

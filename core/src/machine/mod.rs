@@ -38,6 +38,7 @@ pub use schedule::{NotATimeOfDay, Schedule, parse_time_of_day};
 pub use set_aside::{RowId, Unreadable};
 pub use snapshots::{immediate_base_name, plan_snapshot, trigger_retry_wait};
 
+use crate::Seq;
 use crate::cleartext::{SEALED_LOOKBACK, plain_writer_beside};
 use crate::destination::{Destination, DestinationId, NewBecause};
 use crate::lease::{Confirmation, FoundLease, LeaseEnded, LeaseMachine, LeaseState};
@@ -146,6 +147,9 @@ pub(crate) struct Context<'a> {
     metrics: &'a mut Metrics,
     ledger: &'a mut SnapshotLedger,
     incremental_time: Timestamp,
+    /// What a snapshot started now holds of the deletions no job object can
+    /// record ([`incremental::Incremental::deletions_read_through`]).
+    deletions_through: Seq,
 }
 
 /// The whole backup: triggered and immediate snapshots, incremental job
@@ -208,6 +212,7 @@ macro_rules! context {
             metrics: &mut $self.metrics,
             ledger: &mut $self.ledger,
             incremental_time: $self.incremental.framing_time(),
+            deletions_through: $self.incremental.deletions_read_through(),
         }
     };
 }
@@ -412,9 +417,9 @@ impl Backup {
                 if self.incremental.raising_past().is_some() {
                     self.snapshots.went_back();
                 }
-                self.snapshots.on_snapshot_taken(&mut cx, &object, result);
-                if self.snapshots.owed.deletions_unsnapshotted() == 0 {
-                    self.incremental.deletions_snapshotted();
+                let holds = self.snapshots.on_snapshot_taken(&mut cx, &object, result);
+                if let Some(through) = holds {
+                    self.incremental.deletions_snapshotted(through);
                 }
             }
             Input::BucketRead { ask, result } => {
@@ -499,13 +504,12 @@ impl Backup {
         self.release_when_quiet();
     }
 
-    /// Deletions of jobs no object name can carry, read by a feed read just
-    /// answered, owe a snapshot: no job object can record them.
+    /// Deletions of jobs no object name can carry that no snapshot holds
+    /// owe one: no job object can record them. Owed again after a snapshot
+    /// that started before some of them paid what was owed.
     fn owe_for_nameless_deletions(&mut self, now: Timestamp) {
-        let rows = self.incremental.take_nameless_deletions();
-        if rows > 0 {
-            self.snapshots
-                .owe_after_deletion(&mut context!(self, now), rows);
+        if self.incremental.unsnapshotted() > 0 && !self.stopping {
+            self.snapshots.owe_after_deletion(&mut context!(self, now));
         }
     }
 
@@ -684,7 +688,7 @@ impl Backup {
         left.caught_up = (done
             && drained.is_some()
             && !self.prefix_new()
-            && self.snapshots.owed.deletions_unsnapshotted() == 0)
+            && self.incremental.unsnapshotted() == 0)
             .then_some(self.now);
         if let Some(lease) = &mut self.lease {
             lease.release(self.now, left, &mut self.out);
@@ -708,7 +712,7 @@ impl Backup {
             let rows = self.incremental.set_aside();
             Some(Unvouched::SetAside { rows })
         } else {
-            let rows = self.snapshots.owed.deletions_unsnapshotted();
+            let rows = self.incremental.unsnapshotted();
             (rows > 0).then_some(Unvouched::DeletionsUnsnapshotted { rows })
         };
         match why {

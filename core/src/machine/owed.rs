@@ -44,9 +44,6 @@ pub(crate) struct OwedSnapshot {
     recording: bool,
     /// Only the owed snapshot itself pays it.
     only_its_own: bool,
-    /// Deletions of jobs no object name can carry that no snapshot landed
-    /// since holds ([`Owed::AfterDeletion`]).
-    deletions: u64,
 }
 
 impl OwedSnapshot {
@@ -67,20 +64,12 @@ impl OwedSnapshot {
         }
     }
 
-    /// Owes a snapshot for `rows` deletions of jobs no object name can
-    /// carry, unless one is owed already: any owed snapshot started after
-    /// them pays it.
-    pub fn owe_after_deletion(&mut self, rows: u64) {
-        self.deletions += rows;
+    /// Owes a snapshot for deletions of jobs no object name can carry,
+    /// unless one is owed already ([`Owed::AfterDeletion`]).
+    pub fn owe_after_deletion(&mut self) {
         if self.owed.is_none() {
             self.owed = Some(Owed::AfterDeletion);
         }
-    }
-
-    /// Deletions no snapshot holds yet: until one lands, a restore brings
-    /// those jobs back.
-    pub fn deletions_unsnapshotted(&self) -> u64 {
-        self.deletions
     }
 
     /// The snapshot to take now, if one is owed and its wait is over.
@@ -114,7 +103,6 @@ impl OwedSnapshot {
                 "the full snapshot owed to the bucket prefix landed: it holds the whole database"
             );
         }
-        self.deletions = 0;
         self.failures = 0;
         self.not_before = None;
         self.record(out);

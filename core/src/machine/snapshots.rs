@@ -15,6 +15,7 @@ use super::Context;
 use super::io::{Command, Failure, FailureKind, SnapshotOrder, SnapshotReason};
 use super::owed::OwedSnapshot;
 use super::schedule::{Attempts, Schedule};
+use crate::Seq;
 use crate::job_id::InvalidName;
 use crate::object_name::{Framing, ObjectKind, ObjectName, snapshot_object};
 use crate::timestamp::Timestamp;
@@ -68,6 +69,10 @@ enum Stage {
         reason: SnapshotReason,
         /// [`Snapshots::epoch`] when it started.
         epoch: u64,
+        /// The deletions of jobs no object name can carry read when it
+        /// started, which its copy holds
+        /// ([`super::incremental::Incremental::deletions_read_through`]).
+        deletions_through: Seq,
         object: ObjectName,
         /// Asked to be dropped ([`Command::AbandonSnapshot`]).
         abandoned: bool,
@@ -321,22 +326,30 @@ impl Snapshots {
         self.take_snapshot(cx, &name, reason);
     }
 
+    /// A snapshot landed or failed; if it landed, the deletions of jobs no
+    /// object name can carry that it holds: those read when it started.
     pub fn on_snapshot_taken(
         &mut self,
         cx: &mut Context,
         object: &ObjectName,
         result: Result<u64, Failure>,
-    ) {
-        let (reason, epoch) = match std::mem::take(&mut self.stage) {
-            Stage::Snapshotting { reason, epoch, .. } => (reason, epoch),
+    ) -> Option<Seq> {
+        let (reason, epoch, deletions_through) = match std::mem::take(&mut self.stage) {
+            Stage::Snapshotting {
+                reason,
+                epoch,
+                deletions_through,
+                ..
+            } => (reason, epoch, deletions_through),
             other => {
                 self.stage = other;
                 cx.unexpected(format_args!(
                     "snapshot {object}: result with none outstanding"
                 ));
-                return;
+                return None;
             }
         };
+        let holds = (result.is_ok() && epoch == self.epoch).then_some(deletions_through);
         match &result {
             Ok(bytes) => {
                 cx.metrics.uploads.add(ObjectKind::Snapshot, 1);
@@ -403,6 +416,7 @@ impl Snapshots {
             }
         }
         self.start_next(cx);
+        holds
     }
 
     pub fn on_deleted(&mut self, cx: &mut Context, name: &str, result: Result<(), Failure>) {
@@ -470,11 +484,11 @@ impl Snapshots {
         self.epoch += 1;
     }
 
-    /// `rows` jobs no object name can carry were deleted: a snapshot is
-    /// owed, and none under way pays it, since its copy may hold them.
-    pub fn owe_after_deletion(&mut self, cx: &mut Context, rows: u64) {
-        self.epoch += 1;
-        self.owed.owe_after_deletion(rows);
+    /// Jobs no object name can carry were deleted, and no snapshot holds
+    /// the deletions yet: one is owed (a snapshot under way pays for the
+    /// deletions read before it started only).
+    pub fn owe_after_deletion(&mut self, cx: &mut Context) {
+        self.owed.owe_after_deletion();
         self.start_next(cx);
     }
 
@@ -569,6 +583,7 @@ impl Snapshots {
                 self.stage = Stage::Snapshotting {
                     reason,
                     epoch: self.epoch,
+                    deletions_through: cx.deletions_through,
                     object: order.object.clone(),
                     abandoned: false,
                 };
