@@ -390,9 +390,13 @@ impl Incremental {
     /// landed: the cursor may pass them. One started before a deletion pays
     /// nothing for it, so deletions that go on during snapshots are paid
     /// by the next snapshot each, not held for good.
-    pub fn deletions_snapshotted(&mut self, through: Seq) {
+    /// The cursor is saved past them at once: a stop waiting for the
+    /// snapshot ended without the save, and the next start took the
+    /// snapshot again (a hostile trial).
+    pub fn deletions_snapshotted(&mut self, cx: &mut Context, through: Seq) {
         self.unsnapshotted.retain(|&seq| seq > through);
         self.advance();
+        self.save(cx);
     }
 
     pub fn set_aside_recorded(&mut self, recorded: u64) {

@@ -34,6 +34,7 @@ pub use io::{
     SNAPSHOT_DEADLINE, SnapshotOrder, SnapshotReason,
 };
 pub use metrics::{Metrics, PerKind};
+pub use owed::AFTER_DELETION_SPACING;
 pub use schedule::{NotATimeOfDay, Schedule, parse_time_of_day};
 pub use set_aside::{RowId, Unreadable};
 pub use snapshots::{immediate_base_name, plan_snapshot, trigger_retry_wait};
@@ -419,7 +420,7 @@ impl Backup {
                 }
                 let holds = self.snapshots.on_snapshot_taken(&mut cx, &object, result);
                 if let Some(through) = holds {
-                    self.incremental.deletions_snapshotted(through);
+                    self.incremental.deletions_snapshotted(&mut cx, through);
                 }
             }
             Input::BucketRead { ask, result } => {

@@ -31,6 +31,12 @@ use crate::timestamp::Timestamp;
 const FIRST_WAIT: Duration = Duration::from_secs(10);
 /// The longest wait between tries.
 const LONGEST_WAIT: Duration = Duration::from_secs(300);
+/// The least time between the starts of two snapshots owed for deletions
+/// ([`Owed::AfterDeletion`]). A writer deleting such jobs all the time had
+/// one full snapshot taken after another (14 of a 248 MB database in 90 s,
+/// a hostile trial); the cursor waits for the next instead, and
+/// `pending_jobs` counts the deletions meanwhile.
+pub const AFTER_DELETION_SPACING: Duration = Duration::from_secs(60);
 
 #[derive(Debug, Default)]
 pub(crate) struct OwedSnapshot {
@@ -44,6 +50,8 @@ pub(crate) struct OwedSnapshot {
     recording: bool,
     /// Only the owed snapshot itself pays it.
     only_its_own: bool,
+    /// When the last snapshot owed for deletions started.
+    last_after_deletion: Option<Timestamp>,
 }
 
 impl OwedSnapshot {
@@ -65,10 +73,23 @@ impl OwedSnapshot {
     }
 
     /// Owes a snapshot for deletions of jobs no object name can carry,
-    /// unless one is owed already ([`Owed::AfterDeletion`]).
-    pub fn owe_after_deletion(&mut self) {
+    /// unless one is owed already ([`Owed::AfterDeletion`]), no sooner than
+    /// [`AFTER_DELETION_SPACING`] after the last one started (a clock
+    /// stepped back before that start does not hold it longer).
+    pub fn owe_after_deletion(&mut self, now: Timestamp) {
         if self.owed.is_none() {
             self.owed = Some(Owed::AfterDeletion);
+            self.not_before = self
+                .last_after_deletion
+                .map(|last| last + AFTER_DELETION_SPACING)
+                .filter(|&at| now < at && at <= now + AFTER_DELETION_SPACING);
+        }
+    }
+
+    /// The owed snapshot `owed` started now.
+    pub fn started(&mut self, owed: Owed, now: Timestamp) {
+        if owed == Owed::AfterDeletion {
+            self.last_after_deletion = Some(now);
         }
     }
 
@@ -118,7 +139,7 @@ impl OwedSnapshot {
             .saturating_mul(1 << (self.failures - 1).min(10))
             .min(LONGEST_WAIT);
         self.not_before = Some(now + wait);
-        error!(snapshot = owed.base_name(), error = %failure, retry_in_seconds = wait.as_secs_f64(), "the snapshot taken at start failed; retrying");
+        error!(snapshot = owed.base_name(), error = %failure, retry_in_seconds = wait.as_secs_f64(), "the snapshot owed to the bucket prefix failed; retrying");
     }
 
     /// At each step: a record that failed is made again.

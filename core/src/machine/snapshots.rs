@@ -488,7 +488,7 @@ impl Snapshots {
     /// the deletions yet: one is owed (a snapshot under way pays for the
     /// deletions read before it started only).
     pub fn owe_after_deletion(&mut self, cx: &mut Context) {
-        self.owed.owe_after_deletion();
+        self.owed.owe_after_deletion(cx.now);
         self.start_next(cx);
     }
 
@@ -509,6 +509,7 @@ impl Snapshots {
             return false;
         };
         let basename = immediate_base_name(owed.base_name(), cx.now);
+        self.owed.started(owed, cx.now);
         self.take_snapshot(cx, &basename, SnapshotReason::Owed(owed))
     }
 
