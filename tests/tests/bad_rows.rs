@@ -277,3 +277,36 @@ fn a_deleted_job_whose_id_names_no_object_is_not_restored() {
     let ids = sqlite3(&restored, "SELECT id FROM jobs ORDER BY id;");
     assert_eq!(ids.trim(), "good", "the deleted job came back");
 }
+
+/// `verify` names a row of the snapshot that does not decode, and cuts an
+/// age secret key from its id as the daemon's log does: it printed the key
+/// whole (a hostile trial).
+#[test]
+fn verify_names_a_row_whose_id_is_a_secret_key_without_the_key() {
+    let workspace = Workspace::new();
+    workspace.put_jobs(&[serde_json::json!({"id": "good", "name": "good"})]);
+    let key = format!("AGE-SECRET-KEY-1{}", "Q".repeat(58));
+    sqlite3(
+        &workspace.db(),
+        &format!(r#"INSERT INTO jobs (id, body) VALUES ('{key}', '{{"id":"{key}"}}');"#),
+    );
+    let url = format!("file://{}/bucket", workspace.path().display());
+    let output = jobvault_tests::jobvault(None)
+        .args(["backup", "--bucket", &url, "--db"])
+        .arg(workspace.db())
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        jobvault_tests::stderr(&output)
+    );
+    let output = jobvault_tests::jobvault(None)
+        .args(["verify", "--bucket", &url])
+        .output()
+        .unwrap();
+    let said = jobvault_tests::stdout(&output);
+    assert_eq!(output.status.code(), Some(1), "{said}");
+    assert!(said.contains("job \"AGE-SECRET-KEY-1…\""), "{said}");
+    assert!(!said.contains("QQQQ"), "{said}");
+}
