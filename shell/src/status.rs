@@ -71,6 +71,9 @@ pub struct DaemonStatus {
     pub caught_up_seconds_ago: Option<u64>,
     /// Rows of its database no backup can hold.
     pub jobs_set_aside: u64,
+    /// Deletions of jobs no object name can carry that no snapshot holds
+    /// yet: a restore gives those jobs back.
+    pub deletions_unsnapshotted: u64,
     /// It took the lease over from a daemon that may still write, and
     /// writes nothing before this time.
     pub writes_from: Option<String>,
@@ -95,6 +98,9 @@ pub struct LastStop {
     /// Rows of its database no backup can hold when it stopped: a restore
     /// does not give them.
     pub jobs_set_aside: u64,
+    /// Deletions no snapshot held when it stopped: a restore gives those
+    /// jobs back.
+    pub deletions_unsnapshotted: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -181,6 +187,9 @@ pub async fn status(
             }
             if last.jobs_set_aside > 0 {
                 warnings.push(set_aside_warning(last.jobs_set_aside, &last.database));
+            }
+            if last.deletions_unsnapshotted > 0 {
+                warnings.push(deletions_warning(last.deletions_unsnapshotted));
             }
             (None, Some(last))
         }
@@ -329,6 +338,7 @@ fn daemon_status(lease: &Lease, now: Timestamp) -> DaemonStatus {
         caught_up: caught_up.map(Timestamp::rfc3339),
         caught_up_seconds_ago: caught_up.map(|at| now.duration_since(at).as_secs()),
         jobs_set_aside: lease.state.jobs_set_aside,
+        deletions_unsnapshotted: lease.state.deletions_unsnapshotted,
         writes_from: lease
             .state
             .fenced_until
@@ -348,6 +358,7 @@ fn last_stop(lease: &Lease, stopped: Timestamp, now: Timestamp) -> LastStop {
         cursor_seq: lease.state.cursor_seq,
         caught_up: lease.state.caught_up.is_some(),
         jobs_set_aside: lease.state.jobs_set_aside,
+        deletions_unsnapshotted: lease.state.deletions_unsnapshotted,
     }
 }
 
@@ -363,6 +374,9 @@ fn daemon_warnings(daemon: &DaemonStatus) -> Vec<String> {
     }
     if daemon.jobs_set_aside > 0 {
         warnings.push(set_aside_warning(daemon.jobs_set_aside, &daemon.database));
+    }
+    if daemon.deletions_unsnapshotted > 0 {
+        warnings.push(deletions_warning(daemon.deletions_unsnapshotted));
     }
     let renewed = Duration::from_secs(daemon.renewed_seconds_ago);
     let gate = Duration::from_secs(daemon.expiry_seconds / 2);
@@ -395,6 +409,17 @@ fn set_aside_warning(rows: u64, database: &str) -> String {
          daemon's log names them, and so does: sqlite3 {database} 'SELECT id, seq, why FROM \
          set_aside_jobs'",
         counted(rows, "row")
+    )
+}
+
+/// `deletions` jobs no object name can carry were deleted, and no snapshot
+/// holds the deletions yet.
+fn deletions_warning(deletions: u64) -> String {
+    format!(
+        "{} whose ids no object name can carry deleted, and the snapshot that records the \
+         deletions has not landed: a restore gives them back until it does (`jobvault backup` \
+         takes one now)",
+        counted(deletions, "job")
     )
 }
 
@@ -561,6 +586,7 @@ mod tests {
             caught_up: Some("2026-12-04T00:00:00Z".to_owned()),
             caught_up_seconds_ago: Some(1),
             jobs_set_aside: 0,
+            deletions_unsnapshotted: 0,
             writes_from: None,
         };
         assert!(
@@ -573,6 +599,15 @@ mod tests {
                 && warnings[0].contains("1m 31s ago")
                 && warnings[0].contains("1m 30s"),
             "{warnings:?}"
+        );
+        let deleted = DaemonStatus {
+            deletions_unsnapshotted: 2,
+            ..daemon(1)
+        };
+        let warnings = daemon_warnings(&deleted);
+        assert!(
+            warnings.len() == 1 && warnings[0].starts_with("2 jobs whose ids"),
+            "a deletion no snapshot holds is not all caught up: {warnings:?}"
         );
     }
 }

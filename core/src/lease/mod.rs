@@ -99,6 +99,12 @@ pub struct LeaseState {
     /// the leases of earlier releases).
     #[serde(default)]
     pub jobs_set_aside: u64,
+    /// Deletions of jobs no object name can carry that no snapshot holds
+    /// yet: until one lands, a restore gives those jobs back. `status` said
+    /// "all caught up" meanwhile (a hostile trial). Absent when none, and
+    /// in the leases of earlier releases.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub deletions_unsnapshotted: u64,
     /// The highest change of its database the bucket may hold: read for
     /// upload, or the counter being raised past. The cursor alone lagged
     /// it by the saves not made yet (one a second, or every one while the
@@ -672,6 +678,7 @@ mod tests {
                     caught_up: None,
                     newest_snapshot: None,
                     jobs_set_aside: 0,
+                    deletions_unsnapshotted: 0,
                     highest_seq: 0,
                     fenced_until: None,
                     ..current.state.clone()

@@ -663,6 +663,7 @@ impl Backup {
             caught_up: self.metrics().incremental_alive,
             newest_snapshot: self.metrics.last_snapshot,
             jobs_set_aside: self.incremental.set_aside(),
+            deletions_unsnapshotted: self.incremental.unsnapshotted(),
             highest_seq: self.incremental.bucket_may_hold().max(cursor_seq),
             fenced_until: None,
         }
