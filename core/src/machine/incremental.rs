@@ -394,9 +394,12 @@ impl Incremental {
     /// snapshot ended without the save, and the next start took the
     /// snapshot again (a hostile trial).
     pub fn deletions_snapshotted(&mut self, cx: &mut Context, through: Seq) {
+        let held = self.unsnapshotted.len();
         self.unsnapshotted.retain(|&seq| seq > through);
-        self.advance();
-        self.save(cx);
+        if self.unsnapshotted.len() < held {
+            self.advance();
+            self.save(cx);
+        }
     }
 
     pub fn set_aside_recorded(&mut self, recorded: u64) {
