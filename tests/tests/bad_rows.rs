@@ -27,6 +27,33 @@ fn set_aside(db: &std::path::Path) -> String {
     sqlite3(db, "SELECT id, seq, why FROM set_aside_jobs ORDER BY seq;")
 }
 
+/// Inserts, past the checks, a job whose id is an age secret key (no
+/// object name may carry one); returns the id.
+fn insert_key_id(db: &std::path::Path) -> String {
+    let key = format!("AGE-SECRET-KEY-1{}", "Q".repeat(58));
+    sqlite3(
+        db,
+        &format!(r#"INSERT INTO jobs (id, body) VALUES ('{key}', '{{"id":"{key}"}}');"#),
+    );
+    key
+}
+
+/// Restores `url` beside `workspace`'s database; the restored file.
+fn restore(workspace: &Workspace, emulator: &Emulator, url: &str) -> std::path::PathBuf {
+    let restored = workspace.path().join("restored.db");
+    let output = jobvault_tests::jobvault(Some(&emulator.endpoint()))
+        .args(["restore", "--bucket", url, "--to"])
+        .arg(&restored)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        jobvault_tests::stderr(&output)
+    );
+    restored
+}
+
 #[test]
 fn a_row_that_is_not_utf8_is_set_aside_and_later_changes_still_reach_the_bucket() {
     let emulator = Emulator::shared();
@@ -139,17 +166,7 @@ fn a_body_with_a_trailing_nul_is_set_aside_and_the_prefix_still_restores() {
         "{set_aside}"
     );
     daemon.stop();
-    let restored = workspace.path().join("restored.db");
-    let output = jobvault_tests::jobvault(Some(&emulator.endpoint()))
-        .args(["restore", "--bucket", &url, "--to"])
-        .arg(&restored)
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        jobvault_tests::stderr(&output)
-    );
+    let restored = restore(&workspace, emulator, &url);
     let jobs = JobDb::open(&restored).unwrap().list().unwrap();
     let ids: Vec<_> = jobs.iter().map(|e| e.id.to_string()).collect();
     assert_eq!(ids, ["good"]);
@@ -190,11 +207,7 @@ fn a_row_whose_id_is_a_secret_key_is_set_aside_and_names_no_object() {
     workspace.put_jobs(&[serde_json::json!({"id": "good", "name": "good"})]);
     let daemon = Daemon::start(&workspace, Some(&emulator.endpoint()), &url, "200ms", &[]);
     let db = workspace.db();
-    let key = format!("AGE-SECRET-KEY-1{}", "Q".repeat(58));
-    sqlite3(
-        &db,
-        &format!(r#"INSERT INTO jobs (id, body) VALUES ('{key}', '{{"id":"{key}"}}');"#),
-    );
+    insert_key_id(&db);
     caught_up(&db);
     let set_aside = set_aside(&db);
     assert!(
@@ -239,11 +252,7 @@ fn a_deleted_job_whose_id_names_no_object_is_not_restored() {
     let workspace = Workspace::new();
     workspace.put_jobs(&[serde_json::json!({"id": "good", "name": "good"})]);
     let db = workspace.db();
-    let key = format!("AGE-SECRET-KEY-1{}", "Q".repeat(58));
-    sqlite3(
-        &db,
-        &format!(r#"INSERT INTO jobs (id, body) VALUES ('{key}', '{{"id":"{key}"}}');"#),
-    );
+    let key = insert_key_id(&db);
     let daemon = Daemon::start(&workspace, Some(&emulator.endpoint()), &url, "200ms", &[]);
     // Its first snapshot holds the row.
     daemon.settled();
@@ -263,17 +272,7 @@ fn a_deleted_job_whose_id_names_no_object_is_not_restored() {
     caught_up(&db);
     let (exit, log) = daemon.stop_and_log();
     assert_eq!(exit.code(), Some(0), "{log}");
-    let restored = workspace.path().join("restored.db");
-    let output = jobvault_tests::jobvault(Some(&emulator.endpoint()))
-        .args(["restore", "--bucket", &url, "--to"])
-        .arg(&restored)
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        jobvault_tests::stderr(&output)
-    );
+    let restored = restore(&workspace, emulator, &url);
     let ids = sqlite3(&restored, "SELECT id FROM jobs ORDER BY id;");
     assert_eq!(ids.trim(), "good", "the deleted job came back");
 }
@@ -285,11 +284,7 @@ fn a_deleted_job_whose_id_names_no_object_is_not_restored() {
 fn verify_names_a_row_whose_id_is_a_secret_key_without_the_key() {
     let workspace = Workspace::new();
     workspace.put_jobs(&[serde_json::json!({"id": "good", "name": "good"})]);
-    let key = format!("AGE-SECRET-KEY-1{}", "Q".repeat(58));
-    sqlite3(
-        &workspace.db(),
-        &format!(r#"INSERT INTO jobs (id, body) VALUES ('{key}', '{{"id":"{key}"}}');"#),
-    );
+    insert_key_id(&workspace.db());
     let url = format!("file://{}/bucket", workspace.path().display());
     let output = jobvault_tests::jobvault(None)
         .args(["backup", "--bucket", &url, "--db"])
