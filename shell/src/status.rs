@@ -484,14 +484,19 @@ impl Status {
             }
             (None, newest_job) => self.render_no_daemon(&mut out, newest_job.as_ref()),
         }
-        let restorable = match self.newest_snapshot {
+        let restorable = match (&self.newest_snapshot, &self.newest_job_upload) {
             // A restore starts from a snapshot: with none, it has nothing
-            // to start from but the job objects (`--from-job-objects`).
-            None => format!(
+            // to start from but the job objects (`--from-job-objects`),
+            // and with none of those either, nothing (a mistyped prefix
+            // was pointed at `--from-job-objects`).
+            (None, None) if self.daemon.is_none() && self.last_stop.is_none() => {
+                "nothing: this prefix holds no backup".to_owned()
+            }
+            (None, _) => format!(
                 "no snapshot yet (job objects alone, with --from-job-objects); once there is one, {}",
                 self.history.render(&self.bucket)
             ),
-            Some(_) => self.history.render(&self.bucket),
+            (Some(_), _) => self.history.render(&self.bucket),
         };
         out.push_str(&format!("restorable          {restorable}\n"));
         for warning in &self.warnings {
