@@ -164,3 +164,32 @@ fn running_as_root() -> bool {
         .output()
         .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
 }
+
+/// A UNIQUE index of the user's own on `jobs`: `INSERT OR REPLACE` beside
+/// it removes a row without the delete triggers, so no backup records the
+/// deletion and a restore gives the row back (a hostile trial), and it can
+/// refuse a restore. `check` passed every line over it; it now warns.
+#[test]
+fn a_unique_index_of_ones_own_on_jobs_is_warned_of() {
+    let emulator = Emulator::shared();
+    let bucket = emulator.new_bucket("check-unique");
+    let workspace = Workspace::new();
+    workspace.put_jobs(&[serde_json::json!({ "id": "a", "name": "A" })]);
+    jobvault_tests::writers::sqlite3(
+        &workspace.db(),
+        "CREATE UNIQUE INDEX jobs_name ON jobs (json_extract(body, '$.name'));",
+    );
+    let output = check(emulator, &workspace, &format!("gs://{bucket}"));
+    assert!(output.status.success(), "a warning: {}", stdout(&output));
+    let database = stdout(&output)
+        .lines()
+        .find(|line| line.contains(" database: "))
+        .unwrap()
+        .to_owned();
+    assert!(
+        database.starts_with("WARN ")
+            && database.contains("jobs_name")
+            && database.contains("UNIQUE"),
+        "{database}"
+    );
+}

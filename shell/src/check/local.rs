@@ -9,7 +9,10 @@ use crate::snapshot::{copy_size, free_bytes};
 use jobvault_core::checks::Check;
 use jobvault_core::trigger::TRIGGER_DIR;
 
-/// The database exists, has the current schema and takes a write lock.
+/// The database exists, has the current schema and takes a write lock; a
+/// UNIQUE index of the user's own on `jobs` is warned of: a hostile trial's
+/// `INSERT OR REPLACE` beside one removed a row no backup recorded as
+/// deleted, and a restore gave it back, with every check passed.
 pub(super) fn database(path: &Path) -> Check {
     let result = JobDb::open(path).and_then(|mut db| {
         let version = db.schema_version()?;
@@ -19,14 +22,27 @@ pub(super) fn database(path: &Path) -> Check {
             None
         };
         db.check_writable()?;
-        Ok((version, jobs))
+        Ok((version, jobs, db.unique_indexes()?))
     });
     let result = match result {
-        Ok((_, Some(jobs))) => Ok(format!(
+        Ok((_, Some(jobs), unique)) if !unique.is_empty() => {
+            return Check::warned(
+                "database",
+                format!(
+                    "{}: {jobs} jobs, schema current, writable; but the index {} on jobs is \
+                     UNIQUE: INSERT OR REPLACE then removes rows without the delete triggers, so \
+                     a restore gives them back, and the index can refuse a restore (see the \
+                     writer contract in the README)",
+                    path.display(),
+                    unique.join(", ")
+                ),
+            );
+        }
+        Ok((_, Some(jobs), _)) => Ok(format!(
             "{}: {jobs} jobs, schema current, writable",
             path.display()
         )),
-        Ok((version, None)) => Err(format!(
+        Ok((version, None, _)) => Err(format!(
             "{}: schema version {version}, not {CURRENT_VERSION}; run `jobvault init --db {}` (or start `jobvault run`, which upgrades it)",
             path.display(),
             path.display()

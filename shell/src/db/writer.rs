@@ -64,6 +64,24 @@ impl JobDb {
             .transpose()
     }
 
+    /// The UNIQUE indexes of the user's own on `jobs` (its id's is not
+    /// one): beside `INSERT OR REPLACE` they remove rows without the delete
+    /// triggers, and they can refuse a restore (the writer contract).
+    pub fn unique_indexes(&self) -> Result<Vec<String>, DbError> {
+        let mut statement = self
+            .conn
+            .prepare(
+                r#"SELECT name FROM pragma_index_list('jobs') WHERE "unique" AND origin <> 'pk'
+                   ORDER BY name"#,
+            )
+            .in_db(&self.path)?;
+        statement
+            .query_map([], |row| row.get(0))
+            .in_db(&self.path)?
+            .collect::<Result<Vec<String>, _>>()
+            .in_db(&self.path)
+    }
+
     /// Every job, sorted by id.
     pub fn list(&self) -> Result<Vec<Envelope>, DbError> {
         let mut statement = self
