@@ -176,11 +176,12 @@ impl Db {
                 break;
             }
             read += 1;
+            let nameless = self.nameless.contains(id);
             match &held.body {
-                _ if held.bad || self.nameless.contains(id) => batch.unreadable.push(Unreadable {
+                _ if held.bad || nameless => batch.unreadable.push(Unreadable {
                     seq: held.seq,
                     id: RowId(id.as_str().as_bytes().to_vec()),
-                    why: if self.nameless.contains(id) {
+                    why: if nameless {
                         "its id names no object"
                     } else {
                         "its body is not UTF-8 text"

@@ -390,6 +390,7 @@ impl Incremental {
     /// landed: the cursor may pass them. One started before a deletion pays
     /// nothing for it, so deletions that go on during snapshots are paid
     /// by the next snapshot each, not held for good.
+    ///
     /// The cursor is saved past them at once: a stop waiting for the
     /// snapshot ended without the save, and the next start took the
     /// snapshot again (a hostile trial).
@@ -1003,20 +1004,23 @@ impl Incremental {
                 && self
                     .window
                     .range(..=target)
-                    .all(|(seq, (id, _))| self.slots[id].uploaded >= Some(*seq)))
+                    .all(|(&seq, (id, _))| self.uploaded(id, seq)))
+    }
+
+    /// Version `seq` of job `id` is in the bucket, as an upload answered it.
+    fn uploaded(&self, id: &JobId, seq: Seq) -> bool {
+        self.slots[id].uploaded >= Some(seq)
     }
 
     /// Moves `covered` over the window's prefix of versions in the bucket, and
     /// its time over the batches that prefix completes.
     fn advance(&mut self) {
         let held = self.unsnapshotted.first().map_or(Seq::MAX, |seq| seq - 1);
-        while let Some(entry) = self.window.first_entry() {
-            let seq = *entry.key();
-            let slot = &self.slots[&entry.get().0];
-            if slot.uploaded < Some(seq) || seq > held {
+        while let Some((&seq, (id, _))) = self.window.first_key_value() {
+            if seq > held || !self.uploaded(id, seq) {
                 break;
             }
-            let (id, bytes) = entry.remove();
+            let (_, (id, bytes)) = self.window.pop_first().expect("the first entry");
             self.held_bytes -= bytes;
             self.slots
                 .get_mut(&id)

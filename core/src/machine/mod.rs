@@ -710,12 +710,14 @@ impl Backup {
             Some(Unvouched::NewDestination)
         } else if self.lease.as_ref().is_some_and(LeaseMachine::found_gone) {
             Some(Unvouched::LeaseGone)
-        } else if self.incremental.set_aside() > 0 {
-            let rows = self.incremental.set_aside();
-            Some(Unvouched::SetAside { rows })
         } else {
-            let rows = self.incremental.unsnapshotted();
-            (rows > 0).then_some(Unvouched::DeletionsUnsnapshotted { rows })
+            let (rows, deleted) = (
+                self.incremental.set_aside(),
+                self.incremental.unsnapshotted(),
+            );
+            (rows > 0)
+                .then_some(Unvouched::SetAside { rows })
+                .or((deleted > 0).then_some(Unvouched::DeletionsUnsnapshotted { rows: deleted }))
         };
         match why {
             Some(why) => Stopped::Unvouched {
